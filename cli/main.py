@@ -1,0 +1,141 @@
+"""``lakehouse``: one command line for the stack, the serving process, the stream job, queries and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Sequence
+
+from common.settings import Settings
+
+
+def _stack(settings: Settings):  # noqa: ANN202 - stack.Stack, imported lazily
+    from cli.app_services import full_stack
+
+    return full_stack(settings)
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    stack = _stack(settings)
+    names = args.services or None
+    if args.action == "up":
+        statuses = stack.up(names)
+    elif args.action == "down":
+        statuses = stack.down(names)
+    else:
+        statuses = stack.status(names)
+    for status in statuses:
+        print(status)
+    return 0 if args.action == "down" or all(s.state == "running" for s in statuses) else 1
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.app import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.app_services import stream_ready_file
+    from common.hot_store import open_hot_store
+    from stack.maven import spark_kafka_jars
+    from stream.job import run_stream
+
+    jars = [str(p) for p in spark_kafka_jars(settings, print)]
+    run_stream(settings, open_hot_store(settings), jars, progress=lambda line: print(line, flush=True),
+               ready_file=stream_ready_file(settings))
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from common.hot_store import open_hot_store
+
+    table = open_hot_store(settings).query_arrow(args.sql)
+    rows = table.to_pylist()
+    if args.format == "json":
+        print(json.dumps(rows, default=str, indent=1))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=table.column_names)
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print_table(table.column_names, [[row[c] for c in table.column_names] for row in rows])
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from common.hot_schema import migrate
+    from common.hot_store import open_hot_store
+
+    applied = migrate(open_hot_store(settings))
+    print("applied: " + (", ".join(applied) if applied else "nothing (schema is current)"))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from demo.run import run_demo
+
+    return run_demo(settings, seconds=args.seconds, rate=args.rate)
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    cells = [[str(h) for h in header]] + [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        print("  ".join(v.rjust(w) if n and _numeric(v) else v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _numeric(text: str) -> bool:
+    return text.replace(",", "").replace(".", "").replace("-", "").isdigit()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lakehouse", description="Real-time analytics lakehouse.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("stack", help="start, check or stop the local services")
+    s.add_argument("action", choices=["up", "status", "down"])
+    s.add_argument("services", nargs="*", help="subset of services (default: all)")
+    s.set_defaults(func=cmd_stack)
+    sub.add_parser("serve", help="run the API and the hot node (foreground)").set_defaults(func=cmd_serve)
+    sub.add_parser("stream", help="run the stream job (foreground)").set_defaults(func=cmd_stream)
+    q = sub.add_parser("query", help="run SQL on the hot tier (through the hot node when embedded)")
+    q.add_argument("sql")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.set_defaults(func=cmd_query)
+    sub.add_parser("migrate", help="apply the hot tier's schema migrations").set_defaults(func=cmd_migrate)
+    d = sub.add_parser("demo", help="start everything, stream a synthetic clickstream, print a dashboard")
+    d.add_argument("--seconds", type=int, default=60, help="how long to stream (default 60)")
+    d.add_argument("--rate", type=int, default=2000, help="events per second to send (default 2000)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from common.hot_store import HotStoreError
+    from stack.tools import StackError
+
+    try:
+        return args.func(args, Settings())
+    except (HotStoreError, StackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The hot-store interface: the only way any stage talks to the ClickHouse hot tier.
+
+Embedded chDB allows one process per data folder, so in embedded mode exactly one process (the hot
+node, i.e. the serving process) opens it and every other process goes through the hot node over
+Arrow Flight. Both implementations speak Arrow, so callers never know which one they hold.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from common.settings import Settings
+
+
+class HotStoreError(RuntimeError):
+    """A hot-store call failed; the message says what to do next."""
+
+
+class HotStore(Protocol):
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table: ...
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None: ...
+
+    def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
+        """Insert ``data``; a repeated ``token`` is a replay and changes nothing (exactly-once)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _insert_settings(token: str | None) -> dict[str, Any]:
+    if token is None:
+        return {}
+    return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
+
+
+class ClickHouseHotStore:
+    """clickhouse-connect client to a ClickHouse server (``http://``) or embedded chDB (``chdb://``).
+
+    chDB runs in-process and is not safe for concurrent calls, so calls are serialised by a lock;
+    a ClickHouse server handles concurrency itself but a clickhouse-connect client must not run two
+    queries on one session at once, so the lock is kept there too (the API uses one store per process).
+    """
+
+    def __init__(self, dsn: str) -> None:
+        import clickhouse_connect
+
+        self.dsn = dsn
+        try:
+            self._client = clickhouse_connect.get_client(dsn=dsn)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the fix
+            hint = (
+                "another process (the hot node?) already owns this chDB folder: reach it through the hot node "
+                "(LAKEHOUSE_HOT_STORE_MODE=remote) or stop that process"
+                if dsn.startswith("chdb://")
+                else "check LAKEHOUSE_CLICKHOUSE_DSN and that the ClickHouse server is up"
+            )
+            raise HotStoreError(f"cannot open ClickHouse at {dsn}: {exc} — {hint}") from exc
+        self._lock = threading.Lock()
+
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        with self._lock:
+            return self._client.query_arrow(sql, parameters=parameters or {})
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._client.command(sql, parameters=parameters or {})
+
+    def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
+        if data.num_rows == 0:
+            return
+        with self._lock:
+            self._client.insert_arrow(table, data, settings=_insert_settings(token))
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+class FlightHotStore:
+    """Client of the hot node (``serving.hot_node``) over Arrow Flight."""
+
+    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
+        self.url = url
+        self._client = flight.FlightClient(url)
+        self._options = flight.FlightCallOptions(timeout=timeout_s)
+
+    def _fail(self, exc: Exception) -> HotStoreError:
+        if isinstance(exc, flight.FlightUnavailableError):
+            return HotStoreError(
+                f"the hot node is not reachable at {self.url} — start it with `lakehouse serve` "
+                "(or `lakehouse stack up`), or set LAKEHOUSE_HOT_NODE_URL"
+            )
+        return HotStoreError(f"hot node at {self.url} failed: {exc}")
+
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        ticket = flight.Ticket(json.dumps({"sql": sql, "parameters": parameters or {}}).encode())
+        try:
+            return self._client.do_get(ticket, options=self._options).read_all()
+        except flight.FlightError as exc:
+            raise self._fail(exc) from exc
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        body = json.dumps({"sql": sql, "parameters": parameters or {}}).encode()
+        try:
+            list(self._client.do_action(flight.Action("command", body), options=self._options))
+        except flight.FlightError as exc:
+            raise self._fail(exc) from exc
+
+    def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
+        if data.num_rows == 0:
+            return
+        descriptor = flight.FlightDescriptor.for_command(json.dumps({"table": table, "token": token}).encode())
+        try:
+            writer, _ = self._client.do_put(descriptor, data.schema, options=self._options)
+            writer.write_table(data)
+            writer.close()
+        except flight.FlightError as exc:
+            raise self._fail(exc) from exc
+
+    def ping(self) -> bool:
+        try:
+            list(self._client.do_action(flight.Action("ping", b""), options=flight.FlightCallOptions(timeout=2)))
+            return True
+        except flight.FlightError:
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_hot_store(settings: Settings, *, is_hot_node: bool = False) -> HotStore:
+    """The hot store this process should use, following ``settings.hot_store_mode``."""
+    mode = settings.hot_store_mode
+    if mode not in {"auto", "direct", "remote"}:
+        raise HotStoreError(f"LAKEHOUSE_HOT_STORE_MODE={mode!r} is not one of auto, direct, remote")
+    if mode == "remote" or (mode == "auto" and settings.embedded_clickhouse and not is_hot_node):
+        return FlightHotStore(settings.hot_node_url)
+    return ClickHouseHotStore(settings.effective_clickhouse_dsn)

@@ -1,0 +1,122 @@
+"""The one settings object, read from the environment (prefix ``LAKEHOUSE_``).
+
+Every stage receives a ``Settings`` instance instead of reading ``os.environ`` itself, so a test
+or a Dagster resource can hand a stage its own configuration. Defaults describe the embedded
+local stack (``lakehouse stack up``); production points each service elsewhere by setting the
+variables listed in the README's settings table (the table is checked against this class by a test).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LAKEHOUSE_", extra="ignore")
+
+    home: Path = Field(
+        default=REPO_ROOT / ".lakehouse",
+        description="Folder holding the local stack's data, logs, pid files and checkpoints.",
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "lakehouse",
+        description="Download/build cache shared by clones: Kafka and Spark connector jars, the MinIO binary.",
+    )
+
+    # Kafka
+    kafka_bootstrap: str = Field(default="localhost:19092", description="Kafka bootstrap servers.")
+    kafka_topic: str = Field(default="events", description="Topic of valid events.")
+    kafka_dlq_topic: str = Field(default="events.dlq", description="Dead-letter topic: rejected events with their reason.")
+    kafka_partitions: int = Field(default=4, description="Partitions of the topics the stack creates.")
+    kafka_manage: bool = Field(default=True, description="Start a local broker with `stack up` (false: use kafka_bootstrap as is).")
+
+    # ClickHouse hot tier
+    clickhouse_dsn: str = Field(
+        default="",
+        description="clickhouse-connect DSN of the hot tier: `http://user:pass@host:8123/db` for a server; "
+        "empty means embedded chDB in `<home>/chdb`, owned by the hot node.",
+    )
+    hot_node_url: str = Field(
+        default="grpc://127.0.0.1:18815",
+        description="Arrow Flight address of the hot node; other processes reach embedded chDB through it.",
+    )
+    hot_store_mode: str = Field(
+        default="auto",
+        description="How a process reaches the hot tier: `direct` (open clickhouse_dsn itself), `remote` (through "
+        "the hot node), `auto` (direct for an http DSN, remote for embedded chDB unless it is the hot node).",
+    )
+
+    # Lake
+    lake_uri: str = Field(default="", description="Root of the Parquet lake: a local folder or `s3://bucket/prefix`; "
+                          "empty means `<home>/lake`.")
+    s3_endpoint: str = Field(default="http://127.0.0.1:19000", description="S3 endpoint (MinIO locally).")
+    s3_access_key: str = Field(default="minioadmin", description="S3 access key (local MinIO default only).")
+    s3_secret_key: str = Field(default="minioadmin", description="S3 secret key (local MinIO default only).")
+    s3_region: str = Field(default="us-east-1", description="S3 region.")
+    minio_manage: bool = Field(default=True, description="Start a local MinIO with `stack up`.")
+
+    # Redis
+    redis_url: str = Field(default="redis://127.0.0.1:16379/0", description="Redis URL (query cache).")
+    redis_manage: bool = Field(default=True, description="Start a local redis-server with `stack up`.")
+
+    # API
+    api_host: str = Field(default="127.0.0.1", description="Bind address of the API (ingestion, queries, hot node).")
+    api_port: int = Field(default=18000, description="Port of the HTTP API.")
+    ingest_max_events: int = Field(default=1000, description="Most events accepted in one POST /events.")
+    ingest_max_bytes: int = Field(default=1_048_576, description="Largest POST /events body in bytes.")
+    ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
+    ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
+
+    # Stream job / Spark
+    spark_master: str = Field(default="local[2]", description="spark.master for the stream and batch jobs.")
+    spark_conf: str = Field(default="", description="Extra Spark settings as `key=value;key=value`.")
+    stream_trigger_seconds: float = Field(default=1.0, description="Micro-batch trigger interval of the stream job.")
+    stream_landing_trigger_seconds: float = Field(
+        default=30.0, description="Trigger interval of the lake landing sink (fewer, larger files when longer)."
+    )
+    stream_watermark_minutes: int = Field(default=10, description="Event-time watermark: events later than this are late.")
+    stream_max_offsets_per_trigger: int = Field(default=200_000, description="Most Kafka records read per micro-batch.")
+    checkpoint_dir: str = Field(default="", description="Stream checkpoints; empty means `<home>/checkpoints`.")
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.home / "chdb"
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.chdb_path}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.effective_clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def effective_lake_uri(self) -> str:
+        return self.lake_uri or str(self.home / "lake")
+
+    @property
+    def effective_checkpoint_dir(self) -> str:
+        return self.checkpoint_dir or str(self.home / "checkpoints")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def spark_extra_conf(self) -> dict[str, str]:
+        pairs = [p for p in self.spark_conf.split(";") if p.strip()]
+        out: dict[str, str] = {}
+        for pair in pairs:
+            if "=" not in pair:
+                raise ValueError(f"LAKEHOUSE_SPARK_CONF entry {pair!r} is not key=value; separate entries with ';'")
+            key, value = pair.split("=", 1)
+            out[key.strip()] = value.strip()
+        return out
