@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from cli.output import print_table
 from common.settings import Settings
 
 
@@ -79,27 +80,6 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from demo.run import run_demo
 
     return run_demo(settings, seconds=args.seconds, rate=args.rate)
-
-
-def print_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    cells = [[str(h) for h in header]] + [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    for n, row in enumerate(cells):
-        print("  ".join(v.rjust(w) if n and _numeric(v) else v.ljust(w) for v, w in zip(row, widths, strict=True)))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def _numeric(text: str) -> bool:
-    return text.replace(",", "").replace(".", "").replace("-", "").isdigit()
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,0 +1,91 @@
+"""The README's settings table, generated from ``common.settings.Settings``.
+
+``python -m cli.settings_doc`` prints the markdown table; ``python -m cli.settings_doc --update-readme``
+rewrites only the part of ``README.md`` between the ``settings-table`` markers. A unit test checks that
+the README lists exactly the fields of ``Settings``, so a new setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.settings import REPO_ROOT, Settings
+
+ENV_PREFIX = "LAKEHOUSE_"
+START_MARKER = "<!-- settings-table:start -->"
+END_MARKER = "<!-- settings-table:end -->"
+README = REPO_ROOT / "README.md"
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def render_default(value: object) -> str:
+    """A default as a reader should set it, independent of where this clone or this user lives."""
+    if isinstance(value, Path):
+        return f"`{_relative_path(value)}`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value is None or value == "":
+        return "*(empty)*"
+    return f"`{value}`"
+
+
+def _relative_path(path: Path) -> str:
+    for root, label in ((REPO_ROOT, "<repo>"), (Path.home(), "~")):
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            continue
+        return label if str(rel) == "." else f"{label}/{rel.as_posix()}"
+    return path.as_posix()
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def settings_table() -> str:
+    """Markdown table of every setting: environment variable, default, description."""
+    lines = ["| Variable | Default | Description |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        lines.append(f"| `{env_name(name)}` | {_cell(render_default(field.default))} | {_cell(field.description or '')} |")
+    return "\n".join(lines)
+
+
+def replace_table(text: str, table: str) -> str:
+    """``text`` with the content between the markers replaced by ``table`` (markers kept)."""
+    start = text.find(START_MARKER)
+    end = text.find(END_MARKER)
+    if start < 0 or end < start:
+        raise ValueError(f"README has no {START_MARKER} … {END_MARKER} block")
+    return text[: start + len(START_MARKER)] + "\n" + table + "\n" + text[end:]
+
+
+def update_readme(path: Path = README) -> None:
+    """Write the table into ``path`` between the markers; create a minimal README if there is none."""
+    table = settings_table()
+    if path.exists():
+        path.write_text(replace_table(path.read_text(), table))
+    else:
+        path.write_text(f"## Settings\n\n{START_MARKER}\n{table}\n{END_MARKER}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cli.settings_doc", description=__doc__.splitlines()[0])
+    p.add_argument("--update-readme", action="store_true", help=f"rewrite the table in {README} between the markers")
+    args = p.parse_args(argv)
+    if args.update_readme:
+        update_readme()
+        print(f"updated the settings table in {README}")
+    else:
+        print(settings_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The speed layer end to end on real services, checked against the generator's own ground truth."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from common.hot_store import ClickHouseHotStore, HotStore, HotStoreError
+from common.lake import committed_files, landing_path
+from common.settings import Settings
+from demo.clickstream import Clickstream
+from demo.ground_truth import per_minute, totals_by, unique_valid
+from demo.load import post_events
+from stack.process import read_pid
+from stack.services import Stack
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def hot_count(hot: HotStore, tenant: str) -> int:
+    sql = "SELECT count() AS n FROM events_raw WHERE tenant = {t:String}"
+    return hot.query_arrow(sql, {"t": tenant}).to_pylist()[0]["n"]
+
+
+def hot_minutes(hot: HotStore, tenant: str) -> dict[datetime, dict]:
+    rows = hot.query_arrow(
+        "SELECT toUInt32(minute) AS m, sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
+        "FROM rollups_1m WHERE tenant = {t:String} GROUP BY m",
+        {"t": tenant},
+    ).to_pylist()
+    return {datetime.fromtimestamp(r["m"], UTC): r for r in rows}
+
+
+def landed_rows(settings: Settings, tenant: str) -> list[dict]:
+    rows = []
+    for path in committed_files(landing_path(settings)):
+        table = pq.read_table(path, columns=["tenant", "event_id"])
+        rows.extend(r for r in table.to_pylist() if r["tenant"] == tenant)
+    return rows
+
+
+def late_rows_total(hot: HotStore) -> int:
+    sql = "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot'"
+    return hot.query_arrow(sql).to_pylist()[0]["n"]
+
+
+def test_rollups_equal_the_ground_truth_and_late_events_are_counted_and_landed(
+    stack: Stack, api: httpx.Client, hot: HotStore, settings: Settings, tenant: str
+) -> None:
+    stream = Clickstream(seed=11, tenants=(tenant,), users_per_tenant=800)
+    now = datetime.now(UTC)
+    sent = stream.batch(6000, now, disorder_s=240, duplicate_rate=0.03, malformed_rate=0.01)
+    result = post_events(api, [e.body for e in sent])
+    assert result.rejected == sum(e.kind == "malformed" for e in sent)
+    truth = unique_valid(sent)
+    wait_for(lambda: hot_count(hot, tenant) >= len(truth), 120, "the valid events in the hot tier")
+
+    # Events 15 minutes past the watermark: dropped from the hot tier, counted as late, kept in the lake.
+    late_before = late_rows_total(hot)
+    late = stream.late_batch(40, datetime.now(UTC), timedelta(minutes=settings.stream_watermark_minutes + 15))
+    post_events(api, [e.body for e in late])
+    wait_for(lambda: late_rows_total(hot) - late_before >= len(late), 60, "the late events to be counted")
+    landed_expected = sum(e.kind in ("valid", "duplicate", "late") for e in sent + late)
+    wait_for(lambda: len(landed_rows(settings, tenant)) >= landed_expected, 60, "the landing files")
+
+    assert hot_count(hot, tenant) == len(truth)
+    expected = per_minute(truth, tenant)
+    actual = hot_minutes(hot, tenant)
+    assert set(actual) == set(expected)
+    for minute, want in expected.items():
+        got = actual[minute]
+        assert got["events"] == want["events"], minute
+        assert got["revenue"] == pytest.approx(want["revenue"], abs=1e-6), minute
+        assert abs(got["users"] - len(want["users"])) <= max(1, 0.02 * len(want["users"])), minute
+    assert len(landed_rows(settings, tenant)) == landed_expected
+
+    # The same numbers through the query API, grouped and filtered.
+    body = api.get("/metrics", params={"name": "page_views", "tenant": tenant, "range": "1h", "group_by": "country",
+                                       "filter": "device:mobile"}).json()
+    by_country = {s["group"]["country"]: sum(p[1] for p in s["points"]) for s in body["series"]}
+    mobile = [e for e in truth if e["device"] == "mobile"]
+    assert by_country == totals_by(mobile, tenant, "country", event="page_view")
+    users = api.get("/metrics", params={"name": "unique_users", "tenant": tenant, "range": "1h",
+                                        "granularity": "day"}).json()
+    got_users = sum(p[1] for s in users["series"] for p in s["points"])
+    true_users = len({e["user_id"] for e in truth})
+    assert abs(got_users - true_users) <= 0.02 * true_users
+
+
+def test_exactly_once_when_the_stream_job_is_killed_mid_run(
+    stack: Stack, api: httpx.Client, hot: HotStore, settings: Settings, tenant: str
+) -> None:
+    stream = Clickstream(seed=12, tenants=(tenant,), users_per_tenant=2000)
+    sent = stream.batch(12000, datetime.now(UTC), disorder_s=120, duplicate_rate=0.02, malformed_rate=0.0)
+    post_events(api, [e.body for e in sent], sync=True)
+    wait_for(lambda: hot_count(hot, tenant) > 0, 90, "the first micro-batches")
+
+    record = read_pid(settings.home / "run" / "stream.pid")
+    assert record is not None and record.alive()
+    os.killpg(record.pid, signal.SIGKILL)
+    wait_for(lambda: not record.alive(), 10, "the stream job to die")
+    partial = hot_count(hot, tenant)
+    stack.up(["stream"])  # restarts from the checkpoint
+
+    truth = unique_valid(sent)
+    wait_for(lambda: hot_count(hot, tenant) >= len(truth), 180, "the stream to catch up")
+    landed_expected = sum(e.kind in ("valid", "duplicate") for e in sent)
+    wait_for(lambda: len(landed_rows(settings, tenant)) >= landed_expected, 60, "the landing files")
+    time.sleep(3)  # a replayed batch, if any, would land now
+
+    assert 0 < partial < len(truth), "the kill must happen in the middle of the run"
+    assert hot_count(hot, tenant) == len(truth)
+    expected = per_minute(truth, tenant)
+    actual = hot_minutes(hot, tenant)
+    assert {m: r["events"] for m, r in actual.items()} == {m: r["events"] for m, r in expected.items()}
+    landed = landed_rows(settings, tenant)
+    assert len(landed) == landed_expected
+    sent_ids = sorted(e.body["event_id"] for e in sent)
+    assert sorted(r["event_id"] for r in landed) == sent_ids
+
+
+def test_the_hot_node_owns_chdb_and_the_cli_queries_through_it(
+    stack: Stack, settings: Settings, hot: HotStore
+) -> None:
+    with pytest.raises(HotStoreError, match="already owns this chDB folder"):
+        ClickHouseHotStore(settings.effective_clickhouse_dsn)
+    api_pid = read_pid(settings.home / "run" / "api.pid").pid
+    stream_pid = read_pid(settings.home / "run" / "stream.pid").pid
+    assert api_pid != stream_pid
+    truth = hot.query_arrow("SELECT count() AS n FROM events_raw").to_pylist()[0]["n"]
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "query", "SELECT count() AS n FROM events_raw", "--format", "csv"],
+        capture_output=True, text=True, check=True, env=os.environ,
+    )
+    assert out.stdout.splitlines() == ["n", str(truth)]
