@@ -53,7 +53,8 @@ def settings_table() -> str:
     """Markdown table of every setting: environment variable, default, description."""
     lines = ["| Variable | Default | Description |", "| --- | --- | --- |"]
     for name, field in Settings.model_fields.items():
-        lines.append(f"| `{env_name(name)}` | {_cell(render_default(field.default))} | {_cell(field.description or '')} |")
+        default, description = _cell(render_default(field.default)), _cell(field.description or "")
+        lines.append(f"| `{env_name(name)}` | {default} | {description} |")
     return "\n".join(lines)
 
 
