@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -82,6 +83,24 @@ class ClickHouseHotStore:
             self._client.close()
 
 
+def encode_request(payload: dict[str, Any]) -> bytes:
+    """JSON with datetimes tagged, so typed query parameters survive the trip to the hot node."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return {"$datetime": value.isoformat()}
+        raise TypeError(f"cannot send a {type(value).__name__} as a query parameter")
+
+    return json.dumps(payload, default=default).encode()
+
+
+def decode_request(data: bytes) -> dict[str, Any]:
+    def hook(obj: dict[str, Any]) -> Any:
+        return datetime.fromisoformat(obj["$datetime"]) if set(obj) == {"$datetime"} else obj
+
+    return json.loads(data, object_hook=hook)
+
+
 class FlightHotStore:
     """Client of the hot node (``serving.hot_node``) over Arrow Flight."""
 
@@ -99,14 +118,14 @@ class FlightHotStore:
         return HotStoreError(f"hot node at {self.url} failed: {exc}")
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        ticket = flight.Ticket(json.dumps({"sql": sql, "parameters": parameters or {}}).encode())
+        ticket = flight.Ticket(encode_request({"sql": sql, "parameters": parameters or {}}))
         try:
             return self._client.do_get(ticket, options=self._options).read_all()
         except flight.FlightError as exc:
             raise self._fail(exc) from exc
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
-        body = json.dumps({"sql": sql, "parameters": parameters or {}}).encode()
+        body = encode_request({"sql": sql, "parameters": parameters or {}})
         try:
             list(self._client.do_action(flight.Action("command", body), options=self._options))
         except flight.FlightError as exc:
@@ -115,7 +134,7 @@ class FlightHotStore:
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         if data.num_rows == 0:
             return
-        descriptor = flight.FlightDescriptor.for_command(json.dumps({"table": table, "token": token}).encode())
+        descriptor = flight.FlightDescriptor.for_command(encode_request({"table": table, "token": token}))
         try:
             writer, _ = self._client.do_put(descriptor, data.schema, options=self._options)
             writer.write_table(data)

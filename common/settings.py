@@ -31,9 +31,13 @@ class Settings(BaseSettings):
     # Kafka
     kafka_bootstrap: str = Field(default="localhost:19092", description="Kafka bootstrap servers.")
     kafka_topic: str = Field(default="events", description="Topic of valid events.")
-    kafka_dlq_topic: str = Field(default="events.dlq", description="Dead-letter topic: rejected events with their reason.")
+    kafka_dlq_topic: str = Field(
+        default="events.dlq", description="Dead-letter topic: rejected events with their reason."
+    )
     kafka_partitions: int = Field(default=4, description="Partitions of the topics the stack creates.")
-    kafka_manage: bool = Field(default=True, description="Start a local broker with `stack up` (false: use kafka_bootstrap as is).")
+    kafka_manage: bool = Field(
+        default=True, description="Start a local broker with `stack up` (false: use kafka_bootstrap as is)."
+    )
 
     # ClickHouse hot tier
     clickhouse_dsn: str = Field(
@@ -52,8 +56,10 @@ class Settings(BaseSettings):
     )
 
     # Lake
-    lake_uri: str = Field(default="", description="Root of the Parquet lake: a local folder or `s3://bucket/prefix`; "
-                          "empty means `<home>/lake`.")
+    lake_uri: str = Field(
+        default="",
+        description="Root of the Parquet lake: a local folder or `s3://bucket/prefix`; empty means `<home>/lake`.",
+    )
     s3_endpoint: str = Field(default="http://127.0.0.1:19000", description="S3 endpoint (MinIO locally).")
     s3_access_key: str = Field(default="minioadmin", description="S3 access key (local MinIO default only).")
     s3_secret_key: str = Field(default="minioadmin", description="S3 secret key (local MinIO default only).")
@@ -79,7 +85,9 @@ class Settings(BaseSettings):
     stream_landing_trigger_seconds: float = Field(
         default=30.0, description="Trigger interval of the lake landing sink (fewer, larger files when longer)."
     )
-    stream_watermark_minutes: int = Field(default=10, description="Event-time watermark: events later than this are late.")
+    stream_watermark_minutes: int = Field(
+        default=10, description="Event-time watermark: events later than this are late."
+    )
     stream_max_offsets_per_trigger: int = Field(default=200_000, description="Most Kafka records read per micro-batch.")
     checkpoint_dir: str = Field(default="", description="Stream checkpoints; empty means `<home>/checkpoints`.")
 

@@ -37,7 +37,9 @@ def per_minute(events: Iterable[dict[str, Any]], tenant: str) -> dict[datetime, 
     return dict(out)
 
 
-def totals_by(events: Iterable[dict[str, Any]], tenant: str, dimension: str, event: str | None = None) -> dict[str, int]:
+def totals_by(
+    events: Iterable[dict[str, Any]], tenant: str, dimension: str, event: str | None = None
+) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     for e in events:
         if e["tenant"] == tenant and (event is None or e["event"] == event):

@@ -37,8 +37,10 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
     dlq_before = topic_size(settings, settings.kafka_dlq_topic)
     sent = []
 
-    print(f"== streaming {rate:,} events/s for {seconds}s to {settings.api_url}/events "
-          "(out-of-order, 1 % duplicates, 0.5 % malformed), with freshness probes")
+    print(
+        f"== streaming {rate:,} events/s for {seconds}s to {settings.api_url}/events "
+        "(out-of-order, 1 % duplicates, 0.5 % malformed), with freshness probes"
+    )
     with FreshnessProbe(settings.api_url, interval_s=1.0) as probe:
         deadline = time.monotonic() + seconds
         tick = 0
@@ -49,8 +51,10 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
             result = post_events(client, [e.body for e in batch])
             tick += 1
             if tick % 10 == 0:
-                print(f"   {tick:>4}s sent {len(sent):,} events, last second: {result.accepted:,} accepted, "
-                      f"{result.rejected} rejected; freshness probes so far {len(probe.latencies)}")
+                print(
+                    f"   {tick:>4}s sent {len(sent):,} events, last second: {result.accepted:,} accepted, "
+                    f"{result.rejected} rejected; freshness probes so far {len(probe.latencies)}"
+                )
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
 
     late = stream.late_batch(200, datetime.now(UTC), timedelta(minutes=settings.stream_watermark_minutes + 15))
@@ -65,7 +69,8 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
     count = 0
     while time.monotonic() < wait_until:
         count = store.query_arrow(
-            "SELECT count() AS n FROM events_raw WHERE tenant IN {t:Array(String)} AND received_at >= {s:DateTime64(3)}",
+            "SELECT count() AS n FROM events_raw "
+            "WHERE tenant IN {t:Array(String)} AND received_at >= {s:DateTime64(3)}",
             {"t": tenants, "s": started_at.replace(tzinfo=None)},
         ).to_pylist()[0]["n"]
         if count >= expected:
@@ -75,15 +80,18 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
 
     window = "15m"
     print(f"\n== dashboard: tenant acme, last {window}, page views by country (from /metrics)")
-    views = client.get("/metrics", params={"name": "page_views", "tenant": "acme", "range": window,
-                                           "group_by": "country"}).json()
-    rows = sorted(((s["group"]["country"], sum(p[1] for p in s["points"])) for s in views["series"]),
-                  key=lambda r: -r[1])
+    views = client.get(
+        "/metrics", params={"name": "page_views", "tenant": "acme", "range": window, "group_by": "country"}
+    ).json()
+    rows = sorted(
+        ((s["group"]["country"], sum(p[1] for p in s["points"])) for s in views["series"]), key=lambda r: -r[1]
+    )
     print_table(["country", "page_views"], rows)
     summary = []
     for metric in ("events", "page_views", "purchases", "revenue", "unique_users"):
-        body = client.get("/metrics", params={"name": metric, "tenant": "acme", "range": window,
-                                              "granularity": "day"}).json()
+        body = client.get(
+            "/metrics", params={"name": metric, "tenant": "acme", "range": window, "granularity": "day"}
+        ).json()
         summary.append((metric, sum(p[1] for s in body["series"] for p in s["points"]), body["took_ms"]))
     print()
     print_table(["metric (acme, 15m)", "value", "query ms"], summary)
@@ -107,7 +115,9 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
             ("freshness probes (timeouts)", f"{fresh['probes']} ({fresh['timeouts']})"),
         ],
     )
-    print(f"\nThe stack keeps running: try `curl '{settings.api_url}/metrics?name=page_views&tenant=acme&range=1h"
-          f"&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; stop it with "
-          "`lakehouse stack down`.")
+    print(
+        f"\nThe stack keeps running: try `curl '{settings.api_url}/metrics?name=page_views&tenant=acme&range=1h"
+        f"&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; stop it with "
+        "`lakehouse stack down`."
+    )
     return 0 if count >= expected else 1

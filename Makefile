@@ -1,0 +1,53 @@
+# Two commands matter: `make demo` (start everything, stream a synthetic clickstream, show the
+# dashboard) and `make test` (the whole suite on real services). Both set up what is missing first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-packages demo test test-unit lint bench stack-up stack-down clean
+
+setup: $(STAMP) system-packages
+
+# System packages from Debian: redis-server (Java 17, Maven and Go come with the machine image; the
+# stack names what is missing if they do not).
+system-packages:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "setup: installing redis-server from Debian"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null) || \
+	  { echo "setup: could not install redis-server; run 'apt-get install redis-server' as root"; exit 1; }; }
+	@for tool in java mvn go; do command -v $$tool >/dev/null 2>&1 || \
+	  { echo "setup: '$$tool' is missing (need Java 17, Maven 3, Go 1.24+): install it, e.g. apt-get install openjdk-17-jdk-headless maven golang"; exit 1; }; done
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing Python dependencies into $(VENV) (cached by pip after the first run)"
+	@$(BIN)/pip install -q --upgrade pip
+	@$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/lakehouse demo
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit tests/test_definitions.py
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python -m bench.freshness_throughput
+
+stack-up: setup
+	$(BIN)/lakehouse stack up
+
+stack-down: setup
+	$(BIN)/lakehouse stack down
+
+clean:
+	-$(BIN)/lakehouse stack down
+	rm -rf .lakehouse
