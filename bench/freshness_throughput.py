@@ -1,0 +1,191 @@
+"""Benchmark: end-to-end freshness and sustained throughput of the speed layer.
+
+Runs its own stack (home ``.lakehouse/bench``, ports 29xxx) so that the demo's data is untouched:
+
+1. Kafka → hot tier: ``--kafka-events`` events are produced straight to Kafka, then the stream job
+   starts and drains them; throughput is rows / wall time of its micro-batches (``stream_progress``).
+2. API → hot tier: ``--clients`` threads post 1,000-event batches for ``--seconds`` while a probe
+   measures freshness (event sent → visible through ``GET /metrics``) once a second.
+
+Usage: ``python -m bench.freshness_throughput [--seconds 120] [--clients 4] [--kafka-events 3000000]``.
+Figures are printed and written to ``bench/results/freshness_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+from kafka import KafkaProducer
+
+from common.events import normalize_event
+
+RESULTS = Path(__file__).resolve().parent / "results" / "freshness_throughput.json"
+BENCH_ENV = {
+    "LAKEHOUSE_KAFKA_BOOTSTRAP": "localhost:29092",
+    "LAKEHOUSE_S3_ENDPOINT": "http://127.0.0.1:29000",
+    "LAKEHOUSE_REDIS_URL": "redis://127.0.0.1:26379/0",
+    "LAKEHOUSE_API_PORT": "28000",
+    "LAKEHOUSE_HOT_NODE_URL": "grpc://127.0.0.1:28815",
+}
+
+
+class EventTemplates:
+    """Pre-serialized events whose id is patched in per send: generating 10 M events in Python would
+    take longer than sending them, and every id must be unique or the stream drops it as a duplicate."""
+
+    def __init__(self, n: int = 2000) -> None:
+        from demo.clickstream import Clickstream
+
+        now = datetime.now(UTC)
+        events = [e.body for e in Clickstream(seed=99).batch(n, now, duplicate_rate=0, malformed_rate=0)]
+        self.raw = [orjson.dumps({**e, "event_id": "@ID@"}) for e in events]
+        limits = {"now": now, "max_age": timedelta(days=1), "max_future": timedelta(minutes=5)}
+        self.normalized = [orjson.dumps(normalize_event({**e, "event_id": "@ID@"}, **limits)) for e in events]
+        self.run = uuid.uuid4().hex[:8]
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def ids(self, count: int) -> range:
+        with self._lock:
+            start = self._n
+            self._n += count
+        return range(start, start + count)
+
+    def body(self, count: int) -> bytes:
+        ids = self.ids(count)
+        parts = [self.raw[i % len(self.raw)].replace(b"@ID@", f"{self.run}-{i}".encode()) for i in ids]
+        return b"[" + b",".join(parts) + b"]"
+
+
+def hot_count(store) -> int:  # noqa: ANN001
+    return store.query_arrow("SELECT count() AS n FROM events_raw").to_pylist()[0]["n"]
+
+
+def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:  # noqa: ANN001
+    templates = EventTemplates()
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
+                             batch_size=512 * 1024, compression_type="lz4")
+    started = time.perf_counter()
+    for i in templates.ids(n):
+        producer.send(settings.kafka_topic, templates.normalized[i % len(templates.normalized)].replace(
+            b"@ID@", f"{templates.run}-k{i}".encode()))
+        if i and i % 500_000 == 0:
+            print(f"   produced {i:,} events")
+    producer.flush()
+    produce_s = time.perf_counter() - started
+    print(f"   produced {n:,} events in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
+    before = hot_count(store)
+    stack.up(["stream"])
+    deadline = time.monotonic() + 900
+    while hot_count(store) < before + n and time.monotonic() < deadline:
+        time.sleep(1)
+    rows = store.query_arrow(
+        "SELECT min(finished_at - toIntervalMillisecond(duration_ms)) AS first, max(finished_at) AS last, "
+        "sum(input_rows) AS rows, count() AS batches FROM stream_progress WHERE query_name = 'hot' AND input_rows > 0"
+    ).to_pylist()[0]
+    wall = (rows["last"] - rows["first"]).total_seconds()
+    return {"events": n, "produce_events_per_s": round(n / produce_s), "stream_batches": rows["batches"],
+            "stream_wall_s": round(wall, 2), "kafka_to_hot_events_per_s": round(rows["rows"] / wall),
+            "hot_rows_after": hot_count(store) - before}
+
+
+def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict:  # noqa: ANN001
+    from demo.load import FreshnessProbe, percentile
+
+    templates = EventTemplates()
+    stop = threading.Event()
+    accepted = [0] * clients
+    latencies: list[float] = []
+
+    def client(k: int) -> None:
+        with httpx.Client(base_url=settings.api_url, timeout=60) as http:
+            while not stop.is_set():
+                body = templates.body(batch)
+                t0 = time.perf_counter()
+                r = http.post("/events", content=body, headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - t0)
+                r.raise_for_status()
+                accepted[k] += r.json()["accepted"]
+
+    with FreshnessProbe(settings.api_url, interval_s=1.0) as probe:
+        threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        while time.perf_counter() - started < seconds:
+            time.sleep(10)
+            print(f"   {time.perf_counter() - started:5.0f}s  {sum(accepted):,} accepted "
+                  f"({sum(accepted) / (time.perf_counter() - started):,.0f}/s), probes {len(probe.latencies)}")
+        stop.set()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    fresh = probe.summary()
+    return {
+        "seconds": round(elapsed, 1), "clients": clients, "batch_size": batch,
+        "api_events_per_s": round(sum(accepted) / elapsed),
+        "request_p50_ms": round(percentile(latencies, 50) * 1000, 1),
+        "request_p99_ms": round(percentile(latencies, 99) * 1000, 1),
+        "freshness_p50_s": fresh["p50_s"], "freshness_p95_s": fresh["p95_s"], "freshness_p99_s": fresh["p99_s"],
+        "freshness_probes": fresh["probes"], "freshness_timeouts": fresh["timeouts"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--kafka-events", type=int, default=3_000_000)
+    parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
+    args = parser.parse_args()
+
+    repo = Path(__file__).resolve().parents[1]
+    os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
+    from cli.app_services import full_stack
+    from common.hot_store import FlightHotStore
+    from common.settings import Settings
+
+    settings = Settings()
+    stack = full_stack(settings)
+    if args.fresh:
+        stack.down()
+        import shutil
+
+        shutil.rmtree(settings.home, ignore_errors=True)
+    print("== starting the bench stack (without the stream job)")
+    stack.down(["stream"])
+    stack.up(["kafka", "minio", "redis", "api"])
+    store = FlightHotStore(settings.hot_node_url)
+    print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
+    kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
+    print(f"   {kafka}")
+    print(f"== API → hot tier: {args.clients} clients posting 1,000-event batches for {args.seconds}s")
+    api = bench_api(settings, args.seconds, args.clients)
+    print(f"   {api}")
+    result = {
+        "benchmark": "freshness_throughput",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": "python -m bench.freshness_throughput " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (False, None)),
+        "kafka_to_hot": kafka,
+        "api": api,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"== written to {RESULTS}")
+    stack.down()
+
+
+if __name__ == "__main__":
+    main()

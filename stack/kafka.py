@@ -1,0 +1,194 @@
+"""The local Kafka broker: Apache Kafka in KRaft mode, broker and controller in one small JVM.
+
+It runs from the jars Maven resolves (no Kafka distribution, no Docker), with the same main classes
+Kafka's own scripts call. The controller listens on the bootstrap port + 1.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from pathlib import Path
+
+from common.settings import Settings
+
+from .maven import kafka_broker_libs, pom_property
+from .net import bootstrap_addresses, port_open
+from .services import ProcessService, process_service
+from .tools import Progress, StackError, require_tool, run_logged
+
+LOG4J2_CONFIG = Path(__file__).resolve().parent / "conf" / "kafka-log4j2.properties"
+JVM_OPTIONS = [
+    "-Xmx512m",
+    "-Xms128m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-Djava.awt.headless=true",
+]
+
+
+def kafka_version() -> str:
+    """The broker version, read from the pom so it is pinned in one place."""
+    return pom_property("kafka-broker", "kafka.version")
+
+
+def server_properties(settings: Settings) -> str:
+    """A single-node KRaft configuration for ``settings.kafka_bootstrap``.
+
+    Replication factors are 1 because there is one broker; the initial rebalance delay is 0 so
+    consumers in tests get their partitions immediately instead of after 3 s.
+    """
+    host, port = bootstrap_addresses(settings.kafka_bootstrap)[0]
+    controller = f"{host}:{port + 1}"
+    data = settings.home / "kafka" / "data"
+    return "\n".join(
+        [
+            "# Written by `lakehouse stack up` from the LAKEHOUSE_* settings; edits are overwritten.",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={controller}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port},CONTROLLER://{controller}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={settings.kafka_partitions}",
+            "default.replication.factor=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+            "",
+        ]
+    )
+
+
+def _java_command(settings: Settings, libs: Path, main: str, *args: str) -> list[str]:
+    java = require_tool("java", "to run the Kafka broker")
+    return [
+        java,
+        *JVM_OPTIONS,
+        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+        f"-Dkafka.logs.dir={settings.logs_dir}",
+        "-cp",
+        f"{libs}/*",
+        main,
+        *args,
+    ]
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid format).
+
+    Like Kafka's own ``Uuid.randomUuid`` it never starts with "-", which the format tool's argument
+    parser would take for an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def ensure_topics(settings: Settings, timeout: float = 60.0, progress: Progress = print) -> None:
+    """Create the events and dead-letter topics when missing.
+
+    Only called once the port is open (kafka-python's admin client blocks ~30 s when no broker
+    answers). The broker can accept connections slightly before it serves requests, so this
+    retries until ``timeout``. The replication factor is left to the broker's default, so the same
+    call is right for the local single node and for an external cluster.
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    wanted = [settings.kafka_topic, settings.kafka_dlq_topic]
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap,
+                client_id="lakehouse-stack",
+                bootstrap_timeout_ms=5000,
+                request_timeout_ms=10000,
+            )
+        except KafkaError as exc:
+            last_error = exc
+            time.sleep(0.5)
+            continue
+        try:
+            missing = [t for t in wanted if t not in set(admin.list_topics())]
+            if missing:
+                admin.create_topics(
+                    {t: {"num_partitions": settings.kafka_partitions, "replication_factor": -1} for t in missing},
+                    timeout_ms=10000,
+                    raise_errors=False,
+                    wait_for_metadata=True,
+                )
+                still = [t for t in wanted if t not in set(admin.list_topics())]
+                if still:
+                    raise StackError(f"kafka: could not create topics {still} at {settings.kafka_bootstrap}")
+                progress(f"kafka: created topics {', '.join(missing)} ({settings.kafka_partitions} partitions)")
+            return
+        except KafkaError as exc:
+            last_error = exc
+            time.sleep(0.5)
+        finally:
+            admin.close()
+    raise StackError(
+        f"kafka: the broker at {settings.kafka_bootstrap} accepts connections but did not answer admin "
+        f"requests within {timeout:.0f}s ({last_error!r}). See {settings.logs_dir / 'kafka.log'}."
+    )
+
+
+def kafka_service(settings: Settings, progress: Progress = print) -> ProcessService:
+    """The Kafka `ProcessService` (managed or external according to ``settings.kafka_manage``)."""
+    addresses = bootstrap_addresses(settings.kafka_bootstrap)
+    host, port = addresses[0]
+    home = settings.home / "kafka"
+    data = home / "data"
+    config = home / "server.properties"
+    log_file = settings.logs_dir / "kafka.log"
+    state: dict[str, Path] = {}
+
+    def ready() -> bool:
+        if settings.kafka_manage:
+            return port_open(host, port)
+        return any(port_open(h, p) for h, p in addresses)
+
+    def prepare() -> None:
+        libs = kafka_broker_libs(settings, progress)
+        state["libs"] = libs
+        home.mkdir(parents=True, exist_ok=True)
+        config.write_text(server_properties(settings))
+        if not (data / "meta.properties").exists():
+            progress(f"kafka: formatting storage in {data} (first start only)…")
+            cmd = _java_command(
+                settings, libs, "kafka.tools.StorageTool", "format", "--standalone",
+                "-t", _cluster_id(), "-c", str(config),
+            )
+            run_logged(cmd, log_file=log_file, progress=progress, label="kafka")
+
+    def command() -> list[str]:
+        return _java_command(settings, state["libs"], "kafka.Kafka", str(config))
+
+    return process_service(
+        settings.home,
+        "kafka",
+        command,
+        ready,
+        settings.kafka_bootstrap,
+        managed=settings.kafka_manage,
+        manage_setting="LAKEHOUSE_KAFKA_MANAGE",
+        ports=[(host, port), (host, port + 1)],
+        prepare=prepare,
+        after_ready=lambda: ensure_topics(settings, progress=progress),
+        start_timeout=120.0,
+        stop_timeout=30.0,
+        hint=f"look at {log_file}; if the data folder is damaged, `lakehouse stack down` and delete {data} "
+        "(this loses the topics' data).",
+    )
