@@ -42,10 +42,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from cli.app_services import stream_ready_file
     from common.hot_store import open_hot_store
-    from stack.maven import spark_kafka_jars
+    from stack.maven import spark_jars
     from stream.job import run_stream
 
-    jars = [str(p) for p in spark_kafka_jars(settings, print)]
+    jars = [str(p) for p in spark_jars(settings, print)]  # Kafka connector, plus S3A for an s3:// lake
     run_stream(settings, open_hot_store(settings), jars, progress=lambda line: print(line, flush=True),
                ready_file=stream_ready_file(settings))
     return 0

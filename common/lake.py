@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from common.settings import Settings
@@ -11,6 +12,22 @@ from common.settings import Settings
 def landing_path(settings: Settings) -> str:
     """Raw events as the stream lands them (Spark file sink, ``dt=/hour=`` partitions)."""
     return _join(settings.effective_lake_uri, "landing", "events")
+
+
+def archive_path(settings: Settings) -> str:
+    """Compacted, deduplicated raw events per hour, published with a manifest (batch/archive.py)."""
+    return _join(settings.effective_lake_uri, "archive", "events")
+
+
+def rollups_hourly_path(settings: Settings) -> str:
+    """Warm hourly rollups computed by the batch layer (batch/hourly.py)."""
+    return _join(settings.effective_lake_uri, "warm", "rollups_hourly")
+
+
+def hour_partition(hour: datetime) -> str:
+    """The Hive partition folder of an hour: ``dt=YYYY-MM-DD/hour=HH`` (UTC)."""
+    hour = hour.astimezone(UTC)
+    return f"dt={hour:%Y-%m-%d}/hour={hour:%H}"
 
 
 def _join(root: str, *parts: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
 
@@ -13,6 +14,10 @@ from common.settings import Settings
 
 def spark_session(settings: Settings, app_name: str, jars: Sequence[str] = ()) -> SparkSession:
     """A session for ``app_name``; ``jars`` are extra jars such as Spark's Kafka connector.
+
+    When the lake is on S3 (``s3://``), the session is also set up for Hadoop's S3A file system
+    (see ``s3a_conf``); ``jars`` must then include the S3A jars (``stack.maven.spark_jars``).
+    ``LAKEHOUSE_SPARK_CONF`` is applied last, so any of these settings can be overridden.
 
     Python workers must run this interpreter (the project's venv), not whatever ``python3`` is first
     on the PATH, or they fail to import pyarrow and the project's modules.
@@ -33,8 +38,48 @@ def spark_session(settings: Settings, app_name: str, jars: Sequence[str] = ()) -
     )
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
+    if _lake_on_s3(settings):
+        for key, value in s3a_conf(settings).items():
+            builder = builder.config(key, value)
     for key, value in settings.spark_extra_conf().items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _lake_on_s3(settings: Settings) -> bool:
+    """Same test as ``stack.maven.lake_on_s3``, repeated so ``common`` does not depend on ``stack``."""
+    return settings.effective_lake_uri.startswith(("s3://", "s3a://"))
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings that point Hadoop's S3A file system at ``settings``' S3 (MinIO locally).
+
+    Values come from Settings only (``LAKEHOUSE_S3_*``), never from code. With an endpoint (MinIO,
+    any S3-compatible store): path-style addressing, because MinIO serves ``host/bucket/key`` and
+    virtual-host names like ``bucket.127.0.0.1`` do not resolve; TLS on or off from the endpoint's
+    scheme, since S3A would otherwise try https against MinIO's plain-http port. The region is set
+    explicitly so S3A signs for it instead of probing AWS for the bucket's region. Without an
+    endpoint (real AWS S3) S3A uses AWS's regional endpoint with virtual-host addressing. Without an
+    access key, S3A's default credential chain is kept (instance profile, web identity, env vars),
+    which is what production on AWS wants.
+    """
+    conf: dict[str, str] = {"spark.hadoop.fs.s3a.endpoint.region": settings.s3_region}
+    endpoint = settings.s3_endpoint.strip()
+    if endpoint:
+        scheme = urlsplit(endpoint).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"LAKEHOUSE_S3_ENDPOINT {endpoint!r} must start with http:// or https://")
+        conf |= {
+            "spark.hadoop.fs.s3a.endpoint": endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": "true" if scheme == "https" else "false",
+        }
+    if settings.s3_access_key:
+        conf |= {
+            "spark.hadoop.fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "spark.hadoop.fs.s3a.access.key": settings.s3_access_key,
+            "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key,
+        }
+    return conf

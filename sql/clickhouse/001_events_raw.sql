@@ -1,5 +1,6 @@
 -- Clean raw events, kept 7 days in the hot tier for drill-down to single events and for queries on
 -- any property. Sort key starts with tenant and event: dashboards always filter on both.
+-- Hourly partitions: the batch layer restates an hour with one atomic REPLACE PARTITION.
 -- non_replicated_deduplication_window makes insert_deduplication_token effective (exactly-once).
 CREATE TABLE IF NOT EXISTS events_raw
 (
@@ -16,7 +17,7 @@ CREATE TABLE IF NOT EXISTS events_raw
     received_at DateTime64(3, 'UTC')
 )
 ENGINE = MergeTree
-PARTITION BY toDate(timestamp)
+PARTITION BY toStartOfHour(toDateTime(timestamp))
 ORDER BY (tenant, event, timestamp)
 TTL toDateTime(timestamp) + INTERVAL 7 DAY
 SETTINGS non_replicated_deduplication_window = 10000;

@@ -2,6 +2,7 @@
 -- aggregates into the Null table rollups_1m_ingest, carrying the distinct user ids of each group;
 -- the materialized view turns them into mergeable uniq states, so unique users can be merged across
 -- any range and filter. Partials of the same minute merge; readers use sum()/uniqMerge().
+-- Hourly partitions: the batch layer restates an hour with one atomic REPLACE PARTITION.
 CREATE TABLE IF NOT EXISTS rollups_1m
 (
     tenant   LowCardinality(String),
@@ -15,7 +16,7 @@ CREATE TABLE IF NOT EXISTS rollups_1m
     users    AggregateFunction(uniq, String)
 )
 ENGINE = AggregatingMergeTree
-PARTITION BY toDate(minute)
+PARTITION BY toStartOfHour(minute)
 ORDER BY (tenant, event, minute, country, device, page)
 TTL minute + INTERVAL 7 DAY
 SETTINGS non_replicated_deduplication_window = 10000;
