@@ -88,8 +88,23 @@ class Settings(BaseSettings):
     stream_watermark_minutes: int = Field(
         default=10, description="Event-time watermark: events later than this are late."
     )
-    stream_max_offsets_per_trigger: int = Field(default=200_000, description="Most Kafka records read per micro-batch.")
+    stream_max_offsets_per_trigger: int = Field(
+        default=2000,
+        description="Most Kafka records read per micro-batch (the API packs up to 200 events in a record).",
+    )
     checkpoint_dir: str = Field(default="", description="Stream checkpoints; empty means `<home>/checkpoints`.")
+
+    # Batch layer (Dagster)
+    partitions_start: str = Field(
+        default="2026-11-01",
+        description="First hour (UTC) of the batch layer's hourly partitions in Dagster, `YYYY-MM-DD` or "
+        "`YYYY-MM-DDTHH:00`: set it to the first hour of data in the lake (the UI lists 24 partitions a day from it).",
+    )
+    drift_max_error: float = Field(
+        default=0.05,
+        description="Stream-vs-batch drift check: largest accepted relative error of the speed layer's event count "
+        "per tenant and hour (events later than the watermark are the usual cause); beyond it the check warns.",
+    )
 
     @property
     def chdb_path(self) -> Path:

@@ -1,20 +1,35 @@
 """Publishes validated events to Kafka and rejected ones to the dead-letter topic.
 
-The producer uses ``acks=all`` so an acknowledged event survives a broker restart; events are keyed
-by tenant and user so one user's events stay ordered while load spreads over partitions.
+The producer uses ``acks=all`` so an acknowledged event survives a broker restart. Events are placed
+by their key (tenant and user, hashed like Kafka's default partitioner) so one user's events stay
+ordered while load spreads over partitions; the events of one request that share a partition travel
+as one message holding a JSON array of up to ``EVENTS_PER_MESSAGE`` events. kafka-python spends
+about 40 µs per message, which capped ingestion near 25,000 events/s per core with one message per
+event; packing removes that cap, and readers (the stream job) accept both arrays and single objects.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
+from kafka.partitioner.default import murmur2
 
 from common.settings import Settings
+
+EVENTS_PER_MESSAGE = 200  # keeps a message far below Kafka's 1 MB default limit
+
+
+@lru_cache(maxsize=65536)
+def partition_for(key: bytes, partitions: int) -> int:
+    """Kafka's default partitioner for keyed records, so packed and single events agree (cached: the
+    pure-Python murmur2 costs microseconds and active users repeat)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class KafkaUnavailable(RuntimeError):
@@ -57,11 +72,18 @@ class EventPublisher:
     ) -> None:
         """Send ``events`` to the events topic and ``rejected`` to the DLQ; ``wait`` blocks until acked."""
         producer = self._kafka()
+        topic = self._settings.kafka_topic
         futures = []
         try:
+            partitions = len(producer.partitions_for(topic) or ()) or 1
+            by_partition: dict[int, list[dict[str, Any]]] = {}
             for event in events:
                 key = f"{event['tenant']}:{event['user_id']}".encode()
-                futures.append(producer.send(self._settings.kafka_topic, key=key, value=orjson.dumps(event)))
+                by_partition.setdefault(partition_for(key, partitions), []).append(event)
+            for partition, group in by_partition.items():
+                for start in range(0, len(group), EVENTS_PER_MESSAGE):
+                    value = orjson.dumps(group[start:start + EVENTS_PER_MESSAGE])
+                    futures.append(producer.send(topic, value=value, partition=partition))
             for record in rejected:
                 futures.append(producer.send(self._settings.kafka_dlq_topic, value=orjson.dumps(record)))
             if wait:

@@ -24,7 +24,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
-from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
 from common.hot_store import HotStore, HotStoreError
 from common.lake import landing_path, spark_uri
@@ -44,12 +44,20 @@ RAW_COLUMNS = ("tenant", "event", "timestamp", "event_id", "user_id", "page", "c
 
 
 def parse_events(kafka: DataFrame) -> DataFrame:
-    """Kafka records → typed events; records that are not events (null name or time) are dropped."""
+    """Kafka records → typed events; records that are not events (null name or time) are dropped.
+
+    A record holds a JSON array of events (as the ingestion API packs them) or a single event
+    object (as any other producer may write); ``kafka_index`` is the event's position in its record.
+    """
+    value = F.col("value").cast("string")
+    events = F.when(
+        F.ltrim(value).startswith("["), F.from_json(value, ArrayType(KAFKA_VALUE_SCHEMA))
+    ).otherwise(F.array(F.from_json(value, KAFKA_VALUE_SCHEMA)))
     parsed = kafka.select(
-        F.from_json(F.col("value").cast("string"), KAFKA_VALUE_SCHEMA).alias("e"),
+        F.posexplode(events).alias("kafka_index", "e"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
-    ).select("e.*", "kafka_partition", "kafka_offset")
+    ).select("e.*", "kafka_partition", "kafka_offset", "kafka_index")
     typed = parsed.withColumn("timestamp", F.col("timestamp").cast("timestamp")).withColumn(
         "received_at", F.col("received_at").cast("timestamp")
     )
