@@ -1,12 +1,26 @@
-"""Where each dataset lives in the lake: one URI setting, local folder or ``s3://``, Hive layout."""
+"""Where each dataset lives in the lake: one URI setting, local folder or ``s3://``, Hive layout.
+
+Every reader and writer outside Spark reaches the lake through ``lake_filesystem`` (a pyarrow file
+system for the lake URI) and ``fs_path`` (a URI → that file system's path), so the same code runs on
+the local embedded lake and on S3/MinIO. Paths handed around between stages are lake URIs: a plain
+local path, or ``s3://bucket/key`` (Spark's ``s3a://`` only inside Spark, see ``spark_uri``).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pyarrow.fs as pafs
 
 from common.settings import Settings
+
+MANIFEST_NAME = "_manifest.json"
+_HOUR_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+$")
 
 
 def landing_path(settings: Settings) -> str:
@@ -39,31 +53,170 @@ def spark_uri(uri: str) -> str:
     return "s3a://" + uri[len("s3://"):] if uri.startswith("s3://") else uri
 
 
-def committed_files(sink_path: str) -> list[str]:
-    """Files that Spark's file sink committed, read from its ``_spark_metadata`` log (local paths).
+def is_s3(uri: str) -> bool:
+    """Whether ``uri`` is on S3 (``s3://`` as the settings spell it, or Spark's ``s3a://``)."""
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def fs_path(uri: str) -> str:
+    """The path of a lake URI inside its pyarrow file system (``lake_filesystem``).
+
+    ``s3://bucket/key`` and ``s3a://bucket/key`` → ``bucket/key``; ``file:///x`` and ``/x`` → ``/x``.
+    """
+    if is_s3(uri):
+        return uri.split("://", 1)[1].rstrip("/")
+    if uri.startswith("file:"):
+        uri = unquote(urlsplit(uri).path)
+    return str(Path(uri).absolute())
+
+
+def lake_uri(filesystem: pafs.FileSystem, path: str) -> str:
+    """The inverse of ``fs_path``: the lake URI of ``path`` inside ``filesystem``."""
+    return f"s3://{path}" if isinstance(filesystem, pafs.S3FileSystem) else path
+
+
+def lake_filesystem(settings: Settings) -> pafs.FileSystem:
+    """A pyarrow file system for ``settings.effective_lake_uri``: local, or S3 configured from Settings.
+
+    For S3 the values come from ``LAKEHOUSE_S3_*`` only. With an endpoint (MinIO or any S3-compatible
+    store) requests go there, path-style (pyarrow's default unless virtual addressing is forced), over
+    http or https as the endpoint says. Without an access key pyarrow's default credential chain is
+    used (environment, ``~/.aws``, instance metadata), which is what production on AWS wants.
+    """
+    if not is_s3(settings.effective_lake_uri):
+        return pafs.LocalFileSystem()
+    options: dict[str, Any] = {"region": settings.s3_region}
+    endpoint = settings.s3_endpoint.strip()
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"LAKEHOUSE_S3_ENDPOINT {endpoint!r} must look like http(s)://host:port")
+        options |= {"endpoint_override": parts.netloc, "scheme": parts.scheme}
+    if settings.s3_access_key:
+        options |= {"access_key": settings.s3_access_key, "secret_key": settings.s3_secret_key}
+    return pafs.S3FileSystem(**options)
+
+
+def _from_spark_uri(path: str) -> str:
+    """A path as Spark's sink log records it → a lake URI (``file:///x`` → ``/x``, ``s3a://`` → ``s3://``).
+
+    Hadoop writes paths as URIs, so characters such as spaces arrive percent-encoded.
+    """
+    if path.startswith("s3a://"):
+        return "s3://" + unquote(path[len("s3a://"):])
+    if path.startswith("file:"):
+        return unquote(urlsplit(path).path)
+    return path
+
+
+def committed_files(sink_path: str, filesystem: pafs.FileSystem | None = None) -> list[str]:
+    """Files that Spark's file sink committed, read from its ``_spark_metadata`` log.
 
     Files of micro-batches that failed before committing are not in the log and must be ignored by
     every reader of the landing area: this is what makes the landing exactly-once.
+
+    ``sink_path`` is a lake URI. A local sink needs no ``filesystem`` and yields local paths (as
+    before); an ``s3://`` sink needs ``lake_filesystem(settings)`` and yields ``s3://bucket/key`` URIs.
+    The log holds a ``N.compact`` file every few batches (all files up to batch N) and one file per
+    later batch; only those are read.
     """
-    log_dir = Path(sink_path) / "_spark_metadata"
-    if not log_dir.is_dir():
-        return []
-    batches: dict[int, Path] = {}
+    if filesystem is None:
+        if is_s3(sink_path):
+            raise ValueError(f"committed_files({sink_path!r}) needs filesystem=lake_filesystem(settings) for S3")
+        filesystem = pafs.LocalFileSystem()
+    log_dir = f"{fs_path(sink_path)}/_spark_metadata"
+    entries = filesystem.get_file_info(pafs.FileSelector(log_dir, allow_not_found=True))
+    batches: dict[int, str] = {}
     latest_compact = -1
-    for entry in log_dir.iterdir():
-        stem = entry.name.removesuffix(".compact")
+    for entry in entries:
+        if entry.type != pafs.FileType.File:
+            continue
+        stem = entry.base_name.removesuffix(".compact")
         if not stem.isdigit():
             continue
-        batches[int(stem)] = entry
-        if entry.name.endswith(".compact"):
+        batches[int(stem)] = entry.path
+        if entry.base_name.endswith(".compact"):
             latest_compact = max(latest_compact, int(stem))
     files: dict[str, None] = {}
     for batch_id in sorted(b for b in batches if b >= latest_compact):
-        for line in batches[batch_id].read_text().splitlines()[1:]:  # first line is the log version
+        with filesystem.open_input_stream(batches[batch_id]) as stream:
+            text = stream.read().decode("utf-8")
+        for line in text.splitlines()[1:]:  # first line is the log version
+            if not line.strip():
+                continue
             record = json.loads(line)
-            path = record["path"].removeprefix("file://")
+            path = _from_spark_uri(record["path"])
             if record.get("action", "add") == "add":
                 files[path] = None
             else:
                 files.pop(path, None)
     return list(files)
+
+
+def file_hour(path: str) -> datetime | None:
+    """The hour of a file inside a ``dt=YYYY-MM-DD/hour=HH/`` folder (UTC), or None elsewhere."""
+    match = _HOUR_FOLDER.search(path)
+    if match is None:
+        return None
+    return datetime.strptime(f"{match[1]} {match[2]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+
+
+def landing_files_by_hour(settings: Settings, filesystem: pafs.FileSystem | None = None) -> dict[datetime, list[str]]:
+    """Committed landing files grouped by the hour folder they were landed in (sorted, UTC hours).
+
+    The stream partitions the landing by each event's own time, so a late event lands in its hour's
+    folder as a new file: comparing an hour's list with its archive manifest's ``landing_files``
+    (``unarchived_landing_files``) tells which hours must be archived again. Files outside an hour
+    folder (e.g. Spark's ``__HIVE_DEFAULT_PARTITION__`` for a null time) are left out.
+    """
+    filesystem = filesystem or lake_filesystem(settings)
+    by_hour: dict[datetime, list[str]] = {}
+    for path in committed_files(landing_path(settings), filesystem):
+        hour = file_hour(path)
+        if hour is not None:
+            by_hour.setdefault(hour, []).append(path)
+    return {hour: sorted(files) for hour, files in sorted(by_hour.items())}
+
+
+def archive_hour_path(settings: Settings, hour: datetime) -> str:
+    """URI of one hour's archive folder: ``<archive>/dt=YYYY-MM-DD/hour=HH``."""
+    return f"{archive_path(settings)}/{hour_partition(hour)}"
+
+
+def manifest_path(settings: Settings, hour: datetime) -> str:
+    """URI of the manifest that publishes one archived hour (the only truth about its files)."""
+    return f"{archive_hour_path(settings, hour)}/{MANIFEST_NAME}"
+
+
+def read_manifest(
+    settings: Settings, hour: datetime, filesystem: pafs.FileSystem | None = None
+) -> dict[str, Any] | None:
+    """The published manifest of an archived hour (see batch/archive.py), or None if it was never archived."""
+    filesystem = filesystem or lake_filesystem(settings)
+    try:
+        with filesystem.open_input_stream(fs_path(manifest_path(settings, hour))) as stream:
+            return json.loads(stream.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def unarchived_landing_files(
+    settings: Settings, since: datetime | None = None, filesystem: pafs.FileSystem | None = None
+) -> dict[datetime, list[str]]:
+    """Hours whose committed landing files are not all in their archive manifest, with the missing files.
+
+    An hour never archived lists all its files; an archived hour that received late events lists the
+    new ones. This is what a sensor needs to re-run the archive for exactly those hours. ``since``
+    skips older hours (each checked hour costs one manifest read).
+    """
+    filesystem = filesystem or lake_filesystem(settings)
+    out: dict[datetime, list[str]] = {}
+    for hour, files in landing_files_by_hour(settings, filesystem).items():
+        if since is not None and hour < since:
+            continue
+        manifest = read_manifest(settings, hour, filesystem)
+        archived = set(manifest["landing_files"]) if manifest else set()
+        missing = [f for f in files if f not in archived]
+        if missing:
+            out[hour] = missing
+    return out

@@ -1,0 +1,205 @@
+"""The archive's rules on small hand-made landings: no services, DuckDB in-process, a temporary folder.
+
+The landing files imitate Spark's file sink (INT96 timestamps, ``kafka_partition``/``kafka_offset``,
+a ``_spark_metadata`` log); the real Spark landing is covered by tests/integration/test_archive.py.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import batch.archive as archive
+from batch.archive import archive_hour, duckdb_connection, landing_files_of_hour, verify_hour
+from common.lake import (
+    _from_spark_uri,
+    archive_hour_path,
+    committed_files,
+    file_hour,
+    fs_path,
+    landing_path,
+    read_manifest,
+    unarchived_landing_files,
+)
+from common.settings import Settings
+
+HOUR = datetime(2026, 3, 1, 9, tzinfo=UTC)
+LANDING_SCHEMA = pa.schema([
+    ("tenant", pa.string()), ("event", pa.string()), ("timestamp", pa.timestamp("us")), ("event_id", pa.string()),
+    ("user_id", pa.string()), ("page", pa.string()), ("country", pa.string()), ("device", pa.string()),
+    ("properties", pa.string()), ("received_at", pa.timestamp("us")), ("revenue", pa.float64()),
+    ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()),
+])
+
+
+def _row(event_id: str, minute: float, received: float, partition: int = 0, offset: int = 0, **kw: Any) -> dict:
+    ts = HOUR + timedelta(minutes=minute)
+    return {"tenant": kw.get("tenant", "acme"), "event": kw.get("event", "click"), "timestamp": ts.replace(tzinfo=None),
+            "event_id": event_id, "user_id": "u1", "page": kw.get("page", "/"), "country": "FR", "device": "mobile",
+            "properties": "", "received_at": (HOUR + timedelta(minutes=received)).replace(tzinfo=None),
+            "revenue": kw.get("revenue", 0.0), "kafka_partition": partition, "kafka_offset": offset}
+
+
+def _land(settings: Settings, batches: list[list[dict]], uncommitted: list[dict] | None = None) -> list[str]:
+    """Landing files the way Spark's sink commits them: data files, then one metadata log entry per batch."""
+    root = Path(landing_path(settings))
+    log = root / "_spark_metadata"
+    log.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for batch_id, rows in enumerate(batches):
+        folder = root / "dt=2026-03-01" / "hour=09"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"part-{batch_id:05d}-x.c000.zstd.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, LANDING_SCHEMA), path, compression="zstd",
+                       use_deprecated_int96_timestamps=True)
+        (log / str(batch_id)).write_text("v1\n" + json.dumps({"path": f"file://{path}", "action": "add"}))
+        paths.append(str(path))
+    if uncommitted:
+        pq.write_table(pa.Table.from_pylist(uncommitted, LANDING_SCHEMA),
+                       root / "dt=2026-03-01" / "hour=09" / "part-99999-crashed.c000.zstd.parquet")
+    return paths
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+def _archived(settings: Settings) -> list[dict]:
+    manifest = read_manifest(settings, HOUR)
+    assert manifest is not None
+    folder = archive_hour_path(settings, HOUR)
+    return [r for f in manifest["files"] for r in pq.read_table(f"{folder}/{f['path']}").to_pylist()]
+
+
+def test_duplicates_keep_the_first_received_then_the_lowest_kafka_position(settings: Settings) -> None:
+    _land(settings, [
+        [_row("a", 1, received=2, page="/late-copy"), _row("b", 5, received=6, partition=2, offset=9, page="/p2"),
+         _row("c", 59.99, received=60)],
+        [_row("a", 1, received=1.5, page="/first"), _row("b", 5, received=6, partition=1, offset=50, page="/p1"),
+         _row("b", 5, received=6, partition=1, offset=40, page="/p1-o40")],
+    ], uncommitted=[_row("ghost", 3, received=3)])
+    result = archive_hour(settings, HOUR, progress=lambda _m: None)
+    rows = {r["event_id"]: r for r in _archived(settings)}
+    assert set(rows) == {"a", "b", "c"}, "the uncommitted file must not be read"
+    assert rows["a"]["page"] == "/first"
+    assert rows["b"]["page"] == "/p1-o40"
+    assert (result.rows, result.landing_rows, result.extra["duplicates_dropped"]) == (3, 6, 3)
+    assert rows["a"]["timestamp"] == HOUR + timedelta(minutes=1) and rows["a"]["timestamp"].utcoffset() == timedelta(0)
+
+
+def test_rows_outside_the_hour_or_without_id_are_counted_not_archived(settings: Settings) -> None:
+    _land(settings, [[_row("in", 0, 1), _row("next-hour", 60, 61), _row("prev", -0.001, 1),
+                      {**_row("x", 2, 3), "event_id": None}]])
+    result = archive_hour(settings, HOUR, progress=lambda _m: None)
+    assert [r["event_id"] for r in _archived(settings)] == ["in"]
+    assert (result.extra["rows_outside_hour"], result.extra["rows_without_event_id"]) == (2, 1)
+
+
+def test_checksum_is_defined_on_content_not_on_files(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [_row(f"e{i:03d}", i / 10, i / 10 + 1, tenant=f"t{i % 3}", event=f"ev{i % 2}", revenue=i / 7)
+            for i in range(200)]
+    _land(settings, [rows[:120], rows[120:] + rows[:10]])
+    big = archive_hour(settings, HOUR, progress=lambda _m: None)
+    monkeypatch.setattr(archive, "ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(archive, "ROWS_PER_FILE", 24)
+    small = archive_hour(settings, HOUR, progress=lambda _m: None)
+    assert len(big.files) == 1 and len(small.files) == 9
+    assert small.checksum == big.checksum and small.rows == big.rows == 200
+    assert verify_hour(settings, HOUR) == []
+    archived = _archived(settings)
+    keys = [(r["tenant"], r["event"], r["timestamp"], r["event_id"]) for r in archived]
+    assert keys == sorted(keys)
+    # A changed value changes the checksum.
+    _land(settings, [rows[:120], [{**rows[150], "page": "/changed"}] + rows[120:150] + rows[151:]])
+    assert archive_hour(settings, HOUR, progress=lambda _m: None).checksum != big.checksum
+
+
+def test_a_failed_publish_leaves_the_previous_version_whole(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _land(settings, [[_row("a", 1, 2), _row("b", 2, 3)]])
+    first = archive_hour(settings, HOUR, progress=lambda _m: None)
+    folder = Path(fs_path(archive_hour_path(settings, HOUR)))
+    before = sorted(p.name for p in folder.iterdir())
+
+    def crash(*_args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(archive, "_write_manifest", crash)
+    with pytest.raises(OSError, match="disk full"):
+        archive_hour(settings, HOUR, progress=lambda _m: None)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert read_manifest(settings, HOUR)["checksum"] == first.checksum
+    assert verify_hour(settings, HOUR) == []
+
+
+def test_verify_hour_finds_tampering_and_stray_data_files(settings: Settings) -> None:
+    _land(settings, [[_row("a", 1, 2), _row("b", 2, 3)]])
+    result = archive_hour(settings, HOUR, progress=lambda _m: None)
+    Path(result.files[0]).write_bytes(Path(result.files[0]).read_bytes()[:-1] + b"!")
+    (Path(result.files[0]).parent / "part-stray.parquet").write_bytes(b"x")
+    problems = verify_hour(settings, HOUR)
+    assert len(problems) == 2 and "differs" in problems[0] and "part-stray.parquet" in problems[1]
+    assert verify_hour(settings, HOUR + timedelta(hours=1)) == [
+        "dt=2026-03-01/hour=10 has no manifest: it was never archived"]
+
+
+def test_empty_hour_and_empty_archive(settings: Settings) -> None:
+    result = archive_hour(settings, HOUR, progress=lambda _m: None)
+    assert (result.rows, result.files, result.landing_files, result.min_event_time) == (0, [], [], None)
+    assert read_manifest(settings, HOUR)["files"] == []
+    con = duckdb_connection(settings)
+    assert con.sql("SELECT count(*) FROM events").fetchone() == (0,)
+    assert [c[0] for c in con.sql("DESCRIBE events").fetchall()][-2:] == ["dt", "hour"]
+    con.close()
+
+
+def test_sensor_view_of_late_landing_files(settings: Settings) -> None:
+    [first] = _land(settings, [[_row("a", 1, 2)]])
+    assert unarchived_landing_files(settings) == {HOUR: [first]}
+    archive_hour(settings, HOUR, progress=lambda _m: None)
+    assert unarchived_landing_files(settings) == {}
+    paths = _land(settings, [[_row("a", 1, 2)], [_row("late", 3, 90)]])
+    assert unarchived_landing_files(settings) == {HOUR: [paths[1]]}
+    assert landing_files_of_hour(settings, HOUR) == paths
+
+
+def test_hour_must_be_the_start_of_an_hour(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="start of an hour"):
+        archive_hour(settings, HOUR + timedelta(minutes=30))
+    naive = archive_hour(settings, HOUR.replace(tzinfo=None), progress=lambda _m: None)
+    assert naive.hour == HOUR
+
+
+def test_sink_log_compaction_deletes_and_uris(tmp_path: Path) -> None:
+    log = tmp_path / "sink" / "_spark_metadata"
+    log.mkdir(parents=True)
+
+    def entry(path: str, action: str = "add") -> str:
+        return json.dumps({"path": path, "action": action})
+
+    (log / "8").write_text("v1\n" + entry("file:///old/never-read.parquet"))
+    (log / "9.compact").write_text("v1\n" + entry("file:///l/dt=2026-03-01/hour=09/a%20b.parquet") + "\n"
+                                   + entry("file:/l/dt=2026-03-01/hour=09/c.parquet") + "\n")
+    (log / "10").write_text("v1\n" + entry("file:///l/dt=2026-03-01/hour=09/c.parquet", "delete"))
+    (log / "11").write_text("v1\n" + entry("file:///l/dt=2026-03-01/hour=10/d.parquet"))
+    (log / ".11.crc").write_text("")
+    assert committed_files(str(tmp_path / "sink")) == ["/l/dt=2026-03-01/hour=09/a b.parquet",
+                                                      "/l/dt=2026-03-01/hour=10/d.parquet"]
+    assert committed_files(str(tmp_path / "none")) == []
+    with pytest.raises(ValueError, match="lake_filesystem"):
+        committed_files("s3://bucket/landing")
+
+
+def test_uri_helpers() -> None:
+    assert _from_spark_uri("s3a://b/k/dt=2026-03-01/hour=09/x.parquet") == "s3://b/k/dt=2026-03-01/hour=09/x.parquet"
+    assert fs_path("s3://b/k/") == "b/k" and fs_path("s3a://b/k") == "b/k" and fs_path("file:///x/y") == "/x/y"
+    assert file_hour("s3://b/dt=2026-03-01/hour=09/x.parquet") == HOUR
+    assert file_hour("/l/dt=__HIVE_DEFAULT_PARTITION__/hour=09/x.parquet") is None
