@@ -7,13 +7,12 @@ batches and a query result needs no re-encoding. Three verbs map onto the hot-st
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
 import pyarrow.flight as flight
 
-from common.hot_store import HotStore
+from common.hot_store import HotStore, decode_request
 
 log = logging.getLogger(__name__)
 
@@ -24,19 +23,19 @@ class HotNodeServer(flight.FlightServerBase):
         self._store = store
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.RecordBatchStream:
-        request = json.loads(ticket.ticket)
+        request = decode_request(ticket.ticket)
         table = self._store.query_arrow(request["sql"], request.get("parameters") or {})
         return flight.RecordBatchStream(table)
 
     def do_put(self, context, descriptor, reader, writer) -> None:  # noqa: ANN001 - Flight's signature
-        request = json.loads(descriptor.command)
+        request = decode_request(descriptor.command)
         self._store.insert_arrow(request["table"], reader.read_all(), token=request.get("token"))
 
     def do_action(self, context: flight.ServerCallContext, action: flight.Action):  # noqa: ANN201
         if action.type == "ping":
             return [b"pong"]
         if action.type == "command":
-            request = json.loads(action.body.to_pybytes())
+            request = decode_request(action.body.to_pybytes())
             self._store.command(request["sql"], request.get("parameters") or {})
             return [b"ok"]
         raise flight.FlightServerError(f"unknown action {action.type!r}; known: ping, command")
