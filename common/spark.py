@@ -29,6 +29,8 @@ def spark_session(settings: Settings, app_name: str, jars: Sequence[str] = ()) -
         .master(settings.spark_master)
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "2")
+        # Standard UTC timestamps in Parquet (not legacy INT96), so pyarrow/pandas/DuckDB read them as UTC.
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.streaming.stateStore.providerClass",
