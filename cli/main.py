@@ -82,6 +82,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, seconds=args.seconds, rate=args.rate)
 
 
+def cmd_dagster(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestration.instance import run_dagster_dev
+
+    return run_dagster_dev(settings, port=args.port, host=args.host)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lakehouse", description="Real-time analytics lakehouse.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,6 +102,10 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_query)
     sub.add_parser("migrate", help="apply the hot tier's schema migrations").set_defaults(func=cmd_migrate)
+    g = sub.add_parser("dagster", help="run Dagster's UI and daemon on the batch layer (DAGSTER_HOME=<home>/dagster)")
+    g.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")
+    g.add_argument("--host", default="127.0.0.1", help="bind address of the UI (default 127.0.0.1)")
+    g.set_defaults(func=cmd_dagster)
     d = sub.add_parser("demo", help="start everything, stream a synthetic clickstream, print a dashboard")
     d.add_argument("--seconds", type=int, default=60, help="how long to stream (default 60)")
     d.add_argument("--rate", type=int, default=2000, help="events per second to send (default 2000)")

@@ -1,0 +1,281 @@
+"""The batch layer under Dagster on the real stack: archive an hour, recompute it, restate the hot tier.
+
+Events are sent through the API into the running stream job, for one hour that holds both instants
+the stream still accepts and instants already past its watermark (late: they reach only the lake's
+landing area). After ``raw_events_archive`` and ``rollups_hourly`` are materialized for that hour,
+the hot tier must equal the generator's ground truth *including* the late events; re-running changes
+nothing; more late events are found by the late-landing sensor, which requests exactly that hour.
+Dagster runs in-process here (``dagster.materialize``) with the code location's real resources.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import httpx
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from batch.archive import published_files
+from common.hot_store import HotStore
+from common.lake import landing_files_by_hour
+from common.settings import Settings
+from demo.clickstream import Clickstream, GeneratedEvent
+from demo.ground_truth import per_minute, unique_valid
+from demo.load import post_events
+from orchestration.archive.assets import raw_events_archive
+from orchestration.archive.checks import (
+    archive_files_match_manifest,
+    archive_is_fresh,
+    archive_rows_match_landing,
+    archive_schema_conforms,
+)
+from orchestration.automation import late_landing_sensor
+from orchestration.hours import floor_hour, partition_key
+from orchestration.resources import lakehouse_resources
+from orchestration.rollups.assets import rollups_hourly
+from stack.services import Stack
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+DEFINITIONS = [raw_events_archive, rollups_hourly, archive_rows_match_landing, archive_schema_conforms,
+               archive_files_match_manifest, archive_is_fresh]
+CHECKS = {"archive_rows_match_landing", "archive_schema_conforms", "archive_files_match_manifest",
+          "archive_is_fresh", "stream_batch_drift"}
+MARGIN = timedelta(minutes=3)  # distance kept from the watermark, so "on time" and "late" are unambiguous
+
+
+@dataclass
+class Hour:
+    """One test hour and everything sent for it."""
+
+    tenant: str
+    hour: datetime
+    key: str
+    stream: Clickstream
+    sent: list[GeneratedEvent] = field(default_factory=list)
+
+    def truth(self) -> list[dict[str, Any]]:
+        """Each distinct valid or late event once: what the batch layer must count."""
+        return unique_valid(self.sent, kinds=("valid", "late"))
+
+    def on_time(self) -> list[dict[str, Any]]:
+        """Each distinct event the stream accepted: what the speed layer counts."""
+        return unique_valid(self.sent, kinds=("valid",))
+
+    def landed(self) -> int:
+        """Rows the landing area must hold for the tenant: every parsed event, duplicates and late ones too."""
+        return sum(e.kind in ("valid", "duplicate", "late") for e in self.sent)
+
+
+def pick_hour(settings: Settings) -> datetime:
+    """The hour holding the watermark's boundary (now − watermark), once it is not too close to the hour's edges.
+
+    Before the boundary lie late instants, after it on-time ones; both must fall inside one hour
+    with ``MARGIN`` to spare, so near an hour's edge this waits (at most a few minutes).
+    """
+    watermark = timedelta(minutes=settings.stream_watermark_minutes)
+    while True:
+        boundary = datetime.now(UTC) - watermark
+        into = boundary - floor_hour(boundary)
+        if MARGIN + timedelta(minutes=1) <= into <= timedelta(hours=1) - MARGIN - timedelta(minutes=1):
+            return floor_hour(boundary)
+        time.sleep(10)
+
+
+def late_events(plan: Hour, settings: Settings, n: int) -> list[GeneratedEvent]:
+    """``n`` events of the hour that are already later than the watermark (plus a few resends)."""
+    before_watermark = datetime.now(UTC) - timedelta(minutes=settings.stream_watermark_minutes) - MARGIN
+    anchor = min(before_watermark, plan.hour + timedelta(hours=1) - timedelta(seconds=1))
+    assert anchor - timedelta(minutes=1) >= plan.hour, "the hour has no room left for late events"
+    late = plan.stream.late_batch(n, anchor, timedelta(0))
+    return late + [GeneratedEvent(dict(e.body), "duplicate") for e in late[: max(1, n // 10)]]
+
+
+def hot_event_ids(hot: HotStore, tenant: str, hour: datetime) -> list[str]:
+    sql = ("SELECT event_id FROM events_raw WHERE tenant = {t:String} "
+           "AND toStartOfHour(toDateTime(timestamp)) = {h:DateTime('UTC')}")
+    return hot.query_arrow(sql, {"t": tenant, "h": hour.replace(tzinfo=None)}).column("event_id").to_pylist()
+
+
+def hot_minutes(hot: HotStore, tenant: str, hour: datetime) -> dict[datetime, dict[str, Any]]:
+    rows = hot.query_arrow(
+        "SELECT toUInt32(minute) AS m, sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
+        "FROM rollups_1m WHERE tenant = {t:String} AND toStartOfHour(minute) = {h:DateTime('UTC')} GROUP BY m",
+        {"t": tenant, "h": hour.replace(tzinfo=None)},
+    ).to_pylist()
+    return {datetime.fromtimestamp(r["m"], UTC): r for r in rows}
+
+
+def hot_hour(hot: HotStore, tenant: str, hour: datetime) -> dict[str, Any]:
+    return hot.query_arrow(
+        "SELECT sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
+        "FROM rollups_1h WHERE tenant = {t:String} AND hour = {h:DateTime('UTC')}",
+        {"t": tenant, "h": hour.replace(tzinfo=None)},
+    ).to_pylist()[0]
+
+
+def late_rows_total(hot: HotStore) -> int:
+    sql = "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot'"
+    return hot.query_arrow(sql).to_pylist()[0]["n"] or 0
+
+
+def landed_rows(settings: Settings, tenant: str, hour: datetime) -> int:
+    total = 0
+    for path in landing_files_by_hour(settings).get(hour, []):
+        table = pq.read_table(path, columns=["tenant"])
+        total += pc.sum(pc.equal(table.column("tenant"), tenant)).as_py() or 0
+    return total
+
+
+def assert_hot_tier_equals_truth(hot: HotStore, plan: Hour) -> None:
+    truth = plan.truth()
+    assert sorted(hot_event_ids(hot, plan.tenant, plan.hour)) == sorted(e["event_id"] for e in truth)
+    expected = per_minute(truth, plan.tenant)
+    actual = hot_minutes(hot, plan.tenant, plan.hour)
+    assert set(actual) == set(expected)
+    for minute, want in expected.items():
+        got = actual[minute]
+        assert got["events"] == want["events"], minute
+        assert got["revenue"] == pytest.approx(want["revenue"], abs=1e-6), minute
+        assert abs(got["users"] - len(want["users"])) <= max(1, 0.02 * len(want["users"])), minute
+    hourly = hot_hour(hot, plan.tenant, plan.hour)
+    users = len({str(e["user_id"]) for e in truth})
+    assert hourly["events"] == len(truth)
+    assert hourly["revenue"] == pytest.approx(sum(float(e.get("revenue", 0.0)) for e in truth), abs=1e-6)
+    assert abs(hourly["users"] - users) <= max(1, 0.02 * users)
+
+
+def materialize(plan: Hour, settings: Settings, instance: dg.DagsterInstance,
+                tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(DEFINITIONS, partition_key=plan.key, resources=lakehouse_resources(settings),
+                            instance=instance, tags=tags)
+    assert result.success
+    return result
+
+
+def metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    (event,) = result.asset_materializations_for_node(node)
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def drift_row(result: dg.ExecuteInProcessResult, tenant: str) -> dict[str, Any]:
+    table = metadata(result, "rollups_hourly")["drift_by_tenant"]
+    return next(r.data for r in table.records if r.data["tenant"] == tenant)
+
+
+def requested_partitions(settings: Settings, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
+    context = dg.build_sensor_context(instance=instance,
+                                      resources={"lakehouse": lakehouse_resources(settings)["lakehouse"]})
+    result = late_landing_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    return list(result.run_requests or [])
+
+
+@pytest.fixture(scope="module")
+def instance() -> dg.DagsterInstance:
+    return dg.DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="module")
+def sent_hour(stack: Stack, api: httpx.Client, hot: HotStore, settings: Settings) -> Hour:
+    """One hour with on-time events (3 % resent), then late ones, all processed by the stream and landed."""
+    tenant, hour = f"t-{uuid.uuid4().hex[:10]}", pick_hour(settings)
+    plan = Hour(tenant, hour, partition_key(hour), Clickstream(seed=31, tenants=(tenant,), users_per_tenant=600))
+    now = datetime.now(UTC)
+    boundary = now - timedelta(minutes=settings.stream_watermark_minutes)
+    newest = min(now, plan.hour + timedelta(hours=1) - timedelta(seconds=1))
+    spread = (newest - (boundary + MARGIN)).total_seconds()
+    plan.sent = plan.stream.batch(3000, newest, disorder_s=spread, duplicate_rate=0.03, malformed_rate=0.0)
+    # One event at "now" for another tenant keeps the stream's watermark at now − watermark even when
+    # the test hour is the previous one, so that the late events below are late for sure.
+    clock = {"tenant": f"{plan.tenant}-clock", "event": "tick", "timestamp": now.isoformat(), "user_id": "clock"}
+    post_events(api, [e.body for e in plan.sent] + [clock], sync=True)
+    on_time = plan.on_time()
+    wait_for(lambda: len(hot_event_ids(hot, plan.tenant, plan.hour)) >= len(on_time), 120,
+             "the on-time events in the hot tier")
+    wait_for(lambda: len(hot_event_ids(hot, clock["tenant"], floor_hour(now))) == 1, 60, "the clock event")
+
+    late_before = late_rows_total(hot)
+    late = late_events(plan, settings, 60)
+    post_events(api, [e.body for e in late], sync=True)
+    plan.sent += late
+    wait_for(lambda: late_rows_total(hot) - late_before >= len(late), 90, "the late events to be dropped as late")
+    wait_for(lambda: landed_rows(settings, plan.tenant, plan.hour) >= plan.landed(), 90, "the landing files")
+    assert len(hot_event_ids(hot, plan.tenant, plan.hour)) == len(on_time), "late events reached the hot tier"
+    return plan
+
+
+def test_an_hour_is_archived_and_restated_exactly_with_its_late_events(
+    sent_hour: Hour, hot: HotStore, settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    plan = sent_hour
+    started = time.perf_counter()
+    first = materialize(plan, settings, instance)
+    print(f"archive + recompute + restate of {plan.key}: {time.perf_counter() - started:.1f}s")
+
+    checks = check_results(first)
+    assert set(checks) == CHECKS
+    assert all(c.passed for c in checks.values()), {n: c.metadata for n, c in checks.items() if not c.passed}
+    assert_hot_tier_equals_truth(hot, plan)
+
+    # The speed layer's error for this tenant is exactly the late events, and the UI shows it.
+    drift = drift_row(first, plan.tenant)
+    assert (drift["stream_events"], drift["batch_events"]) == (len(plan.on_time()), len(plan.truth()))
+    assert metadata(first, "rollups_hourly")["drift_baseline"] == "speed layer"
+
+    # The archive is readable directly (as a data scientist would) and holds the tenant's truth once.
+    archive = metadata(first, "raw_events_archive")
+    files = published_files(settings, plan.hour)
+    assert files is not None and archive["files"] == len(files)
+    rows = [r for f in files for r in pq.read_table(f, columns=["tenant", "event_id"]).to_pylist()]
+    assert sorted(r["event_id"] for r in rows if r["tenant"] == plan.tenant) == sorted(
+        e["event_id"] for e in plan.truth())
+    assert archive["landing_rows"] >= plan.landed() and archive["rows"] < archive["landing_rows"]
+
+    # Nothing new landed: the sensor requests nothing for this hour.
+    assert plan.key not in {r.partition_key for r in requested_partitions(settings, instance)}
+
+    # Re-running is idempotent: same archive content, same hot tier.
+    second = materialize(plan, settings, instance)
+    assert metadata(second, "raw_events_archive")["checksum"] == archive["checksum"]
+    assert metadata(second, "raw_events_archive")["rows"] == archive["rows"]
+    assert metadata(second, "rollups_hourly")["events"] == metadata(first, "rollups_hourly")["events"]
+    assert metadata(second, "rollups_hourly")["max_drift"] == 0.0  # batch vs batch
+    assert metadata(second, "rollups_hourly")["drift_baseline"] == "previous restatement"
+    assert all(c.passed for c in check_results(second).values())
+    assert_hot_tier_equals_truth(hot, plan)
+
+
+def test_late_events_after_archiving_are_found_by_the_sensor_and_restated(
+    sent_hour: Hour, api: httpx.Client, hot: HotStore, settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    plan = sent_hour
+    if not instance.get_materialized_partitions(rollups_hourly.key):
+        materialize(plan, settings, instance)  # run alone: archive the hour first
+    late = late_events(plan, settings, 40)
+    post_events(api, [e.body for e in late], sync=True)
+    plan.sent += late
+    wait_for(lambda: landed_rows(settings, plan.tenant, plan.hour) >= plan.landed(), 90, "the new landing files")
+
+    requests = requested_partitions(settings, instance)
+    assert {r.partition_key for r in requests} == {plan.key}, [r.partition_key for r in requests]
+    (request,) = requests
+    assert request.run_key and request.run_key.startswith(plan.key)
+
+    result = materialize(plan, settings, instance, tags=request.tags)
+    assert all(c.passed for c in check_results(result).values())
+    assert drift_row(result, plan.tenant)["batch_events"] == len(plan.truth())
+    assert_hot_tier_equals_truth(hot, plan)
+    assert plan.key not in {r.partition_key for r in requested_partitions(settings, instance)}
