@@ -31,14 +31,14 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 ENV LAKEHOUSE_HOME=/var/lib/lakehouse \
     LAKEHOUSE_CACHE_DIR=/opt/lakehouse/cache
 
-# Spark's Kafka connector jars (not in the pyspark wheel), resolved at build time with the same code
-# and pom the local stack uses (stack/maven/spark-kafka), so `lakehouse stream` finds them cached and
+# Spark's Kafka connector and S3A jars (not in the pyspark wheel), resolved at build time with the same code
+# and poms the local stack uses (stack/maven/spark-kafka, spark-s3), so `lakehouse stream` finds them cached and
 # needs neither Maven nor network at run time. Maven is removed again in the same layer.
 COPY common/ common/
 COPY stack/ stack/
 RUN apt-get update \
  && apt-get install -y --no-install-recommends maven \
- && python -c "from common.settings import Settings; from stack.maven import spark_kafka_jars; spark_kafka_jars(Settings())" \
+ && LAKEHOUSE_LAKE_URI=s3://prefetch python -c "from common.settings import Settings; from stack.maven import spark_jars; spark_jars(Settings())" \
  && apt-get purge -y --auto-remove maven \
  && rm -rf /var/lib/apt/lists/* /root/.m2 \
            "$LAKEHOUSE_CACHE_DIR/maven-work" "$LAKEHOUSE_CACHE_DIR/locks" "$LAKEHOUSE_CACHE_DIR/logs"
@@ -49,7 +49,8 @@ COPY . .
 RUN pip install --no-deps -e . \
  && useradd --create-home --uid 10001 lakehouse \
  && mkdir -p "$LAKEHOUSE_HOME" /opt/dagster/home \
- && chown lakehouse "$LAKEHOUSE_HOME" /opt/dagster/home
+ && python -c "from pathlib import Path; from orchestration.instance import prepare_dagster_home; prepare_dagster_home(Path('/opt/dagster/home'))" \
+ && chown -R lakehouse "$LAKEHOUSE_HOME" /opt/dagster/home
 
 USER lakehouse
 ENV DAGSTER_HOME=/opt/dagster/home
