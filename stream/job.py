@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
 from common.hot_store import HotStore, HotStoreError
@@ -160,6 +160,20 @@ def _iso(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def landing_writer(events: DataFrame, settings: Settings, checkpoint: str) -> DataStreamWriter:
+    """The lake landing sink: zstd Parquet in ``dt=/hour=`` folders of the event's own time, whose
+    ``_spark_metadata`` log is the commit record readers rely on (trigger and start are the caller's)."""
+    return (
+        events.withColumn("dt", F.date_format("timestamp", "yyyy-MM-dd"))
+        .withColumn("hour", F.date_format("timestamp", "HH"))
+        .writeStream.format("parquet")
+        .option("compression", "zstd")
+        .partitionBy("dt", "hour")
+        .option("path", spark_uri(landing_path(settings)))
+        .option("checkpointLocation", checkpoint)
+    )
+
+
 def start_stream(
     spark: SparkSession,
     settings: Settings,
@@ -190,14 +204,8 @@ def start_stream(
         .start()
     )
     landing = (
-        events.withColumn("dt", F.date_format("timestamp", "yyyy-MM-dd"))
-        .withColumn("hour", F.date_format("timestamp", "HH"))
-        .writeStream.queryName("landing")
-        .format("parquet")
-        .option("compression", "zstd")
-        .partitionBy("dt", "hour")
-        .option("path", spark_uri(landing_path(settings)))
-        .option("checkpointLocation", f"{checkpoints}/landing")
+        landing_writer(events, settings, f"{checkpoints}/landing")
+        .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()
     )

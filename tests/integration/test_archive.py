@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 import batch.archive as archive
@@ -59,7 +57,8 @@ from common.settings import Settings
 from common.spark import spark_session
 from stack import ensure_bucket, local_stack
 from stack.maven import spark_s3_jars
-from stream.job import parse_events
+from stream.job import landing_writer, parse_events
+from tests.integration.ports import free_pair
 
 pytestmark = pytest.mark.integration
 
@@ -80,30 +79,11 @@ COLUMNS = EVENT_ARROW_SCHEMA.names
 # ------------------------------------------------------------------------------------------- fixtures
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_pair() -> int:
-    """A free port whose successor is free too (MinIO's console listens on the S3 port + 1)."""
-    for _ in range(200):
-        port = random.randrange(41000, 49000, 2)
-        if _free(port) and _free(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports found in 41000-49000")
-
-
 @pytest.fixture(scope="module")
 def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """MinIO alone with the test bucket; its settings put the lake on it. Stopped whatever happens."""
     home = tmp_path_factory.mktemp("archive-minio")
-    settings = Settings(home=home, s3_endpoint=f"http://127.0.0.1:{_free_pair()}", lake_uri=f"s3://{BUCKET}/lake",
+    settings = Settings(home=home, s3_endpoint=f"http://127.0.0.1:{free_pair()}", lake_uri=f"s3://{BUCKET}/lake",
                         minio_manage=True, kafka_manage=False, redis_manage=False)
     stack = local_stack(settings, progress=print)
     try:
@@ -223,14 +203,7 @@ def _land(spark: SparkSession, settings: Settings, inbox: Path) -> None:
     """An ``availableNow`` run of a sink shaped like stream/job.py's ``landing`` (one file per batch)."""
     records = spark.readStream.schema(KAFKA_RECORD).option("maxFilesPerTrigger", 1).json(str(inbox))
     query = (
-        parse_events(records)
-        .withColumn("dt", F.date_format("timestamp", "yyyy-MM-dd"))
-        .withColumn("hour", F.date_format("timestamp", "HH"))
-        .writeStream.format("parquet")
-        .option("compression", "zstd")
-        .partitionBy("dt", "hour")
-        .option("path", spark_uri(landing_path(settings)))
-        .option("checkpointLocation", f"{settings.effective_checkpoint_dir}/landing")
+        landing_writer(parse_events(records), settings, f"{settings.effective_checkpoint_dir}/landing")
         .trigger(availableNow=True)
         .start()
     )

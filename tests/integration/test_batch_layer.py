@@ -42,6 +42,7 @@ from orchestration.resources import lakehouse_resources
 from orchestration.rollups.assets import rollups_hourly
 from stack.services import Stack
 from tests.integration.conftest import wait_for
+from tests.integration.hot_truth import assert_minutes_match, hot_minutes, late_rows_total
 
 pytestmark = pytest.mark.integration
 
@@ -105,26 +106,12 @@ def hot_event_ids(hot: HotStore, tenant: str, hour: datetime) -> list[str]:
     return hot.query_arrow(sql, {"t": tenant, "h": hour.replace(tzinfo=None)}).column("event_id").to_pylist()
 
 
-def hot_minutes(hot: HotStore, tenant: str, hour: datetime) -> dict[datetime, dict[str, Any]]:
-    rows = hot.query_arrow(
-        "SELECT toUInt32(minute) AS m, sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
-        "FROM rollups_1m WHERE tenant = {t:String} AND toStartOfHour(minute) = {h:DateTime('UTC')} GROUP BY m",
-        {"t": tenant, "h": hour.replace(tzinfo=None)},
-    ).to_pylist()
-    return {datetime.fromtimestamp(r["m"], UTC): r for r in rows}
-
-
 def hot_hour(hot: HotStore, tenant: str, hour: datetime) -> dict[str, Any]:
     return hot.query_arrow(
         "SELECT sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
         "FROM rollups_1h WHERE tenant = {t:String} AND hour = {h:DateTime('UTC')}",
         {"t": tenant, "h": hour.replace(tzinfo=None)},
     ).to_pylist()[0]
-
-
-def late_rows_total(hot: HotStore) -> int:
-    sql = "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot'"
-    return hot.query_arrow(sql).to_pylist()[0]["n"] or 0
 
 
 def landed_rows(settings: Settings, tenant: str, hour: datetime) -> int:
@@ -138,14 +125,7 @@ def landed_rows(settings: Settings, tenant: str, hour: datetime) -> int:
 def assert_hot_tier_equals_truth(hot: HotStore, plan: Hour) -> None:
     truth = plan.truth()
     assert sorted(hot_event_ids(hot, plan.tenant, plan.hour)) == sorted(e["event_id"] for e in truth)
-    expected = per_minute(truth, plan.tenant)
-    actual = hot_minutes(hot, plan.tenant, plan.hour)
-    assert set(actual) == set(expected)
-    for minute, want in expected.items():
-        got = actual[minute]
-        assert got["events"] == want["events"], minute
-        assert got["revenue"] == pytest.approx(want["revenue"], abs=1e-6), minute
-        assert abs(got["users"] - len(want["users"])) <= max(1, 0.02 * len(want["users"])), minute
+    assert_minutes_match(hot_minutes(hot, plan.tenant, plan.hour), per_minute(truth, plan.tenant))
     hourly = hot_hour(hot, plan.tenant, plan.hour)
     users = len({str(e["user_id"]) for e in truth})
     assert hourly["events"] == len(truth)

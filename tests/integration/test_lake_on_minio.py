@@ -10,8 +10,6 @@ on free ports, so a demo stack on the default ports is left alone.
 from __future__ import annotations
 
 import json
-import random
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 from common.lake import landing_path, spark_uri
@@ -27,6 +24,8 @@ from common.settings import Settings
 from common.spark import spark_session
 from stack import ensure_bucket, local_stack, s3_client
 from stack.maven import spark_jars, spark_s3_jars
+from stream.job import landing_writer
+from tests.integration.ports import free_pair
 
 pytestmark = pytest.mark.integration
 
@@ -40,30 +39,11 @@ SCHEMA = StructType([
 ])
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_pair() -> int:
-    """A free port whose successor is free too (MinIO's console listens on the S3 port + 1)."""
-    for _ in range(200):
-        port = random.randrange(41000, 49000, 2)
-        if _free(port) and _free(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports found in 41000-49000")
-
-
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        s3_endpoint=f"http://127.0.0.1:{_free_pair()}",
+        s3_endpoint=f"http://127.0.0.1:{free_pair()}",
         lake_uri=f"s3://{BUCKET}/lake",
         checkpoint_dir=str(tmp_path / "checkpoints"),
         minio_manage=True,
@@ -106,14 +86,9 @@ def _events(start: datetime, count: int, first: int) -> list[dict[str, object]]:
 def _land(spark: SparkSession, settings: Settings, inbox: Path) -> None:
     """One ``availableNow`` run of a Parquet file sink shaped like the stream job's landing."""
     query = (
-        spark.readStream.schema(SCHEMA).json(str(inbox))
-        .withColumn("dt", F.date_format("timestamp", "yyyy-MM-dd"))
-        .withColumn("hour", F.date_format("timestamp", "HH"))
-        .writeStream.format("parquet")
-        .option("compression", "zstd")
-        .partitionBy("dt", "hour")
-        .option("path", spark_uri(landing_path(settings)))
-        .option("checkpointLocation", f"{settings.effective_checkpoint_dir}/landing")
+        landing_writer(
+            spark.readStream.schema(SCHEMA).json(str(inbox)), settings, f"{settings.effective_checkpoint_dir}/landing"
+        )
         .trigger(availableNow=True)
         .start()
     )

@@ -22,6 +22,7 @@ from demo.load import post_events
 from stack.process import read_pid
 from stack.services import Stack
 from tests.integration.conftest import wait_for
+from tests.integration.hot_truth import assert_minutes_match, hot_minutes, late_rows_total
 
 pytestmark = pytest.mark.integration
 
@@ -31,26 +32,12 @@ def hot_count(hot: HotStore, tenant: str) -> int:
     return hot.query_arrow(sql, {"t": tenant}).to_pylist()[0]["n"]
 
 
-def hot_minutes(hot: HotStore, tenant: str) -> dict[datetime, dict]:
-    rows = hot.query_arrow(
-        "SELECT toUInt32(minute) AS m, sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
-        "FROM rollups_1m WHERE tenant = {t:String} GROUP BY m",
-        {"t": tenant},
-    ).to_pylist()
-    return {datetime.fromtimestamp(r["m"], UTC): r for r in rows}
-
-
 def landed_rows(settings: Settings, tenant: str) -> list[dict]:
     rows = []
     for path in committed_files(landing_path(settings)):
         table = pq.read_table(path, columns=["tenant", "event_id"])
         rows.extend(r for r in table.to_pylist() if r["tenant"] == tenant)
     return rows
-
-
-def late_rows_total(hot: HotStore) -> int:
-    sql = "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot'"
-    return hot.query_arrow(sql).to_pylist()[0]["n"]
 
 
 def test_rollups_equal_the_ground_truth_and_late_events_are_counted_and_landed(
@@ -73,14 +60,7 @@ def test_rollups_equal_the_ground_truth_and_late_events_are_counted_and_landed(
     wait_for(lambda: len(landed_rows(settings, tenant)) >= landed_expected, 60, "the landing files")
 
     assert hot_count(hot, tenant) == len(truth)
-    expected = per_minute(truth, tenant)
-    actual = hot_minutes(hot, tenant)
-    assert set(actual) == set(expected)
-    for minute, want in expected.items():
-        got = actual[minute]
-        assert got["events"] == want["events"], minute
-        assert got["revenue"] == pytest.approx(want["revenue"], abs=1e-6), minute
-        assert abs(got["users"] - len(want["users"])) <= max(1, 0.02 * len(want["users"])), minute
+    assert_minutes_match(hot_minutes(hot, tenant), per_minute(truth, tenant))
     assert len(landed_rows(settings, tenant)) == landed_expected
 
     # The same numbers through the query API, grouped and filtered.

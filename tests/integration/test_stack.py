@@ -7,8 +7,6 @@ so only the very first run on a machine pays for Maven and the MinIO build.
 
 from __future__ import annotations
 
-import random
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -19,38 +17,20 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from common.settings import Settings
 from stack import lake_bucket, local_stack, s3_client, spark_kafka_jars
+from tests.integration.ports import free_pair
 
 pytestmark = pytest.mark.integration
 
 PYSPARK_JARS = Path(__import__("pyspark").__file__).parent / "jars"
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_pair() -> int:
-    """A port whose successor is free too (Kafka's controller and MinIO's console use port + 1)."""
-    for _ in range(200):
-        port = random.randrange(40000, 60000, 2)
-        if _free(port) and _free(port + 1):
-            return port
-    raise RuntimeError("no two consecutive free ports found")
-
-
 @pytest.fixture()
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        kafka_bootstrap=f"localhost:{_free_pair()}",
-        s3_endpoint=f"http://127.0.0.1:{_free_pair()}",
-        redis_url=f"redis://127.0.0.1:{_free_pair()}/0",
+        kafka_bootstrap=f"localhost:{free_pair()}",
+        s3_endpoint=f"http://127.0.0.1:{free_pair()}",
+        redis_url=f"redis://127.0.0.1:{free_pair()}/0",
         lake_uri="s3://lake-test/lake",
         kafka_topic="events-test",
         kafka_dlq_topic="events-test.dlq",

@@ -1,0 +1,41 @@
+"""What the hot tier holds for a test's tenant, and the comparison with the generator's ground truth.
+
+Shared by the speed-layer and batch-layer tests so both judge the hot tier by the same rules: counts
+and revenue exact, unique users within the documented 2 % of ``uniq``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from common.hot_store import HotStore
+
+
+def hot_minutes(hot: HotStore, tenant: str, hour: datetime | None = None) -> dict[datetime, dict[str, Any]]:
+    """Per minute: events, revenue, unique users of ``tenant`` (in ``hour`` when given)."""
+    in_hour = " AND toStartOfHour(minute) = {h:DateTime('UTC')}" if hour is not None else ""
+    rows = hot.query_arrow(
+        "SELECT toUInt32(minute) AS m, sum(events) AS events, sum(revenue) AS revenue, uniqMerge(users) AS users "
+        f"FROM rollups_1m WHERE tenant = {{t:String}}{in_hour} GROUP BY m",
+        {"t": tenant, **({"h": hour.replace(tzinfo=None)} if hour is not None else {})},
+    ).to_pylist()
+    return {datetime.fromtimestamp(r["m"], UTC): r for r in rows}
+
+
+def late_rows_total(hot: HotStore) -> int:
+    """Events the stream dropped as later than the watermark, over all its micro-batches."""
+    sql = "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot'"
+    return hot.query_arrow(sql).to_pylist()[0]["n"] or 0
+
+
+def assert_minutes_match(actual: dict[datetime, dict[str, Any]], expected: dict[datetime, dict[str, Any]]) -> None:
+    """``expected`` as ``demo.ground_truth.per_minute`` builds it (users as a set of ids)."""
+    assert set(actual) == set(expected)
+    for minute, want in expected.items():
+        got = actual[minute]
+        assert got["events"] == want["events"], minute
+        assert got["revenue"] == pytest.approx(want["revenue"], abs=1e-6), minute
+        assert abs(got["users"] - len(want["users"])) <= max(1, 0.02 * len(want["users"])), minute
