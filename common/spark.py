@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pyspark.sql import SparkSession
@@ -12,8 +13,11 @@ from pyspark.sql import SparkSession
 from common.settings import Settings
 
 
-def spark_session(settings: Settings, app_name: str, jars: Sequence[str] = ()) -> SparkSession:
-    """A session for ``app_name``; ``jars`` are extra jars such as Spark's Kafka connector.
+def spark_session(
+    settings: Settings, app_name: str, jars: Sequence[str] = (), scheduler_pools: Path | None = None
+) -> SparkSession:
+    """A session for ``app_name``; ``jars`` are extra jars such as Spark's Kafka connector;
+    ``scheduler_pools`` is a FAIR scheduler allocation file (jobs that share the cores by priority).
 
     When the lake is on S3 (``s3://``), the session is also set up for Hadoop's S3A file system
     (see ``s3a_conf``); ``jars`` must then include the S3A jars (``stack.maven.spark_jars``).
@@ -40,6 +44,10 @@ def spark_session(settings: Settings, app_name: str, jars: Sequence[str] = ()) -
     )
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
+    if scheduler_pools is not None:
+        builder = builder.config("spark.scheduler.mode", "FAIR").config(
+            "spark.scheduler.allocation.file", str(scheduler_pools)
+        )
     if _lake_on_s3(settings):
         for key, value in s3a_conf(settings).items():
             builder = builder.config(key, value)

@@ -39,6 +39,7 @@ KAFKA_VALUE_SCHEMA = StructType(
      ("tenant", "event", "timestamp", "event_id", "user_id", "page", "country", "device", "properties", "received_at")]
     + [StructField("revenue", DoubleType())]
 )
+SCHEDULER_POOLS = Path(__file__).with_name("scheduler_pools.xml")
 RAW_COLUMNS = ("tenant", "event", "timestamp", "event_id", "user_id", "page", "country", "device", "revenue",
                "properties", "received_at")
 
@@ -194,6 +195,7 @@ def start_stream(
     )
     events = parse_events(kafka)
     watermark = f"{settings.stream_watermark_minutes} minutes"
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
         events.withWatermark("timestamp", watermark)
         .dropDuplicatesWithinWatermark(["event_id"])
@@ -203,6 +205,7 @@ def start_stream(
         .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
         .start()
     )
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
     landing = (
         landing_writer(events, settings, f"{checkpoints}/landing")
         .queryName("landing")
@@ -223,7 +226,7 @@ def run_stream(
 
     ``ready_file`` receives this process's pid once both queries run: the stack's readiness check.
     """
-    spark = spark_session(settings, "lakehouse-stream", jars)
+    spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
     queries = start_stream(spark, settings, store, progress)
     if ready_file is not None:
         ready_file.parent.mkdir(parents=True, exist_ok=True)
