@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="redis://127.0.0.1:16379/0", description="Redis URL (query cache).")
     redis_manage: bool = Field(default=True, description="Start a local redis-server with `stack up`.")
 
+    cache_ttl_seconds: float = Field(
+        default=60.0, description="Lifetime of a cached answer for a range that has ended (±10 % jitter)."
+    )
+    cache_open_ttl_seconds: float = Field(
+        default=0.5,
+        description="Lifetime of a cached answer for an open range (ending now): short, so dashboards stay "
+        "seconds fresh while a stampede still reaches the hot tier once.",
+    )
+
     # API
     api_host: str = Field(default="127.0.0.1", description="Bind address of the API (ingestion, queries, hot node).")
     api_port: int = Field(default=18000, description="Port of the HTTP API.")

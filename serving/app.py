@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from common.hot_schema import migrate
@@ -20,6 +21,7 @@ from common.hot_store import HotStore, HotStoreError, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher
+from serving.cache import QueryCache, cache_key
 from serving.hot_node import start_hot_node
 from serving.metric_query import METRICS, QueryError, build_request, compile_series
 
@@ -36,7 +38,8 @@ def _series(rows: list[dict[str, Any]], group_by: list[str]) -> list[dict[str, A
     return list(series.values())
 
 
-def create_app(settings: Settings, store: HotStore, publisher: EventPublisher) -> FastAPI:
+def create_app(settings: Settings, store: HotStore, publisher: EventPublisher, cache: QueryCache) -> FastAPI:
+    counters = {"hot_queries": 0}
     app = FastAPI(
         title="Lakehouse API",
         version="0.1.0",
@@ -83,27 +86,42 @@ def create_app(settings: Settings, store: HotStore, publisher: EventPublisher) -
             )
         except QueryError as exc:
             return JSONResponse(status_code=400, content={"error": str(exc)})
-        sql, params = compile_series(request)
-        try:
+        async def answer() -> bytes:
+            sql, params = compile_series(request)
+            counters["hot_queries"] += 1
             table = await run_in_threadpool(store.query_arrow, sql, params)
+            return orjson.dumps({
+                "metric": name,
+                "tenant": tenant,
+                "from": request.start.isoformat().replace("+00:00", "Z"),
+                "to": request.end.isoformat().replace("+00:00", "Z"),
+                "granularity": request.granularity,
+                "group_by": request.group_by,
+                "filters": request.filters,
+                "source": "hot",
+                "series": _series(table.to_pylist(), request.group_by),
+                "took_ms": round((time.perf_counter() - started) * 1000, 2),
+            })
+
+        asked = {"name": name, "range": range, "from": from_, "to": to, "group_by": group_by,
+                 "filter": sorted(filter), "granularity": granularity}
+        key = cache_key(tenant, "metrics", asked)
+        try:
+            open_range = to is None or _utc(to) >= datetime.now(UTC) - timedelta(minutes=1)
+            ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
+            body, how = await cache.get_or_compute(key, ttl, answer)
         except HotStoreError as exc:
             return JSONResponse(status_code=503, content={"error": str(exc)})
-        return {
-            "metric": name,
-            "tenant": tenant,
-            "from": request.start.isoformat().replace("+00:00", "Z"),
-            "to": request.end.isoformat().replace("+00:00", "Z"),
-            "granularity": request.granularity,
-            "group_by": request.group_by,
-            "filters": request.filters,
-            "source": "hot",
-            "series": _series(table.to_pylist(), request.group_by),
-            "took_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
+        return Response(body, media_type="application/json", headers={"X-Cache": how})
+
+    @app.get("/stats", tags=["operations"], summary="Counters: hot-tier queries and cache outcomes")
+    def stats() -> Any:
+        return {"hot_queries": counters["hot_queries"], "cache": cache.stats.as_dict()}
 
     @app.on_event("shutdown")
-    def _close() -> None:
+    async def _close() -> None:
         publisher.close()
+        await cache.close()
 
     return app
 
@@ -125,5 +143,6 @@ def serve(settings: Settings) -> None:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
         start_hot_node(store, settings.hot_node_url)
-    app = create_app(settings, store, EventPublisher(settings))
+    cache = QueryCache(settings.redis_url)
+    app = create_app(settings, store, EventPublisher(settings), cache)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)
