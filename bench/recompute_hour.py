@@ -42,9 +42,10 @@ import pyarrow.parquet as pq
 import pyspark
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import archive_path, hour_partition
+from common.lake import hour_partition
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA
 from common.settings import REPO_ROOT, Settings
+from demo.archive_files import write_archive_hour
 from demo.clickstream import COUNTRIES, DEVICES, EVENTS, PAGES, TENANTS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recompute_hour.json"
@@ -93,20 +94,6 @@ def generate_hour(n: int, users_per_tenant: int, seed: int = 42) -> pa.Table:
         },
         schema=EVENT_ARROW_SCHEMA,
     )
-
-
-def write_archive(settings: Settings, events: pa.Table, files: int) -> list[str]:
-    """Write the hour as the archive holds it: sorted by tenant, event, time; zstd; ``files`` files."""
-    folder = Path(archive_path(settings)) / hour_partition(HOUR)
-    folder.mkdir(parents=True, exist_ok=True)
-    events = events.sort_by([("tenant", "ascending"), ("event", "ascending"), ("timestamp", "ascending")])
-    step = -(-events.num_rows // files)
-    paths = []
-    for i in range(files):
-        path = folder / f"part-{i:05d}.zstd.parquet"
-        pq.write_table(events.slice(i * step, step), path, compression="zstd")
-        paths.append(str(path))
-    return paths
 
 
 @dataclass
@@ -248,7 +235,7 @@ def main() -> None:
 
     print(f"== generating {args.events:,} events of {HOUR:%Y-%m-%d %H}:00 UTC (not measured)")
     t = time.perf_counter()
-    files = write_archive(settings, generate_hour(args.events, args.users_per_tenant), args.files)
+    files = write_archive_hour(settings, HOUR, generate_hour(args.events, args.users_per_tenant), args.files)
     size = sum(Path(f).stat().st_size for f in files)
     print(f"   {len(files)} zstd Parquet files, {size / 2**20:.1f} MiB, in {time.perf_counter() - t:.1f}s")
 

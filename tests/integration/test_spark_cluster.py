@@ -29,10 +29,10 @@ from pyspark.sql import SparkSession
 from batch.hourly import recompute_hour
 from batch.spark_cluster import StandaloneCluster
 from common.events import EVENT_ARROW_SCHEMA, normalize_event
-from common.lake import archive_path, hour_partition
 from common.rollups import ROLLUP_KEYS
 from common.settings import Settings
 from common.spark import spark_session
+from demo.archive_files import write_archive_hour
 from demo.clickstream import Clickstream
 from demo.ground_truth import minute_of, per_minute
 
@@ -64,17 +64,7 @@ def write_archive(settings: Settings, bodies: list[dict[str, Any]]) -> list[str]
     limits = {"now": HOUR + timedelta(hours=1), "max_age": timedelta(days=3650), "max_future": timedelta(minutes=5)}
     rows = [normalize_event(b, **limits) for b in bodies]
     columns = {f.name: pa.array([r[f.name] for r in rows]).cast(f.type) for f in EVENT_ARROW_SCHEMA}
-    table = pa.table(columns, schema=EVENT_ARROW_SCHEMA).sort_by(
-        [("tenant", "ascending"), ("event", "ascending"), ("timestamp", "ascending")])
-    folder = Path(archive_path(settings)) / hour_partition(HOUR)
-    folder.mkdir(parents=True)
-    step = -(-table.num_rows // ARCHIVE_FILES)
-    files = []
-    for i in range(ARCHIVE_FILES):
-        path = folder / f"part-{i:05d}.zstd.parquet"
-        pq.write_table(table.slice(i * step, step), path, compression="zstd")
-        files.append(str(path))
-    return files
+    return write_archive_hour(settings, HOUR, pa.table(columns, schema=EVENT_ARROW_SCHEMA), ARCHIVE_FILES)
 
 
 def expected_rollups(bodies: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
