@@ -23,8 +23,6 @@ from common.lake import hour_partition, rollups_hourly_path, spark_uri
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA
 from common.settings import Settings
 
-RAW_COLUMNS = [f.name for f in EVENT_ARROW_SCHEMA]
-
 
 @dataclass
 class HourlyRecompute:
@@ -56,7 +54,7 @@ def recompute_hour(
         empty = pa.Table.from_pylist([], schema=ROLLUP_SCHEMA)
         return HourlyRecompute(hour, 0, empty, pa.Table.from_pylist([], schema=EVENT_ARROW_SCHEMA), 0, warm,
                                time.perf_counter() - started)
-    events = spark.read.parquet(*[spark_uri(f) for f in archive_files]).select(*RAW_COLUMNS).cache()
+    events = spark.read.parquet(*[spark_uri(f) for f in archive_files]).select(*EVENT_ARROW_SCHEMA.names).cache()
     minute = _rollup(events, "minute", "minute").select(*ROLLUP_SCHEMA.names)
     minute_rollups = minute.toArrow().cast(ROLLUP_SCHEMA)
     hourly = _rollup(events, "hour", "hour")

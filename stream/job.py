@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
+from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore, HotStoreError
 from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
@@ -40,8 +41,6 @@ KAFKA_VALUE_SCHEMA = StructType(
     + [StructField("revenue", DoubleType())]
 )
 SCHEDULER_POOLS = Path(__file__).with_name("scheduler_pools.xml")
-RAW_COLUMNS = ("tenant", "event", "timestamp", "event_id", "user_id", "page", "country", "device", "revenue",
-               "properties", "received_at")
 
 
 def parse_events(kafka: DataFrame) -> DataFrame:
@@ -97,7 +96,7 @@ class HotTierWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        raw = batch.select(*RAW_COLUMNS).toArrow()
+        raw = batch.select(*EVENT_ARROW_SCHEMA.names).toArrow()
         if raw.num_rows == 0:
             return
         collected = time.perf_counter()

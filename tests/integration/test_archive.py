@@ -55,10 +55,9 @@ from common.lake import (
 )
 from common.settings import Settings
 from common.spark import spark_session
-from stack import ensure_bucket, local_stack
 from stack.maven import spark_s3_jars
 from stream.job import landing_writer, parse_events
-from tests.integration.ports import free_pair
+from tests.integration.own_services import free_pair, minio_alone
 
 pytestmark = pytest.mark.integration
 
@@ -85,13 +84,8 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home = tmp_path_factory.mktemp("archive-minio")
     settings = Settings(home=home, s3_endpoint=f"http://127.0.0.1:{free_pair()}", lake_uri=f"s3://{BUCKET}/lake",
                         minio_manage=True, kafka_manage=False, redis_manage=False)
-    stack = local_stack(settings, progress=print)
-    try:
-        stack.up(["minio"])
-        ensure_bucket(settings, progress=print)
+    with minio_alone(settings):
         yield settings
-    finally:
-        stack.down(["minio"])
 
 
 @pytest.fixture(scope="module")

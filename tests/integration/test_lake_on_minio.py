@@ -22,10 +22,10 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from common.lake import landing_path, spark_uri
 from common.settings import Settings
 from common.spark import spark_session
-from stack import ensure_bucket, local_stack, s3_client
+from stack import s3_client
 from stack.maven import spark_jars, spark_s3_jars
 from stream.job import landing_writer
-from tests.integration.ports import free_pair
+from tests.integration.own_services import free_pair, minio_alone
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture()
 def minio(settings: Settings) -> Iterator[Settings]:
-    """MinIO alone, with the lake's bucket; stopped again whatever the test does."""
-    stack = local_stack(settings, progress=print)
-    try:
-        stack.up(["minio"])
-        ensure_bucket(settings, progress=print)
+    with minio_alone(settings):
         yield settings
-    finally:
-        stack.down(["minio"])
 
 
 @pytest.fixture()

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from common.settings import Settings
 from stack import lake_bucket, local_stack, s3_client, spark_kafka_jars
-from tests.integration.ports import free_pair
+from tests.integration.own_services import free_pair
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,14 @@
-"""Free loopback ports for tests that start their own services beside the session stack."""
+"""Services that a test starts for itself beside the session stack: free ports, MinIO alone."""
 
 from __future__ import annotations
 
 import random
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from common.settings import Settings
+from stack import ensure_bucket, local_stack
 
 
 def _free(port: int) -> bool:
@@ -23,3 +28,15 @@ def free_pair(low: int = 41000, high: int = 49000) -> int:
         if _free(port) and _free(port + 1):
             return port
     raise RuntimeError(f"no two consecutive free ports found in {low}-{high}")
+
+
+@contextmanager
+def minio_alone(settings: Settings) -> Iterator[Settings]:
+    """MinIO only, with the lake's bucket created; stopped again whatever the test does."""
+    stack = local_stack(settings, progress=print)
+    try:
+        stack.up(["minio"])
+        ensure_bucket(settings, progress=print)
+        yield settings
+    finally:
+        stack.down(["minio"])
