@@ -38,6 +38,16 @@ def rollups_hourly_path(settings: Settings) -> str:
     return _join(settings.effective_lake_uri, "warm", "rollups_hourly")
 
 
+def cold_events_path(settings: Settings) -> str:
+    """Cold raw events, compacted per day: ``dt=YYYY-MM-DD/part-0.parquet`` + ``_manifest.json``."""
+    return _join(settings.effective_lake_uri, "cold", "events")
+
+
+def rollups_daily_path(settings: Settings) -> str:
+    """Cold daily rollups, one folder per day: ``dt=YYYY-MM-DD/part-0.parquet`` + ``_manifest.json``."""
+    return _join(settings.effective_lake_uri, "cold", "rollups_daily")
+
+
 def hour_partition(hour: datetime) -> str:
     """The Hive partition folder of an hour: ``dt=YYYY-MM-DD/hour=HH`` (UTC)."""
     hour = hour.astimezone(UTC)
