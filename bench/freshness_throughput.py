@@ -5,7 +5,7 @@ Runs its own stack (home ``.lakehouse/bench``, ports 29xxx) so that the demo's d
 1. Kafka → hot tier: ``--kafka-events`` events are produced straight to Kafka, then the stream job
    starts and drains them; throughput is rows / wall time of its micro-batches (``stream_progress``).
 2. API → hot tier: ``--clients`` threads post 1,000-event batches for ``--seconds`` while a probe
-   measures freshness (event sent → visible through ``GET /metrics``) once a second.
+   measures freshness (event sent → visible through ``GET /v1/timeseries``) once a second.
 
 3. Freshness at a paced ``--paced-rate`` (default 5,000 events/s) once the stream has drained phase 2:
    the freshness a dashboard sees when ingestion stays within what the stream sustains.

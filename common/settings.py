@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         description="Lifetime of a cached answer for an open range (ending now): short, so dashboards stay "
         "seconds fresh while a stampede still reaches the hot tier once.",
     )
+    query_timeout_seconds: float = Field(
+        default=30.0, description="A dashboard or ad-hoc query running longer is cancelled and answered 504."
+    )
 
     # API
     api_host: str = Field(default="127.0.0.1", description="Bind address of the API (ingestion, queries, hot node).")
@@ -113,6 +116,17 @@ class Settings(BaseSettings):
         default=0.05,
         description="Stream-vs-batch drift check: largest accepted relative error of the speed layer's event count "
         "per tenant and hour (events later than the watermark are the usual cause); beyond it the check warns.",
+    )
+
+    # Tiers and retention (storage_tiers/)
+    tier_policy: str = Field(
+        default="",
+        description="Tier policy file (tiers, horizons, retention per tenant); empty means storage_tiers/tiers.yaml.",
+    )
+    tiers_partitions_start: str = Field(
+        default="2019-01-01",
+        description="First day (UTC, `YYYY-MM-DD`) of the tier movers' daily partitions in Dagster: the oldest data "
+        "that may still be in the lake (7 years of retention back from the first deployment).",
     )
 
     @property

@@ -70,9 +70,9 @@ class FreshnessProbe:
                  "page": page}
         sent = time.perf_counter()
         self._client.post("/events", json=[event]).raise_for_status()
-        params = {"name": "events", "tenant": PROBE_TENANT, "range": "15m", "filter": f"page:{page}"}
+        params = {"metric": "events", "tenant": PROBE_TENANT, "range": "15m", "filter": f"page:{page}"}
         while time.perf_counter() - sent < self._timeout:
-            series = self._client.get("/metrics", params=params).json().get("series", [])
+            series = self._client.get("/v1/timeseries", params=params).json().get("series", [])
             if series and sum(p[1] for p in series[0]["points"]) >= 1:
                 self.latencies.append(time.perf_counter() - sent)
                 return

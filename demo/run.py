@@ -100,22 +100,16 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
         time.sleep(0.5)
 
     window = "15m"
-    print(f"\n== dashboard: tenant acme, last {window}, page views by country (from /metrics)")
+    print(f"\n== dashboard: tenant acme, last {window}, page views by country (from /v1/breakdown)")
     views = client.get(
-        "/metrics", params={"name": "page_views", "tenant": "acme", "range": window, "group_by": "country"}
+        "/v1/breakdown", params={"metric": "page_views", "tenant": "acme", "range": window, "by": "country"}
     ).json()
-    rows = sorted(
-        ((s["group"]["country"], sum(p[1] for p in s["points"])) for s in views["series"]), key=lambda r: -r[1]
-    )
-    print_table(["country", "page_views"], rows)
-    summary = []
-    for metric in ("events", "page_views", "purchases", "revenue", "unique_users"):
-        body = client.get(
-            "/metrics", params={"name": metric, "tenant": "acme", "range": window, "granularity": "day"}
-        ).json()
-        summary.append((metric, sum(p[1] for s in body["series"] for p in s["points"]), body["took_ms"]))
+    print_table(["country", "page_views"], [(r["country"], r["value"]) for r in views["rows"]])
+    metrics = ["events", "page_views", "purchases", "revenue", "unique_users"]
+    body = client.post("/v1/query", params={"tenant": "acme"}, json={"metrics": metrics, "range": window}).json()
     print()
-    print_table(["metric (acme, 15m)", "value", "query ms"], summary)
+    print_table([f"metric (acme, {window})", "value"], list(zip(metrics, body["rows"][0], strict=True)))
+    print(f"(one ad-hoc query, {body['took_ms']} ms, from {', '.join(body['sources'])})")
 
     dlq = topic_size(settings, settings.kafka_dlq_topic) - dlq_before
     fresh = probe.summary()
@@ -133,8 +127,8 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
         ],
     )
     print(
-        f"\nThe stack keeps running: try `curl '{settings.api_url}/metrics?name=page_views&tenant=acme&range=1h"
-        f"&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; stop it with "
+        f"\nThe stack keeps running: try `curl '{settings.api_url}/v1/timeseries?metric=page_views&tenant=acme"
+        f"&range=1h&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; stop it with "
         "`lakehouse stack down`."
     )
     return 0 if count >= expected else 1

@@ -40,7 +40,7 @@ def ingest_router(settings: Settings, publisher: EventPublisher) -> APIRouter:
             "`sync=true` answers only after Kafka acknowledged every event."
         ),
     )
-    async def post_events(request: Request, sync: bool = Query(False)) -> Any:  # noqa: B008
+    async def post_events(request: Request, sync: bool = Query(False)) -> Any:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.ingest_max_bytes:
             return _error(413, f"body is larger than {settings.ingest_max_bytes} bytes; split it into smaller batches")

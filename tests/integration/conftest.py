@@ -21,12 +21,15 @@ from common.hot_store import FlightHotStore, HotStore
 from common.settings import Settings
 from stack.services import Stack
 
+# Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
+# so that their sessions' services do not collide; CI leaves it at 0.
+_OFFSET = int(os.environ.get("LAKEHOUSE_TEST_PORT_OFFSET", "0"))
 TEST_ENV = {
-    "LAKEHOUSE_KAFKA_BOOTSTRAP": "localhost:39092",
-    "LAKEHOUSE_S3_ENDPOINT": "http://127.0.0.1:39000",
-    "LAKEHOUSE_REDIS_URL": "redis://127.0.0.1:36379/0",
-    "LAKEHOUSE_API_PORT": "38000",
-    "LAKEHOUSE_HOT_NODE_URL": "grpc://127.0.0.1:38815",
+    "LAKEHOUSE_KAFKA_BOOTSTRAP": f"localhost:{39092 + _OFFSET}",
+    "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{39000 + _OFFSET}",
+    "LAKEHOUSE_REDIS_URL": f"redis://127.0.0.1:{36379 + _OFFSET}/0",
+    "LAKEHOUSE_API_PORT": str(38000 + _OFFSET),
+    "LAKEHOUSE_HOT_NODE_URL": f"grpc://127.0.0.1:{38815 + _OFFSET}",
     "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": "8",
     "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
 }

@@ -84,9 +84,9 @@ def test_a_body_that_is_not_a_batch_is_refused_with_a_clear_4xx(api: httpx.Clien
 
 
 def test_queries_refuse_unknown_names_with_a_400(api: httpx.Client):
-    for params, message in [({"name": "nope"}, "unknown metric"),
-                            ({"name": "events", "group_by": "password"}, "unknown dimension"),
-                            ({"name": "events", "range": "90d"}, "beyond the hot tier")]:
-        response = api.get("/metrics", params=params)
+    for params, message in [({"metric": "nope"}, "unknown metric"),
+                            ({"metric": "events", "group_by": "password"}, "unknown dimension"),
+                            ({"metric": "events", "range": "30d", "granularity": "minute"}, "reach back 7 days")]:
+        response = api.get("/v1/timeseries", params=params)
         assert response.status_code == 400
         assert message in response.json()["error"]

@@ -1,0 +1,145 @@
+"""Answers a ``QuerySpec`` for one tenant from whichever tiers hold its range, and merges the pieces.
+
+Hot pieces go to ClickHouse through the hot store; warm and cold pieces to DuckDB over the lake's
+Parquet views. A piece that is the whole answer carries HAVING, ORDER BY and LIMIT into its SQL (top-N
+over thousands of pages stays in the engine); pieces of a split range are merged here first. A bucket
+never spans two tiers, so merged time series are exact; totals over a split range add the pieces,
+which is exact for counts and revenue and an upper bound for unique users (flagged ``approximate``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from common.hot_store import HotStore
+from serving.query_spec import METRICS, QueryError, QuerySpec
+from serving.sql_compile import compile_segment, effective_order, metric_alias
+from serving.tier_routing import Horizons, Segment, plan
+
+DEFAULT_ROW_CAP = 10_000
+# A lake session's views are bound to the files that existed when it opened (a tier without files is an
+# empty view); sessions are renewed this often so new tiers and days show up without a restart.
+LAKE_SESSION_SECONDS = 60.0
+
+
+class QueryTimeout(TimeoutError):
+    """The query ran past the configured timeout and was cancelled."""
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[list[Any]]  # a bucket is epoch seconds (UTC)
+    sources: list[str] = field(default_factory=list)  # e.g. ["hot:rollups_1h", "warm:rollups_hourly"]
+    approximate: list[str] = field(default_factory=list)
+    truncated: bool = False
+    took_ms: float = 0.0
+
+    def records(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+class QueryEngine:
+    def __init__(
+        self,
+        store: HotStore,
+        lake: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+        *,
+        horizons: Horizons | None = None,
+        timeout_seconds: float = 30.0,
+    ) -> None:
+        self._store = store
+        self._lake = lake
+        self._local = threading.local()
+        self.horizons = horizons or Horizons()
+        self.timeout_seconds = timeout_seconds
+        self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
+
+    def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
+        started = time.perf_counter()
+        segments = plan(spec, now, self.horizons)
+        whole = len(segments) == 1
+        columns = (["bucket"] if spec.granularity else []) + list(spec.dimensions) + list(spec.metrics)
+        pieces = [self._run_segment(spec, segment, tenant, whole) for segment in segments]
+        rows = pieces[0] if whole else _merge(spec, pieces)
+        truncated = False
+        if spec.limit is None and len(rows) > DEFAULT_ROW_CAP:
+            rows, truncated = rows[:DEFAULT_ROW_CAP], True
+        approximate = []
+        if not whole and not spec.granularity:
+            approximate = [m for m in spec.metrics if METRICS[m].measure == "users"]
+        return QueryResult(
+            columns=columns,
+            rows=[[row[c] for c in columns] for row in rows],
+            sources=[f"{s.source.tier}:{s.source.table}" for s in segments],
+            approximate=approximate,
+            truncated=truncated,
+            took_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
+        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=int(self.timeout_seconds))
+        self.tier_queries[segment.source.tier] += 1
+        if segment.source.tier == "hot":
+            try:
+                rows = self._store.query_arrow(sql, params).to_pylist()
+            except Exception as exc:
+                if "TIMEOUT_EXCEEDED" in str(exc):
+                    raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
+                raise
+        else:
+            rows = self._run_lake(sql, params)
+        renames = {metric_alias(m): m for m in spec.metrics}
+        return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+
+    def _run_lake(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._lake is None:
+            raise QueryError("this server has no warm/cold tier configured (lake queries are off)")
+        connection, opened = getattr(self._local, "lake", (None, 0.0))
+        if connection is None or time.monotonic() - opened > LAKE_SESSION_SECONDS:
+            if connection is not None:
+                connection.close()
+            connection = self._lake()
+            self._local.lake = (connection, time.monotonic())
+        timer = threading.Timer(self.timeout_seconds, connection.interrupt)
+        timer.start()
+        try:
+            return connection.execute(sql, params).fetch_arrow_table().to_pylist()
+        except duckdb.InterruptException:
+            raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s and was cancelled") from None
+        finally:
+            timer.cancel()
+
+
+def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    keys = (["bucket"] if spec.granularity else []) + list(spec.dimensions)
+    merged: dict[tuple, dict[str, Any]] = {}
+    for piece in pieces:
+        for row in piece:
+            key = tuple(row[k] for k in keys)
+            into = merged.get(key)
+            if into is None:
+                merged[key] = dict(row)
+            else:
+                for metric in spec.metrics:
+                    into[metric] += row[metric]
+    rows = list(merged.values())
+    for flt in spec.filters:
+        if flt.on_metric:
+            rows = [r for r in rows if _passes(r[flt.field], flt.op, flt.values)]
+    for order in reversed(effective_order(spec)):  # stable sorts, least significant key first
+        rows.sort(key=lambda r, f=order.field: r[f], reverse=order.descending)
+    return rows[: spec.limit] if spec.limit else rows
+
+
+def _passes(value: float, op: str, bounds: tuple[Any, ...]) -> bool:
+    if op == "between":
+        return bounds[0] <= value <= bounds[1]
+    return {">": value > bounds[0], ">=": value >= bounds[0], "<": value < bounds[0], "<=": value <= bounds[0]}[op]

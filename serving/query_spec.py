@@ -1,0 +1,210 @@
+"""The one shape every dashboard question takes, and its validation.
+
+Time series, breakdowns, top-N, drill-downs, saved widgets, alerts and ad-hoc JSON queries are all a
+``QuerySpec``: metrics from a fixed catalogue, dimensions and filters from a fixed list, a time range,
+an optional time granularity, ordering and a limit. Users never send SQL or column names that reach a
+statement unchecked: every name is looked up here, every value later travels as a typed parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+class QueryError(ValueError):
+    """The request cannot be answered as asked; the message says what is accepted instead."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    measure: str  # events | revenue | users: a rollup column, never user text
+    event: str | None = None  # restricts the metric to one event name
+    description: str = ""
+
+
+METRICS: dict[str, Metric] = {
+    "events": Metric("events", description="all events"),
+    "page_views": Metric("events", "page_view", "page_view events"),
+    "clicks": Metric("events", "click", "click events"),
+    "signups": Metric("events", "signup", "signup events"),
+    "purchases": Metric("events", "purchase", "purchase events"),
+    "revenue": Metric("revenue", description="sum of the events' revenue"),
+    "unique_users": Metric("users", description="distinct user_id (hot tier: mergeable uniq, error < 2 %)"),
+}
+DIMENSIONS = ("event", "country", "device", "page")
+GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400}
+TIERS = ("auto", "hot", "warm", "cold")
+DIMENSION_OPS = ("=", "!=", "in", "not in")
+METRIC_OPS = (">", ">=", "<", "<=", "between")
+MAX_LIMIT = 10_000
+_RANGE = re.compile(r"^(\d+)([mhdy])$")
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """``dimension op values`` (WHERE) or ``metric op values`` (HAVING, for value ranges)."""
+
+    field: str
+    op: str
+    values: tuple[Any, ...]
+
+    @property
+    def on_metric(self) -> bool:
+        return self.field in METRICS
+
+
+@dataclass(frozen=True)
+class Order:
+    field: str
+    descending: bool = True
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    metrics: tuple[str, ...]
+    start: datetime
+    end: datetime
+    granularity: str | None = None  # None: one total per group
+    dimensions: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    order_by: tuple[Order, ...] = ()
+    limit: int | None = None
+    tier: str = "auto"
+
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything that changes the answer, in a stable form (the cache key is made from it)."""
+        return {
+            "metrics": self.metrics, "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "granularity": self.granularity, "dimensions": self.dimensions,
+            "filters": sorted((f.field, f.op, [str(v) for v in f.values]) for f in self.filters),
+            "order_by": [(o.field, o.descending) for o in self.order_by], "limit": self.limit, "tier": self.tier,
+        }
+
+
+@dataclass
+class SpecInput:
+    """A spec as a client sends it (JSON body of ``POST /v1/query``, or built from GET parameters)."""
+
+    metrics: list[str]
+    range: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    granularity: str | None = None
+    dimensions: list[str] = field(default_factory=list)
+    filters: list[dict[str, Any]] = field(default_factory=list)
+    order_by: list[dict[str, Any]] = field(default_factory=list)
+    limit: int | None = None
+    tier: str = "auto"
+
+
+def parse_range(text: str) -> timedelta:
+    match = _RANGE.match(text or "")
+    if not match or int(match.group(1)) == 0:
+        raise QueryError(f"range {text!r} is not like 15m, 6h, 7d or 1y")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def auto_granularity(span: timedelta) -> str:
+    """About 60–200 points per chart: minutes up to 3 h, hours up to 7 d, days beyond."""
+    if span <= timedelta(hours=3):
+        return "minute"
+    if span <= timedelta(days=7):
+        return "hour"
+    return "day"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _known(kind: str, name: str, known: tuple[str, ...] | list[str]) -> str:
+    if name not in known:
+        raise QueryError(f"unknown {kind} {name!r}; known: {', '.join(known)}")
+    return name
+
+
+def _filter(raw: dict[str, Any]) -> Filter:
+    if not isinstance(raw, dict):
+        raise QueryError(f"a filter is an object like {{'field': 'country', 'op': '=', 'value': 'US'}}, not {raw!r}")
+    name = raw.get("field", raw.get("dimension"))
+    op = str(raw.get("op", "=")).lower()
+    if name in METRICS:
+        _known("metric filter operator", op, METRIC_OPS)
+    else:
+        _known("filter field", str(name), [*DIMENSIONS, *METRICS])
+        _known("dimension filter operator", op, DIMENSION_OPS)
+    values = raw.get("values", raw.get("value"))
+    values = list(values) if isinstance(values, list | tuple) else [values]
+    if any(v is None for v in values) or not values:
+        raise QueryError(f"filter on {name!r} needs a 'value' (or 'values' for in / not in / between)")
+    if op == "between" and len(values) != 2:
+        raise QueryError(f"'between' on {name!r} takes two values [low, high]")
+    if op in ("=", "!=", ">", ">=", "<", "<=") and len(values) != 1:
+        raise QueryError(f"{op!r} on {name!r} takes one value; use 'in' for several")
+    if name in METRICS:
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise QueryError(f"filter on metric {name!r} compares numbers, got {values!r}") from None
+    else:
+        values = [str(v) for v in values]
+    return Filter(str(name), op, tuple(values))
+
+
+def build_spec(raw: SpecInput, *, now: datetime) -> QuerySpec:
+    """Validate a client's spec against the catalogue; the error names the offending part."""
+    if not raw.metrics:
+        raise QueryError(f"name at least one metric; known: {', '.join(METRICS)}")
+    metrics = tuple(dict.fromkeys(_known("metric", m, list(METRICS)) for m in raw.metrics))
+    dims = tuple(dict.fromkeys(_known("dimension", d, DIMENSIONS) for d in raw.dimensions))
+    end = _utc(raw.end) or now
+    start = _utc(raw.start) or end - parse_range(raw.range or "1h")
+    if start >= end:
+        raise QueryError("the range is empty: `from` must be before `to`")
+    granularity = raw.granularity
+    if granularity == "auto":
+        granularity = auto_granularity(end - start)
+    if granularity is not None:
+        _known("granularity", granularity, list(GRANULARITIES))
+        step = GRANULARITIES[granularity]  # whole buckets: the first one starts on its boundary
+        start = datetime.fromtimestamp(int(start.timestamp()) // step * step, UTC)
+        if (end - start) / timedelta(seconds=GRANULARITIES[granularity]) > 50_000:
+            raise QueryError(f"{granularity} buckets over this range exceed 50,000 points; pick a coarser granularity")
+    filters = tuple(_filter(f) for f in raw.filters)
+    orders = []
+    for item in raw.order_by:
+        item = {"field": item} if isinstance(item, str) else item
+        name = str(item.get("field"))
+        allowed = [*metrics, *dims, *(["bucket"] if granularity else [])]
+        _known("order_by field (a metric or dimension of this query)", name, allowed)
+        direction = str(item.get("direction", "desc")).lower()
+        _known("order direction", direction, ["asc", "desc"])
+        orders.append(Order(name, direction == "desc"))
+    if raw.limit is not None and not 1 <= raw.limit <= MAX_LIMIT:
+        raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
+    _known("tier", raw.tier, TIERS)
+    return QuerySpec(metrics, start, end, granularity, dims, filters, tuple(orders), raw.limit, raw.tier)
+
+
+def parse_filter_params(items: list[str]) -> list[dict[str, Any]]:
+    """GET-style filters: ``country:US``, ``device!=mobile``, ``page:/a|/b`` (several values: in)."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("!=")
+        op = "!="
+        if not sep:
+            name, sep, value = item.partition(":")
+            op = "="
+        if not sep:
+            raise QueryError(f"filter {item!r} is not dimension:value or dimension!=value, e.g. device:mobile")
+        values = value.split("|")
+        if len(values) > 1:
+            op = "in" if op == "=" else "not in"
+        out.append({"field": name, "op": op, "values": values})
+    return out

@@ -1,0 +1,15 @@
+-- Every dashboard answer from the hot tier (serving/sql_compile.py fills it in).
+-- The {placeholders} without a type are filled only from whitelisted constants (table and column
+-- names of the catalogue, aggregate expressions, the server's timeout); every value a user typed is a
+-- typed query parameter ({name:Type}). Buckets are epoch seconds (UTC).
+SELECT {select}
+FROM {table}
+WHERE tenant = {tenant:String}
+  AND {time} >= {start:DateTime('UTC')}
+  AND {time} < {end:DateTime('UTC')}
+  {where}
+{group_by}
+{having}
+{order_by}
+{limit}
+SETTINGS max_execution_time = {timeout_seconds}
