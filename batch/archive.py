@@ -69,18 +69,19 @@ from common.events import EVENT_ARROW_SCHEMA
 from common.lake import (
     MANIFEST_NAME,
     archive_hour_path,
-    archive_path,
     committed_files,
     file_hour,
     fs_path,
     hour_partition,
-    is_s3,
     lake_filesystem,
     lake_uri,
     landing_path,
     read_manifest,
 )
 from common.settings import REPO_ROOT, Settings
+from storage_tiers.lake_sql import duckdb_uri as _duckdb_uri
+from storage_tiers.lake_sql import httpfs_extension_path as httpfs_extension_path  # noqa: F401 - re-exported
+from storage_tiers.lake_sql import lake_connection, lake_session
 
 SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 ARCHIVE_SCHEMA = EVENT_ARROW_SCHEMA
@@ -96,7 +97,6 @@ CHECKSUM_METHOD = (
 )
 TOOL_NAME = "lakehouse.batch.archive"
 _UPLOAD_CHUNK = 8 * 1024 * 1024
-_DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE"}
 
 
 @dataclass
@@ -121,59 +121,11 @@ def _sql(name: str) -> str:
     return (SQL_DIR / name).read_text()
 
 
-def _literal(text: str) -> str:
-    """A SQL string literal; used only where DuckDB takes no parameter (LOAD, CREATE SECRET, views)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-def httpfs_extension_path() -> Path:
-    """The httpfs extension that the ``duckdb-extension-httpfs`` wheel ships for this DuckDB version.
-
-    Loaded by path so nothing is ever downloaded at run time (``INSTALL httpfs`` would fetch it).
-    """
-    import duckdb_extension_httpfs
-
-    path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}" / (
-        "httpfs.duckdb_extension")
-    if not path.is_file():
-        raise RuntimeError(
-            f"DuckDB's httpfs extension for duckdb {duckdb.__version__} is missing ({path}); install the "
-            f"matching wheel: pip install 'duckdb-extension-httpfs=={duckdb.__version__}'"
-        )
-    return path
-
-
-def _configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Load httpfs from its wheel and add an S3 secret from ``LAKEHOUSE_S3_*`` (path-style for MinIO)."""
-    from urllib.parse import urlsplit
-
-    con.execute(f"LOAD {_literal(str(httpfs_extension_path()))}")
-    options = ["TYPE s3", f"REGION {_literal(settings.s3_region)}"]
-    if settings.s3_access_key:
-        options += [f"KEY_ID {_literal(settings.s3_access_key)}", f"SECRET {_literal(settings.s3_secret_key)}"]
-    endpoint = settings.s3_endpoint.strip()
-    if endpoint:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"LAKEHOUSE_S3_ENDPOINT {endpoint!r} must look like http(s)://host:port")
-        options += [f"ENDPOINT {_literal(parts.netloc)}", "URL_STYLE 'path'",
-                    f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}"]
-    con.execute(f"CREATE OR REPLACE SECRET lakehouse_s3 ({', '.join(options)})")
-
-
 def _connect(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session in UTC that reaches the lake (S3 through httpfs) and has the macros.
-
-    Extension auto-install is off, so a query never triggers a download; ``temp_dir`` is where a
-    large hour's sort spills.
-    """
-    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    """A lake session (``storage_tiers.lake_sql.lake_session``: UTC, S3 through httpfs, no downloads)
+    with the archive's macros; ``temp_dir`` is where a large hour's sort spills."""
+    con = lake_session(settings, temp_dir=temp_dir)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        if temp_dir is not None:
-            con.execute(f"SET temp_directory = {_literal(temp_dir)}")
-        if is_s3(settings.effective_lake_uri):
-            _configure_s3(con, settings)
         con.execute(_sql("macros.sql"))
     except BaseException:
         con.close()
@@ -181,37 +133,14 @@ def _connect(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPy
     return con
 
 
-def _duckdb_uri(uri: str) -> str:
-    """DuckDB reads ``s3://`` through httpfs and local files by plain path (not ``file://``)."""
-    return "s3://" + fs_path(uri) if is_s3(uri) else fs_path(uri)
-
-
 def duckdb_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A DuckDB session with the archive's views (``sql/duckdb/views.sql``): ``events``, all hours.
+    """A DuckDB session with the lake's views, ``events`` (archive and cold tier) among them.
 
-    For data scientists and the API's cold path: ``duckdb_connection(s).sql("SELECT ... FROM events
-    WHERE dt = DATE '2026-11-23' AND hour = 10")`` reads only that hour's folder. Works the same on a
-    local lake and on S3/MinIO (httpfs from its wheel, S3 secret from Settings). The view reads the
-    archive by glob (see the module docstring for when that sees exactly one version). While the
-    archive is still empty the view is empty with the same columns; open a new connection once the
-    first hour is archived.
+    Kept for existing callers; it is ``storage_tiers.lake_sql.lake_connection``, which documents the
+    views: ``duckdb_connection(s).sql("SELECT ... FROM events WHERE dt = DATE '2026-11-23' AND hour = 10")``
+    reads only that hour's folder, locally or on S3/MinIO.
     """
-    con = _connect(settings)
-    glob = f"{_duckdb_uri(archive_path(settings))}/*/*/*.parquet"
-    try:
-        con.execute(_sql("views.sql").replace("__ARCHIVE_GLOB__", _literal(glob)))
-    except duckdb.IOException as exc:
-        if "No files found" not in str(exc):
-            con.close()
-            raise
-        columns = [f"CAST(NULL AS {_duckdb_type(f.type)}) AS \"{f.name}\"" for f in ARCHIVE_SCHEMA]
-        columns += ["CAST(NULL AS DATE) AS dt", "CAST(NULL AS INTEGER) AS hour"]
-        con.execute(f"CREATE OR REPLACE VIEW events AS SELECT {', '.join(columns)} WHERE false")
-    return con
-
-
-def _duckdb_type(arrow_type: pa.DataType) -> str:
-    return "TIMESTAMPTZ" if pa.types.is_timestamp(arrow_type) else _DUCKDB_TYPES[arrow_type]
+    return lake_connection(settings)
 
 
 # ------------------------------------------------------------------------------------------- writing

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from cli.output import print_table
+from cli.sql_command import add_sql_parser
 from common.settings import Settings
 
 
@@ -101,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("sql")
     q.add_argument("--format", choices=["table", "csv", "json"], default="table")
     q.set_defaults(func=cmd_query)
+    add_sql_parser(sub)  # lakehouse sql: DuckDB over the lake (cli/sql_command.py)
     sub.add_parser("migrate", help="apply the hot tier's schema migrations").set_defaults(func=cmd_migrate)
     g = sub.add_parser("dagster", help="run Dagster's UI and daemon on the batch layer (DAGSTER_HOME=<home>/dagster)")
     g.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")

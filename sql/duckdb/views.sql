@@ -1,14 +1,48 @@
--- Views for data scientists over the Parquet archive (batch.archive.duckdb_connection creates them).
--- __ARCHIVE_GLOB__ is replaced by a quoted SQL literal: '<archive>/*/*/*.parquet', where <archive> is
--- common.lake.archive_path(settings), a local folder or s3://bucket/prefix (httpfs is loaded and an S3
--- secret configured before this runs).
+-- The lake's views for data scientists and the cold query path (storage_tiers/lake_sql.py creates them).
+-- Each __TOKEN__ is replaced before this runs: the relations by read_parquet('<dataset>/<glob>',
+-- hive_partitioning = true, hive_types = {...}) over the dataset's folder (local or s3://, httpfs is loaded
+-- and an S3 secret configured), or by an empty relation with the same columns while the tier has no file;
+-- __COLD_EVENTS_MANIFESTS__ by the quoted glob '<lake>/cold/events/*/_manifest.json'.
 --
--- events: every archived event, deduplicated by event_id, one row per event, with the Hive
--- partition columns dt (DATE) and hour (INTEGER, 0-23) taken from the folders. Filter on dt/hour
--- to read only the hours you need (DuckDB prunes the other folders without opening them).
--- The glob sees exactly one version of each hour once its archive run has finished; an hour being
--- re-archived at that moment may briefly show old and new files. The hour's _manifest.json is the
--- exact truth (the files it lists are the hour).
+-- Filter on dt (and hour) to read only the folders you need: DuckDB prunes the others without opening
+-- them, in every view (EXPLAIN ANALYZE shows "Total Files Read").
+
+-- Days of raw events published in the cold tier: their manifest exists (it is written last).
+CREATE OR REPLACE VIEW lake_cold_event_days AS
+SELECT DISTINCT TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) AS dt
+FROM glob(__COLD_EVENTS_MANIFESTS__)
+WHERE TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) IS NOT NULL;
+
+-- events: every raw event once, with the Hive columns dt (DATE) and hour (INTEGER, 0-23, UTC).
+-- Warm: the archive (archive/events/dt=/hour=), one row per event_id per hour. Cold: cold/events/dt=,
+-- compacted per day (hour is computed from the timestamp there). A day is read from exactly one tier:
+-- from the cold tier once its cold manifest is published, else from the archive. So a day being moved
+-- (cold published, archive files not yet deleted) counts once, and cold files without a manifest (a
+-- move in progress) are ignored. The archive is read by glob: an hour being re-archived at this very
+-- moment may briefly show old and new files; its _manifest.json is the exact truth.
 CREATE OR REPLACE VIEW events AS
-SELECT *
-FROM read_parquet(__ARCHIVE_GLOB__, hive_partitioning = true, hive_types = {'dt': DATE, 'hour': INTEGER});
+SELECT tenant, event, "timestamp", event_id, user_id, page, country, device, revenue, properties, received_at,
+       dt, hour
+FROM __ARCHIVE_EVENTS__
+WHERE dt NOT IN (SELECT dt FROM lake_cold_event_days)
+UNION ALL
+SELECT tenant, event, "timestamp", event_id, user_id, page, country, device, revenue, properties, received_at,
+       dt, CAST(hour("timestamp" AT TIME ZONE 'UTC') AS INTEGER) AS hour
+FROM __COLD_EVENTS__
+WHERE dt IN (SELECT dt FROM lake_cold_event_days);
+
+-- rollups_hourly: the warm hourly rollups (warm/rollups_hourly/dt=/hour=) per tenant, event, country,
+-- device, page and hour: events, revenue and the sorted distinct user_ids (unique users over any range:
+-- count(DISTINCT u) FROM rollups_hourly, unnest(user_ids) AS t(u)). hour is the hour's start
+-- (TIMESTAMPTZ); dt and hour_of_day are the folders, for pruning.
+CREATE OR REPLACE VIEW rollups_hourly AS
+SELECT tenant, event, country, device, page,
+       (CAST(dt AS TIMESTAMP) + to_hours(hour)) AT TIME ZONE 'UTC' AS hour,
+       events, revenue, user_ids, dt, hour AS hour_of_day
+FROM __WARM_ROLLUPS_HOURLY__;
+
+-- rollups_daily: the cold daily rollups (cold/rollups_daily/dt=), the same measures per UTC day (day is
+-- its midnight, TIMESTAMPTZ; dt the folder). Days whose daily rollup is not built yet are absent.
+CREATE OR REPLACE VIEW rollups_daily AS
+SELECT tenant, event, country, device, page, "day", events, revenue, user_ids, dt
+FROM __COLD_ROLLUPS_DAILY__;

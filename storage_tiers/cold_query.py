@@ -1,0 +1,243 @@
+"""The warm/cold query backend of the API: metric series from the Parquet rollups with DuckDB.
+
+The query engine hands a ``TierQuery`` (tenant, dataset, measure, event, range, bucket, group-by,
+filters) to ``ColdQueryBackend.query`` and gets a ``pyarrow.Table`` with ``bucket`` (UInt32 epoch
+seconds, UTC), the group columns in the order asked, and ``value``:
+
+* ``rollups_hourly`` (warm, hour rows) or ``rollups_daily`` (cold, day rows) — the views of
+  ``storage_tiers.lake_sql``; ``bucket_seconds`` must be a multiple of the dataset's row period
+  (a rollup row cannot be split), buckets are floored from the Unix epoch like ClickHouse's
+  ``toStartOfInterval``, and a row counts when its period starts in ``[start, end)``.
+* measures: ``events`` (sum of counts, UInt64), ``revenue`` (sum, float64), ``users`` (exact
+  ``count(DISTINCT)`` over the rows' unnested ``user_ids``, UInt64).
+* filters ``(dimension, op, value)`` with op ``=``, ``!=`` (one string) or ``in`` (a non-empty list of
+  strings), all ANDed; dimensions ``event``, ``country``, ``device``, ``page``. A missing dimension reads
+  as ``''``, as in the hot tier.
+
+Only whitelisted names reach the SQL text (``sql/duckdb/cold_series.sql``); every value is a DuckDB
+prepared-statement parameter, and the statement always restricts ``dt`` so DuckDB reads only the
+folders of the range. A bad query raises ``TierQueryError`` naming what is accepted.
+
+Thread safety: one DuckDB database per backend (built by ``connection_factory``, by default
+``lake_connection``), and one cursor per thread on it (a DuckDB connection must not be shared by
+threads running queries; cursors share the views, the loaded httpfs and the S3 secret). A tier that
+had no file when the views were made is looked at again at most every ``refresh_seconds``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from common.settings import Settings
+from storage_tiers.lake_sql import create_views, lake_connection, sql_text
+
+DIMENSIONS = ("event", "country", "device", "page")
+FILTER_OPS = ("=", "!=", "in")
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    time_column: str
+    row_seconds: int
+
+
+DATASETS = {"rollups_hourly": _Dataset("hour", 3600), "rollups_daily": _Dataset("day", 86400)}
+
+
+@dataclass(frozen=True)
+class _Measure:
+    input: str  # per rollup row (or per unnested user id)
+    aggregate: str  # over the inputs of a bucket and group
+
+
+MEASURES = {
+    "events": _Measure("events", "CAST(sum(measure) AS UBIGINT)"),
+    "revenue": _Measure("revenue", "CAST(sum(measure) AS DOUBLE)"),
+    "users": _Measure("unnest(user_ids)", "CAST(count(DISTINCT measure) AS UBIGINT)"),
+}
+
+
+class TierQueryError(ValueError):
+    """The query cannot be answered as asked; the message says what is accepted."""
+
+
+@dataclass(frozen=True)
+class TierQuery:
+    """One metric series over a Parquet tier. ``start``/``end`` are instants (naive means UTC)."""
+
+    tenant: str
+    dataset: str  # "rollups_hourly" | "rollups_daily"
+    measure: str  # "events" | "revenue" | "users"
+    event: str | None
+    start: datetime
+    end: datetime
+    bucket_seconds: int
+    group_by: Sequence[str] = field(default_factory=tuple)
+    filters: Sequence[tuple[str, str, str | Sequence[str]]] = field(default_factory=tuple)
+
+
+def _utc(instant: datetime) -> datetime:
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
+
+
+def compile_query(spec: TierQuery) -> tuple[str, dict[str, Any]]:
+    """SQL text (whitelisted names only) and its parameters; raises ``TierQueryError`` on a bad spec."""
+    if spec.dataset not in DATASETS:
+        raise TierQueryError(f"unknown dataset {spec.dataset!r}; known: {', '.join(DATASETS)}")
+    if spec.measure not in MEASURES:
+        raise TierQueryError(f"unknown measure {spec.measure!r}; known: {', '.join(MEASURES)}")
+    if not isinstance(spec.tenant, str) or not spec.tenant:
+        raise TierQueryError("tenant must be a non-empty string")
+    if spec.event is not None and not isinstance(spec.event, str):
+        raise TierQueryError("event must be a string or None")
+    dataset, measure = DATASETS[spec.dataset], MEASURES[spec.measure]
+    if (not isinstance(spec.bucket_seconds, int) or spec.bucket_seconds <= 0
+            or spec.bucket_seconds % dataset.row_seconds):
+        raise TierQueryError(
+            f"bucket_seconds {spec.bucket_seconds!r} must be a positive multiple of {dataset.row_seconds} "
+            f"for {spec.dataset} (its rows cover {dataset.row_seconds} s each)")
+    start, end = _utc(spec.start), _utc(spec.end)
+    if start >= end:
+        raise TierQueryError("the range is empty: start must be before end")
+    group_by = list(spec.group_by)
+    for dim in group_by:
+        if dim not in DIMENSIONS:
+            raise TierQueryError(f"unknown dimension {dim!r} in group_by; known: {', '.join(DIMENSIONS)}")
+    if len(set(group_by)) != len(group_by):
+        raise TierQueryError(f"group_by {group_by} repeats a dimension")
+    params: dict[str, Any] = {
+        "tenant": spec.tenant, "bucket_seconds": spec.bucket_seconds, "start": start, "end": end,
+        "first_day": start.date(), "last_day": _last_day(end),
+    }
+    conditions = []
+    if spec.event is not None:
+        conditions.append("AND event = $event")
+        params["event"] = spec.event
+    for n, item in enumerate(spec.filters):
+        conditions.append(_condition(item, f"f{n}", params))
+    sql = (
+        sql_text("cold_series.sql")
+        .replace("{group_columns}", "".join(f"{d}, " for d in group_by))
+        .replace("{aggregate}", measure.aggregate)
+        .replace("{time_column}", dataset.time_column)
+        .replace("{dimension_columns}", "".join(f"coalesce({d}, '') AS {d}, " for d in group_by))
+        .replace("{measure_input}", measure.input)
+        .replace("{dataset}", spec.dataset)
+        .replace("{conditions}", "\n      ".join(conditions))
+        .replace("{group_by}", "".join(f", {d}" for d in group_by))
+    )
+    return sql, params
+
+
+def _last_day(end: datetime) -> date:
+    """The last UTC day holding an instant before ``end`` (the range is half-open)."""
+    return (end - timedelta(microseconds=1)).date()
+
+
+def _condition(item: Any, name: str, params: dict[str, Any]) -> str:
+    try:
+        dim, op, value = item
+    except (TypeError, ValueError):
+        raise TierQueryError(f"filter {item!r} is not (dimension, op, value), e.g. ('device', '=', 'mobile')") from None
+    if dim not in DIMENSIONS:
+        raise TierQueryError(f"unknown dimension {dim!r} in filter; known: {', '.join(DIMENSIONS)}")
+    if op not in FILTER_OPS:
+        raise TierQueryError(f"unknown filter operator {op!r}; known: {', '.join(FILTER_OPS)}")
+    column = f"coalesce({dim}, '')"
+    if op == "in":
+        if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+            raise TierQueryError(f"filter ({dim!r}, 'in', …) needs a non-empty list of strings")
+        if not all(isinstance(v, str) for v in value):
+            raise TierQueryError(f"filter ({dim!r}, 'in', …) values must be strings")
+        params[name] = list(value)
+        return f"AND list_contains(${name}, {column})"
+    if not isinstance(value, str):
+        raise TierQueryError(f"filter ({dim!r}, {op!r}, …) needs one string value")
+    params[name] = value
+    return f"AND {column} {op} ${name}"
+
+
+class ColdQueryBackend:
+    """Answers ``TierQuery``s from the lake's Parquet rollups; safe to call from many threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        connection_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection,
+        refresh_seconds: float = 60.0,
+    ) -> None:
+        self.settings = settings
+        self._factory = connection_factory
+        self._refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._base: duckdb.DuckDBPyConnection | None = None
+        self._empty_tiers: list[str] = []
+        self._refreshed = 0.0
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def query(self, spec: TierQuery) -> pa.Table:
+        """The series of ``spec``: columns ``bucket`` (uint32), the group columns, ``value``."""
+        sql, params = compile_query(spec)
+        self._maybe_refresh()
+        try:
+            return self._cursor().execute(sql, params).to_arrow_table()
+        except duckdb.IOException as exc:
+            if "No files found" not in str(exc):
+                raise
+            self._refresh(force=True)  # a tier lost its last file since the views were made
+            return self._cursor().execute(sql, params).to_arrow_table()
+
+    def explain(self, spec: TierQuery) -> str:
+        """DuckDB's EXPLAIN ANALYZE of the query (shows the files each scan read)."""
+        sql, params = compile_query(spec)
+        return "\n".join(row[1] for row in self._cursor().execute("EXPLAIN ANALYZE " + sql, params).fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+            if self._base is not None:
+                self._base.close()
+                self._base = None
+
+    # The database and its views are built once; each thread gets its own cursor on it.
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:
+            if self._base is None:
+                self._base = self._factory(self.settings)
+                self._empty_tiers = create_views(self._base, self.settings)
+                self._refreshed = time.monotonic()
+            return self._base
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        base = self._database()
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None or getattr(self._local, "base", None) is not base:
+            cursor = base.cursor()
+            cursor.execute("SET TimeZone = 'UTC'")  # a session setting: each cursor needs it
+            self._local.cursor, self._local.base = cursor, base
+            with self._lock:
+                self._cursors.append(cursor)
+        return cursor
+
+    def _maybe_refresh(self) -> None:
+        if self._base is not None and self._empty_tiers and (
+                time.monotonic() - self._refreshed >= self._refresh_seconds):
+            self._refresh(force=False)
+
+    def _refresh(self, force: bool) -> None:
+        base = self._database()
+        with self._lock:
+            if force or time.monotonic() - self._refreshed >= self._refresh_seconds:
+                self._empty_tiers = create_views(base, self.settings)
+                self._refreshed = time.monotonic()

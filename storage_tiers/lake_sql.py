@@ -1,0 +1,222 @@
+"""DuckDB over the whole lake: one session setup, ready views, and the helpers data scientists call.
+
+``lake_connection(settings)`` is an in-memory DuckDB session in UTC that reaches the lake where it is
+(a local folder, or S3/MinIO through the ``httpfs`` extension shipped by the ``duckdb-extension-httpfs``
+wheel: loaded by path, never downloaded) with these views (``sql/duckdb/views.sql``):
+
+* ``events``: every raw event once, warm (the archive, ``archive/events/dt=/hour=``) and cold
+  (``cold/events/dt=``), columns of ``common.events.EVENT_ARROW_SCHEMA`` plus ``dt`` (DATE) and
+  ``hour`` (INTEGER, 0-23). A day whose cold ``_manifest.json`` is published is read from the cold
+  tier only; every other day from the archive. So a day being moved (cold published, warm not yet
+  deleted) is counted once, a cold day still being written (no manifest yet) is not read, and a
+  filter on ``dt`` still prunes the folders of both tiers.
+* ``rollups_hourly``: the warm hourly rollups, ``hour`` (TIMESTAMPTZ, the hour's start), ``dt`` and
+  ``hour_of_day`` (the folders).
+* ``rollups_daily``: the cold daily rollups, ``day`` (TIMESTAMPTZ, UTC midnight) and ``dt``. Days not
+  built yet are simply absent.
+
+A tier without any file yet is a view over an empty relation of the same columns (DuckDB refuses a
+glob that matches nothing), so every view always exists; ``create_views`` again (or a new connection)
+once the tier got its first files. ``lake_query(sql, settings)`` runs one statement and returns Arrow.
+
+``batch.archive`` builds its own DuckDB sessions with ``lake_session`` and ``duckdb_uri`` from here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow as pa
+
+from common.events import EVENT_ARROW_SCHEMA
+from common.lake import archive_path, cold_events_path, fs_path, is_s3, rollups_daily_path, rollups_hourly_path
+from common.settings import REPO_ROOT, Settings
+
+SQL_DIR = REPO_ROOT / "sql" / "duckdb"
+_ARROW_TO_DUCKDB = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE"}
+_DIMENSIONS = (("tenant", "VARCHAR"), ("event", "VARCHAR"), ("country", "VARCHAR"), ("device", "VARCHAR"),
+               ("page", "VARCHAR"))
+_MEASURES = (("events", "BIGINT"), ("revenue", "DOUBLE"), ("user_ids", "VARCHAR[]"))
+
+
+def _duckdb_type(arrow_type: pa.DataType) -> str:
+    return "TIMESTAMPTZ" if pa.types.is_timestamp(arrow_type) else _ARROW_TO_DUCKDB[arrow_type]
+
+
+_RAW_COLUMNS = tuple((f.name, _duckdb_type(f.type)) for f in EVENT_ARROW_SCHEMA)
+
+
+def sql_text(name: str) -> str:
+    """A file of ``sql/duckdb/``."""
+    return (SQL_DIR / name).read_text()
+
+
+def sql_literal(text: str) -> str:
+    """A SQL string literal; only where DuckDB takes no parameter (LOAD, CREATE SECRET, SET, views)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ------------------------------------------------------------------------------------------ session
+
+
+def httpfs_extension_path() -> Path:
+    """The httpfs extension that the ``duckdb-extension-httpfs`` wheel ships for this DuckDB version.
+
+    Loaded by path so nothing is ever downloaded at run time (``INSTALL httpfs`` would fetch it).
+    """
+    import duckdb_extension_httpfs
+
+    path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}" / (
+        "httpfs.duckdb_extension")
+    if not path.is_file():
+        raise RuntimeError(
+            f"DuckDB's httpfs extension for duckdb {duckdb.__version__} is missing ({path}); install the "
+            f"matching wheel: pip install 'duckdb-extension-httpfs=={duckdb.__version__}'"
+        )
+    return path
+
+
+def configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Load httpfs from its wheel and add an S3 secret from ``LAKEHOUSE_S3_*`` (path-style for MinIO).
+
+    Without an access key DuckDB's default S3 settings apply (environment credentials on AWS).
+    """
+    con.execute(f"LOAD {sql_literal(str(httpfs_extension_path()))}")
+    options = ["TYPE s3", f"REGION {sql_literal(settings.s3_region)}"]
+    if settings.s3_access_key:
+        options += [f"KEY_ID {sql_literal(settings.s3_access_key)}", f"SECRET {sql_literal(settings.s3_secret_key)}"]
+    endpoint = settings.s3_endpoint.strip()
+    if endpoint:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"LAKEHOUSE_S3_ENDPOINT {endpoint!r} must look like http(s)://host:port")
+        options += [f"ENDPOINT {sql_literal(parts.netloc)}", "URL_STYLE 'path'",
+                    f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}"]
+    con.execute(f"CREATE OR REPLACE SECRET lakehouse_s3 ({', '.join(options)})")
+
+
+def lake_session(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB session in UTC that reaches the lake (S3 through httpfs), without views.
+
+    Extension auto-install is off, so a query never triggers a download; ``temp_dir`` is where large
+    sorts and aggregations spill.
+    """
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        if temp_dir is not None:
+            con.execute(f"SET temp_directory = {sql_literal(temp_dir)}")
+        if is_s3(settings.effective_lake_uri):
+            configure_s3(con, settings)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def duckdb_uri(uri: str) -> str:
+    """DuckDB reads ``s3://`` through httpfs and local files by plain path (not ``file://``)."""
+    return "s3://" + fs_path(uri) if is_s3(uri) else fs_path(uri)
+
+
+# -------------------------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class TierSource:
+    """The data files of one dataset as a relation: its Hive glob, or an empty one of the same columns."""
+
+    placeholder: str  # the token in views.sql this relation replaces
+    root: Callable[[Settings], str]  # the dataset's folder (common.lake)
+    pattern: str  # glob below the root: one ``*`` per Hive level, then the data files
+    hive_types: str  # DuckDB struct literal of the folder columns
+    columns: tuple[tuple[str, str], ...]  # what the files hold, as the views read them
+
+    def relation(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, bool]:
+        """SQL for the relation and whether the tier has files (a glob matching nothing is an error)."""
+        glob = f"{duckdb_uri(self.root(settings))}/{self.pattern}"
+        if con.execute("SELECT count(*) FROM glob($glob)", {"glob": glob}).fetchone() != (0,):
+            return (f"read_parquet({sql_literal(glob)}, hive_partitioning = true, "
+                    f"hive_types = {self.hive_types})"), True
+        nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in self.columns)
+        return f"(SELECT {nulls} WHERE false)", False
+
+
+_DT = "{'dt': DATE}"
+_DT_HOUR = "{'dt': DATE, 'hour': INTEGER}"
+SOURCES = (
+    TierSource("__ARCHIVE_EVENTS__", archive_path, "*/*/*.parquet", _DT_HOUR,
+               (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER"))),
+    TierSource("__COLD_EVENTS__", cold_events_path, "*/*.parquet", _DT, (*_RAW_COLUMNS, ("dt", "DATE"))),
+    # The files' own ``hour`` column (a timestamp) is shadowed by the folder's ``hour=HH``: the view
+    # rebuilds the timestamp from dt and the folder hour, which is the same value by construction.
+    TierSource("__WARM_ROLLUPS_HOURLY__", rollups_hourly_path, "*/*/*.parquet", _DT_HOUR,
+               (*_DIMENSIONS, *_MEASURES, ("dt", "DATE"), ("hour", "INTEGER"))),
+    TierSource("__COLD_ROLLUPS_DAILY__", rollups_daily_path, "*/*.parquet", _DT,
+               (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE"))),
+)
+
+
+def create_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """(Re)create the lake's views on ``con``; returns the placeholders of the tiers that had no file.
+
+    Views live in the session's catalog, so every ``con.cursor()`` sees them, and re-running this
+    replaces them for all cursors at once.
+    """
+    text = sql_text("views.sql")
+    empty = []
+    for source in SOURCES:
+        relation, has_files = source.relation(con, settings)
+        text = text.replace(source.placeholder, relation)
+        if not has_files:
+            empty.append(source.placeholder)
+    text = text.replace("__COLD_EVENTS_MANIFESTS__",
+                        sql_literal(f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
+    con.execute(text)
+    return empty
+
+
+def lake_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session with the views ``events``, ``rollups_hourly`` and ``rollups_daily``.
+
+    ``lake_connection(Settings()).sql("SELECT country, count(*) FROM events WHERE dt = DATE '2026-11-23'
+    GROUP BY ALL").show()`` reads only that day's folders, locally or on S3. Close it when done.
+    """
+    con = lake_session(settings)
+    try:
+        create_views(con, settings)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def lake_query(sql: str, settings: Settings, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+    """Run one statement over the lake's views and return the result as an Arrow table.
+
+    ``params`` are DuckDB prepared-statement parameters (``?`` or ``$name``), the way to pass values.
+    """
+    con = lake_connection(settings)
+    try:
+        return con.execute(sql, params).to_arrow_table()
+    finally:
+        con.close()
+
+
+_FILES_READ = re.compile(r"Total Files Read:\s*(\d+)")
+
+
+def files_read(con: duckdb.DuckDBPyConnection, sql: str,
+               params: Sequence[Any] | Mapping[str, Any] | None = None) -> int:
+    """How many Parquet files a query opens, summed over its scans (from DuckDB's EXPLAIN ANALYZE).
+
+    The way to check that a filter on ``dt``/``hour`` prunes: the folders it excludes are never opened.
+    """
+    plan = "\n".join(row[1] for row in con.execute("EXPLAIN ANALYZE " + sql, params).fetchall())
+    return sum(int(n) for n in _FILES_READ.findall(plan))
