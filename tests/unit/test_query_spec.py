@@ -1,0 +1,109 @@
+"""Pure logic of the query path: validation, routing by tier, SQL compilation and merging."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from serving.query_engine import _merge
+from serving.query_spec import QueryError, SpecInput, build_spec, parse_filter_params
+from serving.sql_compile import compile_segment
+from serving.tier_routing import Horizons, plan
+
+NOW = datetime(2026, 11, 23, 13, 27, 31, tzinfo=UTC)
+
+
+def spec(**kwargs):
+    return build_spec(SpecInput(**{"metrics": ["events"], **kwargs}), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"metrics": ["nope"]}, "unknown metric 'nope'"),
+        ({"dimensions": ["tenant"]}, "unknown dimension 'tenant'"),
+        ({"filters": [{"field": "tenant", "op": "=", "value": "other"}]}, "unknown filter field 'tenant'"),
+        ({"filters": [{"field": "country", "op": "like", "value": "%"}]}, "unknown dimension filter operator"),
+        ({"filters": [{"field": "events", "op": "between", "values": [1]}]}, "takes two values"),
+        ({"filters": [{"field": "events", "op": ">", "value": "lots"}]}, "compares numbers"),
+        ({"range": "7w"}, "is not like"),
+        ({"granularity": "week"}, "unknown granularity"),
+        ({"order_by": [{"field": "country"}]}, "unknown order_by field"),
+        ({"limit": 0}, "limit must be"),
+        ({"tier": "lukewarm"}, "unknown tier"),
+        ({"range": "7y", "granularity": "minute"}, "exceed 50,000 points"),
+    ],
+)
+def test_invalid_specs_are_refused_naming_what_is_accepted(kwargs, message):
+    with pytest.raises(QueryError, match=message):
+        spec(**kwargs)
+
+
+def test_get_style_filters():
+    assert parse_filter_params(["country:US", "device!=mobile", "page:/a|/b"]) == [
+        {"field": "country", "op": "=", "values": ["US"]},
+        {"field": "device", "op": "!=", "values": ["mobile"]},
+        {"field": "page", "op": "in", "values": ["/a", "/b"]},
+    ]
+    with pytest.raises(QueryError, match="dimension:value"):
+        parse_filter_params(["country"])
+
+
+def tables(segments):
+    return [(s.source.table, s.start, s.end) for s in segments]
+
+
+def test_recent_ranges_stay_in_the_hot_tier():
+    assert tables(plan(spec(range="1h", granularity="minute"), NOW, Horizons())) == [
+        ("rollups_1m", datetime(2026, 11, 23, 12, 27, tzinfo=UTC), NOW)]
+    assert [t for t, *_ in tables(plan(spec(range="30d", granularity="day"), NOW, Horizons()))] == ["rollups_1h"]
+
+
+def test_a_seven_year_range_is_cut_at_the_horizons_on_day_boundaries():
+    segments = plan(spec(range="7y", granularity="day"), NOW, Horizons())
+    assert [s.source.table for s in segments] == ["rollups_daily", "rollups_hourly", "rollups_1h"]
+    assert segments[0].start == datetime(2019, 11, 25, tzinfo=UTC)
+    for older, newer in zip(segments, segments[1:], strict=False):
+        assert older.end == newer.start and newer.start.hour == 0 and newer.start.minute == 0
+    # each piece starts inside its source's horizon, at the first day boundary
+    assert NOW - timedelta(days=365) <= segments[1].start < NOW - timedelta(days=364)
+    assert NOW - timedelta(days=90) <= segments[2].start < NOW - timedelta(days=89)
+    assert segments[-1].end == NOW
+
+
+def test_fine_buckets_beyond_their_horizon_are_refused():
+    with pytest.raises(QueryError, match="minute buckets reach back 7 days"):
+        plan(spec(range="8d", granularity="minute"), NOW, Horizons())
+    with pytest.raises(QueryError, match="hour buckets reach back 365 days"):
+        plan(spec(range="400d", granularity="hour"), NOW, Horizons())
+
+
+def test_a_forced_tier_answers_the_whole_range():
+    assert tables(plan(spec(range="7d", granularity="day", tier="cold"), NOW, Horizons())) == [
+        ("rollups_daily", datetime(2026, 11, 16, tzinfo=UTC), NOW)]
+    with pytest.raises(QueryError, match="no minute buckets"):
+        plan(spec(range="1h", granularity="minute", tier="warm"), NOW, Horizons())
+
+
+def test_user_values_never_reach_the_sql_text():
+    crafted = "x' OR 1=1 --"
+    query = spec(range="1y", dimensions=["page"], filters=[{"field": "page", "op": "in", "values": [crafted]},
+                                                           {"field": "country", "op": "!=", "value": crafted}])
+    for segment in plan(query, NOW, Horizons()):
+        sql, params = compile_segment(query, segment, crafted, whole=False)
+        assert crafted not in sql
+        assert crafted in params.values() or [crafted] in params.values()
+        assert params["tenant"] == crafted
+
+
+def test_pieces_of_a_split_range_are_added_then_filtered_ordered_and_limited():
+    query = spec(range="1y", dimensions=["country"], metrics=["events", "revenue"],
+                 filters=[{"field": "events", "op": ">=", "value": 3}], order_by=[{"field": "events"}], limit=2)
+    pieces = [
+        [{"country": "US", "events": 2, "revenue": 1.0}, {"country": "DE", "events": 1, "revenue": 0.5}],
+        [{"country": "US", "events": 3, "revenue": 2.0}, {"country": "FR", "events": 4, "revenue": 0.0},
+         {"country": "DE", "events": 1, "revenue": 0.0}],
+    ]
+    assert _merge(query, pieces) == [{"country": "US", "events": 5, "revenue": 3.0},
+                                     {"country": "FR", "events": 4, "revenue": 0.0}]
