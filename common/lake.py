@@ -48,6 +48,11 @@ def rollups_daily_path(settings: Settings) -> str:
     return _join(settings.effective_lake_uri, "cold", "rollups_daily")
 
 
+def audit_log_path(settings: Settings) -> str:
+    """The tier audit log: one JSON object per record, ``<12-digit seq>.json`` (storage_tiers.audit_log)."""
+    return _join(settings.effective_lake_uri, "audit", "log")
+
+
 def hour_partition(hour: datetime) -> str:
     """The Hive partition folder of an hour: ``dt=YYYY-MM-DD/hour=HH`` (UTC)."""
     hour = hour.astimezone(UTC)

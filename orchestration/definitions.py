@@ -6,6 +6,7 @@ folder and its own ``defs``; this module merges them with the automation and bin
 * ``archive/``: ``raw_events_archive`` (landing → hourly Parquet archive) and its checks;
 * ``rollups/``: ``rollups_hourly`` (PySpark recompute → warm Parquet + hot-tier restatement) and the
   stream-vs-batch drift check;
+* ``tiers/``: the daily tier movers, the retention purge and their schedules (``storage_tiers``);
 * ``automation.py``: the hourly schedule, the late-landing sensor, the freshness schedule;
 * ``resources.py``: ``lakehouse`` (Settings), ``spark``, ``hot_store``.
 
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration import archive, automation, rollups
+from orchestration import archive, automation, rollups, tiers
 from orchestration.resources import lakehouse_resources
+from orchestration.tiers.resources import tiers_resources
 
 defs = dg.Definitions.merge(
     archive.defs,
     rollups.defs,
     automation.defs,
-    dg.Definitions(resources=lakehouse_resources(), executor=dg.in_process_executor),
+    tiers.defs,
+    dg.Definitions(resources={**lakehouse_resources(), **tiers_resources()}, executor=dg.in_process_executor),
 )

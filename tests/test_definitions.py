@@ -40,7 +40,7 @@ def test_definitions_object_is_valid(defs: Definitions) -> None:
 
 def test_the_batch_layer_is_two_hourly_assets_in_their_domains(defs: Definitions) -> None:
     graph = defs.get_repository_def().asset_graph
-    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} >= ASSETS  # other domains add theirs
     archive = graph.get(dg.AssetKey("raw_events_archive"))
     rollups = graph.get(dg.AssetKey("rollups_hourly"))
     assert archive.group_name == "archive" and rollups.group_name == "rollups"
@@ -54,8 +54,8 @@ def test_the_batch_layer_is_two_hourly_assets_in_their_domains(defs: Definitions
 def test_checks_schedules_sensor_and_resources_are_defined(defs: Definitions) -> None:
     repo = defs.get_repository_def()
     checks = {(key.asset_key.to_user_string(), key.name) for key in repo.asset_graph.asset_check_keys}
-    assert checks == CHECKS
-    assert {s.name for s in repo.schedule_defs} == {"hourly_batch_schedule", "archive_freshness_schedule"}
+    assert checks >= CHECKS
+    assert {s.name for s in repo.schedule_defs} >= {"hourly_batch_schedule", "archive_freshness_schedule"}
     assert {s.name for s in repo.sensor_defs} == {"late_landing_sensor"}
     assert {"lakehouse", "spark", "hot_store"} <= set(defs.resources or {})
     job = defs.resolve_job_def("hourly_batch")

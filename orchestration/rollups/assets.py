@@ -19,10 +19,11 @@ import dagster as dg
 from batch.archive import published_files
 from batch.hourly import recompute_hour
 from batch.restate import Restatement, TenantDrift, restate_hour
-from common.lake import manifest_path, rollups_hourly_path
+from common.lake import hour_partition, manifest_path, read_manifest, rollups_hourly_path
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import HOURLY, LOAD_SETTINGS, OWNERS, hourly_check_spec, partition_hour
 from orchestration.resources import HotStoreResource, LakehouseResource, SparkResource
+from storage_tiers.audit_log import AuditLog
 
 DRIFT_CHECK = "stream_batch_drift"
 DRIFT_TABLE_ROWS = 50  # tenants shown in the drift table, worst first
@@ -81,6 +82,13 @@ def rollups_hourly(
         f"minute rows, {recompute.hourly_rows:,} hourly rows in {recompute.seconds:.1f}s; restating the hot tier"
     )
     restatement = restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events)
+    AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.audit_log)
+        "restate", "rollups_hourly", partition=hour_partition(hour), tier_to="hot", rows=recompute.events,
+        checksum=(read_manifest(settings, hour) or {}).get("checksum"), run_id=context.run_id,
+        reason="batch recompute replaced the hour in the hot tier and the warm hourly rollups",
+        details={"minute_rows": recompute.minute_rollups.num_rows, "hourly_rows": recompute.hourly_rows,
+                 "max_drift": round(restatement.max_events_error, 6)},
+    )
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(
         metadata={

@@ -1,0 +1,14 @@
+"""The tiers domain: hot → warm → cold movers per day, the retention purge, their schedules (storage_tiers/)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.tiers.assets import cold_tier, hot_tier_drop, retention_purge, rollups_daily
+from orchestration.tiers.automation import retention_purge_job, retention_purge_schedule, tiers_daily, tiers_schedule
+
+defs = dg.Definitions(
+    assets=[hot_tier_drop, rollups_daily, cold_tier, retention_purge],
+    jobs=[tiers_daily, retention_purge_job],
+    schedules=[tiers_schedule, retention_purge_schedule],
+)

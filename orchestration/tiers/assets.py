@@ -1,0 +1,159 @@
+"""Tier movers and the retention purge as Dagster assets (daily partitions = UTC days of event time).
+
+* ``hot_tier_drop``: the day's hot hours past their horizon, dropped once the lake holds their rows.
+* ``rollups_daily``: the day's cold daily rollups from its warm hourly rollups (as soon as the day is complete).
+* ``cold_tier``: the day compacted into the cold tier, verified, marked, then its warm hours deleted
+  (only once the day is past the warm horizon; earlier it does nothing and says so).
+* ``retention_purge`` (not partitioned): everything past retention, except legal holds, from every tier.
+
+The logic is in ``storage_tiers`` (no Dagster there); these assets give it the run id, the policy,
+the audit log and the hot store, and report what moved as metadata, including the audit log's head
+(the anchor against truncation of the log, kept in Dagster's event log too). A step that could not
+verify something fails with the list of what it kept and what to run first.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the parameter annotations at load time.
+
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from common.lake import audit_log_path, cold_events_path, rollups_daily_path
+from orchestration.hours import LOAD_SETTINGS, OWNERS
+from orchestration.resources import HotStoreResource, LakehouseResource
+from orchestration.tiers.resources import TiersResource
+from storage_tiers.cold_files import ColdBuildError
+from storage_tiers.movers import DayReport, TierMover
+from storage_tiers.purge import Purger
+
+
+def daily_partitions() -> dg.DailyPartitionsDefinition:
+    """UTC days from ``LAKEHOUSE_TIERS_PARTITIONS_START`` up to yesterday."""
+    start = LOAD_SETTINGS.tiers_partitions_start.strip()
+    try:
+        date.fromisoformat(start)
+    except ValueError as exc:
+        raise ValueError(f"LAKEHOUSE_TIERS_PARTITIONS_START={start!r} is not a date; use e.g. 2019-01-01") from exc
+    return dg.DailyPartitionsDefinition(start_date=start, timezone="UTC", fmt="%Y-%m-%d")
+
+
+DAILY = daily_partitions()
+TAGS = {"layer": "tiers"}
+
+
+def _mover(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource,
+           store: Any = None) -> TierMover:
+    return TierMover(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=store,
+                     run_id=context.run_id, progress=context.log.info)
+
+
+def _result(context: dg.AssetExecutionContext, tiers: TiersResource, reports: list[DayReport]) -> dg.MaterializeResult:
+    actions = [a for r in reports for a in r.actions]
+    problems = [p for r in reports for p in r.problems]
+    head = tiers.audit().head() or {}
+    metadata = {
+        "as_of": dg.MetadataValue.text(tiers.instant().isoformat()),
+        "actions": dg.MetadataValue.int(len(actions)),
+        "rows_moved": dg.MetadataValue.int(sum(a["rows"] for a in actions)),
+        "bytes_moved": dg.MetadataValue.int(sum(a["bytes"] for a in actions)),
+        "audit_records": dg.MetadataValue.json(actions[:200]),
+        "skipped": dg.MetadataValue.json([s for r in reports for s in r.skipped][:200]),
+        "audit_head_seq": dg.MetadataValue.int(int(head.get("seq", 0))),
+        "audit_head_hash": dg.MetadataValue.text(str(head.get("hash", ""))),
+    }
+    if problems:
+        raise dg.Failure(
+            description=f"{len(problems)} item(s) not moved because the next tier could not be verified:\n"
+            + "\n".join(problems[:50]),
+            metadata=metadata,
+        )
+    for line in (s for r in reports for s in r.skipped):
+        context.log.debug(line)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    group_name="tiers",
+    owners=OWNERS,
+    kinds={"clickhouse"},
+    tags=TAGS,
+    metadata={"tables": "events_raw, rollups_1m (7 days), rollups_1h (90 days) by default (tier policy)"},
+)
+def hot_tier_drop(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource, hot_store: HotStoreResource
+) -> dg.MaterializeResult:
+    """Drop the day's hot partitions past their horizon, each only after the lake is verified to hold its rows."""
+    mover = _mover(context, lakehouse, tiers, hot_store.store())
+    return _result(context, tiers, [mover.drop_hot(date.fromisoformat(context.partition_key))])
+
+
+@dg.asset(
+    partitions_def=DAILY,
+    group_name="tiers",
+    owners=OWNERS,
+    kinds={"duckdb", "parquet"},
+    tags=TAGS,
+    metadata={"location": dg.MetadataValue.path(f"{rollups_daily_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/")},
+)
+def rollups_daily(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource
+) -> dg.MaterializeResult:
+    """Cold daily rollups of a complete day from its warm hourly rollups, checked against the archive hour by hour."""
+    mover = _mover(context, lakehouse, tiers)
+    try:
+        report = mover.build_daily_rollups(date.fromisoformat(context.partition_key))
+    except ColdBuildError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    return _result(context, tiers, [report])
+
+
+@dg.asset(
+    deps=[rollups_daily],
+    partitions_def=DAILY,
+    group_name="tiers",
+    owners=OWNERS,
+    kinds={"parquet", "s3"},
+    tags=TAGS,
+    metadata={"location": dg.MetadataValue.path(f"{cold_events_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/")},
+)
+def cold_tier(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource
+) -> dg.MaterializeResult:
+    """Compact a day past the warm horizon into cold, verify it from the lake, mark it cold, delete its warm hours."""
+    mover = _mover(context, lakehouse, tiers)
+    try:
+        report = mover.warm_to_cold(date.fromisoformat(context.partition_key))
+    except ColdBuildError as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    return _result(context, tiers, [report])
+
+
+@dg.asset(
+    deps=[cold_tier, hot_tier_drop],
+    group_name="tiers",
+    owners=OWNERS,
+    kinds={"parquet", "clickhouse"},
+    tags=TAGS,
+    metadata={"audit_log": dg.MetadataValue.path(audit_log_path(LOAD_SETTINGS))},
+)
+def retention_purge(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource, hot_store: HotStoreResource
+) -> dg.MaterializeResult:
+    """Delete what is past its tenant's retention from every tier, except data under a legal hold."""
+    purger = Purger(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=hot_store.store(),
+                    run_id=context.run_id)
+    report = purger.run()
+    head = tiers.audit().head() or {}
+    return dg.MaterializeResult(metadata={
+        "as_of": dg.MetadataValue.text(report.as_of.isoformat()),
+        "partitions_purged": dg.MetadataValue.int(len(report.items)),
+        "rows_purged": dg.MetadataValue.int(report.rows),
+        "bytes_purged": dg.MetadataValue.int(sum(i.bytes for i in report.items)),
+        "kept_by_legal_hold": dg.MetadataValue.json(report.held[:200]),
+        "purged": dg.MetadataValue.json([{"dataset": i.dataset, "tier": i.tier, "partition": i.partition,
+                                          "tenants": i.tenants, "rows": i.rows} for i in report.items[:200]]),
+        "audit_head_seq": dg.MetadataValue.int(int(head.get("seq", 0))),
+        "audit_head_hash": dg.MetadataValue.text(str(head.get("hash", ""))),
+    })
