@@ -21,7 +21,7 @@ Every action is appended to the audit log (``drop_hot``, ``compact_cold``, ``mar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow.compute as pc
@@ -117,13 +117,13 @@ class TierMover:
         start = day_start(day)
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
-                f"SELECT {hour_expr} AS h, {measure} AS n FROM {table} "  # noqa: S608 - names from HOT_TABLES
+                f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
                 f"WHERE {hour_expr} >= {{a:DateTime('UTC')}} AND {hour_expr} < {{b:DateTime('UTC')}} "
                 "GROUP BY h ORDER BY h",
                 {"a": start.replace(tzinfo=None), "b": (start + timedelta(days=1)).replace(tzinfo=None)},
             ).to_pylist()
             for row in rows:
-                hour = row["h"].replace(tzinfo=start.tzinfo) if row["h"].tzinfo is None else row["h"]
+                hour = datetime.fromtimestamp(int(row["h"]), UTC)
                 if not self._past(hour + timedelta(hours=1), dataset, "hot"):
                     report.skipped.append(f"{table} {hour_partition(hour)}: within the hot horizon")
                     continue

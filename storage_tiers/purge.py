@@ -14,7 +14,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -294,15 +294,14 @@ class Purger:
         cutoff = self.as_of - self.policy.shortest_retention
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
-                f"SELECT {hour_expr} AS h, tenant, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
+                f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
                 f"WHERE {hour_expr} < {{c:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
                 {"c": cutoff.replace(tzinfo=None)},
             ).to_pylist()
             by_hour: dict[datetime, dict[str, int]] = {}
             for row in rows:
-                by_hour.setdefault(row["h"], {})[row["tenant"]] = int(row["n"])
-            for hour, tenants in by_hour.items():
-                aware = hour if hour.tzinfo else hour.replace(tzinfo=cutoff.tzinfo)
+                by_hour.setdefault(datetime.fromtimestamp(int(row["h"]), UTC), {})[row["tenant"]] = int(row["n"])
+            for aware, tenants in by_hour.items():
                 gone = self._split(tenants, aware.date(), f"{table} hot {hour_partition(aware)}", report)
                 if not gone:
                     continue
