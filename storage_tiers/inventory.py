@@ -267,16 +267,22 @@ def _lake_partition(
     if manifest is None:
         notes.append("no manifest")
         footers = _footers(filesystem, [p for p, _ in data], spec.time_columns)
-    elif with_tenants and "tenants" not in manifest:
+    elif (with_tenants and "tenants" not in manifest) or not manifest.get("min_event_time"):
+        # cold manifests carry rows per tenant but no event-time range: the footers' statistics have it
         footers = _footers(filesystem, [p for p, _ in data], spec.time_columns)
     if manifest is not None:
         rows = int(manifest.get("rows", 0))
         low, high = _parse_time(manifest.get("min_event_time")), _parse_time(manifest.get("max_event_time"))
+        if low is None and footers is not None:
+            low, high = footers["min"], footers["max"]
+        # the archive lists files[].path, a cold day names its one file
         listed = {f.get("path") for f in manifest.get("files", []) if isinstance(f, dict)}
+        if isinstance(manifest.get("file"), str):
+            listed.add(manifest["file"])
         present = {p.rsplit("/", 1)[-1] for p, _ in data}
         if listed - present:
             notes.append(f"{len(listed - present)} file(s) of the manifest missing")
-        if manifest.get("files") is not None and present - listed:
+        if present - listed:
             notes.append(f"{len(present - listed)} file(s) not in the manifest")
     else:
         assert footers is not None

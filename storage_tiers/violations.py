@@ -20,9 +20,10 @@ Violations (``Violation.kind``), each with a short ``code`` saying which rule fi
     horizon are judged. A unit is *expected* when (``coverage``) it lies between the dataset's oldest
     and newest unit present in any tier and — for the rollup datasets, which have no partition for an
     hour without events — the events of that unit are known to have rows; or when (``audit_log``)
-    the audit log's latest record of that partition says it was written to a tier (move, compaction,
-    cold marking, restatement) and not purged since. An expected unit missing in every tier of the
-    dataset is a gap; consecutive units form one gap.
+    the audit log's latest record of that partition says it was written to one of the dataset's tiers
+    (move, compaction, cold marking, restatement) and not purged since (a move into a tier the
+    dataset does not have — warm hourly rollups folded into the cold daily rollups — expects nothing).
+    An expected unit missing in every tier of the dataset is a gap; consecutive units form one gap.
 ``wrong_tier``
     ``not_moved``: a partition still in a tier past that tier's horizon plus ``move_grace`` (the
     movers run daily), the last tier excepted (past it, the data is past retention).
@@ -349,10 +350,13 @@ def _gaps(name: str, specs: list, tiers: dict[str, TierInventory | None], invent
             if t not in present and judged(t) and (with_events is None or t in with_events):
                 expected[t] = "coverage"
             t += unit
+    own_tiers = {s.tier for s in specs}
     for record in _latest_records(name, audit_records).values():
         parsed = parse_partition(str(record.get("partition", "")))
         if record.get("action") not in WRITE_ACTIONS or parsed is None:
             continue
+        if record.get("tier_to") and record["tier_to"] not in own_tiers:
+            continue  # moved out of the dataset (warm hourly rollups → cold daily rollups): nothing to expect
         t, grain = parsed
         while t < parsed[0] + grain:
             if t not in present and judged(t):

@@ -340,3 +340,11 @@ def test_partition_names(text: str, expected: object) -> None:
 
 def test_dates_are_utc_days() -> None:
     assert day(0).date() == date(2026, 11, 23)
+
+
+def test_a_move_out_of_the_dataset_expects_nothing(policy: TierPolicy) -> None:
+    # the movers fold warm hourly rollups into cold daily rollups and log it as a move of rollups_hourly to cold
+    h = hour(24 * 400)
+    records = [{"seq": 1, "action": "move", "dataset": "rollups_hourly", "partition": f"dt={h:%Y-%m-%d}/hour={h:%H}",
+                "tier_from": "warm", "tier_to": "cold"}]
+    assert find_violations(inventory(), policy, now=NOW, audit_records=records).ok
