@@ -165,6 +165,8 @@ def parse_policy(document: Any, source: str) -> TierPolicy:
     policy = TierPolicy(source, datasets, default_retention, tenant_retention, s3_tags)
     for name, dataset in datasets.items():
         last = dataset.tiers[-1]
+        if last.tier != "cold":
+            continue  # ends by handing over to another dataset (1-minute → raw events, hourly → daily rollups)
         for tenant, keep in [("retention.default", default_retention), *tenant_retention.items()]:
             if keep > last.horizon:
                 raise PolicyError(
