@@ -12,7 +12,6 @@ from cli.audit_commands import add_audit_parser
 from cli.output import print_table
 from cli.sql_command import add_sql_parser
 from cli.tiers_commands import add_tier_commands
-from cli.tiers_commands import add_tier_commands
 from common.settings import Settings
 
 
@@ -115,7 +114,6 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--seconds", type=int, default=60, help="how long to stream (default 60)")
     d.add_argument("--rate", type=int, default=2000, help="events per second to send (default 2000)")
     d.set_defaults(func=cmd_demo)
-    add_tier_commands(sub)  # lakehouse hold place|release|list, lakehouse purge (cli/tiers_commands.py)
     add_tier_commands(sub)  # lakehouse hold place|release|list, lakehouse purge (cli/tiers_commands.py)
     add_audit_parser(sub)  # lakehouse audit [report|verify]: compliance report (cli/audit_commands.py)
     return p
