@@ -78,8 +78,26 @@ class Settings(BaseSettings):
         description="Lifetime of a cached answer for an open range (ending now): short, so dashboards stay "
         "seconds fresh while a stampede still reaches the hot tier once.",
     )
+    cache_max_stale_seconds: float = Field(
+        default=5.0,
+        description="Stale-while-revalidate for open ranges: past its fresh TTL an entry is still answered for up to "
+        "this long while one request refreshes it in the background (0 turns it off).",
+    )
+    log_format: str = Field(
+        default="json", description="Serving logs: `json` (one object per line, for machines) or `text` (humans)."
+    )
+    metrics_refresh_seconds: float = Field(
+        default=5.0,
+        description="How often the API samples the gauges read from other services for GET /metrics (Kafka lag, "
+        "hot-tier freshness, late events).",
+    )
     query_timeout_seconds: float = Field(
         default=30.0, description="A dashboard or ad-hoc query running longer is cancelled and answered 504."
+    )
+    lake_session_seconds: float = Field(
+        default=60.0,
+        description="How long the API keeps a DuckDB session over the lake before reopening it; a tier that "
+        "had no file when a session opened shows up in the next one.",
     )
 
     # API
@@ -89,6 +107,22 @@ class Settings(BaseSettings):
     ingest_max_bytes: int = Field(default=1_048_576, description="Largest POST /events body in bytes.")
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
+
+    # Tenants, API keys, rate limits (serving/auth.py)
+    admin_key: str = Field(
+        default="local-admin-key",
+        description="The bootstrap admin API key: manages tenants and keys and may read/write any tenant "
+        "(`?tenant=`). The default is for the local stack only; production must set its own secret.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        description="How long each API process keeps its copy of the key table: a revoked key or disabled "
+        "tenant stops working on every replica within this time.",
+    )
+    rate_limit_per_second: float = Field(
+        default=50.0, description="Default sustained requests per second of a new API key (token bucket in Redis)."
+    )
+    rate_limit_burst: int = Field(default=100, description="Default burst (bucket size) of a new API key.")
 
     # Stream job / Spark
     spark_master: str = Field(default="local[2]", description="spark.master for the stream and batch jobs.")

@@ -74,7 +74,8 @@ def serve(settings: Settings) -> None:
         settings=settings,
         store=store,
         engine=QueryEngine(store, functools.partial(lake_connection, settings),
-                           timeout_seconds=settings.query_timeout_seconds),
+                           timeout_seconds=settings.query_timeout_seconds,
+                           lake_session_seconds=settings.lake_session_seconds),
         cache=QueryCache(settings.redis_url),
         publisher=EventPublisher(settings),
     )

@@ -24,9 +24,6 @@ from serving.sql_compile import compile_segment, effective_order, metric_alias
 from serving.tier_routing import Horizons, Segment, plan
 
 DEFAULT_ROW_CAP = 10_000
-# A lake session's views are bound to the files that existed when it opened (a tier without files is an
-# empty view); sessions are renewed this often so new tiers and days show up without a restart.
-LAKE_SESSION_SECONDS = 60.0
 
 
 class QueryTimeout(TimeoutError):
@@ -54,12 +51,16 @@ class QueryEngine:
         *,
         horizons: Horizons | None = None,
         timeout_seconds: float = 30.0,
+        lake_session_seconds: float = 60.0,
     ) -> None:
         self._store = store
         self._lake = lake
         self._local = threading.local()
         self.horizons = horizons or Horizons()
         self.timeout_seconds = timeout_seconds
+        # a lake session's views see the tiers that had files when it opened (an empty tier is an empty
+        # view), so sessions are renewed this often: new tiers show up without a restart
+        self._lake_session_seconds = lake_session_seconds
         self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
@@ -103,7 +104,7 @@ class QueryEngine:
         if self._lake is None:
             raise QueryError("this server has no warm/cold tier configured (lake queries are off)")
         connection, opened = getattr(self._local, "lake", (None, 0.0))
-        if connection is None or time.monotonic() - opened > LAKE_SESSION_SECONDS:
+        if connection is None or time.monotonic() - opened > self._lake_session_seconds:
             if connection is not None:
                 connection.close()
             connection = self._lake()

@@ -48,8 +48,9 @@ CLICKHOUSE = _Dialect(
 DUCKDB = _Dialect(
     name="duckdb",
     param="${name}",
-    sum_="coalesce(sum({col}), 0)",
-    sum_if="coalesce(sum({col}) FILTER (WHERE event = {ev}), 0)",
+    # DuckDB sums integers as HUGEINT (Arrow decimal): cast back so counts stay integers (revenue is DOUBLE)
+    sum_="CAST(coalesce(sum({col}), 0) AS {type})",
+    sum_if="CAST(coalesce(sum({col}) FILTER (WHERE event = {ev}), 0) AS {type})",
     users="coalesce(length(list_distinct(flatten(list(user_ids)))), 0)",
     users_if="coalesce(length(list_distinct(flatten(list(user_ids) FILTER (WHERE event = {ev})))), 0)",
     bucket="CAST(epoch({time}) AS BIGINT) // {seconds} * {seconds}",
@@ -64,7 +65,8 @@ def _aggregate(dialect: _Dialect, metric: str, params: dict[str, Any]) -> str:
         event = dialect.p(f"ev_{metric}", "String")
     if definition.measure == "users":
         return dialect.users_if.format(ev=event) if event else dialect.users
-    return (dialect.sum_if if event else dialect.sum_).format(col=definition.measure, ev=event)
+    kind = "DOUBLE" if definition.measure == "revenue" else "BIGINT"
+    return (dialect.sum_if if event else dialect.sum_).format(col=definition.measure, ev=event, type=kind)
 
 
 def compile_segment(
