@@ -18,12 +18,16 @@ from common.hot_store import HotStoreError, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher
+from serving.auth import AuthError, auth_error_response, enable_api_keys
 from serving.cache import QueryCache
 from serving.context import Serving
 from serving.hot_node import start_hot_node
 from serving.query_engine import QueryEngine
+from serving.routes.admin import admin_router
 from serving.routes.queries import queries_router
+from serving.tier_routing import horizons_from_policy
 from storage_tiers.lake_sql import lake_connection
+from storage_tiers.policy import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,10 @@ def create_app(serving: Serving) -> FastAPI:
         version="0.2.0",
         description="Event ingestion and dashboard queries over the hot (ClickHouse), warm and cold (Parquet) tiers.",
     )
-    app.include_router(ingest_router(settings, serving.publisher))
+    app.add_exception_handler(AuthError, auth_error_response)
+    app.include_router(ingest_router(settings, serving.publisher, serving.bound_tenant_dependency))
+    if serving.auth is not None:  # API keys on: tenants and keys are managed here
+        app.include_router(admin_router(serving.auth))
     app.include_router(queries_router(serving))
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
@@ -55,6 +62,8 @@ def create_app(serving: Serving) -> FastAPI:
     async def _close() -> None:
         serving.publisher.close()
         await cache.close()
+        if serving.auth is not None:
+            await serving.auth.close()
 
     return app
 
@@ -74,10 +83,12 @@ def serve(settings: Settings) -> None:
         settings=settings,
         store=store,
         engine=QueryEngine(store, functools.partial(lake_connection, settings),
+                           horizons=horizons_from_policy(load_policy(settings)),
                            timeout_seconds=settings.query_timeout_seconds,
                            lake_session_seconds=settings.lake_session_seconds),
         cache=QueryCache(settings.redis_url),
         publisher=EventPublisher(settings),
     )
+    enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
     app = create_app(serving)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from serving.query_spec import GRANULARITIES, QueryError, QuerySpec
+from storage_tiers.policy import TierPolicy
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,16 @@ class Horizons:
     hot_minute: timedelta = timedelta(days=7)
     hot_hour: timedelta = timedelta(days=90)
     warm_hour: timedelta = timedelta(days=365)
+
+
+def horizons_from_policy(policy: TierPolicy) -> Horizons:
+    """The routing horizons the tier policy file sets (storage_tiers/tiers.yaml)."""
+    default = Horizons()
+    return Horizons(
+        hot_minute=policy.horizon("rollups_1m", "hot") or default.hot_minute,
+        hot_hour=policy.horizon("rollups_hourly", "hot") or default.hot_hour,
+        warm_hour=policy.horizon("rollups_hourly", "warm") or default.warm_hour,
+    )
 
 
 @dataclass(frozen=True)
