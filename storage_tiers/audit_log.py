@@ -7,8 +7,9 @@ ISO), ``action``, ``dataset``, ``partition``, ``tier_from``, ``tier_to``, ``rows
 zeros for the first) and ``hash`` = sha256 hex of the canonical JSON (sorted keys, no spaces, UTF-8)
 of the record without ``hash``.
 
-Appends never overwrite: a record is created only if its name does not exist yet (``O_EXCL`` on a
-local lake, a conditional ``PUT`` with ``If-None-Match: *`` on S3/MinIO, which MinIO honours with 412).
+Appends never overwrite: a record is created only if its name does not exist yet (a hard link, which
+fails on an existing name, on a local lake; a conditional ``PUT`` with ``If-None-Match: *`` on S3/MinIO,
+which MinIO honours with 412).
 Two writers racing for the same seq: one wins, the other re-reads the head and retries, so the chain
 stays linear without a lock.
 
@@ -26,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,20 +91,26 @@ class _LocalObjects:
             return None
 
     def create(self, name: str, body: bytes) -> bool:
+        """Create ``name`` with ``body`` unless it exists: written aside, then hard-linked into place (``link``
+        fails if the name exists), so a reader never sees a record half written and a loser never overwrites."""
         os.makedirs(self.folder, exist_ok=True)
-        try:
-            fd = os.open(os.path.join(self.folder, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as f:
+        staged = os.path.join(self.folder, f".{name}.{uuid.uuid4().hex}.tmp")
+        with open(staged, "wb") as f:
             f.write(body)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(staged, 0o444)
+        try:
+            os.link(staged, os.path.join(self.folder, name))
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(staged)
         return True
 
     def replace(self, name: str, body: bytes) -> None:
         os.makedirs(self.folder, exist_ok=True)
-        staged = os.path.join(self.folder, f".{name}.{os.getpid()}.tmp")
+        staged = os.path.join(self.folder, f".{name}.{uuid.uuid4().hex}.tmp")
         with open(staged, "wb") as f:
             f.write(body)
         os.replace(staged, os.path.join(self.folder, name))
