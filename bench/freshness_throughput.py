@@ -71,6 +71,13 @@ class EventTemplates:
         return b"[" + b",".join(parts) + b"]"
 
 
+def admin_headers(settings) -> dict[str, str]:  # noqa: ANN001
+    """The benchmark writes and reads several tenants: the admin key, which is not rate limited."""
+    from serving.auth import bearer_headers
+
+    return bearer_headers(settings.admin_key)
+
+
 def hot_count(store) -> int:  # noqa: ANN001
     return store.query_arrow("SELECT count() AS n FROM events_raw").to_pylist()[0]["n"]
 
@@ -128,9 +135,9 @@ def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:  # noqa: A
                 http.post("/events", content=templates.body(1000), headers={"content-type": "application/json"})
             time.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
 
-    with httpx.Client(base_url=settings.api_url, timeout=60) as http:
+    with httpx.Client(base_url=settings.api_url, timeout=60, headers=admin_headers(settings)) as http:
         paced(http, 15)  # warm-up: the stream's first micro-batches carry Spark's JIT, not steady state
-        with FreshnessProbe(settings.api_url) as probe:
+        with FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
             paced(http, seconds)
     fresh = probe.summary()
     return {"rate_events_per_s": rate, "seconds": seconds, "freshness_p50_s": fresh["p50_s"],
@@ -153,7 +160,7 @@ def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict: 
     latencies: list[float] = []
 
     def client(k: int) -> None:
-        with httpx.Client(base_url=settings.api_url, timeout=60) as http:
+        with httpx.Client(base_url=settings.api_url, timeout=60, headers=admin_headers(settings)) as http:
             while not stop.is_set():
                 body = templates.body(batch)
                 t0 = time.perf_counter()
@@ -162,7 +169,7 @@ def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict: 
                 r.raise_for_status()
                 accepted[k] += r.json()["accepted"]
 
-    with FreshnessProbe(settings.api_url, interval_s=1.0) as probe:
+    with FreshnessProbe(settings.api_url, interval_s=1.0, headers=admin_headers(settings)) as probe:
         threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
         started = time.perf_counter()
         for t in threads:

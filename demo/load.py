@@ -54,8 +54,10 @@ def percentile(values: Sequence[float], pct: float) -> float:
 class FreshnessProbe:
     """Sends one probe event every ``interval_s`` on a thread and records send → visible latency."""
 
-    def __init__(self, api_url: str, interval_s: float = 1.0, timeout_s: float = 60.0) -> None:
-        self._client = httpx.Client(base_url=api_url, timeout=10)
+    def __init__(self, api_url: str, interval_s: float = 1.0, timeout_s: float = 60.0,
+                 headers: dict[str, str] | None = None) -> None:
+        # headers: the API key, e.g. serving.auth.bearer_headers(settings.admin_key) (the probe tenant is named)
+        self._client = httpx.Client(base_url=api_url, timeout=10, headers=headers)
         self._interval = interval_s
         self._timeout = timeout_s
         self._stop = threading.Event()

@@ -15,6 +15,7 @@ from common.settings import Settings
 from demo.clickstream import TENANTS, Clickstream
 from demo.ground_truth import unique_valid
 from demo.load import FreshnessProbe, post_events
+from serving.auth import bearer_headers
 
 
 def topic_size(settings: Settings, topic: str) -> int:
@@ -39,7 +40,8 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
     print(f"== starting the local stack under {settings.home}")
     full_stack(settings).up()
     store = open_hot_store(settings)
-    client = httpx.Client(base_url=settings.api_url, timeout=30)
+    headers = bearer_headers(settings.admin_key)  # the admin key names each demo tenant with ?tenant=
+    client = httpx.Client(base_url=settings.api_url, timeout=30, headers=headers)
     stream = Clickstream(seed=int(time.time()))
     started_at = datetime.now(UTC)
     dlq_before = topic_size(settings, settings.kafka_dlq_topic)
@@ -59,7 +61,7 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
     warm_deadline = time.monotonic() + 120
     while hot_events_since(store, started_at) < len(unique_valid(sent)) and time.monotonic() < warm_deadline:
         time.sleep(0.5)
-    with FreshnessProbe(settings.api_url, interval_s=1.0) as probe:
+    with FreshnessProbe(settings.api_url, interval_s=1.0, headers=headers) as probe:
         deadline = time.monotonic() + seconds
         tick = 0
         while time.monotonic() < deadline:

@@ -7,11 +7,12 @@ with a 4xx that says what to send instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -24,7 +25,29 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": message})
 
 
-def ingest_router(settings: Settings, publisher: EventPublisher) -> APIRouter:
+def _any_tenant() -> str | None:
+    return None
+
+
+def bind_tenant(raw: Any, bound: str | None) -> Any:
+    """The event as the key's tenant sends it: stamped with ``bound``; naming another tenant is invalid.
+
+    A tenant key writes only its own tenant's data. An event that names a different tenant is rejected
+    like any other invalid event (reason in the answer and the dead-letter topic), the others go through.
+    """
+    if bound is None or not isinstance(raw, dict):
+        return raw
+    named = raw.get("tenant")
+    if named not in (None, "", bound):
+        raise ValueError(f"tenant {named!r} is not the tenant of this API key ({bound!r}); omit `tenant` or send "
+                         f"the event with a key of {named!r}")
+    return {**raw, "tenant": bound}
+
+
+def ingest_router(
+    settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant
+) -> APIRouter:
+    """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any)."""
     router = APIRouter(tags=["ingestion"])
     max_age = timedelta(days=settings.ingest_max_age_days)
     max_future = timedelta(seconds=settings.ingest_max_future_seconds)
@@ -35,12 +58,15 @@ def ingest_router(settings: Settings, publisher: EventPublisher) -> APIRouter:
         description=(
             f"Body: a JSON array of at most {settings.ingest_max_events} events and "
             f"{settings.ingest_max_bytes} bytes. Each event needs `event`, `timestamp` (ISO-8601) and "
-            "`user_id`; optional `tenant`, `event_id`, `page`, `country`, `device`, `revenue`, `properties`. "
+            "`user_id`; optional `tenant` (with a tenant's API key: that tenant, or omitted), `event_id`, `page`, "
+            "`country`, `device`, `revenue`, `properties`. "
             "Invalid events are rejected by index with a reason and kept in the dead-letter topic. "
             "`sync=true` answers only after Kafka acknowledged every event."
         ),
     )
-    async def post_events(request: Request, sync: bool = Query(False)) -> Any:
+    async def post_events(
+        request: Request, sync: bool = Query(False), bound: str | None = Depends(bound_tenant)
+    ) -> Any:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.ingest_max_bytes:
             return _error(413, f"body is larger than {settings.ingest_max_bytes} bytes; split it into smaller batches")
@@ -62,7 +88,8 @@ def ingest_router(settings: Settings, publisher: EventPublisher) -> APIRouter:
         errors: list[dict[str, Any]] = []
         for index, raw in enumerate(batch):
             try:
-                accepted.append(normalize_event(raw, now=now, max_age=max_age, max_future=max_future))
+                event = bind_tenant(raw, bound)
+                accepted.append(normalize_event(event, now=now, max_age=max_age, max_future=max_future))
             except ValueError as exc:
                 errors.append({"index": index, "reason": str(exc)})
                 dead.append({"index": index, "reason": str(exc), "event": raw, "received_at": format_ts(now)})

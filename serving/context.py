@@ -11,12 +11,18 @@ from fastapi import Query
 from common.hot_store import HotStore
 from common.settings import Settings
 from ingest.publisher import EventPublisher
+from serving.auth import ApiKeyAuth
 from serving.cache import QueryCache
 from serving.query_engine import QueryEngine
 
 
 def tenant_from_query(tenant: str = Query("default", description="the tenant whose data is read")) -> str:
     return tenant
+
+
+def no_tenant_binding() -> str | None:
+    """Ingestion without API keys: events keep the tenant they name."""
+    return None
 
 
 @dataclass
@@ -28,4 +34,7 @@ class Serving:
     publisher: EventPublisher
     # FastAPI dependency resolving the caller's tenant (API keys replace the open default)
     tenant_dependency: Callable[..., Any] = tenant_from_query
+    # ingestion: the tenant the caller's key is bound to (None: any, e.g. the admin key) — serving/auth.py
+    bound_tenant_dependency: Callable[..., Any] = no_tenant_binding
+    auth: ApiKeyAuth | None = None  # set by serving.auth.enable_api_keys (admin routes, rate limits)
     counters: dict[str, int] = field(default_factory=dict)

@@ -19,6 +19,7 @@ import pytest
 from cli.app_services import full_stack
 from common.hot_store import FlightHotStore, HotStore
 from common.settings import Settings
+from serving.auth import bearer_headers
 from stack.services import Stack
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
@@ -70,7 +71,8 @@ def hot(stack: Stack, settings: Settings) -> HotStore:
 
 @pytest.fixture(scope="session")
 def api(stack: Stack, settings: Settings) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=settings.api_url, timeout=30) as client:
+    """Sends the admin key, which may name any tenant with ``?tenant=`` (serving/auth.py)."""
+    with httpx.Client(base_url=settings.api_url, timeout=30, headers=bearer_headers(settings.admin_key)) as client:
         yield client
 
 

@@ -27,7 +27,8 @@ def test_200_concurrent_identical_requests_on_a_cold_key_query_the_hot_tier_once
 
     async def stampede() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, limits=limits,
+                                     headers=dict(api.headers)) as client:
             return await asyncio.gather(*(client.get("/v1/timeseries", params=params) for _ in range(200)))
 
     before = api.get("/stats").json()["hot_queries"]
