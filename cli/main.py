@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from cli.audit_commands import add_audit_parser
 from cli.output import print_table
 from cli.sql_command import add_sql_parser
+from cli.tenants_command import add_tenants_parser
 from cli.tiers_commands import add_tier_commands
 from common.settings import Settings
 
@@ -116,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
     add_tier_commands(sub)  # lakehouse hold place|release|list, lakehouse purge (cli/tiers_commands.py)
     add_audit_parser(sub)  # lakehouse audit [report|verify]: compliance report (cli/audit_commands.py)
+    add_tenants_parser(sub)  # lakehouse tenants …: tenants and API keys via the admin API (cli/tenants_command.py)
     return p
 
 

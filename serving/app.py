@@ -56,7 +56,8 @@ def create_app(serving: Serving) -> FastAPI:
     @app.get("/stats", tags=["operations"], summary="Counters: queries per tier and cache outcomes")
     def stats() -> Any:
         tiers = serving.engine.tier_queries
-        return {"hot_queries": tiers["hot"], "tier_queries": tiers, "cache": cache.stats.as_dict()}
+        return {"hot_queries": tiers["hot"], "tier_queries": tiers, "cache": cache.stats.as_dict(),
+                "counters": dict(serving.counters)}  # e.g. rate_limited, rate_limit_fail_open, auth_rejected
 
     @app.on_event("shutdown")
     async def _close() -> None:
