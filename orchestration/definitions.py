@@ -7,6 +7,7 @@ folder and its own ``defs``; this module merges them with the automation and bin
 * ``rollups/``: ``rollups_hourly`` (PySpark recompute → warm Parquet + hot-tier restatement) and the
   stream-vs-batch drift check;
 * ``tiers/``: the daily tier movers, the retention purge and their schedules (``storage_tiers``);
+* ``audit/``: the compliance report asset and its ``retention_compliance`` check, daily after the purge;
 * ``automation.py``: the hourly schedule, the late-landing sensor, the freshness schedule;
 * ``resources.py``: ``lakehouse`` (Settings), ``spark``, ``hot_store``.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration import archive, automation, rollups, tiers
+from orchestration import archive, audit, automation, rollups, tiers
 from orchestration.resources import lakehouse_resources
 from orchestration.tiers.resources import tiers_resources
 
@@ -30,5 +31,6 @@ defs = dg.Definitions.merge(
     rollups.defs,
     automation.defs,
     tiers.defs,
+    audit.defs,
     dg.Definitions(resources={**lakehouse_resources(), **tiers_resources()}, executor=dg.in_process_executor),
 )

@@ -32,9 +32,7 @@ from storage_tiers.inventory import (
     TIERS,
     Inventory,
     PartitionInfo,
-    TierInventory,
     collect_inventory,
-    grain_delta,
 )
 from storage_tiers.violations import KINDS, Findings, Rules, find_violations
 
@@ -327,7 +325,7 @@ def timeline_svg(report: AuditReport, start: datetime, end: datetime, title: str
             out.append(f'<rect x="{x(band_start):.1f}" y="{y + 2}" width="{max(x(end) - x(band_start), 0):.1f}" '
                        f'height="{lane_h - 4}" fill="#f3f6fb"><title>{_e(tier)} horizon {horizon} days</title></rect>')
         if inv.error:
-            out.append(f'<text x="{label_w + 4}" y="{y + 15}" class="err" fill="#c0392b">not readable: '
+            out.append(f'<text x="{label_w + 4}" y="{y + 15}" style="fill:#c0392b">not readable: '
                        f'{_e(inv.error[:120])}</text>')
         for a, b, rows in _runs(inv.partitions):
             if b <= start or a >= end:
@@ -483,7 +481,33 @@ def _log_html(report: AuditReport) -> str:
     return status
 
 
-def tier_summary(tier: TierInventory) -> dict[str, Any]:
-    """Partitions, rows and bytes of one dataset × tier (for Dagster metadata)."""
-    return {"partitions": len(tier.partitions), "rows": tier.rows, "bytes": tier.bytes,
-            "unit": grain_delta(tier.grain).total_seconds() / 3600}
+def reports_path(settings: Settings) -> str:
+    """Where published reports live: ``<lake>/audit/reports/`` (next to the audit log, ``<lake>/audit/log/``)."""
+    return settings.effective_lake_uri.rstrip("/") + "/audit/reports"
+
+
+def publish_report(
+    settings: Settings, report: AuditReport, filesystem: pafs.FileSystem | None = None
+) -> dict[str, str]:
+    """Write the report as JSON and HTML into the lake (``<stamp>.json|html`` and ``latest.json|html``).
+
+    Each object is written whole (one PUT on S3, write-then-rename locally), so readers never see a
+    partial report. Returns the URIs written, by name.
+    """
+    import json
+
+    from common.lake import fs_path, lake_filesystem, lake_uri
+    from storage_tiers.lake_io import publish
+
+    filesystem = filesystem or lake_filesystem(settings)
+    folder = fs_path(reports_path(settings))
+    stamp = report.generated_at.strftime("%Y-%m-%dT%H%M%SZ")
+    bodies = {"json": (json.dumps(report_json(report), indent=1, default=str) + "\n").encode(),
+              "html": report_html(report).encode()}
+    written = {}
+    for ext, body in bodies.items():
+        for name in (stamp, "latest"):
+            path = f"{folder}/{name}.{ext}"
+            publish(filesystem, path, body)
+            written[f"{name}.{ext}"] = lake_uri(filesystem, path)
+    return written

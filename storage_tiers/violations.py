@@ -60,6 +60,7 @@ WRITE_ACTIONS = {"move", "compact_cold", "mark_cold", "restate"}
 SAME_ROWS_IN_HOT_AND_WARM = {"events"}
 # Rollup datasets: an hour or day is expected only when the events of it have rows.
 DERIVED_FROM_EVENTS = {"rollups_1m", "rollups_hourly", "rollups_daily"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PARTITION_TEXT = re.compile(r"^(?:.*/)?(?:dt=)?(\d{4}-\d{2}-\d{2})(?:(?:/hour=|T|-| )(\d{2})(?::00)?)?$")
 
 
@@ -226,6 +227,8 @@ def find_violations(
     findings.violations.extend(_merge(hits))
     findings.violations.extend(
         Violation("audit_log_altered", "verify", "*", None, None, None, 0, 0, 0, problem) for problem in audit_problems)
+    order = {k: i for i, k in enumerate(KINDS)}
+    findings.violations.sort(key=lambda v: (order[v.kind], v.dataset, v.tier or "", v.start or _EPOCH))
     findings.held = _merge_held(held)
     return findings
 
@@ -360,12 +363,12 @@ def _gaps(name: str, specs: list, tiers: dict[str, TierInventory | None], invent
         t, grain = parsed
         while t < parsed[0] + grain:
             if t not in present and judged(t):
-                expected[t] = f"audit_log seq {record.get('seq')}"
+                expected[t] = f"audit_log seq {record.get('seq')}, {record.get('action')}"
             t += unit
     out = []
     for start, why in sorted(expected.items()):
         detail = ("expected between the data present before and after it" if why == "coverage"
-                  else f"written per the audit log ({why}), never purged")
+                  else f"written per the audit log ({why.removeprefix('audit_log ')}), never purged")
         out.append(_Hit("gap", why.split(" ")[0], name, None, start, start + unit, 0, 0,
                         f"missing in every tier: {detail}"))
     return out
@@ -439,9 +442,7 @@ def _merge(hits: list[_Hit]) -> list[Violation]:
         current = Violation(h.kind, h.code, h.dataset, h.tier, h.start, h.end, 1, h.rows, h.bytes, h.detail)
     if current is not None:
         out.append(current)
-    order = {k: i for i, k in enumerate(KINDS)}
-    return sorted(out, key=lambda v: (order[v.kind], v.dataset, v.tier or "", v.start or datetime.min.replace(
-        tzinfo=UTC)))
+    return out
 
 
 def _merge_held(held: list[tuple[str, str, PartitionInfo, tuple[str, ...]]]) -> list[Held]:
