@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -19,6 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from common.events import format_ts, normalize_event
 from common.settings import Settings
 from ingest.publisher import EventPublisher, KafkaUnavailable
+
+if TYPE_CHECKING:
+    from serving.observability import ServingMetrics
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -45,9 +48,11 @@ def bind_tenant(raw: Any, bound: str | None) -> Any:
 
 
 def ingest_router(
-    settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant
+    settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant,
+    metrics: ServingMetrics | None = None,
 ) -> APIRouter:
-    """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any)."""
+    """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any);
+    ``metrics`` counts accepted and rejected events for GET /metrics."""
     router = APIRouter(tags=["ingestion"])
     max_age = timedelta(days=settings.ingest_max_age_days)
     max_future = timedelta(seconds=settings.ingest_max_future_seconds)
@@ -96,7 +101,11 @@ def ingest_router(
         try:
             await run_in_threadpool(publisher.publish, accepted, dead, wait=sync)
         except KafkaUnavailable as exc:
+            if metrics is not None:
+                metrics.observe_ingest_refused(len(batch), "kafka_unavailable")
             return _error(503, str(exc))
+        if metrics is not None:
+            metrics.observe_ingest(len(accepted), [e["reason"] for e in errors])
         return {"accepted": len(accepted), "rejected": len(errors), "errors": errors}
 
     return router

@@ -22,6 +22,13 @@ from serving.auth import AuthError, auth_error_response, enable_api_keys
 from serving.cache import QueryCache
 from serving.context import Serving
 from serving.hot_node import start_hot_node
+from serving.observability import (
+    ExternalSampler,
+    RequestObservability,
+    ServingMetrics,
+    configure_logging,
+    metrics_router,
+)
 from serving.query_engine import QueryEngine
 from serving.routes.admin import admin_router
 from serving.routes.queries import queries_router
@@ -40,7 +47,12 @@ def create_app(serving: Serving) -> FastAPI:
         description="Event ingestion and dashboard queries over the hot (ClickHouse), warm and cold (Parquet) tiers.",
     )
     app.add_exception_handler(AuthError, auth_error_response)
-    app.include_router(ingest_router(settings, serving.publisher, serving.bound_tenant_dependency))
+    if serving.metrics is None:
+        serving.metrics = ServingMetrics()
+    app.add_middleware(RequestObservability, metrics=serving.metrics)  # request ids, access log, HTTP metrics
+    app.include_router(metrics_router(serving, serving.metrics))
+    app.include_router(ingest_router(settings, serving.publisher, serving.bound_tenant_dependency,
+                                     metrics=serving.metrics))
     if serving.auth is not None:  # API keys on: tenants and keys are managed here
         app.include_router(admin_router(serving.auth))
     app.include_router(queries_router(serving))
@@ -61,6 +73,8 @@ def create_app(serving: Serving) -> FastAPI:
 
     @app.on_event("shutdown")
     async def _close() -> None:
+        if serving.metrics.sampler is not None:
+            serving.metrics.sampler.stop()
         serving.publisher.close()
         await cache.close()
         if serving.auth is not None:
@@ -73,7 +87,7 @@ def serve(settings: Settings) -> None:
     """Run the API (and the hot node when ClickHouse is embedded) until stopped."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     store = open_hot_store(settings, is_hot_node=True)
     applied = migrate(store)
     if applied:
@@ -91,5 +105,8 @@ def serve(settings: Settings) -> None:
         publisher=EventPublisher(settings),
     )
     enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
+    serving.metrics = ServingMetrics()
+    serving.metrics.sampler = ExternalSampler(settings, store)
+    serving.metrics.sampler.start()
     app = create_app(serving)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)

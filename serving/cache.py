@@ -1,4 +1,5 @@
-"""Redis cache of dashboard answers that a stampede cannot get past.
+"""Redis cache of dashboard answers that a stampede cannot get past, that stays fresh and that a
+restatement cannot leave wrong.
 
 When a popular dashboard's entry expires, hundreds of identical requests arrive at once; only one of
 them may reach the hot tier. Two layers of single-flight see to that: in this process, concurrent
@@ -6,23 +7,46 @@ misses of a key await one computation; across processes, a Redis lock (``SET NX 
 process compute while the others poll for its answer. Entries live their TTL with ±10 %
 jitter, so entries written together do not all expire together. When Redis is down the answer is
 computed uncached (and said so), never refused: the cache is an optimisation, not a dependency.
+
+Open windows (ranges ending now) are kept for a short TTL and may then be served *stale while
+revalidated*: past its fresh TTL and for at most ``stale_s`` more, an entry is answered at once while
+exactly one request (one per key across processes, through the same lock) recomputes it in the
+background. A dashboard never waits for the hot tier on a busy key, and what it sees is never older
+than fresh TTL + ``stale_s``: past that the entry is gone from Redis and the next request computes.
+
+Restatements replace whole hours of the hot tier from another process (Dagster). Every entry is
+therefore indexed in a per-tenant sorted set (member ``start|end|key``, score = when it expires), so
+``invalidate_ranges`` can drop exactly the entries whose range overlaps a restated hour; a per-tenant
+epoch, bumped by each invalidation, stops a computation that was running during it from storing its
+pre-restatement answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import logging
 import random
+import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 KEY_PREFIX = "lakehouse:q:v1:"
+INDEX_PREFIX = "lakehouse:qidx:v1:"  # per-tenant sorted set of cached ranges
+EPOCH_PREFIX = "lakehouse:qepoch:v1:"  # per-tenant invalidation counter
+_HEADER = struct.Struct(">d")  # an entry is 8 bytes "fresh until" (epoch seconds) followed by the answer
+INDEX_KEEP_SECONDS = 3600  # an idle tenant's index disappears this long after its last write
+
+log = logging.getLogger(__name__)
 
 
 def cache_key(tenant: str, kind: str, request: dict[str, Any]) -> str:
@@ -31,18 +55,50 @@ def cache_key(tenant: str, kind: str, request: dict[str, Any]) -> str:
     return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def index_key(tenant: str) -> str:
+    return INDEX_PREFIX + tenant
+
+
+def epoch_key(tenant: str) -> str:
+    return EPOCH_PREFIX + tenant
+
+
+@dataclass(frozen=True)
+class EntryRange:
+    """Whose data an entry holds and which [start, end) it covers: what invalidation matches on."""
+
+    tenant: str
+    start: datetime
+    end: datetime
+
+    def member(self, key: str) -> str:
+        return f"{int(self.start.timestamp())}|{int(self.end.timestamp())}|{key}"
+
+
 @dataclass
 class CacheStats:
     hits: int = 0
     misses: int = 0
     coalesced: int = 0
     bypassed: int = 0
+    stale: int = 0  # answered from an entry past its fresh TTL while it is refreshed
+    refreshes: int = 0  # background refreshes that stored a new answer
+    refresh_errors: int = 0
+    discarded: int = 0  # answers not stored because an invalidation ran while they were computed
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def answered_from_cache(self) -> int:
+        return self.hits + self.coalesced + self.stale
+
+    def hit_ratio(self) -> float | None:
+        answered = self.answered_from_cache + self.misses
+        return round(self.answered_from_cache / answered, 4) if answered else None
+
     def as_dict(self) -> dict[str, Any]:
-        answered = self.hits + self.misses + self.coalesced
         return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced, "bypassed": self.bypassed,
-                "hit_ratio": round((self.hits + self.coalesced) / answered, 4) if answered else None}
+                "stale": self.stale, "refreshes": self.refreshes, "refresh_errors": self.refresh_errors,
+                "discarded": self.discarded, "hit_ratio": self.hit_ratio()}
 
 
 class QueryCache:
@@ -50,20 +106,28 @@ class QueryCache:
         self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._lock_timeout = lock_timeout_s
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
         self.stats = CacheStats()
 
     async def get_or_compute(
-        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]
+        self,
+        key: str,
+        ttl_s: float,
+        compute: Callable[[], Awaitable[bytes]],
+        *,
+        entry_range: EntryRange | None = None,
+        stale_s: float = 0.0,
     ) -> tuple[bytes, str]:
-        """The cached answer for ``key`` or the one ``compute`` makes (kept ``ttl_s``); and how it came:
-        hit, miss, coalesced or bypass."""
+        """The cached answer for ``key`` or the one ``compute`` makes (fresh for ``ttl_s``, then served
+        stale for up to ``stale_s`` while one request refreshes it); and how it came: hit, stale, miss,
+        coalesced or bypass. ``entry_range`` makes the entry findable by ``invalidate_ranges``."""
         if key in self._inflight:
             self.stats.coalesced += 1
             return await asyncio.shield(self._inflight[key]), "coalesced"
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            value, how = await self._fetch(key, ttl_s, compute)
+            value, how = await self._fetch(key, ttl_s, compute, entry_range, stale_s)
             future.set_result(value)
             return value, how
         except BaseException as exc:
@@ -73,13 +137,21 @@ class QueryCache:
         finally:
             del self._inflight[key]
 
-    async def _fetch(self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]]) -> tuple[bytes, str]:
+    async def _fetch(
+        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
+        stale_s: float,
+    ) -> tuple[bytes, str]:
         value: bytes | None = None
         try:
             cached = await self._redis.get(key)
             if cached is not None:
-                self.stats.hits += 1
-                return cached, "hit"
+                fresh_until, body = _unpack(cached)
+                if time.time() < fresh_until:
+                    self.stats.hits += 1
+                    return body, "hit"
+                self.stats.stale += 1
+                await self._refresh_in_background(key, ttl_s, compute, entry_range, stale_s)
+                return body, "stale"
             lock = f"{key}:lock"
             deadline = time.monotonic() + self._lock_timeout
             while not await self._redis.set(lock, b"1", nx=True, px=int(self._lock_timeout * 1000)):
@@ -88,12 +160,11 @@ class QueryCache:
                 cached = await self._redis.get(key)
                 if cached is not None:
                     self.stats.coalesced += 1
-                    return cached, "coalesced"
+                    return _unpack(cached)[1], "coalesced"
                 if time.monotonic() > deadline:
                     break
             try:
-                value = await compute()
-                await self._redis.set(key, value, px=max(1, int(ttl_s * random.uniform(0.9, 1.1) * 1000)))
+                value = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s)
             finally:
                 await self._redis.delete(lock)
             self.stats.misses += 1
@@ -103,5 +174,102 @@ class QueryCache:
             self.stats.errors = [str(exc)]
             return (value if value is not None else await compute()), "bypass"
 
+    async def _compute_and_store(
+        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
+        stale_s: float,
+    ) -> bytes:
+        epoch = await self._redis.get(epoch_key(entry_range.tenant)) if entry_range else None
+        value = await compute()
+        fresh_s = ttl_s * random.uniform(0.9, 1.1)
+        now = time.time()
+        keep_ms = max(1, int((fresh_s + stale_s) * 1000))
+        if entry_range is not None and await self._redis.get(epoch_key(entry_range.tenant)) != epoch:
+            self.stats.discarded += 1  # computed across a restatement of this tenant: may predate it
+            return value
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(key, _HEADER.pack(now + fresh_s) + value, px=keep_ms)
+        if entry_range is not None:
+            index = index_key(entry_range.tenant)
+            pipe.zadd(index, {entry_range.member(key): now + keep_ms / 1000})
+            pipe.zremrangebyscore(index, "-inf", now)  # expired entries leave the index as new ones come
+            pipe.expire(index, int(fresh_s + stale_s) + INDEX_KEEP_SECONDS)
+        await pipe.execute()
+        return value
+
+    async def _refresh_in_background(
+        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
+        stale_s: float,
+    ) -> None:
+        """Start one refresh of a stale key unless this or another process already runs one."""
+        if key in self._refreshing:
+            return
+        lock = f"{key}:lock"
+        if not await self._redis.set(lock, b"1", nx=True, px=int(self._lock_timeout * 1000)):
+            return
+
+        async def refresh() -> None:
+            try:
+                await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s)
+                self.stats.refreshes += 1
+            except Exception as exc:  # the stale entry keeps answering until it expires; the next miss retries
+                self.stats.refresh_errors += 1
+                log.warning("background refresh of %s failed: %s", key, exc)
+            finally:
+                self._refreshing.pop(key, None)
+                with contextlib.suppress(RedisError):  # the lock expires by itself
+                    await self._redis.delete(lock)
+
+        self._refreshing[key] = asyncio.get_running_loop().create_task(refresh())
+
     async def close(self) -> None:
+        for task in list(self._refreshing.values()):
+            task.cancel()
         await self._redis.aclose()
+
+
+def _unpack(stored: bytes) -> tuple[float, bytes]:
+    return _HEADER.unpack_from(stored)[0], stored[_HEADER.size:]
+
+
+def _overlaps(member: str, start: int, end: int) -> str | None:
+    """The key of an index member whose [start, end) overlaps [start, end), else None."""
+    entry_start, entry_end, key = member.split("|", 2)
+    return key if int(entry_start) < end and int(entry_end) > start else None
+
+
+def invalidate_ranges(
+    client: redis.Redis, ranges: Iterable[tuple[str, datetime, datetime]], now: float | None = None
+) -> int:
+    """Drop every cached answer of ``tenant`` whose range overlaps [start, end), for each given triple;
+    returns how many entries were dropped. Synchronous: called from Dagster runs and the CLI."""
+    now = time.time() if now is None else now
+    by_tenant: dict[str, list[tuple[int, int]]] = {}
+    for tenant, start, end in ranges:
+        by_tenant.setdefault(tenant, []).append((int(start.timestamp()), int(end.timestamp())))
+    dropped = 0
+    for tenant, spans in by_tenant.items():
+        client.incr(epoch_key(tenant))  # computations running now must not store what they read before
+        members = [m.decode() if isinstance(m, bytes) else m
+                   for m in client.zrangebyscore(index_key(tenant), now, "+inf")]
+        hit = [(m, key) for m in members for s, e in spans if (key := _overlaps(m, s, e))]
+        if hit:
+            pipe = client.pipeline(transaction=False)
+            pipe.delete(*{key for _, key in hit})
+            pipe.zrem(index_key(tenant), *{m for m, _ in hit})
+            pipe.execute()
+            dropped += len({key for _, key in hit})
+    return dropped
+
+
+def invalidate_restated_hours(redis_url: str, tenants: Iterable[str], hour: datetime) -> int:
+    """What a restatement of ``hour`` calls: drop the cached answers of ``tenants`` that include the hour.
+
+    Never fails the restatement: with Redis unreachable the entries expire by their TTL (logged)."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        return invalidate_ranges(client, ((t, hour, hour + timedelta(hours=1)) for t in tenants))
+    except RedisError as exc:
+        log.warning("could not invalidate cached answers for %s (%s); they expire within their TTL", hour, exc)
+        return 0
+    finally:
+        client.close()

@@ -13,6 +13,7 @@ from common.settings import Settings
 from ingest.publisher import EventPublisher
 from serving.auth import ApiKeyAuth
 from serving.cache import QueryCache
+from serving.observability import ServingMetrics
 from serving.query_engine import QueryEngine
 
 
@@ -38,3 +39,4 @@ class Serving:
     bound_tenant_dependency: Callable[..., Any] = no_tenant_binding
     auth: ApiKeyAuth | None = None  # set by serving.auth.enable_api_keys (admin routes, rate limits)
     counters: dict[str, int] = field(default_factory=dict)
+    metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/observability.py)

@@ -138,11 +138,12 @@ class ProgressRecorder(StreamingQueryListener):
             "late_rows": [late],
             "duration_ms": [int((p.durationMs or {}).get("triggerExecution", 0))],
             "watermark": [_iso(watermark) if watermark else None],
+            "end_offsets": [(p.sources[0].endOffset or "") if p.sources else ""],  # consumer lag in GET /metrics
         }
         table = pa.table(row, schema=pa.schema([
             ("query_name", pa.string()), ("batch_id", pa.uint64()), ("finished_at", pa.timestamp("ms", "UTC")),
             ("input_rows", pa.uint64()), ("late_rows", pa.uint64()), ("duration_ms", pa.uint64()),
-            ("watermark", pa.timestamp("ms", "UTC")),
+            ("watermark", pa.timestamp("ms", "UTC")), ("end_offsets", pa.string()),
         ]))
         try:
             self._store.insert_arrow("stream_progress", table, token=f"{self._prefix}:{p.name}:{p.batchId}:progress")

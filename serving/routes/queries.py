@@ -7,6 +7,7 @@ a pie and a saved widget asking the same question share one cached answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,8 +18,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from common.hot_store import HotStoreError
-from serving.cache import cache_key
+from serving.cache import EntryRange, cache_key
 from serving.context import Serving
+from serving.observability import current_route, request_fields
 from serving.query_engine import QueryResult, QueryTimeout
 from serving.query_spec import (
     DIMENSIONS,
@@ -81,6 +83,8 @@ def queries_router(serving: Serving) -> APIRouter:
 
     async def answer(tenant: str, raw: SpecInput, shape: Any) -> Response:
         """Validate, look in the cache, compute on a miss, shape the JSON; errors as 400/503/504."""
+        started = time.perf_counter()
+        request_fields()["tenant"] = tenant
         now = datetime.now(UTC)
         try:
             spec = build_spec(raw, now=now)
@@ -94,12 +98,17 @@ def queries_router(serving: Serving) -> APIRouter:
             result = await asyncio.wait_for(
                 run_in_threadpool(serving.engine.run, tenant, spec, now), timeout=serving.settings.query_timeout_seconds
             )
+            computed.append("+".join(dict.fromkeys(s.split(":", 1)[0] for s in result.sources)))
             return orjson.dumps({"tenant": tenant, **_range_fields(spec), **shape(spec, result), **_provenance(result)})
 
         open_range = spec.end >= now - timedelta(minutes=1)
         ttl = serving.settings.cache_open_ttl_seconds if open_range else serving.settings.cache_ttl_seconds
+        stale = serving.settings.cache_max_stale_seconds if open_range else 0.0  # stale-while-revalidate
+        computed: list[str] = []  # the tiers that answered, when this request computed it
         try:
-            body, how = await serving.cache.get_or_compute(cache_key(tenant, "query", identity), ttl, compute)
+            body, how = await serving.cache.get_or_compute(
+                cache_key(tenant, "query", identity), ttl, compute,
+                entry_range=EntryRange(tenant, spec.start, spec.end), stale_s=stale)
         except QueryError as exc:
             return JSONResponse(status_code=400, content={"error": str(exc)})
         except (TimeoutError, QueryTimeout):
@@ -108,6 +117,9 @@ def queries_router(serving: Serving) -> APIRouter:
                          "coarsen the granularity or add filters"})
         except HotStoreError as exc:
             return JSONResponse(status_code=503, content={"error": str(exc)})
+        if serving.metrics is not None:
+            serving.metrics.observe_query(current_route(), computed[0] if computed else "cache",
+                                          time.perf_counter() - started)
         return Response(body, media_type="application/json", headers={"X-Cache": how})
 
     def get_input(metric: list[str], range_: str | None, from_: datetime | None, to: datetime | None,
