@@ -15,17 +15,21 @@ seconds, UTC), the group columns in the order asked, and ``value``:
   as ``''``, as in the hot tier.
 
 Only whitelisted names reach the SQL text (``sql/duckdb/cold_series.sql``); every value is a DuckDB
-prepared-statement parameter, and the statement always restricts ``dt`` so DuckDB reads only the
-folders of the range. A bad query raises ``TierQueryError`` naming what is accepted.
+prepared-statement parameter. The backend lists the data files of the range's months itself (one
+listing per month, reused for ``refresh_seconds``) and hands exactly the range's files to the
+dataset's table macro (``lake_rollups_hourly``/``lake_rollups_daily`` in ``sql/duckdb/views.sql``, the
+same columns as the views): the views' glob would list every partition of the dataset on every query,
+which on S3 costs more than the query (``bench/lake_sql.py``). A bad query raises ``TierQueryError``
+naming what is accepted; a range without files is an empty table with the same columns.
 
 Thread safety: one DuckDB database per backend (built by ``connection_factory``, by default
 ``lake_connection``), and one cursor per thread on it (a DuckDB connection must not be shared by
-threads running queries; cursors share the views, the loaded httpfs and the S3 secret). A tier that
-had no file when the views were made is looked at again at most every ``refresh_seconds``.
+threads running queries; cursors share the macros, the loaded httpfs and the S3 secret).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +41,14 @@ import duckdb
 import pyarrow as pa
 
 from common.settings import Settings
-from storage_tiers.lake_sql import create_views, lake_connection, sql_text
+from storage_tiers.lake_sql import (
+    COLD_ROLLUPS_DAILY,
+    WARM_ROLLUPS_HOURLY,
+    TierSource,
+    duckdb_uri,
+    lake_connection,
+    sql_text,
+)
 
 DIMENSIONS = ("event", "country", "device", "page")
 FILTER_OPS = ("=", "!=", "in")
@@ -47,9 +58,14 @@ FILTER_OPS = ("=", "!=", "in")
 class _Dataset:
     time_column: str
     row_seconds: int
+    source: TierSource  # its folder and glob
+    relation: str  # the table macro of views.sql over the files of the range
 
 
-DATASETS = {"rollups_hourly": _Dataset("hour", 3600), "rollups_daily": _Dataset("day", 86400)}
+DATASETS = {
+    "rollups_hourly": _Dataset("hour", 3600, WARM_ROLLUPS_HOURLY, "lake_rollups_hourly($files)"),
+    "rollups_daily": _Dataset("day", 86400, COLD_ROLLUPS_DAILY, "lake_rollups_daily($files)"),
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +105,11 @@ def _utc(instant: datetime) -> datetime:
 
 
 def compile_query(spec: TierQuery) -> tuple[str, dict[str, Any]]:
-    """SQL text (whitelisted names only) and its parameters; raises ``TierQueryError`` on a bad spec."""
+    """SQL text (whitelisted names only) and its parameters; raises ``TierQueryError`` on a bad spec.
+
+    The statement reads ``$files``, the data files of the range (``ColdQueryBackend`` lists them); the
+    other parameters are in the returned dict.
+    """
     if spec.dataset not in DATASETS:
         raise TierQueryError(f"unknown dataset {spec.dataset!r}; known: {', '.join(DATASETS)}")
     if spec.measure not in MEASURES:
@@ -130,7 +150,7 @@ def compile_query(spec: TierQuery) -> tuple[str, dict[str, Any]]:
         .replace("{time_column}", dataset.time_column)
         .replace("{dimension_columns}", "".join(f"coalesce({d}, '') AS {d}, " for d in group_by))
         .replace("{measure_input}", measure.input)
-        .replace("{dataset}", spec.dataset)
+        .replace("{dataset}", dataset.relation)
         .replace("{conditions}", "\n      ".join(conditions))
         .replace("{group_by}", "".join(f", {d}" for d in group_by))
     )
@@ -179,27 +199,48 @@ class ColdQueryBackend:
         self._refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._base: duckdb.DuckDBPyConnection | None = None
-        self._empty_tiers: list[str] = []
-        self._refreshed = 0.0
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._listings: dict[str, tuple[float, list[str]]] = {}  # month glob -> (listed at, files)
 
     def query(self, spec: TierQuery) -> pa.Table:
         """The series of ``spec``: columns ``bucket`` (uint32), the group columns, ``value``."""
         sql, params = compile_query(spec)
-        self._maybe_refresh()
-        try:
-            return self._cursor().execute(sql, params).to_arrow_table()
-        except duckdb.IOException as exc:
-            if "No files found" not in str(exc):
-                raise
-            self._refresh(force=True)  # a tier lost its last file since the views were made
-            return self._cursor().execute(sql, params).to_arrow_table()
+        for attempt in (1, 2):
+            files = self.files(spec, fresh=attempt == 2)
+            if not files:
+                return _empty(spec)
+            try:
+                return self._cursor().execute(sql, {**params, "files": files}).to_arrow_table()
+            except duckdb.IOException:
+                if attempt == 2:
+                    raise
+                # a listed file is gone (a mover or retention deleted it since): list again, once
+        raise AssertionError("unreachable")
 
     def explain(self, spec: TierQuery) -> str:
         """DuckDB's EXPLAIN ANALYZE of the query (shows the files each scan read)."""
         sql, params = compile_query(spec)
-        return "\n".join(row[1] for row in self._cursor().execute("EXPLAIN ANALYZE " + sql, params).fetchall())
+        files = self.files(spec)
+        if not files:
+            return "no files in the range"
+        rows = self._cursor().execute("EXPLAIN ANALYZE " + sql, {**params, "files": files}).fetchall()
+        return "\n".join(row[1] for row in rows)
+
+    def files(self, spec: TierQuery, fresh: bool = False) -> list[str]:
+        """The data files of the spec's days, listed month by month (not the whole dataset).
+
+        A listing is reused for ``refresh_seconds``: dashboards ask for the same months again and again.
+        """
+        _sql, params = compile_query(spec)
+        first, last = params["first_day"], params["last_day"]
+        files: list[str] = []
+        for pattern in _month_globs(DATASETS[spec.dataset].source, self.settings, first, last):
+            for path in self._list(pattern, fresh):
+                match = _DT_FOLDER.search(path)
+                if match and first <= date.fromisoformat(match[1]) <= last:
+                    files.append(path)
+        return files
 
     def close(self) -> None:
         with self._lock:
@@ -210,34 +251,52 @@ class ColdQueryBackend:
                 self._base.close()
                 self._base = None
 
-    # The database and its views are built once; each thread gets its own cursor on it.
-    def _database(self) -> duckdb.DuckDBPyConnection:
+    def _list(self, pattern: str, fresh: bool) -> list[str]:
+        now = time.monotonic()
+        cached = self._listings.get(pattern)
+        if cached is not None and not fresh and now - cached[0] < self._refresh_seconds:
+            return cached[1]
+        files = [row[0] for row in self._cursor().execute("SELECT file FROM glob($p) ORDER BY file",
+                                                          {"p": pattern}).fetchall()]
+        self._listings[pattern] = (now, files)
+        return files
+
+    # One database with the lake's macros and views; each thread gets its own cursor on it.
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is not None and getattr(self._local, "base", None) is self._base:
+            return cursor
         with self._lock:
             if self._base is None:
                 self._base = self._factory(self.settings)
-                self._empty_tiers = create_views(self._base, self.settings)
-                self._refreshed = time.monotonic()
-            return self._base
-
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        base = self._database()
-        cursor = getattr(self._local, "cursor", None)
-        if cursor is None or getattr(self._local, "base", None) is not base:
+            base = self._base
             cursor = base.cursor()
-            cursor.execute("SET TimeZone = 'UTC'")  # a session setting: each cursor needs it
-            self._local.cursor, self._local.base = cursor, base
-            with self._lock:
-                self._cursors.append(cursor)
+            self._cursors.append(cursor)
+        cursor.execute("SET TimeZone = 'UTC'")  # a session setting: each cursor needs it
+        self._local.cursor, self._local.base = cursor, base
         return cursor
 
-    def _maybe_refresh(self) -> None:
-        if self._base is not None and self._empty_tiers and (
-                time.monotonic() - self._refreshed >= self._refresh_seconds):
-            self._refresh(force=False)
 
-    def _refresh(self, force: bool) -> None:
-        base = self._database()
-        with self._lock:
-            if force or time.monotonic() - self._refreshed >= self._refresh_seconds:
-                self._empty_tiers = create_views(base, self.settings)
-                self._refreshed = time.monotonic()
+_DT_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+
+
+def _month_globs(source: TierSource, settings: Settings, first: date, last: date) -> list[str]:
+    """One glob per month of ``[first, last]``: ``<root>/dt=YYYY-MM-*/<the levels below dt>``.
+
+    DuckDB lists a glob from its fixed prefix, so a month's glob lists that month only, where the
+    dataset's glob would list every partition of seven years on every query.
+    """
+    below = source.pattern.split("/", 1)[1]
+    root = duckdb_uri(source.root(settings))
+    globs = []
+    year, month = first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        globs.append(f"{root}/dt={year:04d}-{month:02d}-*/{below}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return globs
+
+
+def _empty(spec: TierQuery) -> pa.Table:
+    value = pa.float64() if spec.measure == "revenue" else pa.uint64()
+    fields = [("bucket", pa.uint32()), *((d, pa.string()) for d in spec.group_by), ("value", value)]
+    return pa.Table.from_pylist([], schema=pa.schema(fields))

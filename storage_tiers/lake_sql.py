@@ -135,32 +135,39 @@ class TierSource:
     placeholder: str  # the token in views.sql this relation replaces
     root: Callable[[Settings], str]  # the dataset's folder (common.lake)
     pattern: str  # glob below the root: one ``*`` per Hive level, then the data files
-    hive_types: str  # DuckDB struct literal of the folder columns
-    columns: tuple[tuple[str, str], ...]  # what the files hold, as the views read them
+    reader: str  # SQL of the relation over ``{files}`` (a glob or a list of files)
+    columns: tuple[tuple[str, str], ...]  # the relation's columns, for the empty relation
+
+    def glob(self, settings: Settings) -> str:
+        return f"{duckdb_uri(self.root(settings))}/{self.pattern}"
 
     def relation(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, bool]:
         """SQL for the relation and whether the tier has files (a glob matching nothing is an error)."""
-        glob = f"{duckdb_uri(self.root(settings))}/{self.pattern}"
+        glob = self.glob(settings)
         if con.execute("SELECT count(*) FROM glob($glob)", {"glob": glob}).fetchone() != (0,):
-            return (f"read_parquet({sql_literal(glob)}, hive_partitioning = true, "
-                    f"hive_types = {self.hive_types})"), True
+            return self.reader.format(files=sql_literal(glob)), True
         nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in self.columns)
         return f"(SELECT {nulls} WHERE false)", False
 
 
-_DT = "{'dt': DATE}"
-_DT_HOUR = "{'dt': DATE, 'hour': INTEGER}"
-SOURCES = (
-    TierSource("__ARCHIVE_EVENTS__", archive_path, "*/*/*.parquet", _DT_HOUR,
-               (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER"))),
-    TierSource("__COLD_EVENTS__", cold_events_path, "*/*.parquet", _DT, (*_RAW_COLUMNS, ("dt", "DATE"))),
-    # The files' own ``hour`` column (a timestamp) is shadowed by the folder's ``hour=HH``: the view
-    # rebuilds the timestamp from dt and the folder hour, which is the same value by construction.
-    TierSource("__WARM_ROLLUPS_HOURLY__", rollups_hourly_path, "*/*/*.parquet", _DT_HOUR,
-               (*_DIMENSIONS, *_MEASURES, ("dt", "DATE"), ("hour", "INTEGER"))),
-    TierSource("__COLD_ROLLUPS_DAILY__", rollups_daily_path, "*/*.parquet", _DT,
-               (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE"))),
-)
+def _read_parquet(hive_types: str) -> str:
+    return f"read_parquet({{files}}, hive_partitioning = true, hive_types = {hive_types})"
+
+
+ARCHIVE_EVENTS = TierSource("__ARCHIVE_EVENTS__", archive_path, "*/*/*.parquet",
+                            _read_parquet("{{'dt': DATE, 'hour': INTEGER}}"),
+                            (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER")))
+COLD_EVENTS = TierSource("__COLD_EVENTS__", cold_events_path, "*/*.parquet", _read_parquet("{{'dt': DATE}}"),
+                         (*_RAW_COLUMNS, ("dt", "DATE")))
+# The rollups go through the table macros of views.sql (the same columns as the views).
+WARM_ROLLUPS_HOURLY = TierSource("__WARM_ROLLUPS_HOURLY__", rollups_hourly_path, "*/*/*.parquet",
+                                 "lake_rollups_hourly({files})",
+                                 (*_DIMENSIONS, ("hour", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE"),
+                                  ("hour_of_day", "INTEGER")))
+COLD_ROLLUPS_DAILY = TierSource("__COLD_ROLLUPS_DAILY__", rollups_daily_path, "*/*.parquet",
+                                "lake_rollups_daily({files})",
+                                (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")))
+SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
 
 
 def create_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:

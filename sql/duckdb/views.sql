@@ -2,7 +2,9 @@
 -- Each __TOKEN__ is replaced before this runs: the relations by read_parquet('<dataset>/<glob>',
 -- hive_partitioning = true, hive_types = {...}) over the dataset's folder (local or s3://, httpfs is loaded
 -- and an S3 secret configured), or by an empty relation with the same columns while the tier has no file;
--- __COLD_EVENTS_MANIFESTS__ by the quoted glob '<lake>/cold/events/*/_manifest.json'.
+-- __COLD_EVENTS_MANIFESTS__ by the quoted glob '<lake>/cold/events/*/_manifest.json'. The rollups are read
+-- through table macros (lake_rollups_hourly(files), lake_rollups_daily(files)) that take a glob or a file
+-- list, so the cold query backend can hand them exactly the files of a range (storage_tiers/cold_query.py).
 --
 -- Filter on dt (and hour) to read only the folders you need: DuckDB prunes the others without opening
 -- them, in every view (EXPLAIN ANALYZE shows "Total Files Read").
@@ -34,15 +36,20 @@ WHERE dt IN (SELECT dt FROM lake_cold_event_days);
 -- rollups_hourly: the warm hourly rollups (warm/rollups_hourly/dt=/hour=) per tenant, event, country,
 -- device, page and hour: events, revenue and the sorted distinct user_ids (unique users over any range:
 -- count(DISTINCT u) FROM rollups_hourly, unnest(user_ids) AS t(u)). hour is the hour's start
--- (TIMESTAMPTZ); dt and hour_of_day are the folders, for pruning.
-CREATE OR REPLACE VIEW rollups_hourly AS
+-- (TIMESTAMPTZ); dt and hour_of_day are the folders, for pruning. The files' own hour column (a
+-- timestamp) is shadowed by the hour=HH folder: hour is rebuilt from dt and the folder, the same value.
+CREATE OR REPLACE MACRO lake_rollups_hourly(files) AS TABLE
 SELECT tenant, event, country, device, page,
        (CAST(dt AS TIMESTAMP) + to_hours(hour)) AT TIME ZONE 'UTC' AS hour,
        events, revenue, user_ids, dt, hour AS hour_of_day
-FROM __WARM_ROLLUPS_HOURLY__;
+FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE, 'hour': INTEGER});
+
+CREATE OR REPLACE VIEW rollups_hourly AS SELECT * FROM __WARM_ROLLUPS_HOURLY__;
 
 -- rollups_daily: the cold daily rollups (cold/rollups_daily/dt=), the same measures per UTC day (day is
 -- its midnight, TIMESTAMPTZ; dt the folder). Days whose daily rollup is not built yet are absent.
-CREATE OR REPLACE VIEW rollups_daily AS
+CREATE OR REPLACE MACRO lake_rollups_daily(files) AS TABLE
 SELECT tenant, event, country, device, page, "day", events, revenue, user_ids, dt
-FROM __COLD_ROLLUPS_DAILY__;
+FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE});
+
+CREATE OR REPLACE VIEW rollups_daily AS SELECT * FROM __COLD_ROLLUPS_DAILY__;

@@ -426,6 +426,8 @@ SPECS = [
     TierQuery("globex", "rollups_daily", "users", None, T0, T_END, 7 * 86400),
     TierQuery("globex", "rollups_daily", "revenue", None, datetime(2024, 3, 2, tzinfo=UTC),
               datetime(2024, 3, 4, tzinfo=UTC), 86400, ["country"]),
+    TierQuery("acme", "rollups_daily", "events", "click", datetime(2024, 1, 20, tzinfo=UTC),  # months without files
+              datetime(2024, 3, 3, tzinfo=UTC), 86400, ["device"]),
 ]
 
 

@@ -24,7 +24,7 @@ def test_values_travel_as_parameters_and_the_day_range_is_half_open() -> None:
     assert "x' OR" not in sql and "mobile'--" not in sql and "purchase" not in sql
     assert params["tenant"] == "x' OR 1=1 --" and params["f0"] == "mobile'--" and params["f1"] == ["/", "/a"]
     assert (params["first_day"], params["last_day"]) == (date(2024, 3, 1), date(2024, 3, 2))  # END is exclusive
-    assert "FROM rollups_hourly" in sql and "coalesce(country, '') AS country" in sql
+    assert "FROM lake_rollups_hourly($files)" in sql and "coalesce(country, '') AS country" in sql
 
 
 def test_naive_instants_are_utc() -> None:

@@ -1,0 +1,210 @@
+"""Benchmark: DuckDB over a lake of many partitions — what the views and the cold query backend cost.
+
+Why: a filter on ``dt`` makes DuckDB open only the folders it needs, but every query still lists the
+dataset's glob and reads one footer for the schema, so latency grows with the number of partitions,
+most on S3 where a listing is a paged HTTP call. This measures it on a lake shaped like production
+after a year: ``--warm-days`` days of hourly rollups (24 folders a day), ``--cold-days`` days of daily
+rollups and cold events, and two weeks of archive hours, with small files (the figures are about
+listing and file opening, not scanning).
+
+For each of the local file system and MinIO (started alone on free ports): opening a connection with
+the views, and the p50/p95 of ``--repeat`` runs of: a one-day hourly series (``ColdQueryBackend``), a
+one-year daily series, a one-day ``events`` count through the view, and an unfiltered count over
+``rollups_daily``, each with the files it read (``files_read``).
+
+Usage: ``python -m bench.lake_sql [--warm-days 365] [--cold-days 730] [--repeat 20] [--no-minio]``.
+Figures are printed and written to ``bench/results/lake_sql.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common.events import EVENT_ARROW_SCHEMA
+from common.lake import (
+    archive_path,
+    cold_events_path,
+    fs_path,
+    is_s3,
+    lake_filesystem,
+    rollups_daily_path,
+    rollups_hourly_path,
+)
+from common.settings import Settings
+from storage_tiers.cold_query import ColdQueryBackend, TierQuery
+from storage_tiers.lake_sql import files_read, lake_connection
+
+RESULTS = Path(__file__).resolve().parent / "results" / "lake_sql.json"
+LAST_DAY = date(2026, 11, 22)
+ROLLUP_SCHEMA = pa.schema([("tenant", pa.string()), ("event", pa.string()), ("country", pa.string()),
+                           ("device", pa.string()), ("page", pa.string()), ("hour", pa.timestamp("us", tz="UTC")),
+                           ("events", pa.int64()), ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string()))])
+
+
+def _rollup(start: datetime, column: str) -> pa.Table:
+    rows = [{"tenant": t, "event": e, "country": c, "device": "mobile", "page": "/", column: start, "events": 3,
+             "revenue": 1.5, "user_ids": [f"u{i}" for i in range(3)]}
+            for t in ("acme", "globex") for e in ("page_view", "click") for c in ("DE", "FR")]
+    schema = pa.schema([f if f.name != "hour" else pa.field(column, f.type) for f in ROLLUP_SCHEMA])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _events(start: datetime, n: int) -> pa.Table:
+    rows = [{"tenant": "acme", "event": "page_view", "timestamp": start + timedelta(seconds=i),
+             "event_id": f"{start}-{i}", "user_id": f"u{i % 7}", "page": "/", "country": "DE", "device": "mobile",
+             "revenue": 0.0,
+             "properties": None, "received_at": start} for i in range(n)]
+    return pa.Table.from_pylist(rows, schema=EVENT_ARROW_SCHEMA)
+
+
+def build(settings: Settings, warm_days: int, cold_days: int) -> int:
+    """Writes the lake; returns the number of data files."""
+    fs = lake_filesystem(settings)
+    jobs: list[tuple[str, pa.Table | bytes]] = []
+    for d in range(warm_days):
+        day = LAST_DAY - timedelta(days=d)
+        for hour in range(24):
+            start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+            jobs.append((f"{rollups_hourly_path(settings)}/dt={day}/hour={hour:02d}/part-00000.zstd.parquet",
+                         _rollup(start, "hour")))
+    for d in range(14):
+        day = LAST_DAY - timedelta(days=d)
+        for hour in range(24):
+            start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+            jobs.append((f"{archive_path(settings)}/dt={day}/hour={hour:02d}/part-r-00000.zstd.parquet",
+                         _events(start, 20)))
+    for d in range(365, 365 + cold_days):
+        day = LAST_DAY - timedelta(days=d)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        for root, table in ((rollups_daily_path(settings), _rollup(start, "day")),
+                            (cold_events_path(settings), _events(start, 20))):
+            jobs += [(f"{root}/dt={day}/part-0.parquet", table), (f"{root}/dt={day}/_manifest.json", b"{}")]
+
+    def put(job: tuple[str, pa.Table | bytes]) -> None:
+        uri, data = job
+        path = fs_path(uri)
+        if not is_s3(uri):
+            os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        if isinstance(data, pa.Table):
+            pq.write_table(data, path, filesystem=fs, compression="zstd")
+        else:
+            with fs.open_output_stream(path) as sink:
+                sink.write(data)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put, jobs))
+    return sum(isinstance(data, pa.Table) for _uri, data in jobs)
+
+
+def _timed(fn: Any, repeat: int) -> dict[str, float]:
+    fn()  # first run apart: caches, lazy loading
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1)}
+
+
+def measure(settings: Settings, repeat: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    con = lake_connection(settings)
+    open_ms = round((time.perf_counter() - started) * 1000, 1)
+    backend = ColdQueryBackend(settings)
+    day = LAST_DAY - timedelta(days=10)
+    one_day = TierQuery("acme", "rollups_hourly", "events", None, datetime(day.year, day.month, day.day, tzinfo=UTC),
+                        datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1), 3600, ["country"])
+    year_end = LAST_DAY - timedelta(days=365)
+    one_year = TierQuery("acme", "rollups_daily", "users", None,
+                         datetime(year_end.year, year_end.month, year_end.day, tzinfo=UTC) - timedelta(days=365),
+                         datetime(year_end.year, year_end.month, year_end.day, tzinfo=UTC), 86400)
+    view_day = ("SELECT count(*) FROM events WHERE dt = $d", {"d": LAST_DAY - timedelta(days=3)})
+    all_daily = ("SELECT sum(events) FROM rollups_daily", None)
+    try:
+        figures = {
+            "open connection with views_ms": open_ms,
+            "backend: 1-day hourly series by country": {
+                **_timed(lambda: backend.query(one_day), repeat), "rows": backend.query(one_day).num_rows,
+                "files_read": _plan_files(backend.explain(one_day))},
+            "backend: 1-year daily unique users": {
+                **_timed(lambda: backend.query(one_year), repeat), "rows": backend.query(one_year).num_rows,
+                "files_read": _plan_files(backend.explain(one_year))},
+            "view: events count, dt = one day": {
+                **_timed(lambda: con.execute(*view_day).fetchall(), repeat),
+                "files_read": files_read(con, *view_day)},
+            "view: rollups_daily, no filter": {
+                **_timed(lambda: con.execute(*all_daily).fetchall(), repeat),
+                "files_read": files_read(con, *all_daily)},
+        }
+    finally:
+        backend.close()
+        con.close()
+    return figures
+
+
+def _plan_files(plan: str) -> int:
+    import re
+
+    return sum(int(n) for n in re.findall(r"Total Files Read:\s*(\d+)", plan))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warm-days", type=int, default=365)
+    parser.add_argument("--cold-days", type=int, default=730)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--no-minio", action="store_true", help="only the local file system")
+    args = parser.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-lake-sql-") as tmp:
+        local = Settings(home=Path(tmp) / "home", lake_uri=str(Path(tmp) / "lake"))
+        started = time.perf_counter()
+        files = build(local, args.warm_days, args.cold_days)
+        print(f"== local lake: {files:,} data files written in {time.perf_counter() - started:.1f}s")
+        results["local"] = measure(local, args.repeat)
+        print(json.dumps(results["local"], indent=1))
+        if not args.no_minio:
+            from tests.integration.own_services import free_pair, minio_alone
+
+            s3 = Settings(home=Path(tmp) / "minio-home", s3_endpoint=f"http://127.0.0.1:{free_pair()}",
+                          lake_uri="s3://bench-lake/lake", minio_manage=True, kafka_manage=False, redis_manage=False)
+            with minio_alone(s3):
+                started = time.perf_counter()
+                build(s3, args.warm_days, args.cold_days)
+                print(f"== MinIO lake written in {time.perf_counter() - started:.1f}s")
+                results["minio"] = measure(s3, args.repeat)
+                print(json.dumps(results["minio"], indent=1))
+    result = {
+        "benchmark": "lake_sql",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"python -m bench.lake_sql --warm-days {args.warm_days} --cold-days {args.cold_days} "
+                   f"--repeat {args.repeat}" + (" --no-minio" if args.no_minio else ""),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "duckdb": duckdb.__version__,
+                    "load_avg_1m_at_start": load_at_start, "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
+        "data": {"warm_hourly_folders": args.warm_days * 24, "archive_hours": 14 * 24,
+                 "cold_days (daily rollups and events)": args.cold_days, "data_files": files},
+        "results": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"== written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
