@@ -33,13 +33,17 @@ TIERS = {
 }
 
 
-@pytest.fixture(scope="module")
-def policy() -> TierPolicy:
+def make_policy() -> TierPolicy:
     datasets = {
         name: DatasetPolicy(name, [TierSpec(t, timedelta(days=d), loc, layout, "zstd") for t, d, loc, layout in tiers])
         for name, tiers in TIERS.items()
     }
     return TierPolicy("test", datasets, timedelta(days=2557), {}, {"lakehouse-tier": "cold"})
+
+
+@pytest.fixture(scope="module")
+def policy() -> TierPolicy:
+    return make_policy()
 
 
 def hour(hours_ago: int) -> datetime:
