@@ -88,7 +88,7 @@ def rollups_hourly(
     invalidated = invalidate_restated_hours(settings.redis_url, [d.tenant for d in restatement.drift], hour)
     AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.audit_log)
         "restate", "rollups_hourly", partition=hour_partition(hour), tier_to="hot", rows=recompute.events,
-        checksum=(read_manifest(settings, hour) or {}).get("checksum"), run_id=context.run_id,
+        checksum=(read_manifest(settings, hour) or {}).get("checksum"), run_id=context.run.run_id,
         reason="batch recompute replaced the hour in the hot tier and the warm hourly rollups",
         details={"minute_rows": recompute.minute_rollups.num_rows, "hourly_rows": recompute.hourly_rows,
                  "max_drift": round(restatement.max_events_error, 6)},

@@ -45,7 +45,7 @@ TAGS = {"layer": "tiers"}
 def _mover(context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource,
            store: Any = None) -> TierMover:
     return TierMover(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=store,
-                     run_id=context.run_id, progress=context.log.info)
+                     run_id=context.run.run_id, progress=context.log.info)
 
 
 def _result(context: dg.AssetExecutionContext, tiers: TiersResource, reports: list[DayReport]) -> dg.MaterializeResult:
@@ -143,7 +143,7 @@ def retention_purge(
 ) -> dg.MaterializeResult:
     """Delete what is past its tenant's retention from every tier, except data under a legal hold."""
     purger = Purger(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=hot_store.store(),
-                    run_id=context.run_id)
+                    run_id=context.run.run_id)
     report = purger.run()
     head = tiers.audit().head() or {}
     return dg.MaterializeResult(metadata={
