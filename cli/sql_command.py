@@ -106,17 +106,24 @@ def _table(columns: list[str], rows: list[tuple[Any, ...]], more: bool, out: Tex
 
 def repl(con: duckdb.DuckDBPyConnection, source: TextIO, out: TextIO, max_rows: int) -> int:
     """Read statements ending with ';' (over several lines if need be) and show each result as a table."""
-    interactive = source.isatty()
+    interactive = source is sys.stdin and source.isatty()
     if interactive:
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - line editing and history for input()
         print("DuckDB over the lake: views events, rollups_hourly, rollups_daily. End statements with ';', "
               ".quit to leave.", file=out)
     buffer: list[str] = []
     while True:
         if interactive:
-            print(CONTINUATION if buffer else PROMPT, end="", file=out, flush=True)
-        line = source.readline()
-        if not line:
-            break
+            try:
+                line = input(CONTINUATION if buffer else PROMPT) + "\n"
+            except EOFError:
+                print(file=out)
+                break
+        else:
+            line = source.readline()
+            if not line:
+                break
         if not buffer and line.strip() in (".quit", ".exit", r"\q"):
             break
         buffer.append(line)
