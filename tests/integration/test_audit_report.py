@@ -15,7 +15,8 @@ event-time range). The audit must report exactly that inventory and exactly the 
   was compacted into cold that no tier holds (a gap by the audit log).
 
 Then an audit record is altered on MinIO: ``audit verify`` and the report must say so. Only MinIO and
-the API/hot node are started (own home, free ports), not Kafka or the stream job.
+the API/hot node are started (own home, free ports), not Kafka or the stream job. A last test builds cold
+days with the tier movers' own writer (``storage_tiers.cold_files``) to check the inventory reads them.
 """
 
 from __future__ import annotations
@@ -136,11 +137,11 @@ def _archive_hour(settings: Settings, truth: Truth, hour: datetime, rows: int) -
     truth.add("events", "warm", hour, rows, size, low, high)
 
 
-def _warm_rollups(settings: Settings, truth: Truth, hour: datetime, rows: int) -> None:
+def _warm_rollups(settings: Settings, truth: Truth, hour: datetime, rows: int, events: int = 1) -> None:
     table = pa.table({"tenant": ["acme"] * rows, "event": ["page_view"] * rows, "country": ["DE"] * rows,
                       "device": ["mobile"] * rows, "page": [f"/p{i}" for i in range(rows)],
                       "hour": pa.array([hour] * rows, pa.timestamp("us", tz="UTC")),
-                      "events": pa.array([1] * rows, pa.int64()), "revenue": [0.0] * rows,
+                      "events": pa.array([events] * rows, pa.int64()), "revenue": [0.0] * rows,
                       "user_ids": [["u"]] * rows})
     folder = _lake(settings, "warm", "rollups_hourly", f"dt={hour:%Y-%m-%d}", f"hour={hour:%H}")
     size = _put(settings, f"{folder}/part-00000-{uuid.uuid4()}.c000.zstd.parquet", parquet_bytes(table, "zstd"))
@@ -403,3 +404,32 @@ class _Page(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in_title:
             self.titles.append(data)
+
+
+def test_inventory_reads_the_cold_days_the_movers_publish(tmp_path: Path) -> None:
+    """The cold days as ``storage_tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
+    no event-time range) are inventoried right: rows from the manifest, bytes of the file, time range from the
+    footer. Local lake, no services."""
+    from storage_tiers.cold_files import build_cold_events, build_rollups_daily
+
+    settings = Settings(home=tmp_path, lake_uri=str(tmp_path / "lake"), tier_policy="")
+    policy = load_policy(settings)
+    truth = Truth()
+    day = datetime(2025, 6, 1, tzinfo=UTC)
+    for h, rows in [(0, 4), (7, 9), (23, 2)]:
+        _archive_hour(settings, truth, day + h * HOUR, rows)
+        _warm_rollups(settings, truth, day + h * HOUR, 1, events=rows)  # the builder checks counts vs the archive
+    fs = lake_filesystem(settings)
+    events = build_cold_events(settings, fs, policy, day.date())
+    daily = build_rollups_daily(settings, fs, policy, day.date())
+    assert events is not None and daily is not None
+    report = run_audit(settings, None, policy=policy, as_of=day + 30 * DAY, hot_error="not needed")
+    [cold] = report.inventory.get("events", "cold").partitions
+    warm = truth.parts[("events", "warm")]
+    assert (cold.start, cold.rows, cold.bytes, cold.files) == (day, 15, events.bytes, 1)
+    assert cold.min_event_time == min(v[2] for v in warm.values())
+    assert cold.max_event_time == max(v[3] for v in warm.values())
+    assert cold.tenant_ranges == (("acme", "acme"),) and cold.notes == ()
+    [rolled] = report.inventory.get("rollups_daily", "cold").partitions
+    assert (rolled.start, rolled.rows, rolled.bytes) == (day, daily.rows, daily.bytes)
+    assert rolled.min_event_time == day  # the `day` column's statistics
