@@ -9,6 +9,8 @@ pipeline. ``lakehouse audit verify`` checks the hash chain of the audit log and 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 from datetime import UTC, datetime
@@ -67,10 +69,14 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         text = json.dumps(report_json(report), indent=1, default=str) + "\n"
     elif args.format == "html":
         text = report_html(report)
+    elif args.output:
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            print_report(report)
+        text = buffer.getvalue()
     else:
-        lines: list[str] = []
-        print_report(report, out=lines.append) if args.output else print_report(report)
-        text = "\n".join(lines) + "\n" if args.output else ""
+        print_report(report)
+        text = ""
     if args.output:
         path = Path(args.output)
         path.parent.mkdir(parents=True, exist_ok=True)

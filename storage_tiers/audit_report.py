@@ -210,9 +210,11 @@ def _age(report: AuditReport, value: datetime | None) -> str:
     return f"{days:.1f} d" if days < 10 else f"{days:.0f} d"
 
 
-def print_report(report: AuditReport, out: Callable[[str], None] = print) -> None:
-    """Terminal tables: inventory, violations, holds, audit-log summary and verification."""
+def print_report(report: AuditReport) -> None:
+    """Terminal tables on standard output: inventory, violations, holds, audit-log summary and verification."""
     from cli.output import print_table
+
+    out = print
 
     out(f"Compliance audit of {report.inventory.lake_uri} as of {_short(report.as_of)} UTC "
         f"(generated {_short(report.generated_at)} UTC)")

@@ -345,6 +345,10 @@ def test_cli_report_and_verify_then_tampering_is_caught(world: World, tmp_path: 
     html_out = tmp_path / "report.html"
     assert lakehouse(["audit", "report", "--format", "html", "--output", str(html_out)]) == 1
     assert html_out.read_text().startswith("<!DOCTYPE html>")
+    table_out = tmp_path / "report.txt"
+    assert lakehouse(["audit", "--output", str(table_out)]) == 1
+    text = table_out.read_text()
+    assert text.index("Inventory") < text.index("rollups_daily") < text.index("NOT COMPLIANT")
     assert lakehouse(["audit", "verify"]) == 0
     # judged as of 3 years ago, the 2,600-day-old day is not yet past retention; the log is read up to then (empty)
     as_of = (world.now - 3 * 365 * DAY).date().isoformat()
