@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -112,6 +113,18 @@ class History:
 
 
 # ------------------------------------------------------------------------------------- services
+
+
+class Phases:
+    """Prints how long each phase took (the figures quoted in the README come from here)."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        print(f"phase {name}: {now - self.last:.1f}s", flush=True)
+        self.last = now
 
 
 def _settings(home: Path, lake_uri: str, minio_port: int, policy: Path | None = None) -> Settings:
@@ -336,9 +349,13 @@ def test_seven_years_through_the_tiers_with_a_legal_hold_on_a_local_lake(
     ]
     for days_back, hour, tenant, n in plan:
         history.add(days_back, hour, tenant, n)
+    phase = Phases()
     with hot_node(settings, minio=False) as store:
+        phase("hot node up")
         land(spark, settings, history, tmp_path / "inbox")
+        phase("landing")
         batch_hours(spark, settings, store, history.hours)
+        phase(f"archive + recompute + restate of {len(history.hours)} hours")
         # An hour that only the hot tier holds (never archived): the mover must keep it.
         orphan = datetime.combine(TODAY - timedelta(days=10), datetime.min.time(), UTC) + timedelta(hours=6)
         store.insert_arrow("events_raw", pa.Table.from_pylist([
@@ -347,6 +364,7 @@ def test_seven_years_through_the_tiers_with_a_legal_hold_on_a_local_lake(
              "received_at": orphan + timedelta(minutes=i)} for i in range(5)], schema=EVENT_ARROW_SCHEMA))
         days = sorted({h.date() for h in history.hours} | {orphan.date()})
         results = move_days(settings, days, fail_ok=frozenset({orphan.date()}))
+        phase(f"tier movers for {len(days)} days")
         failed = results[orphan.date()]
         assert not failed.success
         failure = next(e for e in failed.all_events if e.is_step_failure)
@@ -357,6 +375,7 @@ def test_seven_years_through_the_tiers_with_a_legal_hold_on_a_local_lake(
         hold = place_hold(log, "acme", (held_day - timedelta(days=1)).isoformat(),
                           (held_day + timedelta(days=1)).isoformat(), "case 2019-17", placed_by="test")
         purge(settings)
+        phase("hold + purge")
 
         actual = {**lake_contents(settings), **hot_contents(store)}
         expected = expected_contents(history, settings, {("acme", held_day)}, with_hot=True)
@@ -391,12 +410,18 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(
             (730, 12, "acme", 10), (100, 20, "beta", 11)]
     for days_back, hour, tenant, n in plan:
         history.add(days_back, hour, tenant, n)
+    phase = Phases()
     with hot_node(settings, minio=True) as store:
+        phase("MinIO and hot node up")
         land(spark, settings, history, tmp_path / "inbox")
+        phase("landing")
         batch_hours(spark, settings, store, history.hours)
+        phase(f"archive + recompute + restate of {len(history.hours)} hours")
         move_days(settings, sorted({h.date() for h in history.hours}))
+        phase("tier movers")
         place_hold(AuditLog(settings), "acme", held_day.isoformat(), held_day.isoformat(), "case 7", placed_by="test")
         purge(settings)
+        phase("hold + purge")
 
         actual = lake_contents(settings)
         expected = expected_contents(history, settings, {("acme", held_day)}, with_hot=False)

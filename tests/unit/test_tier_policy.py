@@ -94,3 +94,21 @@ def test_durations() -> None:
     assert parse_duration("2w", "x") == 14 * DAY
     with pytest.raises(PolicyError, match="x: .*not a duration"):
         parse_duration("forever", "x")
+
+
+def test_the_daily_schedule_asks_each_mover_for_the_day_that_just_became_due() -> None:
+    from datetime import UTC, datetime
+
+    import dagster as dg
+
+    from orchestration.tiers.automation import tiers_schedule
+
+    tick = datetime(2026, 11, 23, 1, 30, tzinfo=UTC)
+    requests = list(tiers_schedule(dg.build_schedule_context(scheduled_execution_time=tick)))
+    asked = sorted((r.asset_selection[0].to_user_string(), r.partition_key) for r in requests)
+    assert asked == [
+        ("cold_tier", "2025-11-22"),  # 366 days back: just past the warm horizon
+        ("hot_tier_drop", "2026-08-24"),  # 91 days back: rollups_1h just past 90 days
+        ("hot_tier_drop", "2026-11-15"),  # 8 days back: events_raw and rollups_1m just past 7 days
+        ("rollups_daily", "2026-11-22"),  # yesterday, complete
+    ]
