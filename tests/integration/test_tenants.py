@@ -185,6 +185,36 @@ def test_every_endpoint_that_takes_a_tenant_refuses_another_one(tenants, api: ht
     print(f"checked {len(checked)} tenant endpoints: {', '.join(sorted(checked))}")
 
 
+def test_saved_objects_of_another_tenant_are_invisible_by_id(tenants, settings: Settings) -> None:
+    """Dashboards and alert rules are found by id: B's ids must mean nothing to A's key (no IDOR)."""
+    a, b = tenants
+    dashboard = {"name": "B only", "widgets": [{"title": "t", "chart": "number",
+                                                 "query": {"metrics": ["events"], "range": "1h"}}]}
+    rule = {"name": "B only", "metric": "events", "window": "5m", "enabled": False,
+            "condition": {"type": "threshold", "op": ">", "value": 1}, "webhook_url": "http://127.0.0.1:9/hook"}
+    with b.client(settings) as client:
+        made = client.post("/v1/dashboards", json=dashboard)
+        assert made.status_code == 201, made.text
+        dashboard_id = made.json()["id"]
+        made = client.post("/v1/alerts", json=rule)
+        assert made.status_code == 201, made.text
+        rule_id = made.json()["id"]
+    with a.client(settings) as client:
+        for method, path, body in [
+            ("GET", f"/v1/dashboards/{dashboard_id}", None), ("GET", f"/v1/dashboards/{dashboard_id}/data", None),
+            ("PUT", f"/v1/dashboards/{dashboard_id}", dashboard), ("DELETE", f"/v1/dashboards/{dashboard_id}", None),
+            ("GET", f"/v1/alerts/{rule_id}", None), ("GET", f"/v1/alerts/{rule_id}/history", None),
+            ("PUT", f"/v1/alerts/{rule_id}", rule), ("DELETE", f"/v1/alerts/{rule_id}", None),
+        ]:
+            answer = client.request(method, path, json=body)
+            assert answer.status_code in (403, 404), (method, path, answer.status_code, answer.text[:200])
+        assert dashboard_id not in client.get("/v1/dashboards").text
+        assert rule_id not in client.get("/v1/alerts").text
+    with b.client(settings) as client:  # and B's objects are untouched
+        assert client.get(f"/v1/dashboards/{dashboard_id}").json()["name"] == "B only"
+        assert client.get(f"/v1/alerts/{rule_id}").json()["name"] == "B only"
+
+
 def test_ingestion_with_a_tenant_key_dead_letters_events_naming_another_tenant(
     tenants, hot: HotStore, settings: Settings
 ) -> None:
