@@ -137,6 +137,26 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(default=100, description="Default burst (bucket size) of a new API key.")
 
+    # Alerts and live updates (serving/alerts*.py, serving/routes/live.py)
+    alert_interval_seconds: float = Field(
+        default=60.0,
+        description="How often the serving process evaluates every enabled alert rule (0 turns the evaluator off).",
+    )
+    alert_settle_seconds: float = Field(
+        default=30.0,
+        description="Alert windows end at the last minute boundary at least this long ago, so the stream's "
+        "in-flight minute (still filling) never looks like a traffic drop.",
+    )
+    alert_webhook_timeout_seconds: float = Field(default=5.0, description="Timeout of one webhook POST.")
+    alert_webhook_attempts: int = Field(
+        default=3,
+        description="Webhook attempts per tick (backoff 0.5 s, 1 s, …); an undelivered notification is tried "
+        "again next tick.",
+    )
+    live_interval_seconds: float = Field(
+        default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
+    )
+
     # Stream job / Spark
     spark_master: str = Field(default="local[2]", description="spark.master for the stream and batch jobs.")
     spark_conf: str = Field(default="", description="Extra Spark settings as `key=value;key=value`.")

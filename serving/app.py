@@ -18,6 +18,8 @@ from common.hot_store import HotStoreError, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher
+from serving.alerts_evaluator import build_evaluator
+from serving.alerts_store import AlertStore
 from serving.auth import AuthError, auth_error_response, enable_api_keys
 from serving.cache import QueryCache
 from serving.context import Serving
@@ -31,6 +33,8 @@ from serving.observability import (
 )
 from serving.query_engine import QueryEngine
 from serving.routes.admin import admin_router
+from serving.routes.alerts import alerts_router
+from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.tier_routing import horizons_from_policy
 from storage_tiers.lake_sql import lake_connection
@@ -56,6 +60,20 @@ def create_app(serving: Serving) -> FastAPI:
     if serving.auth is not None:  # API keys on: tenants and keys are managed here
         app.include_router(admin_router(serving.auth))
     app.include_router(queries_router(serving))
+    alert_store = AlertStore(store)
+    app.include_router(alerts_router(serving, alert_store))
+    app.include_router(live_router(serving))
+    app.state.alert_evaluator = evaluator = build_evaluator(serving, alert_store)  # None when turned off
+
+    @app.on_event("startup")
+    async def _start_alert_evaluator() -> None:
+        if evaluator is not None:
+            evaluator.start()
+
+    @app.on_event("shutdown")
+    async def _stop_alert_evaluator() -> None:
+        if evaluator is not None:
+            await evaluator.stop()
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
     def health() -> Any:

@@ -1,0 +1,111 @@
+"""Alert rules: validation, the settled window, judging a threshold or a change, and the incident state machine."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from serving.alerts import (
+    FIRED,
+    FIRING,
+    OK,
+    RESOLVED,
+    AlertError,
+    Rule,
+    evaluation_end,
+    judge,
+    notification,
+    parse_condition,
+    parse_window,
+    transition,
+    validate_rule,
+    windows,
+)
+
+NOW = datetime(2026, 11, 23, 13, 20, 17, tzinfo=UTC)
+
+
+def rule(**overrides: object) -> Rule:
+    fields = {"id": "r1", "tenant": "acme", "name": " drop ", "metric": "page_views",
+              "filters": [{"field": "country", "op": "=", "value": "US"}], "window_minutes": 5,
+              "condition": parse_condition({"type": "change", "direction": "drop", "percent": 20}),
+              "webhook_url": "http://127.0.0.1:9/hook"}
+    return Rule(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_windows_end_at_the_last_settled_minute() -> None:
+    assert evaluation_end(NOW, 10) == datetime(2026, 11, 23, 13, 20, tzinfo=UTC)
+    assert evaluation_end(NOW, 30) == datetime(2026, 11, 23, 13, 19, tzinfo=UTC)  # 13:19:47 → 13:19
+    current, previous = windows(rule(), evaluation_end(NOW, 30))
+    assert (current.start, current.end) == (datetime(2026, 11, 23, 13, 14, tzinfo=UTC),
+                                            datetime(2026, 11, 23, 13, 19, tzinfo=UTC))
+    assert previous is not None and (previous.start, previous.end) == (current.start - timedelta(minutes=5),
+                                                                       current.start)
+    threshold = rule(condition=parse_condition({"type": "threshold", "op": "<", "value": 3}))
+    assert windows(threshold, evaluation_end(NOW, 30))[1] is None
+
+
+def test_a_rule_is_validated_like_a_query() -> None:
+    checked = validate_rule(rule(), NOW)
+    assert checked.name == "drop"
+    assert checked.filters == [{"field": "country", "op": "=", "values": ["US"]}]
+    with pytest.raises(AlertError, match="unknown metric 'visits'"):
+        validate_rule(rule(metric="visits"), NOW)
+    with pytest.raises(AlertError, match="unknown filter field 'city'"):
+        validate_rule(rule(filters=[{"field": "city", "value": "Paris"}]), NOW)
+    with pytest.raises(AlertError, match="webhook_url"):
+        validate_rule(rule(webhook_url="ftp://x"), NOW)
+    with pytest.raises(AlertError, match="not like 5m"):
+        parse_window("90s")
+    with pytest.raises(AlertError, match="whole minutes"):
+        parse_window("2d")
+    assert parse_window("1h") == 60
+    with pytest.raises(AlertError, match="direction"):
+        parse_condition({"type": "change", "direction": "down", "percent": 20})
+    with pytest.raises(AlertError, match="at most 100"):
+        parse_condition({"type": "change", "direction": "drop", "percent": 120})
+    with pytest.raises(AlertError, match="condition.type"):
+        parse_condition({"type": "anomaly"})
+
+
+@pytest.mark.parametrize(("value", "baseline", "breached"), [
+    (100, 100, False), (81, 100, False), (79, 100, True), (0, 100, True),
+    (5, 0, False),  # nothing to drop from: not a drop
+    (0, 0, None),  # both windows empty: no verdict, the state is kept
+])
+def test_a_drop_is_judged_against_the_previous_window(value: float, baseline: float, breached: bool | None) -> None:
+    condition = parse_condition({"type": "change", "direction": "drop", "percent": 20})
+    assert judge(condition, value, baseline).breached is breached
+
+
+def test_a_rise_and_a_threshold() -> None:
+    rise = parse_condition({"type": "change", "direction": "rise", "percent": 50})
+    assert judge(rise, 151, 100).breached and not judge(rise, 150, 100).breached
+    assert judge(rise, 1, 0).breached  # from nothing to something is an infinite rise
+    below = parse_condition({"type": "threshold", "op": "<", "value": 10})
+    assert judge(below, 0).breached and not judge(below, 10).breached
+
+
+def test_one_notification_per_state_change() -> None:
+    breached, fine, unknown = judge(parse_condition({"type": "threshold", "op": ">", "value": 1}), 5), \
+        judge(parse_condition({"type": "threshold", "op": ">", "value": 1}), 0), \
+        judge(parse_condition({"type": "change", "direction": "drop", "percent": 1}), 0, 0)
+    assert transition(OK, breached) == FIRED
+    assert transition(FIRING, breached) is None  # still firing: no second message
+    assert transition(FIRING, unknown) is None
+    assert transition(FIRING, fine) == RESOLVED
+    assert transition(OK, fine) is None
+
+
+def test_the_notification_is_slack_compatible_and_machine_readable() -> None:
+    checked = validate_rule(rule(), NOW)
+    verdict = judge(checked.condition, 40, 100)
+    current, _ = windows(checked, evaluation_end(NOW, 30))
+    message = notification(checked, FIRED, "inc1", verdict, current, NOW)
+    assert message["text"].startswith("[FIRING] drop: page_views = 40 (previous window 100, -60.0 %)")
+    assert message["attachments"][0]["color"] == "danger"
+    assert message["id"] == "inc1:firing"
+    assert message["alert"] | {} == message["alert"] and message["alert"]["status"] == "firing"
+    assert (message["alert"]["value"], message["alert"]["baseline"]) == (40, 100)
+    assert message["alert"]["window_end"] == "2026-11-23T13:19:00Z"
