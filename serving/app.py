@@ -34,8 +34,10 @@ from serving.observability import (
 from serving.query_engine import QueryEngine
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
+from serving.routes.dashboards import dashboards_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
+from serving.routes.web_ui import install_web_ui
 from serving.tier_routing import horizons_from_policy
 from storage_tiers.lake_sql import lake_connection
 from storage_tiers.policy import load_policy
@@ -74,6 +76,9 @@ def create_app(serving: Serving) -> FastAPI:
     async def _stop_alert_evaluator() -> None:
         if evaluator is not None:
             await evaluator.stop()
+
+    app.include_router(dashboards_router(serving))
+    install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
     def health() -> Any:

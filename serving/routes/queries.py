@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from common.hot_store import HotStoreError
 from serving.cache import EntryRange, cache_key
 from serving.context import Serving
+from serving.csv_export import csv_filename, csv_requested, csv_response, stamp
 from serving.observability import current_route, request_fields
 from serving.query_engine import QueryResult, QueryTimeout
 from serving.query_spec import (
@@ -77,12 +79,55 @@ def _provenance(result: QueryResult) -> dict[str, Any]:
             "took_ms": result.took_ms}
 
 
+def spec_input(query: QueryModel) -> SpecInput:
+    """The JSON of ``POST /v1/query`` (also a saved widget's query) as the spec input ``build_spec`` checks."""
+    return SpecInput(
+        metrics=query.metrics, range=query.range, start=query.from_, end=query.to, granularity=query.granularity,
+        dimensions=query.dimensions, limit=query.limit, tier=query.tier,
+        filters=[f.model_dump(exclude_none=True) for f in query.filters],
+        order_by=[o.model_dump() for o in query.order_by],
+    )
+
+
+def query_table(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
+    """Columns and rows of an ad-hoc answer, buckets as ISO-8601 (the shape of /v1/query and of widgets)."""
+    rows = [[_iso(r[0]), *r[1:]] for r in result.rows] if spec.granularity else result.rows
+    return {"columns": result.columns, "rows": rows}
+
+
+def query_answer(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
+    """Range, columns, rows and provenance: what a saved widget answers, equal to ``POST /v1/query``'s."""
+    return {**_range_fields(spec), **query_table(spec, result), **_provenance(result)}
+
+
+# A CSV export: the download's name and the table (columns, rows) made from the JSON answer.
+CsvExport = tuple[str, Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]]
+
+
+def _series_table(dims: list[str], metric: str) -> Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]:
+    def table(payload: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+        rows = [[p[0], *(s["group"][d] for d in dims), p[1]] for s in payload["series"] for p in s["points"]]
+        return ["bucket", *dims, metric], rows
+    return table
+
+
+def _rows_table(columns: list[str], keys: list[str]) -> Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]:
+    def table(payload: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+        return columns, [[row[k] for k in keys] for row in payload["rows"]]
+    return table
+
+
+def _adhoc_table(payload: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    return payload["columns"], payload["rows"]
+
+
 def queries_router(serving: Serving) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["queries"])
     tenant_of = serving.tenant_dependency
 
-    async def answer(tenant: str, raw: SpecInput, shape: Any) -> Response:
-        """Validate, look in the cache, compute on a miss, shape the JSON; errors as 400/503/504."""
+    async def answer(tenant: str, raw: SpecInput, shape: Any, export: CsvExport | None = None) -> Response:
+        """Validate, look in the cache, compute on a miss, shape the JSON (or the CSV of ``export``, made from
+        the same cached answer); errors as 400/503/504."""
         started = time.perf_counter()
         request_fields()["tenant"] = tenant
         now = datetime.now(UTC)
@@ -120,6 +165,10 @@ def queries_router(serving: Serving) -> APIRouter:
         if serving.metrics is not None:
             serving.metrics.observe_query(current_route(), computed[0] if computed else "cache",
                                           time.perf_counter() - started)
+        if export is not None:
+            payload = orjson.loads(body)
+            columns, rows = export[1](payload)
+            return csv_response(columns, rows, csv_filename(export[0], stamp(payload["to"])), {"X-Cache": how})
         return Response(body, media_type="application/json", headers={"X-Cache": how})
 
     def get_input(metric: list[str], range_: str | None, from_: datetime | None, to: datetime | None,
@@ -144,6 +193,7 @@ def queries_router(serving: Serving) -> APIRouter:
         group_by: str | None = Query(None, description="comma-separated dimensions, one line per combination"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
         tier: str = "auto",
+        as_csv: bool = Depends(csv_requested),
     ) -> Response:
         dims = [d for d in (group_by or "").split(",") if d]
 
@@ -156,7 +206,8 @@ def queries_router(serving: Serving) -> APIRouter:
             return {"metric": metric, "group_by": dims, "series": list(series.values())}
 
         raw = get_input([metric], range_, from_, to, filter_, tier, granularity=granularity, dimensions=dims)
-        return await answer(tenant, raw, shape)
+        export = (f"timeseries-{metric}", _series_table(dims, metric)) if as_csv else None
+        return await answer(tenant, raw, shape, export)
 
     @router.get("/breakdown", summary="A metric split by one dimension (pies, tables); add filters to drill down",
                 description="Drill-down: `/v1/breakdown?metric=events&by=page&filter=country:US&filter=device:mobile`")
@@ -170,6 +221,7 @@ def queries_router(serving: Serving) -> APIRouter:
         filter_: list[str] = Query([], alias="filter"),
         limit: int = Query(100, ge=1, le=10_000),
         tier: str = "auto",
+        as_csv: bool = Depends(csv_requested),
     ) -> Response:
         def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
             return {"metric": metric, "by": by, "filters": [list(f) for f in _echo(spec)],
@@ -177,7 +229,8 @@ def queries_router(serving: Serving) -> APIRouter:
 
         raw = get_input([metric], range_, from_, to, filter_, tier, dimensions=[by], limit=limit,
                         order_by=[{"field": metric, "direction": "desc"}])
-        return await answer(tenant, raw, shape)
+        export = (f"breakdown-{metric}-by-{by}", _rows_table([by, metric], [by, "value"])) if as_csv else None
+        return await answer(tenant, raw, shape, export)
 
     @router.get("/topn", summary="The N largest values of a dimension by a metric")
     async def topn(
@@ -190,6 +243,7 @@ def queries_router(serving: Serving) -> APIRouter:
         to: datetime | None = None,
         filter_: list[str] = Query([], alias="filter"),
         tier: str = "auto",
+        as_csv: bool = Depends(csv_requested),
     ) -> Response:
         def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
             return {"metric": metric, "by": by, "n": n,
@@ -197,24 +251,18 @@ def queries_router(serving: Serving) -> APIRouter:
 
         raw = get_input([metric], range_, from_, to, filter_, tier, dimensions=[by], limit=n,
                         order_by=[{"field": metric, "direction": "desc"}])
-        return await answer(tenant, raw, shape)
+        columns = ["rank", by, metric]
+        export = (f"topn-{metric}-by-{by}", _rows_table(columns, ["rank", by, "value"])) if as_csv else None
+        return await answer(tenant, raw, shape, export)
 
     @router.post("/query", summary="An ad-hoc query from a JSON spec (metrics, dimensions, filters, order, limit)")
     async def adhoc(
         tenant: str = Depends(tenant_of),
         query: QueryModel = Body(...),
+        as_csv: bool = Depends(csv_requested),
     ) -> Response:
-        def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
-            rows = [[_iso(r[0]), *r[1:]] for r in result.rows] if spec.granularity else result.rows
-            return {"columns": result.columns, "rows": rows}
-
-        raw = SpecInput(
-            metrics=query.metrics, range=query.range, start=query.from_, end=query.to, granularity=query.granularity,
-            dimensions=query.dimensions, limit=query.limit, tier=query.tier,
-            filters=[f.model_dump(exclude_none=True) for f in query.filters],
-            order_by=[o.model_dump() for o in query.order_by],
-        )
-        return await answer(tenant, raw, shape)
+        export = (f"query-{'_'.join(query.metrics)}", _adhoc_table) if as_csv else None
+        return await answer(tenant, spec_input(query), query_table, export)
 
     return router
 

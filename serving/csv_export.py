@@ -1,0 +1,72 @@
+"""CSV downloads of query answers and dashboard widgets: one writer, one way to ask for it.
+
+A client asks for CSV with ``?format=csv`` or ``Accept: text/csv``. The CSV is made from the same cached
+JSON answer the dashboard reads, so a download never costs another query and always shows the numbers on
+screen. Numbers are written as Python prints them (``repr`` of a float round-trips exactly), times as
+ISO-8601 UTC, a missing value as an empty field.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fastapi import HTTPException, Query, Request
+from fastapi.responses import Response
+
+CSV_MEDIA_TYPE = "text/csv"
+FORMATS = ("json", "csv")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def csv_requested(
+    request: Request,
+    format_: str | None = Query(None, alias="format", description="json (default) or csv; or send Accept: text/csv"),
+) -> bool:
+    """FastAPI dependency: does the client want CSV? An explicit ``format`` wins over the Accept header."""
+    if format_ is not None:
+        if format_ not in FORMATS:
+            raise HTTPException(400, f"format {format_!r} is not one of {', '.join(FORMATS)}")
+        return format_ == "csv"
+    accept = request.headers.get("accept", "")
+    return CSV_MEDIA_TYPE in accept and "application/json" not in accept
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
+    """RFC 4180 CSV (CRLF line ends, quoted where needed) with a header row, UTF-8."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return out.getvalue().encode()
+
+
+def csv_filename(*parts: str) -> str:
+    """A safe download name from its parts, e.g. ``timeseries-page_views-20261123T1318Z.csv``."""
+    cleaned = [_UNSAFE.sub("_", p).strip("_") for p in parts if p]
+    return "-".join(p for p in cleaned if p) + ".csv"
+
+
+def csv_response(columns: Sequence[str], rows: Iterable[Sequence[Any]], filename: str,
+                 headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        csv_bytes(columns, rows),
+        media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
+        headers={**(headers or {}), "Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def stamp(iso: str) -> str:
+    """``2026-11-23T13:18:00Z`` → ``20261123T1318Z`` for file names."""
+    return iso.replace("-", "").replace(":", "")[:13] + "Z"
