@@ -285,21 +285,31 @@ def test_a_key_over_its_rate_gets_429_with_retry_after_then_is_allowed_again(
     key, prefix = new_tenant(api, f"rl-{uuid.uuid4().hex[:8]}", rate_per_second=5, burst=5)
     params = {"metric": "no-such-metric"}  # answered 400 after authentication: cheap, and not a 429
 
-    async def burst(n: int) -> list[httpx.Response]:
+    async def burst(n: int) -> tuple[list[httpx.Response], float]:
         async with httpx.AsyncClient(base_url=settings.api_url, timeout=30, headers=bearer_headers(key)) as client:
             await client.get("/health")  # connect first, so the burst is not spread by connection setup
-            return await asyncio.gather(*(client.get("/v1/timeseries", params=params) for _ in range(n)))
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(client.get("/v1/timeseries", params=params) for _ in range(n)))
+            return answers, time.perf_counter() - started
 
     before = api.get("/stats").json()["counters"].get("rate_limited", 0)
-    responses = asyncio.run(burst(6))
-    assert sorted(r.status_code for r in responses) == [400] * 5 + [429], [r.status_code for r in responses]
+    for _ in range(3):  # a burst slower than one refill interval (0.2 s) may rightly earn a 6th token: retry
+        responses, took = asyncio.run(burst(6))
+        if took < 0.2:
+            break
+        time.sleep(1.5)  # the bucket refills completely
+    statuses = sorted(r.status_code for r in responses)
+    if took < 0.2:
+        assert statuses == [400] * 5 + [429], statuses
+    else:  # the machine is too busy for an instant burst: at most the refill it allowed
+        assert 429 in statuses and statuses.count(400) <= 5 + int(took * 5) + 1, (statuses, took)
     limited = next(r for r in responses if r.status_code == 429)
     retry_after = int(limited.headers["Retry-After"])
     assert retry_after >= 1
     assert prefix in limited.json()["error"] and "retry after" in limited.json()["error"]
     assert api.get("/stats").json()["counters"]["rate_limited"] >= before + 1
     time.sleep(retry_after)
-    assert [r.status_code for r in asyncio.run(burst(1))] == [400]
+    assert [r.status_code for r in asyncio.run(burst(1))[0]] == [400]
 
 
 def test_rate_limits_fail_open_while_redis_is_down(stack: Stack, api: httpx.Client, settings: Settings) -> None:
