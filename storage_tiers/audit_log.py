@@ -198,14 +198,24 @@ class AuditLog:
         return None if body is None else json.loads(body)
 
     def _last(self) -> tuple[int, str]:
-        names = self._seq_names()
-        if not names:
-            return 0, GENESIS
-        seq, name = names[-1]
-        body = self._log.read(name)
+        """The newest record's seq and hash: from the anchor, walking forward over records appended since
+        (normally none or a few), so an append costs a few reads instead of a listing of the whole log."""
+        head = self.head()
+        if head is None:
+            names = self._seq_names()
+            if not names:
+                return 0, GENESIS
+            seq = names[-1][0]
+        else:
+            seq = int(head["seq"])
+        body = self._log.read(_name(seq))
         if body is None:
-            raise AuditError(f"audit record {name} vanished while reading the head of {self.location}")
-        return seq, json.loads(body)["hash"]
+            raise AuditError(f"audit record {_name(seq)} named by the anchor is missing from {self.location}: "
+                             "run `lakehouse audit verify` and restore the log before appending")
+        last_hash = json.loads(body)["hash"]
+        while (following := self._log.read(_name(seq + 1))) is not None:
+            seq, last_hash = seq + 1, json.loads(following)["hash"]
+        return seq, last_hash
 
     # ------------------------------------------------------------------------------------ writing
 
