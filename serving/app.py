@@ -32,6 +32,7 @@ from serving.observability import (
     metrics_router,
 )
 from serving.query_engine import QueryEngine
+from serving.query_spec import QueryError
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
 from serving.routes.dashboards import dashboards_router
@@ -56,6 +57,11 @@ def create_app(serving: Serving) -> FastAPI:
     if serving.metrics is None:
         serving.metrics = ServingMetrics()
     app.add_middleware(RequestObservability, metrics=serving.metrics)  # request ids, access log, HTTP metrics
+
+    @app.exception_handler(QueryError)
+    async def _bad_query(_request: Any, exc: QueryError) -> JSONResponse:  # e.g. a malformed ?filter=
+        return JSONResponse(status_code=400, content={"error": str(exc)})
+
     app.include_router(metrics_router(serving, serving.metrics))
     app.include_router(ingest_router(settings, serving.publisher, serving.bound_tenant_dependency,
                                      metrics=serving.metrics))
@@ -132,4 +138,5 @@ def serve(settings: Settings) -> None:
     serving.metrics.sampler = ExternalSampler(settings, store)
     serving.metrics.sampler.start()
     app = create_app(serving)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False,
+                log_config=None)  # keep configure_logging's handlers (JSON), do not install uvicorn's

@@ -110,6 +110,7 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python narrates every connection at INFO
 
 
 # --- metrics the process produces ------------------------------------------------------------------
@@ -318,9 +319,9 @@ class ServingCollector:
         if sampler.sampled_at is not None:
             yield GaugeMetricFamily("lakehouse_metrics_sample_age_seconds", "Age of the last complete sample of "
                                     "Kafka and the hot tier.", value=now - sampler.sampled_at)
-        if sampler.newest_event is not None:
-            newest = sampler.newest_event.replace(tzinfo=UTC) if sampler.newest_event.tzinfo is None \
-                else sampler.newest_event
+        newest = sampler.newest_event
+        if newest is not None and newest.year > 1970:  # max() over no rows is the epoch
+            newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
             yield GaugeMetricFamily("lakehouse_hot_newest_event_age_seconds", "Freshness: now minus the newest "
                                     "event time in the hot tier (last 24 h).", value=now - newest.timestamp())
         batch_age = GaugeMetricFamily("lakehouse_stream_last_batch_age_seconds", "Now minus the end of the stream's "
