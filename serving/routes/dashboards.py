@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from common.hot_store import HotStoreError
-from serving.cache import cache_key
+from serving.cache import EntryRange, cache_key
 from serving.context import Serving
 from serving.csv_export import csv_filename, csv_response, stamp
 from serving.dashboards import (
@@ -163,6 +163,9 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         specs = [s for _, s in planned if not isinstance(s, str)]
         live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: short TTL
         ttl = serving.settings.cache_open_ttl_seconds if live else serving.settings.cache_ttl_seconds
+        stale = serving.settings.cache_max_stale_seconds if live else 0.0  # stale-while-revalidate, as /v1 queries
+        # the span of every widget's range: a restatement of any hour in it drops this entry
+        span = EntryRange(tenant, min(s.start for s in specs), max(s.end for s in specs)) if specs else None
 
         async def compute() -> bytes:
             answers = await asyncio.wait_for(asyncio.gather(*(run_widget(tenant, w, s, now) for w, s in planned)),
@@ -170,7 +173,8 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
             return orjson.dumps(shape(list(answers)))
 
         try:
-            return await serving.cache.get_or_compute(cache_key(tenant, "dashboard", identity), ttl, compute)
+            return await serving.cache.get_or_compute(cache_key(tenant, "dashboard", identity), ttl, compute,
+                                                      entry_range=span, stale_s=stale)
         except (TimeoutError, QueryTimeout):
             return _error(504, f"the dashboard's queries ran longer than {serving.settings.query_timeout_seconds:g} s;"
                                " pick a shorter range or add filters")

@@ -6,6 +6,10 @@
 const RANGES = ["1h", "24h", "7d", "30d", "90d", "1y", "7y"];
 // How often a range is refreshed: short ranges change every few seconds, long ones hardly at all.
 const REFRESH_SECONDS = { "1h": 5, "24h": 15, "7d": 60, "30d": 300, "90d": 300, "1y": 900, "7y": 900 };
+// Short ranges listen to the server's live stream (GET /v1/live, Server-Sent Events) and refresh when the newest
+// minutes change; polling takes over when the stream is not available. A slow poll stays on as a safety net.
+const LIVE_RANGES = ["1h", "24h"];
+const LIVE_SAFETY_SECONDS = 60;
 const PLOT_CONFIG = { displayModeBar: false, responsive: true };
 const STORE_KEY = "lakehouse.dashboard";
 
@@ -17,6 +21,8 @@ const state = {
   filters: [], // [{field, value}]
   sequence: 0, // answers to older requests are dropped
   timer: null,
+  live: null, // AbortController of the open live stream
+  liveSignature: "",
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -80,9 +86,12 @@ function apiUrl(path, extra = {}) {
   return query ? `${path}?${query}` : path;
 }
 
+function authHeaders() {
+  return state.apiKey ? { Authorization: `Bearer ${state.apiKey}` } : {};
+}
+
 async function api(path, extra = {}) {
-  const headers = state.apiKey ? { Authorization: `Bearer ${state.apiKey}` } : {};
-  const response = await fetch(apiUrl(path, extra), { headers });
+  const response = await fetch(apiUrl(path, extra), { headers: authHeaders() });
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -130,6 +139,7 @@ function changed() {
   saveState();
   renderControls();
   refresh();
+  startLive();
 }
 
 function drill(field, value) {
@@ -159,8 +169,8 @@ async function refresh() {
     document.body.dataset.state = "ready";
     document.body.dataset.renders = String(Number(document.body.dataset.renders) + 1);
     document.body.dataset.filters = state.filters.map((f) => `${f.field}:${f.value}`).join(",");
-    const every = REFRESH_SECONDS[state.range];
-    showStatus(`Updated ${new Date(data.generated_at).toLocaleTimeString()} · live, every ${every} s`);
+    const how = state.live ? "live (pushed by the server)" : `refreshed every ${REFRESH_SECONDS[state.range]} s`;
+    showStatus(`Updated ${new Date(data.generated_at).toLocaleTimeString()} · ${how}`);
   } catch (error) {
     if (sequence !== state.sequence) return;
     document.body.dataset.state = "error";
@@ -171,10 +181,64 @@ async function refresh() {
 
 function scheduleRefresh() {
   clearTimeout(state.timer);
+  const seconds = state.live ? LIVE_SAFETY_SECONDS : REFRESH_SECONDS[state.range];
   state.timer = setTimeout(() => {
     if (document.hidden) scheduleRefresh(); // no polling in a background tab
     else refresh();
-  }, REFRESH_SECONDS[state.range] * 1000);
+  }, seconds * 1000);
+}
+
+function stopLive() {
+  if (state.live) state.live.abort();
+  state.live = null;
+  document.body.dataset.live = "poll";
+}
+
+// The live stream is read with fetch (EventSource cannot send the API key) and parsed as SSE: blocks of
+// `event:` / `data:` lines separated by a blank line. Each `update` carries the newest minutes of events under
+// the current filters; when they change, the dashboard is fetched again (one request, cached per dashboard).
+async function startLive() {
+  stopLive();
+  if (!LIVE_RANGES.includes(state.range) || document.hidden) return;
+  const controller = new AbortController();
+  state.live = controller;
+  state.liveSignature = "";
+  try {
+    const response = await fetch(apiUrl("/v1/live", { metric: "events", minutes: 15, filter: viewParams().filter }),
+      { headers: authHeaders(), signal: controller.signal });
+    if (!response.ok || !response.body) throw new Error(`live stream: ${response.status}`);
+    document.body.dataset.live = "push";
+    scheduleRefresh();
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        liveEvent(buffer.slice(0, end));
+        buffer = buffer.slice(end + 2);
+      }
+    }
+  } catch (_) { /* aborted, or no live endpoint: polling below */ }
+  if (state.live === controller) { // the stream ended by itself: poll
+    state.live = null;
+    document.body.dataset.live = "poll";
+    scheduleRefresh();
+  }
+}
+
+function liveEvent(block) {
+  const lines = block.split("\n");
+  const type = lines.find((l) => l.startsWith("event:"))?.slice(6).trim();
+  const data = lines.filter((l) => l.startsWith("data:")).map((l) => l.slice(5)).join("\n");
+  if (type !== "update" || !data) return;
+  const signature = JSON.stringify(JSON.parse(data).series);
+  if (signature === state.liveSignature) return;
+  const first = state.liveSignature === "";
+  state.liveSignature = signature;
+  if (!first) refresh();
 }
 
 // ---- widgets ---------------------------------------------------------------------------------------------
@@ -365,10 +429,14 @@ async function start() {
   for (const button of document.querySelectorAll("#ranges button")) {
     button.addEventListener("click", () => { state.range = button.dataset.range; changed(); });
   }
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) stopLive();
+    else { refresh(); startLive(); }
+  });
   await loadDashboards();
   saveState();
   refresh();
+  startLive();
 }
 
 start();

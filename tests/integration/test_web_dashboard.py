@@ -1,10 +1,12 @@
 """The web dashboard in a real browser (Debian's Chromium, headless): it shows a tenant's true numbers, a
-click on a pie slice drills every widget down, and the page loads nothing from anywhere but the API."""
+click on a pie slice drills every widget down, new events appear by themselves, and the page loads nothing
+from anywhere but the API."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +15,8 @@ import pytest
 
 from common.hot_store import HotStore
 from common.settings import Settings
+from demo.clickstream import Clickstream
+from demo.load import post_events
 from tests.integration.dashboard_data import TenantData, tenant_with_events
 from tests.integration.headless_chromium import HeadlessChromium, chromium_binary
 
@@ -80,8 +84,8 @@ def assert_shows(seen: dict, want: dict) -> None:
     assert all(want["pages"][page] == n for page, n in seen["pages"].items())
 
 
-def test_the_dashboard_shows_true_numbers_and_a_slice_click_drills_down(
-    settings: Settings, data: TenantData, tmp_path: Path
+def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_events_appear_live(
+    settings: Settings, api: httpx.Client, data: TenantData, tmp_path: Path
 ) -> None:
     binary = chromium_binary()
     if binary is None:
@@ -123,6 +127,17 @@ def test_the_dashboard_shows_true_numbers_and_a_slice_click_drills_down(
         browser.wait_until("document.body.dataset.filters === '' && document.body.dataset.state === 'ready'",
                            what="the filter to be removed")
         assert_shows(browser.evaluate(READ_WIDGETS), expected_view(data))
+
+        # live: new events show up without anyone touching the page (pushed over /v1/live, else polled)
+        assert browser.evaluate("document.body.dataset.live") == "push"
+        more = [e.body for e in Clickstream(seed=73, tenants=(data.tenant,)).batch(
+            25, datetime.now(UTC), disorder_s=5, duplicate_rate=0.0, malformed_rate=0.0)]
+        post_events(api, more, sync=True)
+        browser.wait_until(
+            "Number(document.querySelector('.widget[data-widget-id=\"totals\"] .number[data-metric=\"events\"]')"
+            f".dataset.value) === {len(data.events) + len(more)}", timeout_s=90, what="the new events on the page")
+        seen = browser.evaluate(READ_WIDGETS)
+        assert seen["line_total"] == len(data.events) + len(more)
 
         urls = browser.requested_urls()
     if os.environ.get("LAKEHOUSE_KEEP_SCREENSHOTS"):
