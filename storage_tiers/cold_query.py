@@ -15,11 +15,11 @@ seconds, UTC), the group columns in the order asked, and ``value``:
   as ``''``, as in the hot tier.
 
 Only whitelisted names reach the SQL text (``sql/duckdb/cold_series.sql``); every value is a DuckDB
-prepared-statement parameter. The backend lists the data files of the range's months itself (one
-listing per month, reused for ``refresh_seconds``) and hands exactly the range's files to the
-dataset's table macro (``lake_rollups_hourly``/``lake_rollups_daily`` in ``sql/duckdb/views.sql``, the
-same columns as the views): the views' glob would list every partition of the dataset on every query,
-which on S3 costs more than the query (``bench/lake_sql.py``). A bad query raises ``TierQueryError``
+prepared-statement parameter. The backend hands the dataset's table macro (``lake_rollups_hourly``,
+``lake_rollups_daily`` in ``sql/duckdb/views.sql``: the views' columns) only globs narrowed to the
+range's days, one per month, listed first to drop the empty ones (listings are reused for
+``refresh_seconds``). The views' glob would list every partition of the dataset on every query, which
+on S3 costs more than the query itself (``bench/lake_sql.py``). A bad query raises ``TierQueryError``
 naming what is accepted; a range without files is an empty table with the same columns.
 
 Thread safety: one DuckDB database per backend (built by ``connection_factory``, by default
@@ -29,6 +29,7 @@ threads running queries; cursors share the macros, the loaded httpfs and the S3 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -59,7 +60,7 @@ class _Dataset:
     time_column: str
     row_seconds: int
     source: TierSource  # its folder and glob
-    relation: str  # the table macro of views.sql over the files of the range
+    relation: str  # the table macro of views.sql over the globs of the range
 
 
 DATASETS = {
@@ -107,7 +108,7 @@ def _utc(instant: datetime) -> datetime:
 def compile_query(spec: TierQuery) -> tuple[str, dict[str, Any]]:
     """SQL text (whitelisted names only) and its parameters; raises ``TierQueryError`` on a bad spec.
 
-    The statement reads ``$files``, the data files of the range (``ColdQueryBackend`` lists them); the
+    The statement reads ``$files``, globs of the range's partitions (``ColdQueryBackend.files``); the
     other parameters are in the returned dict.
     """
     if spec.dataset not in DATASETS:
@@ -201,7 +202,7 @@ class ColdQueryBackend:
         self._base: duckdb.DuckDBPyConnection | None = None
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
-        self._listings: dict[str, tuple[float, list[str]]] = {}  # month glob -> (listed at, files)
+        self._listings: dict[str, tuple[float, list[str]]] = {}  # glob -> (listed at, files)
 
     def query(self, spec: TierQuery) -> pa.Table:
         """The series of ``spec``: columns ``bucket`` (uint32), the group columns, ``value``."""
@@ -215,7 +216,7 @@ class ColdQueryBackend:
             except duckdb.IOException:
                 if attempt == 2:
                     raise
-                # a listed file is gone (a mover or retention deleted it since): list again, once
+                # files listed earlier are gone (a mover or retention deleted them): list again, once
         raise AssertionError("unreachable")
 
     def explain(self, spec: TierQuery) -> str:
@@ -228,19 +229,24 @@ class ColdQueryBackend:
         return "\n".join(row[1] for row in rows)
 
     def files(self, spec: TierQuery, fresh: bool = False) -> list[str]:
-        """The data files of the spec's days, listed month by month (not the whole dataset).
+        """What the statement reads for the spec's days: the narrowest globs that hold them.
 
-        A listing is reused for ``refresh_seconds``: dashboards ask for the same months again and again.
+        One glob per month of the range, narrowed to the days it covers (``dt=2026-11-12/…`` for one
+        day, ``dt=2026-11-0*/…`` for days 01–09), kept only if its listing has files in the range (a
+        glob without files is an error in DuckDB). Globs rather than file names: DuckDB takes the
+        sizes from the listing, where each named S3 file would cost a HEAD request. Listings are
+        reused for ``refresh_seconds``: dashboards ask for the same months again and again.
         """
         _sql, params = compile_query(spec)
         first, last = params["first_day"], params["last_day"]
-        files: list[str] = []
-        for pattern in _month_globs(DATASETS[spec.dataset].source, self.settings, first, last):
+        globs = []
+        for pattern in _range_globs(DATASETS[spec.dataset].source, self.settings, first, last):
             for path in self._list(pattern, fresh):
                 match = _DT_FOLDER.search(path)
                 if match and first <= date.fromisoformat(match[1]) <= last:
-                    files.append(path)
-        return files
+                    globs.append(pattern)
+                    break
+        return globs
 
     def close(self) -> None:
         with self._lock:
@@ -280,19 +286,23 @@ class ColdQueryBackend:
 _DT_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 
 
-def _month_globs(source: TierSource, settings: Settings, first: date, last: date) -> list[str]:
-    """One glob per month of ``[first, last]``: ``<root>/dt=YYYY-MM-*/<the levels below dt>``.
+def _range_globs(source: TierSource, settings: Settings, first: date, last: date) -> list[str]:
+    """Per month of ``[first, last]``: ``<root>/dt=YYYY-MM-<common prefix of its first and last day>*/…``.
 
-    DuckDB lists a glob from its fixed prefix, so a month's glob lists that month only, where the
+    DuckDB lists a glob from its fixed prefix, so these list only (about) the range's days, where the
     dataset's glob would list every partition of seven years on every query.
     """
     below = source.pattern.split("/", 1)[1]
     root = duckdb_uri(source.root(settings))
     globs = []
-    year, month = first.year, first.month
-    while (year, month) <= (last.year, last.month):
-        globs.append(f"{root}/dt={year:04d}-{month:02d}-*/{below}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    month = date(first.year, first.month, 1)
+    while month <= last:
+        following = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+        lo, hi = max(first, month), min(last, following - timedelta(days=1))
+        a, b = f"{lo.day:02d}", f"{hi.day:02d}"
+        days = a if a == b else os.path.commonprefix([a, b]) + "*"
+        globs.append(f"{root}/dt={month:%Y-%m}-{days}/{below}")
+        month = following
     return globs
 
 
