@@ -141,13 +141,10 @@ class TierSource:
     def glob(self, settings: Settings) -> str:
         return f"{duckdb_uri(self.root(settings))}/{self.pattern}"
 
-    def relation(self, con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, bool]:
-        """SQL for the relation and whether the tier has files (a glob matching nothing is an error)."""
-        glob = self.glob(settings)
-        if con.execute("SELECT count(*) FROM glob($glob)", {"glob": glob}).fetchone() != (0,):
-            return self.reader.format(files=sql_literal(glob)), True
+    def empty(self) -> str:
+        """A relation with the columns and no rows, for a tier without files yet."""
         nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in self.columns)
-        return f"(SELECT {nulls} WHERE false)", False
+        return f"(SELECT {nulls} WHERE false)"
 
 
 def _read_parquet(hive_types: str) -> str:
@@ -173,20 +170,27 @@ SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
 def create_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
     """(Re)create the lake's views on ``con``; returns the placeholders of the tiers that had no file.
 
-    Views live in the session's catalog, so every ``con.cursor()`` sees them, and re-running this
-    replaces them for all cursors at once.
+    Every tier is first tried by its glob (binding a view lists it once); a tier whose glob matches
+    nothing (DuckDB's "No files found" names the pattern) becomes an empty relation and the views are
+    made again. Views live in the session's catalog, so every ``con.cursor()`` sees them, and re-running
+    this replaces them for all cursors at once.
     """
-    text = sql_text("views.sql")
-    empty = []
-    for source in SOURCES:
-        relation, has_files = source.relation(con, settings)
-        text = text.replace(source.placeholder, relation)
-        if not has_files:
-            empty.append(source.placeholder)
-    text = text.replace("__COLD_EVENTS_MANIFESTS__",
-                        sql_literal(f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
-    con.execute(text)
-    return empty
+    empty: list[TierSource] = []
+    while True:
+        text = sql_text("views.sql").replace(
+            "__COLD_EVENTS_MANIFESTS__", sql_literal(f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
+        for source in SOURCES:
+            glob = sql_literal(source.glob(settings))
+            relation = source.empty() if source in empty else source.reader.format(files=glob)
+            text = text.replace(source.placeholder, relation)
+        try:
+            con.execute(text)
+            return [source.placeholder for source in empty]
+        except duckdb.IOException as exc:
+            missing = [s for s in SOURCES if s not in empty and f'"{s.glob(settings)}"' in str(exc)]
+            if "No files found" not in str(exc) or not missing:
+                raise
+            empty += missing
 
 
 def lake_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
