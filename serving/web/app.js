@@ -339,7 +339,9 @@ function valuesTable(widget, dim, metric, drillable) {
     const key = row[index(dim)];
     const value = row[index(metric)];
     return el("tr", { class: drillable ? "drill" : "", dataset: { key: String(key), value: String(value) },
-      title: drillable ? `drill down: ${dim} = ${key}` : "", onclick: drillable ? () => drill(dim, key) : null },
+      title: drillable ? `drill down: ${dim} = ${key}` : "", tabindex: drillable ? "0" : "-1",
+      onclick: drillable ? () => drill(dim, key) : null,
+      onkeydown: drillable ? (event) => { if (event.key === "Enter") drill(dim, key); } : null },
       el("td", { text: String(key) }), el("td", { class: "num", text: formatNumber(value, metric) }));
   });
   return el("table", { class: "values", dataset: { dimension: dim, metric } },

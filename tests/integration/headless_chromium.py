@@ -7,6 +7,7 @@ test can assert that the page loads nothing from anywhere but the API.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import shutil
@@ -43,8 +44,16 @@ class HeadlessChromium:
         self._profile = Path(tempfile.mkdtemp(prefix="lakehouse-chromium-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._ws: ClientConnection | None = None
+        self._connections = contextlib.ExitStack()
 
     def __enter__(self) -> HeadlessChromium:
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> HeadlessChromium:
         self._process = subprocess.Popen(
             [self._binary, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={self._profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -57,14 +66,14 @@ class HeadlessChromium:
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as answer:
             page = next(t for t in json.load(answer) if t["type"] == "page")
-        self._ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self._ws = self._connections.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None,
+                                                           open_timeout=10))
         for domain in ("Page", "Runtime", "Network"):
             self.send(f"{domain}.enable")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._ws is not None:
-            self._ws.close()
+        self._connections.close()
         if self._process is not None:
             self._process.terminate()
             try:

@@ -5,6 +5,7 @@ from anywhere but the API."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +96,7 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
         browser.navigate(f"{origin}/")  # redirects to /ui/
         browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
         # sign in as a user would: the tenant's API key in the form (kept in localStorage)
+        started = time.perf_counter()
         browser.evaluate(f"document.querySelector('#api-key').value = {data.key!r}; "
                          "document.querySelector('#identity').requestSubmit(); true")
         browser.evaluate("document.querySelector('#ranges button[data-range=\"1h\"]').click(); true")
@@ -104,6 +106,7 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
                            what="the dashboard to render")
         browser.wait_until(f"document.querySelectorAll('.widget[data-widget-id=\"by_country\"] tbody tr').length "
                            f"=== {len(data.totals('country'))}", what="every country in the pie")
+        shown_s = time.perf_counter() - started
         before = browser.evaluate(READ_WIDGETS)
         assert_shows(before, expected_view(data))
         assert before["chips"] == []
@@ -112,9 +115,11 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
         renders = int(browser.evaluate("document.body.dataset.renders"))
         point = browser.evaluate(SLICE_POINT % ("by_country", "US"))
         assert point is not None, "the US slice is not on screen"
+        started = time.perf_counter()
         browser.click(point["x"], point["y"])
         browser.wait_until(f"document.body.dataset.filters === 'country:US' && document.body.dataset.state === "
                            f"'ready' && Number(document.body.dataset.renders) > {renders}", what="the drill-down")
+        drilled_s = time.perf_counter() - started
         after = browser.evaluate(READ_WIDGETS)
         assert after["chips"] == ["country=US"]
         assert "filter=country%3AUS" in after["url"]
@@ -132,10 +137,12 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
         assert browser.evaluate("document.body.dataset.live") == "push"
         more = [e.body for e in Clickstream(seed=73, tenants=(data.tenant,)).batch(
             25, datetime.now(UTC), disorder_s=5, duplicate_rate=0.0, malformed_rate=0.0)]
+        started = time.perf_counter()
         post_events(api, more, sync=True)
         browser.wait_until(
             "Number(document.querySelector('.widget[data-widget-id=\"totals\"] .number[data-metric=\"events\"]')"
             f".dataset.value) === {len(data.events) + len(more)}", timeout_s=90, what="the new events on the page")
+        live_s = time.perf_counter() - started
         seen = browser.evaluate(READ_WIDGETS)
         assert seen["line_total"] == len(data.events) + len(more)
 
@@ -143,6 +150,8 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
     if os.environ.get("LAKEHOUSE_KEEP_SCREENSHOTS"):
         for name in ("dashboard.png", "drilled.png"):
             (Path(os.environ["LAKEHOUSE_KEEP_SCREENSHOTS"]) / name).write_bytes((tmp_path / name).read_bytes())
+    print(f"web dashboard: sign-in to rendered {shown_s:.2f} s, slice click to drilled-down render {drilled_s:.2f} s, "
+          f"new events posted to shown {live_s:.1f} s, {len(urls)} requests")
     own = urlsplit(origin).netloc
     foreign = [u for u in urls if not u.startswith(("data:", "blob:")) and urlsplit(u).netloc != own]
     assert foreign == [], f"the page fetched from outside the API: {foreign}"
