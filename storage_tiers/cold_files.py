@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -286,6 +286,3 @@ def object_tags(settings: Settings, uri: str) -> dict[str, str]:
     tagset = s3_client(settings).get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     return {t["Key"]: t["Value"] for t in tagset}
 
-
-def hours_of(day: date) -> list[datetime]:
-    return [day_start(day) + timedelta(hours=h) for h in range(24)]

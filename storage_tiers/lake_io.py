@@ -24,11 +24,6 @@ def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def day_hours(day: date) -> list[datetime]:
-    start = day_start(day)
-    return [start + timedelta(hours=h) for h in range(24)]
-
-
 def publish(filesystem: pafs.FileSystem, path: str, body: bytes) -> None:
     """Write a whole object atomically: one PUT on S3, write-then-rename locally."""
     if isinstance(filesystem, pafs.S3FileSystem):

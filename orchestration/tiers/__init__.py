@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from orchestration.tiers.assets import cold_tier, hot_tier_drop, retention_purge, rollups_daily
+from orchestration.tiers.assets import audit_log_intact, cold_tier, hot_tier_drop, retention_purge, rollups_daily
 from orchestration.tiers.automation import retention_purge_job, retention_purge_schedule, tiers_daily, tiers_schedule
 
 defs = dg.Definitions(
     assets=[hot_tier_drop, rollups_daily, cold_tier, retention_purge],
+    asset_checks=[audit_log_intact],
     jobs=[tiers_daily, retention_purge_job],
     schedules=[tiers_schedule, retention_purge_schedule],
 )

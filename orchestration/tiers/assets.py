@@ -157,3 +157,17 @@ def retention_purge(
         "audit_head_seq": dg.MetadataValue.int(int(head.get("seq", 0))),
         "audit_head_hash": dg.MetadataValue.text(str(head.get("hash", ""))),
     })
+
+
+@dg.asset_check(asset=retention_purge, blocking=False, description=(
+    "The audit log's hash chain and anchor are intact (AuditLog.verify): no record altered, removed or reordered. "
+    "Fails naming each problem by seq."))
+def audit_log_intact(tiers: TiersResource) -> dg.AssetCheckResult:
+    result = tiers.audit().verify()
+    return dg.AssetCheckResult(
+        passed=result.ok,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"records": dg.MetadataValue.int(result.records),
+                  "problems": dg.MetadataValue.json(result.problems[:100]),
+                  "head_seq": dg.MetadataValue.int(int((result.head or {}).get("seq", 0)))},
+    )

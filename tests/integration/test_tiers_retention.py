@@ -65,7 +65,7 @@ from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import LOAD_SETTINGS, partition_key, partitions_start
 from orchestration.resources import lakehouse_resources
 from orchestration.rollups.assets import rollups_hourly
-from orchestration.tiers.assets import cold_tier, hot_tier_drop, retention_purge, rollups_daily
+from orchestration.tiers.assets import audit_log_intact, cold_tier, hot_tier_drop, retention_purge, rollups_daily
 from orchestration.tiers.resources import tiers_resources
 from stack import ensure_bucket
 from storage_tiers.audit_log import AuditLog
@@ -274,8 +274,10 @@ def move_days(settings: Settings, days: list[date],
 
 def purge(settings: Settings) -> dg.ExecuteInProcessResult:
     resources = {**lakehouse_resources(settings), **tiers_resources(settings, as_of=AS_OF.isoformat())}
-    result = dg.materialize([retention_purge], resources=resources)
+    result = dg.materialize([retention_purge, audit_log_intact], resources=resources)
     assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert [(c.check_name, c.passed) for c in checks] == [("audit_log_intact", True)]
     return result
 
 
