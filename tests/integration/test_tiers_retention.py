@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 import time
 import uuid
 from collections import Counter
@@ -493,6 +494,17 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
         assert mark["details"]["tags"] == {"lakehouse-tier": "cold"}
         # Appends are create-if-absent on S3 (If-None-Match: *): an existing seq is never overwritten.
         assert not log._log.create(f"{1:012d}.json", b"{}")  # noqa: SLF001 - the primitive under test
+        before = len(log.records())
+        writers = [threading.Thread(target=lambda name=name: [
+            AuditLog(settings).append("restate", "rollups_hourly", partition=f"{name}-{i}", run_id=name)
+            for i in range(5)]) for name in ("w1", "w2", "w3")]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        records = AuditLog(settings).records()
+        assert [r["seq"] for r in records] == list(range(1, before + 16))  # 15 racing appends, no fork, no loss
+        assert AuditLog(settings).verify().ok
         victim = log.records()[-2]["seq"]
         _tamper(settings, log, victim)
         result = AuditLog(settings).verify()
