@@ -266,6 +266,10 @@ function renderWidgets(data) {
       if (body.dataset.plot) Plotly.purge(body.querySelector(".plot"));
       delete body.dataset.plot;
       body.replaceChildren(el("p", { class: "error", text: widget.error }));
+    } else if (!widget.rows.length && widget.chart !== "number") {
+      if (body.dataset.plot) Plotly.purge(body.querySelector(".plot"));
+      delete body.dataset.plot;
+      body.replaceChildren(el("p", { class: "meta empty", text: "No events in this range." }), meta(widget));
     } else {
       RENDER[widget.chart](body, widget);
     }

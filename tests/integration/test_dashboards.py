@@ -136,6 +136,22 @@ def test_one_request_answers_every_widget_as_v1_query_does_and_as_the_truth_says
         assert all(pages[page] == n for page, n, _users in widgets["w1"]["rows"])
 
 
+@pytest.mark.parametrize("range_", ["1h", "24h", "7d", "30d", "90d", "1y", "7y"])
+def test_the_built_in_overview_answers_every_range_of_the_web_pickers(client: httpx.Client, data: TenantData,
+                                                                     range_: str) -> None:
+    started = time.perf_counter()
+    answer = client.get("/v1/dashboards/overview/data", params={"range": range_})
+    assert answer.status_code == 200, answer.text
+    widgets = {w["id"]: w for w in answer.json()["widgets"]}
+    sources = sorted({s for w in widgets.values() for s in w["sources"]})
+    print(f"overview {range_}: {1000 * (time.perf_counter() - started):.0f} ms ({answer.headers['x-cache']}) "
+          f"from {', '.join(sources)}")
+    assert [w.get("error") for w in widgets.values()] == [None] * len(widgets)
+    assert widgets["totals"]["rows"][0][0] == len(data.events)
+    assert sum(r[1] for r in widgets["events_over_time"]["rows"]) == len(data.events)
+    assert {r[0]: r[1] for r in widgets["by_country"]["rows"]} == data.totals("country")
+
+
 def test_the_answer_is_cached_per_dashboard_version(client: httpx.Client) -> None:
     end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=10)
     closed = {"from": (end - timedelta(hours=2)).isoformat(), "to": end.isoformat()}
