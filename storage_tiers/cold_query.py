@@ -53,6 +53,7 @@ from storage_tiers.lake_sql import (
 
 DIMENSIONS = ("event", "country", "device", "page")
 FILTER_OPS = ("=", "!=", "in")
+MAX_MONTH_GLOBS = 3  # a range over more months is read through one glob of their common prefix
 
 
 @dataclass(frozen=True)
@@ -287,13 +288,18 @@ _DT_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 
 
 def _range_globs(source: TierSource, settings: Settings, first: date, last: date) -> list[str]:
-    """Per month of ``[first, last]``: ``<root>/dt=YYYY-MM-<common prefix of its first and last day>*/…``.
+    """Per month of ``[first, last]``: ``<root>/dt=YYYY-MM-<common prefix of its first and last day>*/…``;
+    one glob of the dates' common prefix for a range over more than ``MAX_MONTH_GLOBS`` months.
 
     DuckDB lists a glob from its fixed prefix, so these list only (about) the range's days, where the
     dataset's glob would list every partition of seven years on every query.
     """
     below = source.pattern.split("/", 1)[1]
     root = duckdb_uri(source.root(settings))
+    if (last.year - first.year) * 12 + last.month - first.month >= MAX_MONTH_GLOBS:
+        # A wide range reads most of what it lists anyway: one glob (few paged listings) beats a
+        # listing per month (measured: a year of daily files on MinIO, 13 month globs ~2x slower).
+        return [f"{root}/dt={os.path.commonprefix([first.isoformat(), last.isoformat()])}*/{below}"]
     globs = []
     month = date(first.year, first.month, 1)
     while month <= last:
