@@ -1,0 +1,634 @@
+"""Benchmark (not a test): queries over the tiers — a 1-year aggregate over the cold tier, and dashboard
+latency through the API for 7-day, 90-day, 1-year and 7-year ranges (issue #5).
+
+Why: the tiers trade storage cost for query cost. This measures what a data scientist's year-long
+aggregate over cold Parquet costs with DuckDB, and what a dashboard waits for when its range reaches
+into the warm and cold tiers, on a history shaped like production after seven years.
+
+1. History (numpy/pyarrow, seeded per day, not measured; own home ``.lakehouse/bench-tiers``, kept
+   between runs unless ``--fresh``), laid the way the pipeline leaves it: cold raw events of the year
+   that the tier policy keeps cold (366-730 days old: ``cold/events/dt=/part-0.parquet`` + the tier
+   mover's ``_manifest.json``, written by the mover's own publisher), cold daily rollups for 7 years,
+   warm hourly rollups for the last year (``warm/rollups_hourly/dt=/hour=``) and, through the API's hot
+   node, the hot tier for the last 91 days (minute rows for the last 7 days, hour-stamped rows before,
+   which the materialized views carry into ``rollups_1h``). Every tier is rolled up from the same
+   per-day events, so the tiers agree with each other and with the generator's own bookkeeping.
+2. Cold 1-year aggregate (``storage_tiers.lake_sql``): events, revenue and distinct users per country
+   per month for one tenant, from the ``events`` view (raw) and from ``rollups_daily``; first run in a
+   new session with this bench's files evicted from the page cache (``posix_fadvise``, other processes'
+   cache untouched), then the median of 5 warm runs; rows in the range / seconds; files read (EXPLAIN
+   ANALYZE). Both answers must be equal.
+3. Dashboards through the API (Redis + the API/hot node on ports 26400-26499/28400-28499; no Kafka):
+   ``POST /v1/query`` day series (events, revenue, unique users) and a breakdown by country, for each
+   range: ``--requests`` uncached requests (each with its own ``to`` so it misses the cache, checked on
+   ``X-Cache``; at least 3, fewer than ``--requests`` once a range has used ``--cell-seconds``), then
+   the same number of cached ones; p50/p99 and the tiers that answered. The bench API's query timeout is
+   raised to 300 s so the slowest ranges are measured, not cut; how many answers took longer than the
+   default 30 s (``LAKEHOUSE_QUERY_TIMEOUT_SECONDS``, a 504) is reported.
+4. Checks: the API's 7-year series against the generator's bookkeeping (every complete day: events and
+   revenue exact, unique users exact in the lake, within 2 % from the hot tier's ``uniq``) and against a
+   direct DuckDB read of the cold daily files (no views).
+
+Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requests 30] [--cell-seconds 120]``
+(the history, about 1.6 GiB with the hot tier, is kept for the next run of the same day unless it is
+over 1 GiB at the end and ``--keep`` is not given).
+Figures are printed and written to ``bench/results/tier_queries.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from common.events import EVENT_ARROW_SCHEMA
+from common.lake import cold_events_path, hour_partition, rollups_daily_path, rollups_hourly_path
+from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, minute_rollups
+from common.settings import REPO_ROOT, Settings
+
+RESULTS = Path(__file__).resolve().parent / "results" / "tier_queries.json"
+HOME = REPO_ROOT / ".lakehouse" / "bench-tiers"
+BENCH_ENV = {
+    "LAKEHOUSE_HOME": str(HOME),
+    "LAKEHOUSE_LAKE_URI": "",
+    "LAKEHOUSE_KAFKA_BOOTSTRAP": "localhost:26492",  # never started: queries need no Kafka
+    "LAKEHOUSE_S3_ENDPOINT": "http://127.0.0.1:26490",  # never started: the lake is a local folder
+    "LAKEHOUSE_REDIS_URL": "redis://127.0.0.1:26479/0",
+    "LAKEHOUSE_API_PORT": "28400",
+    "LAKEHOUSE_HOT_NODE_URL": "grpc://127.0.0.1:28415",
+    # long enough to measure the slowest ranges; how many would pass the default 30 s is reported
+    "LAKEHOUSE_QUERY_TIMEOUT_SECONDS": "300",
+}
+DEFAULT_TIMEOUT_S = 30.0
+SEED = 5
+RUN_ID = "bench-tier-queries"
+TENANT = "acme"  # the tenant every measured query reads (the largest)
+
+# Cardinalities of the synthetic history (weights are relative).
+TENANTS = (("acme", 60, 200_000), ("globex", 30, 80_000), ("initech", 10, 20_000))  # name, share, user pool
+EVENTS = (("page_view", 62), ("click", 25), ("add_to_cart", 7), ("purchase", 4), ("signup", 2))
+COUNTRIES = (("US", 30), ("DE", 8), ("GB", 8), ("IN", 8), ("FR", 6), ("BR", 5), ("JP", 5), ("CA", 4), ("ES", 3),
+             ("IT", 3), ("MX", 3), ("NL", 2), ("AU", 2), ("KR", 2), ("SE", 2), ("PL", 2), ("TR", 2), ("ID", 2),
+             ("ZA", 1), ("AR", 1))
+DEVICES = (("mobile", 55), ("desktop", 40), ("tablet", 5))
+PAGES = ("/", "/pricing", "/signup", "/login", "/cart", "/checkout", "/docs", "/blog",
+         *(f"/product/{i}" for i in range(42)))  # 50 pages, Zipf-distributed (page k has weight 1/k)
+# Share of a day's events per UTC hour (a diurnal curve peaking mid-afternoon UTC) and per weekday.
+DIURNAL = 1.0 + 0.8 * np.sin((np.arange(24) - 9) / 24 * 2 * np.pi)
+WEEKDAY = (1.05, 1.08, 1.08, 1.05, 1.0, 0.85, 0.8)
+GROWTH_PER_YEAR = 1.25  # traffic grows 25 % a year; --events-per-day is the rate of the cold raw year
+USER_POWER = 3.0  # user index = pool * U**3: a power law, a few heavy users and a long tail
+
+COLD_RAW_AGES = (366, 730)  # days old: the year the tier policy keeps in cold/events (warm holds 365 days)
+WARM_DAYS = 366
+HOT_DAYS = 91
+HOT_MINUTE_DAYS = 7
+HISTORY_DAYS = 2557  # 7y as the tier policy counts it (365.25 days a year)
+RANGES = (("7d", 7), ("90d", 90), ("1y", 365), ("7y", 7 * 365))
+KEYS = list(ROLLUP_KEYS)
+HOURLY_SCHEMA = pa.schema([*((k, pa.string()) for k in KEYS), ("hour", pa.timestamp("us", tz="UTC")),
+                           ("events", pa.int64()), ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string()))])
+
+
+def _weights(table: tuple[tuple[Any, ...], ...]) -> np.ndarray:
+    w = np.asarray([row[1] for row in table], dtype=float)
+    return w / w.sum()
+
+
+def _labels(names: tuple[str, ...] | list[str], index: np.ndarray) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), pa.array(list(names))).cast(pa.string())
+
+
+# ------------------------------------------------------------------------------------------ history
+
+
+@dataclass
+class History:
+    """A seeded synthetic clickstream, one day at a time: the same day always yields the same events."""
+
+    events_per_day: int
+    today: date
+    now: datetime  # nothing later than this exists
+
+    def size(self, day: date) -> int:
+        rng = np.random.default_rng([SEED, day.toordinal(), 1])
+        age = (self.today - day).days
+        middle_of_cold_year = sum(COLD_RAW_AGES) / 2
+        rate = self.events_per_day * GROWTH_PER_YEAR ** ((middle_of_cold_year - age) / 365)
+        return max(0, int(rate * WEEKDAY[day.weekday()] * rng.normal(1.0, 0.05)))
+
+    def day(self, day: date, raw: bool = False) -> pa.Table:
+        """The events of ``day`` (columns of EVENT_ARROW_SCHEMA; ``raw=False`` leaves out the columns no
+        rollup needs: event_id, properties, received_at), sorted by time."""
+        n = self.size(day)
+        rng = np.random.default_rng([SEED, day.toordinal(), 2])
+        start_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+        hours = rng.choice(24, size=n, p=DIURNAL / DIURNAL.sum())
+        ts_ms = np.sort(start_ms + hours * 3_600_000 + rng.integers(0, 3_600_000, size=n))
+        keep = ts_ms < int(self.now.timestamp() * 1000)
+        ts_ms, n = ts_ms[keep], int(keep.sum())
+        tenant = rng.choice(len(TENANTS), size=n, p=_weights(TENANTS))
+        pool = np.asarray([t[2] for t in TENANTS])[tenant]
+        user = (pool * rng.random(n) ** USER_POWER).astype(np.int64)
+        event = rng.choice(len(EVENTS), size=n, p=_weights(EVENTS))
+        purchase = event == [e[0] for e in EVENTS].index("purchase")
+        revenue = np.where(purchase, np.round(rng.lognormal(np.log(40), 0.8, size=n), 2), 0.0)
+        page_w = 1.0 / np.arange(1, len(PAGES) + 1)
+        columns: dict[str, pa.Array] = {
+            "tenant": _labels([t[0] for t in TENANTS], tenant),
+            "event": _labels([e[0] for e in EVENTS], event),
+            "timestamp": pa.array(ts_ms, pa.timestamp("ms", tz="UTC")),
+            "user_id": pc.cast(pa.array(user), pa.string()),
+            "page": _labels(PAGES, rng.choice(len(PAGES), size=n, p=page_w / page_w.sum())),
+            "country": _labels([c[0] for c in COUNTRIES], rng.choice(len(COUNTRIES), size=n, p=_weights(COUNTRIES))),
+            "device": _labels([d[0] for d in DEVICES], rng.choice(len(DEVICES), size=n, p=_weights(DEVICES))),
+            "revenue": pa.array(revenue),
+        }
+        if not raw:
+            return pa.table(columns)
+        # UUID-shaped ids without a Python loop: 32 random hex digits per event, cut by Arrow
+        hexes = pa.py_buffer(rng.bytes(16 * n).hex().encode())
+        ids = pa.Array.from_buffers(pa.binary(32), n, [None, hexes]).cast(pa.binary()).cast(pa.string())
+        ids = pc.binary_join_element_wise(pc.utf8_slice_codeunits(ids, 0, 8), pc.utf8_slice_codeunits(ids, 8, 12),
+                                          pc.utf8_slice_codeunits(ids, 12, 16), pc.utf8_slice_codeunits(ids, 16, 20),
+                                          pc.utf8_slice_codeunits(ids, 20, 32), "-")
+        columns |= {"event_id": ids, "properties": pa.repeat(pa.scalar("{}"), n),
+                    "received_at": pa.array(ts_ms + rng.integers(5, 2_000, size=n), pa.timestamp("ms", tz="UTC"))}
+        return pa.table({name: columns[name] for name in EVENT_ARROW_SCHEMA.names}).cast(EVENT_ARROW_SCHEMA)
+
+
+def rollup(events: pa.Table, unit: str) -> pa.Table:
+    """Per tenant x event x country x device x page x ``unit`` (hour | day): events, revenue, distinct users,
+    in the shape of the warm hourly (``hour``) and cold daily (``day``) files."""
+    at = pc.floor_temporal(events["timestamp"], unit=unit).cast(pa.timestamp("us", tz="UTC"))
+    keyed = pa.table({**{k: events[k] for k in KEYS}, unit: at, "revenue": events["revenue"],
+                      "user_id": events["user_id"]})
+    g = keyed.group_by([*KEYS, unit], use_threads=False).aggregate(
+        [("revenue", "count"), ("revenue", "sum"), ("user_id", "distinct")])
+    table = pa.table({**{k: g[k] for k in KEYS}, unit: g[unit], "events": g["revenue_count"].cast(pa.int64()),
+                      "revenue": g["revenue_sum"], "user_ids": g["user_id_distinct"]})
+    return table.sort_by([(unit, "ascending"), *((k, "ascending") for k in KEYS)])
+
+
+def hot_rows(events: pa.Table, minutes: bool) -> pa.Table:
+    """Rows of ``rollups_1m_ingest``: per minute (the stream's rows), or per hour with ``minute`` = the
+    hour's start (what ``rollups_1h`` keeps once the minute rows left the hot tier)."""
+    if minutes:
+        return minute_rollups(events)
+    hourly = rollup(events, "hour")
+    return pa.table({**{k: hourly[k] for k in KEYS}, "minute": hourly["hour"], "events": hourly["events"],
+                     "revenue": hourly["revenue"], "user_ids": hourly["user_ids"]}).select(
+        ROLLUP_SCHEMA.names).cast(ROLLUP_SCHEMA)
+
+
+@dataclass
+class Laid:
+    """What was written where, and the ground truth kept on the way (tenant TENANT, per day)."""
+
+    raw_rows: int = 0
+    raw_bytes: int = 0
+    raw_days: int = 0
+    warm_rows: int = 0
+    warm_files: int = 0
+    warm_bytes: int = 0
+    daily_rows: int = 0
+    daily_bytes: int = 0
+    daily_days: int = 0
+    hot_rows: int = 0
+    hot_minute_rows: int = 0
+    events_total: int = 0
+    seconds: float = 0.0
+    # day (ISO) -> [events, revenue, distinct users] of TENANT: the generator's own bookkeeping
+    truth: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _publisher() -> Callable[..., Any]:
+    """The tier mover's own writer of a cold day (Parquet + ``_manifest.json`` last), so the bench's cold
+    days are byte-for-byte in the format the views and the audit read."""
+    from storage_tiers import cold_files
+
+    return cold_files._publish_day  # noqa: SLF001 - the one writer of the cold manifest format
+
+
+def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:  # noqa: ANN401
+    """Write every tier's files (and hot rows when ``hot`` is given) for ``HISTORY_DAYS`` days up to now."""
+    from storage_tiers.cold_files import EVENTS_SORT, _hour_counts
+
+    publish_day = _publisher()
+    filesystem = pafs.LocalFileSystem()
+    laid = Laid()
+    started = time.perf_counter()
+    hot_batch: list[pa.Table] = []
+    first = history.today - timedelta(days=HISTORY_DAYS)
+    for offset in range(HISTORY_DAYS + 1):
+        day = first + timedelta(days=offset)
+        age = (history.today - day).days
+        is_raw = COLD_RAW_AGES[0] <= age <= COLD_RAW_AGES[1]
+        events = history.day(day, raw=is_raw)
+        laid.events_total += events.num_rows
+        mine = events.filter(pc.equal(events["tenant"], TENANT))
+        laid.truth[day.isoformat()] = [mine.num_rows, float(pc.sum(mine["revenue"]).as_py() or 0.0),
+                                       pc.count_distinct(mine["user_id"]).as_py()]
+        if is_raw:
+            table = events.sort_by([(c, "ascending") for c in EVENTS_SORT])
+            cold = publish_day(filesystem, cold_events_path(settings), "cold/events", day, table, "zstd",
+                               EVENTS_SORT, [], {"hour_rows": _hour_counts(table["timestamp"])}, RUN_ID)
+            laid.raw_rows, laid.raw_bytes, laid.raw_days = laid.raw_rows + cold.rows, laid.raw_bytes + cold.bytes, \
+                laid.raw_days + 1
+        if age > 0:  # complete days only: the mover builds a daily rollup once its day is over
+            daily = rollup(events, "day").rename_columns([*KEYS, "day", "events", "revenue", "user_ids"])
+            daily = daily.sort_by([(k, "ascending") for k in KEYS])
+            cold = publish_day(filesystem, rollups_daily_path(settings), "cold/rollups_daily", day, daily, "zstd",
+                               KEYS, [], {"events": events.num_rows}, RUN_ID)
+            laid.daily_rows, laid.daily_bytes, laid.daily_days = laid.daily_rows + cold.rows, \
+                laid.daily_bytes + cold.bytes, laid.daily_days + 1
+        if age <= WARM_DAYS:
+            complete = events.filter(pc.less(events["timestamp"], pa.scalar(
+                history.now.replace(minute=0, second=0, microsecond=0), pa.timestamp("ms", tz="UTC"))))
+            laid_warm = write_warm_day(settings, rollup(complete, "hour"))
+            laid.warm_rows += laid_warm[0]
+            laid.warm_files += laid_warm[1]
+            laid.warm_bytes += laid_warm[2]
+        if age <= HOT_DAYS and hot is not None:
+            rows = hot_rows(events, minutes=age <= HOT_MINUTE_DAYS)
+            laid.hot_rows += rows.num_rows
+            laid.hot_minute_rows += rows.num_rows if age <= HOT_MINUTE_DAYS else 0
+            hot_batch.append(rows)
+            if len(hot_batch) == 3:  # 72 hourly partitions: under ClickHouse's 100 per insert
+                hot.insert_arrow("rollups_1m_ingest", pa.concat_tables(hot_batch))
+                hot_batch = []
+        if offset % 250 == 0 or offset == HISTORY_DAYS:
+            print(f"   {day}  {offset + 1:5}/{HISTORY_DAYS + 1} days, {laid.events_total:,} events, "
+                  f"{time.perf_counter() - started:.0f}s")
+    if hot_batch and hot is not None:
+        hot.insert_arrow("rollups_1m_ingest", pa.concat_tables(hot_batch))
+    laid.seconds = round(time.perf_counter() - started, 1)
+    return laid
+
+
+def write_warm_day(settings: Settings, hourly: pa.Table) -> tuple[int, int, int]:
+    """One zstd Parquet file per hour folder, as ``batch/hourly.py`` writes them; (rows, files, bytes)."""
+    if hourly.num_rows == 0:
+        return 0, 0, 0
+    hours = hourly["hour"].combine_chunks()
+    starts = np.flatnonzero(np.r_[True, pc.not_equal(hours[1:], hours[:-1]).to_numpy(zero_copy_only=False)])
+    ends = np.r_[starts[1:], hourly.num_rows]
+    size = 0
+    for a, b in zip(starts, ends, strict=True):
+        hour = hours[int(a)].as_py()
+        path = Path(rollups_hourly_path(settings)) / hour_partition(hour) / "part-00000.zstd.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chunk = hourly.slice(int(a), int(b - a)).select(HOURLY_SCHEMA.names).cast(HOURLY_SCHEMA)
+        pq.write_table(chunk.sort_by([(k, "ascending") for k in KEYS]), path, compression="zstd")
+        size += path.stat().st_size
+    return hourly.num_rows, len(starts), size
+
+
+# --------------------------------------------------------------------------------- cold aggregate
+
+RAW_SQL = """
+SELECT date_trunc('month', dt) AS month, country, count(*) AS events, sum(revenue) AS revenue,
+       count(DISTINCT user_id) AS users
+FROM events
+WHERE tenant = $tenant AND dt BETWEEN $first AND $last
+GROUP BY ALL ORDER BY ALL"""
+DAILY_SQL = """
+SELECT date_trunc('month', dt) AS month, country, CAST(sum(events) AS BIGINT) AS events, sum(revenue) AS revenue,
+       length(list_distinct(flatten(list(user_ids)))) AS users
+FROM rollups_daily
+WHERE tenant = $tenant AND dt BETWEEN $first AND $last
+GROUP BY ALL ORDER BY ALL"""
+
+
+def evict(folder: Path) -> int:
+    """Drop this bench's files under ``folder`` from the OS page cache (only them: other processes' cached
+    files stay), so that a first run reads from disk. Returns the files evicted."""
+    count = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                count += 1
+            finally:
+                os.close(fd)
+    return count
+
+
+def cold_aggregate(settings: Settings, name: str, sql: str, params: dict[str, Any], rows_in_range: int,
+                   folder: Path, warm_runs: int = 5) -> tuple[dict[str, Any], pa.Table]:
+    from storage_tiers.lake_sql import files_read, lake_connection
+
+    evicted = evict(folder)
+    con = lake_connection(settings)
+    try:
+        t0 = time.perf_counter()
+        answer = con.execute(sql, params).to_arrow_table()
+        cold = time.perf_counter() - t0
+        warm = []
+        for _ in range(warm_runs):
+            t0 = time.perf_counter()
+            con.execute(sql, params).to_arrow_table()
+            warm.append(time.perf_counter() - t0)
+        files = files_read(con, sql, params)
+    finally:
+        con.close()
+    median = statistics.median(warm)
+    figures = {"query": name, "cold_s": round(cold, 3), "warm_median_s": round(median, 3),
+               "warm_runs_s": [round(w, 3) for w in warm], "rows_in_range": rows_in_range,
+               "cold_rows_per_s": round(rows_in_range / cold), "warm_rows_per_s": round(rows_in_range / median),
+               "files_read": files, "files_evicted_from_page_cache": evicted, "result_rows": answer.num_rows}
+    return figures, answer
+
+
+def same_answer(a: pa.Table, b: pa.Table) -> dict[str, Any]:
+    rows_a, rows_b = a.to_pylist(), b.to_pylist()
+    if len(rows_a) != len(rows_b):
+        return {"equal": False, "rows": [len(rows_a), len(rows_b)]}
+    diffs = {"events": 0, "users": 0, "revenue": 0}
+    for x, y in zip(rows_a, rows_b, strict=True):
+        diffs["events"] += x["events"] != y["events"] or (x["month"], x["country"]) != (y["month"], y["country"])
+        diffs["users"] += x["users"] != y["users"]
+        diffs["revenue"] += abs(x["revenue"] - y["revenue"]) > 1e-6 * max(1.0, abs(x["revenue"]))
+    return {"equal": not any(diffs.values()), "rows": len(rows_a), "differing_rows": diffs,
+            "events_total": sum(r["events"] for r in rows_a)}
+
+
+# ------------------------------------------------------------------------------------------- the API
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def _body(days: int, to: datetime, breakdown: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"metrics": ["events", "revenue", "unique_users"],
+                            "from": (to - timedelta(days=days)).isoformat(), "to": to.isoformat()}
+    if breakdown:
+        body |= {"dimensions": ["country"], "order_by": [{"field": "events", "direction": "desc"}]}
+    else:
+        body["granularity"] = "day"
+    return body
+
+
+def dashboard_latency(http: Any, requests: int, base_to: datetime,  # noqa: ANN401
+                      cell_seconds: float) -> tuple[list[dict[str, Any]], dict]:
+    """Per range and shape: uncached requests (each its own ``to``, one second apart; at least 3, then
+    stopped once ``cell_seconds`` are spent: the slow ranges take tens of seconds each), then cached ones."""
+    out, answers = [], {}
+    for label, days in RANGES:
+        for shape in ("series", "breakdown"):
+            breakdown = shape == "breakdown"
+            misses, outcomes, sources, took = [], {}, set(), []
+            cell_started = time.perf_counter()
+            for k in range(requests):
+                if k >= 3 and time.perf_counter() - cell_started > cell_seconds:
+                    break
+                to = base_to - timedelta(seconds=1 + k + (5000 if breakdown else 0))
+                t0 = time.perf_counter()
+                r = http.post("/v1/query", params={"tenant": TENANT}, json=_body(days, to, breakdown))
+                elapsed = time.perf_counter() - t0
+                r.raise_for_status()
+                how = r.headers.get("x-cache", "?")
+                outcomes[how] = outcomes.get(how, 0) + 1
+                if how == "miss":
+                    misses.append(elapsed)
+                payload = r.json()
+                sources.add(" + ".join(payload["sources"]))
+                took.append(payload["took_ms"])
+            # one fixed question, asked again and again: the first is a miss, then hits
+            cached_body = _body(days, base_to, breakdown)
+            first = http.post("/v1/query", params={"tenant": TENANT}, json=cached_body)
+            first.raise_for_status()
+            answers[(label, shape)] = first.json()
+            hits, hit_outcomes = [], {}
+            for _ in range(requests):
+                t0 = time.perf_counter()
+                r = http.post("/v1/query", params={"tenant": TENANT}, json=cached_body)
+                elapsed = time.perf_counter() - t0
+                how = r.headers.get("x-cache", "?")
+                hit_outcomes[how] = hit_outcomes.get(how, 0) + 1
+                if how == "hit":
+                    hits.append(elapsed)
+            row = {"range": label, "shape": shape, "sources": sorted(sources),
+                   "approximate": answers[(label, shape)]["approximate"],
+                   "result_rows": len(answers[(label, shape)]["rows"]),
+                   "uncached_requests": sum(outcomes.values()), "uncached_outcomes": outcomes,
+                   "uncached_over_default_timeout": sum(m > DEFAULT_TIMEOUT_S for m in misses),
+                   "uncached_p50_ms": round(percentile(misses, 50) * 1000, 1) if misses else None,
+                   "uncached_p99_ms": round(percentile(misses, 99) * 1000, 1) if misses else None,
+                   "engine_took_p50_ms": round(percentile(took, 50), 1),
+                   "cached_outcomes": hit_outcomes,
+                   "cached_p50_ms": round(percentile(hits, 50) * 1000, 2) if hits else None,
+                   "cached_p99_ms": round(percentile(hits, 99) * 1000, 2) if hits else None}
+            print(f"   {label:>4} {shape:<9} uncached p50 {row['uncached_p50_ms']} ms p99 {row['uncached_p99_ms']} ms"
+                  f" ({outcomes}), cached p50 {row['cached_p50_ms']} ms ({hit_outcomes}); {row['sources']}")
+            out.append(row)
+    return out, answers
+
+
+def check_series(answer: dict[str, Any], laid: Laid, settings: Settings, now: datetime) -> dict[str, Any]:
+    """The 7-year day series against the generator's bookkeeping and a direct read of the cold daily files."""
+    rows = {r[0][:10]: r[1:] for r in answer["rows"]}
+    hot_from = (now - timedelta(days=HOT_DAYS - 1)).date()
+    today = now.date().isoformat()
+    bad = {"events": [], "revenue": [], "users": []}
+    max_user_error, compared = 0.0, 0
+    for day, (events, revenue, users) in rows.items():
+        if day == today or day == answer["from"][:10]:
+            continue  # partial buckets (the range's ends)
+        truth = laid.truth[day]
+        compared += 1
+        if events != truth[0]:
+            bad["events"].append(day)
+        if abs(revenue - truth[1]) > 1e-6 * max(1.0, truth[1]):
+            bad["revenue"].append(day)
+        error = abs(users - truth[2]) / max(1, truth[2])
+        if date.fromisoformat(day) >= hot_from:
+            max_user_error = max(max_user_error, error)
+            if error > 0.02:
+                bad["users"].append(day)
+        elif users != truth[2]:
+            bad["users"].append(day)
+    missing = [d for d, t in laid.truth.items() if t[0] and answer["from"][:10] < d < today and d not in rows]
+    glob = f"{rollups_daily_path(settings)}/*/*.parquet"
+    direct = duckdb.sql(f"SELECT strftime(day AT TIME ZONE 'UTC', '%Y-%m-%d') AS d, sum(events) AS n "
+                        f"FROM read_parquet('{glob}') WHERE tenant = '{TENANT}' GROUP BY d").fetchall()
+    cold_days = {d: int(n) for d, n in direct if d in rows and d != answer["from"][:10]
+                 and date.fromisoformat(d) < (now - timedelta(days=365)).date()}
+    direct_bad = [d for d, n in cold_days.items() if rows[d][0] != n]
+    return {"days_compared_with_generator": compared, "mismatching_days": {k: v[:5] for k, v in bad.items()},
+            "mismatch_counts": {k: len(v) for k, v in bad.items()}, "days_missing": missing[:5],
+            "hot_unique_users_max_rel_error": round(max_user_error, 5),
+            "cold_days_compared_with_direct_duckdb": len(cold_days), "direct_duckdb_mismatches": direct_bad[:5],
+            "ok": not any(bad.values()) and not missing and not direct_bad and len(cold_days) > 0}
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def machine() -> dict[str, Any]:
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), "0")
+    return {"cpus": os.cpu_count(), "memory_gib": round(int(mem) / 2**20, 1), "python": platform.python_version(),
+            "platform": platform.platform(), "duckdb": duckdb.__version__, "pyarrow": pa.__version__,
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2)}
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events-per-day", type=int, default=50_000,
+                        help="events a day in the cold raw year (traffic grows 25 %% a year around it)")
+    parser.add_argument("--requests", type=int, default=30, help="requests per range and shape, uncached and cached")
+    parser.add_argument("--cell-seconds", type=float, default=120,
+                        help="stop a range's uncached requests after this long (at least 3 are made)")
+    parser.add_argument("--fresh", action="store_true", help="wipe the bench home and lay the history again")
+    parser.add_argument("--keep", action="store_true", help="keep the bench home even when it is over 1 GiB")
+    args = parser.parse_args()
+
+    os.environ.update(BENCH_ENV)
+    from cli.app_services import full_stack
+    from common.hot_store import FlightHotStore
+    from serving.auth import bearer_headers
+
+    settings = Settings()
+    stack = full_stack(settings)
+    load_at_start = round(os.getloadavg()[0], 2)
+    marker = HOME / "history.json"
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    previous = json.loads(marker.read_text()) if marker.exists() else None
+    reuse = (not args.fresh and previous is not None and previous["events_per_day"] == args.events_per_day
+             and previous["today"] == now.date().isoformat())
+    if not reuse:
+        stack.down()
+        shutil.rmtree(HOME, ignore_errors=True)
+    print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
+    stack.up(["redis", "api"])
+    try:
+        if reuse:
+            assert previous is not None
+            now = datetime.fromisoformat(previous["now"])
+            laid = Laid(**{k: v for k, v in previous["laid"].items()})
+            print(f"== reusing the history laid at {now:%Y-%m-%d %H:%M} UTC ({HOME})")
+        else:
+            history = History(args.events_per_day, now.date(), now)
+            print(f"== laying {HISTORY_DAYS + 1} days of history up to {now:%Y-%m-%d %H:%M} UTC "
+                  f"({args.events_per_day:,} events/day in the cold raw year, +25 %/year; not measured)")
+            laid = lay_history(settings, history, FlightHotStore(settings.hot_node_url))
+            marker.write_text(json.dumps({"events_per_day": args.events_per_day, "today": now.date().isoformat(),
+                                          "now": now.isoformat(), "laid": laid.__dict__}) + "\n")
+        lake = Path(settings.effective_lake_uri)
+        data = {
+            "tenants": {t[0]: {"share": t[1], "user_pool": t[2]} for t in TENANTS},
+            "event_types": [e[0] for e in EVENTS], "countries": len(COUNTRIES), "devices": len(DEVICES),
+            "pages": len(PAGES), "users": f"power law: index = pool x U^{USER_POWER:g}",
+            "growth_per_year": GROWTH_PER_YEAR, "diurnal_and_weekday_cycles": True,
+            "events_generated": laid.events_total, "history_days": HISTORY_DAYS + 1,
+            "cold_raw": {"ages_days": list(COLD_RAW_AGES), "days": laid.raw_days, "rows": laid.raw_rows,
+                         "mib": round(laid.raw_bytes / 2**20, 1)},
+            "cold_rollups_daily": {"days": laid.daily_days, "rows": laid.daily_rows,
+                                   "mib": round(laid.daily_bytes / 2**20, 1)},
+            "warm_rollups_hourly": {"days": WARM_DAYS + 1, "files": laid.warm_files, "rows": laid.warm_rows,
+                                    "mib": round(laid.warm_bytes / 2**20, 1)},
+            "hot": {"days": HOT_DAYS + 1, "rollups_1m_ingest_rows": laid.hot_rows,
+                    "minute_rows_last_7_days": laid.hot_minute_rows},
+            "lay_seconds": laid.seconds, "now": now.isoformat(),
+        }
+        print(f"   {json.dumps(data)}")
+
+        print(f"== cold 1-year aggregate for tenant {TENANT}: events, revenue, distinct users per country per month")
+        first = (now - timedelta(days=COLD_RAW_AGES[1])).date()
+        last = (now - timedelta(days=COLD_RAW_AGES[0])).date()
+        params = {"tenant": TENANT, "first": first, "last": last}
+        daily_rows_in_range = duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{rollups_daily_path(settings)}/*/*.parquet', hive_partitioning = true,"
+            f" hive_types = {{'dt': DATE}}) WHERE dt BETWEEN DATE '{first}' AND DATE '{last}'").fetchone()[0]
+        raw_fig, raw_answer = cold_aggregate(settings, "events view (raw cold events)", RAW_SQL, params,
+                                             laid.raw_rows, lake / "cold" / "events")
+        daily_fig, daily_answer = cold_aggregate(settings, "rollups_daily view", DAILY_SQL, params,
+                                                 daily_rows_in_range, lake / "cold" / "rollups_daily")
+        agreement = same_answer(raw_answer, daily_answer)
+        for fig in (raw_fig, daily_fig):
+            print(f"   {fig['query']:<32} cold {fig['cold_s']:.2f}s ({fig['cold_rows_per_s']:,} rows/s), "
+                  f"warm median {fig['warm_median_s']:.2f}s ({fig['warm_rows_per_s']:,} rows/s), "
+                  f"{fig['rows_in_range']:,} rows in range, {fig['files_read']} files read")
+        print(f"   raw and daily answers equal: {agreement}")
+
+        print(f"== dashboards through the API: POST /v1/query, {args.requests} uncached + {args.requests} cached each")
+        import httpx
+
+        with httpx.Client(base_url=settings.api_url, timeout=400, headers=bearer_headers(settings.admin_key)) as http:
+            base_to = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+            base_to = min(base_to, now)  # nothing exists after the history's end
+            dashboards, answers = dashboard_latency(http, args.requests, base_to, args.cell_seconds)
+        check = check_series(answers[("7y", "series")], laid, settings, now)
+        print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
+    finally:
+        print("== stopping the bench services")
+        stack.down()
+
+    print()
+    print(f"   {'cold 1-year aggregate':34}{'first (s)':>10}{'warm (s)':>10}{'rows/s warm':>14}{'files':>7}")
+    for fig in (raw_fig, daily_fig):
+        print(f"   {fig['query']:34}{fig['cold_s']:>10.2f}{fig['warm_median_s']:>10.2f}"
+              f"{fig['warm_rows_per_s']:>14,}{fig['files_read']:>7}")
+    print()
+    print(f"   {'range':6}{'shape':10}{'uncached p50/p99 ms':>22}{'cached p50/p99 ms':>20}   sources")
+    for row in dashboards:
+        print(f"   {row['range']:6}{row['shape']:10}{row['uncached_p50_ms']!s:>11}/{row['uncached_p99_ms']!s:<10}"
+              f"{row['cached_p50_ms']!s:>9}/{row['cached_p99_ms']!s:<10} {', '.join(row['sources'])}")
+
+    size = folder_bytes(HOME)
+    result = {
+        "benchmark": "tier_queries",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"python -m bench.tier_queries --events-per-day {args.events_per_day} --requests {args.requests}"
+                   f" --cell-seconds {args.cell_seconds:g}"
+                   + (" --fresh" if args.fresh else ""),
+        "machine": {**machine(), "load_avg_1m_at_start": load_at_start},
+        "data": data,
+        "cold_one_year_aggregate": {"tenant": TENANT, "days": [first.isoformat(), last.isoformat()],
+                                    "question": "events, revenue and distinct users per country per month",
+                                    "first_run": "new DuckDB session, bench files evicted from the page cache",
+                                    "raw_events": raw_fig, "rollups_daily": daily_fig,
+                                    "raw_and_daily_agree": agreement},
+        "dashboards": {"endpoint": "POST /v1/query", "tenant": TENANT,
+                       "series": "events, revenue, unique_users per day",
+                       "breakdown": "events, revenue, unique_users per country", "by_range": dashboards},
+        "check_7y_series": check,
+        "home_bytes": size,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"== written to {RESULTS}")
+    if size > 2**30 and not args.keep:
+        print(f"== deleting the bench home ({size / 2**30:.1f} GiB; --keep keeps it)")
+        shutil.rmtree(HOME, ignore_errors=True)
+    if not (agreement["equal"] and check["ok"]):
+        raise SystemExit("answers disagree: see the checks above")
+
+
+if __name__ == "__main__":
+    main()
