@@ -263,13 +263,18 @@ def verify_cold_day(filesystem: pafs.FileSystem, root_uri: str, day: date) -> li
 def mark_cold(settings: Settings, policy: TierPolicy, cold: ColdDay) -> list[str]:
     """Tag the day's objects as cold on S3 (lifecycle rules and inventories key on the tags); locally the
     ``cold/`` folder itself is the mark, and nothing is tagged."""
+    root = cold_events_path(settings) if cold.dataset == "cold/events" else rollups_daily_path(settings)
+    return tag_cold_folder(settings, policy, day_folder(root, cold.day))
+
+
+def tag_cold_folder(settings: Settings, policy: TierPolicy, folder: str) -> list[str]:
+    """Put the policy's cold tags on a cold day's data file and manifest (S3 only). Also needed after any
+    rewrite of those objects (a purge), since S3 tags belong to one object version and a new PUT has none."""
     if not is_s3(settings.effective_lake_uri) or not policy.s3_tags:
         return []
     from stack.minio import s3_client
 
     client = s3_client(settings)
-    folder = day_folder(cold_events_path(settings) if cold.dataset == "cold/events" else rollups_daily_path(settings),
-                        cold.day)
     bucket, _, prefix = folder.partition("/")
     tags = {"TagSet": [{"Key": k, "Value": v} for k, v in sorted(policy.s3_tags.items())]}
     keys = [f"{prefix}/{PART_NAME}", f"{prefix}/{MANIFEST_NAME}"]

@@ -36,7 +36,7 @@ from common.lake import (
 )
 from common.settings import Settings
 from storage_tiers.audit_log import AuditLog
-from storage_tiers.cold_files import EVENTS_SORT, HOURLY_SCHEMA, PART_NAME, ROLLUP_KEYS, day_folder
+from storage_tiers.cold_files import EVENTS_SORT, HOURLY_SCHEMA, PART_NAME, ROLLUP_KEYS, day_folder, tag_cold_folder
 from storage_tiers.holds import LegalHold, active_holds, is_held
 from storage_tiers.lake_io import (
     data_files,
@@ -175,8 +175,9 @@ class Purger:
             if "events" in manifest and "events" in kept.column_names:
                 new["events"] = int(pc.sum(kept["events"]).as_py() or 0)
             publish(self.fs, f"{folder}/{MANIFEST_NAME}", (json.dumps(new, indent=2) + "\n").encode())
+            tagged = tag_cold_folder(self.settings, self.policy, folder)  # a rewritten S3 object has no tags
             item.bytes = int(manifest["bytes"]) - len(body)
-            self._audit(item, "cold", f"sha256:{new['sha256']}")
+            self._audit(item, "cold", f"sha256:{new['sha256']}", details={"retagged": tagged})
 
     # ------------------------------------------------------------------------------------- warm
 

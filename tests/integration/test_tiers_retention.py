@@ -459,13 +459,17 @@ def test_seven_years_through_the_tiers_with_a_legal_hold_on_a_local_lake(
 
 
 def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path: Path, minio_port: int) -> None:
-    settings = _settings(tmp_path / "home", f"s3://tiers/{uuid.uuid4().hex[:8]}", minio_port)
+    policy = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    policy["retention"]["tenants"] = {"trial": "10d"}  # a trial tenant's data goes while still warm and hot
+    policy_file = tmp_path / "tiers.yaml"
+    policy_file.write_text(yaml.safe_dump(policy))
+    settings = _settings(tmp_path / "home", f"s3://tiers/{uuid.uuid4().hex[:8]}", minio_port, policy_file)
     history = History(settings, random.Random(7))
     held_day = TODAY - timedelta(days=YEAR7 + 100)
     plan = [(YEAR7 + 100, 5, "acme", 12), (YEAR7 + 100, 5, "beta", 8), (YEAR7 + 40, 7, "beta", 9),
-            (730, 12, "acme", 10), (100, 20, "beta", 11)]
-    for days_back, hour, tenant, n in plan:
-        history.add(days_back, hour, tenant, n)
+            (730, 12, "acme", 10), (100, 20, "beta", 11), (20, 14, "beta", 6), (20, 14, "trial", 5)]
+    added = [(days_back, history.add(days_back, hour, tenant, n)) for days_back, hour, tenant, n in plan]
+    shared = {hour for days_back, hour in added if days_back == 20}  # beta and trial share this hour
     phase = Phases()
     with hot_node(settings, minio=True) as store:
         phase("MinIO and hot node up")
@@ -479,16 +483,25 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
         purge(settings)
         phase("hold + purge")
 
-        actual = lake_contents(settings)
-        expected = expected_contents(history, settings, {("acme", held_day)}, with_hot=False)
+        actual = {**lake_contents(settings), **hot_contents(store)}
+        expected = expected_contents(history, settings, {("acme", held_day)}, with_hot=True)
         for name in expected:
             assert dict(actual[name]) == dict(expected[name]), name
-        assert sum(hot_contents(store)["hot events_raw"].values()) == 0  # all past the hot horizon, dropped
+        # The trial tenant's rows were cut out of an hour it shares with beta: the archive hour was republished
+        # (new file, new manifest and content checksum) and still verifies; hot rollups_1h lost only its rows.
+        (hour,) = shared
+        assert verify_hour(settings, hour) == []
+        trial = [r for r in AuditLog(settings).records()
+                 if r["action"] == "purge" and "trial" in r["details"]["tenants"]]
+        assert {(r["dataset"], r["tier_from"], r["details"]["whole_partition"]) for r in trial} == {
+            ("events", "warm", False), ("rollups_hourly", "warm", False), ("rollups_hourly", "hot", False),
+            ("rollups_daily", "cold", False)}
 
-        cold_day = TODAY - timedelta(days=730)
-        for root in (cold_events_path(settings), rollups_daily_path(settings)):
-            tags = object_tags(settings, f"{root}/dt={cold_day.isoformat()}/part-0.parquet")
-            assert tags == {"lakehouse-tier": "cold"}
+        # Cold objects carry the policy's tags, also those the purge rewrote (the held day lost beta's rows).
+        for cold_day in (TODAY - timedelta(days=730), held_day):
+            for root in (cold_events_path(settings), rollups_daily_path(settings)):
+                tags = object_tags(settings, f"{root}/dt={cold_day.isoformat()}/part-0.parquet")
+                assert tags == {"lakehouse-tier": "cold"}, (root, cold_day)
         log = _assert_audit(settings, {"drop_hot", "compact_cold", "mark_cold", "move", "hold_placed", "purge"})
         mark = next(r for r in log.records() if r["action"] == "mark_cold")
         assert mark["details"]["tags"] == {"lakehouse-tier": "cold"}
