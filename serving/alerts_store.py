@@ -121,8 +121,10 @@ class AlertStore:
         self._store.insert_arrow("alert_rules", pa.Table.from_pylist([row], schema=_RULES_SCHEMA))
 
     # incident states
-    def states(self) -> dict[tuple[str, str], AlertState]:
-        return {(r["tenant"], r["rule_id"]): _state(r) for r in self._query("states")}
+    def states(self, tenant: str | None = None) -> dict[tuple[str, str], AlertState]:
+        """Every rule's state (the evaluator), or one tenant's."""
+        rows = self._query("states") if tenant is None else self._query("states_of_tenant", tenant=tenant)
+        return {(r["tenant"], r["rule_id"]): _state(r) for r in rows}
 
     def state(self, tenant: str, rule_id: str) -> AlertState:
         rows = self._query("state", tenant=tenant, rule_id=rule_id)

@@ -152,7 +152,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
 
     @router.get("", response_model=RuleList, summary="The tenant's alert rules with their current state")
     def list_rules(tenant: str = Depends(tenant_of)) -> RuleList:
-        states = store.states()
+        states = store.states(tenant)
         return RuleList(rules=[_out(r, states.get((tenant, r.id)) or AlertState(tenant, r.id))
                                for r in store.rules(tenant)])
 

@@ -84,6 +84,7 @@ def test_a_synthetic_traffic_drop_notifies_once_and_its_recovery_once(
         traffic.pause()
         dropped_at = datetime.now(UTC)
         wait_for(lambda: len(receiver.all()) >= 1, 150, "the firing notification", interval=0.5)
+        print(f"drop → firing notification: {(datetime.now(UTC) - dropped_at).total_seconds():.1f} s")
         evaluations_after(api, tenant, rule_id, datetime.now(UTC), 5)  # several ticks later: still one
         assert len(receiver.all()) == 1
         fired = receiver.delivered()[0]
@@ -101,7 +102,9 @@ def test_a_synthetic_traffic_drop_notifies_once_and_its_recovery_once(
 
         # the recovery
         traffic.resume()
+        resumed_at = datetime.now(UTC)
         wait_for(lambda: len(receiver.all()) >= 2, 150, "the recovery notification", interval=0.5)
+        print(f"traffic back → recovery notification: {(datetime.now(UTC) - resumed_at).total_seconds():.1f} s")
         evaluations_after(api, tenant, rule_id, datetime.now(UTC), 5)
         assert len(receiver.all()) == 2
         resolved = receiver.delivered()[1]

@@ -22,6 +22,11 @@ ORDER BY tenant, id;
 SELECT tenant, rule_id, state, incident_id, since, evaluated_at, value, baseline, outbox
 FROM alert_state FINAL;
 
+-- name: states_of_tenant
+SELECT tenant, rule_id, state, incident_id, since, evaluated_at, value, baseline, outbox
+FROM alert_state FINAL
+WHERE tenant = {tenant:String};
+
 -- name: state
 SELECT tenant, rule_id, state, incident_id, since, evaluated_at, value, baseline, outbox
 FROM alert_state FINAL
