@@ -428,6 +428,8 @@ SPECS = [
               datetime(2024, 3, 4, tzinfo=UTC), 86400, ["country"]),
     TierQuery("acme", "rollups_daily", "events", "click", datetime(2024, 1, 20, tzinfo=UTC),  # months without files
               datetime(2024, 3, 3, tzinfo=UTC), 86400, ["device"]),
+    TierQuery("globex", "rollups_hourly", "users", None, datetime(2023, 10, 1, tzinfo=UTC),  # one wide glob
+              T_END, 3 * 86400, ["event"], [("page", "in", ["/", "/pricing"])]),
 ]
 
 
