@@ -350,6 +350,14 @@ def test_sql_command_one_shot_and_interactive(lake: Lake, tmp_path: Path) -> Non
     assert out.returncode == 0, out.stderr
     assert list(csv.reader(io.StringIO(out.stdout))) == [["dt", "n"], *truth]
 
+    rollups = ("SELECT 'daily' AS v, sum(events) AS n FROM rollups_daily UNION ALL "
+               "SELECT 'hourly', sum(events) FROM rollups_hourly ORDER BY v")
+    out = subprocess.run([*lakehouse, rollups, "--format", "csv"], env=_env(lake.settings), cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert list(csv.reader(io.StringIO(out.stdout)))[1:] == [
+        ["daily", str(sum(_day(r) in COLD_DAILY_DAYS for r in EVENTS))],
+        ["hourly", str(sum(_day(r) in WARM_HOURLY_DAYS for r in EVENTS))]], out.stderr
+
     table = subprocess.run([*lakehouse, "SELECT count(*) AS n FROM events"], env=_env(lake.settings), cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=120)
     assert table.returncode == 0 and f"{len(EVENTS):,}" in table.stdout and "(1 row)" in table.stdout
