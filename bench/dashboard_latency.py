@@ -160,19 +160,31 @@ def widgets(tenant: str, start: datetime, end: datetime) -> dict[str, tuple[str,
     }
 
 
-async def sequential(host: str, port: int, requests: list[bytes], expect_cache: set[str]) -> list[float]:
+async def sequential(host: str, port: int, requests: list[bytes], expect_cache: set[str],
+                     engine_ms: list[float] | None = None) -> list[float]:
+    """Latencies (ms) of ``requests`` one after the other; ``engine_ms`` collects each answer's ``took_ms``
+    (the query engine's own time, i.e. without HTTP, cache and JSON) when given."""
     conn = await Connection(host, port).open()
     out = []
     try:
         for raw in requests:
             t0 = time.perf_counter()
-            status, headers, _ = await conn.request(raw)
+            status, headers, body = await conn.request(raw)
             out.append((time.perf_counter() - t0) * 1000)
             if status != 200 or headers.get("x-cache") not in expect_cache:
                 raise RuntimeError(f"unexpected answer {status} x-cache={headers.get('x-cache')}")
+            if engine_ms is not None:
+                engine_ms.append(json.loads(body)["took_ms"])
     finally:
         conn.close()
     return out
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): the server's cost per request, whatever else
+    runs on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def throughput(host: str, port: int, requests: list[bytes], clients: int, seconds: float) -> dict:
@@ -201,7 +213,8 @@ async def throughput(host: str, port: int, requests: list[bytes], clients: int, 
             "requests_per_s": round(len(latencies) / wall), "outcomes": outcomes, "latency": percentiles(latencies)}
 
 
-def measure(settings, tenant: str, samples: int, clients: int, seconds: float) -> dict:  # noqa: ANN001
+def measure(settings, tenant: str, samples: int, clients: int, seconds: float, api_pid: int | None,
+            ) -> dict:  # noqa: ANN001
     host, port, key = settings.api_host, settings.api_port, settings.admin_key
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=7)
@@ -212,16 +225,24 @@ def measure(settings, tenant: str, samples: int, clients: int, seconds: float) -
         misses = [prepare(host, path, {**params, "from": (start - timedelta(minutes=k + 1)).isoformat(),
                                        "to": (end - timedelta(minutes=k + 1)).isoformat()}, key)
                   for k in range(samples)]
-        uncached = asyncio.run(sequential(host, port, misses, {"miss"}))
+        engine: list[float] = []
+        uncached = asyncio.run(sequential(host, port, misses, {"miss"}, engine))
         raw = prepare(host, path, params, key)
         asyncio.run(sequential(host, port, [raw], {"miss", "hit"}))  # fill the entry
         cached = asyncio.run(sequential(host, port, [raw] * samples * 3, {"hit"}))
-        out["widgets"][name] = {"uncached": percentiles(uncached), "cached": percentiles(cached)}
+        out["widgets"][name] = {"uncached": percentiles(uncached), "uncached_engine_only": percentiles(engine),
+                                "cached": percentiles(cached)}
         cached_requests.append(raw)
         print(f"   {name:22} uncached {out['widgets'][name]['uncached']}\n   {'':22} cached   "
               f"{out['widgets'][name]['cached']}", flush=True)
     asyncio.run(sequential(host, port, cached_requests, {"miss", "hit"}))  # entries may have expired meanwhile
+    cpu_before = process_cpu_seconds(api_pid) if api_pid else None
     out["cached_throughput"] = asyncio.run(throughput(host, port, cached_requests, clients, seconds))
+    if cpu_before is not None:
+        cpu = process_cpu_seconds(api_pid) - cpu_before
+        served = out["cached_throughput"]["requests"]
+        out["cached_throughput"]["api_cpu_us_per_request"] = round(cpu / served * 1e6)
+        out["cached_throughput"]["requests_per_api_cpu_second"] = round(served / cpu)
     print(f"   {clients} clients, cached: {out['cached_throughput']}", flush=True)
     return out
 
@@ -236,7 +257,11 @@ def print_table(result: dict) -> None:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)))
     t = result["measure"]["cached_throughput"]
     print(f"cached, {t['clients']} concurrent clients: {t['requests_per_s']:,} requests/s "
-          f"(p50 {t['latency']['p50_ms']} ms, p99 {t['latency']['p99_ms']} ms)")
+          f"(p50 {t['latency']['p50_ms']} ms, p99 {t['latency']['p99_ms']} ms); API CPU per request "
+          f"{t.get('api_cpu_us_per_request')} µs = {t.get('requests_per_api_cpu_second')} requests per CPU-second")
+    print("uncached, query engine only (took_ms): " + ", ".join(
+        f"{name} p50 {w['uncached_engine_only']['p50_ms']} / p99 {w['uncached_engine_only']['p99_ms']} ms"
+        for name, w in result["measure"]["widgets"].items()))
 
 
 def main() -> None:
@@ -269,7 +294,10 @@ def main() -> None:
         loaded = load(store, tenant, args.events, datetime.now(UTC))
         print(f"   {loaded}")
     print("== measuring the dashboard")
-    measured = measure(settings, tenant, args.samples, args.clients, args.seconds)
+    from stack.process import read_pid
+
+    record = read_pid(settings.home / "run" / "api.pid")
+    measured = measure(settings, tenant, args.samples, args.clients, args.seconds, record.pid if record else None)
     result = {
         "benchmark": "dashboard_latency",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
