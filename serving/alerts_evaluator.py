@@ -1,7 +1,7 @@
 """The alert evaluator: a background task of the serving process that judges every enabled rule each tick.
 
 Each tick (``alert_interval_seconds``) it (1) takes the evaluator lease, so that of several API replicas
-only one evaluates; (2) asks the query engine — not the cache — for each rule's window(s) ending at the
+only one evaluates; (2) asks its query engine (hot tier, not the cache) for each rule's window(s) ending at the
 last settled minute; (3) records state changes together with their notification in one insert; (4)
 delivers every queued notification, recording each attempt; an undelivered one stays queued and is
 tried again next tick.
@@ -106,7 +106,8 @@ class TickReport:
 class AlertEvaluator:
     def __init__(self, alerts: AlertStore, engine: QueryEngine, sender: WebhookSender, lease: EvaluatorLease,
                  *, interval_seconds: float, settle_seconds: float,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 counters: dict[str, int] | None = None, delivery_concurrency: int = 16) -> None:
         self._alerts = alerts
         self._engine = engine
         self._sender = sender
@@ -115,6 +116,9 @@ class AlertEvaluator:
         self.settle_seconds = settle_seconds
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        # shared with /stats: alert_evaluations, alert_transitions, alert_deliveries, alert_delivery_failures
+        self.counters = counters if counters is not None else {}
+        self._delivery_slots = asyncio.Semaphore(delivery_concurrency)
         self.ticks = 0
         self.last_error = ""
 
@@ -185,6 +189,9 @@ class AlertEvaluator:
         await asyncio.to_thread(self._alerts.put_states, changed)
         await asyncio.to_thread(self._alerts.add_history, history)
         await self._deliver([s for s in states.values() if s.outbox], by_key, report)
+        for name, n in (("alert_evaluations", report.evaluated), ("alert_transitions", len(report.transitions)),
+                        ("alert_deliveries", report.delivered), ("alert_delivery_failures", report.failed_attempts)):
+            self.counters[name] = self.counters.get(name, 0) + n
         return report
 
     def _judge(self, rule: Rule, end: datetime, now: datetime) -> tuple[Verdict, Window]:
@@ -200,11 +207,18 @@ class AlertEvaluator:
 
     async def _deliver(self, pending: list[AlertState], rules: dict[tuple[str, str], Rule],
                        report: TickReport) -> None:
+        """Send every queued notification; rules are served side by side (a slow webhook delays only its own
+        rule's messages), each rule's messages in order."""
         history: list[HistoryEntry] = []
-        updated: list[AlertState] = []
-        for state in pending:
-            rule = rules.get((state.tenant, state.rule_id))
-            left: list[dict] = []
+        outcomes = await asyncio.gather(*(self._deliver_rule(s, rules.get((s.tenant, s.rule_id)), history, report)
+                                          for s in pending))
+        await asyncio.to_thread(self._alerts.put_states, list(outcomes))
+        await asyncio.to_thread(self._alerts.add_history, history)
+
+    async def _deliver_rule(self, state: AlertState, rule: Rule | None, history: list[HistoryEntry],
+                            report: TickReport) -> AlertState:
+        left: list[dict] = []
+        async with self._delivery_slots:
             for item in state.outbox:
                 message = item["payload"]
                 meta = message["alert"]
@@ -222,25 +236,25 @@ class AlertEvaluator:
                 last = attempts[-1]
                 if last.delivered:
                     report.delivered += 1
-                elif not last.permanent_failure:
-                    report.failed_attempts += len(attempts)
+                    continue
+                report.failed_attempts += len(attempts)
+                if not last.permanent_failure:
                     left.append({"payload": message, "attempts": last.number})
-                else:
-                    report.failed_attempts += len(attempts)
-            updated.append(replace(state, outbox=left))
-        await asyncio.to_thread(self._alerts.put_states, updated)
-        await asyncio.to_thread(self._alerts.add_history, history)
-
-
+        return replace(state, outbox=left)
 
 def build_evaluator(serving: Serving, alerts: AlertStore) -> AlertEvaluator | None:
     """The evaluator of this serving process as configured (None when ``alert_interval_seconds`` is 0)."""
     settings = serving.settings
     if settings.alert_interval_seconds <= 0:
         return None
+    # its own engine over the same hot store: alert queries are counted apart from dashboard queries in /stats
+    # (alert_evaluations), and a rule only ever reads the hot tier's minute rollups
+    engine = QueryEngine(serving.store, horizons=serving.engine.horizons,
+                         timeout_seconds=settings.query_timeout_seconds)
     return AlertEvaluator(
-        alerts, serving.engine,
+        alerts, engine,
         WebhookSender(settings.alert_webhook_timeout_seconds, settings.alert_webhook_attempts),
         EvaluatorLease(settings.redis_url, lease_seconds=max(3 * settings.alert_interval_seconds, 30.0)),
         interval_seconds=settings.alert_interval_seconds, settle_seconds=settings.alert_settle_seconds,
+        counters=serving.counters,
     )

@@ -114,6 +114,8 @@ def test_a_synthetic_traffic_drop_notifies_once_and_its_recovery_once(
         assert rule_state(api, tenant, rule_id)["state"] == "ok"
         assert traffic.errors == []
 
+        counters = api.get("/stats").json()["counters"]
+        assert counters["alert_transitions"] >= 2 and counters["alert_deliveries"] >= 2
         history = api.get(f"/v1/alerts/{rule_id}/history", params={"tenant": tenant}).json()["entries"]
         assert [(h["kind"], h["state"]) for h in history] == [
             ("transition", "firing"), ("delivered", "firing"), ("transition", "ok"), ("delivered", "resolved")]
