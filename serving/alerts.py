@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
 from serving.query_spec import METRICS, QueryError, SpecInput, build_spec, parse_range
 
 THRESHOLD_OPS = ("<", "<=", ">", ">=")
@@ -123,10 +125,18 @@ def validate_rule(rule: Rule, now: datetime) -> Rule:
     if any(f.on_metric for f in spec.filters):
         raise AlertError("a rule's filters narrow dimensions (event, country, device, page); metric bounds belong "
                          "in its condition")
-    if not rule.webhook_url.startswith(("http://", "https://")):
-        raise AlertError(f"webhook_url must be an http:// or https:// URL, got {rule.webhook_url!r}")
+    if not _usable_url(rule.webhook_url):
+        raise AlertError(f"webhook_url must be an http:// or https:// URL with a host, got {rule.webhook_url!r}")
     filters = [{"field": f.field, "op": f.op, "values": list(f.values)} for f in spec.filters]
     return replace(rule, name=rule.name.strip(), filters=filters)
+
+
+def _usable_url(text: str) -> bool:
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host) and not any(c.isspace() for c in text)
 
 
 def evaluation_end(now: datetime, settle_seconds: float) -> datetime:

@@ -217,6 +217,15 @@ class AlertEvaluator:
 
     async def _deliver_rule(self, state: AlertState, rule: Rule | None, history: list[HistoryEntry],
                             report: TickReport) -> AlertState:
+        try:
+            return await self._send_outbox(state, rule, history, report)
+        except Exception:  # noqa: BLE001 - one rule's trouble must not keep the others' messages back
+            log.exception("alert rule %s/%s: delivery failed; its outbox is kept for the next tick",
+                          state.tenant, state.rule_id)
+            return state
+
+    async def _send_outbox(self, state: AlertState, rule: Rule | None, history: list[HistoryEntry],
+                           report: TickReport) -> AlertState:
         left: list[dict] = []
         async with self._delivery_slots:
             for item in state.outbox:

@@ -21,6 +21,7 @@ class Attempt:
     number: int
     status: int | None  # HTTP status, None when no answer came (timeout, refused)
     error: str = ""
+    unusable_url: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -29,6 +30,8 @@ class Attempt:
     @property
     def permanent_failure(self) -> bool:
         """The receiver refused this message for good (e.g. 400, 404): retrying cannot help."""
+        if self.unusable_url:
+            return True
         return self.status is not None and 400 <= self.status < 500 and self.status not in _RETRYABLE_4XX
 
 
@@ -49,7 +52,10 @@ class WebhookSender:
                 response = await self._client.post(url, json=payload, headers={"User-Agent": "lakehouse-alerts/1"})
                 attempt = Attempt(number, response.status_code,
                                   "" if response.is_success else response.text[:200])
-            except httpx.HTTPError as exc:
+            except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # no retry can fix the address
+                made.append(Attempt(number, None, f"{type(exc).__name__}: {exc}"[:200], unusable_url=True))
+                break
+            except Exception as exc:  # noqa: BLE001 - any other failure (timeout, refused, TLS…) is retried
                 attempt = Attempt(number, None, f"{type(exc).__name__}: {exc}"[:200])
             made.append(attempt)
             if attempt.delivered or attempt.permanent_failure:

@@ -22,6 +22,7 @@ from serving.alerts import (
     validate_rule,
     windows,
 )
+from serving.alerts_webhook import Attempt
 
 NOW = datetime(2026, 11, 23, 13, 20, 17, tzinfo=UTC)
 
@@ -54,8 +55,9 @@ def test_a_rule_is_validated_like_a_query() -> None:
         validate_rule(rule(metric="visits"), NOW)
     with pytest.raises(AlertError, match="unknown filter field 'city'"):
         validate_rule(rule(filters=[{"field": "city", "value": "Paris"}]), NOW)
-    with pytest.raises(AlertError, match="webhook_url"):
-        validate_rule(rule(webhook_url="ftp://x"), NOW)
+    for url in ("ftp://x", "http://", "http://a b/", "file:///etc/passwd"):
+        with pytest.raises(AlertError, match="webhook_url"):
+            validate_rule(rule(webhook_url=url), NOW)
     with pytest.raises(AlertError, match="not like 5m"):
         parse_window("90s")
     with pytest.raises(AlertError, match="whole minutes"):
@@ -109,3 +111,11 @@ def test_the_notification_is_slack_compatible_and_machine_readable() -> None:
     assert message["alert"] | {} == message["alert"] and message["alert"]["status"] == "firing"
     assert (message["alert"]["value"], message["alert"]["baseline"]) == (40, 100)
     assert message["alert"]["window_end"] == "2026-11-23T13:19:00Z"
+
+
+def test_which_failed_deliveries_are_retried() -> None:
+    assert Attempt(1, 204).delivered and not Attempt(1, 500).delivered
+    assert not Attempt(1, None, "ConnectTimeout").permanent_failure  # no answer: try again next tick
+    assert not Attempt(1, 503).permanent_failure and not Attempt(1, 429).permanent_failure
+    assert Attempt(1, 404).permanent_failure and Attempt(1, 400).permanent_failure
+    assert Attempt(1, None, "InvalidURL", unusable_url=True).permanent_failure
