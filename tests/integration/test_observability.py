@@ -4,6 +4,7 @@ leaves one JSON log line carrying its request id."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from common.hot_store import HotStore
 from common.settings import Settings
 from tests.integration.conftest import wait_for
-from tests.integration.hot_truth import late_rows_total
+from tests.integration.hot_truth import hot_minutes, late_rows_total
 
 pytestmark = pytest.mark.integration
 
@@ -74,20 +75,24 @@ def test_stream_lag_freshness_and_late_events_are_exposed(
     api: httpx.Client, hot: HotStore, settings: Settings, tenant: str
 ) -> None:
     api.post("/events", params={"sync": "true"}, json=events(tenant, 40, datetime.now(UTC)))
+    wait_for(lambda: sum(m["events"] for m in hot_minutes(hot, tenant).values()) == 40, 240,
+             "the stream to write the 40 events")
+    processed_at = time.time()
 
-    def caught_up() -> bool:
+    def caught_up() -> bool:  # a sample taken after the stream processed them says: no lag, fresh data
         samples = scrape(api)
+        sampled_after = time.time() - samples.get(("lakehouse_metrics_sample_age_seconds", ()), 1e9) > processed_at
         lag = samples.get(("lakehouse_stream_consumer_lag_total_records", (("query", "hot"),)))
         age = samples.get(("lakehouse_hot_newest_event_age_seconds", ()))
-        return lag == 0 and age is not None and age < 600
+        return sampled_after and lag == 0 and age is not None and age < 600
 
-    wait_for(caught_up, 240, "lag 0 and a fresh newest event in /metrics", interval=1)
+    wait_for(caught_up, 60, "lag 0 and a fresh newest event in /metrics", interval=1)
     samples = scrape(api)
     assert value(samples, "lakehouse_stream_last_batch_age_seconds", query="hot") < 600
     assert ("lakehouse_stream_consumer_lag_records", (("partition", "0"), ("query", "hot"))) in samples
 
     late_before = late_rows_total(hot)
-    # far behind the watermark (10 min): the stream drops them and counts them as late
+    # far behind the watermark (10 min) the stream has moved past: dropped and counted as late
     api.post("/events", params={"sync": "true"}, json=events(tenant, 5, datetime.now(UTC) - timedelta(hours=2)))
     wait_for(lambda: late_rows_total(hot) >= late_before + 5, 240, "the late events in stream_progress")
     wait_for(lambda: value(scrape(api), "lakehouse_stream_late_events_total", query="hot") == late_rows_total(hot),
