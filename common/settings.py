@@ -109,8 +109,8 @@ class Settings(BaseSettings):
     )
     lake_session_seconds: float = Field(
         default=60.0,
-        description="How long the API keeps a DuckDB session over the lake before reopening it; a tier that "
-        "had no file when a session opened shows up in the next one.",
+        description="How long the API reuses a listing of the lake's warm/cold partition folders (its lake reader "
+        "lists only a range's folders); a folder that got its first file shows up after at most this long.",
     )
 
     # API

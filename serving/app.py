@@ -6,7 +6,6 @@ also serves the hot store to the stream job, Dagster runs and the CLI over Arrow
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -40,7 +39,7 @@ from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
 from serving.tier_routing import horizons_from_policy
-from storage_tiers.lake_sql import lake_connection
+from storage_tiers.lake_reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
 log = logging.getLogger(__name__)
@@ -126,10 +125,9 @@ def serve(settings: Settings) -> None:
     serving = Serving(
         settings=settings,
         store=store,
-        engine=QueryEngine(store, functools.partial(lake_connection, settings),
+        engine=QueryEngine(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
                            horizons=horizons_from_policy(load_policy(settings)),
-                           timeout_seconds=settings.query_timeout_seconds,
-                           lake_session_seconds=settings.lake_session_seconds),
+                           timeout_seconds=settings.query_timeout_seconds),
         cache=QueryCache(settings.redis_url),
         publisher=EventPublisher(settings),
     )

@@ -1,27 +1,26 @@
 """Answers a ``QuerySpec`` for one tenant from whichever tiers hold its range, and merges the pieces.
 
-Hot pieces go to ClickHouse through the hot store; warm and cold pieces to DuckDB over the lake's
-Parquet views. A piece that is the whole answer carries HAVING, ORDER BY and LIMIT into its SQL (top-N
-over thousands of pages stays in the engine); pieces of a split range are merged here first. A bucket
-never spans two tiers, so merged time series are exact; totals over a split range add the pieces,
-which is exact for counts and revenue and an upper bound for unique users (flagged ``approximate``).
+Hot pieces go to ClickHouse through the hot store; warm and cold pieces to DuckDB through the lake
+reader (``storage_tiers.lake_reader``: the rollups of the piece's range only, a cursor per thread).
+``serving.sql_compile`` writes the SQL of both. A piece that is the whole answer carries HAVING, ORDER BY
+and LIMIT into its SQL (top-N over thousands of pages stays in the engine); pieces of a split range
+are merged here first. A bucket never spans two tiers, so merged time series are exact; totals over a
+split range add the pieces, which is exact for counts and revenue and an upper bound for unique users
+(flagged ``approximate``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import duckdb
 
 from common.hot_store import HotStore
 from serving.query_spec import METRICS, QueryError, QuerySpec
 from serving.sql_compile import compile_segment, effective_order, metric_alias
 from serving.tier_routing import Horizons, Segment, plan
+from storage_tiers.lake_reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
 
 DEFAULT_ROW_CAP = 10_000
 
@@ -44,23 +43,21 @@ class QueryResult:
 
 
 class QueryEngine:
+    """``store``: the hot tier (None: hot pieces are refused); ``lake``: the warm/cold reader (None: lake
+    pieces are refused). Safe to call from many threads."""
+
     def __init__(
         self,
-        store: HotStore,
-        lake: Callable[[], duckdb.DuckDBPyConnection] | None = None,
+        store: HotStore | None,
+        lake: LakeRollupReader | None = None,
         *,
         horizons: Horizons | None = None,
         timeout_seconds: float = 30.0,
-        lake_session_seconds: float = 60.0,
     ) -> None:
         self._store = store
         self._lake = lake
-        self._local = threading.local()
         self.horizons = horizons or Horizons()
         self.timeout_seconds = timeout_seconds
-        # a lake session's views see the tiers that had files when it opened (an empty tier is an empty
-        # view), so sessions are renewed this often: new tiers show up without a restart
-        self._lake_session_seconds = lake_session_seconds
         self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
@@ -86,37 +83,39 @@ class QueryEngine:
         )
 
     def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
-        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=int(self.timeout_seconds))
         self.tier_queries[segment.source.tier] += 1
         if segment.source.tier == "hot":
-            try:
-                rows = self._store.query_arrow(sql, params).to_pylist()
-            except Exception as exc:
-                if "TIMEOUT_EXCEEDED" in str(exc):
-                    raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
-                raise
+            rows = self._run_hot(spec, segment, tenant, whole)
         else:
-            rows = self._run_lake(sql, params)
+            rows = self._run_lake(spec, segment, tenant, whole)
         renames = {metric_alias(m): m for m in spec.metrics}
         return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
 
-    def _run_lake(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _run_hot(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
+        if self._store is None:
+            raise QueryError("this engine has no hot tier; ask for tier=warm or tier=cold")
+        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=int(self.timeout_seconds))
+        try:
+            return self._store.query_arrow(sql, params).to_pylist()
+        except Exception as exc:
+            if "TIMEOUT_EXCEEDED" in str(exc):
+                raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
+            raise
+
+    def _run_lake(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         if self._lake is None:
             raise QueryError("this server has no warm/cold tier configured (lake queries are off)")
-        connection, opened = getattr(self._local, "lake", (None, 0.0))
-        if connection is None or time.monotonic() - opened > self._lake_session_seconds:
-            if connection is not None:
-                connection.close()
-            connection = self._lake()
-            self._local.lake = (connection, time.monotonic())
-        timer = threading.Timer(self.timeout_seconds, connection.interrupt)
-        timer.start()
-        try:
-            return connection.execute(sql, params).fetch_arrow_table().to_pylist()
-        except duckdb.InterruptException:
-            raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s and was cancelled") from None
-        finally:
-            timer.cancel()
+        for fresh in (False, True):  # listed files gone since (a mover, retention): list again, once
+            relation = self._lake.relation(segment.source.table, segment.start, segment.end, fresh=fresh)
+            sql, params = compile_segment(spec, segment, tenant, whole=whole, relation=relation)
+            try:
+                return self._lake.execute(sql, params, self.timeout_seconds).to_pylist()
+            except LakeQueryTimeout as exc:
+                raise QueryTimeout(str(exc)) from None
+            except LakeFilesChanged:
+                if fresh:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

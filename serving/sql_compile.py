@@ -2,7 +2,9 @@
 
 Both dialects read the same rollup shape (tenant, event, time, country, device, page, events,
 revenue, users), so one compiler with two small vocabularies keeps the tiers answering alike: only
-catalogue names and constant expressions reach the text, user values are always parameters.
+catalogue names and constant expressions reach the text, user values are always parameters. It is the
+only compiler of dashboard SQL: the DuckDB piece reads the relation ``storage_tiers.lake_reader`` hands
+it (the rollups' table macro over the range's folders, the file globs a parameter too).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class _Dialect:
     users: str
     users_if: str
     bucket: str
+    dimension: str  # a dimension's value: the hot tier stores a missing one as '', Parquet as NULL
 
     def p(self, name: str, ch_type: str) -> str:
         return self.param.format(name=name, type=ch_type)
@@ -44,6 +47,7 @@ CLICKHOUSE = _Dialect(
     users="uniqMerge(users)",
     users_if="uniqMergeIf(users, event = {ev})",
     bucket="toUInt32(toStartOfInterval({time}, INTERVAL {seconds} SECOND))",
+    dimension="{dim}",
 )
 DUCKDB = _Dialect(
     name="duckdb",
@@ -54,6 +58,7 @@ DUCKDB = _Dialect(
     users="coalesce(length(list_distinct(flatten(list(user_ids)))), 0)",
     users_if="coalesce(length(list_distinct(flatten(list(user_ids) FILTER (WHERE event = {ev})))), 0)",
     bucket="CAST(epoch({time}) AS BIGINT) // {seconds} * {seconds}",
+    dimension="coalesce({dim}, '')",  # so a missing country merges with the hot tier's '' across a cut
 )
 
 
@@ -70,13 +75,23 @@ def _aggregate(dialect: _Dialect, metric: str, params: dict[str, Any]) -> str:
 
 
 def compile_segment(
-    spec: QuerySpec, segment: Segment, tenant: str, *, whole: bool, timeout_seconds: int = 30
+    spec: QuerySpec, segment: Segment, tenant: str, *, whole: bool, timeout_seconds: int = 30,
+    relation: tuple[str, dict[str, Any]] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """SQL and parameters for one tier's piece of the range. ``whole``: this piece is the whole
-    answer, so HAVING, ORDER BY and LIMIT run in the engine; otherwise the pieces are merged first."""
+    answer, so HAVING, ORDER BY and LIMIT run in the engine; otherwise the pieces are merged first.
+
+    ``relation``: for a lake piece, the FROM text and its parameters from
+    ``LakeRollupReader.relation`` (the range's files only); without it the lake view of the source's
+    name is read (a session with the views, e.g. ``lakehouse sql`` or a comparison in a benchmark).
+    """
     source = segment.source
     dialect = CLICKHOUSE if source.tier == "hot" else DUCKDB
+    table = source.table
     params: dict[str, Any] = {"tenant": tenant}
+    if relation is not None and dialect is DUCKDB:
+        table, relation_params = relation
+        params |= relation_params
     if dialect is CLICKHOUSE:
         params |= {"start": segment.start.replace(tzinfo=None), "end": segment.end.replace(tzinfo=None)}
     else:
@@ -87,22 +102,25 @@ def compile_segment(
         seconds = GRANULARITIES[spec.granularity]
         select.append(f"{dialect.bucket.format(time=source.time_column, seconds=seconds)} AS bucket")
         keys.append("bucket")
-    select += list(spec.dimensions)
-    keys += list(spec.dimensions)
+    for dim in spec.dimensions:
+        expr = dialect.dimension.format(dim=dim)
+        select.append(dim if expr == dim else f"{expr} AS {dim}")
+        keys.append(expr)
     select += [f"{_aggregate(dialect, m, params)} AS {metric_alias(m)}" for m in spec.metrics]
     where, having = [], []
     for i, flt in enumerate(spec.filters):
         if flt.on_metric:
             continue
         name = f"f{i}"
+        column = dialect.dimension.format(dim=flt.field)
         if flt.op in ("in", "not in"):
             params[name] = list(flt.values)
             negate = "NOT " if flt.op == "not in" else ""
             where.append(f"AND {negate}{flt.field} IN {dialect.p(name, 'Array(String)')}"
-                         if dialect is CLICKHOUSE else f"AND {negate}list_contains(${name}, {flt.field})")
+                         if dialect is CLICKHOUSE else f"AND {negate}list_contains(${name}, {column})")
         else:
             params[name] = flt.values[0]
-            where.append(f"AND {flt.field} {_SQL_OPS[flt.op]} {dialect.p(name, 'String')}")
+            where.append(f"AND {column} {_SQL_OPS[flt.op]} {dialect.p(name, 'String')}")
     order, limit = "", ""
     if whole:
         for i, flt in enumerate(spec.filters):
@@ -126,7 +144,7 @@ def compile_segment(
     sql = _TEMPLATES[dialect.name]
     for placeholder, text in {
         "{select}": ",\n       ".join(select),
-        "{table}": source.table,
+        "{table}": table,
         "{time}": source.time_column,
         "{where}": "\n  ".join(where),
         "{group_by}": f"GROUP BY {', '.join(keys)}" if keys else "",

@@ -4,7 +4,7 @@
 -- and an S3 secret configured), or by an empty relation with the same columns while the tier has no file;
 -- __COLD_EVENTS_MANIFESTS__ by the quoted glob '<lake>/cold/events/*/_manifest.json'. The rollups are read
 -- through table macros (lake_rollups_hourly(files), lake_rollups_daily(files)) that take a glob or a file
--- list, so the cold query backend can hand them exactly the files of a range (storage_tiers/cold_query.py).
+-- list, so the API hands them only the folders of a range (storage_tiers/lake_reader.py).
 --
 -- Filter on dt (and hour) to read only the folders you need: DuckDB prunes the others without opening
 -- them, in every view (EXPLAIN ANALYZE shows "Total Files Read").

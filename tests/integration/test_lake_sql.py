@@ -1,4 +1,4 @@
-"""DuckDB over the lake: the views, ``lakehouse sql`` and the cold query backend, on a local lake and MinIO.
+"""DuckDB over the lake: the views, ``lakehouse sql`` and the API's warm/cold path, on a local lake and MinIO.
 
 The lake is written here in the agreed layout (archive hours, cold days with manifests, Spark-shaped
 warm hourly rollups, cold daily rollups) from one synthetic event list, and every answer is compared
@@ -12,6 +12,10 @@ with a ground truth computed in Python from that list. Six days cover the tier b
 Warm hourly rollups exist for D4–D6, cold daily rollups for D1–D4. Pruning is proven twice: DuckDB's
 EXPLAIN ANALYZE counts the files a filtered query reads, and with the files of other days replaced by
 garbage a filtered query still answers right while an unfiltered one fails.
+
+The API's warm/cold answers are checked the way the API computes them: ``QueryEngine.run`` with a forced
+tier, its SQL from ``serving.sql_compile`` read through ``storage_tiers.lake_reader`` (the range's folders
+only, through the rollups' table macros), against a ground truth computed from the event list.
 """
 
 from __future__ import annotations
@@ -50,7 +54,11 @@ from common.lake import (
     rollups_hourly_path,
 )
 from common.settings import REPO_ROOT, Settings
-from storage_tiers.cold_query import ColdQueryBackend, TierQuery
+from serving.query_engine import QueryEngine
+from serving.query_spec import METRICS, QuerySpec, SpecInput, build_spec
+from serving.sql_compile import compile_segment
+from serving.tier_routing import Horizons, plan
+from storage_tiers.lake_reader import LakeRollupReader
 from storage_tiers.lake_sql import files_read, lake_connection, lake_query
 from tests.integration.own_services import free_pair, minio_alone
 
@@ -326,16 +334,19 @@ def test_an_empty_lake_has_empty_views_and_tiers_show_up_later(fresh: Settings) 
             assert con.sql(f"SELECT count(*) FROM {view}").fetchone() == (0,)
     finally:
         con.close()
-    backend = ColdQueryBackend(fresh, refresh_seconds=0)
-    spec = TierQuery("acme", "rollups_daily", "events", None, datetime(2024, 3, 1, tzinfo=UTC),
-                     datetime(2024, 3, 7, tzinfo=UTC), 86400)
+    reader = LakeRollupReader(fresh, listing_seconds=0)
+    engine = QueryEngine(None, reader)
+    spec = build_spec(SpecInput(["events", "unique_users"], start=T0, end=T_END, granularity="day", tier="cold"),
+                      now=NOW)
     try:
-        empty = backend.query(spec)
-        assert empty.num_rows == 0 and empty.schema.field("bucket").type == pa.uint32()
+        empty = engine.run("acme", spec, NOW)
+        assert empty.rows == [] and empty.columns == ["bucket", "events", "unique_users"]
+        total = build_spec(SpecInput(["events"], start=T0, end=T_END, tier="warm"), now=NOW)
+        assert engine.run("acme", total, NOW).rows == [[0]]  # a total over nothing is 0, as in the hot tier
         build_lake(fresh)
-        assert backend.query(spec).num_rows == len(COLD_DAILY_DAYS)  # the backend looked again
+        assert len(engine.run("acme", spec, NOW).rows) == len(COLD_DAILY_DAYS)  # the reader listed again
     finally:
-        backend.close()
+        reader.close()
 
 
 # ------------------------------------------------------------------------------------ lakehouse sql
@@ -389,91 +400,154 @@ def test_sql_command_writes_parquet_and_csv_files(lake: Lake, tmp_path: Path, mo
     assert cli_main(["sql", query, "--format", "parquet"]) == 2  # parquet needs a file
 
 
-# ------------------------------------------------------------------------------- cold query backend
+# ------------------------------------------------------------------- the API's warm/cold query path
 
 
-def _truth_series(spec: TierQuery) -> dict[tuple, Any]:
-    """The series computed straight from the event list (not from the files)."""
-    daily = spec.dataset == "rollups_daily"
-    covered = COLD_DAILY_DAYS if daily else WARM_HOURLY_DAYS
-    acc: dict[tuple, Any] = {}
+def _truth(spec: QuerySpec, tenant: str) -> dict[tuple, tuple]:
+    """The engine's answer computed straight from the event list (not from the files): (bucket, dims) -> metrics."""
+    daily = spec.tier == "cold"
+    covered, step = (COLD_DAILY_DAYS, 86400) if daily else (WARM_HOURLY_DAYS, 3600)
+    start = datetime.fromtimestamp(int(spec.start.timestamp()) // step * step, UTC)  # a forced tier's whole rows
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in EVENTS:
-        if r["tenant"] != spec.tenant or _day(r) not in covered or (spec.event and r["event"] != spec.event):
+        if r["tenant"] != tenant or _day(r) not in covered:
             continue
         period = r["timestamp"].replace(minute=0, second=0, microsecond=0)
         if daily:
             period = period.replace(hour=0)
-        if not spec.start <= period < spec.end:
+        if not start <= period < spec.end:
             continue
-        dims = {d: r[d] or "" for d in ("event", "country", "device", "page")}
-        if not all((dims[d] == v) if op == "=" else (dims[d] != v) if op == "!=" else (dims[d] in v)
-                   for d, op, v in spec.filters):
+        dims = {d: r[d] or "" for d in ("event", "country", "device", "page")}  # missing reads as '', as hot
+        if not all(_holds(dims[f.field], f.op, f.values) for f in spec.filters if not f.on_metric):
             continue
-        epoch = int(period.timestamp())
-        key = (epoch // spec.bucket_seconds * spec.bucket_seconds, *(dims[d] for d in spec.group_by))
-        if spec.measure == "users":
-            acc.setdefault(key, set()).add(r["user_id"])
-        else:
-            acc[key] = acc.get(key, 0) + (1 if spec.measure == "events" else r["revenue"])
-    return {k: (len(v) if spec.measure == "users" else round(v, 6)) for k, v in acc.items()}
+        bucket = []
+        if spec.granularity:
+            seconds = {"hour": 3600, "day": 86400}[spec.granularity]
+            bucket = [int(period.timestamp()) // seconds * seconds]
+        groups[(*bucket, *(dims[d] for d in spec.dimensions))].append(r)
+    if not spec.granularity and not spec.dimensions:
+        groups.setdefault((), [])
+    out = {}
+    for key, rows in groups.items():
+        values = {}
+        for name in spec.metrics:
+            metric = METRICS[name]
+            chosen = [r for r in rows if metric.event is None or r["event"] == metric.event]
+            values[name] = (len(chosen) if metric.measure == "events" else
+                            round(sum(r["revenue"] for r in chosen), 6) if metric.measure == "revenue" else
+                            len({r["user_id"] for r in chosen}))
+        if all(_holds(values[f.field], f.op, f.values) for f in spec.filters if f.on_metric):
+            out[key] = tuple(values[m] for m in spec.metrics)
+    return out
 
 
-def _as_series(table: pa.Table, spec: TierQuery) -> dict[tuple, Any]:
-    assert table.column_names == ["bucket", *spec.group_by, "value"]
-    assert table.schema.field("bucket").type == pa.uint32()
-    return {(r["bucket"], *(r[d] for d in spec.group_by)): round(r["value"], 6) for r in table.to_pylist()}
+def _holds(value: Any, op: str, bounds: tuple[Any, ...]) -> bool:
+    return {"=": lambda: value == bounds[0], "!=": lambda: value != bounds[0], "in": lambda: value in bounds,
+            "not in": lambda: value not in bounds, ">=": lambda: value >= bounds[0], ">": lambda: value > bounds[0],
+            "<": lambda: value < bounds[0], "<=": lambda: value <= bounds[0],
+            "between": lambda: bounds[0] <= value <= bounds[1]}[op]()
 
 
-T0, T_END = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 7, tzinfo=UTC)
-SPECS = [
-    TierQuery("acme", "rollups_hourly", "events", None, T0, T_END, 3600),
-    TierQuery("acme", "rollups_hourly", "users", None, T0, T_END, 86400, ["country"], [("device", "=", "mobile")]),
-    TierQuery("globex", "rollups_hourly", "revenue", "purchase", datetime(2024, 3, 4, 7, 30, tzinfo=UTC), T_END, 7200,
-              ["device", "page"], [("country", "in", ["DE", ""])]),
-    TierQuery("acme", "rollups_daily", "events", None, T0, T_END, 2 * 86400, ["event"], [("page", "!=", "/")]),
-    TierQuery("globex", "rollups_daily", "users", None, T0, T_END, 7 * 86400),
-    TierQuery("globex", "rollups_daily", "revenue", None, datetime(2024, 3, 2, tzinfo=UTC),
-              datetime(2024, 3, 4, tzinfo=UTC), 86400, ["country"]),
-    TierQuery("acme", "rollups_daily", "events", "click", datetime(2024, 1, 20, tzinfo=UTC),  # months without files
-              datetime(2024, 3, 3, tzinfo=UTC), 86400, ["device"]),
-    TierQuery("globex", "rollups_hourly", "users", None, datetime(2023, 10, 1, tzinfo=UTC),  # one wide glob
-              T_END, 3 * 86400, ["event"], [("page", "in", ["/", "/pricing"])]),
+def _keyed(rows: list[list[Any]], spec: QuerySpec) -> dict[tuple, tuple]:
+    keys = (1 if spec.granularity else 0) + len(spec.dimensions)
+    return {tuple(row[:keys]): tuple(round(v, 6) if isinstance(v, float) else v for v in row[keys:]) for row in rows}
+
+
+T0, T_END, NOW = datetime(2024, 3, 1, tzinfo=UTC), datetime(2024, 3, 7, tzinfo=UTC), datetime(2024, 3, 8, tzinfo=UTC)
+
+
+def _spec(tier: str, metrics: list[str], start: datetime = T0, end: datetime = T_END, **more: Any) -> QuerySpec:
+    return build_spec(SpecInput(metrics, start=start, end=end, tier=tier, **more), now=NOW)
+
+
+CASES = [  # (id, tenant, spec)
+    ("warm-hourly-events", "acme", _spec("warm", ["events"], granularity="hour")),
+    ("warm-daily-users-by-country-mobile", "acme",
+     _spec("warm", ["unique_users", "events"], granularity="day", dimensions=["country"],
+           filters=[{"field": "device", "op": "=", "value": "mobile"}])),
+    ("warm-mid-hour-start-revenue-by-device-page", "globex",
+     _spec("warm", ["revenue", "purchases"], datetime(2024, 3, 4, 7, 30, tzinfo=UTC), granularity="hour",
+           dimensions=["device", "page"], filters=[{"field": "country", "op": "in", "values": ["DE", ""]}])),
+    ("cold-daily-events-by-event-not-home", "acme",
+     _spec("cold", ["events"], granularity="day", dimensions=["event"],
+           filters=[{"field": "page", "op": "!=", "value": "/"}])),
+    ("cold-total-users", "globex", _spec("cold", ["unique_users"])),
+    ("cold-revenue-by-country", "globex",
+     _spec("cold", ["revenue"], datetime(2024, 3, 2, tzinfo=UTC), datetime(2024, 3, 4, tzinfo=UTC),
+           granularity="day", dimensions=["country"])),
+    ("cold-months-without-files", "acme",
+     _spec("cold", ["clicks"], datetime(2024, 1, 20, tzinfo=UTC), datetime(2024, 3, 3, tzinfo=UTC),
+           granularity="day", dimensions=["device"])),
+    ("warm-one-wide-glob", "globex",
+     _spec("warm", ["unique_users"], datetime(2023, 10, 1, tzinfo=UTC), granularity="day", dimensions=["event"],
+           filters=[{"field": "page", "op": "in", "values": ["/", "/pricing"]}])),
+    ("cold-page-views-not-in-country", "acme",
+     _spec("cold", ["page_views"], dimensions=["country"],
+           filters=[{"field": "country", "op": "not in", "values": ["DE"]}])),
 ]
+TOP_PAGES = _spec("warm", ["events", "revenue"], dimensions=["page"],
+                  filters=[{"field": "events", "op": ">=", "value": 5}], order_by=[{"field": "events"}], limit=2)
 
 
 @dataclass
-class _Backend:
-    backend: ColdQueryBackend
+class _Engine:
+    engine: QueryEngine
+    reader: LakeRollupReader
     settings: Settings
 
 
 @pytest.fixture(scope="module")
-def backend(lake: Lake) -> Iterator[_Backend]:
-    b = ColdQueryBackend(lake.settings)
+def engine(lake: Lake) -> Iterator[_Engine]:
+    reader = LakeRollupReader(lake.settings)
     try:
-        yield _Backend(b, lake.settings)
+        yield _Engine(QueryEngine(None, reader), reader, lake.settings)
     finally:
-        b.close()
+        reader.close()
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[f"{s.dataset}-{s.measure}-{s.bucket_seconds}" for s in SPECS])
-def test_cold_backend_matches_the_ground_truth(backend: _Backend, spec: TierQuery) -> None:
-    truth = _truth_series(spec)
-    assert truth, "the spec selects nothing: a useless test"
-    assert _as_series(backend.backend.query(spec), spec) == truth
+@pytest.mark.parametrize(("tenant", "spec"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_warm_and_cold_answers_match_the_ground_truth(engine: _Engine, tenant: str, spec: QuerySpec) -> None:
+    truth = _truth(spec, tenant)
+    assert any(any(v) for v in truth.values()), "the spec selects nothing: a useless test"
+    result = engine.engine.run(tenant, spec, NOW)
+    assert result.sources == [f"{spec.tier}:{'rollups_daily' if spec.tier == 'cold' else 'rollups_hourly'}"]
+    assert _keyed(result.rows, spec) == truth
 
 
-def test_cold_backend_is_thread_safe_prunes_and_keeps_values_out_of_sql(backend: _Backend) -> None:
-    expected = [backend.backend.query(s) for s in SPECS]
+def test_top_n_runs_having_order_and_limit_in_duckdb(engine: _Engine) -> None:
+    truth = sorted(_truth(TOP_PAGES, "acme").items(), key=lambda kv: (-kv[1][0], kv[0]))[:2]
+    assert len(truth) == 2 and all(values[0] >= 5 for _key, values in truth)
+    assert [(tuple(row[:1]), (row[1], round(row[2], 6))) for row in engine.engine.run("acme", TOP_PAGES, NOW).rows] \
+        == truth
+
+
+def test_lake_path_is_thread_safe_prunes_and_keeps_values_out_of_sql(engine: _Engine) -> None:
+    specs = [(tenant, spec) for _id, tenant, spec in CASES] + [("acme", TOP_PAGES)]
+
+    def answer(tenant_spec: tuple[str, QuerySpec]) -> list[list[Any]]:  # sums of doubles vary in the last bits
+        rows = engine.engine.run(tenant_spec[0], tenant_spec[1], NOW).rows
+        return [[round(v, 6) if isinstance(v, float) else v for v in row] for row in rows]
+
+    expected = [answer(ts) for ts in specs]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(backend.backend.query, SPECS * 4))
-    assert all(r.equals(expected[i % len(SPECS)]) for i, r in enumerate(results))
+        results = list(pool.map(answer, specs * 4))
+    assert all(rows == expected[i % len(specs)] for i, rows in enumerate(results))
 
-    one_day = TierQuery("acme", "rollups_hourly", "events", None, datetime(2024, 3, 5, tzinfo=UTC),
-                        datetime(2024, 3, 6, tzinfo=UTC), 3600)
-    plan = backend.backend.explain(one_day)
-    assert "Total Files Read: 3" in plan  # the day's three hour folders of nine
+    # One day of hourly rollups: the reader lists and hands over that day's folders only, DuckDB opens its
+    # three hour files of nine.
+    one_day = _spec("warm", ["events"], datetime(2024, 3, 5, tzinfo=UTC), datetime(2024, 3, 6, tzinfo=UTC),
+                    granularity="hour", dimensions=["country"])
+    (segment,) = plan(one_day, NOW, Horizons())
+    relation = engine.reader.relation("rollups_hourly", segment.start, segment.end)
+    assert relation[0] == "lake_rollups_hourly($lake_files)"
+    assert [glob.rsplit("/dt=", 1)[1] for glob in relation[1]["lake_files"]] == ["2024-03-05/*/*.parquet"]
+    sql, params = compile_segment(one_day, segment, "acme", whole=True, relation=relation)
+    assert "Total Files Read: 3" in engine.reader.explain(sql, params)
 
-    hostile = TierQuery("acme' OR 1=1 --", "rollups_hourly", "events", None, T0, T_END, 3600,
-                        filters=[("country", "=", "x' OR '1'='1")])
-    assert backend.backend.query(hostile).num_rows == 0
+    crafted = "acme' OR 1=1 --"
+    hostile = _spec("warm", ["events"], granularity="hour", filters=[
+        {"field": "country", "op": "=", "value": "x' OR '1'='1"}])
+    assert engine.engine.run(crafted, hostile, NOW).rows == []
+    sql, params = compile_segment(hostile, plan(hostile, NOW, Horizons())[0], crafted, whole=True,
+                                  relation=engine.reader.relation("rollups_hourly", T0, T_END))
+    assert crafted not in sql and "x' OR" not in sql and params["tenant"] == crafted
