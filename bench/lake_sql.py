@@ -1,4 +1,4 @@
-"""Benchmark: DuckDB over a lake of many partitions — what the views and the cold query backend cost.
+"""Benchmark: DuckDB over a lake of many partitions — what the views and the API's lake path cost.
 
 Why: a filter on ``dt`` makes DuckDB open only the folders it needs, but every query still lists the
 dataset's glob and reads one footer for the schema, so latency grows with the number of partitions,
@@ -9,9 +9,10 @@ listing and file opening, not scanning).
 
 For each of the local file system and MinIO (started alone on free ports): opening a connection with
 the views, and the p50/p95 of ``--repeat`` runs of: a one-day hourly series and a one-year daily series
-by ``ColdQueryBackend`` (which lists only the range's months) and the same statements over the views
-(which list the whole dataset), a one-day ``events`` count through the view, and an unfiltered count
-over ``rollups_daily``, each with the files it read (``files_read``).
+through ``QueryEngine.run`` (forced warm/cold tier: ``serving.sql_compile``'s SQL read through
+``LakeRollupReader``, which lists only the range's folders) and the same compiled statements over the
+views (which list the whole dataset), a one-day ``events`` count through the view, and an unfiltered
+count over ``rollups_daily``, each with the files it read (``files_read``).
 
 Usage: ``python -m bench.lake_sql [--warm-days 365] [--cold-days 730] [--repeat 20] [--no-minio]``.
 Figures are printed and written to ``bench/results/lake_sql.json``.
@@ -47,7 +48,11 @@ from common.lake import (
     rollups_hourly_path,
 )
 from common.settings import Settings
-from storage_tiers.cold_query import DATASETS, ColdQueryBackend, TierQuery, compile_query
+from serving.query_engine import QueryEngine
+from serving.query_spec import QuerySpec, SpecInput, build_spec
+from serving.sql_compile import compile_segment
+from serving.tier_routing import Horizons, plan
+from storage_tiers.lake_reader import LakeRollupReader
 from storage_tiers.lake_sql import files_read, lake_connection
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lake_sql.json"
@@ -128,37 +133,41 @@ def measure(settings: Settings, repeat: int) -> dict[str, Any]:
     started = time.perf_counter()
     con = lake_connection(settings)
     open_ms = round((time.perf_counter() - started) * 1000, 1)
-    backend = ColdQueryBackend(settings)
-    day = LAST_DAY - timedelta(days=10)
-    one_day = TierQuery("acme", "rollups_hourly", "events", None, datetime(day.year, day.month, day.day, tzinfo=UTC),
-                        datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1), 3600, ["country"])
-    year_end = LAST_DAY - timedelta(days=365)
-    one_year = TierQuery("acme", "rollups_daily", "users", None,
-                         datetime(year_end.year, year_end.month, year_end.day, tzinfo=UTC) - timedelta(days=365),
-                         datetime(year_end.year, year_end.month, year_end.day, tzinfo=UTC), 86400)
+    reader = LakeRollupReader(settings)
+    engine = QueryEngine(None, reader)
+    now = datetime(LAST_DAY.year, LAST_DAY.month, LAST_DAY.day, tzinfo=UTC) + timedelta(days=1)
+    day = datetime.combine(LAST_DAY - timedelta(days=10), datetime.min.time(), UTC)
+    one_day = build_spec(SpecInput(["events"], start=day, end=day + timedelta(days=1), granularity="hour",
+                                   dimensions=["country"], tier="warm"), now=now)
+    year_end = datetime.combine(LAST_DAY - timedelta(days=365), datetime.min.time(), UTC)
+    one_year = build_spec(SpecInput(["unique_users"], start=year_end - timedelta(days=365), end=year_end,
+                                    granularity="day", tier="cold"), now=now)
     view_day = ("SELECT count(*) FROM events WHERE dt = $d", {"d": LAST_DAY - timedelta(days=3)})
     all_daily = ("SELECT sum(events) FROM rollups_daily", None)
 
-    def via_view(spec: TierQuery) -> tuple[str, dict[str, Any]]:
-        """The backend's statement over the view (glob of the whole dataset) instead of the range's files."""
-        sql, params = compile_query(spec)
-        return sql.replace(DATASETS[spec.dataset].relation, spec.dataset), params
+    def statement(spec: QuerySpec, narrowed: bool) -> tuple[str, dict[str, Any]]:
+        """The engine's statement: through the reader's relation (the range's folders) or over the view."""
+        (segment,) = plan(spec, now, Horizons())
+        relation = reader.relation(segment.source.table, segment.start, segment.end) if narrowed else None
+        return compile_segment(spec, segment, "acme", whole=True, relation=relation)
 
     try:
         figures = {
             "open connection with views_ms": open_ms,
-            "backend: 1-day hourly series by country": {
-                **_timed(lambda: backend.query(one_day), repeat), "rows": backend.query(one_day).num_rows,
-                "files_read": _plan_files(backend.explain(one_day))},
-            "backend: 1-year daily unique users": {
-                **_timed(lambda: backend.query(one_year), repeat), "rows": backend.query(one_year).num_rows,
-                "files_read": _plan_files(backend.explain(one_year))},
+            "engine (lake reader): 1-day hourly series by country": {
+                **_timed(lambda: engine.run("acme", one_day, now), repeat),
+                "rows": len(engine.run("acme", one_day, now).rows),
+                "files_read": _plan_files(reader.explain(*statement(one_day, narrowed=True)))},
+            "engine (lake reader): 1-year daily unique users": {
+                **_timed(lambda: engine.run("acme", one_year, now), repeat),
+                "rows": len(engine.run("acme", one_year, now).rows),
+                "files_read": _plan_files(reader.explain(*statement(one_year, narrowed=True)))},
             "same 1-day series over the rollups_hourly view (glob of every partition)": {
-                **_timed(lambda: con.execute(*via_view(one_day)).fetchall(), repeat),
-                "files_read": files_read(con, *via_view(one_day))},
+                **_timed(lambda: con.execute(*statement(one_day, narrowed=False)).fetchall(), repeat),
+                "files_read": files_read(con, *statement(one_day, narrowed=False))},
             "same 1-year series over the rollups_daily view": {
-                **_timed(lambda: con.execute(*via_view(one_year)).fetchall(), repeat),
-                "files_read": files_read(con, *via_view(one_year))},
+                **_timed(lambda: con.execute(*statement(one_year, narrowed=False)).fetchall(), repeat),
+                "files_read": files_read(con, *statement(one_year, narrowed=False))},
             "view: events count, dt = one day": {
                 **_timed(lambda: con.execute(*view_day).fetchall(), repeat),
                 "files_read": files_read(con, *view_day)},
@@ -167,7 +176,7 @@ def measure(settings: Settings, repeat: int) -> dict[str, Any]:
                 "files_read": files_read(con, *all_daily)},
         }
     finally:
-        backend.close()
+        reader.close()
         con.close()
     return figures
 

@@ -1,4 +1,4 @@
--- The lake's views for data scientists and the cold query path (storage_tiers/lake_sql.py creates them).
+-- The lake's views for data scientists and the rollup macros the API reads (storage_tiers/lake_sql.py creates them).
 -- Each __TOKEN__ is replaced before this runs: the relations by read_parquet('<dataset>/<glob>',
 -- hive_partitioning = true, hive_types = {...}) over the dataset's folder (local or s3://, httpfs is loaded
 -- and an S3 secret configured), or by an empty relation with the same columns while the tier has no file;
