@@ -203,6 +203,7 @@ class ExternalSampler:
         self.stream: list[dict[str, Any]] = []
         self.latest: dict[int, int] = {}
         self.errors = 0
+        self._failing: set[str] = set()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
@@ -221,18 +222,31 @@ class ExternalSampler:
         try:
             self.newest_event = self._store.query_arrow(NEWEST_EVENT_SQL).to_pylist()[0]["newest"]
             self.stream = self._store.query_arrow(STREAM_SQL).to_pylist()
+            self._recovered("the hot tier")
         except Exception as exc:  # the hot tier may be down: keep the last sample, count the failure
             ok = False
-            log.warning("metrics: could not sample the hot tier: %s", exc)
+            self._failed("the hot tier", exc)
         try:
             self.latest = self._latest_offsets()
+            self._recovered("Kafka")
         except Exception as exc:
             ok = False
-            log.warning("metrics: could not read the latest offsets of %s: %s", self._settings.kafka_topic, exc)
+            self._failed("Kafka", exc)
         if ok:
             self.sampled_at = time.time()
         else:
             self.errors += 1
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        if what not in self._failing:  # once per outage, not every few seconds
+            self._failing.add(what)
+            log.warning("metrics: cannot sample %s (%s); the last sample stays exposed and "
+                        "lakehouse_metrics_sample_age_seconds grows", what, exc)
+
+    def _recovered(self, what: str) -> None:
+        if what in self._failing:
+            self._failing.discard(what)
+            log.info("metrics: sampling %s again", what)
 
     def lag(self) -> dict[tuple[str, int], int]:
         """(query, partition) → records on the topic the query has not processed yet."""
