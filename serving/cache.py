@@ -166,7 +166,8 @@ class QueryCache:
             try:
                 value = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s)
             finally:
-                await self._redis.delete(lock)
+                with contextlib.suppress(RedisError):  # Redis gone meanwhile: the lock expires by itself
+                    await self._redis.delete(lock)
             self.stats.misses += 1
             return value, "miss"
         except RedisError as exc:
@@ -183,17 +184,20 @@ class QueryCache:
         fresh_s = ttl_s * random.uniform(0.9, 1.1)
         now = time.time()
         keep_ms = max(1, int((fresh_s + stale_s) * 1000))
-        if entry_range is not None and await self._redis.get(epoch_key(entry_range.tenant)) != epoch:
-            self.stats.discarded += 1  # computed across a restatement of this tenant: may predate it
-            return value
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.set(key, _HEADER.pack(now + fresh_s) + value, px=keep_ms)
-        if entry_range is not None:
-            index = index_key(entry_range.tenant)
-            pipe.zadd(index, {entry_range.member(key): now + keep_ms / 1000})
-            pipe.zremrangebyscore(index, "-inf", now)  # expired entries leave the index as new ones come
-            pipe.expire(index, int(fresh_s + stale_s) + INDEX_KEEP_SECONDS)
-        await pipe.execute()
+        try:
+            if entry_range is not None and await self._redis.get(epoch_key(entry_range.tenant)) != epoch:
+                self.stats.discarded += 1  # computed across a restatement of this tenant: may predate it
+                return value
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(key, _HEADER.pack(now + fresh_s) + value, px=keep_ms)
+            if entry_range is not None:
+                index = index_key(entry_range.tenant)
+                pipe.zadd(index, {entry_range.member(key): now + keep_ms / 1000})
+                pipe.zremrangebyscore(index, "-inf", now)  # expired entries leave the index as new ones come
+                pipe.expire(index, int(fresh_s + stale_s) + INDEX_KEEP_SECONDS)
+            await pipe.execute()
+        except RedisError as exc:  # Redis went away after the computation: answer it, uncached
+            self.stats.errors = [str(exc)]
         return value
 
     async def _refresh_in_background(
