@@ -37,6 +37,9 @@ class QueryResult:
     approximate: list[str] = field(default_factory=list)
     truncated: bool = False
     took_ms: float = 0.0
+    # where the rows read begin: rollup rows start on their hour or day, so a range starting inside one
+    # is read from that row's start (the answer says so rather than pretend to the second)
+    read_from: datetime | None = None
 
     def records(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
@@ -80,6 +83,7 @@ class QueryEngine:
             approximate=approximate,
             truncated=truncated,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
+            read_from=segments[0].start,
         )
 
     def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:

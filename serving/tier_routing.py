@@ -83,10 +83,14 @@ def plan(spec: QuerySpec, now: datetime, horizons: Horizons) -> list[Segment]:
     ]
     if bucket != 60:
         ladder = ladder[1:]  # hourly rollups answer everything coarser than a minute inside 90 days
+    if bucket >= 86400:
+        # day buckets past the hot tier: the daily rollups, built for every complete day, read one file
+        # per day where the warm hourly rollups read 24 (a 1-year series: 365 files instead of 8,760)
+        ladder = [ladder[0], ladder[2]]
     segments: list[Segment] = []
     end = spec.end
     reach = timedelta(0)
-    for oldest, source in ladder:
+    for i, (oldest, source) in enumerate(ladder):
         if end <= spec.start:
             break
         if bucket and bucket < source.step:
@@ -94,7 +98,9 @@ def plan(spec: QuerySpec, now: datetime, horizons: Horizons) -> list[Segment]:
                 f"{spec.granularity} buckets reach back {reach.days} days; ask for a coarser granularity "
                 "for older ranges"
             )
-        cut = _floor(max(spec.start, _ceil(oldest, max(bucket, source.step))), source.step)
+        # a cut falls on a boundary of both neighbours' rows (and of the buckets): no row is read twice
+        older_step = ladder[i + 1][1].step if i + 1 < len(ladder) else source.step
+        cut = _floor(max(spec.start, _ceil(oldest, max(bucket, source.step, older_step))), source.step)
         if cut < end:
             segments.append(Segment(source, cut, end))
             end = cut

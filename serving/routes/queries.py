@@ -75,8 +75,9 @@ def _range_fields(spec: QuerySpec) -> dict[str, Any]:
 
 
 def _provenance(result: QueryResult) -> dict[str, Any]:
-    return {"sources": result.sources, "approximate": result.approximate, "truncated": result.truncated,
-            "took_ms": result.took_ms}
+    read_from = result.read_from.isoformat().replace("+00:00", "Z") if result.read_from else None
+    return {"sources": result.sources, "read_from": read_from, "approximate": result.approximate,
+            "truncated": result.truncated, "took_ms": result.took_ms}
 
 
 def spec_input(query: QueryModel) -> SpecInput:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
@@ -60,15 +60,22 @@ def test_recent_ranges_stay_in_the_hot_tier():
     assert [t for t, *_ in tables(plan(spec(range="30d", granularity="day"), NOW, Horizons()))] == ["rollups_1h"]
 
 
-def test_a_seven_year_range_is_cut_at_the_horizons_on_day_boundaries():
+def test_day_buckets_past_the_hot_tier_come_from_the_daily_rollups():
     segments = plan(spec(range="7y", granularity="day"), NOW, Horizons())
+    assert [s.source.table for s in segments] == ["rollups_daily", "rollups_1h"]
+    assert segments[1].start == datetime(2026, 8, 26, tzinfo=UTC)
+
+
+def test_a_seven_year_total_is_cut_where_neighbouring_rows_both_end():
+    segments = plan(spec(range="7y"), NOW, Horizons())  # totals: hourly rollups between 90 days and 1 year
     assert [s.source.table for s in segments] == ["rollups_daily", "rollups_hourly", "rollups_1h"]
-    assert segments[0].start == datetime(2019, 11, 25, tzinfo=UTC)
+    assert segments[0].start == datetime(2019, 11, 25, tzinfo=UTC)  # the first day is read whole
     for older, newer in zip(segments, segments[1:], strict=False):
-        assert older.end == newer.start and newer.start.hour == 0 and newer.start.minute == 0
-    # each piece starts inside its source's horizon, at the first day boundary
-    assert NOW - timedelta(days=365) <= segments[1].start < NOW - timedelta(days=364)
-    assert NOW - timedelta(days=90) <= segments[2].start < NOW - timedelta(days=89)
+        assert older.end == newer.start
+    # daily rows end at midnight: the cold/warm cut is the first midnight inside the warm horizon;
+    # the warm/hot cut only needs an hour boundary
+    assert segments[1].start == datetime(2025, 11, 24, tzinfo=UTC)
+    assert segments[2].start == datetime(2026, 8, 25, 14, tzinfo=UTC)
     assert segments[-1].end == NOW
 
 
