@@ -43,6 +43,7 @@ from common.settings import Settings
 from storage_tiers.lake_sql import COLD_ROLLUPS_DAILY, WARM_ROLLUPS_HOURLY, TierSource, duckdb_uri, lake_connection
 
 MAX_MONTH_GLOBS = 3  # a range over more months is read through one glob of their common prefix
+MAX_LISTINGS = 1024  # listings kept before stale ones are dropped
 FILES_PARAMETER = "lake_files"
 DATASETS: dict[str, TierSource] = {"rollups_hourly": WARM_ROLLUPS_HOURLY, "rollups_daily": COLD_ROLLUPS_DAILY}
 _DT_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
@@ -134,6 +135,9 @@ class LakeRollupReader:
             return cached[1]
         files = [row[0] for row in self._cursor().execute("SELECT file FROM glob($p) ORDER BY file",
                                                           {"p": pattern}).fetchall()]
+        if len(self._listings) > MAX_LISTINGS:  # rolling ranges keep making new patterns: forget stale ones
+            for stale in [k for k, (at, _files) in list(self._listings.items()) if now - at >= self.listing_seconds]:
+                self._listings.pop(stale, None)
         self._listings[pattern] = (now, files)
         return files
 
