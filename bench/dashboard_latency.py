@@ -187,6 +187,24 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def outcomes_and_latency(host: str, port: int, raw: bytes, n: int, pause_s: float) -> dict:
+    """``n`` requests of one open-window question, ``pause_s`` apart: how often the answer came from a
+    fresh entry, a stale one (refreshed in the background) or a computation, and the latencies."""
+    conn = await Connection(host, port).open()
+    latencies, outcomes = [], {}
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            status, headers, _ = await conn.request(raw)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            outcome = f"{status}:{headers.get('x-cache')}"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            await asyncio.sleep(pause_s)
+    finally:
+        conn.close()
+    return {"outcomes": outcomes, "latency": percentiles(latencies)}
+
+
 async def throughput(host: str, port: int, requests: list[bytes], clients: int, seconds: float) -> dict:
     stop = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -235,6 +253,12 @@ def measure(settings, tenant: str, samples: int, clients: int, seconds: float, a
         cached_requests.append(raw)
         print(f"   {name:22} uncached {out['widgets'][name]['uncached']}\n   {'':22} cached   "
               f"{out['widgets'][name]['cached']}", flush=True)
+    # "last 7 days" ending now: a 0.5 s fresh TTL, then stale-while-revalidate (a request every 20 ms)
+    path, params = widgets(tenant, start, end)["timeseries_by_hour"]
+    open_window = prepare(host, path, {k: v for k, v in params.items() if k not in ("from", "to")} | {"range": "7d"},
+                          key)
+    out["open_window_timeseries"] = asyncio.run(outcomes_and_latency(host, port, open_window, samples * 3, 0.02))
+    print(f"   open window (range=7d) timeseries: {out['open_window_timeseries']}", flush=True)
     asyncio.run(sequential(host, port, cached_requests, {"miss", "hit"}))  # entries may have expired meanwhile
     cpu_before = process_cpu_seconds(api_pid) if api_pid else None
     out["cached_throughput"] = asyncio.run(throughput(host, port, cached_requests, clients, seconds))

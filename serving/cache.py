@@ -149,9 +149,10 @@ class QueryCache:
                 if time.time() < fresh_until:
                     self.stats.hits += 1
                     return body, "hit"
-                self.stats.stale += 1
-                await self._refresh_in_background(key, ttl_s, compute, entry_range, stale_s)
-                return body, "stale"
+                if stale_s > 0:  # (an entry without staleness may outlive its fresh time by the SET's latency)
+                    self.stats.stale += 1
+                    await self._refresh_in_background(key, ttl_s, compute, entry_range, stale_s)
+                    return body, "stale"
             lock = f"{key}:lock"
             deadline = time.monotonic() + self._lock_timeout
             while not await self._redis.set(lock, b"1", nx=True, px=int(self._lock_timeout * 1000)):
