@@ -13,7 +13,11 @@ reused when it is already up). Steps:
    (breakdown) and the top 10 pages by page views (top-N). Each is measured alone, sequentially over one
    keep-alive connection: *uncached* (every request a new cache key: ``to`` moves back one minute per
    request, so each computes in the hot tier) and *cached* (the same request again and again).
-3. Requests/s with ``--clients`` concurrent keep-alive connections cycling over the three cached widgets.
+3. The time series as "last 7 days" ending now (``range=7d``), one request every 20 ms: how its answers
+   split between fresh hits, stale answers refreshed in the background, and misses.
+4. Requests/s with ``--clients`` concurrent keep-alive connections cycling over the three cached widgets,
+   and the API process's CPU time per request (read from ``/proc``, so other load on the machine does not
+   change it).
 
 The HTTP client is a few lines of asyncio over raw sockets (requests prepared once), so that the
 client's own cost stays small next to the server's on this 2-core machine, where both share the CPUs.
