@@ -325,6 +325,16 @@ def test_filtered_queries_never_open_other_days_files(fresh: Settings) -> None:
                 con.sql(f"SELECT count(*) FROM {view}").fetchall()
     finally:
         con.close()
+    # The API's path too: a day's warm and cold answers open nothing of the other days.
+    reader = LakeRollupReader(fresh)
+    try:
+        engine = QueryEngine(None, reader)
+        for tier, day in (("warm", D6), ("cold", D3)):
+            start = datetime.combine(day, datetime.min.time(), UTC)
+            spec = _spec(tier, ["events", "unique_users"], start, start + timedelta(days=1), dimensions=["device"])
+            assert _keyed(engine.run("acme", spec, NOW).rows, spec) == _truth(spec, "acme")
+    finally:
+        reader.close()
 
 
 def test_an_empty_lake_has_empty_views_and_tiers_show_up_later(fresh: Settings) -> None:
