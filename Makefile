@@ -45,6 +45,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench.freshness_throughput
+	$(BIN)/python -m bench.dashboard_latency
 
 stack-up: setup
 	$(BIN)/lakehouse stack up

@@ -36,5 +36,6 @@ def test_no_generated_request_makes_the_api_answer_5xx(stack: Stack, settings: S
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     report = run.stdout + run.stderr
+    print(report[-2500:])  # the summary (operations, phases, test cases), shown with -s or on failure
     assert run.returncode == 0, report  # the report lists each failing operation with a curl to replay it
     assert " passed" in report, report
