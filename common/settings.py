@@ -91,19 +91,6 @@ class Settings(BaseSettings):
         description="How often the API samples the gauges read from other services for GET /metrics (Kafka lag, "
         "hot-tier freshness, late events).",
     )
-    cache_max_stale_seconds: float = Field(
-        default=5.0,
-        description="Stale-while-revalidate for open ranges: past its fresh TTL an entry is still answered for up to "
-        "this long while one request refreshes it in the background (0 turns it off).",
-    )
-    log_format: str = Field(
-        default="json", description="Serving logs: `json` (one object per line, for machines) or `text` (humans)."
-    )
-    metrics_refresh_seconds: float = Field(
-        default=5.0,
-        description="How often the API samples the gauges read from other services for GET /metrics (Kafka lag, "
-        "hot-tier freshness, late events).",
-    )
     query_timeout_seconds: float = Field(
         default=30.0, description="A dashboard or ad-hoc query running longer is cancelled and answered 504."
     )
