@@ -129,7 +129,9 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
         ],
     )
     print(
-        f"\nThe stack keeps running: try `curl -H 'Authorization: Bearer {settings.admin_key}' "
+        f"\nThe stack keeps running. Open {settings.api_url}/ in a browser for the web dashboard (tenant acme, "
+        f"key {settings.admin_key}: the local stack's admin key), "
+        f"try `curl -H 'Authorization: Bearer {settings.admin_key}' "
         f"'{settings.api_url}/v1/timeseries?metric=page_views&tenant=acme"
         f"&range=1h&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; stop it with "
         "`lakehouse stack down`."

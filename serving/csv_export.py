@@ -22,7 +22,7 @@ FORMATS = ("json", "csv")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def csv_requested(
+async def csv_requested(
     request: Request,
     format_: str | None = Query(None, alias="format", description="json (default) or csv; or send Accept: text/csv"),
 ) -> bool:
