@@ -79,6 +79,7 @@ from common.lake import (
     read_manifest,
 )
 from common.settings import REPO_ROOT, Settings
+from storage_tiers.lake_io import publish
 from storage_tiers.lake_sql import duckdb_uri as _duckdb_uri
 from storage_tiers.lake_sql import httpfs_extension_path as httpfs_extension_path  # noqa: F401 - re-exported
 from storage_tiers.lake_sql import lake_connection, lake_session
@@ -291,21 +292,9 @@ def tool_version() -> str:
         return "0+unknown"
 
 
-def _write_manifest(filesystem: pafs.FileSystem, folder: str, manifest: dict[str, Any], run_id: str) -> None:
-    """The publishing step: one atomic replace locally, one PUT on S3 (objects appear whole)."""
-    body = (json.dumps(manifest, indent=2) + "\n").encode()
-    final = f"{folder}/{MANIFEST_NAME}"
-    if isinstance(filesystem, pafs.S3FileSystem):
-        with filesystem.open_output_stream(final) as sink:
-            sink.write(body)
-        return
-    os.makedirs(folder, exist_ok=True)
-    staged = f"{folder}/.{MANIFEST_NAME}.{run_id}.tmp"
-    with open(staged, "wb") as out:
-        out.write(body)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(staged, final)
+def _write_manifest(filesystem: pafs.FileSystem, folder: str, manifest: dict[str, Any]) -> None:
+    """The publishing step: the manifest appears whole (one PUT on S3, write-then-rename locally)."""
+    publish(filesystem, f"{folder}/{MANIFEST_NAME}", (json.dumps(manifest, indent=2) + "\n").encode())
 
 
 def _delete_superseded(
@@ -417,7 +406,7 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 "rows_outside_hour": stats["rows_outside_hour"],
                 "rows_without_event_id": stats["rows_without_event_id"],
             }
-            _write_manifest(filesystem, folder, manifest, run_id)
+            _write_manifest(filesystem, folder, manifest)
         except BaseException:
             writer.abort()
             raise

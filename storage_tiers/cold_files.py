@@ -157,19 +157,28 @@ def _publish_day(
     return ColdDay(dataset, day, table.num_rows, len(body), digest, uri, manifest, built=True)
 
 
+def _sources_and_unchanged(
+    settings: Settings, filesystem: pafs.FileSystem, root: str, dataset: str, day: date
+) -> tuple[list[dict[str, Any]], ColdDay | None]:
+    """The archive hours of ``day`` and, when the published cold day was built from exactly those, that day
+    (nothing to rebuild)."""
+    sources = archive_sources(settings, filesystem, day)
+    current = published(filesystem, root, day)
+    if not sources or not is_current(current, sources):
+        return sources, None
+    assert current is not None
+    return sources, ColdDay(dataset, day, current["rows"], current["bytes"], current["sha256"],
+                            f"{root}/dt={day.isoformat()}/{PART_NAME}", current, built=False)
+
+
 def build_cold_events(
     settings: Settings, filesystem: pafs.FileSystem, policy: TierPolicy, day: date, run_id: str | None = None
 ) -> ColdDay | None:
     """Compact the archived hours of ``day`` into one cold file (rebuilt only when its sources changed)."""
-    sources = archive_sources(settings, filesystem, day)
     root = cold_events_path(settings)
-    current = published(filesystem, root, day)
-    if not sources:
-        return None
-    if is_current(current, sources):
-        assert current is not None
-        return ColdDay("events", day, current["rows"], current["bytes"], current["sha256"],
-                       f"{root}/dt={day.isoformat()}/{PART_NAME}", current, built=False)
+    sources, unchanged = _sources_and_unchanged(settings, filesystem, root, "events", day)
+    if not sources or unchanged:
+        return unchanged
     table = read_tables(filesystem, [f for s in sources for f in s["files"]], EVENT_ARROW_SCHEMA)
     table = (table if table is not None else EVENT_ARROW_SCHEMA.empty_table()).sort_by(
         [(c, "ascending") for c in EVENTS_SORT])
@@ -204,15 +213,10 @@ def build_rollups_daily(
     Rebuilt only when the archive hours changed since the published version. Raises ``ColdBuildError``
     naming the hours whose warm rollups are missing or disagree with the archive.
     """
-    sources = archive_sources(settings, filesystem, day)
     root = rollups_daily_path(settings)
-    current = published(filesystem, root, day)
-    if not sources:
-        return None
-    if is_current(current, sources):
-        assert current is not None
-        return ColdDay("rollups_daily", day, current["rows"], current["bytes"], current["sha256"],
-                       f"{root}/dt={day.isoformat()}/{PART_NAME}", current, built=False)
+    sources, unchanged = _sources_and_unchanged(settings, filesystem, root, "rollups_daily", day)
+    if not sources or unchanged:
+        return unchanged
     hours, problems = [], []
     for source in sources:
         hour = datetime.fromisoformat(source["hour"].replace("Z", "+00:00"))
