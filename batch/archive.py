@@ -78,11 +78,11 @@ from common.lake import (
     landing_path,
     read_manifest,
 )
+from common.lake_io import publish
 from common.settings import REPO_ROOT, Settings
-from storage_tiers.lake_io import publish
-from storage_tiers.lake_sql import duckdb_uri as _duckdb_uri
-from storage_tiers.lake_sql import httpfs_extension_path as httpfs_extension_path  # noqa: F401 - re-exported
-from storage_tiers.lake_sql import lake_connection, lake_session
+from storage_tiers.lake.sql import duckdb_uri as _duckdb_uri
+from storage_tiers.lake.sql import httpfs_extension_path as httpfs_extension_path  # noqa: F401 - re-exported
+from storage_tiers.lake.sql import lake_connection, lake_session
 
 SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 ARCHIVE_SCHEMA = EVENT_ARROW_SCHEMA

@@ -73,7 +73,7 @@ class EventTemplates:
 
 def admin_headers(settings) -> dict[str, str]:  # noqa: ANN001
     """The benchmark writes and reads several tenants: the admin key, which is not rate limited."""
-    from serving.auth import bearer_headers
+    from serving.tenancy.auth import bearer_headers
 
     return bearer_headers(settings.admin_key)
 

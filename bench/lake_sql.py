@@ -48,12 +48,12 @@ from common.lake import (
     rollups_hourly_path,
 )
 from common.settings import Settings
-from serving.query_engine import QueryEngine
-from serving.query_spec import QuerySpec, SpecInput, build_spec
-from serving.sql_compile import compile_segment
-from serving.tier_routing import Horizons, plan
-from storage_tiers.lake_reader import LakeRollupReader
-from storage_tiers.lake_sql import files_read, lake_connection
+from serving.query.engine import QueryEngine
+from serving.query.spec import QuerySpec, SpecInput, build_spec
+from serving.query.sql_compile import compile_segment
+from serving.query.tier_routing import Horizons, plan
+from storage_tiers.lake.reader import LakeRollupReader
+from storage_tiers.lake.sql import files_read, lake_connection
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lake_sql.json"
 LAST_DAY = date(2026, 11, 22)

@@ -221,14 +221,14 @@ class Laid:
 def _publisher() -> Callable[..., Any]:
     """The tier mover's own writer of a cold day (Parquet + ``_manifest.json`` last), so the bench's cold
     days are byte-for-byte in the format the views and the audit read."""
-    from storage_tiers import cold_files
+    from storage_tiers.tiers import cold_files
 
     return cold_files._publish_day  # noqa: SLF001 - the one writer of the cold manifest format
 
 
 def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:  # noqa: ANN401
     """Write every tier's files (and hot rows when ``hot`` is given) for ``HISTORY_DAYS`` days up to now."""
-    from storage_tiers.cold_files import EVENTS_SORT, _hour_counts
+    from storage_tiers.tiers.cold_files import EVENTS_SORT, _hour_counts
 
     publish_day = _publisher()
     filesystem = pafs.LocalFileSystem()
@@ -334,7 +334,7 @@ def evict(folder: Path) -> int:
 
 def cold_aggregate(settings: Settings, name: str, sql: str, params: dict[str, Any], rows_in_range: int,
                    folder: Path, warm_runs: int = 5) -> tuple[dict[str, Any], pa.Table]:
-    from storage_tiers.lake_sql import files_read, lake_connection
+    from storage_tiers.lake.sql import files_read, lake_connection
 
     evicted = evict(folder)
     con = lake_connection(settings)
@@ -511,7 +511,7 @@ def main() -> None:
     os.environ.update(BENCH_ENV)
     from cli.app_services import full_stack
     from common.hot_store import FlightHotStore
-    from serving.auth import bearer_headers
+    from serving.tenancy.auth import bearer_headers
 
     settings = Settings()
     stack = full_stack(settings)

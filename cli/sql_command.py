@@ -36,7 +36,7 @@ def add_sql_parser(sub: Any) -> None:  # argparse's _SubParsersAction
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from storage_tiers.lake_sql import lake_connection
+    from storage_tiers.lake.sql import lake_connection
 
     if args.format == "parquet" and not args.output:
         print("error: --format parquet writes a file: add --output FILE", file=sys.stderr)

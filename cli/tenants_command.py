@@ -67,7 +67,7 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
 
 
 def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.auth import bearer_headers
+    from serving.tenancy.auth import bearer_headers
 
     method, path, body = _request(args)
     try:

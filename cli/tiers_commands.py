@@ -27,8 +27,8 @@ def _as_of(text: str | None) -> datetime:
 
 
 def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
-    from storage_tiers.audit_log import AuditLog
-    from storage_tiers.holds import HoldError, active_holds, place_hold, release_hold
+    from storage_tiers.compliance.audit_log import AuditLog
+    from storage_tiers.compliance.holds import HoldError, active_holds, place_hold, release_hold
 
     log = AuditLog(settings)
     try:
@@ -51,9 +51,9 @@ def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from common.hot_store import FlightHotStore, open_hot_store
-    from storage_tiers.audit_log import AuditLog
+    from storage_tiers.compliance.audit_log import AuditLog
     from storage_tiers.policy import PolicyError, load_policy
-    from storage_tiers.purge import Purger
+    from storage_tiers.tiers.purge import Purger
 
     try:
         as_of = _as_of(args.as_of)

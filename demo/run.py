@@ -15,7 +15,7 @@ from common.settings import Settings
 from demo.clickstream import TENANTS, Clickstream
 from demo.ground_truth import unique_valid
 from demo.load import FreshnessProbe, post_events
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
 
 
 def topic_size(settings: Settings, topic: str) -> int:

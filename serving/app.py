@@ -17,9 +17,8 @@ from common.hot_store import HotStoreError, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher
-from serving.alerts_evaluator import build_evaluator
-from serving.alerts_store import AlertStore
-from serving.auth import AuthError, auth_error_response, enable_api_keys
+from serving.alerts.evaluator import build_evaluator
+from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
 from serving.context import Serving
 from serving.hot_node import start_hot_node
@@ -30,16 +29,17 @@ from serving.observability import (
     configure_logging,
     metrics_router,
 )
-from serving.query_engine import QueryEngine
-from serving.query_spec import QueryError
+from serving.query.engine import QueryEngine
+from serving.query.spec import QueryError
+from serving.query.tier_routing import horizons_from_policy
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
 from serving.routes.dashboards import dashboards_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
-from serving.tier_routing import horizons_from_policy
-from storage_tiers.lake_reader import LakeRollupReader
+from serving.tenancy.auth import AuthError, auth_error_response, enable_api_keys
+from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
 log = logging.getLogger(__name__)

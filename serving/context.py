@@ -11,10 +11,10 @@ from fastapi import Query
 from common.hot_store import HotStore
 from common.settings import Settings
 from ingest.publisher import EventPublisher
-from serving.auth import ApiKeyAuth
 from serving.cache import QueryCache
 from serving.observability import ServingMetrics
-from serving.query_engine import QueryEngine
+from serving.query.engine import QueryEngine
+from serving.tenancy.auth import ApiKeyAuth
 
 
 def tenant_from_query(tenant: str = Query("default", description="the tenant whose data is read")) -> str:

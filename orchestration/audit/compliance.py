@@ -18,8 +18,8 @@ import dagster as dg
 from common.hot_store import HotStore
 from orchestration.resources import HotStoreResource, LakehouseResource
 from orchestration.tiers.resources import TiersResource
-from storage_tiers.audit_report import AuditReport, publish_report, run_audit
-from storage_tiers.violations import KINDS
+from storage_tiers.compliance.audit_report import AuditReport, publish_report, run_audit
+from storage_tiers.compliance.violations import KINDS
 
 OWNERS = ["team:data-engineering"]
 

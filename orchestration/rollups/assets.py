@@ -24,7 +24,7 @@ from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import HOURLY, LOAD_SETTINGS, OWNERS, hourly_check_spec, partition_hour
 from orchestration.resources import HotStoreResource, LakehouseResource, SparkResource
 from serving.cache import invalidate_restated_hours
-from storage_tiers.audit_log import AuditLog
+from storage_tiers.compliance.audit_log import AuditLog
 
 DRIFT_CHECK = "stream_batch_drift"
 DRIFT_TABLE_ROWS = 50  # tenants shown in the drift table, worst first

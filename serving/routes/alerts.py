@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from serving.alerts import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
-from serving.alerts_store import AlertState, AlertStore
+from serving.alerts.rules import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
+from serving.alerts.store import AlertState, AlertStore
 from serving.context import Serving
 from serving.routes.queries import FilterModel
 

@@ -38,13 +38,13 @@ from cli.main import main as lakehouse
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import FlightHotStore
 from common.lake import fs_path, lake_filesystem
+from common.lake_io import parquet_bytes, publish
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from stack import ensure_bucket, s3_client
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.audit_report import publish_report, report_html, report_json, run_audit
-from storage_tiers.holds import place_hold
-from storage_tiers.lake_io import parquet_bytes, publish
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.audit_report import publish_report, report_html, report_json, run_audit
+from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import load_policy
 from tests.integration.own_services import free_pair
 
@@ -414,7 +414,7 @@ def test_inventory_reads_the_cold_days_the_movers_publish(tmp_path: Path) -> Non
     """The cold days as ``storage_tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
     no event-time range) are inventoried right: rows from the manifest, bytes of the file, time range from the
     footer. Local lake, no services."""
-    from storage_tiers.cold_files import build_cold_events, build_rollups_daily
+    from storage_tiers.tiers.cold_files import build_cold_events, build_rollups_daily
 
     settings = Settings(home=tmp_path, lake_uri=str(tmp_path / "lake"), tier_policy="")
     policy = load_policy(settings)

@@ -14,8 +14,8 @@ from batch.restate import restate_hour
 from common.hot_store import HotStore
 from common.rollups import minute_rollups
 from common.settings import Settings
-from serving.auth import bearer_headers
 from serving.cache import invalidate_restated_hours
+from serving.tenancy.auth import bearer_headers
 from tests.integration.conftest import wait_for
 from tests.integration.direct_hot import events_table, insert_events
 

@@ -69,10 +69,10 @@ from orchestration.rollups.assets import rollups_hourly
 from orchestration.tiers.assets import audit_log_intact, cold_tier, hot_tier_drop, retention_purge, rollups_daily
 from orchestration.tiers.resources import tiers_resources
 from stack import ensure_bucket
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.cold_files import object_tags
-from storage_tiers.holds import place_hold
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import DEFAULT_POLICY_FILE, load_policy
+from storage_tiers.tiers.cold_files import object_tags
 from stream.job import landing_writer, parse_events
 from tests.integration.own_services import free_pair
 

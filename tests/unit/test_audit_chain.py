@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from common.settings import Settings
-from storage_tiers.audit_log import GENESIS, AuditError, AuditLog, record_hash
-from storage_tiers.holds import HoldError, active_holds, is_held, place_hold, release_hold
+from storage_tiers.compliance.audit_log import GENESIS, AuditError, AuditLog, record_hash
+from storage_tiers.compliance.holds import HoldError, active_holds, is_held, place_hold, release_hold
 
 
 @pytest.fixture

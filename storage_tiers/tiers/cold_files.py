@@ -38,8 +38,7 @@ from common.lake import (
     rollups_daily_path,
     rollups_hourly_path,
 )
-from common.settings import REPO_ROOT, Settings
-from storage_tiers.lake_io import (
+from common.lake_io import (
     data_files,
     day_start,
     iso,
@@ -51,6 +50,7 @@ from storage_tiers.lake_io import (
     read_tables,
     sha256,
 )
+from common.settings import REPO_ROOT, Settings
 from storage_tiers.policy import TierPolicy
 
 COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"

@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from common.settings import REPO_ROOT
-from serving.query_spec import GRANULARITIES, METRICS, Order, QuerySpec
-from serving.tier_routing import Segment
+from serving.query.spec import GRANULARITIES, METRICS, Order, QuerySpec
+from serving.query.tier_routing import Segment
 
 _TEMPLATES = {
     "clickhouse": (REPO_ROOT / "sql" / "clickhouse" / "queries" / "aggregate.sql").read_text(),

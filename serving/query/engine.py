@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from common.hot_store import HotStore
-from serving.query_spec import METRICS, QueryError, QuerySpec
-from serving.sql_compile import compile_segment, effective_order, metric_alias
-from serving.tier_routing import Horizons, Segment, plan
-from storage_tiers.lake_reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
+from serving.query.spec import METRICS, QueryError, QuerySpec
+from serving.query.sql_compile import compile_segment, effective_order, metric_alias
+from serving.query.tier_routing import Horizons, Segment, plan
+from storage_tiers.lake.reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
 
 DEFAULT_ROW_CAP = 10_000
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from serving.query_spec import METRICS, QueryError, SpecInput, build_spec, parse_range
+from serving.query.spec import METRICS, QueryError, SpecInput, build_spec, parse_range
 
 THRESHOLD_OPS = ("<", "<=", ">", ">=")
 DIRECTIONS = ("drop", "rise")

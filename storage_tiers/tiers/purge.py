@@ -34,11 +34,7 @@ from common.lake import (
     rollups_daily_path,
     rollups_hourly_path,
 )
-from common.settings import Settings
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.cold_files import EVENTS_SORT, HOURLY_SCHEMA, PART_NAME, ROLLUP_KEYS, day_folder, tag_cold_folder
-from storage_tiers.holds import LegalHold, active_holds, is_held
-from storage_tiers.lake_io import (
+from common.lake_io import (
     data_files,
     day_start,
     delete_folder,
@@ -51,8 +47,19 @@ from storage_tiers.lake_io import (
     read_tables,
     sha256,
 )
-from storage_tiers.movers import HOT_TABLES
+from common.settings import Settings
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.holds import LegalHold, active_holds, is_held
 from storage_tiers.policy import TierPolicy
+from storage_tiers.tiers.cold_files import (
+    EVENTS_SORT,
+    HOURLY_SCHEMA,
+    PART_NAME,
+    ROLLUP_KEYS,
+    day_folder,
+    tag_cold_folder,
+)
+from storage_tiers.tiers.movers import HOT_TABLES
 
 
 @dataclass

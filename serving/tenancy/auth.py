@@ -25,8 +25,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from common.settings import Settings
-from serving.rate_limit import RateLimiter
-from serving.tenants import ApiKey, Tenant, TenantDirectory, hash_key
+from serving.tenancy.rate_limit import RateLimiter
+from serving.tenancy.tenants import ApiKey, Tenant, TenantDirectory, hash_key
 
 if TYPE_CHECKING:
     from serving.context import Serving

@@ -27,14 +27,14 @@ import pyarrow.fs as pafs
 
 from common.hot_store import HotStore
 from common.settings import Settings
-from storage_tiers.inventory import (
+from storage_tiers.compliance.inventory import (
     DATASETS,
     TIERS,
     Inventory,
     PartitionInfo,
     collect_inventory,
 )
-from storage_tiers.violations import KINDS, Findings, Rules, find_violations
+from storage_tiers.compliance.violations import KINDS, Findings, Rules, find_violations
 
 REPORT_FORMAT = "lakehouse.audit.report/1"
 LOG_ENTRIES_SHOWN = 200  # newest log records listed in the table and the HTML page (the JSON has all)
@@ -96,8 +96,8 @@ def run_audit(
     tags: Callable[[str], dict[str, str]] | None = None,
 ) -> AuditReport:
     """Collect, verify and judge everything (see the module docstring); ``store`` None: hot tier not reachable."""
-    from storage_tiers.audit_log import AuditLog
-    from storage_tiers.holds import active_holds
+    from storage_tiers.compliance.audit_log import AuditLog
+    from storage_tiers.compliance.holds import active_holds
     from storage_tiers.policy import load_policy
 
     generated_at = datetime.now(UTC)
@@ -499,7 +499,7 @@ def publish_report(
     import json
 
     from common.lake import fs_path, lake_filesystem, lake_uri
-    from storage_tiers.lake_io import publish
+    from common.lake_io import publish
 
     filesystem = filesystem or lake_filesystem(settings)
     folder = fs_path(reports_path(settings))

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from serving.alerts import (
+from serving.alerts.rules import (
     FIRED,
     FIRING,
     OK,
@@ -39,11 +39,11 @@ from serving.alerts import (
     transition,
     windows,
 )
-from serving.alerts_store import AlertState, AlertStore, HistoryEntry
-from serving.alerts_webhook import WebhookSender
+from serving.alerts.store import AlertState, AlertStore, HistoryEntry
+from serving.alerts.webhook import WebhookSender
 from serving.context import Serving
-from serving.query_engine import QueryEngine
-from serving.query_spec import build_spec
+from serving.query.engine import QueryEngine
+from serving.query.spec import build_spec
 
 log = logging.getLogger(__name__)
 
