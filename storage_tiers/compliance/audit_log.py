@@ -118,7 +118,7 @@ class _LocalObjects:
 
 class _S3Objects:
     def __init__(self, settings: Settings, prefix_path: str, filesystem: pafs.FileSystem) -> None:
-        from stack.minio import s3_client
+        from common.s3 import s3_client
 
         self.bucket, _, self.prefix = prefix_path.partition("/")
         self.client = s3_client(settings)

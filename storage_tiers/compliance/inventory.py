@@ -375,7 +375,7 @@ def _parse_time(text: Any) -> datetime | None:
 
 def s3_tagger(settings: Settings) -> Callable[[str], dict[str, str]]:
     """Object URI → its tags, through boto3 (the cold tier's ``tier=cold`` tag)."""
-    from stack.minio import s3_client
+    from common.s3 import s3_client
 
     client = s3_client(settings)
 

@@ -39,7 +39,7 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-from batch.archive import _connect, _duckdb_uri, archive_hour, published_files, verify_hour
+from batch.archive import archive_hour, archive_session, published_files, verify_hour
 from batch.hourly import recompute_hour
 from batch.restate import restate_hour
 from bench.recompute_hour import duckdb_sections
@@ -59,6 +59,7 @@ from common.lake import (
     rollups_hourly_path,
     spark_uri,
 )
+from common.lake_duckdb import duckdb_uri
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from common.spark import spark_session
@@ -246,14 +247,14 @@ def batch_hours_with_duckdb(settings: Settings, store: FlightHotStore, hours: li
     sql = duckdb_sections()
     for hour in hours:
         archive_hour(settings, hour, progress=lambda _: None)
-        files = [_duckdb_uri(f) for f in published_files(settings, hour) or []]
+        files = [duckdb_uri(f) for f in published_files(settings, hour) or []]
         warm = f"{rollups_hourly_path(settings)}/{hour_partition(hour)}/part-00000.zstd.parquet"
-        con = _connect(settings)
+        con = archive_session(settings)
         try:
             con.execute(sql["timezone"])
             con.execute(sql["events"], {"files": files})
             minute = con.execute(sql["rollups_minute"]).to_arrow_table().cast(ROLLUP_SCHEMA)
-            con.execute(sql["rollups_hourly"], {"hourly_path": _duckdb_uri(warm)})
+            con.execute(sql["rollups_hourly"], {"hourly_path": duckdb_uri(warm)})
             raw = con.execute(sql["raw_events"]).to_arrow_table().cast(EVENT_ARROW_SCHEMA)
         finally:
             con.close()
