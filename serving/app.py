@@ -32,6 +32,7 @@ from serving.observability import (
 from serving.query.engine import QueryEngine
 from serving.query.spec import QueryError
 from serving.query.tier_routing import horizons_from_policy
+from serving.restatements import RestatementListener
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
 from serving.routes.dashboards import dashboards_router
@@ -81,6 +82,16 @@ def create_app(serving: Serving) -> FastAPI:
     async def _stop_alert_evaluator() -> None:
         if evaluator is not None:
             await evaluator.stop()
+
+    app.state.restatement_listener = listener = RestatementListener(settings.redis_url, cache)
+
+    @app.on_event("startup")
+    async def _start_restatement_listener() -> None:  # the batch layer's restated hours drop cached answers
+        listener.start()
+
+    @app.on_event("shutdown")
+    async def _stop_restatement_listener() -> None:
+        await listener.stop()
 
     app.include_router(dashboards_router(serving))
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
