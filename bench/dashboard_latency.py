@@ -304,9 +304,9 @@ def main() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
-    from cli.app_services import full_stack
     from common.hot_store import FlightHotStore
     from common.settings import Settings
+    from stack.app_services import full_stack
 
     settings = Settings()
     stack = full_stack(settings)

@@ -509,9 +509,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.update(BENCH_ENV)
-    from cli.app_services import full_stack
     from common.hot_store import FlightHotStore
     from serving.tenancy.auth import bearer_headers
+    from stack.app_services import full_stack
 
     settings = Settings()
     stack = full_stack(settings)

@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 import duckdb
 
-from cli.output import print_table
 from common.settings import Settings
+from common.terminal import print_table
 
 PROMPT, CONTINUATION = "lake> ", "  ..> "
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from cli.output import print_table
 from common.settings import Settings
+from common.terminal import print_table
 
 
 def add_tenants_parser(sub: Any) -> None:  # argparse's _SubParsersAction

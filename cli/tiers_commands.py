@@ -12,8 +12,8 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
-from cli.output import print_table
 from common.settings import Settings
+from common.terminal import print_table
 
 
 def _as_of(text: str | None) -> datetime:

@@ -20,7 +20,7 @@ from ingest.publisher import EventPublisher
 from serving.alerts.evaluator import build_evaluator
 from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
-from serving.context import Serving
+from serving.context import Serving, enable_api_keys
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -39,7 +39,7 @@ from serving.routes.dashboards import dashboards_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
-from serving.tenancy.auth import AuthError, auth_error_response, enable_api_keys
+from serving.tenancy.auth import AuthError, auth_error_response
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 

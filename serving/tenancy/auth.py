@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.responses import JSONResponse
@@ -27,9 +27,6 @@ from starlette.concurrency import run_in_threadpool
 from common.settings import Settings
 from serving.tenancy.rate_limit import RateLimiter
 from serving.tenancy.tenants import ApiKey, Tenant, TenantDirectory, hash_key
-
-if TYPE_CHECKING:
-    from serving.context import Serving
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +187,3 @@ class ApiKeyAuth:
 
     async def close(self) -> None:
         await self.limiter.close()
-
-
-def enable_api_keys(serving: Serving) -> ApiKeyAuth:
-    """Switch ``serving`` from the open ``?tenant=`` to API keys (before its routers are built)."""
-    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store),
-                      RateLimiter(serving.settings.redis_url, serving.counters), serving.counters)
-    serving.auth = auth
-    serving.tenant_dependency = auth.tenant_dependency
-    serving.bound_tenant_dependency = auth.bound_tenant_dependency
-    return auth

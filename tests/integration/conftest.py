@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.app_services import full_stack
 from common.hot_store import FlightHotStore, HotStore
 from common.settings import Settings
 from serving.tenancy.auth import bearer_headers
+from stack.app_services import full_stack
 from stack.services import Stack
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)

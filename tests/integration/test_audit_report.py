@@ -33,7 +33,6 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from cli.app_services import full_stack
 from cli.main import main as lakehouse
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import FlightHotStore
@@ -42,6 +41,7 @@ from common.lake_io import parquet_bytes, publish
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from stack import ensure_bucket, s3_client
+from stack.app_services import full_stack
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.audit_report import publish_report, report_html, report_json, run_audit
 from storage_tiers.compliance.holds import place_hold

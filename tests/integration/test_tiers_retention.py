@@ -43,7 +43,6 @@ from batch.archive import archive_hour, archive_session, published_files, verify
 from batch.hourly import recompute_hour
 from batch.restate import restate_hour
 from bench.recompute_hour import duckdb_sections
-from cli.app_services import full_stack
 from common.events import EVENT_ARROW_SCHEMA, normalize_event
 from common.hot_store import FlightHotStore
 from common.lake import (
@@ -70,6 +69,7 @@ from orchestration.rollups.assets import rollups_hourly
 from orchestration.tiers.assets import audit_log_intact, cold_tier, hot_tier_drop, retention_purge, rollups_daily
 from orchestration.tiers.resources import tiers_resources
 from stack import ensure_bucket
+from stack.app_services import full_stack
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import DEFAULT_POLICY_FILE, load_policy
