@@ -9,7 +9,7 @@ listing and file opening, not scanning).
 
 For each of the local file system and MinIO (started alone on free ports): opening a connection with
 the views, and the p50/p95 of ``--repeat`` runs of: a one-day hourly series and a one-year daily series
-through ``QueryEngine.run`` (forced warm/cold tier: ``serving.sql_compile``'s SQL read through
+through ``QueryEngine.run`` (forced warm/cold tier: ``serving.query.sql_compile``'s SQL read through
 ``LakeRollupReader``, which lists only the range's folders) and the same compiled statements over the
 views (which list the whole dataset), a one-day ``events`` count through the view, and an unfiltered
 count over ``rollups_daily``, each with the files it read (``files_read``).

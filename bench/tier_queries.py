@@ -13,7 +13,7 @@ into the warm and cold tiers, on a history shaped like production after seven ye
    node, the hot tier for the last 91 days (minute rows for the last 7 days, hour-stamped rows before,
    which the materialized views carry into ``rollups_1h``). Every tier is rolled up from the same
    per-day events, so the tiers agree with each other and with the generator's own bookkeeping.
-2. Cold 1-year aggregate (``storage_tiers.lake_sql``): events, revenue and distinct users per country
+2. Cold 1-year aggregate (``storage_tiers.lake.sql``): events, revenue and distinct users per country
    per month for one tenant, from the ``events`` view (raw) and from ``rollups_daily``; first run in a
    new session with this bench's files evicted from the page cache (``posix_fadvise``, other processes'
    cache untouched), then the median of 5 warm runs; rows in the range / seconds; files read (EXPLAIN

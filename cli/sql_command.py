@@ -4,7 +4,7 @@ One-shot: ``lakehouse sql "SELECT …" [--format table|csv|parquet] [--output FI
 statement(s) and writes the last result (a table on the terminal by default). Without a statement it
 is a small interactive shell: statements end with ``;`` and may span lines, ``.quit`` or Ctrl-D
 leaves, and an error is printed without ending the session. The views are those of
-``storage_tiers.lake_sql.lake_connection`` (local lake or S3/MinIO, as the settings say).
+``storage_tiers.lake.sql.lake_connection`` (local lake or S3/MinIO, as the settings say).
 """
 
 from __future__ import annotations

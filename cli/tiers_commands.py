@@ -1,6 +1,6 @@
 """``lakehouse hold place|release|list`` and ``lakehouse purge [--dry-run]``: legal holds and the retention purge.
 
-Holds are recorded in the audit log (``storage_tiers.holds``), so placing and releasing one is itself
+Holds are recorded in the audit log (``storage_tiers.compliance.holds``), so placing and releasing one is itself
 tamper-evident; the purge is the same code the ``retention_purge`` Dagster asset runs.
 (``lakehouse audit verify`` lives with the audit report, ``cli/audit_commands.py``.)
 """

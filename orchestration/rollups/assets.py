@@ -87,7 +87,7 @@ def rollups_hourly(
     # (a Redis stream the API processes read and drop those answers from; never fails the run, entries expire
     # by their TTL anyway)
     announcement = announce_restated_hour(settings.redis_url, [d.tenant for d in restatement.drift], hour)
-    AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.audit_log)
+    AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.compliance.audit_log)
         "restate", "rollups_hourly", partition=hour_partition(hour), tier_to="hot", rows=recompute.events,
         checksum=(read_manifest(settings, hour) or {}).get("checksum"), run_id=context.run.run_id,
         reason="batch recompute replaced the hour in the hot tier and the warm hourly rollups",

@@ -3,7 +3,7 @@
 Both dialects read the same rollup shape (tenant, event, time, country, device, page, events,
 revenue, users), so one compiler with two small vocabularies keeps the tiers answering alike: only
 catalogue names and constant expressions reach the text, user values are always parameters. It is the
-only compiler of dashboard SQL: the DuckDB piece reads the relation ``storage_tiers.lake_reader`` hands
+only compiler of dashboard SQL: the DuckDB piece reads the relation ``storage_tiers.lake.reader`` hands
 it (the rollups' table macro over the range's folders, the file globs a parameter too).
 """
 

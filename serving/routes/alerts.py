@@ -1,7 +1,7 @@
 """Alert rules over the API: create, list, read, replace, delete, and each rule's history.
 
 Rules belong to the caller's tenant (``serving.tenant_dependency``); another tenant's rule is a 404.
-The metric and filters are checked exactly like a dashboard query's (``serving.query_spec``).
+The metric and filters are checked exactly like a dashboard query's (``serving.query.spec``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The compliance audit: one report of what exists in which tier, what violates the policy, and the log.
 
-``run_audit`` collects the inventory (``storage_tiers/inventory.py``), reads and verifies the audit
-log (``storage_tiers/audit_log.py``), derives the active legal holds from it and applies the rules
-(``storage_tiers/violations.py``). The ``AuditReport`` it returns renders three ways:
+``run_audit`` collects the inventory (``storage_tiers/compliance/inventory.py``), reads and verifies the audit
+log (``storage_tiers/compliance/audit_log.py``), derives the active legal holds from it and applies the rules
+(``storage_tiers/compliance/violations.py``). The ``AuditReport`` it returns renders three ways:
 
 * ``cli.audit_report_tables.print_report``: terminal tables;
 * ``report_json``: a JSON document (``format: lakehouse.audit.report/1``, outlined in the README);

@@ -84,7 +84,7 @@ class PolicyLike(Protocol):
 
 
 class HoldLike(Protocol):
-    """What the rules read of ``storage_tiers.holds.LegalHold``: a tenant's inclusive UTC day range."""
+    """What the rules read of ``storage_tiers.compliance.holds.LegalHold``: a tenant's inclusive UTC day range."""
 
     hold_id: str
     tenant: str

@@ -1,6 +1,6 @@
 """How the API reads the warm and cold rollups: only the range's folders, one cursor per thread.
 
-``serving/sql_compile.py`` writes every dashboard statement; this module gives it what to read and runs it.
+``serving/query/sql_compile.py`` writes every dashboard statement; this module gives it what to read and runs it.
 
 * ``LakeRollupReader.relation(dataset, start, end)`` is the FROM text and its parameter for
   ``rollups_hourly`` (warm) or ``rollups_daily`` (cold) over ``[start, end)``: the dataset's table macro

@@ -19,7 +19,8 @@ A tier without any file yet is a view over an empty relation of the same columns
 glob that matches nothing), so every view always exists; ``create_views`` again (or a new connection)
 once the tier got its first files. ``lake_query(sql, settings)`` runs one statement and returns Arrow.
 
-``batch.archive`` builds its own DuckDB sessions with ``lake_session`` and ``duckdb_uri`` from here.
+The session itself (UTC, httpfs loaded from its wheel, the S3 secret) is ``common.lake_duckdb.lake_session``,
+which ``batch.archive`` and the purge use too.
 """
 
 from __future__ import annotations

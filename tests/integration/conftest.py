@@ -73,7 +73,7 @@ def hot(stack: Stack, settings: Settings) -> HotStore:
 
 @pytest.fixture(scope="session")
 def api(stack: Stack, settings: Settings) -> Iterator[httpx.Client]:
-    """Sends the admin key, which may name any tenant with ``?tenant=`` (serving/auth.py)."""
+    """Sends the admin key, which may name any tenant with ``?tenant=`` (serving/tenancy/auth.py)."""
     with httpx.Client(base_url=settings.api_url, timeout=30, headers=bearer_headers(settings.admin_key)) as client:
         yield client
 

@@ -16,7 +16,7 @@ event-time range). The audit must report exactly that inventory and exactly the 
 
 Then an audit record is altered on MinIO: ``audit verify`` and the report must say so. Only MinIO and
 the API/hot node are started (own home, free ports), not Kafka or the stream job. A last test builds cold
-days with the tier movers' own writer (``storage_tiers.cold_files``) to check the inventory reads them.
+days with the tier movers' own writer (``storage_tiers.tiers.cold_files``) to check the inventory reads them.
 """
 
 from __future__ import annotations
@@ -411,7 +411,7 @@ class _Page(HTMLParser):
 
 
 def test_inventory_reads_the_cold_days_the_movers_publish(tmp_path: Path) -> None:
-    """The cold days as ``storage_tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
+    """The cold days as ``storage_tiers.tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
     no event-time range) are inventoried right: rows from the manifest, bytes of the file, time range from the
     footer. Local lake, no services."""
     from storage_tiers.tiers.cold_files import build_cold_events, build_rollups_daily

@@ -14,7 +14,7 @@ EXPLAIN ANALYZE counts the files a filtered query reads, and with the files of o
 garbage a filtered query still answers right while an unfiltered one fails.
 
 The API's warm/cold answers are checked the way the API computes them: ``QueryEngine.run`` with a forced
-tier, its SQL from ``serving.sql_compile`` read through ``storage_tiers.lake_reader`` (the range's folders
+tier, its SQL from ``serving.query.sql_compile`` read through ``storage_tiers.lake.reader`` (the range's folders
 only, through the rollups' table macros), against a ground truth computed from the event list.
 """
 
