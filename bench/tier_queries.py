@@ -223,10 +223,10 @@ def _publisher() -> Callable[..., Any]:
     days are byte-for-byte in the format the views and the audit read."""
     from storage_tiers.tiers import cold_files
 
-    return cold_files._publish_day  # noqa: SLF001 - the one writer of the cold manifest format
+    return cold_files._publish_day  # the one writer of the cold manifest format
 
 
-def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:  # noqa: ANN401
+def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
     """Write every tier's files (and hot rows when ``hot`` is given) for ``HISTORY_DAYS`` days up to now."""
     from storage_tiers.tiers.cold_files import EVENTS_SORT, _hour_counts
 
@@ -389,7 +389,7 @@ def _body(days: int, to: datetime, breakdown: bool) -> dict[str, Any]:
     return body
 
 
-def dashboard_latency(http: Any, requests: int, base_to: datetime,  # noqa: ANN401
+def dashboard_latency(http: Any, requests: int, base_to: datetime,
                       cell_seconds: float) -> tuple[list[dict[str, Any]], dict]:
     """Per range and shape: uncached requests (each its own ``to``, one second apart; at least 3, then
     stopped once ``cell_seconds`` are spent: the slow ranges take tens of seconds each), then cached ones."""

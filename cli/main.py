@@ -16,7 +16,7 @@ from common.settings import Settings
 from common.terminal import print_table
 
 
-def _stack(settings: Settings):  # noqa: ANN202 - stack.Stack, imported lazily
+def _stack(settings: Settings):  # stack.Stack, imported lazily
     from stack.app_services import full_stack
 
     return full_stack(settings)

@@ -124,7 +124,7 @@ class ApiKeyAuth:
                 return self._callers
             try:
                 keys, tenants = await run_in_threadpool(lambda: (self.directory.api_keys(), self.directory.tenants()))
-            except Exception as exc:  # noqa: BLE001 - any store failure: keep the last copy or answer 503
+            except Exception as exc:  # any store failure: keep the last copy or answer 503
                 self._counters["auth_table_stale"] = self._counters.get("auth_table_stale", 0) + 1
                 if self._callers is None:
                     raise AuthError(503, f"cannot read the API keys from the hot tier ({exc}); retry shortly") from exc

@@ -228,7 +228,7 @@ class AuditLog:
         tier_from: str | None = None,
         tier_to: str | None = None,
         rows: int = 0,
-        bytes: int = 0,  # noqa: A002 - the record's field name
+        bytes: int = 0,  # the record's field name
         checksum: str | None = None,
         run_id: str | None = None,
         reason: str = "",

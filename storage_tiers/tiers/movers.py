@@ -117,7 +117,7 @@ class TierMover:
         start = day_start(day)
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
-                f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
+                f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # fixed names
                 f"WHERE {hour_expr} >= {{a:DateTime('UTC')}} AND {hour_expr} < {{b:DateTime('UTC')}} "
                 "GROUP BY h ORDER BY h",
                 {"a": start.replace(tzinfo=None), "b": (start + timedelta(days=1)).replace(tzinfo=None)},

@@ -292,7 +292,7 @@ class Purger:
         cutoff = self.as_of - self.policy.shortest_retention
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
-                f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
+                f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # fixed names
                 f"WHERE {hour_expr} < {{c:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
                 {"c": cutoff.replace(tzinfo=None)},
             ).to_pylist()

@@ -234,7 +234,7 @@ def world(services: Settings) -> World:
     return World(settings, truth, datetime.now(UTC), H, cold_day, days)
 
 
-def _report(world: World):  # noqa: ANN202
+def _report(world: World):
     hot = FlightHotStore(world.settings.hot_node_url)
     try:
         return run_audit(world.settings, hot, policy=load_policy(world.settings), as_of=world.now)

@@ -320,7 +320,7 @@ def hot_contents(store: FlightHotStore) -> dict[str, Counter]:
     for table, hour_expr, measure in (("events_raw", "toStartOfHour(toDateTime(timestamp))", "count()"),
                                       ("rollups_1m", "toStartOfHour(minute)", "sum(events)"),
                                       ("rollups_1h", "hour", "sum(events)")):
-        rows = store.query_arrow(f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n "  # noqa: S608
+        rows = store.query_arrow(f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n "
                                  f"FROM {table} GROUP BY h, tenant").to_pylist()
         out[f"hot {table}"] = Counter({(datetime.fromtimestamp(r["h"], UTC), r["tenant"]): int(r["n"]) for r in rows})
     return out
@@ -507,7 +507,7 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
         mark = next(r for r in log.records() if r["action"] == "mark_cold")
         assert mark["details"]["tags"] == {"lakehouse-tier": "cold"}
         # Appends are create-if-absent on S3 (If-None-Match: *): an existing seq is never overwritten.
-        assert not log._log.create(f"{1:012d}.json", b"{}")  # noqa: SLF001 - the primitive under test
+        assert not log._log.create(f"{1:012d}.json", b"{}")  # the primitive under test
         before = len(log.records())
         writers = [threading.Thread(target=lambda name=name: [
             AuditLog(settings).append("restate", "rollups_hourly", partition=f"{name}-{i}", run_id=name)

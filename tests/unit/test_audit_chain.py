@@ -29,7 +29,7 @@ def _file(log: AuditLog, seq: int) -> Path:
     return Path(log.location) / f"{seq:012d}.json"
 
 
-def _edit(path: Path, change) -> None:  # noqa: ANN001
+def _edit(path: Path, change) -> None:
     os.chmod(path, 0o644)
     record = json.loads(path.read_text())
     change(record)
