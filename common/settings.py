@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
 
-    # Tenants, API keys, rate limits (serving/auth.py)
+    # Tenants, API keys, rate limits (serving/tenancy/auth.py)
     admin_key: str = Field(
         default="local-admin-key",
         description="The bootstrap admin API key: manages tenants and keys and may read/write any tenant "

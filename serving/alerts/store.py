@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from common.hot_store import HotStore
 from common.settings import REPO_ROOT
-from serving.alerts import OK, Condition, Rule
+from serving.alerts.rules import OK, Condition, Rule
 
 _SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _TS = pa.timestamp("ms", tz="UTC")

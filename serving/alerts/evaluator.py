@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from serving.alerts import (
+from serving.alerts.rules import (
     FIRED,
     FIRING,
     OK,
@@ -39,11 +39,11 @@ from serving.alerts import (
     transition,
     windows,
 )
-from serving.alerts_store import AlertState, AlertStore, HistoryEntry
-from serving.alerts_webhook import WebhookSender
+from serving.alerts.store import AlertState, AlertStore, HistoryEntry
+from serving.alerts.webhook import WebhookSender
 from serving.context import Serving
-from serving.query_engine import QueryEngine
-from serving.query_spec import build_spec
+from serving.query.engine import QueryEngine
+from serving.query.spec import build_spec
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class AlertEvaluator:
                 self.last_error = ""
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - one bad tick (hot store down…) must not end the loop
+            except Exception as exc:  # one bad tick (hot store down…) must not end the loop
                 self.last_error = str(exc)
                 log.exception("alert evaluator tick failed; trying again next tick")
             self.ticks += 1
@@ -168,7 +168,7 @@ class AlertEvaluator:
             state = states.get((rule.tenant, rule.id)) or AlertState(rule.tenant, rule.id)
             try:
                 verdict, window = await asyncio.to_thread(self._judge, rule, end, now)
-            except Exception as exc:  # noqa: BLE001 - a rule whose query fails must not stop the others
+            except Exception as exc:  # a rule whose query fails must not stop the others
                 log.warning("alert rule %s/%s not evaluated: %s", rule.tenant, rule.id, exc)
                 continue
             report.evaluated += 1
@@ -219,7 +219,7 @@ class AlertEvaluator:
                             report: TickReport) -> AlertState:
         try:
             return await self._send_outbox(state, rule, history, report)
-        except Exception:  # noqa: BLE001 - one rule's trouble must not keep the others' messages back
+        except Exception:  # one rule's trouble must not keep the others' messages back
             log.exception("alert rule %s/%s: delivery failed; its outbox is kept for the next tick",
                           state.tenant, state.rule_id)
             return state

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.responses import JSONResponse
@@ -25,11 +25,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from common.settings import Settings
-from serving.rate_limit import RateLimiter
-from serving.tenants import ApiKey, Tenant, TenantDirectory, hash_key
-
-if TYPE_CHECKING:
-    from serving.context import Serving
+from serving.tenancy.rate_limit import RateLimiter
+from serving.tenancy.tenants import ApiKey, Tenant, TenantDirectory, hash_key
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +124,7 @@ class ApiKeyAuth:
                 return self._callers
             try:
                 keys, tenants = await run_in_threadpool(lambda: (self.directory.api_keys(), self.directory.tenants()))
-            except Exception as exc:  # noqa: BLE001 - any store failure: keep the last copy or answer 503
+            except Exception as exc:  # any store failure: keep the last copy or answer 503
                 self._counters["auth_table_stale"] = self._counters.get("auth_table_stale", 0) + 1
                 if self._callers is None:
                     raise AuthError(503, f"cannot read the API keys from the hot tier ({exc}); retry shortly") from exc
@@ -190,13 +187,3 @@ class ApiKeyAuth:
 
     async def close(self) -> None:
         await self.limiter.close()
-
-
-def enable_api_keys(serving: Serving) -> ApiKeyAuth:
-    """Switch ``serving`` from the open ``?tenant=`` to API keys (before its routers are built)."""
-    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store),
-                      RateLimiter(serving.settings.redis_url, serving.counters), serving.counters)
-    serving.auth = auth
-    serving.tenant_dependency = auth.tenant_dependency
-    serving.bound_tenant_dependency = auth.bound_tenant_dependency
-    return auth

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from storage_tiers.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory, grain_delta
+from storage_tiers.compliance.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory, grain_delta
 
 KINDS = ("past_retention", "gap", "wrong_tier", "hot_without_warm", "purged_but_present", "inventory_incomplete",
          "audit_log_altered")
@@ -84,7 +84,7 @@ class PolicyLike(Protocol):
 
 
 class HoldLike(Protocol):
-    """What the rules read of ``storage_tiers.holds.LegalHold``: a tenant's inclusive UTC day range."""
+    """What the rules read of ``storage_tiers.compliance.holds.LegalHold``: a tenant's inclusive UTC day range."""
 
     hold_id: str
     tenant: str

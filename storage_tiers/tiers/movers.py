@@ -29,9 +29,11 @@ import pyarrow.fs as pafs
 
 from common.hot_store import HotStore
 from common.lake import archive_path, cold_events_path, fs_path, hour_partition, rollups_daily_path, rollups_hourly_path
+from common.lake_io import day_start, delete_folder, iso, manifest_of, partition_hours
 from common.settings import Settings
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.cold_files import (
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.policy import TierPolicy
+from storage_tiers.tiers.cold_files import (
     ColdDay,
     archive_sources,
     build_cold_events,
@@ -41,8 +43,6 @@ from storage_tiers.cold_files import (
     verify_cold_day,
     warm_hour_rollups,
 )
-from storage_tiers.lake_io import day_start, delete_folder, iso, manifest_of, partition_hours
-from storage_tiers.policy import TierPolicy
 
 # hot table → (dataset in the policy, hour expression, measure compared with the lake)
 HOT_TABLES: dict[str, tuple[str, str, str]] = {
@@ -117,7 +117,7 @@ class TierMover:
         start = day_start(day)
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
-                f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
+                f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # fixed names
                 f"WHERE {hour_expr} >= {{a:DateTime('UTC')}} AND {hour_expr} < {{b:DateTime('UTC')}} "
                 "GROUP BY h ORDER BY h",
                 {"a": start.replace(tzinfo=None), "b": (start + timedelta(days=1)).replace(tzinfo=None)},

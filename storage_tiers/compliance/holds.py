@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from storage_tiers.audit_log import AuditLog
+from storage_tiers.compliance.audit_log import AuditLog
 
 
 class HoldError(ValueError):

@@ -10,7 +10,6 @@ bytes, tenants). ``dry_run`` reports the same plan without touching anything or 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from batch.archive import content_checksum
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
 from common.lake import (
@@ -34,11 +34,7 @@ from common.lake import (
     rollups_daily_path,
     rollups_hourly_path,
 )
-from common.settings import Settings
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.cold_files import EVENTS_SORT, HOURLY_SCHEMA, PART_NAME, ROLLUP_KEYS, day_folder, tag_cold_folder
-from storage_tiers.holds import LegalHold, active_holds, is_held
-from storage_tiers.lake_io import (
+from common.lake_io import (
     data_files,
     day_start,
     delete_folder,
@@ -51,8 +47,19 @@ from storage_tiers.lake_io import (
     read_tables,
     sha256,
 )
-from storage_tiers.movers import HOT_TABLES
+from common.settings import Settings
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.holds import LegalHold, active_holds, is_held
 from storage_tiers.policy import TierPolicy
+from storage_tiers.tiers.cold_files import (
+    EVENTS_SORT,
+    HOURLY_SCHEMA,
+    PART_NAME,
+    ROLLUP_KEYS,
+    day_folder,
+    tag_cold_folder,
+)
+from storage_tiers.tiers.movers import HOT_TABLES
 
 
 @dataclass
@@ -223,28 +230,18 @@ class Purger:
 
         The content checksum is recomputed the archive's way (``batch.archive``) so ``verify_hour`` still holds.
         """
-        from batch.archive import CHECKSUM_VERSION, _connect, _duckdb_uri, _sql
-
         kept = kept.select(EVENT_ARROW_SCHEMA.names).cast(EVENT_ARROW_SCHEMA).sort_by(
             [(c, "ascending") for c in EVENTS_SORT])
         name = f"part-purge-{uuid.uuid4().hex}-00000.zstd.parquet"
         body = parquet_bytes(kept, "zstd", EVENTS_SORT)
         publish(self.fs, f"{folder}/{name}", body)
-        digest = hashlib.sha256(CHECKSUM_VERSION.encode() + b"\n")
-        con = _connect(self.settings)
-        try:
-            uri = _duckdb_uri(lake_uri(self.fs, f"{folder}/{name}"))
-            for batch in con.execute(_sql("archive_digests.sql"), {"files": [uri]}).to_arrow_reader(131_072):
-                digest.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
-        finally:
-            con.close()
-        digest.update(f"\nrows={kept.num_rows}".encode())
+        checksum, _rows = content_checksum(self.settings, [lake_uri(self.fs, f"{folder}/{name}")])
         times = kept["timestamp"]
         bounds = pc.min_max(times) if kept.num_rows else None
         low = iso(bounds["min"].as_py()) if bounds else None
         high = iso(bounds["max"].as_py()) if bounds else None
         new = dict(manifest)
-        new.update(rows=kept.num_rows, bytes=len(body), checksum="sha256:" + digest.hexdigest(),
+        new.update(rows=kept.num_rows, bytes=len(body), checksum=checksum,
                    min_event_time=low, max_event_time=high,
                    files=[{"path": name, "rows": kept.num_rows, "bytes": len(body), "sha256": sha256(body),
                            "min_event_time": low, "max_event_time": high}],
@@ -295,7 +292,7 @@ class Purger:
         cutoff = self.as_of - self.policy.shortest_retention
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
-                f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # noqa: S608 - fixed names
+                f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # fixed names
                 f"WHERE {hour_expr} < {{c:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
                 {"c": cutoff.replace(tzinfo=None)},
             ).to_pylist()

@@ -1,4 +1,4 @@
-"""Terminal tables for the CLI and the demo: aligned columns, thousands separators."""
+"""Terminal tables for the CLI, the demo and the compliance report: aligned columns, thousands separators."""
 
 from __future__ import annotations
 

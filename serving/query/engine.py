@@ -1,8 +1,8 @@
 """Answers a ``QuerySpec`` for one tenant from whichever tiers hold its range, and merges the pieces.
 
 Hot pieces go to ClickHouse through the hot store; warm and cold pieces to DuckDB through the lake
-reader (``storage_tiers.lake_reader``: the rollups of the piece's range only, a cursor per thread).
-``serving.sql_compile`` writes the SQL of both. A piece that is the whole answer carries HAVING, ORDER BY
+reader (``storage_tiers.lake.reader``: the rollups of the piece's range only, a cursor per thread).
+``serving.query.sql_compile`` writes the SQL of both. A piece that is the whole answer carries HAVING, ORDER BY
 and LIMIT into its SQL (top-N over thousands of pages stays in the engine); pieces of a split range
 are merged here first. A bucket never spans two tiers, so merged time series are exact; totals over a
 split range add the pieces, which is exact for counts and revenue and an upper bound for unique users
@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from common.hot_store import HotStore
-from serving.query_spec import METRICS, QueryError, QuerySpec
-from serving.sql_compile import compile_segment, effective_order, metric_alias
-from serving.tier_routing import Horizons, Segment, plan
-from storage_tiers.lake_reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
+from serving.query.spec import METRICS, QueryError, QuerySpec
+from serving.query.sql_compile import compile_segment, effective_order, metric_alias
+from serving.query.tier_routing import Horizons, Segment, plan
+from storage_tiers.lake.reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
 
 DEFAULT_ROW_CAP = 10_000
 

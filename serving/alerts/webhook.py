@@ -55,7 +55,7 @@ class WebhookSender:
             except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # no retry can fix the address
                 made.append(Attempt(number, None, f"{type(exc).__name__}: {exc}"[:200], unusable_url=True))
                 break
-            except Exception as exc:  # noqa: BLE001 - any other failure (timeout, refused, TLS…) is retried
+            except Exception as exc:  # any other failure (timeout, refused, TLS…) is retried
                 attempt = Attempt(number, None, f"{type(exc).__name__}: {exc}"[:200])
             made.append(attempt)
             if attempt.delivered or attempt.permanent_failure:

@@ -118,7 +118,7 @@ class _LocalObjects:
 
 class _S3Objects:
     def __init__(self, settings: Settings, prefix_path: str, filesystem: pafs.FileSystem) -> None:
-        from stack.minio import s3_client
+        from common.s3 import s3_client
 
         self.bucket, _, self.prefix = prefix_path.partition("/")
         self.client = s3_client(settings)
@@ -228,7 +228,7 @@ class AuditLog:
         tier_from: str | None = None,
         tier_to: str | None = None,
         rows: int = 0,
-        bytes: int = 0,  # noqa: A002 - the record's field name
+        bytes: int = 0,  # the record's field name
         checksum: str | None = None,
         run_id: str | None = None,
         reason: str = "",

@@ -1,10 +1,10 @@
 """The compliance audit: one report of what exists in which tier, what violates the policy, and the log.
 
-``run_audit`` collects the inventory (``storage_tiers/inventory.py``), reads and verifies the audit
-log (``storage_tiers/audit_log.py``), derives the active legal holds from it and applies the rules
-(``storage_tiers/violations.py``). The ``AuditReport`` it returns renders three ways:
+``run_audit`` collects the inventory (``storage_tiers/compliance/inventory.py``), reads and verifies the audit
+log (``storage_tiers/compliance/audit_log.py``), derives the active legal holds from it and applies the rules
+(``storage_tiers/compliance/violations.py``). The ``AuditReport`` it returns renders three ways:
 
-* ``print_report``: terminal tables (``cli.output.print_table``);
+* ``cli.audit_report_tables.print_report``: terminal tables;
 * ``report_json``: a JSON document (``format: lakehouse.audit.report/1``, outlined in the README);
 * ``report_html``: one self-contained HTML page — inline CSS and inline SVG, nothing fetched — with
   a coverage timeline per dataset × tier (whole retention, and the last 14 days where the hot tier's
@@ -27,14 +27,14 @@ import pyarrow.fs as pafs
 
 from common.hot_store import HotStore
 from common.settings import Settings
-from storage_tiers.inventory import (
+from storage_tiers.compliance.inventory import (
     DATASETS,
     TIERS,
     Inventory,
     PartitionInfo,
     collect_inventory,
 )
-from storage_tiers.violations import KINDS, Findings, Rules, find_violations
+from storage_tiers.compliance.violations import KINDS, Findings, Rules, find_violations
 
 REPORT_FORMAT = "lakehouse.audit.report/1"
 LOG_ENTRIES_SHOWN = 200  # newest log records listed in the table and the HTML page (the JSON has all)
@@ -96,8 +96,8 @@ def run_audit(
     tags: Callable[[str], dict[str, str]] | None = None,
 ) -> AuditReport:
     """Collect, verify and judge everything (see the module docstring); ``store`` None: hot tier not reachable."""
-    from storage_tiers.audit_log import AuditLog
-    from storage_tiers.holds import active_holds
+    from storage_tiers.compliance.audit_log import AuditLog
+    from storage_tiers.compliance.holds import active_holds
     from storage_tiers.policy import load_policy
 
     generated_at = datetime.now(UTC)
@@ -136,7 +136,7 @@ def _partition_json(part: PartitionInfo, grain: str) -> dict[str, Any]:
             "max_event_time": _iso(part.max_event_time), "location": part.location, "notes": list(part.notes)}
 
 
-def _horizon_days(policy: Any, dataset: str, tier: str) -> int | None:
+def horizon_days(policy: Any, dataset: str, tier: str) -> int | None:
     spec = policy.datasets[dataset].tier(tier) if dataset in policy.datasets else None
     return None if spec is None else spec.horizon.days
 
@@ -148,7 +148,7 @@ def report_json(report: AuditReport) -> dict[str, Any]:
     for tier in report.inventory.tiers:
         inventory.append({
             "dataset": tier.dataset, "tier": tier.tier, "location": tier.location, "layout": tier.grain,
-            "horizon_days": _horizon_days(policy, tier.dataset, tier.tier), "error": tier.error,
+            "horizon_days": horizon_days(policy, tier.dataset, tier.tier), "error": tier.error,
             "partitions": len(tier.partitions), "rows": tier.rows, "bytes": tier.bytes,
             "min_event_time": _iso(tier.min_event_time), "max_event_time": _iso(tier.max_event_time),
             "oldest_partition": tier.partitions[0].key if tier.partitions else None,
@@ -187,10 +187,10 @@ def report_json(report: AuditReport) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------- table
+# ------------------------------------------------------------------- text shared with the terminal tables
 
 
-def _size(n: int) -> str:
+def size_text(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -199,70 +199,15 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _short(value: datetime | None) -> str:
+def short_time(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def _age(report: AuditReport, value: datetime | None) -> str:
+def age_text(report: AuditReport, value: datetime | None) -> str:
     if value is None:
         return ""
     days = (report.as_of - value).total_seconds() / 86400
     return f"{days:.1f} d" if days < 10 else f"{days:.0f} d"
-
-
-def print_report(report: AuditReport) -> None:
-    """Terminal tables on standard output: inventory, violations, holds, audit-log summary and verification."""
-    from cli.output import print_table
-
-    out = print
-
-    out(f"Compliance audit of {report.inventory.lake_uri} as of {_short(report.as_of)} UTC "
-        f"(generated {_short(report.generated_at)} UTC)")
-    out("")
-    out("Inventory")
-    rows = []
-    for t in report.inventory.tiers:
-        horizon = _horizon_days(report.policy, t.dataset, t.tier)
-        rows.append([t.dataset, t.tier, f"{horizon} d" if horizon is not None else "", len(t.partitions), t.rows,
-                     _size(t.bytes), _short(t.min_event_time), _short(t.max_event_time),
-                     _age(report, t.min_event_time), t.error or ""])
-    print_table(["dataset", "tier", "horizon", "partitions", "rows", "bytes", "oldest event", "newest event",
-                 "oldest age", "error"], rows)
-    out("")
-    counts = report.findings.counts()
-    summary = ", ".join(f"{k} {n}" for k, n in counts.items() if n) or "none"
-    out(f"Violations: {summary}")
-    if report.findings.violations:
-        print_table(["kind", "rule", "dataset", "tier", "from", "to", "partitions", "rows", "detail"],
-                    [[v.kind, v.code, v.dataset, v.tier or "", _short(v.start), _short(v.end), v.partitions,
-                      v.rows, v.detail] for v in report.findings.violations])
-    if report.findings.held:
-        out("")
-        out("Kept past retention by legal holds")
-        print_table(["dataset", "tier", "from", "to", "partitions", "rows", "holds"],
-                    [[h.dataset, h.tier, _short(h.start), _short(h.end), h.partitions, h.rows, ", ".join(h.holds)]
-                     for h in report.findings.held])
-    if report.log.active_holds:
-        out("")
-        out("Active legal holds")
-        print_table(["hold", "tenant", "from", "to", "reason", "placed at", "by"],
-                    [[h["hold_id"], h["tenant"], h["start"], h["end"], h["reason"], h["placed_at"], h["placed_by"]]
-                     for h in report.log.active_holds])
-    out("")
-    log = report.log
-    actions = ", ".join(f"{a} {n}" for a, n in log.counts().items()) or "no records"
-    out(f"Audit log {log.location}: {log.records} record(s) — {actions}")
-    out("  verified: chain and anchor intact" if log.ok else "  NOT INTACT:\n" + "\n".join(
-        f"    - {p}" for p in log.problems))
-    if log.entries:
-        shown = log.entries[-LOG_ENTRIES_SHOWN:]
-        out(f"  newest {len(shown)} record(s):")
-        print_table(["seq", "at", "action", "dataset", "partition", "from", "to", "rows", "run", "reason"],
-                    [[e.get("seq"), e.get("at"), e.get("action"), e.get("dataset"), e.get("partition"),
-                      e.get("tier_from") or "", e.get("tier_to") or "", e.get("rows", 0), e.get("run_id") or "",
-                      e.get("reason") or ""] for e in shown])
-    out("")
-    out("COMPLIANT" if report.findings.ok else "NOT COMPLIANT: see the violations above")
 
 
 # ----------------------------------------------------------------------------------------------- HTML
@@ -321,7 +266,7 @@ def timeline_svg(report: AuditReport, start: datetime, end: datetime, title: str
         assert inv is not None
         y = top + i * lane_h
         out.append(f'<text x="0" y="{y + 15}">{_e(dataset)} · {_e(tier)}</text>')
-        horizon = _horizon_days(report.policy, dataset, tier)
+        horizon = horizon_days(report.policy, dataset, tier)
         if horizon is not None:  # the age band this tier may hold
             band_start = report.as_of - timedelta(days=horizon)
             out.append(f'<rect x="{x(band_start):.1f}" y="{y + 2}" width="{max(x(end) - x(band_start), 0):.1f}" '
@@ -334,7 +279,8 @@ def timeline_svg(report: AuditReport, start: datetime, end: datetime, title: str
                 continue
             w = max(x(b) - x(a), 1.0)
             out.append(f'<rect x="{x(a):.1f}" y="{y + 5}" width="{w:.1f}" height="{lane_h - 10}" '
-                       f'fill="{_TIER_COLOURS[tier]}"><title>{_e(dataset)} {_e(tier)}: {_short(a)} – {_short(b)} UTC, '
+                       f'fill="{_TIER_COLOURS[tier]}"><title>{_e(dataset)} {_e(tier)}: {short_time(a)} – '
+                       f'{short_time(b)} UTC, '
                        f'{rows:,} rows</title></rect>')
         for v in report.findings.violations:
             if v.dataset != dataset or v.start is None or v.end is None or (v.tier not in (None, tier)):
@@ -344,7 +290,7 @@ def timeline_svg(report: AuditReport, start: datetime, end: datetime, title: str
             colour = _MARK_COLOURS.get(v.kind, _MARK_COLOURS["other"])
             w = max(x(v.end) - x(v.start), 2.0)
             out.append(f'<rect x="{x(v.start):.1f}" y="{y + 1}" width="{w:.1f}" height="3" fill="{colour}">'
-                       f'<title>{_e(v.kind)} ({_e(v.code)}): {_short(v.start)} – {_short(v.end)} UTC, '
+                       f'<title>{_e(v.kind)} ({_e(v.code)}): {short_time(v.start)} – {short_time(v.end)} UTC, '
                        f'{_e(v.detail)}</title></rect>')
         for h in report.findings.held:
             if h.dataset == dataset and h.tier == tier and h.end > start and h.start < end:
@@ -354,9 +300,9 @@ def timeline_svg(report: AuditReport, start: datetime, end: datetime, title: str
     if start <= retention_cut <= end:
         out.append(f'<line x1="{x(retention_cut):.1f}" y1="{top - 6}" x2="{x(retention_cut):.1f}" '
                    f'y2="{height - 22}" stroke="#7b1fa2" stroke-dasharray="4 3"><title>retention limit '
-                   f'{_short(retention_cut)}</title></line>')
+                   f'{short_time(retention_cut)}</title></line>')
     out.append(f'<line x1="{x(report.as_of):.1f}" y1="{top - 6}" x2="{x(report.as_of):.1f}" y2="{height - 22}" '
-               f'stroke="#1d2330"><title>as of {_short(report.as_of)}</title></line>')
+               f'stroke="#1d2330"><title>as of {short_time(report.as_of)}</title></line>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -389,10 +335,10 @@ def report_html(report: AuditReport) -> str:
     full_start = min(oldest, as_of - report.policy.default_retention) - timedelta(days=30)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>Compliance audit — {_e(_short(as_of))} UTC</title>", f"<style>{_CSS}</style></head><body>",
+        f"<title>Compliance audit — {_e(short_time(as_of))} UTC</title>", f"<style>{_CSS}</style></head><body>",
         "<h1>Compliance audit: retention and tiers</h1>",
-        f'<p class="meta">Lake <code>{_e(report.inventory.lake_uri)}</code> · as of {_e(_short(as_of))} UTC · '
-        f'generated {_e(_short(report.generated_at))} UTC · policy <code>{_e(getattr(report.policy, "source", ""))}'
+        f'<p class="meta">Lake <code>{_e(report.inventory.lake_uri)}</code> · as of {_e(short_time(as_of))} UTC · '
+        f'generated {_e(short_time(report.generated_at))} UTC · policy <code>{_e(getattr(report.policy, "source", ""))}'
         f'</code> · default retention {report.policy.default_retention.days} days</p>',
         f'<p><span class="badge {"ok" if f.ok else "bad"}">{"COMPLIANT" if f.ok else "NOT COMPLIANT"}</span> '
         f'<span class="badge {"ok" if report.log.ok else "bad"}">audit log '
@@ -429,10 +375,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: set[in
 def _inventory_table(report: AuditReport) -> str:
     rows = []
     for t in report.inventory.tiers:
-        horizon = _horizon_days(report.policy, t.dataset, t.tier)
+        horizon = horizon_days(report.policy, t.dataset, t.tier)
         rows.append([t.dataset, t.tier, t.location, f"{horizon} d" if horizon is not None else "",
-                     len(t.partitions), t.rows, _size(t.bytes), _short(t.min_event_time), _short(t.max_event_time),
-                     _age(report, t.min_event_time), t.error or ""])
+                     len(t.partitions), t.rows, size_text(t.bytes), short_time(t.min_event_time),
+                     short_time(t.max_event_time),
+                     age_text(report, t.min_event_time), t.error or ""])
     return _table(["dataset", "tier", "location", "horizon", "partitions", "rows", "bytes", "oldest event (UTC)",
                    "newest event (UTC)", "oldest age", "error"], rows, numeric={4, 5})
 
@@ -442,7 +389,7 @@ def _violations_html(report: AuditReport) -> str:
     summary = _table(list(KINDS), [[counts[k] for k in KINDS]], numeric=set(range(len(KINDS))))
     if not report.findings.violations:
         return summary + "<p>No violation.</p>"
-    rows = [[v.kind, v.code, v.dataset, v.tier or "every tier", _short(v.start), _short(v.end), v.partitions,
+    rows = [[v.kind, v.code, v.dataset, v.tier or "every tier", short_time(v.start), short_time(v.end), v.partitions,
              v.rows, v.detail] for v in report.findings.violations]
     return summary + _table(["kind", "rule", "dataset", "tier", "from (UTC)", "to (UTC)", "partitions", "rows",
                              "detail"], rows, numeric={6, 7})
@@ -456,7 +403,7 @@ def _holds_html(report: AuditReport) -> str:
     if report.findings.held:
         out += "<p>Data past retention kept because of a hold:</p>" + _table(
             ["dataset", "tier", "from (UTC)", "to (UTC)", "partitions", "rows", "holds"],
-            [[h.dataset, h.tier, _short(h.start), _short(h.end), h.partitions, h.rows, ", ".join(h.holds)]
+            [[h.dataset, h.tier, short_time(h.start), short_time(h.end), h.partitions, h.rows, ", ".join(h.holds)]
              for h in report.findings.held], numeric={4, 5})
     return out
 
@@ -499,7 +446,7 @@ def publish_report(
     import json
 
     from common.lake import fs_path, lake_filesystem, lake_uri
-    from storage_tiers.lake_io import publish
+    from common.lake_io import publish
 
     filesystem = filesystem or lake_filesystem(settings)
     folder = fs_path(reports_path(settings))

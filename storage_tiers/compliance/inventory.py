@@ -1,6 +1,6 @@
 """What exists in which tier: partitions, rows, bytes and event-time range per dataset × tier.
 
-The audit (``storage_tiers/audit_report.py``) and the compliance check start from this inventory. It is
+The audit (``storage_tiers/compliance/audit_report.py``) and the compliance check start from this inventory. It is
 collected from metadata only, never by scanning data:
 
 * hot tier (ClickHouse, reached through ``common.hot_store``): ``system.parts`` for rows and bytes of
@@ -375,7 +375,7 @@ def _parse_time(text: Any) -> datetime | None:
 
 def s3_tagger(settings: Settings) -> Callable[[str], dict[str, str]]:
     """Object URI → its tags, through boto3 (the cold tier's ``tier=cold`` tag)."""
-    from stack.minio import s3_client
+    from common.s3 import s3_client
 
     client = s3_client(settings)
 

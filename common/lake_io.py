@@ -1,4 +1,5 @@
-"""Small lake helpers the tier code shares: list, read and publish files on a local or S3 lake alike."""
+"""Small lake helpers the archive, the tier movers and the compliance code share: list, read and publish files on
+a local or S3 lake alike."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Both dialects read the same rollup shape (tenant, event, time, country, device, page, events,
 revenue, users), so one compiler with two small vocabularies keeps the tiers answering alike: only
 catalogue names and constant expressions reach the text, user values are always parameters. It is the
-only compiler of dashboard SQL: the DuckDB piece reads the relation ``storage_tiers.lake_reader`` hands
+only compiler of dashboard SQL: the DuckDB piece reads the relation ``storage_tiers.lake.reader`` hands
 it (the rollups' table macro over the range's folders, the file globs a parameter too).
 """
 
@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from common.settings import REPO_ROOT
-from serving.query_spec import GRANULARITIES, METRICS, Order, QuerySpec
-from serving.tier_routing import Segment
+from serving.query.spec import GRANULARITIES, METRICS, Order, QuerySpec
+from serving.query.tier_routing import Segment
 
 _TEMPLATES = {
     "clickhouse": (REPO_ROOT / "sql" / "clickhouse" / "queries" / "aggregate.sql").read_text(),

@@ -1,6 +1,6 @@
 """How the API reads the warm and cold rollups: only the range's folders, one cursor per thread.
 
-``serving/sql_compile.py`` writes every dashboard statement; this module gives it what to read and runs it.
+``serving/query/sql_compile.py`` writes every dashboard statement; this module gives it what to read and runs it.
 
 * ``LakeRollupReader.relation(dataset, start, end)`` is the FROM text and its parameter for
   ``rollups_hourly`` (warm) or ``rollups_daily`` (cold) over ``[start, end)``: the dataset's table macro
@@ -39,8 +39,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from common.lake_duckdb import duckdb_uri
 from common.settings import Settings
-from storage_tiers.lake_sql import COLD_ROLLUPS_DAILY, WARM_ROLLUPS_HOURLY, TierSource, duckdb_uri, lake_connection
+from storage_tiers.lake.sql import COLD_ROLLUPS_DAILY, WARM_ROLLUPS_HOURLY, TierSource, lake_connection
 
 MAX_MONTH_GLOBS = 3  # a range over more months is read through one glob of their common prefix
 MAX_LISTINGS = 1024  # listings kept before stale ones are dropped

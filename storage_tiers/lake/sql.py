@@ -19,7 +19,8 @@ A tier without any file yet is a view over an empty relation of the same columns
 glob that matches nothing), so every view always exists; ``create_views`` again (or a new connection)
 once the tier got its first files. ``lake_query(sql, settings)`` runs one statement and returns Arrow.
 
-``batch.archive`` builds its own DuckDB sessions with ``lake_session`` and ``duckdb_uri`` from here.
+The session itself (UTC, httpfs loaded from its wheel, the S3 secret) is ``common.lake_duckdb.lake_session``,
+which ``batch.archive`` and the purge use too.
 """
 
 from __future__ import annotations
@@ -27,15 +28,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import duckdb
 import pyarrow as pa
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import archive_path, cold_events_path, fs_path, is_s3, rollups_daily_path, rollups_hourly_path
+from common.lake import archive_path, cold_events_path, rollups_daily_path, rollups_hourly_path
+from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
 from common.settings import REPO_ROOT, Settings
 
 SQL_DIR = REPO_ROOT / "sql" / "duckdb"
@@ -55,74 +55,6 @@ _RAW_COLUMNS = tuple((f.name, _duckdb_type(f.type)) for f in EVENT_ARROW_SCHEMA)
 def sql_text(name: str) -> str:
     """A file of ``sql/duckdb/``."""
     return (SQL_DIR / name).read_text()
-
-
-def sql_literal(text: str) -> str:
-    """A SQL string literal; only where DuckDB takes no parameter (LOAD, CREATE SECRET, SET, views)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
-# ------------------------------------------------------------------------------------------ session
-
-
-def httpfs_extension_path() -> Path:
-    """The httpfs extension that the ``duckdb-extension-httpfs`` wheel ships for this DuckDB version.
-
-    Loaded by path so nothing is ever downloaded at run time (``INSTALL httpfs`` would fetch it).
-    """
-    import duckdb_extension_httpfs
-
-    path = Path(duckdb_extension_httpfs.__file__).parent / "extensions" / f"v{duckdb.__version__}" / (
-        "httpfs.duckdb_extension")
-    if not path.is_file():
-        raise RuntimeError(
-            f"DuckDB's httpfs extension for duckdb {duckdb.__version__} is missing ({path}); install the "
-            f"matching wheel: pip install 'duckdb-extension-httpfs=={duckdb.__version__}'"
-        )
-    return path
-
-
-def configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Load httpfs from its wheel and add an S3 secret from ``LAKEHOUSE_S3_*`` (path-style for MinIO).
-
-    Without an access key DuckDB's default S3 settings apply (environment credentials on AWS).
-    """
-    con.execute(f"LOAD {sql_literal(str(httpfs_extension_path()))}")
-    options = ["TYPE s3", f"REGION {sql_literal(settings.s3_region)}"]
-    if settings.s3_access_key:
-        options += [f"KEY_ID {sql_literal(settings.s3_access_key)}", f"SECRET {sql_literal(settings.s3_secret_key)}"]
-    endpoint = settings.s3_endpoint.strip()
-    if endpoint:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"LAKEHOUSE_S3_ENDPOINT {endpoint!r} must look like http(s)://host:port")
-        options += [f"ENDPOINT {sql_literal(parts.netloc)}", "URL_STYLE 'path'",
-                    f"USE_SSL {'true' if parts.scheme == 'https' else 'false'}"]
-    con.execute(f"CREATE OR REPLACE SECRET lakehouse_s3 ({', '.join(options)})")
-
-
-def lake_session(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB session in UTC that reaches the lake (S3 through httpfs), without views.
-
-    Extension auto-install is off, so a query never triggers a download; ``temp_dir`` is where large
-    sorts and aggregations spill.
-    """
-    con = duckdb.connect(config={"autoinstall_known_extensions": False})
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if temp_dir is not None:
-            con.execute(f"SET temp_directory = {sql_literal(temp_dir)}")
-        if is_s3(settings.effective_lake_uri):
-            configure_s3(con, settings)
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def duckdb_uri(uri: str) -> str:
-    """DuckDB reads ``s3://`` through httpfs and local files by plain path (not ``file://``)."""
-    return "s3://" + fs_path(uri) if is_s3(uri) else fs_path(uri)
 
 
 # -------------------------------------------------------------------------------------------- views

@@ -23,7 +23,7 @@ from typing import Any
 
 from common.hot_store import HotStore
 from common.settings import REPO_ROOT
-from serving.query_spec import QuerySpec, SpecInput
+from serving.query.spec import QuerySpec, SpecInput
 
 CHARTS = ("line", "pie", "bar", "table", "number")
 MAX_WIDGETS = 50

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from serving.query_spec import GRANULARITIES, QueryError, QuerySpec
+from serving.query.spec import GRANULARITIES, QueryError, QuerySpec
 from storage_tiers.policy import TierPolicy
 
 

@@ -38,8 +38,7 @@ from common.lake import (
     rollups_daily_path,
     rollups_hourly_path,
 )
-from common.settings import REPO_ROOT, Settings
-from storage_tiers.lake_io import (
+from common.lake_io import (
     data_files,
     day_start,
     iso,
@@ -51,6 +50,7 @@ from storage_tiers.lake_io import (
     read_tables,
     sha256,
 )
+from common.settings import REPO_ROOT, Settings
 from storage_tiers.policy import TierPolicy
 
 COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"
@@ -276,7 +276,7 @@ def tag_cold_folder(settings: Settings, policy: TierPolicy, folder: str) -> list
     rewrite of those objects (a purge), since S3 tags belong to one object version and a new PUT has none."""
     if not is_s3(settings.effective_lake_uri) or not policy.s3_tags:
         return []
-    from stack.minio import s3_client
+    from common.s3 import s3_client
 
     client = s3_client(settings)
     bucket, _, prefix = folder.partition("/")
@@ -289,7 +289,7 @@ def tag_cold_folder(settings: Settings, policy: TierPolicy, folder: str) -> list
 
 def object_tags(settings: Settings, uri: str) -> dict[str, str]:
     """The S3 tags of one object (for checks and the audit report)."""
-    from stack.minio import s3_client
+    from common.s3 import s3_client
 
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     tagset = s3_client(settings).get_object_tagging(Bucket=bucket, Key=key)["TagSet"]

@@ -1,6 +1,6 @@
 """Alert rules and how one evaluation is judged: pure logic, no I/O (the evaluator does the I/O).
 
-A rule watches one metric (with the dashboard filters, validated by ``serving.query_spec``) over a
+A rule watches one metric (with the dashboard filters, validated by ``serving.query.spec``) over a
 window of whole minutes that ends at the last *settled* minute: the minute that closed at least
 ``alert_settle_seconds`` ago, so the stream's in-flight minute never looks like a drop. A rule fires on
 a threshold (``value < N``) or on a relative change against the window just before (``drop > 20 %``).
@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from serving.query_spec import METRICS, QueryError, SpecInput, build_spec, parse_range
+from serving.query.spec import METRICS, QueryError, SpecInput, build_spec, parse_range
 
 THRESHOLD_OPS = ("<", "<=", ">", ">=")
 DIRECTIONS = ("drop", "rise")
