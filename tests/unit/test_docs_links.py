@@ -132,3 +132,72 @@ def test_a_broken_link_and_a_missing_anchor_are_reported(tmp_path: Path) -> None
     problems = broken_links(page, tmp_path)
     assert len(problems) == 2, problems
     assert "missing.md" in problems[0] and "#part-two" in problems[1]
+
+
+_PACKAGES = ("common", "ingest", "stream", "serving", "batch", "orchestration", "storage_tiers", "stack", "sql",
+             "demo", "cli", "bench", "tests", "docs")
+_REPO_PATH = re.compile(rf"^(?:{'|'.join(_PACKAGES)})/[\w./-]*$")
+_MODULE = re.compile(rf"^(?:{'|'.join(_PACKAGES)})(?:\.\w+)+$")
+_FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+([\w, ]+)")
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def named_code(path: Path) -> list[tuple[int, str]]:
+    """(line number, token) of every repository path or dotted module name the page names in code."""
+    found, fenced = [], False
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        if fenced:
+            match = _FROM_IMPORT.match(line)
+            if match:
+                found.extend((number, f"{match.group(1)}.{name.strip()}") for name in match.group(2).split(","))
+            continue
+        for span in _CODE_SPAN.findall(line):
+            for token in span.split():
+                token = re.sub(r"\(.*$", "", token).rstrip(",;:)")
+                if _REPO_PATH.match(token) or _MODULE.match(token):
+                    found.append((number, token))
+    return [(n, t) for n, t in found if _REPO_PATH.match(t) or _MODULE.match(t)]
+
+
+def _defines(module: Path, name: str) -> bool:
+    pattern = rf"^(?:async\s+def|def|class)\s+{name}\b|^{name}\s*[:=]|^\s*(?:from\s+\S+\s+)?import\s.*\b{name}\b"
+    return bool(re.search(pattern, module.read_text(), flags=re.MULTILINE))
+
+
+def missing_code_names(path: Path, root: Path = REPO_ROOT) -> list[str]:
+    """One line per path or ``package.module.name`` the page names that the repository does not have."""
+    problems = []
+    for number, token in named_code(path):
+        where = f"{path.relative_to(root)}:{number}: `{token}`"
+        if "/" in token:
+            if not (root / token).exists():
+                problems.append(f"{where}: no such file or folder")
+            continue
+        current, parts = root, token.split(".")
+        while parts and ((current / parts[0]).is_dir() or (current / f"{parts[0]}.py").is_file()):
+            current = current / parts.pop(0)
+        module = current.with_suffix(".py") if current.with_suffix(".py").is_file() else current / "__init__.py"
+        if parts and not (module.is_file() and _defines(module, parts[0])):
+            problems.append(f"{where}: {module.relative_to(root)} defines no {parts[0]}")
+    return problems
+
+
+@pytest.mark.parametrize("path", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_every_repository_path_and_module_named_in_code_exists(path: Path) -> None:
+    problems = missing_code_names(path)
+    assert not problems, "the page names code that is not there (moved or renamed?):\n" + "\n".join(problems)
+
+
+def test_a_moved_file_or_module_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "cache.py").write_text("def invalidate(x):\n    return x\n")
+    page = tmp_path / "a.md"
+    page.write_text(
+        "`serving/cache.py` `serving.cache.invalidate` `serving/gone.py` `serving.cache.other` `.lakehouse/x.py`\n"
+        "```python\nfrom serving.cache import invalidate, missing\n```\n"
+    )
+    problems = missing_code_names(page, tmp_path)
+    assert [p.split("`")[1] for p in problems] == ["serving/gone.py", "serving.cache.other", "serving.cache.missing"]
