@@ -140,6 +140,7 @@ _REPO_PATH = re.compile(rf"^(?:{'|'.join(_PACKAGES)})/[\w./-]*$")
 _MODULE = re.compile(rf"^(?:{'|'.join(_PACKAGES)})(?:\.\w+)+$")
 _FROM_IMPORT = re.compile(r"^\s*from\s+([\w.]+)\s+import\s+([\w, ]+)")
 _CODE_SPAN = re.compile(r"`([^`]+)`")
+_FILE_NAME = re.compile(r"\.(?:py|sql|yaml|yml|lua|md|json|js|html|css|toml)$")  # `sql.py` is a file, not a module
 
 
 def named_code(path: Path) -> list[tuple[int, str]]:
@@ -157,9 +158,9 @@ def named_code(path: Path) -> list[tuple[int, str]]:
         for span in _CODE_SPAN.findall(line):
             for token in span.split():
                 token = re.sub(r"\(.*$", "", token).rstrip(",;:)")
-                if _REPO_PATH.match(token) or _MODULE.match(token):
+                if _REPO_PATH.match(token) or (_MODULE.match(token) and not _FILE_NAME.search(token)):
                     found.append((number, token))
-    return [(n, t) for n, t in found if _REPO_PATH.match(t) or _MODULE.match(t)]
+    return [(n, t) for n, t in found if _REPO_PATH.match(t) or (_MODULE.match(t) and not _FILE_NAME.search(t))]
 
 
 def _defines(module: Path, name: str) -> bool:
