@@ -1,5 +1,5 @@
 """Benchmark (not a test): queries over the tiers — a 1-year aggregate over the cold tier, and dashboard
-latency through the API for 7-day, 90-day, 1-year and 7-year ranges (issue #5).
+latency through the API for 7-day, 90-day, 1-year and 7-year ranges.
 
 Why: the tiers trade storage cost for query cost. This measures what a data scientist's year-long
 aggregate over cold Parquet costs with DuckDB, and what a dashboard waits for when its range reaches

@@ -1,6 +1,6 @@
 """The serving process: HTTP API (ingestion and dashboard queries) and, in embedded mode, the hot node.
 
-It is the one long-running process that owns embedded chDB (the brief's one-process rule), so it
+It is the one long-running process that owns embedded chDB (chDB allows one process per data folder), so it
 also serves the hot store to the stream job, Dagster runs and the CLI over Arrow Flight.
 """
 

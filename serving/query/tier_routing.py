@@ -18,7 +18,7 @@ from storage_tiers.policy import TierPolicy
 
 @dataclass(frozen=True)
 class Horizons:
-    """How far back each rollup is kept where (defaults: the brief's §6; the tier policy file may change them)."""
+    """How far back each rollup is kept where (defaults as in storage_tiers/tiers.yaml; a policy file may differ)."""
 
     hot_minute: timedelta = timedelta(days=7)
     hot_hour: timedelta = timedelta(days=90)

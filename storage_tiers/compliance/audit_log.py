@@ -18,7 +18,7 @@ the seqs, or a broken link), reordered ones (a record's seq differs from its fil
 longer match) are named by seq. Removing the newest records is caught by the anchor as long as the
 anchor is not rewritten too; whoever can rewrite both can truncate the tail undetected — the anchor
 is also reported in the Dagster metadata of each tier run, and copying it elsewhere (an object-lock
-bucket, a ticket) closes that gap. See the README, "Tiers, retention and legal holds".
+bucket, a ticket) closes that gap. See docs/architecture.md, "Tiers, retention and legal holds".
 """
 
 from __future__ import annotations

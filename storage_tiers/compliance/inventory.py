@@ -53,7 +53,7 @@ class LakeLocation:
     time_columns: tuple[str, ...]  # first one present in a file's schema gives the event-time range
 
 
-# The agreed layout of every dataset in every tier (see README "Storage tiers").
+# Where every dataset lives in every tier (the lake paths match common/lake.py and storage_tiers/tiers.yaml).
 HOT_TABLES: dict[str, HotTable] = {
     "events": HotTable("events_raw", "timestamp"),
     "rollups_1m": HotTable("rollups_1m", "minute"),

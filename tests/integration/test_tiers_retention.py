@@ -123,7 +123,7 @@ class History:
 
 
 class Phases:
-    """Prints how long each phase took (the figures quoted in the README come from here)."""
+    """Prints how long each phase took (the figures quoted in docs/architecture.md come from here)."""
 
     def __init__(self) -> None:
         self.last = time.perf_counter()

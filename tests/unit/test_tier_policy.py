@@ -1,4 +1,4 @@
-"""The tier policy file: defaults as the brief says, per-tenant retention, and clear errors for bad files."""
+"""The tier policy file: the default horizons and retention, per-tenant retention, and clear errors for bad files."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _write(tmp_path: Path, mutate) -> Settings:  # a small callback
     return Settings(tier_policy=str(path))
 
 
-def test_defaults_are_the_briefs() -> None:
+def test_defaults_are_the_documented_horizons_and_retention() -> None:
     policy = load_policy(Settings(tier_policy=""))
     assert set(policy.datasets) == {"events", "rollups_1m", "rollups_hourly", "rollups_daily"}
     horizons = {name: [(t.tier, t.horizon.days) for t in d.tiers] for name, d in policy.datasets.items()}
