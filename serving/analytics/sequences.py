@@ -118,7 +118,8 @@ def convert(spec: FunnelSpec, u: Unit) -> Conversion | None:
     if best is None:
         return None
     value = u.dims[best[0]][spec.breakdown] if spec.breakdown else ""
-    return Conversion(u.user_id, len(best), [u.times[j] - u.times[i] for i, j in zip(best, best[1:], strict=False)], value)
+    gaps = [u.times[j] - u.times[i] for i, j in zip(best, best[1:], strict=False)]
+    return Conversion(u.user_id, len(best), gaps, value)
 
 
 def step_rows(spec: FunnelSpec, conversions: list[Conversion]) -> list[dict[str, Any]]:
