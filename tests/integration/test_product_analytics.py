@@ -1,0 +1,346 @@
+"""Funnels, retention, paths and session metrics equal the plain-Python truth on either engine.
+
+A generator lays one tenant's clickstream twice: in the hot tier (the last days, ``events_raw``) and months
+back in the lake (archive Parquet, as ``batch/archive.py`` writes it), each with hand-made cases — ties on
+time broken by the event id, repeated steps, exclusions, sessions crossing midnight, a session cut at 24 h,
+client session ids, conversions after the range's end, events arriving late — plus random visitors who
+browse, add to cart, check out and come back days later. Every answer of the API (auto-routed and with a
+forced tier) is compared with ``tests/analytics_truth.py``, which knows nothing of SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import tests.analytics_truth as truth
+from common.events import EVENT_ARROW_SCHEMA
+from common.hot_store import HotStore
+from common.lake import archive_path, hour_partition
+from common.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+PAGES = ["/", "/product", "/cart", "/checkout"]
+FUNNEL = [{"event": "page_view"}, {"event": "add_to_cart"}, {"event": "checkout"}, {"event": "purchase"}]
+REPEAT = [{"event": "page_view", "filters": [{"field": "page", "value": "/product"}]}, {"event": "page_view"},
+          {"event": "purchase"}]
+EXCLUDE = [{"event": "remove_from_cart", "from_step": 1, "to_step": 3}]
+
+
+class Clickstream:
+    """Events of one tenant with ids that sort in creation order (so ties on time have a known order)."""
+
+    def __init__(self, tenant: str, prefix: str) -> None:
+        self.tenant, self.prefix, self.events, self.n = tenant, prefix, [], 0
+
+    def add(self, user: str, event: str, at: datetime, page: str = "/", country: str = "US", device: str = "web",
+            session: str | None = None, event_id: str | None = None) -> None:
+        self.n += 1
+        self.events.append({
+            "tenant": self.tenant, "event": event, "timestamp": at.replace(microsecond=at.microsecond // 1000 * 1000),
+            "event_id": event_id or f"{self.prefix}-{self.n:06d}", "user_id": f"{self.prefix}{user}", "page": page,
+            "country": country, "device": device, "revenue": 10.0 if event == "purchase" else 0.0,
+            "properties": json.dumps({"session_id": session}) if session else "", "received_at": at})
+
+
+def clickstream(tenant: str, prefix: str, start: datetime, days: int, seed: int) -> Clickstream:
+    """Hand-made cases on the first days, then random visitors over ``days`` days from ``start``."""
+    c = Clickstream(tenant, prefix)
+    t = (start + timedelta(days=1, hours=2)).replace(second=0, microsecond=0)
+    # ties on time: add_to_cart's id sorts before the page view's at the same instant, so it comes first
+    c.add("tie", "add_to_cart", t, event_id=f"{prefix}-a-tie")
+    c.add("tie", "page_view", t, page="/product", event_id=f"{prefix}-b-tie")
+    c.add("tie", "checkout", t + timedelta(minutes=1))
+    # repeated step: one product page view then a purchase does not pass page_view -> page_view
+    c.add("rep1", "page_view", t, page="/product")
+    c.add("rep1", "purchase", t + timedelta(minutes=3))
+    c.add("rep2", "page_view", t, page="/product")
+    c.add("rep2", "page_view", t, page="/cart")  # same instant, a distinct event: step 2
+    c.add("rep2", "purchase", t + timedelta(minutes=2))
+    # exclusion between steps 1 and 3; a second, clean attempt later the same day still counts
+    c.add("excl", "page_view", t, page="/product")
+    c.add("excl", "remove_from_cart", t + timedelta(minutes=1))
+    c.add("excl", "page_view", t + timedelta(minutes=2))
+    c.add("excl", "purchase", t + timedelta(minutes=3))
+    c.add("excl2", "page_view", t, page="/product")
+    c.add("excl2", "remove_from_cart", t + timedelta(minutes=1))
+    c.add("excl2", "page_view", t + timedelta(minutes=2))
+    # a session crossing midnight, and one chain cut at 24 hours (an event every 20 minutes for 26 hours)
+    midnight = t.replace(hour=0) + timedelta(days=1)
+    for minutes in (-10, 15, 40):
+        c.add("night", "page_view", midnight + timedelta(minutes=minutes), page="/product")
+    for k in range(79):
+        c.add("marathon", "page_view" if k % 3 else "click", t + timedelta(minutes=20 * k), page=PAGES[k % 4])
+    # a client session id keeps events an hour apart together
+    for k in range(3):
+        c.add("client", "page_view", t + timedelta(hours=k), page=PAGES[k], session="cs-1")
+    # strict order broken by a scroll between the steps
+    c.add("strict", "page_view", t)
+    c.add("strict", "scroll", t + timedelta(seconds=5))
+    c.add("strict", "add_to_cart", t + timedelta(seconds=9))
+    rng = random.Random(seed)
+    for u in range(120):
+        user, country, device = f"r{u}", rng.choice(["US", "US", "DE", "FR", "JP"]), rng.choice(["web", "ios"])
+        day = rng.randrange(days)
+        while day < days:
+            at = start + timedelta(days=day, hours=rng.randint(0, 23), minutes=rng.randint(0, 59),
+                                   milliseconds=rng.randint(0, 999))
+            for event, page in visit(rng):
+                c.add(user, event, at, page=page, country=country, device=device)
+                at += rng.choice([timedelta(0), timedelta(seconds=rng.randint(1, 300)), timedelta(minutes=25),
+                                  timedelta(minutes=45)])
+            day += rng.choice([1, 2, 3, 6, 9, 40])
+    return c
+
+
+def visit(rng: random.Random) -> list[tuple[str, str]]:
+    steps = [("page_view", rng.choice(PAGES))]
+    for _ in range(rng.randint(0, 5)):
+        steps.append(rng.choice([("page_view", rng.choice(PAGES)), ("click", "/product"), ("scroll", "/"),
+                                 ("page_view", "/product")]))
+    if rng.random() < 0.6:
+        steps.append(("add_to_cart", "/product"))
+        if rng.random() < 0.15:
+            steps.append(("remove_from_cart", "/cart"))
+        if rng.random() < 0.6:
+            steps.append(("checkout", "/checkout"))
+            if rng.random() < 0.6:
+                steps.append(("purchase", "/checkout"))
+    return steps
+
+
+def lay_hot(hot: HotStore, events: list[dict[str, Any]]) -> None:
+    """Into ``events_raw`` one hourly partition per insert, as the stream's micro-batches do."""
+    by_hour: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_hour[hour_partition(e["timestamp"])].append(e)
+    for rows in by_hour.values():
+        hot.insert_arrow("events_raw", pa.Table.from_pylist(rows, schema=EVENT_ARROW_SCHEMA))
+
+
+def lay_lake(settings: Settings, events: list[dict[str, Any]], tenant: str) -> None:
+    """Archive files (dt=/hour= folders) as the hourly archive writes them."""
+    by_hour: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_hour[hour_partition(e["timestamp"])].append(e)
+    for folder, rows in by_hour.items():
+        path = Path(archive_path(settings)) / folder / f"part-{tenant}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows.sort(key=truth.order_key)
+        pq.write_table(pa.Table.from_pylist(rows, schema=EVENT_ARROW_SCHEMA), path, compression="zstd")
+
+
+@pytest.fixture(scope="module")
+def data(settings: Settings, hot: HotStore) -> dict[str, Any]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant = f"pa-{now:%H%M%S}"
+    recent = clickstream(tenant, "h", now - timedelta(days=6), 5, seed=1)
+    old_base = now - timedelta(days=150)
+    old = clickstream(tenant, "l", old_base - timedelta(days=40), 40, seed=2)
+    # late events: the hot tier receives some of a day's events after the rest
+    early = [e for e in recent.events if e["event_id"].endswith(("1", "2", "3", "4", "5", "6", "7"))]
+    late = [e for e in recent.events if e not in early]
+    lay_hot(hot, early)
+    lay_hot(hot, late)
+    lay_lake(settings, old.events, tenant)
+    other = clickstream(f"{tenant}-other", "h", now - timedelta(days=6), 5, seed=3)
+    lay_hot(hot, other.events)
+    return {"tenant": tenant, "now": now, "hot": recent.events, "lake": old.events, "other": other,
+            "ranges": {"hot": (now - timedelta(days=5), now - timedelta(days=2)),
+                       "lake": (old_base - timedelta(days=39), old_base - timedelta(days=5))}}
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def post(api: httpx.Client, path: str, tenant: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = api.post(path, params={"tenant": tenant}, json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def expected_steps(t: dict[str, Any]) -> list[tuple]:
+    return [(s["count"], s["time_to_convert_mean"], s["time_to_convert_median"]) for s in t]
+
+
+def got_steps(rows: list[dict[str, Any]]) -> list[tuple]:
+    return [(s["count"], s["time_to_convert_mean"], s["time_to_convert_median"]) for s in rows]
+
+
+TIERS = {"hot": ("auto", "hot"), "lake": ("auto", "lake")}
+SOURCE = {"hot": ["hot:events_raw"], "lake": ["lake:events"]}
+
+FUNNEL_CASES = [
+    ("ordered users, breakdown", {"steps": FUNNEL, "breakdown": "country", "breakdown_limit": 2}),
+    ("strict", {"steps": FUNNEL, "mode": "strict"}),
+    ("any order", {"steps": FUNNEL, "mode": "any"}),
+    ("sessions", {"steps": FUNNEL, "unit": "sessions", "window": "2h"}),
+    ("repeated steps, exclusion", {"steps": REPEAT, "exclusions": EXCLUDE}),
+]
+
+
+@pytest.mark.parametrize("where", ["hot", "lake"])
+@pytest.mark.parametrize(("name", "case"), FUNNEL_CASES, ids=[c[0] for c in FUNNEL_CASES])
+def test_funnels_equal_the_truth_on_every_engine(api, data, where, name, case):
+    start, end = data["ranges"][where]
+    window = {"14d": timedelta(days=14), "2h": timedelta(hours=2), "1d": timedelta(days=1)}[case.get("window", "1d")]
+    body = {"window": "1d", **case, "from": _iso(start), "to": _iso(end)}
+    options = {"window": window, "mode": case.get("mode", "ordered"), "unit": case.get("unit", "users"),
+               "exclusions": [{**x, "event": x["event"]} for x in case.get("exclusions", [])]}
+    expected = truth.funnel(data[where] + data["hot" if where == "lake" else "lake"], case["steps"], start, end,
+                            breakdown=case.get("breakdown"), breakdown_limit=case.get("breakdown_limit", 10),
+                            **options)
+    assert expected["steps"][0]["count"] > 5 and expected["steps"][-1]["count"] > 0, "a funnel worth testing"
+    for tier in TIERS[where]:
+        got = post(api, "/v1/funnels", data["tenant"], {**body, "tier": tier})
+        assert got["sources"] == SOURCE[where], (tier, got["sources"])
+        assert got_steps(got["steps"]) == expected_steps(expected["steps"]), (name, where, tier)
+        counts = [s["count"] for s in got["steps"]]
+        assert counts == sorted(counts, reverse=True), "funnel counts never rise"
+        assert got["conversion_until"] == _iso(end + window)
+        if "breakdown" in case:
+            rows = {g["value"]: g["steps"] for g in got["breakdown"]}
+            assert {v: got_steps(s) for v, s in rows.items()} == {
+                v: expected_steps(s) for v, s in expected["breakdown"].items()}
+            assert "other" in rows and len(rows) == 3
+            for k in range(len(case["steps"])):
+                assert sum(s[k]["count"] for s in rows.values()) == got["steps"][k]["count"], "rows sum to total"
+
+
+@pytest.mark.parametrize("where", ["hot", "lake"])
+def test_dropped_users_are_listed_as_json_and_csv(api, data, where):
+    start, end = data["ranges"][where]
+    body = {"steps": FUNNEL, "window": "1d", "from": _iso(start), "to": _iso(end)}
+    expected = truth.funnel(data[where], FUNNEL, start, end, window=timedelta(days=1))["dropped"]
+    for step in (1, 2, 3):
+        got = api.post("/v1/funnels/dropoff", params={"tenant": data["tenant"], "step": step}, json=body)
+        assert got.status_code == 200, got.text
+        assert got.json()["users"] == expected[step]
+    csv = api.post("/v1/funnels/dropoff", params={"tenant": data["tenant"], "step": 1, "format": "csv"}, json=body)
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.split() == ["user_id", *expected[1]]
+
+
+@pytest.mark.parametrize("where", ["hot", "lake"])
+@pytest.mark.parametrize("by", [None, "entry_page", "exit_page"])
+def test_session_metrics_equal_the_truth(api, data, where, by):
+    start, end = data["ranges"][where]
+    expected = truth.session_metrics(data[where], start, end, non_interactive=frozenset({"scroll"}), by=by)
+    assert sum(m["sessions"] for m in expected.values()) > 50
+    for tier in TIERS[where]:
+        params = {"tenant": data["tenant"], "from": _iso(start), "to": _iso(end), "non_interactive": "scroll",
+                  "tier": tier}
+        if by:
+            params["by"] = by
+        got = api.get("/v1/sessions", params=params)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["sources"] == SOURCE[where]
+        keys = ("sessions", "avg_session_duration", "pages_per_session", "bounce_rate")
+        if by is None:
+            assert {k: body["totals"][k] for k in keys} == expected[None]
+        else:
+            assert {r[by]: {k: r[k] for k in keys} for r in body["rows"]} == expected
+            assert sum(r["sessions"] for r in body["rows"]) == body["totals"]["sessions"]
+
+
+def test_sessions_cross_midnight_and_are_cut_at_24_hours(data):
+    """The hand-made cases really are in the data the engines were compared on."""
+    sessions = truth.sessions_of(data["hot"])
+    night = [s for s in sessions if s[0]["user_id"] == "hnight"]
+    assert len(night) == 1 and night[0][0]["timestamp"].date() != night[0][-1]["timestamp"].date()
+    marathon = [s for s in sessions if s[0]["user_id"] == "hmarathon"]
+    assert [len(s) for s in marathon] == [72, 7]
+    client = [s for s in sessions if s[0]["user_id"] == "hclient"]
+    assert [len(s) for s in client] == [3]
+
+
+RETENTION = {
+    "hot": {"period": "day", "periods": 3, "start_event": "page_view", "return_event": "purchase"},
+    "lake": {"period": "week", "periods": 4, "start_event": "page_view", "return_event": "page_view"},
+}
+
+
+@pytest.mark.parametrize("where", ["hot", "lake"])
+@pytest.mark.parametrize("mode", ["on", "on_or_after"])
+@pytest.mark.parametrize("breakdown", [None, "device"])
+def test_retention_grids_equal_the_truth(api, data, where, mode, breakdown):
+    start, end = data["ranges"][where]
+    question = {**RETENTION[where], "mode": mode, "breakdown": breakdown}
+    expected = truth.retention(data["hot"] + data["lake"], start, end, **question)
+    assert sum(row[1] for row in expected.values()) > 0, "someone comes back"
+    for tier in (("hot",) if where == "hot" else ("auto", "lake")):  # first-ever needs the lake unless forced
+        got = post(api, "/v1/retention", data["tenant"],
+                   {**question, "from": _iso(start), "to": _iso(end), "tier": tier})
+        assert got["sources"] == SOURCE[where]
+        grid = {(c["cohort"], c.get("value")): c["counts"] for c in got["cohorts"]}
+        assert grid == {(k[0].date().isoformat(), k[1]): v for k, v in expected.items()}
+        for c in got["cohorts"]:
+            assert c["percentages"][0] == 100.0
+            assert c["percentages"] == [100 * n / c["size"] for n in c["counts"]]
+        if breakdown:
+            plain = truth.retention(data["hot"] + data["lake"], start, end, **{**question, "breakdown": None})
+            for (cohort, _), counts in plain.items():
+                rows = [v for (k, _v), v in expected.items() if k == cohort]
+                assert [sum(col) for col in zip(*rows, strict=True)] == counts, "each user in exactly one row"
+
+
+@pytest.mark.parametrize("where", ["hot", "lake"])
+@pytest.mark.parametrize("anchor", [{"start_event": "page_view", "steps": 3}, {"end_event": "purchase"}])
+def test_paths_equal_the_truth(api, data, where, anchor):
+    start, end = data["ranges"][where]
+    expected = truth.paths(data[where], start, end, **anchor)
+    assert expected
+    for tier in TIERS[where]:
+        got = post(api, "/v1/paths", data["tenant"], {**anchor, "from": _iso(start), "to": _iso(end), "tier": tier})
+        assert got["sources"] == SOURCE[where]
+        assert {(e["step"], e["from"], e["to"]): e["sessions"] for e in got["edges"]} == expected
+        assert len(got["edges"]) <= 50
+
+
+def test_another_tenants_events_are_never_counted(api, data):
+    start, end = data["ranges"]["hot"]
+    other = data["other"]
+    body = {"steps": FUNNEL, "window": "1d", "from": _iso(start), "to": _iso(end)}
+    mine = post(api, "/v1/funnels", data["tenant"], body)
+    theirs = post(api, "/v1/funnels", other.tenant, body)
+    assert got_steps(mine["steps"]) == expected_steps(
+        truth.funnel(data["hot"], FUNNEL, start, end, window=timedelta(days=1))["steps"])
+    assert got_steps(theirs["steps"]) == expected_steps(
+        truth.funnel(other.events, FUNNEL, start, end, window=timedelta(days=1))["steps"])
+    dropped = api.post("/v1/funnels/dropoff", params={"tenant": data["tenant"], "step": 1}, json=body).json()
+    assert all(u.startswith("h") for u in dropped["users"])
+    nobody = post(api, "/v1/paths", "nobody-at-all",
+                  {"start_event": "page_view", "from": _iso(start), "to": _iso(end)})
+    assert nobody["edges"] == []
+
+
+def test_csv_and_bad_requests(api, data):
+    start, end = data["ranges"]["hot"]
+    body = {"steps": FUNNEL, "window": "1d", "from": _iso(start), "to": _iso(end), "breakdown": "device"}
+    csv = api.post("/v1/funnels", params={"tenant": data["tenant"], "format": "csv"}, json=body)
+    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("breakdown_value,step,event,count")
+    grid = api.post("/v1/retention", params={"tenant": data["tenant"], "format": "csv"},
+                    json={**RETENTION["hot"], "from": _iso(start), "to": _iso(end), "tier": "hot"})
+    assert grid.text.splitlines()[0] == "cohort,size,period_0,period_1,period_2,period_3"
+    for bad, says in [
+        ({**body, "steps": FUNNEL[:1]}, "steps"),
+        ({**body, "breakdown": "user_id"}, "breakdown"),
+        ({**body, "mode": "fuzzy"}, "mode"),
+        ({**body, "steps": [{"event": "x'; DROP TABLE events_raw"}, {"event": "y"}]}, "event name"),
+        ({**body, "exclusions": [{"event": "x", "from_step": 3, "to_step": 2}]}, "from_step"),
+    ]:
+        answer = api.post("/v1/funnels", params={"tenant": data["tenant"]}, json=bad)
+        assert answer.status_code in (400, 422), answer.text
+        assert says in answer.text
