@@ -70,7 +70,7 @@ def clickstream(tenant: str, prefix: str, start: datetime, days: int, seed: int)
     c.add("excl2", "remove_from_cart", t + timedelta(minutes=1))
     c.add("excl2", "page_view", t + timedelta(minutes=2))
     # a session crossing midnight, and one chain cut at 24 hours (an event every 20 minutes for 26 hours)
-    midnight = t.replace(hour=0) + timedelta(days=1)
+    midnight = t.replace(hour=0, minute=0) + timedelta(days=1)
     for minutes in (-10, 15, 40):
         c.add("night", "page_view", midnight + timedelta(minutes=minutes), page="/product")
     for k in range(79):
