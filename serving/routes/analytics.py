@@ -99,14 +99,25 @@ def _ms_floor(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LONGEST = timedelta(days=8 * 366)
+
+
 def resolve_range(model: RangeModel, now: datetime, default: str) -> tuple[datetime, datetime]:
-    """[start, end) of a request, to the millisecond (the events' precision)."""
+    """[start, end) of a request, to the millisecond (the events' precision), within 8 years ending by
+    tomorrow at the latest (the engines widen it by up to a year of windows and periods)."""
     if model.from_ is not None or model.to is not None:
         if model.from_ is None:
             raise QueryError("'from' is required with 'to'")
-        end = model.to or now
-        return _ms_floor(model.from_), _ms_floor(end)
-    return _ms_floor(now - parse_range(model.range or default)), _ms_floor(now)
+        start, end = _ms_floor(model.from_), _ms_floor(model.to or now)
+    else:
+        span = parse_range(model.range or default)
+        if span > LONGEST:
+            raise QueryError("a range reaches back at most 8 years")
+        start, end = _ms_floor(now - span), _ms_floor(now)
+    if start < EARLIEST or end > now + timedelta(days=1) or end - start > LONGEST:
+        raise QueryError("from/to must lie between 1970 and tomorrow and span at most 8 years")
+    return start, end
 
 
 def _range_identity(model: RangeModel, start: datetime, end: datetime) -> dict[str, Any]:
