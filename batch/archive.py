@@ -80,9 +80,9 @@ from common.lake import (
 )
 from common.lake_duckdb import duckdb_uri, lake_session
 from common.lake_io import publish
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import sql_file
 
-SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 ARCHIVE_SCHEMA = EVENT_ARROW_SCHEMA
 SORT_KEY = ("tenant", "event", "timestamp", "event_id")
 ROW_GROUP_ROWS = 131_072  # readers skip row groups by tenant/event statistics; ~3 MB zstd of clickstream rows
@@ -116,16 +116,12 @@ class ArchiveResult:
 # --------------------------------------------------------------------------------------------- DuckDB
 
 
-def _sql(name: str) -> str:
-    return (SQL_DIR / name).read_text()
-
-
 def archive_session(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     """A lake session (``common.lake_duckdb.lake_session``: UTC, S3 through httpfs, no downloads)
     with the archive's macros; ``temp_dir`` is where a large hour's sort spills."""
     con = lake_session(settings, temp_dir=temp_dir)
     try:
-        con.execute(_sql("macros.sql"))
+        con.execute(sql_file("duckdb/macros.sql"))
     except BaseException:
         con.close()
         raise
@@ -143,7 +139,7 @@ def content_checksum(settings: Settings, files: list[str], temp_dir: str | None 
         con = archive_session(settings, temp_dir=temp_dir)
         try:
             params = {"files": [duckdb_uri(f) for f in files]}
-            for batch in con.execute(_sql("archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
+            for batch in con.execute(sql_file("duckdb/archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
                 checksum.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
                 rows += batch.num_rows
         finally:
@@ -371,11 +367,11 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 try:
                     params = {"files": [duckdb_uri(f) for f in landing], "hour_start": hour,
                               "hour_end": hour + timedelta(hours=1)}
-                    row = con.execute(_sql("archive_landing_stats.sql"), params).fetchone()
+                    row = con.execute(sql_file("duckdb/archive_landing_stats.sql"), params).fetchone()
                     assert row is not None
                     stats = dict(zip(stats, (int(v) for v in row), strict=True))
                     progress(f"  {stats['landing_rows']:,} landing rows; deduplicating and sorting")
-                    reader = con.execute(_sql("archive_events.sql"), params).to_arrow_reader(ROW_GROUP_ROWS)
+                    reader = con.execute(sql_file("duckdb/archive_events.sql"), params).to_arrow_reader(ROW_GROUP_ROWS)
                     writer.write(reader, progress)
                 finally:
                     con.close()

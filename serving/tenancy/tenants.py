@@ -18,12 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.hot_store import HotStore
-from common.settings import REPO_ROOT
+from common.sql_files import sql_sections
 
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ROLES = ("tenant", "admin")
 KEY_PREFIX = "lhk_"
-_SQL_FILE = REPO_ROOT / "sql" / "clickhouse" / "queries" / "tenants.sql"
 
 
 class DirectoryError(ValueError):
@@ -34,22 +33,7 @@ class DirectoryError(ValueError):
         self.status = status
 
 
-def load_statements(text: str) -> dict[str, str]:
-    """``-- name: x`` sections of a SQL file → {name: statement without the trailing semicolon}."""
-    statements: dict[str, str] = {}
-    name: str | None = None
-    lines: list[str] = []
-    for line in [*text.splitlines(), "-- name: <end>"]:
-        if line.startswith("-- name:"):
-            if name:
-                statements[name] = "\n".join(lines).strip().rstrip(";")
-            name, lines = line.split(":", 1)[1].strip(), []
-        elif name and not line.startswith("--"):
-            lines.append(line)
-    return statements
-
-
-SQL = load_statements(_SQL_FILE.read_text())
+SQL = sql_sections("clickhouse/queries/tenants.sql")
 
 
 def hash_key(key: str) -> str:

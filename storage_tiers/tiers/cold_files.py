@@ -50,7 +50,8 @@ from common.lake_io import (
     read_tables,
     sha256,
 )
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import sql_file
 from storage_tiers.policy import TierPolicy
 
 COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"
@@ -67,7 +68,7 @@ DAILY_SCHEMA = pa.schema([
     ("page", pa.string()), ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
     ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string())),
 ])
-DAILY_SQL = (REPO_ROOT / "sql" / "duckdb" / "tier_rollups_daily.sql").read_text()
+DAILY_SQL = sql_file("duckdb/tier_rollups_daily.sql")
 
 
 class ColdBuildError(RuntimeError):

@@ -118,9 +118,9 @@ class TierMover:
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
                 f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # fixed names
-                f"WHERE {hour_expr} >= {{a:DateTime('UTC')}} AND {hour_expr} < {{b:DateTime('UTC')}} "
+                f"WHERE {hour_expr} >= {{day_start:DateTime('UTC')}} AND {hour_expr} < {{day_end:DateTime('UTC')}} "
                 "GROUP BY h ORDER BY h",
-                {"a": start.replace(tzinfo=None), "b": (start + timedelta(days=1)).replace(tzinfo=None)},
+                {"day_start": start.replace(tzinfo=None), "day_end": (start + timedelta(days=1)).replace(tzinfo=None)},
             ).to_pylist()
             for row in rows:
                 hour = datetime.fromtimestamp(int(row["h"]), UTC)
@@ -138,8 +138,8 @@ class TierMover:
                         f"{'nothing' if lake_n is None else lake_n}; kept in the hot tier — archive and recompute "
                         "the hour (hourly_batch) first")
                     continue
-                self.store.command(f"ALTER TABLE {table} DROP PARTITION {{h:DateTime('UTC')}}",
-                                   {"h": hour.replace(tzinfo=None)})
+                self.store.command(f"ALTER TABLE {table} DROP PARTITION {{hour:DateTime('UTC')}}",
+                                   {"hour": hour.replace(tzinfo=None)})
                 record = self.audit.append(
                     "drop_hot", dataset, partition=hour_partition(hour), tier_from="hot", tier_to="warm",
                     rows=hot_n, run_id=self.run_id, reason=f"older than the hot horizon of {table}",

@@ -293,8 +293,8 @@ class Purger:
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
                 f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # fixed names
-                f"WHERE {hour_expr} < {{c:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
-                {"c": cutoff.replace(tzinfo=None)},
+                f"WHERE {hour_expr} < {{cutoff:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
+                {"cutoff": cutoff.replace(tzinfo=None)},
             ).to_pylist()
             by_hour: dict[datetime, dict[str, int]] = {}
             for row in rows:
@@ -308,12 +308,12 @@ class Purger:
                 report.items.append(item)
                 if dry_run:
                     continue
-                params: dict[str, Any] = {"h": aware.replace(tzinfo=None)}
+                params: dict[str, Any] = {"hour": aware.replace(tzinfo=None)}
                 if whole:
-                    self.store.command(f"ALTER TABLE {table} DROP PARTITION {{h:DateTime('UTC')}}", params)
+                    self.store.command(f"ALTER TABLE {table} DROP PARTITION {{hour:DateTime('UTC')}}", params)
                 else:
-                    params["t"] = gone
+                    params["tenants"] = gone
                     self.store.command(
-                        f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{h:DateTime('UTC')}} "
-                        "AND tenant IN {t:Array(String)} SETTINGS mutations_sync = 2", params)
+                        f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{hour:DateTime('UTC')}} "
+                        "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
                 self._audit(item, "hot", details={"table": table})
