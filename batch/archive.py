@@ -65,7 +65,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from common.events import EVENT_ARROW_SCHEMA
+from common.events import EVENT_ARROW_SCHEMA, format_optional_ts
 from common.lake import (
     MANIFEST_NAME,
     archive_hour_path,
@@ -283,8 +283,6 @@ class _HourWriter:
 # ------------------------------------------------------------------------------------------ publish
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @cache
@@ -383,16 +381,16 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 "format": MANIFEST_FORMAT,
                 "dataset": "archive/events",
                 "partition": partition,
-                "hour": _iso(hour),
-                "hour_end": _iso(hour + timedelta(hours=1)),
+                "hour": format_optional_ts(hour),
+                "hour_end": format_optional_ts(hour + timedelta(hours=1)),
                 "run_id": run_id,
-                "created_at": _iso(datetime.now(UTC)),
+                "created_at": format_optional_ts(datetime.now(UTC)),
                 "tool": {"name": TOOL_NAME, "version": tool_version(), "duckdb": duckdb.__version__,
                          "pyarrow": pa.__version__},
                 "rows": writer.rows,
                 "bytes": sum(p.bytes for p in parts),
-                "min_event_time": _iso(low),
-                "max_event_time": _iso(high),
+                "min_event_time": format_optional_ts(low),
+                "max_event_time": format_optional_ts(high),
                 "checksum": checksum,
                 "checksum_method": CHECKSUM_METHOD,
                 "sort_key": list(SORT_KEY),
@@ -400,7 +398,8 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 "schema": [{"name": f.name, "type": str(f.type)} for f in ARCHIVE_SCHEMA],
                 "files": [
                     {"path": p.name, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256,
-                     "min_event_time": _iso(p.min_event_time), "max_event_time": _iso(p.max_event_time)}
+                     "min_event_time": format_optional_ts(p.min_event_time),
+                     "max_event_time": format_optional_ts(p.max_event_time)}
                     for p in parts
                 ],
                 "landing_files": landing,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from common.events import format_optional_ts
 from common.hot_store import HotStore
 from common.sql_files import sql_sections
 from serving.query.spec import QuerySpec, SpecInput
@@ -76,11 +77,9 @@ class Dashboard:
         raise DashboardNotFound(f"dashboard {self.id!r} has no widget {widget_id!r}; its widgets: {known}")
 
     def as_json(self) -> dict[str, Any]:
-        def iso(value: datetime | None) -> str | None:
-            return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
         return {"id": self.id, "name": self.name, "version": self.version, "builtin": self.builtin,
-                "created": iso(self.created), "updated": iso(self.updated),
+                "created": format_optional_ts(self.created, "auto"),
+                "updated": format_optional_ts(self.updated, "auto"),
                 "widgets": [w.as_json() for w in self.widgets]}
 
 

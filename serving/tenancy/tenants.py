@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from common.events import format_ts
 from common.hot_store import HotStore
 from common.sql_files import sql_sections
 
@@ -46,10 +47,6 @@ def generate_key() -> tuple[str, str]:
     return f"{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -58,7 +55,7 @@ class Tenant:
     disabled: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created": _iso(self.created), "disabled": self.disabled}
+        return {"id": self.id, "name": self.name, "created": format_ts(self.created), "disabled": self.disabled}
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,7 @@ class ApiKey:
     def as_dict(self) -> dict[str, Any]:
         """What an admin may see again: everything but the hash."""
         return {"prefix": self.prefix, "tenant": self.tenant, "role": self.role,
-                "rate_per_second": self.rate_per_second, "burst": self.burst, "created": _iso(self.created),
+                "rate_per_second": self.rate_per_second, "burst": self.burst, "created": format_ts(self.created),
                 "revoked": self.revoked}
 
 
