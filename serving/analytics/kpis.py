@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from common.events import format_ts
 from common.hot_store import HotStore
 from common.sql_files import sql_sections
 from serving.query.kpi import Kpi, KpiError
@@ -34,7 +35,7 @@ class SavedKpi:
     def as_json(self) -> dict[str, Any]:
         return {"name": self.kpi.name, "formula": self.kpi.formula, "metrics": self.kpi.metrics,
                 "description": self.description, "version": self.version,
-                "updated": self.updated.isoformat().replace("+00:00", "Z")}
+                "updated": format_ts(self.updated)}
 
 
 def checked(name: str, formula: str) -> Kpi:

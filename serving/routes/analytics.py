@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_ts
 from common.hot_store import HotStoreError
 from serving.analytics import definitions as defs
 from serving.analytics.engine import AnalyticsEngine, Answer
@@ -91,7 +92,7 @@ class PathsModel(RangeModel):
 
 
 def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return format_ts(moment, "auto")
 
 
 def _ms_floor(moment: datetime) -> datetime:

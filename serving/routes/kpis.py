@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_ts
 from common.hot_store import HotStoreError
 from serving.analytics.kpis import KpiNotFound, KpiStore, SavedKpi
 from serving.cache import EntryRange, cache_key
@@ -40,7 +41,7 @@ class KpiUpdate(BaseModel):
 
 
 def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
 
 
 def kpis_router(serving: Serving) -> APIRouter:
@@ -132,8 +133,8 @@ def kpis_router(serving: Serving) -> APIRouter:
                 rows.append([*keys, saved.kpi.value(record)])
             return orjson.dumps({
                 "tenant": tenant, "kpi": name, "formula": saved.kpi.formula, "metrics": saved.kpi.metrics,
-                "from": spec.start.isoformat().replace("+00:00", "Z"),
-                "to": spec.end.isoformat().replace("+00:00", "Z"),
+                "from": format_ts(spec.start, "auto"),
+                "to": format_ts(spec.end, "auto"),
                 "granularity": spec.granularity, "columns": [*lead, name], "rows": rows, "sources": result.sources,
                 "approximate": [name] if result.approximate else [], "truncated": result.truncated,
                 "took_ms": result.took_ms})

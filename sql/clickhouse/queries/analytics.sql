@@ -1,5 +1,5 @@
 -- Product analytics over the hot tier's raw events (serving/analytics/engine.py fills these in).
--- {name} placeholders are SQL the code writes from whitelists (a section of this file, a catalogue
+-- Brace placeholders are SQL the code writes from whitelists (a section of this file, a catalogue
 -- dimension, a period function); every value a user typed is a typed parameter {name:Type}.
 -- The order of events is (timestamp, event_id) everywhere: ties on time are broken by the event id.
 
@@ -36,7 +36,7 @@ FROM (
 )
 
 -- name: session_metrics
--- Sessions whose first event lies in [start, end), grouped by {group} ('' or the entry/exit page).
+-- Sessions whose first event lies in [start, end), grouped by the group placeholder ('' or the entry/exit page).
 SELECT {group} AS grp, count() AS sessions, sum(duration_ms) AS total_duration_ms, sum(views) AS total_views,
        countIf(views > 0) AS with_views, countIf(views > 0 AND views < 2 AND interactive = 0) AS bounced
 FROM (
@@ -64,7 +64,7 @@ SETTINGS max_execution_time = {timeout_seconds}
 
 -- name: retention
 -- Per cohort (period of the user's first-ever start event, which must lie in [start, end)), breakdown
--- value (of that first event) and period index n: the users whose return events fall on n ({mode} 'on')
+-- value (of that first event) and period index n: the users whose return events fall on n (mode "on")
 -- or whose last return period is n (capped at the grid's last period; 'on or after' adds them up).
 WITH firsts AS (
     SELECT user_id, min(timestamp) AS first_ts,

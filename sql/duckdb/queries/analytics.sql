@@ -1,6 +1,6 @@
 -- Product analytics over the lake's raw events (the `events` view of sql/duckdb/views.sql: the archive
 -- and the cold tier, each day read from one of them). The twin of sql/clickhouse/queries/analytics.sql,
--- filled in by serving/analytics/engine.py: {name} placeholders are SQL from the code's whitelists,
+-- filled in by serving/analytics/engine.py: brace placeholders are SQL from the code's whitelists,
 -- every value a user typed is a $parameter. The dt conditions prune the folders outside the scan.
 -- The order of events is (timestamp, event_id) everywhere: ties on time are broken by the event id.
 
@@ -38,7 +38,7 @@ FROM (
 )
 
 -- name: session_metrics
--- Sessions whose first event lies in [start, end), grouped by {group} ('' or the entry/exit page).
+-- Sessions whose first event lies in [start, end), grouped by the group placeholder ('' or the entry/exit page).
 SELECT {group} AS grp, count(*) AS sessions, CAST(sum(duration_ms) AS BIGINT) AS total_duration_ms,
        CAST(sum(views) AS BIGINT) AS total_views,
        count(*) FILTER (WHERE views > 0) AS with_views,
