@@ -19,7 +19,6 @@ import pyarrow.compute as pc
 
 from serving.analytics.definitions import FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
 
-DIMS = ("page", "country", "device")
 OTHER = "other"
 
 
@@ -29,21 +28,20 @@ class Unit:
     unit: str
     events: list[str]
     times: list[int]
-    dims: list[dict[str, str]]
 
 
 def units(table: pa.Table) -> Iterator[Unit]:
-    """Consecutive rows of one (user, unit) as one ``Unit`` (the SQL orders by user, unit, time, id)."""
+    """Consecutive rows of one (user, unit) as one ``Unit`` for the paths (the SQL orders by user, unit,
+    time, id)."""
     if table.num_rows == 0:
         return
     ms = pc.cast(pc.cast(table["ts"], pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
-    cols = {name: table[name].to_pylist() for name in ("user_id", "unit", "event", *DIMS)}
+    cols = {name: table[name].to_pylist() for name in ("user_id", "unit", "event")}
     begin = 0
     n = table.num_rows
     for i in range(1, n + 1):
         if i == n or cols["user_id"][i] != cols["user_id"][begin] or cols["unit"][i] != cols["unit"][begin]:
-            yield Unit(cols["user_id"][begin], cols["unit"][begin], cols["event"][begin:i], ms[begin:i],
-                       [{d: cols[d][j] for d in DIMS} for j in range(begin, i)])
+            yield Unit(cols["user_id"][begin], cols["unit"][begin], cols["event"][begin:i], ms[begin:i])
             begin = i
 
 
@@ -58,58 +56,94 @@ class Conversion:
     value: str  # the breakdown dimension's value on the attempt's first event ('' without breakdown)
 
 
-def _walk(spec: FunnelSpec, u: Unit, hits: list[list[bool]], a: int) -> list[int]:
+@dataclass(frozen=True)
+class Sequence:
+    """One unit's events for the funnel walk: times, which steps each event matches, which exclusions."""
+
+    user_id: str
+    times: list[int]
+    hits: list[tuple[bool, ...]]  # per event, per step
+    excluded: list[tuple[bool, ...]]  # per event, per exclusion
+    values: list[str]  # the breakdown dimension per event ('' without breakdown)
+
+
+def matches(table: pa.Table, event: str, filters: tuple) -> list[bool]:
+    """Which rows match an event name and its dimension filters (computed column-wise by Arrow)."""
+    mask = pc.equal(table["event"], event)
+    for f in filters:
+        inside = pc.is_in(table[f.field], value_set=pa.array(list(f.values), pa.string()))
+        mask = pc.and_(mask, inside if f.op in ("=", "in") else pc.invert(inside))
+    return mask.to_pylist()
+
+
+def sequences(spec: FunnelSpec, table: pa.Table) -> Iterator[Sequence]:
+    """Consecutive rows of one (user, unit) as one ``Sequence`` (the SQL orders by user, unit, time, id)."""
+    n = table.num_rows
+    if n == 0:
+        return
+    ms = pc.cast(pc.cast(table["ts"], pa.timestamp("ms", tz="UTC")), pa.int64()).to_pylist()
+    hits = list(zip(*(matches(table, s.event, s.filters) for s in spec.steps), strict=True))
+    excluded = (list(zip(*(matches(table, x.step.event, x.step.filters) for x in spec.exclusions), strict=True))
+                if spec.exclusions else [()] * n)
+    values = table[spec.breakdown].to_pylist() if spec.breakdown else [""] * n
+    users, unit_keys = table["user_id"].to_pylist(), table["unit"].to_pylist()
+    begin = 0
+    for i in range(1, n + 1):
+        if i == n or users[i] != users[begin] or unit_keys[i] != unit_keys[begin]:
+            yield Sequence(users[begin], ms[begin:i], hits[begin:i], excluded[begin:i], values[begin:i])
+            begin = i
+
+
+def _walk(spec: FunnelSpec, seq: Sequence, a: int, limit: int) -> list[int]:
     """Events (indexes) reaching the steps in the attempt that starts at event ``a``."""
-    limit = u.times[a] + int(spec.window.total_seconds() * 1000)
     n_steps = len(spec.steps)
+    times, hits = seq.times, seq.hits
     if spec.mode == "any":
         taken: dict[int, int] = {}
-        for i in range(a, len(u.events)):
-            if u.times[i] > limit or len(taken) == n_steps:
+        for i in range(a, len(times)):
+            if times[i] > limit or len(taken) == n_steps:
                 break
             step = next((k for k in range(n_steps) if k not in taken and hits[i][k]), None)
             if step is not None:
                 taken[step] = i
         return sorted(taken.values())
     path = [a]
-    for i in range(a + 1, len(u.events)):
-        if len(path) == n_steps or u.times[i] > limit:
+    strict = spec.mode == "strict"
+    for i in range(a + 1, len(times)):
+        if len(path) == n_steps or times[i] > limit:
             break
         if hits[i][len(path)]:
             path.append(i)
-        elif spec.mode == "strict":
+        elif strict:
             break
     return path
 
 
-def _spoiled(spec: FunnelSpec, u: Unit, path: list[int], a: int) -> bool:
+def _spoiled(spec: FunnelSpec, seq: Sequence, path: list[int], limit: int) -> bool:
     """Did an exclusion event happen between the attempt's steps it names (or, step j never reached,
     before the attempt's window ended)?"""
-    limit = u.times[a] + int(spec.window.total_seconds() * 1000)
-    for x in spec.exclusions:
+    for x_index, x in enumerate(spec.exclusions):
         if len(path) < x.from_step:
             continue
         stop = path[x.to_step - 1] if len(path) >= x.to_step else None
-        for i in range(path[x.from_step - 1] + 1, len(u.events)):
-            if (stop is not None and i >= stop) or (stop is None and u.times[i] > limit):
+        for i in range(path[x.from_step - 1] + 1, len(seq.times)):
+            if (stop is not None and i >= stop) or (stop is None and seq.times[i] > limit):
                 break
-            if x.step.matches(u.events[i], u.dims[i]):
+            if seq.excluded[i][x_index]:
                 return True
     return False
 
 
-def convert(spec: FunnelSpec, u: Unit) -> Conversion | None:
+def convert(spec: FunnelSpec, seq: Sequence) -> Conversion | None:
     """The unit's best attempt (furthest step; the earliest among equals), or None if it never entered."""
     start_ms, end_ms = int(spec.start.timestamp() * 1000), int(spec.end.timestamp() * 1000)
-    hits = [[s.matches(ev, d) for s in spec.steps] for ev, d in zip(u.events, u.dims, strict=True)]
+    window_ms = int(spec.window.total_seconds() * 1000)
     best: list[int] | None = None
-    for a, t in enumerate(u.times):
-        if not start_ms <= t < end_ms:
+    for a, t in enumerate(seq.times):
+        if not start_ms <= t < end_ms or not (any(seq.hits[a]) if spec.mode == "any" else seq.hits[a][0]):
             continue
-        if not (any(hits[a]) if spec.mode == "any" else hits[a][0]):
-            continue
-        path = _walk(spec, u, hits, a)
-        if _spoiled(spec, u, path, a):
+        path = _walk(spec, seq, a, t + window_ms)
+        if spec.exclusions and _spoiled(spec, seq, path, t + window_ms):
             continue
         if best is None or len(path) > len(best):
             best = path
@@ -117,9 +151,8 @@ def convert(spec: FunnelSpec, u: Unit) -> Conversion | None:
                 break
     if best is None:
         return None
-    value = u.dims[best[0]][spec.breakdown] if spec.breakdown else ""
-    gaps = [u.times[j] - u.times[i] for i, j in zip(best, best[1:], strict=False)]
-    return Conversion(u.user_id, len(best), gaps, value)
+    gaps = [seq.times[j] - seq.times[i] for i, j in zip(best, best[1:], strict=False)]
+    return Conversion(seq.user_id, len(best), gaps, seq.values[best[0]])
 
 
 def step_rows(spec: FunnelSpec, conversions: list[Conversion]) -> list[dict[str, Any]]:
@@ -158,7 +191,7 @@ def breakdown_rows(spec: FunnelSpec, conversions: list[Conversion]) -> list[dict
 
 
 def funnel_answer(spec: FunnelSpec, table: pa.Table) -> tuple[dict[str, Any], list[Conversion]]:
-    conversions = [c for c in (convert(spec, u) for u in units(table)) if c is not None]
+    conversions = [c for c in (convert(spec, seq) for seq in sequences(spec, table)) if c is not None]
     answer: dict[str, Any] = {"steps": step_rows(spec, conversions)}
     if spec.breakdown:
         answer["breakdown"] = breakdown_rows(spec, conversions)
