@@ -14,12 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 
 import tests.analytics_truth as truth
+from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
 from common.settings import Settings
 from tests.analytics_clickstream import EXCLUDE, FUNNEL, REPEAT, clickstream, lay_hot, lay_lake
+from tests.integration.direct_hot import insert_events
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +230,28 @@ def test_csv_and_bad_requests(api, data):
         answer = api.post("/v1/funnels", params={"tenant": data["tenant"]}, json=bad)
         assert answer.status_code in (400, 422), answer.text
         assert says in answer.text
+
+
+def test_a_saved_kpi_is_computed_by_dimension_from_its_metrics(api, hot, data):
+    """A KPI's values equal its formula applied to the truth; x / 0 is null; another tenant cannot see it."""
+    tenant = f"{data['tenant']}-kpi"
+    at = data["now"] - timedelta(hours=2)
+    rows = [("US", "purchase", 30.0), ("US", "purchase", 12.5), ("US", "page_view", 0.0), ("DE", "page_view", 0.0),
+            ("FR", "purchase", 8.0)]
+    events = pa.Table.from_pylist([
+        {"tenant": tenant, "event": event, "timestamp": at + timedelta(seconds=i), "event_id": f"k{i}",
+         "user_id": f"u{i}", "page": "/", "country": country, "device": "web", "revenue": revenue,
+         "properties": "", "received_at": at} for i, (country, event, revenue) in enumerate(rows)],
+        schema=EVENT_ARROW_SCHEMA)
+    insert_events(hot, events)
+    created = api.post("/v1/kpis", params={"tenant": tenant},
+                       json={"name": "revenue_per_purchase", "formula": "revenue / purchases"})
+    assert created.status_code == 201, created.text
+    answer = api.get("/v1/kpis/revenue_per_purchase/data", params={"tenant": tenant, "range": "1d", "by": "country"})
+    assert answer.status_code == 200, answer.text
+    assert {r[0]: r[1] for r in answer.json()["rows"]} == {"US": 21.25, "DE": None, "FR": 8.0}
+    assert api.get("/v1/kpis/revenue_per_purchase", params={"tenant": data["tenant"]}).status_code == 404
+    assert api.post("/v1/kpis", params={"tenant": tenant},
+                    json={"name": "x", "formula": "revenue / secret"}).status_code == 400
+    assert api.delete("/v1/kpis/revenue_per_purchase", params={"tenant": tenant}).status_code == 204
+    assert api.get("/v1/kpis", params={"tenant": tenant}).json()["kpis"] == []
