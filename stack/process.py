@@ -141,9 +141,8 @@ class StopReport:
         return not self.left
 
     def summary(self) -> str:
-        """``stopped 3 processes in 1.2s`` / ``… SIGKILLed after the SIGTERM timeout: pid …``."""
-        n = len(self.found)
-        text = f"stopped {n} process{'es' if n != 1 else ''} (group of pid {self.pid}) in {self.seconds:.1f}s"
+        """``stopped pid 1 python (…), pid 2 java (…) in 1.2s``, then what needed SIGKILL or survived."""
+        text = f"stopped {', '.join(self.found) or 'nothing'} in {self.seconds:.1f}s"
         if self.killed:
             text += f"; SIGKILLed after the SIGTERM timeout: {', '.join(self.killed)}"
         if self.left:
