@@ -253,7 +253,8 @@ class Stack:
         if not found:
             return []
         self.progress(f"stray processes of {self.home}: {'; '.join(str(hp) for hp in found)}")
-        report = process.stop_processes([hp.process for hp in found], timeout=10.0)
+        timeouts = [self._services[hp.service].stop_timeout if hp.service in self._services else 10.0 for hp in found]
+        report = process.stop_processes([hp.process for hp in found], timeout=max(timeouts))
         self.progress(f"strays: {report.summary()}")
         return list(report.left)
 
