@@ -217,7 +217,8 @@ def stop(record: PidRecord, timeout: float, kill_timeout: float = 10.0) -> StopR
         now = procfs.processes(details=False)
         alive = [p for p in now if not p.gone and (p.pgid == pgid or (p.pid, p.start_ticks) in tracked)]
         for p in alive:
-            known.setdefault(p.pid, procfs.read_process(p.pid) or p)
+            if p.pid not in known:  # started after the first look: read its command line once
+                known[p.pid] = procfs.read_process(p.pid) or p
         return alive
 
     def send(sig: signal.Signals) -> None:
