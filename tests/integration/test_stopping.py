@@ -144,7 +144,8 @@ def test_down_in_the_middle_of_a_large_micro_batch_leaves_no_process_of_the_stre
     assert took < timeout + 12, f"down took {took:.1f}s"
     assert status.state == "stopped"
     assert stream_processes(settings, record.pid) == []
-    assert procfs.read_process(jvm.pid) is None or procfs.read_process(jvm.pid).start_ticks != jvm.start_ticks
+    after = procfs.read_process(jvm.pid)
+    assert after is None or after.gone or after.start_ticks != jvm.start_ticks, "the JVM is gone (or a zombie)"
     assert stack.strays() == []
     assert any(f"pid {jvm.pid} java" in line for line in lines), f"the report names the JVM: {lines}"
 
