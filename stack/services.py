@@ -254,7 +254,7 @@ class Stack:
             return []
         self.progress(f"stray processes of {self.home}: {'; '.join(str(hp) for hp in found)}")
         timeouts = [self._services[hp.service].stop_timeout if hp.service in self._services else 10.0 for hp in found]
-        report = process.stop_processes([hp.process for hp in found], timeout=max(timeouts))
+        report = process.stop_processes([hp.process for hp in found], timeout=min(10.0, max(timeouts)))
         self.progress(f"strays: {report.summary()}")
         return list(report.left)
 
