@@ -321,7 +321,7 @@ class Stack:
             service.pid_file.unlink(missing_ok=True)
         for stray in self.strays([service.name]):  # e.g. an orphaned stream JVM still consuming the topic
             self.progress(f"{service.name}: stopping a stray before starting: {stray}")
-            process.stop_processes([stray.process], timeout=service.stop_timeout)
+            process.stop_processes([stray.process], timeout=min(10.0, service.stop_timeout))
 
         busy = [f"{h}:{p}" for h, p in service.ports if port_open(h, p)]
         if busy:
