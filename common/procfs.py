@@ -96,9 +96,7 @@ def read_process(pid: int, *, details: bool = True) -> ProcessInfo | None:
     base = PROC / str(pid)
     try:
         stat_text = (base / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError:
+    except OSError:  # gone (FileNotFoundError, ProcessLookupError) or not readable
         return None
     stat = parse_stat(stat_text)
     cmdline: tuple[str, ...] = ()
