@@ -131,6 +131,11 @@ def available() -> bool:
     return (PROC / "self" / "stat").exists()
 
 
+def group_members(pgid: int) -> list[ProcessInfo]:
+    """Live (not zombie) processes of the process group ``pgid``; a group outlives its leader."""
+    return [p for p in processes(details=False) if p.pgid == pgid and not p.gone]
+
+
 def descendants(root_pids: set[int], table: list[ProcessInfo]) -> list[ProcessInfo]:
     """Processes whose parent chain reaches one of ``root_pids`` (the roots themselves excluded)."""
     children: dict[int, list[ProcessInfo]] = {}
