@@ -40,26 +40,37 @@ def stop_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def jvm_gone(exc: BaseException) -> bool:
+    """True when a py4j call failed because the JVM has exited (it gets the group's SIGTERM too)."""
+    return isinstance(exc, ConnectionError) or type(exc).__name__ == "Py4JNetworkError"
+
+
 def stop_within(
     spark: SparkSession, queries: Sequence[StreamingQuery], budget: float, progress: Callable[[str], None]
 ) -> bool:
     """Stop ``queries`` then ``spark`` in a helper thread; False if that took longer than ``budget`` s.
 
-    Both calls go through the JVM, which may itself be shutting down (it got the same SIGTERM) or be
-    stuck behind a micro-batch; errors are reported and the next step is tried anyway.
+    Every call goes through the JVM, which may be stuck behind a micro-batch or already gone: a stop
+    of the stack signals the whole process group, so the JVM runs its own shutdown hooks at the same
+    time. A JVM that is gone ends the work quietly; other errors are reported and the next step tried.
     """
 
-    def stop_all() -> None:
-        for query in queries:
-            try:
-                if query.isActive:
-                    query.stop()
-            except Exception as exc:  # noqa: BLE001 - py4j errors of a JVM that is going away
-                progress(f"stopping query {query.name}: {exc.__class__.__name__}: {str(exc)[:200]}")
+    def attempt(what: str, action: Callable[[], None]) -> bool:
         try:
-            spark.stop()
-        except Exception as exc:  # noqa: BLE001
-            progress(f"stopping the Spark session: {exc.__class__.__name__}: {str(exc)[:200]}")
+            action()
+            return True
+        except Exception as exc:  # noqa: BLE001 - whatever py4j raises, the stop goes on
+            if jvm_gone(exc):
+                progress("the JVM has already stopped (it received the same signal)")
+                return False
+            progress(f"{what}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            return True
+
+    def stop_all() -> None:
+        for index, query in enumerate(queries, 1):
+            if not attempt(f"stopping query {index} of {len(queries)}", lambda q=query: q.isActive and q.stop()):
+                return
+        attempt("stopping the Spark session", spark.stop)
 
     worker = threading.Thread(target=stop_all, name="stream-stop", daemon=True)
     worker.start()
