@@ -13,6 +13,7 @@ from common.settings import Settings
 from stack import local_stack
 from stack.net import host_port, http_ready
 from stack.services import Stack, process_service
+from stream.shutdown import STOP_SECONDS
 
 
 def stream_ready_file(settings: Settings) -> Path:
@@ -42,6 +43,7 @@ def full_stack(settings: Settings) -> Stack:
         process_service(
             settings.home, "stream", python + ["stream"], lambda: _stream_ready(settings),
             f"{settings.kafka_topic}@{settings.kafka_bootstrap}", cwd=repo, start_timeout=180.0,
+            stop_timeout=STOP_SECONDS + 10.0,  # the job's own bounded stop, then the group's SIGKILL
             hint="see the stream log; `lakehouse stream` runs it in the foreground",
         )
     )
