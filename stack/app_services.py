@@ -14,7 +14,6 @@ from stack import local_stack
 from stack.net import host_port, http_ready
 from stack.services import Stack, process_service
 
-
 # The stream job stops its queries and Spark within 15 s of SIGTERM (stream/shutdown.py); the group is
 # SIGKILLed only after that bound and a margin. The harness starts it by command line, so the figure is
 # repeated here rather than imported (the harness builds on common only).
