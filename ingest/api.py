@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from common.events import format_ts, normalize_event
 from common.settings import Settings
-from ingest.publisher import EventPublisher, KafkaUnavailable
+from ingest.publisher import KafkaUnavailable, Publisher
 
 if TYPE_CHECKING:
     from serving.observability import ServingMetrics
@@ -48,7 +48,7 @@ def bind_tenant(raw: Any, bound: str | None) -> Any:
 
 
 def ingest_router(
-    settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant,
+    settings: Settings, publisher: Publisher, bound_tenant: Callable[..., Any] = _any_tenant,
     metrics: ServingMetrics | None = None,
 ) -> APIRouter:
     """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any);

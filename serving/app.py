@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from common.hot_schema import migrate
-from common.hot_store import HotStoreError, open_hot_store
+from common.hot_store import HotStore, HotStoreError, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
-from ingest.publisher import EventPublisher
+from ingest.publisher import EventPublisher, Publisher
 from serving.alerts_evaluator import build_evaluator
 from serving.alerts_store import AlertStore
 from serving.auth import AuthError, auth_error_response, enable_api_keys
@@ -111,6 +111,24 @@ def create_app(serving: Serving) -> FastAPI:
     return app
 
 
+def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher | None = None,
+                  cache: QueryCache | None = None) -> Serving:
+    """What every endpoint shares, API keys on, over ``store``; Kafka and Redis clients unless others are
+    passed in (the component tests pass an in-memory publisher)."""
+    serving = Serving(
+        settings=settings,
+        store=store,
+        engine=QueryEngine(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
+                           horizons=horizons_from_policy(load_policy(settings)),
+                           timeout_seconds=settings.query_timeout_seconds),
+        cache=cache if cache is not None else QueryCache(settings.redis_url),
+        publisher=publisher if publisher is not None else EventPublisher(settings),
+    )
+    enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
+    serving.metrics = ServingMetrics()
+    return serving
+
+
 def serve(settings: Settings) -> None:
     """Run the API (and the hot node when ClickHouse is embedded) until stopped."""
     import uvicorn
@@ -122,17 +140,7 @@ def serve(settings: Settings) -> None:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
         start_hot_node(store, settings.hot_node_url)
-    serving = Serving(
-        settings=settings,
-        store=store,
-        engine=QueryEngine(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
-                           horizons=horizons_from_policy(load_policy(settings)),
-                           timeout_seconds=settings.query_timeout_seconds),
-        cache=QueryCache(settings.redis_url),
-        publisher=EventPublisher(settings),
-    )
-    enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
-    serving.metrics = ServingMetrics()
+    serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
     serving.metrics.sampler.start()
     app = create_app(serving)
