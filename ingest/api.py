@@ -100,10 +100,10 @@ def ingest_router(
                 dead.append({"index": index, "reason": str(exc), "event": raw, "received_at": format_ts(now)})
         try:
             await run_in_threadpool(publisher.publish, accepted, dead, wait=sync)
-        except KafkaUnavailable as exc:
+        except KafkaUnavailable:  # answered 503 (serving.errors): nothing of the batch was accepted
             if metrics is not None:
                 metrics.observe_ingest_refused(len(batch), "kafka_unavailable")
-            return _error(503, str(exc))
+            raise
         if metrics is not None:
             metrics.observe_ingest(len(accepted), [e["reason"] for e in errors])
         return {"accepted": len(accepted), "rejected": len(errors), "errors": errors}

@@ -19,9 +19,10 @@ from ingest.api import ingest_router
 from ingest.publisher import EventPublisher, Publisher
 from serving.alerts_evaluator import build_evaluator
 from serving.alerts_store import AlertStore
-from serving.auth import AuthError, auth_error_response, enable_api_keys
+from serving.auth import enable_api_keys
 from serving.cache import QueryCache
 from serving.context import Serving
+from serving.errors import install_error_handlers
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -31,7 +32,6 @@ from serving.observability import (
     metrics_router,
 )
 from serving.query_engine import QueryEngine
-from serving.query_spec import QueryError
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
 from serving.routes.dashboards import dashboards_router
@@ -52,14 +52,10 @@ def create_app(serving: Serving) -> FastAPI:
         version="0.2.0",
         description="Event ingestion and dashboard queries over the hot (ClickHouse), warm and cold (Parquet) tiers.",
     )
-    app.add_exception_handler(AuthError, auth_error_response)
+    install_error_handlers(app)  # domain errors → HTTP status, for every route (serving/errors.py)
     if serving.metrics is None:
         serving.metrics = ServingMetrics()
     app.add_middleware(RequestObservability, metrics=serving.metrics)  # request ids, access log, HTTP metrics
-
-    @app.exception_handler(QueryError)
-    async def _bad_query(_request: Any, exc: QueryError) -> JSONResponse:  # e.g. a malformed ?filter=
-        return JSONResponse(status_code=400, content={"error": str(exc)})
 
     app.include_router(metrics_router(serving, serving.metrics))
     app.include_router(ingest_router(settings, serving.publisher, serving.bound_tenant_dependency,

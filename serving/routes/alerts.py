@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from serving.alerts import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
 from serving.alerts_store import AlertState, AlertStore
 from serving.context import Serving
-from serving.routes.queries import FilterModel
+from serving.query_models import FilterModel
 
 
 class ThresholdCondition(BaseModel):

@@ -99,3 +99,8 @@ def test_a_tenant_key_manages_only_its_own_rules(client: TestClient, keys: dict[
                       headers={"Authorization": f"Bearer {keys['acme']}"}).status_code == 404
     assert client.post("/v1/alerts", params={"tenant": "acme"}, json=RULE, headers=as_globex).status_code == 403
     assert client.delete(f"/v1/alerts/{made.json()['id']}", headers=as_globex).status_code == 204
+
+
+def test_alert_rules_answer_503_while_the_hot_node_is_down(down_client: TestClient) -> None:
+    answer = down_client.get("/v1/alerts")
+    assert answer.status_code == 503 and "not reachable" in answer.json()["error"]

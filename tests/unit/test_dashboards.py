@@ -18,8 +18,8 @@ from serving.dashboards import (
     check_widgets,
     with_overrides,
 )
+from serving.query_models import QueryModel, spec_input
 from serving.query_spec import SpecInput, build_spec
-from serving.routes.queries import QueryModel, spec_input
 
 NOW = datetime(2026, 11, 23, 13, 27, 31, tzinfo=UTC)
 
