@@ -35,12 +35,15 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
-# The fast tier, no service started (not even Redis): ruff, the unit tests and the component tests (the
-# API in process over embedded chDB and a temporary lake, every route). Needs only the Python packages.
+# The fast tier, no service started (not even Redis): ruff, the import contracts, the unit tests and the
+# component tests (the API in process over embedded chDB and a temporary lake, every route; docs/testing.md).
+# Needs only the Python packages.
 test-fast: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q tests/unit tests/test_definitions.py tests/component
 
 test-unit: setup
@@ -48,6 +51,7 @@ test-unit: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m bench.freshness_throughput

@@ -13,11 +13,11 @@ from fastapi.responses import JSONResponse
 
 from common.hot_store import HotStoreError
 from ingest.publisher import KafkaUnavailable
-from serving.auth import AuthError
-from serving.dashboards import DashboardConflict, DashboardError, DashboardNotFound, VersionMismatch
-from serving.query_engine import QueryTimeout
-from serving.query_spec import QueryError
-from serving.tenants import DirectoryError
+from serving.dashboards.store import DashboardConflict, DashboardError, DashboardNotFound, VersionMismatch
+from serving.query.engine import QueryTimeout
+from serving.query.spec import QueryError
+from serving.tenancy.auth import AuthError
+from serving.tenancy.tenants import DirectoryError
 
 # The most specific class wins (VersionMismatch is a DashboardConflict): FastAPI looks errors up by their MRO.
 STATUS: dict[type[Exception], int] = {

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from serving.auth import ApiKeyAuth
+from serving.tenancy.auth import ApiKeyAuth
 
 
 class NewTenant(BaseModel):

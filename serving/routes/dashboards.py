@@ -1,6 +1,6 @@
 """Saved dashboards over HTTP: CRUD, every widget's answer in one request, and a widget as CSV.
 
-Routes parse the request and shape the response; ``serving.dashboard_service`` decides, and
+Routes parse the request and shape the response; ``serving.dashboards.service`` decides, and
 ``serving.errors`` turns what it raises into the status (400 invalid, 404 unknown, 409 built-in,
 412 stale If-Match, 503 hot tier down, 504 past the timeout).
 """
@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from serving.context import Serving
-from serving.csv_export import csv_filename, csv_response, stamp
-from serving.dashboard_service import DashboardService, WidgetDraft
-from serving.dashboards import CHARTS, MAX_WIDGETS, Dashboard, DashboardStore, Widget
-from serving.query_models import QueryModel, spec_input, stored_query
+from serving.dashboards.service import DashboardService, WidgetDraft
+from serving.dashboards.store import CHARTS, MAX_WIDGETS, Dashboard, DashboardStore, Widget
+from serving.query.csv_export import csv_filename, csv_response, stamp
+from serving.query.models import QueryModel, spec_input, stored_query
 
 
 class WidgetModel(BaseModel):
@@ -44,7 +44,8 @@ def _dashboard(dashboard: Dashboard, status: int = 200) -> JSONResponse:
 def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None) -> APIRouter:
     router = APIRouter(prefix="/v1/dashboards", tags=["dashboards"])
     tenant_of = serving.tenant_dependency
-    service = DashboardService(serving, dashboards or DashboardStore(serving.store))
+    service = DashboardService(dashboards or DashboardStore(serving.store), serving.engine, serving.cache,
+                               serving.settings)
 
     @router.post("", status_code=201, summary="Save a new dashboard (name and widgets)")
     async def create(tenant: str = Depends(tenant_of), body: DashboardModel = Body(...)) -> Response:

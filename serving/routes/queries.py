@@ -1,6 +1,6 @@
 """Dashboard query endpoints: time series, breakdown (pies, drill-down), top-N and ad-hoc JSON specs.
 
-Routes parse the request and shape the answer; ``serving.query_service`` decides (validation, cache,
+Routes parse the request and shape the answer; ``serving.query.service`` decides (validation, cache,
 timeout) and ``serving.errors`` turns what it raises into the status. All of them become one ``QuerySpec``
 answered through the cache, so a line chart, a pie and a saved widget asking the same question share one
 cached answer.
@@ -8,6 +8,7 @@ cached answer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,11 +18,12 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import Response
 
 from serving.context import Serving
-from serving.csv_export import csv_filename, csv_requested, csv_response, stamp
-from serving.query_engine import QueryResult
-from serving.query_models import QueryModel, spec_input
-from serving.query_service import Answer, QueryAnswers, bucket_iso, query_table
-from serving.query_spec import DIMENSIONS, GRANULARITIES, METRICS, QuerySpec, SpecInput, parse_filter_params
+from serving.observability import current_route, request_fields
+from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
+from serving.query.engine import QueryResult
+from serving.query.models import QueryModel, spec_input
+from serving.query.service import Answer, QueryAnswers, Shape, bucket_iso, query_table
+from serving.query.spec import DIMENSIONS, GRANULARITIES, METRICS, QuerySpec, SpecInput, parse_filter_params
 
 # A CSV export: the download's name and the table (columns, rows) made from the JSON answer.
 CsvExport = tuple[str, Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]]
@@ -56,7 +58,16 @@ def respond(answer: Answer, export: CsvExport | None) -> Response:
 def queries_router(serving: Serving) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["queries"])
     tenant_of = serving.tenant_dependency
-    answers = QueryAnswers(serving)
+    answers = QueryAnswers(serving.engine, serving.cache, serving.settings)
+
+    async def answer(tenant: str, raw: SpecInput, shape: Shape, export: CsvExport | None = None) -> Response:
+        """The service's answer as JSON or CSV; the tenant in the access log, the latency in the metrics."""
+        started = time.perf_counter()
+        request_fields()["tenant"] = tenant
+        found = await answers.answer(tenant, raw, shape)
+        if serving.metrics is not None:
+            serving.metrics.observe_query(current_route(), found.tiers, time.perf_counter() - started)
+        return respond(found, export)
 
     def get_input(metric: list[str], range_: str | None, from_: datetime | None, to: datetime | None,
                   filters: list[str], tier: str, **extra: Any) -> SpecInput:
@@ -94,7 +105,7 @@ def queries_router(serving: Serving) -> APIRouter:
 
         raw = get_input([metric], range_, from_, to, filter_, tier, granularity=granularity, dimensions=dims)
         export = (f"timeseries-{metric}", _series_table(dims, metric)) if as_csv else None
-        return respond(await answers.answer(tenant, raw, shape), export)
+        return await answer(tenant, raw, shape, export)
 
     @router.get("/breakdown", summary="A metric split by one dimension (pies, tables); add filters to drill down",
                 description="Drill-down: `/v1/breakdown?metric=events&by=page&filter=country:US&filter=device:mobile`")
@@ -117,7 +128,7 @@ def queries_router(serving: Serving) -> APIRouter:
         raw = get_input([metric], range_, from_, to, filter_, tier, dimensions=[by], limit=limit,
                         order_by=[{"field": metric, "direction": "desc"}])
         export = (f"breakdown-{metric}-by-{by}", _rows_table([by, metric], [by, "value"])) if as_csv else None
-        return respond(await answers.answer(tenant, raw, shape), export)
+        return await answer(tenant, raw, shape, export)
 
     @router.get("/topn", summary="The N largest values of a dimension by a metric")
     async def topn(
@@ -140,7 +151,7 @@ def queries_router(serving: Serving) -> APIRouter:
                         order_by=[{"field": metric, "direction": "desc"}])
         columns = ["rank", by, metric]
         export = (f"topn-{metric}-by-{by}", _rows_table(columns, ["rank", by, "value"])) if as_csv else None
-        return respond(await answers.answer(tenant, raw, shape), export)
+        return await answer(tenant, raw, shape, export)
 
     @router.post("/query", summary="An ad-hoc query from a JSON spec (metrics, dimensions, filters, order, limit)")
     async def adhoc(
@@ -149,7 +160,7 @@ def queries_router(serving: Serving) -> APIRouter:
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         export = (f"query-{'_'.join(query.metrics)}", _adhoc_table) if as_csv else None
-        return respond(await answers.answer(tenant, spec_input(query), query_table), export)
+        return await answer(tenant, spec_input(query), query_table, export)
 
     return router
 

@@ -23,8 +23,8 @@ from common.hot_schema import migrate
 from common.hot_store import ClickHouseHotStore, FlightHotStore, HotStore
 from common.settings import Settings
 from serving.app import build_serving, create_app
-from serving.auth import bearer_headers
 from serving.context import Serving
+from serving.tenancy.auth import bearer_headers
 from tests.component.harness import InMemoryPublisher, RouteLog, SlowHotStore
 from tests.component.seed import Seeded, lay_hot, lay_lake, synthetic
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from common.hot_store import HotStore
-from serving.alerts_store import AlertStore, HistoryEntry
+from serving.alerts.store import AlertStore, HistoryEntry
 
 RULE: dict[str, Any] = {
     "name": "checkout traffic drop", "metric": "page_views", "window": "10m",

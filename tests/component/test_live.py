@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
 from tests.component.conftest import ADMIN_KEY, ROUTES
 from tests.component.harness import SseStream, read_sse
 from tests.component.seed import Seeded, by_bucket, floor, within

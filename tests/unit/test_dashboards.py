@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from serving.csv_export import csv_bytes, csv_filename, stamp
-from serving.dashboards import (
+from serving.dashboards.store import (
     OVERVIEW,
     DashboardError,
     DashboardNotFound,
@@ -18,8 +17,9 @@ from serving.dashboards import (
     check_widgets,
     with_overrides,
 )
-from serving.query_models import QueryModel, spec_input
-from serving.query_spec import SpecInput, build_spec
+from serving.query.csv_export import csv_bytes, csv_filename, stamp
+from serving.query.models import QueryModel, spec_input
+from serving.query.spec import SpecInput, build_spec
 
 NOW = datetime(2026, 11, 23, 13, 27, 31, tzinfo=UTC)
 
