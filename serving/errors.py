@@ -2,8 +2,9 @@
 
 Routes and services raise what went wrong in the domain's words (a query that cannot be answered, a hot
 tier that is down, a dashboard changed by someone else); ``install_error_handlers`` turns each into its
-status with the body every error of this API has, ``{"error": message}``. A route never builds an error
-response itself, so the same failure answers the same status on every endpoint.
+status with the body ``{"error": message}``. A route never builds an error response itself, so the same
+failure answers the same status on every endpoint. (FastAPI's own errors keep their ``{"detail": …}``
+body: request validation, 422, and the ``HTTPException``s of the alert routes and of ``?format=``.)
 """
 
 from __future__ import annotations
