@@ -1,6 +1,6 @@
 """Saved dashboards over HTTP: CRUD, every widget's answer in one request, and a widget as CSV.
 
-Routes parse the request and shape the response; ``serving.dashboards.service`` decides, and
+Routes parse the request and shape the response; ``serving.services.dashboards`` decides, and
 ``serving.errors`` turns what it raises into the status (400 invalid, 404 unknown, 409 built-in,
 412 stale If-Match, 503 hot tier down, 504 past the timeout).
 """
@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from serving.context import Serving
-from serving.dashboards.service import DashboardService, WidgetDraft
 from serving.dashboards.store import CHARTS, MAX_WIDGETS, Dashboard, DashboardStore, Widget
 from serving.query.csv_export import csv_filename, csv_response, stamp
 from serving.query.models import QueryModel, spec_input, stored_query
+from serving.services.dashboards import DashboardService, WidgetDraft
 
 
 class WidgetModel(BaseModel):

@@ -1,6 +1,6 @@
 """Dashboard query endpoints: time series, breakdown (pies, drill-down), top-N and ad-hoc JSON specs.
 
-Routes parse the request and shape the answer; ``serving.query.service`` decides (validation, cache,
+Routes parse the request and shape the answer; ``serving.services.queries`` decides (validation, cache,
 timeout) and ``serving.errors`` turns what it raises into the status. All of them become one ``QuerySpec``
 answered through the cache, so a line chart, a pie and a saved widget asking the same question share one
 cached answer.
@@ -22,8 +22,8 @@ from serving.observability import current_route, request_fields
 from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
 from serving.query.engine import QueryResult
 from serving.query.models import QueryModel, spec_input
-from serving.query.service import Answer, QueryAnswers, Shape, bucket_iso, query_table
 from serving.query.spec import DIMENSIONS, GRANULARITIES, METRICS, QuerySpec, SpecInput, parse_filter_params
+from serving.services.queries import Answer, QueryAnswers, Shape, bucket_iso, query_table
 
 # A CSV export: the download's name and the table (columns, rows) made from the JSON answer.
 CsvExport = tuple[str, Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]]

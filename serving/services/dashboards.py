@@ -20,13 +20,14 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_ts
 from common.settings import Settings
 from serving.cache import EntryRange, QueryCache, cache_key
 from serving.dashboards.store import Dashboard, DashboardError, DashboardStore, Widget, check_widgets, with_overrides
 from serving.query.engine import QueryEngine, QueryTimeout
 from serving.query.models import QueryModel, spec_input
-from serving.query.service import Answer, query_answer
 from serving.query.spec import QueryError, QuerySpec, SpecInput, build_spec, parse_filter_params, parse_range
+from serving.services.queries import Answer, query_answer
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class DashboardService:
         def shape(answers: list[dict[str, Any]]) -> dict[str, Any]:
             return {"dashboard": dashboard.id, "name": dashboard.name, "version": dashboard.version,
                     "range": view.range, "filters": view.filters,
-                    "generated_at": now.isoformat().replace("+00:00", "Z"), "widgets": answers}
+                    "generated_at": format_ts(now, "auto"), "widgets": answers}
 
         return await self._cached(tenant, view.identity(), self._plan(dashboard.widgets, view, now), now, shape)
 

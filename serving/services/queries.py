@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_optional_ts, format_ts
 from common.settings import Settings
 from serving.cache import EntryRange, QueryCache, cache_key
 from serving.query.engine import QueryEngine, QueryResult, QueryTimeout
@@ -35,16 +36,15 @@ class Answer:
 
 def bucket_iso(epoch: int) -> str:
     """A bucket (epoch seconds, UTC) as the answers write it: ISO-8601 with ``Z``."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
 
 
 def range_fields(spec: QuerySpec) -> dict[str, Any]:
-    return {"from": spec.start.isoformat().replace("+00:00", "Z"), "to": spec.end.isoformat().replace("+00:00", "Z"),
-            "granularity": spec.granularity}
+    return {"from": format_ts(spec.start, "auto"), "to": format_ts(spec.end, "auto"), "granularity": spec.granularity}
 
 
 def provenance(result: QueryResult) -> dict[str, Any]:
-    read_from = result.read_from.isoformat().replace("+00:00", "Z") if result.read_from else None
+    read_from = format_optional_ts(result.read_from, "auto")
     return {"sources": result.sources, "read_from": read_from, "approximate": result.approximate,
             "truncated": result.truncated, "took_ms": result.took_ms}
 
