@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from common.events import format_ts, normalize_event
 from common.settings import Settings
-from ingest.publisher import EventPublisher, KafkaUnavailable
+from ingest.publisher import KafkaUnavailable, Publisher
 
 
 class IngestMetrics(Protocol):
@@ -53,7 +53,7 @@ def bind_tenant(raw: Any, bound: str | None) -> Any:
 
 
 def ingest_router(
-    settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant,
+    settings: Settings, publisher: Publisher, bound_tenant: Callable[..., Any] = _any_tenant,
     metrics: IngestMetrics | None = None,
 ) -> APIRouter:
     """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any);
@@ -105,10 +105,10 @@ def ingest_router(
                 dead.append({"index": index, "reason": str(exc), "event": raw, "received_at": format_ts(now)})
         try:
             await run_in_threadpool(publisher.publish, accepted, dead, wait=sync)
-        except KafkaUnavailable as exc:
+        except KafkaUnavailable:  # answered 503 (serving.errors): nothing of the batch was accepted
             if metrics is not None:
                 metrics.observe_ingest_refused(len(batch), "kafka_unavailable")
-            return _error(503, str(exc))
+            raise
         if metrics is not None:
             metrics.observe_ingest(len(accepted), [e["reason"] for e in errors])
         return {"accepted": len(accepted), "rejected": len(errors), "errors": errors}

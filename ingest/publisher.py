@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from kafka import KafkaProducer
@@ -34,6 +34,18 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 class KafkaUnavailable(RuntimeError):
     """Kafka did not take the events; nothing was acknowledged to the client."""
+
+
+class Publisher(Protocol):
+    """What ``POST /events`` needs of its publisher: Kafka in production, an in-memory one in component tests."""
+
+    def publish(
+        self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]], *, wait: bool = False
+    ) -> None:
+        """Hand ``events`` on and ``rejected`` to the dead letters; ``KafkaUnavailable`` if nothing was taken."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class EventPublisher:
