@@ -151,6 +151,10 @@ class Settings(BaseSettings):
     stream_landing_trigger_seconds: float = Field(
         default=30.0, description="Trigger interval of the lake landing sink (fewer, larger files when longer)."
     )
+    stream_dead_letter_trigger_seconds: float = Field(
+        default=5.0, description="Trigger interval of the stream's dead-letter query (records that break the event "
+        "contract go to the dead-letter topic and are counted)."
+    )
     stream_watermark_minutes: int = Field(
         default=10, description="Event-time watermark: events later than this are late."
     )
