@@ -49,6 +49,19 @@ EVENT_ARROW_SCHEMA = pa.schema(
 )
 
 
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0b6a52-3f4e-4d0c-9a57-2f1c8c1e5b1d")
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def idempotent_event_id(key: str, index: int) -> str:
+    """The id of event ``index`` of a request sent with ``Idempotency-Key: key`` and no ``event_id``.
+
+    The same key and position give the same id, so a retried request (after a 503 or a lost answer)
+    carries the ids of the first attempt and the stream counts each event once per tenant.
+    """
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{index}"))
+
+
 @dataclass(frozen=True)
 class Rejection:
     index: int

@@ -145,12 +145,20 @@ class ServingMetrics:
             "Events not accepted by POST /events, by reason class (invalid ones go to the dead-letter topic; "
             "`kafka_unavailable`: the whole batch was refused with 503).",
             ["reason"], registry=self.registry)
+        self.delivery_failures = Counter(
+            "lakehouse_ingest_delivery_failures",
+            "Events answered 200 in async mode (sync=false) whose delivery to Kafka failed afterwards: lost unless "
+            "the client resends them (the default sync mode answers only after Kafka acknowledged).",
+            registry=self.registry)
 
     def observe_ingest(self, accepted: int, rejected_reasons: list[str]) -> None:
         if accepted:
             self.events_accepted.inc(accepted)
         for reason in rejected_reasons:
             self.events_rejected.labels(reason_class(reason)).inc()
+
+    def observe_delivery_failure(self, events: int) -> None:
+        self.delivery_failures.inc(events)
 
     def observe_ingest_refused(self, events: int, reason: str) -> None:
         if events:
