@@ -3,7 +3,7 @@
 Validation is pure logic (no I/O) so the API, the stream, the tests and the synthetic generator
 agree on it: ``POST /events`` applies ``normalize_event`` to each event of a request, and the stream
 applies ``events_of_record`` (the same rules, through the same function) to every Kafka record of
-the ``events`` topic, whoever wrote it. ``docs/ingestion-contract.md`` lists the rules and what
+the ``events`` topic, whoever wrote it. the README's Ingestion section lists the rules and what
 happens to a record or event that breaks each of them.
 
 A client may omit ``event_id`` (one is generated) and ``tenant`` (``default``); unknown top-level
