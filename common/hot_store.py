@@ -54,7 +54,7 @@ class ClickHouseHotStore:
         self.dsn = dsn
         try:
             self._client = clickhouse_connect.get_client(dsn=dsn)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the fix
+        except Exception as exc:  # re-raised with the fix
             hint = (
                 "another process (the hot node?) already owns this chDB folder: reach it through the hot node "
                 "(LAKEHOUSE_HOT_STORE_MODE=remote) or stop that process"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -26,8 +26,15 @@ from common.events import MAX_IDEMPOTENCY_KEY, format_ts, idempotent_event_id, n
 from common.settings import Settings
 from ingest.publisher import EventPublisher, KafkaUnavailable
 
-if TYPE_CHECKING:
-    from serving.observability import ServingMetrics
+
+class IngestMetrics(Protocol):
+    """What ingestion counts for ``GET /metrics`` (the serving process's metrics implement it)."""
+
+    def observe_ingest(self, accepted: int, rejected_reasons: list[str]) -> None: ...
+
+    def observe_ingest_refused(self, events: int, reason: str) -> None: ...
+
+    def observe_delivery_failure(self, events: int) -> None: ...
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -55,7 +62,7 @@ def bind_tenant(raw: Any, bound: str | None) -> Any:
 
 def ingest_router(
     settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant,
-    metrics: ServingMetrics | None = None,
+    metrics: IngestMetrics | None = None,
 ) -> APIRouter:
     """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any);
     ``metrics`` counts accepted and rejected events (and failed async deliveries) for GET /metrics."""

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from fastapi import APIRouter
@@ -32,12 +32,21 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from common.events import reason_class as reason_class  # noqa: F401 - re-exported for existing callers
+from common.events import format_ts, reason_class
 
 if TYPE_CHECKING:
     from common.hot_store import HotStore
     from common.settings import Settings
-    from serving.context import Serving
+    from serving.cache import QueryCache
+    from serving.query.engine import QueryEngine
+
+
+class Observed(Protocol):
+    """What ``/metrics`` reads at scrape time (``serving.context.Serving`` is one)."""
+
+    cache: QueryCache
+    engine: QueryEngine
+    counters: dict[str, int]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("lakehouse.access")
@@ -69,7 +78,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": format_ts(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -276,7 +285,7 @@ class KafkaOffsets:
 class ServingCollector:
     """Reads cache stats, tier counters, ``Serving.counters`` and the sampler's figures at scrape time."""
 
-    def __init__(self, serving: Serving, metrics: ServingMetrics) -> None:
+    def __init__(self, serving: Observed, metrics: ServingMetrics) -> None:
         self._serving = serving
         self._metrics = metrics
 
@@ -368,7 +377,7 @@ class ServingCollector:
         yield summed
 
 
-def metrics_router(serving: Serving, metrics: ServingMetrics) -> APIRouter:
+def metrics_router(serving: Observed, metrics: ServingMetrics) -> APIRouter:
     """``GET /metrics``; registers the scrape-time collector of ``serving``'s counters."""
     metrics.registry.register(ServingCollector(serving, metrics))
     router = APIRouter(tags=["operations"])

@@ -147,7 +147,7 @@ class DeadLetterWriter:
         self._progress = progress
         self._producer = None
 
-    def _kafka(self):  # noqa: ANN202 - kafka-python has no type hints
+    def _kafka(self):  # kafka-python has no type hints
         from kafka import KafkaProducer
 
         if self._producer is None:
@@ -185,21 +185,21 @@ class ProgressRecorder(StreamingQueryListener):
         self._store = store
         self._prefix = token_prefix
 
-    def onQueryStarted(self, event) -> None:  # noqa: ANN001, N802 - Spark's listener API
+    def onQueryStarted(self, event) -> None:  # Spark's listener API
         pass
 
-    def onQueryProgress(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryProgress(self, event) -> None:
         p = event.progress
         late = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
         watermark = (p.eventTime or {}).get("watermark")
         row = {
             "query_name": [p.name or ""],
             "batch_id": [p.batchId],
-            "finished_at": [_iso(p.timestamp)],
+            "finished_at": [_parse_time(p.timestamp)],
             "input_rows": [p.numInputRows],
             "late_rows": [late],
             "duration_ms": [int((p.durationMs or {}).get("triggerExecution", 0))],
-            "watermark": [_iso(watermark) if watermark else None],
+            "watermark": [_parse_time(watermark) if watermark else None],
             "end_offsets": [(p.sources[0].endOffset or "") if p.sources else ""],  # consumer lag in GET /metrics
         }
         table = pa.table(row, schema=pa.schema([
@@ -212,14 +212,15 @@ class ProgressRecorder(StreamingQueryListener):
         except HotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
 
-    def onQueryIdle(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryIdle(self, event) -> None:
         pass
 
-    def onQueryTerminated(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryTerminated(self, event) -> None:
         pass
 
 
-def _iso(text: str) -> datetime:
+def _parse_time(text: str) -> datetime:
+    """A time as Spark's progress events write it (ISO-8601 with Z)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 

@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_ts
 from common.hot_store import HotStoreError
 from serving.cache import EntryRange, cache_key
 from serving.context import Serving
-from serving.csv_export import csv_filename, csv_response, stamp
-from serving.dashboards import (
+from serving.dashboards.store import (
     CHARTS,
     MAX_WIDGETS,
     Dashboard,
@@ -35,8 +35,9 @@ from serving.dashboards import (
     check_widgets,
     with_overrides,
 )
-from serving.query_engine import QueryTimeout
-from serving.query_spec import QueryError, QuerySpec, build_spec, parse_filter_params, parse_range
+from serving.query.csv_export import csv_filename, csv_response, stamp
+from serving.query.engine import QueryTimeout
+from serving.query.spec import QueryError, QuerySpec, build_spec, parse_filter_params, parse_range
 from serving.routes.queries import QueryModel, query_answer, spec_input
 
 
@@ -216,7 +217,7 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
 
         def shape(answers: list[dict[str, Any]]) -> dict[str, Any]:
             return {"dashboard": dashboard.id, "name": dashboard.name, "version": dashboard.version,
-                    "range": range_, "filters": filters, "generated_at": now.isoformat().replace("+00:00", "Z"),
+                    "range": range_, "filters": filters, "generated_at": format_ts(now, "auto"),
                     "widgets": answers}
 
         answer = await answer_cached(tenant, identity(dashboard, range_, filters),

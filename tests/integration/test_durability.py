@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from common.hot_store import HotStore
 from common.settings import Settings
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
 from stack.process import read_pid
 from stack.services import Stack
 from tests.integration.conftest import wait_for

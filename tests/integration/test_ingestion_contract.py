@@ -1,6 +1,6 @@
 """One event contract for every producer: a plain Kafka client writes straight into ``events``.
 
-Walks the table of the README's Ingestion section: valid single-event records without ``revenue`` are
+Walks the table of docs/ingestion-contract.md: valid single-event records without ``revenue`` are
 counted by the speed layer (before any batch run); each record or event that breaks a rule is in the
 dead-letter topic with its reason and source offset and is counted in GET /metrics; a 2099 event does
 not move the watermark, so events sent afterwards are visible through the query API within seconds.

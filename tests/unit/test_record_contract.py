@@ -1,4 +1,4 @@
-"""The contract as the stream applies it to Kafka records: every rule of the README's Ingestion table."""
+"""The contract as the stream applies it to Kafka records: every rule of docs/ingestion-contract.md."""
 
 from datetime import UTC, datetime, timedelta
 
