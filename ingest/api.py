@@ -124,7 +124,8 @@ def ingest_router(
                 accepted.append(normalize_event(event, now=now, max_age=max_age, max_future=max_future))
             except ValueError as exc:
                 errors.append({"index": index, "reason": str(exc)})
-                dead.append({"index": index, "reason": str(exc), "event": raw, "received_at": format_ts(now)})
+                dead.append({"source": "api", "index": index, "reason": str(exc), "event": raw,
+                             "received_at": format_ts(now)})
         try:
             wait = settings.ingest_wait_for_kafka if sync is None else sync
             await run_in_threadpool(publisher.publish, accepted, dead, wait=wait)
