@@ -74,10 +74,12 @@ def test_a_killed_api_loses_no_acknowledged_event(stack: Stack, hot: HotStore, s
                 else:
                     failures.append(str(response.status_code))
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(4)]
+    # Two clients for two seconds: enough requests in flight at the kill, and a backlog the test stack's
+    # small micro-batches (8 Kafka records each) drain in a minute or two.
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(3)
+    time.sleep(2)
     record = read_pid(settings.home / "run" / "api.pid")
     assert record is not None and record.alive()
     os.killpg(record.pid, signal.SIGKILL)  # mid-load: requests are in flight
@@ -87,17 +89,16 @@ def test_a_killed_api_loses_no_acknowledged_event(stack: Stack, hot: HotStore, s
     for thread in threads:
         thread.join(40)
     acked = set(acknowledged)
-    assert len(acked) >= 200 and failures, (len(acked), failures[:3])
+    assert len(acked) >= 100 and failures, (len(acked), failures[:3])
     stack.up(["api"])
 
     in_kafka = set(kafka_event_ids(settings, tenant))
     assert acked <= in_kafka, f"{len(acked - in_kafka)} acknowledged events are not in Kafka"
     # The stream counts each of them once (events delivered but not acknowledged before the kill count too).
-    wait_for(lambda: len(hot_ids(hot, tenant)) >= len(in_kafka), 180, "the hot tier to catch up")
+    print(f"\nkilled API: {len(acked)} events acknowledged, {len(in_kafka)} in Kafka, {len(failures)} failed requests")
+    wait_for(lambda: len(hot_ids(hot, tenant)) >= len(in_kafka), 400, "the hot tier to catch up", interval=2)
     ids = hot_ids(hot, tenant)
     assert len(ids) == len(set(ids)) == len(in_kafka)
-    print(f"\nkilled API: {len(acked)} events acknowledged, all in Kafka and the hot tier; "
-          f"{len(in_kafka) - len(acked)} more delivered without an answer; {len(failures)} failed requests")
 
 
 def test_a_batch_retried_after_a_503_counts_once(
@@ -116,7 +117,7 @@ def test_a_batch_retried_after_a_503_counts_once(
         stack.up(["kafka"])
     try:
         wait_for(lambda: api.post("/events", json=events, headers=key).status_code == 200, 120, "the retry to be taken")
-        wait_for(lambda: len(hot_ids(hot, tenant)) >= len(events) + 1, 180, "the hot tier")
+        wait_for(lambda: len(hot_ids(hot, tenant)) >= len(events) + 1, 400, "the hot tier", interval=2)
         time.sleep(5)  # the first attempt's queued records, delivered after the broker came back, land by now
         copies = kafka_event_ids(settings, tenant)
         ids = hot_ids(hot, tenant)
