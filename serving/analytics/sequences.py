@@ -119,6 +119,11 @@ def _walk(spec: FunnelSpec, seq: Sequence, a: int, limit: int) -> list[int]:
     return path
 
 
+def _saw_the_rest(seq: Sequence, limit: int) -> bool:
+    """The attempt's window reaches past the unit's last event: it could look at every later event."""
+    return seq.times[-1] <= limit
+
+
 def _spoiled(spec: FunnelSpec, seq: Sequence, path: list[int], limit: int) -> bool:
     """Did an exclusion event happen between the attempt's steps it names (or, step j never reached,
     before the attempt's window ended)?"""
@@ -149,6 +154,10 @@ def convert(spec: FunnelSpec, seq: Sequence) -> Conversion | None:
             best = path
             if len(best) == len(spec.steps):
                 break
+        if spec.mode == "ordered" and best is path and _saw_the_rest(seq, t + window_ms):
+            # Greedy matching over every later event is the furthest any later attempt (which sees only a
+            # part of those events) can get, and a tie keeps the earlier attempt: stop here.
+            break
     if best is None:
         return None
     gaps = [seq.times[j] - seq.times[i] for i, j in zip(best, best[1:], strict=False)]
