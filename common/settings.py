@@ -140,6 +140,17 @@ class Settings(BaseSettings):
         description="Webhook attempts per tick (backoff 0.5 s, 1 s, …); an undelivered notification is tried "
         "again next tick.",
     )
+    webhook_allow_private_cidrs: str = Field(
+        default="",
+        description="Comma-separated CIDRs that alert webhooks may reach although they are not public (loopback, "
+        "private, link-local…). Empty in production: a tenant's webhook then reaches public addresses only. Tests "
+        "set `127.0.0.1/32` for their local receiver.",
+    )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names exempt from the public-address check of alert webhooks (e.g. an "
+        "internal relay the operator runs). Empty in production.",
+    )
     live_interval_seconds: float = Field(
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
     )
