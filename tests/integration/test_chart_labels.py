@@ -40,8 +40,8 @@ def test_markup_in_a_dimension_value_shows_as_text_not_as_a_link(tmp_path: Path)
     (tmp_path / "page.html").write_text(PAGE % json.dumps(HOSTILE))
     with HeadlessChromium(binary) as browser:
         browser.navigate((tmp_path / "page.html").as_uri())
-        browser.wait_until("document.body !== null && document.body.dataset.done === '1' && document.querySelector('#bar .xtick') !== null",
-                           what="the charts")
+        browser.wait_until("document.body !== null && document.body.dataset.done === '1' && "
+                           "document.querySelector('#bar .xtick') !== null", what="the charts")
         seen = browser.evaluate("""JSON.stringify({
             links: document.querySelectorAll('svg a').length,
             bold: [...document.querySelectorAll('svg tspan')].filter((t) => t.style.fontWeight === 'bold').length,
