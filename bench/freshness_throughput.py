@@ -219,7 +219,7 @@ def main() -> None:
         shutil.rmtree(settings.home, ignore_errors=True)
     print("== starting the bench stack")
     stack.up()
-    store = FlightHotStore(settings.hot_node_url)
+    store = FlightHotStore.for_settings(settings)
     # Paced freshness first, on a fresh stream: it is what a dashboard sees in normal operation, and
     # the deduplication state that the throughput phases build (millions of ids) would slow it.
     print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")

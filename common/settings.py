@@ -49,6 +49,17 @@ class Settings(BaseSettings):
         default="grpc://127.0.0.1:18815",
         description="Arrow Flight address of the hot node; other processes reach embedded chDB through it.",
     )
+    hot_node_token: str = Field(
+        default="",
+        description="Secret every caller of the hot node's Arrow Flight endpoint must send (compared in constant "
+        "time). Empty: the hot node generates one and keeps it in `<home>/run/hot-node.token` (mode 0600), which "
+        "local processes of the same home read. Set it on every process when they do not share a home.",
+    )
+    hot_node_reader_token: str = Field(
+        default="",
+        description="Optional second secret for the hot node that may only run read-only queries (no inserts, no "
+        "commands), e.g. for a notebook; empty means no such token.",
+    )
     hot_store_mode: str = Field(
         default="auto",
         description="How a process reaches the hot tier: `direct` (open clickhouse_dsn itself), `remote` (through "
@@ -105,6 +116,11 @@ class Settings(BaseSettings):
     api_port: int = Field(default=18000, description="Port of the HTTP API.")
     ingest_max_events: int = Field(default=1000, description="Most events accepted in one POST /events.")
     ingest_max_bytes: int = Field(default=1_048_576, description="Largest POST /events body in bytes.")
+    request_max_bytes: int = Field(
+        default=1_048_576,
+        description="Largest request body of any endpoint in bytes (POST /events: the larger of this and "
+        "ingest_max_bytes); a longer body, chunked ones included, is refused with 413 as soon as it passes the limit.",
+    )
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
 

@@ -7,13 +7,14 @@ also serves the hot store to the stream job, Dagster runs and the CLI over Arrow
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from common.hot_schema import migrate
-from common.hot_store import HotStoreError, open_hot_store
+from common.hot_store import HotStoreError, ensure_hot_node_token, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher
@@ -32,6 +33,7 @@ from serving.observability import (
 )
 from serving.query_engine import QueryEngine
 from serving.query_spec import QueryError
+from serving.request_guard import RequestGuard
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
 from serving.routes.dashboards import dashboards_router
@@ -45,6 +47,14 @@ from storage_tiers.policy import load_policy
 log = logging.getLogger(__name__)
 
 
+def _key_check(serving: Serving) -> Callable[[str | None, str | None], Awaitable[bool]]:
+    async def known(bearer: str | None, header: str | None) -> bool:
+        if serving.auth is None:  # keys off (open ?tenant=): nothing to check
+            return True
+        return await serving.auth.known(bearer, header)
+    return known
+
+
 def create_app(serving: Serving) -> FastAPI:
     settings, store, cache = serving.settings, serving.store, serving.cache
     app = FastAPI(
@@ -55,6 +65,9 @@ def create_app(serving: Serving) -> FastAPI:
     app.add_exception_handler(AuthError, auth_error_response)
     if serving.metrics is None:
         serving.metrics = ServingMetrics()
+    # bounded bodies, and no body read for a caller without a key (inside observability: refusals are logged)
+    app.add_middleware(RequestGuard, max_bytes=max(settings.request_max_bytes, settings.ingest_max_bytes),
+                       key_check=_key_check(serving))
     app.add_middleware(RequestObservability, metrics=serving.metrics)  # request ids, access log, HTTP metrics
 
     @app.exception_handler(QueryError)
@@ -121,7 +134,7 @@ def serve(settings: Settings) -> None:
     if applied:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
-        start_hot_node(store, settings.hot_node_url)
+        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token)
     serving = Serving(
         settings=settings,
         store=store,

@@ -163,6 +163,25 @@ class ApiKeyAuth:
                                 {"Retry-After": str(decision.retry_after_s)})
         return caller
 
+    async def known(self, bearer: str | None, header: str | None) -> bool:
+        """Is one of the presented keys valid? A cheap look-up (no rate-limit charge) that lets a request
+        without a valid key be refused before its body is read; the route's dependency does the full check.
+        When the key table cannot be read the answer is yes: the route then answers 503 as usual."""
+        keys = [k for k in (bearer, header) if k]
+        if not keys:
+            return False
+        admin = self.settings.admin_key
+        if admin and any(hmac.compare_digest(k.encode(), admin.encode()) for k in keys):
+            return True
+        try:
+            table = await self._table()
+        except AuthError:
+            return True
+        if any(hash_key(k) in table for k in keys):
+            return True
+        self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
+        return False
+
     def _dependencies(self) -> tuple[Callable[..., Any], ...]:
         async def caller(
             bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),

@@ -38,6 +38,8 @@ TEST_ENV = {
     "LAKEHOUSE_ALERT_SETTLE_SECONDS": "10",
     # the alert tests' webhook receiver listens on loopback, which tenants may not reach in production
     "LAKEHOUSE_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.1/32",
+    # a read-only token for the hot node, so tests can prove what a reader may not do
+    "LAKEHOUSE_HOT_NODE_READER_TOKEN": "integration-reader-token",
 }
 
 
@@ -70,7 +72,7 @@ def stack(settings: Settings) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def hot(stack: Stack, settings: Settings) -> HotStore:
     """The hot store as every process but the hot node reaches it: through Flight."""
-    return FlightHotStore(settings.hot_node_url)
+    return FlightHotStore.for_settings(settings)
 
 
 @pytest.fixture(scope="session")

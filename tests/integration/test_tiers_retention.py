@@ -155,7 +155,7 @@ def hot_node(settings: Settings, minio: bool) -> Iterator[FlightHotStore]:
         stack.up(names)
         if minio:
             ensure_bucket(settings)
-        store = FlightHotStore(settings.hot_node_url)
+        store = FlightHotStore.for_settings(settings)
         yield store
         store.close()
     finally:
