@@ -139,6 +139,16 @@ class Settings(BaseSettings):
         default=50.0, description="Default sustained requests per second of a new API key (token bucket in Redis)."
     )
     rate_limit_burst: int = Field(default=100, description="Default burst (bucket size) of a new API key.")
+    rate_limit_redis_url: str = Field(
+        default="",
+        description="Redis holding the rate-limit buckets; empty means redis_url. Production: a Redis with "
+        "`maxmemory-policy noeviction` (a cache under allkeys-lru may evict buckets, resetting them).",
+    )
+    live_max_streams_per_key: int = Field(
+        default=10,
+        description="Most GET /v1/live streams one API key may hold open at once on one API process (each costs a "
+        "hot query per interval); one more is answered 429.",
+    )
 
     # Alerts and live updates (serving/alerts*.py, serving/routes/live.py)
     alert_interval_seconds: float = Field(

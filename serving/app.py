@@ -111,7 +111,7 @@ def create_app(serving: Serving) -> FastAPI:
     def stats() -> Any:
         tiers = serving.engine.tier_queries
         return {"hot_queries": tiers["hot"], "tier_queries": tiers, "cache": cache.stats.as_dict(),
-                "counters": dict(serving.counters)}  # e.g. rate_limited, rate_limit_fail_open, auth_rejected
+                "counters": dict(serving.counters)}  # e.g. rate_limited, rate_limit_local, auth_rejected
 
     @app.on_event("shutdown")
     async def _close() -> None:

@@ -163,6 +163,17 @@ class ApiKeyAuth:
                                 {"Retry-After": str(decision.retry_after_s)})
         return caller
 
+    async def charge(self, caller: Caller | None, extra_tokens: int, why: str) -> None:
+        """Take ``extra_tokens`` more from the caller's bucket (the request's own token is already taken), for
+        a request that costs several queries; 429 when the bucket does not hold them."""
+        if caller is None or caller.rate_per_second is None or extra_tokens <= 0:
+            return
+        decision = await self.limiter.take(caller.key_id, caller.rate_per_second, caller.burst, extra_tokens)
+        if not decision.allowed:
+            raise AuthError(429, f"rate limit of key {caller.key_id} exceeded: {why} costs {extra_tokens + 1} tokens "
+                                 f"({caller.rate_per_second:g} requests/s, burst {caller.burst}); retry after "
+                                 f"{decision.retry_after_s} s", {"Retry-After": str(decision.retry_after_s)})
+
     async def known(self, bearer: str | None, header: str | None) -> bool:
         """Is one of the presented keys valid? A cheap look-up (no rate-limit charge) that lets a request
         without a valid key be refused before its body is read; the route's dependency does the full check.
@@ -184,10 +195,13 @@ class ApiKeyAuth:
 
     def _dependencies(self) -> tuple[Callable[..., Any], ...]:
         async def caller(
+            request: Request,
             bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
             header: str | None = Security(_HEADER),
         ) -> Caller:
-            return await self.authenticate(bearer.credentials if bearer else None, header)
+            who = await self.authenticate(bearer.credentials if bearer else None, header)
+            request.state.caller = who  # for routes that charge more than one token or count streams per key
+            return who
 
         async def tenant(
             request: Request,
@@ -213,8 +227,9 @@ class ApiKeyAuth:
 
 def enable_api_keys(serving: Serving) -> ApiKeyAuth:
     """Switch ``serving`` from the open ``?tenant=`` to API keys (before its routers are built)."""
-    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store),
-                      RateLimiter(serving.settings.redis_url, serving.counters), serving.counters)
+    buckets_url = serving.settings.rate_limit_redis_url or serving.settings.redis_url
+    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store), RateLimiter(buckets_url, serving.counters),
+                      serving.counters)
     serving.auth = auth
     serving.tenant_dependency = auth.tenant_dependency
     serving.bound_tenant_dependency = auth.bound_tenant_dependency

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -203,6 +203,7 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
                             "is added to each widget's filters (drill-down). Each widget answers what "
                             "POST /v1/query answers for its query, or says why it cannot (`error`).")
     async def data(
+        request: Request,
         dashboard_id: str,
         tenant: str = Depends(tenant_of),
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
@@ -212,6 +213,9 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         if isinstance(found, Response):
             return found
         dashboard, filters = found
+        if serving.auth is not None:  # one token per widget: a dashboard runs one query per widget
+            await serving.auth.charge(getattr(request.state, "caller", None), len(dashboard.widgets) - 1,
+                                      f"dashboard {dashboard.id!r} ({len(dashboard.widgets)} widgets)")
         now = datetime.now(UTC)
 
         def shape(answers: list[dict[str, Any]]) -> dict[str, Any]:

@@ -40,6 +40,8 @@ TEST_ENV = {
     "LAKEHOUSE_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.1/32",
     # a read-only token for the hot node, so tests can prove what a reader may not do
     "LAKEHOUSE_HOT_NODE_READER_TOKEN": "integration-reader-token",
+    # above test_live's 30 viewers of one key, below the 50 its cap test opens
+    "LAKEHOUSE_LIVE_MAX_STREAMS_PER_KEY": "32",
 }
 
 
