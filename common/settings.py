@@ -214,6 +214,12 @@ class Settings(BaseSettings):
         default="",
         description="Tier policy file (tiers, horizons, retention per tenant); empty means storage_tiers/tiers.yaml.",
     )
+    purge_max_share: float = Field(
+        default=0.5,
+        description="A retention purge that would touch more than this share of the lake's days (cold and warm) "
+        "is refused unless confirmed (`lakehouse purge --confirm-large-purge`, or the Dagster `tiers` resource's "
+        "`confirm_large_purge`): a wrong policy or clock must not empty the lake.",
+    )
     tiers_partitions_start: str = Field(
         default="2019-01-01",
         description="First day (UTC, `YYYY-MM-DD`) of the tier movers' daily partitions in Dagster: the oldest data "

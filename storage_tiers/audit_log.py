@@ -179,16 +179,22 @@ class AuditLog:
                 out.append((int(match[1]), name))
         return sorted(out)
 
-    def records(self) -> list[dict[str, Any]]:
-        """All records in seq order (unparseable ones are skipped here; ``verify`` reports them)."""
+    def records(self, strict: bool = False) -> list[dict[str, Any]]:
+        """All records in seq order. Unparseable ones are skipped (``verify`` reports them), unless ``strict``:
+        then one raises, for readers that must not act on a partial log (the purge's legal holds)."""
         out = []
         for _, name in self._seq_names():
             body = self._log.read(name)
             if body is None:
+                if strict:
+                    raise AuditError(f"audit record {name} vanished while reading {self.location}")
                 continue
             try:
                 out.append(json.loads(body))
-            except json.JSONDecodeError:
+            except json.JSONDecodeError as exc:
+                if strict:
+                    raise AuditError(f"audit record {name} in {self.location} is not valid JSON ({exc.msg}): it may "
+                                     "be a legal hold; run `lakehouse audit verify` and restore it") from exc
                 continue
         return out
 
@@ -307,7 +313,10 @@ class AuditLog:
                                 "newest record(s) removed")
             else:
                 body = self._log.read(_name(head["seq"]))
-                anchored = json.loads(body) if body else {}
+                try:
+                    anchored = json.loads(body) if body else {}
+                except json.JSONDecodeError:
+                    anchored = {}  # already reported above as not valid JSON
                 if anchored.get("hash") != head["hash"]:
                     problems.append(f"record {head['seq']:012d}: differs from the anchor (head.json): altered")
         elif names:

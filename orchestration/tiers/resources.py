@@ -20,7 +20,10 @@ class TiersResource(dg.ConfigurableResource):
     """Policy (``LAKEHOUSE_TIER_POLICY``), audit log and the instant the tiering runs as of."""
 
     lakehouse: LakehouseResource
-    as_of: str = Field(default="", description="ISO instant (UTC) to tier and purge as of; empty means now.")
+    as_of: str = Field(default="", description="ISO instant (UTC) to tier and purge as of; empty means now. "
+                       "The purge refuses an instant in the future.")
+    confirm_large_purge: bool = Field(
+        default=False, description="Let one purge touch more than LAKEHOUSE_PURGE_MAX_SHARE of the lake's days.")
 
     def instant(self) -> datetime:
         if not self.as_of:
