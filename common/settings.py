@@ -214,6 +214,18 @@ class Settings(BaseSettings):
         default="",
         description="Tier policy file (tiers, horizons, retention per tenant); empty means storage_tiers/tiers.yaml.",
     )
+    audit_hmac_key: str = Field(
+        default="",
+        description="Key of the audit log's HMAC chain, kept outside the lake (a secret store): without it a lake "
+        "writer cannot recompute the chain. Empty: generated once into `<home>/secrets/audit-hmac.key` (mode 0600); "
+        "every process that appends to or verifies the log needs the same key.",
+    )
+    audit_anchor_uri: str = Field(
+        default="",
+        description="Where each append's signed anchor is written as a new object, out of the lake writer's reach: "
+        "a folder (default `<home>/audit-anchor`) or `s3://bucket/prefix` of a bucket with Object Lock in "
+        "compliance mode.",
+    )
     purge_max_share: float = Field(
         default=0.5,
         description="A retention purge that would touch more than this share of the lake's days (cold and warm) "

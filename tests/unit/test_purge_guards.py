@@ -13,7 +13,7 @@ import pytest
 
 from common.lake import cold_events_path
 from common.settings import Settings
-from storage_tiers.audit_log import AuditLog, canonical, record_hash
+from storage_tiers.audit_log import AuditLog, canonical
 from storage_tiers.cold_files import day_folder
 from storage_tiers.holds import HoldError, active_holds, place_hold
 from storage_tiers.policy import load_policy
@@ -103,7 +103,7 @@ def test_a_hold_record_missing_its_dates_is_an_error_not_a_skip(settings: Settin
     os.chmod(path, 0o644)
     record = json.loads(path.read_text())
     del record["details"]["start"]
-    record["hash"] = record_hash(record)  # a consistent record (the chain cannot tell), still unusable
+    record["hash"] = log.hash_of(record)  # a consistent record (even signed), still unusable
     path.write_text(canonical(record).decode())
     (Path(log.location).parent / "head.json").write_text(json.dumps({"seq": 1, "hash": record["hash"]}))
     with pytest.raises(HoldError, match="unreadable"):
