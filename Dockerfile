@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The project's image. docker-compose.yml runs four containers from it: the API + hot node
 # (`lakehouse serve`), the stream job (`lakehouse stream`), and Dagster's webserver and daemon;
-# each is configured only through LAKEHOUSE_* variables (see the README's settings table).
+# each is configured only through LAKEHOUSE_* variables (see the settings table in docs/operations.md).
 #
 # Bookworm rather than the default trixie tag: Spark runs on Java 17, and Debian 13 ships no openjdk-17.
 FROM python:3.11-slim-bookworm

@@ -78,11 +78,9 @@ from common.lake import (
     landing_path,
     read_manifest,
 )
+from common.lake_duckdb import duckdb_uri, lake_session
+from common.lake_io import publish
 from common.settings import REPO_ROOT, Settings
-from storage_tiers.lake_io import publish
-from storage_tiers.lake_sql import duckdb_uri as _duckdb_uri
-from storage_tiers.lake_sql import httpfs_extension_path as httpfs_extension_path  # noqa: F401 - re-exported
-from storage_tiers.lake_sql import lake_connection, lake_session
 
 SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 ARCHIVE_SCHEMA = EVENT_ARROW_SCHEMA
@@ -122,8 +120,8 @@ def _sql(name: str) -> str:
     return (SQL_DIR / name).read_text()
 
 
-def _connect(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A lake session (``storage_tiers.lake_sql.lake_session``: UTC, S3 through httpfs, no downloads)
+def archive_session(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A lake session (``common.lake_duckdb.lake_session``: UTC, S3 through httpfs, no downloads)
     with the archive's macros; ``temp_dir`` is where a large hour's sort spills."""
     con = lake_session(settings, temp_dir=temp_dir)
     try:
@@ -134,14 +132,24 @@ def _connect(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPy
     return con
 
 
-def duckdb_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A DuckDB session with the lake's views, ``events`` (archive and cold tier) among them.
+def content_checksum(settings: Settings, files: list[str], temp_dir: str | None = None) -> tuple[str, int]:
+    """The archive's content checksum of ``files`` (lake URIs, in stored order) and their row count.
 
-    Kept for existing callers; it is ``storage_tiers.lake_sql.lake_connection``, which documents the
-    views: ``duckdb_connection(s).sql("SELECT ... FROM events WHERE dt = DATE '2026-11-23' AND hour = 10")``
-    reads only that hour's folder, locally or on S3/MinIO.
+    ``CHECKSUM_METHOD`` says how it is computed; the purge recomputes it this way when it rewrites an hour.
     """
-    return lake_connection(settings)
+    checksum = hashlib.sha256(CHECKSUM_VERSION.encode() + b"\n")
+    rows = 0
+    if files:
+        con = archive_session(settings, temp_dir=temp_dir)
+        try:
+            params = {"files": [duckdb_uri(f) for f in files]}
+            for batch in con.execute(_sql("archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
+                checksum.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
+                rows += batch.num_rows
+        finally:
+            con.close()
+    checksum.update(f"\nrows={rows}".encode())
+    return "sha256:" + checksum.hexdigest(), rows
 
 
 # ------------------------------------------------------------------------------------------- writing
@@ -359,9 +367,9 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
         writer = _HourWriter(filesystem, folder, run_id, Path(tmp))
         try:
             if landing:
-                con = _connect(settings, temp_dir=tmp)
+                con = archive_session(settings, temp_dir=tmp)
                 try:
-                    params = {"files": [_duckdb_uri(f) for f in landing], "hour_start": hour,
+                    params = {"files": [duckdb_uri(f) for f in landing], "hour_start": hour,
                               "hour_end": hour + timedelta(hours=1)}
                     row = con.execute(_sql("archive_landing_stats.sql"), params).fetchone()
                     assert row is not None
@@ -490,23 +498,12 @@ def verify_hour(settings: Settings, hour: datetime) -> list[str]:
         problems.append(f"data files not in the manifest (a glob would read them): {sorted(extra)}")
     if problems:
         return problems
-    checksum = hashlib.sha256(CHECKSUM_VERSION.encode() + b"\n")
-    rows = 0
-    if manifest["files"]:
-        files = [_duckdb_uri(lake_uri(filesystem, f"{folder}/{f['path']}")) for f in manifest["files"]]
-        with tempfile.TemporaryDirectory(prefix="lakehouse-verify-") as tmp:
-            con = _connect(settings, temp_dir=tmp)
-            try:
-                reader = con.execute(_sql("archive_digests.sql"), {"files": files}).to_arrow_reader(ROW_GROUP_ROWS)
-                for batch in reader:
-                    checksum.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
-                    rows += batch.num_rows
-            finally:
-                con.close()
-    checksum.update(f"\nrows={rows}".encode())
+    files = [lake_uri(filesystem, f"{folder}/{f['path']}") for f in manifest["files"]]
+    with tempfile.TemporaryDirectory(prefix="lakehouse-verify-") as tmp:
+        checksum, rows = content_checksum(settings, files, temp_dir=tmp)
     if rows != manifest["rows"]:
         problems.append(f"the files hold {rows:,} rows, the manifest says {manifest['rows']:,}")
-    if "sha256:" + checksum.hexdigest() != manifest["checksum"]:
+    if checksum != manifest["checksum"]:
         problems.append("the content checksum of the files (in stored order) differs from the manifest's")
     return problems
 

@@ -53,7 +53,7 @@ class Restatement:
 
 def _hour_totals(store: HotStore, table: str, hour: datetime) -> dict[str, dict]:
     rows = store.query_arrow(
-        f"SELECT tenant, sum(events) AS events, uniqMerge(users) AS users, sum(revenue) AS revenue "  # noqa: S608
+        f"SELECT tenant, sum(events) AS events, uniqMerge(users) AS users, sum(revenue) AS revenue "
         f"FROM {table} WHERE hour = {{h:DateTime('UTC')}} GROUP BY tenant",
         {"h": hour},
     ).to_pylist()
@@ -62,7 +62,7 @@ def _hour_totals(store: HotStore, table: str, hour: datetime) -> dict[str, dict]
 
 def _has_rows(store: HotStore, table: str, hour: datetime) -> bool:
     column = HOUR_COLUMN[table.removesuffix("_restate")]
-    sql = f"SELECT count() AS n FROM {table} WHERE {column} = {{h:DateTime('UTC')}}"  # noqa: S608
+    sql = f"SELECT count() AS n FROM {table} WHERE {column} = {{h:DateTime('UTC')}}"
     return store.query_arrow(sql, {"h": hour}).to_pylist()[0]["n"] > 0
 
 

@@ -69,7 +69,7 @@ class StandaloneCluster:
 
     def status(self) -> dict[str, Any]:
         """The master's own view (workers, active and completed applications) from its web UI JSON."""
-        with urllib.request.urlopen(f"{self.webui_url}/json", timeout=5) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(f"{self.webui_url}/json", timeout=5) as response:  # loopback
             return json.load(response)
 
     def start(self) -> StandaloneCluster:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.settings import Settings
-from storage_tiers.audit_report import report_html, report_json, run_audit
+from storage_tiers.compliance.audit_report import report_html, report_json, run_audit
 from storage_tiers.policy import load_policy
 
 RESULTS = Path(__file__).resolve().parent / "results" / "audit_inventory.json"

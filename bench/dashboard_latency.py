@@ -84,7 +84,7 @@ def synthetic_events(tenant: str, n: int, start: datetime, seconds: int, rng: np
     }, schema=EVENT_ARROW_SCHEMA)
 
 
-def load(store, tenant: str, total: int, end: datetime, slice_hours: int = 12) -> dict:  # noqa: ANN001
+def load(store, tenant: str, total: int, end: datetime, slice_hours: int = 12) -> dict:
     """One insert per ``slice_hours`` of event time (the hot tables are partitioned by hour, and one insert
     may touch at most 100 partitions), oldest first, as a backfill would."""
     rng = np.random.default_rng(2026)
@@ -236,7 +236,7 @@ async def throughput(host: str, port: int, requests: list[bytes], clients: int, 
 
 
 def measure(settings, tenant: str, samples: int, clients: int, seconds: float, api_pid: int | None,
-            ) -> dict:  # noqa: ANN001
+            ) -> dict:
     host, port, key = settings.api_host, settings.api_port, settings.admin_key
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     start = end - timedelta(days=7)
@@ -304,9 +304,9 @@ def main() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
-    from cli.app_services import full_stack
     from common.hot_store import FlightHotStore
     from common.settings import Settings
+    from stack.app_services import full_stack
 
     settings = Settings()
     stack = full_stack(settings)

@@ -71,18 +71,18 @@ class EventTemplates:
         return b"[" + b",".join(parts) + b"]"
 
 
-def admin_headers(settings) -> dict[str, str]:  # noqa: ANN001
+def admin_headers(settings) -> dict[str, str]:
     """The benchmark writes and reads several tenants: the admin key, which is not rate limited."""
-    from serving.auth import bearer_headers
+    from serving.tenancy.auth import bearer_headers
 
     return bearer_headers(settings.admin_key)
 
 
-def hot_count(store) -> int:  # noqa: ANN001
+def hot_count(store) -> int:
     return store.query_arrow("SELECT count() AS n FROM events_raw").to_pylist()[0]["n"]
 
 
-def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:  # noqa: ANN001
+def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
     templates = EventTemplates()
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
                              batch_size=512 * 1024, compression_type="lz4")
@@ -121,7 +121,7 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:  # noqa: ANN001
             "hot_rows_after": hot_count(store) - before}
 
 
-def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:  # noqa: ANN001
+def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:
     """Freshness at a steady ``rate`` the stream sustains: what a dashboard sees in normal operation."""
     from demo.load import FreshnessProbe
 
@@ -145,13 +145,13 @@ def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:  # noqa: A
             "freshness_probes": fresh["probes"], "freshness_timeouts": fresh["timeouts"]}
 
 
-def wait_drained(store, expected: int, timeout: float = 600) -> None:  # noqa: ANN001
+def wait_drained(store, expected: int, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while hot_count(store) < expected and time.monotonic() < deadline:
         time.sleep(1)
 
 
-def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict:  # noqa: ANN001
+def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict:
     from demo.load import FreshnessProbe, percentile
 
     templates = EventTemplates()
@@ -206,9 +206,9 @@ def main() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
-    from cli.app_services import full_stack
     from common.hot_store import FlightHotStore
     from common.settings import Settings
+    from stack.app_services import full_stack
 
     settings = Settings()
     stack = full_stack(settings)

@@ -9,7 +9,7 @@ listing and file opening, not scanning).
 
 For each of the local file system and MinIO (started alone on free ports): opening a connection with
 the views, and the p50/p95 of ``--repeat`` runs of: a one-day hourly series and a one-year daily series
-through ``QueryEngine.run`` (forced warm/cold tier: ``serving.sql_compile``'s SQL read through
+through ``QueryEngine.run`` (forced warm/cold tier: ``serving.query.sql_compile``'s SQL read through
 ``LakeRollupReader``, which lists only the range's folders) and the same compiled statements over the
 views (which list the whole dataset), a one-day ``events`` count through the view, and an unfiltered
 count over ``rollups_daily``, each with the files it read (``files_read``).
@@ -48,12 +48,12 @@ from common.lake import (
     rollups_hourly_path,
 )
 from common.settings import Settings
-from serving.query_engine import QueryEngine
-from serving.query_spec import QuerySpec, SpecInput, build_spec
-from serving.sql_compile import compile_segment
-from serving.tier_routing import Horizons, plan
-from storage_tiers.lake_reader import LakeRollupReader
-from storage_tiers.lake_sql import files_read, lake_connection
+from serving.query.engine import QueryEngine
+from serving.query.spec import QuerySpec, SpecInput, build_spec
+from serving.query.sql_compile import compile_segment
+from serving.query.tier_routing import Horizons, plan
+from storage_tiers.lake.reader import LakeRollupReader
+from storage_tiers.lake.sql import files_read, lake_connection
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lake_sql.json"
 LAST_DAY = date(2026, 11, 22)

@@ -1,5 +1,5 @@
 """Benchmark (not a test): queries over the tiers — a 1-year aggregate over the cold tier, and dashboard
-latency through the API for 7-day, 90-day, 1-year and 7-year ranges (issue #5).
+latency through the API for 7-day, 90-day, 1-year and 7-year ranges.
 
 Why: the tiers trade storage cost for query cost. This measures what a data scientist's year-long
 aggregate over cold Parquet costs with DuckDB, and what a dashboard waits for when its range reaches
@@ -13,7 +13,7 @@ into the warm and cold tiers, on a history shaped like production after seven ye
    node, the hot tier for the last 91 days (minute rows for the last 7 days, hour-stamped rows before,
    which the materialized views carry into ``rollups_1h``). Every tier is rolled up from the same
    per-day events, so the tiers agree with each other and with the generator's own bookkeeping.
-2. Cold 1-year aggregate (``storage_tiers.lake_sql``): events, revenue and distinct users per country
+2. Cold 1-year aggregate (``storage_tiers.lake.sql``): events, revenue and distinct users per country
    per month for one tenant, from the ``events`` view (raw) and from ``rollups_daily``; first run in a
    new session with this bench's files evicted from the page cache (``posix_fadvise``, other processes'
    cache untouched), then the median of 5 warm runs; rows in the range / seconds; files read (EXPLAIN
@@ -221,14 +221,14 @@ class Laid:
 def _publisher() -> Callable[..., Any]:
     """The tier mover's own writer of a cold day (Parquet + ``_manifest.json`` last), so the bench's cold
     days are byte-for-byte in the format the views and the audit read."""
-    from storage_tiers import cold_files
+    from storage_tiers.tiers import cold_files
 
-    return cold_files._publish_day  # noqa: SLF001 - the one writer of the cold manifest format
+    return cold_files._publish_day  # the one writer of the cold manifest format
 
 
-def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:  # noqa: ANN401
+def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
     """Write every tier's files (and hot rows when ``hot`` is given) for ``HISTORY_DAYS`` days up to now."""
-    from storage_tiers.cold_files import EVENTS_SORT, _hour_counts
+    from storage_tiers.tiers.cold_files import EVENTS_SORT, _hour_counts
 
     publish_day = _publisher()
     filesystem = pafs.LocalFileSystem()
@@ -334,7 +334,7 @@ def evict(folder: Path) -> int:
 
 def cold_aggregate(settings: Settings, name: str, sql: str, params: dict[str, Any], rows_in_range: int,
                    folder: Path, warm_runs: int = 5) -> tuple[dict[str, Any], pa.Table]:
-    from storage_tiers.lake_sql import files_read, lake_connection
+    from storage_tiers.lake.sql import files_read, lake_connection
 
     evicted = evict(folder)
     con = lake_connection(settings)
@@ -389,7 +389,7 @@ def _body(days: int, to: datetime, breakdown: bool) -> dict[str, Any]:
     return body
 
 
-def dashboard_latency(http: Any, requests: int, base_to: datetime,  # noqa: ANN401
+def dashboard_latency(http: Any, requests: int, base_to: datetime,
                       cell_seconds: float) -> tuple[list[dict[str, Any]], dict]:
     """Per range and shape: uncached requests (each its own ``to``, one second apart; at least 3, then
     stopped once ``cell_seconds`` are spent: the slow ranges take tens of seconds each), then cached ones."""
@@ -509,9 +509,9 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.update(BENCH_ENV)
-    from cli.app_services import full_stack
     from common.hot_store import FlightHotStore
-    from serving.auth import bearer_headers
+    from serving.tenancy.auth import bearer_headers
+    from stack.app_services import full_stack
 
     settings = Settings()
     stack = full_stack(settings)

@@ -48,7 +48,8 @@ def open_hot_for_audit(settings: Settings) -> tuple[object | None, str | None]:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "verify":
         return _verify(settings)
-    from storage_tiers.audit_report import print_report, report_html, report_json, run_audit
+    from cli.audit_report_tables import print_report
+    from storage_tiers.compliance.audit_report import report_html, report_json, run_audit
     from storage_tiers.policy import PolicyError
 
     try:
@@ -91,7 +92,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(settings: Settings) -> int:
-    from storage_tiers.audit_log import AuditLog
+    from storage_tiers.compliance.audit_log import AuditLog
 
     result = AuditLog(settings).verify()
     print(result)

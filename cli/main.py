@@ -9,15 +9,15 @@ import sys
 from collections.abc import Sequence
 
 from cli.audit_commands import add_audit_parser
-from cli.output import print_table
 from cli.sql_command import add_sql_parser
 from cli.tenants_command import add_tenants_parser
 from cli.tiers_commands import add_tier_commands
 from common.settings import Settings
+from common.terminal import print_table
 
 
-def _stack(settings: Settings):  # noqa: ANN202 - stack.Stack, imported lazily
-    from cli.app_services import full_stack
+def _stack(settings: Settings):  # stack.Stack, imported lazily
+    from stack.app_services import full_stack
 
     return full_stack(settings)
 
@@ -44,8 +44,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.app_services import stream_ready_file
     from common.hot_store import open_hot_store
+    from stack.app_services import stream_ready_file
     from stack.maven import spark_jars
     from stream.job import run_stream
 

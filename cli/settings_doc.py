@@ -1,8 +1,8 @@
-"""The README's settings table, generated from ``common.settings.Settings``.
+"""The settings table of ``docs/operations.md``, generated from ``common.settings.Settings``.
 
-``python -m cli.settings_doc`` prints the markdown table; ``python -m cli.settings_doc --update-readme``
-rewrites only the part of ``README.md`` between the ``settings-table`` markers. A unit test checks that
-the README lists exactly the fields of ``Settings``, so a new setting cannot go undocumented.
+``python -m cli.settings_doc`` prints the markdown table; ``python -m cli.settings_doc --update``
+rewrites only the part of ``docs/operations.md`` between the ``settings-table`` markers. A unit test
+checks that the page lists exactly the fields of ``Settings``, so a new setting cannot go undocumented.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from common.settings import REPO_ROOT, Settings
 ENV_PREFIX = "LAKEHOUSE_"
 START_MARKER = "<!-- settings-table:start -->"
 END_MARKER = "<!-- settings-table:end -->"
-README = REPO_ROOT / "README.md"
+SETTINGS_DOC = REPO_ROOT / "docs" / "operations.md"
 
 
 def env_name(field: str) -> str:
@@ -63,12 +63,12 @@ def replace_table(text: str, table: str) -> str:
     start = text.find(START_MARKER)
     end = text.find(END_MARKER)
     if start < 0 or end < start:
-        raise ValueError(f"README has no {START_MARKER} … {END_MARKER} block")
+        raise ValueError(f"the page has no {START_MARKER} … {END_MARKER} block")
     return text[: start + len(START_MARKER)] + "\n" + table + "\n" + text[end:]
 
 
-def update_readme(path: Path = README) -> None:
-    """Write the table into ``path`` between the markers; create a minimal README if there is none."""
+def update_doc(path: Path = SETTINGS_DOC) -> None:
+    """Write the table into ``path`` between the markers; create a minimal page if there is none."""
     table = settings_table()
     if path.exists():
         path.write_text(replace_table(path.read_text(), table))
@@ -78,11 +78,13 @@ def update_readme(path: Path = README) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cli.settings_doc", description=__doc__.splitlines()[0])
-    p.add_argument("--update-readme", action="store_true", help=f"rewrite the table in {README} between the markers")
+    # --update-readme is the flag's name from when the table lived in README.md; kept so it still works
+    p.add_argument("--update", "--update-readme", dest="update", action="store_true",
+                   help=f"rewrite the table in {SETTINGS_DOC} between the markers")
     args = p.parse_args(argv)
-    if args.update_readme:
-        update_readme()
-        print(f"updated the settings table in {README}")
+    if args.update:
+        update_doc()
+        print(f"updated the settings table in {SETTINGS_DOC}")
     else:
         print(settings_table())
     return 0

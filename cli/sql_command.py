@@ -4,7 +4,7 @@ One-shot: ``lakehouse sql "SELECT …" [--format table|csv|parquet] [--output FI
 statement(s) and writes the last result (a table on the terminal by default). Without a statement it
 is a small interactive shell: statements end with ``;`` and may span lines, ``.quit`` or Ctrl-D
 leaves, and an error is printed without ending the session. The views are those of
-``storage_tiers.lake_sql.lake_connection`` (local lake or S3/MinIO, as the settings say).
+``storage_tiers.lake.sql.lake_connection`` (local lake or S3/MinIO, as the settings say).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 import duckdb
 
-from cli.output import print_table
 from common.settings import Settings
+from common.terminal import print_table
 
 PROMPT, CONTINUATION = "lake> ", "  ..> "
 
@@ -36,7 +36,7 @@ def add_sql_parser(sub: Any) -> None:  # argparse's _SubParsersAction
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
-    from storage_tiers.lake_sql import lake_connection
+    from storage_tiers.lake.sql import lake_connection
 
     if args.format == "parquet" and not args.output:
         print("error: --format parquet writes a file: add --output FILE", file=sys.stderr)

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from cli.output import print_table
 from common.settings import Settings
+from common.terminal import print_table
 
 
 def add_tenants_parser(sub: Any) -> None:  # argparse's _SubParsersAction
@@ -67,7 +67,7 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
 
 
 def cmd_tenants(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.auth import bearer_headers
+    from serving.tenancy.auth import bearer_headers
 
     method, path, body = _request(args)
     try:

@@ -1,6 +1,6 @@
 """``lakehouse hold place|release|list`` and ``lakehouse purge [--dry-run]``: legal holds and the retention purge.
 
-Holds are recorded in the audit log (``storage_tiers.holds``), so placing and releasing one is itself
+Holds are recorded in the audit log (``storage_tiers.compliance.holds``), so placing and releasing one is itself
 tamper-evident; the purge is the same code the ``retention_purge`` Dagster asset runs.
 (``lakehouse audit verify`` lives with the audit report, ``cli/audit_commands.py``.)
 """
@@ -12,8 +12,8 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
-from cli.output import print_table
 from common.settings import Settings
+from common.terminal import print_table
 
 
 def _as_of(text: str | None) -> datetime:
@@ -27,8 +27,8 @@ def _as_of(text: str | None) -> datetime:
 
 
 def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
-    from storage_tiers.audit_log import AuditLog
-    from storage_tiers.holds import HoldError, active_holds, place_hold, release_hold
+    from storage_tiers.compliance.audit_log import AuditLog
+    from storage_tiers.compliance.holds import HoldError, active_holds, place_hold, release_hold
 
     log = AuditLog(settings)
     try:
@@ -51,9 +51,9 @@ def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from common.hot_store import FlightHotStore, open_hot_store
-    from storage_tiers.audit_log import AuditLog
+    from storage_tiers.compliance.audit_log import AuditLog
     from storage_tiers.policy import PolicyError, load_policy
-    from storage_tiers.purge import Purger, PurgeRefused
+    from storage_tiers.tiers.purge import Purger, PurgeRefused
 
     try:
         as_of = _as_of(args.as_of)

@@ -62,7 +62,7 @@ class ClickHouseHotStore:
         settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
         try:
             self._client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the fix
+        except Exception as exc:  # re-raised with the fix
             hint = (
                 "another process (the hot node?) already owns this chDB folder: reach it through the hot node "
                 "(LAKEHOUSE_HOT_STORE_MODE=remote) or stop that process"

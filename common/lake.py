@@ -49,7 +49,7 @@ def rollups_daily_path(settings: Settings) -> str:
 
 
 def audit_log_path(settings: Settings) -> str:
-    """The tier audit log: one JSON object per record, ``<12-digit seq>.json`` (storage_tiers.audit_log)."""
+    """The tier audit log: one JSON object per record, ``<12-digit seq>.json`` (storage_tiers.compliance.audit_log)."""
     return _join(settings.effective_lake_uri, "audit", "log")
 
 

@@ -3,7 +3,7 @@
 Every stage receives a ``Settings`` instance instead of reading ``os.environ`` itself, so a test
 or a Dagster resource can hand a stage its own configuration. Defaults describe the embedded
 local stack (``lakehouse stack up``); production points each service elsewhere by setting the
-variables listed in the README's settings table (the table is checked against this class by a test).
+variables listed in the settings table of docs/operations.md (checked against this class by a test).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
 
-    # Tenants, API keys, rate limits (serving/auth.py)
+    # Tenants, API keys, rate limits (serving/tenancy/auth.py)
     admin_key: str = Field(
         default="local-admin-key",
         description="The bootstrap admin API key: manages tenants and keys and may read/write any tenant "

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pyspark.sql import SparkSession
 
 from common.settings import Settings
+from common.spark_jars import lake_on_s3
 
 
 def spark_session(
@@ -20,7 +21,7 @@ def spark_session(
     ``scheduler_pools`` is a FAIR scheduler allocation file (jobs that share the cores by priority).
 
     When the lake is on S3 (``s3://``), the session is also set up for Hadoop's S3A file system
-    (see ``s3a_conf``); ``jars`` must then include the S3A jars (``stack.maven.spark_jars``).
+    (see ``s3a_conf``); ``jars`` must then include the S3A jars (``common.spark_jars``).
     ``LAKEHOUSE_SPARK_CONF`` is applied last, so any of these settings can be overridden.
 
     Python workers must run this interpreter (the project's venv), not whatever ``python3`` is first
@@ -48,7 +49,7 @@ def spark_session(
         builder = builder.config("spark.scheduler.mode", "FAIR").config(
             "spark.scheduler.allocation.file", str(scheduler_pools)
         )
-    if _lake_on_s3(settings):
+    if lake_on_s3(settings):
         for key, value in s3a_conf(settings).items():
             builder = builder.config(key, value)
     for key, value in settings.spark_extra_conf().items():
@@ -56,11 +57,6 @@ def spark_session(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
-
-
-def _lake_on_s3(settings: Settings) -> bool:
-    """Same test as ``stack.maven.lake_on_s3``, repeated so ``common`` does not depend on ``stack``."""
-    return settings.effective_lake_uri.startswith(("s3://", "s3a://"))
 
 
 def s3a_conf(settings: Settings) -> dict[str, str]:

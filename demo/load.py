@@ -56,7 +56,7 @@ class FreshnessProbe:
 
     def __init__(self, api_url: str, interval_s: float = 1.0, timeout_s: float = 60.0,
                  headers: dict[str, str] | None = None) -> None:
-        # headers: the API key, e.g. serving.auth.bearer_headers(settings.admin_key) (the probe tenant is named)
+        # headers: the API key, e.g. serving.tenancy.auth.bearer_headers(settings.admin_key) (the probe tenant is named)
         self._client = httpx.Client(base_url=api_url, timeout=10, headers=headers)
         self._interval = interval_s
         self._timeout = timeout_s

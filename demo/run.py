@@ -8,14 +8,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from kafka import KafkaConsumer, TopicPartition
 
-from cli.app_services import full_stack
-from cli.output import print_table
 from common.hot_store import HotStore, open_hot_store
 from common.settings import Settings
+from common.terminal import print_table
 from demo.clickstream import TENANTS, Clickstream
 from demo.ground_truth import unique_valid
 from demo.load import FreshnessProbe, post_events
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
+from stack.app_services import full_stack
 
 
 def topic_size(settings: Settings, topic: str) -> int:

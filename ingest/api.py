@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
@@ -20,8 +20,13 @@ from common.events import format_ts, normalize_event
 from common.settings import Settings
 from ingest.publisher import EventPublisher, KafkaUnavailable
 
-if TYPE_CHECKING:
-    from serving.observability import ServingMetrics
+
+class IngestMetrics(Protocol):
+    """What ingestion counts for ``GET /metrics`` (the serving process's metrics implement it)."""
+
+    def observe_ingest(self, accepted: int, rejected_reasons: list[str]) -> None: ...
+
+    def observe_ingest_refused(self, events: int, reason: str) -> None: ...
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -49,7 +54,7 @@ def bind_tenant(raw: Any, bound: str | None) -> Any:
 
 def ingest_router(
     settings: Settings, publisher: EventPublisher, bound_tenant: Callable[..., Any] = _any_tenant,
-    metrics: ServingMetrics | None = None,
+    metrics: IngestMetrics | None = None,
 ) -> APIRouter:
     """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any);
     ``metrics`` counts accepted and rejected events for GET /metrics."""

@@ -6,7 +6,7 @@ No other module of the orchestration reads the environment.
 
 * ``lakehouse`` (``LakehouseResource``): the settings, i.e. the lake's URI and every endpoint.
 * ``spark`` (``SparkResource``): a Spark session for the hourly recompute, local by default and any
-  cluster through ``LAKEHOUSE_SPARK_MASTER``, with the jars of ``stack.maven.spark_jars``. It starts
+  cluster through ``LAKEHOUSE_SPARK_MASTER``, with the jars of ``common.spark_jars.cached_spark_jars``. It starts
   only when an asset asks for it (about 9 s), so the archive step never pays for it.
 * ``hot_store`` (``HotStoreResource``): the hot tier through ``open_hot_store``. With embedded chDB
   only the hot node may open the data folder, so runs reach it over Arrow Flight; the resource checks
@@ -66,12 +66,12 @@ class SparkResource(dg.ConfigurableResource):
             from pyspark.sql import SparkSession
 
             from common.spark import spark_session
-            from stack.maven import spark_jars
+            from common.spark_jars import cached_spark_jars
 
             settings = self.lakehouse.settings()
             already_running = SparkSession.getActiveSession() is not None
             log = dg.get_dagster_logger()
-            jars = [str(path) for path in spark_jars(settings, progress=log.info)]
+            jars = [str(path) for path in cached_spark_jars(settings)]
             log.info(f"starting Spark ({settings.spark_master}) for {self.app_name}")
             self._session = spark_session(settings, self.app_name, jars)
             self._owned = not already_running

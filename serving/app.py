@@ -1,6 +1,6 @@
 """The serving process: HTTP API (ingestion and dashboard queries) and, in embedded mode, the hot node.
 
-It is the one long-running process that owns embedded chDB (the brief's one-process rule), so it
+It is the one long-running process that owns embedded chDB (chDB allows one process per data folder), so it
 also serves the hot store to the stream job, Dagster runs and the CLI over Arrow Flight.
 """
 
@@ -19,11 +19,10 @@ from common.hot_store import HotStoreError, ensure_hot_node_token, open_hot_stor
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher
-from serving.alerts_evaluator import build_evaluator
-from serving.alerts_store import AlertStore
-from serving.auth import AuthError, auth_error_response, enable_api_keys
+from serving.alerts.evaluator import build_evaluator
+from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
-from serving.context import Serving
+from serving.context import Serving, enable_api_keys
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -32,17 +31,19 @@ from serving.observability import (
     configure_logging,
     metrics_router,
 )
-from serving.query_engine import QueryEngine
-from serving.query_spec import QueryError
+from serving.query.engine import QueryEngine
+from serving.query.spec import QueryError
+from serving.query.tier_routing import horizons_from_policy
 from serving.request_guard import RequestGuard
+from serving.restatements import RestatementListener
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
 from serving.routes.dashboards import dashboards_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
-from serving.tier_routing import horizons_from_policy
-from storage_tiers.lake_reader import LakeRollupReader
+from serving.tenancy.auth import AuthError, auth_error_response
+from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,16 @@ def create_app(serving: Serving) -> FastAPI:
     async def _stop_alert_evaluator() -> None:
         if evaluator is not None:
             await evaluator.stop()
+
+    app.state.restatement_listener = listener = RestatementListener(settings.redis_url, cache)
+
+    @app.on_event("startup")
+    async def _start_restatement_listener() -> None:  # the batch layer's restated hours drop cached answers
+        listener.start()
+
+    @app.on_event("shutdown")
+    async def _stop_restatement_listener() -> None:
+        await listener.stop()
 
     app.include_router(dashboards_router(serving))
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library

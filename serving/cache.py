@@ -16,9 +16,10 @@ than fresh TTL + ``stale_s``: past that the entry is gone from Redis and the nex
 
 Restatements replace whole hours of the hot tier from another process (Dagster). Every entry is
 therefore indexed in a per-tenant sorted set (member ``start|end|key``, score = when it expires), so
-``invalidate_ranges`` can drop exactly the entries whose range overlaps a restated hour; a per-tenant
+``drop_ranges`` can drop exactly the entries whose range overlaps a restated hour; a per-tenant
 epoch, bumped by each invalidation, stops a computation that was running during it from storing its
-pre-restatement answer.
+pre-restatement answer. The batch layer only announces restated hours (``common.restatements``); the
+serving process's listener (``serving/restatements.py``) calls ``drop_ranges``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,9 @@ import struct
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -85,6 +85,8 @@ class CacheStats:
     refreshes: int = 0  # background refreshes that stored a new answer
     refresh_errors: int = 0
     discarded: int = 0  # answers not stored because an invalidation ran while they were computed
+    restatements: int = 0  # restated hours applied to the cache (serving/restatements.py)
+    restated_entries: int = 0  # entries dropped because a restatement included their range
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -98,7 +100,8 @@ class CacheStats:
     def as_dict(self) -> dict[str, Any]:
         return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced, "bypassed": self.bypassed,
                 "stale": self.stale, "refreshes": self.refreshes, "refresh_errors": self.refresh_errors,
-                "discarded": self.discarded, "hit_ratio": self.hit_ratio()}
+                "discarded": self.discarded, "restatements": self.restatements,
+                "restated_entries": self.restated_entries, "hit_ratio": self.hit_ratio()}
 
 
 class QueryCache:
@@ -120,7 +123,7 @@ class QueryCache:
     ) -> tuple[bytes, str]:
         """The cached answer for ``key`` or the one ``compute`` makes (fresh for ``ttl_s``, then served
         stale for up to ``stale_s`` while one request refreshes it); and how it came: hit, stale, miss,
-        coalesced or bypass. ``entry_range`` makes the entry findable by ``invalidate_ranges``."""
+        coalesced or bypass. ``entry_range`` makes the entry findable by ``drop_ranges``."""
         if key in self._inflight:
             self.stats.coalesced += 1
             return await asyncio.shield(self._inflight[key]), "coalesced"
@@ -226,6 +229,25 @@ class QueryCache:
 
         self._refreshing[key] = asyncio.get_running_loop().create_task(refresh())
 
+    async def drop_ranges(self, ranges: Iterable[tuple[str, datetime, datetime]], now: float | None = None) -> int:
+        """Drop every cached answer of ``tenant`` whose range overlaps [start, end), for each given triple;
+        returns how many entries were dropped (what a restatement of those hours makes wrong)."""
+        now = time.time() if now is None else now
+        dropped = 0
+        for tenant, spans in _spans_by_tenant(ranges).items():
+            await self._redis.incr(epoch_key(tenant))  # computations running now must not store what they read
+            members = [m.decode() if isinstance(m, bytes) else m
+                       for m in await self._redis.zrangebyscore(index_key(tenant), now, "+inf")]
+            hit = [(m, key) for m in members for s, e in spans if (key := _overlaps(m, s, e))]
+            if hit:
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.delete(*{key for _, key in hit})
+                pipe.zrem(index_key(tenant), *{m for m, _ in hit})
+                await pipe.execute()
+                dropped += len({key for _, key in hit})
+        self.stats.restated_entries += dropped
+        return dropped
+
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
@@ -242,39 +264,8 @@ def _overlaps(member: str, start: int, end: int) -> str | None:
     return key if int(entry_start) < end and int(entry_end) > start else None
 
 
-def invalidate_ranges(
-    client: redis.Redis, ranges: Iterable[tuple[str, datetime, datetime]], now: float | None = None
-) -> int:
-    """Drop every cached answer of ``tenant`` whose range overlaps [start, end), for each given triple;
-    returns how many entries were dropped. Synchronous: called from Dagster runs and the CLI."""
-    now = time.time() if now is None else now
+def _spans_by_tenant(ranges: Iterable[tuple[str, datetime, datetime]]) -> dict[str, list[tuple[int, int]]]:
     by_tenant: dict[str, list[tuple[int, int]]] = {}
     for tenant, start, end in ranges:
         by_tenant.setdefault(tenant, []).append((int(start.timestamp()), int(end.timestamp())))
-    dropped = 0
-    for tenant, spans in by_tenant.items():
-        client.incr(epoch_key(tenant))  # computations running now must not store what they read before
-        members = [m.decode() if isinstance(m, bytes) else m
-                   for m in client.zrangebyscore(index_key(tenant), now, "+inf")]
-        hit = [(m, key) for m in members for s, e in spans if (key := _overlaps(m, s, e))]
-        if hit:
-            pipe = client.pipeline(transaction=False)
-            pipe.delete(*{key for _, key in hit})
-            pipe.zrem(index_key(tenant), *{m for m, _ in hit})
-            pipe.execute()
-            dropped += len({key for _, key in hit})
-    return dropped
-
-
-def invalidate_restated_hours(redis_url: str, tenants: Iterable[str], hour: datetime) -> int:
-    """What a restatement of ``hour`` calls: drop the cached answers of ``tenants`` that include the hour.
-
-    Never fails the restatement: with Redis unreachable the entries expire by their TTL (logged)."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        return invalidate_ranges(client, ((t, hour, hour + timedelta(hours=1)) for t in tenants))
-    except RedisError as exc:
-        log.warning("could not invalidate cached answers for %s (%s); they expire within their TTL", hour, exc)
-        return 0
-    finally:
-        client.close()
+    return by_tenant

@@ -11,10 +11,12 @@ from fastapi import Query
 from common.hot_store import HotStore
 from common.settings import Settings
 from ingest.publisher import EventPublisher
-from serving.auth import ApiKeyAuth
 from serving.cache import QueryCache
 from serving.observability import ServingMetrics
-from serving.query_engine import QueryEngine
+from serving.query.engine import QueryEngine
+from serving.tenancy.auth import ApiKeyAuth
+from serving.tenancy.rate_limit import RateLimiter
+from serving.tenancy.tenants import TenantDirectory
 
 
 def tenant_from_query(tenant: str = Query("default", description="the tenant whose data is read")) -> str:
@@ -35,8 +37,19 @@ class Serving:
     publisher: EventPublisher
     # FastAPI dependency resolving the caller's tenant (API keys replace the open default)
     tenant_dependency: Callable[..., Any] = tenant_from_query
-    # ingestion: the tenant the caller's key is bound to (None: any, e.g. the admin key) — serving/auth.py
+    # ingestion: the tenant the caller's key is bound to (None: any, e.g. the admin key) — serving/tenancy/auth.py
     bound_tenant_dependency: Callable[..., Any] = no_tenant_binding
-    auth: ApiKeyAuth | None = None  # set by serving.auth.enable_api_keys (admin routes, rate limits)
+    auth: ApiKeyAuth | None = None  # set by enable_api_keys (admin routes, rate limits)
     counters: dict[str, int] = field(default_factory=dict)
     metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/observability.py)
+
+
+def enable_api_keys(serving: Serving) -> ApiKeyAuth:
+    """Switch ``serving`` from the open ``?tenant=`` to API keys (before its routers are built)."""
+    buckets_url = serving.settings.rate_limit_redis_url or serving.settings.redis_url
+    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store), RateLimiter(buckets_url, serving.counters),
+                      serving.counters)
+    serving.auth = auth
+    serving.tenant_dependency = auth.tenant_dependency
+    serving.bound_tenant_dependency = auth.bound_tenant_dependency
+    return auth

@@ -91,12 +91,12 @@ class HotNodeServer(flight.FlightServerBase):
         table = self._reader.query_arrow(request["sql"], request.get("parameters") or {})
         return flight.RecordBatchStream(table)
 
-    def do_put(self, context, descriptor, reader, writer) -> None:  # noqa: ANN001 - Flight's signature
+    def do_put(self, context, descriptor, reader, writer) -> None:  # Flight's signature
         _require_writer(context, "an insert")
         request = decode_request(descriptor.command)
         self._store.insert_arrow(request["table"], reader.read_all(), token=request.get("token"))
 
-    def do_action(self, context: flight.ServerCallContext, action: flight.Action):  # noqa: ANN201
+    def do_action(self, context: flight.ServerCallContext, action: flight.Action):
         if action.type == "ping":
             return [b"pong"]
         if action.type == "command":

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from fastapi import APIRouter
@@ -35,7 +35,16 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 if TYPE_CHECKING:
     from common.hot_store import HotStore
     from common.settings import Settings
-    from serving.context import Serving
+    from serving.cache import QueryCache
+    from serving.query.engine import QueryEngine
+
+
+class Observed(Protocol):
+    """What ``/metrics`` reads at scrape time (``serving.context.Serving`` is one)."""
+
+    cache: QueryCache
+    engine: QueryEngine
+    counters: dict[str, int]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("lakehouse.access")
@@ -284,7 +293,7 @@ class KafkaOffsets:
 class ServingCollector:
     """Reads cache stats, tier counters, ``Serving.counters`` and the sampler's figures at scrape time."""
 
-    def __init__(self, serving: Serving, metrics: ServingMetrics) -> None:
+    def __init__(self, serving: Observed, metrics: ServingMetrics) -> None:
         self._serving = serving
         self._metrics = metrics
 
@@ -370,7 +379,7 @@ class ServingCollector:
         yield summed
 
 
-def metrics_router(serving: Serving, metrics: ServingMetrics) -> APIRouter:
+def metrics_router(serving: Observed, metrics: ServingMetrics) -> APIRouter:
     """``GET /metrics``; registers the scrape-time collector of ``serving``'s counters."""
     metrics.registry.register(ServingCollector(serving, metrics))
     router = APIRouter(tags=["operations"])

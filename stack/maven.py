@@ -9,35 +9,24 @@ broker's jars and Spark's connector jars live in separate folders because they p
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import shutil
 from pathlib import Path
 
 from common.settings import Settings
+from common.spark_jars import (
+    MARKER,
+    jars_in,
+    lake_on_s3,
+    pom_digest,
+    pom_path,
+    pom_property,
+    resolved_jars,
+    spark_kafka_folder,
+    spark_s3_folder,
+)
 
 from .tools import Progress, StackError, file_lock, require_tool, run_logged
-
-MAVEN_DIR = Path(__file__).resolve().parent / "maven"
-MARKER = ".complete"
-
-
-def pom_path(project: str) -> Path:
-    """The pom of ``stack/maven/<project>``, shipped as package data."""
-    return MAVEN_DIR / project / "pom.xml"
-
-
-def pom_property(project: str, name: str) -> str:
-    """A ``<properties>`` value of a pom, so versions are written down once (in the pom)."""
-    match = re.search(rf"<{re.escape(name)}>\s*([^<\s]+)\s*</{re.escape(name)}>", pom_path(project).read_text())
-    if match is None:
-        raise StackError(f"{pom_path(project)} has no <{name}> property")
-    return match.group(1)
-
-
-def _jars(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.jar"))
 
 
 def resolve(project: str, dest: Path, *, cache_dir: Path, progress: Progress, label: str) -> list[Path]:
@@ -48,13 +37,12 @@ def resolve(project: str, dest: Path, *, cache_dir: Path, progress: Progress, la
     into place, so an interrupted download never leaves a half-filled folder marked complete.
     """
     pom = pom_path(project)
-    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
-    marker = dest / MARKER
-    if marker.exists() and marker.read_text().strip() == digest:
-        return _jars(dest)
+    digest = pom_digest(project)
+    if (found := resolved_jars(project, dest)) is not None:
+        return found
     with file_lock(cache_dir / "locks" / f"maven-{project}.lock"):
-        if marker.exists() and marker.read_text().strip() == digest:
-            return _jars(dest)
+        if (found := resolved_jars(project, dest)) is not None:
+            return found
         mvn = require_tool("mvn", f"to resolve {project} jars from Maven Central")
         require_tool("java", "to run Maven")
         progress(f"{label}: resolving jars with Maven (first run only)…")
@@ -71,14 +59,14 @@ def resolve(project: str, dest: Path, *, cache_dir: Path, progress: Progress, la
             cwd=work,
             failure_hint="Maven needs network access to Maven Central (or a mirror in ~/.m2/settings.xml).",
         )
-        jars = _jars(tmp)
+        jars = jars_in(tmp)
         if not jars:
             raise StackError(f"{label}: Maven finished but copied no jars into {tmp}")
         (tmp / MARKER).write_text(digest + "\n")
         shutil.rmtree(dest, ignore_errors=True)
         tmp.replace(dest)
         progress(f"{label}: {len(jars)} jars cached in {dest}")
-        return _jars(dest)
+        return jars_in(dest)
 
 
 def kafka_broker_libs(settings: Settings, progress: Progress = print) -> Path:
@@ -97,9 +85,8 @@ def spark_kafka_jars(settings: Settings, progress: Progress = print) -> list[Pat
     already has, since two versions of scala-library or slf4j on one classpath break Spark.
     Independent of ``kafka_manage``: the stream job needs them with an external broker too.
     """
-    version = pom_property("spark-kafka", "spark.version")
-    dest = settings.cache_dir / f"spark-kafka-{version}" / "jars"
-    return resolve("spark-kafka", dest, cache_dir=settings.cache_dir, progress=progress, label="spark-kafka")
+    return resolve("spark-kafka", spark_kafka_folder(settings), cache_dir=settings.cache_dir, progress=progress,
+                   label="spark-kafka")
 
 
 def _pyspark_hadoop_version() -> str | None:
@@ -135,13 +122,8 @@ def spark_s3_jars(settings: Settings, progress: Progress = print) -> list[Path]:
             f"{version}; set <hadoop.version> to {shipped} (and <sdk.version> to the AWS SDK v2 version "
             f"hadoop-project {shipped} uses)."
         )
-    dest = settings.cache_dir / f"spark-s3-{version}" / "jars"
-    return resolve("spark-s3", dest, cache_dir=settings.cache_dir, progress=progress, label="spark-s3")
-
-
-def lake_on_s3(settings: Settings) -> bool:
-    """Whether the lake is on S3 (``s3://``/``s3a://``), i.e. Spark needs the S3A jars and settings."""
-    return settings.effective_lake_uri.startswith(("s3://", "s3a://"))
+    return resolve("spark-s3", spark_s3_folder(settings), cache_dir=settings.cache_dir, progress=progress,
+                   label="spark-s3")
 
 
 def spark_jars(settings: Settings, progress: Progress = print) -> list[Path]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+from common.s3 import s3_client
 from common.settings import Settings
 
 from .net import host_port, http_ok, port_open
@@ -63,21 +63,6 @@ def lake_bucket(settings: Settings) -> str | None:
     if not uri.startswith(("s3://", "s3a://")):
         return None
     return urlsplit(uri).netloc or None
-
-
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for ``settings.s3_endpoint`` (path-style, as MinIO expects)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint,
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key,
-        region_name=settings.s3_region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3}, connect_timeout=5),
-    )
 
 
 def ensure_bucket(settings: Settings, progress: Progress = print) -> None:

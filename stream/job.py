@@ -123,10 +123,10 @@ class ProgressRecorder(StreamingQueryListener):
         self._store = store
         self._prefix = token_prefix
 
-    def onQueryStarted(self, event) -> None:  # noqa: ANN001, N802 - Spark's listener API
+    def onQueryStarted(self, event) -> None:  # Spark's listener API
         pass
 
-    def onQueryProgress(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryProgress(self, event) -> None:
         p = event.progress
         late = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
         watermark = (p.eventTime or {}).get("watermark")
@@ -150,10 +150,10 @@ class ProgressRecorder(StreamingQueryListener):
         except HotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
 
-    def onQueryIdle(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryIdle(self, event) -> None:
         pass
 
-    def onQueryTerminated(self, event) -> None:  # noqa: ANN001, N802
+    def onQueryTerminated(self, event) -> None:
         pass
 
 

@@ -1,7 +1,7 @@
 """Compliance in Dagster: the audit report as an asset, and a check that fails on any retention violation.
 
-``compliance_audit_report`` runs the whole audit (``storage_tiers.audit_report.run_audit``: inventory
-of every dataset per tier, the rules of ``storage_tiers/violations.py``, the audit log and its
+``compliance_audit_report`` runs the whole audit (``storage_tiers.compliance.audit_report.run_audit``: inventory
+of every dataset per tier, the rules of ``storage_tiers/compliance/violations.py``, the audit log and its
 verification) and publishes it as JSON and HTML under ``<lake>/audit/reports/`` (``latest.html`` is
 the page to hand to an auditor). ``retention_compliance`` recomputes the violations itself, so it can
 also be run alone from the UI, and fails with severity ERROR on any, the counts per kind as metadata.
@@ -18,8 +18,8 @@ import dagster as dg
 from common.hot_store import HotStore
 from orchestration.resources import HotStoreResource, LakehouseResource
 from orchestration.tiers.resources import TiersResource
-from storage_tiers.audit_report import AuditReport, publish_report, run_audit
-from storage_tiers.violations import KINDS
+from storage_tiers.compliance.audit_report import AuditReport, publish_report, run_audit
+from storage_tiers.compliance.violations import KINDS
 
 OWNERS = ["team:data-engineering"]
 

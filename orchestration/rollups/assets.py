@@ -20,11 +20,11 @@ from batch.archive import published_files
 from batch.hourly import recompute_hour
 from batch.restate import Restatement, TenantDrift, restate_hour
 from common.lake import hour_partition, manifest_path, read_manifest, rollups_hourly_path
+from common.restatements import announce_restated_hour
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import HOURLY, LOAD_SETTINGS, OWNERS, hourly_check_spec, partition_hour
 from orchestration.resources import HotStoreResource, LakehouseResource, SparkResource
-from serving.cache import invalidate_restated_hours
-from storage_tiers.audit_log import AuditLog
+from storage_tiers.compliance.audit_log import AuditLog
 
 DRIFT_CHECK = "stream_batch_drift"
 DRIFT_TABLE_ROWS = 50  # tenants shown in the drift table, worst first
@@ -83,10 +83,11 @@ def rollups_hourly(
         f"minute rows, {recompute.hourly_rows:,} hourly rows in {recompute.seconds:.1f}s; restating the hot tier"
     )
     restatement = restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events)
-    # cached dashboard answers whose range includes this hour now hold the replaced numbers: drop them
-    # (through Redis, which every API process shares; never fails the run, entries expire by their TTL anyway)
-    invalidated = invalidate_restated_hours(settings.redis_url, [d.tenant for d in restatement.drift], hour)
-    AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.audit_log)
+    # cached dashboard answers whose range includes this hour now hold the replaced numbers: announce the hour
+    # (a Redis stream the API processes read and drop those answers from; never fails the run, entries expire
+    # by their TTL anyway)
+    announcement = announce_restated_hour(settings.redis_url, [d.tenant for d in restatement.drift], hour)
+    AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.compliance.audit_log)
         "restate", "rollups_hourly", partition=hour_partition(hour), tier_to="hot", rows=recompute.events,
         checksum=(read_manifest(settings, hour) or {}).get("checksum"), run_id=context.run.run_id,
         reason="batch recompute replaced the hour in the hot tier and the warm hourly rollups",
@@ -102,7 +103,7 @@ def rollups_hourly(
             "hourly_rows": dg.MetadataValue.int(recompute.hourly_rows),
             "warm_path": dg.MetadataValue.path(recompute.warm_path),
             "archive_files": dg.MetadataValue.int(len(files)),
-            "cache_entries_invalidated": dg.MetadataValue.int(invalidated),
+            "restatement_announced": dg.MetadataValue.text(announcement or "no (Redis unreachable)"),
             "duration_s": dg.MetadataValue.float(round(seconds, 3)),
             "recompute_s": dg.MetadataValue.float(round(recompute.seconds, 3)),
             "tenants": dg.MetadataValue.int(len(restatement.drift)),

@@ -26,9 +26,9 @@ from orchestration.hours import LOAD_SETTINGS, OWNERS
 from orchestration.resources import HotStoreResource, LakehouseResource
 from orchestration.rollups.assets import rollups_hourly
 from orchestration.tiers.resources import TiersResource
-from storage_tiers.cold_files import ColdBuildError
-from storage_tiers.movers import DayReport, TierMover
-from storage_tiers.purge import Purger
+from storage_tiers.tiers.cold_files import ColdBuildError
+from storage_tiers.tiers.movers import DayReport, TierMover
+from storage_tiers.tiers.purge import Purger
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:

@@ -41,7 +41,7 @@ def _due_days(tier: str, fallback: set[int]) -> set[int]:
 
 @dg.schedule(job=tiers_daily, cron_schedule="30 1 * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.RUNNING)
-def tiers_schedule(context: dg.ScheduleEvaluationContext):  # noqa: ANN201 - Dagster's generator
+def tiers_schedule(context: dg.ScheduleEvaluationContext):  # Dagster's generator
     """At 01:30 UTC: daily rollups of yesterday, the hot drop of each day that just passed a hot horizon
     (7 and 90 days by default), the cold move of the day that just passed the warm horizon."""
     today = context.scheduled_execution_time.date()

@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from orchestration.resources import LakehouseResource
-from storage_tiers.audit_log import AuditLog
+from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.policy import PolicyError, TierPolicy, load_policy
 
 

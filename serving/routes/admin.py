@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from common.hot_store import HotStoreError
-from serving.auth import ApiKeyAuth
-from serving.tenants import DirectoryError
+from serving.tenancy.auth import ApiKeyAuth
+from serving.tenancy.tenants import DirectoryError
 
 
 class NewTenant(BaseModel):

@@ -1,7 +1,7 @@
 """Alert rules over the API: create, list, read, replace, delete, and each rule's history.
 
 Rules belong to the caller's tenant (``serving.tenant_dependency``); another tenant's rule is a 404.
-The metric and filters are checked exactly like a dashboard query's (``serving.query_spec``).
+The metric and filters are checked exactly like a dashboard query's (``serving.query.spec``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from serving.alerts import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
-from serving.alerts_store import AlertState, AlertStore
+from serving.alerts.rules import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
+from serving.alerts.store import AlertState, AlertStore
 from serving.context import Serving
 from serving.routes.queries import FilterModel
 from serving.webhook_guard import EgressPolicy

@@ -21,8 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from common.hot_store import HotStoreError
 from serving.cache import EntryRange, cache_key
 from serving.context import Serving
-from serving.csv_export import csv_filename, csv_response, stamp
-from serving.dashboards import (
+from serving.dashboards.store import (
     CHARTS,
     MAX_WIDGETS,
     Dashboard,
@@ -35,8 +34,9 @@ from serving.dashboards import (
     check_widgets,
     with_overrides,
 )
-from serving.query_engine import QueryTimeout
-from serving.query_spec import QueryError, QuerySpec, build_spec, parse_filter_params, parse_range
+from serving.query.csv_export import csv_filename, csv_response, stamp
+from serving.query.engine import QueryTimeout
+from serving.query.spec import QueryError, QuerySpec, build_spec, parse_filter_params, parse_range
 from serving.routes.queries import QueryModel, query_answer, spec_input
 
 

@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from common.hot_store import HotStoreError
 from serving.cache import cache_key
 from serving.context import Serving
-from serving.query_engine import QueryTimeout
-from serving.query_spec import QueryError, QuerySpec, SpecInput, build_spec, parse_filter_params
+from serving.query.engine import QueryTimeout
+from serving.query.spec import QueryError, QuerySpec, SpecInput, build_spec, parse_filter_params
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from common.hot_store import HotStoreError
 from serving.cache import EntryRange, cache_key
 from serving.context import Serving
-from serving.csv_export import csv_filename, csv_requested, csv_response, stamp
 from serving.observability import current_route, request_fields
-from serving.query_engine import QueryResult, QueryTimeout
-from serving.query_spec import (
+from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
+from serving.query.engine import QueryResult, QueryTimeout
+from serving.query.spec import (
     DIMENSIONS,
     GRANULARITIES,
     METRICS,

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 
 from common.settings import Settings
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
 
 
 @dataclass
@@ -31,7 +31,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # http.server's name
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with receiver._lock:
                     status = fail_status if len(receiver.received) < receiver.failures else 200

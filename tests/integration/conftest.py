@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.app_services import full_stack
 from common.hot_store import FlightHotStore, HotStore
 from common.settings import Settings
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
+from stack.app_services import full_stack
 from stack.services import Stack
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
@@ -79,7 +79,7 @@ def hot(stack: Stack, settings: Settings) -> HotStore:
 
 @pytest.fixture(scope="session")
 def api(stack: Stack, settings: Settings) -> Iterator[httpx.Client]:
-    """Sends the admin key, which may name any tenant with ``?tenant=`` (serving/auth.py)."""
+    """Sends the admin key, which may name any tenant with ``?tenant=`` (serving/tenancy/auth.py)."""
     with httpx.Client(base_url=settings.api_url, timeout=30, headers=bearer_headers(settings.admin_key)) as client:
         yield client
 

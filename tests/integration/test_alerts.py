@@ -18,7 +18,7 @@ import pytest
 
 from common.hot_store import HotStore
 from common.settings import Settings
-from serving.alerts_evaluator import EvaluatorLease
+from serving.alerts.evaluator import EvaluatorLease
 from stack.services import Stack
 from tests.integration.alert_helpers import SteadyTraffic, WebhookReceiver, minute_of
 from tests.integration.conftest import wait_for

@@ -37,7 +37,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 import batch.archive as archive
-from batch.archive import archive_hour, duckdb_connection, published_files, verify_hour
+from batch.archive import archive_hour, published_files, verify_hour
 from common.events import EVENT_ARROW_SCHEMA, normalize_event
 from common.lake import (
     MANIFEST_NAME,
@@ -56,6 +56,7 @@ from common.lake import (
 from common.settings import Settings
 from common.spark import spark_session
 from stack.maven import spark_s3_jars
+from storage_tiers.lake.sql import lake_connection
 from stream.job import landing_writer, parse_events
 from tests.integration.own_services import free_pair, minio_alone
 
@@ -347,7 +348,7 @@ def test_archive_hour_dedups_sorts_and_publishes_atomically(
     assert unarchived_landing_files(settings) == {}
 
     # DuckDB through the documented view, straight over the archive's paths.
-    con = duckdb_connection(settings)
+    con = lake_connection(settings)
     per_hour = dict(con.sql("SELECT hour, count(*) FROM events WHERE dt = DATE '2024-05-01' GROUP BY hour").fetchall())
     assert per_hour == {h.hour: len(landed.truth(h)) for h in (BEFORE, HOUR, AFTER)}
     distinct = con.sql("SELECT count(DISTINCT event_id) FROM events WHERE dt = DATE '2024-05-01' AND hour = 22")

@@ -16,7 +16,7 @@ event-time range). The audit must report exactly that inventory and exactly the 
 
 Then an audit record is altered on MinIO: ``audit verify`` and the report must say so. Only MinIO and
 the API/hot node are started (own home, free ports), not Kafka or the stream job. A last test builds cold
-days with the tier movers' own writer (``storage_tiers.cold_files``) to check the inventory reads them.
+days with the tier movers' own writer (``storage_tiers.tiers.cold_files``) to check the inventory reads them.
 """
 
 from __future__ import annotations
@@ -33,18 +33,18 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from cli.app_services import full_stack
 from cli.main import main as lakehouse
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import FlightHotStore
 from common.lake import fs_path, lake_filesystem
+from common.lake_io import parquet_bytes, publish
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from stack import ensure_bucket, s3_client
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.audit_report import publish_report, report_html, report_json, run_audit
-from storage_tiers.holds import place_hold
-from storage_tiers.lake_io import parquet_bytes, publish
+from stack.app_services import full_stack
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.audit_report import publish_report, report_html, report_json, run_audit
+from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import load_policy
 from tests.integration.own_services import free_pair
 
@@ -234,7 +234,7 @@ def world(services: Settings) -> World:
     return World(settings, truth, datetime.now(UTC), H, cold_day, days)
 
 
-def _report(world: World):  # noqa: ANN202
+def _report(world: World):
     hot = FlightHotStore.for_settings(world.settings)
     try:
         return run_audit(world.settings, hot, policy=load_policy(world.settings), as_of=world.now)
@@ -411,10 +411,10 @@ class _Page(HTMLParser):
 
 
 def test_inventory_reads_the_cold_days_the_movers_publish(tmp_path: Path) -> None:
-    """The cold days as ``storage_tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
+    """The cold days as ``storage_tiers.tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
     no event-time range) are inventoried right: rows from the manifest, bytes of the file, time range from the
     footer. Local lake, no services."""
-    from storage_tiers.cold_files import build_cold_events, build_rollups_daily
+    from storage_tiers.tiers.cold_files import build_cold_events, build_rollups_daily
 
     settings = Settings(home=tmp_path, lake_uri=str(tmp_path / "lake"), tier_policy="")
     policy = load_policy(settings)

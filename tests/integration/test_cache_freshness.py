@@ -12,10 +12,10 @@ import pytest
 
 from batch.restate import restate_hour
 from common.hot_store import HotStore
+from common.restatements import announce_restated_hour
 from common.rollups import minute_rollups
 from common.settings import Settings
-from serving.auth import bearer_headers
-from serving.cache import invalidate_restated_hours
+from serving.tenancy.auth import bearer_headers
 from tests.integration.conftest import wait_for
 from tests.integration.direct_hot import events_table, insert_events
 
@@ -87,10 +87,14 @@ def test_a_restated_hour_drops_the_cached_ranges_that_include_it_and_only_those(
     # the batch layer's exact hour: 6 events where the stream had 4 (e.g. late events it dropped)
     batch = events_table(tenant, hour + timedelta(minutes=20), 6)
     restatement = restate_hour(hot, hour, minute_rollups(batch), batch)
-    # what the rollups_hourly asset does right after the swap (orchestration/rollups/assets.py)
-    dropped = invalidate_restated_hours(settings.redis_url, [d.tenant for d in restatement.drift], hour)
+    before = cache_stats(api)["cache"]
+    # what the rollups_hourly asset does right after the swap (orchestration/rollups/assets.py); the API's
+    # restatement listener reads the announcement and drops the cached answers that include the hour
+    assert announce_restated_hour(settings.redis_url, [d.tenant for d in restatement.drift], hour)
+    wait_for(lambda: cache_stats(api)["cache"]["restatements"] > before["restatements"], 10,
+             "the API to apply the restated hour")
 
-    assert dropped == 1
+    assert cache_stats(api)["cache"]["restated_entries"] - before["restated_entries"] >= 1
     recomputed = api.get("/v1/timeseries", params=including)
     assert (recomputed.headers["x-cache"], total(recomputed)) == ("miss", 6)
     untouched = api.get("/v1/timeseries", params=elsewhere)

@@ -14,7 +14,7 @@ EXPLAIN ANALYZE counts the files a filtered query reads, and with the files of o
 garbage a filtered query still answers right while an unfiltered one fails.
 
 The API's warm/cold answers are checked the way the API computes them: ``QueryEngine.run`` with a forced
-tier, its SQL from ``serving.sql_compile`` read through ``storage_tiers.lake_reader`` (the range's folders
+tier, its SQL from ``serving.query.sql_compile`` read through ``storage_tiers.lake.reader`` (the range's folders
 only, through the rollups' table macros), against a ground truth computed from the event list.
 """
 
@@ -54,12 +54,12 @@ from common.lake import (
     rollups_hourly_path,
 )
 from common.settings import REPO_ROOT, Settings
-from serving.query_engine import QueryEngine
-from serving.query_spec import METRICS, QuerySpec, SpecInput, build_spec
-from serving.sql_compile import compile_segment
-from serving.tier_routing import Horizons, plan
-from storage_tiers.lake_reader import LakeRollupReader
-from storage_tiers.lake_sql import files_read, lake_connection, lake_query
+from serving.query.engine import QueryEngine
+from serving.query.spec import METRICS, QuerySpec, SpecInput, build_spec
+from serving.query.sql_compile import compile_segment
+from serving.query.tier_routing import Horizons, plan
+from storage_tiers.lake.reader import LakeRollupReader
+from storage_tiers.lake.sql import files_read, lake_connection, lake_query
 from tests.integration.own_services import free_pair, minio_alone
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from common.settings import Settings
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration

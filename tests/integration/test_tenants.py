@@ -21,7 +21,7 @@ import pytest
 from cli.main import main as lakehouse
 from common.hot_store import HotStore
 from common.settings import Settings
-from serving.auth import bearer_headers
+from serving.tenancy.auth import bearer_headers
 from stack.services import Stack
 from tests.integration.conftest import wait_for
 from tests.integration.test_ingestion import dlq_offsets, dlq_records

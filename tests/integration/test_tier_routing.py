@@ -1,4 +1,4 @@
-"""Dashboard answers are the same whichever tier holds the data (issue #5: cross-tier equality).
+"""Dashboard answers are the same whichever tier holds the data (cross-tier equality).
 
 A sparse history over almost seven years is laid into every tier the way the pipeline leaves it: the
 hot tier's rollups (inserted through the hot node) for the last 90 days, the warm hourly rollups for

@@ -39,11 +39,10 @@ import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
-from batch.archive import _connect, _duckdb_uri, archive_hour, published_files, verify_hour
+from batch.archive import archive_hour, archive_session, published_files, verify_hour
 from batch.hourly import recompute_hour
 from batch.restate import restate_hour
 from bench.recompute_hour import duckdb_sections
-from cli.app_services import full_stack
 from common.events import EVENT_ARROW_SCHEMA, normalize_event
 from common.hot_store import FlightHotStore
 from common.lake import (
@@ -59,6 +58,7 @@ from common.lake import (
     rollups_hourly_path,
     spark_uri,
 )
+from common.lake_duckdb import duckdb_uri
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from common.spark import spark_session
@@ -69,10 +69,11 @@ from orchestration.rollups.assets import rollups_hourly
 from orchestration.tiers.assets import audit_log_intact, cold_tier, hot_tier_drop, retention_purge, rollups_daily
 from orchestration.tiers.resources import tiers_resources
 from stack import ensure_bucket
-from storage_tiers.audit_log import AuditLog
-from storage_tiers.cold_files import object_tags
-from storage_tiers.holds import place_hold
+from stack.app_services import full_stack
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import DEFAULT_POLICY_FILE, load_policy
+from storage_tiers.tiers.cold_files import object_tags
 from stream.job import landing_writer, parse_events
 from tests.integration.own_services import free_pair
 
@@ -122,7 +123,7 @@ class History:
 
 
 class Phases:
-    """Prints how long each phase took (the figures quoted in the README come from here)."""
+    """Prints how long each phase took (the figures quoted in docs/architecture.md come from here)."""
 
     def __init__(self) -> None:
         self.last = time.perf_counter()
@@ -246,14 +247,14 @@ def batch_hours_with_duckdb(settings: Settings, store: FlightHotStore, hours: li
     sql = duckdb_sections()
     for hour in hours:
         archive_hour(settings, hour, progress=lambda _: None)
-        files = [_duckdb_uri(f) for f in published_files(settings, hour) or []]
+        files = [duckdb_uri(f) for f in published_files(settings, hour) or []]
         warm = f"{rollups_hourly_path(settings)}/{hour_partition(hour)}/part-00000.zstd.parquet"
-        con = _connect(settings)
+        con = archive_session(settings)
         try:
             con.execute(sql["timezone"])
             con.execute(sql["events"], {"files": files})
             minute = con.execute(sql["rollups_minute"]).to_arrow_table().cast(ROLLUP_SCHEMA)
-            con.execute(sql["rollups_hourly"], {"hourly_path": _duckdb_uri(warm)})
+            con.execute(sql["rollups_hourly"], {"hourly_path": duckdb_uri(warm)})
             raw = con.execute(sql["raw_events"]).to_arrow_table().cast(EVENT_ARROW_SCHEMA)
         finally:
             con.close()
@@ -319,7 +320,7 @@ def hot_contents(store: FlightHotStore) -> dict[str, Counter]:
     for table, hour_expr, measure in (("events_raw", "toStartOfHour(toDateTime(timestamp))", "count()"),
                                       ("rollups_1m", "toStartOfHour(minute)", "sum(events)"),
                                       ("rollups_1h", "hour", "sum(events)")):
-        rows = store.query_arrow(f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n "  # noqa: S608
+        rows = store.query_arrow(f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n "
                                  f"FROM {table} GROUP BY h, tenant").to_pylist()
         out[f"hot {table}"] = Counter({(datetime.fromtimestamp(r["h"], UTC), r["tenant"]): int(r["n"]) for r in rows})
     return out
@@ -506,7 +507,7 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
         mark = next(r for r in log.records() if r["action"] == "mark_cold")
         assert mark["details"]["tags"] == {"lakehouse-tier": "cold"}
         # Appends are create-if-absent on S3 (If-None-Match: *): an existing seq is never overwritten.
-        assert not log._log.create(f"{1:012d}.json", b"{}")  # noqa: SLF001 - the primitive under test
+        assert not log._log.create(f"{1:012d}.json", b"{}")  # the primitive under test
         before = len(log.records())
         writers = [threading.Thread(target=lambda name=name: [
             AuditLog(settings).append("restate", "rollups_hourly", partition=f"{name}-{i}", run_id=name)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from serving.alerts import (
+from serving.alerts.rules import (
     FIRED,
     FIRING,
     OK,
@@ -22,7 +22,7 @@ from serving.alerts import (
     validate_rule,
     windows,
 )
-from serving.alerts_webhook import Attempt
+from serving.alerts.webhook import Attempt
 
 NOW = datetime(2026, 11, 23, 13, 20, 17, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import batch.archive as archive
-from batch.archive import archive_hour, duckdb_connection, landing_files_of_hour, verify_hour
+from batch.archive import archive_hour, landing_files_of_hour, verify_hour
 from common.lake import (
     _from_spark_uri,
     archive_hour_path,
@@ -28,6 +28,7 @@ from common.lake import (
     unarchived_landing_files,
 )
 from common.settings import Settings
+from storage_tiers.lake.sql import lake_connection
 
 HOUR = datetime(2026, 3, 1, 9, tzinfo=UTC)
 LANDING_SCHEMA = pa.schema([
@@ -155,7 +156,7 @@ def test_empty_hour_and_empty_archive(settings: Settings) -> None:
     result = archive_hour(settings, HOUR, progress=lambda _m: None)
     assert (result.rows, result.files, result.landing_files, result.min_event_time) == (0, [], [], None)
     assert read_manifest(settings, HOUR)["files"] == []
-    con = duckdb_connection(settings)
+    con = lake_connection(settings)
     assert con.sql("SELECT count(*) FROM events").fetchone() == (0,)
     assert [c[0] for c in con.sql("DESCRIBE events").fetchall()][-2:] == ["dt", "hour"]
     con.close()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from common.settings import Settings
-from storage_tiers.audit_log import GENESIS, AuditError, AuditLog, canonical, record_hash
-from storage_tiers.holds import HoldError, active_holds, is_held, place_hold, release_hold
+from storage_tiers.compliance.audit_log import GENESIS, AuditError, AuditLog, canonical, record_hash
+from storage_tiers.compliance.holds import HoldError, active_holds, is_held, place_hold, release_hold
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def _file(log: AuditLog, seq: int) -> Path:
     return Path(log.location) / f"{seq:012d}.json"
 
 
-def _edit(path: Path, change) -> None:  # noqa: ANN001
+def _edit(path: Path, change) -> None:
     os.chmod(path, 0o644)
     record = json.loads(path.read_text())
     change(record)

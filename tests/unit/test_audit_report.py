@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cli.audit_commands import parse_as_of
-from storage_tiers.audit_report import AuditReport, LogSummary, print_report, report_html, report_json
-from storage_tiers.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory
+from cli.audit_report_tables import print_report
+from storage_tiers.compliance.audit_report import AuditReport, LogSummary, report_html, report_json
+from storage_tiers.compliance.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory
+from storage_tiers.compliance.violations import find_violations
 from storage_tiers.policy import TierPolicy
-from storage_tiers.violations import find_violations
 from tests.unit.test_violations import NOW, TIERS, hour, make_policy, part
 
 

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from serving.csv_export import csv_bytes, csv_filename, stamp
-from serving.dashboards import (
+from serving.dashboards.store import (
     OVERVIEW,
     DashboardError,
     DashboardNotFound,
@@ -18,7 +17,8 @@ from serving.dashboards import (
     check_widgets,
     with_overrides,
 )
-from serving.query_spec import SpecInput, build_spec
+from serving.query.csv_export import csv_bytes, csv_filename, stamp
+from serving.query.spec import SpecInput, build_spec
 from serving.routes.queries import QueryModel, spec_input
 
 NOW = datetime(2026, 11, 23, 13, 27, 31, tzinfo=UTC)

@@ -11,11 +11,11 @@ import duckdb
 import pytest
 
 from common.settings import Settings
-from serving.query_engine import QueryEngine, QueryTimeout
-from serving.query_spec import QueryError, SpecInput, build_spec
-from serving.sql_compile import compile_segment
-from serving.tier_routing import Horizons, plan
-from storage_tiers.lake_reader import (
+from serving.query.engine import QueryEngine, QueryTimeout
+from serving.query.spec import QueryError, SpecInput, build_spec
+from serving.query.sql_compile import compile_segment
+from serving.query.tier_routing import Horizons, plan
+from storage_tiers.lake.reader import (
     DATASETS,
     LakeQueryTimeout,
     LakeRollupReader,

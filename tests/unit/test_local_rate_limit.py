@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.rate_limit import LocalBuckets
+from serving.tenancy.rate_limit import LocalBuckets
 
 
 def test_local_buckets_allow_the_burst_then_refill_at_the_rate_and_charge_costs():

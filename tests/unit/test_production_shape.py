@@ -1,7 +1,7 @@
 """The production shape, checked by parsing (no Docker, no services).
 
-``docker-compose.yml`` must configure the project's containers only with real settings, the README's
-settings table must list exactly the fields of ``Settings``, and ``workspace.yaml`` must point Dagster
+``docker-compose.yml`` must configure the project's containers only with real settings, the settings
+table of ``docs/operations.md`` must list exactly the fields of ``Settings``, and ``workspace.yaml`` must point Dagster
 at a file that exists.
 """
 
@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
-from cli.settings_doc import END_MARKER, START_MARKER, env_name, settings_table
+from cli.settings_doc import END_MARKER, SETTINGS_DOC, START_MARKER, env_name, settings_table
 from common.settings import REPO_ROOT, Settings
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
-README = REPO_ROOT / "README.md"
 WORKSPACE = REPO_ROOT / "workspace.yaml"
 
 INFRA_SERVICES = {"kafka", "clickhouse", "minio", "redis"}
@@ -113,26 +112,26 @@ def test_credentials_are_interpolated_not_hard_coded(compose: dict[str, Any]) ->
             assert "${CLICKHOUSE_PASSWORD:-" in dsn, f"{name}: the ClickHouse password in the DSN is hard-coded"
 
 
-def _readme_table_block() -> str:
-    text = README.read_text()
-    assert START_MARKER in text and END_MARKER in text, f"README.md lacks the {START_MARKER} … {END_MARKER} markers"
+def _doc_table_block() -> str:
+    text = SETTINGS_DOC.read_text()
+    assert START_MARKER in text and END_MARKER in text, f"{SETTINGS_DOC} lacks the {START_MARKER} … {END_MARKER} lines"
     return text.split(START_MARKER, 1)[1].split(END_MARKER, 1)[0]
 
 
-def test_readme_settings_table_lists_exactly_the_settings() -> None:
-    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|", _readme_table_block(), flags=re.MULTILINE)
-    assert len(rows) == len(set(rows)), "README's settings table lists a variable twice"
+def test_settings_table_lists_exactly_the_settings() -> None:
+    rows = re.findall(r"^\|\s*`([^`]+)`\s*\|", _doc_table_block(), flags=re.MULTILINE)
+    assert len(rows) == len(set(rows)), "the settings table lists a variable twice"
     listed = set(rows)
     assert listed == SETTING_VARS, (
-        f"README's settings table is out of date: missing {sorted(SETTING_VARS - listed)}, "
-        f"extra {sorted(listed - SETTING_VARS)}; regenerate it with `python -m cli.settings_doc --update-readme`"
+        f"the settings table of docs/operations.md is out of date: missing {sorted(SETTING_VARS - listed)}, "
+        f"extra {sorted(listed - SETTING_VARS)}; regenerate it with `python -m cli.settings_doc --update`"
     )
 
 
-def test_readme_settings_table_is_the_generated_one() -> None:
-    assert _readme_table_block().strip() == settings_table().strip(), (
-        "README's settings table differs from Settings (a default or description changed); "
-        "regenerate it with `python -m cli.settings_doc --update-readme`"
+def test_settings_table_is_the_generated_one() -> None:
+    assert _doc_table_block().strip() == settings_table().strip(), (
+        "the settings table of docs/operations.md differs from Settings (a default or description changed); "
+        "regenerate it with `python -m cli.settings_doc --update`"
     )
 
 

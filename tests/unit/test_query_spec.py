@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from serving.query_engine import _merge
-from serving.query_spec import QueryError, SpecInput, build_spec, parse_filter_params
-from serving.sql_compile import compile_segment
-from serving.tier_routing import Horizons, plan
+from serving.query.engine import _merge
+from serving.query.spec import QueryError, SpecInput, build_spec, parse_filter_params
+from serving.query.sql_compile import compile_segment
+from serving.query.tier_routing import Horizons, plan
 
 NOW = datetime(2026, 11, 23, 13, 27, 31, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from ingest.api import bind_tenant
-from serving.auth import AuthError, Caller, callers_by_hash, resolve_tenant
-from serving.rate_limit import retry_after_seconds
-from serving.tenants import SQL, ApiKey, Tenant, generate_key, hash_key, load_statements
+from serving.tenancy.auth import AuthError, Caller, callers_by_hash, resolve_tenant
+from serving.tenancy.rate_limit import retry_after_seconds
+from serving.tenancy.tenants import SQL, ApiKey, Tenant, generate_key, hash_key, load_statements
 
 TENANT_A = Caller("lhk_aaaaaaaaaaaa", "tenant", "a", 5, 5)
 ADMIN = Caller("settings", "admin", None)

@@ -1,4 +1,4 @@
-"""The tier policy file: defaults as the brief says, per-tenant retention, and clear errors for bad files."""
+"""The tier policy file: the default horizons and retention, per-tenant retention, and clear errors for bad files."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from storage_tiers.policy import DEFAULT_POLICY_FILE, PolicyError, load_policy, 
 DAY = timedelta(days=1)
 
 
-def _write(tmp_path: Path, mutate) -> Settings:  # noqa: ANN001 - a small callback
+def _write(tmp_path: Path, mutate) -> Settings:  # a small callback
     document = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
     mutate(document)
     path = tmp_path / "tiers.yaml"
@@ -22,7 +22,7 @@ def _write(tmp_path: Path, mutate) -> Settings:  # noqa: ANN001 - a small callba
     return Settings(tier_policy=str(path))
 
 
-def test_defaults_are_the_briefs() -> None:
+def test_defaults_are_the_documented_horizons_and_retention() -> None:
     policy = load_policy(Settings(tier_policy=""))
     assert set(policy.datasets) == {"events", "rollups_1m", "rollups_hourly", "rollups_daily"}
     horizons = {name: [(t.tier, t.horizon.days) for t in d.tiers] for name, d in policy.datasets.items()}
@@ -73,7 +73,7 @@ def test_per_tenant_retention(tmp_path: Path) -> None:
         (lambda d: d["datasets"]["events"]["tiers"][2].update(layout="hour"), r"layout.*\['day'\]"),
     ],
 )
-def test_bad_files_name_the_file_the_key_and_what_is_accepted(tmp_path: Path, mutate, message: str) -> None:  # noqa: ANN001
+def test_bad_files_name_the_file_the_key_and_what_is_accepted(tmp_path: Path, mutate, message: str) -> None:
     settings = _write(tmp_path, mutate)
     with pytest.raises(PolicyError, match=message) as info:
         load_policy(settings)

@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from storage_tiers.holds import LegalHold
-from storage_tiers.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory
+from storage_tiers.compliance.holds import LegalHold
+from storage_tiers.compliance.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory
+from storage_tiers.compliance.violations import KINDS, Rules, find_violations, parse_partition
 from storage_tiers.policy import DatasetPolicy, TierPolicy, TierSpec
-from storage_tiers.violations import KINDS, Rules, find_violations, parse_partition
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 GRAINS = {"hot": "hour", "warm": "hour", "cold": "day"}

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from serving.alerts import AlertError, Rule, parse_condition, validate_rule
-from serving.alerts_webhook import WebhookSender
+from serving.alerts.rules import AlertError, Rule, parse_condition, validate_rule
+from serving.alerts.webhook import WebhookSender
 from serving.webhook_guard import EgressPolicy, EgressRefused, non_public_reason, parse_networks
 
 

@@ -1,0 +1,1 @@
+"""Saved dashboards: named, per-tenant lists of widgets, each a stored query."""

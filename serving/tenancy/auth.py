@@ -1,0 +1,222 @@
+"""API-key authentication: who is calling, which tenant they are bound to, and their rate limit.
+
+Every data endpoint obtains its tenant through ``tenant_dependency``: a tenant key is bound to its own
+tenant (naming another one is a 403), the admin key may name any tenant with ``?tenant=``. Keys come as
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Each process keeps a copy of the key table
+for ``auth_cache_seconds`` (requests do not query the hot tier, and a flood of made-up keys costs
+nothing); a revoked key or a disabled tenant therefore stops working on every replica within that
+time, and at once on the replica that made the change. If the hot tier cannot be read, the last copy
+stays in use: ingestion keeps working while the hot node restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from common.settings import Settings
+from serving.tenancy.rate_limit import RateLimiter
+from serving.tenancy.tenants import ApiKey, Tenant, TenantDirectory, hash_key
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TENANT = "default"
+_BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
+_HOW_TO_SEND = "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+
+
+class AuthError(Exception):
+    """Answered as ``{"error": message}`` with ``status`` (401, 403, 429, 503) and extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+async def auth_error_response(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    return JSONResponse(status_code=exc.status, content={"error": exc.message}, headers=exc.headers)
+
+
+def bearer_headers(key: str) -> dict[str, str]:
+    """Request headers that authenticate with ``key`` (for the demo, benchmarks, tests and the CLI)."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated caller: ``tenant`` None means an admin, who may name any tenant."""
+
+    key_id: str  # a key's public prefix, or "settings" for LAKEHOUSE_ADMIN_KEY
+    role: str
+    tenant: str | None
+    rate_per_second: float | None = None  # None: not rate limited
+    burst: int = 0
+
+
+def resolve_tenant(caller: Caller, named: Sequence[str]) -> str:
+    """The tenant a request reads or writes: a tenant key's own, or the one an admin names (else default).
+
+    ``named`` holds every ``tenant`` parameter of the request, so a repeated parameter cannot smuggle a
+    second tenant past the check."""
+    names = {n for n in named if n}
+    if caller.tenant is not None:
+        others = sorted(names - {caller.tenant})
+        if others:
+            raise AuthError(403, f"this API key belongs to tenant {caller.tenant!r} and cannot access tenant "
+                                 f"{others[0]!r}; omit `tenant` or use a key of {others[0]!r}")
+        return caller.tenant
+    if len(names) > 1:
+        raise AuthError(400, f"name one tenant, not {len(names)} ({', '.join(sorted(names))})")
+    return names.pop() if names else DEFAULT_TENANT
+
+
+def callers_by_hash(keys: Sequence[ApiKey], tenants: Sequence[Tenant]) -> dict[str, Caller]:
+    """The usable keys: not revoked, and (for tenant keys) of an existing tenant that is not disabled."""
+    enabled = {t.id for t in tenants if not t.disabled}
+    out = {}
+    for key in keys:
+        if key.revoked or (key.role != "admin" and key.tenant not in enabled):
+            continue
+        tenant = None if key.role == "admin" else key.tenant
+        out[key.key_hash] = Caller(key.prefix, key.role, tenant, key.rate_per_second, key.burst)
+    return out
+
+
+class ApiKeyAuth:
+    """Authenticates requests against the key table (cached) and applies each key's rate limit."""
+
+    def __init__(self, settings: Settings, directory: TenantDirectory, limiter: RateLimiter,
+                 counters: dict[str, int]) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.limiter = limiter
+        self._counters = counters
+        self._callers: dict[str, Caller] | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+        self._stale_logged = False
+        self.caller_dependency, self.tenant_dependency, self.bound_tenant_dependency, self.admin_dependency = (
+            self._dependencies())
+
+    def invalidate(self) -> None:
+        """Forget the cached key table (after a change made through this process)."""
+        self._loaded_at = 0.0
+
+    async def _table(self) -> dict[str, Caller]:
+        if self._callers is not None and time.monotonic() - self._loaded_at < self.settings.auth_cache_seconds:
+            return self._callers
+        async with self._lock:  # one reload however many requests arrive at once
+            if self._callers is not None and time.monotonic() - self._loaded_at < self.settings.auth_cache_seconds:
+                return self._callers
+            try:
+                keys, tenants = await run_in_threadpool(lambda: (self.directory.api_keys(), self.directory.tenants()))
+            except Exception as exc:  # any store failure: keep the last copy or answer 503
+                self._counters["auth_table_stale"] = self._counters.get("auth_table_stale", 0) + 1
+                if self._callers is None:
+                    raise AuthError(503, f"cannot read the API keys from the hot tier ({exc}); retry shortly") from exc
+                if not self._stale_logged:
+                    log.warning("cannot reload the API keys, the last copy stays in use: %s", exc)
+                    self._stale_logged = True
+                return self._callers
+            self._callers, self._loaded_at, self._stale_logged = callers_by_hash(keys, tenants), time.monotonic(), False
+            return self._callers
+
+    def _reject(self, status: int, message: str, headers: dict[str, str] | None = None) -> AuthError:
+        self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
+        return AuthError(status, message, headers)
+
+    async def authenticate(self, bearer: str | None, header: str | None) -> Caller:
+        if bearer and header and bearer != header:
+            raise self._reject(400, "two different API keys were sent (Authorization and X-API-Key); send one")
+        key = bearer or header
+        if not key:
+            raise self._reject(401, f"an API key is required: {_HOW_TO_SEND}", {"WWW-Authenticate": "Bearer"})
+        admin = self.settings.admin_key
+        if admin and hmac.compare_digest(key.encode(), admin.encode()):
+            return Caller("settings", "admin", None)
+        caller = (await self._table()).get(hash_key(key))
+        if caller is None:
+            raise self._reject(401, "unknown or revoked API key (or its tenant is disabled); ask an admin for a "
+                                    "key: `lakehouse tenants key create <tenant>`", {"WWW-Authenticate": "Bearer"})
+        if caller.rate_per_second is not None:
+            decision = await self.limiter.take(caller.key_id, caller.rate_per_second, caller.burst)
+            if not decision.allowed:
+                raise AuthError(429, f"rate limit of key {caller.key_id} exceeded ({caller.rate_per_second:g} "
+                                     f"requests/s, burst {caller.burst}); retry after {decision.retry_after_s} s",
+                                {"Retry-After": str(decision.retry_after_s)})
+        return caller
+
+    async def charge(self, caller: Caller | None, extra_tokens: int, why: str) -> None:
+        """Take ``extra_tokens`` more from the caller's bucket (the request's own token is already taken), for
+        a request that costs several queries; 429 when the bucket does not hold them."""
+        if caller is None or caller.rate_per_second is None or extra_tokens <= 0:
+            return
+        decision = await self.limiter.take(caller.key_id, caller.rate_per_second, caller.burst, extra_tokens)
+        if not decision.allowed:
+            raise AuthError(429, f"rate limit of key {caller.key_id} exceeded: {why} costs {extra_tokens + 1} tokens "
+                                 f"({caller.rate_per_second:g} requests/s, burst {caller.burst}); retry after "
+                                 f"{decision.retry_after_s} s", {"Retry-After": str(decision.retry_after_s)})
+
+    async def known(self, bearer: str | None, header: str | None) -> bool:
+        """Is one of the presented keys valid? A cheap look-up (no rate-limit charge) that lets a request
+        without a valid key be refused before its body is read; the route's dependency does the full check.
+        When the key table cannot be read the answer is yes: the route then answers 503 as usual."""
+        keys = [k for k in (bearer, header) if k]
+        if not keys:
+            return False
+        admin = self.settings.admin_key
+        if admin and any(hmac.compare_digest(k.encode(), admin.encode()) for k in keys):
+            return True
+        try:
+            table = await self._table()
+        except AuthError:
+            return True
+        if any(hash_key(k) in table for k in keys):
+            return True
+        self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
+        return False
+
+    def _dependencies(self) -> tuple[Callable[..., Any], ...]:
+        async def caller(
+            request: Request,
+            bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
+            header: str | None = Security(_HEADER),
+        ) -> Caller:
+            who = await self.authenticate(bearer.credentials if bearer else None, header)
+            request.state.caller = who  # for routes that charge more than one token or count streams per key
+            return who
+
+        async def tenant(
+            request: Request,
+            who: Caller = Depends(caller),
+            tenant: str | None = Query(None, description="the tenant to read: a tenant key's own (may be omitted); "
+                                                         "the admin key may name any tenant (default `default`)"),
+        ) -> str:
+            return resolve_tenant(who, request.query_params.getlist("tenant"))
+
+        async def bound_tenant(who: Caller = Depends(caller)) -> str | None:
+            return who.tenant
+
+        async def admin(who: Caller = Depends(caller)) -> Caller:
+            if who.role != "admin":
+                raise self._reject(403, "this endpoint needs an admin key")
+            return who
+
+        return caller, tenant, bound_tenant, admin
+
+    async def close(self) -> None:
+        await self.limiter.close()

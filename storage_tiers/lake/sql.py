@@ -1,0 +1,165 @@
+"""DuckDB over the whole lake: one session setup, ready views, and the helpers data scientists call.
+
+``lake_connection(settings)`` is an in-memory DuckDB session in UTC that reaches the lake where it is
+(a local folder, or S3/MinIO through the ``httpfs`` extension shipped by the ``duckdb-extension-httpfs``
+wheel: loaded by path, never downloaded) with these views (``sql/duckdb/views.sql``):
+
+* ``events``: every raw event once, warm (the archive, ``archive/events/dt=/hour=``) and cold
+  (``cold/events/dt=``), columns of ``common.events.EVENT_ARROW_SCHEMA`` plus ``dt`` (DATE) and
+  ``hour`` (INTEGER, 0-23). A day whose cold ``_manifest.json`` is published is read from the cold
+  tier only; every other day from the archive. So a day being moved (cold published, warm not yet
+  deleted) is counted once, a cold day still being written (no manifest yet) is not read, and a
+  filter on ``dt`` still prunes the folders of both tiers.
+* ``rollups_hourly``: the warm hourly rollups, ``hour`` (TIMESTAMPTZ, the hour's start), ``dt`` and
+  ``hour_of_day`` (the folders).
+* ``rollups_daily``: the cold daily rollups, ``day`` (TIMESTAMPTZ, UTC midnight) and ``dt``. Days not
+  built yet are simply absent.
+
+A tier without any file yet is a view over an empty relation of the same columns (DuckDB refuses a
+glob that matches nothing), so every view always exists; ``create_views`` again (or a new connection)
+once the tier got its first files. ``lake_query(sql, settings)`` runs one statement and returns Arrow.
+
+The session itself (UTC, httpfs loaded from its wheel, the S3 secret) is ``common.lake_duckdb.lake_session``,
+which ``batch.archive`` and the purge use too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from common.events import EVENT_ARROW_SCHEMA
+from common.lake import archive_path, cold_events_path, rollups_daily_path, rollups_hourly_path
+from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
+from common.settings import REPO_ROOT, Settings
+
+SQL_DIR = REPO_ROOT / "sql" / "duckdb"
+_ARROW_TO_DUCKDB = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE"}
+_DIMENSIONS = (("tenant", "VARCHAR"), ("event", "VARCHAR"), ("country", "VARCHAR"), ("device", "VARCHAR"),
+               ("page", "VARCHAR"))
+_MEASURES = (("events", "BIGINT"), ("revenue", "DOUBLE"), ("user_ids", "VARCHAR[]"))
+
+
+def _duckdb_type(arrow_type: pa.DataType) -> str:
+    return "TIMESTAMPTZ" if pa.types.is_timestamp(arrow_type) else _ARROW_TO_DUCKDB[arrow_type]
+
+
+_RAW_COLUMNS = tuple((f.name, _duckdb_type(f.type)) for f in EVENT_ARROW_SCHEMA)
+
+
+def sql_text(name: str) -> str:
+    """A file of ``sql/duckdb/``."""
+    return (SQL_DIR / name).read_text()
+
+
+# -------------------------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class TierSource:
+    """The data files of one dataset as a relation: its Hive glob, or an empty one of the same columns."""
+
+    placeholder: str  # the token in views.sql this relation replaces
+    root: Callable[[Settings], str]  # the dataset's folder (common.lake)
+    pattern: str  # glob below the root: one ``*`` per Hive level, then the data files
+    reader: str  # SQL of the relation over ``{files}`` (a glob or a list of files)
+    columns: tuple[tuple[str, str], ...]  # the relation's columns, for the empty relation
+
+    def glob(self, settings: Settings) -> str:
+        return f"{duckdb_uri(self.root(settings))}/{self.pattern}"
+
+    def empty(self) -> str:
+        """A relation with the columns and no rows, for a tier without files yet."""
+        nulls = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in self.columns)
+        return f"(SELECT {nulls} WHERE false)"
+
+
+def _read_parquet(hive_types: str) -> str:
+    return f"read_parquet({{files}}, hive_partitioning = true, hive_types = {hive_types})"
+
+
+ARCHIVE_EVENTS = TierSource("__ARCHIVE_EVENTS__", archive_path, "*/*/*.parquet",
+                            _read_parquet("{{'dt': DATE, 'hour': INTEGER}}"),
+                            (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER")))
+COLD_EVENTS = TierSource("__COLD_EVENTS__", cold_events_path, "*/*.parquet", _read_parquet("{{'dt': DATE}}"),
+                         (*_RAW_COLUMNS, ("dt", "DATE")))
+# The rollups go through the table macros of views.sql (the same columns as the views).
+WARM_ROLLUPS_HOURLY = TierSource("__WARM_ROLLUPS_HOURLY__", rollups_hourly_path, "*/*/*.parquet",
+                                 "lake_rollups_hourly({files})",
+                                 (*_DIMENSIONS, ("hour", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE"),
+                                  ("hour_of_day", "INTEGER")))
+COLD_ROLLUPS_DAILY = TierSource("__COLD_ROLLUPS_DAILY__", rollups_daily_path, "*/*.parquet",
+                                "lake_rollups_daily({files})",
+                                (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")))
+SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
+
+
+def create_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+    """(Re)create the lake's views on ``con``; returns the placeholders of the tiers that had no file.
+
+    Every tier is first tried by its glob (binding a view lists it once); a tier whose glob matches
+    nothing (DuckDB's "No files found" names the pattern) becomes an empty relation and the views are
+    made again. Views live in the session's catalog, so every ``con.cursor()`` sees them, and re-running
+    this replaces them for all cursors at once.
+    """
+    empty: list[TierSource] = []
+    while True:
+        text = sql_text("views.sql").replace(
+            "__COLD_EVENTS_MANIFESTS__", sql_literal(f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
+        for source in SOURCES:
+            glob = sql_literal(source.glob(settings))
+            relation = source.empty() if source in empty else source.reader.format(files=glob)
+            text = text.replace(source.placeholder, relation)
+        try:
+            con.execute(text)
+            return [source.placeholder for source in empty]
+        except duckdb.IOException as exc:
+            missing = [s for s in SOURCES if s not in empty and f'"{s.glob(settings)}"' in str(exc)]
+            if "No files found" not in str(exc) or not missing:
+                raise
+            empty += missing
+
+
+def lake_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session with the views ``events``, ``rollups_hourly`` and ``rollups_daily``.
+
+    ``lake_connection(Settings()).sql("SELECT country, count(*) FROM events WHERE dt = DATE '2026-11-23'
+    GROUP BY ALL").show()`` reads only that day's folders, locally or on S3. Close it when done.
+    """
+    con = lake_session(settings)
+    try:
+        create_views(con, settings)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def lake_query(sql: str, settings: Settings, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+    """Run one statement over the lake's views and return the result as an Arrow table.
+
+    ``params`` are DuckDB prepared-statement parameters (``?`` or ``$name``), the way to pass values.
+    """
+    con = lake_connection(settings)
+    try:
+        return con.execute(sql, params).to_arrow_table()
+    finally:
+        con.close()
+
+
+_FILES_READ = re.compile(r"Total Files Read:\s*(\d+)")
+
+
+def files_read(con: duckdb.DuckDBPyConnection, sql: str,
+               params: Sequence[Any] | Mapping[str, Any] | None = None) -> int:
+    """How many Parquet files a query opens, summed over its scans (from DuckDB's EXPLAIN ANALYZE).
+
+    The way to check that a filter on ``dt``/``hour`` prunes: the folders it excludes are never opened.
+    """
+    plan = "\n".join(row[1] for row in con.execute("EXPLAIN ANALYZE " + sql, params).fetchall())
+    return sum(int(n) for n in _FILES_READ.findall(plan))
