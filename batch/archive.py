@@ -65,7 +65,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from common.events import EVENT_ARROW_SCHEMA
+from common.events import EVENT_ARROW_SCHEMA, format_optional_ts
 from common.lake import (
     MANIFEST_NAME,
     archive_hour_path,
@@ -80,9 +80,9 @@ from common.lake import (
 )
 from common.lake_duckdb import duckdb_uri, lake_session
 from common.lake_io import publish
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import sql_file
 
-SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 ARCHIVE_SCHEMA = EVENT_ARROW_SCHEMA
 SORT_KEY = ("tenant", "event", "timestamp", "event_id")
 ROW_GROUP_ROWS = 131_072  # readers skip row groups by tenant/event statistics; ~3 MB zstd of clickstream rows
@@ -116,16 +116,12 @@ class ArchiveResult:
 # --------------------------------------------------------------------------------------------- DuckDB
 
 
-def _sql(name: str) -> str:
-    return (SQL_DIR / name).read_text()
-
-
 def archive_session(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     """A lake session (``common.lake_duckdb.lake_session``: UTC, S3 through httpfs, no downloads)
     with the archive's macros; ``temp_dir`` is where a large hour's sort spills."""
     con = lake_session(settings, temp_dir=temp_dir)
     try:
-        con.execute(_sql("macros.sql"))
+        con.execute(sql_file("duckdb/macros.sql"))
     except BaseException:
         con.close()
         raise
@@ -143,7 +139,7 @@ def content_checksum(settings: Settings, files: list[str], temp_dir: str | None 
         con = archive_session(settings, temp_dir=temp_dir)
         try:
             params = {"files": [duckdb_uri(f) for f in files]}
-            for batch in con.execute(_sql("archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
+            for batch in con.execute(sql_file("duckdb/archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
                 checksum.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
                 rows += batch.num_rows
         finally:
@@ -287,8 +283,6 @@ class _HourWriter:
 # ------------------------------------------------------------------------------------------ publish
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @cache
@@ -371,11 +365,11 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 try:
                     params = {"files": [duckdb_uri(f) for f in landing], "hour_start": hour,
                               "hour_end": hour + timedelta(hours=1)}
-                    row = con.execute(_sql("archive_landing_stats.sql"), params).fetchone()
+                    row = con.execute(sql_file("duckdb/archive_landing_stats.sql"), params).fetchone()
                     assert row is not None
                     stats = dict(zip(stats, (int(v) for v in row), strict=True))
                     progress(f"  {stats['landing_rows']:,} landing rows; deduplicating and sorting")
-                    reader = con.execute(_sql("archive_events.sql"), params).to_arrow_reader(ROW_GROUP_ROWS)
+                    reader = con.execute(sql_file("duckdb/archive_events.sql"), params).to_arrow_reader(ROW_GROUP_ROWS)
                     writer.write(reader, progress)
                 finally:
                     con.close()
@@ -387,16 +381,16 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 "format": MANIFEST_FORMAT,
                 "dataset": "archive/events",
                 "partition": partition,
-                "hour": _iso(hour),
-                "hour_end": _iso(hour + timedelta(hours=1)),
+                "hour": format_optional_ts(hour),
+                "hour_end": format_optional_ts(hour + timedelta(hours=1)),
                 "run_id": run_id,
-                "created_at": _iso(datetime.now(UTC)),
+                "created_at": format_optional_ts(datetime.now(UTC)),
                 "tool": {"name": TOOL_NAME, "version": tool_version(), "duckdb": duckdb.__version__,
                          "pyarrow": pa.__version__},
                 "rows": writer.rows,
                 "bytes": sum(p.bytes for p in parts),
-                "min_event_time": _iso(low),
-                "max_event_time": _iso(high),
+                "min_event_time": format_optional_ts(low),
+                "max_event_time": format_optional_ts(high),
                 "checksum": checksum,
                 "checksum_method": CHECKSUM_METHOD,
                 "sort_key": list(SORT_KEY),
@@ -404,7 +398,8 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 "schema": [{"name": f.name, "type": str(f.type)} for f in ARCHIVE_SCHEMA],
                 "files": [
                     {"path": p.name, "rows": p.rows, "bytes": p.bytes, "sha256": p.sha256,
-                     "min_event_time": _iso(p.min_event_time), "max_event_time": _iso(p.max_event_time)}
+                     "min_event_time": format_optional_ts(p.min_event_time),
+                     "max_event_time": format_optional_ts(p.max_event_time)}
                     for p in parts
                 ],
                 "landing_files": landing,

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from common.events import EVENT_ARROW_SCHEMA
+from common.events import EVENT_ARROW_SCHEMA, format_ts
 from common.lake import (
     MANIFEST_NAME,
     archive_path,
@@ -41,7 +41,6 @@ from common.lake import (
 from common.lake_io import (
     data_files,
     day_start,
-    iso,
     manifest_of,
     parquet_bytes,
     partition_hours,
@@ -50,7 +49,8 @@ from common.lake_io import (
     read_tables,
     sha256,
 )
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import sql_file
 from storage_tiers.policy import TierPolicy
 
 COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"
@@ -67,7 +67,7 @@ DAILY_SCHEMA = pa.schema([
     ("page", pa.string()), ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
     ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string())),
 ])
-DAILY_SQL = (REPO_ROOT / "sql" / "duckdb" / "tier_rollups_daily.sql").read_text()
+DAILY_SQL = sql_file("duckdb/tier_rollups_daily.sql")
 
 
 class ColdBuildError(RuntimeError):
@@ -99,7 +99,7 @@ def archive_sources(settings: Settings, filesystem: pafs.FileSystem, day: date) 
         manifest = manifest_of(filesystem, folder)
         if manifest is None:
             continue
-        out.append({"hour": iso(hour), "rows": int(manifest["rows"]), "checksum": manifest["checksum"],
+        out.append({"hour": format_ts(hour), "rows": int(manifest["rows"]), "checksum": manifest["checksum"],
                     "files": [f"{folder}/{f['path']}" for f in manifest["files"]]})
     return out
 
@@ -139,8 +139,8 @@ def _publish_day(
         "format": COLD_MANIFEST_FORMAT,
         "dataset": dataset,
         "partition": f"dt={day.isoformat()}",
-        "day": iso(day_start(day)),
-        "created_at": iso(datetime.now(UTC)),
+        "day": format_ts(day_start(day)),
+        "created_at": format_ts(datetime.now(UTC)),
         "run_id": run_id,
         "file": PART_NAME,
         "rows": table.num_rows,
@@ -195,7 +195,8 @@ def _hour_counts(timestamps: pa.ChunkedArray) -> dict[str, int]:
     hours = pc.floor_temporal(timestamps, unit="hour")
     table = pa.table({"h": hours})
     grouped = table.group_by("h").aggregate([([], "count_all")])
-    return {iso(h): int(n) for h, n in zip(grouped["h"].to_pylist(), grouped["count_all"].to_pylist(), strict=True)}
+    counts = zip(grouped["h"].to_pylist(), grouped["count_all"].to_pylist(), strict=True)
+    return {format_ts(h): int(n) for h, n in counts}
 
 
 def warm_hour_rollups(settings: Settings, filesystem: pafs.FileSystem, hour: datetime) -> pa.Table | None:
