@@ -156,8 +156,8 @@ class Purger:
         """Refuse a future ``as_of`` and an audit log that does not verify; load the holds (every one readable)."""
         now = now or datetime.now(UTC)
         if self.as_of > now + FUTURE_SKEW:
-            raise PurgeRefused(f"as_of {iso(self.as_of)} is in the future (now {iso(now)}): it would purge data that "
-                               "is not yet past retention; purge as of now or an earlier instant")
+            raise PurgeRefused(f"as_of {format_ts(self.as_of)} is in the future (now {format_ts(now)}): it would purge "
+                               "data that is not yet past retention; purge as of now or an earlier instant")
         verification = self.audit.verify()
         if not verification.ok:
             raise PurgeRefused(f"the audit log does not verify ({verification.problems[0]}); nothing was purged: "

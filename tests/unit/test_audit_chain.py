@@ -136,7 +136,7 @@ def test_holds_are_derived_from_the_log(log: AuditLog) -> None:
     assert log.verify().ok
 
 
-def _rewrite_history(log: AuditLog, from_seq: int, hash_of) -> None:  # noqa: ANN001
+def _rewrite_history(log: AuditLog, from_seq: int, hash_of) -> None:
     """Edit record ``from_seq``, recompute every later hash and link with ``hash_of``, rewrite head.json:
     everything someone with write access to the lake can do."""
     records = log.records()

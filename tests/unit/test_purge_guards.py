@@ -14,9 +14,9 @@ import pytest
 from common.lake import cold_events_path
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog, canonical
-from storage_tiers.tiers.cold_files import day_folder
 from storage_tiers.compliance.holds import HoldError, active_holds, place_hold
 from storage_tiers.policy import load_policy
+from storage_tiers.tiers.cold_files import day_folder
 from storage_tiers.tiers.purge import Purger, PurgeRefused
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)

@@ -26,7 +26,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.hosts.append(self.headers["Host"])
                 body = b"SECRET internal answer"
