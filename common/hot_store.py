@@ -8,8 +8,6 @@ Arrow Flight. Both implementations speak Arrow, so callers never know which one 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -19,6 +17,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from common.local_secret import read_or_create_secret
 from common.settings import Settings
 
 
@@ -122,16 +121,7 @@ def ensure_hot_node_token(settings: Settings) -> str:
     ``<home>/run/hot-node.token``, where local processes of the same home (stream, Dagster, CLI) read it."""
     if settings.hot_node_token:
         return settings.hot_node_token
-    path = hot_node_token_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as out:
-        out.write(token)
-    return token
+    return read_or_create_secret(hot_node_token_file(settings))
 
 
 def client_hot_node_token(settings: Settings) -> str:

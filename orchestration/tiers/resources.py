@@ -41,7 +41,8 @@ class TiersResource(dg.ConfigurableResource):
         return AuditLog(self.lakehouse.settings())
 
 
-def tiers_resources(settings: object | None = None, as_of: str = "") -> dict[str, dg.ConfigurableResource]:
+def tiers_resources(settings: object | None = None, as_of: str = "",
+                    confirm_large_purge: bool = False) -> dict[str, dg.ConfigurableResource]:
     """The ``tiers`` resource; with ``settings`` (a ``Settings``), pinned to them (tests, notebooks)."""
     lakehouse = LakehouseResource.from_settings(settings) if settings is not None else LakehouseResource()  # type: ignore[arg-type]
-    return {"tiers": TiersResource(lakehouse=lakehouse, as_of=as_of)}
+    return {"tiers": TiersResource(lakehouse=lakehouse, as_of=as_of, confirm_large_purge=confirm_large_purge)}

@@ -38,7 +38,6 @@ import hmac
 import json
 import os
 import re
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +47,7 @@ import pyarrow.fs as pafs
 
 from common.events import format_ts
 from common.lake import audit_log_path, fs_path, is_s3, lake_filesystem
+from common.local_secret import read_or_create_secret
 from common.settings import Settings
 
 ACTIONS = ("move", "drop_hot", "compact_cold", "mark_cold", "purge", "hold_placed", "hold_released", "restate")
@@ -96,16 +96,7 @@ def audit_key(settings: Settings) -> bytes:
     """``audit_hmac_key``, else a key generated once into ``<home>/secrets/audit-hmac.key`` (mode 0600)."""
     if settings.audit_hmac_key:
         return settings.audit_hmac_key.encode()
-    path = settings.home / "secrets" / "audit-hmac.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip().encode()
-    key = secrets.token_hex(32)
-    with os.fdopen(fd, "w") as out:
-        out.write(key)
-    return key.encode()
+    return read_or_create_secret(settings.home / "secrets" / "audit-hmac.key").encode()
 
 
 def anchor_location(settings: Settings) -> str:

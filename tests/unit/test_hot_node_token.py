@@ -30,3 +30,19 @@ def test_a_generated_token_is_kept_private_and_shared_through_the_home(tmp_path:
     assert path.stat().st_mode & 0o777 == 0o600
     assert client_hot_node_token(settings) == token
     assert ensure_hot_node_token(Settings(home=tmp_path, hot_node_token="set")) == "set"
+
+
+def test_processes_starting_at_once_agree_on_one_secret(tmp_path: Path):
+    import threading
+
+    from common.local_secret import read_or_create_secret
+
+    path = tmp_path / "secrets" / "x.key"
+    seen: list[str] = []
+    threads = [threading.Thread(target=lambda: seen.append(read_or_create_secret(path))) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1 and len(seen[0]) >= 32 and path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["x.key"]  # no staged file left behind
