@@ -48,12 +48,12 @@ from storage_tiers.policy import load_policy
 log = logging.getLogger(__name__)
 
 
-def _key_check(serving: Serving) -> Callable[[str | None, str | None], Awaitable[bool]]:
-    async def known(bearer: str | None, header: str | None) -> bool:
+def _key_check(serving: Serving) -> Callable[[str | None, str | None], Awaitable[str | None]]:
+    async def refusal(bearer: str | None, header: str | None) -> str | None:
         if serving.auth is None:  # keys off (open ?tenant=): nothing to check
-            return True
-        return await serving.auth.known(bearer, header)
-    return known
+            return None
+        return await serving.auth.refusal(bearer, header)
+    return refusal
 
 
 def create_app(serving: Serving) -> FastAPI:

@@ -25,7 +25,7 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-KeyCheck = Callable[[str | None, str | None], Awaitable[bool]]
+KeyCheck = Callable[[str | None, str | None], Awaitable[str | None]]  # (bearer, X-API-Key) → why refused, or None
 
 
 class BodyTooLarge(HTTPException):
@@ -82,10 +82,9 @@ class RequestGuard:
             await _answer(send, 413, f"request body is larger than {self.max_bytes} bytes "
                                      "(LAKEHOUSE_REQUEST_MAX_BYTES); send a smaller body")
             return
-        if self.key_check is not None and not await self.key_check(*presented_keys(scope)):
-            await _answer(send, 401, "a valid API key is required before a request body is read: send "
-                                     "`Authorization: Bearer <key>` or `X-API-Key: <key>`",
-                          {"WWW-Authenticate": "Bearer"})
+        refusal = await self.key_check(*presented_keys(scope)) if self.key_check is not None else None
+        if refusal is not None:  # answered like the route's own key check, before a byte of the body is read
+            await _answer(send, 401, refusal, {"WWW-Authenticate": "Bearer"})
             return
         seen = 0
         exceeded = False

@@ -23,8 +23,8 @@ def app_with_guard(max_bytes: int, reads: list[int], keys: set[str] | None = Non
         reads.append(len(body.text))
         return {"length": len(body.text)}
 
-    async def key_check(bearer: str | None, header: str | None) -> bool:
-        return keys is None or bool({bearer, header} & keys)
+    async def key_check(bearer: str | None, header: str | None) -> str | None:
+        return None if keys is None or {bearer, header} & keys else "unknown key"
 
     app.add_middleware(RequestGuard, max_bytes=max_bytes, key_check=key_check)
     return TestClient(app)
