@@ -46,8 +46,9 @@ class Serving:
 
 def enable_api_keys(serving: Serving) -> ApiKeyAuth:
     """Switch ``serving`` from the open ``?tenant=`` to API keys (before its routers are built)."""
-    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store),
-                      RateLimiter(serving.settings.redis_url, serving.counters), serving.counters)
+    buckets_url = serving.settings.rate_limit_redis_url or serving.settings.redis_url
+    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store), RateLimiter(buckets_url, serving.counters),
+                      serving.counters)
     serving.auth = auth
     serving.tenant_dependency = auth.tenant_dependency
     serving.bound_tenant_dependency = auth.bound_tenant_dependency

@@ -316,11 +316,11 @@ class ServingCollector:
             tiers.add_metric([tier], n)
         yield tiers
         counters = dict(self._serving.counters)
-        yield CounterMetricFamily("lakehouse_rate_limit_fail_open", "Requests let through unmetered because the "
-                                  "rate limiter's Redis was unreachable.",
-                                  value=counters.get("rate_limit_fail_open", 0))
+        yield CounterMetricFamily("lakehouse_rate_limit_local", "Requests metered by the API process itself "
+                                  "because the rate limiter's Redis was unreachable.",
+                                  value=counters.get("rate_limit_local", 0))
         named = CounterMetricFamily("lakehouse_serving_events", "Every counter of Serving.counters by name "
-                                    "(rate_limited, rate_limit_fail_open, auth_rejected …).", labels=["name"])
+                                    "(rate_limited, rate_limit_local, auth_rejected …).", labels=["name"])
         for name, n in sorted(counters.items()):
             named.add_metric([name], n)
         yield named

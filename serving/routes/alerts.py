@@ -18,6 +18,7 @@ from serving.alerts.rules import AlertError, Rule, parse_condition, parse_window
 from serving.alerts.store import AlertState, AlertStore
 from serving.context import Serving
 from serving.query.models import FilterModel
+from serving.webhook_guard import EgressPolicy
 
 
 class ThresholdCondition(BaseModel):
@@ -101,7 +102,8 @@ class History(BaseModel):
     entries: list[HistoryItem]
 
 
-def _rule_from(body: RuleIn, tenant: str, rule_id: str, created_at: datetime | None = None) -> Rule:
+def _rule_from(body: RuleIn, tenant: str, rule_id: str, egress: EgressPolicy,
+               created_at: datetime | None = None) -> Rule:
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # stored to the millisecond
     rule = Rule(
@@ -110,7 +112,7 @@ def _rule_from(body: RuleIn, tenant: str, rule_id: str, created_at: datetime | N
         condition=parse_condition(body.condition.model_dump()), webhook_url=body.webhook_url, enabled=body.enabled,
         created_at=created_at or now, updated_at=now,
     )
-    return validate_rule(rule, now)
+    return validate_rule(rule, now, egress)
 
 
 def _out(rule: Rule, state: AlertState) -> RuleOut:
@@ -128,6 +130,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
     router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
     store = alerts or AlertStore(serving.store)
     tenant_of = serving.tenant_dependency
+    egress = EgressPolicy.from_settings(serving.settings)
     not_found = {404: {"description": "no such rule for this tenant"}}
     invalid = {400: {"description": "the rule is invalid; the message says what to send"}}
 
@@ -146,7 +149,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
     @router.post("", status_code=201, response_model=RuleOut, responses=invalid,
                  summary="Create an alert rule (threshold or change against the previous window)")
     def create(body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
-        rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex))
+        rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex, egress))
         store.put_rule(rule)
         return _out(rule, AlertState(tenant, rule.id))
 
@@ -165,7 +168,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
                         "no more recovers with a notice)")
     def put_rule(rule_id: str, body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
         old = existing(tenant, rule_id)
-        rule = checked(lambda: _rule_from(body, tenant, rule_id, created_at=old.created_at))
+        rule = checked(lambda: _rule_from(body, tenant, rule_id, egress, created_at=old.created_at))
         store.put_rule(rule)
         return _out(rule, store.state(tenant, rule_id))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -76,12 +76,18 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
                             "is added to each widget's filters (drill-down). Each widget answers what "
                             "POST /v1/query answers for its query, or says why it cannot (`error`).")
     async def data(
+        request: Request,
         dashboard_id: str,
         tenant: str = Depends(tenant_of),
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
     ) -> Response:
-        answer = await service.data(tenant, await service.view(tenant, dashboard_id, range_, filter_))
+        view = await service.view(tenant, dashboard_id, range_, filter_)
+        if serving.auth is not None:  # one token per widget: a dashboard runs one query per widget
+            widgets = len(view.dashboard.widgets)
+            await serving.auth.charge(getattr(request.state, "caller", None), widgets - 1,
+                                      f"dashboard {view.dashboard.id!r} ({widgets} widgets)")
+        answer = await service.data(tenant, view)
         return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.how})
 
     @router.get("/{dashboard_id}/widgets/{widget_id}/data.csv", summary="One widget's answer as CSV",

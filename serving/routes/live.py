@@ -4,19 +4,23 @@ Every ``live_interval_seconds`` each open stream sends the minute series of the 
 in-flight minute included, so a chart sees events seconds after they were sent). The series comes
 through the query cache under a key shared by every viewer of the same question, kept just under one
 interval: thousands of viewers of one dashboard cost one hot-tier query per interval.
+
+Each distinct question still costs a hot query per interval, so one API key may hold at most
+``live_max_streams_per_key`` streams open on a process; one more is answered 429 until one closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from common.events import format_ts
@@ -60,6 +64,20 @@ def live_router(serving: Serving) -> APIRouter:
     interval = settings.live_interval_seconds
     serving.counters.setdefault("live_streams_open", 0)
     serving.counters.setdefault("live_streams_total", 0)
+    open_by_key: dict[str, int] = {}
+    cap = settings.live_max_streams_per_key
+
+    def release_once(key: str) -> Callable[[], None]:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                open_by_key[key] -= 1
+                if not open_by_key[key]:
+                    del open_by_key[key]
+        return release
 
     async def snapshot(tenant: str, raw: SpecInput, dims: list[str], metric: str, minutes: int) -> bytes:
         now = datetime.now(UTC)
@@ -104,6 +122,16 @@ def live_router(serving: Serving) -> APIRouter:
         raw = SpecInput(metrics=[metric], range=f"{minutes}m", granularity="minute", dimensions=dims,
                         filters=parse_filter_params(filter_))
         build_spec(raw, now=datetime.now(UTC))  # a bad question is a 400 (serving.errors) before the stream starts
+        caller = getattr(request.state, "caller", None)
+        key = f"key:{caller.key_id}" if caller is not None else f"tenant:{tenant}"
+        if open_by_key.get(key, 0) >= cap:  # no await between this check and the count below
+            serving.counters["live_streams_refused"] = serving.counters.get("live_streams_refused", 0) + 1
+            return JSONResponse(status_code=429, headers={"Retry-After": str(int(max(interval, 1.0)))},
+                                content={"error": f"this API key already holds {cap} live streams "
+                                                  "(LAKEHOUSE_LIVE_MAX_STREAMS_PER_KEY); close one, or share one "
+                                                  "stream between widgets that ask the same question"})
+        open_by_key[key] = open_by_key.get(key, 0) + 1
+        release = release_once(key)
 
         async def events() -> AsyncIterator[bytes]:
             serving.counters["live_streams_open"] += 1
@@ -128,8 +156,10 @@ def live_router(serving: Serving) -> APIRouter:
                             last_write = loop.time()
             finally:
                 serving.counters["live_streams_open"] -= 1
+                release()
 
-        return StreamingResponse(events(), media_type="text/event-stream",
+        # released by the stream's end, or by the background task when the stream never started
+        return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(release),
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router
