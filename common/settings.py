@@ -143,6 +143,19 @@ class Settings(BaseSettings):
     live_interval_seconds: float = Field(
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
     )
+    graphql_introspection: bool = Field(
+        default=True,
+        description="Answer GraphQL introspection and serve the GraphiQL page at GET /graphql; turn off in production "
+        "to keep the schema private.",
+    )
+    graphql_max_depth: int = Field(default=8, description="Deepest selection a GraphQL document may nest.")
+    graphql_max_aliases: int = Field(default=15, description="Most aliases in one GraphQL document.")
+    graphql_max_tokens: int = Field(default=2000, description="Most tokens in one GraphQL document (its size).")
+    graphql_max_cost: int = Field(
+        default=100,
+        description="Most cost of one GraphQL document: each field 1, each query-running field "
+        "(time series, breakdown, top-N, query, dashboard data) 10 more.",
+    )
 
     # Stream job / Spark
     spark_master: str = Field(default="local[2]", description="spark.master for the stream and batch jobs.")

@@ -22,6 +22,7 @@ from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
+from serving.graphql_api.router import graphql_router
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -89,6 +90,7 @@ def create_app(serving: Serving) -> FastAPI:
         await listener.stop()
 
     app.include_router(dashboards_router(serving))
+    app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")

@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,13 @@ class AuthError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+def keys_sent(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The keys a request or WebSocket handshake sends: ``Authorization: Bearer`` and ``X-API-Key``."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    return bearer, headers.get("x-api-key") or None
 
 
 def bearer_headers(key: str) -> dict[str, str]:
