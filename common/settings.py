@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     live_interval_seconds: float = Field(
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
     )
+    live_max_streams_per_key: int = Field(
+        default=20,
+        description="Most live WebSocket streams and GraphQL subscriptions one API key may hold open at once in one "
+        "process; one more is refused (close code 4429).",
+    )
     graphql_introspection: bool = Field(
         default=True,
         description="Answer GraphQL introspection and serve the GraphiQL page at GET /graphql; turn off in production "

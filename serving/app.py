@@ -40,6 +40,7 @@ from serving.routes.dashboards import dashboards_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
+from serving.routes.ws import ws_router
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
@@ -67,6 +68,7 @@ def create_app(serving: Serving) -> FastAPI:
     alert_store = AlertStore(store)
     app.include_router(alerts_router(serving, alert_store))
     app.include_router(live_router(serving))
+    app.include_router(ws_router(serving))  # /v1/ws: the same feed over a WebSocket
     app.state.alert_evaluator = evaluator = build_evaluator(serving, alert_store)  # None when turned off
 
     @app.on_event("startup")

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 from serving.alerts.store import AlertStore
 from serving.services.dashboards import DashboardService
+from serving.services.live import LiveFeed
 from serving.services.queries import QueryAnswers
 from serving.tenancy.auth import ApiKeyAuth, AuthError, Caller
+from serving.tenancy.streams import StreamSlots
 
 
 @dataclass
@@ -23,6 +25,10 @@ class GraphContext:
     answers: QueryAnswers
     dashboards: DashboardService
     alerts: AlertStore
+    feed: LiveFeed
+    streams: StreamSlots
+    live_interval_seconds: float
+    key: str | None = None  # the key itself, for subscriptions to notice its revocation
     charged: int = field(default=0)  # root fields resolved so far in this request
 
     async def charge(self) -> None:

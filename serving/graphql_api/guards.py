@@ -26,6 +26,7 @@ from strawberry.extensions import (
 from common.settings import Settings
 from serving.errors import STATUS
 from serving.tenancy.auth import AuthError
+from serving.tenancy.streams import TooManyStreams
 from serving.tenancy.tenants import DirectoryError
 
 QUERY_FIELDS = frozenset({"timeseries", "breakdown", "topn", "query", "data"})  # each runs hot/lake queries
@@ -70,6 +71,8 @@ def status_of(error: BaseException | None) -> int | None:
     """The HTTP status REST answers for ``error`` (``serving.errors``), None for an unexpected error."""
     if isinstance(error, AuthError | DirectoryError):
         return error.status
+    if isinstance(error, TooManyStreams):
+        return 429
     for cls in type(error).__mro__ if error is not None else ():
         if cls in STATUS:
             return STATUS[cls]

@@ -10,6 +10,8 @@ carrying the HTTP status REST would answer (``serving.graphql_api.guards``).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -20,15 +22,18 @@ from starlette.concurrency import run_in_threadpool
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from common.hot_store import HotStoreError
 from serving.alerts.store import AlertState as StoredState
 from serving.dashboards.store import Dashboard as SavedDashboard
 from serving.dashboards.store import DashboardError
 from serving.graphql_api.context import GraphContext
+from serving.query.engine import QueryTimeout
 from serving.query.models import QueryModel, spec_input
 from serving.query.spec import QueryError
 from serving.routes.alerts import RuleOut, rule_out
 from serving.routes.dashboards import DashboardModel
 from serving.services import questions
+from serving.services.live import MAX_MINUTES, LiveQuestion
 from serving.services.queries import Answer, query_table
 
 FromArg = Annotated[datetime | None, strawberry.argument(name="from", description="start (ISO-8601); or `range`")]
@@ -348,7 +353,29 @@ def _bounded(name: str, value: int, most: int) -> int:
     return value
 
 
-SCHEMA = strawberry.Schema(query=Query, mutation=Mutation)
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="What GET /v1/live sends: a metric's newest minutes, every live interval "
+                                         "(one series per groupBy combination). Counts against the key's live "
+                                         "stream cap; when the key is revoked the socket closes (4401).")
+    async def live(self, info: Info, metric: str, minutes: int = 15, group_by: list[str] | None = None,
+                   filter: FilterArg = None) -> AsyncGenerator[JSON, None]:
+        ctx = await _charged(info)
+        _bounded("minutes", minutes, MAX_MINUTES)
+        question = LiveQuestion.of(metric, minutes, group_by or [], filter or [])
+        with ctx.streams.hold(ctx.caller.key_id if ctx.caller is not None else "open"):
+            while True:
+                try:
+                    yield orjson.loads(await ctx.feed.snapshot(ctx.tenant, question))
+                except (QueryTimeout, TimeoutError, HotStoreError) as exc:  # as SSE: say so, go on
+                    yield {"error": str(exc) or type(exc).__name__}
+                await asyncio.sleep(ctx.live_interval_seconds)
+                if ctx.key is not None and ctx.auth is not None and not await ctx.auth.still_valid(ctx.key):
+                    await info.context["request"].close(code=4401, reason="the API key was revoked")
+                    return
+
+
+SCHEMA = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
 
 if __name__ == "__main__":
     print(SCHEMA.as_str())

@@ -162,6 +162,14 @@ class ApiKeyAuth:
                                 {"Retry-After": str(decision.retry_after_s)})
         return caller
 
+    async def still_valid(self, key: str) -> bool:
+        """Whether ``key`` would still be let in (not revoked, tenant enabled), without charging its rate
+        limit: open live connections ask this every interval and close once it is no longer so."""
+        admin = self.settings.admin_key
+        if admin and hmac.compare_digest(key.encode(), admin.encode()):
+            return True
+        return hash_key(key) in await self._table()
+
     def _dependencies(self) -> tuple[Callable[..., Any], ...]:
         async def caller(
             bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
