@@ -155,6 +155,12 @@ class Settings(BaseSettings):
         description="Most live WebSocket streams and GraphQL subscriptions one API key may hold open at once in one "
         "process; one more is refused (close code 4429).",
     )
+    otel_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): the API exports a span per "
+        "request and per hot/lake query there. Empty: tracing off.",
+    )
+    otel_service_name: str = Field(default="lakehouse-api", description="service.name of the exported spans.")
     graphql_introspection: bool = Field(
         default=True,
         description="Answer GraphQL introspection and serve the GraphiQL page at GET /graphql; turn off in production "

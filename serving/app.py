@@ -41,6 +41,7 @@ from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
+from serving.tracing import configure_tracing
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
@@ -150,6 +151,7 @@ def serve(settings: Settings) -> None:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
         start_hot_node(store, settings.hot_node_url)
+    configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
     serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
     serving.metrics.sampler.start()
