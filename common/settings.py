@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
     )
     live_max_streams_per_key: int = Field(
-        default=20,
+        default=10,
         description="Most live WebSocket streams and GraphQL subscriptions one API key may hold open at once in one "
         "process; one more is refused (close code 4429).",
     )
