@@ -66,11 +66,12 @@ class Answered:
     cache: str = strawberry.field(description="hit, stale, miss, coalesced or bypass: REST's X-Cache")
 
 
-def _answered(answer: Answer) -> dict[str, Any]:
+def _answered(answer: Answer) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``Answered`` fields of a service answer, and its whole JSON body."""
     body = orjson.loads(answer.body)
     return {"tenant": body["tenant"], "from_": body["from"], "to": body["to"], "granularity": body["granularity"],
             "sources": body["sources"], "read_from": body["read_from"], "approximate": body["approximate"],
-            "truncated": body["truncated"], "took_ms": body["took_ms"], "cache": answer.how, "body": body}
+            "truncated": body["truncated"], "took_ms": body["took_ms"], "cache": answer.how}, body
 
 
 @strawberry.type
@@ -247,8 +248,7 @@ class Query:
                          tier: str = "auto") -> TimeSeries:
         ctx = await _charged(info)
         raw, shape = questions.timeseries(metric, group_by or [], range, from_, to, granularity, filter or [], tier)
-        found = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
-        body = found.pop("body")
+        found, body = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
         series = [Series(group=s["group"], points=[Point(bucket=b, value=v) for b, v in s["points"]])
                   for s in body["series"]]
         return TimeSeries(**found, metric=metric, group_by=body["group_by"], series=series)
@@ -260,8 +260,7 @@ class Query:
         ctx = await _charged(info)
         raw, shape = questions.breakdown(metric, by, range, from_, to, filter or [], _bounded("limit", limit, 10_000),
                                          tier)
-        found = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
-        body = found.pop("body")
+        found, body = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
         return Breakdown(**found, metric=metric, by=by, filters=body["filters"],
                          rows=[BreakdownRow(key=r[by], value=r["value"]) for r in body["rows"]])
 
@@ -271,8 +270,7 @@ class Query:
                    tier: str = "auto") -> TopN:
         ctx = await _charged(info)
         raw, shape = questions.topn(metric, by, _bounded("n", n, 1000), range, from_, to, filter or [], tier)
-        found = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
-        body = found.pop("body")
+        found, body = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
         return TopN(**found, metric=metric, by=by, n=n,
                     rows=[RankedRow(rank=r["rank"], key=r[by], value=r["value"]) for r in body["rows"]])
 
@@ -284,8 +282,7 @@ class Query:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise QueryError(f"the query spec is invalid: {problems}") from None
-        found = _answered(await ctx.answers.answer(ctx.tenant, spec_input(model), query_table))
-        body = found.pop("body")
+        found, body = _answered(await ctx.answers.answer(ctx.tenant, spec_input(model), query_table))
         return QueryAnswer(**found, columns=body["columns"], rows=body["rows"])
 
     @strawberry.field(description="The tenant's dashboards, the built-in overview first")
