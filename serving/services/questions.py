@@ -30,7 +30,9 @@ def spec_input(metric: str, range_: str | None, from_: datetime | None, to: date
 
 
 def timeseries(metric: str, dims: list[str], range_: str | None, from_: datetime | None, to: datetime | None,
-               granularity: str, filters: list[str], tier: str) -> Question:
+               granularity: str, filters: list[str], tier: str, **extra: Any) -> Question:
+    """``extra``: further ``SpecInput`` fields the endpoint takes (e.g. a time zone or a fill policy)."""
+
     def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
         series: dict[tuple, dict[str, Any]] = {}
         for row in result.rows:
@@ -39,26 +41,27 @@ def timeseries(metric: str, dims: list[str], range_: str | None, from_: datetime
             entry["points"].append([bucket_iso(row[0]), row[-1]])
         return {"metric": metric, "group_by": dims, "series": list(series.values())}
 
-    return spec_input(metric, range_, from_, to, filters, tier, granularity=granularity, dimensions=dims), shape
+    raw = spec_input(metric, range_, from_, to, filters, tier, granularity=granularity, dimensions=dims, **extra)
+    return raw, shape
 
 
 def breakdown(metric: str, by: str, range_: str | None, from_: datetime | None, to: datetime | None,
-              filters: list[str], limit: int, tier: str) -> Question:
+              filters: list[str], limit: int, tier: str, **extra: Any) -> Question:
     def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
         return {"metric": metric, "by": by, "filters": [[f.field, f.op, list(f.values)] for f in spec.filters],
                 "rows": [{by: row[0], "value": row[1]} for row in result.rows]}
 
     raw = spec_input(metric, range_, from_, to, filters, tier, dimensions=[by], limit=limit,
-                     order_by=[{"field": metric, "direction": "desc"}])
+                     order_by=[{"field": metric, "direction": "desc"}], **extra)
     return raw, shape
 
 
 def topn(metric: str, by: str, n: int, range_: str | None, from_: datetime | None, to: datetime | None,
-         filters: list[str], tier: str) -> Question:
+         filters: list[str], tier: str, **extra: Any) -> Question:
     def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
         return {"metric": metric, "by": by, "n": n,
                 "rows": [{"rank": i + 1, by: row[0], "value": row[1]} for i, row in enumerate(result.rows)]}
 
     raw = spec_input(metric, range_, from_, to, filters, tier, dimensions=[by], limit=n,
-                     order_by=[{"field": metric, "direction": "desc"}])
+                     order_by=[{"field": metric, "direction": "desc"}], **extra)
     return raw, shape
