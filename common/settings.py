@@ -165,8 +165,9 @@ class Settings(BaseSettings):
     )
     live_max_streams_per_key: int = Field(
         default=10,
-        description="Most GET /v1/live streams one API key may hold open at once on one API process (each costs a "
-        "hot query per interval); one more is answered 429.",
+        description="Most live streams (GET /v1/live, GET /v1/ws, GraphQL subscriptions, counted together) one API "
+        "key may hold open at once on one API process (each costs a hot query per interval); one more is refused "
+        "(429, or WebSocket close code 4429).",
     )
 
     # Alerts and live updates (serving/alerts*.py, serving/routes/live.py)
@@ -198,6 +199,25 @@ class Settings(BaseSettings):
     )
     live_interval_seconds: float = Field(
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
+    )
+    otel_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): the API exports a span per "
+        "request and per hot/lake query there. Empty: tracing off.",
+    )
+    otel_service_name: str = Field(default="lakehouse-api", description="service.name of the exported spans.")
+    graphql_introspection: bool = Field(
+        default=True,
+        description="Answer GraphQL introspection and serve the GraphiQL page at GET /graphql; turn off in production "
+        "to keep the schema private.",
+    )
+    graphql_max_depth: int = Field(default=8, description="Deepest selection a GraphQL document may nest.")
+    graphql_max_aliases: int = Field(default=15, description="Most aliases in one GraphQL document.")
+    graphql_max_tokens: int = Field(default=2000, description="Most tokens in one GraphQL document (its size).")
+    graphql_max_cost: int = Field(
+        default=100,
+        description="Most cost of one GraphQL document: each field 1, each query-running field "
+        "(time series, breakdown, top-N, query, dashboard data) 10 more.",
     )
 
     # Stream job / Spark

@@ -24,6 +24,7 @@ from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
+from serving.graphql_api.router import graphql_router
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -44,6 +45,8 @@ from serving.routes.kpis import kpis_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
+from serving.routes.ws import ws_router
+from serving.tracing import configure_tracing
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
@@ -84,6 +87,7 @@ def create_app(serving: Serving) -> FastAPI:
     alert_store = AlertStore(store)
     app.include_router(alerts_router(serving, alert_store))
     app.include_router(live_router(serving))
+    app.include_router(ws_router(serving))  # /v1/ws: the same feed over a WebSocket
     app.state.alert_evaluator = evaluator = build_evaluator(serving, alert_store)  # None when turned off
 
     @app.on_event("startup")
@@ -107,6 +111,7 @@ def create_app(serving: Serving) -> FastAPI:
         await listener.stop()
 
     app.include_router(dashboards_router(serving))
+    app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
@@ -190,6 +195,7 @@ def serve(settings: Settings) -> None:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
         start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token)
+    configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
     serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
     serving.metrics.sampler.start()

@@ -16,6 +16,7 @@ from serving.observability import ServingMetrics
 from serving.query.engine import QueryEngine
 from serving.tenancy.auth import ApiKeyAuth
 from serving.tenancy.rate_limit import RateLimiter
+from serving.tenancy.streams import StreamSlots
 from serving.tenancy.tenants import TenantDirectory
 
 
@@ -42,6 +43,11 @@ class Serving:
     auth: ApiKeyAuth | None = None  # set by enable_api_keys (admin routes, rate limits)
     counters: dict[str, int] = field(default_factory=dict)
     metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/observability.py)
+    streams: StreamSlots | None = None  # live streams open per key (WebSocket, GraphQL subscriptions)
+
+    def __post_init__(self) -> None:
+        if self.streams is None:
+            self.streams = StreamSlots(self.settings.live_max_streams_per_key)
 
 
 def enable_api_keys(serving: Serving) -> ApiKeyAuth:

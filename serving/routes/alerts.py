@@ -115,7 +115,7 @@ def _rule_from(body: RuleIn, tenant: str, rule_id: str, egress: EgressPolicy,
     return validate_rule(rule, now, egress)
 
 
-def _out(rule: Rule, state: AlertState) -> RuleOut:
+def rule_out(rule: Rule, state: AlertState) -> RuleOut:
     return RuleOut(
         id=rule.id, tenant=rule.tenant, name=rule.name, metric=rule.metric, filters=rule.filters,
         window=window_text(rule.window_minutes), condition=rule.condition.as_dict(), webhook_url=rule.webhook_url,
@@ -151,17 +151,17 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
     def create(body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
         rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex, egress))
         store.put_rule(rule)
-        return _out(rule, AlertState(tenant, rule.id))
+        return rule_out(rule, AlertState(tenant, rule.id))
 
     @router.get("", response_model=RuleList, summary="The tenant's alert rules with their current state")
     def list_rules(tenant: str = Depends(tenant_of)) -> RuleList:
         states = store.states(tenant)
-        return RuleList(rules=[_out(r, states.get((tenant, r.id)) or AlertState(tenant, r.id))
+        return RuleList(rules=[rule_out(r, states.get((tenant, r.id)) or AlertState(tenant, r.id))
                                for r in store.rules(tenant)])
 
     @router.get("/{rule_id}", response_model=RuleOut, responses=not_found, summary="One rule and its state")
     def get_rule(rule_id: str, tenant: str = Depends(tenant_of)) -> RuleOut:
-        return _out(existing(tenant, rule_id), store.state(tenant, rule_id))
+        return rule_out(existing(tenant, rule_id), store.state(tenant, rule_id))
 
     @router.put("/{rule_id}", response_model=RuleOut, responses={**not_found, **invalid},
                 summary="Replace a rule (its incident state is kept: a firing rule whose new condition holds "
@@ -170,7 +170,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
         old = existing(tenant, rule_id)
         rule = checked(lambda: _rule_from(body, tenant, rule_id, egress, created_at=old.created_at))
         store.put_rule(rule)
-        return _out(rule, store.state(tenant, rule_id))
+        return rule_out(rule, store.state(tenant, rule_id))
 
     @router.delete("/{rule_id}", status_code=204, responses=not_found,
                    summary="Delete a rule (notifications still queued for it are dropped)")

@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,13 @@ class AuthError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+def keys_sent(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The keys a request or WebSocket handshake sends: ``Authorization: Bearer`` and ``X-API-Key``."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    return bearer, headers.get("x-api-key") or None
 
 
 def bearer_headers(key: str) -> dict[str, str]:
@@ -189,6 +196,18 @@ class ApiKeyAuth:
             return None
         self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
         return UNKNOWN_KEY
+
+    async def still_valid(self, key: str) -> bool:
+        """Whether ``key`` would still be let in (not revoked, tenant enabled), without charging its rate
+        limit: open live connections ask this every interval and close once it is no longer so. While the
+        key table cannot be read at all, open connections are let be (as requests use the last copy)."""
+        admin = self.settings.admin_key
+        if admin and hmac.compare_digest(key.encode(), admin.encode()):
+            return True
+        try:
+            return hash_key(key) in await self._table()
+        except AuthError:
+            return True
 
     def _dependencies(self) -> tuple[Callable[..., Any], ...]:
         async def caller(
