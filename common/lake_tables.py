@@ -40,6 +40,9 @@ from common.settings import Settings
 PROVENANCE_KEY = "lakehouse.provenance"  # commit metadata: JSON of what the commit wrote and from what
 PARTITION_KEY = "lakehouse.partition"  # commit metadata: the partition a commit replaced or changed
 OPERATION_KEY = "lakehouse.operation"  # archive | recompute | purge | move | migrate
+# The log (and with it every commit's provenance) is kept this long, longer than the warm horizon (365 days), so
+# the provenance of every hour still in a warm table can be read back; delta-rs' default (30 days) would drop it.
+TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 400 days"}
 ROW_GROUP_ROWS = 131_072
 TARGET_FILE_BYTES = 64 * 1024 * 1024
 
@@ -170,7 +173,7 @@ def replace_partition(
     write_deltalake(
         table_uri(settings, table), data, partition_by=table.partition_by, mode="overwrite",
         predicate=table.hour_predicate(hour), storage_options=storage_options(settings),
-        writer_properties=writer_properties(), target_file_size=TARGET_FILE_BYTES,
+        writer_properties=writer_properties(), target_file_size=TARGET_FILE_BYTES, configuration=TABLE_CONFIGURATION,
         commit_properties=CommitProperties(
             custom_metadata=commit_metadata(operation, partition_label(hour), provenance), max_commit_retries=50),
     )
@@ -181,6 +184,27 @@ def replace_partition(
 
 _ACTIONS: dict[tuple[str, int], pa.Table] = {}
 _ACTIONS_KEPT = 16
+
+
+def append_rows(settings: Settings, table: WarmTable, data: pa.Table, operation: str,
+                provenance: dict[str, Any]) -> int:
+    """Add rows (any hours; they carry the partition columns) to ``table`` in one commit, replacing nothing.
+
+    For loading a lake that other writers share (a migration of many hours at once, test fixtures); the
+    batch layer replaces whole hours instead (``replace_partition``). Returns the new version.
+    """
+    from deltalake import CommitProperties, write_deltalake
+
+    write_deltalake(
+        table_uri(settings, table), data, partition_by=table.partition_by, mode="append",
+        storage_options=storage_options(settings), writer_properties=writer_properties(),
+        target_file_size=TARGET_FILE_BYTES, configuration=TABLE_CONFIGURATION,
+        commit_properties=CommitProperties(custom_metadata=commit_metadata(operation, "", provenance),
+                                           max_commit_retries=50),
+    )
+    delta = open_table(settings, table)
+    assert delta is not None
+    return int(delta.version())
 
 
 def add_actions(delta: Any) -> pa.Table:
@@ -279,6 +303,23 @@ def hour_provenance(settings: Settings, table: WarmTable, hours: Iterable[dateti
         if len(commits) < limit:
             return found
         seen, limit = len(commits), limit * 8
+
+
+def empty_hours(delta: Any) -> list[datetime]:
+    """Hours whose newest commit wrote them empty (an archive run of an hour without events): the log's add
+    actions cannot show them, its history can. Reads the whole retained history."""
+    newest: dict[str, dict[str, Any]] = {}
+    for commit in delta.history():  # newest first
+        label = commit.get(PARTITION_KEY)
+        if label and label not in newest:
+            newest[label] = commit
+    out = []
+    for label, commit in newest.items():
+        if commit.get(OPERATION_KEY) not in ("archive", "recompute") or PROVENANCE_KEY not in commit:
+            continue
+        if int(json.loads(commit[PROVENANCE_KEY]).get("rows", -1)) == 0:
+            out.append(datetime.strptime(label, "dt=%Y-%m-%d/hour=%H").replace(tzinfo=UTC))
+    return sorted(out)
 
 
 def delete_rows(settings: Settings, table: WarmTable, predicate: str, operation: str, partition: str,

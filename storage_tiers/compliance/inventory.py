@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from common.hot_store import HotStore, HotStoreError
 from common.lake import MANIFEST_NAME, fs_path, is_s3, lake_filesystem
-from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, add_actions, open_table
+from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, add_actions, empty_hours, open_table
 from common.settings import REPO_ROOT, Settings
 
 HOUR = timedelta(hours=1)
@@ -229,7 +229,7 @@ def collect_lake(
 
 def _table_partitions(settings: Settings, table: WarmTable, location: str, spec: LakeLocation) -> list[PartitionInfo]:
     """A Delta table's hours from its log: rows, bytes and files of the live files, event-time and tenant
-    ranges from the per-file statistics the log carries."""
+    ranges from the per-file statistics the log carries; for the archive also the hours committed empty."""
     delta = open_table(settings, table)
     if delta is None:
         return []
@@ -253,6 +253,9 @@ def _table_partitions(settings: Settings, table: WarmTable, location: str, spec:
         if entry["tenants"] is not None:
             low, high = row.get("min.tenant"), row.get("max.tenant")
             entry["tenants"] = None if low is None or high is None else entry["tenants"] | {(str(low), str(high))}
+    if table is ARCHIVE_TABLE:  # an hour archived without events is a partition of 0 rows, as it was archived
+        for start in empty_hours(delta):
+            hours.setdefault(start, {"rows": 0, "bytes": 0, "files": 0, "min": None, "max": None, "tenants": set()})
     return [PartitionInfo(
         start=start, end=start + HOUR, rows=e["rows"], bytes=e["bytes"], files=e["files"], min_event_time=e["min"],
         max_event_time=e["max"], location=f"{location}/{partition_key(start, HOUR)}",
