@@ -40,6 +40,7 @@ from common.settings import Settings
 PROVENANCE_KEY = "lakehouse.provenance"  # commit metadata: JSON of what the commit wrote and from what
 PARTITION_KEY = "lakehouse.partition"  # commit metadata: the partition a commit replaced or changed
 OPERATION_KEY = "lakehouse.operation"  # archive | recompute | purge | move | migrate
+COMMIT_KEY = "lakehouse.commit"  # a unique id per commit: how a writer finds the version it made
 # The log (and with it every commit's provenance) is kept this long, longer than the warm horizon (365 days), so
 # the provenance of every hour still in a warm table can be read back; delta-rs' default (30 days) would drop it.
 TABLE_CONFIGURATION = {"delta.logRetentionDuration": "interval 400 days"}
@@ -140,8 +141,25 @@ def open_table(settings: Settings, table: WarmTable, version: int | str | dateti
 
 
 def commit_metadata(operation: str, partition: str, provenance: dict[str, Any]) -> dict[str, str]:
-    return {OPERATION_KEY: operation, PARTITION_KEY: partition,
+    import uuid
+
+    return {OPERATION_KEY: operation, PARTITION_KEY: partition, COMMIT_KEY: uuid.uuid4().hex,
             PROVENANCE_KEY: json.dumps(provenance, sort_keys=True, default=str)}
+
+
+def committed_version(settings: Settings, table: WarmTable, metadata: dict[str, str]) -> int:
+    """The version of the commit that carried ``metadata`` (other writers may have committed after it)."""
+    delta = open_table(settings, table)
+    assert delta is not None
+    limit = 16
+    while True:
+        commits = delta.history(limit)
+        for commit in commits:
+            if commit.get(COMMIT_KEY) == metadata[COMMIT_KEY]:
+                return int(commit["version"])
+        if len(commits) < limit:
+            raise RuntimeError(f"the commit {metadata[COMMIT_KEY]} is not in {table.name}'s history")
+        limit *= 8
 
 
 def writer_properties() -> Any:
@@ -167,19 +185,24 @@ def replace_partition(
 
     Readers see the old hour or the new one, never a mix; an empty ``data`` still commits (the hour is
     then empty, and its provenance says why). Returns the new table version.
+
+    The rows are handed over as one contiguous batch: delta-rs writes a single batch in order (files and
+    row groups follow it), where several batches may be written interleaved, which would undo the
+    archive's sort (readers skip row groups by tenant and event).
     """
     from deltalake import CommitProperties, write_deltalake
 
+    if isinstance(data, pa.Table):
+        data = data.combine_chunks()
+
+    metadata = commit_metadata(operation, partition_label(hour), provenance)
     write_deltalake(
         table_uri(settings, table), data, partition_by=table.partition_by, mode="overwrite",
         predicate=table.hour_predicate(hour), storage_options=storage_options(settings),
         writer_properties=writer_properties(), target_file_size=TARGET_FILE_BYTES, configuration=TABLE_CONFIGURATION,
-        commit_properties=CommitProperties(
-            custom_metadata=commit_metadata(operation, partition_label(hour), provenance), max_commit_retries=50),
+        commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
     )
-    delta = open_table(settings, table)
-    assert delta is not None
-    return int(delta.version())
+    return committed_version(settings, table, metadata)
 
 
 _ACTIONS: dict[tuple[str, int], pa.Table] = {}
@@ -195,16 +218,14 @@ def append_rows(settings: Settings, table: WarmTable, data: pa.Table, operation:
     """
     from deltalake import CommitProperties, write_deltalake
 
+    metadata = commit_metadata(operation, "", provenance)
     write_deltalake(
         table_uri(settings, table), data, partition_by=table.partition_by, mode="append",
         storage_options=storage_options(settings), writer_properties=writer_properties(),
         target_file_size=TARGET_FILE_BYTES, configuration=TABLE_CONFIGURATION,
-        commit_properties=CommitProperties(custom_metadata=commit_metadata(operation, "", provenance),
-                                           max_commit_retries=50),
+        commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
     )
-    delta = open_table(settings, table)
-    assert delta is not None
-    return int(delta.version())
+    return committed_version(settings, table, metadata)
 
 
 def add_actions(delta: Any) -> pa.Table:
@@ -305,16 +326,21 @@ def hour_provenance(settings: Settings, table: WarmTable, hours: Iterable[dateti
         seen, limit = len(commits), limit * 8
 
 
-def empty_hours(delta: Any) -> list[datetime]:
-    """Hours whose newest commit wrote them empty (an archive run of an hour without events): the log's add
-    actions cannot show them, its history can. Reads the whole retained history."""
+def newest_commits(delta: Any) -> dict[str, dict[str, Any]]:
+    """Per partition (``dt=…/hour=…``), the newest commit that named it. Reads the whole retained history."""
     newest: dict[str, dict[str, Any]] = {}
     for commit in delta.history():  # newest first
         label = commit.get(PARTITION_KEY)
         if label and label not in newest:
             newest[label] = commit
+    return newest
+
+
+def empty_hours(delta: Any) -> list[datetime]:
+    """Hours whose newest commit wrote them empty (an archive run of an hour without events): the log's add
+    actions cannot show them, its history can. Reads the whole retained history."""
     out = []
-    for label, commit in newest.items():
+    for label, commit in newest_commits(delta).items():
         if commit.get(OPERATION_KEY) not in ("archive", "recompute") or PROVENANCE_KEY not in commit:
             continue
         if int(json.loads(commit[PROVENANCE_KEY]).get("rows", -1)) == 0:
@@ -333,9 +359,10 @@ def delete_rows(settings: Settings, table: WarmTable, predicate: str, operation:
     delta = delta if delta is not None else open_table(settings, table)
     if delta is None:
         return {"num_deleted_rows": 0, "version": None}
+    metadata = commit_metadata(operation, partition, provenance)
     metrics = delta.delete(predicate, writer_properties=writer_properties(), commit_properties=CommitProperties(
-        custom_metadata=commit_metadata(operation, partition, provenance), max_commit_retries=50))
-    return {**metrics, "version": int(delta.version())}
+        custom_metadata=metadata, max_commit_retries=50))
+    return {**metrics, "version": committed_version(settings, table, metadata)}
 
 
 def vacuum(settings: Settings, table: WarmTable, retain: timedelta, delta: Any | None = None) -> list[str]:

@@ -8,6 +8,8 @@ tests/integration/test_lake_on_minio.py.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -19,11 +21,12 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
+from batch.archive import verify_hour
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import archive_path
+from common.lake import archive_path, lake_filesystem
 from common.lake_duckdb import lake_session, load_delta
 from common.lake_tables import ARCHIVE_TABLE, open_table, replace_partition, with_partition_columns
-from common.settings import Settings
+from common.settings import REPO_ROOT, Settings
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.lake.sql import lake_connection, lake_query
@@ -146,3 +149,56 @@ def test_duckdb_pandas_and_chdb_read_the_same_numbers(settings: Settings) -> Non
                          cwd=settings.effective_lake_uri, check=True).stdout
     chdb_rows = [line.split("\t") for line in out.strip().splitlines()]
     assert {(t, int(h)): (int(n), float(r)) for t, h, n, r in chdb_rows} == truth
+
+
+def _old_layout(settings: Settings) -> dict[datetime, int]:
+    """A lake as the manifest protocol wrote it: archive hours with ``_manifest.json`` (one of them at hour 15,
+    whose folder name the table shares), warm rollups in Spark's ``hour=HH`` folders; returns rows per hour."""
+    from batch.archive import content_checksum
+
+    lake = Path(settings.effective_lake_uri)
+    rows = {HOUR.replace(hour=3): 30, HOUR.replace(hour=15): 45}
+    for hour, n in rows.items():
+        folder = lake / "archive" / "events" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+        folder.mkdir(parents=True)
+        table = _events(n, hour=hour, prefix=f"h{hour.hour}-")
+        pq.write_table(table.slice(0, 10), folder / "part-run1-00000.zstd.parquet")
+        pq.write_table(table.slice(10), folder / "part-run1-00001.zstd.parquet")
+        files = [str(folder / "part-run1-00000.zstd.parquet"), str(folder / "part-run1-00001.zstd.parquet")]
+        checksum, _n = content_checksum(settings, files)
+        (folder / "_manifest.json").write_text(json.dumps({
+            "rows": n, "checksum": checksum, "landing_files": ["x"], "files": [{"path": Path(f).name} for f in files]}))
+        warm = lake / "warm" / "rollups_hourly" / f"dt={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+        warm.mkdir(parents=True)
+        pq.write_table(pa.table({"tenant": ["acme"], "event": ["click"], "country": ["FR"], "device": ["mobile"],
+                                 "page": ["/"], "hour": pa.array([hour], pa.timestamp("us", tz="UTC")),
+                                 "events": pa.array([n], pa.int64()), "revenue": [1.0], "user_ids": [["u1"]]}),
+                       warm / "part-00000-x.c000.zstd.parquet")
+        (warm / "_SUCCESS").write_text("")
+    return rows
+
+
+def test_migration_moves_an_old_lake_into_the_tables_once_verified_and_resumable(settings: Settings) -> None:
+    from storage_tiers.lake.migration import _migrate_hour, migrate_lake
+
+    rows = _old_layout(settings)
+    # An interrupted earlier run: hour 03 was committed, its old files not yet deleted.
+    old03 = Path(settings.effective_lake_uri) / "archive" / "events" / "dt=2026-03-01" / "hour=03"
+    assert _migrate_hour(settings, lake_filesystem(settings), ARCHIVE_TABLE, HOUR.replace(hour=3), str(old03)) == (
+        None, 30)
+    env = {**os.environ, "LAKEHOUSE_HOME": str(settings.home), "PYTHONPATH": str(REPO_ROOT)}
+    run = subprocess.run([sys.executable, "-m", "cli.main", "lake", "migrate"], env=env, cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "migrated 4 hour(s) (77 rows)" in run.stdout  # archive: 30 + 45 rows; rollups: one row per hour
+    counts = lake_query("SELECT hour, count(*) AS n FROM events GROUP BY hour ORDER BY hour", settings).to_pylist()
+    assert counts == [{"hour": h.hour, "n": n} for h, n in sorted(rows.items())]
+    hourly = lake_query("SELECT hour_of_day, sum(events) AS n FROM rollups_hourly GROUP BY ALL ORDER BY 1", settings)
+    assert hourly.to_pylist() == [{"hour_of_day": h.hour, "n": n} for h, n in sorted(rows.items())]
+    leftovers = [p.name for p in Path(settings.effective_lake_uri).rglob("*")
+                 if p.name in ("_manifest.json", "_SUCCESS") or p.name.startswith("part-run1")]
+    assert leftovers == []
+    for hour in rows:
+        assert verify_hour(settings, hour) == []
+    again = migrate_lake(settings, progress=lambda _m: None)
+    assert (again.migrated, again.kept_newer, again.problems) == ([], [], [])
