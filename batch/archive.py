@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from common.events import EVENT_ARROW_SCHEMA
+from common.events import EVENT_ARROW_SCHEMA, format_optional_ts
 from common.lake import committed_files, file_hour, fs_path, hour_partition, lake_filesystem, landing_path
 from common.lake_duckdb import duckdb_uri, lake_session
 from common.lake_tables import (
@@ -65,9 +65,9 @@ from common.lake_tables import (
     table_uri,
     with_partition_columns,
 )
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import sql_file
 
-SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 ARCHIVE_SCHEMA = EVENT_ARROW_SCHEMA
 # What the table's data files hold: Delta stores instants in microseconds (the values stay milliseconds).
 ARCHIVE_FILE_SCHEMA = pa.schema([pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type)
@@ -117,16 +117,12 @@ class ArchivedHour:
 # --------------------------------------------------------------------------------------------- DuckDB
 
 
-def _sql(name: str) -> str:
-    return (SQL_DIR / name).read_text()
-
-
 def archive_session(settings: Settings, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
     """A lake session (``common.lake_duckdb.lake_session``: UTC, S3 through httpfs, no downloads)
     with the archive's macros; ``temp_dir`` is where a large hour's sort spills."""
     con = lake_session(settings, temp_dir=temp_dir)
     try:
-        con.execute(_sql("macros.sql"))
+        con.execute(sql_file("duckdb/macros.sql"))
     except BaseException:
         con.close()
         raise
@@ -145,7 +141,7 @@ def content_checksum(settings: Settings, files: list[str], temp_dir: str | None 
         con = archive_session(settings, temp_dir=temp_dir)
         try:
             params = {"files": [duckdb_uri(f) for f in files]}
-            for batch in con.execute(_sql("archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
+            for batch in con.execute(sql_file("duckdb/archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
                 checksum.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
                 rows += batch.num_rows
         finally:
@@ -189,10 +185,6 @@ class _HourRows:
         final = self._checksum.copy()
         final.update(f"\nrows={self.rows}".encode())
         return "sha256:" + final.hexdigest()
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @cache
@@ -249,14 +241,15 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
             if con is not None:
                 params = {"files": [duckdb_uri(f) for f in landing], "hour_start": hour,
                           "hour_end": hour + timedelta(hours=1)}
-                row = con.execute(_sql("archive_landing_stats.sql"), params).fetchone()
+                row = con.execute(sql_file("duckdb/archive_landing_stats.sql"), params).fetchone()
                 assert row is not None
                 stats = dict(zip(stats, (int(v) for v in row), strict=True))
                 progress(f"  {stats['landing_rows']:,} landing rows; deduplicating and sorting")
-                source = con.execute(_sql("archive_events.sql"), params).to_arrow_reader(ROW_GROUP_ROWS)
+                source = con.execute(sql_file("duckdb/archive_events.sql"), params).to_arrow_reader(ROW_GROUP_ROWS)
             provenance: dict[str, Any] = {
                 "format": PROVENANCE_FORMAT, "dataset": "archive/events", "partition": partition,
-                "hour": _iso(hour), "hour_end": _iso(hour + timedelta(hours=1)), "run_id": run_id,
+                "hour": format_optional_ts(hour), "hour_end": format_optional_ts(hour + timedelta(hours=1)),
+                "run_id": run_id,
                 "tool": {"name": TOOL_NAME, "version": tool_version(), "duckdb": duckdb.__version__,
                          "pyarrow": pa.__version__, "deltalake": deltalake.__version__},
                 "checksum_method": CHECKSUM_METHOD, "sort_key": list(SORT_KEY), "compression": COMPRESSION,
@@ -294,8 +287,8 @@ def _commit_hour(settings: Settings, hour: datetime, rows: _HourRows, source: pa
         for batch in rows.batches(source):
             writer.write_batch(batch)
     provenance.update(
-        created_at=_iso(datetime.now(UTC)), rows=rows.rows, checksum=rows.checksum(),
-        min_event_time=_iso(rows.low), max_event_time=_iso(rows.high),
+        created_at=format_optional_ts(datetime.now(UTC)), rows=rows.rows, checksum=rows.checksum(),
+        min_event_time=format_optional_ts(rows.low), max_event_time=format_optional_ts(rows.high),
         duplicates_dropped=provenance["landing_rows"] - provenance["rows_outside_hour"]
         - provenance["rows_without_event_id"] - rows.rows,
     )

@@ -54,16 +54,16 @@ class Restatement:
 def _hour_totals(store: HotStore, table: str, hour: datetime) -> dict[str, dict]:
     rows = store.query_arrow(
         f"SELECT tenant, sum(events) AS events, uniqMerge(users) AS users, sum(revenue) AS revenue "
-        f"FROM {table} WHERE hour = {{h:DateTime('UTC')}} GROUP BY tenant",
-        {"h": hour},
+        f"FROM {table} WHERE hour = {{hour:DateTime('UTC')}} GROUP BY tenant",
+        {"hour": hour},
     ).to_pylist()
     return {r["tenant"]: r for r in rows}
 
 
 def _has_rows(store: HotStore, table: str, hour: datetime) -> bool:
     column = HOUR_COLUMN[table.removesuffix("_restate")]
-    sql = f"SELECT count() AS n FROM {table} WHERE {column} = {{h:DateTime('UTC')}}"
-    return store.query_arrow(sql, {"h": hour}).to_pylist()[0]["n"] > 0
+    sql = f"SELECT count() AS n FROM {table} WHERE {column} = {{hour:DateTime('UTC')}}"
+    return store.query_arrow(sql, {"hour": hour}).to_pylist()[0]["n"] > 0
 
 
 def drift_of(store: HotStore, hour: datetime) -> list[TenantDrift]:
@@ -81,16 +81,16 @@ def drift_of(store: HotStore, hour: datetime) -> list[TenantDrift]:
 def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_events: pa.Table) -> Restatement:
     """Replace ``hour`` in events_raw, rollups_1m and rollups_1h with the batch layer's rows."""
     hour = hour.astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    params = {"h": hour}
+    params = {"hour": hour}
     for _, staging in TABLES:
-        store.command(f"ALTER TABLE {staging} DROP PARTITION {{h:DateTime('UTC')}}", params)
+        store.command(f"ALTER TABLE {staging} DROP PARTITION {{hour:DateTime('UTC')}}", params)
     store.insert_arrow("events_raw_restate", raw_events)
     store.insert_arrow("rollups_restate_ingest", minute_rollups)
     drift = drift_of(store, hour)
     for live, staging in TABLES:
         if _has_rows(store, staging, hour):
-            store.command(f"ALTER TABLE {live} REPLACE PARTITION {{h:DateTime('UTC')}} FROM {staging}", params)
+            store.command(f"ALTER TABLE {live} REPLACE PARTITION {{hour:DateTime('UTC')}} FROM {staging}", params)
         else:
-            store.command(f"ALTER TABLE {live} DROP PARTITION {{h:DateTime('UTC')}}", params)
-        store.command(f"ALTER TABLE {staging} DROP PARTITION {{h:DateTime('UTC')}}", params)
+            store.command(f"ALTER TABLE {live} DROP PARTITION {{hour:DateTime('UTC')}}", params)
+        store.command(f"ALTER TABLE {staging} DROP PARTITION {{hour:DateTime('UTC')}}", params)
     return Restatement(hour.replace(tzinfo=UTC), raw_events.num_rows, minute_rollups.num_rows, drift)

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import time
@@ -45,11 +44,12 @@ from common.events import EVENT_ARROW_SCHEMA
 from common.lake import hour_partition
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA
 from common.settings import REPO_ROOT, Settings
+from common.sql_files import sql_sections
 from demo.archive_files import write_archive_hour
 from demo.clickstream import COUNTRIES, DEVICES, EVENTS, PAGES, TENANTS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recompute_hour.json"
-DUCKDB_SQL = REPO_ROOT / "sql" / "duckdb" / "rollups_minute.sql"
+DUCKDB_SQL = "duckdb/rollups_minute.sql"
 HOUR = datetime(2026, 11, 23, 9, tzinfo=UTC)
 MINUTE_KEYS = ["tenant", "event", "minute", "country", "device", "page"]
 HOURLY_KEYS = [*ROLLUP_KEYS, "hour"]
@@ -130,23 +130,9 @@ def run_spark(settings: Settings, files: list[str], runs: int) -> tuple[float, l
     return startup, out, master
 
 
-def duckdb_sections(path: Path = DUCKDB_SQL) -> dict[str, str]:
-    """The ``-- name:`` sections of the DuckDB script, in file order."""
-    sections: dict[str, str] = {}
-    name = None
-    for line in path.read_text().splitlines():
-        match = re.match(r"--\s*name:\s*(\w+)", line)
-        if match:
-            name = match.group(1)
-            sections[name] = ""
-        elif name is not None and not line.lstrip().startswith("--"):
-            sections[name] += line + "\n"
-    return {k: v.strip().rstrip(";") for k, v in sections.items()}
-
-
 def run_duckdb(files: list[str], hourly_path: Path, threads: int) -> EngineRun:
     """The same recompute in DuckDB: minute rollups and raw events to Arrow, hourly rollup to zstd Parquet."""
-    sql = duckdb_sections()
+    sql = sql_sections(DUCKDB_SQL)
     hourly_path.parent.mkdir(parents=True, exist_ok=True)
     steps: dict[str, float] = {}
     load = os.getloadavg()[0]

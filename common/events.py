@@ -46,8 +46,18 @@ class Rejection:
     reason: str
 
 
-def format_ts(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def format_ts(ts: datetime, timespec: str = "milliseconds") -> str:
+    """The one way a time is written out: ISO-8601 in UTC with ``Z``, e.g. ``2026-11-23T10:00:00.000Z``.
+
+    ``timespec`` as in ``datetime.isoformat``: ``"auto"`` writes no fraction when it is zero
+    (``2026-11-23T10:00:00Z``), the form of the API's range bounds and buckets.
+    """
+    return ts.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def format_optional_ts(ts: datetime | None, timespec: str = "milliseconds") -> str | None:
+    """``format_ts``, or None for a missing time."""
+    return None if ts is None else format_ts(ts, timespec)
 
 
 def parse_timestamp(value: Any) -> datetime:

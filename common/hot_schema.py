@@ -63,8 +63,9 @@ def migrate(store: HotStore, folder: Path = MIGRATIONS_DIR) -> list[str]:
         for statement in migration.statements():
             store.command(statement)
         store.command(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ({v:UInt32}, {n:String}, {c:String})",
-            {"v": migration.version, "n": migration.name, "c": migration.checksum},
+            "INSERT INTO schema_migrations (version, name, checksum) "
+            "VALUES ({version:UInt32}, {name:String}, {checksum:String})",
+            {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
         )
         done.append(migration.name)
     return done

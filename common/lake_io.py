@@ -17,10 +17,6 @@ import pyarrow.parquet as pq
 from common.lake import MANIFEST_NAME, fs_path
 
 
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 

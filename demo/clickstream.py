@@ -10,8 +10,10 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from common.events import format_ts
 
 TENANTS = ("acme", "globex", "initech")
 EVENTS = (("page_view", 70), ("click", 20), ("purchase", 7), ("signup", 3))
@@ -46,7 +48,7 @@ class Clickstream:
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "tenant": rng.choice(self.tenants),
             "event": name,
-            "timestamp": ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": format_ts(ts),
             # Zipf-like: a few heavy users, a long tail.
             "user_id": int(self.users_per_tenant * rng.random() ** 2),
             "page": PAGES[min(int(rng.paretovariate(1.2)) - 1, len(PAGES) - 1)],

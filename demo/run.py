@@ -31,8 +31,9 @@ def topic_size(settings: Settings, topic: str) -> int:
 def hot_events_since(store: HotStore, started_at: datetime) -> int:
     """Demo events in the hot tier (those received since the demo started)."""
     return store.query_arrow(
-        "SELECT count() AS n FROM events_raw WHERE tenant IN {t:Array(String)} AND received_at >= {s:DateTime64(3)}",
-        {"t": list(TENANTS), "s": started_at.replace(tzinfo=None)},
+        "SELECT count() AS n FROM events_raw WHERE tenant IN {tenants:Array(String)} "
+        "AND received_at >= {since:DateTime64(3)}",
+        {"tenants": list(TENANTS), "since": started_at.replace(tzinfo=None)},
     ).to_pylist()[0]["n"]
 
 
@@ -93,12 +94,13 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
         time.sleep(1)
     print(f"   hot tier: {count:,} of {expected:,} events")
     late_sql = (
-        "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot' AND finished_at >= {s:DateTime64(3)}"
+        "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot' "
+        "AND finished_at >= {since:DateTime64(3)}"
     )
     late_rows = 0
     late_deadline = time.monotonic() + 60
     while time.monotonic() < late_deadline and late_rows < len(late):
-        late_rows = store.query_arrow(late_sql, {"s": started_at.replace(tzinfo=None)}).to_pylist()[0]["n"] or 0
+        late_rows = store.query_arrow(late_sql, {"since": started_at.replace(tzinfo=None)}).to_pylist()[0]["n"] or 0
         time.sleep(0.5)
 
     window = "15m"

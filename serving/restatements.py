@@ -89,7 +89,7 @@ class RestatementListener:
 
     async def _apply(self, entry_id: Any, fields: Any) -> None:
         try:
-            restated = RestatedHour.from_fields(fields)
+            restated = RestatedHour.from_fields(fields or {})  # None: an entry trimmed away while it was pending
         except ValueError as exc:  # nothing to apply; acknowledged so it is not read again
             log.warning("restatement listener: skipping entry %s: %s", entry_id, exc)
         else:

@@ -133,11 +133,11 @@ class ProgressRecorder(StreamingQueryListener):
         row = {
             "query_name": [p.name or ""],
             "batch_id": [p.batchId],
-            "finished_at": [_iso(p.timestamp)],
+            "finished_at": [_parse_time(p.timestamp)],
             "input_rows": [p.numInputRows],
             "late_rows": [late],
             "duration_ms": [int((p.durationMs or {}).get("triggerExecution", 0))],
-            "watermark": [_iso(watermark) if watermark else None],
+            "watermark": [_parse_time(watermark) if watermark else None],
             "end_offsets": [(p.sources[0].endOffset or "") if p.sources else ""],  # consumer lag in GET /metrics
         }
         table = pa.table(row, schema=pa.schema([
@@ -157,7 +157,8 @@ class ProgressRecorder(StreamingQueryListener):
         pass
 
 
-def _iso(text: str) -> datetime:
+def _parse_time(text: str) -> datetime:
+    """A time as Spark's progress events write it (ISO-8601 with Z)."""
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 

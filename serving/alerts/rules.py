@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from common.events import format_ts
 from serving.query.spec import METRICS, QueryError, SpecInput, build_spec, parse_range
 
 THRESHOLD_OPS = ("<", "<=", ">", ">=")
@@ -217,7 +218,7 @@ def notification(rule: Rule, kind: str, incident_id: str, verdict: Verdict, wind
                 f"over {window_text(rule.window_minutes)}" if firing
                 else f"[RESOLVED] {rule.name}: {verdict.summary(rule.metric)}")
     filters = ", ".join(f"{f['field']} {f['op']} {'|'.join(map(str, f['values']))}" for f in rule.filters) or "none"
-    window_fields = {"window_start": _iso(window.start), "window_end": _iso(window.end)}
+    window_fields = {"window_start": format_ts(window.start, "auto"), "window_end": format_ts(window.end, "auto")}
     return {
         "id": f"{incident_id}:{kind}",
         "text": headline,
@@ -235,10 +236,8 @@ def notification(rule: Rule, kind: str, incident_id: str, verdict: Verdict, wind
             "incident_id": incident_id, "metric": rule.metric, "filters": rule.filters,
             "condition": rule.condition.as_dict(), "window": window_text(rule.window_minutes), **window_fields,
             "value": verdict.value, "baseline": verdict.baseline, "change_percent": verdict.change_percent,
-            "at": _iso(at),
+            "at": format_ts(at, "auto"),
         },
     }
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -9,7 +9,6 @@ inserts of new row versions (``sql/clickhouse/008_alerts.sql``); statements live
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,10 +18,9 @@ from typing import Any
 import pyarrow as pa
 
 from common.hot_store import HotStore
-from common.settings import REPO_ROOT
+from common.sql_files import sql_sections
 from serving.alerts.rules import OK, Condition, Rule
 
-_SECTION = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _TS = pa.timestamp("ms", tz="UTC")
 
 _RULES_SCHEMA = pa.schema([
@@ -42,12 +40,6 @@ _HISTORY_SCHEMA = pa.schema([
     ("baseline", pa.float64()), ("window_start", _TS), ("window_end", _TS), ("attempt", pa.uint32()),
     ("http_status", pa.uint16()), ("detail", pa.string()),
 ])
-
-
-def load_statements(path: str = "sql/clickhouse/queries/alerts.sql") -> dict[str, str]:
-    text = (REPO_ROOT / path).read_text()
-    parts = _SECTION.split(text)
-    return {name: body.strip().rstrip(";") for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
 @dataclass
@@ -86,7 +78,7 @@ class HistoryEntry:
 class AlertStore:
     def __init__(self, store: HotStore) -> None:
         self._store = store
-        self._sql = load_statements()
+        self._sql = sql_sections("clickhouse/queries/alerts.sql")
         self._lock = threading.Lock()
         self._last_version = 0
 

@@ -21,15 +21,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from common.events import format_optional_ts
 from common.hot_store import HotStore
-from common.settings import REPO_ROOT
+from common.sql_files import sql_sections
 from serving.query.spec import QuerySpec, SpecInput
 
 CHARTS = ("line", "pie", "bar", "table", "number")
 MAX_WIDGETS = 50
 BUILTIN_ID = "overview"
 WIDGET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SQL_FILE = REPO_ROOT / "sql" / "clickhouse" / "queries" / "dashboards.sql"
 
 
 class DashboardError(ValueError):
@@ -77,11 +77,9 @@ class Dashboard:
         raise DashboardNotFound(f"dashboard {self.id!r} has no widget {widget_id!r}; its widgets: {known}")
 
     def as_json(self) -> dict[str, Any]:
-        def iso(value: datetime | None) -> str | None:
-            return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
-
         return {"id": self.id, "name": self.name, "version": self.version, "builtin": self.builtin,
-                "created": iso(self.created), "updated": iso(self.updated),
+                "created": format_optional_ts(self.created, "auto"),
+                "updated": format_optional_ts(self.updated, "auto"),
                 "widgets": [w.as_json() for w in self.widgets]}
 
 
@@ -153,26 +151,13 @@ OVERVIEW = Dashboard(
 )
 
 
-def _load_statements(path: Any = SQL_FILE) -> dict[str, str]:
-    """The ``-- name: x`` sections of a SQL file."""
-    statements: dict[str, str] = {}
-    name = None
-    for line in path.read_text().splitlines():
-        if line.startswith("-- name:"):
-            name = line.split(":", 1)[1].strip()
-            statements[name] = ""
-        elif name and not line.startswith("--"):
-            statements[name] += line + "\n"
-    return {k: v.strip().rstrip(";") for k, v in statements.items()}
-
-
 class DashboardStore:
     """CRUD of a tenant's dashboards in the hot store (blocking calls: run them off the event loop)."""
 
     def __init__(self, store: HotStore, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._store = store
         self._clock = lambda: _to_ms(clock())  # what the table keeps (DateTime64(3)), so answers equal reads
-        self._sql = _load_statements()
+        self._sql = sql_sections("clickhouse/queries/dashboards.sql")
 
     def list(self, tenant: str) -> list[Dashboard]:
         rows = self._store.query_arrow(self._sql["list"], {"tenant": tenant}).to_pylist()

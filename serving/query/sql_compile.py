@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from common.settings import REPO_ROOT
+from common.sql_files import fill, sql_file
 from serving.query.spec import GRANULARITIES, METRICS, Order, QuerySpec
 from serving.query.tier_routing import Segment
 
 _TEMPLATES = {
-    "clickhouse": (REPO_ROOT / "sql" / "clickhouse" / "queries" / "aggregate.sql").read_text(),
-    "duckdb": (REPO_ROOT / "sql" / "duckdb" / "queries" / "aggregate.sql").read_text(),
+    "clickhouse": sql_file("clickhouse/queries/aggregate.sql"),
+    "duckdb": sql_file("duckdb/queries/aggregate.sql"),
 }
 _SQL_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
@@ -141,19 +141,18 @@ def compile_segment(
         )
         order = f"ORDER BY {order}" if order else ""
         limit = f"LIMIT {spec.limit}" if spec.limit else ""
-    sql = _TEMPLATES[dialect.name]
-    for placeholder, text in {
-        "{select}": ",\n       ".join(select),
-        "{table}": table,
-        "{time}": source.time_column,
-        "{where}": "\n  ".join(where),
-        "{group_by}": f"GROUP BY {', '.join(keys)}" if keys else "",
-        "{having}": f"HAVING {' AND '.join(having)}" if having else "",
-        "{order_by}": order,
-        "{limit}": limit,
-        "{timeout_seconds}": str(int(timeout_seconds)),
-    }.items():
-        sql = sql.replace(placeholder, text)
+    sql = fill(
+        _TEMPLATES[dialect.name],
+        select=",\n       ".join(select),
+        table=table,
+        time=source.time_column,
+        where="\n  ".join(where),
+        group_by=f"GROUP BY {', '.join(keys)}" if keys else "",
+        having=f"HAVING {' AND '.join(having)}" if having else "",
+        order_by=order,
+        limit=limit,
+        timeout_seconds=str(int(timeout_seconds)),  # ClickHouse only: DuckDB's timeout is the reader's
+    )
     return sql, params
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_ts
 from common.hot_store import HotStoreError
 from serving.cache import EntryRange, cache_key
 from serving.context import Serving
@@ -216,7 +217,7 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
 
         def shape(answers: list[dict[str, Any]]) -> dict[str, Any]:
             return {"dashboard": dashboard.id, "name": dashboard.name, "version": dashboard.version,
-                    "range": range_, "filters": filters, "generated_at": now.isoformat().replace("+00:00", "Z"),
+                    "range": range_, "filters": filters, "generated_at": format_ts(now, "auto"),
                     "widgets": answers}
 
         answer = await answer_cached(tenant, identity(dashboard, range_, filters),

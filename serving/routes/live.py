@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_ts
 from common.hot_store import HotStoreError
 from serving.cache import cache_key
 from serving.context import Serving
@@ -37,7 +38,7 @@ def sse_event(event: str, data: bytes, event_id: int) -> bytes:
 
 
 def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
 
 
 def minute_series(spec: QuerySpec, dims: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
@@ -69,8 +70,8 @@ def live_router(serving: Serving) -> APIRouter:
             result = await asyncio.wait_for(run_in_threadpool(serving.engine.run, tenant, spec, now),
                                             timeout=settings.query_timeout_seconds)
             return orjson.dumps({
-                "metric": metric, "group_by": dims, "minutes": minutes, "at": now.isoformat().replace("+00:00", "Z"),
-                "from": spec.start.isoformat().replace("+00:00", "Z"), "to": now.isoformat().replace("+00:00", "Z"),
+                "metric": metric, "group_by": dims, "minutes": minutes, "at": format_ts(now, "auto"),
+                "from": format_ts(spec.start, "auto"), "to": format_ts(now, "auto"),
                 "series": minute_series(spec, dims, result.rows), "sources": result.sources,
             })
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from common.events import format_optional_ts, format_ts
 from common.hot_store import HotStoreError
 from serving.cache import EntryRange, cache_key
 from serving.context import Serving
@@ -66,16 +67,16 @@ class QueryModel(BaseModel):
 
 
 def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+    return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
 
 
 def _range_fields(spec: QuerySpec) -> dict[str, Any]:
-    return {"from": spec.start.isoformat().replace("+00:00", "Z"), "to": spec.end.isoformat().replace("+00:00", "Z"),
+    return {"from": format_ts(spec.start, "auto"), "to": format_ts(spec.end, "auto"),
             "granularity": spec.granularity}
 
 
 def _provenance(result: QueryResult) -> dict[str, Any]:
-    read_from = result.read_from.isoformat().replace("+00:00", "Z") if result.read_from else None
+    read_from = format_optional_ts(result.read_from, "auto")
     return {"sources": result.sources, "read_from": read_from, "approximate": result.approximate,
             "truncated": result.truncated, "took_ms": result.took_ms}
 

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from common.events import format_ts
 from common.hot_store import HotStore
-from common.settings import REPO_ROOT
+from common.sql_files import sql_sections
 
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ROLES = ("tenant", "admin")
 KEY_PREFIX = "lhk_"
-_SQL_FILE = REPO_ROOT / "sql" / "clickhouse" / "queries" / "tenants.sql"
 
 
 class DirectoryError(ValueError):
@@ -34,22 +34,7 @@ class DirectoryError(ValueError):
         self.status = status
 
 
-def load_statements(text: str) -> dict[str, str]:
-    """``-- name: x`` sections of a SQL file → {name: statement without the trailing semicolon}."""
-    statements: dict[str, str] = {}
-    name: str | None = None
-    lines: list[str] = []
-    for line in [*text.splitlines(), "-- name: <end>"]:
-        if line.startswith("-- name:"):
-            if name:
-                statements[name] = "\n".join(lines).strip().rstrip(";")
-            name, lines = line.split(":", 1)[1].strip(), []
-        elif name and not line.startswith("--"):
-            lines.append(line)
-    return statements
-
-
-SQL = load_statements(_SQL_FILE.read_text())
+SQL = sql_sections("clickhouse/queries/tenants.sql")
 
 
 def hash_key(key: str) -> str:
@@ -62,10 +47,6 @@ def generate_key() -> tuple[str, str]:
     return f"{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass(frozen=True)
 class Tenant:
     id: str
@@ -74,7 +55,7 @@ class Tenant:
     disabled: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "created": _iso(self.created), "disabled": self.disabled}
+        return {"id": self.id, "name": self.name, "created": format_ts(self.created), "disabled": self.disabled}
 
 
 @dataclass(frozen=True)
@@ -91,7 +72,7 @@ class ApiKey:
     def as_dict(self) -> dict[str, Any]:
         """What an admin may see again: everything but the hash."""
         return {"prefix": self.prefix, "tenant": self.tenant, "role": self.role,
-                "rate_per_second": self.rate_per_second, "burst": self.burst, "created": _iso(self.created),
+                "rate_per_second": self.rate_per_second, "burst": self.burst, "created": format_ts(self.created),
                 "revoked": self.revoked}
 
 

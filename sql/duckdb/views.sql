@@ -1,12 +1,12 @@
--- The lake's views for data scientists and the rollup macros the API reads (storage_tiers/lake_sql.py creates them).
--- Each __TOKEN__ is replaced before this runs: the relations by read_parquet([...], hive_partitioning = true,
--- hive_types = {...}) over the live files of a Delta table's version (archive/events, warm/rollups_hourly:
--- the list comes from the table's log, never from a listing) or over the cold tier's glob (local or s3://,
--- httpfs is loaded and an S3 secret configured), or by an empty relation with the same columns while the
--- tier has no file;
--- __COLD_EVENTS_MANIFESTS__ by the quoted glob '<lake>/cold/events/*/_manifest.json'. The rollups are read
--- through table macros (lake_rollups_hourly(files), lake_rollups_daily(files)) that take a glob or a file
--- list, so the API hands them only the folders of a range (storage_tiers/lake_reader.py).
+-- The lake's views for data scientists and the rollup macros the API reads (storage_tiers/lake/sql.py creates them).
+-- Each placeholder in braces is filled before this runs (common/sql_files.py): the relations by
+-- read_parquet([...], hive_partitioning = true, hive_types = ...) over the live files of a Delta table's version
+-- (archive/events, warm/rollups_hourly: the list comes from the table's log, never from a listing) or over the
+-- cold tier's glob (local or s3://, httpfs is loaded and an S3 secret configured), or by an empty relation with
+-- the same columns while the tier has no file; cold_events_manifests by the quoted glob
+-- '<lake>/cold/events/*/_manifest.json'. The rollups are read through table macros (lake_rollups_hourly(files),
+-- lake_rollups_daily(files)) that take a glob or a file list, so the API hands them only the files of a range
+-- (storage_tiers/lake/reader.py).
 --
 -- Filter on dt (and hour) to read only the folders you need: DuckDB prunes the others without opening
 -- them, in every view (EXPLAIN ANALYZE shows "Total Files Read").
@@ -14,7 +14,7 @@
 -- Days of raw events published in the cold tier: their manifest exists (it is written last).
 CREATE OR REPLACE VIEW lake_cold_event_days AS
 SELECT DISTINCT TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) AS dt
-FROM glob(__COLD_EVENTS_MANIFESTS__)
+FROM glob({cold_events_manifests})
 WHERE TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) IS NOT NULL;
 
 -- events: every raw event once, with the Hive columns dt (DATE) and hour (INTEGER, 0-23, UTC).
@@ -27,12 +27,12 @@ WHERE TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\
 CREATE OR REPLACE VIEW events AS
 SELECT tenant, event, "timestamp", event_id, user_id, page, country, device, revenue, properties, received_at,
        dt, hour
-FROM __ARCHIVE_EVENTS__
+FROM {archive_events}
 WHERE dt NOT IN (SELECT dt FROM lake_cold_event_days)
 UNION ALL
 SELECT tenant, event, "timestamp", event_id, user_id, page, country, device, revenue, properties, received_at,
        dt, CAST(hour("timestamp" AT TIME ZONE 'UTC') AS INTEGER) AS hour
-FROM __COLD_EVENTS__
+FROM {cold_events}
 WHERE dt IN (SELECT dt FROM lake_cold_event_days);
 
 -- rollups_hourly: the warm hourly rollups' Delta table (warm/rollups_hourly, partitions dt, hour_of_day) per
@@ -44,7 +44,7 @@ SELECT tenant, event, country, device, page, CAST(hour AS TIMESTAMPTZ) AS hour,
        events, revenue, user_ids, dt, hour_of_day
 FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE, 'hour_of_day': INTEGER});
 
-CREATE OR REPLACE VIEW rollups_hourly AS SELECT * FROM __WARM_ROLLUPS_HOURLY__;
+CREATE OR REPLACE VIEW rollups_hourly AS SELECT * FROM {warm_rollups_hourly};
 
 -- rollups_daily: the cold daily rollups (cold/rollups_daily/dt=), the same measures per UTC day (day is
 -- its midnight, TIMESTAMPTZ; dt the folder). Days whose daily rollup is not built yet are absent.
@@ -52,4 +52,4 @@ CREATE OR REPLACE MACRO lake_rollups_daily(files) AS TABLE
 SELECT tenant, event, country, device, page, "day", events, revenue, user_ids, dt
 FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE});
 
-CREATE OR REPLACE VIEW rollups_daily AS SELECT * FROM __COLD_ROLLUPS_DAILY__;
+CREATE OR REPLACE VIEW rollups_daily AS SELECT * FROM {cold_rollups_daily};

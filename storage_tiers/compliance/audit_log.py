@@ -34,6 +34,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from common.events import format_ts
 from common.lake import audit_log_path, fs_path, is_s3, lake_filesystem
 from common.settings import Settings
 
@@ -241,7 +242,7 @@ class AuditLog:
             last_seq, last_hash = self._last()
             record: dict[str, Any] = {
                 "seq": last_seq + 1,
-                "at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "at": format_ts(datetime.now(UTC)),
                 "action": action,
                 "dataset": dataset,
                 "partition": partition,

@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from common.events import format_optional_ts
 from common.hot_store import HotStore
 from common.settings import Settings
 from storage_tiers.compliance.inventory import (
@@ -126,14 +127,13 @@ def run_audit(
 # ----------------------------------------------------------------------------------------------- JSON
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _partition_json(part: PartitionInfo, grain: str) -> dict[str, Any]:
-    return {"partition": part.key, "start": _iso(part.start), "rows": part.rows, "bytes": part.bytes,
-            "files": part.files, "min_event_time": _iso(part.min_event_time),
-            "max_event_time": _iso(part.max_event_time), "location": part.location, "notes": list(part.notes)}
+    return {"partition": part.key, "start": format_optional_ts(part.start, "auto"), "rows": part.rows,
+            "bytes": part.bytes, "files": part.files, "min_event_time": format_optional_ts(part.min_event_time, "auto"),
+            "max_event_time": format_optional_ts(part.max_event_time, "auto"), "location": part.location,
+            "notes": list(part.notes)}
 
 
 def horizon_days(policy: Any, dataset: str, tier: str) -> int | None:
@@ -150,15 +150,16 @@ def report_json(report: AuditReport) -> dict[str, Any]:
             "dataset": tier.dataset, "tier": tier.tier, "location": tier.location, "layout": tier.grain,
             "horizon_days": horizon_days(policy, tier.dataset, tier.tier), "error": tier.error,
             "partitions": len(tier.partitions), "rows": tier.rows, "bytes": tier.bytes,
-            "min_event_time": _iso(tier.min_event_time), "max_event_time": _iso(tier.max_event_time),
+            "min_event_time": format_optional_ts(tier.min_event_time, "auto"),
+            "max_event_time": format_optional_ts(tier.max_event_time, "auto"),
             "oldest_partition": tier.partitions[0].key if tier.partitions else None,
             "newest_partition": tier.partitions[-1].key if tier.partitions else None,
             "partition_list": [_partition_json(p, tier.grain) for p in tier.partitions],
         })
     return {
         "format": REPORT_FORMAT,
-        "generated_at": _iso(report.generated_at),
-        "as_of": _iso(report.as_of),
+        "generated_at": format_optional_ts(report.generated_at, "auto"),
+        "as_of": format_optional_ts(report.as_of, "auto"),
         "lake_uri": report.inventory.lake_uri,
         "compliant": report.findings.ok,
         "policy": {

@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from common.hot_store import HotStore, HotStoreError
 from common.lake import MANIFEST_NAME, fs_path, is_s3, lake_filesystem
 from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, add_actions, empty_hours, open_table
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import fill, sql_file
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -78,7 +79,6 @@ DELTA_TABLES: dict[tuple[str, str], WarmTable] = {
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}
 _PARTITION = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?/([^/]+)$")
-_HOT_SQL = REPO_ROOT / "sql" / "clickhouse" / "queries" / "hot_partitions.sql"
 _READERS = 16  # parallel manifest/footer reads: on S3 each one is a round trip
 
 
@@ -176,7 +176,7 @@ def collect_hot(store: HotStore | None, error: str | None = None) -> list[TierIn
 
 
 def _hot_partitions(store: HotStore, spec: HotTable) -> list[PartitionInfo]:
-    sql = _HOT_SQL.read_text().replace("__TABLE__", spec.table).replace("__TIME__", spec.time_column)
+    sql = fill(sql_file("clickhouse/queries/hot_partitions.sql"), table=spec.table, time=spec.time_column)
     partitions = []
     for row in store.query_arrow(sql).to_pylist():
         low, high = _utc(row["min_time"]), _utc(row["max_time"])

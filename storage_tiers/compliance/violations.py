@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
+from common.events import format_optional_ts
 from storage_tiers.compliance.inventory import DAY, HOUR, Inventory, PartitionInfo, TierInventory, grain_delta
 
 KINDS = ("past_retention", "gap", "wrong_tier", "hot_without_warm", "purged_but_present", "inventory_incomplete",
@@ -116,8 +117,8 @@ class Violation:
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "code": self.code, "dataset": self.dataset, "tier": self.tier,
-                "start": _iso(self.start), "end": _iso(self.end), "partitions": self.partitions,
-                "rows": self.rows, "bytes": self.bytes, "detail": self.detail}
+                "start": format_optional_ts(self.start, "auto"), "end": format_optional_ts(self.end, "auto"),
+                "partitions": self.partitions, "rows": self.rows, "bytes": self.bytes, "detail": self.detail}
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,9 @@ class Held:
     holds: tuple[str, ...]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "tier": self.tier, "start": _iso(self.start), "end": _iso(self.end),
-                "partitions": self.partitions, "rows": self.rows, "holds": list(self.holds)}
+        return {"dataset": self.dataset, "tier": self.tier, "start": format_optional_ts(self.start, "auto"),
+                "end": format_optional_ts(self.end, "auto"), "partitions": self.partitions, "rows": self.rows,
+                "holds": list(self.holds)}
 
 
 @dataclass
@@ -155,8 +157,6 @@ class Findings:
         return {kind: counter.get(kind, 0) for kind in KINDS}
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_partition(text: str) -> tuple[datetime, timedelta] | None:

@@ -90,7 +90,7 @@ class LakeRollupReader:
         globs = self.files(dataset, start, end, fresh=fresh)
         if not globs:
             return DATASETS[dataset].empty(), {}
-        return DATASETS[dataset].reader.format(files=f"${FILES_PARAMETER}"), {FILES_PARAMETER: globs}
+        return DATASETS[dataset].over(f"${FILES_PARAMETER}"), {FILES_PARAMETER: globs}
 
     def files(self, dataset: str, start: datetime, end: datetime, *, fresh: bool = False) -> list[str]:
         """The range's live files of a Delta dataset, or the narrowest globs holding a cold dataset's folders of

@@ -42,9 +42,9 @@ from common.events import EVENT_ARROW_SCHEMA
 from common.lake import archive_path, cold_events_path, rollups_daily_path, rollups_hourly_path
 from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
 from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, open_table, partition_files
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import fill, sql_file
 
-SQL_DIR = REPO_ROOT / "sql" / "duckdb"
 _ARROW_TO_DUCKDB = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE"}
 _DIMENSIONS = (("tenant", "VARCHAR"), ("event", "VARCHAR"), ("country", "VARCHAR"), ("device", "VARCHAR"),
                ("page", "VARCHAR"))
@@ -58,11 +58,6 @@ def _duckdb_type(arrow_type: pa.DataType) -> str:
 _RAW_COLUMNS = tuple((f.name, _duckdb_type(f.type)) for f in EVENT_ARROW_SCHEMA)
 
 
-def sql_text(name: str) -> str:
-    """A file of ``sql/duckdb/``."""
-    return (SQL_DIR / name).read_text()
-
-
 # -------------------------------------------------------------------------------------------- views
 
 
@@ -70,15 +65,19 @@ def sql_text(name: str) -> str:
 class TierSource:
     """The data files of one dataset as a relation: its Hive glob, or an empty one of the same columns."""
 
-    placeholder: str  # the token in views.sql this relation replaces
+    placeholder: str  # the {placeholder} in views.sql this relation fills
     root: Callable[[Settings], str]  # the dataset's folder (common.lake)
     pattern: str  # glob below the root: one ``*`` per Hive level, then the data files
-    reader: str  # SQL of the relation over ``{files}`` (a glob or a list of files)
+    reader: str  # SQL of the relation over the ``{files}`` placeholder (a glob or a list of files)
     columns: tuple[tuple[str, str], ...]  # the relation's columns, for the empty relation
     table: WarmTable | None = None  # a Delta table: its files come from the log, never from a glob
 
     def glob(self, settings: Settings) -> str:
         return f"{duckdb_uri(self.root(settings))}/{self.pattern}"
+
+    def over(self, files: str) -> str:
+        """The relation over ``files``: a quoted glob, a list of quoted files, or a parameter (``$lake_files``)."""
+        return fill(self.reader, files=files)
 
     def empty(self) -> str:
         """A relation with the columns and no rows, for a tier without files yet."""
@@ -87,20 +86,20 @@ class TierSource:
 
 
 def _read_parquet(hive_types: str) -> str:
-    return f"read_parquet({{files}}, hive_partitioning = true, hive_types = {hive_types})"
+    return "read_parquet({files}, hive_partitioning = true, hive_types = " + hive_types + ")"
 
 
-ARCHIVE_EVENTS = TierSource("__ARCHIVE_EVENTS__", archive_path, "*/*/*.parquet",
-                            _read_parquet("{{'dt': DATE, 'hour': INTEGER}}"),
+ARCHIVE_EVENTS = TierSource("archive_events", archive_path, "*/*/*.parquet",
+                            _read_parquet("{'dt': DATE, 'hour': INTEGER}"),
                             (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER")), ARCHIVE_TABLE)
-COLD_EVENTS = TierSource("__COLD_EVENTS__", cold_events_path, "*/*.parquet", _read_parquet("{{'dt': DATE}}"),
+COLD_EVENTS = TierSource("cold_events", cold_events_path, "*/*.parquet", _read_parquet("{'dt': DATE}"),
                          (*_RAW_COLUMNS, ("dt", "DATE")))
 # The rollups go through the table macros of views.sql (the same columns as the views).
-WARM_ROLLUPS_HOURLY = TierSource("__WARM_ROLLUPS_HOURLY__", rollups_hourly_path, "*/*/*.parquet",
+WARM_ROLLUPS_HOURLY = TierSource("warm_rollups_hourly", rollups_hourly_path, "*/*/*.parquet",
                                  "lake_rollups_hourly({files})",
                                  (*_DIMENSIONS, ("hour", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE"),
                                   ("hour_of_day", "INTEGER")), ROLLUPS_HOURLY_TABLE)
-COLD_ROLLUPS_DAILY = TierSource("__COLD_ROLLUPS_DAILY__", rollups_daily_path, "*/*.parquet",
+COLD_ROLLUPS_DAILY = TierSource("cold_rollups_daily", rollups_daily_path, "*/*.parquet",
                                 "lake_rollups_daily({files})",
                                 (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")))
 SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
@@ -117,17 +116,17 @@ def create_views(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: int 
     files = {s.placeholder: table_files(settings, s.table, as_of) for s in SOURCES if s.table is not None}
     empty: list[TierSource] = [s for s in SOURCES if s.table is not None and not files[s.placeholder]]
     while True:
-        text = sql_text("views.sql").replace(
-            "__COLD_EVENTS_MANIFESTS__", sql_literal(f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
+        relations = {}
         for source in SOURCES:
             if source in empty:
-                relation = source.empty()
+                relations[source.placeholder] = source.empty()
             elif source.table is not None:
-                listed = "[" + ", ".join(sql_literal(f) for f in files[source.placeholder]) + "]"
-                relation = source.reader.format(files=listed)
+                relations[source.placeholder] = source.over(
+                    "[" + ", ".join(sql_literal(f) for f in files[source.placeholder]) + "]")
             else:
-                relation = source.reader.format(files=sql_literal(source.glob(settings)))
-            text = text.replace(source.placeholder, relation)
+                relations[source.placeholder] = source.over(sql_literal(source.glob(settings)))
+        text = fill(sql_file("duckdb/views.sql"), **relations, cold_events_manifests=sql_literal(
+            f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
         try:
             con.execute(text)
             return [source.placeholder for source in empty]

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from common.events import EVENT_ARROW_SCHEMA
+from common.events import EVENT_ARROW_SCHEMA, format_ts
 from common.lake import (
     MANIFEST_NAME,
     cold_events_path,
@@ -39,7 +39,6 @@ from common.lake import (
 )
 from common.lake_io import (
     day_start,
-    iso,
     manifest_of,
     parquet_bytes,
     publish,
@@ -55,7 +54,8 @@ from common.lake_tables import (
     open_table,
     table_uri,
 )
-from common.settings import REPO_ROOT, Settings
+from common.settings import Settings
+from common.sql_files import sql_file
 from storage_tiers.policy import TierPolicy
 
 COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"
@@ -68,7 +68,7 @@ DAILY_SCHEMA = pa.schema([
     ("page", pa.string()), ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
     ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string())),
 ])
-DAILY_SQL = (REPO_ROOT / "sql" / "duckdb" / "tier_rollups_daily.sql").read_text()
+DAILY_SQL = sql_file("duckdb/tier_rollups_daily.sql")
 
 
 class ColdBuildError(RuntimeError):
@@ -120,7 +120,7 @@ def table_hours(settings: Settings, table: Any, day: date, delta: Any | None = N
 def archive_sources(settings: Settings, filesystem: pafs.FileSystem, day: date) -> list[dict[str, Any]]:
     """The archived hours of ``day`` that hold rows: hour, rows, checksum (a fingerprint of the hour's live files
     in the archive table), files (URIs)."""
-    return [{"hour": iso(hour), "rows": e["rows"], "checksum": e["checksum"], "files": e["files"]}
+    return [{"hour": format_ts(hour), "rows": e["rows"], "checksum": e["checksum"], "files": e["files"]}
             for hour, e in table_hours(settings, ARCHIVE_TABLE, day).items()]
 
 
@@ -159,8 +159,8 @@ def _publish_day(
         "format": COLD_MANIFEST_FORMAT,
         "dataset": dataset,
         "partition": f"dt={day.isoformat()}",
-        "day": iso(day_start(day)),
-        "created_at": iso(datetime.now(UTC)),
+        "day": format_ts(day_start(day)),
+        "created_at": format_ts(datetime.now(UTC)),
         "run_id": run_id,
         "file": PART_NAME,
         "rows": table.num_rows,
@@ -215,7 +215,8 @@ def _hour_counts(timestamps: pa.ChunkedArray) -> dict[str, int]:
     hours = pc.floor_temporal(timestamps, unit="hour")
     table = pa.table({"h": hours})
     grouped = table.group_by("h").aggregate([([], "count_all")])
-    return {iso(h): int(n) for h, n in zip(grouped["h"].to_pylist(), grouped["count_all"].to_pylist(), strict=True)}
+    counts = zip(grouped["h"].to_pylist(), grouped["count_all"].to_pylist(), strict=True)
+    return {format_ts(h): int(n) for h, n in counts}
 
 
 def warm_hour_rollups(settings: Settings, filesystem: pafs.FileSystem, hour: datetime) -> pa.Table | None:

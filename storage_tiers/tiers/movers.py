@@ -29,9 +29,10 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from common.events import format_ts
 from common.hot_store import HotStore
 from common.lake import cold_events_path, hour_partition, rollups_daily_path
-from common.lake_io import day_start, iso
+from common.lake_io import day_start
 from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, delete_rows, open_table, vacuum
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
@@ -102,7 +103,7 @@ class TierMover:
             return int(archived["rows"])
         cold = published(self.fs, cold_events_path(self.settings), hour.date())
         if cold is not None:
-            return int(cold.get("hour_rows", {}).get(iso(hour), 0))
+            return int(cold.get("hour_rows", {}).get(format_ts(hour), 0))
         return None
 
     def warm_rollup_events(self, hour: datetime) -> int | None:
@@ -122,9 +123,9 @@ class TierMover:
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
                 f"SELECT toUnixTimestamp({hour_expr}) AS h, {measure} AS n FROM {table} "  # fixed names
-                f"WHERE {hour_expr} >= {{a:DateTime('UTC')}} AND {hour_expr} < {{b:DateTime('UTC')}} "
+                f"WHERE {hour_expr} >= {{day_start:DateTime('UTC')}} AND {hour_expr} < {{day_end:DateTime('UTC')}} "
                 "GROUP BY h ORDER BY h",
-                {"a": start.replace(tzinfo=None), "b": (start + timedelta(days=1)).replace(tzinfo=None)},
+                {"day_start": start.replace(tzinfo=None), "day_end": (start + timedelta(days=1)).replace(tzinfo=None)},
             ).to_pylist()
             for row in rows:
                 hour = datetime.fromtimestamp(int(row["h"]), UTC)
@@ -142,13 +143,13 @@ class TierMover:
                         f"{'nothing' if lake_n is None else lake_n}; kept in the hot tier — archive and recompute "
                         "the hour (hourly_batch) first")
                     continue
-                self.store.command(f"ALTER TABLE {table} DROP PARTITION {{h:DateTime('UTC')}}",
-                                   {"h": hour.replace(tzinfo=None)})
+                self.store.command(f"ALTER TABLE {table} DROP PARTITION {{hour:DateTime('UTC')}}",
+                                   {"hour": hour.replace(tzinfo=None)})
                 record = self.audit.append(
                     "drop_hot", dataset, partition=hour_partition(hour), tier_from="hot", tier_to="warm",
                     rows=hot_n, run_id=self.run_id, reason=f"older than the hot horizon of {table}",
                     details={"table": table, "verified_against": "warm rollups" if table == "rollups_1h" else
-                             "archive rows", "as_of": iso(self.as_of)})
+                             "archive rows", "as_of": format_ts(self.as_of)})
                 report.add(record)
         return report
 
@@ -244,7 +245,7 @@ class TierMover:
             return
         for hour in hours:
             events = self.warm_rollup_events(hour) or 0
-            source = next((s for s in daily.get("sources", []) if s["hour"] == iso(hour)), None)
+            source = next((s for s in daily.get("sources", []) if s["hour"] == format_ts(hour)), None)
             if source is None or int(source.get("warm_events", -1)) != events:
                 report.problems.append(f"rollups_hourly {hour_partition(hour)}: not in the daily rollups of dt={day}; "
                                        "kept")

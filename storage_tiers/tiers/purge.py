@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from batch.archive import content_checksum
+from common.events import format_ts
 from common.hot_store import HotStore
 from common.lake import (
     MANIFEST_NAME,
@@ -36,7 +37,6 @@ from common.lake import (
 from common.lake_io import (
     day_start,
     delete_folder,
-    iso,
     manifest_of,
     parquet_bytes,
     partition_days,
@@ -145,7 +145,7 @@ class Purger:
             "purge", item.dataset, partition=item.partition, tier_from=tier_from, rows=item.rows, bytes=item.bytes,
             checksum=checksum, run_id=self.run_id, reason="past retention, no legal hold",
             details={"tenants": item.tenants, "whole_partition": item.whole, "retention_days": retention,
-                     "as_of": iso(self.as_of), **(details or {})})
+                     "as_of": format_ts(self.as_of), **(details or {})})
 
     # ------------------------------------------------------------------------------------- cold
 
@@ -178,13 +178,13 @@ class Purger:
             new = dict(manifest)
             new.update(rows=kept.num_rows, bytes=len(body), sha256=sha256(body),
                        tenants={t: n for t, n in tenants.items() if t not in gone},
-                       purged=[*manifest.get("purged", []), {"tenants": gone, "rows": rows, "at": iso(self.as_of),
+                       purged=[*manifest.get("purged", []), {"tenants": gone, "rows": rows, "at": format_ts(self.as_of),
                                                              "run_id": self.run_id}])
             if "hour_rows" in manifest:
                 hours = pc.floor_temporal(kept["timestamp"], unit="hour").to_pylist() if kept.num_rows else []
                 counts: dict[str, int] = {}
                 for hour in hours:
-                    counts[iso(hour)] = counts.get(iso(hour), 0) + 1
+                    counts[format_ts(hour)] = counts.get(format_ts(hour), 0) + 1
                 new["hour_rows"] = counts
             if "events" in manifest and "events" in kept.column_names:
                 new["events"] = int(pc.sum(kept["events"]).as_py() or 0)
@@ -249,8 +249,8 @@ class Purger:
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
                 f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # fixed names
-                f"WHERE {hour_expr} < {{c:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
-                {"c": cutoff.replace(tzinfo=None)},
+                f"WHERE {hour_expr} < {{cutoff:DateTime('UTC')}} GROUP BY h, tenant ORDER BY h, tenant",
+                {"cutoff": cutoff.replace(tzinfo=None)},
             ).to_pylist()
             by_hour: dict[datetime, dict[str, int]] = {}
             for row in rows:
@@ -264,14 +264,14 @@ class Purger:
                 report.items.append(item)
                 if dry_run:
                     continue
-                params: dict[str, Any] = {"h": aware.replace(tzinfo=None)}
+                params: dict[str, Any] = {"hour": aware.replace(tzinfo=None)}
                 if whole:
-                    self.store.command(f"ALTER TABLE {table} DROP PARTITION {{h:DateTime('UTC')}}", params)
+                    self.store.command(f"ALTER TABLE {table} DROP PARTITION {{hour:DateTime('UTC')}}", params)
                 else:
-                    params["t"] = gone
+                    params["tenants"] = gone
                     self.store.command(
-                        f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{h:DateTime('UTC')}} "
-                        "AND tenant IN {t:Array(String)} SETTINGS mutations_sync = 2", params)
+                        f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{hour:DateTime('UTC')}} "
+                        "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
                 self._audit(item, "hot", details={"table": table})
 
 

@@ -42,7 +42,6 @@ from pyspark.sql.types import IntegerType, LongType, StringType, StructField, St
 from batch.archive import archive_hour, archive_session, published_files, verify_hour
 from batch.hourly import recompute_hour
 from batch.restate import restate_hour
-from bench.recompute_hour import duckdb_sections
 from common.events import EVENT_ARROW_SCHEMA, normalize_event
 from common.hot_store import FlightHotStore
 from common.lake import (
@@ -71,6 +70,7 @@ from common.lake_tables import (
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from common.spark import spark_session
+from common.sql_files import sql_sections
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import LOAD_SETTINGS, partition_key, partitions_start
 from orchestration.resources import lakehouse_resources
@@ -253,7 +253,7 @@ def land_directly(settings: Settings, history: History) -> None:
 def batch_hours_with_duckdb(settings: Settings, store: FlightHotStore, hours: list[datetime]) -> None:
     """Archive each hour (batch.archive), recompute it with the DuckDB twin of the Spark job
     (sql/duckdb/rollups_minute.sql, shown row-identical by bench/recompute_hour.py) and restate the hot tier."""
-    sql = duckdb_sections()
+    sql = sql_sections("duckdb/rollups_minute.sql")
     for hour in hours:
         archive_hour(settings, hour, progress=lambda _: None)
         files = [duckdb_uri(f) for f in published_files(settings, hour) or []]

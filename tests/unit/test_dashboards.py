@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from common.sql_files import sql_sections
 from serving.dashboards.store import (
     OVERVIEW,
     DashboardError,
     DashboardNotFound,
     Widget,
-    _load_statements,
     check_widgets,
     with_overrides,
 )
@@ -80,7 +80,7 @@ def test_the_built_in_overview_is_valid_and_names_its_widgets():
 
 
 def test_every_dashboard_statement_is_loaded():
-    assert set(_load_statements()) == {"list", "get", "put"}
+    assert set(sql_sections("clickhouse/queries/dashboards.sql")) == {"list", "get", "put"}
 
 
 def test_csv_round_trips_numbers_exactly_and_quotes_what_needs_it():

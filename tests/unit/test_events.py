@@ -1,10 +1,10 @@
 """The event contract: every rule a client can break gets its own reason."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from common.events import normalize_event
+from common.events import format_optional_ts, format_ts, normalize_event
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LIMITS = {"now": NOW, "max_age": timedelta(days=30), "max_future": timedelta(minutes=5)}
@@ -59,3 +59,11 @@ def test_unknown_fields_are_kept_in_properties():
 def test_invalid_events_are_rejected_with_their_reason(event, reason):
     with pytest.raises(ValueError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         normalize_event(event, **LIMITS)
+
+
+def test_times_are_written_one_way_in_utc_with_z() -> None:
+    paris = datetime(2026, 11, 23, 11, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert format_ts(paris) == "2026-11-23T10:00:00.000Z"
+    assert format_ts(paris, "auto") == "2026-11-23T10:00:00Z"
+    assert format_ts(paris.replace(microsecond=250_000), "auto") == "2026-11-23T10:00:00.250000Z"
+    assert format_optional_ts(None) is None

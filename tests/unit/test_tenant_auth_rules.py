@@ -9,7 +9,7 @@ import pytest
 from ingest.api import bind_tenant
 from serving.tenancy.auth import AuthError, Caller, callers_by_hash, resolve_tenant
 from serving.tenancy.rate_limit import retry_after_seconds
-from serving.tenancy.tenants import SQL, ApiKey, Tenant, generate_key, hash_key, load_statements
+from serving.tenancy.tenants import SQL, ApiKey, Tenant, generate_key, hash_key
 
 TENANT_A = Caller("lhk_aaaaaaaaaaaa", "tenant", "a", 5, 5)
 ADMIN = Caller("settings", "admin", None)
@@ -78,5 +78,3 @@ def test_ingestion_stamps_the_keys_tenant_and_rejects_another():
 
 def test_the_directory_statements_are_all_loaded():
     assert set(SQL) == {"tenants", "keys", "put_tenant", "put_key"}
-    assert load_statements("-- name: one\nSELECT 1;\n-- comment\n-- name: two\nSELECT 2\n") == {
-        "one": "SELECT 1", "two": "SELECT 2"}

@@ -1,6 +1,6 @@
 -- Every dashboard answer from the warm (rollups_hourly) and cold (rollups_daily) Parquet tiers. Filled in
--- by serving/sql_compile.py like its ClickHouse twin: names from the catalogue only, user values as
--- $parameters. {table} is the relation storage_tiers/lake_reader.py hands over: the rollups' table macro
+-- by serving/query/sql_compile.py like its ClickHouse twin: names from the catalogue only, user values as
+-- $parameters. The table placeholder is the relation storage_tiers/lake/reader.py hands over: the rollups' table macro
 -- over globs of the range's folders only ($lake_files, a parameter), or an empty relation of the same
 -- columns. The dt conditions let DuckDB skip every folder those globs list outside the range without
 -- opening it. A missing dimension reads as '' (as in the hot tier). Buckets are epoch seconds (UTC).
