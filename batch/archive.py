@@ -129,18 +129,19 @@ def archive_session(settings: Settings, temp_dir: str | None = None) -> duckdb.D
     return con
 
 
-def content_checksum(settings: Settings, files: list[str], temp_dir: str | None = None) -> tuple[str, int]:
+def content_checksum(settings: Settings, files: list[str], temp_dir: str | None = None,
+                     without: list[str] | None = None) -> tuple[str, int]:
     """The archive's content checksum of the rows in ``files`` (lake URIs) and their row count.
 
     ``CHECKSUM_METHOD`` says how it is computed (rows in archive order, whatever files hold them); the
-    purge recomputes it this way when it deletes rows of an hour.
+    purge computes it this way, ``without`` the tenants it deletes, for the commit that deletes them.
     """
     checksum = hashlib.sha256(CHECKSUM_VERSION.encode() + b"\n")
     rows = 0
     if files:
         con = archive_session(settings, temp_dir=temp_dir)
         try:
-            params = {"files": [duckdb_uri(f) for f in files]}
+            params = {"files": [duckdb_uri(f) for f in files], "without": list(without or [])}
             for batch in con.execute(sql_file("duckdb/archive_digests.sql"), params).to_arrow_reader(ROW_GROUP_ROWS):
                 checksum.update("".join(batch.column("row_digest").to_pylist()).encode("ascii"))
                 rows += batch.num_rows

@@ -226,7 +226,8 @@ class TierMover:
     def _delete_hour(self, table: WarmTable, hour: datetime, rows: int) -> dict[str, Any]:
         """One Delta delete commit removing the hour from a warm table; what the audit records of it."""
         metrics = delete_rows(self.settings, table, table.hour_predicate(hour), "move", hour_partition(hour),
-                              {"rows": rows, "reason": "moved to the cold tier", "run_id": self.run_id})
+                              {"rows": 0, "moved_rows": rows, "reason": "moved to the cold tier",
+                               "run_id": self.run_id})
         return {"table": table.name, "table_version": metrics.get("version"),
                 "deleted_rows": metrics.get("num_deleted_rows"), "removed_files": metrics.get("num_removed_files")}
 

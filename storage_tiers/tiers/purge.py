@@ -225,16 +225,16 @@ class Purger:
                 predicate = table.hour_predicate(hour)
                 if not whole:
                     predicate += " AND tenant IN (" + ", ".join(_sql_string(t) for t in gone) + ")"
-                metrics = delete_rows(self.settings, table, predicate, "purge", hour_partition(hour),
-                                      {"tenants": gone, "rows": item.rows, "run_id": self.run_id,
-                                       "reason": "past retention, no legal hold"})
+                provenance: dict[str, Any] = {"tenants": gone, "deleted_rows": item.rows, "run_id": self.run_id,
+                                              "reason": "past retention, no legal hold"}
+                if table is ARCHIVE_TABLE:  # what the hour holds after the delete, for verify_hour
+                    checksum, kept = content_checksum(self.settings, entry["files"], without=gone)
+                    provenance |= {"rows": kept, "checksum": checksum}
+                metrics = delete_rows(self.settings, table, predicate, "purge", hour_partition(hour), provenance)
                 deleted = True
                 after = table_hours(self.settings, table, day).get(hour, {"bytes": 0, "files": []})
                 item.bytes = entry["bytes"] - after["bytes"]
-                checksum = None
-                if table is ARCHIVE_TABLE and after["files"]:
-                    checksum, _rows = content_checksum(self.settings, after["files"])
-                self._audit(item, "warm", checksum, details={
+                self._audit(item, "warm", provenance.get("checksum"), details={
                     "table": table.name, "table_version": metrics.get("version"),
                     "deleted_rows": metrics.get("num_deleted_rows"),
                     "removed_files": metrics.get("num_removed_files"), "added_files": metrics.get("num_added_files")})

@@ -117,6 +117,7 @@ def test_a_purged_tenant_is_physically_gone_after_vacuum_and_held_rows_stay(sett
         [("acme", date(2018, 5, 1))] * 30 + [("beta", recent.date())] * 9)
     purges = [r for r in audit.records() if r["action"] == "purge"]
     assert all(r["details"]["table_version"] is not None for r in purges)
+    assert verify_hour(settings, old) == [], "the partly purged hour still verifies against its delete commit"
 
 
 def test_duckdb_pandas_and_chdb_read_the_same_numbers(settings: Settings) -> None:
