@@ -148,18 +148,24 @@ def commit_metadata(operation: str, partition: str, provenance: dict[str, Any]) 
 
 
 def committed_version(settings: Settings, table: WarmTable, metadata: dict[str, str]) -> int:
-    """The version of the commit that carried ``metadata`` (other writers may have committed after it)."""
+    """The version of the commit that carried ``metadata``, read from the log's own files (``<version>.json``),
+    newest first: other writers may have committed after it, and a history read while they do can number
+    commits from a stale snapshot."""
+    from common.lake import fs_path, lake_filesystem
+
+    filesystem = lake_filesystem(settings)
+    log = f"{fs_path(table.uri(settings))}/_delta_log"
     delta = open_table(settings, table)
-    assert delta is not None
-    limit = 16
-    while True:
-        commits = delta.history(limit)
-        for commit in commits:
-            if commit.get(COMMIT_KEY) == metadata[COMMIT_KEY]:
-                return int(commit["version"])
-        if len(commits) < limit:
-            raise RuntimeError(f"the commit {metadata[COMMIT_KEY]} is not in {table.name}'s history")
-        limit *= 8
+    newest = int(delta.version()) if delta is not None else 0
+    for version in range(newest, -1, -1):
+        try:
+            with filesystem.open_input_stream(f"{log}/{version:020d}.json") as stream:
+                text = stream.read().decode("utf-8")
+        except FileNotFoundError:
+            continue
+        if metadata[COMMIT_KEY] in text:
+            return version
+    raise RuntimeError(f"the commit {metadata[COMMIT_KEY]} is not in {table.name}'s log")
 
 
 def writer_properties() -> Any:
@@ -190,19 +196,18 @@ def replace_partition(
     row groups follow it), where several batches may be written interleaved, which would undo the
     archive's sort (readers skip row groups by tenant and event).
     """
-    from deltalake import CommitProperties, write_deltalake
 
     if isinstance(data, pa.Table):
         data = data.combine_chunks()
 
     metadata = commit_metadata(operation, partition_label(hour), provenance)
-    write_deltalake(
-        table_uri(settings, table), data, partition_by=table.partition_by, mode="overwrite",
-        predicate=table.hour_predicate(hour), storage_options=storage_options(settings),
-        writer_properties=writer_properties(), target_file_size=TARGET_FILE_BYTES, configuration=TABLE_CONFIGURATION,
-        commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
-    )
-    return committed_version(settings, table, metadata)
+    return _write(settings, table, data, metadata, mode="overwrite", predicate=table.hour_predicate(hour))
+
+
+def _version_of(settings: Settings, table: WarmTable, delta: Any | None, metadata: dict[str, str]) -> int:
+    """The version a write just committed: the written DeltaTable object moves to its own commit's version
+    (the table's newest version may already be another writer's); a table created by this write is looked up."""
+    return int(delta.version()) if delta is not None else committed_version(settings, table, metadata)
 
 
 _ACTIONS: dict[tuple[str, int], pa.Table] = {}
@@ -216,16 +221,34 @@ def append_rows(settings: Settings, table: WarmTable, data: pa.Table, operation:
     For loading a lake that other writers share (a migration of many hours at once, test fixtures); the
     batch layer replaces whole hours instead (``replace_partition``). Returns the new version.
     """
-    from deltalake import CommitProperties, write_deltalake
 
-    metadata = commit_metadata(operation, "", provenance)
-    write_deltalake(
-        table_uri(settings, table), data, partition_by=table.partition_by, mode="append",
-        storage_options=storage_options(settings), writer_properties=writer_properties(),
-        target_file_size=TARGET_FILE_BYTES, configuration=TABLE_CONFIGURATION,
-        commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
-    )
-    return committed_version(settings, table, metadata)
+    return _write(settings, table, data, commit_metadata(operation, "", provenance), mode="append", predicate=None)
+
+
+def _write(settings: Settings, table: WarmTable, data: Any, metadata: dict[str, str], mode: str,
+           predicate: str | None) -> int:
+    """One commit of ``data``; returns its version. Concurrent commits retry on the next version inside
+    delta-rs; two writers racing to create the table are the one conflict it cannot retry (the loser finds
+    the table created and writes again)."""
+    from deltalake import CommitProperties, write_deltalake
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(3):
+        delta = open_table(settings, table)
+        try:
+            write_deltalake(
+                delta if delta is not None else table_uri(settings, table), data, partition_by=table.partition_by,
+                mode=mode, predicate=predicate, storage_options=storage_options(settings),
+                writer_properties=writer_properties(), target_file_size=TARGET_FILE_BYTES,
+                configuration=TABLE_CONFIGURATION,
+                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
+            )
+        except CommitFailedError:
+            if delta is not None or attempt == 2:
+                raise
+            continue
+        return _version_of(settings, table, delta, metadata)
+    raise AssertionError("unreachable")
 
 
 def add_actions(delta: Any) -> pa.Table:
@@ -362,7 +385,7 @@ def delete_rows(settings: Settings, table: WarmTable, predicate: str, operation:
     metadata = commit_metadata(operation, partition, provenance)
     metrics = delta.delete(predicate, writer_properties=writer_properties(), commit_properties=CommitProperties(
         custom_metadata=metadata, max_commit_retries=50))
-    return {**metrics, "version": committed_version(settings, table, metadata)}
+    return {**metrics, "version": int(delta.version())}
 
 
 def vacuum(settings: Settings, table: WarmTable, retain: timedelta, delta: Any | None = None) -> list[str]:

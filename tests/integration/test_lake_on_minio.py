@@ -192,7 +192,7 @@ def test_concurrent_writers_on_minio_never_lose_a_commit(minio: Settings) -> Non
     ends with its writer's last rows, and the history holds every commit exactly once."""
     import multiprocessing
 
-    from common.lake_tables import ARCHIVE_TABLE, open_table, partition_stats
+    from common.lake_tables import ARCHIVE_TABLE, PROVENANCE_KEY, open_table, partition_stats
 
     rounds = 3
     context = multiprocessing.get_context("spawn")
@@ -202,8 +202,8 @@ def test_concurrent_writers_on_minio_never_lose_a_commit(minio: Settings) -> Non
     assert sorted(versions) == list(range(WRITERS * rounds)), "each writer's commit has its own version, none lost"
     delta = open_table(minio, ARCHIVE_TABLE)
     assert delta.version() == WRITERS * rounds - 1
-    history = delta.history()
-    assert sorted((int(c["writer"]), int(c["round"])) for c in history if "writer" in c) == sorted(
+    provenance = [json.loads(c[PROVENANCE_KEY]) for c in delta.history() if PROVENANCE_KEY in c]
+    assert sorted((p["writer"], p["round"]) for p in provenance) == sorted(
         (w, r) for w in range(WRITERS) for r in range(rounds))
     stats = partition_stats(delta, ARCHIVE_TABLE)
     assert {h.hour: s["rows"] for h, s in stats.items()} == {w: 10 + w for w in range(WRITERS)}
