@@ -26,6 +26,8 @@ from typing import Any
 
 import pyspark
 
+from common import procfs
+
 
 def free_port() -> int:
     """A port nobody listens on now (the OS picks it), so parallel runs do not collide."""
@@ -120,16 +122,17 @@ class StandaloneCluster:
                                                 stdin=subprocess.DEVNULL, start_new_session=True))
 
     def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM the worker's then the master's process group; SIGKILL whatever outlives ``timeout_s``."""
+        """SIGTERM the worker's then the master's process group; SIGKILL whatever outlives ``timeout_s``.
+
+        The wait is for every process of each group (the executors the worker forked too), not only
+        for the JVM we started, which may exit first and leave its children running.
+        """
         for proc in reversed(self._procs):
-            if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
         for proc in reversed(self._procs):
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
+            if not _wait_group(proc, timeout_s):
                 _signal_group(proc, signal.SIGKILL)
-                proc.wait(timeout=10)
+                _wait_group(proc, 10)
         self._procs.clear()
 
     def __enter__(self) -> StandaloneCluster:
@@ -138,6 +141,16 @@ class StandaloneCluster:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _wait_group(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Wait until ``proc`` and every other member of its group are gone; False on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None or (procfs.available() and procfs.group_members(proc.pid)):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -344,7 +344,9 @@ def main() -> None:
     print_table(result)
     print(f"== written to {RESULTS}")
     if not args.keep_up:
-        stack.down([name for name in services if name not in already])  # only what this run started
+        started = [name for name in services if name not in already]
+        stack.down(started)  # only what this run started
+        print(f"== {stack.confirm_stopped(None if not already else started)}")  # raises if any is left
 
 
 if __name__ == "__main__":

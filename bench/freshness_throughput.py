@@ -218,40 +218,44 @@ def main() -> None:
 
         shutil.rmtree(settings.home, ignore_errors=True)
     print("== starting the bench stack")
-    stack.up()
-    store = FlightHotStore(settings.hot_node_url)
-    # Paced freshness first, on a fresh stream: it is what a dashboard sees in normal operation, and
-    # the deduplication state that the throughput phases build (millions of ids) would slow it.
-    print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")
-    paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
-    print(f"   {paced}")
-    print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
-    stack.down(["stream"])
-    kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
-    print(f"   {kafka}")
-    print(f"== API → hot tier: {args.clients} clients posting 1,000-event batches for {args.seconds}s")
-    before_api = hot_count(store)
-    api = bench_api(settings, args.seconds, args.clients)
-    print(f"   {api}")
-    print("== waiting for the stream to drain the API run's backlog")
-    drain_started = time.perf_counter()
-    wait_drained(store, before_api + api["accepted"])
-    api["drain_after_run_s"] = round(time.perf_counter() - drain_started, 1)
-    result = {
-        "benchmark": "freshness_throughput",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "python -m bench.freshness_throughput " + " ".join(
-            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
-            for k, v in vars(args).items() if v not in (False, None)),
-        "kafka_to_hot": kafka,
-        "api_max_rate": api,
-        "api_paced": paced,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"== written to {RESULTS}")
-    stack.down()
+    try:
+        stack.up()
+        store = FlightHotStore(settings.hot_node_url)
+        # Paced freshness first, on a fresh stream: it is what a dashboard sees in normal operation, and
+        # the deduplication state that the throughput phases build (millions of ids) would slow it.
+        print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")
+        paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
+        print(f"   {paced}")
+        print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
+        stack.down(["stream"])
+        kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
+        print(f"   {kafka}")
+        print(f"== API → hot tier: {args.clients} clients posting 1,000-event batches for {args.seconds}s")
+        before_api = hot_count(store)
+        api = bench_api(settings, args.seconds, args.clients)
+        print(f"   {api}")
+        print("== waiting for the stream to drain the API run's backlog")
+        drain_started = time.perf_counter()
+        wait_drained(store, before_api + api["accepted"])
+        api["drain_after_run_s"] = round(time.perf_counter() - drain_started, 1)
+        result = {
+            "benchmark": "freshness_throughput",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "command": "python -m bench.freshness_throughput " + " ".join(
+                f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
+                for k, v in vars(args).items() if v not in (False, None)),
+            "kafka_to_hot": kafka,
+            "api_max_rate": api,
+            "api_paced": paced,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"== written to {RESULTS}")
+    finally:
+        print("== stopping the bench stack")
+        stack.down()
+    print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
 
 
 if __name__ == "__main__":

@@ -588,6 +588,7 @@ def main() -> None:
     finally:
         print("== stopping the bench services")
         stack.down()
+        print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
 
     print()
     print(f"   {'cold 1-year aggregate':34}{'first (s)':>10}{'warm (s)':>10}{'rows/s warm':>14}{'files':>7}")

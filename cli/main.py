@@ -34,6 +34,13 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         statuses = stack.status(names)
     for status in statuses:
         print(status)
+    if args.action == "status":
+        found = stack.strays(names)
+        for stray in found:
+            print(f"{'stray':<10} {stray}: of {settings.home} but of no running service")
+        if found:
+            print("           `lakehouse stack down` stops them (`down <service>` only that service's)")
+            return 1
     return 0 if args.action == "down" or all(s.state == "running" for s in statuses) else 1
 
 

@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from common.settings import Settings
 from common.spark_jars import lake_on_s3
+from common.spark_watchdog import watched_launch
 
 
 def spark_session(
@@ -26,6 +27,9 @@ def spark_session(
 
     Python workers must run this interpreter (the project's venv), not whatever ``python3`` is first
     on the PATH, or they fail to import pyarrow and the project's modules.
+
+    The driver JVM is launched under a watchdog (``common.spark_watchdog``), so it does not outlive
+    this Python process however that process ends.
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -54,7 +58,8 @@ def spark_session(
             builder = builder.config(key, value)
     for key, value in settings.spark_extra_conf().items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with watched_launch():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -14,6 +14,11 @@ from stack import local_stack
 from stack.net import host_port, http_ready
 from stack.services import Stack, process_service
 
+# The stream job stops its queries and Spark within 15 s of SIGTERM (stream/shutdown.py); the group is
+# SIGKILLed only after that bound and a margin. The harness starts it by command line, so the figure is
+# repeated here rather than imported (the harness builds on common only).
+STREAM_STOP_SECONDS = 25.0
+
 
 def stream_ready_file(settings: Settings) -> Path:
     return settings.home / "run" / "stream.ready"
@@ -42,6 +47,7 @@ def full_stack(settings: Settings) -> Stack:
         process_service(
             settings.home, "stream", python + ["stream"], lambda: _stream_ready(settings),
             f"{settings.kafka_topic}@{settings.kafka_bootstrap}", cwd=repo, start_timeout=180.0,
+            stop_timeout=STREAM_STOP_SECONDS,
             hint="see the stream log; `lakehouse stream` runs it in the foreground",
         )
     )

@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from common import procfs
+from common.spark_watchdog import MARKER as SPARK_DRIVER_MARKER
+
 from . import process
+from . import strays as home_scan
 from .net import port_open
 from .tools import Progress, StackError, file_lock, tail
 
@@ -160,24 +164,99 @@ class Stack:
         """Per-service state without changing anything (safe to call while `up` runs elsewhere)."""
         return [self._status(s) for s in self._select(names)]
 
+    def strays(self, names: Iterable[str] | None = None) -> list[home_scan.HomeProcess]:
+        """Processes of this stack's home that belong to no running service (of ``names``, when
+        given: then only those attributed to one of them), e.g. a JVM whose driver was killed."""
+        if not procfs.available():
+            return []
+        table = procfs.processes()
+        pgids = set()
+        for service in self._services.values():
+            record = process.read_pid(service.pid_file) if service.managed else None
+            if record is not None and record.alive():
+                pgids.add(record.pid)
+        exclude_pids, exclude_pgid = home_scan.own_exclusions(table)
+        found = home_scan.strays(table, home_scan.home_spellings(self.home), pgids,
+                              exclude_pids=exclude_pids, exclude_pgid=exclude_pgid)
+        if names is None:
+            return found
+        wanted = {s.name for s in self._select(names)}
+        return [hp for hp in found if hp.service in wanted]
+
+    def left_running(self, within: float = 0.0) -> list[home_scan.HomeProcess]:
+        """Every process of this home still running (the caller's own group aside), after waiting up
+        to ``within`` s for them to go: what a teardown checks after `down`."""
+        deadline = time.monotonic() + within
+        while True:
+            table = procfs.processes() if procfs.available() else []
+            exclude_pids, exclude_pgid = home_scan.own_exclusions(table)
+            left = home_scan.home_processes(table, home_scan.home_spellings(self.home),
+                                         exclude_pids=exclude_pids, exclude_pgid=exclude_pgid)
+            if not left or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.2)
+
+    def confirm_stopped(self, names: Iterable[str] | None = None, within: float = 15.0) -> str:
+        """After `down`: raise `StackError` naming every process of this home still running (of the
+        ``names`` services only, when given) after ``within`` s; else say that nothing is left.
+        Test sessions and benchmarks call it so that a leak fails loudly instead of starving the next run."""
+        if names is None:
+            left = self.left_running(within)
+        else:
+            deadline = time.monotonic() + within
+            while (left := self.strays(names)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        if left:
+            raise StackError(
+                f"still running after `down` of {self.home}: {'; '.join(str(hp) for hp in left)}. "
+                "Run `lakehouse stack down` with the same LAKEHOUSE_HOME, or kill them by pid."
+            )
+        what = "no process" if names is None else f"no process of {', '.join(names)}"
+        return f"{what} of {self.home} is left running"
+
     def down(self, names: Iterable[str] | None = None) -> list[ServiceStatus]:
-        """Stop managed services in reverse order (SIGTERM, then SIGKILL after their timeout)."""
+        """Stop managed services in reverse order, then the strays of the home (of those services).
+
+        Each service's whole process group goes (SIGTERM, then SIGKILL after its timeout), also when
+        its leader already died and left children behind. Raises `StackError` naming any process
+        that survived, so that "stopped" always means nothing of it is left.
+        """
+        survivors: list[str] = []
         with self._lock():
             for service in reversed(self._select(names)):
                 if not service.managed:
                     self.progress(f"{service.name}: external ({service.endpoint}), left alone")
                     continue
                 record = process.read_pid(service.pid_file)
-                if record is None or not record.alive():
-                    service.pid_file.unlink(missing_ok=True)
+                if record is None:
                     self.progress(f"{service.name}: not running")
                     continue
-                started = time.monotonic()
-                killed = process.stop(record, service.stop_timeout)
+                leader_alive = record.alive()
+                report = process.stop(record, service.stop_timeout)
                 service.pid_file.unlink(missing_ok=True)
-                how = "killed after SIGTERM timeout" if killed else "stopped"
-                self.progress(f"{service.name}: {how} (pid {record.pid}) in {time.monotonic() - started:.1f}s")
+                if not leader_alive and not report.found:
+                    self.progress(f"{service.name}: not running (removed a stale pid file)")
+                    continue
+                self.progress(f"{service.name}: {report.summary()}")
+                survivors.extend(report.left)
+            survivors.extend(self._stop_strays(names))
+        if survivors:
+            raise StackError(
+                f"these processes of {self.home} survived SIGKILL: {', '.join(survivors)}. They may be stuck "
+                "in the kernel (state D in `ps`); check them with `ps -o pid,stat,args -p <pid>`."
+            )
         return self.status(names)
+
+    def _stop_strays(self, names: Iterable[str] | None) -> list[str]:
+        """Stop the home's strays (of ``names``); returns the descriptions of any that survived."""
+        found = self.strays(names)
+        if not found:
+            return []
+        self.progress(f"stray processes of {self.home}: {'; '.join(str(hp) for hp in found)}")
+        timeouts = [self._services[hp.service].stop_timeout if hp.service in self._services else 10.0 for hp in found]
+        report = process.stop_processes([hp.process for hp in found], timeout=min(10.0, max(timeouts)))
+        self.progress(f"strays: {report.summary()}")
+        return list(report.left)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -235,8 +314,14 @@ class Stack:
                 f"See {service.log_file}; `lakehouse stack down` then `lakehouse stack up` restarts it."
             )
         if record is not None:
-            self.progress(f"{service.name}: removing stale pid file (pid {record.pid} is gone)")
+            # The leader is gone, but what it started may not be (a JVM under a killed driver).
+            report = process.stop(record, service.stop_timeout)
+            left_over = f"; {report.summary()}" if report.found else ""
+            self.progress(f"{service.name}: removing stale pid file (pid {record.pid} is gone){left_over}")
             service.pid_file.unlink(missing_ok=True)
+        for stray in self.strays([service.name]):  # e.g. an orphaned stream JVM still consuming the topic
+            self.progress(f"{service.name}: stopping a stray before starting: {stray}")
+            process.stop_processes([stray.process], timeout=min(10.0, service.stop_timeout))
 
         busy = [f"{h}:{p}" for h, p in service.ports if port_open(h, p)]
         if busy:
@@ -250,16 +335,15 @@ class Stack:
         if service.prepare is not None:
             service.prepare()
         command = list(service.command() if callable(service.command) else service.command)
-        env = {**os.environ, **service.env}
+        env = {**os.environ, **service.env, **home_scan.service_env(self.home, service.name)}
+        env.pop(SPARK_DRIVER_MARKER, None)  # a service outlives us: our Spark watchdog must not reap it
         offset = service.log_file.stat().st_size if service.log_file.exists() else 0
         started = time.monotonic()
         record = process.spawn(command, env=env, cwd=service.cwd, log_file=service.log_file,
                                pid_file=service.pid_file)
         why = self._wait_ready(service, record, service.start_timeout)
         if why:
-            if record.alive():
-                process.stop(record, service.stop_timeout)
-            process.forget(record.pid)
+            process.stop(record, service.stop_timeout)
             service.pid_file.unlink(missing_ok=True)
             raise self._fail(service, why, offset)
         self.progress(

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,6 +34,7 @@ from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
 from common.spark import spark_session
+from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
 
 log = logging.getLogger(__name__)
 
@@ -226,22 +229,45 @@ def run_stream(
     """Run the stream job in the foreground until it is stopped or a query fails.
 
     ``ready_file`` receives this process's pid once both queries run: the stack's readiness check.
+    On SIGTERM or Ctrl-C the queries and the Spark session are stopped within ``STOP_SECONDS``;
+    if that hangs, the process exits regardless (``os._exit``) and the JVM's watchdog removes it.
     """
-    spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
-    queries = start_stream(spark, settings, store, progress)
-    if ready_file is not None:
-        ready_file.parent.mkdir(parents=True, exist_ok=True)
-        ready_file.write_text(str(os.getpid()))
-    progress(
-        f"stream running: {settings.kafka_topic}@{settings.kafka_bootstrap} → hot tier + {landing_path(settings)} "
-        f"(watermark {settings.stream_watermark_minutes} min, trigger {settings.stream_trigger_seconds}s)"
-    )
-    try:
-        spark.streams.awaitAnyTermination()
-    finally:
-        for query in queries:
-            if query.isActive:
-                query.stop()
-        failed = [q for q in queries if q.exception() is not None]
-        if failed:
-            raise RuntimeError(f"stream query {failed[0].name} failed: {failed[0].exception()}")
+    stop = threading.Event()
+    with stop_signals(stop):
+        spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
+        spark.conf.set("spark.sql.streaming.stopTimeout", f"{int(QUERY_STOP_SECONDS * 1000)}ms")
+        queries = start_stream(spark, settings, store, progress) if not stop.is_set() else []
+        if ready_file is not None and queries:
+            ready_file.parent.mkdir(parents=True, exist_ok=True)
+            ready_file.write_text(str(os.getpid()))
+        if queries:
+            progress(
+                f"stream running: {settings.kafka_topic}@{settings.kafka_bootstrap} → hot tier + "
+                f"{landing_path(settings)} (watermark {settings.stream_watermark_minutes} min, "
+                f"trigger {settings.stream_trigger_seconds}s)"
+            )
+        error: Exception | None = None
+        try:
+            while queries and not stop.is_set():
+                if spark.streams.awaitAnyTermination(1.0):  # a second at a time: signals are seen
+                    break
+        except Exception as exc:  # a failed query, or the JVM going away during a stop
+            error = exc
+        if stop.is_set():
+            progress(f"stopping the stream (at most {STOP_SECONDS:.0f}s)")
+            started = time.monotonic()
+            if not stop_within(spark, queries, STOP_SECONDS, progress):
+                progress(f"the stream did not stop within {STOP_SECONDS:.0f}s; exiting (its JVM is killed)")
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
+            progress(f"stream stopped in {time.monotonic() - started:.1f}s")
+            return
+    for query in queries:
+        if query.isActive:
+            query.stop()
+    failed = [q for q in queries if q.exception() is not None]
+    if failed:
+        raise RuntimeError(f"stream query {failed[0].name} failed: {failed[0].exception()}")
+    if error is not None:
+        raise error

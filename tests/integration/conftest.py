@@ -21,6 +21,7 @@ from common.settings import Settings
 from serving.tenancy.auth import bearer_headers
 from stack.app_services import full_stack
 from stack.services import Stack
+from stack.tools import StackError
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
 # so that their sessions' services do not collide; CI leaves it at 0.
@@ -55,14 +56,32 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
                 os.environ[key] = value
 
 
+#: What the session's stack teardown found, shown in pytest's summary.
+TEARDOWN_REPORT: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Stack]:
+    """The session's stack; its teardown fails the session if any process of its home survives
+    `down` (a leaked JVM or broker would starve the next run of memory and ports)."""
     stack = full_stack(settings)
     try:
         stack.up()
         yield stack
     finally:
-        stack.down()
+        try:
+            stack.down()
+        finally:
+            try:
+                TEARDOWN_REPORT.append(f"session stack teardown: {stack.confirm_stopped()}")
+            except StackError as exc:
+                TEARDOWN_REPORT.append(f"session stack teardown FAILED: {exc}")
+                pytest.fail(str(exc), pytrace=False)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in TEARDOWN_REPORT:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

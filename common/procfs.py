@@ -1,0 +1,164 @@
+"""What Linux's /proc says about processes: enough to find every process of a group or a stack home.
+
+A service is more than the process we started: a JVM under a Python driver, Python workers under
+a JVM, a watchdog beside them. Stopping it properly, and finding what a crash left behind, needs
+the whole picture — process group, parent, start time, command line and environment — which only
+/proc gives without extra dependencies. The parsing functions are pure so they can be tested on
+literal text; the readers return None or skip what vanished or is not ours to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process as /proc showed it at one moment."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    start_ticks: str
+    comm: str
+    cmdline: tuple[str, ...] = ()
+    environ: dict[str, str] | None = field(default=None, compare=False)  # None: not readable (not ours)
+    cwd: str | None = None
+
+    @property
+    def gone(self) -> bool:
+        """A zombie or dead entry: it holds no memory, CPU or ports any more."""
+        return self.state in ("Z", "X", "x")
+
+    def describe(self) -> str:
+        """``pid 123 java (lakehouse-stream)``: what a person needs to recognise the process."""
+        return f"pid {self.pid} {self.comm}" + (f" ({label})" if (label := command_label(self.cmdline)) else "")
+
+
+@dataclass(frozen=True)
+class StatFields:
+    state: str
+    ppid: int
+    pgid: int
+    start_ticks: str
+
+
+def parse_stat(text: str) -> StatFields:
+    """Fields of ``/proc/<pid>/stat``; the command name may contain spaces and parentheses, so the
+    fields are counted from the last ``)``."""
+    rest = text[text.rfind(")") + 2 :].split()
+    return StatFields(state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), start_ticks=rest[19])
+
+
+def parse_comm(text: str) -> str:
+    """The command name between the first ``(`` and the last ``)`` of ``/proc/<pid>/stat``."""
+    return text[text.find("(") + 1 : text.rfind(")")]
+
+
+def parse_nul_separated(raw: bytes) -> tuple[str, ...]:
+    """``/proc/<pid>/cmdline`` and ``environ`` are NUL-separated, usually NUL-terminated."""
+    return tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+
+
+def parse_environ(raw: bytes) -> dict[str, str]:
+    return dict(item.partition("=")[::2] for item in parse_nul_separated(raw) if "=" in item)
+
+
+def command_label(cmdline: tuple[str, ...]) -> str:
+    """A short reminder of what a command runs: a Spark app's name, a Java main class, a Python
+    module, or else the program's arguments (cut to 80 characters)."""
+    for arg in cmdline:
+        if arg.startswith("spark.app.name="):
+            return arg.partition("=")[2]
+    if cmdline and Path(cmdline[0]).name == "java":
+        skip = False
+        for arg in cmdline[1:]:
+            if skip:
+                skip = False
+            elif arg in ("-cp", "-classpath", "--class-path"):
+                skip = True
+            elif not arg.startswith("-"):
+                return arg
+    if "-m" in cmdline[:-1]:
+        return " ".join(cmdline[cmdline.index("-m") + 1 :])[:80]
+    return " ".join(cmdline[1:])[:80]
+
+
+def read_process(pid: int, *, details: bool = True) -> ProcessInfo | None:
+    """The process ``pid`` now, or None when it is gone; ``details`` adds command line, environment
+    and working folder (the environment only for processes of our own user)."""
+    base = PROC / str(pid)
+    try:
+        stat_text = (base / "stat").read_text()
+    except OSError:  # gone (FileNotFoundError, ProcessLookupError) or not readable
+        return None
+    stat = parse_stat(stat_text)
+    cmdline: tuple[str, ...] = ()
+    environ: dict[str, str] | None = None
+    cwd: str | None = None
+    if details:
+        with contextlib.suppress(OSError):
+            cmdline = parse_nul_separated((base / "cmdline").read_bytes())
+        with contextlib.suppress(OSError):
+            environ = parse_environ((base / "environ").read_bytes())
+        with contextlib.suppress(OSError):
+            cwd = os.readlink(base / "cwd")
+    return ProcessInfo(pid, stat.ppid, stat.pgid, stat.state, stat.start_ticks, parse_comm(stat_text),
+                       cmdline, environ, cwd)
+
+
+def pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir(PROC) if name.isdigit()]
+    except FileNotFoundError:
+        return []
+
+
+def processes(*, details: bool = True) -> list[ProcessInfo]:
+    """Every process /proc lists (empty where there is no /proc), zombies included."""
+    found = (read_process(pid, details=details) for pid in pids())
+    return [info for info in found if info is not None]
+
+
+def available() -> bool:
+    """True on Linux with /proc mounted; elsewhere the callers fall back to plain signals."""
+    return (PROC / "self" / "stat").exists()
+
+
+def group_members(pgid: int) -> list[ProcessInfo]:
+    """Live (not zombie) processes of the process group ``pgid``; a group outlives its leader."""
+    return [p for p in processes(details=False) if p.pgid == pgid and not p.gone]
+
+
+def descendants(root_pids: set[int], table: list[ProcessInfo]) -> list[ProcessInfo]:
+    """Processes whose parent chain reaches one of ``root_pids`` (the roots themselves excluded)."""
+    children: dict[int, list[ProcessInfo]] = {}
+    for info in table:
+        children.setdefault(info.ppid, []).append(info)
+    found: list[ProcessInfo] = []
+    todo = list(root_pids)
+    seen = set(root_pids)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child.pid not in seen:
+                seen.add(child.pid)
+                found.append(child)
+                todo.append(child.pid)
+    return found
+
+
+def ancestors(pid: int, table: list[ProcessInfo]) -> set[int]:
+    """``pid``'s parent, its parent, and so on up to init."""
+    by_pid = {info.pid: info for info in table}
+    found: set[int] = set()
+    current = by_pid.get(pid)
+    while current is not None and current.ppid not in found and current.ppid > 0:
+        found.add(current.ppid)
+        current = by_pid.get(current.ppid)
+    return found
