@@ -305,8 +305,16 @@ def _read_all(fs: pafs.FileSystem, root: str) -> pa.Table | None:
     infos = fs.get_file_info(pafs.FileSelector(fs_path(root), allow_not_found=True, recursive=True))
     files = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
              and not i.base_name.startswith((".", "_")) and "/_delta_log/" not in i.path]
-    tables = [pq.read_table(f, filesystem=fs) for f in files]
+    tables = [_plain_strings(pq.read_table(f, filesystem=fs)) for f in files]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """Files delta-rs rewrote (a delete) hold Arrow string_view columns: the same strings, another Arrow type."""
+    return table.cast(pa.schema([
+        pa.field(f.name, pa.string()) if f.type == pa.string_view()
+        else pa.field(f.name, pa.list_(pa.string())) if pa.types.is_list(f.type) or pa.types.is_list_view(f.type)
+        else f for f in table.schema]))
 
 
 def _read_table(settings: Settings, table: WarmTable) -> pa.Table | None:
