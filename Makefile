@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-packages demo test test-unit lint bench stack-up stack-down clean
+.PHONY: setup system-packages demo test test-fast test-unit lint bench stack-up stack-down clean
 
 setup: $(STAMP) system-packages
 
@@ -37,6 +37,14 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/pytest -q
+
+# The fast tier, no service started (not even Redis): ruff, the import contracts, the unit tests and the
+# component tests (the API in process over embedded chDB and a temporary lake, every route; docs/testing.md).
+# Needs only the Python packages.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/pytest -q tests/unit tests/test_definitions.py tests/component
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit tests/test_definitions.py

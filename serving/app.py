@@ -13,14 +13,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from common.hot_schema import migrate
-from common.hot_store import HotStoreError, open_hot_store
+from common.hot_store import HotStore, HotStoreError, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
-from ingest.publisher import EventPublisher
+from ingest.publisher import EventPublisher, Publisher
 from serving.alerts.evaluator import build_evaluator
 from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
+from serving.errors import install_error_handlers
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -30,7 +31,6 @@ from serving.observability import (
     metrics_router,
 )
 from serving.query.engine import QueryEngine
-from serving.query.spec import QueryError
 from serving.query.tier_routing import horizons_from_policy
 from serving.restatements import RestatementListener
 from serving.routes.admin import admin_router
@@ -39,7 +39,6 @@ from serving.routes.dashboards import dashboards_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
-from serving.tenancy.auth import AuthError, auth_error_response
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
@@ -53,14 +52,10 @@ def create_app(serving: Serving) -> FastAPI:
         version="0.2.0",
         description="Event ingestion and dashboard queries over the hot (ClickHouse), warm and cold (Parquet) tiers.",
     )
-    app.add_exception_handler(AuthError, auth_error_response)
+    install_error_handlers(app)  # domain errors → HTTP status, for every route (serving/errors.py)
     if serving.metrics is None:
         serving.metrics = ServingMetrics()
     app.add_middleware(RequestObservability, metrics=serving.metrics)  # request ids, access log, HTTP metrics
-
-    @app.exception_handler(QueryError)
-    async def _bad_query(_request: Any, exc: QueryError) -> JSONResponse:  # e.g. a malformed ?filter=
-        return JSONResponse(status_code=400, content={"error": str(exc)})
 
     app.include_router(metrics_router(serving, serving.metrics))
     app.include_router(ingest_router(settings, serving.publisher, serving.bound_tenant_dependency,
@@ -122,6 +117,24 @@ def create_app(serving: Serving) -> FastAPI:
     return app
 
 
+def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher | None = None,
+                  cache: QueryCache | None = None) -> Serving:
+    """What every endpoint shares, API keys on, over ``store``; Kafka and Redis clients unless others are
+    passed in (the component tests pass an in-memory publisher)."""
+    serving = Serving(
+        settings=settings,
+        store=store,
+        engine=QueryEngine(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
+                           horizons=horizons_from_policy(load_policy(settings)),
+                           timeout_seconds=settings.query_timeout_seconds),
+        cache=cache if cache is not None else QueryCache(settings.redis_url),
+        publisher=publisher if publisher is not None else EventPublisher(settings),
+    )
+    enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
+    serving.metrics = ServingMetrics()
+    return serving
+
+
 def serve(settings: Settings) -> None:
     """Run the API (and the hot node when ClickHouse is embedded) until stopped."""
     import uvicorn
@@ -133,17 +146,7 @@ def serve(settings: Settings) -> None:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
         start_hot_node(store, settings.hot_node_url)
-    serving = Serving(
-        settings=settings,
-        store=store,
-        engine=QueryEngine(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
-                           horizons=horizons_from_policy(load_policy(settings)),
-                           timeout_seconds=settings.query_timeout_seconds),
-        cache=QueryCache(settings.redis_url),
-        publisher=EventPublisher(settings),
-    )
-    enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
-    serving.metrics = ServingMetrics()
+    serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
     serving.metrics.sampler.start()
     app = create_app(serving)

@@ -10,7 +10,7 @@ from fastapi import Query
 
 from common.hot_store import HotStore
 from common.settings import Settings
-from ingest.publisher import EventPublisher
+from ingest.publisher import Publisher
 from serving.cache import QueryCache
 from serving.observability import ServingMetrics
 from serving.query.engine import QueryEngine
@@ -34,7 +34,7 @@ class Serving:
     store: HotStore
     engine: QueryEngine
     cache: QueryCache
-    publisher: EventPublisher
+    publisher: Publisher  # ingest.publisher.EventPublisher (Kafka) in production
     # FastAPI dependency resolving the caller's tenant (API keys replace the open default)
     tenant_dependency: Callable[..., Any] = tenant_from_query
     # ingestion: the tenant the caller's key is bound to (None: any, e.g. the admin key) — serving/tenancy/auth.py

@@ -6,6 +6,7 @@ Changes made here take effect at once on this API process and within ``auth_cach
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
@@ -13,9 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from common.hot_store import HotStoreError
 from serving.tenancy.auth import ApiKeyAuth
-from serving.tenancy.tenants import DirectoryError
 
 
 class NewTenant(BaseModel):
@@ -31,31 +30,27 @@ class NewKey(BaseModel):
 
 
 def admin_router(auth: ApiKeyAuth) -> APIRouter:
+    """The directory decides (``DirectoryError`` with its status, ``HotStoreError``: ``serving.errors``)."""
     router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(auth.admin_dependency)])
     directory, settings = auth.directory, auth.settings
 
-    async def call(fn: Any, *args: Any, status: int = 200, changes: bool = False) -> Any:
-        try:
-            result = await run_in_threadpool(fn, *args)
-        except DirectoryError as exc:
-            return JSONResponse(status_code=exc.status, content={"error": str(exc)})
-        except HotStoreError as exc:
-            return JSONResponse(status_code=503, content={"error": str(exc)})
-        if changes:
-            auth.invalidate()
+    async def changed(fn: Callable[[], dict[str, Any]], status: int = 200) -> JSONResponse:
+        """A change of the key table, applied off the event loop; this process sees it at once."""
+        result = await run_in_threadpool(fn)
+        auth.invalidate()
         return JSONResponse(status_code=status, content=result)
 
     @router.post("/tenants", status_code=201, summary="Create a tenant")
     async def create_tenant(tenant: NewTenant = Body(...)) -> Any:
-        return await call(lambda: directory.create_tenant(tenant.id, tenant.name).as_dict(), status=201, changes=True)
+        return await changed(lambda: directory.create_tenant(tenant.id, tenant.name).as_dict(), status=201)
 
     @router.get("/tenants", summary="List tenants")
     async def list_tenants() -> Any:
-        return await call(lambda: {"tenants": [t.as_dict() for t in directory.tenants()]})
+        return {"tenants": [t.as_dict() for t in await run_in_threadpool(directory.tenants)]}
 
     @router.delete("/tenants/{tenant}", summary="Disable a tenant: its keys stop working, its data is kept")
     async def disable_tenant(tenant: str) -> Any:
-        return await call(lambda: directory.set_disabled(tenant, True).as_dict(), changes=True)
+        return await changed(lambda: directory.set_disabled(tenant, True).as_dict())
 
     @router.post("/tenants/{tenant}/keys", status_code=201,
                  summary="Issue an API key; the key is in this answer only, store it now")
@@ -68,7 +63,7 @@ def admin_router(auth: ApiKeyAuth) -> APIRouter:
             clear, record = directory.issue_key(tenant, key.role, rate, burst)
             return {"key": clear, **record.as_dict()}
 
-        return await call(issue, status=201, changes=True)
+        return await changed(issue, status=201)
 
     @router.get("/tenants/{tenant}/keys", summary="List a tenant's keys (prefixes only)")
     async def list_keys(tenant: str) -> Any:
@@ -76,10 +71,10 @@ def admin_router(auth: ApiKeyAuth) -> APIRouter:
             directory.tenant(tenant)  # 404 for an unknown tenant rather than an empty list
             return {"keys": [k.as_dict() for k in directory.api_keys() if k.tenant == tenant]}
 
-        return await call(keys)
+        return await run_in_threadpool(keys)
 
     @router.delete("/keys/{prefix}", summary="Revoke a key by its prefix")
     async def revoke_key(prefix: str) -> Any:
-        return await call(lambda: directory.revoke(prefix).as_dict(), changes=True)
+        return await changed(lambda: directory.revoke(prefix).as_dict())
 
     return router

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from serving.alerts.rules import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
 from serving.alerts.store import AlertState, AlertStore
 from serving.context import Serving
-from serving.routes.queries import FilterModel
+from serving.query.models import FilterModel
 
 
 class ThresholdCondition(BaseModel):

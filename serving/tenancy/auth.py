@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Query, Request, Security
-from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -37,18 +36,14 @@ _HOW_TO_SEND = "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
 
 class AuthError(Exception):
-    """Answered as ``{"error": message}`` with ``status`` (401, 403, 429, 503) and extra headers."""
+    """Answered as ``{"error": message}`` with ``status`` (401, 403, 429, 503) and extra headers
+    (``serving.errors``)."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
-
-
-async def auth_error_response(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AuthError)
-    return JSONResponse(status_code=exc.status, content={"error": exc.message}, headers=exc.headers)
 
 
 def bearer_headers(key: str) -> dict[str, str]:

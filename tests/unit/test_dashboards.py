@@ -18,8 +18,8 @@ from serving.dashboards.store import (
     with_overrides,
 )
 from serving.query.csv_export import csv_bytes, csv_filename, stamp
+from serving.query.models import QueryModel, spec_input
 from serving.query.spec import SpecInput, build_spec
-from serving.routes.queries import QueryModel, spec_input
 
 NOW = datetime(2026, 11, 23, 13, 27, 31, tzinfo=UTC)
 

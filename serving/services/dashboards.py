@@ -1,0 +1,178 @@
+"""Saved dashboards' service: checks and saves them, and answers every widget of one in a request.
+
+``GET /v1/dashboards/{id}/data`` answers all widgets at once (the web dashboard makes one request per
+refresh); a dashboard-level ``range`` replaces each widget's and ``filter`` (drill-down) is added to each
+widget's. The whole answer is cached per tenant × dashboard × version × range × filters, so a saved change
+is never answered from an older definition and a hundred viewers of one dashboard cost one computation.
+
+Failures are the domain's (``serving.dashboards.store``: not found, conflict, version mismatch, invalid;
+``QueryError``, ``QueryTimeout``, ``HotStoreError``); ``serving.errors`` maps them to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from common.events import format_ts
+from common.settings import Settings
+from serving.cache import EntryRange, QueryCache, cache_key
+from serving.dashboards.store import Dashboard, DashboardError, DashboardStore, Widget, check_widgets, with_overrides
+from serving.query.engine import QueryEngine, QueryTimeout
+from serving.query.models import QueryModel, spec_input
+from serving.query.spec import QueryError, QuerySpec, SpecInput, build_spec, parse_filter_params, parse_range
+from serving.services.queries import Answer, query_answer
+
+
+@dataclass(frozen=True)
+class WidgetDraft:
+    """A widget as a client sends it: the widget to keep and its query as the spec input to check."""
+
+    widget: Widget
+    query: SpecInput
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` header (the dashboard's ETag) names; None for none or ``*``."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    try:
+        return int(if_match.strip().strip('"').removeprefix("W/").strip('"'))
+    except ValueError:
+        raise DashboardError(f"If-Match must be a dashboard version (its ETag), got {if_match!r}") from None
+
+
+def checked(drafts: Sequence[WidgetDraft]) -> tuple[Widget, ...]:
+    """The widgets if every query can be answered and fits its chart; else ``DashboardError`` naming the widget."""
+    now = datetime.now(UTC)
+    specs = []
+    for i, draft in enumerate(drafts):
+        try:
+            specs.append(build_spec(draft.query, now=now))
+        except QueryError as exc:
+            raise DashboardError(f"widget {draft.widget.id or i + 1}: {exc}") from None
+    return check_widgets([d.widget for d in drafts], specs)
+
+
+@dataclass(frozen=True)
+class View:
+    """A dashboard as asked to be viewed: its range (None: each widget's own) and drill-down filters."""
+
+    dashboard: Dashboard
+    range: str | None
+    filters: list[dict[str, Any]]
+
+    def identity(self, **extra: str) -> dict[str, Any]:
+        return {"id": self.dashboard.id, "version": self.dashboard.version, "range": self.range, **extra,
+                "filters": sorted(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() for f in self.filters)}
+
+
+class DashboardService:
+    """CRUD off the event loop, and the cached, time-limited answers of a dashboard's widgets."""
+
+    def __init__(self, store: DashboardStore, engine: QueryEngine, cache: QueryCache, settings: Settings) -> None:
+        self._store = store
+        self._engine = engine
+        self._cache = cache
+        self._settings = settings
+
+    async def create(self, tenant: str, name: str, drafts: Sequence[WidgetDraft]) -> Dashboard:
+        return await run_in_threadpool(lambda: self._store.create(tenant, name, checked(drafts)))
+
+    async def list(self, tenant: str) -> list[Dashboard]:
+        return await run_in_threadpool(self._store.list, tenant)
+
+    async def get(self, tenant: str, dashboard_id: str) -> Dashboard:
+        return await run_in_threadpool(self._store.get, tenant, dashboard_id)
+
+    async def replace(self, tenant: str, dashboard_id: str, name: str, drafts: Sequence[WidgetDraft],
+                      if_match: str | None) -> Dashboard:
+        return await run_in_threadpool(
+            lambda: self._store.replace(tenant, dashboard_id, name, checked(drafts), expected_version(if_match)))
+
+    async def delete(self, tenant: str, dashboard_id: str, if_match: str | None) -> None:
+        await run_in_threadpool(lambda: self._store.delete(tenant, dashboard_id, expected_version(if_match)))
+
+    async def view(self, tenant: str, dashboard_id: str, range_: str | None, filter_params: list[str]) -> View:
+        """The dashboard and the view's parameters, checked before anything is read."""
+        if range_:
+            parse_range(range_)
+        filters = parse_filter_params(filter_params)
+        return View(await self.get(tenant, dashboard_id), range_, filters)
+
+    async def data(self, tenant: str, view: View) -> Answer:
+        """Every widget's answer (or why it cannot be shown so) in one JSON document."""
+        now = datetime.now(UTC)
+        dashboard = view.dashboard
+
+        def shape(answers: list[dict[str, Any]]) -> dict[str, Any]:
+            return {"dashboard": dashboard.id, "name": dashboard.name, "version": dashboard.version,
+                    "range": view.range, "filters": view.filters,
+                    "generated_at": format_ts(now, "auto"), "widgets": answers}
+
+        return await self._cached(tenant, view.identity(), self._plan(dashboard.widgets, view, now), now, shape)
+
+    async def widget_data(self, tenant: str, view: View, widget_id: str) -> tuple[Widget, dict[str, Any], str]:
+        """One widget's answer as a table (for CSV) and how it came (X-Cache); ``QueryError`` if it cannot be
+        shown so, e.g. minute buckets over years."""
+        widget = view.dashboard.widget(widget_id)
+        now = datetime.now(UTC)
+        answer = await self._cached(tenant, view.identity(widget=widget.id), self._plan((widget,), view, now), now,
+                                    lambda answers: answers[0])
+        payload = orjson.loads(answer.body)
+        if "error" in payload:
+            raise QueryError(f"widget {widget.id!r}: {payload['error']}")
+        return widget, payload, answer.how
+
+    @staticmethod
+    def _plan(widgets: tuple[Widget, ...], view: View, now: datetime) -> list[tuple[Widget, QuerySpec | str]]:
+        """Each widget's spec as viewed (dashboard range and filters applied), or why it cannot be shown so
+        (e.g. minute buckets over 7 years): that widget says so, the others still answer."""
+        planned: list[tuple[Widget, QuerySpec | str]] = []
+        for widget in widgets:
+            try:
+                raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
+                planned.append((widget, build_spec(raw, now=now)))
+            except QueryError as exc:
+                planned.append((widget, str(exc)))
+        return planned
+
+    async def _run_widget(self, tenant: str, widget: Widget, spec: QuerySpec | str, now: datetime) -> dict[str, Any]:
+        if isinstance(spec, str):
+            return {**widget.as_json(), "error": spec}
+        try:
+            result = await run_in_threadpool(self._engine.run, tenant, spec, now)
+        except QueryError as exc:
+            return {**widget.as_json(), "error": str(exc)}
+        return {**widget.as_json(), **query_answer(spec, result)}
+
+    async def _cached(self, tenant: str, identity: dict[str, Any], planned: list[tuple[Widget, QuerySpec | str]],
+                      now: datetime, shape: Callable[[list[dict[str, Any]]], Any]) -> Answer:
+        """Run the planned widgets through the cache (one entry per identity), all within the query timeout."""
+        settings = self._settings
+        specs = [s for _, s in planned if not isinstance(s, str)]
+        live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: short TTL
+        ttl = settings.cache_open_ttl_seconds if live else settings.cache_ttl_seconds
+        stale = settings.cache_max_stale_seconds if live else 0.0  # stale-while-revalidate, as /v1 queries
+        # the span of every widget's range: a restatement of any hour in it drops this entry
+        span = EntryRange(tenant, min(s.start for s in specs), max(s.end for s in specs)) if specs else None
+
+        async def compute() -> bytes:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(self._run_widget(tenant, w, s, now) for w, s in planned)),
+                timeout=settings.query_timeout_seconds)
+            return orjson.dumps(shape(list(answers)))
+
+        try:
+            body, how = await self._cache.get_or_compute(cache_key(tenant, "dashboard", identity), ttl, compute,
+                                                      entry_range=span, stale_s=stale)
+        except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
+            raise QueryTimeout(f"the dashboard's queries ran longer than {settings.query_timeout_seconds:g} s;"
+                               " pick a shorter range or add filters") from exc
+        return Answer(body, how)

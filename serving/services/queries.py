@@ -1,0 +1,98 @@
+"""Answers a dashboard question: validate it, look in the cache, compute on a miss, within the timeout.
+
+Every query endpoint (time series, breakdown, top-N, ad-hoc) and every saved widget goes through here, so
+they share one cached answer per question and fail the same way: ``QueryError`` when the question cannot
+be answered as asked, ``QueryTimeout`` past the timeout (with what to narrow), ``HotStoreError`` when the
+hot tier is down. ``serving.errors`` maps those to 400, 504 and 503. It knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+
+from common.events import format_optional_ts, format_ts
+from common.settings import Settings
+from serving.cache import EntryRange, QueryCache, cache_key
+from serving.query.engine import QueryEngine, QueryResult, QueryTimeout
+from serving.query.spec import QuerySpec, SpecInput, build_spec
+
+# What an endpoint adds to the answer's JSON from the spec and the engine's rows (its own shape).
+Shape = Callable[[QuerySpec, QueryResult], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    body: bytes  # the answer's JSON, as cached
+    how: str  # where it came from, for X-Cache: hit, stale, miss, coalesced or bypass (Redis down)
+    tiers: str = "cache"  # the tiers that computed it for this request (hot, warm+hot …), else cache
+
+
+def bucket_iso(epoch: int) -> str:
+    """A bucket (epoch seconds, UTC) as the answers write it: ISO-8601 with ``Z``."""
+    return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
+
+
+def range_fields(spec: QuerySpec) -> dict[str, Any]:
+    return {"from": format_ts(spec.start, "auto"), "to": format_ts(spec.end, "auto"), "granularity": spec.granularity}
+
+
+def provenance(result: QueryResult) -> dict[str, Any]:
+    read_from = format_optional_ts(result.read_from, "auto")
+    return {"sources": result.sources, "read_from": read_from, "approximate": result.approximate,
+            "truncated": result.truncated, "took_ms": result.took_ms}
+
+
+def query_table(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
+    """Columns and rows of an ad-hoc answer, buckets as ISO-8601 (the shape of /v1/query and of widgets)."""
+    rows = [[bucket_iso(r[0]), *r[1:]] for r in result.rows] if spec.granularity else result.rows
+    return {"columns": result.columns, "rows": rows}
+
+
+def query_answer(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
+    """Range, columns, rows and provenance: what a saved widget answers, equal to ``POST /v1/query``'s."""
+    return {**range_fields(spec), **query_table(spec, result), **provenance(result)}
+
+
+class QueryAnswers:
+    """The query endpoints' service: one cached, time-limited answer per question."""
+
+    def __init__(self, engine: QueryEngine, cache: QueryCache, settings: Settings) -> None:
+        self._engine = engine
+        self._cache = cache
+        self._settings = settings
+
+    async def answer(self, tenant: str, raw: SpecInput, shape: Shape) -> Answer:
+        """``{"tenant", from, to, granularity, **shape(spec, result), **provenance}`` as JSON, from the cache or
+        computed now; ranges ending now are kept briefly and served stale while one request refreshes them."""
+        settings = self._settings
+        now = datetime.now(UTC)
+        spec = build_spec(raw, now=now)
+        identity = spec.cache_identity()
+        if raw.start is None and raw.end is None:  # relative ranges: the same question all along
+            identity |= {"start": None, "end": None, "range": raw.range or "1h"}
+        computed: list[str] = []  # the tiers that answered, when this request computed it
+
+        async def compute() -> bytes:
+            result = await asyncio.wait_for(run_in_threadpool(self._engine.run, tenant, spec, now),
+                                            timeout=settings.query_timeout_seconds)
+            computed.append("+".join(dict.fromkeys(s.split(":", 1)[0] for s in result.sources)))
+            return orjson.dumps({"tenant": tenant, **range_fields(spec), **shape(spec, result), **provenance(result)})
+
+        open_range = spec.end >= now - timedelta(minutes=1)
+        ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
+        stale = settings.cache_max_stale_seconds if open_range else 0.0  # stale-while-revalidate
+        try:
+            body, how = await self._cache.get_or_compute(
+                cache_key(tenant, "query", identity), ttl, compute,
+                entry_range=EntryRange(tenant, spec.start, spec.end), stale_s=stale)
+        except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
+            raise QueryTimeout(f"the query ran longer than {settings.query_timeout_seconds:g} s; narrow the range, "
+                               "coarsen the granularity or add filters") from exc
+        return Answer(body, how, computed[0] if computed else "cache")

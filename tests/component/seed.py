@@ -1,0 +1,154 @@
+"""The component tier's data: synthetic events laid into the hot store and the lake, and the truth.
+
+Recent events go into the hot tier the way the stream writes them (raw events, and their 1-minute
+partial rollups into ``rollups_1m_ingest``, which the materialized views turn into the minute and hour
+rollups). Older events become the lake's rollup files in the layout the batch layer writes: warm hourly
+rollups for ages under a year, cold daily rollups for every complete day. The truth is computed here
+from the event dicts themselves, never through the code under test.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from common.events import EVENT_ARROW_SCHEMA
+from common.hot_store import HotStore
+from common.lake import hour_partition, rollups_daily_path, rollups_hourly_path
+from common.rollups import minute_rollups
+from common.settings import Settings
+
+KEYS = ("tenant", "event", "country", "device", "page")
+EVENTS = ("page_view", "page_view", "page_view", "click", "purchase", "signup")
+COUNTRIES = ("US", "DE", "FR", "JP")
+DEVICES = ("mobile", "desktop")
+PAGES = ("/", "/pricing", "/docs", "/checkout")
+HOT_AGES_MINUTES = (2, 3, 7, 12, 20, 31, 44, 58, 90, 200, 600, 1500, 2500)  # inside the hot tier
+LAKE_AGES_DAYS = (100, 150, 220, 300, 400, 555, 800, 1000)  # warm (< 365 days) and cold
+
+
+@dataclass(frozen=True)
+class Seeded:
+    now: datetime  # when the data was laid: every hot event is before it
+    hot: list[dict[str, Any]]
+    lake: list[dict[str, Any]]
+
+    @property
+    def all(self) -> list[dict[str, Any]]:
+        return self.hot + self.lake
+
+
+def _event(rng: random.Random, tenant: str, at: datetime) -> dict[str, Any]:
+    name = rng.choice(EVENTS)
+    return {
+        "tenant": tenant, "event": name, "timestamp": at, "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "user_id": f"u{rng.randint(1, 30)}", "page": rng.choice(PAGES), "country": rng.choice(COUNTRIES),
+        "device": rng.choice(DEVICES), "revenue": float(rng.randint(1, 80)) / 4 if name == "purchase" else 0.0,
+        "properties": "", "received_at": at,
+    }
+
+
+def synthetic(tenant: str, now: datetime, seed: int) -> Seeded:
+    """A few events a minute apart at each age; ``now`` is floored to the second like stored times."""
+    rng = random.Random(seed)
+    now = now.replace(microsecond=0)
+    hot = [_event(rng, tenant, now - timedelta(minutes=age, seconds=rng.randint(0, 50)))
+           for age in HOT_AGES_MINUTES for _ in range(rng.randint(3, 9))]
+    lake = [_event(rng, tenant, (now - timedelta(days=age)).replace(hour=rng.randint(0, 23), minute=rng.randint(0, 59)))
+            for age in LAKE_AGES_DAYS for _ in range(rng.randint(4, 12))]
+    return Seeded(now, hot, lake)
+
+
+def lay_hot(hot: HotStore, events: list[dict[str, Any]]) -> None:
+    """As the stream job writes a micro-batch: raw events, then their minute rollups (exactly once)."""
+    table = pa.Table.from_pylist(events, schema=EVENT_ARROW_SCHEMA)
+    token = uuid.uuid4().hex
+    hot.insert_arrow("events_raw", table, token=f"{token}:raw")
+    hot.insert_arrow("rollups_1m_ingest", minute_rollups(table), token=f"{token}:rollups")
+
+
+def lay_lake(settings: Settings, events: list[dict[str, Any]], now: datetime) -> None:
+    """Warm hourly rollups for events younger than a year; cold daily rollups for every complete day."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    _write_rollups(rollups_hourly_path(settings), [e for e in events if e["timestamp"] >= now - timedelta(days=365)],
+                   "hour")
+    _write_rollups(rollups_daily_path(settings), [e for e in events if e["timestamp"] < today], "day")
+
+
+def _write_rollups(root: str, events: list[dict[str, Any]], unit: str) -> None:
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        groups[(floor(e["timestamp"], unit), *(e[k] for k in KEYS))].append(e)
+    by_folder: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (at, *key), members in groups.items():
+        folder = hour_partition(at) if unit == "hour" else f"dt={at:%Y-%m-%d}"
+        by_folder[folder].append({**dict(zip(KEYS, key, strict=True)), unit: at, "events": len(members),
+                                  "revenue": sum(e["revenue"] for e in members),
+                                  "user_ids": sorted({e["user_id"] for e in members})})
+    schema = pa.schema([*((k, pa.string()) for k in KEYS), (unit, pa.timestamp("us", tz="UTC")),
+                        ("events", pa.int64()), ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string()))])
+    for folder, rows in by_folder.items():
+        path = Path(root) / folder / f"part-{uuid.uuid4().hex[:8]}.zstd.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, compression="zstd")
+
+
+# ------------------------------------------------------------------------------------------ truth
+
+
+def floor(at: datetime, unit: str) -> datetime:
+    if unit == "minute":
+        return at.replace(second=0, microsecond=0)
+    if unit == "hour":
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+METRIC_VALUES: dict[str, Callable[[list[dict[str, Any]]], float]] = {
+    "events": len,
+    "page_views": lambda es: sum(e["event"] == "page_view" for e in es),
+    "clicks": lambda es: sum(e["event"] == "click" for e in es),
+    "purchases": lambda es: sum(e["event"] == "purchase" for e in es),
+    "signups": lambda es: sum(e["event"] == "signup" for e in es),
+    "revenue": lambda es: sum(e["revenue"] for e in es),
+    "unique_users": lambda es: len({e["user_id"] for e in es}),
+}
+
+
+def within(events: Iterable[dict[str, Any]], start: datetime, end: datetime,
+           **equals: str) -> list[dict[str, Any]]:
+    """The events in ``[start, end)`` whose dimensions equal ``equals`` (e.g. ``country="US"``)."""
+    return [e for e in events if start <= e["timestamp"] < end and all(e[k] == v for k, v in equals.items())]
+
+
+def total(events: list[dict[str, Any]], metric: str) -> float:
+    return METRIC_VALUES[metric](events)
+
+
+def by_dimension(events: list[dict[str, Any]], dimension: str, metric: str) -> dict[str, float]:
+    """The metric per value of ``dimension`` (every value seen in ``events``, 0 included)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        groups[e[dimension]].append(e)
+    return {value: total(members, metric) for value, members in groups.items()}
+
+
+def by_bucket(events: list[dict[str, Any]], unit: str, metric: str) -> dict[str, float]:
+    """The metric per ``unit`` bucket, keyed like the API's buckets (ISO-8601, ``Z``)."""
+    groups: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        groups[floor(e["timestamp"], unit)].append(e)
+    return {iso(at): total(members, metric) for at, members in sorted(groups.items())}
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
