@@ -1,11 +1,13 @@
 """Benchmark: DuckDB over a lake of many partitions — what the views and the API's lake path cost.
 
-Why: a filter on ``dt`` makes DuckDB open only the folders it needs, but every query still lists the
-dataset's glob and reads one footer for the schema, so latency grows with the number of partitions,
-most on S3 where a listing is a paged HTTP call. This measures it on a lake shaped like production
-after a year: ``--warm-days`` days of hourly rollups (24 folders a day), ``--cold-days`` days of daily
-rollups and cold events, and two weeks of archive hours, with small files (the figures are about
-listing and file opening, not scanning).
+Why: the warm datasets are Delta tables (read through their log: the live files of a version), the cold
+ones folders of daily files (read by glob); latency grows with the number of partitions, most on S3. This
+measures it on a lake shaped like production after a year: ``--warm-days`` days of hourly rollups (24
+partitions a day, one commit per day and a checkpoint at the end, so the log is replayed from the
+checkpoint as in production), ``--cold-days`` days of daily rollups and cold events, and two weeks of
+archive hours, with small files (the figures are about planning and file opening, not scanning). The
+one-day series is also measured through DuckDB's ``delta_scan`` (the delta extension's own planning) to
+compare it with the file list the reader takes from the log.
 
 For each of the local file system and MinIO (started alone on free ports): opening a connection with
 the views, and the p50/p95 of ``--repeat`` runs of: a one-day hourly series and a one-year daily series
@@ -39,13 +41,20 @@ import pyarrow.parquet as pq
 
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import (
-    archive_path,
     cold_events_path,
     fs_path,
     is_s3,
     lake_filesystem,
     rollups_daily_path,
-    rollups_hourly_path,
+)
+from common.lake_duckdb import load_delta
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    ROLLUPS_HOURLY_TABLE,
+    append_rows,
+    open_table,
+    table_uri,
+    with_partition_columns,
 )
 from common.settings import Settings
 from serving.query.engine import QueryEngine
@@ -80,26 +89,24 @@ def _events(start: datetime, n: int) -> pa.Table:
 
 def build(settings: Settings, warm_days: int, cold_days: int) -> int:
     """Writes the lake; returns the number of data files."""
-    fs = lake_filesystem(settings)
     jobs: list[tuple[str, pa.Table | bytes]] = []
-    for d in range(warm_days):
-        day = LAST_DAY - timedelta(days=d)
-        for hour in range(24):
-            start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-            jobs.append((f"{rollups_hourly_path(settings)}/dt={day}/hour={hour:02d}/part-00000.zstd.parquet",
-                         _rollup(start, "hour")))
-    for d in range(14):
-        day = LAST_DAY - timedelta(days=d)
-        for hour in range(24):
-            start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-            jobs.append((f"{archive_path(settings)}/dt={day}/hour={hour:02d}/part-r-00000.zstd.parquet",
-                         _events(start, 20)))
+    files = 0
+    for table, days, make in ((ROLLUPS_HOURLY_TABLE, warm_days, lambda start: _rollup(start, "hour")),
+                              (ARCHIVE_TABLE, 14, lambda start: _events(start, 20))):
+        for d in range(days):
+            day = LAST_DAY - timedelta(days=d)
+            hours = [datetime(day.year, day.month, day.day, hour, tzinfo=UTC) for hour in range(24)]
+            append_rows(settings, table, pa.concat_tables([with_partition_columns(make(h), table, h) for h in hours]),
+                        "bench", {"day": str(day)})
+            files += 24
+        open_table(settings, table).create_checkpoint()
     for d in range(365, 365 + cold_days):
         day = LAST_DAY - timedelta(days=d)
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
         for root, table in ((rollups_daily_path(settings), _rollup(start, "day")),
                             (cold_events_path(settings), _events(start, 20))):
             jobs += [(f"{root}/dt={day}/part-0.parquet", table), (f"{root}/dt={day}/_manifest.json", b"{}")]
+    fs = lake_filesystem(settings)
 
     def put(job: tuple[str, pa.Table | bytes]) -> None:
         uri, data = job
@@ -114,7 +121,7 @@ def build(settings: Settings, warm_days: int, cold_days: int) -> int:
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(put, jobs))
-    return sum(isinstance(data, pa.Table) for _uri, data in jobs)
+    return files + sum(isinstance(data, pa.Table) for _uri, data in jobs)
 
 
 def _timed(fn: Any, repeat: int) -> dict[str, float]:
@@ -143,6 +150,11 @@ def measure(settings: Settings, repeat: int) -> dict[str, Any]:
     one_year = build_spec(SpecInput(["unique_users"], start=year_end - timedelta(days=365), end=year_end,
                                     granularity="day", tier="cold"), now=now)
     view_day = ("SELECT count(*) FROM events WHERE dt = $d", {"d": LAST_DAY - timedelta(days=3)})
+    scan = con.cursor()
+    load_delta(scan)
+    delta_day = ("SELECT country, date_trunc('hour', hour) AS h, sum(events) FROM delta_scan($t) "
+                 "WHERE tenant = 'acme' AND dt = $d GROUP BY ALL",
+                 {"t": table_uri(settings, ROLLUPS_HOURLY_TABLE), "d": day.date()})
     all_daily = ("SELECT sum(events) FROM rollups_daily", None)
 
     def statement(spec: QuerySpec, narrowed: bool) -> tuple[str, dict[str, Any]]:
@@ -162,7 +174,12 @@ def measure(settings: Settings, repeat: int) -> dict[str, Any]:
                 **_timed(lambda: engine.run("acme", one_year, now), repeat),
                 "rows": len(engine.run("acme", one_year, now).rows),
                 "files_read": _plan_files(reader.explain(*statement(one_year, narrowed=True)))},
-            "same 1-day series over the rollups_hourly view (glob of every partition)": {
+            "same 1-day series through delta_scan (the delta extension plans from the log)": {
+                **_timed(lambda: scan.execute(*delta_day).fetchall(), repeat),
+                "rows": len(scan.execute(*delta_day).fetchall())},
+            "the reader's file list of one day from the log (cached table, no listing)": _timed(
+                lambda: reader.files("rollups_hourly", day, day + timedelta(days=1)), repeat),
+            "same 1-day series over the rollups_hourly view (every file of the table's version)": {
                 **_timed(lambda: con.execute(*statement(one_day, narrowed=False)).fetchall(), repeat),
                 "files_read": files_read(con, *statement(one_day, narrowed=False))},
             "same 1-year series over the rollups_daily view": {
@@ -177,6 +194,7 @@ def measure(settings: Settings, repeat: int) -> dict[str, Any]:
         }
     finally:
         reader.close()
+        scan.close()
         con.close()
     return figures
 

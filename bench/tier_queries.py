@@ -55,10 +55,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import cold_events_path, hour_partition, rollups_daily_path, rollups_hourly_path
+from common.lake import cold_events_path, rollups_daily_path
+from common.lake_tables import ROLLUPS_HOURLY_TABLE, append_rows, open_table
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, minute_rollups
 from common.settings import REPO_ROOT, Settings
 
@@ -283,21 +283,21 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
 
 
 def write_warm_day(settings: Settings, hourly: pa.Table) -> tuple[int, int, int]:
-    """One zstd Parquet file per hour folder, as ``batch/hourly.py`` writes them; (rows, files, bytes)."""
+    """The day's hours appended to the warm Delta table in one commit (one file per hour, as ``batch/hourly.py``
+    leaves them); (rows, files, bytes)."""
     if hourly.num_rows == 0:
         return 0, 0, 0
-    hours = hourly["hour"].combine_chunks()
-    starts = np.flatnonzero(np.r_[True, pc.not_equal(hours[1:], hours[:-1]).to_numpy(zero_copy_only=False)])
-    ends = np.r_[starts[1:], hourly.num_rows]
-    size = 0
-    for a, b in zip(starts, ends, strict=True):
-        hour = hours[int(a)].as_py()
-        path = Path(rollups_hourly_path(settings)) / hour_partition(hour) / "part-00000.zstd.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        chunk = hourly.slice(int(a), int(b - a)).select(HOURLY_SCHEMA.names).cast(HOURLY_SCHEMA)
-        pq.write_table(chunk.sort_by([(k, "ascending") for k in KEYS]), path, compression="zstd")
-        size += path.stat().st_size
-    return hourly.num_rows, len(starts), size
+    table = hourly.select(HOURLY_SCHEMA.names).cast(HOURLY_SCHEMA).sort_by([("hour", "ascending"),
+                                                                         *((k, "ascending") for k in KEYS)])
+    hours = pc.floor_temporal(table["hour"], unit="hour")
+    table = table.append_column("dt", pc.cast(hours, pa.date32())).append_column(
+        "hour_of_day", pc.cast(pc.hour(hours), pa.int32()))
+    from storage_tiers.tiers.cold_files import table_hours
+
+    version = append_rows(settings, ROLLUPS_HOURLY_TABLE, table, "bench", {"rows": table.num_rows})
+    day = table["dt"][0].as_py()
+    entries = table_hours(settings, ROLLUPS_HOURLY_TABLE, day, open_table(settings, ROLLUPS_HOURLY_TABLE, version))
+    return hourly.num_rows, sum(len(e["files"]) for e in entries.values()), sum(e["bytes"] for e in entries.values())
 
 
 # --------------------------------------------------------------------------------- cold aggregate

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from cli.audit_commands import add_audit_parser
+from cli.lake_command import add_lake_parser
 from cli.sql_command import add_sql_parser
 from cli.tenants_command import add_tenants_parser
 from cli.tiers_commands import add_tier_commands
@@ -114,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_query)
     add_sql_parser(sub)  # lakehouse sql: DuckDB over the lake (cli/sql_command.py)
     sub.add_parser("migrate", help="apply the hot tier's schema migrations").set_defaults(func=cmd_migrate)
+    add_lake_parser(sub)
     g = sub.add_parser("dagster", help="run Dagster's UI and daemon on the batch layer (DAGSTER_HOME=<home>/dagster)")
     g.add_argument("--port", type=int, default=3000, help="port of the UI (default 3000)")
     g.add_argument("--host", default="127.0.0.1", help="bind address of the UI (default 127.0.0.1)")

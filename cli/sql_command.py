@@ -32,6 +32,9 @@ def add_sql_parser(sub: Any) -> None:  # argparse's _SubParsersAction
     p.add_argument("--output", help="write the result to this file instead of the terminal")
     p.add_argument("--max-rows", type=int, default=1000, help="rows shown in table format (default 1000)")
     p.add_argument("--lake", help="lake root to query instead of LAKEHOUSE_LAKE_URI (folder or s3://bucket/prefix)")
+    p.add_argument("--as-of", dest="as_of", metavar="VERSION|TIMESTAMP",
+                   help="read the Delta tables (archive events, warm hourly rollups) as of a table version or an ISO "
+                        "timestamp, e.g. 12 or 2026-11-23T10:00:00Z (time travel); the cold tier is read as it is now")
     p.set_defaults(func=cmd_sql)
 
 
@@ -44,9 +47,14 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     if args.lake:
         settings = settings.model_copy(update={"lake_uri": args.lake})
     try:
-        con = lake_connection(settings)
+        con = lake_connection(settings, as_of=args.as_of)
     except duckdb.Error as exc:
         print(f"error: cannot open the lake at {settings.effective_lake_uri}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # delta-rs: no such version, a time before the table existed, unreachable storage
+        when = f" as of {args.as_of}" if args.as_of else ""
+        print(f"error: cannot read the lake's tables at {settings.effective_lake_uri}{when}: {exc} — check the "
+              "version or timestamp (`lakehouse sql \"SELECT …\"` without --as-of reads the newest)", file=sys.stderr)
         return 1
     try:
         if args.statement is None:

@@ -29,12 +29,12 @@ def landing_path(settings: Settings) -> str:
 
 
 def archive_path(settings: Settings) -> str:
-    """Compacted, deduplicated raw events per hour, published with a manifest (batch/archive.py)."""
+    """The archive of raw events: a Delta table partitioned by ``dt``/``hour`` (batch/archive.py)."""
     return _join(settings.effective_lake_uri, "archive", "events")
 
 
 def rollups_hourly_path(settings: Settings) -> str:
-    """Warm hourly rollups computed by the batch layer (batch/hourly.py)."""
+    """Warm hourly rollups computed by the batch layer: a Delta table partitioned by ``dt``/``hour_of_day``."""
     return _join(settings.effective_lake_uri, "warm", "rollups_hourly")
 
 
@@ -180,7 +180,7 @@ def landing_files_by_hour(settings: Settings, filesystem: pafs.FileSystem | None
     """Committed landing files grouped by the hour folder they were landed in (sorted, UTC hours).
 
     The stream partitions the landing by each event's own time, so a late event lands in its hour's
-    folder as a new file: comparing an hour's list with its archive manifest's ``landing_files``
+    folder as a new file: comparing an hour's list with the ``landing_files`` its archive commit recorded
     (``unarchived_landing_files``) tells which hours must be archived again. Files outside an hour
     folder (e.g. Spark's ``__HIVE_DEFAULT_PARTITION__`` for a null time) are left out.
     """
@@ -193,44 +193,23 @@ def landing_files_by_hour(settings: Settings, filesystem: pafs.FileSystem | None
     return {hour: sorted(files) for hour, files in sorted(by_hour.items())}
 
 
-def archive_hour_path(settings: Settings, hour: datetime) -> str:
-    """URI of one hour's archive folder: ``<archive>/dt=YYYY-MM-DD/hour=HH``."""
-    return f"{archive_path(settings)}/{hour_partition(hour)}"
-
-
-def manifest_path(settings: Settings, hour: datetime) -> str:
-    """URI of the manifest that publishes one archived hour (the only truth about its files)."""
-    return f"{archive_hour_path(settings, hour)}/{MANIFEST_NAME}"
-
-
-def read_manifest(
-    settings: Settings, hour: datetime, filesystem: pafs.FileSystem | None = None
-) -> dict[str, Any] | None:
-    """The published manifest of an archived hour (see batch/archive.py), or None if it was never archived."""
-    filesystem = filesystem or lake_filesystem(settings)
-    try:
-        with filesystem.open_input_stream(fs_path(manifest_path(settings, hour))) as stream:
-            return json.loads(stream.read().decode("utf-8"))
-    except FileNotFoundError:
-        return None
-
-
 def unarchived_landing_files(
     settings: Settings, since: datetime | None = None, filesystem: pafs.FileSystem | None = None
 ) -> dict[datetime, list[str]]:
-    """Hours whose committed landing files are not all in their archive manifest, with the missing files.
+    """Hours whose committed landing files are not all in their archive commit, with the missing files.
 
     An hour never archived lists all its files; an archived hour that received late events lists the
     new ones. This is what a sensor needs to re-run the archive for exactly those hours. ``since``
-    skips older hours (each checked hour costs one manifest read).
+    skips older hours (the archive table's history is read back to the oldest hour checked).
     """
+    from common.lake_tables import ARCHIVE_TABLE, hour_provenance
+
     filesystem = filesystem or lake_filesystem(settings)
+    by_hour = {h: f for h, f in landing_files_by_hour(settings, filesystem).items() if since is None or h >= since}
+    provenance = hour_provenance(settings, ARCHIVE_TABLE, by_hour)
     out: dict[datetime, list[str]] = {}
-    for hour, files in landing_files_by_hour(settings, filesystem).items():
-        if since is not None and hour < since:
-            continue
-        manifest = read_manifest(settings, hour, filesystem)
-        archived = set(manifest["landing_files"]) if manifest else set()
+    for hour, files in by_hour.items():
+        archived = set(provenance.get(hour, {}).get("landing_files", []))
         missing = [f for f in files if f not in archived]
         if missing:
             out[hour] = missing

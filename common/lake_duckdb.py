@@ -37,6 +37,26 @@ def httpfs_extension_path() -> Path:
     return path
 
 
+def delta_extension_path() -> Path:
+    """DuckDB's delta extension (``delta_scan``) from the ``duckdb-extension-delta`` wheel for this DuckDB version,
+    loaded by path like httpfs, so nothing is downloaded at run time."""
+    import duckdb_extension_delta
+
+    path = Path(duckdb_extension_delta.__file__).parent / "extensions" / f"v{duckdb.__version__}" / (
+        "delta.duckdb_extension")
+    if not path.is_file():
+        raise RuntimeError(
+            f"DuckDB's delta extension for duckdb {duckdb.__version__} is missing ({path}); install the "
+            f"matching wheel: pip install 'duckdb-extension-delta=={duckdb.__version__}'"
+        )
+    return path
+
+
+def load_delta(con: duckdb.DuckDBPyConnection) -> None:
+    """Make ``delta_scan('<table>')`` available on ``con`` (it reads S3 with the session's S3 secret)."""
+    con.execute(f"LOAD {sql_literal(str(delta_extension_path()))}")
+
+
 def configure_s3(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Load httpfs from its wheel and add an S3 secret from ``LAKEHOUSE_S3_*`` (path-style for MinIO).
 

@@ -4,24 +4,21 @@ recompute that should not depend on the stream and the archive job to produce th
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from common.lake import archive_path, hour_partition
+from common.lake_tables import ARCHIVE_TABLE, partition_files, replace_partition, with_partition_columns
 from common.settings import Settings
 
 
 def write_archive_hour(settings: Settings, hour: datetime, events: pa.Table, files: int) -> list[str]:
-    """Sorted by tenant, event, time and split into ``files`` zstd Parquet files, as the archive holds them."""
-    folder = Path(archive_path(settings)) / hour_partition(hour)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Sorted by tenant, event, time and committed to the archive table as the hour (split into about ``files``
+    files by appending slices in the same commit's data), as the archive holds them."""
     events = events.sort_by([("tenant", "ascending"), ("event", "ascending"), ("timestamp", "ascending")])
-    step = -(-events.num_rows // files)
-    paths = []
-    for i in range(files):
-        path = folder / f"part-{i:05d}.zstd.parquet"
-        pq.write_table(events.slice(i * step, step), path, compression="zstd")
-        paths.append(str(path))
-    return paths
+    step = -(-events.num_rows // max(files, 1))
+    batches = [b for i in range(files) for b in with_partition_columns(
+        events.slice(i * step, step), ARCHIVE_TABLE, hour).to_batches()]
+    schema = with_partition_columns(events.slice(0, 0), ARCHIVE_TABLE, hour).schema
+    replace_partition(settings, ARCHIVE_TABLE, hour, pa.Table.from_batches(batches, schema), "archive",
+                      {"rows": events.num_rows, "written_by": "demo.archive_files"})
+    return partition_files(settings, ARCHIVE_TABLE, [hour])

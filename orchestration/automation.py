@@ -5,7 +5,7 @@
   default 10-minute watermark): by then the stream drops that hour's events as late and the landing
   sink has committed its files. The minute is derived from ``LAKEHOUSE_STREAM_WATERMARK_MINUTES``.
 * ``late_landing_sensor`` finds hours whose committed landing files are not all listed in their
-  archive manifest (events later than the watermark land after the hour was archived) and requests
+  archive commit (events later than the watermark land after the hour was archived) and requests
   ``hourly_batch`` for exactly those hours. Its run key is the hour plus a digest of the hour's
   landing files, so each new set of files triggers one run and re-evaluating changes nothing.
   Hours never archived are left to the schedule and to backfills.
@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from common.lake import lake_filesystem, landing_files_by_hour, read_manifest
+from common.lake import lake_filesystem, landing_files_by_hour
+from common.lake_tables import ARCHIVE_TABLE, hour_provenance
 from orchestration.archive.assets import raw_events_archive
 from orchestration.archive.checks import archive_is_fresh
 from orchestration.hours import (
@@ -97,11 +98,12 @@ def landing_digest(files: list[str]) -> str:
     description="Re-archives and restates hours that received landing files after they were archived (late events).",
 )
 def late_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
-    """Requests ``hourly_batch`` for each archived hour whose manifest misses some committed landing files.
+    """Requests ``hourly_batch`` for each archived hour whose archive commit misses some committed landing files.
 
     The cursor remembers, per hour, the digest of the landing files already compared with the
-    manifest, so a tick reads only the manifests of hours whose landing changed since (one read per
-    such hour). Hours without a manifest are not remembered: they are checked again once archived.
+    archive commit's ``landing_files``, so a tick reads the archive table's history only for hours whose
+    landing changed since (back to the oldest such hour). Hours never archived are not remembered: they
+    are checked again once archived.
     Only hours that can still receive events are looked at (the API refuses events older than
     ``LAKEHOUSE_INGEST_MAX_AGE_DAYS``).
     """
@@ -113,6 +115,7 @@ def late_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     remembered: dict[str, str] = {}
     requests = []
+    changed: dict[datetime, tuple[str, list[str]]] = {}
     for hour, files in landing_files_by_hour(settings, filesystem).items():
         key = partition_key(hour)
         if hour < oldest or hour > newest:
@@ -121,12 +124,15 @@ def late_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
         if seen.get(key) == digest:
             remembered[key] = digest
             continue
-        manifest = read_manifest(settings, hour, filesystem)
-        if manifest is None:
+        changed[hour] = (digest, files)
+    archived = hour_provenance(settings, ARCHIVE_TABLE, changed)
+    for hour, (digest, files) in changed.items():
+        key = partition_key(hour)
+        if hour not in archived:
             continue
-        missing = sorted(set(files) - set(manifest["landing_files"]))
+        missing = sorted(set(files) - set(archived[hour].get("landing_files", [])))
         if missing:
-            context.log.info(f"{key}: {len(missing)} landing file(s) not in its archive manifest")
+            context.log.info(f"{key}: {len(missing)} landing file(s) not in its archive commit")
             requests.append(dg.RunRequest(
                 run_key=f"{key}:{digest}",
                 partition_key=key,

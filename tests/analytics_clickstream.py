@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 import tests.analytics_truth as truth
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
-from common.lake import archive_path, hour_partition
+from common.lake import hour_partition
 from common.settings import Settings
 
 PAGES = ["/", "/product", "/cart", "/checkout"]
@@ -123,12 +121,17 @@ def lay_hot(hot: HotStore, events: list[dict[str, Any]]) -> None:
 
 
 def lay_lake(settings: Settings, events: list[dict[str, Any]], tenant: str) -> None:
-    """Archive files (dt=/hour= folders) as the hourly archive writes them."""
-    by_hour: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """The tenant's events appended to the archive's Delta table in one commit (other tenants' rows stay),
+    sorted within each hour as the hourly archive sorts them."""
+    from common.lake_tables import ARCHIVE_TABLE, append_rows, with_partition_columns
+
+    by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
     for e in events:
-        by_hour[hour_partition(e["timestamp"])].append(e)
-    for folder, rows in by_hour.items():
-        path = Path(archive_path(settings)) / folder / f"part-{tenant}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        by_hour[e["timestamp"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)].append(e)
+    tables = []
+    for hour, rows in sorted(by_hour.items()):
         rows.sort(key=truth.order_key)
-        pq.write_table(pa.Table.from_pylist(rows, schema=EVENT_ARROW_SCHEMA), path, compression="zstd")
+        tables.append(with_partition_columns(pa.Table.from_pylist(rows, schema=EVENT_ARROW_SCHEMA), ARCHIVE_TABLE,
+                                             hour))
+    if tables:
+        append_rows(settings, ARCHIVE_TABLE, pa.concat_tables(tables), "test", {"tenant": tenant})

@@ -19,7 +19,7 @@ ASSETS = {"raw_events_archive", "rollups_hourly"}
 CHECKS = {
     ("raw_events_archive", "archive_rows_match_landing"),
     ("raw_events_archive", "archive_schema_conforms"),
-    ("raw_events_archive", "archive_files_match_manifest"),
+    ("raw_events_archive", "archive_files_match_commit"),
     ("raw_events_archive", "archive_is_fresh"),
     ("rollups_hourly", "stream_batch_drift"),
 }

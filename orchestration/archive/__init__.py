@@ -6,7 +6,7 @@ import dagster as dg
 
 from orchestration.archive.assets import raw_events_archive
 from orchestration.archive.checks import (
-    archive_files_match_manifest,
+    archive_files_match_commit,
     archive_is_fresh,
     archive_rows_match_landing,
     archive_schema_conforms,
@@ -14,6 +14,6 @@ from orchestration.archive.checks import (
 
 defs = dg.Definitions(
     assets=[raw_events_archive],
-    asset_checks=[archive_rows_match_landing, archive_schema_conforms, archive_files_match_manifest,
+    asset_checks=[archive_rows_match_landing, archive_schema_conforms, archive_files_match_commit,
                   archive_is_fresh],
 )

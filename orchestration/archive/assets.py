@@ -25,21 +25,22 @@ from orchestration.resources import LakehouseResource
     partitions_def=HOURLY,
     group_name="archive",
     owners=OWNERS,
-    kinds={"parquet", "duckdb"},
+    kinds={"deltalake", "duckdb"},
     tags={"layer": "batch"},
     metadata={
-        "lake_location": dg.MetadataValue.path(f"{archive_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/hour=HH/"),
-        "reader_contract": "read exactly the files the hour's _manifest.json lists (batch.archive.published_files)",
+        "lake_location": dg.MetadataValue.path(archive_path(LOAD_SETTINGS)),
+        "reader_contract": "a Delta table partitioned by dt, hour: read it through the table (delta_scan, "
+                           "DeltaTable(...).to_pyarrow_dataset(), the log's file list), never a glob",
     },
 )
 def raw_events_archive(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    """Raw events of one UTC hour (event time), deduplicated by (tenant, event_id), as zstd Parquet with a manifest.
+    """Raw events of one UTC hour (event time), deduplicated by (tenant, event_id), in the archive's Delta table.
 
     Reads the committed landing files of the hour (late events included, files of failed stream
-    batches never), keeps one row per (tenant, event id), sorts by tenant, event, timestamp and publishes the
-    files atomically with `_manifest.json` under `<lake>/archive/events/dt=YYYY-MM-DD/hour=HH/`.
-    Re-running the hour replaces it whole; with the same landing files it yields the same checksum.
-    Data scientists read it directly (DuckDB, pandas, polars, Spark): see the manifest for exact files.
+    batches never), keeps one row per (tenant, event id), sorts by tenant, event, timestamp and replaces
+    the hour of `<lake>/archive/events` in one commit whose metadata records the landing files consumed,
+    the rows and the content checksum. Re-running the hour replaces it whole; with the same landing
+    files it yields the same checksum. Data scientists read the table directly (DuckDB, pandas, chDB).
     """
     hour = partition_hour(context.partition_key)
     started = time.perf_counter()
@@ -64,7 +65,8 @@ def archive_metadata(result: ArchiveResult, seconds: float) -> dict[str, Any]:
         "landing_files": dg.MetadataValue.int(len(result.landing_files)),
         "landing_rows": dg.MetadataValue.int(result.landing_rows),
         "checksum": dg.MetadataValue.text(result.checksum),
-        "manifest": dg.MetadataValue.path(result.manifest),
+        "table": dg.MetadataValue.path(result.table),
+        "table_version": dg.MetadataValue.int(result.version),
     }
     for key in ("duplicates_dropped", "rows_outside_hour", "rows_without_event_id"):
         if key in result.extra:

@@ -17,9 +17,8 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from batch.archive import published_files, verify_hour
-from common.events import EVENT_ARROW_SCHEMA
-from common.lake import fs_path, lake_filesystem, landing_files_by_hour, manifest_path, read_manifest
+from batch.archive import ARCHIVE_FILE_SCHEMA, archived_hour, verify_hour
+from common.lake import fs_path, lake_filesystem, landing_files_by_hour
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import hourly_check, last_complete_hour, partition_hour
 from orchestration.resources import LakehouseResource
@@ -60,29 +59,28 @@ def archive_rows_match_landing(
 ) -> dg.AssetCheckResult:
     """The archived hour holds exactly one row per distinct event id of the landing files it consumed.
 
-    Counts distinct event ids in the landing files the manifest lists (every one of which must still
-    be a committed file of the hour) and compares them with the rows and distinct ids in the archive
+    Counts distinct event ids in the landing files the hour's archive commit consumed (every one of which
+    must still be a committed file of the hour) and compares them with the rows and distinct ids in the archive
     files. Landing files committed after the archive ran (late events) are reported, not failed: the
     late-landing sensor re-archives such hours.
     """
     settings = lakehouse.settings()
     hour = partition_hour(context.partition_key)
     filesystem = lake_filesystem(settings)
-    manifest = read_manifest(settings, hour, filesystem)
-    if manifest is None:
+    archived = archived_hour(settings, hour)
+    if archived is None:
         return dg.AssetCheckResult(
             passed=False,
-            metadata={"problem": f"no manifest at {manifest_path(settings, hour)}: materialize raw_events_archive "
-                                 f"for {context.partition_key} first"},
+            metadata={"problem": f"no commit of the archive table wrote {context.partition_key}: materialize "
+                                 "raw_events_archive for it first"},
         )
     committed = set(landing_files_by_hour(settings, filesystem).get(hour, []))
-    consumed = list(manifest["landing_files"])
+    consumed = list(archived.provenance.get("landing_files", []))
     not_committed = sorted(set(consumed) - committed)
     late = sorted(committed - set(consumed))
     landing_rows, landing_ids = _distinct_event_ids(filesystem, consumed, hour)
-    archive_rows, archive_ids = _distinct_event_ids(filesystem, published_files(settings, hour, filesystem) or [],
-                                                    hour)
-    passed = not not_committed and archive_rows == archive_ids == landing_ids == manifest["rows"]
+    archive_rows, archive_ids = _distinct_event_ids(filesystem, archived.files, hour)
+    passed = not not_committed and archive_rows == archive_ids == landing_ids == int(archived.provenance["rows"])
     return dg.AssetCheckResult(
         passed=passed,
         metadata={
@@ -90,7 +88,8 @@ def archive_rows_match_landing(
             "archive_distinct_event_ids": archive_ids,
             "landing_distinct_event_ids": landing_ids,
             "landing_rows_in_hour": landing_rows,
-            "manifest_rows": int(manifest["rows"]),
+            "committed_rows": int(archived.provenance["rows"]),
+            "table_version": archived.provenance.get("version"),
             "landing_files_consumed": len(consumed),
             "consumed_files_not_committed": dg.MetadataValue.json(not_committed),
             "late_landing_files_not_yet_archived": len(late),
@@ -102,7 +101,8 @@ def archive_rows_match_landing(
 def archive_schema_conforms(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
-    """Every archive file of the hour has exactly the event contract's columns and types (EVENT_ARROW_SCHEMA).
+    """Every live archive file of the hour has exactly the event contract's columns and the types the table stores
+    them as (``batch.archive.ARCHIVE_FILE_SCHEMA``: EVENT_ARROW_SCHEMA with microsecond instants).
 
     Readers outside the project (DuckDB, pandas, Spark) rely on the archive's columns by name and type;
     a drift here would silently change their results, so it fails before the hour is restated.
@@ -110,13 +110,16 @@ def archive_schema_conforms(
     settings = lakehouse.settings()
     hour = partition_hour(context.partition_key)
     filesystem = lake_filesystem(settings)
-    files = published_files(settings, hour, filesystem)
+    archived = archived_hour(settings, hour)
+    files = None if archived is None else archived.files
     if files is None:
         return dg.AssetCheckResult(passed=False, metadata={"problem": f"{context.partition_key} was never archived"})
-    expected = [(f.name, str(f.type)) for f in EVENT_ARROW_SCHEMA]
+    expected = [(f.name, str(f.type)) for f in ARCHIVE_FILE_SCHEMA]
     mismatches = []
     for uri in files:
-        actual = [(f.name, str(f.type)) for f in pq.read_schema(fs_path(uri), filesystem=filesystem)]
+        # A file delta-rs rewrote (a delete) records its strings as Arrow string_view: the same Parquet column.
+        actual = [(f.name, str(f.type).replace("string_view", "string"))
+                  for f in pq.read_schema(fs_path(uri), filesystem=filesystem)]
         if actual != expected:
             mismatches.append({"file": uri, "columns": [f"{n}: {t}" for n, t in actual]})
     return dg.AssetCheckResult(
@@ -130,13 +133,13 @@ def archive_schema_conforms(
 
 
 @hourly_check(asset=raw_events_archive, blocking=True)
-def archive_files_match_manifest(
+def archive_files_match_commit(
     context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource
 ) -> dg.AssetCheckResult:
-    """The hour's files are exactly those its manifest lists, byte for byte, and re-read give its checksum.
+    """The hour's live files (from the table's log) exist with their logged sizes, and re-read give the row
+    count and content checksum of the hour's last commit.
 
-    Catches a file lost, truncated or rewritten after publication, and stray files that a plain glob
-    over the archive would read (``batch.archive.verify_hour``).
+    Catches a file lost, truncated or rewritten after its commit (``batch.archive.verify_hour``).
     """
     problems = verify_hour(lakehouse.settings(), partition_hour(context.partition_key))
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems)})
@@ -144,7 +147,7 @@ def archive_files_match_manifest(
 
 @dg.asset_check(asset=raw_events_archive)
 def archive_is_fresh(context: dg.AssetCheckExecutionContext, lakehouse: LakehouseResource) -> dg.AssetCheckResult:
-    """The newest archived hour is the last complete hour (allowing 30 minutes for its run), and its manifest exists.
+    """The newest archived hour is the last complete hour (allowing 30 minutes for its run), and the table has it.
 
     An hour is complete once the stream's watermark has passed its end (see orchestration/hours.py);
     the hourly schedule archives it then. This check runs on its own schedule, so it also fails when
@@ -160,7 +163,7 @@ def archive_is_fresh(context: dg.AssetCheckExecutionContext, lakehouse: Lakehous
             metadata={"problem": "no hour has been archived yet: turn on hourly_batch_schedule or backfill"},
         )
     newest = max(partition_hour(key) for key in materialized)
-    published = read_manifest(settings, newest) is not None
+    published = archived_hour(settings, newest) is not None
     lag_hours = max(0.0, (expected - newest).total_seconds() / 3600)
     return dg.AssetCheckResult(
         passed=published and newest >= expected,
@@ -168,6 +171,6 @@ def archive_is_fresh(context: dg.AssetCheckExecutionContext, lakehouse: Lakehous
             "newest_archived_hour": dg.MetadataValue.timestamp(newest),
             "expected_at_least": dg.MetadataValue.timestamp(expected),
             "lag_hours": dg.MetadataValue.float(lag_hours),
-            "manifest_present": published,
+            "committed_to_table": published,
         },
     )

@@ -16,10 +16,10 @@ from typing import Any
 
 import dagster as dg
 
-from batch.archive import published_files
+from batch.archive import archived_hour
 from batch.hourly import recompute_hour
 from batch.restate import Restatement, TenantDrift, restate_hour
-from common.lake import hour_partition, manifest_path, read_manifest, rollups_hourly_path
+from common.lake import hour_partition, rollups_hourly_path
 from common.restatements import announce_restated_hour
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import HOURLY, LOAD_SETTINGS, OWNERS, hourly_check_spec, partition_hour
@@ -35,10 +35,11 @@ DRIFT_TABLE_ROWS = 50  # tenants shown in the drift table, worst first
     partitions_def=HOURLY,
     group_name="rollups",
     owners=OWNERS,
-    kinds={"spark", "clickhouse", "parquet"},
+    kinds={"spark", "clickhouse", "deltalake"},
     tags={"layer": "batch"},
     metadata={
-        "warm_location": dg.MetadataValue.path(f"{rollups_hourly_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/hour=HH/"),
+        "warm_location": dg.MetadataValue.path(rollups_hourly_path(LOAD_SETTINGS)),
+        "warm_format": "Delta table partitioned by dt, hour_of_day (one commit per hour)",
         "hot_tables": "events_raw, rollups_1m, rollups_1h (the hour's partition, replaced atomically)",
     },
     check_specs=[
@@ -61,23 +62,26 @@ def rollups_hourly(
     spark: SparkResource,
     hot_store: HotStoreResource,
 ) -> dg.MaterializeResult:
-    """Exact rollups of one UTC hour from the archive: warm Parquet, and the hour restated in the hot tier.
+    """Exact rollups of one UTC hour from the archive: the warm Delta table, and the hour restated in the hot tier.
 
-    Reads only the files the hour's archive manifest lists, so it never sees a half-written archive.
+    Reads the hour's live files from the archive table's log, so it never sees a half-written archive.
     Re-running the hour gives the same rollups and replaces the hot tier's hour with the same rows.
     """
     settings = lakehouse.settings()
     hour = partition_hour(context.partition_key)
-    files = published_files(settings, hour)
-    if files is None:
+    archived = archived_hour(settings, hour)
+    if archived is None:
         raise dg.Failure(
-            description=f"{context.partition_key} has no archive manifest ({manifest_path(settings, hour)}): "
+            description=f"{context.partition_key} was never archived (no commit of the archive table wrote it): "
             "materialize raw_events_archive for this hour first (the hourly_batch job runs both)."
         )
+    files = archived.files
     started = time.perf_counter()
     store = hot_store.store()  # fails fast, before Spark starts, when the hot tier is unreachable
     baseline = "previous restatement" if _restated_before(context) else "speed layer"
-    recompute = recompute_hour(spark.session(), settings, hour, files)
+    recompute = recompute_hour(spark.session(), settings, hour, files, {
+        "archive_version": archived.provenance.get("version"), "archive_checksum": archived.provenance.get("checksum"),
+        "dagster_run_id": context.run.run_id})
     context.log.info(
         f"recomputed {context.partition_key}: {recompute.events:,} events → {recompute.minute_rollups.num_rows:,} "
         f"minute rows, {recompute.hourly_rows:,} hourly rows in {recompute.seconds:.1f}s; restating the hot tier"
@@ -89,10 +93,11 @@ def rollups_hourly(
     announcement = announce_restated_hour(settings.redis_url, [d.tenant for d in restatement.drift], hour)
     AuditLog(settings).append(  # every restatement is in the retention audit (storage_tiers.compliance.audit_log)
         "restate", "rollups_hourly", partition=hour_partition(hour), tier_to="hot", rows=recompute.events,
-        checksum=(read_manifest(settings, hour) or {}).get("checksum"), run_id=context.run.run_id,
+        checksum=archived.provenance.get("checksum"), run_id=context.run.run_id,
         reason="batch recompute replaced the hour in the hot tier and the warm hourly rollups",
         details={"minute_rows": recompute.minute_rollups.num_rows, "hourly_rows": recompute.hourly_rows,
-                 "max_drift": round(restatement.max_events_error, 6)},
+                 "max_drift": round(restatement.max_events_error, 6), "warm_version": recompute.warm_version,
+                 "archive_version": archived.provenance.get("version")},
     )
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(
@@ -102,6 +107,7 @@ def rollups_hourly(
             "minute_rows": dg.MetadataValue.int(recompute.minute_rollups.num_rows),
             "hourly_rows": dg.MetadataValue.int(recompute.hourly_rows),
             "warm_path": dg.MetadataValue.path(recompute.warm_path),
+            "warm_version": dg.MetadataValue.int(recompute.warm_version),
             "archive_files": dg.MetadataValue.int(len(files)),
             "restatement_announced": dg.MetadataValue.text(announcement or "no (Redis unreachable)"),
             "duration_s": dg.MetadataValue.float(round(seconds, 3)),

@@ -6,7 +6,11 @@ collected from metadata only, never by scanning data:
 * hot tier (ClickHouse, reached through ``common.hot_store``): ``system.parts`` for rows and bytes of
   the active parts, min/max of the time column per partition (answered from the parts' minmax index),
   ``sql/clickhouse/queries/hot_partitions.sql``;
-* warm and cold tiers (Parquet in the lake, local or S3): one listing of the dataset's folder; a
+* warm tier (the archive and the hourly rollups, Delta tables): the table's log, i.e. the live files of its
+  newest version with their sizes, row counts and per-file column statistics (event-time and tenant
+  ranges), never a listing, so files that a delete or a restatement superseded but vacuum has not yet
+  removed are not counted as data;
+* cold tier (Parquet in the lake, local or S3): one listing of the dataset's folder; a
   partition's rows come from its ``_manifest.json`` when it has one (the manifest is the truth of a
   published partition), otherwise from the Parquet footers; bytes are the sizes of the Parquet files
   actually stored; the event-time range from the manifest or from the footers' column statistics.
@@ -32,6 +36,7 @@ import pyarrow.parquet as pq
 
 from common.hot_store import HotStore, HotStoreError
 from common.lake import MANIFEST_NAME, fs_path, is_s3, lake_filesystem
+from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, add_actions, empty_hours, open_table
 from common.settings import Settings
 from common.sql_files import fill, sql_file
 
@@ -65,6 +70,11 @@ LAKE_LOCATIONS: dict[tuple[str, str], LakeLocation] = {
     ("rollups_hourly", "warm"): LakeLocation("warm/rollups_hourly", "hour", ("hour", "minute")),
     ("events", "cold"): LakeLocation("cold/events", "day", ("timestamp",)),
     ("rollups_daily", "cold"): LakeLocation("cold/rollups_daily", "day", ("day", "dt", "date", "hour")),
+}
+# The lake locations that are Delta tables: read from their log.
+DELTA_TABLES: dict[tuple[str, str], WarmTable] = {
+    ("events", "warm"): ARCHIVE_TABLE,
+    ("rollups_hourly", "warm"): ROLLUPS_HOURLY_TABLE,
 }
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}
@@ -188,7 +198,8 @@ def collect_lake(
     with_tenants: bool = False,
     cold_tags: dict[str, str] | None = None,
 ) -> list[TierInventory]:
-    """Warm and cold datasets of the lake, from manifests and Parquet footers.
+    """Warm and cold datasets of the lake: the Delta tables from their logs, the cold days from manifests and
+    Parquet footers.
 
     ``tags`` (an object URI → its tags) checks that every cold object carries ``cold_tags`` (default
     ``DEFAULT_COLD_TAGS``); leave it None on a local lake, where the ``cold/`` folder is the mark.
@@ -203,13 +214,53 @@ def collect_lake(
         location = f"{root}/{spec.path}"
         inventory = TierInventory(dataset, tier, location, spec.grain)
         try:
+            if (dataset, tier) in DELTA_TABLES:
+                inventory.partitions = _table_partitions(settings, DELTA_TABLES[(dataset, tier)], location, spec)
+                out.append(inventory)
+                continue
             inventory.partitions = _lake_partitions(
                 filesystem, fs_path(location), location, spec, tags if tier == "cold" else None, with_tenants,
                 required)
-        except OSError as exc:
+        except Exception as exc:  # an unreadable tier (OSError, DeltaError) is reported; the rest still counts
             inventory.error = f"cannot list {location}: {exc} — check LAKEHOUSE_LAKE_URI and the S3 settings"
         out.append(inventory)
     return out
+
+
+def _table_partitions(settings: Settings, table: WarmTable, location: str, spec: LakeLocation) -> list[PartitionInfo]:
+    """A Delta table's hours from its log: rows, bytes and files of the live files, event-time and tenant
+    ranges from the per-file statistics the log carries; for the archive also the hours committed empty."""
+    delta = open_table(settings, table)
+    if delta is None:
+        return []
+    actions = add_actions(delta)
+    names = actions.column_names
+    time_column = next((c for c in spec.time_columns if f"min.{c}" in names), None)
+    hours: dict[datetime, dict[str, Any]] = {}
+    for row in actions.to_pylist():
+        day = row[f"partition.{table.day_column}"]
+        day = day if hasattr(day, "year") else datetime.fromisoformat(str(day))
+        start = datetime(day.year, day.month, day.day, int(row[f"partition.{table.hour_column}"]), tzinfo=UTC)
+        entry = hours.setdefault(start, {"rows": 0, "bytes": 0, "files": 0, "min": None, "max": None,
+                                         "tenants": set()})
+        entry["rows"] += int(row.get("num_records") or 0)
+        entry["bytes"] += int(row["size_bytes"])
+        entry["files"] += 1
+        if time_column is not None:
+            lo, hi = _utc(row.get(f"min.{time_column}")), _utc(row.get(f"max.{time_column}"))
+            entry["min"] = lo if entry["min"] is None or (lo and lo < entry["min"]) else entry["min"]
+            entry["max"] = hi if entry["max"] is None or (hi and hi > entry["max"]) else entry["max"]
+        if entry["tenants"] is not None:
+            low, high = row.get("min.tenant"), row.get("max.tenant")
+            entry["tenants"] = None if low is None or high is None else entry["tenants"] | {(str(low), str(high))}
+    if table is ARCHIVE_TABLE:  # an hour archived without events is a partition of 0 rows, as it was archived
+        for start in empty_hours(delta):
+            hours.setdefault(start, {"rows": 0, "bytes": 0, "files": 0, "min": None, "max": None, "tenants": set()})
+    return [PartitionInfo(
+        start=start, end=start + HOUR, rows=e["rows"], bytes=e["bytes"], files=e["files"], min_event_time=e["min"],
+        max_event_time=e["max"], location=f"{location}/{partition_key(start, HOUR)}",
+        tenant_ranges=tuple(sorted(e["tenants"])) if e["tenants"] is not None else None,
+    ) for start, e in sorted(hours.items())]
 
 
 def _lake_partitions(

@@ -1,18 +1,23 @@
-"""How the API reads the warm and cold rollups: only the range's folders, one cursor per thread.
+"""How the API reads the warm and cold rollups: only the range's files, one cursor per thread.
 
 ``serving/query/sql_compile.py`` writes every dashboard statement; this module gives it what to read and runs it.
 
 * ``LakeRollupReader.relation(dataset, start, end)`` is the FROM text and its parameter for
   ``rollups_hourly`` (warm) or ``rollups_daily`` (cold) over ``[start, end)``: the dataset's table macro
   of ``sql/duckdb/views.sql`` (``lake_rollups_hourly($lake_files)``, ``lake_rollups_daily($lake_files)``:
-  the views' columns) with ``$lake_files`` = globs narrowed to the range's days, or an empty relation of
-  the same columns when no folder of the range has a file. Why not the views: DuckDB lists a view's glob on
+  the views' columns) with ``$lake_files`` = the range's live files from the warm Delta table's log
+  (``rollups_hourly``) or globs narrowed to the range's days (cold ``rollups_daily``), or an empty
+  relation of the same columns when the range has no file. Why not the views: DuckDB lists a view's glob on
   every query, and a year of hourly folders takes longer to list than to query (``bench/lake_sql.py``:
   ~850 ms on MinIO for a one-day series over the view, ~20 ms through the narrowed macro).
 * ``LakeRollupReader.execute(sql, params, timeout_seconds)`` runs a statement on this thread's cursor and
   returns Arrow; past the timeout the cursor is interrupted and ``LakeQueryTimeout`` raised.
 
-The globs: one per month of the range, narrowed to the days it covers (``dt=2026-11-12/…`` for one day,
+The warm table's files: the table is opened once and brought up to date (``update_incremental``: only
+the commits since) at most every ``listing_seconds``; a day range keeps the files whose ``dt`` partition
+is in it, from the log's add actions, so no folder is listed (measured in ``bench/lake_sql.py``).
+
+The cold globs: one per month of the range, narrowed to the days it covers (``dt=2026-11-12/…`` for one day,
 ``dt=2026-11-0*/…`` for days 01–09), one glob of the dates' common prefix for a range over more than
 ``MAX_MONTH_GLOBS`` months. Each is listed first and kept only if it holds a file of the range (DuckDB
 refuses a glob matching nothing); listings are reused for ``listing_seconds`` (setting
@@ -40,6 +45,7 @@ import duckdb
 import pyarrow as pa
 
 from common.lake_duckdb import duckdb_uri
+from common.lake_tables import open_table, partition_files
 from common.settings import Settings
 from storage_tiers.lake.sql import COLD_ROLLUPS_DAILY, WARM_ROLLUPS_HOURLY, TierSource, lake_connection
 
@@ -75,6 +81,7 @@ class LakeRollupReader:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._listings: dict[str, tuple[float, list[str]]] = {}  # glob -> (listed at, files)
+        self._tables: dict[str, tuple[float, Any]] = {}  # dataset -> (refreshed at, DeltaTable)
 
     def relation(
         self, dataset: str, start: datetime, end: datetime, *, fresh: bool = False
@@ -86,10 +93,18 @@ class LakeRollupReader:
         return DATASETS[dataset].over(f"${FILES_PARAMETER}"), {FILES_PARAMETER: globs}
 
     def files(self, dataset: str, start: datetime, end: datetime, *, fresh: bool = False) -> list[str]:
-        """The narrowest globs holding ``dataset``'s folders of ``[start, end)`` that have a file in the range."""
+        """The range's live files of a Delta dataset, or the narrowest globs holding a cold dataset's folders of
+        ``[start, end)`` that have a file in the range."""
         if dataset not in DATASETS:
             raise ValueError(f"unknown lake dataset {dataset!r}; known: {', '.join(DATASETS)}")
         first, last = day_range(start, end)
+        source = DATASETS[dataset]
+        if source.table is not None:
+            delta = self._table(dataset, fresh)
+            if delta is None:
+                return []
+            return [duckdb_uri(f) for f in partition_files(self.settings, source.table, days=(first, last),
+                                                           delta=delta)]
         globs = []
         for pattern in range_globs(DATASETS[dataset], self.settings, first, last):
             for path in self._list(pattern, fresh):
@@ -128,6 +143,23 @@ class LakeRollupReader:
             if self._base is not None:
                 self._base.close()
                 self._base = None
+
+    def _table(self, dataset: str, fresh: bool) -> Any:
+        """The dataset's DeltaTable, brought up to date at most every ``listing_seconds`` (or now if ``fresh``)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tables.get(dataset)
+            if cached is not None and cached[1] is not None and not fresh and now - cached[0] < self.listing_seconds:
+                return cached[1]
+            table = DATASETS[dataset].table
+            assert table is not None
+            if cached is not None and cached[1] is not None:
+                cached[1].update_incremental()
+                delta = cached[1]
+            else:
+                delta = open_table(self.settings, table)
+            self._tables[dataset] = (now, delta)
+            return delta
 
     def _list(self, pattern: str, fresh: bool) -> list[str]:
         now = time.monotonic()

@@ -4,20 +4,25 @@
 (a local folder, or S3/MinIO through the ``httpfs`` extension shipped by the ``duckdb-extension-httpfs``
 wheel: loaded by path, never downloaded) with these views (``sql/duckdb/views.sql``):
 
-* ``events``: every raw event once, warm (the archive, ``archive/events/dt=/hour=``) and cold
+* ``events``: every raw event once, warm (the archive's Delta table, ``archive/events``) and cold
   (``cold/events/dt=``), columns of ``common.events.EVENT_ARROW_SCHEMA`` plus ``dt`` (DATE) and
   ``hour`` (INTEGER, 0-23). A day whose cold ``_manifest.json`` is published is read from the cold
   tier only; every other day from the archive. So a day being moved (cold published, warm not yet
   deleted) is counted once, a cold day still being written (no manifest yet) is not read, and a
   filter on ``dt`` still prunes the folders of both tiers.
-* ``rollups_hourly``: the warm hourly rollups, ``hour`` (TIMESTAMPTZ, the hour's start), ``dt`` and
-  ``hour_of_day`` (the folders).
+* ``rollups_hourly``: the warm hourly rollups' Delta table, ``hour`` (TIMESTAMPTZ, the hour's start), ``dt``
+  and ``hour_of_day`` (its partition columns).
 * ``rollups_daily``: the cold daily rollups, ``day`` (TIMESTAMPTZ, UTC midnight) and ``dt``. Days not
   built yet are simply absent.
 
-A tier without any file yet is a view over an empty relation of the same columns (DuckDB refuses a
-glob that matches nothing), so every view always exists; ``create_views`` again (or a new connection)
-once the tier got its first files. ``lake_query(sql, settings)`` runs one statement and returns Arrow.
+The Delta tables are read through their log, never a folder listing: the live files of the table's
+version (``common.lake_tables.partition_files``) go to ``read_parquet`` with Hive partitioning, so a
+filter on ``dt``/``hour`` still prunes files before they are opened, and a reader never sees an hour half
+replaced. ``lake_connection(settings, as_of=…)`` builds the views over the tables as of a version number
+or a timestamp (time travel; the cold tier has no history and is read as it is now). A tier without any
+file yet is a view over an empty relation of the same columns, so every view always exists;
+``create_views`` again (or a new connection) to see newer commits. ``lake_query(sql, settings)`` runs one
+statement and returns Arrow.
 
 The session itself (UTC, httpfs loaded from its wheel, the S3 secret) is ``common.lake_duckdb.lake_session``,
 which ``batch.archive`` and the purge use too.
@@ -36,6 +41,7 @@ import pyarrow as pa
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import archive_path, cold_events_path, rollups_daily_path, rollups_hourly_path
 from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
+from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, open_table, partition_files
 from common.settings import Settings
 from common.sql_files import fill, sql_file
 
@@ -64,12 +70,13 @@ class TierSource:
     pattern: str  # glob below the root: one ``*`` per Hive level, then the data files
     reader: str  # SQL of the relation over the ``{files}`` placeholder (a glob or a list of files)
     columns: tuple[tuple[str, str], ...]  # the relation's columns, for the empty relation
+    table: WarmTable | None = None  # a Delta table: its files come from the log, never from a glob
 
     def glob(self, settings: Settings) -> str:
         return f"{duckdb_uri(self.root(settings))}/{self.pattern}"
 
     def over(self, files: str) -> str:
-        """The relation over ``files``: a quoted glob, or a parameter such as ``$lake_files``."""
+        """The relation over ``files``: a quoted glob, a list of quoted files, or a parameter (``$lake_files``)."""
         return fill(self.reader, files=files)
 
     def empty(self) -> str:
@@ -84,31 +91,40 @@ def _read_parquet(hive_types: str) -> str:
 
 ARCHIVE_EVENTS = TierSource("archive_events", archive_path, "*/*/*.parquet",
                             _read_parquet("{'dt': DATE, 'hour': INTEGER}"),
-                            (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER")))
+                            (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER")), ARCHIVE_TABLE)
 COLD_EVENTS = TierSource("cold_events", cold_events_path, "*/*.parquet", _read_parquet("{'dt': DATE}"),
                          (*_RAW_COLUMNS, ("dt", "DATE")))
 # The rollups go through the table macros of views.sql (the same columns as the views).
 WARM_ROLLUPS_HOURLY = TierSource("warm_rollups_hourly", rollups_hourly_path, "*/*/*.parquet",
                                  "lake_rollups_hourly({files})",
                                  (*_DIMENSIONS, ("hour", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE"),
-                                  ("hour_of_day", "INTEGER")))
+                                  ("hour_of_day", "INTEGER")), ROLLUPS_HOURLY_TABLE)
 COLD_ROLLUPS_DAILY = TierSource("cold_rollups_daily", rollups_daily_path, "*/*.parquet",
                                 "lake_rollups_daily({files})",
                                 (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")))
 SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
 
 
-def create_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str]:
+def create_views(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: int | str | None = None) -> list[str]:
     """(Re)create the lake's views on ``con``; returns the placeholders of the tiers that had no file.
 
-    Every tier is first tried by its glob (binding a view lists it once); a tier whose glob matches
-    nothing (DuckDB's "No files found" names the pattern) becomes an empty relation and the views are
-    made again. Views live in the session's catalog, so every ``con.cursor()`` sees them, and re-running
-    this replaces them for all cursors at once.
+    The Delta tables' relations read the live files of their newest version (or of the version ``as_of``
+    names: a number or an ISO timestamp); the cold tier is read by its glob (binding a view lists it
+    once). A tier without any file becomes an empty relation. Views live in the session's catalog, so
+    every ``con.cursor()`` sees them, and re-running this replaces them for all cursors at once.
     """
-    empty: list[TierSource] = []
+    files = {s.placeholder: table_files(settings, s.table, as_of) for s in SOURCES if s.table is not None}
+    empty: list[TierSource] = [s for s in SOURCES if s.table is not None and not files[s.placeholder]]
     while True:
-        relations = {s.placeholder: s.empty() if s in empty else s.over(sql_literal(s.glob(settings))) for s in SOURCES}
+        relations = {}
+        for source in SOURCES:
+            if source in empty:
+                relations[source.placeholder] = source.empty()
+            elif source.table is not None:
+                relations[source.placeholder] = source.over(
+                    "[" + ", ".join(sql_literal(f) for f in files[source.placeholder]) + "]")
+            else:
+                relations[source.placeholder] = source.over(sql_literal(source.glob(settings)))
         text = fill(sql_file("duckdb/views.sql"), **relations, cold_events_manifests=sql_literal(
             f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
         try:
@@ -121,27 +137,43 @@ def create_views(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[str
             empty += missing
 
 
-def lake_connection(settings: Settings) -> duckdb.DuckDBPyConnection:
+def table_files(settings: Settings, table: WarmTable, as_of: int | str | None = None) -> list[str]:
+    """The live data files of a Delta table (as of a version or timestamp) as DuckDB spells them."""
+    version: int | str | None = as_of
+    if isinstance(as_of, str) and as_of.strip().isdigit():
+        version = int(as_of)
+    delta = open_table(settings, table, version)
+    if delta is None:
+        if as_of is not None and table is ARCHIVE_TABLE:
+            raise ValueError(f"no Delta table at {table.uri(settings)} to read as of {as_of}")
+        return []
+    return [duckdb_uri(f) for f in partition_files(settings, table, delta=delta)]
+
+
+def lake_connection(settings: Settings, as_of: int | str | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB session with the views ``events``, ``rollups_hourly`` and ``rollups_daily``.
 
     ``lake_connection(Settings()).sql("SELECT country, count(*) FROM events WHERE dt = DATE '2026-11-23'
-    GROUP BY ALL").show()`` reads only that day's folders, locally or on S3. Close it when done.
+    GROUP BY ALL").show()`` reads only that day's files, locally or on S3. ``as_of`` (a table version or
+    an ISO timestamp) reads the Delta tables as they were then. Close it when done.
     """
     con = lake_session(settings)
     try:
-        create_views(con, settings)
+        create_views(con, settings, as_of)
     except BaseException:
         con.close()
         raise
     return con
 
 
-def lake_query(sql: str, settings: Settings, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+def lake_query(sql: str, settings: Settings, params: Sequence[Any] | Mapping[str, Any] | None = None,
+               as_of: int | str | None = None) -> pa.Table:
     """Run one statement over the lake's views and return the result as an Arrow table.
 
-    ``params`` are DuckDB prepared-statement parameters (``?`` or ``$name``), the way to pass values.
+    ``params`` are DuckDB prepared-statement parameters (``?`` or ``$name``), the way to pass values;
+    ``as_of`` reads the Delta tables at a version or timestamp.
     """
-    con = lake_connection(settings)
+    con = lake_connection(settings, as_of)
     try:
         return con.execute(sql, params).to_arrow_table()
     finally:

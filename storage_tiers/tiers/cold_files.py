@@ -3,12 +3,13 @@
 Layout (``common.lake.cold_events_path`` / ``rollups_daily_path``): ``dt=YYYY-MM-DD/part-0.parquet``
 then ``_manifest.json`` written last (readers that follow the manifest never see a partial day).
 The manifest records ``rows``, ``bytes``, ``sha256`` of the file, rows per tenant and per source hour,
-and ``sources``: the archive hours (with their content checksums) the day was built from. A day whose
+and ``sources``: the archive hours the day was built from, each with a fingerprint of its live files in
+the archive's Delta table (``archive_sources``: any commit that changes the hour changes its files). A day whose
 sources changed since (a late hour archived, an hour restated) is rebuilt by the next mover run, so
 the cold tier never silently misses an hour that reached the archive after it was built.
 
 Raw events are sorted by tenant, event, timestamp, event_id (readers skip row groups by tenant and
-event, as in the archive). Daily rollups are built from the warm hourly rollups of the day and checked
+event, as in the archive). Daily rollups are built from the warm hourly rollups' table and checked
 against the archive: each hour's rolled-up event count must equal its archived row count.
 The whole day is handled in memory (Arrow), which is fine for days of up to a few tens of millions of events
 on one node; larger days would stream through DuckDB instead.
@@ -30,24 +31,28 @@ import pyarrow.parquet as pq
 from common.events import EVENT_ARROW_SCHEMA, format_ts
 from common.lake import (
     MANIFEST_NAME,
-    archive_path,
     cold_events_path,
     fs_path,
     hour_partition,
     is_s3,
     rollups_daily_path,
-    rollups_hourly_path,
 )
 from common.lake_io import (
-    data_files,
     day_start,
     manifest_of,
     parquet_bytes,
-    partition_hours,
     publish,
     read_bytes,
     read_tables,
     sha256,
+)
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    ROLLUPS_HOURLY_SCHEMA,
+    ROLLUPS_HOURLY_TABLE,
+    add_actions,
+    open_table,
+    table_uri,
 )
 from common.settings import Settings
 from common.sql_files import sql_file
@@ -57,11 +62,7 @@ COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"
 PART_NAME = "part-0.parquet"
 EVENTS_SORT = ["tenant", "event", "timestamp", "event_id"]
 ROLLUP_KEYS = ["tenant", "event", "country", "device", "page"]
-HOURLY_SCHEMA = pa.schema([
-    ("tenant", pa.string()), ("event", pa.string()), ("country", pa.string()), ("device", pa.string()),
-    ("page", pa.string()), ("hour", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
-    ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string())),
-])
+HOURLY_SCHEMA = ROLLUPS_HOURLY_SCHEMA
 DAILY_SCHEMA = pa.schema([
     ("tenant", pa.string()), ("event", pa.string()), ("country", pa.string()), ("device", pa.string()),
     ("page", pa.string()), ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
@@ -91,17 +92,36 @@ def day_folder(root_uri: str, day: date) -> str:
     return f"{fs_path(root_uri)}/dt={day.isoformat()}"
 
 
+def table_hours(settings: Settings, table: Any, day: date, delta: Any | None = None) -> dict[datetime, dict[str, Any]]:
+    """The hours of ``day`` that hold files in a warm Delta table, each with its rows, bytes, live files (URIs)
+    and a fingerprint of those files, all from the table's log (no data read, no listing)."""
+    delta = delta if delta is not None else open_table(settings, table)
+    if delta is None:
+        return {}
+    actions = add_actions(delta)
+    days = pc.cast(actions[f"partition.{table.day_column}"], pa.date32())
+    actions = actions.filter(pc.equal(days, pa.scalar(day, pa.date32())))
+    root = table_uri(settings, table).rstrip("/")
+    out: dict[datetime, dict[str, Any]] = {}
+    for path, size, rows, hour in zip(actions["path"].to_pylist(), actions["size_bytes"].to_pylist(),
+                                      actions["num_records"].to_pylist(),
+                                      actions[f"partition.{table.hour_column}"].to_pylist(), strict=True):
+        key = day_start(day).replace(hour=int(hour))
+        entry = out.setdefault(key, {"rows": 0, "bytes": 0, "files": []})
+        entry["rows"] += int(rows or 0)
+        entry["bytes"] += int(size)
+        entry["files"].append(f"{root}/{path}")
+    for entry in out.values():
+        entry["files"].sort()
+        entry["checksum"] = "files:" + sha256("\n".join(f.rsplit("/", 1)[-1] for f in entry["files"]).encode())
+    return dict(sorted(out.items()))
+
+
 def archive_sources(settings: Settings, filesystem: pafs.FileSystem, day: date) -> list[dict[str, Any]]:
-    """The archived hours of ``day`` (those with a manifest): hour, rows, checksum, files (paths)."""
-    out = []
-    for hour in partition_hours(filesystem, archive_path(settings), day):
-        folder = f"{fs_path(archive_path(settings))}/{hour_partition(hour)}"
-        manifest = manifest_of(filesystem, folder)
-        if manifest is None:
-            continue
-        out.append({"hour": format_ts(hour), "rows": int(manifest["rows"]), "checksum": manifest["checksum"],
-                    "files": [f"{folder}/{f['path']}" for f in manifest["files"]]})
-    return out
+    """The archived hours of ``day`` that hold rows: hour, rows, checksum (a fingerprint of the hour's live files
+    in the archive table), files (URIs)."""
+    return [{"hour": format_ts(hour), "rows": e["rows"], "checksum": e["checksum"], "files": e["files"]}
+            for hour, e in table_hours(settings, ARCHIVE_TABLE, day).items()]
 
 
 def _public_sources(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -179,7 +199,7 @@ def build_cold_events(
     sources, unchanged = _sources_and_unchanged(settings, filesystem, root, "events", day)
     if not sources or unchanged:
         return unchanged
-    table = read_tables(filesystem, [f for s in sources for f in s["files"]], EVENT_ARROW_SCHEMA)
+    table = read_tables(filesystem, [fs_path(f) for s in sources for f in s["files"]], EVENT_ARROW_SCHEMA)
     table = (table if table is not None else EVENT_ARROW_SCHEMA.empty_table()).sort_by(
         [(c, "ascending") for c in EVENTS_SORT])
     hour_rows = _hour_counts(table.column("timestamp"))
@@ -200,10 +220,11 @@ def _hour_counts(timestamps: pa.ChunkedArray) -> dict[str, int]:
 
 
 def warm_hour_rollups(settings: Settings, filesystem: pafs.FileSystem, hour: datetime) -> pa.Table | None:
-    """The warm hourly rollups of one hour, or None when that hour has no warm files."""
-    folder = f"{fs_path(rollups_hourly_path(settings))}/{hour_partition(hour)}"
-    files = data_files(filesystem, folder)
-    return read_tables(filesystem, files, HOURLY_SCHEMA) if files else None
+    """The warm hourly rollups of one hour (its live files in the warm table), or None when it has no file."""
+    entry = table_hours(settings, ROLLUPS_HOURLY_TABLE, hour.date()).get(hour.astimezone(UTC))
+    if entry is None:
+        return None
+    return read_tables(filesystem, [fs_path(f) for f in entry["files"]], HOURLY_SCHEMA)
 
 
 def build_rollups_daily(

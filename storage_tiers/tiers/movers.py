@@ -5,15 +5,17 @@ clock: ``as_of`` is given, so a backfill or a test can run "as of" any date.
 
 * ``drop_hot``: every hour of the day older than the hot horizon of its table is dropped from the hot
   tier (``ALTER TABLE … DROP PARTITION``) only if the lake holds the same rows: ``events_raw`` rows and
-  ``rollups_1m`` ``sum(events)`` must equal the archived rows of the hour (archive manifest, or the cold
-  day's per-hour count once the hour has moved on); ``rollups_1h`` ``sum(events)`` must equal the warm
+  ``rollups_1m`` ``sum(events)`` must equal the archived rows of the hour (the archive table's log, or the
+  cold day's per-hour count once the hour has moved on); ``rollups_1h`` ``sum(events)`` must equal the warm
   hourly rollups' ``sum(events)`` (or the archived rows when those are gone). An hour that does not match
   stays, and is reported.
 * ``build_daily_rollups``: the day's daily rollups, as soon as the day is complete (they are small and
   the only rollups kept past the warm horizon).
 * ``warm_to_cold``: once the day is past the warm horizon, its archive hours are compacted into the
   cold day file, which is re-read from the lake and checked (sha256, rows per hour = archive rows per
-  hour), marked cold, and only then are the archive hours and warm hourly rollups deleted.
+  hour), marked cold, and only then are the archive hours and warm hourly rollups deleted: one Delta
+  delete commit per hour (its version is in the audit record), then ``vacuum`` of files older than the
+  history window (``LAKEHOUSE_LAKE_HISTORY_HOURS``), so recent versions stay readable by time travel.
 
 Every action is appended to the audit log (``drop_hot``, ``compact_cold``, ``mark_cold``, ``move``).
 """
@@ -29,8 +31,9 @@ import pyarrow.fs as pafs
 
 from common.events import format_ts
 from common.hot_store import HotStore
-from common.lake import archive_path, cold_events_path, fs_path, hour_partition, rollups_daily_path, rollups_hourly_path
-from common.lake_io import day_start, delete_folder, manifest_of, partition_hours
+from common.lake import cold_events_path, hour_partition, rollups_daily_path
+from common.lake_io import day_start
+from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, delete_rows, open_table, vacuum
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.policy import TierPolicy
@@ -41,6 +44,7 @@ from storage_tiers.tiers.cold_files import (
     build_rollups_daily,
     mark_cold,
     published,
+    table_hours,
     verify_cold_day,
     warm_hour_rollups,
 )
@@ -93,10 +97,10 @@ class TierMover:
         return horizon is not None and end <= self.as_of - horizon
 
     def lake_rows(self, hour: datetime) -> int | None:
-        """Rows of ``hour`` that the lake holds: its archive manifest, else the cold day's count, else None."""
-        manifest = manifest_of(self.fs, f"{fs_path(archive_path(self.settings))}/{hour_partition(hour)}")
-        if manifest is not None:
-            return int(manifest["rows"])
+        """Rows of ``hour`` that the lake holds: the archive table's log, else the cold day's count, else None."""
+        archived = table_hours(self.settings, ARCHIVE_TABLE, hour.date()).get(hour.astimezone(UTC))
+        if archived is not None:
+            return int(archived["rows"])
         cold = published(self.fs, cold_events_path(self.settings), hour.date())
         if cold is not None:
             return int(cold.get("hour_rows", {}).get(format_ts(hour), 0))
@@ -205,21 +209,35 @@ class TierMover:
             if problems:
                 report.problems += [f"{p}; warm tier of dt={day} kept" for p in problems]
                 return report
+            hours = table_hours(self.settings, ARCHIVE_TABLE, day)
             for source in sources:
                 hour = datetime.fromisoformat(source["hour"].replace("Z", "+00:00"))
-                folder = f"{fs_path(archive_path(self.settings))}/{hour_partition(hour)}"
-                size = delete_folder(self.fs, folder)
+                commit = self._delete_hour(ARCHIVE_TABLE, hour, source["rows"])
                 report.add(self.audit.append(
                     "move", "events", partition=hour_partition(hour), tier_from="warm", tier_to="cold",
-                    rows=source["rows"], bytes=size, checksum=source["checksum"], run_id=self.run_id,
-                    reason="past the warm horizon; cold day verified",
-                    details={"cold": f"{cold_events_path(self.settings)}/dt={day}"}))
+                    rows=source["rows"], bytes=hours.get(hour, {}).get("bytes", 0), checksum=source["checksum"],
+                    run_id=self.run_id, reason="past the warm horizon; cold day verified",
+                    details={"cold": f"{cold_events_path(self.settings)}/dt={day}", **commit}))
+            self._vacuum(ARCHIVE_TABLE)
         if self._past(end, "rollups_hourly", "warm"):
             self._drop_warm_rollups(day, report)
         return report
 
+    def _delete_hour(self, table: WarmTable, hour: datetime, rows: int) -> dict[str, Any]:
+        """One Delta delete commit removing the hour from a warm table; what the audit records of it."""
+        metrics = delete_rows(self.settings, table, table.hour_predicate(hour), "move", hour_partition(hour),
+                              {"rows": 0, "moved_rows": rows, "reason": "moved to the cold tier",
+                               "run_id": self.run_id})
+        return {"table": table.name, "table_version": metrics.get("version"),
+                "deleted_rows": metrics.get("num_deleted_rows"), "removed_files": metrics.get("num_removed_files")}
+
+    def _vacuum(self, table: WarmTable) -> None:
+        """Remove files older than the history window that no recent version reads (time travel stays possible
+        within the window)."""
+        vacuum(self.settings, table, timedelta(hours=self.settings.lake_history_hours))
+
     def _drop_warm_rollups(self, day: date, report: DayReport) -> None:
-        hours = partition_hours(self.fs, rollups_hourly_path(self.settings), day)
+        hours = list(table_hours(self.settings, ROLLUPS_HOURLY_TABLE, day))
         if not hours:
             return
         daily = published(self.fs, rollups_daily_path(self.settings), day)
@@ -233,8 +251,11 @@ class TierMover:
                 report.problems.append(f"rollups_hourly {hour_partition(hour)}: not in the daily rollups of dt={day}; "
                                        "kept")
                 continue
-            size = delete_folder(self.fs, f"{fs_path(rollups_hourly_path(self.settings))}/{hour_partition(hour)}")
+            size = table_hours(self.settings, ROLLUPS_HOURLY_TABLE, day).get(hour, {}).get("bytes", 0)
+            commit = self._delete_hour(ROLLUPS_HOURLY_TABLE, hour, events)
             report.add(self.audit.append(
                 "move", "rollups_hourly", partition=hour_partition(hour), tier_from="warm", tier_to="cold",
                 rows=events, bytes=size, run_id=self.run_id, reason="past the warm horizon; in the daily rollups",
-                details={"cold": f"{rollups_daily_path(self.settings)}/dt={day}"}))
+                details={"cold": f"{rollups_daily_path(self.settings)}/dt={day}", **commit}))
+        if open_table(self.settings, ROLLUPS_HOURLY_TABLE) is not None:
+            self._vacuum(ROLLUPS_HOURLY_TABLE)

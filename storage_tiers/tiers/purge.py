@@ -3,9 +3,13 @@
 A day of a tenant is past retention when the day ended at least ``retention_for(tenant)`` before
 ``as_of``. Partitions hold many tenants, so each candidate partition (a cold day, a warm hour, a hot
 hour) is looked at per tenant: if every tenant in it is expired and unheld, the partition is deleted
-whole; if only some are, it is rewritten without them (cold and warm files get a new manifest; the hot
-tier gets a synchronous ``ALTER TABLE … DELETE``). Every deletion is one ``purge`` audit record (rows,
-bytes, tenants). ``dry_run`` reports the same plan without touching anything or writing the audit.
+whole; if only some are, it is rewritten without them (a cold file gets a new manifest; the warm Delta
+tables get one delete commit per hour, ``dt = … AND hour = … [AND tenant IN (…)]``; the hot tier a
+synchronous ``ALTER TABLE … DELETE``). Held tenants are never in a delete's predicate. After the warm
+deletes each table is vacuumed with no history window: an erasure must leave no file that holds the
+purged rows, so time travel to versions before a purge ends there. Every deletion is one ``purge``
+audit record (rows, bytes, tenants, and for the tables the commit's version and metrics). ``dry_run``
+reports the same plan without touching anything or writing the audit.
 
 Before deleting anything a purge checks that it may (``PurgeRefused`` otherwise): ``as_of`` is not in
 the future (a future instant makes every unheld day look expired); the audit log verifies (holds are
@@ -18,7 +22,6 @@ read from it, and a purge must not add to a log that was altered); every legal-h
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -28,30 +31,34 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from batch.archive import content_checksum
-from common.events import EVENT_ARROW_SCHEMA, format_ts
+from common.events import format_ts
 from common.hot_store import HotStore
 from common.lake import (
     MANIFEST_NAME,
-    archive_path,
     cold_events_path,
     fs_path,
     hour_partition,
     lake_filesystem,
-    lake_uri,
     rollups_daily_path,
-    rollups_hourly_path,
 )
 from common.lake_io import (
-    data_files,
     day_start,
     delete_folder,
     manifest_of,
     parquet_bytes,
     partition_days,
-    partition_hours,
     publish,
     read_tables,
     sha256,
+)
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    ROLLUPS_HOURLY_TABLE,
+    WarmTable,
+    delete_rows,
+    open_table,
+    partition_stats,
+    vacuum,
 )
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
@@ -59,10 +66,10 @@ from storage_tiers.compliance.holds import HoldError, LegalHold, active_holds, i
 from storage_tiers.policy import TierPolicy
 from storage_tiers.tiers.cold_files import (
     EVENTS_SORT,
-    HOURLY_SCHEMA,
     PART_NAME,
     ROLLUP_KEYS,
     day_folder,
+    table_hours,
     tag_cold_folder,
 )
 from storage_tiers.tiers.movers import HOT_TABLES
@@ -94,6 +101,7 @@ class PurgeReport:
     held: list[str] = field(default_factory=list)  # partitions/tenants kept because of a hold
     blocked: list[str] = field(default_factory=list)  # partitions not deleted because their content is unknown
     share: float = 0.0  # the share of the lake's days this purge touches
+    vacuumed: dict[str, int] = field(default_factory=dict)  # warm table → files erased from storage
 
     @property
     def rows(self) -> int:
@@ -147,9 +155,12 @@ class Purger:
 
     def _days_present(self) -> set[date]:
         days: set[date] = set()
-        for root in (cold_events_path(self.settings), rollups_daily_path(self.settings), archive_path(self.settings),
-                     rollups_hourly_path(self.settings)):
+        for root in (cold_events_path(self.settings), rollups_daily_path(self.settings)):
             days.update(partition_days(self.fs, root))
+        for table in (ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE):
+            delta = open_table(self.settings, table)
+            if delta is not None:
+                days.update(hour.date() for hour in partition_stats(delta, table))
         return days
 
     def check_allowed(self, now: datetime | None = None) -> None:
@@ -189,8 +200,8 @@ class Purger:
     def _execute(self, report: PurgeReport, dry_run: bool) -> PurgeReport:
         self._cold(cold_events_path(self.settings), "events", report, dry_run, EVENTS_SORT)
         self._cold(rollups_daily_path(self.settings), "rollups_daily", report, dry_run, ROLLUP_KEYS)
-        self._warm_archive(report, dry_run)
-        self._warm_rollups(report, dry_run)
+        self._warm(ARCHIVE_TABLE, "events", report, dry_run)
+        self._warm(ROLLUPS_HOURLY_TABLE, "rollups_hourly", report, dry_run)
         if self.store is not None:
             self._hot(report, dry_run)
         return report
@@ -254,102 +265,51 @@ class Purger:
 
     # ------------------------------------------------------------------------------------- warm
 
-    def _hour_tenants(self, files: list[str]) -> tuple[pa.Table | None, dict[str, int]]:
-        table = read_tables(self.fs, files) if files else None
+    def _hour_tenants(self, files: list[str]) -> dict[str, int]:
+        table = read_tables(self.fs, [fs_path(f) for f in files]) if files else None
         if table is None or table.num_rows == 0:
-            return table, {}
+            return {}
         grouped = table.group_by("tenant").aggregate([([], "count_all")])
-        return table, dict(zip(grouped["tenant"].to_pylist(), grouped["count_all"].to_pylist(), strict=True))
+        return dict(zip(grouped["tenant"].to_pylist(), grouped["count_all"].to_pylist(), strict=True))
 
-    def _warm_archive(self, report: PurgeReport, dry_run: bool) -> None:
-        root = archive_path(self.settings)
-        for day in partition_days(self.fs, root):
+    def _warm(self, table: WarmTable, dataset: str, report: PurgeReport, dry_run: bool) -> None:
+        """Delete expired, unheld tenants' rows from a warm Delta table, one commit per hour, then vacuum at once."""
+        delta = open_table(self.settings, table)
+        if delta is None:
+            return
+        days = sorted({hour.date() for hour in partition_stats(delta, table)})
+        deleted = False
+        for day in days:
             if not self._candidate(day):
                 continue
-            for hour in partition_hours(self.fs, root, day):
-                folder = f"{fs_path(root)}/{hour_partition(hour)}"
-                manifest = manifest_of(self.fs, folder)
-                files = [f"{folder}/{f['path']}" for f in (manifest or {}).get("files", [])] or \
-                    data_files(self.fs, folder)
-                table, tenants = self._hour_tenants(files)
-                label = f"events warm {hour_partition(hour)}"
-                gone = self._split(tenants, day, label, report)
-                if not gone and (tenants or manifest is not None):
-                    continue
-                whole = set(gone) == set(tenants)
-                item = PurgeItem("events", "warm", hour_partition(hour), gone, sum(tenants[t] for t in gone), whole)
-                report.items.append(item)
-                if dry_run:
-                    continue
-                if whole:
-                    item.bytes = delete_folder(self.fs, folder)
-                    self._audit(item, "warm", (manifest or {}).get("checksum"))
-                    continue
-                assert table is not None
-                kept = table.filter(pc.invert(pc.is_in(table["tenant"], pa.array(gone))))
-                item.bytes = self._rewrite_archive_hour(folder, hour, manifest or {}, kept, files)
-                self._audit(item, "warm", (manifest_of(self.fs, folder) or {}).get("checksum"))
-
-    def _rewrite_archive_hour(self, folder: str, hour: datetime, manifest: dict[str, Any], kept: pa.Table,
-                              old_files: list[str]) -> int:
-        """Publish the hour without the purged rows: new data file, then a new manifest, then delete the old files.
-
-        The content checksum is recomputed the archive's way (``batch.archive``) so ``verify_hour`` still holds.
-        """
-        kept = kept.select(EVENT_ARROW_SCHEMA.names).cast(EVENT_ARROW_SCHEMA).sort_by(
-            [(c, "ascending") for c in EVENTS_SORT])
-        name = f"part-purge-{uuid.uuid4().hex}-00000.zstd.parquet"
-        body = parquet_bytes(kept, "zstd", EVENTS_SORT)
-        publish(self.fs, f"{folder}/{name}", body)
-        checksum, _rows = content_checksum(self.settings, [lake_uri(self.fs, f"{folder}/{name}")])
-        times = kept["timestamp"]
-        bounds = pc.min_max(times) if kept.num_rows else None
-        low = format_ts(bounds["min"].as_py()) if bounds else None
-        high = format_ts(bounds["max"].as_py()) if bounds else None
-        new = dict(manifest)
-        new.update(rows=kept.num_rows, bytes=len(body), checksum=checksum,
-                   min_event_time=low, max_event_time=high,
-                   files=[{"path": name, "rows": kept.num_rows, "bytes": len(body), "sha256": sha256(body),
-                           "min_event_time": low, "max_event_time": high}],
-                   purged=[*manifest.get("purged", []), {"run_id": self.run_id, "at": format_ts(self.as_of)}])
-        publish(self.fs, f"{folder}/{MANIFEST_NAME}", (json.dumps(new, indent=2) + "\n").encode())
-        removed = 0
-        for path in old_files:
-            info = self.fs.get_file_info(path)
-            removed += info.size or 0
-            self.fs.delete_file(path)
-        return removed - len(body)
-
-    def _warm_rollups(self, report: PurgeReport, dry_run: bool) -> None:
-        root = rollups_hourly_path(self.settings)
-        for day in partition_days(self.fs, root):
-            if not self._candidate(day):
-                continue
-            for hour in partition_hours(self.fs, root, day):
-                folder = f"{fs_path(root)}/{hour_partition(hour)}"
-                files = data_files(self.fs, folder)
-                table, tenants = self._hour_tenants(files)
-                gone = self._split(tenants, day, f"rollups_hourly warm {hour_partition(hour)}", report)
+            for hour, entry in table_hours(self.settings, table, day, delta).items():
+                tenants = self._hour_tenants(entry["files"])
+                gone = self._split(tenants, day, f"{dataset} warm {hour_partition(hour)}", report)
                 if not gone:
                     continue
                 whole = set(gone) == set(tenants)
-                item = PurgeItem("rollups_hourly", "warm", hour_partition(hour), gone,
-                                 sum(tenants[t] for t in gone), whole)
+                item = PurgeItem(dataset, "warm", hour_partition(hour), gone, sum(tenants[t] for t in gone), whole)
                 report.items.append(item)
                 if dry_run:
                     continue
-                if whole:
-                    item.bytes = delete_folder(self.fs, folder)
-                else:
-                    assert table is not None
-                    kept = table.filter(pc.invert(pc.is_in(table["tenant"], pa.array(gone))))
-                    body = parquet_bytes(kept.select(HOURLY_SCHEMA.names).cast(HOURLY_SCHEMA), "zstd")
-                    publish(self.fs, f"{folder}/part-purge-{uuid.uuid4().hex}.parquet", body)
-                    before = sum(self.fs.get_file_info(p).size or 0 for p in files)
-                    for path in files:
-                        self.fs.delete_file(path)
-                    item.bytes = before - len(body)
-                self._audit(item, "warm")
+                predicate = table.hour_predicate(hour)
+                if not whole:
+                    predicate += " AND tenant IN (" + ", ".join(_sql_string(t) for t in gone) + ")"
+                provenance: dict[str, Any] = {"tenants": gone, "deleted_rows": item.rows, "run_id": self.run_id,
+                                              "reason": "past retention, no legal hold"}
+                if table is ARCHIVE_TABLE:  # what the hour holds after the delete, for verify_hour
+                    checksum, kept = content_checksum(self.settings, entry["files"], without=gone)
+                    provenance |= {"rows": kept, "checksum": checksum}
+                metrics = delete_rows(self.settings, table, predicate, "purge", hour_partition(hour), provenance)
+                deleted = True
+                after = table_hours(self.settings, table, day).get(hour, {"bytes": 0, "files": []})
+                item.bytes = entry["bytes"] - after["bytes"]
+                self._audit(item, "warm", provenance.get("checksum"), details={
+                    "table": table.name, "table_version": metrics.get("version"),
+                    "deleted_rows": metrics.get("num_deleted_rows"),
+                    "removed_files": metrics.get("num_removed_files"), "added_files": metrics.get("num_added_files")})
+        if deleted:
+            report.vacuumed[table.name] = len(vacuum(self.settings, table, timedelta(0)))
 
     # -------------------------------------------------------------------------------------- hot
 
@@ -383,3 +343,8 @@ class Purger:
                         f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{hour:DateTime('UTC')}} "
                         "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
                 self._audit(item, "hot", details={"table": table})
+
+
+def _sql_string(value: str) -> str:
+    """A SQL string literal for a delete predicate (tenant names come from the data, not from users)."""
+    return "'" + value.replace("'", "''") + "'"

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
-from common.lake import hour_partition, rollups_daily_path, rollups_hourly_path
+from common.lake import hour_partition, rollups_daily_path
 from common.rollups import minute_rollups
 from common.settings import Settings
 
@@ -79,9 +79,23 @@ def lay_hot(hot: HotStore, events: list[dict[str, Any]]) -> None:
 def lay_lake(settings: Settings, events: list[dict[str, Any]], now: datetime) -> None:
     """Warm hourly rollups for events younger than a year; cold daily rollups for every complete day."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    _write_rollups(rollups_hourly_path(settings), [e for e in events if e["timestamp"] >= now - timedelta(days=365)],
-                   "hour")
+    _write_warm(settings, [e for e in events if e["timestamp"] >= now - timedelta(days=365)])
     _write_rollups(rollups_daily_path(settings), [e for e in events if e["timestamp"] < today], "day")
+
+
+def _write_warm(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """The warm hourly rollups appended to their Delta table in one commit."""
+    from common.lake_tables import ROLLUPS_HOURLY_SCHEMA, ROLLUPS_HOURLY_TABLE, append_rows
+
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        groups[(floor(e["timestamp"], "hour"), *(e[k] for k in KEYS))].append(e)
+    rows = [{**dict(zip(KEYS, key, strict=True)), "hour": at, "events": len(members),
+             "revenue": sum(e["revenue"] for e in members), "user_ids": sorted({e["user_id"] for e in members}),
+             "dt": at.date(), "hour_of_day": at.hour} for (at, *key), members in groups.items()]
+    if rows:
+        schema = ROLLUPS_HOURLY_SCHEMA.append(pa.field("dt", pa.date32())).append(pa.field("hour_of_day", pa.int32()))
+        append_rows(settings, ROLLUPS_HOURLY_TABLE, pa.Table.from_pylist(rows, schema=schema), "test", {})
 
 
 def _write_rollups(root: str, events: list[dict[str, Any]], unit: str) -> None:

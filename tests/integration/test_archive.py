@@ -18,7 +18,6 @@ session (its landing paths are plain local paths).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import uuid
@@ -37,11 +36,10 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 import batch.archive as archive
-from batch.archive import archive_hour, published_files, verify_hour
+import common.lake_tables as lake_tables
+from batch.archive import ARCHIVE_FILE_SCHEMA, archive_hour, archived_hour, published_files, verify_hour
 from common.events import EVENT_ARROW_SCHEMA, normalize_event
 from common.lake import (
-    MANIFEST_NAME,
-    archive_hour_path,
     archive_path,
     committed_files,
     fs_path,
@@ -49,10 +47,10 @@ from common.lake import (
     lake_filesystem,
     landing_files_by_hour,
     landing_path,
-    read_manifest,
     spark_uri,
     unarchived_landing_files,
 )
+from common.lake_tables import ARCHIVE_TABLE, open_table, partition_files
 from common.settings import Settings
 from common.spark import spark_session
 from stack.maven import spark_s3_jars
@@ -71,8 +69,8 @@ KAFKA_RECORD = StructType([
     StructField("partition", IntegerType()),
     StructField("offset", LongType()),
 ])
-# Small files and row groups so a few thousand events exercise several of each.
-ROW_GROUP_ROWS, ROWS_PER_FILE = 500, 2000
+# Small row groups so a few thousand events exercise several of them.
+ROW_GROUP_ROWS = 500
 COLUMNS = EVENT_ARROW_SCHEMA.names
 
 
@@ -109,7 +107,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, minio: Settings) ->
 @pytest.fixture(autouse=True)
 def small_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(archive, "ROW_GROUP_ROWS", ROW_GROUP_ROWS)
-    monkeypatch.setattr(archive, "ROWS_PER_FILE", ROWS_PER_FILE)
+    monkeypatch.setattr(lake_tables, "ROW_GROUP_ROWS", ROW_GROUP_ROWS)
 
 
 # ------------------------------------------------------------------------- landing and ground truth
@@ -121,17 +119,18 @@ class Landed:
 
     records: list[dict[str, Any]]  # {"event": normalized event, "partition", "offset"}
 
-    def truth(self, hour: datetime) -> dict[str, dict[str, Any]]:
-        """One row per event_id of ``hour``: first received, then lowest partition/offset."""
-        best: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+    def truth(self, hour: datetime) -> dict[tuple[str, str], dict[str, Any]]:
+        """One row per (tenant, event_id) of ``hour``: first received, then lowest partition/offset."""
+        best: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {}
         for rec in self.records:
             event = rec["event"]
             if _parse(event["timestamp"]).replace(minute=0, second=0, microsecond=0) != hour:
                 continue
             key = (_parse(event["received_at"]), rec["partition"], rec["offset"])
-            if event["event_id"] not in best or key < best[event["event_id"]][0]:
-                best[event["event_id"]] = (key, event)
-        return {event_id: _as_row(event) for event_id, (_, event) in best.items()}
+            ident = (event["tenant"], event["event_id"])
+            if ident not in best or key < best[ident][0]:
+                best[ident] = (key, event)
+        return {ident: _as_row(event) for ident, (_, event) in best.items()}
 
     def rows_in(self, hour: datetime) -> int:
         return sum(1 for r in self.records
@@ -223,76 +222,70 @@ def _drop_stray_file(settings: Settings, fs: pafs.FileSystem) -> str:
 # ---------------------------------------------------------------------------------------- checks
 
 
-def _read(fs: pafs.FileSystem, path: str) -> bytes:
-    with fs.open_input_stream(path) as stream:
-        return stream.read()
-
-
 def _check_published(settings: Settings, hour: datetime, landed: Landed, result: archive.ArchiveResult) -> dict:
-    """Everything a reader relies on, for one published hour; returns its manifest."""
+    """Everything a reader relies on, for one committed hour; returns its commit's provenance."""
     fs = lake_filesystem(settings)
     truth = landed.truth(hour)
-    folder = fs_path(archive_hour_path(settings, hour))
-    manifest = read_manifest(settings, hour)
-    assert manifest is not None
+    archived = archived_hour(settings, hour)
+    assert archived is not None
+    provenance = archived.provenance
 
     # Rows: exactly the distinct events of the hour, each as first received; the stray file is not read.
-    assert result.rows == manifest["rows"] == len(truth)
-    assert result.landing_rows == manifest["landing_rows"] == landed.rows_in(hour)
-    assert manifest["duplicates_dropped"] == landed.rows_in(hour) - len(truth)
+    assert result.rows == provenance["rows"] == archived.rows == len(truth)
+    assert result.landing_rows == provenance["landing_rows"] == landed.rows_in(hour)
+    assert provenance["duplicates_dropped"] == landed.rows_in(hour) - len(truth)
     rows: list[dict[str, Any]] = []
-    for name in (f["path"] for f in manifest["files"]):
-        rows.extend(pq.read_table(f"{folder}/{name}", filesystem=fs).to_pylist())
-    assert {r["event_id"]: r for r in rows} == truth
+    for uri in archived.files:
+        part = pq.read_table(fs_path(uri), filesystem=fs).to_pylist()
+        keys = [(r["tenant"], r["event"], r["timestamp"], r["event_id"]) for r in part]
+        assert keys == sorted(keys), "each file is sorted by tenant, event, timestamp, event_id"
+        rows.extend(part)
+    assert {(r["tenant"], r["event_id"]): r for r in rows} == truth
     assert len(rows) == len(truth)
     assert not [r for r in rows if r["event_id"].startswith("stray-")]
 
-    # Order: sorted by tenant, event, timestamp (then event_id) across the files in manifest order.
-    keys = [(r["tenant"], r["event"], r["timestamp"], r["event_id"]) for r in rows]
-    assert keys == sorted(keys)
-
-    # Files: zstd, bounded row groups and files, the event contract's schema, sizes and sha256 as listed.
-    listed = {f["path"]: f for f in manifest["files"]}
-    assert len(listed) == -(-len(truth) // ROWS_PER_FILE)
-    for name, entry in listed.items():
-        assert name.startswith(f"part-{result.extra['run_id']}-") and name.endswith(".zstd.parquet")
-        data = _read(fs, f"{folder}/{name}")
-        assert len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"]
+    # Files: zstd, bounded row groups, the event contract's columns (instants in µs, as Delta stores them),
+    # sizes as the table's log records them.
+    for uri in archived.files:
+        data = _read(fs, fs_path(uri))
+        assert len(data) == archived.sizes[uri]
         meta = pq.ParquetFile(pa.BufferReader(data)).metadata
-        assert meta.num_rows == entry["rows"] <= ROWS_PER_FILE
-        assert meta.schema.to_arrow_schema().remove_metadata() == EVENT_ARROW_SCHEMA
+        assert meta.schema.to_arrow_schema().remove_metadata() == ARCHIVE_FILE_SCHEMA
         for g in range(meta.num_row_groups):
             assert meta.row_group(g).num_rows <= ROW_GROUP_ROWS
             assert {meta.row_group(g).column(c).compression for c in range(meta.num_columns)} == {"ZSTD"}
-    assert manifest["bytes"] == result.bytes == sum(f["bytes"] for f in manifest["files"])
+    assert archived.bytes == result.bytes
 
-    # Manifest: the hour, time range, checksum, landing files consumed (committed ones only), provenance.
-    assert manifest["partition"] == hour_partition(hour)
-    assert manifest["hour"] == hour.strftime("%Y-%m-%dT%H:00:00.000Z")
+    # Provenance in the commit: the hour, time range, checksum, landing files consumed (committed ones only).
+    assert provenance["partition"] == hour_partition(hour) and provenance["operation"] == "archive"
+    assert provenance["hour"] == hour.strftime("%Y-%m-%dT%H:00:00.000Z")
     times = [r["timestamp"] for r in truth.values()]
     assert result.min_event_time == (min(times) if times else None)
     assert result.max_event_time == (max(times) if times else None)
-    assert manifest["min_event_time"] == (min(times).isoformat(timespec="milliseconds")[:-6] + "Z" if times else None)
-    assert manifest["checksum"] == result.checksum and result.checksum.startswith("sha256:")
+    assert provenance["min_event_time"] == (min(times).isoformat(timespec="milliseconds")[:-6] + "Z"
+                                            if times else None)
+    assert provenance["checksum"] == result.checksum and result.checksum.startswith("sha256:")
     committed = sorted(f for f in committed_files(landing_path(settings), fs) if f"/{hour_partition(hour)}/" in f)
-    assert manifest["landing_files"] == result.landing_files == committed
-    assert not [f for f in manifest["landing_files"] if "crashed-batch" in f]
-    assert manifest["tool"]["name"] == "lakehouse.batch.archive" and manifest["tool"]["version"]
-    assert datetime.fromisoformat(manifest["created_at"].replace("Z", "+00:00")) > datetime.now(UTC) - timedelta(
+    assert provenance["landing_files"] == result.landing_files == committed
+    assert not [f for f in provenance["landing_files"] if "crashed-batch" in f]
+    assert provenance["tool"]["name"] == "lakehouse.batch.archive" and provenance["tool"]["deltalake"]
+    assert datetime.fromisoformat(provenance["created_at"].replace("Z", "+00:00")) > datetime.now(UTC) - timedelta(
         minutes=10)
-    assert result.manifest.endswith(f"{hour_partition(hour)}/{MANIFEST_NAME}")
-    assert published_files(settings, hour) == result.files
-
-    # One version: the folder holds exactly the listed files and the manifest; the files are intact.
-    present = {i.base_name for i in fs.get_file_info(pafs.FileSelector(folder))}
-    assert present == {*listed, MANIFEST_NAME}
+    assert provenance["version"] == result.version
+    assert published_files(settings, hour) == result.files == archived.files
     assert verify_hour(settings, hour) == []
 
-    # Readers straight from the documented path: pyarrow.dataset / pandas over the hour folder.
-    dataset = pads.dataset(folder, filesystem=fs, format="parquet")
-    frame = dataset.to_table().to_pandas()
-    assert len(frame) == frame["event_id"].nunique() == len(truth)
-    return manifest
+    # Readers straight from the documented path: the table's pyarrow dataset (pandas), filtered on the hour.
+    dataset = open_table(settings, ARCHIVE_TABLE).to_pyarrow_dataset()
+    frame = dataset.to_table(filter=(pads.field("dt") == pa.scalar(hour.date(), pa.date32()))
+                             & (pads.field("hour") == hour.hour)).to_pandas()
+    assert len(frame) == len(frame.drop_duplicates(["tenant", "event_id"])) == len(truth)
+    return provenance
+
+
+def _read(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
 
 
 # ------------------------------------------------------------------------------------------- test
@@ -330,13 +323,13 @@ def test_archive_hour_dedups_sorts_and_publishes_atomically(
 
     result = archive_hour(settings, HOUR)
     manifest = _check_published(settings, HOUR, landed, result)
-    assert len(manifest["files"]) >= 3 and result.rows > 4000
+    assert result.rows > 4000
 
-    # Re-running with the same landing files changes nothing but the file names.
+    # Re-running with the same landing files changes nothing but the file names: one new commit replaced them.
     again = archive_hour(settings, HOUR)
-    assert again.checksum == result.checksum and again.rows == result.rows
+    assert again.checksum == result.checksum and again.rows == result.rows and again.version == result.version + 1
     assert set(again.files).isdisjoint(result.files)
-    assert sorted(again.extra["deleted_files"]) == sorted(Path(f).name for f in result.files)
+    assert set(partition_files(settings, ARCHIVE_TABLE, [HOUR])) == set(again.files)
     _check_published(settings, HOUR, landed, again)
 
     # Neighbours and an hour without landing files (empty manifest, no data files).
@@ -344,18 +337,21 @@ def test_archive_hour_dedups_sorts_and_publishes_atomically(
         _check_published(settings, hour, landed, archive_hour(settings, hour))
     empty = archive_hour(settings, EMPTY_HOUR)
     assert (empty.rows, empty.files, empty.landing_files) == (0, [], [])
-    assert read_manifest(settings, EMPTY_HOUR)["rows"] == 0 and verify_hour(settings, EMPTY_HOUR) == []
+    assert archived_hour(settings, EMPTY_HOUR).provenance["rows"] == 0 and verify_hour(settings, EMPTY_HOUR) == []
     assert unarchived_landing_files(settings) == {}
 
     # DuckDB through the documented view, straight over the archive's paths.
     con = lake_connection(settings)
     per_hour = dict(con.sql("SELECT hour, count(*) FROM events WHERE dt = DATE '2024-05-01' GROUP BY hour").fetchall())
     assert per_hour == {h.hour: len(landed.truth(h)) for h in (BEFORE, HOUR, AFTER)}
-    distinct = con.sql("SELECT count(DISTINCT event_id) FROM events WHERE dt = DATE '2024-05-01' AND hour = 22")
+    distinct = con.sql("SELECT count(DISTINCT (tenant, event_id)) FROM events WHERE dt = DATE '2024-05-01' "
+                       "AND hour = 22")
     assert distinct.fetchone() == (len(landed.truth(HOUR)),)
     con.close()
-    # Spark over the archive root (Hive partitions; it skips _manifest.json like every underscore file).
-    spark_counts = spark.read.parquet(spark_uri(archive_path(settings))).groupBy("dt", "hour").count().collect()
+    # Spark 4.3 (no Delta reader for it): the live files from the table's log, partitions from their folders.
+    files = [spark_uri(f) for f in partition_files(settings, ARCHIVE_TABLE)]
+    spark_counts = (spark.read.option("basePath", spark_uri(archive_path(settings))).parquet(*files)
+                    .groupBy("dt", "hour").count().collect())
     assert {(str(r["dt"]), r["hour"]): r["count"] for r in spark_counts} == {
         ("2024-05-01", h.hour): len(landed.truth(h)) for h in (BEFORE, HOUR, AFTER)}
 
@@ -373,6 +369,14 @@ def test_archive_hour_dedups_sorts_and_publishes_atomically(
     assert after_late.checksum != result.checksum
     _check_published(settings, HOUR, landed, after_late)
     assert unarchived_landing_files(settings) == {}
+
+    # Time travel: the table as of the version before the late events still answers the old numbers.
+    before_late = after_late.version - 1
+    for as_of, expected in ((before_late, result.rows), (after_late.version, after_late.rows), (None, after_late.rows)):
+        con = lake_connection(settings, as_of=as_of)
+        count = con.sql("SELECT count(*) FROM events WHERE dt = DATE '2024-05-01' AND hour = 22").fetchone()
+        con.close()
+        assert count == (expected,), as_of
 
 
 def _received(record: dict[str, Any]) -> datetime:

@@ -38,6 +38,13 @@ from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import FlightHotStore
 from common.lake import fs_path, lake_filesystem
 from common.lake_io import parquet_bytes, publish
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    ROLLUPS_HOURLY_SCHEMA,
+    ROLLUPS_HOURLY_TABLE,
+    replace_partition,
+    with_partition_columns,
+)
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from stack import ensure_bucket, s3_client
@@ -46,6 +53,7 @@ from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.audit_report import publish_report, report_html, report_json, run_audit
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import load_policy
+from storage_tiers.tiers.cold_files import table_hours
 from tests.integration.own_services import free_pair
 
 pytestmark = pytest.mark.integration
@@ -121,19 +129,12 @@ def _lake(settings: Settings, *parts: str) -> str:
 
 
 def _archive_hour(settings: Settings, truth: Truth, hour: datetime, rows: int) -> None:
-    folder = _lake(settings, "archive", "events", f"dt={hour:%Y-%m-%d}", f"hour={hour:%H}")
-    files, size, low, high = [], 0, None, None
-    if rows:
-        table = _events(hour + timedelta(minutes=2), rows)
-        name = f"part-{uuid.uuid4().hex[:8]}-00000.zstd.parquet"
-        size = _put(settings, f"{folder}/{name}", parquet_bytes(table, "zstd", ["tenant", "event", "timestamp"]))
-        low, high = table["timestamp"][0].as_py(), table["timestamp"][-1].as_py()
-        files.append({"path": name, "rows": rows, "bytes": size})
-    manifest = {"format": "lakehouse.archive.manifest/1", "partition": f"dt={hour:%Y-%m-%d}/hour={hour:%H}",
-                "rows": rows, "bytes": size, "files": files, "checksum": "sha256:test",
-                "min_event_time": low.isoformat() if low else None,
-                "max_event_time": high.isoformat() if high else None}
-    _put(settings, f"{folder}/_manifest.json", json.dumps(manifest).encode())
+    """One hour committed to the archive's Delta table (empty hours too, as the archive commits them)."""
+    table = _events(hour + timedelta(minutes=2), rows)
+    low, high = (table["timestamp"][0].as_py(), table["timestamp"][-1].as_py()) if rows else (None, None)
+    replace_partition(settings, ARCHIVE_TABLE, hour, with_partition_columns(table, ARCHIVE_TABLE, hour), "archive",
+                      {"rows": rows, "checksum": "sha256:test"})
+    size = table_hours(settings, ARCHIVE_TABLE, hour.date()).get(hour, {"bytes": 0})["bytes"]
     truth.add("events", "warm", hour, rows, size, low, high)
 
 
@@ -142,10 +143,10 @@ def _warm_rollups(settings: Settings, truth: Truth, hour: datetime, rows: int, e
                       "device": ["mobile"] * rows, "page": [f"/p{i}" for i in range(rows)],
                       "hour": pa.array([hour] * rows, pa.timestamp("us", tz="UTC")),
                       "events": pa.array([events] * rows, pa.int64()), "revenue": [0.0] * rows,
-                      "user_ids": [["u"]] * rows})
-    folder = _lake(settings, "warm", "rollups_hourly", f"dt={hour:%Y-%m-%d}", f"hour={hour:%H}")
-    size = _put(settings, f"{folder}/part-00000-{uuid.uuid4()}.c000.zstd.parquet", parquet_bytes(table, "zstd"))
-    _put(settings, f"{folder}/_SUCCESS", b"")
+                      "user_ids": [["u"]] * rows}).cast(ROLLUPS_HOURLY_SCHEMA)
+    replace_partition(settings, ROLLUPS_HOURLY_TABLE, hour, with_partition_columns(table, ROLLUPS_HOURLY_TABLE, hour),
+                      "recompute", {"rows": rows})
+    size = table_hours(settings, ROLLUPS_HOURLY_TABLE, hour.date())[hour]["bytes"]
     truth.add("rollups_hourly", "warm", hour, rows, size, hour, hour)
 
 

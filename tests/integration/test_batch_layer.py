@@ -31,7 +31,7 @@ from demo.ground_truth import per_minute, unique_valid
 from demo.load import post_events
 from orchestration.archive.assets import raw_events_archive
 from orchestration.archive.checks import (
-    archive_files_match_manifest,
+    archive_files_match_commit,
     archive_is_fresh,
     archive_rows_match_landing,
     archive_schema_conforms,
@@ -47,8 +47,8 @@ from tests.integration.hot_truth import assert_minutes_match, hot_minutes, late_
 pytestmark = pytest.mark.integration
 
 DEFINITIONS = [raw_events_archive, rollups_hourly, archive_rows_match_landing, archive_schema_conforms,
-               archive_files_match_manifest, archive_is_fresh]
-CHECKS = {"archive_rows_match_landing", "archive_schema_conforms", "archive_files_match_manifest",
+               archive_files_match_commit, archive_is_fresh]
+CHECKS = {"archive_rows_match_landing", "archive_schema_conforms", "archive_files_match_commit",
           "archive_is_fresh", "stream_batch_drift"}
 MARGIN = timedelta(minutes=3)  # distance kept from the watermark, so "on time" and "late" are unambiguous
 

@@ -3,7 +3,7 @@
 The UI's own API (GraphQL) launches a partition backfill of both assets over three hours; the daemon
 turns it into runs, which execute in their own processes against the real stack (the hot node over
 Arrow Flight, the lake, Spark) and must all succeed. The hours lie before the current one: hours with
-landing data from earlier tests, or empty ones (an empty hour archives to an empty manifest and
+landing data from earlier tests, or empty ones (an empty hour archives to an empty commit and
 restates to nothing), either way a real run of every step.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from common.lake import read_manifest
+from batch.archive import archived_hour
 from common.settings import Settings
 from orchestration.hours import floor_hour, partition_hour, partition_key
 from orchestration.instance import start_dagster_dev
@@ -129,4 +129,4 @@ def test_a_backfill_over_three_hours_launched_through_graphql_succeeds(
     run_partitions = {t["value"] for run in state["runs"] for t in run["tags"] if t["key"] == "dagster/partition"}
     assert run_partitions == set(keys)
     for key in keys:
-        assert read_manifest(settings, partition_hour(key)) is not None, f"{key} was not archived"
+        assert archived_hour(settings, partition_hour(key)) is not None, f"{key} was not archived"

@@ -53,6 +53,13 @@ from common.lake import (
     rollups_daily_path,
     rollups_hourly_path,
 )
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    ROLLUPS_HOURLY_TABLE,
+    open_table,
+    replace_partition,
+    with_partition_columns,
+)
 from common.settings import REPO_ROOT, Settings
 from serving.query.engine import QueryEngine
 from serving.query.spec import METRICS, QuerySpec, SpecInput, build_spec
@@ -150,7 +157,8 @@ class Lake:
 
     def files(self, uri: str) -> list[str]:
         infos = self.fs.get_file_info(pafs.FileSelector(fs_path(uri), recursive=True, allow_not_found=True))
-        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+        return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                      and "/_delta_log/" not in i.path)
 
     def corrupt(self, uri: str) -> None:
         with self.fs.open_output_stream(fs_path(uri)) as sink:
@@ -169,9 +177,9 @@ def build_lake(settings: Settings) -> Lake:
         if day in IN_ARCHIVE:
             for hour in HOURS:
                 hour_rows = [r for r in rows if r["timestamp"].hour == hour]
-                folder = f"{archive_path(settings)}/dt={day}/hour={hour:02d}"
-                lake.put(f"{folder}/part-run1-00000.zstd.parquet", _table(hour_rows))
-                lake.put(f"{folder}/_manifest.json", b"{}")
+                at = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+                replace_partition(settings, ARCHIVE_TABLE, at, with_partition_columns(_table(hour_rows), ARCHIVE_TABLE,
+                                                                                      at), "archive", {"test": True})
         cold = f"{cold_events_path(settings)}/dt={day}"
         if day in COLD_PUBLISHED:
             lake.put(f"{cold}/part-0.parquet", _table(rows))
@@ -181,10 +189,10 @@ def build_lake(settings: Settings) -> Lake:
         if day in WARM_HOURLY_DAYS:
             for hour in HOURS:
                 hour_rows = [r for r in rows if r["timestamp"].hour == hour]
-                folder = f"{rollups_hourly_path(settings)}/dt={day}/hour={hour:02d}"
-                lake.put(f"{folder}/part-00000-{uuid.uuid4()}.c000.zstd.parquet",
-                         _rollup_table(hour_rows, "hour", HOURLY_SCHEMA))
-                lake.put(f"{folder}/_SUCCESS", b"")  # as Spark leaves it
+                at = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+                table = with_partition_columns(_rollup_table(hour_rows, "hour", HOURLY_SCHEMA),
+                                               ROLLUPS_HOURLY_TABLE, at)
+                replace_partition(settings, ROLLUPS_HOURLY_TABLE, at, table, "recompute", {"test": True})
         if day in COLD_DAILY_DAYS:
             folder = f"{rollups_daily_path(settings)}/dt={day}"
             lake.put(f"{folder}/part-0.parquet", _rollup_table(rows, "day", DAILY_SCHEMA))
@@ -396,6 +404,29 @@ def test_sql_command_one_shot_and_interactive(lake: Lake, tmp_path: Path) -> Non
     assert bad.returncode == 1 and "error:" in bad.stderr
 
 
+def test_sql_command_reads_the_tables_as_of_a_version_and_exits_cleanly(fresh: Settings) -> None:
+    """Time travel from the command line: after a restatement of one hour, ``--as-of`` the previous version
+    gives the previous numbers, the newest version the new ones, and the exit codes stay trustworthy (0, 1)."""
+    build_lake(fresh)
+    day = max(IN_ARCHIVE)  # read from the archive (D4 is also cold, read from there)
+    at = datetime(day.year, day.month, day.day, HOURS[0], tzinfo=UTC)
+    before = sum(_day(r) == day and r["timestamp"].hour == at.hour for r in EVENTS)
+    kept = [r for r in EVENTS if _day(r) == day and r["timestamp"].hour == at.hour][: before // 2]
+    previous = open_table(fresh, ARCHIVE_TABLE).version()
+    replace_partition(fresh, ARCHIVE_TABLE, at, with_partition_columns(_table(kept), ARCHIVE_TABLE, at), "archive",
+                      {"test": "restatement"})
+    query = f"SELECT count(*) AS n FROM events WHERE dt = DATE '{day}' AND hour = {at.hour}"
+    lakehouse = [sys.executable, "-m", "cli.main", "sql", query, "--format", "csv"]
+    for as_of, expected in (([], len(kept)), (["--as-of", str(previous)], before)):
+        out = subprocess.run([*lakehouse, *as_of], env=_env(fresh), cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert list(csv.reader(io.StringIO(out.stdout))) == [["n"], [str(expected)]], as_of
+    missing = subprocess.run([*lakehouse, "--as-of", "9999"], env=_env(fresh), cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 1 and "as of 9999" in missing.stderr
+
+
 def test_sql_command_writes_parquet_and_csv_files(lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in _env(lake.settings).items():
         if key.startswith("LAKEHOUSE_"):
@@ -543,14 +574,15 @@ def test_lake_path_is_thread_safe_prunes_and_keeps_values_out_of_sql(engine: _En
         results = list(pool.map(answer, specs * 4))
     assert all(rows == expected[i % len(specs)] for i, rows in enumerate(results))
 
-    # One day of hourly rollups: the reader lists and hands over that day's folders only, DuckDB opens its
-    # three hour files of nine.
+    # One day of hourly rollups: the reader hands over that day's files only (from the table's log, nothing
+    # listed), DuckDB opens its three hour files of nine.
     one_day = _spec("warm", ["events"], datetime(2024, 3, 5, tzinfo=UTC), datetime(2024, 3, 6, tzinfo=UTC),
                     granularity="hour", dimensions=["country"])
     (segment,) = plan(one_day, NOW, Horizons())
     relation = engine.reader.relation("rollups_hourly", segment.start, segment.end)
     assert relation[0] == "lake_rollups_hourly($lake_files)"
-    assert [glob.rsplit("/dt=", 1)[1] for glob in relation[1]["lake_files"]] == ["2024-03-05/*/*.parquet"]
+    files = relation[1]["lake_files"]
+    assert len(files) == 3 and all("/dt=2024-03-05/hour_of_day=" in f for f in files)
     sql, params = compile_segment(one_day, segment, "acme", whole=True, relation=relation)
     assert "Total Files Read: 3" in engine.reader.explain(sql, params)
 

@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from common.hot_store import HotStore
-from common.lake import hour_partition, rollups_daily_path, rollups_hourly_path
+from common.lake import hour_partition, rollups_daily_path
+from common.lake_tables import ROLLUPS_HOURLY_SCHEMA, ROLLUPS_HOURLY_TABLE, append_rows
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 
@@ -73,8 +74,18 @@ def _lay_hot(hot: HotStore, events: list[dict[str, Any]]) -> None:
     hot.insert_arrow("rollups_1m_ingest", pa.Table.from_pylist(rows).select(ROLLUP_SCHEMA.names).cast(ROLLUP_SCHEMA))
 
 
+def _lay_warm(settings: Settings, events: list[dict[str, Any]], tenant: str) -> None:
+    """The tenant's hourly rollups appended to the warm Delta table (one commit; other tests' rows stay)."""
+    rows = [{**dict(zip(KEYS, key, strict=True)), "hour": at, "events": r["events"], "revenue": r["revenue"],
+             "user_ids": sorted(r["users"]), "dt": at.date(), "hour_of_day": at.hour}
+            for (at, *key), r in _rollup(events, "hour").items()]
+    schema = ROLLUPS_HOURLY_SCHEMA.append(pa.field("dt", pa.date32())).append(pa.field("hour_of_day", pa.int32()))
+    append_rows(settings, ROLLUPS_HOURLY_TABLE, pa.Table.from_pylist(rows, schema=schema), "test",
+                {"tenant": tenant})
+
+
 def _lay_parquet(root: str, events: list[dict[str, Any]], unit: str, tenant: str) -> None:
-    """Files in the layout batch/hourly.py (warm) and the tier mover (cold) write."""
+    """Files in the layout the tier mover (cold) writes."""
     by_folder: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for (at, *key), r in _rollup(events, unit).items():
         folder = hour_partition(at) if unit == "hour" else f"dt={at:%Y-%m-%d}"
@@ -105,8 +116,7 @@ def history(settings: Settings, hot: HotStore) -> tuple[str, datetime, list[dict
     events = synthetic_history(tenant, now)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     _lay_hot(hot, [e for e in events if e["timestamp"] >= now - timedelta(days=90)])
-    _lay_parquet(rollups_hourly_path(settings), [e for e in events if e["timestamp"] >= now - timedelta(days=365)],
-                 "hour", tenant)
+    _lay_warm(settings, [e for e in events if e["timestamp"] >= now - timedelta(days=365)], tenant)
     _lay_parquet(rollups_daily_path(settings), [e for e in events if e["timestamp"] < today], "day", tenant)
     return tenant, now, events
 

@@ -58,6 +58,15 @@ from common.lake import (
     spark_uri,
 )
 from common.lake_duckdb import duckdb_uri
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    ROLLUPS_HOURLY_SCHEMA,
+    ROLLUPS_HOURLY_TABLE,
+    WarmTable,
+    open_table,
+    replace_partition,
+    with_partition_columns,
+)
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
 from common.spark import spark_session
@@ -248,16 +257,20 @@ def batch_hours_with_duckdb(settings: Settings, store: FlightHotStore, hours: li
     for hour in hours:
         archive_hour(settings, hour, progress=lambda _: None)
         files = [duckdb_uri(f) for f in published_files(settings, hour) or []]
-        warm = f"{rollups_hourly_path(settings)}/{hour_partition(hour)}/part-00000.zstd.parquet"
+        # The hourly section's SELECT (without its COPY … TO): its rows go to the warm Delta table, one commit.
+        hourly_select = sql["rollups_hourly"].split("COPY (", 1)[1].rsplit(") TO", 1)[0]
         con = archive_session(settings)
         try:
             con.execute(sql["timezone"])
             con.execute(sql["events"], {"files": files})
             minute = con.execute(sql["rollups_minute"]).to_arrow_table().cast(ROLLUP_SCHEMA)
-            con.execute(sql["rollups_hourly"], {"hourly_path": duckdb_uri(warm)})
+            hourly = con.execute(hourly_select).to_arrow_table().select(ROLLUPS_HOURLY_SCHEMA.names).cast(
+                ROLLUPS_HOURLY_SCHEMA)
             raw = con.execute(sql["raw_events"]).to_arrow_table().cast(EVENT_ARROW_SCHEMA)
         finally:
             con.close()
+        replace_partition(settings, ROLLUPS_HOURLY_TABLE, hour,
+                          with_partition_columns(hourly, ROLLUPS_HOURLY_TABLE, hour), "recompute", {"test": True})
         restate_hour(store, hour, minute, raw)
         assert verify_hour(settings, hour) == []
 
@@ -290,11 +303,27 @@ def purge(settings: Settings) -> dg.ExecuteInProcessResult:
 
 
 def _read_all(fs: pafs.FileSystem, root: str) -> pa.Table | None:
+    """Every Parquet file under ``root``, read straight from storage (for a Delta table: also files that no
+    version reads any more but vacuum has not removed yet, which is why warm tables use ``_read_table``)."""
     infos = fs.get_file_info(pafs.FileSelector(fs_path(root), allow_not_found=True, recursive=True))
     files = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
-             and not i.base_name.startswith((".", "_"))]
-    tables = [pq.read_table(f, filesystem=fs) for f in files]
+             and not i.base_name.startswith((".", "_")) and "/_delta_log/" not in i.path]
+    tables = [_plain_strings(pq.read_table(f, filesystem=fs)) for f in files]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _plain_strings(table: pa.Table) -> pa.Table:
+    """Files delta-rs rewrote (a delete) hold Arrow string_view columns: the same strings, another Arrow type."""
+    return table.cast(pa.schema([
+        pa.field(f.name, pa.string()) if f.type == pa.string_view()
+        else pa.field(f.name, pa.list_(pa.string())) if pa.types.is_list(f.type) or pa.types.is_list_view(f.type)
+        else f for f in table.schema]))
+
+
+def _read_table(settings: Settings, table: WarmTable) -> pa.Table | None:
+    """A warm Delta table's newest version, read the documented pandas/pyarrow way (its pyarrow dataset)."""
+    delta = open_table(settings, table)
+    return None if delta is None else delta.to_pyarrow_dataset().to_table()
 
 
 def _counts(table: pa.Table | None, time_column: str, unit: str, measure: str | None = None) -> Counter:
@@ -311,9 +340,9 @@ def _counts(table: pa.Table | None, time_column: str, unit: str, measure: str | 
 def lake_contents(settings: Settings) -> dict[str, Counter]:
     fs = lake_filesystem(settings)
     return {
-        "warm events": _counts(_read_all(fs, archive_path(settings)), "timestamp", "hour"),
+        "warm events": _counts(_read_table(settings, ARCHIVE_TABLE), "timestamp", "hour"),
         "cold events": _counts(_read_all(fs, cold_events_path(settings)), "timestamp", "hour"),
-        "warm hourly rollups": _counts(_read_all(fs, rollups_hourly_path(settings)), "hour", "hour", "events"),
+        "warm hourly rollups": _counts(_read_table(settings, ROLLUPS_HOURLY_TABLE), "hour", "hour", "events"),
         "cold daily rollups": _counts(_read_all(fs, rollups_daily_path(settings)), "day", "day", "events"),
     }
 
@@ -491,6 +520,15 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
         expected = expected_contents(history, settings, {("acme", held_day)}, with_hot=True)
         for name in expected:
             assert dict(actual[name]) == dict(expected[name]), name
+        # Erasure is physical: after the purge's vacuum, every Parquet file left under the warm tables (read
+        # straight from storage, not through the log) holds exactly the live rows, so none of the trial tenant's.
+        fs = lake_filesystem(settings)
+        for name, root, time_column, measure in (("warm events", archive_path(settings), "timestamp", None),
+                                                 ("warm hourly rollups", rollups_hourly_path(settings), "hour",
+                                                  "events")):
+            stored = _read_all(fs, root)
+            assert dict(_counts(stored, time_column, "hour", measure)) == dict(actual[name]), name
+            assert stored is None or "trial" not in set(stored["tenant"].to_pylist()), name
         # The trial tenant's rows were cut out of an hour it shares with beta: the archive hour was republished
         # (new file, new manifest and content checksum) and still verifies; hot rollups_1h lost only its rows.
         (hour,) = shared

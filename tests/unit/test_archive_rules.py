@@ -16,15 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import batch.archive as archive
-from batch.archive import archive_hour, landing_files_of_hour, verify_hour
+import common.lake_tables as lake_tables
+from batch.archive import archive_hour, archived_hour, landing_files_of_hour, verify_hour
 from common.lake import (
     _from_spark_uri,
-    archive_hour_path,
     committed_files,
     file_hour,
     fs_path,
     landing_path,
-    read_manifest,
     unarchived_landing_files,
 )
 from common.settings import Settings
@@ -73,10 +72,11 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def _archived(settings: Settings) -> list[dict]:
-    manifest = read_manifest(settings, HOUR)
-    assert manifest is not None
-    folder = archive_hour_path(settings, HOUR)
-    return [r for f in manifest["files"] for r in pq.read_table(f"{folder}/{f['path']}").to_pylist()]
+    """The hour's rows as the table's log lists its files, in archive order."""
+    archived = archived_hour(settings, HOUR)
+    assert archived is not None
+    rows = [r for f in archived.files for r in pq.read_table(f).to_pylist()]
+    return sorted(rows, key=lambda r: (r["tenant"], r["event"], r["timestamp"], r["event_id"]))
 
 
 def test_duplicates_keep_the_first_received_then_the_lowest_kafka_position(settings: Settings) -> None:
@@ -119,9 +119,10 @@ def test_checksum_is_defined_on_content_not_on_files(settings: Settings, monkeyp
     _land(settings, [rows[:120], rows[120:] + rows[:10]])
     big = archive_hour(settings, HOUR, progress=lambda _m: None)
     monkeypatch.setattr(archive, "ROW_GROUP_ROWS", 8)
-    monkeypatch.setattr(archive, "ROWS_PER_FILE", 24)
+    monkeypatch.setattr(lake_tables, "ROW_GROUP_ROWS", 8)
     small = archive_hour(settings, HOUR, progress=lambda _m: None)
-    assert len(big.files) == 1 and len(small.files) == 9
+    groups = [sum(pq.ParquetFile(f).metadata.num_row_groups for f in r.files) for r in (big, small)]
+    assert groups[0] == 1 and groups[1] > 1
     assert small.checksum == big.checksum and small.rows == big.rows == 200
     assert verify_hour(settings, HOUR) == []
     archived = _archived(settings)
@@ -132,40 +133,48 @@ def test_checksum_is_defined_on_content_not_on_files(settings: Settings, monkeyp
     assert archive_hour(settings, HOUR, progress=lambda _m: None).checksum != big.checksum
 
 
-def test_a_failed_publish_leaves_the_previous_version_whole(
+def test_a_failed_commit_leaves_the_previous_version_whole(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _land(settings, [[_row("a", 1, 2), _row("b", 2, 3)]])
     first = archive_hour(settings, HOUR, progress=lambda _m: None)
-    folder = Path(fs_path(archive_hour_path(settings, HOUR)))
-    before = sorted(p.name for p in folder.iterdir())
 
     def crash(*_args: Any) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(archive, "_write_manifest", crash)
+    monkeypatch.setattr(archive, "replace_partition", crash)
+    _land(settings, [[_row("a", 1, 2), _row("b", 2, 3)], [_row("c", 3, 4)]])
     with pytest.raises(OSError, match="disk full"):
         archive_hour(settings, HOUR, progress=lambda _m: None)
-    assert sorted(p.name for p in folder.iterdir()) == before
-    assert read_manifest(settings, HOUR)["checksum"] == first.checksum
+    archived = archived_hour(settings, HOUR)
+    assert archived is not None and archived.files == first.files
+    assert archived.provenance["checksum"] == first.checksum and archived.provenance["version"] == first.version
     assert verify_hour(settings, HOUR) == []
 
 
-def test_verify_hour_finds_tampering_and_stray_data_files(settings: Settings) -> None:
+def test_verify_hour_finds_tampering_and_readers_ignore_stray_files(settings: Settings) -> None:
     _land(settings, [[_row("a", 1, 2), _row("b", 2, 3)]])
     result = archive_hour(settings, HOUR, progress=lambda _m: None)
-    Path(result.files[0]).write_bytes(Path(result.files[0]).read_bytes()[:-1] + b"!")
-    (Path(result.files[0]).parent / "part-stray.parquet").write_bytes(b"x")
+    (Path(result.files[0]).parent / "part-stray.parquet").write_bytes(Path(result.files[0]).read_bytes())
+    con = lake_connection(settings)
+    assert con.sql("SELECT count(*) FROM events").fetchone() == (2,), "a file outside the log is never read"
+    con.close()
+    assert verify_hour(settings, HOUR) == []
+    Path(result.files[0]).write_bytes(Path(result.files[0]).read_bytes()[:-1])
     problems = verify_hour(settings, HOUR)
-    assert len(problems) == 2 and "differs" in problems[0] and "part-stray.parquet" in problems[1]
+    assert len(problems) == 1 and "the log says" in problems[0]
     assert verify_hour(settings, HOUR + timedelta(hours=1)) == [
-        "dt=2026-03-01/hour=10 has no manifest: it was never archived"]
+        "dt=2026-03-01/hour=10 was never archived (no commit of the archive table wrote it)"]
 
 
 def test_empty_hour_and_empty_archive(settings: Settings) -> None:
+    con = lake_connection(settings)
+    assert con.sql("SELECT count(*) FROM events").fetchone() == (0,), "no table yet: an empty view"
+    con.close()
     result = archive_hour(settings, HOUR, progress=lambda _m: None)
     assert (result.rows, result.files, result.landing_files, result.min_event_time) == (0, [], [], None)
-    assert read_manifest(settings, HOUR)["files"] == []
+    archived = archived_hour(settings, HOUR)
+    assert archived is not None and archived.files == [] and archived.provenance["rows"] == 0
     con = lake_connection(settings)
     assert con.sql("SELECT count(*) FROM events").fetchone() == (0,)
     assert [c[0] for c in con.sql("DESCRIBE events").fetchall()][-2:] == ["dt", "hour"]
