@@ -20,7 +20,7 @@ from serving.dashboards.store import CHARTS, MAX_WIDGETS, Dashboard, DashboardSt
 from serving.query.csv_export import csv_filename, csv_response, stamp
 from serving.query.models import QueryModel, spec_input, stored_query
 from serving.reports.pdf import render_dashboard
-from serving.services.dashboards import DashboardService, WidgetDraft
+from serving.services.dashboards import DashboardService, View, WidgetDraft
 
 
 class WidgetModel(BaseModel):
@@ -74,6 +74,16 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         await service.delete(tenant, dashboard_id, if_match)
         return Response(status_code=204)
 
+    async def charged_view(request: Request, tenant: str, dashboard_id: str, range_: str | None,
+                           filter_: list[str]) -> View:
+        """The dashboard as asked, after taking one rate-limit token per widget (each runs a query)."""
+        view = await service.view(tenant, dashboard_id, range_, filter_)
+        if serving.auth is not None:
+            widgets = len(view.dashboard.widgets)
+            await serving.auth.charge(getattr(request.state, "caller", None), widgets - 1,
+                                      f"dashboard {view.dashboard.id!r} ({widgets} widgets)")
+        return view
+
     @router.get("/{dashboard_id}/data", summary="Every widget's answer in one request",
                 description="`range` (1h, 24h, 7d … 7y) replaces each widget's own; `filter=country:US` (repeatable) "
                             "is added to each widget's filters (drill-down). Each widget answers what "
@@ -85,12 +95,7 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
     ) -> Response:
-        view = await service.view(tenant, dashboard_id, range_, filter_)
-        if serving.auth is not None:  # one token per widget: a dashboard runs one query per widget
-            widgets = len(view.dashboard.widgets)
-            await serving.auth.charge(getattr(request.state, "caller", None), widgets - 1,
-                                      f"dashboard {view.dashboard.id!r} ({widgets} widgets)")
-        answer = await service.data(tenant, view)
+        answer = await service.data(tenant, await charged_view(request, tenant, dashboard_id, range_, filter_))
         return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.how})
 
     @router.get("/{dashboard_id}/report.pdf", summary="The dashboard as a PDF report",
@@ -99,12 +104,13 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
                             "`/data`, whose answer it prints.",
                 response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
     async def report(
+        request: Request,
         dashboard_id: str,
         tenant: str = Depends(tenant_of),
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
     ) -> Response:
-        view = await service.view(tenant, dashboard_id, range_, filter_)
+        view = await charged_view(request, tenant, dashboard_id, range_, filter_)
         answer = await service.data(tenant, view)
         pdf = await run_in_threadpool(render_dashboard, orjson.loads(answer.body), tenant)
         name = f"{view.dashboard.id}-{orjson.loads(answer.body)['generated_at'][:16].replace(':', '')}.pdf"
