@@ -228,10 +228,7 @@ def analytics_router(serving: Serving) -> APIRouter:
     async def funnels(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
                       as_csv: bool = Depends(csv_requested)) -> Response:
         now = datetime.now(UTC)
-        try:
-            spec, identity = funnel_parts(body, now)
-        except QueryError as exc:
-            return JSONResponse(status_code=400, content={"error": str(exc)})
+        spec, identity = funnel_parts(body, now)
         export = ("funnel", funnel_table) if as_csv else None
         return await answer(tenant, "funnel", identity, (spec.start, spec.end + spec.window), now,
                             lambda: engine.funnel(tenant, spec, now), funnel_shape(spec), export)
@@ -242,10 +239,7 @@ def analytics_router(serving: Serving) -> APIRouter:
                       step: int = Query(..., ge=1, le=9, description="the last step they reached"),
                       as_csv: bool = Depends(csv_requested)) -> Response:
         now = datetime.now(UTC)
-        try:
-            spec, identity = funnel_parts(body, now)
-        except QueryError as exc:
-            return JSONResponse(status_code=400, content={"error": str(exc)})
+        spec, identity = funnel_parts(body, now)
         if step >= len(spec.steps):
             return JSONResponse(status_code=400, content={"error": f"step must be 1 to {len(spec.steps) - 1}"})
 
@@ -263,12 +257,9 @@ def analytics_router(serving: Serving) -> APIRouter:
     async def retention(tenant: str = Depends(tenant_of), body: RetentionModel = Body(...),
                         as_csv: bool = Depends(csv_requested)) -> Response:
         now = datetime.now(UTC)
-        try:
-            start, end = resolve_range(body, now, "90d")
-            raw = body.model_dump(exclude={"range", "from_", "to"})
-            spec = defs.retention_spec(raw, start, end)
-        except QueryError as exc:
-            return JSONResponse(status_code=400, content={"error": str(exc)})
+        start, end = resolve_range(body, now, "90d")
+        raw = body.model_dump(exclude={"range", "from_", "to"})
+        spec = defs.retention_spec(raw, start, end)
 
         def shape(result: Answer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "start_event": spec.start_event,
@@ -283,12 +274,9 @@ def analytics_router(serving: Serving) -> APIRouter:
     async def paths(tenant: str = Depends(tenant_of), body: PathsModel = Body(...),
                     as_csv: bool = Depends(csv_requested)) -> Response:
         now = datetime.now(UTC)
-        try:
-            start, end = resolve_range(body, now, "7d")
-            raw = body.model_dump(exclude={"range", "from_", "to"})
-            spec = defs.paths_spec(raw, start, end)
-        except QueryError as exc:
-            return JSONResponse(status_code=400, content={"error": str(exc)})
+        start, end = resolve_range(body, now, "7d")
+        raw = body.model_dump(exclude={"range", "from_", "to"})
+        spec = defs.paths_spec(raw, start, end)
 
         def shape(result: Answer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "steps": spec.steps, **result.body}
@@ -312,12 +300,9 @@ def analytics_router(serving: Serving) -> APIRouter:
     ) -> Response:
         now = datetime.now(UTC)
         model = RangeModel(range=range_, from_=from_, to=to, tier=tier)
-        try:
-            start, end = resolve_range(model, now, "7d")
-            raw = {"by": by, "non_interactive": non_interactive, "tier": tier}
-            spec = defs.sessions_spec(raw, start, end)
-        except QueryError as exc:
-            return JSONResponse(status_code=400, content={"error": str(exc)})
+        start, end = resolve_range(model, now, "7d")
+        raw = {"by": by, "non_interactive": non_interactive, "tier": tier}
+        spec = defs.sessions_spec(raw, start, end)
 
         def shape(result: Answer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "by": by, **result.body}
