@@ -22,7 +22,15 @@ from serving.observability import current_route, request_fields
 from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
 from serving.query.engine import QueryResult
 from serving.query.models import QueryModel, spec_input
-from serving.query.spec import DIMENSIONS, GRANULARITIES, METRICS, QuerySpec, SpecInput, parse_filter_params
+from serving.query.spec import (
+    DIMENSION_LABELS,
+    DIMENSIONS,
+    GRANULARITIES,
+    METRICS,
+    QuerySpec,
+    SpecInput,
+    parse_filter_params,
+)
 from serving.services.queries import Answer, QueryAnswers, Shape, bucket_iso, query_table
 
 # A CSV export: the download's name and the table (columns, rows) made from the JSON answer.
@@ -77,7 +85,12 @@ def queries_router(serving: Serving) -> APIRouter:
     @router.get("/catalog", summary="The metrics, dimensions and granularities that can be queried")
     def catalog() -> dict[str, Any]:
         return {"metrics": {name: m.description for name, m in METRICS.items()}, "dimensions": list(DIMENSIONS),
-                "granularities": list(GRANULARITIES), "tiers": ["auto", "hot", "warm", "cold"]}
+                "granularities": list(GRANULARITIES), "tiers": ["auto", "hot", "warm", "cold"],
+                "labels": {
+                    "metrics": {name: {"label": m.label, "description": m.description, "fill": m.default_fill}
+                                for name, m in METRICS.items()},
+                    "dimensions": {name: {"label": label, "description": text}
+                                   for name, (label, text) in DIMENSION_LABELS.items()}}}
 
     @router.get("/timeseries", summary="A metric over time, optionally one line per dimension value",
                 description="e.g. `/v1/timeseries?metric=page_views&range=7d&group_by=country&filter=device:mobile`")
@@ -91,6 +104,9 @@ def queries_router(serving: Serving) -> APIRouter:
         group_by: str | None = Query(None, description="comma-separated dimensions, one line per combination"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
         tier: str = "auto",
+        tz: str = Query("UTC", description="IANA time zone whose calendar days the day buckets are"),
+        fill: str = Query("auto", description="empty buckets: auto (0 for counts and sums, a gap (null) for "
+                                              "unique users), zero, null, or none (left out)"),
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         dims = [d for d in (group_by or "").split(",") if d]
@@ -103,7 +119,8 @@ def queries_router(serving: Serving) -> APIRouter:
                 entry["points"].append([bucket_iso(row[0]), row[-1]])
             return {"metric": metric, "group_by": dims, "series": list(series.values())}
 
-        raw = get_input([metric], range_, from_, to, filter_, tier, granularity=granularity, dimensions=dims)
+        raw = get_input([metric], range_, from_, to, filter_, tier, granularity=granularity, dimensions=dims,
+                        tz=tz, fill=fill)
         export = (f"timeseries-{metric}", _series_table(dims, metric)) if as_csv else None
         return await answer(tenant, raw, shape, export)
 
