@@ -80,8 +80,11 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         tenant: str = Depends(tenant_of),
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
+        tz: str | None = Query(None, description="IANA zone for every widget's day buckets (the viewer's)"),
+        compare: str | None = Query(None, description="previous_period: each widget also answers `previous` "
+                                                      "and `totals` with the change"),
     ) -> Response:
-        answer = await service.data(tenant, await service.view(tenant, dashboard_id, range_, filter_))
+        answer = await service.data(tenant, await service.view(tenant, dashboard_id, range_, filter_, tz, compare))
         return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.how})
 
     @router.get("/{dashboard_id}/widgets/{widget_id}/data.csv", summary="One widget's answer as CSV",
