@@ -170,8 +170,10 @@ class DashboardService:
             return {**widget.as_json(), "error": spec}
         try:
             result = await run_in_threadpool(self._engine.run, tenant, spec, now)
+            # the previous period where a chart shows it: numbers (their change) and series over time (overlay)
+            wanted = compare and (widget.chart == "number" or spec.granularity is not None)
             extra = (await run_in_threadpool(compared, self._engine, tenant, spec, now, query_table)
-                     if compare else {})
+                     if wanted else {})
         except QueryError as exc:
             return {**widget.as_json(), "error": str(exc)}
         return {**widget.as_json(), **query_answer(spec, result), **extra}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ from common.hot_store import HotStore
 from common.settings import Settings
 from demo.clickstream import Clickstream
 from demo.load import post_events
+from tests.component.seed import lay_hot
 from tests.integration.dashboard_data import TenantData, tenant_with_events
 from tests.integration.headless_chromium import HeadlessChromium, chromium_binary
 
@@ -157,3 +158,107 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
     assert foreign == [], f"the page fetched from outside the API: {foreign}"
     assert f"{origin}/ui/vendor/plotly.min.js" in urls
     assert any("/v1/dashboards/overview/data" in u and "filter=country%3AUS" in u for u in urls)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"  # documented in docs/api.md
+
+READ_COMPARISON = """(() => {
+  const number = document.querySelector('.widget[data-widget-id="totals"] .number[data-metric="events"]');
+  const change = number && number.querySelector('.change');
+  const plot = document.querySelector('.widget[data-widget-id="events_over_time"] .plot');
+  return {
+    events: number ? Number(number.dataset.value) : null,
+    change: change ? Number(change.dataset.change) : null,
+    change_percent: change ? Number(change.dataset.changePercent) : null,
+    change_text: change ? change.textContent : '',
+    traces: plot ? plot.data.map((t) => ({name: t.name, x: t.x, y: t.y, mode: t.mode, connectgaps: !!t.connectgaps}))
+                 : [],
+    label: number ? number.querySelector('.label').textContent : '',
+    meta: [...document.querySelectorAll('.widget .meta')].map((m) => m.textContent),
+  };
+})()"""
+
+# Every element whose box reaches past the viewport's right edge, except inside a container that scrolls
+# on its own (a wide table): at a phone's width the page itself must never scroll sideways.
+OVERFLOW = """(() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('body *')].filter((node) => {
+    if (node.closest('.scroll') && !node.classList.contains('scroll')) return false;
+    const box = node.getBoundingClientRect();
+    return box.width > 0 && box.right > width + 1;
+  }).map((node) => node.tagName.toLowerCase() + (node.id ? '#' + node.id : '') + '.' + node.className);
+  return {scroll: document.documentElement.scrollWidth, width, wide: wide.slice(0, 10)};
+})()"""
+
+
+def _planted(tenant: str, at: datetime, i: int) -> dict:
+    return {"tenant": tenant, "event": "page_view", "timestamp": at, "event_id": uuid.uuid4().hex,
+            "user_id": f"u{i % 7}", "page": "/", "country": "US", "device": "mobile", "revenue": 0.0,
+            "properties": "", "received_at": at}
+
+
+@pytest.fixture(scope="module")
+def two_periods(api: httpx.Client, hot: HotStore) -> tuple[str, str, dict[str, int], int]:
+    """A tenant whose last 24 hours hold events in two hours only (7 three hours ago, 5 ten hours ago) and
+    whose previous 24 hours hold 20: laid into the hot tier as the stream writes them, so the ages are exact."""
+    tenant = f"web-cmp-{uuid.uuid4().hex[:8]}"
+    api.post("/v1/admin/tenants", json={"id": tenant, "name": tenant}).raise_for_status()
+    key = api.post(f"/v1/admin/tenants/{tenant}/keys").raise_for_status().json()["key"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    current = {"3h": [now - timedelta(hours=3, minutes=1)] * 7, "10h": [now - timedelta(hours=10, minutes=1)] * 5}
+    previous = [now - timedelta(hours=30 + i % 10, minutes=5) for i in range(20)]
+    stamps = [*current["3h"], *current["10h"], *previous]
+    lay_hot(hot, [_planted(tenant, at, i) for i, at in enumerate(stamps)])
+    hours = {iso_hour(at): len(group) for group in current.values() for at in group[:1]}
+    return tenant, key, hours, len(previous)
+
+
+def iso_hour(at: datetime) -> str:
+    return at.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a_phone_never_scrolls_sideways(
+    settings: Settings, two_periods: tuple[str, str, dict[str, int], int]
+) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    tenant, key, hours, previous_total = two_periods
+    origin = settings.api_url.rstrip("/")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with HeadlessChromium(binary) as browser:
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+        browser.navigate(f"{origin}/ui/?range=24h&tz=UTC")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate(f"document.querySelector('#api-key').value = {key!r}; "
+                         "document.querySelector('#identity').requestSubmit(); true")
+        browser.wait_until("document.body.dataset.state === 'ready' && document.querySelector("
+                           "'.widget[data-widget-id=\"totals\"] .change') !== null && document.querySelector("
+                           "'.widget[data-widget-id=\"events_over_time\"] .plot') !== null", what="the comparison")
+        seen = browser.evaluate(READ_COMPARISON)
+        current_total = sum(hours.values())
+        assert seen["events"] == current_total
+        assert seen["change"] == current_total - previous_total
+        assert seen["change_percent"] == round((current_total - previous_total) / previous_total * 100, 2)
+        assert "vs previous period" in seen["change_text"] and seen["label"] == "Events"  # catalogue label
+        line, *overlay = seen["traces"]
+        assert len(line["x"]) in (24, 25), "every hour of the range is a point"
+        shown = {x[:19]: y for x, y in zip(line["x"], line["y"], strict=True)}
+        assert {x: y for x, y in shown.items() if y} == hours  # the two hours with events, exactly
+        assert all(y == 0 for x, y in shown.items() if x not in hours)  # the empty hours are zeros ...
+        first, last = sorted(line["x"].index(x) for x in hours)
+        assert last - first > 1 and all(y == 0 for y in line["y"][first + 1:last])  # ... drawn between them
+        assert "lines" in line["mode"] and not line["connectgaps"]
+        assert overlay and "previous period" in overlay[0]["name"] and sum(overlay[0]["y"]) == previous_total
+        assert not any("rollups" in m for m in seen["meta"]) and any("live (" in m for m in seen["meta"])
+        browser.screenshot(SCREENSHOTS / "overview-desktop.png")
+
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+        browser.evaluate("window.dispatchEvent(new Event('resize')); true")
+        time.sleep(1.0)  # Plotly relayouts on resize
+        fits = browser.evaluate(OVERFLOW)
+        assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
+        browser.screenshot(SCREENSHOTS / "overview-phone.png")
+    print(f"web dashboard comparison: {current_total} events vs {previous_total} before; screenshots in {SCREENSHOTS}")
