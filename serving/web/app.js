@@ -397,7 +397,8 @@ function changeNode(change, metric) {
   const { change: delta, change_percent: percent, previous } = change;
   const direction = delta > 0 ? "up" : delta < 0 ? "down" : "flat";
   const arrow = { up: "▲", down: "▼", flat: "■" }[direction];
-  const pct = percent === null ? "new" : `${percent > 0 ? "+" : ""}${percent.toLocaleString(undefined, { maximumFractionDigits: 1 })} %`;
+  const pct = percent === null ? (delta ? "new" : "no change")
+    : `${percent > 0 ? "+" : ""}${percent.toLocaleString(undefined, { maximumFractionDigits: 1 })} %`;
   const abs = `${delta > 0 ? "+" : ""}${formatNumber(delta, metric)}`;
   return el("div", { class: `change ${direction}`, dataset: { change: String(delta), changePercent: String(percent), previous: String(previous) },
     title: `previous period: ${formatNumber(previous, metric)}` },

@@ -20,7 +20,7 @@ from demo.clickstream import Clickstream
 from demo.load import post_events
 from tests.component.seed import lay_hot
 from tests.integration.dashboard_data import TenantData, tenant_with_events
-from tests.integration.headless_chromium import HeadlessChromium, chromium_binary
+from tests.integration.headless_chromium import HeadlessChromium, chromium_binary, serious_accessibility_violations
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +253,7 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
         assert overlay and "previous period" in overlay[0]["name"] and sum(overlay[0]["y"]) == previous_total
         assert not any("rollups" in m for m in seen["meta"]) and any("live (" in m for m in seen["meta"])
         browser.screenshot(SCREENSHOTS / "overview-desktop.png")
+        assert serious_accessibility_violations(browser) == [], "the overview"
 
         browser.send("Emulation.setDeviceMetricsOverride",
                      {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
@@ -261,4 +262,13 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
         fits = browser.evaluate(OVERFLOW)
         assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
         browser.screenshot(SCREENSHOTS / "overview-phone.png")
+        # a drilled-down view, with a chart's table opened, on the phone
+        browser.navigate(f"{origin}/ui/?range=24h&tz=UTC&filter=country:US")
+        browser.wait_until("document.body && document.body.dataset.state === 'ready' && "
+                           "document.body.dataset.filters === 'country:US' && "
+                           "document.querySelector('details.as-table') !== null", what="the drilled-down view")
+        browser.evaluate("document.querySelector('details.as-table').open = true; true")
+        assert serious_accessibility_violations(browser) == [], "the drilled-down view"
+        fits = browser.evaluate(OVERFLOW)
+        assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
     print(f"web dashboard comparison: {current_total} events vs {previous_total} before; screenshots in {SCREENSHOTS}")
