@@ -1,7 +1,7 @@
 """Compaction of the landing area's files of one hour into the raw events archive.
 
 The stream lands every parsed event (duplicates and late events too) as many small Parquet files per
-hour. ``archive_hour`` turns one hour of them into the archive: deduplicated by ``event_id``, sorted by
+hour. ``archive_hour`` turns one hour of them into the archive: deduplicated by ``(tenant, event_id)``, sorted by
 ``tenant, event, timestamp`` (the order dashboards filter by, so readers skip row groups), zstd
 Parquet in files of about a million rows and row groups of 131,072 rows, with DuckDB doing the work
 (local folder or S3 alike, through its httpfs extension installed from PyPI, never downloaded).

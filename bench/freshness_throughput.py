@@ -10,6 +10,10 @@ Runs its own stack (home ``.lakehouse/bench``, ports 29xxx) so that the demo's d
 3. Freshness at a paced ``--paced-rate`` (default 5,000 events/s) once the stream has drained phase 2:
    the freshness a dashboard sees when ingestion stays within what the stream sustains.
 
+The API phase runs once per ``--api-modes`` (``sync``: the default, answered after Kafka's acks=all;
+``async``: ``?sync=false``, answered once queued), so the cost of durability is measured side by side.
+``--only api`` (or ``paced``, ``kafka``, comma-separated) runs just those phases.
+
 Usage: ``python -m bench.freshness_throughput [--seconds 120] [--clients 4] [--kafka-events 3000000]``.
 Figures are printed and written to ``bench/results/freshness_throughput.json``.
 """
@@ -34,12 +38,13 @@ from common.events import normalize_event
 from ingest.publisher import EVENTS_PER_MESSAGE
 
 RESULTS = Path(__file__).resolve().parent / "results" / "freshness_throughput.json"
+_OFFSET = int(os.environ.get("LAKEHOUSE_TEST_PORT_OFFSET", "0"))  # as the tests: side-by-side runs do not collide
 BENCH_ENV = {
-    "LAKEHOUSE_KAFKA_BOOTSTRAP": "localhost:29092",
-    "LAKEHOUSE_S3_ENDPOINT": "http://127.0.0.1:29000",
-    "LAKEHOUSE_REDIS_URL": "redis://127.0.0.1:26379/0",
-    "LAKEHOUSE_API_PORT": "28000",
-    "LAKEHOUSE_HOT_NODE_URL": "grpc://127.0.0.1:28815",
+    "LAKEHOUSE_KAFKA_BOOTSTRAP": f"localhost:{29092 + _OFFSET}",
+    "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{29000 + _OFFSET}",
+    "LAKEHOUSE_REDIS_URL": f"redis://127.0.0.1:{26379 + _OFFSET}/0",
+    "LAKEHOUSE_API_PORT": str(28000 + _OFFSET),
+    "LAKEHOUSE_HOT_NODE_URL": f"grpc://127.0.0.1:{28815 + _OFFSET}",
 }
 
 
@@ -151,7 +156,7 @@ def wait_drained(store, expected: int, timeout: float = 600) -> None:
         time.sleep(1)
 
 
-def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict:
+def bench_api(settings, seconds: int, clients: int, batch: int = 1000, sync: bool = True) -> dict:
     from demo.load import FreshnessProbe, percentile
 
     templates = EventTemplates()
@@ -164,7 +169,8 @@ def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict:
             while not stop.is_set():
                 body = templates.body(batch)
                 t0 = time.perf_counter()
-                r = http.post("/events", content=body, headers={"content-type": "application/json"})
+                r = http.post("/events", content=body, headers={"content-type": "application/json"},
+                              params={"sync": str(sync).lower()})
                 latencies.append(time.perf_counter() - t0)
                 r.raise_for_status()
                 accepted[k] += r.json()["accepted"]
@@ -184,7 +190,7 @@ def bench_api(settings, seconds: int, clients: int, batch: int = 1000) -> dict:
         elapsed = time.perf_counter() - started
     fresh = probe.summary()
     return {
-        "seconds": round(elapsed, 1), "clients": clients, "batch_size": batch,
+        "mode": "sync" if sync else "async", "seconds": round(elapsed, 1), "clients": clients, "batch_size": batch,
         "accepted": sum(accepted),
         "api_events_per_s": round(sum(accepted) / elapsed),
         "request_p50_ms": round(percentile(latencies, 50) * 1000, 1),
@@ -202,6 +208,8 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=int, default=5000, help="events/s of the freshness phase")
     parser.add_argument("--paced-seconds", type=int, default=60)
     parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
+    parser.add_argument("--only", default="paced,kafka,api", help="phases to run, comma-separated")
+    parser.add_argument("--api-modes", default="sync,async", help="acknowledgement modes of the API phase")
     args = parser.parse_args()
 
     repo = Path(__file__).resolve().parents[1]
@@ -223,21 +231,28 @@ def main() -> None:
         store = FlightHotStore(settings.hot_node_url)
         # Paced freshness first, on a fresh stream: it is what a dashboard sees in normal operation, and
         # the deduplication state that the throughput phases build (millions of ids) would slow it.
-        print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")
-        paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
-        print(f"   {paced}")
-        print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
-        stack.down(["stream"])
-        kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
-        print(f"   {kafka}")
-        print(f"== API → hot tier: {args.clients} clients posting 1,000-event batches for {args.seconds}s")
-        before_api = hot_count(store)
-        api = bench_api(settings, args.seconds, args.clients)
-        print(f"   {api}")
-        print("== waiting for the stream to drain the API run's backlog")
-        drain_started = time.perf_counter()
-        wait_drained(store, before_api + api["accepted"])
-        api["drain_after_run_s"] = round(time.perf_counter() - drain_started, 1)
+        phases = set(args.only.split(","))
+        paced = kafka = None
+        if "paced" in phases:
+            print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")
+            paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
+            print(f"   {paced}")
+        if "kafka" in phases:
+            print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
+            stack.down(["stream"])
+            kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
+            print(f"   {kafka}")
+        apis = []
+        for mode in args.api_modes.split(",") if "api" in phases else []:
+            print(f"== API → hot tier ({mode}): {args.clients} clients posting 1,000-event batches for {args.seconds}s")
+            before_api = hot_count(store)
+            api = bench_api(settings, args.seconds, args.clients, sync=mode == "sync")
+            print(f"   {api}")
+            print("== waiting for the stream to drain the API run's backlog")
+            drain_started = time.perf_counter()
+            wait_drained(store, before_api + api["accepted"])
+            api["drain_after_run_s"] = round(time.perf_counter() - drain_started, 1)
+            apis.append(api)
         result = {
             "benchmark": "freshness_throughput",
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -246,12 +261,14 @@ def main() -> None:
                 f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}")
                 for k, v in vars(args).items() if v not in (False, None)),
             "kafka_to_hot": kafka,
-            "api_max_rate": api,
+            "api_max_rate": apis[0] if len(apis) == 1 else apis,
             "api_paced": paced,
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"== written to {RESULTS}")
+        target = RESULTS if phases == {"paced", "kafka", "api"} else RESULTS.with_name(
+            f"freshness_throughput-{'-'.join(sorted(phases))}.json")  # a partial run keeps the full run's figures
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"== written to {target}")
     finally:
         print("== stopping the bench stack")
         stack.down()

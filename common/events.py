@@ -1,12 +1,18 @@
 """The event contract: what a client may send, and the normalized form every stage reads.
 
-Validation is pure logic (no I/O) so the API, the tests and the synthetic generator agree on it.
+Validation is pure logic (no I/O) so the API, the stream, the tests and the synthetic generator
+agree on it: ``POST /events`` applies ``normalize_event`` to each event of a request, and the stream
+applies ``events_of_record`` (the same rules, through the same function) to every Kafka record of
+the ``events`` topic, whoever wrote it. ``docs/ingestion-contract.md`` lists the rules and what
+happens to a record or event that breaks each of them.
+
 A client may omit ``event_id`` (one is generated) and ``tenant`` (``default``); unknown top-level
 fields are kept in ``properties`` rather than dropped, so nothing a client sent is lost.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -15,12 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 KNOWN_FIELDS = {"event", "timestamp", "user_id", "tenant", "event_id", "page", "country", "device", "revenue",
                 "properties"}
 MAX_TEXT = {"page": 2048, "country": 64, "device": 64, "tenant": 64, "event_id": 128, "user_id": 128}
+MAX_PROPERTIES_CHARS = 65_536  # properties sent as JSON text (the normalized form); an object is bounded by the body
+MAX_DEAD_LETTER_BYTES = 4096  # a dead letter keeps the first 4 KB of the bytes it rejects
 
 # Normalized event as it travels on Kafka and lands in the lake and the hot tier.
 EVENT_ARROW_SCHEMA = pa.schema(
@@ -38,6 +47,19 @@ EVENT_ARROW_SCHEMA = pa.schema(
         ("received_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
+
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("6f0b6a52-3f4e-4d0c-9a57-2f1c8c1e5b1d")
+MAX_IDEMPOTENCY_KEY = 128
+
+
+def idempotent_event_id(key: str, index: int) -> str:
+    """The id of event ``index`` of a request sent with ``Idempotency-Key: key`` and no ``event_id``.
+
+    The same key and position give the same id, so a retried request (after a 503 or a lost answer)
+    carries the ids of the first attempt and the stream counts each event once per tenant.
+    """
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{key}\n{index}"))
 
 
 @dataclass(frozen=True)
@@ -88,10 +110,20 @@ def normalize_event(
     now: datetime,
     max_age: timedelta,
     max_future: timedelta,
+    received_at: datetime | None = None,
+    default_event_id: str | None = None,
 ) -> dict[str, Any]:
-    """Return the normalized event or raise ``ValueError`` with the reason it is invalid."""
+    """Return the normalized event or raise ``ValueError`` with the reason it is invalid.
+
+    ``now`` is the instant the time bounds are judged against: the API's clock for ``POST /events``,
+    the record's Kafka timestamp (never later than the stream's clock) for a record read from Kafka,
+    so that a producer whose clock is wrong cannot push events into the future. ``received_at`` given
+    means the event comes from Kafka: a ``received_at`` already in the event (stamped by the API) is
+    kept, otherwise this one is stamped; ``default_event_id`` is then the id of an event without one
+    (deterministic, so that a replayed record yields the same ids).
+    """
     if not isinstance(raw, dict):
-        raise ValueError(f"an event must be a JSON object, got {type(raw).__name__}")
+        raise ValueError(f"an event must be a JSON object, got {_json_type(raw)}")
     missing = [f for f in ("event", "timestamp", "user_id") if f not in raw or raw[f] in (None, "")]
     if missing:
         raise ValueError(f"missing required field(s): {', '.join(missing)}")
@@ -114,15 +146,16 @@ def normalize_event(
         revenue = 0.0
     if isinstance(revenue, bool) or not isinstance(revenue, int | float) or not math.isfinite(revenue):
         raise ValueError("revenue must be a finite number")
-    properties = raw.get("properties") or {}
-    if not isinstance(properties, dict):
-        raise ValueError("properties must be a JSON object")
-    extra = {k: v for k, v in raw.items() if k not in KNOWN_FIELDS}
+    properties = _properties(raw.get("properties"))
+    from_kafka = received_at is not None
+    known = KNOWN_FIELDS | ({"received_at"} if from_kafka else set())
+    extra = {k: v for k, v in raw.items() if k not in known}
+    stamped = now if received_at is None else _stamp(raw.get("received_at"), received_at)
     return {
         "tenant": _text(raw, "tenant", "default") or "default",
         "event": name,
         "timestamp": format_ts(ts),
-        "event_id": _text(raw, "event_id") or str(uuid.uuid4()),
+        "event_id": _text(raw, "event_id") or default_event_id or str(uuid.uuid4()),
         "user_id": user_id,
         "page": _text(raw, "page"),
         "country": _text(raw, "country"),
@@ -130,5 +163,150 @@ def normalize_event(
         "revenue": float(revenue),
         "properties": json.dumps({**extra, **properties}, separators=(",", ":"), sort_keys=True) if (
             extra or properties) else "",
-        "received_at": format_ts(now),
+        "received_at": format_ts(stamped),
     }
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _properties(value: Any) -> dict[str, Any]:
+    """``properties`` as a client sends it (an object) or as the normalized form carries it (its JSON text)."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        if len(value) > MAX_PROPERTIES_CHARS:
+            raise ValueError(f"properties is longer than {MAX_PROPERTIES_CHARS} characters")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("properties must be a JSON object") from None
+    if not isinstance(value, dict):
+        raise ValueError("properties must be a JSON object")
+    return value
+
+
+def _stamp(value: Any, default: datetime) -> datetime:
+    """The receive time an upstream ingestion point stamped, if it is a valid one, else ``default``."""
+    if isinstance(value, str):
+        try:
+            return parse_timestamp(value)
+        except ValueError:
+            pass
+    return default
+
+
+# --------------------------------------------------------------------------- records read from Kafka
+
+
+@dataclass(frozen=True)
+class DeadEvent:
+    """A record, or one event of a record's array, that broke the contract: it goes to the DLQ."""
+
+    index: int  # position in the record's array; -1 when the whole record is rejected
+    reason: str
+    raw: bytes  # the record's bytes (whole record) or the event's JSON (one event of an array)
+
+
+def events_of_record(
+    value: bytes | None,
+    *,
+    partition: int,
+    offset: int,
+    kafka_time: datetime | None,
+    now: datetime,
+    max_age: timedelta,
+    max_future: timedelta,
+    topic: str = "events",
+) -> tuple[list[tuple[int, dict[str, Any]]], list[DeadEvent]]:
+    """The events a Kafka record holds, normalized with their index, and what breaks the contract.
+
+    A record is one event object (any producer) or a JSON array of event objects (the API packs up
+    to 200 per record). Each event of an array is judged alone, as the API judges each event of a
+    request: the good ones go through, each bad one is dead-lettered with its index. Time bounds are
+    judged against the record's Kafka timestamp, capped at ``now`` (the stream's clock): a producer
+    cannot move the bound by stamping its records in the future, and a replay judges a record as the
+    first run did. An event without ``event_id`` gets ``kafka:<topic>:<partition>:<offset>:<index>``.
+    """
+    received = now if kafka_time is None or kafka_time.year < 2000 else min(kafka_time, now)
+    if value is None:
+        return [], [DeadEvent(-1, "record has no value (a tombstone); send a JSON event object or array", b"")]
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return [], [DeadEvent(-1, f"record is not valid JSON ({exc}); send a JSON event object or array", value)]
+    if isinstance(parsed, dict):
+        items, whole = [parsed], True
+    elif isinstance(parsed, list):
+        items, whole = parsed, False
+    else:
+        reason = f"a record must hold a JSON event object or an array of them, got {_json_type(parsed)}"
+        return [], [DeadEvent(-1, reason, value)]
+    good: list[tuple[int, dict[str, Any]]] = []
+    dead: list[DeadEvent] = []
+    for index, item in enumerate(items):
+        try:
+            good.append((index, normalize_event(
+                item, now=received, max_age=max_age, max_future=max_future, received_at=received,
+                default_event_id=f"kafka:{topic}:{partition}:{offset}:{index}")))
+        except ValueError as exc:
+            dead.append(DeadEvent(-1 if whole else index, str(exc), value if whole else orjson.dumps(item)))
+    return good, dead
+
+
+def dead_letter(
+    dead: DeadEvent, *, topic: str, partition: int, offset: int, kafka_time: datetime | None, now: datetime
+) -> dict[str, Any]:
+    """The dead-letter record of ``dead``: reason, where it came from, and its bytes (the first
+    ``MAX_DEAD_LETTER_BYTES``; ``raw_truncated`` and ``raw_bytes`` say when it was cut)."""
+    head = dead.raw[:MAX_DEAD_LETTER_BYTES]
+    try:
+        text, encoding = head.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(head).decode("ascii"), "base64"
+    return {
+        "source": "stream",
+        "reason": dead.reason,
+        "reason_class": reason_class(dead.reason),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "index": dead.index,
+        "kafka_timestamp": format_ts(kafka_time) if kafka_time is not None else None,
+        "received_at": format_ts(now),
+        "raw": text,
+        "raw_encoding": encoding,
+        "raw_bytes": len(dead.raw),
+        "raw_truncated": len(dead.raw) > MAX_DEAD_LETTER_BYTES,
+    }
+
+
+_REASON_CLASSES = (
+    ("record is not valid JSON", "not_json"),
+    ("record has no value", "no_value"),
+    ("a record must hold", "not_an_object"),
+    ("an event must be a JSON object", "not_an_object"),
+    ("tenant", "wrong_tenant"),
+    ("missing required field", "missing_field"),
+    ("event must be", "invalid_event_name"),
+    ("timestamp", "invalid_timestamp"),  # refined below: too old / in the future
+    ("user_id", "invalid_user_id"),
+    ("revenue", "invalid_revenue"),
+    ("properties", "invalid_properties"),
+)
+
+
+def reason_class(reason: str) -> str:
+    """A bounded label for a rejection reason (metrics); the full reason goes to the dead-letter topic."""
+    if reason.startswith("timestamp") and "older than" in reason:
+        return "too_old"
+    if reason.startswith("timestamp") and "in the future" in reason:
+        return "in_future"
+    if reason.startswith("tenant") and "is not the tenant" not in reason:
+        return "invalid_field"  # mistyped or too long, not a key naming another tenant
+    for prefix, label in _REASON_CLASSES:
+        if reason.startswith(prefix):
+            return label
+    return "invalid_field"

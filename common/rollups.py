@@ -35,8 +35,9 @@ def minute_rollups(events: pa.Table) -> pa.Table:
     minute = pc.floor_temporal(events["timestamp"], unit="minute").cast(pa.timestamp("s", tz="UTC"))
     keyed = pa.table({**{k: events[k] for k in ROLLUP_KEYS}, "minute": minute, "revenue": events["revenue"],
                       "user_id": events["user_id"]})
+    # Events are counted as rows (mode "all"): a null revenue must never make an event count as zero.
     grouped = keyed.group_by([*ROLLUP_KEYS, "minute"], use_threads=False).aggregate(
-        [("revenue", "count"), ("revenue", "sum"), ("user_id", "distinct")]
+        [("revenue", "count", pc.CountOptions(mode="all")), ("revenue", "sum"), ("user_id", "distinct")]
     )
     return pa.table(
         {

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     ingest_max_bytes: int = Field(default=1_048_576, description="Largest POST /events body in bytes.")
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
+    ingest_wait_for_kafka: bool = Field(
+        default=True,
+        description="POST /events answers only once Kafka acknowledged every event (acks=all): an acknowledged event "
+        "survives an API crash. false: answer once queued in the producer (faster; events of a crashed API or a failed "
+        "delivery are lost, failures counted in lakehouse_ingest_delivery_failures). `?sync=` overrides it per "
+        "request.",
+    )
 
     # Tenants, API keys, rate limits (serving/tenancy/auth.py)
     admin_key: str = Field(
@@ -150,6 +157,10 @@ class Settings(BaseSettings):
     stream_trigger_seconds: float = Field(default=1.0, description="Micro-batch trigger interval of the stream job.")
     stream_landing_trigger_seconds: float = Field(
         default=30.0, description="Trigger interval of the lake landing sink (fewer, larger files when longer)."
+    )
+    stream_dead_letter_trigger_seconds: float = Field(
+        default=5.0, description="Trigger interval of the stream's dead-letter query (records that break the event "
+        "contract go to the dead-letter topic and are counted)."
     )
     stream_watermark_minutes: int = Field(
         default=10, description="Event-time watermark: events later than this are late."

@@ -16,11 +16,11 @@ def minute_of(timestamp: str) -> datetime:
 
 
 def unique_valid(events: Iterable[GeneratedEvent], kinds: tuple[str, ...] = ("valid",)) -> list[dict[str, Any]]:
-    """Events of ``kinds``, each event id once (what the hot tier must count)."""
-    seen: dict[str, dict[str, Any]] = {}
+    """Events of ``kinds``, each ``(tenant, event_id)`` once (what the hot tier must count)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
     for item in events:
         if item.kind in kinds:
-            seen.setdefault(item.body["event_id"], item.body)
+            seen.setdefault((item.body.get("tenant") or "default", item.body["event_id"]), item.body)
     return list(seen.values())
 
 

@@ -3,6 +3,12 @@
 One bad event never blocks the good ones in its batch: each is judged alone and reported back by
 its index. A body that cannot be a batch at all (not JSON, too large, not an array) is refused whole
 with a 4xx that says what to send instead.
+
+Acknowledged means durable by default: the answer comes once Kafka acknowledged every event
+(``acks=all``); ``?sync=false`` (or ``LAKEHOUSE_INGEST_WAIT_FOR_KAFKA=false``) answers once the events
+are queued, and a delivery that fails afterwards is counted and logged. Retrying is safe: events
+carry their ``event_id`` or, with an ``Idempotency-Key`` header, an id derived from the key and their
+position, so the stream counts a retried batch once.
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from common.events import format_ts, normalize_event
+from common.events import MAX_IDEMPOTENCY_KEY, format_ts, idempotent_event_id, normalize_event
 from common.settings import Settings
 from ingest.publisher import KafkaUnavailable, Publisher
 
@@ -27,6 +33,8 @@ class IngestMetrics(Protocol):
     def observe_ingest(self, accepted: int, rejected_reasons: list[str]) -> None: ...
 
     def observe_ingest_refused(self, events: int, reason: str) -> None: ...
+
+    def observe_delivery_failure(self, events: int) -> None: ...
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -57,8 +65,10 @@ def ingest_router(
     metrics: IngestMetrics | None = None,
 ) -> APIRouter:
     """``bound_tenant`` is a FastAPI dependency: the tenant the caller's API key writes to (None: any);
-    ``metrics`` counts accepted and rejected events for GET /metrics."""
+    ``metrics`` counts accepted and rejected events (and failed async deliveries) for GET /metrics."""
     router = APIRouter(tags=["ingestion"])
+    if metrics is not None:
+        publisher.on_delivery_failure = metrics.observe_delivery_failure
     max_age = timedelta(days=settings.ingest_max_age_days)
     max_future = timedelta(seconds=settings.ingest_max_future_seconds)
 
@@ -71,12 +81,22 @@ def ingest_router(
             "`user_id`; optional `tenant` (with a tenant's API key: that tenant, or omitted), `event_id`, `page`, "
             "`country`, `device`, `revenue`, `properties`. "
             "Invalid events are rejected by index with a reason and kept in the dead-letter topic. "
-            "`sync=true` answers only after Kafka acknowledged every event."
+            f"By default ({'sync' if settings.ingest_wait_for_kafka else 'async'}) "
+            "the answer comes once Kafka acknowledged every event, so an acknowledged event is durable; "
+            "`sync=false` answers once queued (faster; a failed delivery is only counted and logged). "
+            "Send an `Idempotency-Key` header (or your own `event_id`s) to make a retry count once."
         ),
     )
     async def post_events(
-        request: Request, sync: bool = Query(False), bound: str | None = Depends(bound_tenant)
+        request: Request,
+        sync: bool | None = Query(None, description="Wait for Kafka's acknowledgement (default: "
+                                  f"{str(settings.ingest_wait_for_kafka).lower()})."),
+        idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+        bound: str | None = Depends(bound_tenant),
     ) -> Any:
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+            return _error(400, f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} characters; send a new random "
+                               "key per batch and the same key when you retry it")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.ingest_max_bytes:
             return _error(413, f"body is larger than {settings.ingest_max_bytes} bytes; split it into smaller batches")
@@ -99,12 +119,16 @@ def ingest_router(
         for index, raw in enumerate(batch):
             try:
                 event = bind_tenant(raw, bound)
+                if idempotency_key is not None and isinstance(event, dict) and not event.get("event_id"):
+                    event = {**event, "event_id": idempotent_event_id(idempotency_key, index)}
                 accepted.append(normalize_event(event, now=now, max_age=max_age, max_future=max_future))
             except ValueError as exc:
                 errors.append({"index": index, "reason": str(exc)})
-                dead.append({"index": index, "reason": str(exc), "event": raw, "received_at": format_ts(now)})
+                dead.append({"source": "api", "index": index, "reason": str(exc), "event": raw,
+                             "received_at": format_ts(now)})
         try:
-            await run_in_threadpool(publisher.publish, accepted, dead, wait=sync)
+            wait = settings.ingest_wait_for_kafka if sync is None else sync
+            await run_in_threadpool(publisher.publish, accepted, dead, wait=wait)
         except KafkaUnavailable:  # answered 503 (serving.errors): nothing of the batch was accepted
             if metrics is not None:
                 metrics.observe_ingest_refused(len(batch), "kafka_unavailable")

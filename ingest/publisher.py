@@ -10,8 +10,9 @@ event; packing removes that cap, and readers (the stream job) accept both arrays
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from common.settings import Settings
+
+log = logging.getLogger(__name__)
 
 EVENTS_PER_MESSAGE = 200  # keeps a message far below Kafka's 1 MB default limit
 
@@ -53,6 +56,8 @@ class EventPublisher:
         self._settings = settings
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        self.delivery_failures = 0  # events of async publishes whose delivery failed after the answer
+        self.on_delivery_failure: Callable[[int], None] | None = None
 
     def _kafka(self) -> KafkaProducer:
         # Created on first use: kafka-python blocks ~30 s when no broker answers, which must not
@@ -82,7 +87,11 @@ class EventPublisher:
     def publish(
         self, events: Sequence[dict[str, Any]], rejected: Sequence[dict[str, Any]], *, wait: bool = False
     ) -> None:
-        """Send ``events`` to the events topic and ``rejected`` to the DLQ; ``wait`` blocks until acked."""
+        """Send ``events`` to the events topic and ``rejected`` to the DLQ; ``wait`` blocks until acked.
+
+        Without ``wait`` the events are only queued: a delivery that fails later cannot be reported to
+        the client any more, so it is logged and counted (``delivery_failures``, ``on_delivery_failure``).
+        """
         producer = self._kafka()
         topic = self._settings.kafka_topic
         futures = []
@@ -94,16 +103,30 @@ class EventPublisher:
                 by_partition.setdefault(partition_for(key, partitions), []).append(event)
             for partition, group in by_partition.items():
                 for start in range(0, len(group), EVENTS_PER_MESSAGE):
-                    value = orjson.dumps(group[start:start + EVENTS_PER_MESSAGE])
-                    futures.append(producer.send(topic, value=value, partition=partition))
+                    chunk = group[start:start + EVENTS_PER_MESSAGE]
+                    future = producer.send(topic, value=orjson.dumps(chunk), partition=partition)
+                    if not wait:
+                        future.add_errback(self._delivery_failed, len(chunk), topic)
+                    futures.append(future)
             for record in rejected:
-                futures.append(producer.send(self._settings.kafka_dlq_topic, value=orjson.dumps(record)))
+                future = producer.send(self._settings.kafka_dlq_topic, value=orjson.dumps(record))
+                if not wait:
+                    future.add_errback(self._delivery_failed, 1, self._settings.kafka_dlq_topic)
+                futures.append(future)
             if wait:
                 producer.flush(timeout=30)
                 for future in futures:
                     future.get(timeout=0)
         except KafkaError as exc:
             raise self._unavailable(exc) from exc
+
+    def _delivery_failed(self, events: int, topic: str, exc: BaseException) -> None:
+        with self._lock:
+            self.delivery_failures += events
+        log.error("async ingestion: %d event(s) answered 200 (sync=false) were NOT delivered to %s (%s); they are "
+                  "lost unless the client resends them — use the default sync mode for durability", events, topic, exc)
+        if self.on_delivery_failure is not None:
+            self.on_delivery_failure(events)
 
     def close(self) -> None:
         if self._producer is not None:

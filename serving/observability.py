@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from common.events import format_ts
+from common.events import format_ts, reason_class
 
 if TYPE_CHECKING:
     from common.hot_store import HotStore
@@ -126,28 +126,7 @@ def configure_logging(log_format: str = "json", level: int = logging.INFO) -> No
 
 # --- metrics the process produces ------------------------------------------------------------------
 
-_REASON_CLASSES = (
-    ("an event must be a JSON object", "not_an_object"),
-    ("tenant", "wrong_tenant"),
-    ("missing required field", "missing_field"),
-    ("event must be", "invalid_event_name"),
-    ("timestamp", "invalid_timestamp"),  # refined below: too old / in the future
-    ("user_id", "invalid_user_id"),
-    ("revenue", "invalid_revenue"),
-    ("properties", "invalid_properties"),
-)
-
-
-def reason_class(reason: str) -> str:
-    """A bounded label for an ingestion rejection reason (the full reason goes to the dead-letter topic)."""
-    if reason.startswith("timestamp") and "older than" in reason:
-        return "too_old"
-    if reason.startswith("timestamp") and "in the future" in reason:
-        return "in_future"
-    for prefix, label in _REASON_CLASSES:
-        if reason.startswith(prefix):
-            return label
-    return "invalid_field"
+# reason_class (a bounded label per rejection reason) lives with the contract that writes the reasons.
 
 
 class ServingMetrics:
@@ -175,12 +154,20 @@ class ServingMetrics:
             "Events not accepted by POST /events, by reason class (invalid ones go to the dead-letter topic; "
             "`kafka_unavailable`: the whole batch was refused with 503).",
             ["reason"], registry=self.registry)
+        self.delivery_failures = Counter(
+            "lakehouse_ingest_delivery_failures",
+            "Events answered 200 in async mode (sync=false) whose delivery to Kafka failed afterwards: lost unless "
+            "the client resends them (the default sync mode answers only after Kafka acknowledged).",
+            registry=self.registry)
 
     def observe_ingest(self, accepted: int, rejected_reasons: list[str]) -> None:
         if accepted:
             self.events_accepted.inc(accepted)
         for reason in rejected_reasons:
             self.events_rejected.labels(reason_class(reason)).inc()
+
+    def observe_delivery_failure(self, events: int) -> None:
+        self.delivery_failures.inc(events)
 
     def observe_ingest_refused(self, events: int, reason: str) -> None:
         if events:
@@ -196,6 +183,7 @@ STREAM_SQL = (
     "SELECT query_name, max(finished_at) AS last_batch, sum(late_rows) AS late_rows, sum(input_rows) AS input_rows, "
     "argMax(end_offsets, finished_at) AS end_offsets FROM stream_progress GROUP BY query_name"
 )
+DEAD_LETTERS_SQL = "SELECT reason, sum(events) AS events FROM stream_dead_letters GROUP BY reason"
 NEWEST_EVENT_SQL = "SELECT max(timestamp) AS newest FROM events_raw WHERE timestamp >= now() - INTERVAL 1 DAY"
 
 
@@ -212,6 +200,7 @@ class ExternalSampler:
         self.sampled_at: float | None = None
         self.newest_event: datetime | None = None
         self.stream: list[dict[str, Any]] = []
+        self.dead_letters: list[dict[str, Any]] = []
         self.latest: dict[int, int] = {}
         self.errors = 0
         self._failing: set[str] = set()
@@ -233,6 +222,7 @@ class ExternalSampler:
         try:
             self.newest_event = self._store.query_arrow(NEWEST_EVENT_SQL).to_pylist()[0]["newest"]
             self.stream = self._store.query_arrow(STREAM_SQL).to_pylist()
+            self.dead_letters = self._store.query_arrow(DEAD_LETTERS_SQL).to_pylist()
             self._recovered("the hot tier")
         except Exception as exc:  # the hot tier may be down: keep the last sample, count the failure
             ok = False
@@ -365,6 +355,12 @@ class ServingCollector:
         yield batch_age
         yield late
         yield rows
+        dead = CounterMetricFamily("lakehouse_stream_dead_letter_events", "Kafka records or events the stream sent "
+                                   "to the dead-letter topic because they break the event contract, by reason class "
+                                   "(stream_dead_letters, last 30 days).", labels=["reason"])
+        for row in sampler.dead_letters:
+            dead.add_metric([row["reason"]], row["events"])
+        yield dead
         lag = sampler.lag()
         per_partition = GaugeMetricFamily("lakehouse_stream_consumer_lag_records", "Kafka consumer lag of the "
                                           "stream: latest topic offset minus the offset its last micro-batch "

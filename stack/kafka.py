@@ -94,6 +94,11 @@ def _cluster_id() -> str:
             return cluster_id
 
 
+# The broker stamps each record of the events topic with its own clock: the stream judges an event's
+# timestamp against the record's Kafka timestamp, which a producer with a wrong clock must not set.
+TOPIC_CONFIGS = {"message.timestamp.type": "LogAppendTime"}
+
+
 def ensure_topics(settings: Settings, timeout: float = 60.0, progress: Progress = print) -> None:
     """Create the events and dead-letter topics when missing.
 
@@ -124,7 +129,8 @@ def ensure_topics(settings: Settings, timeout: float = 60.0, progress: Progress 
             missing = [t for t in wanted if t not in set(admin.list_topics())]
             if missing:
                 admin.create_topics(
-                    {t: {"num_partitions": settings.kafka_partitions, "replication_factor": -1} for t in missing},
+                    {t: {"num_partitions": settings.kafka_partitions, "replication_factor": -1,
+                         **({"configs": TOPIC_CONFIGS} if t == settings.kafka_topic else {})} for t in missing},
                     timeout_ms=10000,
                     raise_errors=False,
                     wait_for_metadata=True,

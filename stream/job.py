@@ -1,13 +1,19 @@
 """The speed layer: Kafka ``events`` → Spark Structured Streaming → hot tier and lake landing.
 
-Two streaming queries read the topic independently, each with its own checkpoint:
+Every Kafka record goes through the event contract first (``stream.contract``: the rules of
+``POST /events``, applied to whatever any producer wrote). Three streaming queries read the topic
+independently, each with its own checkpoint:
 
-* ``hot`` drops duplicate event ids within the watermark, discards events later than the watermark
-  (counted as late), and per micro-batch writes the clean raw events and their 1-minute partial
-  rollups to the hot tier. Every write carries a token derived from the micro-batch id, so a batch
-  replayed after a crash is a no-op in ClickHouse: exactly once end to end.
-* ``landing`` writes every parsed event, late ones too, as Parquet into the lake's landing area with
+* ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark, discards events later than
+  the watermark (counted as late), and per micro-batch writes the clean raw events and their
+  1-minute partial rollups to the hot tier. Every write carries a token derived from the micro-batch
+  id, so a batch replayed after a crash is a no-op in ClickHouse: exactly once end to end.
+* ``landing`` writes every valid event, late ones too, as Parquet into the lake's landing area with
   Spark's file sink, whose ``_spark_metadata`` log makes the committed files exactly-once.
+* ``dead_letters`` sends every record or event that breaks the contract to the dead-letter topic
+  with its reason and source partition/offset, and counts them by reason in ``stream_dead_letters``
+  (``lakehouse_stream_dead_letter_events`` in GET /metrics). Invalid input never reaches the
+  watermark: an event dated 2099 is dead-lettered, it cannot freeze the speed layer.
 """
 
 from __future__ import annotations
@@ -19,14 +25,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
-from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore, HotStoreError
@@ -34,37 +40,43 @@ from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
 from common.spark import spark_session
+from stream.contract import CONTRACT_DDL, RecordContract
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
 
 log = logging.getLogger(__name__)
 
-KAFKA_VALUE_SCHEMA = StructType(
-    [StructField(name, StringType()) for name in
-     ("tenant", "event", "timestamp", "event_id", "user_id", "page", "country", "device", "properties", "received_at")]
-    + [StructField("revenue", DoubleType())]
-)
 SCHEDULER_POOLS = Path(__file__).with_name("scheduler_pools.xml")
 
 
-def parse_events(kafka: DataFrame) -> DataFrame:
-    """Kafka records → typed events; records that are not events (null name or time) are dropped.
+def contract_rows(kafka: DataFrame, settings: Settings) -> DataFrame:
+    """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set).
 
-    A record holds a JSON array of events (as the ingestion API packs them) or a single event
-    object (as any other producer may write); ``kafka_index`` is the event's position in its record.
+    Records that do not come from Kafka (files replayed as records by the archive tests) have no
+    Kafka timestamp: they are judged against the receive time their ingestion point stamped.
     """
-    value = F.col("value").cast("string")
-    events = F.when(
-        F.ltrim(value).startswith("["), F.from_json(value, ArrayType(KAFKA_VALUE_SCHEMA))
-    ).otherwise(F.array(F.from_json(value, KAFKA_VALUE_SCHEMA)))
-    parsed = kafka.select(
-        F.posexplode(events).alias("kafka_index", "e"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-    ).select("e.*", "kafka_partition", "kafka_offset", "kafka_index")
-    typed = parsed.withColumn("timestamp", F.col("timestamp").cast("timestamp")).withColumn(
-        "received_at", F.col("received_at").cast("timestamp")
+    contract = RecordContract(timedelta(days=settings.ingest_max_age_days),
+                              timedelta(seconds=settings.ingest_max_future_seconds))
+    value = F.col("value").cast("binary")
+    topic = F.col("topic") if "topic" in kafka.columns else F.lit(settings.kafka_topic)
+    kafka_time = F.col("timestamp") if "timestamp" in kafka.columns else F.get_json_object(
+        F.col("value").cast("string"), "$.received_at").cast("timestamp")
+    records = kafka.select(value.alias("value"), topic.alias("topic"), "partition", "offset",
+                           kafka_time.alias("timestamp"))
+    return records.mapInArrow(contract, CONTRACT_DDL)
+
+
+def valid_events(rows: DataFrame) -> DataFrame:
+    """The contract's valid events, typed (instants as timestamps), with their Kafka position."""
+    return (
+        rows.where(F.col("dead_letter").isNull()).drop("dead_letter")
+        .withColumn("timestamp", F.col("timestamp").cast("timestamp"))
+        .withColumn("received_at", F.col("received_at").cast("timestamp"))
     )
-    return typed.where(F.col("event").isNotNull() & F.col("timestamp").isNotNull() & F.col("event_id").isNotNull())
+
+
+def parse_events(kafka: DataFrame, settings: Settings) -> DataFrame:
+    """Kafka records → typed valid events (what the hot and landing queries read)."""
+    return valid_events(contract_rows(kafka, settings))
 
 
 def stream_id(checkpoint_dir: str) -> str:
@@ -117,6 +129,56 @@ class HotTierWriter:
             f"{done - started:.2f}s (read+dedup {collected - started:.2f}s, rollup {rolled - collected:.3f}s, "
             f"insert {done - rolled:.2f}s)"
         )
+
+
+DEAD_LETTER_COUNTS = pa.schema([("batch_id", pa.uint64()), ("finished_at", pa.timestamp("ms", "UTC")),
+                                ("reason", pa.string()), ("events", pa.uint64())])
+
+
+class DeadLetterWriter:
+    """``foreachBatch`` target of the ``dead_letters`` query: to the DLQ topic, then counted.
+
+    The topic write is at least once (a batch replayed after a crash sends its dead letters again;
+    each carries its source partition/offset/index, so a reader can tell); the counts carry a token,
+    so a replay does not count twice.
+    """
+
+    def __init__(self, settings: Settings, store: HotStore, token_prefix: str, progress: Callable[[str], None]) -> None:
+        self._settings = settings
+        self._store = store
+        self._prefix = token_prefix
+        self._progress = progress
+        self._producer = None
+
+    def _kafka(self):  # kafka-python has no type hints
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
+                                           linger_ms=5, retries=5)
+        return self._producer
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        letters = batch.select("dead_letter").toArrow().column("dead_letter").to_pylist()
+        if not letters:
+            return
+        producer = self._kafka()
+        futures = [producer.send(self._settings.kafka_dlq_topic, value=letter.encode()) for letter in letters]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=0)  # a failed delivery fails the batch: Spark retries it, nothing is lost
+        by_reason: dict[str, int] = {}
+        for letter in letters:
+            reason = orjson.loads(letter)["reason_class"]
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        now = datetime.now(UTC)
+        counts = pa.table({"batch_id": [batch_id] * len(by_reason), "finished_at": [now] * len(by_reason),
+                           "reason": list(by_reason), "events": list(by_reason.values())}, schema=DEAD_LETTER_COUNTS)
+        with_retry(lambda: self._store.insert_arrow(
+            "stream_dead_letters", counts, token=f"{self._prefix}:{batch_id}:dead_letters"),
+            "stream_dead_letters", self._progress)
+        self._progress(f"dead letters batch {batch_id}: {len(letters):,} to {self._settings.kafka_dlq_topic} "
+                       f"({', '.join(f'{r} {n}' for r, n in sorted(by_reason.items()))})")
 
 
 class ProgressRecorder(StreamingQueryListener):
@@ -185,7 +247,7 @@ def start_stream(
     store: HotStore,
     progress: Callable[[str], None] = print,
 ) -> list[StreamingQuery]:
-    """Start the ``hot`` and ``landing`` queries and return them (running)."""
+    """Start the ``hot``, ``landing`` and ``dead_letters`` queries and return them (running)."""
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
     spark.streams.addListener(ProgressRecorder(store, prefix))
@@ -197,12 +259,13 @@ def start_stream(
         .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
         .load()
     )
-    events = parse_events(kafka)
+    rows = contract_rows(kafka, settings)
+    events = valid_events(rows)
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
         events.withWatermark("timestamp", watermark)
-        .dropDuplicatesWithinWatermark(["event_id"])
+        .dropDuplicatesWithinWatermark(["tenant", "event_id"])
         .writeStream.queryName("hot")
         .foreachBatch(HotTierWriter(store, prefix, progress))
         .option("checkpointLocation", f"{checkpoints}/hot")
@@ -216,7 +279,15 @@ def start_stream(
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()
     )
-    return [hot, landing]
+    dead_letters = (
+        rows.where(F.col("dead_letter").isNotNull()).select("dead_letter")
+        .writeStream.queryName("dead_letters")
+        .foreachBatch(DeadLetterWriter(settings, store, prefix, progress))
+        .option("checkpointLocation", f"{checkpoints}/dead_letters")
+        .trigger(processingTime=f"{settings.stream_dead_letter_trigger_seconds} seconds")
+        .start()
+    )
+    return [hot, landing, dead_letters]
 
 
 def run_stream(

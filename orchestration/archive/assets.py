@@ -1,7 +1,7 @@
 """``raw_events_archive``: one hour of the landing area compacted into the immutable Parquet archive.
 
 The stream lands every parsed event, duplicates and late ones too, as many small files per hour;
-``batch.archive.archive_hour`` deduplicates them by ``event_id`` into a few sorted zstd files and
+``batch.archive.archive_hour`` deduplicates them by ``(tenant, event_id)`` into a few sorted zstd files and
 publishes them with a manifest. Re-running an hour is idempotent: the same committed landing files
 give the same rows and the same content checksum, which is also the asset's data version, so the UI
 shows at a glance whether a re-run changed anything.
@@ -33,10 +33,10 @@ from orchestration.resources import LakehouseResource
     },
 )
 def raw_events_archive(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
-    """Raw events of one UTC hour (event time), deduplicated by event_id, as zstd Parquet with a manifest.
+    """Raw events of one UTC hour (event time), deduplicated by (tenant, event_id), as zstd Parquet with a manifest.
 
     Reads the committed landing files of the hour (late events included, files of failed stream
-    batches never), keeps one row per event id, sorts by tenant, event, timestamp and publishes the
+    batches never), keeps one row per (tenant, event id), sorts by tenant, event, timestamp and publishes the
     files atomically with `_manifest.json` under `<lake>/archive/events/dt=YYYY-MM-DD/hour=HH/`.
     Re-running the hour replaces it whole; with the same landing files it yields the same checksum.
     Data scientists read it directly (DuckDB, pandas, polars, Spark): see the manifest for exact files.

@@ -30,7 +30,8 @@ FRESHNESS_GRACE = timedelta(minutes=30)
 
 
 def _distinct_event_ids(filesystem: pafs.FileSystem, files: list[str], hour: datetime) -> tuple[int, int]:
-    """(rows, distinct event ids) of the rows of ``hour`` in ``files``, counted by DuckDB over a pyarrow dataset.
+    """(rows, distinct (tenant, event id) pairs) of the rows of ``hour`` in ``files``, counted by DuckDB
+    over a pyarrow dataset.
 
     The files are read through pyarrow's file system for the lake (local or S3), so this path shares
     nothing with the archive's own DuckDB/httpfs reader.
@@ -43,7 +44,7 @@ def _distinct_event_ids(filesystem: pafs.FileSystem, files: list[str], hour: dat
         con.execute("SET TimeZone = 'UTC'")
         con.register("hour_files", dataset)
         row = con.execute(
-            'SELECT count(*), count(DISTINCT event_id) FROM hour_files WHERE event_id IS NOT NULL '
+            'SELECT count(*), count(DISTINCT (tenant, event_id)) FROM hour_files WHERE event_id IS NOT NULL '
             'AND CAST("timestamp" AS TIMESTAMPTZ) >= $start AND CAST("timestamp" AS TIMESTAMPTZ) < $end',
             {"start": hour, "end": hour + timedelta(hours=1)},
         ).fetchone()

@@ -3,8 +3,9 @@
 --   $files       committed landing files of the hour (from the sink's _spark_metadata log)
 --   $hour_start  first instant of the hour (TIMESTAMPTZ, UTC)
 --   $hour_end    first instant of the next hour
--- The landing holds every event the stream parsed, duplicates (same event_id sent twice) and late
--- events included. One row per event_id is kept: the first received; ties (the same event landed
+-- The landing holds every event the stream parsed, duplicates (same tenant and event_id sent twice)
+-- and late events included. One row per (tenant, event_id) is kept (an event id is unique within its
+-- tenant only, so one tenant can never suppress another's events): the first received; ties (the same event landed
 -- twice in one receive instant) go to the lowest Kafka partition/offset, then to the row digest, so
 -- the choice never depends on file or thread order and re-running gives the same rows.
 -- Timestamps are kept to the millisecond, as the event contract defines them (common/events.py).
@@ -41,7 +42,7 @@ deduplicated AS (
     SELECT *
     FROM digested
     QUALIFY row_number() OVER (
-        PARTITION BY event_id
+        PARTITION BY tenant, event_id
         ORDER BY received_at ASC NULLS LAST, kafka_partition ASC NULLS LAST, kafka_offset ASC NULLS LAST, row_digest
     ) = 1
 )

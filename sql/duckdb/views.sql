@@ -16,7 +16,7 @@ FROM glob({cold_events_manifests})
 WHERE TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) IS NOT NULL;
 
 -- events: every raw event once, with the Hive columns dt (DATE) and hour (INTEGER, 0-23, UTC).
--- Warm: the archive (archive/events/dt=/hour=), one row per event_id per hour. Cold: cold/events/dt=,
+-- Warm: the archive (archive/events/dt=/hour=), one row per (tenant, event_id) per hour. Cold: cold/events/dt=,
 -- compacted per day (hour is computed from the timestamp there). A day is read from exactly one tier:
 -- from the cold tier once its cold manifest is published, else from the archive. So a day being moved
 -- (cold published, archive files not yet deleted) counts once, and cold files without a manifest (a

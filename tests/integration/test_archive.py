@@ -198,7 +198,7 @@ def _land(spark: SparkSession, settings: Settings, inbox: Path) -> None:
     """An ``availableNow`` run of a sink shaped like stream/job.py's ``landing`` (one file per batch)."""
     records = spark.readStream.schema(KAFKA_RECORD).option("maxFilesPerTrigger", 1).json(str(inbox))
     query = (
-        landing_writer(parse_events(records), settings, f"{settings.effective_checkpoint_dir}/landing")
+        landing_writer(parse_events(records, settings), settings, f"{settings.effective_checkpoint_dir}/landing")
         .trigger(availableNow=True)
         .start()
     )

@@ -190,7 +190,7 @@ def land(spark: SparkSession, settings: Settings, history: History, inbox: Path)
     inbox.mkdir(parents=True)
     (inbox / "batch-0.json").write_text("\n".join(json.dumps(r) for r in history.records) + "\n")
     records = spark.readStream.schema(KAFKA_RECORD).json(str(inbox))
-    query = landing_writer(parse_events(records), settings, f"{settings.effective_checkpoint_dir}/landing") \
+    query = landing_writer(parse_events(records, settings), settings, f"{settings.effective_checkpoint_dir}/landing") \
         .trigger(availableNow=True).start()
     query.awaitTermination(timeout=300)
     assert query.exception() is None, query.exception()

@@ -95,6 +95,16 @@ def test_duplicates_keep_the_first_received_then_the_lowest_kafka_position(setti
     assert rows["a"]["timestamp"] == HOUR + timedelta(minutes=1) and rows["a"]["timestamp"].utcoffset() == timedelta(0)
 
 
+def test_the_same_event_id_in_two_tenants_is_two_events(settings: Settings) -> None:
+    _land(settings, [[_row("shared", 1, 1, tenant="acme"), _row("shared", 2, 2, tenant="globex"),
+                      _row("shared", 1, 3, tenant="acme", offset=7)]])
+    result = archive_hour(settings, HOUR, progress=lambda _m: None)
+    assert sorted((r["tenant"], r["event_id"]) for r in _archived(settings)) == [("acme", "shared"),
+                                                                                ("globex", "shared")]
+    assert (result.rows, result.extra["duplicates_dropped"]) == (2, 1)
+    assert verify_hour(settings, HOUR) == []
+
+
 def test_rows_outside_the_hour_or_without_id_are_counted_not_archived(settings: Settings) -> None:
     _land(settings, [[_row("in", 0, 1), _row("next-hour", 60, 61), _row("prev", -0.001, 1),
                       {**_row("x", 2, 3), "event_id": None}]])
