@@ -319,8 +319,13 @@ function widgetSection(widget) {
     section = el("section", { class: "widget", dataset: { widgetId: widget.id, chart: widget.chart } },
       el("header", {},
         el("h2", { text: widget.title, id: `title-${widget.id}` }),
-        el("button", { class: "csv", type: "button", text: "CSV", title: "download this widget's numbers as CSV",
-          onclick: () => downloadCsv(widget.id) })),
+        el("div", { class: "actions" },
+          ...(["line", "pie", "bar"].includes(widget.chart) ? ["png", "svg"].map((format) => el("button", {
+            class: "csv", type: "button", text: format.toUpperCase(), title: `download this chart as ${format.toUpperCase()}`,
+            "aria-label": `download ${widget.title} as ${format.toUpperCase()}`,
+            onclick: () => downloadImage(section, widget.id, format) })) : []),
+          el("button", { class: "csv", type: "button", text: "CSV", title: "download this widget's numbers as CSV",
+            "aria-label": `download ${widget.title} as CSV`, onclick: () => downloadCsv(widget.id) }))),
       el("div", { class: "body" }));
   }
   $("h2", section).textContent = widget.title;
@@ -536,6 +541,18 @@ function renderTable(body, widget) {
 }
 
 const RENDER = { number: renderNumber, line: renderLine, pie: renderPie, bar: renderBar, table: renderTable };
+
+// A chart as an image, drawn by Plotly in the page (nothing is sent anywhere).
+async function downloadImage(section, widgetId, format) {
+  const plot = section.querySelector(".plot");
+  if (!plot) { showStatus("This widget has no chart to export for this range.", true); return; }
+  try {
+    await Plotly.downloadImage(plot, { format, filename: `${state.dashboard}-${widgetId}-${state.range}`,
+      width: Math.max(plot.clientWidth, 600), height: 400 });
+  } catch (error) {
+    showStatus(`${format.toUpperCase()}: ${error.message}`, true);
+  }
+}
 
 async function downloadCsv(widgetId) {
   try {

@@ -254,6 +254,11 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
         assert not any("rollups" in m for m in seen["meta"]) and any("live (" in m for m in seen["meta"])
         browser.screenshot(SCREENSHOTS / "overview-desktop.png")
         assert serious_accessibility_violations(browser) == [], "the overview"
+        # each chart exports as PNG and SVG, drawn in the page
+        assert browser.evaluate("[...document.querySelectorAll('.widget[data-widget-id=\"events_over_time\"] "
+                                ".actions button')].map((b) => b.textContent).join()") == "PNG,SVG,CSV"
+        assert browser.evaluate("Plotly.toImage(document.querySelector('.widget[data-widget-id=\"events_over_time\"] "
+                                ".plot'), {format: 'svg'}).then((url) => url.startsWith('data:image/svg+xml'))")
 
         browser.send("Emulation.setDeviceMetricsOverride",
                      {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
