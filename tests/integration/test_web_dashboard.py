@@ -277,3 +277,100 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
         fits = browser.evaluate(OVERFLOW)
         assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
     print(f"web dashboard comparison: {current_total} events vs {previous_total} before; screenshots in {SCREENSHOTS}")
+
+
+def _type(browser: HeadlessChromium, selector: str, text: str) -> None:
+    """Focus a field, clear it and type ``text`` as key input (CDP insertText fires input events)."""
+    browser.evaluate(f"(() => {{ const f = document.querySelector({selector!r}); f.focus(); f.select(); "
+                     "return true; })()")
+    browser.send("Input.insertText", {"text": text})
+
+
+def _choose(browser: HeadlessChromium, selector: str, value: str) -> None:
+    """Pick an option of a select as the keyboard does (the value changes, a change event fires)."""
+    browser.evaluate(f"(() => {{ const s = document.querySelector({selector!r}); s.focus(); s.value = {value!r}; "
+                     "s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()")
+
+
+def _click(browser: HeadlessChromium, selector: str) -> None:
+    box = browser.evaluate(f"(() => {{ const b = document.querySelector({selector!r}); b.scrollIntoView({{block: "
+                           "'center'}); const r = b.getBoundingClientRect(); return {x: r.left + r.width / 2, "
+                           "y: r.top + r.height / 2}; })()")
+    browser.click(box["x"], box["y"])
+
+
+def drive_editor(browser: HeadlessChromium, origin: str, api: httpx.Client) -> None:
+    """Build a dashboard in the page's editor by clicks and typing, compare it with what the API saves for the
+    same definition, reload, then lose a race with a second editor and see the refusal."""
+    browser.navigate(f"{origin}/ui/?range=24h&tz=UTC")
+    browser.wait_until("document.body && document.body.dataset.state === 'ready'", what="the page")
+    _click(browser, "#edit")
+    browser.wait_until("!document.querySelector('#editor').hidden && "
+                       "document.querySelectorAll('#ed-widgets li').length === 5", what="the editor on the overview")
+    _click(browser, "#ed-new")
+    _type(browser, "#ed-name", "Checkout funnel")
+    _type(browser, "#ed-widgets li:nth-child(1) .ed-title", "Purchases")
+    _choose(browser, "#ed-widgets li:nth-child(1) .ed-metric", "purchases")
+    _click(browser, "#ed-add")
+    _type(browser, "#ed-widgets li:nth-child(2) .ed-title", "Revenue by country")
+    _choose(browser, "#ed-widgets li:nth-child(2) .ed-chart", "pie")
+    _choose(browser, "#ed-widgets li:nth-child(2) .ed-metric", "revenue")
+    _choose(browser, "#ed-widgets li:nth-child(2) .ed-dimension", "country")
+    _click(browser, "#ed-add")
+    _type(browser, "#ed-widgets li:nth-child(3) .ed-title", "Sign-ups over time")
+    _choose(browser, "#ed-widgets li:nth-child(3) .ed-metric", "signups")
+    _choose(browser, "#ed-widgets li:nth-child(3) .ed-range", "7d")
+    _click(browser, "#ed-widgets li:nth-child(3) .ed-buttons button:first-child")  # moved up: second
+    _click(browser, "#ed-widgets li:nth-child(1) .ed-duplicate")
+    _click(browser, "#ed-widgets li:nth-child(2) .ed-remove")  # the copy goes again
+    _click(browser, "#ed-save-new")
+    browser.wait_until("document.body.dataset.editor === 'saved' && document.body.dataset.state === 'ready'",
+                       what="the new dashboard saved and shown")
+    board_id = browser.evaluate("state.dashboard")
+    saved = api.get(f"/v1/dashboards/{board_id}").json()
+    by_api = api.post("/v1/dashboards", json={"name": "Checkout funnel", "widgets": [
+        {"title": "Purchases", "chart": "number", "query": {"metrics": ["purchases"], "range": "24h"}},
+        {"title": "Sign-ups over time", "chart": "line",
+         "query": {"metrics": ["signups"], "range": "7d", "granularity": "auto", "fill": "auto"}},
+        {"title": "Revenue by country", "chart": "pie",
+         "query": {"metrics": ["revenue"], "range": "24h", "dimensions": ["country"],
+                   "order_by": [{"field": "revenue", "direction": "desc"}], "limit": 20}}]}).json()
+    assert saved["name"] == by_api["name"] and saved["widgets"] == by_api["widgets"]
+    api.delete(f"/v1/dashboards/{by_api['id']}")
+
+    browser.navigate(f"{origin}/ui/?dashboard={board_id}&range=24h&tz=UTC")
+    browser.wait_until("document.body && document.body.dataset.state === 'ready' && "
+                       f"document.querySelector('#dashboard').value === {board_id!r} && "
+                       "document.querySelectorAll('.widget').length === 3", what="the saved dashboard after reload")
+    assert browser.evaluate("[...document.querySelectorAll('.widget h2')].map((h) => h.textContent)") == [
+        "Purchases", "Sign-ups over time", "Revenue by country"]
+
+    _click(browser, "#edit")
+    browser.wait_until("!document.querySelector('#editor').hidden && "
+                       "document.querySelector('#ed-version').textContent === 'version 1'", what="the editor")
+    other = api.put(f"/v1/dashboards/{board_id}", headers={"If-Match": '"1"'},
+                    json={"name": "Renamed elsewhere", "widgets": saved["widgets"]})
+    assert other.status_code == 200
+    _type(browser, "#ed-name", "Renamed here")
+    _click(browser, "#ed-save")
+    browser.wait_until("document.body.dataset.editor === 'error'", what="the conflict message")
+    assert "Someone else saved this dashboard" in browser.evaluate("document.querySelector('#ed-message').textContent")
+    assert api.get(f"/v1/dashboards/{board_id}").json()["name"] == "Renamed elsewhere"  # nothing overwritten
+    assert serious_accessibility_violations(browser) == [], "the editor"
+    api.delete(f"/v1/dashboards/{board_id}")
+
+
+def test_a_dashboard_built_in_the_editor_is_what_the_api_saves_and_a_conflicting_save_is_refused(
+    settings: Settings, two_periods: tuple[str, str, dict[str, int], int]
+) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    tenant, key, _, _ = two_periods
+    origin = settings.api_url.rstrip("/")
+    with HeadlessChromium(binary) as browser, httpx.Client(base_url=origin, headers={
+            "Authorization": f"Bearer {key}"}, timeout=30) as api:
+        browser.navigate(f"{origin}/ui/")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
+        drive_editor(browser, origin, api)
