@@ -100,6 +100,18 @@ class Settings(BaseSettings):
         "lists only a range's folders); a folder that got its first file shows up after at most this long.",
     )
 
+    # Product analytics (serving/analytics/, docs/product-analytics.md)
+    session_gap_minutes: float = Field(
+        default=30.0,
+        description="Events of one user without a client `session_id` stay in one session while the gap to the "
+        "previous event is at most this long (sessions are also cut into 24-hour slices).",
+    )
+    non_interactive_events: str = Field(
+        default="",
+        description="Comma-separated event names that do not count as interaction for the bounce rate (page views "
+        "never do); a request may pass its own list.",
+    )
+
     # API
     api_host: str = Field(default="127.0.0.1", description="Bind address of the API (ingestion, queries, hot node).")
     api_port: int = Field(default=18000, description="Port of the HTTP API.")

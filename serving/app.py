@@ -35,7 +35,9 @@ from serving.query.tier_routing import horizons_from_policy
 from serving.restatements import RestatementListener
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
+from serving.routes.analytics import analytics_router
 from serving.routes.dashboards import dashboards_router
+from serving.routes.kpis import kpis_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
@@ -63,6 +65,8 @@ def create_app(serving: Serving) -> FastAPI:
     if serving.auth is not None:  # API keys on: tenants and keys are managed here
         app.include_router(admin_router(serving.auth))
     app.include_router(queries_router(serving))
+    app.include_router(analytics_router(serving))  # funnels, retention, paths, sessions
+    app.include_router(kpis_router(serving))
     alert_store = AlertStore(store)
     app.include_router(alerts_router(serving, alert_store))
     app.include_router(live_router(serving))
