@@ -5,9 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+AXE_VERSION := 4.10.3
+AXE := build/vendor/axe-core/axe.min.js
+
 .PHONY: setup system-packages demo test test-fast test-unit lint bench stack-up stack-down clean
 
-setup: $(STAMP) system-packages
+setup: $(STAMP) system-packages $(AXE)
 
 # System packages from Debian: redis-server, chromium, poppler-utils (Java 17, Maven and Go come with the machine image; the
 # stack names what is missing if they do not).
@@ -26,6 +29,16 @@ system-packages:
 	  { echo "setup: could not install poppler-utils; run 'apt-get install poppler-utils' as root"; exit 1; }; }
 	@for tool in java mvn go; do command -v $$tool >/dev/null 2>&1 || \
 	  { echo "setup: '$$tool' is missing (need Java 17, Maven 3, Go 1.24+): install it, e.g. apt-get install openjdk-17-jdk-headless maven golang"; exit 1; }; done
+
+# axe-core (the browser test's accessibility audit; the page itself never loads it), pinned, from npm's
+# registry with its integrity checked by `npm pack`; kept under build/ (not committed), injected by the test.
+$(AXE):
+	@mkdir -p $(dir $(AXE))
+	@command -v npm >/dev/null 2>&1 || { echo "setup: npm is missing (needed once for axe-core): apt-get install npm"; exit 1; }
+	@cd $(dir $(AXE)) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && \
+	  tar -xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js package/LICENSE && \
+	  rm axe-core-$(AXE_VERSION).tgz
+	@echo "setup: axe-core $(AXE_VERSION) in $(dir $(AXE))"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -16,13 +16,14 @@ from common.hot_store import HotStoreError
 from ingest.publisher import KafkaUnavailable
 from serving.dashboards.store import DashboardConflict, DashboardError, DashboardNotFound, VersionMismatch
 from serving.query.engine import QueryTimeout
-from serving.query.spec import QueryError
+from serving.query.spec import InvalidParameter, QueryError
 from serving.tenancy.auth import AuthError
 from serving.tenancy.tenants import DirectoryError
 
 # The most specific class wins (VersionMismatch is a DashboardConflict): FastAPI looks errors up by their MRO.
 STATUS: dict[type[Exception], int] = {
     QueryError: 400,  # the question cannot be answered as asked (unknown metric, bad range, filter...)
+    InvalidParameter: 422,  # a parameter malformed in itself (tz that is no IANA zone)
     DashboardError: 400,  # a dashboard or If-Match that cannot be saved as sent
     DashboardNotFound: 404,
     DashboardConflict: 409,  # e.g. changing the built-in dashboard

@@ -142,7 +142,7 @@ OVERVIEW = Dashboard(
     widgets=(
         Widget("totals", "Totals", "number", {"metrics": ["events", "unique_users", "revenue"], "range": "24h"}),
         Widget("events_over_time", "Events over time", "line",
-               {"metrics": ["events"], "granularity": "auto", "range": "24h"}),
+               {"metrics": ["events"], "granularity": "auto", "range": "24h", "fill": "auto"}),
         Widget("by_country", "Events by country", "pie", _top("events", "country", 20)),
         Widget("by_device", "Events by device", "pie", _top("events", "device", 10)),
         Widget("top_pages", "Top pages", "table",

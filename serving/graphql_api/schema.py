@@ -245,9 +245,10 @@ class Query:
     async def timeseries(self, info: Info, metric: str, range: RangeArg = None,
                          from_: FromArg = None, to: datetime | None = None, granularity: str = "auto",
                          group_by: list[str] | None = None, filter: FilterArg = None,
-                         tier: str = "auto") -> TimeSeries:
+                         tier: str = "auto", tz: str = "UTC", fill: str = "auto") -> TimeSeries:
         ctx = await _charged(info)
-        raw, shape = questions.timeseries(metric, group_by or [], range, from_, to, granularity, filter or [], tier)
+        raw, shape = questions.timeseries(metric, group_by or [], range, from_, to, granularity, filter or [], tier,
+                                          tz=tz, fill=fill)
         found, body = _answered(await ctx.answers.answer(ctx.tenant, raw, shape))
         series = [Series(group=s["group"], points=[Point(bucket=b, value=v) for b, v in s["points"]])
                   for s in body["series"]]

@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry import trace
 
 from common.hot_store import HotStore
+from serving.query.buckets import bucket_starts, empty_value
 from serving.query.spec import METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
 from serving.query.tier_routing import Horizons, Segment, plan
@@ -75,12 +76,16 @@ class QueryEngine:
         columns = (["bucket"] if spec.granularity else []) + list(spec.dimensions) + list(spec.metrics)
         pieces = [self._run_segment(spec, segment, tenant, whole) for segment in segments]
         rows = pieces[0] if whole else _merge(spec, pieces)
+        if spec.fill != "none":
+            rows = _filled(spec, rows)
         truncated = False
         if spec.limit is None and len(rows) > DEFAULT_ROW_CAP:
             rows, truncated = rows[:DEFAULT_ROW_CAP], True
         approximate = []
         if not whole and not spec.granularity:
             approximate = [m for m in spec.metrics if METRICS[m].measure == "users"]
+        if spec.local_days and any(s.source.step >= 86400 for s in segments):
+            approximate = list(spec.metrics)  # UTC days standing in for the zone's days (see tier_routing)
         return QueryResult(
             columns=columns,
             rows=[[row[c] for c in columns] for row in rows],
@@ -152,6 +157,25 @@ def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]]) -> list[dict[str
     for order in reversed(effective_order(spec)):  # stable sorts, least significant key first
         rows.sort(key=lambda r, f=order.field: r[f], reverse=order.descending)
     return rows[: spec.limit] if spec.limit else rows
+
+
+def _filled(spec: QuerySpec, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every bucket of the range for every group present (an empty answer without groups: one line),
+    empty buckets as the spec's fill decides, in the answer's order."""
+    assert spec.granularity is not None
+    buckets = bucket_starts(spec.start, spec.end, spec.granularity, spec.tz)
+    dims = list(spec.dimensions)
+    groups = dict.fromkeys(tuple(r[d] for d in dims) for r in rows) or ({(): None} if not dims else {})
+    present = {(r["bucket"], *(r[d] for d in dims)) for r in rows}
+    empty = {m: empty_value(METRICS[m].measure, "auto" if spec.fill == "auto" else spec.fill) for m in spec.metrics}
+    out = list(rows)
+    for group in groups:
+        for bucket in buckets:
+            if (bucket, *group) not in present:
+                out.append({"bucket": bucket, **dict(zip(dims, group, strict=True)), **empty})
+    for order in reversed(effective_order(spec)):
+        out.sort(key=lambda r, f=order.field: r[f], reverse=order.descending)
+    return out
 
 
 def _passes(value: float, op: str, bounds: tuple[Any, ...]) -> bool:

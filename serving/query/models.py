@@ -39,6 +39,9 @@ class QueryModel(BaseModel):
     order_by: list[OrderModel] = Field(default_factory=list)
     limit: int | None = Field(None, ge=1, le=10_000)
     tier: str = Field("auto", description="auto routes by age; hot, warm or cold force one tier")
+    tz: str = Field("UTC", description="IANA time zone whose calendar days the day buckets are")
+    fill: str = Field("none", description="empty buckets: auto (0 for counts and sums, null for unique users), "
+                                          "zero, null, or none (left out)")
 
     model_config = {"populate_by_name": True}
 
@@ -47,7 +50,7 @@ def spec_input(query: QueryModel) -> SpecInput:
     """The JSON of ``POST /v1/query`` (also a saved widget's query) as the spec input ``build_spec`` checks."""
     return SpecInput(
         metrics=query.metrics, range=query.range, start=query.from_, end=query.to, granularity=query.granularity,
-        dimensions=query.dimensions, limit=query.limit, tier=query.tier,
+        dimensions=query.dimensions, limit=query.limit, tier=query.tier, tz=query.tz, fill=query.fill,
         filters=[f.model_dump(exclude_none=True) for f in query.filters],
         order_by=[o.model_dump() for o in query.order_by],
     )

@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from serving.query.buckets import FILLS, BadTimeZone, floor_bucket, is_utc, zone
+
 
 class QueryError(ValueError):
     """The request cannot be answered as asked; the message says what is accepted instead."""
+
+
+class InvalidParameter(QueryError):
+    """A parameter is malformed in itself (e.g. ``tz`` is no IANA zone name): answered 422, not 400."""
 
 
 @dataclass(frozen=True)
@@ -23,18 +29,31 @@ class Metric:
     measure: str  # events | revenue | users: a rollup column, never user text
     event: str | None = None  # restricts the metric to one event name
     description: str = ""
+    label: str = ""  # what people read on a chart
+
+    @property
+    def default_fill(self) -> str:
+        """Empty buckets of counts and sums are 0; of unique users, a gap (0 would claim nobody came)."""
+        return "null" if self.measure == "users" else "zero"
 
 
 METRICS: dict[str, Metric] = {
-    "events": Metric("events", description="all events"),
-    "page_views": Metric("events", "page_view", "page_view events"),
-    "clicks": Metric("events", "click", "click events"),
-    "signups": Metric("events", "signup", "signup events"),
-    "purchases": Metric("events", "purchase", "purchase events"),
-    "revenue": Metric("revenue", description="sum of the events' revenue"),
-    "unique_users": Metric("users", description="distinct user_id (hot tier: mergeable uniq, error < 2 %)"),
+    "events": Metric("events", description="all events", label="Events"),
+    "page_views": Metric("events", "page_view", "page_view events", "Page views"),
+    "clicks": Metric("events", "click", "click events", "Clicks"),
+    "signups": Metric("events", "signup", "signup events", "Sign-ups"),
+    "purchases": Metric("events", "purchase", "purchase events", "Purchases"),
+    "revenue": Metric("revenue", description="sum of the events' revenue", label="Revenue"),
+    "unique_users": Metric("users", description="distinct user_id (hot tier: mergeable uniq, error < 2 %)",
+                           label="Unique users"),
 }
 DIMENSIONS = ("event", "country", "device", "page")
+DIMENSION_LABELS = {
+    "event": ("Event", "the event's name, e.g. page_view or purchase"),
+    "country": ("Country", "the visitor's country code as sent with the event"),
+    "device": ("Device", "the visitor's device type, e.g. mobile or desktop"),
+    "page": ("Page", "the page path the event happened on"),
+}
 GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86400}
 TIERS = ("auto", "hot", "warm", "cold")
 DIMENSION_OPS = ("=", "!=", "in", "not in")
@@ -74,6 +93,13 @@ class QuerySpec:
     order_by: tuple[Order, ...] = ()
     limit: int | None = None
     tier: str = "auto"
+    tz: str = "UTC"  # the zone whose calendar days the day buckets are
+    fill: str = "none"  # empty buckets: auto (per metric), zero, null or none (left out)
+
+    @property
+    def local_days(self) -> bool:
+        """Day buckets that are not UTC days: they must be built from hourly rows."""
+        return self.granularity == "day" and not is_utc(self.tz)
 
     def cache_identity(self) -> dict[str, Any]:
         """Everything that changes the answer, in a stable form (the cache key is made from it)."""
@@ -82,6 +108,7 @@ class QuerySpec:
             "granularity": self.granularity, "dimensions": self.dimensions,
             "filters": sorted((f.field, f.op, [str(v) for v in f.values]) for f in self.filters),
             "order_by": [(o.field, o.descending) for o in self.order_by], "limit": self.limit, "tier": self.tier,
+            "tz": self.tz, "fill": self.fill,
         }
 
 
@@ -99,6 +126,8 @@ class SpecInput:
     order_by: list[dict[str, Any]] = field(default_factory=list)
     limit: int | None = None
     tier: str = "auto"
+    tz: str = "UTC"
+    fill: str = "none"
 
 
 def parse_range(text: str) -> timedelta:
@@ -167,13 +196,18 @@ def build_spec(raw: SpecInput, *, now: datetime) -> QuerySpec:
     start = _utc(raw.start) or end - parse_range(raw.range or "1h")
     if start >= end:
         raise QueryError("the range is empty: `from` must be before `to`")
+    tz = raw.tz
+    try:
+        zone(tz)
+    except BadTimeZone as exc:
+        raise InvalidParameter(str(exc)) from None
+    _known("fill", raw.fill, list(FILLS))
     granularity = raw.granularity
     if granularity == "auto":
         granularity = auto_granularity(end - start)
     if granularity is not None:
         _known("granularity", granularity, list(GRANULARITIES))
-        step = GRANULARITIES[granularity]  # whole buckets: the first one starts on its boundary
-        start = datetime.fromtimestamp(int(start.timestamp()) // step * step, UTC)
+        start = floor_bucket(start, granularity, tz)  # whole buckets: the first one starts on its boundary
         if (end - start) / timedelta(seconds=GRANULARITIES[granularity]) > 50_000:
             raise QueryError(f"{granularity} buckets over this range exceed 50,000 points; pick a coarser granularity")
     filters = tuple(_filter(f) for f in raw.filters)
@@ -189,7 +223,15 @@ def build_spec(raw: SpecInput, *, now: datetime) -> QuerySpec:
     if raw.limit is not None and not 1 <= raw.limit <= MAX_LIMIT:
         raise QueryError(f"limit must be between 1 and {MAX_LIMIT}")
     _known("tier", raw.tier, TIERS)
-    return QuerySpec(metrics, start, end, granularity, dims, filters, tuple(orders), raw.limit, raw.tier)
+    fill = raw.fill
+    if fill != "none" and (granularity is None or raw.limit is not None or any(f.on_metric for f in filters)
+                           or any(o.field in METRICS for o in orders)):
+        if fill != "auto":
+            raise QueryError("fill needs a granularity and an answer with every bucket (no limit, no metric "
+                             "filter, no ordering by a metric)")
+        fill = "none"  # nothing to fill: a total, or an answer cut by value
+    return QuerySpec(metrics, start, end, granularity, dims, filters, tuple(orders), raw.limit, raw.tier,
+                     "UTC" if is_utc(tz) else tz, fill)
 
 
 def parse_filter_params(items: list[str]) -> list[dict[str, Any]]:

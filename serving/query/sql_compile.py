@@ -33,6 +33,8 @@ class _Dialect:
     users: str
     users_if: str
     bucket: str
+    local_day: str  # the start of the calendar day of zone {tz} that a row's time falls in, epoch seconds
+    utc_day_as_local: str  # a UTC day's row placed on the local midnight of the same date (daily rollups)
     dimension: str  # a dimension's value: the hot tier stores a missing one as '', Parquet as NULL
 
     def p(self, name: str, ch_type: str) -> str:
@@ -47,6 +49,8 @@ CLICKHOUSE = _Dialect(
     users="uniqMerge(users)",
     users_if="uniqMergeIf(users, event = {ev})",
     bucket="toUInt32(toStartOfInterval({time}, INTERVAL {seconds} SECOND))",
+    local_day="toUInt32(toStartOfDay({time}, {tz}))",
+    utc_day_as_local="toUInt32(toDateTime(toDate({time}, 'UTC'), {tz}))",
     dimension="{dim}",
 )
 DUCKDB = _Dialect(
@@ -58,6 +62,8 @@ DUCKDB = _Dialect(
     users="coalesce(length(list_distinct(flatten(list(user_ids)))), 0)",
     users_if="coalesce(length(list_distinct(flatten(list(user_ids) FILTER (WHERE event = {ev})))), 0)",
     bucket="CAST(epoch({time}) AS BIGINT) // {seconds} * {seconds}",
+    local_day="CAST(epoch(timezone({tz}, date_trunc('day', timezone({tz}, {time})))) AS BIGINT)",
+    utc_day_as_local="CAST(epoch(timezone({tz}, CAST(timezone('UTC', {time}) AS DATE)::TIMESTAMP)) AS BIGINT)",
     dimension="coalesce({dim}, '')",  # so a missing country merges with the hot tier's '' across a cut
 )
 
@@ -100,7 +106,13 @@ def compile_segment(
     select, keys = [], []
     if spec.granularity:
         seconds = GRANULARITIES[spec.granularity]
-        select.append(f"{dialect.bucket.format(time=source.time_column, seconds=seconds)} AS bucket")
+        if spec.local_days:
+            params["tz"] = spec.tz
+            form = dialect.utc_day_as_local if source.step >= 86400 else dialect.local_day
+            bucket = form.format(time=source.time_column, tz=dialect.p("tz", "String"))
+        else:
+            bucket = dialect.bucket.format(time=source.time_column, seconds=seconds)
+        select.append(f"{bucket} AS bucket")
         keys.append("bucket")
     for dim in spec.dimensions:
         expr = dialect.dimension.format(dim=dim)

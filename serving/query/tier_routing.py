@@ -5,6 +5,13 @@ second; the warm tier keeps hourly rollups in Parquet for a year; the cold tier 
 for seven years. A range is cut at those horizons, each cut aligned to the answer's buckets (a bucket
 is never split between tiers, so each bucket's numbers, unique users included, come from one
 engine), and each piece is sent to the cheapest tier that holds it.
+
+Day buckets in a zone other than UTC (``tz=America/New_York``) are calendar days of that zone. The
+lake's daily rollups are UTC days, so they cannot answer them: such a series is answered from hourly
+rows (the hot tier's, then the warm tier's, a year back), with cuts on the zone's midnights. Beyond the
+warm tier's year only UTC days exist; that piece is answered from them, each UTC day standing for the
+local day of the same date, and the answer flags every metric ``approximate``. (Zones whose offset is
+not a whole hour, e.g. Asia/Kolkata, see each hourly row in the day it starts in: within 30 minutes.)
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from serving.query.buckets import floor_local_day, next_local_day
 from serving.query.spec import GRANULARITIES, QueryError, QuerySpec
 from storage_tiers.policy import TierPolicy
 
@@ -83,7 +91,7 @@ def plan(spec: QuerySpec, now: datetime, horizons: Horizons) -> list[Segment]:
     ]
     if bucket != 60:
         ladder = ladder[1:]  # hourly rollups answer everything coarser than a minute inside 90 days
-    if bucket >= 86400:
+    if bucket >= 86400 and not spec.local_days:
         # day buckets past the hot tier: the daily rollups, built for every complete day, read one file
         # per day where the warm hourly rollups read 24 (a 1-year series: 365 files instead of 8,760)
         ladder = [ladder[0], ladder[2]]
@@ -100,7 +108,12 @@ def plan(spec: QuerySpec, now: datetime, horizons: Horizons) -> list[Segment]:
             )
         # a cut falls on a boundary of both neighbours' rows (and of the buckets): no row is read twice
         older_step = ladder[i + 1][1].step if i + 1 < len(ladder) else source.step
-        cut = _floor(max(spec.start, _ceil(oldest, max(bucket, source.step, older_step))), source.step)
+        if spec.local_days and older_step < 86400:  # a local day never split: cut on the zone's midnight
+            day = floor_local_day(max(oldest, spec.start), spec.tz)
+            cut = day if day == max(oldest, spec.start) else next_local_day(day, spec.tz)
+            cut = _floor(max(spec.start, cut), source.step)
+        else:
+            cut = _floor(max(spec.start, _ceil(oldest, max(bucket, source.step, older_step))), source.step)
         if cut < end:
             segments.append(Segment(source, cut, end))
             end = cut

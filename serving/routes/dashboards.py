@@ -75,9 +75,9 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         return Response(status_code=204)
 
     async def charged_view(request: Request, tenant: str, dashboard_id: str, range_: str | None,
-                           filter_: list[str]) -> View:
+                           filter_: list[str], tz: str | None = None, compare: str | None = None) -> View:
         """The dashboard as asked, after taking one rate-limit token per widget (each runs a query)."""
-        view = await service.view(tenant, dashboard_id, range_, filter_)
+        view = await service.view(tenant, dashboard_id, range_, filter_, tz, compare)
         if serving.auth is not None:
             widgets = len(view.dashboard.widgets)
             await serving.auth.charge(getattr(request.state, "caller", None), widgets - 1,
@@ -94,8 +94,12 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         tenant: str = Depends(tenant_of),
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
+        tz: str | None = Query(None, description="IANA zone for every widget's day buckets (the viewer's)"),
+        compare: str | None = Query(None, description="previous_period: each widget also answers `previous` "
+                                                      "and `totals` with the change"),
     ) -> Response:
-        answer = await service.data(tenant, await charged_view(request, tenant, dashboard_id, range_, filter_))
+        view = await charged_view(request, tenant, dashboard_id, range_, filter_, tz, compare)
+        answer = await service.data(tenant, view)
         return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.how})
 
     @router.get("/{dashboard_id}/report.pdf", summary="The dashboard as a PDF report",

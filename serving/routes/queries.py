@@ -25,6 +25,9 @@ from serving.query.spec import SpecInput
 from serving.services import questions
 from serving.services.queries import Answer, QueryAnswers, Shape, query_table
 
+COMPARE_HELP = ("previous_period: also answer the range of equal length just before (`previous`) and each "
+                "metric's total in both with the absolute and % change (`totals`)")
+
 # A CSV export: the download's name and the table (columns, rows) made from the JSON answer.
 CsvExport = tuple[str, Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]]
 
@@ -60,11 +63,12 @@ def queries_router(serving: Serving) -> APIRouter:
     tenant_of = serving.tenant_dependency
     answers = QueryAnswers(serving.engine, serving.cache, serving.settings)
 
-    async def answer(tenant: str, raw: SpecInput, shape: Shape, export: CsvExport | None = None) -> Response:
+    async def answer(tenant: str, raw: SpecInput, shape: Shape, export: CsvExport | None = None,
+                     compare: str | None = None) -> Response:
         """The service's answer as JSON or CSV; the tenant in the access log, the latency in the metrics."""
         started = time.perf_counter()
         request_fields()["tenant"] = tenant
-        found = await answers.answer(tenant, raw, shape)
+        found = await answers.answer(tenant, raw, shape, compare)
         if serving.metrics is not None:
             serving.metrics.observe_query(current_route(), found.tiers, time.perf_counter() - started)
         return respond(found, export)
@@ -85,12 +89,16 @@ def queries_router(serving: Serving) -> APIRouter:
         group_by: str | None = Query(None, description="comma-separated dimensions, one line per combination"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
         tier: str = "auto",
+        tz: str = Query("UTC", description="IANA time zone whose calendar days the day buckets are"),
+        fill: str = Query("auto", description="empty buckets: auto (0 for counts and sums, a gap (null) for "
+                                              "unique users), zero, null, or none (left out)"),
+        compare: str | None = Query(None, description=COMPARE_HELP),
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         dims = [d for d in (group_by or "").split(",") if d]
-        raw, shape = questions.timeseries(metric, dims, range_, from_, to, granularity, filter_, tier)
+        raw, shape = questions.timeseries(metric, dims, range_, from_, to, granularity, filter_, tier, tz=tz, fill=fill)
         export = (f"timeseries-{metric}", _series_table(dims, metric)) if as_csv else None
-        return await answer(tenant, raw, shape, export)
+        return await answer(tenant, raw, shape, export, compare)
 
     @router.get("/breakdown", summary="A metric split by one dimension (pies, tables); add filters to drill down",
                 description="Drill-down: `/v1/breakdown?metric=events&by=page&filter=country:US&filter=device:mobile`")
@@ -104,11 +112,12 @@ def queries_router(serving: Serving) -> APIRouter:
         filter_: list[str] = Query([], alias="filter"),
         limit: int = Query(100, ge=1, le=10_000),
         tier: str = "auto",
+        compare: str | None = Query(None, description=COMPARE_HELP),
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         raw, shape = questions.breakdown(metric, by, range_, from_, to, filter_, limit, tier)
         export = (f"breakdown-{metric}-by-{by}", _rows_table([by, metric], [by, "value"])) if as_csv else None
-        return await answer(tenant, raw, shape, export)
+        return await answer(tenant, raw, shape, export, compare)
 
     @router.get("/topn", summary="The N largest values of a dimension by a metric")
     async def topn(
@@ -121,21 +130,23 @@ def queries_router(serving: Serving) -> APIRouter:
         to: datetime | None = None,
         filter_: list[str] = Query([], alias="filter"),
         tier: str = "auto",
+        compare: str | None = Query(None, description=COMPARE_HELP),
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         raw, shape = questions.topn(metric, by, n, range_, from_, to, filter_, tier)
         columns = ["rank", by, metric]
         export = (f"topn-{metric}-by-{by}", _rows_table(columns, ["rank", by, "value"])) if as_csv else None
-        return await answer(tenant, raw, shape, export)
+        return await answer(tenant, raw, shape, export, compare)
 
     @router.post("/query", summary="An ad-hoc query from a JSON spec (metrics, dimensions, filters, order, limit)")
     async def adhoc(
         tenant: str = Depends(tenant_of),
         query: QueryModel = Body(...),
+        compare: str | None = Query(None, description=COMPARE_HELP),
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         export = (f"query-{'_'.join(query.metrics)}", _adhoc_table) if as_csv else None
-        return await answer(tenant, spec_input(query), query_table, export)
+        return await answer(tenant, spec_input(query), query_table, export, compare)
 
     return router
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,10 +24,20 @@ from common.events import format_ts
 from common.settings import Settings
 from serving.cache import EntryRange, QueryCache, cache_key
 from serving.dashboards.store import Dashboard, DashboardError, DashboardStore, Widget, check_widgets, with_overrides
+from serving.query.buckets import BadTimeZone, zone
+from serving.query.compare import checked_comparison, previous_period
 from serving.query.engine import QueryEngine, QueryTimeout
 from serving.query.models import QueryModel, spec_input
-from serving.query.spec import QueryError, QuerySpec, SpecInput, build_spec, parse_filter_params, parse_range
-from serving.services.queries import Answer, query_answer
+from serving.query.spec import (
+    InvalidParameter,
+    QueryError,
+    QuerySpec,
+    SpecInput,
+    build_spec,
+    parse_filter_params,
+    parse_range,
+)
+from serving.services.queries import Answer, compared, query_answer, query_table
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,12 @@ class View:
     dashboard: Dashboard
     range: str | None
     filters: list[dict[str, Any]]
+    tz: str | None = None  # the viewer's zone: replaces every widget's own (day buckets)
+    compare: str | None = None  # previous_period: each widget also answers the period before
 
     def identity(self, **extra: str) -> dict[str, Any]:
         return {"id": self.dashboard.id, "version": self.dashboard.version, "range": self.range, **extra,
+                **({"tz": self.tz} if self.tz else {}), **({"compare": self.compare} if self.compare else {}),
                 "filters": sorted(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() for f in self.filters)}
 
 
@@ -99,12 +112,18 @@ class DashboardService:
     async def delete(self, tenant: str, dashboard_id: str, if_match: str | None) -> None:
         await run_in_threadpool(lambda: self._store.delete(tenant, dashboard_id, expected_version(if_match)))
 
-    async def view(self, tenant: str, dashboard_id: str, range_: str | None, filter_params: list[str]) -> View:
+    async def view(self, tenant: str, dashboard_id: str, range_: str | None, filter_params: list[str],
+                   tz: str | None = None, compare: str | None = None) -> View:
         """The dashboard and the view's parameters, checked before anything is read."""
         if range_:
             parse_range(range_)
         filters = parse_filter_params(filter_params)
-        return View(await self.get(tenant, dashboard_id), range_, filters)
+        if tz is not None:
+            try:
+                zone(tz)
+            except BadTimeZone as exc:
+                raise InvalidParameter(str(exc)) from None
+        return View(await self.get(tenant, dashboard_id), range_, filters, tz, checked_comparison(compare))
 
     async def data(self, tenant: str, view: View) -> Answer:
         """Every widget's answer (or why it cannot be shown so) in one JSON document."""
@@ -116,7 +135,8 @@ class DashboardService:
                     "range": view.range, "filters": view.filters,
                     "generated_at": format_ts(now, "auto"), "widgets": answers}
 
-        return await self._cached(tenant, view.identity(), self._plan(dashboard.widgets, view, now), now, shape)
+        return await self._cached(tenant, view.identity(), self._plan(dashboard.widgets, view, now), now, shape,
+                                  view.compare)
 
     async def widget_data(self, tenant: str, view: View, widget_id: str) -> tuple[Widget, dict[str, Any], str]:
         """One widget's answer as a table (for CSV) and how it came (X-Cache); ``QueryError`` if it cannot be
@@ -138,22 +158,29 @@ class DashboardService:
         for widget in widgets:
             try:
                 raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
+                raw = replace(raw, tz=view.tz) if view.tz else raw
                 planned.append((widget, build_spec(raw, now=now)))
             except QueryError as exc:
                 planned.append((widget, str(exc)))
         return planned
 
-    async def _run_widget(self, tenant: str, widget: Widget, spec: QuerySpec | str, now: datetime) -> dict[str, Any]:
+    async def _run_widget(self, tenant: str, widget: Widget, spec: QuerySpec | str, now: datetime,
+                          compare: str | None = None) -> dict[str, Any]:
         if isinstance(spec, str):
             return {**widget.as_json(), "error": spec}
         try:
             result = await run_in_threadpool(self._engine.run, tenant, spec, now)
+            # the previous period where a chart shows it: numbers (their change) and series over time (overlay)
+            wanted = compare and (widget.chart == "number" or spec.granularity is not None)
+            extra = (await run_in_threadpool(compared, self._engine, tenant, spec, now, query_table)
+                     if wanted else {})
         except QueryError as exc:
             return {**widget.as_json(), "error": str(exc)}
-        return {**widget.as_json(), **query_answer(spec, result)}
+        return {**widget.as_json(), **query_answer(spec, result), **extra}
 
     async def _cached(self, tenant: str, identity: dict[str, Any], planned: list[tuple[Widget, QuerySpec | str]],
-                      now: datetime, shape: Callable[[list[dict[str, Any]]], Any]) -> Answer:
+                      now: datetime, shape: Callable[[list[dict[str, Any]]], Any],
+                      compare: str | None = None) -> Answer:
         """Run the planned widgets through the cache (one entry per identity), all within the query timeout."""
         settings = self._settings
         specs = [s for _, s in planned if not isinstance(s, str)]
@@ -161,11 +188,12 @@ class DashboardService:
         ttl = settings.cache_open_ttl_seconds if live else settings.cache_ttl_seconds
         stale = settings.cache_max_stale_seconds if live else 0.0  # stale-while-revalidate, as /v1 queries
         # the span of every widget's range: a restatement of any hour in it drops this entry
-        span = EntryRange(tenant, min(s.start for s in specs), max(s.end for s in specs)) if specs else None
+        starts = [previous_period(s).start if compare else s.start for s in specs]
+        span = EntryRange(tenant, min(starts), max(s.end for s in specs)) if specs else None
 
         async def compute() -> bytes:
             answers = await asyncio.wait_for(
-                asyncio.gather(*(self._run_widget(tenant, w, s, now) for w, s in planned)),
+                asyncio.gather(*(self._run_widget(tenant, w, s, now, compare) for w, s in planned)),
                 timeout=settings.query_timeout_seconds)
             return orjson.dumps(shape(list(answers)))
 

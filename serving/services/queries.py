@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from common.events import format_optional_ts, format_ts
 from common.settings import Settings
 from serving.cache import EntryRange, QueryCache, cache_key
+from serving.query.compare import change, checked_comparison, previous_period, totals_of
 from serving.query.engine import QueryEngine, QueryResult, QueryTimeout
 from serving.query.spec import QuerySpec, SpecInput, build_spec
 
@@ -60,6 +61,17 @@ def query_answer(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
     return {**range_fields(spec), **query_table(spec, result), **provenance(result)}
 
 
+def compared(engine: QueryEngine, tenant: str, spec: QuerySpec, now: datetime,
+             shape: Callable[[QuerySpec, QueryResult], dict[str, Any]]) -> dict[str, Any]:
+    """``previous`` (the previous period's range, shape and provenance) and ``totals`` (each metric's total in
+    both periods and the change): what ``compare=previous_period`` adds to an answer."""
+    before = previous_period(spec)
+    answer = engine.run(tenant, before, now)
+    totals = [engine.run(tenant, totals_of(s), now).rows for s in (spec, before)]
+    return {"previous": {**range_fields(before), **shape(before, answer), **provenance(answer)},
+            "totals": change(spec.metrics, *(rows[0] if rows else None for rows in totals))}
+
+
 class QueryAnswers:
     """The query endpoints' service: one cached, time-limited answer per question."""
 
@@ -68,22 +80,27 @@ class QueryAnswers:
         self._cache = cache
         self._settings = settings
 
-    async def answer(self, tenant: str, raw: SpecInput, shape: Shape) -> Answer:
+    async def answer(self, tenant: str, raw: SpecInput, shape: Shape, compare: str | None = None) -> Answer:
         """``{"tenant", from, to, granularity, **shape(spec, result), **provenance}`` as JSON, from the cache or
         computed now; ranges ending now are kept briefly and served stale while one request refreshes them."""
         settings = self._settings
         now = datetime.now(UTC)
         spec = build_spec(raw, now=now)
-        identity = spec.cache_identity()
+        compare = checked_comparison(compare)
+        identity = spec.cache_identity() | ({"compare": compare} if compare else {})
         if raw.start is None and raw.end is None:  # relative ranges: the same question all along
             identity |= {"start": None, "end": None, "range": raw.range or "1h"}
         computed: list[str] = []  # the tiers that answered, when this request computed it
 
+        def run() -> tuple[QueryResult, dict[str, Any]]:
+            result = self._engine.run(tenant, spec, now)
+            return result, (compared(self._engine, tenant, spec, now, shape) if compare else {})
+
         async def compute() -> bytes:
-            result = await asyncio.wait_for(run_in_threadpool(self._engine.run, tenant, spec, now),
-                                            timeout=settings.query_timeout_seconds)
+            result, extra = await asyncio.wait_for(run_in_threadpool(run), timeout=settings.query_timeout_seconds)
             computed.append("+".join(dict.fromkeys(s.split(":", 1)[0] for s in result.sources)))
-            return orjson.dumps({"tenant": tenant, **range_fields(spec), **shape(spec, result), **provenance(result)})
+            return orjson.dumps({"tenant": tenant, **range_fields(spec), **shape(spec, result), **provenance(result),
+                                 **extra})
 
         open_range = spec.end >= now - timedelta(minutes=1)
         ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
@@ -91,7 +108,8 @@ class QueryAnswers:
         try:
             body, how = await self._cache.get_or_compute(
                 cache_key(tenant, "query", identity), ttl, compute,
-                entry_range=EntryRange(tenant, spec.start, spec.end), stale_s=stale)
+                entry_range=EntryRange(tenant, previous_period(spec).start if compare else spec.start, spec.end),
+                stale_s=stale)
         except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
             raise QueryTimeout(f"the query ran longer than {settings.query_timeout_seconds:g} s; narrow the range, "
                                "coarsen the granularity or add filters") from exc

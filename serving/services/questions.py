@@ -10,16 +10,30 @@ from datetime import datetime
 from typing import Any
 
 from serving.query.engine import QueryResult
-from serving.query.spec import DIMENSIONS, GRANULARITIES, METRICS, QuerySpec, SpecInput, parse_filter_params
+from serving.query.spec import (
+    DIMENSION_LABELS,
+    DIMENSIONS,
+    GRANULARITIES,
+    METRICS,
+    QuerySpec,
+    SpecInput,
+    parse_filter_params,
+)
 from serving.services.queries import Shape, bucket_iso
 
 Question = tuple[SpecInput, Shape]
 
 
 def catalog() -> dict[str, Any]:
-    """What can be asked: metrics with their descriptions, dimensions, granularities and tiers."""
+    """What can be asked: metrics with their descriptions, dimensions, granularities and tiers, and the words
+    a page shows for them (labels, descriptions, each metric's default fill of empty buckets)."""
     return {"metrics": {name: m.description for name, m in METRICS.items()}, "dimensions": list(DIMENSIONS),
-            "granularities": list(GRANULARITIES), "tiers": ["auto", "hot", "warm", "cold"]}
+            "granularities": list(GRANULARITIES), "tiers": ["auto", "hot", "warm", "cold"],
+            "labels": {
+                "metrics": {name: {"label": m.label, "description": m.description, "fill": m.default_fill}
+                            for name, m in METRICS.items()},
+                "dimensions": {name: {"label": label, "description": text}
+                               for name, (label, text) in DIMENSION_LABELS.items()}}}
 
 
 def spec_input(metric: str, range_: str | None, from_: datetime | None, to: datetime | None, filters: list[str],

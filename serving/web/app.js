@@ -12,6 +12,18 @@ const LIVE_RANGES = ["1h", "24h"];
 const LIVE_SAFETY_SECONDS = 60;
 const PLOT_CONFIG = { displayModeBar: false, responsive: true };
 const STORE_KEY = "lakehouse.dashboard";
+// Okabe–Ito: eight colours told apart with every common colour-vision deficiency.
+const PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"];
+const BROWSER_TZ = (() => { try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch (_) { return "UTC"; } })();
+const ZONES = ["UTC", "America/Los_Angeles", "America/New_York", "America/Sao_Paulo", "Europe/London", "Europe/Berlin",
+  "Africa/Johannesburg", "Asia/Kolkata", "Asia/Singapore", "Asia/Tokyo", "Australia/Sydney"];
+// Where an answer's rows were read, in words: the table names stay in the element's data for debugging.
+const SOURCE_WORDS = {
+  "hot:rollups_1m": "live (last 7 days)",
+  "hot:rollups_1h": "live (hourly, last 90 days)",
+  "warm:rollups_hourly": "archive (hourly)",
+  "cold:rollups_daily": "archive (daily)",
+};
 
 const state = {
   tenant: "",
@@ -23,6 +35,9 @@ const state = {
   timer: null,
   live: null, // AbortController of the open live stream
   liveSignature: "",
+  tz: BROWSER_TZ, // the zone of day buckets and of the time axis
+  compare: true, // answer and show the previous period too
+  catalog: { metrics: {}, dimensions: {} }, // labels and descriptions from /v1/catalog
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -40,10 +55,36 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Numbers in the viewer's locale (the browser's), e.g. 1,234.5 or 1.234,5.
 function formatNumber(value, metric) {
   if (value === null || value === undefined) return "–";
-  if (metric === "revenue") return value.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
-  return Number.isInteger(value) ? value.toLocaleString("en-US") : value.toLocaleString("en-US", { maximumFractionDigits: 2 });
+  if (metric === "revenue") return value.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  return Number.isInteger(value) ? value.toLocaleString() : value.toLocaleString(undefined, { maximumFractionDigits: 2 });
+}
+
+function label(name) {
+  const entry = state.catalog.metrics[name] || state.catalog.dimensions[name];
+  return entry?.label || name.replaceAll("_", " ");
+}
+
+function describe(name) {
+  const entry = state.catalog.metrics[name] || state.catalog.dimensions[name];
+  return entry?.description || "";
+}
+
+const wallClocks = new Map();
+// An instant as the wall-clock time of the chosen zone ("2026-11-26 09:00:00"), which Plotly shows as is.
+function wallClock(instant, tz = state.tz) {
+  if (!wallClocks.has(tz)) {
+    wallClocks.set(tz, new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }));
+  }
+  const parts = Object.fromEntries(wallClocks.get(tz).formatToParts(new Date(instant)).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+}
+
+function validZone(tz) {
+  try { new Intl.DateTimeFormat("en", { timeZone: tz }); return true; } catch (_) { return false; }
 }
 
 // ---- state in the URL and localStorage ------------------------------------------------------------------
@@ -56,6 +97,9 @@ function loadState() {
   state.dashboard = params.get("dashboard") ?? saved.dashboard ?? "overview";
   const range = params.get("range") ?? saved.range;
   state.range = RANGES.includes(range) ? range : "24h";
+  const tz = params.get("tz") ?? saved.tz;
+  state.tz = tz && validZone(tz) ? tz : BROWSER_TZ;
+  state.compare = (params.get("compare") ?? String(saved.compare ?? true)) !== "false";
   state.filters = params.getAll("filter").map((f) => {
     const at = f.indexOf(":");
     return { field: f.slice(0, at), value: f.slice(at + 1) };
@@ -64,12 +108,15 @@ function loadState() {
 
 function saveState() {
   localStorage.setItem(STORE_KEY, JSON.stringify({
-    tenant: state.tenant, apiKey: state.apiKey, dashboard: state.dashboard, range: state.range,
+    tenant: state.tenant, apiKey: state.apiKey, dashboard: state.dashboard, range: state.range, tz: state.tz,
+    compare: state.compare,
   }));
   const params = new URLSearchParams();
   if (state.tenant) params.set("tenant", state.tenant);
   params.set("dashboard", state.dashboard);
   params.set("range", state.range);
+  if (state.tz !== BROWSER_TZ) params.set("tz", state.tz);
+  if (!state.compare) params.set("compare", "false");
   for (const f of state.filters) params.append("filter", `${f.field}:${f.value}`);
   history.replaceState(null, "", `${location.pathname}?${params}`);
 }
@@ -107,6 +154,17 @@ function viewParams() {
   return { range: state.range, filter: state.filters.map((f) => `${f.field}:${f.value}`) };
 }
 
+function dataParams() {
+  return { ...viewParams(), tz: state.tz, ...(state.compare ? { compare: "previous_period" } : {}) };
+}
+
+async function loadCatalog() {
+  try {
+    const catalog = await (await api("/v1/catalog")).json();
+    if (catalog.labels) state.catalog = catalog.labels;
+  } catch (_) { /* names stand in for labels */ }
+}
+
 // ---- controls ------------------------------------------------------------------------------------------
 
 function renderControls() {
@@ -115,9 +173,14 @@ function renderControls() {
   for (const button of document.querySelectorAll("#ranges button")) {
     button.setAttribute("aria-pressed", String(button.dataset.range === state.range));
   }
+  const zones = [...new Set([BROWSER_TZ, state.tz, ...ZONES])];
+  $("#tz").replaceChildren(...zones.map((z) => el("option", { value: z,
+    text: z === BROWSER_TZ ? `${z.replaceAll("_", " ")} (this device)` : z.replaceAll("_", " ") })));
+  $("#tz").value = state.tz;
+  $("#compare").checked = state.compare;
   const chips = $("#filters");
   chips.replaceChildren(...state.filters.map((f, i) => el("span", { class: "chip", dataset: { field: f.field, value: f.value } },
-    `${f.field} = ${f.value}`,
+    `${label(f.field)} = ${f.value}`,
     el("button", { type: "button", "aria-label": `remove filter ${f.field} = ${f.value}`, text: "×",
       onclick: () => { state.filters.splice(i, 1); changed(); } }))));
 }
@@ -161,8 +224,10 @@ async function refresh() {
   clearTimeout(state.timer);
   const sequence = ++state.sequence;
   document.body.dataset.state = "loading";
+  $("#widgets").setAttribute("aria-busy", "true");
+  if (!$("#widgets").children.length) showStatus("Loading…");
   try {
-    const response = await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/data`, viewParams());
+    const response = await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/data`, dataParams());
     const data = await response.json();
     if (sequence !== state.sequence) return; // a newer request is under way
     renderWidgets(data);
@@ -170,12 +235,17 @@ async function refresh() {
     document.body.dataset.renders = String(Number(document.body.dataset.renders) + 1);
     document.body.dataset.filters = state.filters.map((f) => `${f.field}:${f.value}`).join(",");
     const how = state.live ? "live (pushed by the server)" : `refreshed every ${REFRESH_SECONDS[state.range]} s`;
-    showStatus(`Updated ${new Date(data.generated_at).toLocaleTimeString()} · ${how}`);
+    const failed = data.widgets.filter((w) => w.error).length;
+    document.body.dataset.partial = String(failed > 0);
+    const partial = failed ? ` · ${failed} of ${data.widgets.length} widgets cannot be shown for this range` : "";
+    showStatus(`Updated ${new Date(data.generated_at).toLocaleTimeString(undefined, { timeZone: state.tz })} · ${how}${partial}`,
+      failed === data.widgets.length);
   } catch (error) {
     if (sequence !== state.sequence) return;
     document.body.dataset.state = "error";
-    showStatus(error.message, true);
+    showStatus(`Could not load the dashboard: ${error.message}. Check the API key and tenant, then Apply.`, true);
   }
+  $("#widgets").removeAttribute("aria-busy");
   if (sequence === state.sequence) scheduleRefresh();
 }
 
@@ -248,9 +318,14 @@ function widgetSection(widget) {
   if (!section || section.dataset.chart !== widget.chart) {
     section = el("section", { class: "widget", dataset: { widgetId: widget.id, chart: widget.chart } },
       el("header", {},
-        el("h2", { text: widget.title }),
-        el("button", { class: "csv", type: "button", text: "CSV", title: "download this widget's numbers as CSV",
-          onclick: () => downloadCsv(widget.id) })),
+        el("h2", { text: widget.title, id: `title-${widget.id}` }),
+        el("div", { class: "actions" },
+          ...(["line", "pie", "bar"].includes(widget.chart) ? ["png", "svg"].map((format) => el("button", {
+            class: "csv", type: "button", text: format.toUpperCase(), title: `download this chart as ${format.toUpperCase()}`,
+            "aria-label": `download ${widget.title} as ${format.toUpperCase()}`,
+            onclick: () => downloadImage(section, widget.id, format) })) : []),
+          el("button", { class: "csv", type: "button", text: "CSV", title: "download this widget's numbers as CSV",
+            "aria-label": `download ${widget.title} as CSV`, onclick: () => downloadCsv(widget.id) }))),
       el("div", { class: "body" }));
   }
   $("h2", section).textContent = widget.title;
@@ -269,7 +344,7 @@ function renderWidgets(data) {
     } else if (!widget.rows.length && widget.chart !== "number") {
       if (body.dataset.plot) Plotly.purge(body.querySelector(".plot"));
       delete body.dataset.plot;
-      body.replaceChildren(el("p", { class: "meta empty", text: "No events in this range." }), meta(widget));
+      body.replaceChildren(el("p", { class: "meta empty", text: "No events in this range and filters." }), meta(widget));
     } else {
       RENDER[widget.chart](body, widget);
     }
@@ -291,7 +366,12 @@ function plotInto(body, traces, layout) {
     body.replaceChildren(div);
     body.dataset.plot = "1";
   }
-  Plotly.react(div, traces, { margin: { t: 10, r: 10, b: 40, l: 50 }, height: 300, ...layout }, PLOT_CONFIG);
+  const { description, ...plotLayout } = layout;
+  Plotly.react(div, traces, { margin: { t: 10, r: 10, b: 40, l: 50 }, height: 300, colorway: PALETTE,
+    piecolorway: PALETTE, separators: (1234.5).toLocaleString().replace(/\d/g, "").split("").reverse().join("") || ".,",
+    font: { family: "system-ui, sans-serif" }, ...plotLayout }, PLOT_CONFIG);
+  div.setAttribute("role", "img");
+  div.setAttribute("aria-label", `${description || "chart"}; the same numbers are in the table below`);
   return div;
 }
 
@@ -300,41 +380,98 @@ function extras(body, ...nodes) {
   body.append(...nodes);
 }
 
+// Where the numbers come from and how exact they are, in words.
+function provenance(widget) {
+  const words = [...new Set((widget.sources || []).map((s) => SOURCE_WORDS[s] || "stored data"))];
+  const parts = [words.join(" + ")];
+  if (widget.granularity) parts.push(`per ${widget.granularity}${widget.granularity === "day" ? ` (${state.tz.replaceAll("_", " ")})` : ""}`);
+  const metrics = widget.query?.metrics || [];
+  if (widget.approximate?.length) parts.push(`approximate: ${widget.approximate.map(label).join(", ")}`);
+  else if (metrics.includes("unique_users") && (widget.sources || []).some((s) => s.startsWith("hot:"))) {
+    parts.push("unique users approximate ±2 %");
+  }
+  return parts.filter(Boolean).join(" · ");
+}
+
 function meta(widget) {
-  const tiers = (widget.sources || []).join(", ");
-  return el("p", { class: "meta", text: `${tiers}${widget.granularity ? ` · per ${widget.granularity}` : ""}` });
+  return el("p", { class: "meta", text: provenance(widget), dataset: { sources: (widget.sources || []).join(",") } });
+}
+
+function changeNode(change, metric) {
+  if (!change) return null;
+  const { change: delta, change_percent: percent, previous } = change;
+  const direction = delta > 0 ? "up" : delta < 0 ? "down" : "flat";
+  const arrow = { up: "▲", down: "▼", flat: "■" }[direction];
+  const pct = percent === null ? (delta ? "new" : "no change")
+    : `${percent > 0 ? "+" : ""}${percent.toLocaleString(undefined, { maximumFractionDigits: 1 })} %`;
+  const abs = `${delta > 0 ? "+" : ""}${formatNumber(delta, metric)}`;
+  return el("div", { class: `change ${direction}`, dataset: { change: String(delta), changePercent: String(percent), previous: String(previous) },
+    title: `previous period: ${formatNumber(previous, metric)}` },
+    el("span", { "aria-hidden": "true", text: `${arrow} ` }), `${pct} (${abs}) vs previous period`);
 }
 
 function renderNumber(body, widget) {
   const row = widget.rows[0] || [];
   const items = widget.columns.map((metric, i) => el("div", { class: "number", dataset: { metric, value: String(row[i] ?? 0) } },
+    el("div", { class: "label", text: label(metric), title: describe(metric) }),
     el("div", { class: "value", text: formatNumber(row[i] ?? 0, metric) }),
-    el("div", { class: "label", text: metric.replace("_", " ") })));
+    changeNode(widget.totals?.[metric], metric)));
   body.replaceChildren(el("div", { class: "numbers" }, ...items), meta(widget));
 }
 
-function renderLine(body, widget, kind = "scatter") {
-  const { metrics, dims, index } = split(widget);
+// One line per group and metric over the chosen zone's wall-clock time. Empty buckets arrive from the API as 0
+// (counts, sums) or null (unique users): a null breaks the line (connectgaps off), it is never bridged.
+function lineSeries(rows, columns, metrics, shiftMs = 0) {
+  const index = (name) => columns.indexOf(name);
+  const dims = columns.filter((c, i) => i > 0 && !metrics.includes(c));
   const series = new Map();
-  for (const row of widget.rows) {
+  for (const row of rows) {
     const group = dims.map((d) => row[index(d)]).join(" · ");
     for (const metric of metrics) {
-      const name = [group, metrics.length > 1 || !group ? metric : ""].filter(Boolean).join(" ");
-      if (!series.has(name)) series.set(name, { name, metric, x: [], y: [] });
+      const name = [group, metrics.length > 1 || !group ? label(metric) : ""].filter(Boolean).join(" ");
+      if (!series.has(name)) series.set(name, { name, metric, x: [], y: [], at: [] });
       const trace = series.get(name);
-      trace.x.push(new Date(row[0]));
+      trace.at.push(row[0]);
+      trace.x.push(wallClock(new Date(row[0]).getTime() + shiftMs));
       trace.y.push(row[index(metric)]);
     }
   }
-  const traces = [...series.values()].map((t) => ({ type: kind, mode: "lines+markers", name: plotText(t.name),
-    x: t.x, y: t.y, marker: { size: 4 } }));
-  plotInto(body, traces, { xaxis: { type: "date" }, showlegend: traces.length > 1 });
-  const totals = [...series.values()].map((t) => {
-    const total = t.y.reduce((a, b) => a + b, 0);
+  return [...series.values()];
+}
+
+function renderLine(body, widget, kind = "scatter") {
+  const { metrics } = split(widget);
+  const current = lineSeries(widget.rows, widget.columns, metrics);
+  const traces = current.map((t, i) => ({ type: kind, mode: "lines+markers", name: plotText(t.name), x: t.x, y: t.y,
+    connectgaps: false, marker: { size: 4, color: PALETTE[i % PALETTE.length] }, line: { color: PALETTE[i % PALETTE.length] } }));
+  let previous = [];
+  if (widget.previous && state.compare) { // the previous period drawn over this one, shifted by its length
+    const shift = new Date(widget.from).getTime() - new Date(widget.previous.from).getTime();
+    previous = lineSeries(widget.previous.rows, widget.previous.columns, metrics, shift);
+    traces.push(...previous.map((t, i) => ({ type: "scatter", mode: "lines", name: plotText(`${t.name} (previous period)`),
+      x: t.x, y: t.y, connectgaps: false, hoverinfo: "y+name", opacity: 0.8,
+      line: { dash: "dot", width: 1.5, color: PALETTE[(i + 1) % PALETTE.length] } })));
+  }
+  plotInto(body, traces, { xaxis: { type: "date" }, yaxis: { rangemode: "tozero" }, showlegend: traces.length > 1,
+    legend: { orientation: "h", y: -0.2 }, description: `${widget.title}: ${metrics.map(label).join(", ")} per ${widget.granularity}` });
+  const totals = current.map((t) => {
+    const total = t.y.reduce((a, b) => a + (b ?? 0), 0);
     return el("span", { class: "total", dataset: { series: t.name, metric: t.metric, total: String(total) } },
       `${t.name} total `, el("b", { text: formatNumber(total, t.metric) }));
   });
-  extras(body, el("p", { class: "totals" }, ...totals), meta(widget));
+  extras(body, el("p", { class: "totals" }, ...totals), seriesTable(current, previous), meta(widget));
+}
+
+// The chart's text alternative: every bucket and value (and the previous period's) as a table.
+function seriesTable(current, previous) {
+  const head = el("tr", {}, el("th", { scope: "col", text: `time (${state.tz.replaceAll("_", " ")})` }),
+    ...current.map((t) => el("th", { scope: "col", class: "num", text: t.name })),
+    ...previous.map((t) => el("th", { scope: "col", class: "num", text: `${t.name} (previous period)` })));
+  const rows = (current[0]?.x || []).map((x, i) => el("tr", {}, el("th", { scope: "row", text: x.slice(0, 16) }),
+    ...current.map((t) => el("td", { class: "num", text: formatNumber(t.y[i], t.metric) })),
+    ...previous.map((t) => el("td", { class: "num", text: formatNumber(t.y[i], t.metric) }))));
+  return el("details", { class: "as-table" }, el("summary", { text: "Show as a table" }),
+    el("div", { class: "scroll" }, el("table", { class: "series" }, el("thead", {}, head), el("tbody", {}, ...rows))));
 }
 
 function valuesTable(widget, dim, metric, drillable) {
@@ -349,7 +486,8 @@ function valuesTable(widget, dim, metric, drillable) {
       el("td", { text: String(key) }), el("td", { class: "num", text: formatNumber(value, metric) }));
   });
   return el("table", { class: "values", dataset: { dimension: dim, metric } },
-    el("thead", {}, el("tr", {}, el("th", { text: dim }), el("th", { class: "num", text: metric }))),
+    el("thead", {}, el("tr", {}, el("th", { scope: "col", text: label(dim), title: describe(dim) }),
+      el("th", { scope: "col", class: "num", text: label(metric), title: describe(metric) }))),
     el("tbody", {}, ...rows));
 }
 
@@ -359,8 +497,8 @@ function renderPie(body, widget) {
   const keys = widget.rows.map((r) => r[index(dim)]);
   const div = plotInto(body, [{
     type: "pie", labels: keys.map(plotText), values: widget.rows.map((r) => r[index(metric)]),
-    sort: false, textinfo: "label+percent", hole: 0.35,
-  }], { margin: { t: 10, r: 10, b: 10, l: 10 }, showlegend: false });
+    sort: false, textinfo: "label+percent", hole: 0.35, marker: { colors: PALETTE, line: { color: "#fff", width: 1 } },
+  }], { margin: { t: 10, r: 10, b: 10, l: 10 }, showlegend: false, description: `${widget.title}, by ${label(dim)}` });
   div.keys = keys; // the raw values: the labels are escaped for display
   if (!div.dataset.drill) { // one handler per plot, reading the widget's dimension and values at click time
     div.on("plotly_click", (event) => drill(div.dataset.dimension, div.keys[event.points[0].pointNumber]));
@@ -389,21 +527,36 @@ function renderBar(body, widget) {
 function renderTable(body, widget) {
   const { metrics, dims, index, hasBucket } = split(widget);
   const numeric = (c) => metrics.includes(c);
-  const head = el("tr", {}, ...widget.columns.map((c) => el("th", { class: numeric(c) ? "num" : "", text: c })));
+  const head = el("tr", {}, ...widget.columns.map((c) => el("th", { scope: "col", class: numeric(c) ? "num" : "",
+    text: c === "bucket" ? "time" : label(c), title: describe(c) })));
   const rows = widget.rows.map((row) => {
     const key = dims.length ? row[index(dims[0])] : row[0];
     const drillable = dims.length > 0 && !hasBucket;
     return el("tr", { class: drillable ? "drill" : "", dataset: { key: String(key), value: String(row[index(metrics[0])]) },
-      onclick: drillable ? () => drill(dims[0], key) : null },
+      tabindex: drillable ? "0" : "-1", title: drillable ? `drill down: ${label(dims[0])} = ${key}` : "",
+      onclick: drillable ? () => drill(dims[0], key) : null,
+      onkeydown: drillable ? (event) => { if (event.key === "Enter") drill(dims[0], key); } : null },
       ...row.map((v, i) => el("td", { class: numeric(widget.columns[i]) ? "num" : "",
         text: numeric(widget.columns[i]) ? formatNumber(v, widget.columns[i]) : String(v) })));
   });
   if (body.dataset.plot) { Plotly.purge(body.querySelector(".plot")); delete body.dataset.plot; }
-  body.replaceChildren(el("table", { class: "rows", dataset: { dimension: dims[0] || "", metric: metrics[0] } },
-    el("thead", {}, head), el("tbody", {}, ...rows)), meta(widget));
+  body.replaceChildren(el("div", { class: "scroll" }, el("table", { class: "rows", dataset: { dimension: dims[0] || "", metric: metrics[0] } },
+    el("thead", {}, head), el("tbody", {}, ...rows))), meta(widget));
 }
 
 const RENDER = { number: renderNumber, line: renderLine, pie: renderPie, bar: renderBar, table: renderTable };
+
+// A chart as an image, drawn by Plotly in the page (nothing is sent anywhere).
+async function downloadImage(section, widgetId, format) {
+  const plot = section.querySelector(".plot");
+  if (!plot) { showStatus("This widget has no chart to export for this range.", true); return; }
+  try {
+    await Plotly.downloadImage(plot, { format, filename: `${state.dashboard}-${widgetId}-${state.range}`,
+      width: Math.max(plot.clientWidth, 600), height: 400 });
+  } catch (error) {
+    showStatus(`${format.toUpperCase()}: ${error.message}`, true);
+  }
+}
 
 async function downloadCsv(widgetId) {
   try {
@@ -439,11 +592,13 @@ async function start() {
   for (const button of document.querySelectorAll("#ranges button")) {
     button.addEventListener("click", () => { state.range = button.dataset.range; changed(); });
   }
+  $("#tz").addEventListener("change", (event) => { state.tz = event.target.value; changed(); });
+  $("#compare").addEventListener("change", (event) => { state.compare = event.target.checked; changed(); });
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) stopLive();
     else { refresh(); startLive(); }
   });
-  await loadDashboards();
+  await Promise.all([loadDashboards(), loadCatalog()]);
   saveState();
   refresh();
   startLive();

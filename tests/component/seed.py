@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -156,12 +157,38 @@ def by_dimension(events: list[dict[str, Any]], dimension: str, metric: str) -> d
     return {value: total(members, metric) for value, members in groups.items()}
 
 
-def by_bucket(events: list[dict[str, Any]], unit: str, metric: str) -> dict[str, float]:
-    """The metric per ``unit`` bucket, keyed like the API's buckets (ISO-8601, ``Z``)."""
+def by_bucket(events: list[dict[str, Any]], unit: str, metric: str, tz: str = "UTC") -> dict[str, float]:
+    """The metric per ``unit`` bucket, keyed like the API's buckets (ISO-8601, ``Z``); days are the
+    calendar days of ``tz`` (each event's local date, its midnight in that zone)."""
     groups: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
     for e in events:
-        groups[floor(e["timestamp"], unit)].append(e)
+        if unit == "day":
+            local = e["timestamp"].astimezone(ZoneInfo(tz))
+            groups[datetime(local.year, local.month, local.day, tzinfo=ZoneInfo(tz))].append(e)
+        else:
+            groups[floor(e["timestamp"], unit)].append(e)
     return {iso(at): total(members, metric) for at, members in sorted(groups.items())}
+
+
+def every_bucket(start: datetime, end: datetime, unit: str, tz: str = "UTC") -> list[str]:
+    """Every bucket starting in ``[start, end)``, ``start`` on a boundary (days: each local date's midnight)."""
+    out = []
+    if unit == "day":
+        day = start.astimezone(ZoneInfo(tz)).date()
+        while (at := datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz))) < end:
+            out.append(iso(at))
+            day += timedelta(days=1)
+        return out
+    at = start
+    while at < end:
+        out.append(iso(at))
+        at += timedelta(minutes=1) if unit == "minute" else timedelta(hours=1)
+    return out
+
+
+def zero_filled(truth: dict[str, float], buckets: list[str], empty: float | None = 0) -> dict[str, float | None]:
+    """``truth`` with every bucket of ``buckets`` present, the missing ones as ``empty``."""
+    return {b: truth.get(b, empty) for b in buckets}
 
 
 def iso(at: datetime) -> str:

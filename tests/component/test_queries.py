@@ -6,11 +6,22 @@ import csv
 import io
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.component.seed import Seeded, by_bucket, by_dimension, floor, iso, total, within
+from tests.component.seed import (
+    Seeded,
+    by_bucket,
+    by_dimension,
+    every_bucket,
+    floor,
+    iso,
+    total,
+    within,
+    zero_filled,
+)
 
 
 def _get(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
@@ -37,7 +48,9 @@ def test_a_minute_series_per_country_equals_the_events_sent(client: TestClient, 
                 group_by="country", filter="device:mobile", **{"from": iso(start), "to": iso(seeded.now)})
     assert body["sources"] == ["hot:rollups_1m"] and body["granularity"] == "minute"
     events = within(seeded.hot, start, seeded.now, device="mobile")
-    truth = {(country,): by_bucket([e for e in events if e["country"] == country], "minute", "page_views")
+    minutes = every_bucket(start, seeded.now, "minute")
+    truth = {(country,): zero_filled(by_bucket([e for e in events if e["country"] == country], "minute",
+                                               "page_views"), minutes)
              for country in {e["country"] for e in events}}
     assert _series(body) == truth
 
@@ -49,7 +62,8 @@ def test_an_hourly_series_of_unique_users_equals_the_distinct_users_sent(
     body = _get(client, "/v1/timeseries", tenant="globex", metric="unique_users", granularity="hour",
                 **{"from": iso(start), "to": iso(seeded.now)})
     assert body["sources"] == ["hot:rollups_1h"]
-    assert _series(body) == {(): by_bucket(within(seeded.hot, start, seeded.now), "hour", "unique_users")}
+    truth = by_bucket(within(seeded.hot, start, seeded.now), "hour", "unique_users")
+    assert _series(body) == {(): zero_filled(truth, every_bucket(start, seeded.now, "hour"), None)}  # gaps
 
 
 def test_a_breakdown_with_drill_down_filters_equals_the_truth_and_echoes_the_filters(
@@ -114,8 +128,8 @@ def test_a_three_year_daily_series_joins_the_cold_and_hot_tiers_exactly(
     body = _get(client, "/v1/timeseries", tenant="globex", metric="events", range="3y", granularity="day")
     assert body["sources"] == ["cold:rollups_daily", "hot:rollups_1h"]
     start = datetime.fromisoformat(body["from"])
-    assert _series(body) == {(): by_bucket(within(seeded.all, start, seeded.now + timedelta(seconds=1)), "day",
-                                           "events")}
+    truth = by_bucket(within(seeded.all, start, seeded.now + timedelta(seconds=1)), "day", "events")
+    assert _series(body) == {(): zero_filled(truth, every_bucket(start, seeded.now, "day"))}
 
 
 def test_totals_over_every_tier_add_up_and_flag_unique_users_as_an_upper_bound(
@@ -217,3 +231,73 @@ def test_a_query_past_its_timeout_is_a_504_that_says_what_to_change(slow_client:
 def test_queries_answer_503_while_the_hot_node_is_down(down_client: TestClient) -> None:
     answer = down_client.get("/v1/timeseries", params={"metric": "events"})
     assert answer.status_code == 503 and "not reachable" in answer.json()["error"]
+
+
+NEW_YORK = "America/New_York"
+
+
+@pytest.mark.parametrize(("ages_days", "sources"), [
+    ((4, 0), ["hot:rollups_1h"]),  # the hot tier's hourly rollups
+    ((330, 95), ["warm:rollups_hourly"]),  # the lake: hourly rows, never the UTC-day rollups
+])
+def test_a_new_york_day_series_equals_the_events_bucketed_by_new_york_dates(
+        client: TestClient, data: dict[str, Seeded], ages_days: tuple[int, int], sources: list[str]) -> None:
+    seeded = data["acme"]
+    start, end = seeded.now - timedelta(days=ages_days[0]), seeded.now - timedelta(days=ages_days[1])
+    body = _get(client, "/v1/timeseries", tenant="acme", metric="events", granularity="day", tz=NEW_YORK,
+                **{"from": iso(start), "to": iso(end)})
+    assert body["sources"] == sources and body["approximate"] == []
+    first = datetime.fromisoformat(body["from"])
+    local = first.astimezone(ZoneInfo(NEW_YORK))
+    assert (local.hour, local.minute) == (0, 0)  # the range starts on a New York midnight
+    events = within(seeded.all, first, end)
+    assert events, "the seeded ages must fall in the range"
+    truth = zero_filled(by_bucket(events, "day", "events", tz=NEW_YORK), every_bucket(first, end, "day", NEW_YORK))
+    assert _series(body) == {(): truth}
+    utc_days = _get(client, "/v1/timeseries", tenant="acme", metric="events", granularity="day",
+                    **{"from": iso(start), "to": iso(end)})
+    assert _series(utc_days) != _series(body)  # not the UTC days relabelled
+
+
+def test_local_days_older_than_the_warm_tier_come_from_utc_days_and_say_so(client: TestClient) -> None:
+    body = _get(client, "/v1/timeseries", tenant="acme", metric="events", granularity="day", tz=NEW_YORK,
+                range="3y")
+    assert body["sources"] == ["cold:rollups_daily", "warm:rollups_hourly", "hot:rollups_1h"]
+    assert body["approximate"] == ["events"]
+
+
+def test_fill_can_be_chosen_and_unique_users_default_to_gaps(client: TestClient, data: dict[str, Seeded]) -> None:
+    seeded = data["globex"]
+    start = floor(seeded.now - timedelta(hours=30), "hour")
+    window = {"tenant": "globex", "granularity": "hour", "from": iso(start), "to": iso(seeded.now)}
+    hours = every_bucket(start, seeded.now, "hour")
+    events = within(seeded.hot, start, seeded.now)
+    truth = by_bucket(events, "hour", "events")
+    assert len(truth) < len(hours), "the seeded ages must leave empty hours"
+    for fill, empty in (("auto", 0), ("zero", 0), ("null", None)):
+        body = _get(client, "/v1/timeseries", metric="events", fill=fill, **window)
+        assert _series(body) == {(): zero_filled(truth, hours, empty)}
+    assert _series(_get(client, "/v1/timeseries", metric="events", fill="none", **window)) == {(): truth}
+    users = _get(client, "/v1/timeseries", metric="unique_users", fill="zero", **window)
+    assert _series(users) == {(): zero_filled(by_bucket(events, "hour", "unique_users"), hours, 0)}
+    adhoc = client.post("/v1/query", params={"tenant": "globex"}, json={
+        "metrics": ["events", "unique_users"], "granularity": "hour", "fill": "auto",
+        "from": iso(start), "to": iso(seeded.now)}).json()
+    assert [row[0] for row in adhoc["rows"]] == hours
+    empty_hour = next(h for h in hours if h not in truth)
+    assert next(row for row in adhoc["rows"] if row[0] == empty_hour)[1:] == [0, None]
+
+
+@pytest.mark.parametrize("params", [{"tz": "Mars/Olympus_Mons"}, {"tz": "../etc/passwd"}, {"tz": ""}])
+def test_a_time_zone_that_is_not_an_iana_name_is_a_422_that_says_what_to_send(
+        client: TestClient, params: dict[str, str]) -> None:
+    answer = client.get("/v1/timeseries", params={"tenant": "acme", "metric": "events", **params})
+    assert answer.status_code == 422 and "IANA" in answer.json()["error"]
+    posted = client.post("/v1/query", params={"tenant": "acme"}, json={"metrics": ["events"], **params})
+    assert posted.status_code == 422 and "IANA" in posted.json()["error"]
+
+
+def test_fill_with_a_limit_is_a_400_that_says_why(client: TestClient) -> None:
+    answer = client.post("/v1/query", params={"tenant": "acme"}, json={
+        "metrics": ["events"], "granularity": "hour", "fill": "zero", "limit": 3})
+    assert answer.status_code == 400 and "fill needs a granularity" in answer.json()["error"]

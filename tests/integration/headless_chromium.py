@@ -132,3 +132,19 @@ class HeadlessChromium:
     def requested_urls(self) -> list[str]:
         self.evaluate("1")  # drain the events that arrived meanwhile
         return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]
+
+
+AXE = Path(__file__).resolve().parents[2] / "build" / "vendor" / "axe-core" / "axe.min.js"  # `make setup` fetches it
+
+
+def serious_accessibility_violations(browser: HeadlessChromium) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page as it is now (axe injected into the page from
+    the local copy, so the page's own requests stay on the API's origin)."""
+    if not AXE.exists():
+        raise AssertionError(f"axe-core is missing at {AXE}: run `make {AXE.relative_to(AXE.parents[3])}` "
+                             "(or `make setup`)")
+    browser.evaluate(AXE.read_text() + "; true")
+    return browser.evaluate(
+        "axe.run(document, {resultTypes: ['violations']}).then((r) => r.violations"
+        ".filter((v) => v.impact === 'serious' || v.impact === 'critical')"
+        ".map((v) => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target)})))")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,8 +18,9 @@ from common.hot_store import HotStore
 from common.settings import Settings
 from demo.clickstream import Clickstream
 from demo.load import post_events
+from tests.component.seed import lay_hot
 from tests.integration.dashboard_data import TenantData, tenant_with_events
-from tests.integration.headless_chromium import HeadlessChromium, chromium_binary
+from tests.integration.headless_chromium import HeadlessChromium, chromium_binary, serious_accessibility_violations
 
 pytestmark = pytest.mark.integration
 
@@ -157,3 +158,219 @@ def test_the_dashboard_shows_true_numbers_a_slice_click_drills_down_and_new_even
     assert foreign == [], f"the page fetched from outside the API: {foreign}"
     assert f"{origin}/ui/vendor/plotly.min.js" in urls
     assert any("/v1/dashboards/overview/data" in u and "filter=country%3AUS" in u for u in urls)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"  # documented in docs/api.md
+
+READ_COMPARISON = """(() => {
+  const number = document.querySelector('.widget[data-widget-id="totals"] .number[data-metric="events"]');
+  const change = number && number.querySelector('.change');
+  const plot = document.querySelector('.widget[data-widget-id="events_over_time"] .plot');
+  return {
+    events: number ? Number(number.dataset.value) : null,
+    change: change ? Number(change.dataset.change) : null,
+    change_percent: change ? Number(change.dataset.changePercent) : null,
+    change_text: change ? change.textContent : '',
+    traces: plot ? plot.data.map((t) => ({name: t.name, x: t.x, y: t.y, mode: t.mode, connectgaps: !!t.connectgaps}))
+                 : [],
+    label: number ? number.querySelector('.label').textContent : '',
+    meta: [...document.querySelectorAll('.widget .meta')].map((m) => m.textContent),
+  };
+})()"""
+
+# Every element whose box reaches past the viewport's right edge, except inside a container that scrolls
+# on its own (a wide table): at a phone's width the page itself must never scroll sideways.
+OVERFLOW = """(() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('body *')].filter((node) => {
+    if (node.closest('.scroll') && !node.classList.contains('scroll')) return false;
+    const box = node.getBoundingClientRect();
+    return box.width > 0 && box.right > width + 1;
+  }).map((node) => node.tagName.toLowerCase() + (node.id ? '#' + node.id : '') + '.' + node.className);
+  return {scroll: document.documentElement.scrollWidth, width, wide: wide.slice(0, 10)};
+})()"""
+
+
+def _planted(tenant: str, at: datetime, i: int) -> dict:
+    return {"tenant": tenant, "event": "page_view", "timestamp": at, "event_id": uuid.uuid4().hex,
+            "user_id": f"u{i % 7}", "page": "/", "country": "US", "device": "mobile", "revenue": 0.0,
+            "properties": "", "received_at": at}
+
+
+@pytest.fixture(scope="module")
+def two_periods(api: httpx.Client, hot: HotStore) -> tuple[str, str, dict[str, int], int]:
+    """A tenant whose last 24 hours hold events in two hours only (7 three hours ago, 5 ten hours ago) and
+    whose previous 24 hours hold 20: laid into the hot tier as the stream writes them, so the ages are exact."""
+    tenant = f"web-cmp-{uuid.uuid4().hex[:8]}"
+    api.post("/v1/admin/tenants", json={"id": tenant, "name": tenant}).raise_for_status()
+    key = api.post(f"/v1/admin/tenants/{tenant}/keys").raise_for_status().json()["key"]
+    now = datetime.now(UTC).replace(microsecond=0)
+    current = {"3h": [now - timedelta(hours=3, minutes=1)] * 7, "10h": [now - timedelta(hours=10, minutes=1)] * 5}
+    previous = [now - timedelta(hours=30 + i % 10, minutes=5) for i in range(20)]
+    stamps = [*current["3h"], *current["10h"], *previous]
+    lay_hot(hot, [_planted(tenant, at, i) for i, at in enumerate(stamps)])
+    hours = {iso_hour(at): len(group) for group in current.values() for at in group[:1]}
+    return tenant, key, hours, len(previous)
+
+
+def iso_hour(at: datetime) -> str:
+    return at.replace(minute=0, second=0, microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a_phone_never_scrolls_sideways(
+    settings: Settings, two_periods: tuple[str, str, dict[str, int], int]
+) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    tenant, key, hours, previous_total = two_periods
+    origin = settings.api_url.rstrip("/")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with HeadlessChromium(binary) as browser:
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+        browser.navigate(f"{origin}/ui/?range=24h&tz=UTC")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate(f"document.querySelector('#api-key').value = {key!r}; "
+                         "document.querySelector('#identity').requestSubmit(); true")
+        browser.wait_until("document.body.dataset.state === 'ready' && document.querySelector("
+                           "'.widget[data-widget-id=\"totals\"] .change') !== null && document.querySelector("
+                           "'.widget[data-widget-id=\"events_over_time\"] .plot') !== null", what="the comparison")
+        seen = browser.evaluate(READ_COMPARISON)
+        current_total = sum(hours.values())
+        assert seen["events"] == current_total
+        assert seen["change"] == current_total - previous_total
+        assert seen["change_percent"] == round((current_total - previous_total) / previous_total * 100, 2)
+        assert "vs previous period" in seen["change_text"] and seen["label"] == "Events"  # catalogue label
+        line, *overlay = seen["traces"]
+        assert len(line["x"]) in (24, 25), "every hour of the range is a point"
+        shown = {x[:19]: y for x, y in zip(line["x"], line["y"], strict=True)}
+        assert {x: y for x, y in shown.items() if y} == hours  # the two hours with events, exactly
+        assert all(y == 0 for x, y in shown.items() if x not in hours)  # the empty hours are zeros ...
+        first, last = sorted(line["x"].index(x) for x in hours)
+        assert last - first > 1 and all(y == 0 for y in line["y"][first + 1:last])  # ... drawn between them
+        assert "lines" in line["mode"] and not line["connectgaps"]
+        assert overlay and "previous period" in overlay[0]["name"] and sum(overlay[0]["y"]) == previous_total
+        assert not any("rollups" in m for m in seen["meta"]) and any("live (" in m for m in seen["meta"])
+        browser.screenshot(SCREENSHOTS / "overview-desktop.png")
+        assert serious_accessibility_violations(browser) == [], "the overview"
+        # each chart exports as PNG and SVG, drawn in the page
+        assert browser.evaluate("[...document.querySelectorAll('.widget[data-widget-id=\"events_over_time\"] "
+                                ".actions button')].map((b) => b.textContent).join()") == "PNG,SVG,CSV"
+        assert browser.evaluate("Plotly.toImage(document.querySelector('.widget[data-widget-id=\"events_over_time\"] "
+                                ".plot'), {format: 'svg'}).then((url) => url.startsWith('data:image/svg+xml'))")
+
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+        browser.evaluate("window.dispatchEvent(new Event('resize')); true")
+        time.sleep(1.0)  # Plotly relayouts on resize
+        fits = browser.evaluate(OVERFLOW)
+        assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
+        browser.screenshot(SCREENSHOTS / "overview-phone.png")
+        # a drilled-down view, with a chart's table opened, on the phone
+        browser.navigate(f"{origin}/ui/?range=24h&tz=UTC&filter=country:US")
+        browser.wait_until("document.body && document.body.dataset.state === 'ready' && "
+                           "document.body.dataset.filters === 'country:US' && "
+                           "document.querySelector('details.as-table') !== null", what="the drilled-down view")
+        browser.evaluate("document.querySelector('details.as-table').open = true; true")
+        assert serious_accessibility_violations(browser) == [], "the drilled-down view"
+        fits = browser.evaluate(OVERFLOW)
+        assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
+    print(f"web dashboard comparison: {current_total} events vs {previous_total} before; screenshots in {SCREENSHOTS}")
+
+
+def _type(browser: HeadlessChromium, selector: str, text: str) -> None:
+    """Focus a field, clear it and type ``text`` as key input (CDP insertText fires input events)."""
+    browser.evaluate(f"(() => {{ const f = document.querySelector({selector!r}); f.focus(); f.select(); "
+                     "return true; })()")
+    browser.send("Input.insertText", {"text": text})
+
+
+def _choose(browser: HeadlessChromium, selector: str, value: str) -> None:
+    """Pick an option of a select as the keyboard does (the value changes, a change event fires)."""
+    browser.evaluate(f"(() => {{ const s = document.querySelector({selector!r}); s.focus(); s.value = {value!r}; "
+                     "s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()")
+
+
+def _click(browser: HeadlessChromium, selector: str) -> None:
+    box = browser.evaluate(f"(() => {{ const b = document.querySelector({selector!r}); b.scrollIntoView({{block: "
+                           "'center'}); const r = b.getBoundingClientRect(); return {x: r.left + r.width / 2, "
+                           "y: r.top + r.height / 2}; })()")
+    browser.click(box["x"], box["y"])
+
+
+def drive_editor(browser: HeadlessChromium, origin: str, api: httpx.Client) -> None:
+    """Build a dashboard in the page's editor by clicks and typing, compare it with what the API saves for the
+    same definition, reload, then lose a race with a second editor and see the refusal."""
+    browser.navigate(f"{origin}/ui/?range=24h&tz=UTC")
+    browser.wait_until("document.body && document.body.dataset.state === 'ready'", what="the page")
+    _click(browser, "#edit")
+    browser.wait_until("!document.querySelector('#editor').hidden && "
+                       "document.querySelectorAll('#ed-widgets li').length === 5", what="the editor on the overview")
+    _click(browser, "#ed-new")
+    _type(browser, "#ed-name", "Checkout funnel")
+    _type(browser, "#ed-widgets li:nth-child(1) .ed-title", "Purchases")
+    _choose(browser, "#ed-widgets li:nth-child(1) .ed-metric", "purchases")
+    _click(browser, "#ed-add")
+    _type(browser, "#ed-widgets li:nth-child(2) .ed-title", "Revenue by country")
+    _choose(browser, "#ed-widgets li:nth-child(2) .ed-chart", "pie")
+    _choose(browser, "#ed-widgets li:nth-child(2) .ed-metric", "revenue")
+    _choose(browser, "#ed-widgets li:nth-child(2) .ed-dimension", "country")
+    _click(browser, "#ed-add")
+    _type(browser, "#ed-widgets li:nth-child(3) .ed-title", "Sign-ups over time")
+    _choose(browser, "#ed-widgets li:nth-child(3) .ed-metric", "signups")
+    _choose(browser, "#ed-widgets li:nth-child(3) .ed-range", "7d")
+    _click(browser, "#ed-widgets li:nth-child(3) .ed-buttons button:first-child")  # moved up: second
+    _click(browser, "#ed-widgets li:nth-child(1) .ed-duplicate")
+    _click(browser, "#ed-widgets li:nth-child(2) .ed-remove")  # the copy goes again
+    _click(browser, "#ed-save-new")
+    browser.wait_until("document.body.dataset.editor === 'saved' && document.body.dataset.state === 'ready'",
+                       what="the new dashboard saved and shown")
+    board_id = browser.evaluate("state.dashboard")
+    saved = api.get(f"/v1/dashboards/{board_id}").json()
+    by_api = api.post("/v1/dashboards", json={"name": "Checkout funnel", "widgets": [
+        {"title": "Purchases", "chart": "number", "query": {"metrics": ["purchases"], "range": "24h"}},
+        {"title": "Sign-ups over time", "chart": "line",
+         "query": {"metrics": ["signups"], "range": "7d", "granularity": "auto", "fill": "auto"}},
+        {"title": "Revenue by country", "chart": "pie",
+         "query": {"metrics": ["revenue"], "range": "24h", "dimensions": ["country"],
+                   "order_by": [{"field": "revenue", "direction": "desc"}], "limit": 20}}]}).json()
+    assert saved["name"] == by_api["name"] and saved["widgets"] == by_api["widgets"]
+    api.delete(f"/v1/dashboards/{by_api['id']}")
+
+    browser.navigate(f"{origin}/ui/?dashboard={board_id}&range=24h&tz=UTC")
+    browser.wait_until("document.body && document.body.dataset.state === 'ready' && "
+                       f"document.querySelector('#dashboard').value === {board_id!r} && "
+                       "document.querySelectorAll('.widget').length === 3", what="the saved dashboard after reload")
+    assert browser.evaluate("[...document.querySelectorAll('.widget h2')].map((h) => h.textContent)") == [
+        "Purchases", "Sign-ups over time", "Revenue by country"]
+
+    _click(browser, "#edit")
+    browser.wait_until("!document.querySelector('#editor').hidden && "
+                       "document.querySelector('#ed-version').textContent === 'version 1'", what="the editor")
+    other = api.put(f"/v1/dashboards/{board_id}", headers={"If-Match": '"1"'},
+                    json={"name": "Renamed elsewhere", "widgets": saved["widgets"]})
+    assert other.status_code == 200
+    _type(browser, "#ed-name", "Renamed here")
+    _click(browser, "#ed-save")
+    browser.wait_until("document.body.dataset.editor === 'error'", what="the conflict message")
+    assert "Someone else saved this dashboard" in browser.evaluate("document.querySelector('#ed-message').textContent")
+    assert api.get(f"/v1/dashboards/{board_id}").json()["name"] == "Renamed elsewhere"  # nothing overwritten
+    assert serious_accessibility_violations(browser) == [], "the editor"
+    api.delete(f"/v1/dashboards/{board_id}")
+
+
+def test_a_dashboard_built_in_the_editor_is_what_the_api_saves_and_a_conflicting_save_is_refused(
+    settings: Settings, two_periods: tuple[str, str, dict[str, int], int]
+) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    tenant, key, _, _ = two_periods
+    origin = settings.api_url.rstrip("/")
+    with HeadlessChromium(binary) as browser, httpx.Client(base_url=origin, headers={
+            "Authorization": f"Bearer {key}"}, timeout=30) as api:
+        browser.navigate(f"{origin}/ui/")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
+        drive_editor(browser, origin, api)
