@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         description="First hour (UTC) of the batch layer's hourly partitions in Dagster, `YYYY-MM-DD` or "
         "`YYYY-MM-DDTHH:00`: set it to the first hour of data in the lake (the UI lists 24 partitions a day from it).",
     )
+    batch_open_hour_wait_seconds: float = Field(
+        default=120.0,
+        description="How long an hourly batch run waits for its hour to close (the stream's watermark past the "
+        "hour's end and the landing caught up with the hot sink) before it refuses to restate an open hour.",
+    )
     drift_max_error: float = Field(
         default=0.05,
         description="Stream-vs-batch drift check: largest accepted relative error of the speed layer's event count "
