@@ -93,7 +93,8 @@ def judge_hour(
     if closing_watermark is None:
         return HourState(hour, False, f"the stream's watermark has not passed the hour's end ({end:%Y-%m-%d %H:%M} "
                          "UTC) yet: the speed layer may still add events to it (it passes once events "
-                         f"{watermark_delay} newer than the hour's end have been processed)")
+                         f"{watermark_delay.total_seconds() / 60:g} minutes newer than the hour's end have been "
+                         "processed)")
     behind = offsets_behind(parse_offsets(landing_offsets), parse_offsets(hot_offsets_before_close))
     if behind:
         return HourState(hour, False, "the landing sink has not committed everything the hot sink counted for the "
