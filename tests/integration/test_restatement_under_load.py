@@ -54,6 +54,7 @@ pytestmark = pytest.mark.integration
 RATE = 2_400  # events/s offered; the test asserts at least 2,000 acknowledged per second
 LOAD_SECONDS = 30
 CHUNK = 400  # events per POST
+WORKERS = 3
 LATE_SHARE = 0.1
 TABLES = {
     "rollups_1m": "SELECT toStartOfHour(minute) AS hour, sum(events) AS n FROM rollups_1m "
@@ -121,7 +122,8 @@ class Watcher:
 
 @dataclass
 class Load:
-    """Posts on-time and late events of one tenant at ``RATE`` for ``LOAD_SECONDS`` (acknowledged only)."""
+    """Posts on-time and late events of one tenant at ``RATE`` for ``LOAD_SECONDS`` (acknowledged only),
+    from ``WORKERS`` clients at once, as many dashboards' sources would."""
 
     settings: Settings
     tenant: str
@@ -130,29 +132,45 @@ class Load:
     sent: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self) -> None:
-        stream = Clickstream(seed=97, tenants=(self.tenant,), users_per_tenant=2_000)
+    def _worker(self, seed: int, started: float) -> None:
+        stream = Clickstream(seed=seed, tenants=(self.tenant,), users_per_tenant=2_000)
         headers = {"Authorization": f"Bearer {self.settings.admin_key}"}
-        started = time.monotonic()
+        rate, sent = RATE / WORKERS, 0
         with httpx.Client(base_url=self.settings.api_url, timeout=30, headers=headers) as client:
             while (elapsed := time.monotonic() - started) < LOAD_SECONDS:
-                behind = elapsed * RATE - self.sent
-                if behind < CHUNK:
-                    time.sleep((CHUNK - behind) / RATE)
+                ahead = sent + CHUNK - elapsed * rate
+                if ahead > 0:
+                    time.sleep(ahead / rate)
                 now = datetime.now(UTC)
                 n_late = int(CHUNK * LATE_SHARE)
                 events = [e.body for e in stream.batch(CHUNK - n_late, now, disorder_s=20, duplicate_rate=0.0,
                                                        malformed_rate=0.0)]
                 late_anchor = self.late_hour + timedelta(minutes=59)
                 events += [e.body for e in stream.late_batch(n_late, late_anchor, timedelta(minutes=50))]
-                response = client.post("/events", json=events, params={"sync": "true"})
-                if response.status_code != 200 or response.json()["accepted"] != len(events):
-                    self.failures.append(f"{response.status_code}: {response.text[:200]}")
-                    continue
-                for event in events:
-                    self.truth[floor_hour(datetime.fromisoformat(event["timestamp"]))] += 1
-                self.sent += len(events)
+                try:
+                    response = client.post("/events", json=events, params={"sync": "true"})
+                    ok = response.status_code == 200 and response.json()["accepted"] == len(events)
+                    problem = f"{response.status_code}: {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    ok, problem = False, repr(exc)
+                with self._lock:
+                    if not ok:
+                        self.failures.append(problem)
+                        continue
+                    for event in events:
+                        self.truth[floor_hour(datetime.fromisoformat(event["timestamp"]))] += 1
+                    self.sent += len(events)
+                sent += len(events)
+
+    def run(self) -> None:
+        started = time.monotonic()
+        workers = [threading.Thread(target=self._worker, args=(97 + i, started), daemon=True) for i in range(WORKERS)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
         self.seconds = time.monotonic() - started
 
 
