@@ -57,16 +57,17 @@ CHUNK = 400  # events per POST
 WORKERS = 3
 LATE_SHARE = 0.1
 TABLES = {
-    "rollups_1m": "SELECT toStartOfHour(minute) AS hour, sum(events) AS n FROM rollups_1m "
+    "rollups_1m": "SELECT toUInt32(toStartOfHour(minute)) AS hour, sum(events) AS n FROM rollups_1m "
                   "WHERE tenant = {t:String} GROUP BY hour",
-    "rollups_1h": "SELECT hour, sum(events) AS n FROM rollups_1h WHERE tenant = {t:String} GROUP BY hour",
-    "events_raw": "SELECT toStartOfHour(toDateTime(timestamp)) AS hour, count() AS n FROM events_raw "
+    "rollups_1h": "SELECT toUInt32(hour) AS hour, sum(events) AS n FROM rollups_1h WHERE tenant = {t:String} "
+                  "GROUP BY hour",
+    "events_raw": "SELECT toUInt32(toStartOfHour(toDateTime(timestamp))) AS hour, count() AS n FROM events_raw "
                   "WHERE tenant = {t:String} GROUP BY hour",
 }
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def hour_counts(hot: HotStore, tenant: str) -> dict[str, dict[datetime, int]]:
