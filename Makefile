@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP) system-packages
 
-# System packages from Debian: redis-server, chromium (Java 17, Maven and Go come with the machine image; the
+# System packages from Debian: redis-server, chromium, poppler-utils (Java 17, Maven and Go come with the machine image; the
 # stack names what is missing if they do not).
 system-packages:
 	@command -v redis-server >/dev/null 2>&1 || { \
@@ -20,6 +20,10 @@ system-packages:
 	  echo "setup: installing chromium from Debian (the web dashboard's browser test)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  { echo "setup: could not install chromium; run 'apt-get install chromium' as root"; exit 1; }; }
+	@command -v pdftotext >/dev/null 2>&1 || { \
+	  echo "setup: installing poppler-utils from Debian (pdftotext, pdftoppm: the PDF report's test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) || \
+	  { echo "setup: could not install poppler-utils; run 'apt-get install poppler-utils' as root"; exit 1; }; }
 	@for tool in java mvn go; do command -v $$tool >/dev/null 2>&1 || \
 	  { echo "setup: '$$tool' is missing (need Java 17, Maven 3, Go 1.24+): install it, e.g. apt-get install openjdk-17-jdk-headless maven golang"; exit 1; }; done
 

@@ -314,7 +314,7 @@ def main() -> None:
     already = {s.name for s in stack.status(services) if s.state == "running"}
     print(f"== starting the bench stack: {', '.join(services)} (already running: {', '.join(already) or 'none'})")
     stack.up(services)
-    store = FlightHotStore(settings.hot_node_url)
+    store = FlightHotStore.for_settings(settings)
     tenant = args.tenant or f"bench-dash-{uuid.uuid4().hex[:8]}"
     loaded = None
     if not args.tenant:

@@ -228,7 +228,7 @@ def main() -> None:
     print("== starting the bench stack")
     try:
         stack.up()
-        store = FlightHotStore(settings.hot_node_url)
+        store = FlightHotStore.for_settings(settings)
         # Paced freshness first, on a fresh stream: it is what a dashboard sees in normal operation, and
         # the deduplication state that the throughput phases build (millions of ids) would slow it.
         phases = set(args.only.split(","))

@@ -536,7 +536,7 @@ def main() -> None:
             history = History(args.events_per_day, now.date(), now)
             print(f"== laying {HISTORY_DAYS + 1} days of history up to {now:%Y-%m-%d %H:%M} UTC "
                   f"({args.events_per_day:,} events/day in the cold raw year, +25 %/year; not measured)")
-            laid = lay_history(settings, history, FlightHotStore(settings.hot_node_url))
+            laid = lay_history(settings, history, FlightHotStore.for_settings(settings))
             marker.write_text(json.dumps({"events_per_day": args.events_per_day, "today": now.date().isoformat(),
                                           "now": now.isoformat(), "laid": laid.__dict__}) + "\n")
         lake = Path(settings.effective_lake_uri)

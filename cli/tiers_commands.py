@@ -53,7 +53,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from common.hot_store import FlightHotStore, open_hot_store
     from storage_tiers.compliance.audit_log import AuditLog
     from storage_tiers.policy import PolicyError, load_policy
-    from storage_tiers.tiers.purge import Purger
+    from storage_tiers.tiers.purge import Purger, PurgeRefused
 
     try:
         as_of = _as_of(args.as_of)
@@ -67,7 +67,11 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
               "or run with --skip-hot to purge the lake only", file=sys.stderr)
         return 1
     try:
-        report = Purger(settings, policy, AuditLog(settings), as_of, store=store, run_id="cli").run(args.dry_run)
+        report = Purger(settings, policy, AuditLog(settings), as_of, store=store, run_id="cli").run(
+            args.dry_run, confirm_large=getattr(args, "confirm_large_purge", False))
+    except PurgeRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         if store is not None:
             store.close()
@@ -76,6 +80,8 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
                 [[i.tier, i.dataset, i.partition, ",".join(i.tenants), i.rows, i.whole] for i in report.items])
     print(f"{verb} {report.rows:,} rows in {len(report.items)} partition(s) as of {as_of:%Y-%m-%d %H:%M} UTC; "
           f"{len(report.held)} kept by legal holds")
+    for blocked in report.blocked:
+        print(f"warning: {blocked}", file=sys.stderr)
     return 0
 
 
@@ -97,4 +103,6 @@ def add_tier_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="show what would be purged, change nothing")
     p.add_argument("--as-of", help="purge as of this date/time (UTC), default now")
     p.add_argument("--skip-hot", action="store_true", help="purge the lake only (hot node not running)")
+    p.add_argument("--confirm-large-purge", action="store_true",
+                   help="allow touching more than LAKEHOUSE_PURGE_MAX_SHARE of the lake's days in one purge")
     p.set_defaults(func=cmd_purge)

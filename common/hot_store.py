@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from common.local_secret import read_or_create_secret
 from common.settings import Settings
 
 
@@ -79,12 +82,16 @@ class ClickHouseHotStore:
     queries on one session at once, so the lock is kept there too (the API uses one store per process).
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, read_only: bool = False, lock: threading.Lock | None = None) -> None:
         import clickhouse_connect
 
         self.dsn = dsn
+        # a read-only client is its own session pinned to readonly (chDB keeps a query's settings in the
+        # session, so they cannot be switched per query on a shared client); it refuses writes, DDL and
+        # table functions such as file() and url()
+        settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
         try:
-            self._client = clickhouse_connect.get_client(dsn=dsn)
+            self._client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
         except Exception as exc:  # re-raised with the fix
             hint = (
                 "another process (the hot node?) already owns this chDB folder: reach it through the hot node "
@@ -93,7 +100,11 @@ class ClickHouseHotStore:
                 else "check LAKEHOUSE_CLICKHOUSE_DSN and that the ClickHouse server is up"
             )
             raise HotStoreError(f"cannot open ClickHouse at {dsn}: {exc} — {hint}") from exc
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
+
+    def read_only(self) -> ClickHouseHotStore:
+        """A second client on the same hot tier that can only read (same lock: chDB is one engine)."""
+        return ClickHouseHotStore(self.dsn, read_only=True, lock=self._lock)
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         with self._lock:
@@ -132,13 +143,51 @@ def decode_request(data: bytes) -> dict[str, Any]:
     return json.loads(data, object_hook=hook)
 
 
-class FlightHotStore:
-    """Client of the hot node (``serving.hot_node``) over Arrow Flight."""
+def hot_node_token_file(settings: Settings) -> Path:
+    return settings.home / "run" / "hot-node.token"
 
-    def __init__(self, url: str, timeout_s: float = 60.0) -> None:
+
+def ensure_hot_node_token(settings: Settings) -> str:
+    """The hot node's token: ``hot_node_token`` when set, else one generated once and kept (mode 0600) in
+    ``<home>/run/hot-node.token``, where local processes of the same home (stream, Dagster, CLI) read it."""
+    if settings.hot_node_token:
+        return settings.hot_node_token
+    return read_or_create_secret(hot_node_token_file(settings))
+
+
+def client_hot_node_token(settings: Settings) -> str:
+    """The token a client sends: ``hot_node_token``, else the local hot node's token file (empty if none yet)."""
+    if settings.hot_node_token:
+        return settings.hot_node_token
+    try:
+        return hot_node_token_file(settings).read_text().strip()
+    except OSError:
+        return ""
+
+
+class FlightHotStore:
+    """Client of the hot node (``serving.hot_node``) over Arrow Flight; every call carries the token."""
+
+    def __init__(self, url: str, timeout_s: float = 60.0, token: str | Callable[[], str] = "") -> None:
         self.url = url
         self._client = flight.FlightClient(url)
-        self._options = flight.FlightCallOptions(timeout=timeout_s)
+        self._timeout = timeout_s
+        self._token = token
+
+    @classmethod
+    def for_settings(cls, settings: Settings, timeout_s: float = 60.0) -> FlightHotStore:
+        """The hot node of ``settings``, authenticated with its token (read when a call needs it, so a client
+        made before the hot node first started still finds the token)."""
+        return cls(settings.hot_node_url, timeout_s, token=lambda: client_hot_node_token(settings))
+
+    def _call_options(self, timeout_s: float | None = None) -> flight.FlightCallOptions:
+        token = self._token() if callable(self._token) else self._token
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        return flight.FlightCallOptions(timeout=timeout_s or self._timeout, headers=headers)
+
+    @property
+    def _options(self) -> flight.FlightCallOptions:
+        return self._call_options()
 
     def _fail(self, exc: Exception) -> HotStoreError:
         if isinstance(exc, flight.FlightUnavailableError):
@@ -148,7 +197,12 @@ class FlightHotStore:
             )
         if isinstance(exc, flight.FlightTimedOutError):
             return HotStoreError(f"hot node at {self.url} did not answer in time: {exc}", kind="unreachable")
-        if isinstance(exc, flight.FlightUnauthenticatedError | flight.FlightUnauthorizedError):
+        if isinstance(exc, flight.FlightUnauthenticatedError):
+            return HotStoreError(
+                f"the hot node at {self.url} refused this process's token — set LAKEHOUSE_HOT_NODE_TOKEN to the "
+                "hot node's (or share its LAKEHOUSE_HOME, whose run/hot-node.token it reads)", kind="permanent"
+            )
+        if isinstance(exc, flight.FlightUnauthorizedError):
             return HotStoreError(f"hot node at {self.url} refused the call: {exc}", kind="permanent")
         return HotStoreError(f"hot node at {self.url} failed: {exc}", kind=error_kind(str(exc)))
 
@@ -179,7 +233,7 @@ class FlightHotStore:
 
     def ping(self) -> bool:
         try:
-            list(self._client.do_action(flight.Action("ping", b""), options=flight.FlightCallOptions(timeout=2)))
+            list(self._client.do_action(flight.Action("ping", b""), options=self._call_options(2)))
             return True
         except flight.FlightError:
             return False
@@ -194,5 +248,5 @@ def open_hot_store(settings: Settings, *, is_hot_node: bool = False) -> HotStore
     if mode not in {"auto", "direct", "remote"}:
         raise HotStoreError(f"LAKEHOUSE_HOT_STORE_MODE={mode!r} is not one of auto, direct, remote")
     if mode == "remote" or (mode == "auto" and settings.embedded_clickhouse and not is_hot_node):
-        return FlightHotStore(settings.hot_node_url)
+        return FlightHotStore.for_settings(settings)
     return ClickHouseHotStore(settings.effective_clickhouse_dsn)

@@ -57,6 +57,17 @@ class Settings(BaseSettings):
         default="grpc://127.0.0.1:18815",
         description="Arrow Flight address of the hot node; other processes reach embedded chDB through it.",
     )
+    hot_node_token: str = Field(
+        default="",
+        description="Secret every caller of the hot node's Arrow Flight endpoint must send (compared in constant "
+        "time). Empty: the hot node generates one and keeps it in `<home>/run/hot-node.token` (mode 0600), which "
+        "local processes of the same home read. Set it on every process when they do not share a home.",
+    )
+    hot_node_reader_token: str = Field(
+        default="",
+        description="Optional second secret for the hot node that may only run read-only queries (no inserts, no "
+        "commands), e.g. for a notebook; empty means no such token.",
+    )
     hot_store_mode: str = Field(
         default="auto",
         description="How a process reaches the hot tier: `direct` (open clickhouse_dsn itself), `remote` (through "
@@ -108,11 +119,28 @@ class Settings(BaseSettings):
         "lists only a range's folders); a folder that got its first file shows up after at most this long.",
     )
 
+    # Product analytics (serving/analytics/, docs/product-analytics.md)
+    session_gap_minutes: float = Field(
+        default=30.0,
+        description="Events of one user without a client `session_id` stay in one session while the gap to the "
+        "previous event is at most this long (sessions are also cut into 24-hour slices).",
+    )
+    non_interactive_events: str = Field(
+        default="",
+        description="Comma-separated event names that do not count as interaction for the bounce rate (page views "
+        "never do); a request may pass its own list.",
+    )
+
     # API
     api_host: str = Field(default="127.0.0.1", description="Bind address of the API (ingestion, queries, hot node).")
     api_port: int = Field(default=18000, description="Port of the HTTP API.")
     ingest_max_events: int = Field(default=1000, description="Most events accepted in one POST /events.")
     ingest_max_bytes: int = Field(default=1_048_576, description="Largest POST /events body in bytes.")
+    request_max_bytes: int = Field(
+        default=1_048_576,
+        description="Largest request body of any endpoint in bytes (POST /events: the larger of this and "
+        "ingest_max_bytes); a longer body, chunked ones included, is refused with 413 as soon as it passes the limit.",
+    )
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
     ingest_wait_for_kafka: bool = Field(
@@ -138,6 +166,17 @@ class Settings(BaseSettings):
         default=50.0, description="Default sustained requests per second of a new API key (token bucket in Redis)."
     )
     rate_limit_burst: int = Field(default=100, description="Default burst (bucket size) of a new API key.")
+    rate_limit_redis_url: str = Field(
+        default="",
+        description="Redis holding the rate-limit buckets; empty means redis_url. Production: a Redis with "
+        "`maxmemory-policy noeviction` (a cache under allkeys-lru may evict buckets, resetting them).",
+    )
+    live_max_streams_per_key: int = Field(
+        default=10,
+        description="Most live streams (GET /v1/live, GET /v1/ws, GraphQL subscriptions, counted together) one API "
+        "key may hold open at once on one API process (each costs a hot query per interval); one more is refused "
+        "(429, or WebSocket close code 4429).",
+    )
 
     # Alerts and live updates (serving/alerts*.py, serving/routes/live.py)
     alert_interval_seconds: float = Field(
@@ -155,8 +194,38 @@ class Settings(BaseSettings):
         description="Webhook attempts per tick (backoff 0.5 s, 1 s, …); an undelivered notification is tried "
         "again next tick.",
     )
+    webhook_allow_private_cidrs: str = Field(
+        default="",
+        description="Comma-separated CIDRs that alert webhooks may reach although they are not public (loopback, "
+        "private, link-local…). Empty in production: a tenant's webhook then reaches public addresses only. Tests "
+        "set `127.0.0.1/32` for their local receiver.",
+    )
+    webhook_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names exempt from the public-address check of alert webhooks (e.g. an "
+        "internal relay the operator runs). Empty in production.",
+    )
     live_interval_seconds: float = Field(
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
+    )
+    otel_endpoint: str = Field(
+        default="",
+        description="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces): the API exports a span per "
+        "request and per hot/lake query there. Empty: tracing off.",
+    )
+    otel_service_name: str = Field(default="lakehouse-api", description="service.name of the exported spans.")
+    graphql_introspection: bool = Field(
+        default=True,
+        description="Answer GraphQL introspection and serve the GraphiQL page at GET /graphql; turn off in production "
+        "to keep the schema private.",
+    )
+    graphql_max_depth: int = Field(default=8, description="Deepest selection a GraphQL document may nest.")
+    graphql_max_aliases: int = Field(default=15, description="Most aliases in one GraphQL document.")
+    graphql_max_tokens: int = Field(default=2000, description="Most tokens in one GraphQL document (its size).")
+    graphql_max_cost: int = Field(
+        default=100,
+        description="Most cost of one GraphQL document: each field 1, each query-running field "
+        "(time series, breakdown, top-N, query, dashboard data) 10 more.",
     )
 
     # Stream job / Spark
@@ -200,6 +269,24 @@ class Settings(BaseSettings):
     tier_policy: str = Field(
         default="",
         description="Tier policy file (tiers, horizons, retention per tenant); empty means storage_tiers/tiers.yaml.",
+    )
+    audit_hmac_key: str = Field(
+        default="",
+        description="Key of the audit log's HMAC chain, kept outside the lake (a secret store): without it a lake "
+        "writer cannot recompute the chain. Empty: generated once into `<home>/secrets/audit-hmac.key` (mode 0600); "
+        "every process that appends to or verifies the log needs the same key.",
+    )
+    audit_anchor_uri: str = Field(
+        default="",
+        description="Where each append's signed anchor is written as a new object, out of the lake writer's reach: "
+        "a folder (default `<home>/audit-anchor`) or `s3://bucket/prefix` of a bucket with Object Lock in "
+        "compliance mode.",
+    )
+    purge_max_share: float = Field(
+        default=0.5,
+        description="A retention purge that would touch more than this share of the lake's days (cold and warm) "
+        "is refused unless confirmed (`lakehouse purge --confirm-large-purge`, or the Dagster `tiers` resource's "
+        "`confirm_large_purge`): a wrong policy or clock must not empty the lake.",
     )
     tiers_partitions_start: str = Field(
         default="2019-01-01",

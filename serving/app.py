@@ -6,14 +6,16 @@ also serves the hot store to the stream job, Dagster runs and the CLI over Arrow
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from common.hot_schema import migrate
-from common.hot_store import HotStore, HotStoreError, open_hot_store
+from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher, Publisher
@@ -22,6 +24,7 @@ from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
+from serving.graphql_api.router import graphql_router
 from serving.hot_node import start_hot_node
 from serving.observability import (
     ExternalSampler,
@@ -32,17 +35,30 @@ from serving.observability import (
 )
 from serving.query.engine import QueryEngine
 from serving.query.tier_routing import horizons_from_policy
+from serving.request_guard import RequestGuard
 from serving.restatements import RestatementListener
 from serving.routes.admin import admin_router
 from serving.routes.alerts import alerts_router
+from serving.routes.analytics import analytics_router
 from serving.routes.dashboards import dashboards_router
+from serving.routes.kpis import kpis_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
+from serving.routes.ws import ws_router
+from serving.tracing import configure_tracing
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
 
 log = logging.getLogger(__name__)
+
+
+def _key_check(serving: Serving) -> Callable[[str | None, str | None], Awaitable[str | None]]:
+    async def refusal(bearer: str | None, header: str | None) -> str | None:
+        if serving.auth is None:  # keys off (open ?tenant=): nothing to check
+            return None
+        return await serving.auth.refusal(bearer, header)
+    return refusal
 
 
 def create_app(serving: Serving) -> FastAPI:
@@ -55,6 +71,9 @@ def create_app(serving: Serving) -> FastAPI:
     install_error_handlers(app)  # domain errors → HTTP status, for every route (serving/errors.py)
     if serving.metrics is None:
         serving.metrics = ServingMetrics()
+    # bounded bodies, and no body read for a caller without a key (inside observability: refusals are logged)
+    app.add_middleware(RequestGuard, max_bytes=max(settings.request_max_bytes, settings.ingest_max_bytes),
+                       key_check=_key_check(serving))
     app.add_middleware(RequestObservability, metrics=serving.metrics)  # request ids, access log, HTTP metrics
 
     app.include_router(metrics_router(serving, serving.metrics))
@@ -63,9 +82,12 @@ def create_app(serving: Serving) -> FastAPI:
     if serving.auth is not None:  # API keys on: tenants and keys are managed here
         app.include_router(admin_router(serving.auth))
     app.include_router(queries_router(serving))
+    app.include_router(analytics_router(serving))  # funnels, retention, paths, sessions
+    app.include_router(kpis_router(serving))
     alert_store = AlertStore(store)
     app.include_router(alerts_router(serving, alert_store))
     app.include_router(live_router(serving))
+    app.include_router(ws_router(serving))  # /v1/ws: the same feed over a WebSocket
     app.state.alert_evaluator = evaluator = build_evaluator(serving, alert_store)  # None when turned off
 
     @app.on_event("startup")
@@ -89,6 +111,7 @@ def create_app(serving: Serving) -> FastAPI:
         await listener.stop()
 
     app.include_router(dashboards_router(serving))
+    app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
@@ -103,7 +126,7 @@ def create_app(serving: Serving) -> FastAPI:
     def stats() -> Any:
         tiers = serving.engine.tier_queries
         return {"hot_queries": tiers["hot"], "tier_queries": tiers, "cache": cache.stats.as_dict(),
-                "counters": dict(serving.counters)}  # e.g. rate_limited, rate_limit_fail_open, auth_rejected
+                "counters": dict(serving.counters)}  # e.g. rate_limited, rate_limit_local, auth_rejected
 
     @app.on_event("shutdown")
     async def _close() -> None:
@@ -115,6 +138,29 @@ def create_app(serving: Serving) -> FastAPI:
             await serving.auth.close()
 
     return app
+
+
+LOCAL_ADMIN_KEY = Settings.model_fields["admin_key"].default
+
+
+def is_loopback_host(host: str) -> bool:
+    """Does binding ``host`` keep the API on this machine? (a name other than ``localhost`` counts as not)"""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def unsafe_start_reason(settings: Settings) -> str | None:
+    """Why the API must not start with these settings, or None: the documented local admin key opens every
+    tenant to anyone who read the README, so it is refused on any address other machines can reach."""
+    if settings.admin_key == LOCAL_ADMIN_KEY and not is_loopback_host(settings.api_host):
+        return (f"refusing to serve on {settings.api_host} with the documented local admin key: set "
+                "LAKEHOUSE_ADMIN_KEY to a secret of your own (e.g. `openssl rand -hex 32`), or bind "
+                "LAKEHOUSE_API_HOST to 127.0.0.1")
+    return None
 
 
 def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher | None = None,
@@ -139,13 +185,17 @@ def serve(settings: Settings) -> None:
     """Run the API (and the hot node when ClickHouse is embedded) until stopped."""
     import uvicorn
 
+    reason = unsafe_start_reason(settings)
+    if reason:
+        raise SystemExit(reason)
     configure_logging(settings.log_format)
     store = open_hot_store(settings, is_hot_node=True)
     applied = migrate(store)
     if applied:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
-        start_hot_node(store, settings.hot_node_url)
+        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token)
+    configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
     serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
     serving.metrics.sampler.start()

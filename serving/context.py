@@ -16,6 +16,7 @@ from serving.observability import ServingMetrics
 from serving.query.engine import QueryEngine
 from serving.tenancy.auth import ApiKeyAuth
 from serving.tenancy.rate_limit import RateLimiter
+from serving.tenancy.streams import StreamSlots
 from serving.tenancy.tenants import TenantDirectory
 
 
@@ -42,12 +43,18 @@ class Serving:
     auth: ApiKeyAuth | None = None  # set by enable_api_keys (admin routes, rate limits)
     counters: dict[str, int] = field(default_factory=dict)
     metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/observability.py)
+    streams: StreamSlots | None = None  # live streams open per key (WebSocket, GraphQL subscriptions)
+
+    def __post_init__(self) -> None:
+        if self.streams is None:
+            self.streams = StreamSlots(self.settings.live_max_streams_per_key)
 
 
 def enable_api_keys(serving: Serving) -> ApiKeyAuth:
     """Switch ``serving`` from the open ``?tenant=`` to API keys (before its routers are built)."""
-    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store),
-                      RateLimiter(serving.settings.redis_url, serving.counters), serving.counters)
+    buckets_url = serving.settings.rate_limit_redis_url or serving.settings.redis_url
+    auth = ApiKeyAuth(serving.settings, TenantDirectory(serving.store), RateLimiter(buckets_url, serving.counters),
+                      serving.counters)
     serving.auth = auth
     serving.tenant_dependency = auth.tenant_dependency
     serving.bound_tenant_dependency = auth.bound_tenant_dependency

@@ -3,12 +3,25 @@
 Flight carries Arrow both ways, so an insert from the stream job is a zero-copy stream of record
 batches and a query result needs no re-encoding. Three verbs map onto the hot-store interface:
 ``do_get`` (query), ``do_action("command")`` and ``do_put`` (insert with an idempotency token).
+
+The endpoint holds every tenant's data, so no call is served without a token (``Authorization: Bearer``,
+compared in constant time, checked by a server middleware before any verb runs):
+
+* the writer token (``hot_node_token``, or the generated one in ``<home>/run/hot-node.token``) may query,
+  insert and run commands: the stream job, Dagster runs and the command line hold it;
+* the reader token (``hot_node_reader_token``, optional) may only query.
+
+Every query, whoever sends it, runs on a read-only session (ClickHouse ``readonly=1``): writes go through
+the insert verb and commands only, and a query cannot run DDL or reach files and URLs (``file()``,
+``url()``, ``s3()`` are refused in read-only mode).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
+from typing import Any
 
 import pyarrow.flight as flight
 
@@ -16,18 +29,70 @@ from common.hot_store import HotStore, decode_request
 
 log = logging.getLogger(__name__)
 
+WRITER, READER = "writer", "reader"
+_MIDDLEWARE = "auth"
+
+
+class _Caller(flight.ServerMiddleware):
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+
+class TokenCheck(flight.ServerMiddlewareFactory):
+    """Refuses a call whose bearer token is not one of ``tokens`` (token → role)."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        super().__init__()
+        self._tokens = [(token.encode(), role) for token, role in tokens.items() if token]
+        if not self._tokens:
+            raise ValueError("the hot node needs a token (LAKEHOUSE_HOT_NODE_TOKEN or its generated token file)")
+
+    def role_of(self, authorization: str) -> str | None:
+        scheme, _, presented = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return None
+        role = None
+        for token, candidate in self._tokens:  # every token compared, in constant time
+            if hmac.compare_digest(presented.strip().encode(), token):
+                role = candidate
+        return role
+
+    def start_call(self, info: flight.CallInfo, headers: dict[str, list[Any]]) -> _Caller:
+        values = headers.get("authorization") or [""]
+        value = values[0].decode() if isinstance(values[0], bytes) else values[0]
+        role = self.role_of(value)
+        if role is None:
+            raise flight.FlightUnauthenticatedError(
+                "the hot node needs its token: send `authorization: Bearer <LAKEHOUSE_HOT_NODE_TOKEN>` "
+                "(local processes read it from <home>/run/hot-node.token)")
+        return _Caller(role)
+
+
+def _role(context: flight.ServerCallContext) -> str:
+    caller = context.get_middleware(_MIDDLEWARE)
+    return caller.role if caller is not None else ""
+
+
+def _require_writer(context: flight.ServerCallContext, what: str) -> None:
+    if _role(context) != WRITER:
+        raise flight.FlightUnauthorizedError(f"{what} needs the hot node's writer token; this token may only query")
+
 
 class HotNodeServer(flight.FlightServerBase):
-    def __init__(self, store: HotStore, location: str) -> None:
-        super().__init__(location)
+    def __init__(self, store: HotStore, location: str, token: str, reader_token: str = "",
+                 reader: HotStore | None = None) -> None:
+        tokens = {reader_token: READER, token: WRITER}  # the writer's wins should both be equal
+        super().__init__(location, middleware={_MIDDLEWARE: TokenCheck(tokens)})
         self._store = store
+        self._reader = reader if reader is not None else _read_only(store)
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.RecordBatchStream:
         request = decode_request(ticket.ticket)
-        table = self._store.query_arrow(request["sql"], request.get("parameters") or {})
+        table = self._reader.query_arrow(request["sql"], request.get("parameters") or {})
         return flight.RecordBatchStream(table)
 
     def do_put(self, context, descriptor, reader, writer) -> None:  # Flight's signature
+        _require_writer(context, "an insert")
         request = decode_request(descriptor.command)
         self._store.insert_arrow(request["table"], reader.read_all(), token=request.get("token"))
 
@@ -35,18 +100,26 @@ class HotNodeServer(flight.FlightServerBase):
         if action.type == "ping":
             return [b"pong"]
         if action.type == "command":
+            _require_writer(context, "a command")
             request = decode_request(action.body.to_pybytes())
             self._store.command(request["sql"], request.get("parameters") or {})
             return [b"ok"]
         raise flight.FlightServerError(f"unknown action {action.type!r}; known: ping, command")
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
-        return [("ping", "liveness"), ("command", "run a statement that returns no rows")]
+        return [("ping", "liveness"), ("command", "run a statement that returns no rows (writer token)")]
 
 
-def start_hot_node(store: HotStore, url: str) -> HotNodeServer:
+def _read_only(store: HotStore) -> HotStore:
+    make = getattr(store, "read_only", None)
+    if make is None:
+        raise TypeError(f"{type(store).__name__} has no read-only view; the hot node serves queries read-only only")
+    return make()
+
+
+def start_hot_node(store: HotStore, url: str, token: str, reader_token: str = "") -> HotNodeServer:
     """Serve ``store`` at ``url`` (``grpc://host:port``) on a background thread."""
-    server = HotNodeServer(store, url)
+    server = HotNodeServer(store, url, token, reader_token)
     threading.Thread(target=server.serve, name="hot-node", daemon=True).start()
-    log.info("hot node serving at %s", url)
+    log.info("hot node serving at %s (token required)", url)
     return server

@@ -153,7 +153,7 @@ def retention_purge(
     """Delete what is past its tenant's retention from every tier, except data under a legal hold."""
     purger = Purger(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=hot_store.store(),
                     run_id=context.run.run_id)
-    report = purger.run()
+    report = purger.run(confirm_large=tiers.confirm_large_purge)  # PurgeRefused fails the run before any delete
     head = tiers.audit().head() or {}
     return dg.MaterializeResult(metadata={
         "as_of": dg.MetadataValue.text(report.as_of.isoformat()),
@@ -161,6 +161,8 @@ def retention_purge(
         "rows_purged": dg.MetadataValue.int(report.rows),
         "bytes_purged": dg.MetadataValue.int(sum(i.bytes for i in report.items)),
         "kept_by_legal_hold": dg.MetadataValue.json(report.held[:200]),
+        "not_deleted_content_unknown": dg.MetadataValue.json(report.blocked[:200]),
+        "share_of_lake_days": dg.MetadataValue.float(report.share),
         "purged": dg.MetadataValue.json([{"dataset": i.dataset, "tier": i.tier, "partition": i.partition,
                                           "tenants": i.tenants, "rows": i.rows} for i in report.items[:200]]),
         "audit_head_seq": dg.MetadataValue.int(int(head.get("seq", 0))),

@@ -20,7 +20,10 @@ class TiersResource(dg.ConfigurableResource):
     """Policy (``LAKEHOUSE_TIER_POLICY``), audit log and the instant the tiering runs as of."""
 
     lakehouse: LakehouseResource
-    as_of: str = Field(default="", description="ISO instant (UTC) to tier and purge as of; empty means now.")
+    as_of: str = Field(default="", description="ISO instant (UTC) to tier and purge as of; empty means now. "
+                       "The purge refuses an instant in the future.")
+    confirm_large_purge: bool = Field(
+        default=False, description="Let one purge touch more than LAKEHOUSE_PURGE_MAX_SHARE of the lake's days.")
 
     def instant(self) -> datetime:
         if not self.as_of:
@@ -38,7 +41,8 @@ class TiersResource(dg.ConfigurableResource):
         return AuditLog(self.lakehouse.settings())
 
 
-def tiers_resources(settings: object | None = None, as_of: str = "") -> dict[str, dg.ConfigurableResource]:
+def tiers_resources(settings: object | None = None, as_of: str = "",
+                    confirm_large_purge: bool = False) -> dict[str, dg.ConfigurableResource]:
     """The ``tiers`` resource; with ``settings`` (a ``Settings``), pinned to them (tests, notebooks)."""
     lakehouse = LakehouseResource.from_settings(settings) if settings is not None else LakehouseResource()  # type: ignore[arg-type]
-    return {"tiers": TiersResource(lakehouse=lakehouse, as_of=as_of)}
+    return {"tiers": TiersResource(lakehouse=lakehouse, as_of=as_of, confirm_large_purge=confirm_large_purge)}

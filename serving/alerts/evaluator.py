@@ -44,6 +44,7 @@ from serving.alerts.webhook import WebhookSender
 from serving.context import Serving
 from serving.query.engine import QueryEngine
 from serving.query.spec import build_spec
+from serving.webhook_guard import EgressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,8 @@ def build_evaluator(serving: Serving, alerts: AlertStore) -> AlertEvaluator | No
                          timeout_seconds=settings.query_timeout_seconds)
     return AlertEvaluator(
         alerts, engine,
-        WebhookSender(settings.alert_webhook_timeout_seconds, settings.alert_webhook_attempts),
+        WebhookSender(settings.alert_webhook_timeout_seconds, settings.alert_webhook_attempts,
+                      egress=EgressPolicy.from_settings(settings)),
         EvaluatorLease(settings.redis_url, lease_seconds=max(3 * settings.alert_interval_seconds, 30.0)),
         interval_seconds=settings.alert_interval_seconds, settle_seconds=settings.alert_settle_seconds,
         counters=serving.counters,

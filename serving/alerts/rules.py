@@ -20,6 +20,7 @@ import httpx
 
 from common.events import format_ts
 from serving.query.spec import METRICS, QueryError, SpecInput, build_spec, parse_range
+from serving.webhook_guard import EgressPolicy, EgressRefused
 
 THRESHOLD_OPS = ("<", "<=", ">", ">=")
 DIRECTIONS = ("drop", "rise")
@@ -113,8 +114,11 @@ class Rule:
         return SpecInput(metrics=[self.metric], start=start, end=end, filters=list(self.filters), tier="hot")
 
 
-def validate_rule(rule: Rule, now: datetime) -> Rule:
-    """Check the metric, filters and webhook the way every query is checked; returns the normalised rule."""
+def validate_rule(rule: Rule, now: datetime, egress: EgressPolicy | None = None) -> Rule:
+    """Check the metric, filters and webhook the way every query is checked; returns the normalised rule.
+
+    The webhook's host must not be, nor now resolve to, a non-public address (``egress``: the strict
+    default allows none); every delivery checks again, since what a name resolves to can change."""
     if not rule.name.strip():
         raise AlertError("name must not be empty")
     if rule.metric not in METRICS:
@@ -128,6 +132,11 @@ def validate_rule(rule: Rule, now: datetime) -> Rule:
                          "in its condition")
     if not _usable_url(rule.webhook_url):
         raise AlertError(f"webhook_url must be an http:// or https:// URL with a host, got {rule.webhook_url!r}")
+    url = httpx.URL(rule.webhook_url)
+    try:
+        (egress or EgressPolicy()).check_at_creation(url.host, url.port or (443 if url.scheme == "https" else 80))
+    except EgressRefused as exc:
+        raise AlertError(str(exc)) from None
     filters = [{"field": f.field, "op": f.op, "values": list(f.values)} for f in spec.filters]
     return replace(rule, name=rule.name.strip(), filters=filters)
 

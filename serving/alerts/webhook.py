@@ -2,6 +2,11 @@
 
 The sender only reports what happened to each attempt; keeping an undelivered notification for the
 next tick is the evaluator's job (it stays in the rule's outbox until an attempt succeeds).
+
+Every attempt resolves the host through ``serving.webhook_guard`` and connects to the address it checked
+(the original name travels in the Host header and as the TLS server name, so certificates are verified
+against it). A refused destination is a permanent failure. A receiver's answer body is never recorded:
+the rule's history is shown to the tenant, and only the status code is theirs to see.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from serving.webhook_guard import EgressPolicy, EgressRefused
 
 # 4xx answers that mean "later" rather than "never"
 _RETRYABLE_4XX = {408, 409, 425, 429}
@@ -37,8 +44,11 @@ class Attempt:
 
 class WebhookSender:
     def __init__(self, timeout_seconds: float = 5.0, attempts: int = 3, backoff_seconds: float = 0.5,
-                 client: httpx.AsyncClient | None = None) -> None:
-        self._client = client or httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False)
+                 client: httpx.AsyncClient | None = None, egress: EgressPolicy | None = None) -> None:
+        # no redirects (a public URL could bounce to an internal one) and no proxy from the environment
+        # (the connection must go to the checked address)
+        self._client = client or httpx.AsyncClient(timeout=timeout_seconds, follow_redirects=False, trust_env=False)
+        self._egress = egress or EgressPolicy()
         self._attempts = max(1, attempts)
         self._backoff = backoff_seconds
 
@@ -49,11 +59,13 @@ class WebhookSender:
         for i in range(self._attempts):
             number = first_attempt + i
             try:
-                response = await self._client.post(url, json=payload, headers={"User-Agent": "lakehouse-alerts/1"})
-                attempt = Attempt(number, response.status_code,
-                                  "" if response.is_success else response.text[:200])
+                response = await self._post_checked(url, payload)
+                attempt = Attempt(number, response.status_code)
             except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # no retry can fix the address
                 made.append(Attempt(number, None, f"{type(exc).__name__}: {exc}"[:200], unusable_url=True))
+                break
+            except EgressRefused as exc:
+                made.append(Attempt(number, None, str(exc), unusable_url=True))
                 break
             except Exception as exc:  # any other failure (timeout, refused, TLS…) is retried
                 attempt = Attempt(number, None, f"{type(exc).__name__}: {exc}"[:200])
@@ -63,6 +75,20 @@ class WebhookSender:
             if i + 1 < self._attempts:
                 await asyncio.sleep(self._backoff * 2**i)
         return made
+
+    async def _post_checked(self, url: str, payload: dict[str, Any]) -> httpx.Response:
+        target = httpx.URL(url)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise httpx.UnsupportedProtocol(f"webhook URL must be http(s) with a host, got {url!r}")
+        port = target.port or (443 if target.scheme == "https" else 80)
+        address = await self._egress.checked_address(target.host, port)
+        headers = {"User-Agent": "lakehouse-alerts/1", "Host": target.netloc.decode("ascii")}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        request = self._client.build_request("POST", target.copy_with(host=str(address)), json=payload,
+                                             headers=headers, extensions=extensions)
+        response = await self._client.send(request, stream=True)
+        await response.aclose()  # the body is never read: nothing of it reaches the tenant
+        return response
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -4,6 +4,14 @@ A client asks for CSV with ``?format=csv`` or ``Accept: text/csv``. The CSV is m
 JSON answer the dashboard reads, so a download never costs another query and always shows the numbers on
 screen. Numbers are written as Python prints them (``repr`` of a float round-trips exactly), times as
 ISO-8601 UTC, a missing value as an empty field.
+
+Formula injection: dimension values are tenant data (any client can send an event with page
+``=HYPERLINK(...)``), and a spreadsheet runs a cell that starts with ``=``, ``+``, ``-``, ``@``, tab or
+carriage return as a formula. Every *text* cell starting with one of these (or a line feed) gets a single
+quote in front, which spreadsheets show as text. Numbers are never prefixed: a negative count or revenue
+is written as the number it is (``-3``, ``-0.5``), since a value the API typed as a number cannot hold a
+formula; a *text* value that looks like a number (a page named ``-1``) is text and is prefixed like any
+other text. Times are written by the API (ISO-8601, starting with a digit), so they are never touched.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from fastapi import HTTPException, Query, Request
@@ -35,19 +44,29 @@ async def csv_requested(
     return CSV_MEDIA_TYPE in accept and "application/json" not in accept
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def neutralized(text: str) -> str:
+    """A text cell a spreadsheet will show as text, never evaluate (OWASP's CSV injection guidance)."""
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)
-    return value
+    if isinstance(value, int | Decimal):
+        return value
+    return neutralized(str(value))
 
 
 def csv_bytes(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> bytes:
     """RFC 4180 CSV (CRLF line ends, quoted where needed) with a header row, UTF-8."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(columns)
+    writer.writerow([neutralized(str(c)) for c in columns])
     writer.writerows([_cell(v) for v in row] for row in rows)
     return out.getvalue().encode()
 

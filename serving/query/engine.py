@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from opentelemetry import trace
+
 from common.hot_store import HotStore
 from serving.query.spec import METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
@@ -27,6 +29,9 @@ DEFAULT_ROW_CAP = 10_000
 
 class QueryTimeout(TimeoutError):
     """The query ran past the configured timeout and was cancelled."""
+
+
+_tracer = trace.get_tracer("lakehouse.query")
 
 
 @dataclass
@@ -88,10 +93,16 @@ class QueryEngine:
 
     def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         self.tier_queries[segment.source.tier] += 1
-        if segment.source.tier == "hot":
-            rows = self._run_hot(spec, segment, tenant, whole)
-        else:
-            rows = self._run_lake(spec, segment, tenant, whole)
+        # one span per tier query (a no-op unless tracing is configured: serving/tracing.py)
+        with _tracer.start_as_current_span(f"query {segment.source.tier}", attributes={
+                "lakehouse.tier": segment.source.tier, "lakehouse.table": segment.source.table,
+                "lakehouse.tenant": tenant, "lakehouse.metrics": list(spec.metrics),
+                "lakehouse.from": segment.start.isoformat(), "lakehouse.to": segment.end.isoformat()}) as span:
+            if segment.source.tier == "hot":
+                rows = self._run_hot(spec, segment, tenant, whole)
+            else:
+                rows = self._run_lake(spec, segment, tenant, whole)
+            span.set_attribute("lakehouse.rows", len(rows))
         renames = {metric_alias(m): m for m in spec.metrics}
         return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
 

@@ -18,6 +18,7 @@ from serving.alerts.rules import AlertError, Rule, parse_condition, parse_window
 from serving.alerts.store import AlertState, AlertStore
 from serving.context import Serving
 from serving.query.models import FilterModel
+from serving.webhook_guard import EgressPolicy
 
 
 class ThresholdCondition(BaseModel):
@@ -101,7 +102,8 @@ class History(BaseModel):
     entries: list[HistoryItem]
 
 
-def _rule_from(body: RuleIn, tenant: str, rule_id: str, created_at: datetime | None = None) -> Rule:
+def _rule_from(body: RuleIn, tenant: str, rule_id: str, egress: EgressPolicy,
+               created_at: datetime | None = None) -> Rule:
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # stored to the millisecond
     rule = Rule(
@@ -110,10 +112,10 @@ def _rule_from(body: RuleIn, tenant: str, rule_id: str, created_at: datetime | N
         condition=parse_condition(body.condition.model_dump()), webhook_url=body.webhook_url, enabled=body.enabled,
         created_at=created_at or now, updated_at=now,
     )
-    return validate_rule(rule, now)
+    return validate_rule(rule, now, egress)
 
 
-def _out(rule: Rule, state: AlertState) -> RuleOut:
+def rule_out(rule: Rule, state: AlertState) -> RuleOut:
     return RuleOut(
         id=rule.id, tenant=rule.tenant, name=rule.name, metric=rule.metric, filters=rule.filters,
         window=window_text(rule.window_minutes), condition=rule.condition.as_dict(), webhook_url=rule.webhook_url,
@@ -128,6 +130,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
     router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
     store = alerts or AlertStore(serving.store)
     tenant_of = serving.tenant_dependency
+    egress = EgressPolicy.from_settings(serving.settings)
     not_found = {404: {"description": "no such rule for this tenant"}}
     invalid = {400: {"description": "the rule is invalid; the message says what to send"}}
 
@@ -146,28 +149,28 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
     @router.post("", status_code=201, response_model=RuleOut, responses=invalid,
                  summary="Create an alert rule (threshold or change against the previous window)")
     def create(body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
-        rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex))
+        rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex, egress))
         store.put_rule(rule)
-        return _out(rule, AlertState(tenant, rule.id))
+        return rule_out(rule, AlertState(tenant, rule.id))
 
     @router.get("", response_model=RuleList, summary="The tenant's alert rules with their current state")
     def list_rules(tenant: str = Depends(tenant_of)) -> RuleList:
         states = store.states(tenant)
-        return RuleList(rules=[_out(r, states.get((tenant, r.id)) or AlertState(tenant, r.id))
+        return RuleList(rules=[rule_out(r, states.get((tenant, r.id)) or AlertState(tenant, r.id))
                                for r in store.rules(tenant)])
 
     @router.get("/{rule_id}", response_model=RuleOut, responses=not_found, summary="One rule and its state")
     def get_rule(rule_id: str, tenant: str = Depends(tenant_of)) -> RuleOut:
-        return _out(existing(tenant, rule_id), store.state(tenant, rule_id))
+        return rule_out(existing(tenant, rule_id), store.state(tenant, rule_id))
 
     @router.put("/{rule_id}", response_model=RuleOut, responses={**not_found, **invalid},
                 summary="Replace a rule (its incident state is kept: a firing rule whose new condition holds "
                         "no more recovers with a notice)")
     def put_rule(rule_id: str, body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
         old = existing(tenant, rule_id)
-        rule = checked(lambda: _rule_from(body, tenant, rule_id, created_at=old.created_at))
+        rule = checked(lambda: _rule_from(body, tenant, rule_id, egress, created_at=old.created_at))
         store.put_rule(rule)
-        return _out(rule, store.state(tenant, rule_id))
+        return rule_out(rule, store.state(tenant, rule_id))
 
     @router.delete("/{rule_id}", status_code=204, responses=not_found,
                    summary="Delete a rule (notifications still queued for it are dropped)")

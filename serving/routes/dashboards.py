@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+import orjson
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from serving.context import Serving
 from serving.dashboards.store import CHARTS, MAX_WIDGETS, Dashboard, DashboardStore, Widget
 from serving.query.csv_export import csv_filename, csv_response, stamp
 from serving.query.models import QueryModel, spec_input, stored_query
+from serving.reports.pdf import render_dashboard
 from serving.services.dashboards import DashboardService, WidgetDraft
 
 
@@ -76,13 +79,37 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
                             "is added to each widget's filters (drill-down). Each widget answers what "
                             "POST /v1/query answers for its query, or says why it cannot (`error`).")
     async def data(
+        request: Request,
         dashboard_id: str,
         tenant: str = Depends(tenant_of),
         range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
     ) -> Response:
-        answer = await service.data(tenant, await service.view(tenant, dashboard_id, range_, filter_))
+        view = await service.view(tenant, dashboard_id, range_, filter_)
+        if serving.auth is not None:  # one token per widget: a dashboard runs one query per widget
+            widgets = len(view.dashboard.widgets)
+            await serving.auth.charge(getattr(request.state, "caller", None), widgets - 1,
+                                      f"dashboard {view.dashboard.id!r} ({widgets} widgets)")
+        answer = await service.data(tenant, view)
         return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.how})
+
+    @router.get("/{dashboard_id}/report.pdf", summary="The dashboard as a PDF report",
+                description="A cover (title, tenant, range, filters, generation time), then one page per widget: "
+                            "its chart and its numbers as a table; pages numbered. `range` and `filter` as for "
+                            "`/data`, whose answer it prints.",
+                response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+    async def report(
+        dashboard_id: str,
+        tenant: str = Depends(tenant_of),
+        range_: str | None = Query(None, alias="range", description="replaces every widget's range"),
+        filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
+    ) -> Response:
+        view = await service.view(tenant, dashboard_id, range_, filter_)
+        answer = await service.data(tenant, view)
+        pdf = await run_in_threadpool(render_dashboard, orjson.loads(answer.body), tenant)
+        name = f"{view.dashboard.id}-{orjson.loads(answer.body)['generated_at'][:16].replace(':', '')}.pdf"
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'attachment; filename="{name}"', "X-Cache": answer.how})
 
     @router.get("/{dashboard_id}/widgets/{widget_id}/data.csv", summary="One widget's answer as CSV",
                 response_class=Response, responses={200: {"content": {"text/csv": {}}}})

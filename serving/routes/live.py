@@ -1,9 +1,13 @@
 """Live updates: a Server-Sent Events stream of a metric's newest minutes.
 
 Every ``live_interval_seconds`` each open stream sends the minute series of the last N minutes (the
-in-flight minute included, so a chart sees events seconds after they were sent). The series comes
-through the query cache under a key shared by every viewer of the same question, kept just under one
-interval: thousands of viewers of one dashboard cost one hot-tier query per interval.
+in-flight minute included, so a chart sees events seconds after they were sent), from
+``serving.services.live`` (shared with the WebSocket and GraphQL subscriptions: one hot-tier query per
+question and interval, however many viewers).
+
+Each distinct question still costs a hot query per interval, so one API key may hold at most
+``live_max_streams_per_key`` streams open on a process, SSE and WebSocket together (``serving.streams``);
+one more is answered 429 until one closes.
 """
 
 from __future__ import annotations
@@ -11,47 +15,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
 
-from common.events import format_ts
 from common.hot_store import HotStoreError
-from serving.cache import cache_key
 from serving.context import Serving
 from serving.query.engine import QueryTimeout
-from serving.query.spec import QueryError, QuerySpec, SpecInput, build_spec, parse_filter_params
+from serving.query.spec import QueryError
+from serving.services.live import MAX_MINUTES, LiveFeed, LiveQuestion
+from serving.tenancy.streams import TooManyStreams
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0  # a comment line at least this often keeps proxies from closing an idle stream
-MAX_MINUTES = 180
 
 
 def sse_event(event: str, data: bytes, event_id: int) -> bytes:
     """One SSE event; ``data`` is one line of JSON (orjson never writes a newline)."""
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.encode(), data)
-
-
-def _iso(epoch: int) -> str:
-    return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
-
-
-def minute_series(spec: QuerySpec, dims: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
-    """One series per group, every minute of the range present (minutes without events are 0)."""
-    first = int(spec.start.timestamp())
-    minutes = range(first, int(spec.end.timestamp()), 60)
-    groups: dict[tuple, dict[int, Any]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[1:-1]), {})[int(row[0])] = row[-1]
-    if not groups and not dims:
-        groups[()] = {}
-    return [{"group": dict(zip(dims, key, strict=True)), "points": [[_iso(m), values.get(m, 0)] for m in minutes]}
-            for key, values in groups.items()]
 
 
 def live_router(serving: Serving) -> APIRouter:
@@ -61,22 +46,7 @@ def live_router(serving: Serving) -> APIRouter:
     serving.counters.setdefault("live_streams_open", 0)
     serving.counters.setdefault("live_streams_total", 0)
 
-    async def snapshot(tenant: str, raw: SpecInput, dims: list[str], metric: str, minutes: int) -> bytes:
-        now = datetime.now(UTC)
-        spec = build_spec(raw, now=now)
-        identity = spec.cache_identity() | {"start": None, "end": None, "range": raw.range, "live": True}
-
-        async def compute() -> bytes:
-            result = await asyncio.wait_for(run_in_threadpool(serving.engine.run, tenant, spec, now),
-                                            timeout=settings.query_timeout_seconds)
-            return orjson.dumps({
-                "metric": metric, "group_by": dims, "minutes": minutes, "at": format_ts(now, "auto"),
-                "from": format_ts(spec.start, "auto"), "to": format_ts(now, "auto"),
-                "series": minute_series(spec, dims, result.rows), "sources": result.sources,
-            })
-
-        body, _ = await serving.cache.get_or_compute(cache_key(tenant, "live", identity), interval * 0.9, compute)
-        return body
+    feed = LiveFeed(serving.engine, serving.cache, settings)
 
     @router.get(
         "/live",
@@ -101,9 +71,25 @@ def live_router(serving: Serving) -> APIRouter:
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
     ) -> Any:
         dims = [d for d in (group_by or "").split(",") if d]
-        raw = SpecInput(metrics=[metric], range=f"{minutes}m", granularity="minute", dimensions=dims,
-                        filters=parse_filter_params(filter_))
-        build_spec(raw, now=datetime.now(UTC))  # a bad question is a 400 (serving.errors) before the stream starts
+        question = LiveQuestion.of(metric, minutes, dims, filter_)  # a bad one is a 400 before the stream starts
+        caller = getattr(request.state, "caller", None)
+        holder = caller.key_id if caller is not None else "open"  # as the WebSocket route counts it
+        assert serving.streams is not None
+        slot = serving.streams.hold(holder)
+        try:
+            slot.__enter__()  # held until the stream ends: released in events() or by the background task
+        except TooManyStreams as exc:
+            serving.counters["live_streams_refused"] = serving.counters.get("live_streams_refused", 0) + 1
+            return JSONResponse(status_code=429, headers={"Retry-After": str(int(max(interval, 1.0)))},
+                                content={"error": f"{exc}, or share one stream between widgets that ask the same "
+                                                  "question"})
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                slot.__exit__(None, None, None)
 
         async def events() -> AsyncIterator[bytes]:
             serving.counters["live_streams_open"] += 1
@@ -116,7 +102,7 @@ def live_router(serving: Serving) -> APIRouter:
                 while not await request.is_disconnected():
                     sent += 1
                     try:
-                        yield sse_event("update", await snapshot(tenant, raw, dims, metric, minutes), sent)
+                        yield sse_event("update", await feed.snapshot(tenant, question), sent)
                     except (QueryError, QueryTimeout, TimeoutError, HotStoreError) as exc:
                         yield sse_event("error", orjson.dumps({"error": str(exc) or type(exc).__name__}), sent)
                     last_write = loop.time()
@@ -128,8 +114,10 @@ def live_router(serving: Serving) -> APIRouter:
                             last_write = loop.time()
             finally:
                 serving.counters["live_streams_open"] -= 1
+                release()
 
-        return StreamingResponse(events(), media_type="text/event-stream",
+        # released by the stream's end, or by the background task when the stream never started
+        return StreamingResponse(events(), media_type="text/event-stream", background=BackgroundTask(release),
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return router

@@ -20,10 +20,10 @@ from fastapi.responses import Response
 from serving.context import Serving
 from serving.observability import current_route, request_fields
 from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
-from serving.query.engine import QueryResult
 from serving.query.models import QueryModel, spec_input
-from serving.query.spec import DIMENSIONS, GRANULARITIES, METRICS, QuerySpec, SpecInput, parse_filter_params
-from serving.services.queries import Answer, QueryAnswers, Shape, bucket_iso, query_table
+from serving.query.spec import SpecInput
+from serving.services import questions
+from serving.services.queries import Answer, QueryAnswers, Shape, query_table
 
 # A CSV export: the download's name and the table (columns, rows) made from the JSON answer.
 CsvExport = tuple[str, Callable[[dict[str, Any]], tuple[list[str], list[list[Any]]]]]
@@ -69,15 +69,9 @@ def queries_router(serving: Serving) -> APIRouter:
             serving.metrics.observe_query(current_route(), found.tiers, time.perf_counter() - started)
         return respond(found, export)
 
-    def get_input(metric: list[str], range_: str | None, from_: datetime | None, to: datetime | None,
-                  filters: list[str], tier: str, **extra: Any) -> SpecInput:
-        return SpecInput(metrics=metric, range=range_, start=from_, end=to, filters=parse_filter_params(filters),
-                         tier=tier, **extra)
-
     @router.get("/catalog", summary="The metrics, dimensions and granularities that can be queried")
     def catalog() -> dict[str, Any]:
-        return {"metrics": {name: m.description for name, m in METRICS.items()}, "dimensions": list(DIMENSIONS),
-                "granularities": list(GRANULARITIES), "tiers": ["auto", "hot", "warm", "cold"]}
+        return questions.catalog()
 
     @router.get("/timeseries", summary="A metric over time, optionally one line per dimension value",
                 description="e.g. `/v1/timeseries?metric=page_views&range=7d&group_by=country&filter=device:mobile`")
@@ -94,16 +88,7 @@ def queries_router(serving: Serving) -> APIRouter:
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
         dims = [d for d in (group_by or "").split(",") if d]
-
-        def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
-            series: dict[tuple, dict[str, Any]] = {}
-            for row in result.rows:
-                key = tuple(row[1:-1])
-                entry = series.setdefault(key, {"group": dict(zip(dims, key, strict=True)), "points": []})
-                entry["points"].append([bucket_iso(row[0]), row[-1]])
-            return {"metric": metric, "group_by": dims, "series": list(series.values())}
-
-        raw = get_input([metric], range_, from_, to, filter_, tier, granularity=granularity, dimensions=dims)
+        raw, shape = questions.timeseries(metric, dims, range_, from_, to, granularity, filter_, tier)
         export = (f"timeseries-{metric}", _series_table(dims, metric)) if as_csv else None
         return await answer(tenant, raw, shape, export)
 
@@ -121,12 +106,7 @@ def queries_router(serving: Serving) -> APIRouter:
         tier: str = "auto",
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
-        def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
-            return {"metric": metric, "by": by, "filters": [list(f) for f in _echo(spec)],
-                    "rows": [{by: row[0], "value": row[1]} for row in result.rows]}
-
-        raw = get_input([metric], range_, from_, to, filter_, tier, dimensions=[by], limit=limit,
-                        order_by=[{"field": metric, "direction": "desc"}])
+        raw, shape = questions.breakdown(metric, by, range_, from_, to, filter_, limit, tier)
         export = (f"breakdown-{metric}-by-{by}", _rows_table([by, metric], [by, "value"])) if as_csv else None
         return await answer(tenant, raw, shape, export)
 
@@ -143,12 +123,7 @@ def queries_router(serving: Serving) -> APIRouter:
         tier: str = "auto",
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
-        def shape(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:
-            return {"metric": metric, "by": by, "n": n,
-                    "rows": [{"rank": i + 1, by: row[0], "value": row[1]} for i, row in enumerate(result.rows)]}
-
-        raw = get_input([metric], range_, from_, to, filter_, tier, dimensions=[by], limit=n,
-                        order_by=[{"field": metric, "direction": "desc"}])
+        raw, shape = questions.topn(metric, by, n, range_, from_, to, filter_, tier)
         columns = ["rank", by, metric]
         export = (f"topn-{metric}-by-{by}", _rows_table(columns, ["rank", by, "value"])) if as_csv else None
         return await answer(tenant, raw, shape, export)
@@ -164,6 +139,3 @@ def queries_router(serving: Serving) -> APIRouter:
 
     return router
 
-
-def _echo(spec: QuerySpec) -> list[tuple[str, str, list[Any]]]:
-    return [(f.field, f.op, list(f.values)) for f in spec.filters]

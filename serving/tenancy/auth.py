@@ -15,7 +15,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,11 @@ _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-K
 _HOW_TO_SEND = "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
 
+NO_KEY = f"an API key is required: {_HOW_TO_SEND}"
+UNKNOWN_KEY = ("unknown or revoked API key (or its tenant is disabled); ask an admin for a key: "
+               "`lakehouse tenants key create <tenant>`")
+
+
 class AuthError(Exception):
     """Answered as ``{"error": message}`` with ``status`` (401, 403, 429, 503) and extra headers
     (``serving.errors``)."""
@@ -44,6 +49,13 @@ class AuthError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+def keys_sent(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The keys a request or WebSocket handshake sends: ``Authorization: Bearer`` and ``X-API-Key``."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    bearer = credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    return bearer, headers.get("x-api-key") or None
 
 
 def bearer_headers(key: str) -> dict[str, str]:
@@ -139,14 +151,13 @@ class ApiKeyAuth:
             raise self._reject(400, "two different API keys were sent (Authorization and X-API-Key); send one")
         key = bearer or header
         if not key:
-            raise self._reject(401, f"an API key is required: {_HOW_TO_SEND}", {"WWW-Authenticate": "Bearer"})
+            raise self._reject(401, NO_KEY, {"WWW-Authenticate": "Bearer"})
         admin = self.settings.admin_key
         if admin and hmac.compare_digest(key.encode(), admin.encode()):
             return Caller("settings", "admin", None)
         caller = (await self._table()).get(hash_key(key))
         if caller is None:
-            raise self._reject(401, "unknown or revoked API key (or its tenant is disabled); ask an admin for a "
-                                    "key: `lakehouse tenants key create <tenant>`", {"WWW-Authenticate": "Bearer"})
+            raise self._reject(401, UNKNOWN_KEY, {"WWW-Authenticate": "Bearer"})
         if caller.rate_per_second is not None:
             decision = await self.limiter.take(caller.key_id, caller.rate_per_second, caller.burst)
             if not decision.allowed:
@@ -155,12 +166,58 @@ class ApiKeyAuth:
                                 {"Retry-After": str(decision.retry_after_s)})
         return caller
 
+    async def charge(self, caller: Caller | None, extra_tokens: int, why: str) -> None:
+        """Take ``extra_tokens`` more from the caller's bucket (the request's own token is already taken), for
+        a request that costs several queries; 429 when the bucket does not hold them."""
+        if caller is None or caller.rate_per_second is None or extra_tokens <= 0:
+            return
+        decision = await self.limiter.take(caller.key_id, caller.rate_per_second, caller.burst, extra_tokens)
+        if not decision.allowed:
+            raise AuthError(429, f"rate limit of key {caller.key_id} exceeded: {why} costs {extra_tokens + 1} tokens "
+                                 f"({caller.rate_per_second:g} requests/s, burst {caller.burst}); retry after "
+                                 f"{decision.retry_after_s} s", {"Retry-After": str(decision.retry_after_s)})
+
+    async def refusal(self, bearer: str | None, header: str | None) -> str | None:
+        """Why a request must be refused before its body is read (no key, or none of its keys is known), or
+        None. A cheap look-up (no rate-limit charge); the route's dependency still does the full check. When
+        the key table cannot be read the answer is None: the route then answers 503 as usual."""
+        keys = [k for k in (bearer, header) if k]
+        if not keys:
+            self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
+            return NO_KEY
+        admin = self.settings.admin_key
+        if admin and any(hmac.compare_digest(k.encode(), admin.encode()) for k in keys):
+            return None
+        try:
+            table = await self._table()
+        except AuthError:
+            return None
+        if any(hash_key(k) in table for k in keys):
+            return None
+        self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
+        return UNKNOWN_KEY
+
+    async def still_valid(self, key: str) -> bool:
+        """Whether ``key`` would still be let in (not revoked, tenant enabled), without charging its rate
+        limit: open live connections ask this every interval and close once it is no longer so. While the
+        key table cannot be read at all, open connections are let be (as requests use the last copy)."""
+        admin = self.settings.admin_key
+        if admin and hmac.compare_digest(key.encode(), admin.encode()):
+            return True
+        try:
+            return hash_key(key) in await self._table()
+        except AuthError:
+            return True
+
     def _dependencies(self) -> tuple[Callable[..., Any], ...]:
         async def caller(
+            request: Request,
             bearer: HTTPAuthorizationCredentials | None = Security(_BEARER),
             header: str | None = Security(_HEADER),
         ) -> Caller:
-            return await self.authenticate(bearer.credentials if bearer else None, header)
+            who = await self.authenticate(bearer.credentials if bearer else None, header)
+            request.state.caller = who  # for routes that charge more than one token or count streams per key
+            return who
 
         async def tenant(
             request: Request,

@@ -326,8 +326,8 @@ function renderLine(body, widget, kind = "scatter") {
       trace.y.push(row[index(metric)]);
     }
   }
-  const traces = [...series.values()].map((t) => ({ type: kind, mode: "lines+markers", name: t.name, x: t.x, y: t.y,
-    marker: { size: 4 } }));
+  const traces = [...series.values()].map((t) => ({ type: kind, mode: "lines+markers", name: plotText(t.name),
+    x: t.x, y: t.y, marker: { size: 4 } }));
   plotInto(body, traces, { xaxis: { type: "date" }, showlegend: traces.length > 1 });
   const totals = [...series.values()].map((t) => {
     const total = t.y.reduce((a, b) => a + b, 0);
@@ -356,12 +356,14 @@ function valuesTable(widget, dim, metric, drillable) {
 function renderPie(body, widget) {
   const { metrics, dims, index } = split(widget);
   const [dim, metric] = [dims[0], metrics[0]];
+  const keys = widget.rows.map((r) => r[index(dim)]);
   const div = plotInto(body, [{
-    type: "pie", labels: widget.rows.map((r) => String(r[index(dim)])), values: widget.rows.map((r) => r[index(metric)]),
+    type: "pie", labels: keys.map(plotText), values: widget.rows.map((r) => r[index(metric)]),
     sort: false, textinfo: "label+percent", hole: 0.35,
   }], { margin: { t: 10, r: 10, b: 10, l: 10 }, showlegend: false });
-  if (!div.dataset.drill) { // one handler per plot, reading the widget's dimension at click time
-    div.on("plotly_click", (event) => drill(div.dataset.dimension, event.points[0].label));
+  div.keys = keys; // the raw values: the labels are escaped for display
+  if (!div.dataset.drill) { // one handler per plot, reading the widget's dimension and values at click time
+    div.on("plotly_click", (event) => drill(div.dataset.dimension, div.keys[event.points[0].pointNumber]));
     div.dataset.drill = "1";
   }
   div.dataset.dimension = dim;
@@ -372,10 +374,12 @@ function renderBar(body, widget) {
   const { metrics, dims, index, hasBucket } = split(widget);
   if (hasBucket) return renderLine(body, widget, "bar");
   const [dim, metric] = [dims[0], metrics[0]];
-  const div = plotInto(body, [{ type: "bar", x: widget.rows.map((r) => String(r[index(dim)])),
+  const keys = widget.rows.map((r) => r[index(dim)]);
+  const div = plotInto(body, [{ type: "bar", x: keys.map(plotText),
     y: widget.rows.map((r) => r[index(metric)]) }], { xaxis: { type: "category" } });
+  div.keys = keys;
   if (!div.dataset.drill) {
-    div.on("plotly_click", (event) => drill(div.dataset.dimension, event.points[0].x));
+    div.on("plotly_click", (event) => drill(div.dataset.dimension, div.keys[event.points[0].pointNumber]));
     div.dataset.drill = "1";
   }
   div.dataset.dimension = dim;

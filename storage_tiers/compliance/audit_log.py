@@ -4,8 +4,18 @@ Layout: ``<lake>/audit/log/<12-digit seq>.json``, one JSON object per record, an
 (the anchor: the newest seq and hash, rewritten after each append). A record holds ``seq``, ``at`` (UTC
 ISO), ``action``, ``dataset``, ``partition``, ``tier_from``, ``tier_to``, ``rows``, ``bytes``,
 ``checksum``, ``run_id``, ``reason``, ``details``, ``prev_hash`` (the previous record's ``hash``, 64
-zeros for the first) and ``hash`` = sha256 hex of the canonical JSON (sorted keys, no spaces, UTF-8)
-of the record without ``hash``.
+zeros for the first) and ``hash`` = HMAC-SHA256 (hex) of the canonical JSON (sorted keys, no spaces,
+UTF-8) of the record without ``hash``, keyed with ``audit_hmac_key``: a key kept outside the lake (a
+setting from the operator's secret store, or ``<home>/secrets/audit-hmac.key`` generated once, mode
+0600), so someone who can write the lake cannot recompute a valid chain after editing a record.
+
+Every append also writes a signed anchor ``{"seq", "hash", "mac"}`` as a new, never-replaced object in
+the anchor store (``audit_anchor_uri``: a folder outside the lake, by default ``<home>/audit-anchor``;
+in production an S3 bucket with Object Lock in compliance mode, where nobody can overwrite or delete
+an object before its retention ends). ``verify`` checks each anchor's signature and that the log's
+record of that seq still has the anchored hash, so a history rewritten end to end (edit, recomputed
+chain, rewritten ``head.json``) is named at its first altered record even by someone holding the key,
+as long as they cannot rewrite the anchor store.
 
 Appends never overwrite: a record is created only if its name does not exist yet (a hard link, which
 fails on an existing name, on a local lake; a conditional ``PUT`` with ``If-None-Match: *`` on S3/MinIO,
@@ -24,6 +34,7 @@ bucket, a ticket) closes that gap. See docs/architecture.md, "Tiers, retention a
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -36,6 +47,7 @@ import pyarrow.fs as pafs
 
 from common.events import format_ts
 from common.lake import audit_log_path, fs_path, is_s3, lake_filesystem
+from common.local_secret import read_or_create_secret
 from common.settings import Settings
 
 ACTIONS = ("move", "drop_hot", "compact_cold", "mark_cold", "purge", "hold_placed", "hold_released", "restate")
@@ -55,6 +67,12 @@ class AuditVerification:
     problems: list[str] = field(default_factory=list)
     head: dict[str, Any] | None = None
 
+    @property
+    def first_bad_seq(self) -> int | None:
+        """The lowest seq a problem names: where the history stops being trustworthy."""
+        seqs = [int(m) for p in self.problems for m in re.findall(r"record (\d{12})", p)]
+        return min(seqs) if seqs else None
+
     def __str__(self) -> str:
         if self.ok:
             return f"audit log intact: {self.records} record(s), chain and anchor verified"
@@ -65,9 +83,24 @@ def canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
-def record_hash(record: dict[str, Any]) -> str:
-    """sha256 of the record's canonical JSON without its ``hash`` field."""
-    return hashlib.sha256(canonical({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+def record_hash(record: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 of the record's canonical JSON without its ``hash`` field."""
+    return hmac.new(key, canonical({k: v for k, v in record.items() if k != "hash"}), hashlib.sha256).hexdigest()
+
+
+def anchor_mac(seq: int, record_hash_hex: str, key: bytes) -> str:
+    return hmac.new(key, f"anchor:{seq}:{record_hash_hex}".encode(), hashlib.sha256).hexdigest()
+
+
+def audit_key(settings: Settings) -> bytes:
+    """``audit_hmac_key``, else a key generated once into ``<home>/secrets/audit-hmac.key`` (mode 0600)."""
+    if settings.audit_hmac_key:
+        return settings.audit_hmac_key.encode()
+    return read_or_create_secret(settings.home / "secrets" / "audit-hmac.key").encode()
+
+
+def anchor_location(settings: Settings) -> str:
+    return settings.audit_anchor_uri or str(settings.home / "audit-anchor")
 
 
 def _name(seq: int) -> str:
@@ -169,6 +202,17 @@ class AuditLog:
         else:
             self._log, self._anchor = _LocalObjects(log), _LocalObjects(parent)
         self.location = audit_log_path(settings)
+        self._key = audit_key(settings)
+        self.anchor_location = anchor_location(settings)
+        if self.anchor_location.startswith("s3://"):
+            self._anchors: _LocalObjects | _S3Objects = _S3Objects(
+                settings, self.anchor_location.removeprefix("s3://").rstrip("/"), lake_filesystem(settings))
+        else:
+            self._anchors = _LocalObjects(self.anchor_location)
+
+    def hash_of(self, record: dict[str, Any]) -> str:
+        """The record's ``hash`` as this log computes it (keyed)."""
+        return record_hash(record, self._key)
 
     # ------------------------------------------------------------------------------------ reading
 
@@ -180,16 +224,22 @@ class AuditLog:
                 out.append((int(match[1]), name))
         return sorted(out)
 
-    def records(self) -> list[dict[str, Any]]:
-        """All records in seq order (unparseable ones are skipped here; ``verify`` reports them)."""
+    def records(self, strict: bool = False) -> list[dict[str, Any]]:
+        """All records in seq order. Unparseable ones are skipped (``verify`` reports them), unless ``strict``:
+        then one raises, for readers that must not act on a partial log (the purge's legal holds)."""
         out = []
         for _, name in self._seq_names():
             body = self._log.read(name)
             if body is None:
+                if strict:
+                    raise AuditError(f"audit record {name} vanished while reading {self.location}")
                 continue
             try:
                 out.append(json.loads(body))
-            except json.JSONDecodeError:
+            except json.JSONDecodeError as exc:
+                if strict:
+                    raise AuditError(f"audit record {name} in {self.location} is not valid JSON ({exc.msg}): it may "
+                                     "be a legal hold; run `lakehouse audit verify` and restore it") from exc
                 continue
         return out
 
@@ -256,9 +306,12 @@ class AuditLog:
                 "details": details or {},
                 "prev_hash": last_hash,
             }
-            record["hash"] = record_hash(record)
+            record["hash"] = self.hash_of(record)
             if self._log.create(_name(record["seq"]), canonical(record) + b"\n"):
                 self._write_anchor(record)
+                signed = {"seq": record["seq"], "hash": record["hash"],
+                          "mac": anchor_mac(record["seq"], record["hash"], self._key)}
+                self._anchors.create(_name(record["seq"]), canonical(signed) + b"\n")  # never replaced
                 return record
         raise AuditError(f"could not append to {self.location} after {_APPEND_ATTEMPTS} attempts (heavy contention)")
 
@@ -294,7 +347,7 @@ class AuditLog:
                 continue
             if record.get("seq") != seq:
                 problems.append(f"{label}: holds seq {record.get('seq')!r}: records reordered or renamed")
-            if record.get("hash") != record_hash(record):
+            if record.get("hash") != self.hash_of(record):
                 problems.append(f"{label}: hash mismatch: its content was altered")
             if prev_hash is not None and record.get("prev_hash") != prev_hash and seq == expected_seq:
                 problems.append(f"{label}: prev_hash does not match the hash of record {seq - 1:012d}: "
@@ -308,9 +361,44 @@ class AuditLog:
                                 "newest record(s) removed")
             else:
                 body = self._log.read(_name(head["seq"]))
-                anchored = json.loads(body) if body else {}
+                try:
+                    anchored = json.loads(body) if body else {}
+                except json.JSONDecodeError:
+                    anchored = {}  # already reported above as not valid JSON
                 if anchored.get("hash") != head["hash"]:
                     problems.append(f"record {head['seq']:012d}: differs from the anchor (head.json): altered")
         elif names:
             problems.append("the anchor (head.json) is missing while the log has records")
+        problems += self._check_anchors(names[-1][0] if names else 0)
         return AuditVerification(ok=not problems, records=count, problems=problems, head=head)
+
+    def _check_anchors(self, last_seq: int) -> list[str]:
+        """Each signed anchor against the log: a rewritten history differs from what was anchored at append."""
+        problems: list[str] = []
+        for name in self._anchors.names():
+            match = _NAME.match(name)
+            body = self._anchors.read(name) if match else None
+            if not match or body is None:
+                continue
+            seq = int(match[1])
+            try:
+                anchor = json.loads(body)
+                valid = hmac.compare_digest(str(anchor.get("mac", "")),
+                                            anchor_mac(int(anchor["seq"]), str(anchor["hash"]), self._key))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                valid = False
+            if not valid or anchor.get("seq") != seq:
+                problems.append(f"record {seq:012d}: its anchor in {self.anchor_location} is not validly signed")
+                continue
+            if seq > last_seq:
+                problems.append(f"record {seq:012d}: anchored but missing from the log (newest records removed)")
+                continue
+            body = self._log.read(_name(seq))
+            try:
+                logged = json.loads(body) if body else {}
+            except json.JSONDecodeError:
+                logged = {}
+            if logged.get("hash") != anchor["hash"]:
+                problems.append(f"record {seq:012d}: differs from the hash anchored when it was appended "
+                                f"({self.anchor_location}): the history was rewritten from here")
+        return problems

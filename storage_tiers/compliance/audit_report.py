@@ -72,8 +72,8 @@ class _RecordsUpTo:
     def __init__(self, records: list[dict[str, Any]]) -> None:
         self._records = records
 
-    def records(self) -> list[dict[str, Any]]:
-        return self._records
+    def records(self, strict: bool = False) -> list[dict[str, Any]]:
+        return self._records  # already parsed: unreadable records are in the verification's problems
 
 
 def _at(record: dict[str, Any]) -> datetime | None:

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date
 
-from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.compliance.audit_log import AuditError, AuditLog
 
 
 class HoldError(ValueError):
@@ -71,17 +71,32 @@ def release_hold(log: AuditLog, hold_id: str, reason: str = "", released_by: str
 
 
 def active_holds(log: AuditLog) -> list[LegalHold]:
-    """Holds placed and not released, in the order they were placed."""
+    """Holds placed and not released, in the order they were placed.
+
+    Every record must be readable: a record that does not parse, or a hold record without a usable tenant,
+    id or dates, raises ``HoldError`` instead of being skipped, since the skipped record could be the hold
+    that keeps data from the purge."""
     holds: dict[str, LegalHold] = {}
-    for record in log.records():
+    try:
+        records = log.records(strict=True)
+    except AuditError as exc:
+        raise HoldError(f"cannot read every legal hold: {exc}") from exc
+    for record in records:
+        action = record.get("action") if isinstance(record, dict) else None
+        if action not in ("hold_placed", "hold_released"):
+            continue
         details = record.get("details") or {}
-        if record.get("action") == "hold_placed":
-            holds[details["hold_id"]] = LegalHold(
-                details["hold_id"], details["tenant"], date.fromisoformat(details["start"]),
-                date.fromisoformat(details["end"]), record.get("reason", ""), record.get("at", ""),
-                details.get("placed_by", ""))
-        elif record.get("action") == "hold_released":
-            holds.pop(details.get("hold_id"), None)
+        try:
+            if action == "hold_placed":
+                holds[str(details["hold_id"])] = LegalHold(
+                    str(details["hold_id"]), str(details["tenant"]), date.fromisoformat(details["start"]),
+                    date.fromisoformat(details["end"]), record.get("reason", ""), record.get("at", ""),
+                    details.get("placed_by", ""))
+            else:
+                holds.pop(str(details["hold_id"]), None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HoldError(f"audit record {record.get('seq')!r} ({action}) is unreadable ({exc!r}); the holds it "
+                            "changes cannot be known: run `lakehouse audit verify` and restore the record") from exc
     return list(holds.values())
 
 

@@ -6,6 +6,13 @@ hour) is looked at per tenant: if every tenant in it is expired and unheld, the 
 whole; if only some are, it is rewritten without them (cold and warm files get a new manifest; the hot
 tier gets a synchronous ``ALTER TABLE … DELETE``). Every deletion is one ``purge`` audit record (rows,
 bytes, tenants). ``dry_run`` reports the same plan without touching anything or writing the audit.
+
+Before deleting anything a purge checks that it may (``PurgeRefused`` otherwise): ``as_of`` is not in
+the future (a future instant makes every unheld day look expired); the audit log verifies (holds are
+read from it, and a purge must not add to a log that was altered); every legal-hold record is readable
+(an unreadable one could be the hold that protects data); and the plan does not touch more than
+``purge_max_share`` of the lake's days unless the caller confirmed it. A cold day without a manifest
+(tenants unknown) is never deleted: it is reported in ``PurgeReport.blocked``.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ from common.lake_io import (
 )
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
-from storage_tiers.compliance.holds import LegalHold, active_holds, is_held
+from storage_tiers.compliance.holds import HoldError, LegalHold, active_holds, is_held
 from storage_tiers.policy import TierPolicy
 from storage_tiers.tiers.cold_files import (
     EVENTS_SORT,
@@ -72,16 +79,35 @@ class PurgeItem:
     bytes: int = 0
 
 
+class PurgeRefused(RuntimeError):
+    """The purge did not start; the message says why and what to do."""
+
+
+FUTURE_SKEW = timedelta(minutes=5)  # clocks of the scheduler and this process may differ a little
+
+
 @dataclass
 class PurgeReport:
     as_of: datetime
     dry_run: bool
     items: list[PurgeItem] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # partitions/tenants kept because of a hold
+    blocked: list[str] = field(default_factory=list)  # partitions not deleted because their content is unknown
+    share: float = 0.0  # the share of the lake's days this purge touches
 
     @property
     def rows(self) -> int:
         return sum(i.rows for i in self.items)
+
+
+def _day_of(partition: str) -> date | None:
+    """The day of a partition label (``dt=2026-01-02`` or ``dt=2026-01-02/hour=05``)."""
+    if not partition.startswith("dt="):
+        return None
+    try:
+        return date.fromisoformat(partition[3:13])
+    except ValueError:
+        return None
 
 
 class Purger:
@@ -119,9 +145,48 @@ class Purger:
             gone.append(tenant)
         return gone
 
-    def run(self, dry_run: bool = False) -> PurgeReport:
-        self.holds = active_holds(self.audit)
-        report = PurgeReport(self.as_of, dry_run)
+    def _days_present(self) -> set[date]:
+        days: set[date] = set()
+        for root in (cold_events_path(self.settings), rollups_daily_path(self.settings), archive_path(self.settings),
+                     rollups_hourly_path(self.settings)):
+            days.update(partition_days(self.fs, root))
+        return days
+
+    def check_allowed(self, now: datetime | None = None) -> None:
+        """Refuse a future ``as_of`` and an audit log that does not verify; load the holds (every one readable)."""
+        now = now or datetime.now(UTC)
+        if self.as_of > now + FUTURE_SKEW:
+            raise PurgeRefused(f"as_of {format_ts(self.as_of)} is in the future (now {format_ts(now)}): it would purge "
+                               "data that is not yet past retention; purge as of now or an earlier instant")
+        verification = self.audit.verify()
+        if not verification.ok:
+            raise PurgeRefused(f"the audit log does not verify ({verification.problems[0]}); nothing was purged: "
+                               "run `lakehouse audit verify`, restore the log, then purge again")
+        try:
+            self.holds = active_holds(self.audit)
+        except HoldError as exc:
+            raise PurgeRefused(f"{exc}; nothing was purged") from exc
+
+    def run(self, dry_run: bool = False, confirm_large: bool = False, now: datetime | None = None) -> PurgeReport:
+        self.check_allowed(now)
+        share = 0.0
+        if not dry_run:
+            plan = self._execute(PurgeReport(self.as_of, True), dry_run=True)
+            present = self._days_present()
+            touched = {_day_of(i.partition) for i in plan.items} & present
+            share = len(touched) / len(present) if present else 0.0
+            limit = self.settings.purge_max_share
+            if share > limit and not confirm_large:
+                raise PurgeRefused(
+                    f"this purge would touch {len(touched)} of the lake's {len(present)} days ({share:.0%}), more "
+                    f"than LAKEHOUSE_PURGE_MAX_SHARE={limit:g}; nothing was purged. Check the policy and as_of "
+                    "(a dry run lists the plan), then confirm (`--confirm-large-purge`, or the tiers resource's "
+                    "confirm_large_purge)")
+        report = self._execute(PurgeReport(self.as_of, dry_run), dry_run)
+        report.share = share
+        return report
+
+    def _execute(self, report: PurgeReport, dry_run: bool) -> PurgeReport:
         self._cold(cold_events_path(self.settings), "events", report, dry_run, EVENTS_SORT)
         self._cold(rollups_daily_path(self.settings), "rollups_daily", report, dry_run, ROLLUP_KEYS)
         self._warm_archive(report, dry_run)
@@ -147,11 +212,14 @@ class Purger:
                 continue
             folder = day_folder(root, day)
             manifest = manifest_of(self.fs, folder)
-            tenants = (manifest or {}).get("tenants", {})
-            gone = self._split(tenants, day, f"{dataset} cold dt={day}", report)
-            if manifest is not None and not gone:
+            if manifest is None:  # whose data it holds is unknown: a held tenant's day must not go blindly
+                report.blocked.append(f"{dataset} cold dt={day}: no manifest (tenants unknown), not deleted")
                 continue
-            whole = manifest is None or set(gone) == set(tenants)
+            tenants = manifest.get("tenants", {})
+            gone = self._split(tenants, day, f"{dataset} cold dt={day}", report)
+            if not gone:
+                continue
+            whole = set(gone) == set(tenants)
             rows = sum(tenants.get(t, 0) for t in gone)
             item = PurgeItem(dataset, "cold", f"dt={day}", gone, rows, whole)
             report.items.append(item)
@@ -159,9 +227,8 @@ class Purger:
                 continue
             if whole:
                 item.bytes = delete_folder(self.fs, folder)
-                self._audit(item, "cold", (manifest or {}).get("sha256"))
+                self._audit(item, "cold", manifest.get("sha256"))
                 continue
-            assert manifest is not None
             table = read_tables(self.fs, [f"{folder}/{manifest['file']}"])
             assert table is not None
             kept = table.filter(pc.invert(pc.is_in(table["tenant"], pa.array(gone))))

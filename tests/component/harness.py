@@ -114,15 +114,20 @@ class RouteLog:
         routes: list[Any] = []
 
         async def recorded(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
+            if scope["type"] not in ("http", "websocket"):
                 await app(scope, receive, send)
                 return
-            request = {"type": "http", "path": scope["path"], "method": scope["method"], "root_path": ""}
+            request = {"type": scope["type"], "path": scope["path"], "method": scope.get("method", "GET"),
+                       "root_path": ""}
             status: list[int] = []
 
             async def watch(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     status.append(message["status"])
+                elif message["type"] == "websocket.accept" and not status:  # a WebSocket: 101 once accepted
+                    status.append(101)
+                elif message["type"] == "websocket.close" and not status:  # refused before the handshake
+                    status.append(403)
                 await send(message)
 
             try:

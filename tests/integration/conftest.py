@@ -37,6 +37,12 @@ TEST_ENV = {
     "LAKEHOUSE_LAKE_SESSION_SECONDS": "1",
     "LAKEHOUSE_ALERT_INTERVAL_SECONDS": "2",
     "LAKEHOUSE_ALERT_SETTLE_SECONDS": "10",
+    # the alert tests' webhook receiver listens on loopback, which tenants may not reach in production
+    "LAKEHOUSE_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.1/32",
+    # a read-only token for the hot node, so tests can prove what a reader may not do
+    "LAKEHOUSE_HOT_NODE_READER_TOKEN": "integration-reader-token",
+    # above test_live's 30 viewers of one key, below the 50 its cap test opens
+    "LAKEHOUSE_LIVE_MAX_STREAMS_PER_KEY": "32",
 }
 
 
@@ -87,7 +93,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="session")
 def hot(stack: Stack, settings: Settings) -> HotStore:
     """The hot store as every process but the hot node reaches it: through Flight."""
-    return FlightHotStore(settings.hot_node_url)
+    return FlightHotStore.for_settings(settings)
 
 
 @pytest.fixture(scope="session")

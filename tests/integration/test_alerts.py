@@ -155,7 +155,11 @@ def test_rules_are_managed_per_tenant_and_validated(api: httpx.Client, tenant: s
     for bad, message in [({"metric": "visits"}, "unknown metric 'visits'"),
                          ({"filters": [{"field": "city", "value": "Paris"}]}, "unknown filter field 'city'"),
                          ({"window": "90s"}, "not like 5m"),
-                         ({"webhook_url": "file:///etc/passwd"}, "webhook_url")]:
+                         ({"webhook_url": "file:///etc/passwd"}, "webhook_url"),
+                         # the session allows 127.0.0.1/32 for its receiver, nothing else private
+                         ({"webhook_url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+                         ({"webhook_url": "http://10.1.2.3/hook"}, "private"),
+                         ({"webhook_url": "http://[::1]:8080/hook"}, "loopback")]:
         refused = api.post("/v1/alerts", params={"tenant": tenant}, json=body | bad)
         assert refused.status_code == 400 and message in refused.text, refused.text
     assert api.post("/v1/alerts", params={"tenant": tenant},
@@ -212,6 +216,7 @@ def test_a_failed_delivery_is_recorded_and_retried_and_a_restart_does_not_notify
         deliveries = [(h["kind"], h["attempt"], h["http_status"]) for h in history if h["kind"] != "transition"]
         assert deliveries == [("delivery_failed", 1, 500), ("delivery_failed", 2, 500), ("delivery_failed", 3, 500),
                               ("delivery_failed", 4, 500), ("delivered", 5, 200)]
+        assert all(h["detail"] == "" for h in history if h["kind"] != "transition")  # the body is never echoed
 
         stack.down(["api"])  # the incident's state is in ClickHouse: a new process does not fire it again
         stack.up(["api"])

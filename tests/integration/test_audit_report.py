@@ -201,7 +201,7 @@ def world(services: Settings) -> World:
     settings = services
     H = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     truth = Truth()
-    hot = FlightHotStore(settings.hot_node_url)
+    hot = FlightHotStore.for_settings(settings)
     try:
         for hours_ago, rows, rollup_rows in [(30, 7, 2), (6, 11, 3), (5, 13, 4), (4, 5, 5)]:
             _hot(hot, truth, H - hours_ago * HOUR, rows, rollup_rows)
@@ -235,7 +235,7 @@ def world(services: Settings) -> World:
 
 
 def _report(world: World):
-    hot = FlightHotStore(world.settings.hot_node_url)
+    hot = FlightHotStore.for_settings(world.settings)
     try:
         return run_audit(world.settings, hot, policy=load_policy(world.settings), as_of=world.now)
     finally:

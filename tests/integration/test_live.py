@@ -120,3 +120,36 @@ def test_a_bad_live_question_is_refused_before_the_stream_starts(api: httpx.Clie
     assert response.status_code == 400 and "unknown metric 'visits'" in response.json()["error"]
     response = api.get("/v1/live", params={"tenant": tenant, "metric": "events", "filter": "city:Paris"})
     assert response.status_code == 400 and "unknown filter field 'city'" in response.json()["error"]
+
+
+def test_streams_per_key_are_capped_and_a_closed_stream_frees_its_place(api: httpx.Client, settings: Settings,
+                                                                        tenant: str) -> None:
+    assert api.post("/v1/admin/tenants", json={"id": tenant, "name": tenant}).status_code == 201
+    key = api.post(f"/v1/admin/tenants/{tenant}/keys", json={}).json()["key"]
+    cap, wanted = settings.live_max_streams_per_key, 50
+    assert cap < wanted
+
+    async def run() -> tuple[list[int], int, int]:
+        limits = httpx.Limits(max_connections=wanted + 5)
+        async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, limits=limits,
+                                     headers=bearer_headers(key)) as client:
+            request = client.build_request("GET", "/v1/live", params={"metric": "events"})
+            responses = await asyncio.gather(*(client.send(request, stream=True) for _ in range(wanted)))
+            statuses = [r.status_code for r in responses]
+            refused = next(r for r in responses if r.status_code == 429)
+            await refused.aread()
+            assert "LAKEHOUSE_LIVE_MAX_STREAMS_PER_KEY" in refused.json()["error"]
+            assert int(refused.headers["Retry-After"]) >= 1
+            for response in responses:
+                await response.aclose()
+            await asyncio.sleep(1.5)  # the server notices the closed streams
+            again = await client.send(client.build_request("GET", "/v1/live", params={"metric": "events"}),
+                                      stream=True)
+            after_close = again.status_code
+            await again.aclose()
+            other = await client.get("/v1/live", params={"metric": "nope"})  # a bad question: 400, not 429
+            return statuses, after_close, other.status_code
+
+    statuses, after_close, other = asyncio.run(run())
+    assert statuses.count(200) == cap and statuses.count(429) == wanted - cap, statuses
+    assert after_close == 200 and other == 400

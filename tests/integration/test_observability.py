@@ -68,7 +68,7 @@ def test_metrics_follow_ingestion_queries_and_the_cache(api: httpx.Client, setti
     assert value(after, "lakehouse_cache_hit_ratio") == pytest.approx(stats["hit_ratio"], abs=1e-4)
     for outcome, key in (("hit", "hits"), ("miss", "misses"), ("stale", "stale"), ("bypass", "bypassed")):
         assert value(after, "lakehouse_cache_requests_total", outcome=outcome) == stats[key]
-    assert ("lakehouse_rate_limit_fail_open_total", ()) in after
+    assert ("lakehouse_rate_limit_local_total", ()) in after
 
 
 def test_stream_lag_freshness_and_late_events_are_exposed(

@@ -156,7 +156,7 @@ def hot_node(settings: Settings, minio: bool) -> Iterator[FlightHotStore]:
         stack.up(names)
         if minio:
             ensure_bucket(settings)
-        store = FlightHotStore(settings.hot_node_url)
+        store = FlightHotStore.for_settings(settings)
         yield store
         store.close()
     finally:
@@ -275,7 +275,10 @@ def move_days(settings: Settings, days: list[date],
 
 
 def purge(settings: Settings) -> dg.ExecuteInProcessResult:
-    resources = {**lakehouse_resources(settings), **tiers_resources(settings, as_of=AS_OF.isoformat())}
+    # the history is sparse (a few days over 7.5 years), so this purge touches most of the lake's days:
+    # above LAKEHOUSE_PURGE_MAX_SHARE, it must be confirmed (tests/unit/test_purge_guards.py proves the refusal)
+    resources = {**lakehouse_resources(settings),
+                 **tiers_resources(settings, as_of=AS_OF.isoformat(), confirm_large_purge=True)}
     result = dg.materialize([retention_purge, audit_log_intact], resources=resources)
     assert result.success
     checks = result.get_asset_check_evaluations()

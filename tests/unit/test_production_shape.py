@@ -151,3 +151,21 @@ def test_workspace_points_at_an_existing_definitions_file() -> None:
         working_dir = target.get("working_directory", ".") if isinstance(target, dict) else "."
         assert (WORKSPACE.parent / path).is_file(), f"workspace.yaml points at missing {path}"
         assert (WORKSPACE.parent / working_dir).is_dir()
+
+
+def test_the_api_refuses_the_local_admin_key_beyond_loopback() -> None:
+    from serving.app import LOCAL_ADMIN_KEY, unsafe_start_reason
+
+    assert LOCAL_ADMIN_KEY == "local-admin-key"
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
+        assert unsafe_start_reason(Settings(api_host=host)) is None, host
+    for host in ("0.0.0.0", "::", "10.0.0.5", "api.internal", "192.168.1.10"):
+        reason = unsafe_start_reason(Settings(api_host=host))
+        assert reason is not None and "LAKEHOUSE_ADMIN_KEY" in reason and host in reason, host
+        assert unsafe_start_reason(Settings(api_host=host, admin_key="a-real-secret-of-the-operator")) is None
+
+
+def test_compose_requires_an_admin_key_and_keeps_dagster_on_loopback() -> None:
+    text = COMPOSE.read_text()
+    assert "LAKEHOUSE_ADMIN_KEY: ${LAKEHOUSE_ADMIN_KEY:?" in text and "local-admin-key" not in text
+    assert '"${DAGSTER_BIND:-127.0.0.1}:${DAGSTER_PORT:-3000}:3000"' in text

@@ -1,0 +1,164 @@
+"""Benchmark: product analytics (funnels, sessions, retention) against the engines' bare scan speed.
+
+What it measures, uncached, through ``serving.analytics.engine.AnalyticsEngine`` (what the API calls):
+
+* hot tier (embedded chDB, ``events_raw``): a 4-step funnel over 7 days (1-day window) and the 7-day
+  session metrics over ``--hot-events`` events (default 10 M); beside them the bare scan of the same
+  range (``count()`` and ``uniqExact(user_id)``) and the funnel's SQL alone (the sorted rows handed to
+  the Python step walker), so the gap between scanning and answering is visible;
+* lake (DuckDB over archive Parquet in a temporary folder): a 90-day weekly retention grid and a 1-year
+  funnel (14-day window) over ``--lake-events`` events spread over a year, with the bare scan beside them.
+
+Events are generated inside the engines (ClickHouse ``numbers()``, DuckDB ``range()``) so that setting up
+10 M events takes seconds: users with about 20 events each, a few minutes apart, the event names drawn
+with fixed shares (page views, clicks, add to cart, checkout, purchase, scroll).
+
+Usage: ``python -m bench.product_analytics [--hot-events 10000000] [--lake-events 10000000] [--repeat 3]``.
+Figures are printed and written to ``bench/results/product_analytics.json``. CPU-heavy: on a shared machine
+run it with smaller numbers first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from common.hot_schema import migrate
+from common.hot_store import ClickHouseHotStore
+from common.lake import archive_path
+from common.settings import REPO_ROOT, Settings
+from serving.analytics import definitions as defs
+from serving.analytics.engine import AnalyticsEngine
+
+TENANT = "bench"
+FUNNEL = [{"event": "page_view"}, {"event": "add_to_cart"}, {"event": "checkout"}, {"event": "purchase"}]
+EVENTS_PER_USER = 20
+# event name by hash % 100: 50 page_view, 15 click, 13 add_to_cart, 10 checkout, 5 purchase, 7 scroll
+CH_EVENT = ("multiIf(h < 50, 'page_view', h < 65, 'click', h < 78, 'add_to_cart', h < 88, 'checkout', "
+            "h < 93, 'purchase', 'scroll')")
+DUCK_EVENT = ("CASE WHEN h < 50 THEN 'page_view' WHEN h < 65 THEN 'click' WHEN h < 78 THEN 'add_to_cart' "
+              "WHEN h < 88 THEN 'checkout' WHEN h < 93 THEN 'purchase' ELSE 'scroll' END")
+
+
+def fill_hot(store: ClickHouseHotStore, n: int, now: datetime) -> None:
+    users = max(1, n // EVENTS_PER_USER)
+    span = 7 * 86400 - 4 * 3600  # every event inside the last 7 days, clear of the hot horizon
+    store.command(f"""
+        INSERT INTO events_raw SETTINGS max_partitions_per_insert_block = 10000
+        SELECT 'bench', {CH_EVENT}, ts, toString(number), concat('u', toString(u)), concat('/p', toString(h % 7)),
+               ['US', 'DE', 'FR', 'JP'][h % 4 + 1], ['web', 'ios'][h % 2 + 1], 0, '', ts
+        FROM (SELECT number, number % {users} AS u, cityHash64(number) % 100 AS h,
+                     toDateTime64({{start:DateTime('UTC')}}, 3, 'UTC')
+                       + toIntervalMillisecond((cityHash64(u) % {span}) * 1000 + intDiv(number, {users}) * 97000
+                                               + cityHash64(number, 1) % 60000) AS ts
+              FROM numbers({n}))""", {"start": (now - timedelta(days=7)).replace(tzinfo=None)})
+
+
+def fill_lake(settings: Settings, n: int, end: datetime) -> None:
+    users = max(1, n // EVENTS_PER_USER)
+    root = Path(archive_path(settings))
+    root.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"""
+        COPY (
+            SELECT 'bench' AS tenant, {DUCK_EVENT} AS event, ts AS "timestamp", CAST(i AS VARCHAR) AS event_id,
+                   'u' || u AS user_id, '/p' || (h % 7) AS page, ['US', 'DE', 'FR', 'JP'][h % 4 + 1] AS country,
+                   ['web', 'ios'][h % 2 + 1] AS device, 0.0 AS revenue, '' AS properties, ts AS received_at,
+                   CAST(ts AS DATE) AS dt, hour(ts) AS hour
+            FROM (SELECT i, u, h, $start + to_milliseconds(CAST(
+                         (hash(u) % {365 * 86400 - 86400}) * 1000 + (i // {users}) * 97000 + hash(i, 1) % 60000
+                         AS BIGINT)) AS ts
+                  FROM (SELECT i, i % {users} AS u, CAST(hash(i) % 100 AS BIGINT) AS h FROM range({n}) t(i)))
+        ) TO '{root}' (FORMAT parquet, PARTITION_BY (dt, hour), OVERWRITE_OR_IGNORE)""",
+                {"start": end - timedelta(days=365)})
+    con.close()
+
+
+def timed(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - started)
+    return {"median_s": round(statistics.median(runs), 3), "min_s": round(min(runs), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hot-events", type=int, default=10_000_000)
+    parser.add_argument("--lake-events", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "results" / "product_analytics.json"))
+    args = parser.parse_args()
+    now = datetime.now(UTC).replace(microsecond=0)
+    home = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
+    settings = Settings(home=home)
+    store = ClickHouseHotStore(f"chdb://{home}/chdb")
+    migrate(store)
+    engine = AnalyticsEngine(store, settings, timeout_seconds=600)
+    results: dict[str, Any] = {"machine": platform.platform(), "cpus": __import__("os").cpu_count(),
+                               "hot_events": args.hot_events, "lake_events": args.lake_events, "repeat": args.repeat}
+
+    started = time.perf_counter()
+    fill_hot(store, args.hot_events, now)
+    results["hot_fill_s"] = round(time.perf_counter() - started, 1)
+    week = (now - timedelta(days=7), now)
+    funnel = defs.funnel_spec({"steps": FUNNEL, "window": timedelta(days=1), "tier": "hot"}, *week)
+    sessions = defs.sessions_spec({"tier": "hot"}, *week)
+    scan_sql = ("SELECT count(), uniqExact(user_id) FROM events_raw WHERE tenant = 'bench' "
+                "AND timestamp >= {s:DateTime64(3, 'UTC')} AND timestamp < {e:DateTime64(3, 'UTC')}")
+    scan_params = {"s": week[0].replace(tzinfo=None), "e": week[1].replace(tzinfo=None)}
+    rows = engine._units("hot", TENANT, week[0], week[1] + timedelta(days=1), source="scan",
+                         keep="has({events:Array(String)}, event)", unit="''", events=funnel.event_names).num_rows
+    results["hot"] = {
+        "bare_scan_count_uniq": timed(lambda: store.query_arrow(scan_sql, scan_params), args.repeat),
+        "funnel_sql_only": {**timed(lambda: engine._units(
+            "hot", TENANT, week[0], week[1] + timedelta(days=1), source="scan",
+            keep="has({events:Array(String)}, event)", unit="''", events=funnel.event_names), args.repeat),
+            "rows": rows},
+        "funnel_4_steps_7d": timed(lambda: engine.funnel(TENANT, funnel, now), args.repeat),
+        "session_metrics_7d": timed(lambda: engine.sessions(TENANT, sessions, now), args.repeat),
+        "targets_s": {"funnel_4_steps_7d": 1.0, "session_metrics_7d": 0.5},
+    }
+    store.close()
+
+    started = time.perf_counter()
+    fill_lake(settings, args.lake_events, now)
+    results["lake_fill_s"] = round(time.perf_counter() - started, 1)
+    year = (now - timedelta(days=365), now)
+    quarter = (now - timedelta(days=90), now)
+    retention = defs.retention_spec({"start_event": "page_view", "return_event": "purchase", "period": "week",
+                                     "periods": 12, "tier": "lake"}, *quarter)
+    long_funnel = defs.funnel_spec({"steps": FUNNEL, "tier": "lake"}, *year)
+
+    def lake_scan() -> None:
+        con = engine.lake_factory(settings)
+        try:
+            con.execute("SELECT count(*), count(DISTINCT user_id) FROM events WHERE tenant = 'bench' "
+                        "AND \"timestamp\" >= $s AND \"timestamp\" < $e", {"s": year[0], "e": year[1]}).fetchall()
+        finally:
+            con.close()
+
+    results["lake"] = {
+        "bare_scan_count_distinct_1y": timed(lake_scan, args.repeat),
+        "retention_weekly_90d": timed(lambda: engine.retention(TENANT, retention, now), args.repeat),
+        "funnel_4_steps_1y": timed(lambda: engine.funnel(TENANT, long_funnel, now), args.repeat),
+        "targets_s": {"retention_weekly_90d": 5.0, "funnel_4_steps_1y": 10.0},
+    }
+    print(json.dumps(results, indent=2))
+    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

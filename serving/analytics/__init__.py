@@ -1,0 +1,1 @@
+"""Product analytics: sessions, funnels, retention and paths over the hot tier or the lake."""

@@ -1,0 +1,196 @@
+"""Answers funnels, retention, paths and session metrics from one engine per question.
+
+A user's sequence is never split between engines: the whole scan of a question (its range, plus the
+24 hours before it that sessions may reach back, plus the conversion window after it) goes to the hot
+tier's ``events_raw`` when the hot tier still holds all of it, and otherwise to DuckDB over the lake's
+raw events (the archive and the cold tier), which hold everything older than the archive's last hour.
+Retention needs each user's first-ever start event, so it reads the lake unless the hot tier is forced.
+
+SQL lives in ``sql/clickhouse/queries/analytics.sql`` and ``sql/duckdb/queries/analytics.sql``: names
+come from whitelists here, values travel as parameters.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from common.hot_store import HotStore
+from common.settings import Settings
+from common.sql_files import fill, sql_sections
+from serving.analytics.definitions import SESSION_CUT, FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
+from serving.analytics.sequences import (
+    Conversion,
+    funnel_answer,
+    paths_answer,
+    retention_answer,
+    sessions_answer,
+)
+from serving.query.engine import QueryTimeout
+from serving.query.spec import QueryError
+from storage_tiers.lake.sql import lake_connection
+
+HOT_MARGIN = timedelta(hours=1)  # the hot tier drops whole hourly partitions: stay clear of the oldest one
+_CH_PARAM = re.compile(r"\{(\w+):")
+_DUCK_PARAM = re.compile(r"\$(\w+)")
+# period → (ClickHouse start-of-period function, DuckDB date_trunc unit, dateDiff unit, periods per unit)
+PERIOD_SQL = {"day": ("toDate", "day", "day", 1), "week": ("toMonday", "week", "day", 7),
+              "month": ("toStartOfMonth", "month", "month", 1)}
+
+
+@dataclass
+class Answer:
+    body: dict[str, Any]
+    sources: list[str]
+    took_ms: float = 0.0
+    conversions: list[Conversion] = field(default_factory=list)
+
+
+class AnalyticsEngine:
+    """``store``: the hot tier; ``lake_factory``: opens a DuckDB session with the lake's views."""
+
+    def __init__(self, store: HotStore | None, settings: Settings, *, hot_horizon: timedelta = timedelta(days=7),
+                 timeout_seconds: float = 30.0,
+                 lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection) -> None:
+        self.store = store
+        self.settings = settings
+        self.hot_horizon = hot_horizon
+        self.timeout_seconds = timeout_seconds
+        self.lake_factory = lake_factory
+        self.gap_ms = int(settings.session_gap_minutes * 60_000)
+        self.ch = sql_sections("clickhouse/queries/analytics.sql")
+        self.duck = sql_sections("duckdb/queries/analytics.sql")
+
+    # ---------------------------------------------------------------------------------------- routing
+
+    def engine_for(self, tier: str, scan_start: datetime, now: datetime) -> str:
+        """``hot`` when the hot tier holds the whole scan (or is forced), else ``lake``."""
+        if tier == "hot":
+            return "hot"
+        if tier == "lake":
+            return "lake"
+        return "hot" if scan_start >= now - self.hot_horizon + HOT_MARGIN else "lake"
+
+    # -------------------------------------------------------------------------------------- questions
+
+    def funnel(self, tenant: str, spec: FunnelSpec, now: datetime) -> Answer:
+        started = time.perf_counter()
+        scan_start = spec.start - SESSION_CUT if spec.unit == "sessions" else spec.start
+        scan_end = spec.end + spec.window + timedelta(milliseconds=1)  # the window's end is included
+        engine = self.engine_for(spec.tier, scan_start, now)
+        source = "sessionized" if spec.unit == "sessions" else "scan"
+        keep = "1" if spec.mode == "strict" else ("has({events:Array(String)}, event)" if engine == "hot"
+                                                  else "list_contains($events, event)")
+        table = self._units(engine, tenant, scan_start, scan_end, source=source, keep=keep,
+                            unit="session" if spec.unit == "sessions" else "''", events=spec.event_names)
+        body, conversions = funnel_answer(spec, table)
+        return Answer(body, [_source(engine)], _ms(started), conversions)
+
+    def paths(self, tenant: str, spec: PathsSpec, now: datetime) -> Answer:
+        started = time.perf_counter()
+        scan_start, scan_end = spec.start - SESSION_CUT, spec.end + SESSION_CUT
+        engine = self.engine_for(spec.tier, scan_start, now)
+        anchor = "{anchor:String}" if engine == "hot" else "$anchor"
+        sections = self.ch if engine == "hot" else self.duck
+        sessionized = fill(sections["sessionized"], scan=sections["scan"])
+        keep = f"(user_id, session) IN (SELECT user_id, session FROM ({sessionized}) WHERE event = {anchor})"
+        table = self._units(engine, tenant, scan_start, scan_end, source="sessionized", keep=keep, unit="session",
+                            anchor=spec.start_event or spec.end_event)
+        return Answer(paths_answer(spec, table), [_source(engine)], _ms(started))
+
+    def sessions(self, tenant: str, spec: SessionsSpec, now: datetime) -> Answer:
+        started = time.perf_counter()
+        scan_start, scan_end = spec.start - SESSION_CUT, spec.end + SESSION_CUT
+        engine = self.engine_for(spec.tier, scan_start, now)
+        sections = self.ch if engine == "hot" else self.duck
+        sql = fill(sections["session_metrics"], group=spec.by or "''",
+                   sessionized=fill(sections["sessionized"], scan=sections["scan"]),
+                   timeout_seconds=str(int(self.timeout_seconds)))
+        non_interactive = sorted(set(spec.non_interactive) | {
+            n.strip() for n in self.settings.non_interactive_events.split(",") if n.strip()})
+        table = self._run(engine, sql, self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
+                                                    non_interactive=non_interactive))
+        body = sessions_answer(spec, table)
+        body["non_interactive"] = non_interactive
+        return Answer(body, [_source(engine)], _ms(started))
+
+    def retention(self, tenant: str, spec: RetentionSpec, now: datetime) -> Answer:
+        started = time.perf_counter()
+        engine = "hot" if spec.tier == "hot" else "lake"  # first-ever start events need the whole history
+        ch_fn, duck_unit, diff_unit, per_unit = PERIOD_SQL[spec.period]
+        reach = timedelta(days=(spec.periods + 1) * {"day": 1, "week": 7, "month": 31}[spec.period])
+        scan_end = spec.end + reach
+        if engine == "hot":
+            indexes = ("arrayFilter(x -> x <= {periods:UInt32}, groupUniqArray(idx))" if spec.mode == "on"
+                       else "[least(max(idx), {periods:UInt32})]")
+            sql = fill(self.ch["retention"], breakdown=spec.breakdown or "''", period=ch_fn, unit=diff_unit,
+                       per_unit=str(per_unit), mode_indexes=indexes, timeout_seconds=str(int(self.timeout_seconds)))
+        else:
+            indexes = ("list_filter(list_distinct(list(idx)), x -> x <= $periods)" if spec.mode == "on"
+                       else "[least(max(idx), $periods)]")
+            sql = fill(self.duck["retention"], breakdown=spec.breakdown or "''", period=duck_unit, unit=diff_unit,
+                       per_unit=str(per_unit), mode_indexes=indexes)
+        params = self._params(tenant, spec.start, scan_end, start=spec.start, end=spec.end,
+                              start_event=spec.start_event, return_event=spec.return_event, periods=spec.periods,
+                              first_day=spec.start.date(), last_day=spec.end.date())
+        table = self._run(engine, sql, params)
+        return Answer(retention_answer(spec, table), [_source(engine)], _ms(started))
+
+    # ------------------------------------------------------------------------------------------ plumbing
+
+    def _units(self, engine: str, tenant: str, scan_start: datetime, scan_end: datetime, *, source: str, keep: str,
+               unit: str, **values: Any) -> pa.Table:
+        sections = self.ch if engine == "hot" else self.duck
+        relation = sections["scan"]
+        if source == "sessionized":
+            relation = fill(sections["sessionized"], scan=relation)
+        text = sections["unit_events"]
+        if engine == "hot":
+            sql = fill(text, unit=unit, source=relation, keep=keep, timeout_seconds=str(int(self.timeout_seconds)))
+        else:
+            sql = fill(text, unit=unit, source=relation, keep="true" if keep == "1" else keep)
+        return self._run(engine, sql, self._params(tenant, scan_start, scan_end, **values))
+
+    def _params(self, tenant: str, scan_start: datetime, scan_end: datetime, **values: Any) -> dict[str, Any]:
+        return {"tenant": tenant, "scan_start": scan_start, "scan_end": scan_end, "gap_ms": self.gap_ms,
+                "scan_first_day": scan_start.date(), "scan_last_day": scan_end.date(), **values}
+
+    def _run(self, engine: str, sql: str, params: dict[str, Any]) -> pa.Table:
+        if engine == "hot":
+            if self.store is None:
+                raise QueryError("this server has no hot tier; ask for tier=lake")
+            used = {k: _naive_utc(v) for k, v in params.items() if k in set(_CH_PARAM.findall(sql))}
+            try:
+                return self.store.query_arrow(sql, used)
+            except Exception as exc:
+                if "TIMEOUT_EXCEEDED" in str(exc):
+                    raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
+                raise
+        used = {k: v for k, v in params.items() if k in set(_DUCK_PARAM.findall(sql))}
+        con = self.lake_factory(self.settings)
+        try:
+            return con.execute(sql, used).to_arrow_table()
+        finally:
+            con.close()
+
+
+def _naive_utc(value: Any) -> Any:
+    """ClickHouse parameters carry no zone: datetimes go as naive UTC (the columns are UTC)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _source(engine: str) -> str:
+    return "hot:events_raw" if engine == "hot" else "lake:events"
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

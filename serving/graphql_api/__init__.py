@@ -1,0 +1,1 @@
+"""GraphQL at /graphql: the REST API's questions, dashboards and alerts in one round trip (Strawberry)."""

@@ -1,0 +1,1 @@
+"""Reports of dashboards that leave the system on their own (PDF)."""

@@ -1,0 +1,330 @@
+"""Product analytics endpoints: funnels (and who dropped off), retention grids, paths and session metrics.
+
+Each answer is computed by ``serving.analytics.engine`` on one engine (hot tier or lake, named in
+``sources``), cached like the dashboard queries (one entry per tenant and question), and available as CSV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import orjson
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from common.events import format_ts
+from common.hot_store import HotStoreError
+from serving.analytics import definitions as defs
+from serving.analytics.engine import AnalyticsEngine, Answer
+from serving.cache import EntryRange, cache_key
+from serving.context import Serving
+from serving.observability import request_fields
+from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
+from serving.query.engine import QueryTimeout
+from serving.query.spec import QueryError, parse_range
+from storage_tiers.policy import load_policy
+
+Table = tuple[list[str], list[list[Any]]]
+
+
+class StepFilterModel(BaseModel):
+    field: str = Field(description="country, device or page")
+    op: str = Field("=", description="=, !=, in, not in")
+    value: str | None = None
+    values: list[str] | None = None
+
+
+class StepModel(BaseModel):
+    event: str = Field(description="the event name this step waits for", examples=["page_view"])
+    filters: list[StepFilterModel] = Field(default_factory=list)
+
+
+class ExclusionModel(StepModel):
+    from_step: int = Field(1, description="a unit doing this event after this step (1-based) ...")
+    to_step: int | None = Field(None, description="... and before this one (default: the last step) is left out")
+
+
+class RangeModel(BaseModel):
+    range: str | None = Field(None, description="7d, 30d, 1y … ending now; or from/to")
+    from_: datetime | None = Field(None, alias="from")
+    to: datetime | None = None
+    tier: str = Field("auto", description="auto (one engine that holds the whole scan), hot or lake")
+
+    model_config = {"populate_by_name": True}
+
+
+class FunnelModel(RangeModel):
+    """A conversion funnel; units enter within the range and may convert up to one window after it."""
+
+    steps: list[StepModel] = Field(min_length=2, max_length=10)
+    window: str = Field("14d", description="conversion window from the step-1 event, end included (e.g. 1h, 7d)")
+    unit: str = Field("users", description="users or sessions")
+    mode: str = Field("ordered", description="ordered, strict or any")
+    exclusions: list[ExclusionModel] = Field(default_factory=list)
+    breakdown: str | None = Field(None, description="country, device or page, taken from the step-1 event")
+    breakdown_limit: int = Field(10, ge=1, le=100, description="top N values; the rest are 'other'")
+
+
+class RetentionModel(RangeModel):
+    """Cohorts by the period of each user's first-ever start event; returns per period after it."""
+
+    start_event: str
+    return_event: str | None = Field(None, description="default: the start event")
+    period: str = Field("week", description="day, week (Monday) or month")
+    periods: int = Field(8, ge=1, le=60)
+    mode: str = Field("on", description="on (returned in period n) or on_or_after (in n or later)")
+    breakdown: str | None = Field(None, description="country, device or page of the user's first start event")
+
+
+class PathsModel(RangeModel):
+    """The most frequent next (after start_event) or previous (before end_event) events within sessions."""
+
+    start_event: str | None = None
+    end_event: str | None = None
+    steps: int = Field(5, ge=1, le=5)
+    edge_limit: int = Field(50, ge=1, le=50)
+
+
+def _iso(moment: datetime) -> str:
+    return format_ts(moment, "auto")
+
+
+def _ms_floor(moment: datetime) -> datetime:
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LONGEST = timedelta(days=8 * 366)
+
+
+def resolve_range(model: RangeModel, now: datetime, default: str) -> tuple[datetime, datetime]:
+    """[start, end) of a request, to the millisecond (the events' precision), within 8 years ending by
+    tomorrow at the latest (the engines widen it by up to a year of windows and periods)."""
+    if model.from_ is not None or model.to is not None:
+        if model.from_ is None:
+            raise QueryError("'from' is required with 'to'")
+        start, end = _ms_floor(model.from_), _ms_floor(model.to or now)
+    else:
+        span = parse_range(model.range or default)
+        if span > LONGEST:
+            raise QueryError("a range reaches back at most 8 years")
+        start, end = _ms_floor(now - span), _ms_floor(now)
+    if start < EARLIEST or end > now + timedelta(days=1) or end - start > LONGEST:
+        raise QueryError("from/to must lie between 1970 and tomorrow and span at most 8 years")
+    return start, end
+
+
+def _range_identity(model: RangeModel, start: datetime, end: datetime) -> dict[str, Any]:
+    if model.from_ is None and model.to is None:  # relative: the same question all along
+        return {"range": model.range}
+    return {"from": _iso(start), "to": _iso(end)}
+
+
+def _steps(model_steps: list[StepModel]) -> list[dict[str, Any]]:
+    return [s.model_dump(exclude_none=True) for s in model_steps]
+
+
+def funnel_input(body: FunnelModel) -> dict[str, Any]:
+    return {
+        "steps": _steps(body.steps), "window": parse_range(body.window), "unit": body.unit, "mode": body.mode,
+        "exclusions": [{**x.model_dump(exclude_none=True), "to_step": x.to_step or len(body.steps)}
+                       for x in body.exclusions],
+        "breakdown": body.breakdown, "breakdown_limit": body.breakdown_limit, "tier": body.tier,
+    }
+
+
+def funnel_table(payload: dict[str, Any]) -> Table:
+    columns = ["step", "event", "count", "conversion_from_previous", "conversion_from_first", "drop_off",
+               "drop_off_rate", "time_to_convert_mean", "time_to_convert_median"]
+    if "breakdown" not in payload:
+        return columns, [[s[c] for c in columns] for s in payload["steps"]]
+    return ["breakdown_value", *columns], [[g["value"], *(s[c] for c in columns)]
+                                           for g in payload["breakdown"] for s in g["steps"]]
+
+
+def retention_table(payload: dict[str, Any]) -> Table:
+    periods = len(payload["cohorts"][0]["counts"]) if payload["cohorts"] else 0
+    lead = ["cohort", "breakdown_value"] if payload.get("breakdown") else ["cohort"]
+    columns = [*lead, "size", *(f"period_{n}" for n in range(periods))]
+    return columns, [[c["cohort"], *([c["value"]] if payload.get("breakdown") else []), c["size"], *c["counts"]]
+                     for c in payload["cohorts"]]
+
+
+def paths_table(payload: dict[str, Any]) -> Table:
+    return ["step", "from", "to", "sessions"], [[e["step"], e["from"], e["to"], e["sessions"]]
+                                                for e in payload["edges"]]
+
+
+def sessions_table(payload: dict[str, Any]) -> Table:
+    measures = ["sessions", "avg_session_duration", "pages_per_session", "bounce_rate"]
+    if payload.get("by"):
+        return [payload["by"], *measures], [[r[payload["by"]], *(r[m] for m in measures)] for r in payload["rows"]]
+    return measures, [[payload["totals"][m] for m in measures]]
+
+
+def analytics_router(serving: Serving) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["product analytics"])
+    tenant_of = serving.tenant_dependency
+    settings = serving.settings
+    hot_horizon = load_policy(settings).horizon("events", "hot") or timedelta(days=7)
+    engine = AnalyticsEngine(serving.store, settings, hot_horizon=hot_horizon,
+                             timeout_seconds=settings.query_timeout_seconds)
+
+    async def answer(tenant: str, kind: str, identity: dict[str, Any], span: tuple[datetime, datetime],
+                     now: datetime, compute: Callable[[], Answer], shape: Callable[[Answer], dict[str, Any]],
+                     export: tuple[str, Callable[[dict[str, Any]], Table]] | None) -> Response:
+        request_fields()["tenant"] = tenant
+
+        async def run() -> bytes:
+            result = await asyncio.wait_for(run_in_threadpool(compute), timeout=settings.query_timeout_seconds)
+            return orjson.dumps({"tenant": tenant, **shape(result), "sources": result.sources,
+                                 "took_ms": result.took_ms})
+
+        open_range = span[1] >= now - timedelta(minutes=1)
+        ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
+        try:
+            body, how = await serving.cache.get_or_compute(
+                cache_key(tenant, kind, identity), ttl, run, entry_range=EntryRange(tenant, span[0], span[1]),
+                stale_s=settings.cache_max_stale_seconds if open_range else 0.0)
+        except QueryError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+        except (TimeoutError, QueryTimeout):
+            return JSONResponse(status_code=504, content={
+                "error": f"the question ran longer than {settings.query_timeout_seconds:g} s; narrow the range"})
+        except (HotStoreError, duckdb.Error) as exc:
+            return JSONResponse(status_code=503, content={"error": f"the engine failed: {exc}"})
+        if export is not None:
+            payload = orjson.loads(body)
+            columns, rows = export[1](payload)
+            return csv_response(columns, rows, csv_filename(export[0], stamp(payload["to"])), {"X-Cache": how})
+        return Response(body, media_type="application/json", headers={"X-Cache": how})
+
+    def funnel_parts(body: FunnelModel, now: datetime) -> tuple[defs.FunnelSpec, dict[str, Any]]:
+        start, end = resolve_range(body, now, "7d")
+        raw = funnel_input(body)
+        spec = defs.funnel_spec(raw, start, end)
+        identity = {**raw, "window": spec.window.total_seconds(), **_range_identity(body, start, end)}
+        return spec, identity
+
+    def funnel_shape(spec: defs.FunnelSpec) -> Callable[[Answer], dict[str, Any]]:
+        def shape(result: Answer) -> dict[str, Any]:
+            return {"from": _iso(spec.start), "to": _iso(spec.end), "conversion_until": _iso(spec.end + spec.window),
+                    "note": "units entered within [from, to); their conversions are counted up to one window "
+                            "after to (conversion_until)",
+                    "unit": spec.unit, "mode": spec.mode, "window_seconds": spec.window.total_seconds(),
+                    "breakdown_by": spec.breakdown, **result.body}
+        return shape
+
+    @router.post("/funnels", summary="A conversion funnel: count, conversion, drop-off and time per step",
+                 description="2–10 steps; each unit counts once, at the furthest step of its best attempt. "
+                             "See docs/product-analytics.md.")
+    async def funnels(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
+                      as_csv: bool = Depends(csv_requested)) -> Response:
+        now = datetime.now(UTC)
+        try:
+            spec, identity = funnel_parts(body, now)
+        except QueryError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+        export = ("funnel", funnel_table) if as_csv else None
+        return await answer(tenant, "funnel", identity, (spec.start, spec.end + spec.window), now,
+                            lambda: engine.funnel(tenant, spec, now), funnel_shape(spec), export)
+
+    @router.post("/funnels/dropoff", summary="The users who reached step k of a funnel and went no further",
+                 description="JSON `{users: [...]}` or CSV (`format=csv`) of user ids, sorted.")
+    async def dropoff(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
+                      step: int = Query(..., ge=1, le=9, description="the last step they reached"),
+                      as_csv: bool = Depends(csv_requested)) -> Response:
+        now = datetime.now(UTC)
+        try:
+            spec, identity = funnel_parts(body, now)
+        except QueryError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+        if step >= len(spec.steps):
+            return JSONResponse(status_code=400, content={"error": f"step must be 1 to {len(spec.steps) - 1}"})
+
+        def shape(result: Answer) -> dict[str, Any]:
+            users = sorted({c.user_id for c in result.conversions if c.level == step})
+            return {**{k: v for k, v in funnel_shape(spec)(result).items() if k not in ("steps", "breakdown")},
+                    "step": step, "users": users}
+
+        export = (f"funnel-dropoff-step{step}", lambda p: (["user_id"], [[u] for u in p["users"]])) if as_csv else None
+        return await answer(tenant, "funnel-dropoff", {**identity, "step": step},
+                            (spec.start, spec.end + spec.window), now, lambda: engine.funnel(tenant, spec, now),
+                            shape, export)
+
+    @router.post("/retention", summary="A retention grid: cohorts × periods with counts and percentages")
+    async def retention(tenant: str = Depends(tenant_of), body: RetentionModel = Body(...),
+                        as_csv: bool = Depends(csv_requested)) -> Response:
+        now = datetime.now(UTC)
+        try:
+            start, end = resolve_range(body, now, "90d")
+            raw = body.model_dump(exclude={"range", "from_", "to"})
+            spec = defs.retention_spec(raw, start, end)
+        except QueryError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+
+        def shape(result: Answer) -> dict[str, Any]:
+            return {"from": _iso(start), "to": _iso(end), "start_event": spec.start_event,
+                    "return_event": spec.return_event, "period": spec.period, "periods": spec.periods,
+                    "mode": spec.mode, "breakdown": spec.breakdown, **result.body}
+
+        export = ("retention", retention_table) if as_csv else None
+        return await answer(tenant, "retention", {**raw, **_range_identity(body, start, end)}, (start, now), now,
+                            lambda: engine.retention(tenant, spec, now), shape, export)
+
+    @router.post("/paths", summary="User paths: the most frequent next or previous events within sessions")
+    async def paths(tenant: str = Depends(tenant_of), body: PathsModel = Body(...),
+                    as_csv: bool = Depends(csv_requested)) -> Response:
+        now = datetime.now(UTC)
+        try:
+            start, end = resolve_range(body, now, "7d")
+            raw = body.model_dump(exclude={"range", "from_", "to"})
+            spec = defs.paths_spec(raw, start, end)
+        except QueryError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+
+        def shape(result: Answer) -> dict[str, Any]:
+            return {"from": _iso(start), "to": _iso(end), "steps": spec.steps, **result.body}
+
+        export = ("paths", paths_table) if as_csv else None
+        return await answer(tenant, "paths", {**raw, **_range_identity(body, start, end)},
+                            (start - defs.SESSION_CUT, end + defs.SESSION_CUT), now,
+                            lambda: engine.paths(tenant, spec, now), shape, export)
+
+    @router.get("/sessions", summary="Session metrics: sessions, duration, pages per session, bounce rate",
+                description="Sessions whose first event lies in the range; `by=entry_page|exit_page` splits them.")
+    async def sessions(
+        tenant: str = Depends(tenant_of),
+        range_: str | None = Query(None, alias="range", description="7d, 30d … ending now (default 7d)"),
+        from_: datetime | None = Query(None, alias="from"),
+        to: datetime | None = None,
+        by: str | None = Query(None, description="entry_page or exit_page"),
+        non_interactive: list[str] = Query([], description="event names that do not count as interaction"),
+        tier: str = "auto",
+        as_csv: bool = Depends(csv_requested),
+    ) -> Response:
+        now = datetime.now(UTC)
+        model = RangeModel(range=range_, from_=from_, to=to, tier=tier)
+        try:
+            start, end = resolve_range(model, now, "7d")
+            raw = {"by": by, "non_interactive": non_interactive, "tier": tier}
+            spec = defs.sessions_spec(raw, start, end)
+        except QueryError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+
+        def shape(result: Answer) -> dict[str, Any]:
+            return {"from": _iso(start), "to": _iso(end), "by": by, **result.body}
+
+        export = ("sessions", sessions_table) if as_csv else None
+        return await answer(tenant, "sessions", {**raw, **_range_identity(model, start, end)},
+                            (start - defs.SESSION_CUT, end + defs.SESSION_CUT), now,
+                            lambda: engine.sessions(tenant, spec, now), shape, export)
+
+    return router

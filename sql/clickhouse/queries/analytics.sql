@@ -1,0 +1,97 @@
+-- Product analytics over the hot tier's raw events (serving/analytics/engine.py fills these in).
+-- Brace placeholders are SQL the code writes from whitelists (a section of this file, a catalogue
+-- dimension, a period function); every value a user typed is a typed parameter {name:Type}.
+-- The order of events is (timestamp, event_id) everywhere: ties on time are broken by the event id.
+
+-- name: scan
+-- The tenant's events of [scan_start, scan_end) with the client's session id ('' when not a string).
+SELECT user_id, timestamp AS ts, event_id, event, page, country, device,
+       JSONExtractString(properties, 'session_id') AS sid
+FROM events_raw
+WHERE tenant = {tenant:String}
+  AND timestamp >= {scan_start:DateTime64(3, 'UTC')}
+  AND timestamp < {scan_end:DateTime64(3, 'UTC')}
+
+-- name: sessionized
+-- Every event with its session: the client's id when sent; otherwise a chain of the user's events with
+-- gaps of at most gap_ms, cut into 24-hour slices counted from the chain's first event.
+SELECT user_id, ts, event_id, event, page, country, device,
+       if(sid != '', concat('c:', sid),
+          concat('s:', toString(chain), ':',
+                 toString(intDiv(toUnixTimestamp64Milli(ts) - toUnixTimestamp64Milli(chain_start), 86400000)))) AS session
+FROM (
+    SELECT *, min(ts) OVER (PARTITION BY user_id, sid, chain) AS chain_start
+    FROM (
+        SELECT *, sum(new_chain) OVER (PARTITION BY user_id, sid ORDER BY ts, event_id
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS chain
+        FROM (
+            SELECT *,
+                   if(row_number() OVER w = 1
+                      OR toUnixTimestamp64Milli(ts) - toUnixTimestamp64Milli(lagInFrame(ts) OVER w) > {gap_ms:Int64},
+                      1, 0) AS new_chain
+            FROM ({scan})
+            WINDOW w AS (PARTITION BY user_id, sid ORDER BY ts, event_id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+        )
+    )
+)
+
+-- name: session_metrics
+-- Sessions whose first event lies in [start, end), grouped by the group placeholder ('' or the entry/exit page).
+SELECT {group} AS grp, count() AS sessions, sum(duration_ms) AS total_duration_ms, sum(views) AS total_views,
+       countIf(views > 0) AS with_views, countIf(views > 0 AND views < 2 AND interactive = 0) AS bounced
+FROM (
+    SELECT user_id, session, min(ts) AS first_ts,
+           toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)) AS duration_ms,
+           countIf(event = 'page_view') AS views,
+           countIf(event != 'page_view' AND NOT has({non_interactive:Array(String)}, event)) AS interactive,
+           argMinIf(page, (ts, event_id), event = 'page_view') AS entry_page,
+           argMaxIf(page, (ts, event_id), event = 'page_view') AS exit_page
+    FROM ({sessionized})
+    GROUP BY user_id, session
+)
+WHERE first_ts >= {start:DateTime64(3, 'UTC')} AND first_ts < {end:DateTime64(3, 'UTC')}
+GROUP BY grp
+ORDER BY sessions DESC, grp
+SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: unit_events
+-- The events a funnel or a path walks, one unit after the other in (timestamp, event_id) order.
+SELECT {unit} AS unit, user_id, ts, event_id, event, page, country, device
+FROM ({source})
+WHERE {keep}
+ORDER BY user_id, unit, ts, event_id
+SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: retention
+-- Per cohort (period of the user's first-ever start event, which must lie in [start, end)), breakdown
+-- value (of that first event) and period index n: the users whose return events fall on n (mode "on")
+-- or whose last return period is n (capped at the grid's last period; 'on or after' adds them up).
+WITH firsts AS (
+    SELECT user_id, min(timestamp) AS first_ts,
+           argMin({breakdown}, (timestamp, event_id)) AS value
+    FROM events_raw
+    WHERE tenant = {tenant:String} AND event = {start_event:String} AND timestamp < {end:DateTime64(3, 'UTC')}
+    GROUP BY user_id
+    HAVING first_ts >= {start:DateTime64(3, 'UTC')}
+),
+returns AS (
+    SELECT f.user_id AS user_id, {period}(toDate(f.first_ts)) AS cohort, f.value AS value,
+           intDiv(dateDiff('{unit}', {period}(toDate(f.first_ts)), {period}(toDate(r.timestamp))), {per_unit}) AS idx
+    FROM firsts AS f
+    INNER JOIN (
+        SELECT user_id, timestamp FROM events_raw
+        WHERE tenant = {tenant:String} AND event = {return_event:String}
+          AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {scan_end:DateTime64(3, 'UTC')}
+    ) AS r ON r.user_id = f.user_id
+)
+SELECT {period}(toDate(first_ts)) AS cohort, value, 0 AS n, count() AS users FROM firsts GROUP BY cohort, value
+UNION ALL
+SELECT cohort, value, n, count() AS users
+FROM (
+    SELECT user_id, any(cohort) AS cohort, any(value) AS value, arrayJoin({mode_indexes}) AS n
+    FROM returns
+    WHERE idx >= 1
+    GROUP BY user_id
+)
+GROUP BY cohort, value, n
+SETTINGS max_execution_time = {timeout_seconds}

@@ -1,0 +1,98 @@
+-- Product analytics over the lake's raw events (the `events` view of sql/duckdb/views.sql: the archive
+-- and the cold tier, each day read from one of them). The twin of sql/clickhouse/queries/analytics.sql,
+-- filled in by serving/analytics/engine.py: brace placeholders are SQL from the code's whitelists,
+-- every value a user typed is a $parameter. The dt conditions prune the folders outside the scan.
+-- The order of events is (timestamp, event_id) everywhere: ties on time are broken by the event id.
+
+-- name: scan
+-- The tenant's events of [scan_start, scan_end) with the client's session id ('' when not a string).
+SELECT user_id, "timestamp" AS ts, event_id, event, coalesce(page, '') AS page, coalesce(country, '') AS country,
+       coalesce(device, '') AS device,
+       CASE WHEN try(json_type(properties, '$.session_id')) = 'VARCHAR'
+            THEN json_extract_string(properties, '$.session_id') ELSE '' END AS sid
+FROM events
+WHERE tenant = $tenant
+  AND dt BETWEEN $scan_first_day AND $scan_last_day
+  AND "timestamp" >= $scan_start
+  AND "timestamp" < $scan_end
+
+-- name: sessionized
+-- Every event with its session: the client's id when sent; otherwise a chain of the user's events with
+-- gaps of at most gap_ms, cut into 24-hour slices counted from the chain's first event.
+SELECT user_id, ts, event_id, event, page, country, device,
+       CASE WHEN sid != '' THEN 'c:' || sid
+            ELSE 's:' || chain || ':' || ((epoch_ms(ts) - epoch_ms(chain_start)) // 86400000) END AS session
+FROM (
+    SELECT *, min(ts) OVER (PARTITION BY user_id, sid, chain) AS chain_start
+    FROM (
+        SELECT *, sum(new_chain) OVER (PARTITION BY user_id, sid ORDER BY ts, event_id
+                                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS chain
+        FROM (
+            SELECT *,
+                   CASE WHEN lag(ts) OVER w IS NULL OR epoch_ms(ts) - epoch_ms(lag(ts) OVER w) > $gap_ms
+                        THEN 1 ELSE 0 END AS new_chain
+            FROM ({scan})
+            WINDOW w AS (PARTITION BY user_id, sid ORDER BY ts, event_id)
+        )
+    )
+)
+
+-- name: session_metrics
+-- Sessions whose first event lies in [start, end), grouped by the group placeholder ('' or the entry/exit page).
+SELECT {group} AS grp, count(*) AS sessions, CAST(sum(duration_ms) AS BIGINT) AS total_duration_ms,
+       CAST(sum(views) AS BIGINT) AS total_views,
+       count(*) FILTER (WHERE views > 0) AS with_views,
+       count(*) FILTER (WHERE views > 0 AND views < 2 AND interactive = 0) AS bounced
+FROM (
+    SELECT user_id, session, min(ts) AS first_ts, epoch_ms(max(ts)) - epoch_ms(min(ts)) AS duration_ms,
+           count(*) FILTER (WHERE event = 'page_view') AS views,
+           count(*) FILTER (WHERE event != 'page_view' AND NOT list_contains($non_interactive, event)) AS interactive,
+           coalesce(arg_min(page, (ts, event_id)) FILTER (WHERE event = 'page_view'), '') AS entry_page,
+           coalesce(arg_max(page, (ts, event_id)) FILTER (WHERE event = 'page_view'), '') AS exit_page
+    FROM ({sessionized})
+    GROUP BY user_id, session
+)
+WHERE first_ts >= $start AND first_ts < $end
+GROUP BY grp
+ORDER BY sessions DESC, grp
+
+-- name: unit_events
+-- The events a funnel or a path walks, one unit after the other in (timestamp, event_id) order.
+SELECT {unit} AS unit, user_id, ts, event_id, event, page, country, device
+FROM ({source})
+WHERE {keep}
+ORDER BY user_id, unit, ts, event_id
+
+-- name: retention
+-- Per cohort (period of the user's first-ever start event, which must lie in [start, end)), breakdown
+-- value (of that first event) and period index n: the users whose return events fall on n (mode 'on')
+-- or whose last return period is n (capped at the grid's last period; 'on or after' adds them up).
+WITH firsts AS (
+    SELECT user_id, min("timestamp") AS first_ts,
+           arg_min({breakdown}, ("timestamp", event_id)) AS value
+    FROM events
+    WHERE tenant = $tenant AND event = $start_event AND dt <= $last_day AND "timestamp" < $end
+    GROUP BY user_id
+    HAVING min("timestamp") >= $start
+),
+returns AS (
+    SELECT f.user_id AS user_id, date_trunc('{period}', f.first_ts) AS cohort, f.value AS value,
+           date_diff('{unit}', date_trunc('{period}', f.first_ts), date_trunc('{period}', r."timestamp"))
+               // {per_unit} AS idx
+    FROM firsts AS f
+    INNER JOIN (
+        SELECT user_id, "timestamp" FROM events
+        WHERE tenant = $tenant AND event = $return_event AND dt BETWEEN $first_day AND $scan_last_day
+          AND "timestamp" >= $start AND "timestamp" < $scan_end
+    ) AS r ON r.user_id = f.user_id
+)
+SELECT date_trunc('{period}', first_ts) AS cohort, value, 0 AS n, count(*) AS users FROM firsts GROUP BY ALL
+UNION ALL
+SELECT cohort, value, n, count(*) AS users
+FROM (
+    SELECT user_id, any_value(cohort) AS cohort, any_value(value) AS value, unnest({mode_indexes}) AS n
+    FROM returns
+    WHERE idx >= 1
+    GROUP BY user_id
+)
+GROUP BY ALL
