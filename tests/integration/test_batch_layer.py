@@ -166,9 +166,10 @@ def drift_row(result: dg.ExecuteInProcessResult, tenant: str) -> dict[str, Any]:
 
 def requested_partitions(settings: Settings, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
     resources = lakehouse_resources(settings)
-    context = dg.build_sensor_context(
-        instance=instance, resources={"lakehouse": resources["lakehouse"], "hot_store": resources["hot_store"]})
-    result = late_landing_sensor(context)
+    with dg.build_sensor_context(  # a context manager: the hot-store resource is torn down after the tick
+            instance=instance, resources={"lakehouse": resources["lakehouse"], "hot_store": resources["hot_store"]}
+    ) as context:
+        result = late_landing_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return list(result.run_requests or [])
 

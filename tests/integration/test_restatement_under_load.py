@@ -196,10 +196,10 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 
 def sensor_requests(settings: Settings, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
     resources = lakehouse_resources(settings)
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor,
-        resources={"lakehouse": resources["lakehouse"], "hot_store": resources["hot_store"]})
-    result = late_landing_sensor(context)
+    with dg.build_sensor_context(  # a context manager: the hot-store resource is torn down after the tick
+            instance=instance, cursor=cursor,
+            resources={"lakehouse": resources["lakehouse"], "hot_store": resources["hot_store"]}) as context:
+        result = late_landing_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
 
