@@ -241,7 +241,8 @@ class Settings(BaseSettings):
     )
     stream_max_offsets_per_trigger: int = Field(
         default=2000,
-        description="Most Kafka records read per micro-batch (the API packs up to 200 events in a record).",
+        description="Most Kafka records the hot query reads per micro-batch (the API packs up to 200 events in a "
+        "record); the landing and dead-letter queries read all that arrived at their own triggers.",
     )
     checkpoint_dir: str = Field(default="", description="Stream checkpoints; empty means `<home>/checkpoints`.")
 

@@ -251,16 +251,20 @@ def start_stream(
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
     spark.streams.addListener(ProgressRecorder(store, prefix))
-    kafka = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", settings.kafka_topic)
-        .option("startingOffsets", "earliest")
-        .option("maxOffsetsPerTrigger", settings.stream_max_offsets_per_trigger)
-        .load()
-    )
-    rows = contract_rows(kafka, settings)
-    events = valid_events(rows)
+
+    def kafka(max_offsets: int | None) -> DataFrame:
+        reader = (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+            .option("subscribe", settings.kafka_topic)
+            .option("startingOffsets", "earliest")
+        )
+        return (reader if max_offsets is None else reader.option("maxOffsetsPerTrigger", max_offsets)).load()
+
+    # The record cap bounds the hot query's micro-batches (freshness); the landing and the dead letters read
+    # whatever has arrived at each of their (slower) triggers, so a burst never leaves them behind the hot tier.
+    events = valid_events(contract_rows(kafka(settings.stream_max_offsets_per_trigger), settings))
+    rows = contract_rows(kafka(None), settings)
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
@@ -274,7 +278,7 @@ def start_stream(
     )
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
     landing = (
-        landing_writer(events, settings, f"{checkpoints}/landing")
+        landing_writer(valid_events(rows), settings, f"{checkpoints}/landing")
         .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()

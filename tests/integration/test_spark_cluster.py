@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
@@ -156,8 +157,8 @@ def test_recompute_hour_on_standalone_cluster(
             assert seen[minute]["revenue"] == pytest.approx(want["revenue"], abs=1e-6), (tenant, minute)
             assert seen[minute]["users"] == want["users"], (tenant, minute)
 
-    # Hourly rollups: the warm Parquet the cluster's executor wrote.
-    warm_files = sorted(Path(result.warm_path).glob("*.parquet"))
+    # Hourly rollups: the warm table's current files (the recompute hands Spark's rows to the Delta table).
+    warm_files = sorted(Path(result.warm_path) / name for name in DeltaTable(result.warm_path).files())
     assert warm_files, f"no hourly Parquet under {result.warm_path}"
     assert pq.ParquetFile(warm_files[0]).metadata.row_group(0).column(0).compression == "ZSTD"
     hourly = pa.concat_tables(pq.read_table(f) for f in warm_files)
