@@ -158,7 +158,7 @@ def test_recompute_hour_on_standalone_cluster(
             assert seen[minute]["users"] == want["users"], (tenant, minute)
 
     # Hourly rollups: the warm table's current files (the recompute hands Spark's rows to the Delta table).
-    warm_files = sorted(Path(result.warm_path) / name for name in DeltaTable(result.warm_path).files())
+    warm_files = sorted(Path(uri.removeprefix("file://")) for uri in DeltaTable(result.warm_path).file_uris())
     assert warm_files, f"no hourly Parquet under {result.warm_path}"
     assert pq.ParquetFile(warm_files[0]).metadata.row_group(0).column(0).compression == "ZSTD"
     hourly = pa.concat_tables(pq.read_table(f) for f in warm_files)
