@@ -17,8 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import redis
 from redis.exceptions import RedisError
+
+from common.redis_clients import sync_redis
 
 STREAM = "lakehouse:restatements:v1"
 MAX_ENTRIES = 10_000  # the stream is trimmed (approximately) to this many announcements
@@ -62,7 +63,7 @@ def announce_restated_hour(redis_url: str, tenants: Iterable[str], hour: datetim
     answers including the hour expire by their TTL.
     """
     announcement = RestatedHour(hour.astimezone(UTC), tuple(sorted(set(tenants))))
-    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    client = sync_redis(redis_url, timeout_s=2)
     try:
         entry = client.xadd(STREAM, announcement.fields(), maxlen=MAX_ENTRIES, approximate=True)
         return entry.decode() if isinstance(entry, bytes) else str(entry)

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from common.redis_clients import async_redis
 
 KEY_PREFIX = "lakehouse:q:v1:"
 INDEX_PREFIX = "lakehouse:qidx:v1:"  # per-tenant sorted set of cached ranges
@@ -106,7 +107,7 @@ class CacheStats:
 
 class QueryCache:
     def __init__(self, redis_url: str, lock_timeout_s: float = 30.0) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._redis = async_redis(redis_url, timeout_s=0.5)
         self._lock_timeout = lock_timeout_s
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}

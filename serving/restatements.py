@@ -17,9 +17,9 @@ import os
 import socket
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from common.redis_clients import async_redis
 from common.restatements import STREAM, RestatedHour
 from serving.cache import QueryCache
 
@@ -33,8 +33,7 @@ log = logging.getLogger(__name__)
 
 class RestatementListener:
     def __init__(self, redis_url: str, cache: QueryCache, consumer: str | None = None) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=BLOCK_MS / 1000 + 5,
-                                              socket_connect_timeout=2)
+        self._redis = async_redis(redis_url, timeout_s=BLOCK_MS / 1000 + 5, connect_timeout_s=2)
         self._cache = cache
         self._consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._task: asyncio.Task[None] | None = None

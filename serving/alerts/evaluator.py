@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from common.redis_clients import async_redis
 from serving.alerts.rules import (
     FIRED,
     FIRING,
@@ -63,7 +63,7 @@ class EvaluatorLease:
     """Which replica evaluates: the one holding a renewable Redis lease."""
 
     def __init__(self, redis_url: str, lease_seconds: float, key: str = LEASE_KEY) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._redis = async_redis(redis_url, timeout_s=0.5)
         self._ms = int(lease_seconds * 1000)
         self._key = key
         self.owner = uuid.uuid4().hex

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from common.redis_clients import async_redis
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class LocalBuckets:
 
 class RateLimiter:
     def __init__(self, redis_url: str, counters: dict[str, int]) -> None:
-        self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._redis = async_redis(redis_url, timeout_s=0.5)
         self._script = self._redis.register_script(_SCRIPT)
         self._counters = counters
         self._down = False
