@@ -72,7 +72,13 @@ class EventPublisher:
                         batch_size=256 * 1024,
                         compression_type="lz4",
                         max_block_ms=10_000,
-                        retries=5,
+                        # A broker restart moves partition leaders for a few seconds: keep retrying (the
+                        # default, unbounded count) within one deadline shorter than the request's own
+                        # flush wait, and reconnect within a second rather than backing off to 30 s.
+                        # Five retries 100 ms apart used to give up before the leaders were back (503s).
+                        delivery_timeout_ms=25_000,
+                        request_timeout_ms=10_000,
+                        reconnect_backoff_max_ms=1_000,
                     )
                 except KafkaError as exc:
                     raise self._unavailable(exc) from exc

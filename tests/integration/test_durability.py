@@ -125,3 +125,20 @@ def test_a_batch_retried_after_a_503_counts_once(
         print(f"retried batch: {len(copies) - 1} copies of its {len(events)} events in Kafka, counted once")
     finally:
         stack.up(["stream"])  # a no-op when the stream rode out the broker's absence
+
+
+def test_the_first_batch_after_a_broker_restart_is_taken_without_a_retry(
+    stack: Stack, api: httpx.Client, hot: HotStore, tenant: str
+) -> None:
+    """While partition leaders come back the producer keeps retrying within its delivery deadline: the
+    client gets 200, not a 503 it would have to retry."""
+    api.post("/events", json=batch(tenant, 1)).raise_for_status()  # a producer connected before the restart
+    stack.down(["kafka"])
+    stack.up(["kafka"])
+    try:
+        answer = api.post("/events", json=batch(tenant, 50), timeout=90)
+        assert answer.status_code == 200, answer.text
+        wait_for(lambda: len(hot_ids(hot, tenant)) >= 51, 400, "the hot tier", interval=2)
+        assert len(hot_ids(hot, tenant)) == 51
+    finally:
+        stack.up(["stream"])
