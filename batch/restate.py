@@ -5,6 +5,12 @@ with what the stream wrote (the speed layer's drift), then swapped in with ``REP
 which is atomic per table: a dashboard sees either the stream's hour or the batch's, never a mix.
 Everything goes through the hot-store interface, so it works through the hot node in embedded mode.
 Re-running it for the same data changes nothing: staging is cleared first and the swap replaces.
+
+A restatement may only *add* what the speed layer missed (late events), never take away what it
+counted: before the swap, every live ``(tenant, event_id)`` of the hour in ``events_raw`` must be in
+the staged rows, otherwise the swap is refused (``RestatementRefused``) and the live hour is left as
+it is. ``allow_removals=True`` is the explicit, logged exception for an operator who knows the live
+rows are wrong (rows written by hand, a tenant's data deleted on purpose).
 """
 
 from __future__ import annotations
@@ -21,6 +27,21 @@ TABLES = (("events_raw", "events_raw_restate"), ("rollups_1m", "rollups_1m_resta
           ("rollups_1h", "rollups_1h_restate"))
 HOUR_COLUMN = {"events_raw": "toStartOfHour(toDateTime(timestamp))", "rollups_1m": "toStartOfHour(minute)",
                "rollups_1h": "hour"}
+
+
+class RestatementRefused(RuntimeError):
+    """The staged hour lacks events the live hour holds: swapping would make dashboards go backwards."""
+
+    def __init__(self, hour: datetime, missing: int, sample: list[str]) -> None:
+        self.hour = hour
+        self.missing = missing
+        super().__init__(
+            f"restatement of {hour:%Y-%m-%d %H}:00 UTC refused: {missing:,} (tenant, event_id) pair(s) counted in the "
+            f"hot tier's events_raw are missing from the batch layer's rows (e.g. {', '.join(sample)}), so the swap "
+            "would remove events dashboards already show. Usually the archive was built before the landing "
+            "committed them: wait until the hour is closed, re-run raw_events_archive and then rollups_hourly for "
+            "the hour (the hourly_batch job runs both). The live hour is unchanged."
+        )
 
 
 @dataclass
@@ -78,14 +99,45 @@ def drift_of(store: HotStore, hour: datetime) -> list[TenantDrift]:
     return out
 
 
-def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_events: pa.Table) -> Restatement:
-    """Replace ``hour`` in events_raw, rollups_1m and rollups_1h with the batch layer's rows."""
-    hour = hour.astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    params = {"hour": hour}
+MISSING_SQL = """
+SELECT count() AS missing, groupArray(5)(concat(tenant, '/', event_id)) AS sample
+FROM (SELECT DISTINCT tenant, event_id FROM events_raw
+      WHERE toStartOfHour(toDateTime(timestamp)) = {hour:DateTime('UTC')}) AS live
+LEFT ANTI JOIN (SELECT DISTINCT tenant, event_id FROM events_raw_restate
+                WHERE toStartOfHour(toDateTime(timestamp)) = {hour:DateTime('UTC')}) AS staged
+USING (tenant, event_id)
+"""
+
+
+def missing_from_staging(store: HotStore, hour: datetime) -> tuple[int, list[str]]:
+    """Live ``(tenant, event_id)`` pairs of the hour that the staged rows lack, with a few examples."""
+    row = store.query_arrow(MISSING_SQL, {"hour": hour}).to_pylist()[0]
+    return int(row["missing"]), list(row["sample"])
+
+
+def _clear_staging(store: HotStore, params: dict) -> None:
     for _, staging in TABLES:
         store.command(f"ALTER TABLE {staging} DROP PARTITION {{hour:DateTime('UTC')}}", params)
+
+
+def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_events: pa.Table,
+                 allow_removals: bool = False) -> Restatement:
+    """Replace ``hour`` in events_raw, rollups_1m and rollups_1h with the batch layer's rows.
+
+    Raises ``RestatementRefused`` (the live hour untouched) when the staged rows lack a live
+    ``(tenant, event_id)``, unless ``allow_removals``. The hour must be closed (``batch.hour_state``):
+    the check and the swap are not one transaction, so rows the stream inserts in between would be lost.
+    """
+    hour = hour.astimezone(UTC).replace(minute=0, second=0, microsecond=0, tzinfo=None)
+    params = {"hour": hour}
+    _clear_staging(store, params)
     store.insert_arrow("events_raw_restate", raw_events)
     store.insert_arrow("rollups_restate_ingest", minute_rollups)
+    if not allow_removals:
+        missing, sample = missing_from_staging(store, hour)
+        if missing:
+            _clear_staging(store, params)
+            raise RestatementRefused(hour.replace(tzinfo=UTC), missing, sample)
     drift = drift_of(store, hour)
     for live, staging in TABLES:
         if _has_rows(store, staging, hour):

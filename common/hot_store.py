@@ -22,7 +22,38 @@ from common.settings import Settings
 
 
 class HotStoreError(RuntimeError):
-    """A hot-store call failed; the message says what to do next."""
+    """A hot-store call failed; the message says what to do next.
+
+    ``kind`` tells a writer whether to wait and retry: ``unreachable`` (the hot node or server is
+    down or timed out: retrying is right, it comes back), ``permanent`` (the store answered and the
+    request can never succeed as it is — wrong table, column or type, unparsable data, no permission:
+    retrying only hides the fault) or ``transient`` (anything else the store answered: worth a few
+    retries, not an endless loop).
+    """
+
+    def __init__(self, message: str, kind: str = "transient") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind == "permanent"
+
+
+# ClickHouse error names (they appear in every DB::Exception message) and Arrow error markers that mean the
+# request itself is wrong: the same insert fails the same way however often it is retried.
+PERMANENT_ERROR_MARKERS = (
+    "TYPE_MISMATCH", "UNKNOWN_TABLE", "UNKNOWN_DATABASE", "NO_SUCH_COLUMN_IN_TABLE", "THERE_IS_NO_COLUMN",
+    "ILLEGAL_TYPE_OF_ARGUMENT", "ILLEGAL_COLUMN", "CANNOT_CONVERT_TYPE", "NUMBER_OF_COLUMNS_DOESNT_MATCH",
+    "INCORRECT_NUMBER_OF_COLUMNS", "SYNTAX_ERROR", "UNKNOWN_IDENTIFIER", "CANNOT_PARSE", "INCORRECT_DATA",
+    "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", "TOO_LARGE_STRING_SIZE", "NOT_IMPLEMENTED", "UNKNOWN_TYPE",
+    "ArrowInvalid", "ArrowTypeError", "ArrowNotImplementedError",
+)
+
+
+def error_kind(message: str) -> str:
+    """``permanent`` when the store's answer names an error no retry can fix, else ``transient``."""
+    return "permanent" if any(marker in message for marker in PERMANENT_ERROR_MARKERS) else "transient"
 
 
 class HotStore(Protocol):
@@ -162,14 +193,18 @@ class FlightHotStore:
         if isinstance(exc, flight.FlightUnavailableError):
             return HotStoreError(
                 f"the hot node is not reachable at {self.url} — start it with `lakehouse serve` "
-                "(or `lakehouse stack up`), or set LAKEHOUSE_HOT_NODE_URL"
+                "(or `lakehouse stack up`), or set LAKEHOUSE_HOT_NODE_URL", kind="unreachable"
             )
+        if isinstance(exc, flight.FlightTimedOutError):
+            return HotStoreError(f"hot node at {self.url} did not answer in time: {exc}", kind="unreachable")
         if isinstance(exc, flight.FlightUnauthenticatedError):
             return HotStoreError(
                 f"the hot node at {self.url} refused this process's token — set LAKEHOUSE_HOT_NODE_TOKEN to the "
-                "hot node's (or share its LAKEHOUSE_HOME, whose run/hot-node.token it reads)"
+                "hot node's (or share its LAKEHOUSE_HOME, whose run/hot-node.token it reads)", kind="permanent"
             )
-        return HotStoreError(f"hot node at {self.url} failed: {exc}")
+        if isinstance(exc, flight.FlightUnauthorizedError):
+            return HotStoreError(f"hot node at {self.url} refused the call: {exc}", kind="permanent")
+        return HotStoreError(f"hot node at {self.url} failed: {exc}", kind=error_kind(str(exc)))
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         ticket = flight.Ticket(encode_request({"sql": sql, "parameters": parameters or {}}))

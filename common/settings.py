@@ -9,6 +9,7 @@ variables listed in the settings table of docs/operations.md (checked against th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,13 @@ class Settings(BaseSettings):
         default="events.dlq", description="Dead-letter topic: rejected events with their reason."
     )
     kafka_partitions: int = Field(default=4, description="Partitions of the topics the stack creates.")
+    kafka_brokers: Literal[1, 3] = Field(
+        default=1,
+        description="Brokers the local stack starts: 1 (one small JVM, replication factor 1) or 3 (a KRaft "
+        "cluster as in production: replication factor 3, min.insync.replicas=2, so one broker may fail without "
+        "losing an acknowledged event). With 3, list all three in kafka_bootstrap (e.g. "
+        "`localhost:19092,localhost:19094,localhost:19096`) or give one and the others take the next even ports.",
+    )
     kafka_manage: bool = Field(
         default=True, description="Start a local broker with `stack up` (false: use kafka_bootstrap as is)."
     )
@@ -251,6 +259,11 @@ class Settings(BaseSettings):
         default="2026-11-01",
         description="First hour (UTC) of the batch layer's hourly partitions in Dagster, `YYYY-MM-DD` or "
         "`YYYY-MM-DDTHH:00`: set it to the first hour of data in the lake (the UI lists 24 partitions a day from it).",
+    )
+    batch_open_hour_wait_seconds: float = Field(
+        default=120.0,
+        description="How long an hourly batch run waits for its hour to close (the stream's watermark past the "
+        "hour's end and the landing caught up with the hot sink) before it refuses to restate an open hour.",
     )
     drift_max_error: float = Field(
         default=0.05,

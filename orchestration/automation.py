@@ -8,7 +8,9 @@
   archive commit (events later than the watermark land after the hour was archived) and requests
   ``hourly_batch`` for exactly those hours. Its run key is the hour plus a digest of the hour's
   landing files, so each new set of files triggers one run and re-evaluating changes nothing.
-  Hours never archived are left to the schedule and to backfills.
+  Hours never archived are left to the schedule and to backfills. Open hours (``batch.hour_state``:
+  the stream's watermark has not passed their end, or the landing has not caught up with the hot
+  sink) are never requested: they are looked at again on later ticks, once closed.
 * ``archive_freshness_schedule`` evaluates ``archive_is_fresh`` on its own, half an hour after the
   hourly runs, so that a schedule that stopped running is noticed too.
 
@@ -27,10 +29,13 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from batch.hour_state import hour_state
+from common.hot_store import HotStoreError
 from common.lake import lake_filesystem, landing_files_by_hour
 from common.lake_tables import ARCHIVE_TABLE, hour_provenance
 from orchestration.archive.assets import raw_events_archive
 from orchestration.archive.checks import archive_is_fresh
+from orchestration.closed_hours import watermark_delay
 from orchestration.hours import (
     LOAD_SETTINGS,
     complete_after,
@@ -39,7 +44,7 @@ from orchestration.hours import (
     partition_key,
     partitions_start,
 )
-from orchestration.resources import LakehouseResource
+from orchestration.resources import HotStoreResource, LakehouseResource
 from orchestration.rollups.assets import rollups_hourly
 
 hourly_batch = dg.define_asset_job(
@@ -97,7 +102,9 @@ def landing_digest(files: list[str]) -> str:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-archives and restates hours that received landing files after they were archived (late events).",
 )
-def late_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource) -> dg.SensorResult:
+def late_landing_sensor(
+    context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, hot_store: HotStoreResource
+) -> dg.SensorResult:
     """Requests ``hourly_batch`` for each archived hour whose archive commit misses some committed landing files.
 
     The cursor remembers, per hour, the digest of the landing files already compared with the
@@ -105,7 +112,9 @@ def late_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
     landing changed since (back to the oldest such hour). Hours never archived are not remembered: they
     are checked again once archived.
     Only hours that can still receive events are looked at (the API refuses events older than
-    ``LAKEHOUSE_INGEST_MAX_AGE_DAYS``).
+    ``LAKEHOUSE_INGEST_MAX_AGE_DAYS``). An hour that is still open is skipped and not remembered,
+    so it is compared again once closed: re-restating a filling hour every minute would replace
+    events the speed layer counted with an archive that lags behind it.
     """
     settings = lakehouse.settings()
     filesystem = lake_filesystem(settings)
@@ -132,6 +141,15 @@ def late_landing_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehous
             continue
         missing = sorted(set(files) - set(archived[hour].get("landing_files", [])))
         if missing:
+            try:
+                state = hour_state(hot_store.store(), hour, watermark_delay(settings))
+            except (HotStoreError, dg.Failure) as exc:
+                return dg.SensorResult(cursor=context.cursor,  # nothing remembered: the next tick looks again
+                                       skip_reason=f"the hot tier is unreachable, so open hours cannot be told: {exc}")
+            if not state.closed:
+                context.log.info(f"{key}: {len(missing)} landing file(s) not archived, but the hour is open: "
+                                 f"{state.reason}")
+                continue
             context.log.info(f"{key}: {len(missing)} landing file(s) not in its archive commit")
             requests.append(dg.RunRequest(
                 run_key=f"{key}:{digest}",

@@ -5,10 +5,10 @@ tier's hourly partitions, so partition ``2026-11-23-10:00`` is exactly the archi
 ``dt=2026-11-23/hour=10`` and the hot tier's partition ``2026-11-23 10:00:00``.
 
 The partitions start at ``LAKEHOUSE_PARTITIONS_START`` and end with the *current* hour
-(``end_offset=1``): an hour that is still filling can be materialized by hand (a test, an operator
-who wants today's numbers exact now), and re-running it later is harmless because both assets
-replace the hour whole. Only the schedule waits for an hour to be complete, which is when the
-stream's watermark has passed its end (``complete_after``): from then on the stream drops every
+(``end_offset=1``), but an hour is only archived and restated once it is closed (the stream's
+watermark past its end and the landing caught up with the hot sink: ``batch.hour_state``,
+``orchestration.closed_hours``); a run of an open hour waits, bounded, then refuses. The schedule
+fires when an hour is normally closed (``complete_after``): from then on the stream drops every
 event of that hour as late, and late events only reach the landing area, where the late-landing
 sensor finds them.
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 import dagster as dg
 
+from batch.hour_state import LANDING_MARGIN  # time for the landing sink to commit the hour's last files
 from common.settings import Settings
 
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's default for hourly partitions, kept explicit
-LANDING_MARGIN = timedelta(minutes=5)  # time for the landing sink to commit the hour's last files
 OWNERS = ["team:data-engineering"]
 
 

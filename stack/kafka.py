@@ -2,6 +2,11 @@
 
 It runs from the jars Maven resolves (no Kafka distribution, no Docker), with the same main classes
 Kafka's own scripts call. The controller listens on the bootstrap port + 1.
+
+With ``LAKEHOUSE_KAFKA_BROKERS=3`` the stack starts a KRaft cluster as in production instead: three
+JVMs (services ``kafka-1``..``kafka-3``), each broker and controller, a static quorum of the three
+controllers, replication factor 3 and ``min.insync.replicas=2``, so that with ``acks=all`` one broker
+can die without losing an acknowledged event and producers keep going.
 """
 
 from __future__ import annotations
@@ -61,6 +66,53 @@ def server_properties(settings: Settings) -> str:
             "transaction.state.log.min.isr=1",
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+            "",
+        ]
+    )
+
+
+CLUSTER_SIZE = 3
+
+
+def cluster_addresses(settings: Settings) -> list[tuple[str, int]]:
+    """The brokers' (host, port) of a cluster: as listed in ``kafka_bootstrap``, or from its first
+    address on (each broker takes two ports: its listener and, one above, its controller)."""
+    addresses = bootstrap_addresses(settings.kafka_bootstrap)
+    if len(addresses) >= CLUSTER_SIZE:
+        return addresses[:CLUSTER_SIZE]
+    host, port = addresses[0]
+    return [(host, port + 2 * i) for i in range(CLUSTER_SIZE)]
+
+
+def cluster_properties(settings: Settings, node_id: int) -> str:
+    """KRaft configuration of broker ``node_id`` (1-based) of the local three-broker cluster."""
+    addresses = cluster_addresses(settings)
+    host, port = addresses[node_id - 1]
+    voters = ",".join(f"{i}@{h}:{p + 1}" for i, (h, p) in enumerate(addresses, start=1))
+    data = settings.home / f"kafka-{node_id}" / "data"
+    return "\n".join(
+        [
+            "# Written by `lakehouse stack up` from the LAKEHOUSE_* settings; edits are overwritten.",
+            "process.roles=broker,controller",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{port + 1}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data}",
+            f"num.partitions={settings.kafka_partitions}",
+            f"default.replication.factor={CLUSTER_SIZE}",
+            "min.insync.replicas=2",
+            f"offsets.topic.replication.factor={CLUSTER_SIZE}",
+            f"transaction.state.log.replication.factor={CLUSTER_SIZE}",
+            "transaction.state.log.min.isr=2",
+            f"share.coordinator.state.topic.replication.factor={CLUSTER_SIZE}",
+            "share.coordinator.state.topic.min.isr=2",
+            "unclean.leader.election.enable=false",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.hours=168",
             "",
@@ -198,3 +250,68 @@ def kafka_service(settings: Settings, progress: Progress = print) -> ProcessServ
         hint=f"look at {log_file}; if the data folder is damaged, `lakehouse stack down` and delete {data} "
         "(this loses the topics' data).",
     )
+
+
+def _cluster_id_file(settings: Settings) -> Path:
+    return settings.home / "kafka-cluster" / "cluster.id"
+
+
+def shared_cluster_id(settings: Settings) -> str:
+    """One cluster id for the three brokers' storage, written on the first start and kept."""
+    path = _cluster_id_file(settings)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_cluster_id())
+    return path.read_text().strip()
+
+
+def cluster_broker_service(settings: Settings, node_id: int, progress: Progress = print) -> ProcessService:
+    """Broker ``node_id`` of the local three-broker KRaft cluster, as its own service ``kafka-<id>``.
+
+    Each broker is its own process group, so a test (or an operator) can kill or restart one. The
+    last one creates the topics once it is up; before, a quorum of controllers may not exist yet.
+    """
+    host, port = cluster_addresses(settings)[node_id - 1]
+    name = f"kafka-{node_id}"
+    home = settings.home / name
+    data = home / "data"
+    config = home / "server.properties"
+    log_file = settings.logs_dir / f"{name}.log"
+    state: dict[str, Path] = {}
+
+    def prepare() -> None:
+        libs = kafka_broker_libs(settings, progress)
+        state["libs"] = libs
+        home.mkdir(parents=True, exist_ok=True)
+        config.write_text(cluster_properties(settings, node_id))
+        if not (data / "meta.properties").exists():
+            progress(f"{name}: formatting storage in {data} (first start only)…")
+            cmd = _java_command(settings, libs, "kafka.tools.StorageTool", "format",
+                                "-t", shared_cluster_id(settings), "-c", str(config))
+            run_logged(cmd, log_file=log_file, progress=progress, label=name)
+
+    def command() -> list[str]:
+        return _java_command(settings, state["libs"], "kafka.Kafka", str(config))
+
+    last = node_id == CLUSTER_SIZE
+    return process_service(
+        settings.home,
+        name,
+        command,
+        lambda: port_open(host, port),
+        f"{host}:{port}",
+        ports=[(host, port), (host, port + 1)],
+        prepare=prepare,
+        after_ready=(lambda: ensure_topics(settings, timeout=120.0, progress=progress)) if last else None,
+        start_timeout=120.0,
+        stop_timeout=30.0,
+        hint=f"look at {log_file}; if its data folder is damaged, `lakehouse stack down` and delete "
+        f"{settings.home}/kafka-*/data and {_cluster_id_file(settings)} (this loses the topics' data).",
+    )
+
+
+def kafka_services(settings: Settings, progress: Progress = print) -> list[ProcessService]:
+    """The Kafka service(s) of the stack: the single broker, or the three of a cluster (``kafka_brokers``)."""
+    if settings.kafka_brokers == CLUSTER_SIZE and settings.kafka_manage:
+        return [cluster_broker_service(settings, i, progress) for i in range(1, CLUSTER_SIZE + 1)]
+    return [kafka_service(settings, progress)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common.settings import Settings
 
-from .kafka import kafka_service
+from .kafka import kafka_services
 from .minio import minio_service
 from .redis import redis_service
 from .services import Stack
@@ -20,6 +20,6 @@ def local_stack(settings: Settings, progress: Progress = print) -> Stack:
     """
     return Stack(
         settings.home,
-        [kafka_service(settings, progress), minio_service(settings, progress), redis_service(settings, progress)],
+        [*kafka_services(settings, progress), minio_service(settings, progress), redis_service(settings, progress)],
         progress=progress,
     )

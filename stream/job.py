@@ -88,16 +88,40 @@ def stream_id(checkpoint_dir: str) -> str:
     return path.read_text().strip()
 
 
-def with_retry(action: Callable[[], None], what: str, progress: Callable[[str], None]) -> None:
-    """Wait for the hot store instead of failing the batch: the stream catches up when it returns."""
+TRANSIENT_ATTEMPTS = 8  # about two minutes of backoff for an error the store answered but did not explain
+
+
+class PermanentHotStoreError(RuntimeError):
+    """A hot insert that can never succeed: the batch fails (and with it the stream job) instead of looping."""
+
+
+def with_retry(action: Callable[[], None], what: str, progress: Callable[[str], None],
+               sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait for the hot store instead of failing the batch: the stream catches up when it returns.
+
+    Only an unreachable store is waited for without end (it comes back; nothing is skipped meanwhile).
+    An error the store answered is retried ``TRANSIENT_ATTEMPTS`` times at most, and one that names a
+    fault no retry can fix (wrong table, column or type; ``HotStoreError.kind``) not at all: the
+    micro-batch fails, the stream job stops with the reason, and after the fix it replays the batch
+    from its checkpoint with the same tokens, so nothing is lost or counted twice.
+    """
     delay = 1.0
+    attempts = 0
     while True:
         try:
             action()
             return
         except HotStoreError as exc:
+            attempts += exc.kind != "unreachable"  # waiting for an unreachable store is not an attempt
+            if exc.permanent or (exc.kind != "unreachable" and attempts >= TRANSIENT_ATTEMPTS):
+                why = "can never succeed" if exc.permanent else f"failed {attempts} times"
+                raise PermanentHotStoreError(
+                    f"{what}: the hot store rejected the insert, which {why}: {exc}. Fix the cause (schema "
+                    "migrations of the hot node, the event contract), then restart the stream job: it replays this "
+                    "micro-batch from its checkpoint, exactly once."
+                ) from exc
             progress(f"{what}: {exc}; retrying in {delay:.0f}s")
-            time.sleep(delay)
+            sleep(delay)
             delay = min(delay * 2, 30.0)
 
 

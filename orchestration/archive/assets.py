@@ -17,8 +17,9 @@ import dagster as dg
 
 from batch.archive import ArchiveResult, archive_hour
 from common.lake import archive_path
+from orchestration.closed_hours import require_closed_hour
 from orchestration.hours import HOURLY, LOAD_SETTINGS, OWNERS, partition_hour
-from orchestration.resources import LakehouseResource
+from orchestration.resources import HotStoreResource, LakehouseResource
 
 
 @dg.asset(
@@ -33,7 +34,9 @@ from orchestration.resources import LakehouseResource
                            "DeltaTable(...).to_pyarrow_dataset(), the log's file list), never a glob",
     },
 )
-def raw_events_archive(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+def raw_events_archive(
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, hot_store: HotStoreResource
+) -> dg.MaterializeResult:
     """Raw events of one UTC hour (event time), deduplicated by (tenant, event_id), in the archive's Delta table.
 
     Reads the committed landing files of the hour (late events included, files of failed stream
@@ -41,12 +44,18 @@ def raw_events_archive(context: dg.AssetExecutionContext, lakehouse: LakehouseRe
     the hour of `<lake>/archive/events` in one commit whose metadata records the landing files consumed,
     the rows and the content checksum. Re-running the hour replaces it whole; with the same landing
     files it yields the same checksum. Data scientists read the table directly (DuckDB, pandas, chDB).
+    Waits (bounded) for the hour to be closed first, so the archive holds every event the speed layer
+    counted and the restatement after it can only add (orchestration/closed_hours.py).
     """
     hour = partition_hour(context.partition_key)
+    settings = lakehouse.settings()
     started = time.perf_counter()
-    result = archive_hour(lakehouse.settings(), hour, progress=context.log.info)
+    state = require_closed_hour(context, hot_store.store(), settings, hour)
+    result = archive_hour(settings, hour, progress=context.log.info)
+    metadata = archive_metadata(result, time.perf_counter() - started)
+    metadata["hour_state"] = dg.MetadataValue.text(("closed: " if state.closed else "open: ") + state.reason)
     return dg.MaterializeResult(
-        metadata=archive_metadata(result, time.perf_counter() - started),
+        metadata=metadata,
         data_version=dg.DataVersion(result.checksum),
     )
 

@@ -18,10 +18,11 @@ import dagster as dg
 
 from batch.archive import archived_hour
 from batch.hourly import recompute_hour
-from batch.restate import Restatement, TenantDrift, restate_hour
+from batch.restate import Restatement, RestatementRefused, TenantDrift, restate_hour
 from common.lake import hour_partition, rollups_hourly_path
 from common.restatements import announce_restated_hour
 from orchestration.archive.assets import raw_events_archive
+from orchestration.closed_hours import ALLOW_REMOVALS_TAG, require_closed_hour, tagged
 from orchestration.hours import HOURLY, LOAD_SETTINGS, OWNERS, hourly_check_spec, partition_hour
 from orchestration.resources import HotStoreResource, LakehouseResource, SparkResource
 from storage_tiers.compliance.audit_log import AuditLog
@@ -65,6 +66,8 @@ def rollups_hourly(
     """Exact rollups of one UTC hour from the archive: the warm Delta table, and the hour restated in the hot tier.
 
     Reads the hour's live files from the archive table's log, so it never sees a half-written archive.
+    Refuses an open hour (orchestration/closed_hours.py) and a swap that would remove a counted event
+    (batch/restate.py): an hour's numbers in the hot tier only grow, except through deduplication.
     Re-running the hour gives the same rollups and replaces the hot tier's hour with the same rows.
     """
     settings = lakehouse.settings()
@@ -78,6 +81,7 @@ def rollups_hourly(
     files = archived.files
     started = time.perf_counter()
     store = hot_store.store()  # fails fast, before Spark starts, when the hot tier is unreachable
+    require_closed_hour(context, store, settings, hour)
     baseline = "previous restatement" if _restated_before(context) else "speed layer"
     recompute = recompute_hour(spark.session(), settings, hour, files, {
         "archive_version": archived.provenance.get("version"), "archive_checksum": archived.provenance.get("checksum"),
@@ -86,7 +90,14 @@ def rollups_hourly(
         f"recomputed {context.partition_key}: {recompute.events:,} events → {recompute.minute_rollups.num_rows:,} "
         f"minute rows, {recompute.hourly_rows:,} hourly rows in {recompute.seconds:.1f}s; restating the hot tier"
     )
-    restatement = restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events)
+    allow_removals = tagged(context, ALLOW_REMOVALS_TAG)
+    if allow_removals:
+        context.log.warning(f"{ALLOW_REMOVALS_TAG}: the swap may remove events the hot tier counted")
+    try:
+        restatement = restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events,
+                                   allow_removals=allow_removals)
+    except RestatementRefused as exc:
+        raise dg.Failure(description=str(exc), metadata={"missing_pairs": dg.MetadataValue.int(exc.missing)}) from exc
     # cached dashboard answers whose range includes this hour now hold the replaced numbers: announce the hour
     # (a Redis stream the API processes read and drop those answers from; never fails the run, entries expire
     # by their TTL anyway)

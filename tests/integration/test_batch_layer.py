@@ -6,6 +6,12 @@ landing area). After ``raw_events_archive`` and ``rollups_hourly`` are materiali
 the hot tier must equal the generator's ground truth *including* the late events; re-running changes
 nothing; more late events are found by the late-landing sensor, which requests exactly that hour.
 Dagster runs in-process here (``dagster.materialize``) with the code location's real resources.
+
+The test hour holds the watermark's boundary, so it is still *open* (the stream may add to it): the
+late-landing sensor must leave it alone, and the manual runs here restate it only because they are
+tagged ``lakehouse/allow_open_hour=true`` (the restatement's guard still refuses to remove a counted
+event). Closed hours under load, the sensor's requests for them and the refusals are covered by
+``test_restatement_under_load.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from orchestration.archive.checks import (
     archive_schema_conforms,
 )
 from orchestration.automation import late_landing_sensor
+from orchestration.closed_hours import ALLOW_OPEN_HOUR_TAG
 from orchestration.hours import floor_hour, partition_key
 from orchestration.resources import lakehouse_resources
 from orchestration.rollups.assets import rollups_hourly
@@ -134,10 +141,12 @@ def assert_hot_tier_equals_truth(hot: HotStore, plan: Hour) -> None:
 
 
 def materialize(plan: Hour, settings: Settings, instance: dg.DagsterInstance,
-                tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+                tags: dict[str, str] | None = None, open_hour: bool = True) -> dg.ExecuteInProcessResult:
+    """Runs both assets for the hour; ``open_hour`` tags the run so that it may restate the open test hour."""
+    tags = {**(tags or {}), **({ALLOW_OPEN_HOUR_TAG: "true"} if open_hour else {})}
     result = dg.materialize(DEFINITIONS, partition_key=plan.key, resources=lakehouse_resources(settings),
-                            instance=instance, tags=tags)
-    assert result.success
+                            instance=instance, tags=tags, raise_on_error=False)
+    assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
     return result
 
 
@@ -156,9 +165,11 @@ def drift_row(result: dg.ExecuteInProcessResult, tenant: str) -> dict[str, Any]:
 
 
 def requested_partitions(settings: Settings, instance: dg.DagsterInstance) -> list[dg.RunRequest]:
-    context = dg.build_sensor_context(instance=instance,
-                                      resources={"lakehouse": lakehouse_resources(settings)["lakehouse"]})
-    result = late_landing_sensor(context)
+    resources = lakehouse_resources(settings)
+    with dg.build_sensor_context(  # a context manager: the hot-store resource is torn down after the tick
+            instance=instance, resources={"lakehouse": resources["lakehouse"], "hot_store": resources["hot_store"]}
+    ) as context:
+        result = late_landing_sensor(context)
     assert isinstance(result, dg.SensorResult)
     return list(result.run_requests or [])
 
@@ -249,12 +260,18 @@ def test_late_events_after_archiving_are_found_by_the_sensor_and_restated(
     plan.sent += late
     wait_for(lambda: landed_rows(settings, plan.tenant, plan.hour) >= plan.landed(), 90, "the new landing files")
 
-    requests = requested_partitions(settings, instance)
-    assert {r.partition_key for r in requests} == {plan.key}, [r.partition_key for r in requests]
-    (request,) = requests
-    assert request.run_key and request.run_key.startswith(plan.key)
+    # The hour misses landing files in its archive, but it is still open: the sensor does not restate it
+    # (it would every minute while the hour fills), and a run without the override refuses, saying why.
+    assert plan.key not in {r.partition_key for r in requested_partitions(settings, instance)}
+    impatient = settings.model_copy(update={"batch_open_hour_wait_seconds": 1.0})
+    refused = dg.materialize(DEFINITIONS, partition_key=plan.key, resources=lakehouse_resources(impatient),
+                             instance=instance, raise_on_error=False)
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_step_failure)
+    assert "is still open" in str(failure.step_failure_data.error)
+    assert "watermark has not passed" in str(failure.step_failure_data.error)
 
-    result = materialize(plan, settings, instance, tags=request.tags)
+    result = materialize(plan, settings, instance)
     assert all(c.passed for c in check_results(result).values())
     assert drift_row(result, plan.tenant)["batch_events"] == len(plan.truth())
     assert_hot_tier_equals_truth(hot, plan)

@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from batch.restate import restate_hour
@@ -71,7 +72,8 @@ def test_a_restated_hour_drops_the_cached_ranges_that_include_it_and_only_those(
     api: httpx.Client, hot: HotStore, settings: Settings, tenant: str
 ) -> None:
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
-    insert_events(hot, events_table(tenant, hour + timedelta(minutes=10), 4))  # the speed layer's rows
+    counted = events_table(tenant, hour + timedelta(minutes=10), 4)  # the speed layer's rows
+    insert_events(hot, counted)
     insert_events(hot, events_table(tenant, hour - timedelta(hours=2) + timedelta(minutes=5), 3))
 
     def window(start: datetime, end: datetime) -> dict[str, str]:
@@ -84,8 +86,9 @@ def test_a_restated_hour_drops_the_cached_ranges_that_include_it_and_only_those(
                                                          api.get("/v1/timeseries", params=elsewhere))] == [
         ("miss", 4), ("miss", 3)]
 
-    # the batch layer's exact hour: 6 events where the stream had 4 (e.g. late events it dropped)
-    batch = events_table(tenant, hour + timedelta(minutes=20), 6)
+    # the batch layer's exact hour: the 4 events the stream counted and 2 late ones it dropped (a restatement
+    # only adds: batch.restate refuses a swap that would remove a counted event)
+    batch = pa.concat_tables([counted, events_table(tenant, hour + timedelta(minutes=20), 2)])
     restatement = restate_hour(hot, hour, minute_rollups(batch), batch)
     before = cache_stats(api)["cache"]
     # what the rollups_hourly asset does right after the swap (orchestration/rollups/assets.py); the API's
