@@ -5,15 +5,17 @@ That is only safe once two things hold, both read from the ``stream_progress`` r
 writes after every micro-batch (query name, watermark used by the batch, Kafka end offsets):
 
 1. **The hot sink is done with the hour.** A ``hot`` micro-batch drops every event older than the
-   watermark it runs with, and the watermark never goes back (it is kept in the checkpoint). Once a
-   recorded ``hot`` batch ran with a watermark at or past the hour's end, no later batch can add to
-   the hour. The watermark already trails the newest event time by the allowed lateness
+   watermark (the deduplication's late-event filter), and the watermark never goes back (it is kept in
+   the checkpoint). Spark filters a batch's late events with the *previous* batch's watermark (the one
+   a batch records is the one it computed for eviction), so the first recorded ``hot`` batch whose
+   watermark is at or past the hour's end may still add to the hour, and every batch after it cannot.
+   The watermark trails the newest event time by the allowed lateness
    (``LAKEHOUSE_STREAM_WATERMARK_MINUTES``), so this is "the stream's progress passed the hour's end
    plus the allowed lateness".
 2. **The landing caught up with what the hot sink counted.** Every event the hot sink wrote for the
-   hour came from a batch that ran with a watermark before the hour's end; the newest such batch's
-   end offsets bound them. The landing's newest committed batch must have reached those offsets on
-   every partition, otherwise the archive would miss events dashboards already show.
+   hour came from a batch up to that first closing one; its end offsets bound them. The landing's
+   newest committed batch must have reached those offsets on every partition, otherwise the archive
+   would miss events dashboards already show.
 
 When the hot tier holds no progress of a ``hot`` query at all (no speed layer ever wrote: lakes
 filled by the batch layer alone, restores), the wall clock decides: the hour is closed once its end
@@ -70,7 +72,7 @@ def offsets_behind(landing: dict[str, dict[str, int]], needed: dict[str, dict[st
 def judge_hour(
     hour: datetime,
     closing_watermark: datetime | None,
-    hot_offsets_before_close: str | None,
+    hot_offsets_at_close: str | None,
     landing_offsets: str | None,
     has_hot_progress: bool,
     now: datetime,
@@ -79,8 +81,8 @@ def judge_hour(
     """The decision itself, from what ``stream_progress`` says (pure: unit-tested without a hot tier).
 
     ``closing_watermark``: the watermark of the first recorded ``hot`` batch at or past the hour's end
-    (None if none yet); ``hot_offsets_before_close``: end offsets of the newest ``hot`` batch that ran
-    with a watermark before the hour's end; ``landing_offsets``: end offsets of the newest ``landing`` batch.
+    (None if none yet); ``hot_offsets_at_close``: that batch's end offsets, which bound every event the
+    hot sink wrote for the hour; ``landing_offsets``: end offsets of the newest ``landing`` batch.
     """
     hour = hour.astimezone(UTC)
     end = hour + timedelta(hours=1)
@@ -95,7 +97,7 @@ def judge_hour(
                          "UTC) yet: the speed layer may still add events to it (it passes once events "
                          f"{watermark_delay.total_seconds() / 60:g} minutes newer than the hour's end have been "
                          "processed)")
-    behind = offsets_behind(parse_offsets(landing_offsets), parse_offsets(hot_offsets_before_close))
+    behind = offsets_behind(parse_offsets(landing_offsets), parse_offsets(hot_offsets_at_close))
     if behind:
         return HourState(hour, False, "the landing sink has not committed everything the hot sink counted for the "
                          f"hour ({'; '.join(behind[:4])}{' …' if len(behind) > 4 else ''}): it catches up within "
@@ -112,8 +114,8 @@ def hour_state(store: HotStore, hour: datetime, watermark_delay: timedelta, now:
         "SELECT countIf(query_name = 'hot') AS hot_batches, "
         "minIf(watermark, query_name = 'hot' AND watermark >= {end:DateTime64(3, 'UTC')}) AS closing, "
         "countIf(query_name = 'hot' AND watermark >= {end:DateTime64(3, 'UTC')}) AS closing_batches, "
-        "argMaxIf(end_offsets, finished_at, query_name = 'hot' AND (watermark IS NULL OR "
-        "watermark < {end:DateTime64(3, 'UTC')})) AS hot_before, "
+        "argMinIf(end_offsets, finished_at, query_name = 'hot' AND watermark >= {end:DateTime64(3, 'UTC')}) "
+        "AS hot_at_close, "
         "argMaxIf(end_offsets, finished_at, query_name = 'landing') AS landing "
         "FROM stream_progress",
         {"end": end},
@@ -121,5 +123,5 @@ def hour_state(store: HotStore, hour: datetime, watermark_delay: timedelta, now:
     closing = row["closing"] if row["closing_batches"] else None
     if isinstance(closing, datetime) and closing.tzinfo is None:
         closing = closing.replace(tzinfo=UTC)
-    return judge_hour(hour, closing, row["hot_before"], row["landing"], row["hot_batches"] > 0,
+    return judge_hour(hour, closing, row["hot_at_close"], row["landing"], row["hot_batches"] > 0,
                       now or datetime.now(UTC), watermark_delay)
