@@ -144,7 +144,7 @@ def test_one_broker_of_three_killed_under_load_loses_no_acknowledged_event(clust
     assert not clients.gave_up, clients.gave_up[:3]
     assert len(clients.acknowledged) > 1_000
 
-    hot = FlightHotStore(settings.hot_node_url)
+    hot = FlightHotStore.for_settings(settings)
     try:
         def counted() -> tuple[int, int]:
             row = hot.query_arrow("SELECT count() AS n, uniqExact(event_id) AS d FROM events_raw "

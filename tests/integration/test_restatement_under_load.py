@@ -87,7 +87,7 @@ class Watcher:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        store = FlightHotStore(self.settings.hot_node_url)
+        store = FlightHotStore.for_settings(self.settings, timeout_s=10)
         try:
             while not self._stop.is_set():
                 try:
