@@ -9,9 +9,8 @@ variables listed in the settings table of docs/operations.md (checked against th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +35,7 @@ class Settings(BaseSettings):
         default="events.dlq", description="Dead-letter topic: rejected events with their reason."
     )
     kafka_partitions: int = Field(default=4, description="Partitions of the topics the stack creates.")
-    kafka_brokers: Literal[1, 3] = Field(
+    kafka_brokers: int = Field(
         default=1,
         description="Brokers the local stack starts: 1 (one small JVM, replication factor 1) or 3 (a KRaft "
         "cluster as in production: replication factor 3, min.insync.replicas=2, so one broker may fail without "
@@ -299,6 +298,13 @@ class Settings(BaseSettings):
         description="First day (UTC, `YYYY-MM-DD`) of the tier movers' daily partitions in Dagster: the oldest data "
         "that may still be in the lake (7 years of retention back from the first deployment).",
     )
+
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _one_or_three_brokers(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError("LAKEHOUSE_KAFKA_BROKERS must be 1 (one broker) or 3 (a KRaft cluster)")
+        return value
 
     @property
     def chdb_path(self) -> Path:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from common.settings import Settings
 from stack.kafka import cluster_addresses, cluster_properties, kafka_services
 
@@ -34,3 +37,13 @@ def test_three_brokers_form_one_quorum_with_replication_three_and_two_in_sync(tm
 def test_a_listed_bootstrap_names_the_brokers(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, kafka_brokers=3, kafka_bootstrap="127.0.0.1:4000,127.0.0.1:4010,127.0.0.1:4020")
     assert [p for _, p in cluster_addresses(settings)] == [4000, 4010, 4020]
+
+
+def test_the_cluster_is_chosen_from_the_environment_and_other_counts_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_KAFKA_BROKERS", "3")  # as the stack's processes and the tests set it: a string
+    assert Settings(home=tmp_path).kafka_brokers == 3
+    monkeypatch.setenv("LAKEHOUSE_KAFKA_BROKERS", "2")
+    with pytest.raises(ValidationError, match="must be 1 .* or 3"):
+        Settings(home=tmp_path)
