@@ -265,11 +265,28 @@ def shared_cluster_id(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def wait_for_listeners(settings: Settings, timeout: float) -> None:
+    """Until every broker of the cluster answers on its client listener (all have registered)."""
+    deadline = time.monotonic() + timeout
+    waiting = cluster_addresses(settings)
+    while waiting:
+        waiting = [(h, p) for h, p in waiting if not port_open(h, p)]
+        if waiting and time.monotonic() > deadline:
+            raise StackError(f"kafka: brokers {', '.join(f'{h}:{p}' for h, p in waiting)} did not open their "
+                             f"listener within {timeout:.0f}s; look at {settings.logs_dir}/kafka-*.log")
+        if waiting:
+            time.sleep(0.5)
+
+
 def cluster_broker_service(settings: Settings, node_id: int, progress: Progress = print) -> ProcessService:
     """Broker ``node_id`` of the local three-broker KRaft cluster, as its own service ``kafka-<id>``.
 
-    Each broker is its own process group, so a test (or an operator) can kill or restart one. The
-    last one creates the topics once it is up; before, a quorum of controllers may not exist yet.
+    Each broker is its own process group, so a test (or an operator) can kill or restart one. A
+    broker opens its client listener only once it has registered with a quorum of controllers (two of
+    three), so brokers 1 and 2 count as ready when their controller listener answers (the quorum's
+    voting needs it, so it opens first); waiting for broker 1's client port before starting broker 2
+    would wait for a quorum that cannot form, and the broker gives up after a minute. The last one is
+    ready when its client listener answers; it then waits for every broker's and creates the topics.
     """
     host, port = cluster_addresses(settings)[node_id - 1]
     name = f"kafka-{node_id}"
@@ -293,16 +310,20 @@ def cluster_broker_service(settings: Settings, node_id: int, progress: Progress 
     def command() -> list[str]:
         return _java_command(settings, state["libs"], "kafka.Kafka", str(config))
 
+    def cluster_ready() -> None:
+        wait_for_listeners(settings, timeout=120.0)
+        ensure_topics(settings, timeout=120.0, progress=progress)
+
     last = node_id == CLUSTER_SIZE
     return process_service(
         settings.home,
         name,
         command,
-        lambda: port_open(host, port),
+        (lambda: port_open(host, port)) if last else (lambda: port_open(host, port + 1)),
         f"{host}:{port}",
         ports=[(host, port), (host, port + 1)],
         prepare=prepare,
-        after_ready=(lambda: ensure_topics(settings, timeout=120.0, progress=progress)) if last else None,
+        after_ready=cluster_ready if last else None,
         start_timeout=120.0,
         stop_timeout=30.0,
         hint=f"look at {log_file}; if its data folder is damaged, `lakehouse stack down` and delete "
