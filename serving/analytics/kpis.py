@@ -26,6 +26,10 @@ class KpiNotFound(LookupError):
     pass
 
 
+class KpiExists(ValueError):
+    """A new KPI whose name the tenant already uses."""
+
+
 @dataclass(frozen=True)
 class SavedKpi:
     kpi: Kpi

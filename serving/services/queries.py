@@ -99,6 +99,9 @@ class QueryAnswers:
         spec = await checked_spec(raw, tenant, now, self._kpis)
         compare = checked_comparison(compare)
         identity = spec.cache_identity() | ({"compare": compare} if compare else {})
+        # the answer's shape is part of the key: a top-10 and a breakdown limited to 10 ask the same spec but
+        # answer different JSON (REST and GraphQL share a shape, hence an entry)
+        identity |= {"shape": f"{shape.__module__}.{shape.__qualname__}"}
         if raw.start is None and raw.end is None:  # relative ranges: the same question all along
             identity |= {"start": None, "end": None, "range": raw.range or "1h"}
         computed: list[str] = []  # the tiers that answered, when this request computed it
