@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from common.hot_store import HotStoreError
 from ingest.publisher import KafkaUnavailable
 from serving.analytics.kpis import KpiExists, KpiNotFound
+from serving.analytics.profiles import ProfileNotFound
 from serving.dashboards.store import DashboardConflict, DashboardError, DashboardNotFound, VersionMismatch
 from serving.query.engine import QueryTimeout
 from serving.query.kpi import KpiError
@@ -34,6 +35,7 @@ STATUS: dict[type[Exception], int] = {
     KpiError: 400,  # a KPI formula or name that cannot be accepted (the message points at the place)
     KpiNotFound: 404,
     KpiExists: 409,  # POST of a KPI name that is taken: PUT changes it
+    ProfileNotFound: 404,  # (a profile that cannot be accepted is a QueryError: 400)
     HotStoreError: 503,  # the hot tier (or the hot node) does not answer: retry shortly
     AnalyticsEngineFailed: 503,  # the engine answering a funnel, retention, paths or sessions question failed
     KafkaUnavailable: 503,  # POST /events accepted nothing: send the batch again
