@@ -39,6 +39,7 @@ MAX_USER_ID = 256
 MAX_PROPERTIES = 100
 MAX_VALUE = 1000
 MAX_IMPORT_ROWS = 1_000_000
+MAX_KEPT_LOOKUPS = 32  # (tenant, property) lookups kept in memory, the oldest dropped first
 _TS = pa.timestamp("ms", tz="UTC")
 _SCHEMA = pa.schema([("tenant", pa.string()), ("user_id", pa.string()), ("version", pa.uint64()),
                      ("properties", pa.map_(pa.string(), pa.string())), ("deleted", pa.uint8()), ("updated", _TS),
@@ -147,6 +148,7 @@ class ProfileStore:
         self._store = store
         self._sql = sql_sections("clickhouse/queries/profiles.sql")
         self._lock = threading.Lock()  # one writer at a time per process: versions are read, then written
+        self._lookups: dict[tuple[str, str], tuple[tuple, dict[str, str]]] = {}
 
     def upsert(self, tenant: str, changes: Iterable[tuple[str, Mapping[str, str | None]]], source: str = "api",
                *, replace: bool = False) -> list[Profile]:
@@ -196,9 +198,20 @@ class ProfileStore:
         return history[0], history
 
     def property(self, tenant: str, name: str) -> dict[str, str]:
-        """``{user_id: value}`` of one property, from each profiled user's newest version."""
+        """``{user_id: value}`` of one property, from each profiled user's newest version. Kept in this process
+        while the tenant's profiles do not change (a cheap stamp query checks), since reading a million users'
+        property costs about 1.7 s and the same breakdown is asked again and again."""
+        stamp = tuple(self._store.query_arrow(self._sql["stamp"], {"tenant": tenant}).to_pylist()[0].values())
+        kept = self._lookups.get((tenant, name))
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
         table = self._store.query_arrow(self._sql["property"], {"tenant": tenant, "name": name})
-        return dict(zip(table["user_id"].to_pylist(), table["value"].to_pylist(), strict=True))
+        values = dict(zip(table["user_id"].to_pylist(), table["value"].to_pylist(), strict=True))
+        with self._lock:
+            if len(self._lookups) >= MAX_KEPT_LOOKUPS:
+                self._lookups.pop(next(iter(self._lookups)))
+            self._lookups[(tenant, name)] = (stamp, values)
+        return values
 
     def _current(self, tenant: str, users: list[str]) -> dict[str, tuple[int, dict[str, str], bool]]:
         found: dict[str, tuple[int, dict[str, str], bool]] = {}

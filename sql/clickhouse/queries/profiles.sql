@@ -28,3 +28,7 @@ SELECT count() AS users FROM (
     SELECT user_id FROM user_profiles WHERE tenant = {tenant:String}
     GROUP BY user_id HAVING argMax(deleted, version) = 0
 );
+
+-- name: stamp
+-- Changes whenever the tenant's profiles do (every upsert or delete appends a version): the lookups' cache key.
+SELECT count() AS versions, max(updated) AS newest FROM user_profiles WHERE tenant = {tenant:String};
