@@ -46,10 +46,11 @@ def _answer(response: httpx.Response) -> dict | None:
     return response.json()
 
 
-def show_shop(client: httpx.Client) -> None:
-    """Product analytics over the shop's four weeks: a funnel, a retention grid, sessions and a custom KPI."""
-    tenant = {"tenant": SHOP_TENANT}
-    print(f"\n== product analytics, tenant {SHOP_TENANT} (four weeks of visits, see docs/product-analytics.md)")
+def show_shop(client: httpx.Client, shop: str = SHOP_TENANT) -> bool:
+    """Product analytics over the shop's four weeks: a funnel, a retention grid, sessions and a custom KPI.
+    True when every question was answered."""
+    tenant = {"tenant": shop}
+    print(f"\n== product analytics, tenant {shop} (four weeks of visits, see docs/product-analytics.md)")
     funnel = _answer(client.post("/v1/funnels", params=tenant, json={"steps": FUNNEL, "range": "7d", "window": "1d"}))
     if funnel:
         print_table(["funnel step (7d, 1-day window)", "users", "% of step 1", "median s to convert"],
@@ -80,6 +81,7 @@ def show_shop(client: httpx.Client) -> None:
         print()
         print_table(["country", "avg_order_value (a custom KPI, 28d)"],
                     [(r["country"], None if r["value"] is None else round(r["value"], 2)) for r in aov["rows"]])
+    return all(answer is not None for answer in (funnel, grid, sessions, aov))
 
 
 def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:

@@ -55,3 +55,14 @@ def test_the_demo_shop_has_meaningful_funnels_retention_and_sessions(client: Tes
     metrics = truth.session_metrics(events, start, now)[None]
     assert sessions.json()["totals"]["sessions"] == metrics["sessions"]
     assert 1.5 < metrics["pages_per_session"] < 6 and 0.05 < metrics["bounce_rate"] < 0.6
+
+
+def test_the_demo_prints_the_shops_funnel_retention_sessions_and_kpi(client: TestClient, settings: Settings,
+                                                                     hot: HotStore, capsys) -> None:
+    from demo.run import show_shop
+
+    lay_history(settings, hot, datetime.now(UTC), days=28, tenant=TENANT, seed=5, visitors_per_day=25)
+    assert show_shop(client, TENANT)
+    printed = capsys.readouterr().out
+    for text in ("4. purchase", "weekly cohort", "bounce_rate", "avg_order_value"):
+        assert text in printed, printed
