@@ -13,7 +13,9 @@ from common.settings import Settings
 from common.terminal import print_table
 from demo.clickstream import TENANTS, Clickstream
 from demo.ground_truth import unique_valid
+from demo.journeys import FUNNEL
 from demo.load import FreshnessProbe, post_events
+from demo.shop_history import SHOP_TENANT, lay_history
 from serving.tenancy.auth import bearer_headers
 from stack.app_services import full_stack
 
@@ -37,12 +39,60 @@ def hot_events_since(store: HotStore, started_at: datetime) -> int:
     ).to_pylist()[0]["n"]
 
 
+def _answer(response: httpx.Response) -> dict | None:
+    if response.status_code >= 400:
+        print(f"   ({response.request.url.path} answered {response.status_code}: {response.text[:200]})")
+        return None
+    return response.json()
+
+
+def show_shop(client: httpx.Client, shop: str = SHOP_TENANT) -> bool:
+    """Product analytics over the shop's four weeks: a funnel, a retention grid, sessions and a custom KPI.
+    True when every question was answered."""
+    tenant = {"tenant": shop}
+    print(f"\n== product analytics, tenant {shop} (four weeks of visits, see docs/product-analytics.md)")
+    funnel = _answer(client.post("/v1/funnels", params=tenant, json={"steps": FUNNEL, "range": "7d", "window": "1d"}))
+    if funnel:
+        print_table(["funnel step (7d, 1-day window)", "users", "% of step 1", "median s to convert"],
+                    [(f"{s['step']}. {s['event']}", s["count"],
+                      "" if s["conversion_from_first"] is None else f"{100 * s['conversion_from_first']:.1f}",
+                      "" if s["time_to_convert_median"] is None else round(s["time_to_convert_median"]))
+                     for s in funnel["steps"]])
+        print(f"(from {', '.join(funnel['sources'])}, {funnel['took_ms']} ms)")
+    grid = _answer(client.post("/v1/retention", params=tenant, json={
+        "start_event": "page_view", "period": "week", "periods": 3, "range": "28d"}))
+    if grid:
+        print()
+        print_table(["weekly cohort", "users", "week 1 %", "week 2 %", "week 3 %"],
+                    [(c["cohort"], c["size"], *(f"{p:.1f}" for p in c["percentages"][1:])) for c in grid["cohorts"]])
+        print(f"(from {', '.join(grid['sources'])}, {grid['took_ms']} ms)")
+    sessions = _answer(client.get("/v1/sessions", params={**tenant, "range": "7d"}))
+    if sessions:
+        totals = sessions["totals"]
+        print()
+        print_table(["sessions (7d)", "value"], [(k, round(v, 3) if isinstance(v, float) else v)
+                                                 for k, v in totals.items() if k in (
+                                                     "sessions", "avg_session_duration", "pages_per_session",
+                                                     "bounce_rate")])
+    client.post("/v1/kpis", params=tenant, json={"name": "avg_order_value", "formula": "revenue / purchases"})
+    aov = _answer(client.get("/v1/breakdown", params={**tenant, "metric": "avg_order_value", "by": "country",
+                                                      "range": "28d"}))
+    if aov:
+        print()
+        print_table(["country", "avg_order_value (a custom KPI, 28d)"],
+                    [(r["country"], None if r["value"] is None else round(r["value"], 2)) for r in aov["rows"]])
+    return all(answer is not None for answer in (funnel, grid, sessions, aov))
+
+
 def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
     print(f"== starting the local stack under {settings.home}")
     full_stack(settings).up()
     store = open_hot_store(settings)
     headers = bearer_headers(settings.admin_key)  # the admin key names each demo tenant with ?tenant=
     client = httpx.Client(base_url=settings.api_url, timeout=30, headers=headers)
+    laid = lay_history(settings, store, datetime.now(UTC))
+    print(f"== tenant {SHOP_TENANT}: " + (f"{laid:,} events of four weeks of shop visits laid into the lake and the "
+                                          "hot tier" if laid else "its four weeks of shop visits are already laid"))
     stream = Clickstream(seed=int(time.time()))
     started_at = datetime.now(UTC)
     dlq_before = topic_size(settings, settings.kafka_dlq_topic)
@@ -115,6 +165,7 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
     print_table([f"metric (acme, {window})", "value"], list(zip(metrics, body["rows"][0], strict=True)))
     print(f"(one ad-hoc query, {body['took_ms']} ms, from {', '.join(body['sources'])})")
 
+    show_shop(client)
     dlq = topic_size(settings, settings.kafka_dlq_topic) - dlq_before
     fresh = probe.summary()
     print()
@@ -135,7 +186,8 @@ def run_demo(settings: Settings, seconds: int = 60, rate: int = 2000) -> int:
         f"key {settings.admin_key}: the local stack's admin key), "
         f"try `curl -H 'Authorization: Bearer {settings.admin_key}' "
         f"'{settings.api_url}/v1/timeseries?metric=page_views&tenant=acme"
-        f"&range=1h&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; stop it with "
+        f"&range=1h&group_by=device'` or `lakehouse query 'SELECT count() FROM events_raw'`; the web dashboard's "
+        f"funnel and retention widgets have four weeks of visits under tenant {SHOP_TENANT}; stop it with "
         "`lakehouse stack down`."
     )
     return 0 if count >= expected else 1

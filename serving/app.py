@@ -43,6 +43,7 @@ from serving.routes.analytics import analytics_router
 from serving.routes.dashboards import dashboards_router
 from serving.routes.kpis import kpis_router
 from serving.routes.live import live_router
+from serving.routes.profiles import profiles_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
@@ -84,6 +85,7 @@ def create_app(serving: Serving) -> FastAPI:
     app.include_router(queries_router(serving))
     app.include_router(analytics_router(serving))  # funnels, retention, paths, sessions
     app.include_router(kpis_router(serving))
+    app.include_router(profiles_router(serving))  # user profiles: profile.<property> in funnels and retention
     alert_store = AlertStore(store)
     app.include_router(alerts_router(serving, alert_store))
     app.include_router(live_router(serving))

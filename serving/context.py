@@ -11,6 +11,7 @@ from fastapi import Query
 from common.hot_store import HotStore
 from common.settings import Settings
 from ingest.publisher import Publisher
+from serving.analytics.kpis import KpiStore
 from serving.cache import QueryCache
 from serving.observability import ServingMetrics
 from serving.query.engine import QueryEngine
@@ -44,8 +45,11 @@ class Serving:
     counters: dict[str, int] = field(default_factory=dict)
     metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/observability.py)
     streams: StreamSlots | None = None  # live streams open per key (WebSocket, GraphQL subscriptions)
+    kpis: KpiStore | None = None  # the tenants' custom KPIs, usable wherever a metric is
 
     def __post_init__(self) -> None:
+        if self.kpis is None:
+            self.kpis = KpiStore(self.store)
         if self.streams is None:
             self.streams = StreamSlots(self.settings.live_max_streams_per_key)
 

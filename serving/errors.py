@@ -14,9 +14,13 @@ from fastapi.responses import JSONResponse
 
 from common.hot_store import HotStoreError
 from ingest.publisher import KafkaUnavailable
+from serving.analytics.kpis import KpiExists, KpiNotFound
+from serving.analytics.profiles import ProfileNotFound
 from serving.dashboards.store import DashboardConflict, DashboardError, DashboardNotFound, VersionMismatch
 from serving.query.engine import QueryTimeout
+from serving.query.kpi import KpiError
 from serving.query.spec import InvalidParameter, QueryError
+from serving.services.analytics import AnalyticsEngineFailed
 from serving.tenancy.auth import AuthError
 from serving.tenancy.tenants import DirectoryError
 
@@ -28,7 +32,12 @@ STATUS: dict[type[Exception], int] = {
     DashboardNotFound: 404,
     DashboardConflict: 409,  # e.g. changing the built-in dashboard
     VersionMismatch: 412,  # If-Match names a version that is no longer current
+    KpiError: 400,  # a KPI formula or name that cannot be accepted (the message points at the place)
+    KpiNotFound: 404,
+    KpiExists: 409,  # POST of a KPI name that is taken: PUT changes it
+    ProfileNotFound: 404,  # (a profile that cannot be accepted is a QueryError: 400)
     HotStoreError: 503,  # the hot tier (or the hot node) does not answer: retry shortly
+    AnalyticsEngineFailed: 503,  # the engine answering a funnel, retention, paths or sessions question failed
     KafkaUnavailable: 503,  # POST /events accepted nothing: send the batch again
     QueryTimeout: 504,  # the query ran past the configured timeout; the message says what to narrow
 }

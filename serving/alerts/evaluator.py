@@ -32,18 +32,22 @@ from serving.alerts.rules import (
     Rule,
     Verdict,
     Window,
-    evaluation_end,
     judge,
+    judge_anomaly,
     new_incident_id,
     notification,
+    rule_end,
+    seasonal_windows,
     transition,
     windows,
 )
 from serving.alerts.store import AlertState, AlertStore, HistoryEntry
 from serving.alerts.webhook import WebhookSender
+from serving.analytics.kpis import KpiStore
 from serving.context import Serving
 from serving.query.engine import QueryEngine
-from serving.query.spec import build_spec
+from serving.query.kpi import Kpi
+from serving.query.spec import METRICS, build_spec
 from serving.webhook_guard import EgressPolicy
 
 log = logging.getLogger(__name__)
@@ -108,8 +112,10 @@ class AlertEvaluator:
     def __init__(self, alerts: AlertStore, engine: QueryEngine, sender: WebhookSender, lease: EvaluatorLease,
                  *, interval_seconds: float, settle_seconds: float,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 counters: dict[str, int] | None = None, delivery_concurrency: int = 16) -> None:
+                 counters: dict[str, int] | None = None, delivery_concurrency: int = 16,
+                 kpis: KpiStore | None = None) -> None:
         self._alerts = alerts
+        self._kpis = kpis
         self._engine = engine
         self._sender = sender
         self._lease = lease
@@ -160,7 +166,14 @@ class AlertEvaluator:
         rules = await asyncio.to_thread(self._alerts.all_rules)
         states = await asyncio.to_thread(self._alerts.states)
         by_key = {(r.tenant, r.id): r for r in rules}
-        end = evaluation_end(now, self.settle_seconds)
+        watched: dict[str, set[str]] = {}  # each tenant's KPIs that its rules watch, read once a tick
+        for rule in rules:
+            if rule.enabled and rule.metric not in METRICS:
+                watched.setdefault(rule.tenant, set()).add(rule.metric)
+        kpis: dict[str, dict[str, Kpi]] = {}
+        if self._kpis is not None:
+            kpis = {tenant: await asyncio.to_thread(self._kpis.named, tenant, names)
+                    for tenant, names in watched.items()}
         changed: list[AlertState] = []
         history: list[HistoryEntry] = []
         for rule in rules:
@@ -168,7 +181,7 @@ class AlertEvaluator:
                 continue
             state = states.get((rule.tenant, rule.id)) or AlertState(rule.tenant, rule.id)
             try:
-                verdict, window = await asyncio.to_thread(self._judge, rule, end, now)
+                verdict, window = await asyncio.to_thread(self._judge, rule, now, kpis.get(rule.tenant, {}))
             except Exception as exc:  # a rule whose query fails must not stop the others
                 log.warning("alert rule %s/%s not evaluated: %s", rule.tenant, rule.id, exc)
                 continue
@@ -195,16 +208,26 @@ class AlertEvaluator:
             self.counters[name] = self.counters.get(name, 0) + n
         return report
 
-    def _judge(self, rule: Rule, end: datetime, now: datetime) -> tuple[Verdict, Window]:
-        current, previous = windows(rule, end)
-        value = self._total(rule, current.start, current.end, now)
-        baseline = self._total(rule, previous.start, previous.end, now) if previous else None
+    def _judge(self, rule: Rule, now: datetime, kpis: dict[str, Kpi]) -> tuple[Verdict, Window]:
+        current, previous = windows(rule, rule_end(rule, now, self.settle_seconds))
+        value = self._total(rule, current, now, kpis)
+        if rule.condition.type == "anomaly":
+            baselines = [self._total(rule, week, now, kpis) for week in seasonal_windows(rule, current)]
+            return judge_anomaly(rule.condition, value, baselines), current
+        baseline = self._total(rule, previous, now, kpis) if previous else None
         return judge(rule.condition, value, baseline), current
 
-    def _total(self, rule: Rule, start: datetime, end: datetime, now: datetime) -> float:
-        spec = build_spec(rule.spec_input(start, end), now=now)
+    def _total(self, rule: Rule, window: Window, now: datetime, kpis: dict[str, Kpi]) -> float | None:
+        """The window's value; a window without events counts as 0 for a metric, and a KPI is its formula
+        over zeros there (null for a ratio). A KPI deleted since the rule was made raises (not evaluated)."""
+        spec = build_spec(rule.spec_input(window.start, window.end), now=now, kpis=kpis)
         rows = self._engine.run(rule.tenant, spec, now).rows
-        return float(rows[0][0] or 0) if rows else 0.0
+        if rows:
+            value = rows[0][0]
+            return None if value is None and spec.kpis else float(value or 0)
+        if spec.kpis:
+            return spec.kpis[0].value(dict.fromkeys(spec.kpis[0].metrics, 0))
+        return 0.0
 
     async def _deliver(self, pending: list[AlertState], rules: dict[tuple[str, str], Rule],
                        report: TickReport) -> None:
@@ -267,5 +290,5 @@ def build_evaluator(serving: Serving, alerts: AlertStore) -> AlertEvaluator | No
                       egress=EgressPolicy.from_settings(settings)),
         EvaluatorLease(settings.redis_url, lease_seconds=max(3 * settings.alert_interval_seconds, 30.0)),
         interval_seconds=settings.alert_interval_seconds, settle_seconds=settings.alert_settle_seconds,
-        counters=serving.counters,
+        counters=serving.counters, kpis=serving.kpis,
     )

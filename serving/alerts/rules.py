@@ -1,9 +1,13 @@
 """Alert rules and how one evaluation is judged: pure logic, no I/O (the evaluator does the I/O).
 
-A rule watches one metric (with the dashboard filters, validated by ``serving.query.spec``) over a
-window of whole minutes that ends at the last *settled* minute: the minute that closed at least
-``alert_settle_seconds`` ago, so the stream's in-flight minute never looks like a drop. A rule fires on
-a threshold (``value < N``) or on a relative change against the window just before (``drop > 20 %``).
+A rule watches one metric or one of the tenant's KPIs (with the dashboard filters, validated by
+``serving.query.spec``) over a window of whole minutes that ends at the last *settled* minute: the minute
+that closed at least ``alert_settle_seconds`` ago, so the stream's in-flight minute never looks like a
+drop. A rule fires on a threshold (``value < N``), on a relative change against the window just before
+(``drop > 20 %``), or on an anomaly against a seasonal baseline: the same window at the same time of the
+previous ``weeks`` weeks, firing when the value lies more than ``k`` standard deviations from their mean.
+Weekly seasonality needs data weeks old, which only the hot tier's hourly rollups keep (90 days): an
+anomaly rule therefore judges whole hours, its window ending at the last settled hour boundary.
 
 An incident is a state machine with two states, ``ok`` and ``firing``: a notification is queued only
 when the state changes (one when it fires, one when it recovers), never while it stays the same.
@@ -11,7 +15,10 @@ when the state changes (one when it fires, one when it recovers), never while it
 
 from __future__ import annotations
 
+import math
+import statistics
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,11 +26,14 @@ from typing import Any
 import httpx
 
 from common.events import format_ts
+from serving.query.kpi import Kpi
 from serving.query.spec import METRICS, QueryError, SpecInput, build_spec, parse_range
 from serving.webhook_guard import EgressPolicy, EgressRefused
 
 THRESHOLD_OPS = ("<", "<=", ">", ">=")
 DIRECTIONS = ("drop", "rise")
+ANOMALY_DIRECTIONS = ("both", "drop", "rise")
+MIN_WEEKS, MAX_WEEKS = 2, 8  # eight weeks back stays inside the hot tier's 90 days of hourly rollups
 MAX_WINDOW_MINUTES = 24 * 60
 OK, FIRING = "ok", "firing"
 # notification kinds (also the Slack message's colour and the machine-readable `status`)
@@ -36,20 +46,27 @@ class AlertError(ValueError):
 
 @dataclass(frozen=True)
 class Condition:
-    type: str  # threshold | change
+    type: str  # threshold | change | anomaly
     op: str = ""  # threshold: < <= > >=
     value: float = 0.0  # threshold: the bound
-    direction: str = ""  # change: drop | rise
+    direction: str = ""  # change: drop | rise; anomaly: both | drop | rise
     percent: float = 0.0  # change: how much, in percent of the previous window
+    k: float = 0.0  # anomaly: how many standard deviations from the baseline's mean
+    weeks: int = 0  # anomaly: how many previous weeks make the baseline
 
     def as_dict(self) -> dict[str, Any]:
         if self.type == "threshold":
             return {"type": "threshold", "op": self.op, "value": self.value}
+        if self.type == "anomaly":
+            return {"type": "anomaly", "direction": self.direction, "k": self.k, "weeks": self.weeks}
         return {"type": "change", "direction": self.direction, "percent": self.percent}
 
     def describe(self) -> str:
         if self.type == "threshold":
             return f"{self.op} {self.value:g}"
+        if self.type == "anomaly":
+            side = {"both": "away from", "drop": "below", "rise": "above"}[self.direction]
+            return f"more than {self.k:g} σ {side} the same time of the previous {self.weeks} weeks"
         return f"{self.direction} > {self.percent:g} % vs the previous window"
 
 
@@ -68,9 +85,22 @@ def parse_condition(raw: dict[str, Any]) -> Condition:
         if not 0 < percent <= (100 if direction == "drop" else 1_000_000):
             raise AlertError("percent must be above 0 (and at most 100 for a drop)")
         return Condition("change", direction=direction, percent=percent)
+    if kind == "anomaly":
+        direction = raw.get("direction") or "both"
+        if direction not in ANOMALY_DIRECTIONS:
+            raise AlertError(f"an anomaly condition's direction is one of {', '.join(ANOMALY_DIRECTIONS)}, "
+                             f"got {direction!r}")
+        k = _number(raw.get("k", 3), "anomaly k")
+        weeks = raw.get("weeks", 4)
+        if not 0 < k <= 100:
+            raise AlertError("k (standard deviations) must be above 0 and at most 100")
+        if isinstance(weeks, bool) or not isinstance(weeks, int) or not MIN_WEEKS <= weeks <= MAX_WEEKS:
+            raise AlertError(f"weeks must be a whole number from {MIN_WEEKS} to {MAX_WEEKS}, got {weeks!r}")
+        return Condition("anomaly", direction=direction, k=k, weeks=weeks)
     raise AlertError(
-        "condition.type must be 'threshold' ({'type': 'threshold', 'op': '<', 'value': 100}) or 'change' "
-        "({'type': 'change', 'direction': 'drop', 'percent': 20})"
+        "condition.type must be 'threshold' ({'type': 'threshold', 'op': '<', 'value': 100}), 'change' "
+        "({'type': 'change', 'direction': 'drop', 'percent': 20}) or 'anomaly' "
+        "({'type': 'anomaly', 'k': 3, 'weeks': 4, 'direction': 'both'})"
     )
 
 
@@ -110,21 +140,30 @@ class Rule:
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def spec_input(self, start: datetime, end: datetime) -> SpecInput:
-        """The rule's question over one window: a total from the minute rollups (exact to the minute)."""
-        return SpecInput(metrics=[self.metric], start=start, end=end, filters=list(self.filters), tier="hot")
+        """The rule's question over one window: a total from the hot tier, exact to the minute (an anomaly
+        rule's whole hours, weeks back, come from its hourly rollups: ``auto`` picks them)."""
+        return SpecInput(metrics=[self.metric], start=start, end=end, filters=list(self.filters),
+                         tier="auto" if self.condition.type == "anomaly" else "hot")
 
 
-def validate_rule(rule: Rule, now: datetime, egress: EgressPolicy | None = None) -> Rule:
-    """Check the metric, filters and webhook the way every query is checked; returns the normalised rule.
+def validate_rule(rule: Rule, now: datetime, egress: EgressPolicy | None = None,
+                  kpis: Mapping[str, Kpi] | None = None) -> Rule:
+    """Check the metric (or KPI: ``kpis``, the tenant's by name), filters and webhook the way every query is
+    checked; returns the normalised rule.
 
     The webhook's host must not be, nor now resolve to, a non-public address (``egress``: the strict
     default allows none); every delivery checks again, since what a name resolves to can change."""
     if not rule.name.strip():
         raise AlertError("name must not be empty")
-    if rule.metric not in METRICS:
-        raise AlertError(f"unknown metric {rule.metric!r}; known: {', '.join(METRICS)}")
+    kpis = kpis or {}
+    if rule.metric not in METRICS and rule.metric not in kpis:
+        raise AlertError(f"unknown metric {rule.metric!r}; known: {', '.join([*METRICS, *kpis])} "
+                         "(GET /v1/kpis lists the tenant's KPIs)")
+    if rule.condition.type == "anomaly" and rule.window_minutes % 60:
+        raise AlertError("an anomaly rule judges whole hours (its baseline comes from hourly rollups weeks back): "
+                         f"use a window of 1h to {MAX_WINDOW_MINUTES // 60}h")
     try:
-        spec = build_spec(rule.spec_input(now - timedelta(minutes=rule.window_minutes), now), now=now)
+        spec = build_spec(rule.spec_input(now - timedelta(minutes=rule.window_minutes), now), now=now, kpis=kpis)
     except QueryError as exc:
         raise AlertError(str(exc)) from exc
     if any(f.on_metric for f in spec.filters):
@@ -149,10 +188,16 @@ def _usable_url(text: str) -> bool:
     return url.scheme in ("http", "https") and bool(url.host) and not any(c.isspace() for c in text)
 
 
-def evaluation_end(now: datetime, settle_seconds: float) -> datetime:
-    """The end of the newest window to judge: the last minute boundary at least ``settle_seconds`` ago."""
+def evaluation_end(now: datetime, settle_seconds: float, step_seconds: int = 60) -> datetime:
+    """The end of the newest window to judge: the last minute (or ``step_seconds``: hour) boundary at least
+    ``settle_seconds`` ago."""
     settled = int((now - timedelta(seconds=settle_seconds)).timestamp())
-    return datetime.fromtimestamp(settled - settled % 60, UTC)
+    return datetime.fromtimestamp(settled - settled % step_seconds, UTC)
+
+
+def rule_end(rule: Rule, now: datetime, settle_seconds: float) -> datetime:
+    """Where this rule's newest window ends: a minute boundary, or an hour boundary for an anomaly rule."""
+    return evaluation_end(now, settle_seconds, 3600 if rule.condition.type == "anomaly" else 60)
 
 
 @dataclass(frozen=True)
@@ -169,22 +214,59 @@ def windows(rule: Rule, end: datetime) -> tuple[Window, Window | None]:
     return current, previous
 
 
+def seasonal_windows(rule: Rule, current: Window) -> list[Window]:
+    """The same window at the same time of each of the previous ``weeks`` weeks, the most recent first."""
+    week = timedelta(days=7)
+    return [Window(current.start - n * week, current.end - n * week) for n in range(1, rule.condition.weeks + 1)]
+
+
 @dataclass(frozen=True)
 class Verdict:
-    breached: bool | None  # None: nothing to compare (a change from an empty window) — the state is kept
-    value: float
-    baseline: float | None = None
+    breached: bool | None  # None: nothing to compare (a change from an empty window, a KPI undefined) — kept
+    value: float | None  # None: a KPI undefined in the window (x / 0)
+    baseline: float | None = None  # the previous window's value, or the seasonal baseline's mean
     change_percent: float | None = None  # + rise, - drop
+    stddev: float | None = None  # anomaly: the seasonal baseline's sample standard deviation
+    baselines: tuple[float | None, ...] = ()  # anomaly: each previous week's value, the most recent first
+    sigmas: float | None = None  # anomaly: (value - mean) / stddev; None when stddev is 0
 
     def summary(self, metric: str) -> str:
-        text = f"{metric} = {self.value:g}"
-        if self.baseline is not None:
+        text = f"{metric} = {'null' if self.value is None else format(self.value, 'g')}"
+        if self.baselines:
+            weeks = ", ".join("null" if b is None else f"{b:g}" for b in self.baselines)
+            spread = f" ± {self.stddev:.4g}" if self.stddev is not None else ""
+            away = f", {self.sigmas:+.2f} σ" if self.sigmas is not None else ""
+            mean = "null" if self.baseline is None else f"{self.baseline:.4g}"
+            text += f" (baseline {mean}{spread} from the previous weeks: {weeks}{away})"
+        elif self.baseline is not None:
             text += f" (previous window {self.baseline:g}"
             text += f", {self.change_percent:+.1f} %)" if self.change_percent is not None else ")"
         return text
 
 
-def judge(condition: Condition, value: float, baseline: float | None = None) -> Verdict:
+def judge_anomaly(condition: Condition, value: float | None, baselines: list[float | None]) -> Verdict:
+    """Beyond ``k`` sample standard deviations of the previous weeks' values (those defined; at least two)
+    in the rule's direction. A flat baseline (σ = 0) makes any move in that direction an anomaly."""
+    known = [b for b in baselines if b is not None]
+    if len(known) < 2:
+        return Verdict(None, value, baselines=tuple(baselines))
+    mean = statistics.fmean(known)
+    stddev = statistics.stdev(known)
+    if value is None:
+        return Verdict(None, value, mean, stddev=stddev, baselines=tuple(baselines))
+    deviation = value - mean
+    sigmas = deviation / stddev if stddev > 0 else None
+    # a flat baseline: any move is infinitely many σ away
+    distance = sigmas if sigmas is not None else math.copysign(math.inf, deviation) if deviation else 0.0
+    breached = {"both": abs(distance) > condition.k, "rise": distance > condition.k,
+                "drop": -distance > condition.k}[condition.direction]
+    return Verdict(breached, value, mean, stddev=stddev, baselines=tuple(baselines),
+                   sigmas=None if sigmas is None else round(sigmas, 4))
+
+
+def judge(condition: Condition, value: float | None, baseline: float | None = None) -> Verdict:
+    if value is None:  # a KPI undefined in the window: nothing to judge, the state is kept
+        return Verdict(None, value, baseline)
     if condition.type == "threshold":
         breached = {"<": value < condition.value, "<=": value <= condition.value,
                     ">": value > condition.value, ">=": value >= condition.value}[condition.op]
@@ -245,6 +327,8 @@ def notification(rule: Rule, kind: str, incident_id: str, verdict: Verdict, wind
             "incident_id": incident_id, "metric": rule.metric, "filters": rule.filters,
             "condition": rule.condition.as_dict(), "window": window_text(rule.window_minutes), **window_fields,
             "value": verdict.value, "baseline": verdict.baseline, "change_percent": verdict.change_percent,
+            **({"baseline_stddev": verdict.stddev, "baseline_values": list(verdict.baselines),
+                "sigmas": verdict.sigmas} if rule.condition.type == "anomaly" else {}),
             "at": format_ts(at, "auto"),
         },
     }

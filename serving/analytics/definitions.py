@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from common.events import EVENT_NAME
+from serving.analytics.profiles import is_profile_field
 from serving.query.spec import DIMENSIONS, QueryError
 
-FILTER_DIMENSIONS = ("country", "device", "page")  # what a step's filters and a breakdown may name
+# what a step's filters and a breakdown may name, besides a user profile's property (profile.<name>)
+FILTER_DIMENSIONS = ("country", "device", "page")
 BREAKDOWN_DIMENSIONS = ("country", "device", "page")
 MIN_STEPS, MAX_STEPS = 2, 10
 FUNNEL_MODES = ("ordered", "strict", "any")
@@ -73,6 +75,13 @@ class FunnelSpec:
     def event_names(self) -> list[str]:
         return sorted({s.event for s in self.steps} | {x.step.event for x in self.exclusions})
 
+    @property
+    def profile_fields(self) -> list[str]:
+        """The user profile properties (``profile.<name>``) the steps' filters and the breakdown name."""
+        named = {f.field for s in (*self.steps, *(x.step for x in self.exclusions)) for f in s.filters}
+        named |= {self.breakdown} if self.breakdown else set()
+        return sorted(f for f in named if is_profile_field(f))
+
 
 @dataclass(frozen=True)
 class RetentionSpec:
@@ -126,8 +135,17 @@ def one_of(value: Any, allowed: tuple[str, ...], what: str) -> Any:
     return value
 
 
+def dimension(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    """A dimension of the events, or a property of the user's profile (``profile.plan``)."""
+    if isinstance(value, str) and is_profile_field(value):
+        return value
+    if value not in allowed:
+        raise QueryError(f"unknown {what} {value!r}; use one of: {', '.join(allowed)} or profile.<property>")
+    return value
+
+
 def step_filter(raw: dict[str, Any]) -> StepFilter:
-    name = one_of(raw.get("field"), FILTER_DIMENSIONS, "step filter field")
+    name = dimension(raw.get("field"), FILTER_DIMENSIONS, "step filter field")
     op = one_of(raw.get("op", "="), ("=", "!=", "in", "not in"), "step filter op")
     values = raw.get("values") if raw.get("values") is not None else [raw.get("value")]
     if not values or any(not isinstance(v, str) for v in values):
@@ -163,7 +181,7 @@ def funnel_spec(raw: dict[str, Any], start: datetime, end: datetime) -> FunnelSp
         exclusions.append(Exclusion(step(x, f"exclusion {i + 1}"), a, b))
     breakdown = raw.get("breakdown")
     if breakdown is not None:
-        one_of(breakdown, BREAKDOWN_DIMENSIONS, "breakdown dimension")
+        dimension(breakdown, BREAKDOWN_DIMENSIONS, "breakdown dimension")
     limit = raw.get("breakdown_limit", 10)
     if not isinstance(limit, int) or not 1 <= limit <= 100:
         raise QueryError("breakdown_limit must be 1 to 100")
@@ -182,7 +200,7 @@ def retention_spec(raw: dict[str, Any], start: datetime, end: datetime) -> Reten
         raise QueryError("periods must be 1 to 60")
     breakdown = raw.get("breakdown")
     if breakdown is not None:
-        one_of(breakdown, BREAKDOWN_DIMENSIONS, "breakdown dimension")
+        dimension(breakdown, BREAKDOWN_DIMENSIONS, "breakdown dimension")
     return RetentionSpec(
         start_event=event_name(raw.get("start_event"), "start_event"),
         return_event=event_name(raw.get("return_event") or raw.get("start_event"), "return_event"),

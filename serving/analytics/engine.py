@@ -26,6 +26,7 @@ from common.hot_store import HotStore
 from common.settings import Settings
 from common.sql_files import fill, sql_sections
 from serving.analytics.definitions import SESSION_CUT, FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
+from serving.analytics.profiles import ProfileStore, is_profile_field, property_of
 from serving.analytics.sequences import (
     Conversion,
     funnel_answer,
@@ -64,6 +65,7 @@ class AnalyticsEngine:
         self.hot_horizon = hot_horizon
         self.timeout_seconds = timeout_seconds
         self.lake_factory = lake_factory
+        self.profiles = ProfileStore(store) if store is not None else None
         self.gap_ms = int(settings.session_gap_minutes * 60_000)
         self.ch = sql_sections("clickhouse/queries/analytics.sql")
         self.duck = sql_sections("duckdb/queries/analytics.sql")
@@ -90,6 +92,10 @@ class AnalyticsEngine:
                                                   else "list_contains($events, event)")
         table = self._units(engine, tenant, scan_start, scan_end, source=source, keep=keep,
                             unit="session" if spec.unit == "sessions" else "''", events=spec.event_names)
+        for name in spec.profile_fields:  # the query-time join: each row's user's property as a column
+            values = self._profile_property(tenant, name)
+            table = table.append_column(name, pa.array([values.get(u, "") for u in table["user_id"].to_pylist()],
+                                                       pa.string()))
         body, conversions = funnel_answer(spec, table)
         return Answer(body, [_source(engine)], _ms(started), conversions)
 
@@ -127,21 +133,38 @@ class AnalyticsEngine:
         ch_fn, duck_unit, diff_unit, per_unit = PERIOD_SQL[spec.period]
         reach = timedelta(days=(spec.periods + 1) * {"day": 1, "week": 7, "month": 31}[spec.period])
         scan_end = spec.end + reach
+        # a profile property: the grid per user (value = user_id), each user's property looked up, added up below
+        profiled = spec.breakdown is not None and is_profile_field(spec.breakdown)
+        breakdown = "user_id" if profiled else spec.breakdown or "''"
         if engine == "hot":
             indexes = ("arrayFilter(x -> x <= {periods:UInt32}, groupUniqArray(idx))" if spec.mode == "on"
                        else "[least(max(idx), {periods:UInt32})]")
-            sql = fill(self.ch["retention"], breakdown=spec.breakdown or "''", period=ch_fn, unit=diff_unit,
+            sql = fill(self.ch["retention"], breakdown=breakdown, period=ch_fn, unit=diff_unit,
                        per_unit=str(per_unit), mode_indexes=indexes, timeout_seconds=str(int(self.timeout_seconds)))
         else:
             indexes = ("list_filter(list_distinct(list(idx)), x -> x <= $periods)" if spec.mode == "on"
                        else "[least(max(idx), $periods)]")
-            sql = fill(self.duck["retention"], breakdown=spec.breakdown or "''", period=duck_unit, unit=diff_unit,
+            sql = fill(self.duck["retention"], breakdown=breakdown, period=duck_unit, unit=diff_unit,
                        per_unit=str(per_unit), mode_indexes=indexes)
         params = self._params(tenant, spec.start, scan_end, start=spec.start, end=spec.end,
                               start_event=spec.start_event, return_event=spec.return_event, periods=spec.periods,
                               first_day=spec.start.date(), last_day=spec.end.date())
         table = self._run(engine, sql, params)
+        if profiled:
+            assert spec.breakdown is not None
+            values = self._profile_property(tenant, spec.breakdown)
+            cells: dict[tuple, int] = {}
+            for row in table.to_pylist():
+                key = (row["cohort"], values.get(row["value"], ""), row["n"])
+                cells[key] = cells.get(key, 0) + row["users"]
+            table = pa.Table.from_pylist([{"cohort": c, "value": v, "n": n, "users": u}
+                                          for (c, v, n), u in cells.items()])
         return Answer(retention_answer(spec, table), [_source(engine)], _ms(started))
+
+    def _profile_property(self, tenant: str, field: str) -> dict[str, str]:
+        if self.profiles is None:
+            raise QueryError("user profiles are not available on this server")
+        return self.profiles.property(tenant, property_of(field))
 
     # ------------------------------------------------------------------------------------------ plumbing
 

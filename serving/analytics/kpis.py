@@ -8,6 +8,7 @@ computed by asking the query engine for the metrics it names, then applying the 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,10 @@ KPI_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 class KpiNotFound(LookupError):
     pass
+
+
+class KpiExists(ValueError):
+    """A new KPI whose name the tenant already uses."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,14 @@ class KpiStore:
 
     def list(self, tenant: str) -> list[SavedKpi]:
         return [self._row(r) for r in self._store.query_arrow(self._sql["list"], {"tenant": tenant}).to_pylist()]
+
+    def named(self, tenant: str, names: Iterable[str]) -> dict[str, Kpi]:
+        """The tenant's KPIs by name when ``names`` (what a question uses as metrics) go outside the catalogue —
+        all of them, so an unknown name is answered with the list of what is known; no lookup at all otherwise,
+        so a question over catalogue metrics costs nothing more."""
+        if not set(names) - set(METRICS):
+            return {}
+        return {saved.kpi.name: saved.kpi for saved in self.list(tenant)}
 
     def get(self, tenant: str, name: str) -> SavedKpi:
         rows = self._store.query_arrow(self._sql["get"], {"tenant": tenant, "name": name}).to_pylist()

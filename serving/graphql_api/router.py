@@ -44,8 +44,9 @@ class _Router(GraphQLRouter):
 def graphql_router(serving: Serving, alerts: AlertStore) -> GraphQLRouter:
     settings = serving.settings
     schema = Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions(settings))
-    answers = QueryAnswers(serving.engine, serving.cache, settings)
-    dashboards = DashboardService(DashboardStore(serving.store), serving.engine, serving.cache, settings)
+    answers = QueryAnswers(serving.engine, serving.cache, settings, serving.kpis)
+    dashboards = DashboardService(DashboardStore(serving.store), serving.engine, serving.cache, settings,
+                                  serving.kpis)
     feed = LiveFeed(serving.engine, serving.cache, settings)
     ide = settings.graphql_introspection
     assert serving.streams is not None

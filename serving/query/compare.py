@@ -52,6 +52,9 @@ def change(metrics: tuple[str, ...], current: list[Any] | None, previous: list[A
     for i, metric in enumerate(metrics):
         now_value = current[i] if current else 0
         before = previous[i] if previous else 0
+        if now_value is None or before is None:  # a KPI undefined in either period (x / 0)
+            out[metric] = {"current": now_value, "previous": before, "change": None, "change_percent": None}
+            continue
         delta = now_value - before
         out[metric] = {"current": now_value, "previous": before, "change": delta,
                        "change_percent": round(delta / before * 100, 2) if before else None}

@@ -12,7 +12,7 @@ split range add the pieces, which is exact for counts and revenue and an upper b
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from opentelemetry import trace
 
 from common.hot_store import HotStore
 from serving.query.buckets import bucket_starts, empty_value
+from serving.query.kpi_rows import base_spec, with_kpis
 from serving.query.spec import METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
 from serving.query.tier_routing import Horizons, Segment, plan
@@ -70,6 +71,8 @@ class QueryEngine:
         self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
+        if spec.kpis:
+            return self._run_with_kpis(tenant, spec, now)
         started = time.perf_counter()
         segments = plan(spec, now, self.horizons)
         whole = len(segments) == 1
@@ -95,6 +98,18 @@ class QueryEngine:
             took_ms=round((time.perf_counter() - started) * 1000, 2),
             read_from=segments[0].start,
         )
+
+    def _run_with_kpis(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
+        """The catalogue metrics the KPIs read, then their formulas row by row (``serving.query.kpi_rows``).
+        A KPI is approximate when a metric it reads is (unique users over a split range)."""
+        base = self.run(tenant, base_spec(spec), now)
+        rows = with_kpis(spec, base.records())
+        columns = (["bucket"] if spec.granularity else []) + list(spec.dimensions) + list(spec.metrics)
+        shaky = set(base.approximate)
+        approximate = [m for m in spec.metrics
+                       if m in shaky or any(k.name == m and shaky & set(k.metrics) for k in spec.kpis)]
+        return replace(base, columns=columns, rows=[[row[c] for c in columns] for row in rows],
+                       approximate=approximate)
 
     def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         self.tier_queries[segment.source.tier] += 1

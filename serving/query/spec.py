@@ -9,11 +9,13 @@ statement unchecked: every name is looked up here, every value later travels as 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from serving.query.buckets import FILLS, BadTimeZone, floor_bucket, is_utc, zone
+from serving.query.kpi import Kpi
 
 
 class QueryError(ValueError):
@@ -70,10 +72,11 @@ class Filter:
     field: str
     op: str
     values: tuple[Any, ...]
+    on_kpi: bool = False  # a value range on one of the tenant's KPIs (applied after the formula)
 
     @property
     def on_metric(self) -> bool:
-        return self.field in METRICS
+        return self.on_kpi or self.field in METRICS
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class QuerySpec:
     tier: str = "auto"
     tz: str = "UTC"  # the zone whose calendar days the day buckets are
     fill: str = "none"  # empty buckets: auto (per metric), zero, null or none (left out)
+    # the tenant's KPIs this question names (as metrics, in filters or in its order): computed from their
+    # catalogue metrics by the engine (serving.query.kpi_rows), never compiled to SQL
+    kpis: tuple[Kpi, ...] = ()
 
     @property
     def local_days(self) -> bool:
@@ -109,7 +115,7 @@ class QuerySpec:
             "filters": sorted((f.field, f.op, [str(v) for v in f.values]) for f in self.filters),
             "order_by": [(o.field, o.descending) for o in self.order_by], "limit": self.limit, "tier": self.tier,
             "tz": self.tz, "fill": self.fill,
-        }
+        } | ({"kpis": [(k.name, k.formula) for k in self.kpis]} if self.kpis else {})
 
 
 @dataclass
@@ -158,15 +164,16 @@ def _known(kind: str, name: str, known: tuple[str, ...] | list[str]) -> str:
     return name
 
 
-def _filter(raw: dict[str, Any]) -> Filter:
+def _filter(raw: dict[str, Any], kpis: Mapping[str, Kpi]) -> Filter:
     if not isinstance(raw, dict):
         raise QueryError(f"a filter is an object like {{'field': 'country', 'op': '=', 'value': 'US'}}, not {raw!r}")
     name = raw.get("field", raw.get("dimension"))
     op = str(raw.get("op", "=")).lower()
-    if name in METRICS:
+    on_value = name in METRICS or name in kpis
+    if on_value:
         _known("metric filter operator", op, METRIC_OPS)
     else:
-        _known("filter field", str(name), [*DIMENSIONS, *METRICS])
+        _known("filter field", str(name), [*DIMENSIONS, *METRICS, *kpis])
         _known("dimension filter operator", op, DIMENSION_OPS)
     values = raw.get("values", raw.get("value"))
     values = list(values) if isinstance(values, list | tuple) else [values]
@@ -176,21 +183,33 @@ def _filter(raw: dict[str, Any]) -> Filter:
         raise QueryError(f"'between' on {name!r} takes two values [low, high]")
     if op in ("=", "!=", ">", ">=", "<", "<=") and len(values) != 1:
         raise QueryError(f"{op!r} on {name!r} takes one value; use 'in' for several")
-    if name in METRICS:
+    if on_value:
         try:
             values = [float(v) for v in values]
         except (TypeError, ValueError):
             raise QueryError(f"filter on metric {name!r} compares numbers, got {values!r}") from None
     else:
         values = [str(v) for v in values]
-    return Filter(str(name), op, tuple(values))
+    return Filter(str(name), op, tuple(values), on_kpi=name in kpis and name not in METRICS)
 
 
-def build_spec(raw: SpecInput, *, now: datetime) -> QuerySpec:
-    """Validate a client's spec against the catalogue; the error names the offending part."""
+def named_values(raw: SpecInput) -> set[str]:
+    """The names a spec input uses as values (metrics, value filters, order): those outside the catalogue
+    may be the tenant's KPIs, which the caller looks up before ``build_spec``."""
+    names = {str(m) for m in raw.metrics}
+    names |= {str(f.get("field", f.get("dimension"))) for f in raw.filters if isinstance(f, dict)}
+    names |= {str(o if isinstance(o, str) else o.get("field")) for o in raw.order_by}
+    return names - set(METRICS) - set(DIMENSIONS) - {"bucket"}
+
+
+def build_spec(raw: SpecInput, *, now: datetime, kpis: Mapping[str, Kpi] | None = None) -> QuerySpec:
+    """Validate a client's spec against the catalogue (and ``kpis``, the tenant's KPIs by name, which are
+    accepted wherever a metric is); the error names the offending part."""
+    kpis = {name: k for name, k in (kpis or {}).items() if name not in METRICS}
+    known_metrics = [*METRICS, *kpis]
     if not raw.metrics:
-        raise QueryError(f"name at least one metric; known: {', '.join(METRICS)}")
-    metrics = tuple(dict.fromkeys(_known("metric", m, list(METRICS)) for m in raw.metrics))
+        raise QueryError(f"name at least one metric; known: {', '.join(known_metrics)}")
+    metrics = tuple(dict.fromkeys(_known("metric", m, known_metrics) for m in raw.metrics))
     dims = tuple(dict.fromkeys(_known("dimension", d, DIMENSIONS) for d in raw.dimensions))
     end = _utc(raw.end) or now
     start = _utc(raw.start) or end - parse_range(raw.range or "1h")
@@ -210,7 +229,7 @@ def build_spec(raw: SpecInput, *, now: datetime) -> QuerySpec:
         start = floor_bucket(start, granularity, tz)  # whole buckets: the first one starts on its boundary
         if (end - start) / timedelta(seconds=GRANULARITIES[granularity]) > 50_000:
             raise QueryError(f"{granularity} buckets over this range exceed 50,000 points; pick a coarser granularity")
-    filters = tuple(_filter(f) for f in raw.filters)
+    filters = tuple(_filter(f, kpis) for f in raw.filters)
     orders = []
     for item in raw.order_by:
         item = {"field": item} if isinstance(item, str) else item
@@ -225,13 +244,14 @@ def build_spec(raw: SpecInput, *, now: datetime) -> QuerySpec:
     _known("tier", raw.tier, TIERS)
     fill = raw.fill
     if fill != "none" and (granularity is None or raw.limit is not None or any(f.on_metric for f in filters)
-                           or any(o.field in METRICS for o in orders)):
+                           or any(o.field in known_metrics for o in orders)):
         if fill != "auto":
             raise QueryError("fill needs a granularity and an answer with every bucket (no limit, no metric "
                              "filter, no ordering by a metric)")
         fill = "none"  # nothing to fill: a total, or an answer cut by value
+    used = {*metrics, *(f.field for f in filters if f.on_kpi), *(o.field for o in orders)}
     return QuerySpec(metrics, start, end, granularity, dims, filters, tuple(orders), raw.limit, raw.tier,
-                     "UTC" if is_utc(tz) else tz, fill)
+                     "UTC" if is_utc(tz) else tz, fill, tuple(kpis[n] for n in sorted(used) if n in kpis))
 
 
 def parse_filter_params(items: list[str]) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from serving.alerts.rules import AlertError, Rule, parse_condition, parse_window, validate_rule, window_text
 from serving.alerts.store import AlertState, AlertStore
+from serving.analytics.kpis import KpiStore
 from serving.context import Serving
 from serving.query.models import FilterModel
 from serving.webhook_guard import EgressPolicy
@@ -29,6 +30,17 @@ class ThresholdCondition(BaseModel):
     value: float
 
 
+class AnomalyCondition(BaseModel):
+    """Fires while the window's value lies more than `k` standard deviations from the same window at the same
+    time of the previous `weeks` weeks (their mean and sample standard deviation: the seasonal baseline).
+    Judges whole hours: the window must be 1h … 24h and ends at the last settled hour."""
+
+    type: Literal["anomaly"]
+    k: float = Field(3.0, gt=0, le=100, description="standard deviations")
+    weeks: int = Field(4, ge=2, le=8, description="previous weeks making the baseline")
+    direction: Literal["both", "drop", "rise"] = "both"
+
+
 class ChangeCondition(BaseModel):
     """Fires while the window changed by more than `percent` against the window just before it."""
 
@@ -37,12 +49,13 @@ class ChangeCondition(BaseModel):
     percent: float = Field(gt=0, description="e.g. 20 for a drop of more than 20 %")
 
 
-Condition = Annotated[ThresholdCondition | ChangeCondition, Field(discriminator="type")]
+Condition = Annotated[ThresholdCondition | ChangeCondition | AnomalyCondition, Field(discriminator="type")]
 
 
 class RuleIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["checkout traffic drop"])
-    metric: str = Field(description="a metric from /v1/catalog", examples=["page_views"])
+    metric: str = Field(description="a metric from /v1/catalog or one of the tenant's KPIs (/v1/kpis)",
+                        examples=["page_views"])
     filters: list[FilterModel] = Field(default_factory=list, description="dimension filters, as in POST /v1/query")
     window: str = Field("5m", description="whole minutes: 1m … 24h; a change rule compares it with the one before",
                         examples=["5m"])
@@ -58,7 +71,8 @@ class StateOut(BaseModel):
     since: datetime | None = None
     evaluated_at: datetime | None = None
     value: float | None = Field(None, description="the window's value at the last evaluation")
-    baseline: float | None = Field(None, description="the previous window's value (change rules)")
+    baseline: float | None = Field(None, description="the previous window's value (change rules) or the mean of "
+                                                     "the previous weeks' (anomaly rules)")
     pending_notifications: int = Field(description="notifications not yet delivered (retried every tick)")
 
 
@@ -89,7 +103,9 @@ class HistoryItem(BaseModel):
     incident_id: str
     notification_id: str
     value: float | None = None
-    baseline: float | None = None
+    baseline: float | None = Field(None, description="change rules: the previous window's value; anomaly rules: "
+                                                     "the seasonal baseline's mean (detail lists each week's value, "
+                                                     "the standard deviation and how many σ away the value was)")
     window_start: datetime | None = None
     window_end: datetime | None = None
     attempt: int = 0
@@ -102,7 +118,7 @@ class History(BaseModel):
     entries: list[HistoryItem]
 
 
-def _rule_from(body: RuleIn, tenant: str, rule_id: str, egress: EgressPolicy,
+def _rule_from(body: RuleIn, tenant: str, rule_id: str, egress: EgressPolicy, kpis: KpiStore | None,
                created_at: datetime | None = None) -> Rule:
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # stored to the millisecond
@@ -112,7 +128,7 @@ def _rule_from(body: RuleIn, tenant: str, rule_id: str, egress: EgressPolicy,
         condition=parse_condition(body.condition.model_dump()), webhook_url=body.webhook_url, enabled=body.enabled,
         created_at=created_at or now, updated_at=now,
     )
-    return validate_rule(rule, now, egress)
+    return validate_rule(rule, now, egress, kpis.named(tenant, {body.metric}) if kpis is not None else None)
 
 
 def rule_out(rule: Rule, state: AlertState) -> RuleOut:
@@ -147,9 +163,10 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
             raise HTTPException(400, str(exc)) from None
 
     @router.post("", status_code=201, response_model=RuleOut, responses=invalid,
-                 summary="Create an alert rule (threshold or change against the previous window)")
+                 summary="Create an alert rule (threshold, change against the previous window, or anomaly against the "
+                         "same time of the previous weeks)")
     def create(body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
-        rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex, egress))
+        rule = checked(lambda: _rule_from(body, tenant, uuid.uuid4().hex, egress, serving.kpis))
         store.put_rule(rule)
         return rule_out(rule, AlertState(tenant, rule.id))
 
@@ -168,7 +185,7 @@ def alerts_router(serving: Serving, alerts: AlertStore | None = None) -> APIRout
                         "no more recovers with a notice)")
     def put_rule(rule_id: str, body: RuleIn, tenant: str = Depends(tenant_of)) -> RuleOut:
         old = existing(tenant, rule_id)
-        rule = checked(lambda: _rule_from(body, tenant, rule_id, egress, created_at=old.created_at))
+        rule = checked(lambda: _rule_from(body, tenant, rule_id, egress, serving.kpis, created_at=old.created_at))
         store.put_rule(rule)
         return rule_out(rule, store.state(tenant, rule_id))
 

@@ -1,33 +1,32 @@
 """Product analytics endpoints: funnels (and who dropped off), retention grids, paths and session metrics.
 
-Each answer is computed by ``serving.analytics.engine`` on one engine (hot tier or lake, named in
-``sources``), cached like the dashboard queries (one entry per tenant and question), and available as CSV.
+Routes parse the request into the engine's spec and shape the answer; ``serving.services.analytics`` decides
+(cache, timeout, errors) and ``serving.errors`` maps what it raises to the status. Each answer is computed
+by ``serving.analytics.engine`` on one engine (hot tier or lake, named in ``sources``), cached like the
+dashboard queries (one entry per tenant and question), and available as CSV.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import duckdb
 import orjson
 from fastapi import APIRouter, Body, Depends, Query
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from common.events import format_ts
-from common.hot_store import HotStoreError
 from serving.analytics import definitions as defs
-from serving.analytics.engine import AnalyticsEngine, Answer
-from serving.cache import EntryRange, cache_key
+from serving.analytics.engine import AnalyticsEngine
+from serving.analytics.engine import Answer as EngineAnswer
 from serving.context import Serving
 from serving.observability import request_fields
 from serving.query.csv_export import csv_filename, csv_requested, csv_response, stamp
-from serving.query.engine import QueryTimeout
 from serving.query.spec import QueryError, parse_range
+from serving.services.analytics import AnalyticsAnswers
+from serving.services.queries import Answer
 from storage_tiers.policy import load_policy
 
 Table = tuple[list[str], list[list[Any]]]
@@ -169,6 +168,15 @@ def sessions_table(payload: dict[str, Any]) -> Table:
     return measures, [[payload["totals"][m] for m in measures]]
 
 
+def respond(answer: Answer, export: tuple[str, Callable[[dict[str, Any]], Table]] | None) -> Response:
+    """The cached answer as JSON, or as the CSV of ``export`` (made from the same answer, no second question)."""
+    if export is None:
+        return Response(answer.body, media_type="application/json", headers={"X-Cache": answer.how})
+    payload = orjson.loads(answer.body)
+    columns, rows = export[1](payload)
+    return csv_response(columns, rows, csv_filename(export[0], stamp(payload["to"])), {"X-Cache": answer.how})
+
+
 def analytics_router(serving: Serving) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["product analytics"])
     tenant_of = serving.tenant_dependency
@@ -176,35 +184,14 @@ def analytics_router(serving: Serving) -> APIRouter:
     hot_horizon = load_policy(settings).horizon("events", "hot") or timedelta(days=7)
     engine = AnalyticsEngine(serving.store, settings, hot_horizon=hot_horizon,
                              timeout_seconds=settings.query_timeout_seconds)
+    answers = AnalyticsAnswers(engine, serving.cache, settings)
 
     async def answer(tenant: str, kind: str, identity: dict[str, Any], span: tuple[datetime, datetime],
-                     now: datetime, compute: Callable[[], Answer], shape: Callable[[Answer], dict[str, Any]],
+                     now: datetime, compute: Callable[[], EngineAnswer],
+                     shape: Callable[[EngineAnswer], dict[str, Any]],
                      export: tuple[str, Callable[[dict[str, Any]], Table]] | None) -> Response:
         request_fields()["tenant"] = tenant
-
-        async def run() -> bytes:
-            result = await asyncio.wait_for(run_in_threadpool(compute), timeout=settings.query_timeout_seconds)
-            return orjson.dumps({"tenant": tenant, **shape(result), "sources": result.sources,
-                                 "took_ms": result.took_ms})
-
-        open_range = span[1] >= now - timedelta(minutes=1)
-        ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
-        try:
-            body, how = await serving.cache.get_or_compute(
-                cache_key(tenant, kind, identity), ttl, run, entry_range=EntryRange(tenant, span[0], span[1]),
-                stale_s=settings.cache_max_stale_seconds if open_range else 0.0)
-        except QueryError as exc:
-            return JSONResponse(status_code=400, content={"error": str(exc)})
-        except (TimeoutError, QueryTimeout):
-            return JSONResponse(status_code=504, content={
-                "error": f"the question ran longer than {settings.query_timeout_seconds:g} s; narrow the range"})
-        except (HotStoreError, duckdb.Error) as exc:
-            return JSONResponse(status_code=503, content={"error": f"the engine failed: {exc}"})
-        if export is not None:
-            payload = orjson.loads(body)
-            columns, rows = export[1](payload)
-            return csv_response(columns, rows, csv_filename(export[0], stamp(payload["to"])), {"X-Cache": how})
-        return Response(body, media_type="application/json", headers={"X-Cache": how})
+        return respond(await answers.answer(tenant, kind, identity, span, now, compute, shape), export)
 
     def funnel_parts(body: FunnelModel, now: datetime) -> tuple[defs.FunnelSpec, dict[str, Any]]:
         start, end = resolve_range(body, now, "7d")
@@ -213,8 +200,8 @@ def analytics_router(serving: Serving) -> APIRouter:
         identity = {**raw, "window": spec.window.total_seconds(), **_range_identity(body, start, end)}
         return spec, identity
 
-    def funnel_shape(spec: defs.FunnelSpec) -> Callable[[Answer], dict[str, Any]]:
-        def shape(result: Answer) -> dict[str, Any]:
+    def funnel_shape(spec: defs.FunnelSpec) -> Callable[[EngineAnswer], dict[str, Any]]:
+        def shape(result: EngineAnswer) -> dict[str, Any]:
             return {"from": _iso(spec.start), "to": _iso(spec.end), "conversion_until": _iso(spec.end + spec.window),
                     "note": "units entered within [from, to); their conversions are counted up to one window "
                             "after to (conversion_until)",
@@ -241,9 +228,9 @@ def analytics_router(serving: Serving) -> APIRouter:
         now = datetime.now(UTC)
         spec, identity = funnel_parts(body, now)
         if step >= len(spec.steps):
-            return JSONResponse(status_code=400, content={"error": f"step must be 1 to {len(spec.steps) - 1}"})
+            raise QueryError(f"step must be 1 to {len(spec.steps) - 1}")
 
-        def shape(result: Answer) -> dict[str, Any]:
+        def shape(result: EngineAnswer) -> dict[str, Any]:
             users = sorted({c.user_id for c in result.conversions if c.level == step})
             return {**{k: v for k, v in funnel_shape(spec)(result).items() if k not in ("steps", "breakdown")},
                     "step": step, "users": users}
@@ -261,7 +248,7 @@ def analytics_router(serving: Serving) -> APIRouter:
         raw = body.model_dump(exclude={"range", "from_", "to"})
         spec = defs.retention_spec(raw, start, end)
 
-        def shape(result: Answer) -> dict[str, Any]:
+        def shape(result: EngineAnswer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "start_event": spec.start_event,
                     "return_event": spec.return_event, "period": spec.period, "periods": spec.periods,
                     "mode": spec.mode, "breakdown": spec.breakdown, **result.body}
@@ -278,7 +265,7 @@ def analytics_router(serving: Serving) -> APIRouter:
         raw = body.model_dump(exclude={"range", "from_", "to"})
         spec = defs.paths_spec(raw, start, end)
 
-        def shape(result: Answer) -> dict[str, Any]:
+        def shape(result: EngineAnswer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "steps": spec.steps, **result.body}
 
         export = ("paths", paths_table) if as_csv else None
@@ -304,7 +291,7 @@ def analytics_router(serving: Serving) -> APIRouter:
         raw = {"by": by, "non_interactive": non_interactive, "tier": tier}
         spec = defs.sessions_spec(raw, start, end)
 
-        def shape(result: Answer) -> dict[str, Any]:
+        def shape(result: EngineAnswer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "by": by, **result.body}
 
         export = ("sessions", sessions_table) if as_csv else None

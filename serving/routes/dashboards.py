@@ -48,7 +48,7 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
     router = APIRouter(prefix="/v1/dashboards", tags=["dashboards"])
     tenant_of = serving.tenant_dependency
     service = DashboardService(dashboards or DashboardStore(serving.store), serving.engine, serving.cache,
-                               serving.settings)
+                               serving.settings, serving.kpis)
 
     @router.post("", status_code=201, summary="Save a new dashboard (name and widgets)")
     async def create(tenant: str = Depends(tenant_of), body: DashboardModel = Body(...)) -> Response:

@@ -61,7 +61,7 @@ def respond(answer: Answer, export: CsvExport | None) -> Response:
 def queries_router(serving: Serving) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["queries"])
     tenant_of = serving.tenant_dependency
-    answers = QueryAnswers(serving.engine, serving.cache, serving.settings)
+    answers = QueryAnswers(serving.engine, serving.cache, serving.settings, serving.kpis)
 
     async def answer(tenant: str, raw: SpecInput, shape: Shape, export: CsvExport | None = None,
                      compare: str | None = None) -> Response:

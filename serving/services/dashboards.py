@@ -12,7 +12,7 @@ Failures are the domain's (``serving.dashboards.store``: not found, conflict, ve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,11 +22,13 @@ from starlette.concurrency import run_in_threadpool
 
 from common.events import format_ts
 from common.settings import Settings
+from serving.analytics.kpis import KpiStore
 from serving.cache import EntryRange, QueryCache, cache_key
 from serving.dashboards.store import Dashboard, DashboardError, DashboardStore, Widget, check_widgets, with_overrides
 from serving.query.buckets import BadTimeZone, zone
 from serving.query.compare import checked_comparison, previous_period
 from serving.query.engine import QueryEngine, QueryTimeout
+from serving.query.kpi import Kpi
 from serving.query.models import QueryModel, spec_input
 from serving.query.spec import (
     InvalidParameter,
@@ -34,6 +36,7 @@ from serving.query.spec import (
     QuerySpec,
     SpecInput,
     build_spec,
+    named_values,
     parse_filter_params,
     parse_range,
 )
@@ -58,13 +61,14 @@ def expected_version(if_match: str | None) -> int | None:
         raise DashboardError(f"If-Match must be a dashboard version (its ETag), got {if_match!r}") from None
 
 
-def checked(drafts: Sequence[WidgetDraft]) -> tuple[Widget, ...]:
-    """The widgets if every query can be answered and fits its chart; else ``DashboardError`` naming the widget."""
+def checked(drafts: Sequence[WidgetDraft], kpis: Mapping[str, Kpi] | None = None) -> tuple[Widget, ...]:
+    """The widgets if every query can be answered and fits its chart; else ``DashboardError`` naming the widget.
+    ``kpis``: the tenant's KPIs the queries name, accepted where a metric is."""
     now = datetime.now(UTC)
     specs = []
     for i, draft in enumerate(drafts):
         try:
-            specs.append(build_spec(draft.query, now=now))
+            specs.append(build_spec(draft.query, now=now, kpis=kpis))
         except QueryError as exc:
             raise DashboardError(f"widget {draft.widget.id or i + 1}: {exc}") from None
     return check_widgets([d.widget for d in drafts], specs)
@@ -89,14 +93,24 @@ class View:
 class DashboardService:
     """CRUD off the event loop, and the cached, time-limited answers of a dashboard's widgets."""
 
-    def __init__(self, store: DashboardStore, engine: QueryEngine, cache: QueryCache, settings: Settings) -> None:
+    def __init__(self, store: DashboardStore, engine: QueryEngine, cache: QueryCache, settings: Settings,
+                 kpis: KpiStore | None = None) -> None:
         self._store = store
         self._engine = engine
         self._cache = cache
         self._settings = settings
+        self._kpis = kpis
+
+    def _tenant_kpis(self, tenant: str, queries: Sequence[SpecInput]) -> dict[str, Kpi]:
+        """The tenant's KPIs that the queries name (blocking; no lookup when they name catalogue metrics only)."""
+        wanted = set().union(*(named_values(q) for q in queries)) if queries else set()
+        return self._kpis.named(tenant, wanted) if wanted and self._kpis is not None else {}
+
+    def _checked(self, tenant: str, drafts: Sequence[WidgetDraft]) -> tuple[Widget, ...]:
+        return checked(drafts, self._tenant_kpis(tenant, [d.query for d in drafts]))
 
     async def create(self, tenant: str, name: str, drafts: Sequence[WidgetDraft]) -> Dashboard:
-        return await run_in_threadpool(lambda: self._store.create(tenant, name, checked(drafts)))
+        return await run_in_threadpool(lambda: self._store.create(tenant, name, self._checked(tenant, drafts)))
 
     async def list(self, tenant: str) -> list[Dashboard]:
         return await run_in_threadpool(self._store.list, tenant)
@@ -107,7 +121,8 @@ class DashboardService:
     async def replace(self, tenant: str, dashboard_id: str, name: str, drafts: Sequence[WidgetDraft],
                       if_match: str | None) -> Dashboard:
         return await run_in_threadpool(
-            lambda: self._store.replace(tenant, dashboard_id, name, checked(drafts), expected_version(if_match)))
+            lambda: self._store.replace(tenant, dashboard_id, name, self._checked(tenant, drafts),
+                                        expected_version(if_match)))
 
     async def delete(self, tenant: str, dashboard_id: str, if_match: str | None) -> None:
         await run_in_threadpool(lambda: self._store.delete(tenant, dashboard_id, expected_version(if_match)))
@@ -135,31 +150,35 @@ class DashboardService:
                     "range": view.range, "filters": view.filters,
                     "generated_at": format_ts(now, "auto"), "widgets": answers}
 
-        return await self._cached(tenant, view.identity(), self._plan(dashboard.widgets, view, now), now, shape,
-                                  view.compare)
+        planned = await run_in_threadpool(self._plan, tenant, dashboard.widgets, view, now)
+        return await self._cached(tenant, view.identity(), planned, now, shape, view.compare)
 
     async def widget_data(self, tenant: str, view: View, widget_id: str) -> tuple[Widget, dict[str, Any], str]:
         """One widget's answer as a table (for CSV) and how it came (X-Cache); ``QueryError`` if it cannot be
         shown so, e.g. minute buckets over years."""
         widget = view.dashboard.widget(widget_id)
         now = datetime.now(UTC)
-        answer = await self._cached(tenant, view.identity(widget=widget.id), self._plan((widget,), view, now), now,
-                                    lambda answers: answers[0])
+        planned = await run_in_threadpool(self._plan, tenant, (widget,), view, now)
+        answer = await self._cached(tenant, view.identity(widget=widget.id), planned, now, lambda answers: answers[0])
         payload = orjson.loads(answer.body)
         if "error" in payload:
             raise QueryError(f"widget {widget.id!r}: {payload['error']}")
         return widget, payload, answer.how
 
-    @staticmethod
-    def _plan(widgets: tuple[Widget, ...], view: View, now: datetime) -> list[tuple[Widget, QuerySpec | str]]:
+    def _plan(self, tenant: str, widgets: tuple[Widget, ...], view: View,
+              now: datetime) -> list[tuple[Widget, QuerySpec | str]]:
         """Each widget's spec as viewed (dashboard range and filters applied), or why it cannot be shown so
-        (e.g. minute buckets over 7 years): that widget says so, the others still answer."""
-        planned: list[tuple[Widget, QuerySpec | str]] = []
+        (e.g. minute buckets over 7 years, a KPI deleted since): that widget says so, the others still answer.
+        A widget naming a KPI is answered with the KPI's current formula (its version is in the cache key)."""
+        raws: list[SpecInput] = []
         for widget in widgets:
+            raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
+            raws.append(replace(raw, tz=view.tz) if view.tz else raw)
+        kpis = self._tenant_kpis(tenant, raws)
+        planned: list[tuple[Widget, QuerySpec | str]] = []
+        for widget, raw in zip(widgets, raws, strict=True):
             try:
-                raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
-                raw = replace(raw, tz=view.tz) if view.tz else raw
-                planned.append((widget, build_spec(raw, now=now)))
+                planned.append((widget, build_spec(raw, now=now, kpis=kpis)))
             except QueryError as exc:
                 planned.append((widget, str(exc)))
         return planned
@@ -184,6 +203,8 @@ class DashboardService:
         """Run the planned widgets through the cache (one entry per identity), all within the query timeout."""
         settings = self._settings
         specs = [s for _, s in planned if not isinstance(s, str)]
+        formulas = sorted({(k.name, k.formula) for s in specs for k in s.kpis})
+        identity = identity | ({"kpis": formulas} if formulas else {})  # an edited KPI is a new question
         live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: short TTL
         ttl = settings.cache_open_ttl_seconds if live else settings.cache_ttl_seconds
         stale = settings.cache_max_stale_seconds if live else 0.0  # stale-while-revalidate, as /v1 queries

@@ -19,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from common.events import format_optional_ts, format_ts
 from common.settings import Settings
+from serving.analytics.kpis import KpiStore
 from serving.cache import EntryRange, QueryCache, cache_key
 from serving.query.compare import change, checked_comparison, previous_period, totals_of
 from serving.query.engine import QueryEngine, QueryResult, QueryTimeout
-from serving.query.spec import QuerySpec, SpecInput, build_spec
+from serving.query.spec import QuerySpec, SpecInput, build_spec, named_values
 
 # What an endpoint adds to the answer's JSON from the spec and the engine's rows (its own shape).
 Shape = Callable[[QuerySpec, QueryResult], dict[str, Any]]
@@ -72,22 +73,35 @@ def compared(engine: QueryEngine, tenant: str, spec: QuerySpec, now: datetime,
             "totals": change(spec.metrics, *(rows[0] if rows else None for rows in totals))}
 
 
+async def checked_spec(raw: SpecInput, tenant: str, now: datetime, kpis: KpiStore | None) -> QuerySpec:
+    """``build_spec`` with the tenant's KPIs that the question names (looked up only when it names something
+    outside the catalogue), so a KPI is accepted wherever a metric is."""
+    wanted = named_values(raw)
+    found = await run_in_threadpool(kpis.named, tenant, wanted) if wanted and kpis is not None else {}
+    return build_spec(raw, now=now, kpis=found)
+
+
 class QueryAnswers:
     """The query endpoints' service: one cached, time-limited answer per question."""
 
-    def __init__(self, engine: QueryEngine, cache: QueryCache, settings: Settings) -> None:
+    def __init__(self, engine: QueryEngine, cache: QueryCache, settings: Settings,
+                 kpis: KpiStore | None = None) -> None:
         self._engine = engine
         self._cache = cache
         self._settings = settings
+        self._kpis = kpis
 
     async def answer(self, tenant: str, raw: SpecInput, shape: Shape, compare: str | None = None) -> Answer:
         """``{"tenant", from, to, granularity, **shape(spec, result), **provenance}`` as JSON, from the cache or
         computed now; ranges ending now are kept briefly and served stale while one request refreshes them."""
         settings = self._settings
         now = datetime.now(UTC)
-        spec = build_spec(raw, now=now)
+        spec = await checked_spec(raw, tenant, now, self._kpis)
         compare = checked_comparison(compare)
         identity = spec.cache_identity() | ({"compare": compare} if compare else {})
+        # the answer's shape is part of the key: a top-10 and a breakdown limited to 10 ask the same spec but
+        # answer different JSON (REST and GraphQL share a shape, hence an entry)
+        identity |= {"shape": f"{shape.__module__}.{shape.__qualname__}"}
         if raw.start is None and raw.end is None:  # relative ranges: the same question all along
             identity |= {"start": None, "end": None, "range": raw.range or "1h"}
         computed: list[str] = []  # the tiers that answered, when this request computed it

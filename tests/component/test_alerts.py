@@ -104,3 +104,64 @@ def test_a_tenant_key_manages_only_its_own_rules(client: TestClient, keys: dict[
 def test_alert_rules_answer_503_while_the_hot_node_is_down(down_client: TestClient) -> None:
     answer = down_client.get("/v1/alerts")
     assert answer.status_code == 503 and "not reachable" in answer.json()["error"]
+
+
+def test_an_anomaly_rule_fires_against_the_same_hour_of_previous_weeks_and_records_its_baseline(
+        hot: HotStore, settings: Any) -> None:
+    """The evaluator over the real hot tier: four previous weeks' same hour make the baseline (from the hourly
+    rollups, weeks back), the current hour falls far below it, and the history shows the baseline."""
+    import asyncio
+    import statistics
+
+    from serving.alerts.evaluator import AlertEvaluator, EvaluatorLease
+    from serving.alerts.rules import Rule, parse_condition
+    from serving.alerts.webhook import WebhookSender
+    from serving.analytics.kpis import KpiStore
+    from serving.query.engine import QueryEngine
+    from tests.component.conftest import closed_port
+    from tests.component.seed import lay_hot
+
+    tenant = _tenant()
+    now = datetime.now(UTC)
+    end = (now - timedelta(seconds=30)).replace(minute=0, second=0, microsecond=0)  # the last settled hour
+    weeks = [20, 24, 18, 22]  # page views in the same hour 1, 2, 3 and 4 weeks back
+    events = []
+    for n, (week, count) in enumerate([(0, 4), *enumerate(weeks, start=1)]):
+        for i in range(count):
+            events.append({"tenant": tenant, "event": "page_view", "event_id": f"{n}-{i}-{uuid.uuid4().hex}",
+                           "timestamp": end - timedelta(days=7 * week, minutes=50 - i), "user_id": f"u{i}",
+                           "page": "/", "country": "US", "device": "mobile", "revenue": 0.0, "properties": "",
+                           "received_at": now})
+    events += [{**e, "event": "click", "event_id": e["event_id"] + "c"} for e in events
+               if e["timestamp"] >= end - timedelta(hours=1)]
+    lay_hot(hot, events)
+    KpiStore(hot).put(tenant, "view_share", "100 * page_views / events")
+    hook = "http://127.0.0.1:1/hook"  # refused by the egress policy: the deliveries fail, the transitions stay
+    anomaly = Rule(id="seasonal", tenant=tenant, name="views vs weeks", metric="page_views", filters=[],
+                   window_minutes=60, condition=parse_condition({"type": "anomaly", "k": 3, "weeks": 4,
+                                                                 "direction": "drop"}), webhook_url=hook)
+    share = Rule(id="share", tenant=tenant, name="share", metric="view_share", filters=[], window_minutes=120,
+                 condition=parse_condition({"type": "threshold", "op": "<", "value": 60}), webhook_url=hook)
+    alerts = AlertStore(hot)
+    for rule in (anomaly, share):
+        alerts.put_rule(rule)
+    evaluator = AlertEvaluator(alerts, QueryEngine(hot), WebhookSender(0.5, 1),
+                               EvaluatorLease(f"redis://127.0.0.1:{closed_port()}/0", 30),
+                               interval_seconds=60, settle_seconds=30, clock=lambda: now, kpis=KpiStore(hot))
+
+    async def tick() -> Any:
+        try:
+            return await evaluator.tick()
+        finally:
+            await evaluator.stop()
+
+    report = asyncio.run(tick())
+    assert sorted(report.transitions) == [("seasonal", "firing"), ("share", "firing")]
+    fired = {rule_id: [e for e in alerts.history(tenant, rule_id) if e["kind"] == "transition"][0]
+             for rule_id in ("seasonal", "share")}
+    assert fired["seasonal"]["value"] == 4 and fired["seasonal"]["baseline"] == statistics.fmean(weeks)
+    assert "from the previous weeks: 20, 24, 18, 22" in fired["seasonal"]["detail"]
+    sigmas = (4 - statistics.fmean(weeks)) / statistics.stdev(weeks)
+    assert f"{sigmas:+.2f} σ" in fired["seasonal"]["detail"]
+    assert fired["share"]["value"] == 50.0  # 4 page views of 8 events in the hour
+    assert alerts.state(tenant, "seasonal").baseline == statistics.fmean(weeks)

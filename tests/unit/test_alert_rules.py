@@ -68,7 +68,7 @@ def test_a_rule_is_validated_like_a_query() -> None:
     with pytest.raises(AlertError, match="at most 100"):
         parse_condition({"type": "change", "direction": "drop", "percent": 120})
     with pytest.raises(AlertError, match="condition.type"):
-        parse_condition({"type": "anomaly"})
+        parse_condition({"type": "forecast"})
 
 
 @pytest.mark.parametrize(("value", "baseline", "breached"), [
@@ -119,3 +119,59 @@ def test_which_failed_deliveries_are_retried() -> None:
     assert not Attempt(1, 503).permanent_failure and not Attempt(1, 429).permanent_failure
     assert Attempt(1, 404).permanent_failure and Attempt(1, 400).permanent_failure
     assert Attempt(1, None, "InvalidURL", unusable_url=True).permanent_failure
+
+
+def test_an_anomaly_fires_beyond_k_standard_deviations_of_the_same_time_in_previous_weeks() -> None:
+    import statistics
+
+    from serving.alerts.rules import judge_anomaly, rule_end, seasonal_windows
+
+    condition = parse_condition({"type": "anomaly", "k": 3, "weeks": 4})
+    assert condition.direction == "both" and condition.as_dict() == {"type": "anomaly", "direction": "both", "k": 3.0,
+                                                                      "weeks": 4}
+    weeks = [100.0, 110.0, 90.0, 100.0]
+    mean, sd = statistics.fmean(weeks), statistics.stdev(weeks)  # 100, 8.16
+    assert judge_anomaly(condition, 100 + 2.9 * sd, weeks).breached is False
+    fired = judge_anomaly(condition, 100 - 3.1 * sd, weeks)
+    assert fired.breached is True and fired.baseline == mean and fired.stddev == pytest.approx(sd)
+    assert fired.sigmas == pytest.approx(-3.1) and fired.baselines == tuple(weeks)
+    assert "baseline 100 ± 8.165 from the previous weeks: 100, 110, 90, 100, -3.10 σ" in fired.summary("x")
+    rises_only = parse_condition({"type": "anomaly", "k": 3, "weeks": 4, "direction": "rise"})
+    assert judge_anomaly(rises_only, 100 - 5 * sd, weeks).breached is False
+    assert judge_anomaly(rises_only, 100 + 5 * sd, weeks).breached is True
+    # a flat baseline: any move in the direction is an anomaly, none is not
+    assert judge_anomaly(condition, 51, [50, 50, 50]).breached is True
+    assert judge_anomaly(condition, 50, [50, 50, 50]).breached is False
+    # fewer than two weeks with a value (a KPI undefined), or no value now: nothing to judge, the state is kept
+    assert judge_anomaly(condition, 10, [None, None, 50]).breached is None
+    assert judge_anomaly(condition, None, weeks).breached is None
+    anomaly_rule = rule(window_minutes=120, condition=condition)
+    end = rule_end(anomaly_rule, NOW, 30)
+    assert end == datetime(2026, 11, 23, 13, tzinfo=UTC)  # whole hours, the last settled one
+    current, _ = windows(anomaly_rule, end)
+    assert [(w.start, w.end) for w in seasonal_windows(anomaly_rule, current)][:2] == [
+        (datetime(2026, 11, 16, 11, tzinfo=UTC), datetime(2026, 11, 16, 13, tzinfo=UTC)),
+        (datetime(2026, 11, 9, 11, tzinfo=UTC), datetime(2026, 11, 9, 13, tzinfo=UTC))]
+
+
+def test_an_anomaly_rule_is_checked_for_whole_hours_and_its_weeks() -> None:
+    with pytest.raises(AlertError, match="weeks"):
+        parse_condition({"type": "anomaly", "k": 3, "weeks": 9})
+    with pytest.raises(AlertError, match="k"):
+        parse_condition({"type": "anomaly", "k": 0})
+    anomaly = parse_condition({"type": "anomaly"})
+    assert (anomaly.k, anomaly.weeks) == (3.0, 4)
+    with pytest.raises(AlertError, match="whole hours"):
+        validate_rule(rule(window_minutes=5, condition=anomaly), NOW)
+    assert validate_rule(rule(window_minutes=60, condition=anomaly), NOW).window_minutes == 60
+
+
+def test_a_rule_may_watch_a_kpi_of_its_tenant() -> None:
+    from serving.query.kpi import Kpi
+    from serving.query.spec import METRICS
+
+    kpi = Kpi.of("revenue_per_purchase", "revenue / purchases", METRICS)
+    with pytest.raises(AlertError, match="unknown metric 'revenue_per_purchase'"):
+        validate_rule(rule(metric="revenue_per_purchase"), NOW)
+    assert validate_rule(rule(metric="revenue_per_purchase"), NOW, kpis={kpi.name: kpi}).metric == kpi.name
+    assert judge(parse_condition({"type": "threshold", "op": "<", "value": 1}), None).breached is None

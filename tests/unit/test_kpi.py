@@ -47,3 +47,28 @@ def test_division_by_zero_and_null_operands_give_null():
 def test_anything_else_is_refused_with_a_pointer(formula, message):
     with pytest.raises(KpiError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse(formula, KNOWN)
+
+
+def test_a_question_may_name_a_kpi_where_a_metric_goes_and_its_formula_is_part_of_the_cache_key() -> None:
+    from datetime import UTC, datetime
+
+    from serving.query.kpi_rows import base_spec, with_kpis
+    from serving.query.spec import METRICS, QueryError, SpecInput, build_spec, named_values
+
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    aov = Kpi.of("aov", "revenue / purchases", METRICS)
+    raw = SpecInput(metrics=["aov", "events"], dimensions=["country"], range="1d", limit=2,
+                    filters=[{"field": "aov", "op": ">=", "value": 1}], order_by=[{"field": "aov"}])
+    assert named_values(raw) == {"aov"}
+    with pytest.raises(QueryError, match="unknown metric 'aov'"):
+        build_spec(raw, now=now)
+    spec = build_spec(raw, now=now, kpis={"aov": aov})
+    assert spec.kpis == (aov,) and spec.cache_identity()["kpis"] == [("aov", "revenue / purchases")]
+    changed = Kpi.of("aov", "revenue / (purchases + 1)", METRICS)
+    assert build_spec(raw, now=now, kpis={"aov": changed}).cache_identity() != spec.cache_identity()
+    base = base_spec(spec)  # the catalogue metrics it needs, cut by value after the formula
+    assert (base.metrics, base.kpis, base.limit, base.order_by, base.filters) == (
+        ("events", "purchases", "revenue"), (), None, (), ())
+    rows = [{"country": c, "events": 9, "revenue": r, "purchases": p}
+            for c, r, p in (("DE", 10.0, 4), ("FR", 3.0, 0), ("JP", 9.0, 3), ("US", 1.0, 2))]
+    assert [(r["country"], r["aov"]) for r in with_kpis(spec, rows)] == [("JP", 3.0), ("DE", 2.5)]
