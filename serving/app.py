@@ -44,6 +44,7 @@ from serving.routes.dashboards import dashboards_router
 from serving.routes.kpis import kpis_router
 from serving.routes.live import live_router
 from serving.routes.queries import queries_router
+from serving.routes.report_schedules import report_schedules_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
 from serving.tracing import configure_tracing
@@ -111,6 +112,7 @@ def create_app(serving: Serving) -> FastAPI:
         await listener.stop()
 
     app.include_router(dashboards_router(serving))
+    app.include_router(report_schedules_router(serving))  # delivered by Dagster (orchestration/reports/)
     app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
 

@@ -17,6 +17,7 @@ from ingest.publisher import KafkaUnavailable
 from serving.dashboards.store import DashboardConflict, DashboardError, DashboardNotFound, VersionMismatch
 from serving.query.engine import QueryTimeout
 from serving.query.spec import InvalidParameter, QueryError
+from serving.reports.schedules import ScheduleError, ScheduleNotFound
 from serving.tenancy.auth import AuthError
 from serving.tenancy.tenants import DirectoryError
 
@@ -28,6 +29,8 @@ STATUS: dict[type[Exception], int] = {
     DashboardNotFound: 404,
     DashboardConflict: 409,  # e.g. changing the built-in dashboard
     VersionMismatch: 412,  # If-Match names a version that is no longer current
+    ScheduleError: 400,  # a report schedule that cannot be saved as sent
+    ScheduleNotFound: 404,
     HotStoreError: 503,  # the hot tier (or the hot node) does not answer: retry shortly
     KafkaUnavailable: 503,  # POST /events accepted nothing: send the batch again
     QueryTimeout: 504,  # the query ran past the configured timeout; the message says what to narrow

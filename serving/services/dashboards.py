@@ -79,9 +79,12 @@ class View:
     filters: list[dict[str, Any]]
     tz: str | None = None  # the viewer's zone: replaces every widget's own (day buckets)
     compare: str | None = None  # previous_period: each widget also answers the period before
+    # a fixed [from, to) that replaces every widget's range (a scheduled report's period); wins over `range`
+    span: tuple[datetime, datetime] | None = None
 
     def identity(self, **extra: str) -> dict[str, Any]:
-        return {"id": self.dashboard.id, "version": self.dashboard.version, "range": self.range, **extra,
+        fixed = {"span": [t.isoformat() for t in self.span]} if self.span else {}
+        return {"id": self.dashboard.id, "version": self.dashboard.version, "range": self.range, **extra, **fixed,
                 **({"tz": self.tz} if self.tz else {}), **({"compare": self.compare} if self.compare else {}),
                 "filters": sorted(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() for f in self.filters)}
 
@@ -159,6 +162,8 @@ class DashboardService:
             try:
                 raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
                 raw = replace(raw, tz=view.tz) if view.tz else raw
+                if view.span:
+                    raw = replace(raw, range=None, start=view.span[0], end=view.span[1])
                 planned.append((widget, build_spec(raw, now=now)))
             except QueryError as exc:
                 planned.append((widget, str(exc)))
