@@ -56,8 +56,8 @@ def test_checks_schedules_sensor_and_resources_are_defined(defs: Definitions) ->
     checks = {(key.asset_key.to_user_string(), key.name) for key in repo.asset_graph.asset_check_keys}
     assert checks >= CHECKS
     assert {s.name for s in repo.schedule_defs} >= {"hourly_batch_schedule", "archive_freshness_schedule"}
-    assert {s.name for s in repo.sensor_defs} == {"late_landing_sensor"}
-    assert {"lakehouse", "spark", "hot_store"} <= set(defs.resources or {})
+    assert {s.name for s in repo.sensor_defs} == {"late_landing_sensor", "report_schedules_sensor"}
+    assert {"lakehouse", "spark", "hot_store", "reports"} <= set(defs.resources or {})
     job = defs.resolve_job_def("hourly_batch")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == ASSETS
     job_checks = {(k.asset_key.to_user_string(), k.name) for k in job.asset_layer.asset_graph.asset_check_keys}

@@ -19,11 +19,13 @@ from typing import Any
 from opentelemetry import trace
 
 from common.hot_store import HotStore
+from common.settings import Settings
 from serving.query.buckets import bucket_starts, empty_value
 from serving.query.spec import METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
-from serving.query.tier_routing import Horizons, Segment, plan
+from serving.query.tier_routing import Horizons, Segment, horizons_from_policy, plan
 from storage_tiers.lake.reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
+from storage_tiers.policy import load_policy
 
 DEFAULT_ROW_CAP = 10_000
 
@@ -68,6 +70,12 @@ class QueryEngine:
         self.horizons = horizons or Horizons()
         self.timeout_seconds = timeout_seconds
         self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, store: HotStore) -> QueryEngine:
+        """The engine as ``settings`` configure it: the lake reader, the tier policy's horizons, the timeout."""
+        return cls(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
+                   horizons=horizons_from_policy(load_policy(settings)), timeout_seconds=settings.query_timeout_seconds)
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
         started = time.perf_counter()
