@@ -62,7 +62,8 @@ def deliver_scheduled_report(context: dg.OpExecutionContext, config: ReportPerio
     if done.permanent_failures:
         failed = ", ".join(f"{o.channel} ({o.detail})" for o in done.permanent_failures)
         raise dg.Failure(description=f"report {schedule.id} for {period.key} cannot be delivered by {failed}: "
-                         "fix the schedule's destination (PUT a new schedule) and re-execute this run",
+                         "fix the receiver and re-execute this run, or delete the schedule and create one with a "
+                         "working destination",
                          allow_retries=False)
     return summary
 

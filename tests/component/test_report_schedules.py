@@ -11,18 +11,13 @@ truth is computed from those events, never through the code under test.
 from __future__ import annotations
 
 import csv
-import email
-import email.policy
 import io
 import random
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,52 +40,10 @@ from serving.services.reports import ScheduledReports, period_starting
 from serving.tenancy.auth import bearer_headers
 from tests.component.conftest import app_over, closed_port
 from tests.component.seed import by_dimension, lay_hot, total, within
+from tests.report_receivers import Mailbox, Receiver, attachments, multipart_files, zone_in_daytime
 
 TENANT = "reportco"
 OVERVIEW_WIDGETS = ("totals", "events_over_time", "by_country", "by_device", "top_pages")
-
-
-# ------------------------------------------------------------------------------------- local receivers
-
-
-class Mailbox:
-    """aiosmtpd handler: keeps every message the SMTP server accepted, with its envelope recipients."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd's hook name
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
-        return "250 OK"
-
-
-class Receiver:
-    """A local webhook receiver: records each POST, answers the statuses queued in ``answers`` (then 200)."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[int, dict[str, str], bytes]] = []
-        self.answers: list[int] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # http.server's name
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = receiver.answers.pop(0) if receiver.answers else 200
-                receiver.posts.append((status, dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/reports"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def delivered(self) -> list[tuple[int, dict[str, str], bytes]]:
-        return [p for p in self.posts if p[0] == 200]
 
 
 @pytest.fixture(scope="module")
@@ -145,15 +98,6 @@ def tenant_keys(api: TestClient, client: TestClient) -> dict[str, dict[str, str]
     return headers
 
 
-def _zone_in_daytime(now: datetime) -> str:
-    """A zone where it is now between 01:00 and 21:00, so that today's firing and yesterday's period are whole
-    and past whatever the hour the test runs at."""
-    for name in ("America/New_York", "Asia/Tokyo", "Europe/Paris"):
-        if 1 <= now.astimezone(ZoneInfo(name)).hour <= 21:
-            return name
-    raise AssertionError("three zones 5 and 8 hours apart cannot all be at night")
-
-
 def _events(start: datetime, end: datetime, seed: int) -> list[dict[str, Any]]:
     """Events spread over [start, end), and a few just outside it (which the report must leave out)."""
     rng = random.Random(seed)
@@ -186,18 +130,6 @@ def _sensor_requests(report_settings: Settings, at: datetime, schedule_id: str) 
 def _run(report_settings: Settings, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     return scheduled_report.execute_in_process(run_config=request.run_config, resources=_resources(report_settings),
                                                instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-
-
-def _attachments(message: EmailMessage) -> dict[str, bytes]:
-    return {part.get_filename(): part.get_payload(decode=True) for part in message.iter_attachments()}  # type: ignore[misc]
-
-
-def _multipart_files(headers: dict[str, str], body: bytes) -> dict[str, bytes]:
-    """The file parts of a multipart/form-data body, by file name (parsed with the standard email parser)."""
-    raw = f"Content-Type: {headers['Content-Type']}\r\n\r\n".encode() + body
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    return {part.get_filename(): part.get_payload(decode=True) for part in parsed.iter_parts()  # type: ignore[union-attr]
-            if part.get_filename()}
 
 
 def _csv(content: bytes) -> list[dict[str, str]]:
@@ -236,7 +168,7 @@ def test_a_daily_report_fires_at_its_time_arrives_once_by_email_and_webhook_with
         mailbox: tuple[Mailbox, int], receiver: Receiver, tmp_path: Path) -> None:
     box = mailbox[0]
     now = datetime.now(UTC)
-    tz = _zone_in_daytime(now)
+    tz = zone_in_daytime(now)
     local_now = now.astimezone(ZoneInfo(tz))
     at = (local_now + timedelta(minutes=2)).strftime("%H:%M")
     answer = api.post("/v1/reports/schedules", headers=tenant_keys[TENANT], json={
@@ -268,13 +200,13 @@ def test_a_daily_report_fires_at_its_time_arrives_once_by_email_and_webhook_with
     recipients, message = box.messages[0]
     assert sorted(recipients) == ["boss@example.com", "team@example.com"]
     assert message["From"] == "reports@lakehouse.test" and key in message["Subject"]
-    _check_report(_attachments(message), truth, key, tmp_path)
+    _check_report(attachments(message), truth, key, tmp_path)
 
     assert [p[0] for p in receiver.posts] == [503, 200]
     _status, headers, body = receiver.delivered()[0]
     assert headers["Content-Type"].startswith("multipart/form-data")
     assert headers["Host"] == receiver.url.split("/")[2] and headers["User-Agent"] == "lakehouse-reports/1"
-    _check_report(_multipart_files(headers, body), truth, key, tmp_path)
+    _check_report(multipart_files(headers, body), truth, key, tmp_path)
 
     # a re-run of the period (a re-execution, or another daemon's run) sends nothing, and the sensor is done
     again = _run(report_settings, requests[0])
