@@ -97,7 +97,7 @@ def test_a_scheduled_report_fires_once_and_a_dagster_restart_does_not_send_it_ag
         insert_events(hot, pa.concat_tables([events_table(tenant, at, n, country=c) for at, n, c in laid]))
         inside = sum(n for at, n, _ in laid if start <= at < end)
 
-        fires = (now + timedelta(minutes=2)).astimezone(ZoneInfo(tz))
+        fires = (now + timedelta(minutes=2)).astimezone(ZoneInfo(tz)).replace(second=0, microsecond=0)
         created = httpx.post(f"{settings.api_url}/v1/reports/schedules", headers=bearer_headers(key), json={
             "dashboard": "overview", "cadence": "daily", "at": fires.strftime("%H:%M"), "tz": tz,
             "email": ["team@example.com"], "webhook": receiver.url}, timeout=30)
