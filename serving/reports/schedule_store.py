@@ -1,4 +1,4 @@
-"""Report schedules, delivery claims and delivery history in the hot store (``sql/clickhouse/013_…``).
+"""Report schedules, delivery claims and delivery history in the hot store (``sql/clickhouse/014_…``).
 
 Schedules are control-plane data like dashboards: every API replica, the Dagster sensor and its runs read the
 same rows. A delivery is made exactly once per (schedule, period, channel) by a *claim*: a run inserts a row
