@@ -200,14 +200,14 @@ class Settings(BaseSettings):
     )
     webhook_allow_private_cidrs: str = Field(
         default="",
-        description="Comma-separated CIDRs that alert webhooks may reach although they are not public (loopback, "
-        "private, link-local…). Empty in production: a tenant's webhook then reaches public addresses only. Tests "
-        "set `127.0.0.1/32` for their local receiver.",
+        description="Comma-separated CIDRs that webhooks (alerts, scheduled reports) may reach although they are "
+        "not public (loopback, private, link-local…). Empty in production: a tenant's webhook then reaches "
+        "public addresses only. Tests set `127.0.0.1/32` for their local receiver.",
     )
     webhook_allow_hosts: str = Field(
         default="",
-        description="Comma-separated host names exempt from the public-address check of alert webhooks (e.g. an "
-        "internal relay the operator runs). Empty in production.",
+        description="Comma-separated host names exempt from the public-address check of webhooks (alerts, "
+        "scheduled reports), e.g. an internal relay the operator runs. Empty in production.",
     )
     live_interval_seconds: float = Field(
         default=2.0, description="How often a live stream (GET /v1/live, Server-Sent Events) sends the newest minutes."
@@ -230,6 +230,41 @@ class Settings(BaseSettings):
         default=100,
         description="Most cost of one GraphQL document: each field 1, each query-running field "
         "(time series, breakdown, top-N, query, dashboard data) 10 more.",
+    )
+
+    # Scheduled reports (serving/reports/, orchestration/reports/)
+    smtp_host: str = Field(
+        default="",
+        description="SMTP server that scheduled reports are mailed through; empty: email delivery is off and a "
+        "schedule with email recipients is refused (webhooks still work).",
+    )
+    smtp_port: int = Field(default=587, description="Port of the SMTP server.")
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS before logging in and sending."
+    )
+    smtp_username: str = Field(default="", description="SMTP login; empty: send without logging in.")
+    smtp_password: str = Field(default="", description="SMTP password of `smtp_username`.")
+    smtp_from: str = Field(
+        default="lakehouse-reports@localhost", description="From address of the scheduled reports' emails."
+    )
+    smtp_timeout_seconds: float = Field(default=30.0, description="Timeout of one SMTP conversation.")
+    report_sensor_interval_seconds: int = Field(
+        default=60,
+        description="How often the Dagster sensor looks for scheduled reports that are due (a report is sent "
+        "at most this long after its time).",
+    )
+    report_delivery_attempts: int = Field(
+        default=3,
+        description="Attempts of one delivery (email or webhook) within a run, backoff doubling from "
+        "`report_retry_backoff_seconds`; after them the run fails and Dagster retries the step (3 times).",
+    )
+    report_retry_backoff_seconds: float = Field(
+        default=2.0, description="Wait before the second attempt of a report delivery (doubling after)."
+    )
+    report_claim_lease_seconds: int = Field(
+        default=900,
+        description="How long a run's claim on a report delivery keeps other runs away when that run neither "
+        "delivered nor recorded a failure (it crashed); after it another run may deliver the period.",
     )
 
     # Stream job / Spark

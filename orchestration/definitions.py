@@ -8,6 +8,7 @@ folder and its own ``defs``; this module merges them with the automation and bin
   stream-vs-batch drift check;
 * ``tiers/``: the daily tier movers, the retention purge and their schedules (``storage_tiers``);
 * ``audit/``: the compliance report asset and its ``retention_compliance`` check, daily after the purge;
+* ``reports/``: tenants' scheduled dashboard reports (a sensor finds due periods, a job delivers one);
 * ``automation.py``: the hourly schedule, the late-landing sensor, the freshness schedule;
 * ``resources.py``: ``lakehouse`` (Settings), ``spark``, ``hot_store``.
 
@@ -15,22 +16,27 @@ Steps of a run execute in one process (``in_process_executor``): the assets of a
 the other anyway, and one process per step would pay Python's and Dagster's start-up for each of the
 checks; parallelism comes from running several hours at once (the run queue's limit).
 
-Dependencies point one way: this package calls ``batch``, ``common`` and ``stack``; they never import Dagster.
+Dependencies point one way: this package calls ``batch``, ``storage_tiers`` and ``common`` (and ``serving``'s
+report services, from ``reports/`` only); they never import Dagster.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from orchestration import archive, audit, automation, rollups, tiers
+from orchestration import archive, audit, automation, reports, rollups, tiers
+from orchestration.reports.resources import reports_resources
 from orchestration.resources import lakehouse_resources
 from orchestration.tiers.resources import tiers_resources
 
+_resources = lakehouse_resources()
 defs = dg.Definitions.merge(
     archive.defs,
     rollups.defs,
     automation.defs,
     tiers.defs,
     audit.defs,
-    dg.Definitions(resources={**lakehouse_resources(), **tiers_resources()}, executor=dg.in_process_executor),
+    reports.defs,
+    dg.Definitions(resources={**_resources, **tiers_resources(), **reports_resources(_resources["lakehouse"])},
+                   executor=dg.in_process_executor),
 )

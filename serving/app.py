@@ -34,7 +34,6 @@ from serving.observability import (
     metrics_router,
 )
 from serving.query.engine import QueryEngine
-from serving.query.tier_routing import horizons_from_policy
 from serving.request_guard import RequestGuard
 from serving.restatements import RestatementListener
 from serving.routes.admin import admin_router
@@ -45,11 +44,10 @@ from serving.routes.kpis import kpis_router
 from serving.routes.live import live_router
 from serving.routes.profiles import profiles_router
 from serving.routes.queries import queries_router
+from serving.routes.report_schedules import report_schedules_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
 from serving.tracing import configure_tracing
-from storage_tiers.lake.reader import LakeRollupReader
-from storage_tiers.policy import load_policy
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +111,7 @@ def create_app(serving: Serving) -> FastAPI:
         await listener.stop()
 
     app.include_router(dashboards_router(serving))
+    app.include_router(report_schedules_router(serving))  # delivered by Dagster (orchestration/reports/)
     app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
 
@@ -172,9 +171,7 @@ def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher |
     serving = Serving(
         settings=settings,
         store=store,
-        engine=QueryEngine(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
-                           horizons=horizons_from_policy(load_policy(settings)),
-                           timeout_seconds=settings.query_timeout_seconds),
+        engine=QueryEngine.for_settings(settings, store),
         cache=cache if cache is not None else QueryCache(settings.redis_url),
         publisher=publisher if publisher is not None else EventPublisher(settings),
     )

@@ -20,6 +20,7 @@ from serving.dashboards.store import DashboardConflict, DashboardError, Dashboar
 from serving.query.engine import QueryTimeout
 from serving.query.kpi import KpiError
 from serving.query.spec import InvalidParameter, QueryError
+from serving.reports.schedules import ScheduleError, ScheduleNotFound
 from serving.services.analytics import AnalyticsEngineFailed
 from serving.tenancy.auth import AuthError
 from serving.tenancy.tenants import DirectoryError
@@ -36,6 +37,8 @@ STATUS: dict[type[Exception], int] = {
     KpiNotFound: 404,
     KpiExists: 409,  # POST of a KPI name that is taken: PUT changes it
     ProfileNotFound: 404,  # (a profile that cannot be accepted is a QueryError: 400)
+    ScheduleError: 400,  # a report schedule that cannot be saved as sent
+    ScheduleNotFound: 404,
     HotStoreError: 503,  # the hot tier (or the hot node) does not answer: retry shortly
     AnalyticsEngineFailed: 503,  # the engine answering a funnel, retention, paths or sessions question failed
     KafkaUnavailable: 503,  # POST /events accepted nothing: send the batch again

@@ -19,6 +19,9 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -143,3 +146,27 @@ class EgressPolicy:
             return
         if found:
             self._first_allowed(host, found)
+
+
+async def post_to_checked_address(client: httpx.AsyncClient, egress: EgressPolicy, url: str, user_agent: str,
+                                  **content: Any) -> httpx.Response:
+    """POST ``content`` (httpx's ``json=``, ``data=``, ``files=``) to ``url`` at the address the guard checked.
+
+    The original name travels in the Host header and as the TLS server name, so certificates are verified
+    against it. The answer's body is never read (nothing of it reaches the tenant). ``client`` must not
+    follow redirects (a public URL could bounce to an internal one) nor take a proxy from the environment.
+    Raises ``httpx.UnsupportedProtocol`` for a URL without http(s) and a host, ``EgressRefused`` for a
+    destination the policy refuses.
+    """
+    target = httpx.URL(url)
+    if target.scheme not in ("http", "https") or not target.host:
+        raise httpx.UnsupportedProtocol(f"webhook URL must be http(s) with a host, got {url!r}")
+    port = target.port or (443 if target.scheme == "https" else 80)
+    address = await egress.checked_address(target.host, port)
+    headers = {"User-Agent": user_agent, "Host": target.netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    request = client.build_request("POST", target.copy_with(host=str(address)), headers=headers,
+                                   extensions=extensions, **content)
+    response = await client.send(request, stream=True)
+    await response.aclose()
+    return response

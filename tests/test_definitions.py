@@ -56,8 +56,8 @@ def test_checks_schedules_sensor_and_resources_are_defined(defs: Definitions) ->
     checks = {(key.asset_key.to_user_string(), key.name) for key in repo.asset_graph.asset_check_keys}
     assert checks >= CHECKS
     assert {s.name for s in repo.schedule_defs} >= {"hourly_batch_schedule", "archive_freshness_schedule"}
-    assert {s.name for s in repo.sensor_defs} == {"late_landing_sensor"}
-    assert {"lakehouse", "spark", "hot_store"} <= set(defs.resources or {})
+    assert {s.name for s in repo.sensor_defs} == {"late_landing_sensor", "report_schedules_sensor"}
+    assert {"lakehouse", "spark", "hot_store", "reports"} <= set(defs.resources or {})
     job = defs.resolve_job_def("hourly_batch")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == ASSETS
     job_checks = {(k.asset_key.to_user_string(), k.name) for k in job.asset_layer.asset_graph.asset_check_keys}
@@ -90,3 +90,21 @@ def test_partitions_run_from_the_setting_to_the_current_hour() -> None:
     assert partition_hour(keys[-1]) <= now < partition_hour(keys[-1]) + timedelta(hours=1)
     with pytest.raises(ValueError, match="LAKEHOUSE_PARTITIONS_START"):
         hourly_partitions(Settings(partitions_start="yesterday"))
+
+
+def test_the_report_sensor_asks_once_per_due_period_until_every_channel_is_sent() -> None:
+    from orchestration.reports.jobs import due_requests
+    from serving.reports.schedules import checked_schedule
+
+    schedule = checked_schedule(schedule_id="rs-1", tenant="acme", dashboard="overview", cadence="daily", at="08:00",
+                                tz="UTC", weekday=None, formats=["pdf"], email=["a@example.com"],
+                                webhook="https://example.com/h", filters=[],
+                                created=datetime(2026, 11, 1, tzinfo=UTC), email_enabled=True)
+    now = datetime(2026, 11, 26, 8, 0, 30, tzinfo=UTC)
+    assert due_requests([schedule], {}, now - timedelta(minutes=1))[0].run_key == "rs-1:2026-11-24/1d"
+    [request] = due_requests([schedule], {}, now)
+    assert request.run_key == "rs-1:2026-11-25/1d"
+    assert request.run_config["ops"]["deliver_scheduled_report"]["config"] == {
+        "tenant": "acme", "schedule_id": "rs-1", "first_day": "2026-11-25"}
+    assert due_requests([schedule], {("rs-1", "2026-11-25/1d"): {"email"}}, now)  # the webhook is still owed
+    assert due_requests([schedule], {("rs-1", "2026-11-25/1d"): {"email", "webhook"}}, now) == []

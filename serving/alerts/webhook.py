@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from serving.webhook_guard import EgressPolicy, EgressRefused
+from serving.webhook_guard import EgressPolicy, EgressRefused, post_to_checked_address
 
 # 4xx answers that mean "later" rather than "never"
 _RETRYABLE_4XX = {408, 409, 425, 429}
@@ -77,18 +77,7 @@ class WebhookSender:
         return made
 
     async def _post_checked(self, url: str, payload: dict[str, Any]) -> httpx.Response:
-        target = httpx.URL(url)
-        if target.scheme not in ("http", "https") or not target.host:
-            raise httpx.UnsupportedProtocol(f"webhook URL must be http(s) with a host, got {url!r}")
-        port = target.port or (443 if target.scheme == "https" else 80)
-        address = await self._egress.checked_address(target.host, port)
-        headers = {"User-Agent": "lakehouse-alerts/1", "Host": target.netloc.decode("ascii")}
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        request = self._client.build_request("POST", target.copy_with(host=str(address)), json=payload,
-                                             headers=headers, extensions=extensions)
-        response = await self._client.send(request, stream=True)
-        await response.aclose()  # the body is never read: nothing of it reaches the tenant
-        return response
+        return await post_to_checked_address(self._client, self._egress, url, "lakehouse-alerts/1", json=payload)
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -18,13 +18,15 @@ from typing import Any
 
 from opentelemetry import trace
 
-from common.hot_store import HotStore
+from common.hot_store import FlightHotStore, HotStore
+from common.settings import Settings
 from serving.query.buckets import bucket_starts, empty_value
 from serving.query.kpi_rows import base_spec, with_kpis
 from serving.query.spec import METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
-from serving.query.tier_routing import Horizons, Segment, plan
+from serving.query.tier_routing import Horizons, Segment, horizons_from_policy, plan
 from storage_tiers.lake.reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
+from storage_tiers.policy import load_policy
 
 DEFAULT_ROW_CAP = 10_000
 
@@ -63,12 +65,23 @@ class QueryEngine:
         *,
         horizons: Horizons | None = None,
         timeout_seconds: float = 30.0,
+        server_timeout: bool = True,
     ) -> None:
         self._store = store
         self._lake = lake
         self.horizons = horizons or Horizons()
         self.timeout_seconds = timeout_seconds
+        # the hot node runs every query on a read-only session, which refuses `max_execution_time`: its
+        # clients are bounded by the Flight call's timeout instead
+        self._server_timeout = server_timeout
         self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, store: HotStore) -> QueryEngine:
+        """The engine as ``settings`` configure it: the lake reader, the tier policy's horizons, the timeout."""
+        return cls(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
+                   horizons=horizons_from_policy(load_policy(settings)), timeout_seconds=settings.query_timeout_seconds,
+                   server_timeout=not isinstance(store, FlightHotStore))
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
         if spec.kpis:
@@ -129,7 +142,8 @@ class QueryEngine:
     def _run_hot(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         if self._store is None:
             raise QueryError("this engine has no hot tier; ask for tier=warm or tier=cold")
-        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=int(self.timeout_seconds))
+        timeout = int(self.timeout_seconds) if self._server_timeout else 0
+        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=timeout)
         try:
             return self._store.query_arrow(sql, params).to_pylist()
         except Exception as exc:

@@ -86,6 +86,7 @@ def compile_segment(
 ) -> tuple[str, dict[str, Any]]:
     """SQL and parameters for one tier's piece of the range. ``whole``: this piece is the whole
     answer, so HAVING, ORDER BY and LIMIT run in the engine; otherwise the pieces are merged first.
+    ``timeout_seconds`` 0 leaves ClickHouse's ``max_execution_time`` out (a session that may set nothing).
 
     ``relation``: for a lake piece, the FROM text and its parameters from
     ``LakeRollupReader.relation`` (the range's files only); without it the lake view of the source's
@@ -163,7 +164,8 @@ def compile_segment(
         having=f"HAVING {' AND '.join(having)}" if having else "",
         order_by=order,
         limit=limit,
-        timeout_seconds=str(int(timeout_seconds)),  # ClickHouse only: DuckDB's timeout is the reader's
+        # ClickHouse only (DuckDB's timeout is the reader's); 0: no server-side timeout (read-only sessions)
+        server_settings=f"SETTINGS max_execution_time = {int(timeout_seconds)}" if timeout_seconds > 0 else "",
     )
     return sql, params
 

@@ -83,9 +83,12 @@ class View:
     filters: list[dict[str, Any]]
     tz: str | None = None  # the viewer's zone: replaces every widget's own (day buckets)
     compare: str | None = None  # previous_period: each widget also answers the period before
+    # a fixed [from, to) that replaces every widget's range (a scheduled report's period); wins over `range`
+    span: tuple[datetime, datetime] | None = None
 
     def identity(self, **extra: str) -> dict[str, Any]:
-        return {"id": self.dashboard.id, "version": self.dashboard.version, "range": self.range, **extra,
+        fixed = {"span": [t.isoformat() for t in self.span]} if self.span else {}
+        return {"id": self.dashboard.id, "version": self.dashboard.version, "range": self.range, **extra, **fixed,
                 **({"tz": self.tz} if self.tz else {}), **({"compare": self.compare} if self.compare else {}),
                 "filters": sorted(orjson.dumps(f, option=orjson.OPT_SORT_KEYS).decode() for f in self.filters)}
 
@@ -173,7 +176,10 @@ class DashboardService:
         raws: list[SpecInput] = []
         for widget in widgets:
             raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
-            raws.append(replace(raw, tz=view.tz) if view.tz else raw)
+            raw = replace(raw, tz=view.tz) if view.tz else raw
+            if view.span:  # a fixed from-to period (scheduled reports) instead of the relative range
+                raw = replace(raw, range=None, start=view.span[0], end=view.span[1])
+            raws.append(raw)
         kpis = self._tenant_kpis(tenant, raws)
         planned: list[tuple[Widget, QuerySpec | str]] = []
         for widget, raw in zip(widgets, raws, strict=True):

@@ -39,6 +39,12 @@ TEST_ENV = {
     "LAKEHOUSE_ALERT_SETTLE_SECONDS": "10",
     # the alert tests' webhook receiver listens on loopback, which tenants may not reach in production
     "LAKEHOUSE_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.1/32",
+    # scheduled reports: the tests' local SMTP server (aiosmtpd), a sensor that looks every 5 s, quick retries
+    "LAKEHOUSE_SMTP_HOST": "127.0.0.1",
+    "LAKEHOUSE_SMTP_PORT": str(38025 + _OFFSET),
+    "LAKEHOUSE_SMTP_STARTTLS": "false",
+    "LAKEHOUSE_REPORT_SENSOR_INTERVAL_SECONDS": "5",
+    "LAKEHOUSE_REPORT_RETRY_BACKOFF_SECONDS": "0.2",
     # a read-only token for the hot node, so tests can prove what a reader may not do
     "LAKEHOUSE_HOT_NODE_READER_TOKEN": "integration-reader-token",
     # above test_live's 30 viewers of one key, below the 50 its cap test opens
