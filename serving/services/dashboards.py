@@ -4,6 +4,9 @@
 refresh); a dashboard-level ``range`` replaces each widget's and ``filter`` (drill-down) is added to each
 widget's. The whole answer is cached per tenant × dashboard × version × range × filters, so a saved change
 is never answered from an older definition and a hundred viewers of one dashboard cost one computation.
+An analytics widget (funnel, retention, paths, sessions) answers with the request of its own endpoint as
+viewed (the dashboard's range applied), which the page sends: those endpoints have their own cache, CSV
+and drill-down (who dropped off), so the dashboard does not compute them twice.
 
 Failures are the domain's (``serving.dashboards.store``: not found, conflict, version mismatch, invalid;
 ``QueryError``, ``QueryTimeout``, ``HotStoreError``); ``serving.errors`` maps them to HTTP statuses.
@@ -23,7 +26,15 @@ from starlette.concurrency import run_in_threadpool
 from common.events import format_ts
 from common.settings import Settings
 from serving.cache import EntryRange, QueryCache, cache_key
-from serving.dashboards.store import Dashboard, DashboardError, DashboardStore, Widget, check_widgets, with_overrides
+from serving.dashboards.store import (
+    ANALYTICS_ENDPOINTS,
+    Dashboard,
+    DashboardError,
+    DashboardStore,
+    Widget,
+    check_widgets,
+    with_overrides,
+)
 from serving.query.buckets import BadTimeZone, zone
 from serving.query.compare import checked_comparison, previous_period
 from serving.query.engine import QueryEngine, QueryTimeout
@@ -42,10 +53,11 @@ from serving.services.queries import Answer, compared, query_answer, query_table
 
 @dataclass(frozen=True)
 class WidgetDraft:
-    """A widget as a client sends it: the widget to keep and its query as the spec input to check."""
+    """A widget as a client sends it: the widget to keep and its query as the spec input to check (None: an
+    analytics widget, whose request its endpoint's rules checked when it was parsed)."""
 
     widget: Widget
-    query: SpecInput
+    query: SpecInput | None
 
 
 def expected_version(if_match: str | None) -> int | None:
@@ -61,13 +73,29 @@ def expected_version(if_match: str | None) -> int | None:
 def checked(drafts: Sequence[WidgetDraft]) -> tuple[Widget, ...]:
     """The widgets if every query can be answered and fits its chart; else ``DashboardError`` naming the widget."""
     now = datetime.now(UTC)
-    specs = []
+    specs: list[QuerySpec | None] = []
     for i, draft in enumerate(drafts):
+        if draft.query is None:
+            specs.append(None)
+            continue
         try:
             specs.append(build_spec(draft.query, now=now))
         except QueryError as exc:
             raise DashboardError(f"widget {draft.widget.id or i + 1}: {exc}") from None
     return check_widgets([d.widget for d in drafts], specs)
+
+
+# a widget as planned: its spec, why it cannot be shown, or (analytics) the request the page sends
+Planned = QuerySpec | str | dict[str, Any]
+
+
+def analytics_request(widget: Widget, range_: str | None) -> dict[str, Any]:
+    """The request that answers an analytics widget as viewed: the dashboard's range replaces its own."""
+    method, path = ANALYTICS_ENDPOINTS[widget.chart]
+    query = dict(widget.query)
+    if range_:
+        query = {k: v for k, v in query.items() if k not in ("from", "to")} | {"range": range_}
+    return {"method": method, "path": path, ("params" if method == "GET" else "body"): query}
 
 
 @dataclass(frozen=True)
@@ -142,6 +170,10 @@ class DashboardService:
         """One widget's answer as a table (for CSV) and how it came (X-Cache); ``QueryError`` if it cannot be
         shown so, e.g. minute buckets over years."""
         widget = view.dashboard.widget(widget_id)
+        if widget.analytics:
+            method, path = ANALYTICS_ENDPOINTS[widget.chart]
+            raise QueryError(f"widget {widget.id!r} is a {widget.chart}: its CSV is {method} {path}?format=csv "
+                             "with the widget's query")
         now = datetime.now(UTC)
         answer = await self._cached(tenant, view.identity(widget=widget.id), self._plan((widget,), view, now), now,
                                     lambda answers: answers[0])
@@ -151,11 +183,14 @@ class DashboardService:
         return widget, payload, answer.how
 
     @staticmethod
-    def _plan(widgets: tuple[Widget, ...], view: View, now: datetime) -> list[tuple[Widget, QuerySpec | str]]:
+    def _plan(widgets: tuple[Widget, ...], view: View, now: datetime) -> list[tuple[Widget, Planned]]:
         """Each widget's spec as viewed (dashboard range and filters applied), or why it cannot be shown so
         (e.g. minute buckets over 7 years): that widget says so, the others still answer."""
-        planned: list[tuple[Widget, QuerySpec | str]] = []
+        planned: list[tuple[Widget, Planned]] = []
         for widget in widgets:
+            if widget.analytics:
+                planned.append((widget, analytics_request(widget, view.range)))
+                continue
             try:
                 raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
                 raw = replace(raw, tz=view.tz) if view.tz else raw
@@ -164,10 +199,12 @@ class DashboardService:
                 planned.append((widget, str(exc)))
         return planned
 
-    async def _run_widget(self, tenant: str, widget: Widget, spec: QuerySpec | str, now: datetime,
+    async def _run_widget(self, tenant: str, widget: Widget, spec: Planned, now: datetime,
                           compare: str | None = None) -> dict[str, Any]:
         if isinstance(spec, str):
             return {**widget.as_json(), "error": spec}
+        if isinstance(spec, dict):
+            return {**widget.as_json(), "request": spec}
         try:
             result = await run_in_threadpool(self._engine.run, tenant, spec, now)
             # the previous period where a chart shows it: numbers (their change) and series over time (overlay)
@@ -178,12 +215,12 @@ class DashboardService:
             return {**widget.as_json(), "error": str(exc)}
         return {**widget.as_json(), **query_answer(spec, result), **extra}
 
-    async def _cached(self, tenant: str, identity: dict[str, Any], planned: list[tuple[Widget, QuerySpec | str]],
+    async def _cached(self, tenant: str, identity: dict[str, Any], planned: list[tuple[Widget, Planned]],
                       now: datetime, shape: Callable[[list[dict[str, Any]]], Any],
                       compare: str | None = None) -> Answer:
         """Run the planned widgets through the cache (one entry per identity), all within the query timeout."""
         settings = self._settings
-        specs = [s for _, s in planned if not isinstance(s, str)]
+        specs = [s for _, s in planned if isinstance(s, QuerySpec)]
         live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: short TTL
         ttl = settings.cache_open_ttl_seconds if live else settings.cache_ttl_seconds
         stale = settings.cache_max_stale_seconds if live else 0.0  # stale-while-revalidate, as /v1 queries
