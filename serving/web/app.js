@@ -23,6 +23,8 @@ const SOURCE_WORDS = {
   "hot:rollups_1h": "live (hourly, last 90 days)",
   "warm:rollups_hourly": "archive (hourly)",
   "cold:rollups_daily": "archive (daily)",
+  "hot:events_raw": "live (raw events, last 7 days)",
+  "lake:events": "archive (raw events)",
 };
 
 const state = {
@@ -138,7 +140,18 @@ function authHeaders() {
 }
 
 async function api(path, extra = {}) {
-  const response = await fetch(apiUrl(path, extra), { headers: authHeaders() });
+  return checkedResponse(await fetch(apiUrl(path, extra), { headers: authHeaders() }));
+}
+
+// A request as the API describes it ({method, path, body | params}: an analytics widget's), sent as is.
+async function sendRequest(request, extra = {}) {
+  const { method, path, body, params } = request;
+  const headers = { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) };
+  return checkedResponse(await fetch(apiUrl(path, { ...(params || {}), ...extra }),
+    { method, headers, body: body ? JSON.stringify(body) : undefined }));
+}
+
+async function checkedResponse(response) {
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -230,12 +243,13 @@ async function refresh() {
     const response = await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/data`, dataParams());
     const data = await response.json();
     if (sequence !== state.sequence) return; // a newer request is under way
-    renderWidgets(data);
+    const analyticsFailed = await renderWidgets(data);
+    if (sequence !== state.sequence) return;
     document.body.dataset.state = "ready";
     document.body.dataset.renders = String(Number(document.body.dataset.renders) + 1);
     document.body.dataset.filters = state.filters.map((f) => `${f.field}:${f.value}`).join(",");
     const how = state.live ? "live (pushed by the server)" : `refreshed every ${REFRESH_SECONDS[state.range]} s`;
-    const failed = data.widgets.filter((w) => w.error).length;
+    const failed = data.widgets.filter((w) => w.error).length + analyticsFailed;
     document.body.dataset.partial = String(failed > 0);
     const partial = failed ? ` · ${failed} of ${data.widgets.length} widgets cannot be shown for this range` : "";
     showStatus(`Updated ${new Date(data.generated_at).toLocaleTimeString(undefined, { timeZone: state.tz })} · ${how}${partial}`,
@@ -320,12 +334,12 @@ function widgetSection(widget) {
       el("header", {},
         el("h2", { text: widget.title, id: `title-${widget.id}` }),
         el("div", { class: "actions" },
-          ...(["line", "pie", "bar"].includes(widget.chart) ? ["png", "svg"].map((format) => el("button", {
+          ...(["line", "pie", "bar", "funnel", "retention", "paths"].includes(widget.chart) ? ["png", "svg"].map((format) => el("button", {
             class: "csv", type: "button", text: format.toUpperCase(), title: `download this chart as ${format.toUpperCase()}`,
             "aria-label": `download ${widget.title} as ${format.toUpperCase()}`,
             onclick: () => downloadImage(section, widget.id, format) })) : []),
           el("button", { class: "csv", type: "button", text: "CSV", title: "download this widget's numbers as CSV",
-            "aria-label": `download ${widget.title} as CSV`, onclick: () => downloadCsv(widget.id) }))),
+            "aria-label": `download ${widget.title} as CSV`, onclick: () => downloadCsv(widget.id, section) }))),
       el("div", { class: "body" }));
   }
   $("h2", section).textContent = widget.title;
@@ -335,9 +349,13 @@ function widgetSection(widget) {
 function renderWidgets(data) {
   const sections = data.widgets.map((widget) => [widget, widgetSection(widget)]);
   $("#widgets").replaceChildren(...sections.map(([, section]) => section)); // in the page before Plotly sizes them
+  const analytics = [];
   for (const [widget, section] of sections) {
     const body = $(".body", section);
-    if (widget.error) {
+    section.request = widget.request; // an analytics widget's: its CSV is its endpoint's
+    if (widget.request && !widget.error) {
+      analytics.push(renderAnalytics(body, widget)); // analytics.js: the page asks the widget's endpoint
+    } else if (widget.error) {
       if (body.dataset.plot) Plotly.purge(body.querySelector(".plot"));
       delete body.dataset.plot;
       body.replaceChildren(el("p", { class: "error", text: widget.error }));
@@ -349,6 +367,8 @@ function renderWidgets(data) {
       RENDER[widget.chart](body, widget);
     }
   }
+  // resolves, once every analytics widget is drawn, to how many of them could not be
+  return Promise.all(analytics).then((drawn) => drawn.filter((ok) => !ok).length);
 }
 
 function split(widget) {
@@ -558,10 +578,11 @@ async function downloadImage(section, widgetId, format) {
   }
 }
 
-async function downloadCsv(widgetId) {
+async function downloadCsv(widgetId, section) {
   try {
-    const response = await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/widgets/${encodeURIComponent(widgetId)}/data.csv`,
-      viewParams());
+    const response = section?.request ? await sendRequest(section.request, { format: "csv" })
+      : await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/widgets/${encodeURIComponent(widgetId)}/data.csv`,
+        viewParams());
     const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "")?.[1] || `${widgetId}.csv`;
     const url = URL.createObjectURL(await response.blob());
     el("a", { href: url, download: name }).click();
