@@ -14,10 +14,13 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+import tests.analytics_truth as truth
 from common.hot_store import HotStore
 from common.settings import Settings
 from demo.clickstream import Clickstream
 from demo.load import post_events
+from tests.analytics_clickstream import FUNNEL, clickstream, lay_lake
+from tests.analytics_clickstream import lay_hot as lay_analytics_hot
 from tests.component.seed import lay_hot
 from tests.integration.dashboard_data import TenantData, tenant_with_events
 from tests.integration.headless_chromium import HeadlessChromium, chromium_binary, serious_accessibility_violations
@@ -374,3 +377,132 @@ def test_a_dashboard_built_in_the_editor_is_what_the_api_saves_and_a_conflicting
         browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
         browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
         drive_editor(browser, origin, api)
+
+
+# ---- product-analytics widgets ---------------------------------------------------------------------------
+
+ANALYTICS_WIDGETS = [
+    {"id": "checkout", "title": "Checkout funnel", "chart": "funnel", "query": {"steps": FUNNEL}},
+    {"id": "cohorts", "title": "Daily retention", "chart": "retention",
+     "query": {"start_event": "page_view", "period": "day", "periods": 5}},
+    {"id": "after_view", "title": "After a page view", "chart": "paths",
+     "query": {"start_event": "page_view", "steps": 2}},
+    {"id": "visits", "title": "Visits", "chart": "sessions", "query": {}},
+]
+
+READ_ANALYTICS = """(() => {
+  const w = (id) => document.querySelector(`.widget[data-widget-id="${id}"]`);
+  const funnel = w('checkout').querySelector('.plot').data[0];
+  const heat = w('cohorts').querySelector('.plot').data[0];
+  return {
+    funnel_rows: [...w('checkout').querySelectorAll('.funnel-steps tbody tr')].map((tr) => Number(tr.dataset.count)),
+    funnel_bars: funnel.y, funnel_text: funnel.text,
+    retention: Object.fromEntries([...w('cohorts').querySelectorAll('.retention-grid tbody tr')].map((tr) =>
+        [tr.dataset.cohort, [...tr.querySelectorAll('td')].map((td) => Number(td.dataset.count))])),
+    heat_y: heat.y, heat_z: heat.z,
+    edges: [...w('after_view').querySelectorAll('.path-edges tbody tr')].map((tr) =>
+        [Number(tr.dataset.step), tr.dataset.from, tr.dataset.to, Number(tr.dataset.sessions)]),
+    sankey: w('after_view').querySelector('.plot').data[0].link.value.reduce((a, b) => a + b, 0),
+    sessions: Number(w('visits').querySelector('.number[data-metric="sessions"]').dataset.value),
+  };
+})()"""
+
+# The middle of the funnel's bar for step `k` (1-based), for a real mouse click.
+FUNNEL_BAR = """(() => {
+  const bar = document.querySelectorAll('.widget[data-widget-id="checkout"] .plot g.point path')[%d];
+  bar.scrollIntoView({block: 'center'});
+  const box = bar.getBoundingClientRect();
+  return {x: box.left + box.width / 2, y: box.top + box.height / 2};
+})()"""
+
+
+@pytest.fixture(scope="module")
+def product_clickstream(api: httpx.Client, hot: HotStore, settings: Settings) -> tuple[str, str, list[dict]]:
+    """A tenant whose last days hold visitors who browse, add to cart, check out and come back (with the
+    hand-made cases of tests/analytics_clickstream.py), in the hot tier and in the lake as the batch layer
+    would also hold them: whichever engine answers, the truth is the same."""
+    tenant = f"web-pa-{uuid.uuid4().hex[:8]}"
+    api.post("/v1/admin/tenants", json={"id": tenant, "name": tenant}).raise_for_status()
+    key = api.post(f"/v1/admin/tenants/{tenant}/keys").raise_for_status().json()["key"]
+    events = clickstream(tenant, "w", datetime.now(UTC) - timedelta(days=6), 5, seed=9).events
+    lay_analytics_hot(hot, events)
+    lay_lake(settings, events, tenant)
+    return tenant, key, events
+
+
+def test_the_funnel_and_retention_widgets_show_the_truth_and_a_click_on_a_step_lists_who_dropped_off(
+    settings: Settings, product_clickstream: tuple[str, str, list[dict]]
+) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    tenant, key, events = product_clickstream
+    origin = settings.api_url.rstrip("/")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with HeadlessChromium(binary) as browser, httpx.Client(base_url=origin, headers={
+            "Authorization": f"Bearer {key}"}, timeout=30) as api:
+        made = api.post("/v1/dashboards", json={"name": "Product", "widgets": ANALYTICS_WIDGETS})
+        assert made.status_code == 201, made.text
+        board = made.json()["id"]
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False})
+        browser.navigate(f"{origin}/ui/")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
+        started = time.perf_counter()
+        browser.navigate(f"{origin}/ui/?dashboard={board}&range=7d&tz=UTC")
+        browser.wait_until("document.body && document.body.dataset.state === 'ready' && "
+                           "document.querySelectorAll('.widget[data-state=\"ready\"]').length === 4",
+                           timeout_s=90, what="the four analytics widgets")
+        shown_s = time.perf_counter() - started
+        seen = browser.evaluate(READ_ANALYTICS)
+        end = datetime.now(UTC)
+        start = end - timedelta(days=7)  # every event lies days inside the range: the seconds between do not matter
+
+        expected = truth.funnel(events, FUNNEL, start, end)
+        counts = [s["count"] for s in expected["steps"]]
+        assert counts[-1] > 0 and counts == sorted(counts, reverse=True)
+        assert seen["funnel_rows"] == seen["funnel_bars"] == counts
+        shown_percent = [float(t.split("·")[1].strip(" %").replace(",", "")) for t in seen["funnel_text"]]
+        assert all(abs(p - 100 * c / counts[0]) <= 0.05 + 1e-9 for p, c in zip(shown_percent, counts, strict=True))
+
+        grid = truth.retention(events, start, end, start_event="page_view", return_event="page_view",
+                               period="day", periods=5)
+        assert seen["retention"] == {cohort.date().isoformat(): row for (cohort, _), row in grid.items()}
+        assert seen["heat_y"] == sorted(seen["retention"])
+        assert seen["heat_z"] == [[100 * n / row[0] for n in row] for _, row in sorted(seen["retention"].items())]
+
+        edges = truth.paths(events, start, end, start_event="page_view", steps=2)
+        assert sorted(map(tuple, seen["edges"])) == sorted((*k, n) for k, n in edges.items())
+        assert seen["sankey"] == sum(edges.values())
+        assert seen["sessions"] == truth.session_metrics(events, start, end)[None]["sessions"]
+
+        # a real click on the second bar lists the users who reached step 2 and went no further
+        point = browser.evaluate(FUNNEL_BAR % 1)
+        browser.click(point["x"], point["y"])
+        browser.wait_until("document.querySelector('.widget[data-widget-id=\"checkout\"] .dropoff')"
+                           ".dataset.state === 'ready'", what="the users who dropped off after step 2")
+        listed = browser.evaluate("({step: document.querySelector('.dropoff').dataset.step, users: [...document."
+                                  "querySelectorAll('.dropoff li')].map((li) => li.textContent)})")
+        assert listed == {"step": "2", "users": expected["dropped"][2]} and listed["users"]
+        # the same list from the keyboard: the step's button in the table
+        browser.evaluate("document.querySelector('.funnel-steps tr[data-step=\"3\"] .dropoff-button').click(); true")
+        browser.wait_until("document.querySelector('.dropoff').dataset.step === '3' && "
+                           "document.querySelector('.dropoff').dataset.state === 'ready'", what="step 3's drop-offs")
+        assert browser.evaluate("[...document.querySelectorAll('.dropoff li')].map((li) => li.textContent)") == \
+            expected["dropped"][3]
+        browser.screenshot(SCREENSHOTS / "analytics-desktop.png")
+        assert serious_accessibility_violations(browser) == [], "the analytics widgets"
+
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+        browser.evaluate("window.dispatchEvent(new Event('resize')); "
+                         "document.querySelectorAll('details.as-table').forEach((d) => { d.open = true; }); true")
+        time.sleep(1.0)  # Plotly relayouts on resize
+        fits = browser.evaluate(OVERFLOW)
+        assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
+        assert serious_accessibility_violations(browser) == [], "the analytics widgets on a phone, tables open"
+        browser.screenshot(SCREENSHOTS / "analytics-phone.png")
+        api.delete(f"/v1/dashboards/{board}")
+    print(f"analytics widgets: rendered in {shown_s:.2f} s; funnel {counts}, {len(grid)} cohorts, "
+          f"{len(edges)} path edges")
