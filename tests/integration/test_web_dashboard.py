@@ -494,6 +494,32 @@ def test_the_funnel_and_retention_widgets_show_the_truth_and_a_click_on_a_step_l
         browser.screenshot(SCREENSHOTS / "analytics-desktop.png")
         assert serious_accessibility_violations(browser) == [], "the analytics widgets"
 
+        # the editor shows an analytics widget's own fields and adds one by clicks and typing
+        _click(browser, "#edit")
+        browser.wait_until("!document.querySelector('#editor').hidden && "
+                           "document.querySelectorAll('#ed-widgets li').length === 4", what="the editor")
+        assert browser.evaluate("document.querySelector('#ed-widgets li:nth-child(1) .ed-steps').value") == \
+            "page_view, add_to_cart, checkout, purchase"
+        _click(browser, "#ed-add")
+        _choose(browser, "#ed-widgets li:nth-child(5) .ed-chart", "funnel")
+        _type(browser, "#ed-widgets li:nth-child(5) .ed-title", "Straight to purchase")
+        _type(browser, "#ed-widgets li:nth-child(5) .ed-steps", "page_view")
+        _click(browser, "#ed-save")
+        browser.wait_until("document.body.dataset.editor === 'error'", what="the one-step funnel refused")
+        assert "at least 2" in browser.evaluate("document.querySelector('#ed-message').textContent")
+        _type(browser, "#ed-widgets li:nth-child(5) .ed-steps", "page_view, purchase")
+        _choose(browser, "#ed-widgets li:nth-child(5) .ed-window", "1d")
+        assert serious_accessibility_violations(browser) == [], "the editor with analytics widgets"
+        _click(browser, "#ed-save")
+        browser.wait_until("document.body.dataset.editor === 'saved' && document.body.dataset.state === 'ready' && "
+                           "document.querySelectorAll('.widget[data-state=\"ready\"]').length === 5",
+                           timeout_s=60, what="the saved funnel drawn")
+        saved = api.get(f"/v1/dashboards/{board}").json()["widgets"]
+        assert saved[:4] == made.json()["widgets"]  # untouched widgets are kept exactly
+        assert saved[4] == {"id": "w1", "title": "Straight to purchase", "chart": "funnel", "query": {
+            "steps": [{"event": "page_view"}, {"event": "purchase"}], "window": "1d", "range": "24h"}}
+        _click(browser, "#ed-close")
+
         browser.send("Emulation.setDeviceMetricsOverride",
                      {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
         browser.evaluate("window.dispatchEvent(new Event('resize')); "
