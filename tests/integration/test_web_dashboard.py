@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from demo.clickstream import Clickstream
 from demo.load import post_events
 from tests.analytics_clickstream import FUNNEL, clickstream, lay_lake
 from tests.analytics_clickstream import lay_hot as lay_analytics_hot
-from tests.component.seed import lay_hot
+from tests.component.seed import lay_hot, lay_warm
 from tests.integration.dashboard_data import TenantData, tenant_with_events
 from tests.integration.headless_chromium import HeadlessChromium, chromium_binary, serious_accessibility_violations
 
@@ -282,6 +283,113 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
     print(f"web dashboard comparison: {current_total} events vs {previous_total} before; screenshots in {SCREENSHOTS}")
 
 
+def test_error_empty_and_partial_states_are_said_in_words_enter_drills_down_and_numbers_follow_the_locale(
+    settings: Settings, two_periods: tuple[str, str, dict[str, int], int]
+) -> None:
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    _, key, hours, _ = two_periods
+    origin = settings.api_url.rstrip("/")
+    status = "document.querySelector('#status').textContent"
+    with HeadlessChromium(binary) as browser, httpx.Client(base_url=origin, headers={
+            "Authorization": f"Bearer {key}"}, timeout=30) as api:
+        browser.send("Emulation.setLocaleOverride", {"locale": "de-DE"})  # a reader in Germany
+        browser.navigate(f"{origin}/ui/")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate("localStorage.setItem('lakehouse.dashboard', JSON.stringify({apiKey: 'not-a-key'})); true")
+        browser.navigate(f"{origin}/ui/?dashboard=overview&range=24h&tz=UTC")
+        browser.wait_until("document.body && document.body.dataset.state === 'error'", what="the error state")
+        assert "Check the API key" in browser.evaluate(status)
+
+        browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
+        browser.navigate(f"{origin}/ui/?dashboard=overview&range=1h&tz=UTC")  # the events are hours old
+        browser.wait_until("document.body && document.body.dataset.state === 'ready'", what="the empty hour")
+        assert browser.evaluate("document.querySelector('.widget[data-widget-id=\"by_country\"] .empty')"
+                                ".textContent") == "No events in this range and filters."
+
+        board = api.post("/v1/dashboards", json={"name": "Minutes", "widgets": [
+            {"id": "n", "chart": "number", "query": {"metrics": ["events", "revenue"]}},
+            {"id": "m", "chart": "line", "query": {"metrics": ["events"], "granularity": "minute", "range": "1h"}}]})
+        assert board.status_code == 201, board.text
+        browser.navigate(f"{origin}/ui/?dashboard={board.json()['id']}&range=7y&tz=UTC")
+        browser.wait_until("document.body && document.body.dataset.state === 'ready' && "
+                           "document.querySelector('#dashboard').value !== 'overview'", what="the partial view")
+        assert browser.evaluate("document.body.dataset.partial") == "true"
+        assert "1 of 2 widgets cannot be shown for this range" in browser.evaluate(status)
+        assert "coarser granularity" in browser.evaluate(
+            "document.querySelector('.widget[data-widget-id=\"m\"] .error').textContent")
+        numbers = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.widget[data-widget-id=\"n\"] "
+                                   ".number')].map((n) => [n.dataset.metric, n.querySelector('.value').textContent]))")
+        assert numbers["revenue"] == "0,00"  # German decimals
+        api.delete(f"/v1/dashboards/{board.json()['id']}")
+
+        browser.navigate(f"{origin}/ui/?dashboard=overview&range=24h&tz=UTC")
+        browser.wait_until("document.body && document.body.dataset.state === 'ready' && document.querySelector("
+                           "'.widget[data-widget-id=\"by_country\"] tr.drill') !== null", what="the overview")
+        assert browser.evaluate("(() => { const row = document.querySelector('.widget[data-widget-id=\"by_country\"] "
+                                "tr.drill'); row.focus(); return document.activeElement === row; })()")
+        for kind in ("keyDown", "keyUp"):
+            browser.send("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter",
+                                                   "windowsVirtualKeyCode": 13})
+        browser.wait_until("document.body.dataset.filters === 'country:US' && document.body.dataset.state === 'ready'",
+                           what="the drill-down by the keyboard")
+        assert browser.evaluate("document.querySelector('.widget[data-widget-id=\"totals\"] "
+                                ".number[data-metric=\"events\"]').dataset.value") == str(sum(hours.values()))
+
+
+NEW_YORK = "America/New_York"
+
+
+def test_a_new_york_day_series_in_the_page_equals_the_events_bucketed_by_new_york_dates_on_hot_and_lake_days(
+    settings: Settings, api: httpx.Client, hot: HotStore
+) -> None:
+    """Events at 03:30 UTC (the evening before in New York) on recent days (hot tier) and on days 100–300
+    days back (the lake's warm hourly rollups); the viewer picks New York and a year: every day of the line
+    is that zone's calendar day, across both tiers, and daylight saving time moves nothing."""
+    binary = chromium_binary()
+    if binary is None:
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install chromium)")
+    tenant = f"web-tz-{uuid.uuid4().hex[:8]}"
+    api.post("/v1/admin/tenants", json={"id": tenant, "name": tenant}).raise_for_status()
+    key = api.post(f"/v1/admin/tenants/{tenant}/keys").raise_for_status().json()["key"]
+    today = datetime.now(UTC).replace(hour=3, minute=30, second=0, microsecond=0)
+    recent = [_planted(tenant, today - timedelta(days=d, minutes=i), i) for d in (2, 3, 5) for i in range(d)]
+    old = [_planted(tenant, today - timedelta(days=d, minutes=i), i)
+           for d in (100, 160, 250, 300) for i in range(d % 7)]
+    lay_hot(hot, recent)
+    lay_warm(settings, old)
+    zone = ZoneInfo(NEW_YORK)
+    truth: dict[str, int] = {}
+    for e in recent + old:
+        day = e["timestamp"].astimezone(zone).strftime("%Y-%m-%d 00:00:00")
+        truth[day] = truth.get(day, 0) + 1
+    assert all(e["timestamp"].astimezone(zone).date() != e["timestamp"].date() for e in recent + old)
+    origin = settings.api_url.rstrip("/")
+    with HeadlessChromium(binary) as browser:
+        browser.navigate(f"{origin}/ui/")
+        browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
+        browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
+        browser.navigate(f"{origin}/ui/?dashboard=overview&range=24h&tz=UTC&compare=false")
+        browser.wait_until("document.body && document.body.dataset.state === 'ready'", what="the overview")
+        renders = int(browser.evaluate("document.body.dataset.renders"))
+        _choose(browser, "#tz", NEW_YORK)
+        _click(browser, "#ranges button[data-range='1y']")
+        browser.wait_until(f"document.body.dataset.state === 'ready' && Number(document.body.dataset.renders) > "
+                           f"{renders} && location.search.includes('range=1y') && "
+                           "location.search.includes('tz=America%2FNew_York')", timeout_s=60, what="a year in New York")
+        seen = browser.evaluate("""(() => {
+          const plot = document.querySelector('.widget[data-widget-id="events_over_time"] .plot');
+          const meta = document.querySelector('.widget[data-widget-id="events_over_time"] .meta');
+          return {x: plot.data[0].x, y: plot.data[0].y, sources: meta.dataset.sources, meta: meta.textContent};
+        })()""")
+    shown = dict(zip(seen["x"], seen["y"], strict=True))
+    assert {x: y for x, y in shown.items() if y} == truth  # each event on its New York day, hot and lake alike
+    assert all(x.endswith(" 00:00:00") for x in shown) and len(shown) >= 365
+    assert "warm:rollups_hourly" in seen["sources"] and "hot:rollups_1h" in seen["sources"], seen
+    assert "America/New York" in seen["meta"]
+
+
 def _type(browser: HeadlessChromium, selector: str, text: str) -> None:
     """Focus a field, clear it and type ``text`` as key input (CDP insertText fires input events)."""
     browser.evaluate(f"(() => {{ const f = document.querySelector({selector!r}); f.focus(); f.select(); "
@@ -360,7 +468,24 @@ def drive_editor(browser: HeadlessChromium, origin: str, api: httpx.Client) -> N
     assert "Someone else saved this dashboard" in browser.evaluate("document.querySelector('#ed-message').textContent")
     assert api.get(f"/v1/dashboards/{board_id}").json()["name"] == "Renamed elsewhere"  # nothing overwritten
     assert serious_accessibility_violations(browser) == [], "the editor"
-    api.delete(f"/v1/dashboards/{board_id}")
+
+    # reopened, the editor has the other editor's version: the rename saves, then the dashboard is deleted
+    _click(browser, "#ed-close")
+    _click(browser, "#edit")
+    browser.wait_until("!document.querySelector('#editor').hidden && "
+                       "document.querySelector('#ed-version').textContent === 'version 2'", what="the fresh version")
+    _type(browser, "#ed-name", "Renamed here")
+    _click(browser, "#ed-save")
+    browser.wait_until("document.body.dataset.editor === 'saved' && "
+                       "[...document.querySelectorAll('#dashboard option')].some((o) => o.text === 'Renamed here')",
+                       what="the rename saved")
+    assert api.get(f"/v1/dashboards/{board_id}").json()["name"] == "Renamed here"
+    _click(browser, "#ed-delete")  # the first click asks again, the second deletes
+    assert api.get(f"/v1/dashboards/{board_id}").status_code == 200
+    _click(browser, "#ed-delete")
+    browser.wait_until("document.querySelector('#editor').hidden && document.querySelector('#dashboard').value === "
+                       "'overview' && document.body.dataset.state === 'ready'", what="the overview after the delete")
+    assert api.get(f"/v1/dashboards/{board_id}").status_code == 404
 
 
 def test_a_dashboard_built_in_the_editor_is_what_the_api_saves_and_a_conflicting_save_is_refused(
