@@ -178,6 +178,7 @@ READ_COMPARISON = """(() => {
     traces: plot ? plot.data.map((t) => ({name: t.name, x: t.x, y: t.y, mode: t.mode, connectgaps: !!t.connectgaps}))
                  : [],
     label: number ? number.querySelector('.label').textContent : '',
+    tooltip: number ? number.querySelector('.label').title : '',
     meta: [...document.querySelectorAll('.widget .meta')].map((m) => m.textContent),
   };
 })()"""
@@ -246,6 +247,8 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
         assert seen["change"] == current_total - previous_total
         assert seen["change_percent"] == round((current_total - previous_total) / previous_total * 100, 2)
         assert "vs previous period" in seen["change_text"] and seen["label"] == "Events"  # catalogue label
+        catalog = httpx.get(f"{origin}/v1/catalog", headers={"Authorization": f"Bearer {key}"}).json()
+        assert seen["tooltip"] == catalog["labels"]["metrics"]["events"]["description"] != ""
         line, *overlay = seen["traces"]
         assert len(line["x"]) in (24, 25), "every hour of the range is a point"
         shown = {x[:19]: y for x, y in zip(line["x"], line["y"], strict=True)}
@@ -280,6 +283,15 @@ def test_empty_hours_are_zeros_the_totals_compare_with_the_previous_period_and_a
         assert serious_accessibility_violations(browser) == [], "the drilled-down view"
         fits = browser.evaluate(OVERFLOW)
         assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
+    # the API answers both periods in one request, cached like any other answer
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    params = {"metric": "events", "granularity": "hour", "compare": "previous_period",
+              "from": (hour - timedelta(hours=24)).isoformat(), "to": (hour - timedelta(hours=1)).isoformat()}
+    with httpx.Client(base_url=origin, headers={"Authorization": f"Bearer {key}"}, timeout=30) as api:
+        first, second = (api.get("/v1/timeseries", params=params) for _ in range(2))
+    assert first.status_code == 200 and first.json()["previous"] and first.json()["totals"], first.text
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+    assert second.json() == first.json()
     print(f"web dashboard comparison: {current_total} events vs {previous_total} before; screenshots in {SCREENSHOTS}")
 
 
