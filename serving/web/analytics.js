@@ -103,11 +103,17 @@ function renderFunnel(body, widget, answer) {
       el("td", { class: "num", text: i ? formatDuration(s.time_to_convert_median) : "" }),
       el("td", { class: "num" }, button));
   });
-  extras(body,
+  // a breakdown (attributed from the step-1 event): users at each step per value, the rest as "other"
+  const groups = answer.breakdown?.length ? tableOf("funnel-breakdown", [eventLabel(answer.breakdown_by), ...names],
+    answer.breakdown.map((g) => el("tr", { dataset: { value: g.value } }, el("th", { scope: "row", text: g.value }),
+      ...g.steps.map((s) => el("td", { class: "num", text: `${formatNumber(s.count)} (${percent(s.conversion_from_first)})` }))))) : null;
+  extras(body, ...[
     tableOf("funnel-steps", ["step", "users", "from previous", "from step 1", "median time", "after this step"], rows),
+    groups,
     el("div", { class: "dropoff", "aria-live": "polite" }),
     analyticsMeta(widget, answer, `entered ${answer.from.slice(0, 10)} – ${answer.to.slice(0, 10)}, converting until `
-      + `${answer.conversion_until.slice(0, 10)}`, FUNNEL_ORDER[answer.mode] || answer.mode, `counted in ${answer.unit}`));
+      + `${answer.conversion_until.slice(0, 10)}`, FUNNEL_ORDER[answer.mode] || answer.mode, `counted in ${answer.unit}`),
+  ].filter(Boolean));
   const open = openDropoff.get(widget.id);
   if (open && open < steps.length) showDropoff(body.closest(".widget"), open);
 }
