@@ -43,7 +43,7 @@ function plain(body) {
 }
 
 function tableOf(className, headings, rows, dataset = {}) {
-  return el("div", { class: "scroll" }, el("table", { class: className, dataset },
+  return scrollBox(className.replace("-", " "), el("table", { class: className, dataset },
     el("thead", {}, el("tr", {}, ...headings.map((h, i) => el("th", { scope: "col", class: i ? "num" : "", text: h })))),
     el("tbody", {}, ...rows)));
 }

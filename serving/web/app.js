@@ -395,6 +395,11 @@ function plotInto(body, traces, layout) {
   return div;
 }
 
+// A wide table's own horizontal scroll box: focusable, so a keyboard can scroll it too.
+function scrollBox(name, table) {
+  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": name }, table);
+}
+
 function extras(body, ...nodes) {
   for (const node of body.querySelectorAll(":scope > :not(.plot)")) node.remove();
   body.append(...nodes);
@@ -491,7 +496,7 @@ function seriesTable(current, previous) {
     ...current.map((t) => el("td", { class: "num", text: formatNumber(t.y[i], t.metric) })),
     ...previous.map((t) => el("td", { class: "num", text: formatNumber(t.y[i], t.metric) }))));
   return el("details", { class: "as-table" }, el("summary", { text: "Show as a table" }),
-    el("div", { class: "scroll" }, el("table", { class: "series" }, el("thead", {}, head), el("tbody", {}, ...rows))));
+    scrollBox("the chart's numbers", el("table", { class: "series" }, el("thead", {}, head), el("tbody", {}, ...rows))));
 }
 
 function valuesTable(widget, dim, metric, drillable) {
@@ -560,7 +565,7 @@ function renderTable(body, widget) {
         text: numeric(widget.columns[i]) ? formatNumber(v, widget.columns[i]) : String(v) })));
   });
   if (body.dataset.plot) { Plotly.purge(body.querySelector(".plot")); delete body.dataset.plot; }
-  body.replaceChildren(el("div", { class: "scroll" }, el("table", { class: "rows", dataset: { dimension: dims[0] || "", metric: metrics[0] } },
+  body.replaceChildren(scrollBox(widget.title, el("table", { class: "rows", dataset: { dimension: dims[0] || "", metric: metrics[0] } },
     el("thead", {}, head), el("tbody", {}, ...rows))), meta(widget));
 }
 

@@ -629,7 +629,8 @@ def test_the_funnel_and_retention_widgets_show_the_truth_and_a_click_on_a_step_l
         assert browser.evaluate("[...document.querySelectorAll('.dropoff li')].map((li) => li.textContent)") == \
             expected["dropped"][3]
         browser.screenshot(SCREENSHOTS / "analytics-desktop.png")
-        assert serious_accessibility_violations(browser) == [], "the analytics widgets"
+        violations = serious_accessibility_violations(browser)
+        assert violations == [], ("the analytics widgets", violations)
 
         # the editor shows an analytics widget's own fields and adds one by clicks and typing
         _click(browser, "#edit")
@@ -646,7 +647,8 @@ def test_the_funnel_and_retention_widgets_show_the_truth_and_a_click_on_a_step_l
         assert "at least 2" in browser.evaluate("document.querySelector('#ed-message').textContent")
         _type(browser, "#ed-widgets li:nth-child(5) .ed-steps", "page_view, purchase")
         _choose(browser, "#ed-widgets li:nth-child(5) .ed-window", "1d")
-        assert serious_accessibility_violations(browser) == [], "the editor with analytics widgets"
+        violations = serious_accessibility_violations(browser)
+        assert violations == [], ("the editor with analytics widgets", violations)
         _click(browser, "#ed-save")
         browser.wait_until("document.body.dataset.editor === 'saved' && document.body.dataset.state === 'ready' && "
                            "document.querySelectorAll('.widget[data-state=\"ready\"]').length === 5",
@@ -664,7 +666,8 @@ def test_the_funnel_and_retention_widgets_show_the_truth_and_a_click_on_a_step_l
         time.sleep(1.0)  # Plotly relayouts on resize
         fits = browser.evaluate(OVERFLOW)
         assert fits["scroll"] <= fits["width"] and fits["wide"] == [], fits
-        assert serious_accessibility_violations(browser) == [], "the analytics widgets on a phone, tables open"
+        violations = serious_accessibility_violations(browser)
+        assert violations == [], ("the analytics widgets on a phone, tables open", violations)
         browser.screenshot(SCREENSHOTS / "analytics-phone.png")
         api.delete(f"/v1/dashboards/{board}")
     print(f"analytics widgets: rendered in {shown_s:.2f} s; funnel {counts}, {len(grid)} cohorts, "
