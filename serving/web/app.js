@@ -387,6 +387,9 @@ function plotInto(body, traces, layout) {
     body.dataset.plot = "1";
   }
   const { description, ...plotLayout } = layout;
+  // the box keeps the chart's height itself: Plotly's resize handler sizes a plot from its box, and a box
+  // re-attached by a refresh measured 0 px high on a later resize, drawing the chart over what follows it
+  div.style.height = `${plotLayout.height ?? 300}px`;
   Plotly.react(div, traces, { margin: { t: 10, r: 10, b: 40, l: 50 }, height: 300, colorway: PALETTE,
     piecolorway: PALETTE, separators: (1234.5).toLocaleString().replace(/\d/g, "").split("").reverse().join("") || ".,",
     font: { family: "system-ui, sans-serif" }, ...plotLayout }, PLOT_CONFIG);
