@@ -11,18 +11,18 @@ const openDropoff = new Map(); // widget id → the step whose drop-offs are lis
 
 function percent(ratio) {
   return ratio === null || ratio === undefined ? "–"
-    : `${(100 * ratio).toLocaleString(undefined, { maximumFractionDigits: 1 })} %`;
+    : `${(100 * ratio).toLocaleString(undefined, { maximumFractionDigits: 1 })}\u00a0%`; // kept on one line
 }
 
 // 75 → "1 min 15 s"; 0.4 → "0.4 s"; days for the long ones.
 function formatDuration(seconds) {
   if (seconds === null || seconds === undefined) return "–";
-  if (seconds < 60) return `${seconds.toLocaleString(undefined, { maximumFractionDigits: 1 })} s`;
+  if (seconds < 60) return `${seconds.toLocaleString(undefined, { maximumFractionDigits: 1 })}\u00a0s`;
   const units = [["d", 86400], ["h", 3600], ["min", 60], ["s", 1]];
   const parts = [];
   let rest = Math.round(seconds);
   for (const [unit, size] of units) {
-    if (rest >= size && parts.length < 2) { parts.push(`${Math.floor(rest / size)} ${unit}`); rest %= size; }
+    if (rest >= size && parts.length < 2) { parts.push(`${Math.floor(rest / size)}\u00a0${unit}`); rest %= size; }
   }
   return parts.join(" ");
 }
@@ -80,7 +80,7 @@ function renderFunnel(body, widget, answer) {
     type: "bar", x: names.map(plotText), y: steps.map((s) => s.count), marker: { color: PALETTE[0] },
     text: steps.map((s) => `${formatNumber(s.count)} · ${percent(s.conversion_from_first)}`), textposition: "auto", textangle: 0,
     hovertemplate: "%{x}: %{text} of step 1<extra></extra>",
-  }], { xaxis: { type: "category" }, yaxis: { rangemode: "tozero" },
+  }], { xaxis: { type: "category", automargin: true }, yaxis: { rangemode: "tozero" },
     description: `${widget.title}: users at each step, with the conversion from step 1` });
   div.stepCount = steps.length;
   if (!div.dataset.drill) { // a click on a bar lists who stopped there
@@ -181,7 +181,7 @@ function renderRetention(body, widget, answer) {
     text: cohorts.map((c) => c.counts.map((n, i) => `${formatNumber(n)}<br>${percent(c.percentages[i] / 100)}`)),
     texttemplate: "%{text}", hovertemplate: "cohort %{y}, %{x}: %{text}<extra></extra>",
   }], { margin: { t: 30, r: 10, b: 10, l: 110 }, height: Math.max(200, 50 + 42 * cohorts.length),
-    yaxis: { type: "category", autorange: "reversed" }, xaxis: { type: "category", side: "top" },
+    yaxis: { type: "category", autorange: "reversed", automargin: true }, xaxis: { type: "category", side: "top", automargin: true },
     description: `${widget.title}: users of each cohort returning in each ${answer.period}` });
   const rows = cohorts.map((c, r) => el("tr", { dataset: { cohort: c.cohort, value: c.value ?? "", size: String(c.size) } },
     el("th", { scope: "row", text: y[r] }),

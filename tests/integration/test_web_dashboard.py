@@ -606,7 +606,7 @@ def test_the_funnel_and_retention_widgets_show_the_truth_and_a_click_on_a_step_l
         counts = [s["count"] for s in expected["steps"]]
         assert counts[-1] > 0 and counts == sorted(counts, reverse=True)
         assert seen["funnel_rows"] == seen["funnel_bars"] == counts
-        shown_percent = [float(t.split("·")[1].strip(" %").replace(",", "")) for t in seen["funnel_text"]]
+        shown_percent = [float(t.split("·")[1].strip(" %\u00a0")) for t in seen["funnel_text"]]
         assert all(abs(p - 100 * c / counts[0]) <= 0.05 + 1e-9 for p, c in zip(shown_percent, counts, strict=True))
 
         grid = truth.retention(events, start, end, start_event="page_view", return_event="page_view",
