@@ -179,6 +179,8 @@ def test_analytics_widgets_are_saved_as_their_endpoints_requests_and_viewed_as_r
     csv_answer = client.get(f"/v1/dashboards/{made.json()['id']}/widgets/checkout/data.csv",
                             params={"tenant": tenant})
     assert csv_answer.status_code == 400 and "POST /v1/funnels?format=csv" in csv_answer.json()["error"]
+    report = client.get(f"/v1/dashboards/{made.json()['id']}/report.pdf", params={"tenant": tenant})
+    assert report.status_code == 200 and report.content.startswith(b"%PDF")  # a page each, saying where to look
 
 
 @pytest.mark.parametrize(("widget", "status", "message"), [
