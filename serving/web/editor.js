@@ -27,17 +27,46 @@ function widgetQuery(row) {
   if (row.chart === "sessions") return { range: row.range };
   const m = row.metric;
   const d = row.dimension;
-  const base = { metrics: [m], range: row.range };
+  const filters = parseFilters(row.filters || "");
+  const base = { metrics: [m], range: row.range, ...(filters.length ? { filters } : {}) };
   if (row.chart === "line" || (row.chart === "bar" && !d)) return { ...base, granularity: "auto", fill: "auto" };
   if (row.chart === "number") return base;
   const limit = row.chart === "pie" ? 20 : 10;
   return { ...base, dimensions: [d || "country"], order_by: [{ field: m, direction: "desc" }], limit };
 }
 
+// A widget's filters as typed: "country:US, device!=ios, page:/a|/b, revenue>=10" (the GET endpoints'
+// syntax, comparisons for metrics); what cannot be read is sent as typed, so the API's message names it.
+const FILTER_TEXT = /^\s*([^:!<>=\s]+)\s*(!=|>=|<=|>|<|:)\s*(.*?)\s*$/;
+
+function parseFilters(text) {
+  return text.split(",").map((item) => item.trim()).filter(Boolean).map((item) => {
+    const match = FILTER_TEXT.exec(item);
+    if (!match) return { field: item, op: "=" };
+    const [, field, sign, value] = match;
+    if (sign === ":" || sign === "!=") {
+      const values = value.split("|");
+      const negated = sign === "!=";
+      return values.length > 1 ? { field, op: negated ? "not in" : "in", values }
+        : { field, op: negated ? "!=" : "=", value };
+    }
+    return { field, op: sign, value: Number.isNaN(Number(value)) ? value : Number(value) };
+  });
+}
+
+function filtersText(filters = []) {
+  return filters.map((f) => {
+    const several = (f.values || []).join("|");
+    if (f.op === "in" || f.op === "not in") return `${f.field}${f.op === "in" ? ":" : "!="}${several}`;
+    if (!f.op || f.op === "=" || f.op === "!=") return `${f.field}${f.op === "!=" ? "!=" : ":"}${f.value ?? several}`;
+    return `${f.field}${f.op}${f.value ?? several}`;
+  }).join(", ");
+}
+
 function rowOf(widget) {
   const q = widget.query || {};
   return { id: widget.id, title: widget.title || "", chart: widget.chart, metric: (q.metrics || ["events"])[0],
-    dimension: (q.dimensions || [])[0] || "", range: q.range || (ANALYTICS.includes(widget.chart) ? "7d" : "24h"),
+    dimension: (q.dimensions || [])[0] || "", filters: filtersText(q.filters), range: q.range || (ANALYTICS.includes(widget.chart) ? "7d" : "24h"),
     steps: (Array.isArray(q.steps) ? q.steps : [{ event: "page_view" }, { event: "purchase" }]).map((step) => step.event).join(", "),
     window: q.window || "14d", startEvent: q.start_event || q.end_event || "page_view", returnEvent: q.return_event || "",
     period: q.period || "week", original: q, dirty: false };
@@ -124,7 +153,8 @@ function renderEditor() {
       ...(fields ? fields() : [
         el("label", {}, "Metric ", el("select", { class: "ed-metric", onchange: set("metric") }, ...options(metrics, row.metric, label))),
         el("label", {}, "By ", el("select", { class: "ed-dimension", onchange: set("dimension") },
-          ...options(["", ...dims], row.dimension, (d) => (d ? label(d) : "— (over time / total)"))))]),
+          ...options(["", ...dims], row.dimension, (d) => (d ? label(d) : "— (over time / total)")))),
+        text("ed-filters", "filters", "Filters", "e.g. country:US, device!=ios, page:/a|/b, revenue>=10")]),
       el("label", {}, "Range ", el("select", { class: "ed-range", onchange: set("range") }, ...options(EDIT_RANGES, row.range))),
       el("span", { class: "ed-buttons" },
         el("button", { type: "button", text: "↑", "aria-label": `move ${row.title || "widget"} up`, onclick: move(i - 1) }),

@@ -445,6 +445,7 @@ def drive_editor(browser: HeadlessChromium, origin: str, api: httpx.Client) -> N
     _choose(browser, "#ed-widgets li:nth-child(2) .ed-chart", "pie")
     _choose(browser, "#ed-widgets li:nth-child(2) .ed-metric", "revenue")
     _choose(browser, "#ed-widgets li:nth-child(2) .ed-dimension", "country")
+    _type(browser, "#ed-widgets li:nth-child(2) .ed-filters", "device:mobile, page!=/a|/b")
     _click(browser, "#ed-add")
     _type(browser, "#ed-widgets li:nth-child(3) .ed-title", "Sign-ups over time")
     _choose(browser, "#ed-widgets li:nth-child(3) .ed-metric", "signups")
@@ -463,6 +464,8 @@ def drive_editor(browser: HeadlessChromium, origin: str, api: httpx.Client) -> N
          "query": {"metrics": ["signups"], "range": "7d", "granularity": "auto", "fill": "auto"}},
         {"title": "Revenue by country", "chart": "pie",
          "query": {"metrics": ["revenue"], "range": "24h", "dimensions": ["country"],
+                   "filters": [{"field": "device", "value": "mobile"},
+                               {"field": "page", "op": "not in", "values": ["/a", "/b"]}],
                    "order_by": [{"field": "revenue", "direction": "desc"}], "limit": 20}}]}).json()
     assert saved["name"] == by_api["name"] and saved["widgets"] == by_api["widgets"]
     api.delete(f"/v1/dashboards/{by_api['id']}")
