@@ -312,13 +312,17 @@ def test_error_empty_and_partial_states_are_said_in_words_enter_drills_down_and_
     status = "document.querySelector('#status').textContent"
     with HeadlessChromium(binary) as browser, httpx.Client(base_url=origin, headers={
             "Authorization": f"Bearer {key}"}, timeout=30) as api:
-        browser.send("Emulation.setLocaleOverride", {"locale": "de-DE"})  # a reader in Germany
+        browser.send("Emulation.setLocaleOverride", {"locale": "de-DE"})  # a reader in Germany ...
+        browser.send("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})  # ... on a trip to Tokyo
         browser.navigate(f"{origin}/ui/")
         browser.wait_until("document.readyState === 'complete' && typeof Plotly === 'object'", what="the page")
         browser.evaluate("localStorage.setItem('lakehouse.dashboard', JSON.stringify({apiKey: 'not-a-key'})); true")
-        browser.navigate(f"{origin}/ui/?dashboard=overview&range=24h&tz=UTC")
+        browser.navigate(f"{origin}/ui/?dashboard=overview&range=24h")
         browser.wait_until("document.body && document.body.dataset.state === 'error'", what="the error state")
         assert "Check the API key" in browser.evaluate(status)
+        zone = browser.evaluate("(() => { const s = document.querySelector('#tz'); "
+                                "return [s.value, s.selectedOptions[0].textContent]; })()")
+        assert zone == ["Asia/Tokyo", "Asia/Tokyo (this device)"]  # the device's zone by default
 
         browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
         browser.navigate(f"{origin}/ui/?dashboard=overview&range=1h&tz=UTC")  # the events are hours old
@@ -500,13 +504,22 @@ def drive_editor(browser: HeadlessChromium, origin: str, api: httpx.Client) -> N
     browser.wait_until("document.body.dataset.editor === 'saved' && "
                        "[...document.querySelectorAll('#dashboard option')].some((o) => o.text === 'Renamed here')",
                        what="the rename saved")
-    assert api.get(f"/v1/dashboards/{board_id}").json()["name"] == "Renamed here"
-    _click(browser, "#ed-delete")  # the first click asks again, the second deletes
-    assert api.get(f"/v1/dashboards/{board_id}").status_code == 200
+    renamed = api.get(f"/v1/dashboards/{board_id}").json()
+    assert renamed["name"] == "Renamed here"
+    _click(browser, "#ed-save-new")  # duplicated: a new dashboard with the same widgets, opened in the editor
+    browser.wait_until(f"document.body.dataset.editor === 'saved' && state.dashboard !== {board_id!r}",
+                       what="the copy saved")
+    copy_id = browser.evaluate("state.dashboard")
+    copy = api.get(f"/v1/dashboards/{copy_id}").json()
+    assert (copy["name"], copy["widgets"], copy["version"]) == ("Renamed here", renamed["widgets"], 1)
+    _click(browser, "#ed-delete")  # the first click asks again, the second deletes the copy
+    assert api.get(f"/v1/dashboards/{copy_id}").status_code == 200
     _click(browser, "#ed-delete")
     browser.wait_until("document.querySelector('#editor').hidden && document.querySelector('#dashboard').value === "
                        "'overview' && document.body.dataset.state === 'ready'", what="the overview after the delete")
-    assert api.get(f"/v1/dashboards/{board_id}").status_code == 404
+    assert api.get(f"/v1/dashboards/{copy_id}").status_code == 404
+    assert api.get(f"/v1/dashboards/{board_id}").status_code == 200  # the original stays
+    api.delete(f"/v1/dashboards/{board_id}")
 
 
 def test_a_dashboard_built_in_the_editor_is_what_the_api_saves_and_a_conflicting_save_is_refused(
