@@ -33,7 +33,8 @@ function eventLabel(name) {
 
 function analyticsMeta(widget, answer, ...more) {
   const words = [...new Set((answer.sources || []).map((s) => SOURCE_WORDS[s] || "stored data"))];
-  return el("p", { class: "meta", text: [words.join(" + "), ...more].filter(Boolean).join(" · "),
+  const unfiltered = state.filters.length ? "the drill-down filters do not apply here" : "";
+  return el("p", { class: "meta", text: [words.join(" + "), ...more, unfiltered].filter(Boolean).join(" · "),
     dataset: { sources: (answer.sources || []).join(",") } });
 }
 
