@@ -325,6 +325,16 @@ def test_error_empty_and_partial_states_are_said_in_words_enter_drills_down_and_
         assert zone == ["Asia/Tokyo", "Asia/Tokyo (this device)"]  # the device's zone by default
 
         browser.evaluate(f"localStorage.setItem('lakehouse.dashboard', JSON.stringify({{apiKey: {key!r}}})); true")
+        # loading: the dashboard's request held back by the browser until the page has been read
+        browser.send("Fetch.enable", {"patterns": [{"urlPattern": "*/v1/dashboards/overview/data*"}]})
+        browser.navigate(f"{origin}/ui/?dashboard=overview&range=24h&tz=UTC")
+        held = _paused(browser)
+        loading = browser.evaluate("[document.body.dataset.state, document.querySelector('#widgets')"
+                                   ".getAttribute('aria-busy'), document.querySelector('#status').textContent]")
+        assert loading == ["loading", "true", "Loading…"], loading
+        browser.send("Fetch.continueRequest", {"requestId": held})
+        browser.send("Fetch.disable")
+        browser.wait_until("document.body.dataset.state === 'ready'", what="the held request answered")
         browser.navigate(f"{origin}/ui/?dashboard=overview&range=1h&tz=UTC")  # the events are hours old
         browser.wait_until("document.body && document.body.dataset.state === 'ready'", what="the empty hour")
         assert browser.evaluate("document.querySelector('.widget[data-widget-id=\"by_country\"] .empty')"
@@ -410,6 +420,18 @@ def test_a_new_york_day_series_in_the_page_equals_the_events_bucketed_by_new_yor
     assert all(x.endswith(" 00:00:00") for x in shown) and len(shown) >= 365
     assert "warm:rollups_hourly" in seen["sources"] and "hot:rollups_1h" in seen["sources"], seen
     assert "America/New York" in seen["meta"]
+
+
+def _paused(browser: HeadlessChromium, timeout_s: float = 30.0) -> str:
+    """The id of the first request the browser holds back (``Fetch.enable``), once it is held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        browser.evaluate("1")  # collects the events that arrived meanwhile
+        held = [e["params"]["requestId"] for e in browser.events if e["method"] == "Fetch.requestPaused"]
+        if held:
+            return held[0]
+        time.sleep(0.1)
+    raise AssertionError("the dashboard's request was never sent")
 
 
 def _type(browser: HeadlessChromium, selector: str, text: str) -> None:
