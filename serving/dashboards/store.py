@@ -2,6 +2,8 @@
 
 A widget's query is exactly the JSON of ``POST /v1/query`` (validated with ``build_spec`` when it is
 saved), so a widget answers what that endpoint answers, and a dashboard is nothing but stored questions.
+Product-analytics widgets (funnel, retention, paths, sessions) keep the request of their own endpoint
+instead (``ANALYTICS_ENDPOINTS``), checked by that endpoint's rules when saved.
 Dashboards are control-plane data shared by every API replica and the CLI, so they live in the hot store
 (``sql/clickhouse/009_dashboards.sql``): a ReplacingMergeTree where every save inserts the next version of
 the row and a delete inserts a tombstone, read with FINAL. The version is what clients see: it names the
@@ -27,6 +29,11 @@ from common.sql_files import sql_sections
 from serving.query.spec import QuerySpec, SpecInput
 
 CHARTS = ("line", "pie", "bar", "table", "number")
+# analytics widget → the endpoint whose request its query is (its answer is that endpoint's answer)
+ANALYTICS_ENDPOINTS = {"funnel": ("POST", "/v1/funnels"), "retention": ("POST", "/v1/retention"),
+                       "paths": ("POST", "/v1/paths"), "sessions": ("GET", "/v1/sessions")}
+ANALYTICS_CHARTS = tuple(ANALYTICS_ENDPOINTS)
+ALL_CHARTS = (*CHARTS, *ANALYTICS_CHARTS)
 MAX_WIDGETS = 50
 BUILTIN_ID = "overview"
 WIDGET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -53,7 +60,11 @@ class Widget:
     id: str
     title: str
     chart: str
-    query: dict[str, Any]  # the JSON of POST /v1/query
+    query: dict[str, Any]  # the JSON of POST /v1/query (an analytics widget: its endpoint's request)
+
+    @property
+    def analytics(self) -> bool:
+        return self.chart in ANALYTICS_ENDPOINTS
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "chart": self.chart, "query": self.query}
@@ -83,9 +94,10 @@ class Dashboard:
                 "widgets": [w.as_json() for w in self.widgets]}
 
 
-def check_widgets(widgets: Sequence[Widget], specs: Sequence[QuerySpec]) -> tuple[Widget, ...]:
+def check_widgets(widgets: Sequence[Widget], specs: Sequence[QuerySpec | None]) -> tuple[Widget, ...]:
     """Give widgets without an id one (``w1``, ``w2`` …), refuse duplicate ids and charts that cannot show
-    their query: a line needs time buckets, a pie one dimension and one metric, a number no grouping."""
+    their query: a line needs time buckets, a pie one dimension and one metric, a number no grouping.
+    An analytics widget has no spec (None): its request was checked by its endpoint's rules."""
     if len(widgets) > MAX_WIDGETS:
         raise DashboardError(f"a dashboard holds at most {MAX_WIDGETS} widgets, got {len(widgets)}")
     taken = {w.id for w in widgets if w.id}
@@ -108,9 +120,14 @@ def check_widgets(widgets: Sequence[Widget], specs: Sequence[QuerySpec]) -> tupl
     return tuple(out)
 
 
-def _check_chart(wid: str, chart: str, spec: QuerySpec) -> None:
-    if chart not in CHARTS:
-        raise DashboardError(f"widget {wid!r}: unknown chart {chart!r}; known: {', '.join(CHARTS)}")
+def _check_chart(wid: str, chart: str, spec: QuerySpec | None) -> None:
+    if chart not in ALL_CHARTS:
+        raise DashboardError(f"widget {wid!r}: unknown chart {chart!r}; known: {', '.join(ALL_CHARTS)}")
+    if chart in ANALYTICS_CHARTS or spec is None:
+        if (chart in ANALYTICS_CHARTS) != (spec is None):
+            raise DashboardError(f"widget {wid!r}: a {chart} widget's query is the request of "
+                                 f"{' '.join(ANALYTICS_ENDPOINTS.get(chart, ('POST', '/v1/query')))}")
+        return
     if chart == "line" and not spec.granularity:
         raise DashboardError(f"widget {wid!r}: a line chart needs a granularity (minute, hour, day or auto)")
     if chart == "pie" and (len(spec.dimensions) != 1 or len(spec.metrics) != 1 or spec.granularity):

@@ -147,7 +147,7 @@ class Widget:
     id: str
     title: str
     chart: str
-    query: JSON = strawberry.field(description="the JSON of POST /v1/query")
+    query: JSON = strawberry.field(description="POST /v1/query's JSON (analytics widgets: their endpoint's request)")
 
 
 @strawberry.type(description="A saved dashboard (GET /v1/dashboards/{id})")
@@ -209,8 +209,8 @@ def _alert(out: RuleOut) -> Alert:
 class WidgetInput:
     id: str | None = None
     title: str = ""
-    chart: str = strawberry.field(description="line, pie, bar, table or number")
-    query: JSON = strawberry.field(description="the JSON of POST /v1/query")
+    chart: str = strawberry.field(description="line, pie, bar, table, number; funnel, retention, paths, sessions")
+    query: JSON = strawberry.field(description="POST /v1/query's JSON (analytics widgets: their endpoint's request)")
 
 
 @strawberry.input

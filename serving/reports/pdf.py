@@ -96,6 +96,13 @@ def _widget_page(pdf: FPDF, widget: dict[str, Any]) -> None:
         pdf.multi_cell(0, 6, _latin1(f"cannot be shown: {widget['error']}"), new_x="LMARGIN", new_y="NEXT")
         pdf.set_text_color(0, 0, 0)
         return
+    if "request" in widget:  # an analytics widget: the page sends its endpoint's request and draws the answer
+        request = widget["request"]
+        pdf.multi_cell(0, 6, _latin1(f"{widget.get('chart')}: shown in the web dashboard; its numbers are "
+                                     f"{request.get('method')} {request.get('path')} (add format=csv for a table)"),
+                       new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(0, 0, 0)
+        return
     span = f"{widget.get('from')} to {widget.get('to')}"
     if widget.get("granularity"):
         span += f", by {widget['granularity']}"

@@ -12,22 +12,50 @@ from typing import Literal
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from serving.context import Serving
-from serving.dashboards.store import CHARTS, MAX_WIDGETS, Dashboard, DashboardStore, Widget
+from serving.dashboards.store import ALL_CHARTS, MAX_WIDGETS, Dashboard, DashboardError, DashboardStore, Widget
 from serving.query.csv_export import csv_filename, csv_response, stamp
 from serving.query.models import QueryModel, spec_input, stored_query
+from serving.query.spec import QueryError
 from serving.reports.pdf import render_dashboard
+from serving.routes.analytics import FunnelModel, PathsModel, RetentionModel
+from serving.routes.analytics_widgets import (
+    ANALYTICS_MODELS,
+    SessionsQueryModel,
+    check_analytics_query,
+    stored_analytics_query,
+)
 from serving.services.dashboards import DashboardService, View, WidgetDraft
 
 
 class WidgetModel(BaseModel):
     id: str | None = Field(None, description="unique in the dashboard; w1, w2 … when omitted")
     title: str = Field("", max_length=200)
-    chart: Literal["line", "pie", "bar", "table", "number"] = Field(description=", ".join(CHARTS))
-    query: QueryModel = Field(description="the JSON of POST /v1/query")
+    chart: Literal["line", "pie", "bar", "table", "number", "funnel", "retention", "paths", "sessions"] = Field(
+        description=", ".join(ALL_CHARTS))
+    query: QueryModel | FunnelModel | RetentionModel | PathsModel | SessionsQueryModel = Field(
+        description="the JSON of POST /v1/query; for funnel, retention and paths the body of POST /v1/funnels, "
+                    "/v1/retention or /v1/paths; for sessions the parameters of GET /v1/sessions")
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _query_of_the_chart(cls, value: object, info: ValidationInfo) -> object:
+        """Read the query with the model of the widget's chart (the union alone could pick another)."""
+        model = ANALYTICS_MODELS.get(info.data.get("chart", ""), QueryModel)
+        return model.model_validate(value) if isinstance(value, dict) else value
+
+    def draft(self, position: int) -> WidgetDraft:
+        if isinstance(self.query, QueryModel):
+            return WidgetDraft(Widget(self.id or "", self.title, self.chart, stored_query(self.query)),
+                               spec_input(self.query))
+        try:
+            check_analytics_query(self.chart, self.query)
+        except QueryError as exc:
+            raise DashboardError(f"widget {self.id or position}: {exc}") from None
+        return WidgetDraft(Widget(self.id or "", self.title, self.chart, stored_analytics_query(self.query)), None)
 
 
 class DashboardModel(BaseModel):
@@ -35,8 +63,7 @@ class DashboardModel(BaseModel):
     widgets: list[WidgetModel] = Field(default_factory=list, max_length=MAX_WIDGETS)
 
     def drafts(self) -> list[WidgetDraft]:
-        return [WidgetDraft(Widget(w.id or "", w.title, w.chart, stored_query(w.query)), spec_input(w.query))
-                for w in self.widgets]
+        return [w.draft(i) for i, w in enumerate(self.widgets, start=1)]
 
 
 def _dashboard(dashboard: Dashboard, status: int = 200) -> JSONResponse:
@@ -79,7 +106,7 @@ def dashboards_router(serving: Serving, dashboards: DashboardStore | None = None
         """The dashboard as asked, after taking one rate-limit token per widget (each runs a query)."""
         view = await service.view(tenant, dashboard_id, range_, filter_, tz, compare)
         if serving.auth is not None:
-            widgets = len(view.dashboard.widgets)
+            widgets = max(1, sum(not w.analytics for w in view.dashboard.widgets))  # analytics: charged by theirs
             await serving.auth.charge(getattr(request.state, "caller", None), widgets - 1,
                                       f"dashboard {view.dashboard.id!r} ({widgets} widgets)")
         return view

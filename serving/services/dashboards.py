@@ -4,6 +4,9 @@
 refresh); a dashboard-level ``range`` replaces each widget's and ``filter`` (drill-down) is added to each
 widget's. The whole answer is cached per tenant × dashboard × version × range × filters, so a saved change
 is never answered from an older definition and a hundred viewers of one dashboard cost one computation.
+An analytics widget (funnel, retention, paths, sessions) answers with the request of its own endpoint as
+viewed (the dashboard's range applied), which the page sends: those endpoints have their own cache, CSV
+and drill-down (who dropped off), so the dashboard does not compute them twice.
 
 Failures are the domain's (``serving.dashboards.store``: not found, conflict, version mismatch, invalid;
 ``QueryError``, ``QueryTimeout``, ``HotStoreError``); ``serving.errors`` maps them to HTTP statuses.
@@ -24,7 +27,15 @@ from common.events import format_ts
 from common.settings import Settings
 from serving.analytics.kpis import KpiStore
 from serving.cache import EntryRange, QueryCache, cache_key
-from serving.dashboards.store import Dashboard, DashboardError, DashboardStore, Widget, check_widgets, with_overrides
+from serving.dashboards.store import (
+    ANALYTICS_ENDPOINTS,
+    Dashboard,
+    DashboardError,
+    DashboardStore,
+    Widget,
+    check_widgets,
+    with_overrides,
+)
 from serving.query.buckets import BadTimeZone, zone
 from serving.query.compare import checked_comparison, previous_period
 from serving.query.engine import QueryEngine, QueryTimeout
@@ -45,10 +56,11 @@ from serving.services.queries import Answer, compared, query_answer, query_table
 
 @dataclass(frozen=True)
 class WidgetDraft:
-    """A widget as a client sends it: the widget to keep and its query as the spec input to check."""
+    """A widget as a client sends it: the widget to keep and its query as the spec input to check (None: an
+    analytics widget, whose request its endpoint's rules checked when it was parsed)."""
 
     widget: Widget
-    query: SpecInput
+    query: SpecInput | None
 
 
 def expected_version(if_match: str | None) -> int | None:
@@ -65,13 +77,29 @@ def checked(drafts: Sequence[WidgetDraft], kpis: Mapping[str, Kpi] | None = None
     """The widgets if every query can be answered and fits its chart; else ``DashboardError`` naming the widget.
     ``kpis``: the tenant's KPIs the queries name, accepted where a metric is."""
     now = datetime.now(UTC)
-    specs = []
+    specs: list[QuerySpec | None] = []
     for i, draft in enumerate(drafts):
+        if draft.query is None:
+            specs.append(None)
+            continue
         try:
             specs.append(build_spec(draft.query, now=now, kpis=kpis))
         except QueryError as exc:
             raise DashboardError(f"widget {draft.widget.id or i + 1}: {exc}") from None
     return check_widgets([d.widget for d in drafts], specs)
+
+
+# a widget as planned: its spec, why it cannot be shown, or (analytics) the request the page sends
+Planned = QuerySpec | str | dict[str, Any]
+
+
+def analytics_request(widget: Widget, range_: str | None) -> dict[str, Any]:
+    """The request that answers an analytics widget as viewed: the dashboard's range replaces its own."""
+    method, path = ANALYTICS_ENDPOINTS[widget.chart]
+    query = dict(widget.query)
+    if range_:
+        query = {k: v for k, v in query.items() if k not in ("from", "to")} | {"range": range_}
+    return {"method": method, "path": path, ("params" if method == "GET" else "body"): query}
 
 
 @dataclass(frozen=True)
@@ -110,7 +138,7 @@ class DashboardService:
         return self._kpis.named(tenant, wanted) if wanted and self._kpis is not None else {}
 
     def _checked(self, tenant: str, drafts: Sequence[WidgetDraft]) -> tuple[Widget, ...]:
-        return checked(drafts, self._tenant_kpis(tenant, [d.query for d in drafts]))
+        return checked(drafts, self._tenant_kpis(tenant, [d.query for d in drafts if d.query is not None]))
 
     async def create(self, tenant: str, name: str, drafts: Sequence[WidgetDraft]) -> Dashboard:
         return await run_in_threadpool(lambda: self._store.create(tenant, name, self._checked(tenant, drafts)))
@@ -160,6 +188,10 @@ class DashboardService:
         """One widget's answer as a table (for CSV) and how it came (X-Cache); ``QueryError`` if it cannot be
         shown so, e.g. minute buckets over years."""
         widget = view.dashboard.widget(widget_id)
+        if widget.analytics:
+            method, path = ANALYTICS_ENDPOINTS[widget.chart]
+            raise QueryError(f"widget {widget.id!r} is a {widget.chart}: its CSV is {method} {path}?format=csv "
+                             "with the widget's query")
         now = datetime.now(UTC)
         planned = await run_in_threadpool(self._plan, tenant, (widget,), view, now)
         answer = await self._cached(tenant, view.identity(widget=widget.id), planned, now, lambda answers: answers[0])
@@ -169,30 +201,39 @@ class DashboardService:
         return widget, payload, answer.how
 
     def _plan(self, tenant: str, widgets: tuple[Widget, ...], view: View,
-              now: datetime) -> list[tuple[Widget, QuerySpec | str]]:
+              now: datetime) -> list[tuple[Widget, Planned]]:
         """Each widget's spec as viewed (dashboard range and filters applied), or why it cannot be shown so
         (e.g. minute buckets over 7 years, a KPI deleted since): that widget says so, the others still answer.
-        A widget naming a KPI is answered with the KPI's current formula (its version is in the cache key)."""
-        raws: list[SpecInput] = []
+        A widget naming a KPI is answered with the KPI's current formula (its version is in the cache key);
+        an analytics widget is the request the page sends to its own endpoint."""
+        raws: list[SpecInput | None] = []
         for widget in widgets:
+            if widget.analytics:
+                raws.append(None)
+                continue
             raw = with_overrides(spec_input(QueryModel.model_validate(widget.query)), view.range, view.filters)
             raw = replace(raw, tz=view.tz) if view.tz else raw
             if view.span:  # a fixed from-to period (scheduled reports) instead of the relative range
                 raw = replace(raw, range=None, start=view.span[0], end=view.span[1])
             raws.append(raw)
-        kpis = self._tenant_kpis(tenant, raws)
-        planned: list[tuple[Widget, QuerySpec | str]] = []
+        kpis = self._tenant_kpis(tenant, [r for r in raws if r is not None])
+        planned: list[tuple[Widget, Planned]] = []
         for widget, raw in zip(widgets, raws, strict=True):
+            if raw is None:
+                planned.append((widget, analytics_request(widget, view.range)))
+                continue
             try:
                 planned.append((widget, build_spec(raw, now=now, kpis=kpis)))
             except QueryError as exc:
                 planned.append((widget, str(exc)))
         return planned
 
-    async def _run_widget(self, tenant: str, widget: Widget, spec: QuerySpec | str, now: datetime,
+    async def _run_widget(self, tenant: str, widget: Widget, spec: Planned, now: datetime,
                           compare: str | None = None) -> dict[str, Any]:
         if isinstance(spec, str):
             return {**widget.as_json(), "error": spec}
+        if isinstance(spec, dict):
+            return {**widget.as_json(), "request": spec}
         try:
             result = await run_in_threadpool(self._engine.run, tenant, spec, now)
             # the previous period where a chart shows it: numbers (their change) and series over time (overlay)
@@ -203,12 +244,12 @@ class DashboardService:
             return {**widget.as_json(), "error": str(exc)}
         return {**widget.as_json(), **query_answer(spec, result), **extra}
 
-    async def _cached(self, tenant: str, identity: dict[str, Any], planned: list[tuple[Widget, QuerySpec | str]],
+    async def _cached(self, tenant: str, identity: dict[str, Any], planned: list[tuple[Widget, Planned]],
                       now: datetime, shape: Callable[[list[dict[str, Any]]], Any],
                       compare: str | None = None) -> Answer:
         """Run the planned widgets through the cache (one entry per identity), all within the query timeout."""
         settings = self._settings
-        specs = [s for _, s in planned if not isinstance(s, str)]
+        specs = [s for _, s in planned if isinstance(s, QuerySpec)]
         formulas = sorted({(k.name, k.formula) for s in specs for k in s.kpis})
         identity = identity | ({"kpis": formulas} if formulas else {})  # an edited KPI is a new question
         live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: short TTL

@@ -23,6 +23,8 @@ const SOURCE_WORDS = {
   "hot:rollups_1h": "live (hourly, last 90 days)",
   "warm:rollups_hourly": "archive (hourly)",
   "cold:rollups_daily": "archive (daily)",
+  "hot:events_raw": "live (raw events, last 7 days)",
+  "lake:events": "archive (raw events)",
 };
 
 const state = {
@@ -138,7 +140,18 @@ function authHeaders() {
 }
 
 async function api(path, extra = {}) {
-  const response = await fetch(apiUrl(path, extra), { headers: authHeaders() });
+  return checkedResponse(await fetch(apiUrl(path, extra), { headers: authHeaders() }));
+}
+
+// A request as the API describes it ({method, path, body | params}: an analytics widget's), sent as is.
+async function sendRequest(request, extra = {}) {
+  const { method, path, body, params } = request;
+  const headers = { ...authHeaders(), ...(body ? { "Content-Type": "application/json" } : {}) };
+  return checkedResponse(await fetch(apiUrl(path, { ...(params || {}), ...extra }),
+    { method, headers, body: body ? JSON.stringify(body) : undefined }));
+}
+
+async function checkedResponse(response) {
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try {
@@ -230,12 +243,13 @@ async function refresh() {
     const response = await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/data`, dataParams());
     const data = await response.json();
     if (sequence !== state.sequence) return; // a newer request is under way
-    renderWidgets(data);
+    const analyticsFailed = await renderWidgets(data);
+    if (sequence !== state.sequence) return;
     document.body.dataset.state = "ready";
     document.body.dataset.renders = String(Number(document.body.dataset.renders) + 1);
     document.body.dataset.filters = state.filters.map((f) => `${f.field}:${f.value}`).join(",");
     const how = state.live ? "live (pushed by the server)" : `refreshed every ${REFRESH_SECONDS[state.range]} s`;
-    const failed = data.widgets.filter((w) => w.error).length;
+    const failed = data.widgets.filter((w) => w.error).length + analyticsFailed;
     document.body.dataset.partial = String(failed > 0);
     const partial = failed ? ` · ${failed} of ${data.widgets.length} widgets cannot be shown for this range` : "";
     showStatus(`Updated ${new Date(data.generated_at).toLocaleTimeString(undefined, { timeZone: state.tz })} · ${how}${partial}`,
@@ -320,12 +334,12 @@ function widgetSection(widget) {
       el("header", {},
         el("h2", { text: widget.title, id: `title-${widget.id}` }),
         el("div", { class: "actions" },
-          ...(["line", "pie", "bar"].includes(widget.chart) ? ["png", "svg"].map((format) => el("button", {
+          ...(["line", "pie", "bar", "funnel", "retention", "paths"].includes(widget.chart) ? ["png", "svg"].map((format) => el("button", {
             class: "csv", type: "button", text: format.toUpperCase(), title: `download this chart as ${format.toUpperCase()}`,
             "aria-label": `download ${widget.title} as ${format.toUpperCase()}`,
             onclick: () => downloadImage(section, widget.id, format) })) : []),
           el("button", { class: "csv", type: "button", text: "CSV", title: "download this widget's numbers as CSV",
-            "aria-label": `download ${widget.title} as CSV`, onclick: () => downloadCsv(widget.id) }))),
+            "aria-label": `download ${widget.title} as CSV`, onclick: () => downloadCsv(widget.id, section) }))),
       el("div", { class: "body" }));
   }
   $("h2", section).textContent = widget.title;
@@ -335,9 +349,13 @@ function widgetSection(widget) {
 function renderWidgets(data) {
   const sections = data.widgets.map((widget) => [widget, widgetSection(widget)]);
   $("#widgets").replaceChildren(...sections.map(([, section]) => section)); // in the page before Plotly sizes them
+  const analytics = [];
   for (const [widget, section] of sections) {
     const body = $(".body", section);
-    if (widget.error) {
+    section.request = widget.request; // an analytics widget's: its CSV is its endpoint's
+    if (widget.request && !widget.error) {
+      analytics.push(renderAnalytics(body, widget)); // analytics.js: the page asks the widget's endpoint
+    } else if (widget.error) {
       if (body.dataset.plot) Plotly.purge(body.querySelector(".plot"));
       delete body.dataset.plot;
       body.replaceChildren(el("p", { class: "error", text: widget.error }));
@@ -349,6 +367,8 @@ function renderWidgets(data) {
       RENDER[widget.chart](body, widget);
     }
   }
+  // resolves, once every analytics widget is drawn, to how many of them could not be
+  return Promise.all(analytics).then((drawn) => drawn.filter((ok) => !ok).length);
 }
 
 function split(widget) {
@@ -367,12 +387,20 @@ function plotInto(body, traces, layout) {
     body.dataset.plot = "1";
   }
   const { description, ...plotLayout } = layout;
+  // the box keeps the chart's height itself: Plotly's resize handler sizes a plot from its box, and a box
+  // re-attached by a refresh measured 0 px high on a later resize, drawing the chart over what follows it
+  div.style.height = `${plotLayout.height ?? 300}px`;
   Plotly.react(div, traces, { margin: { t: 10, r: 10, b: 40, l: 50 }, height: 300, colorway: PALETTE,
     piecolorway: PALETTE, separators: (1234.5).toLocaleString().replace(/\d/g, "").split("").reverse().join("") || ".,",
     font: { family: "system-ui, sans-serif" }, ...plotLayout }, PLOT_CONFIG);
   div.setAttribute("role", "img");
   div.setAttribute("aria-label", `${description || "chart"}; the same numbers are in the table below`);
   return div;
+}
+
+// A wide table's own horizontal scroll box: focusable, so a keyboard can scroll it too.
+function scrollBox(name, table) {
+  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": name }, table);
 }
 
 function extras(body, ...nodes) {
@@ -471,7 +499,7 @@ function seriesTable(current, previous) {
     ...current.map((t) => el("td", { class: "num", text: formatNumber(t.y[i], t.metric) })),
     ...previous.map((t) => el("td", { class: "num", text: formatNumber(t.y[i], t.metric) }))));
   return el("details", { class: "as-table" }, el("summary", { text: "Show as a table" }),
-    el("div", { class: "scroll" }, el("table", { class: "series" }, el("thead", {}, head), el("tbody", {}, ...rows))));
+    scrollBox("the chart's numbers", el("table", { class: "series" }, el("thead", {}, head), el("tbody", {}, ...rows))));
 }
 
 function valuesTable(widget, dim, metric, drillable) {
@@ -540,7 +568,7 @@ function renderTable(body, widget) {
         text: numeric(widget.columns[i]) ? formatNumber(v, widget.columns[i]) : String(v) })));
   });
   if (body.dataset.plot) { Plotly.purge(body.querySelector(".plot")); delete body.dataset.plot; }
-  body.replaceChildren(el("div", { class: "scroll" }, el("table", { class: "rows", dataset: { dimension: dims[0] || "", metric: metrics[0] } },
+  body.replaceChildren(scrollBox(widget.title, el("table", { class: "rows", dataset: { dimension: dims[0] || "", metric: metrics[0] } },
     el("thead", {}, head), el("tbody", {}, ...rows))), meta(widget));
 }
 
@@ -558,10 +586,11 @@ async function downloadImage(section, widgetId, format) {
   }
 }
 
-async function downloadCsv(widgetId) {
+async function downloadCsv(widgetId, section) {
   try {
-    const response = await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/widgets/${encodeURIComponent(widgetId)}/data.csv`,
-      viewParams());
+    const response = section?.request ? await sendRequest(section.request, { format: "csv" })
+      : await api(`/v1/dashboards/${encodeURIComponent(state.dashboard)}/widgets/${encodeURIComponent(widgetId)}/data.csv`,
+        viewParams());
     const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "")?.[1] || `${widgetId}.csv`;
     const url = URL.createObjectURL(await response.blob());
     el("a", { href: url, download: name }).click();

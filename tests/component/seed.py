@@ -84,6 +84,11 @@ def lay_lake(settings: Settings, events: list[dict[str, Any]], now: datetime) ->
     _write_rollups(rollups_daily_path(settings), [e for e in events if e["timestamp"] < today], "day")
 
 
+def lay_warm(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Only the warm hourly rollups (the lake on MinIO has no local folder for the cold files)."""
+    _write_warm(settings, events)
+
+
 def _write_warm(settings: Settings, events: list[dict[str, Any]]) -> None:
     """The warm hourly rollups appended to their Delta table in one commit."""
     from common.lake_tables import ROLLUPS_HOURLY_SCHEMA, ROLLUPS_HOURLY_TABLE, append_rows

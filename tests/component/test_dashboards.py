@@ -139,3 +139,63 @@ def test_dashboard_queries_past_the_timeout_are_504_and_a_down_hot_tier_503(
     assert slow.status_code == 504 and "pick a shorter range" in slow.json()["error"]
     down = down_client.get("/v1/dashboards", params={"tenant": "acme"})
     assert down.status_code == 503 and "not reachable" in down.json()["error"]
+
+
+FUNNEL_WIDGET = {"id": "checkout", "title": "Checkout", "chart": "funnel", "query": {
+    "steps": [{"event": "page_view"}, {"event": "add_to_cart", "filters": [{"field": "country", "value": "US"}]},
+              {"event": "purchase"}], "window": "1d", "range": "30d"}}
+ANALYTICS_WIDGETS: list[dict[str, Any]] = [
+    FUNNEL_WIDGET,
+    {"id": "cohorts", "chart": "retention", "query": {"start_event": "signup", "period": "day", "periods": 6}},
+    {"id": "after_home", "chart": "paths", "query": {"start_event": "page_view", "steps": 3}},
+    {"id": "visits", "chart": "sessions", "query": {"range": "24h"}},
+]
+
+
+def test_analytics_widgets_are_saved_as_their_endpoints_requests_and_viewed_as_requests_to_send(
+        client: TestClient) -> None:
+    tenant = _tenant()
+    made = client.post("/v1/dashboards", params={"tenant": tenant},
+                       json={"name": "Product", "widgets": [*ANALYTICS_WIDGETS, WIDGETS[0]]})
+    assert made.status_code == 201, made.text
+    saved = made.json()["widgets"]
+    assert [w["chart"] for w in saved] == ["funnel", "retention", "paths", "sessions", "number"]
+    assert saved[0]["query"] == FUNNEL_WIDGET["query"]  # what was sent, nothing defaulted
+    assert saved[1]["query"] == {"start_event": "signup", "period": "day", "periods": 6}
+
+    data = client.get(f"/v1/dashboards/{made.json()['id']}/data", params={"tenant": tenant, "range": "7d"})
+    assert data.status_code == 200, data.text
+    funnel, retention, _paths, sessions, number = data.json()["widgets"]
+    # the dashboard's range replaces the widget's own; the page sends this request and shows its answer
+    assert funnel["request"] == {"method": "POST", "path": "/v1/funnels",
+                                 "body": {**FUNNEL_WIDGET["query"], "range": "7d"}}
+    assert retention["request"]["path"] == "/v1/retention" and retention["request"]["body"]["range"] == "7d"
+    assert sessions["request"] == {"method": "GET", "path": "/v1/sessions", "params": {"range": "7d"}}
+    assert "rows" in number and "request" not in number
+    request = funnel["request"]
+    answer = client.post(request["path"], params={"tenant": tenant}, json=request["body"])
+    assert answer.status_code == 200, answer.text
+    assert [s["event"] for s in answer.json()["steps"]] == ["page_view", "add_to_cart", "purchase"]
+    csv_answer = client.get(f"/v1/dashboards/{made.json()['id']}/widgets/checkout/data.csv",
+                            params={"tenant": tenant})
+    assert csv_answer.status_code == 400 and "POST /v1/funnels?format=csv" in csv_answer.json()["error"]
+    report = client.get(f"/v1/dashboards/{made.json()['id']}/report.pdf", params={"tenant": tenant})
+    assert report.status_code == 200 and report.content.startswith(b"%PDF")  # a page each, saying where to look
+
+
+@pytest.mark.parametrize(("widget", "status", "message"), [
+    ({"id": "f", "chart": "funnel", "query": {"steps": [{"event": "page_view"}]}}, 422, None),
+    ({"id": "f", "chart": "funnel", "query": {"steps": [{"event": "a"}, {"event": "b"}], "mode": "sideways"}},
+     400, "widget f: unknown"),
+    ({"id": "f", "chart": "funnel", "query": {"steps": [{"event": "a b"}, {"event": "b"}]}}, 400, "widget f:"),
+    ({"id": "r", "chart": "retention", "query": {"start_event": "x", "period": "fortnight"}}, 400, "widget r:"),
+    ({"id": "p", "chart": "paths", "query": {"start_event": "a", "end_event": "b"}}, 400, "exactly one of"),
+    ({"id": "s", "chart": "sessions", "query": {"by": "country"}}, 400, "widget s:"),
+    ({"id": "n", "chart": "number", "query": {"steps": [{"event": "a"}, {"event": "b"}]}}, 422, None),
+])
+def test_invalid_analytics_widgets_are_refused_with_their_endpoints_message(
+        client: TestClient, widget: dict[str, Any], status: int, message: str | None) -> None:
+    answer = client.post("/v1/dashboards", params={"tenant": _tenant()}, json={"name": "x", "widgets": [widget]})
+    assert answer.status_code == status, answer.text
+    if message:
+        assert message in answer.json()["error"]
