@@ -83,6 +83,8 @@ class WarmTable:
 ARCHIVE_TABLE = WarmTable("archive/events", "dt", "hour")
 ROLLUPS_HOURLY_TABLE = WarmTable("warm/rollups_hourly", "dt", "hour_of_day")
 WARM_TABLES = {t.name: t for t in (ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE)}
+# Every Delta table of the lake (what table maintenance walks).
+LAKE_TABLES = dict(WARM_TABLES)
 
 
 def as_utc_hour(hour: datetime) -> datetime:
