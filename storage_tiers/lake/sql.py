@@ -162,15 +162,39 @@ def table_files(settings: Settings, table: WarmTable, as_of: int | str | None = 
         else:
             try:
                 delta = open_table(settings, table, version)
-            except Exception:
+            except Exception:  # delta-rs' error for an instant it cannot place: no version of the table then
                 return []
-            return [duckdb_uri(f) for f in partition_files(settings, table, delta=delta)] if delta else []
+            if delta is None or _committed_after(settings, table, delta, str(version)):
+                return []  # delta-rs loads the first version for an instant before it: the table did not exist
+            return [duckdb_uri(f) for f in partition_files(settings, table, delta=delta)]
     delta = open_table(settings, table, version)
     if delta is None:
         if as_of is not None and table is ARCHIVE_TABLE:
             raise ValueError(f"no Delta table at {table.uri(settings)} to read as of {as_of}")
         return []
     return [duckdb_uri(f) for f in partition_files(settings, table, delta=delta)]
+
+
+def _committed_after(settings: Settings, table: WarmTable, delta: Any, instant: str) -> bool:
+    """Whether the loaded version was committed after ``instant`` (ISO; naive means UTC), from its commit file."""
+    import json
+    from datetime import UTC, datetime
+
+    from common.lake import fs_path, lake_filesystem
+
+    when = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    path = f"{fs_path(table.uri(settings))}/_delta_log/{int(delta.version()):020d}.json"
+    try:
+        with lake_filesystem(settings).open_input_stream(path) as stream:
+            lines = stream.read().decode("utf-8").splitlines()
+    except FileNotFoundError:  # cleaned up past the log retention: older than anything time travel reaches
+        return False
+    for line in lines:
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info and info.get("timestamp") is not None:
+            return datetime.fromtimestamp(info["timestamp"] / 1000, UTC) > when
+    return False
 
 
 def lake_connection(settings: Settings, as_of: int | str | None = None) -> duckdb.DuckDBPyConnection:
