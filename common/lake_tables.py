@@ -186,6 +186,25 @@ def committed_version(settings: Settings, table: WarmTable, metadata: dict[str, 
     raise RuntimeError(f"the commit {metadata[COMMIT_KEY]} is not in {table.name}'s log")
 
 
+def commit_info(settings: Settings, table: WarmTable, version: int) -> dict[str, Any] | None:
+    """The ``commitInfo`` of one version, read from its commit file in the log (operation, metrics, the
+    lakehouse keys), or None when the file is gone (cleaned up past the log retention) or holds none."""
+    from common.lake import fs_path, lake_filesystem
+
+    path = f"{fs_path(table.uri(settings))}/_delta_log/{int(version):020d}.json"
+    try:
+        with lake_filesystem(settings).open_input_stream(path) as stream:
+            lines = stream.read().decode("utf-8").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        if line.strip():
+            info = json.loads(line).get("commitInfo")
+            if info is not None:
+                return info
+    return None
+
+
 def writer_properties() -> Any:
     from deltalake import WriterProperties
 
