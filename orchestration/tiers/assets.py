@@ -106,9 +106,9 @@ def hot_tier_drop(
     partitions_def=DAILY,
     group_name="tiers",
     owners=OWNERS,
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "deltalake"},
     tags=TAGS,
-    metadata={"location": dg.MetadataValue.path(f"{rollups_daily_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/")},
+    metadata={"location": dg.MetadataValue.path(rollups_daily_path(LOAD_SETTINGS)), "table": "cold/rollups_daily"},
 )
 def rollups_daily(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource
@@ -127,9 +127,9 @@ def rollups_daily(
     partitions_def=DAILY,
     group_name="tiers",
     owners=OWNERS,
-    kinds={"parquet", "s3"},
+    kinds={"deltalake", "s3"},
     tags=TAGS,
-    metadata={"location": dg.MetadataValue.path(f"{cold_events_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/")},
+    metadata={"location": dg.MetadataValue.path(cold_events_path(LOAD_SETTINGS)), "table": "cold/events"},
 )
 def cold_tier(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource
