@@ -30,7 +30,11 @@ into the warm and cold tiers, on a history shaped like production after seven ye
    revenue exact, unique users exact in the lake, within 2 % from the hot tier's ``uniq``) and against a
    direct DuckDB read of the cold daily rollups' live files, taken from the table's log (no views).
 
-Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requests 30] [--cell-seconds 120]``
+``--lake-only`` lays the lake tiers only (no hot tier, no services started) and measures step 2 alone, written
+to ``bench/results/tier_queries_lake.json``: the lake's figures without the API's.
+
+Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requests 30] [--cell-seconds 120]
+[--lake-only]``
 (the history, about 1.6 GiB with the hot tier, is kept for the next run of the same day unless it is
 over 1 GiB at the end and ``--keep`` is not given).
 Figures are printed and written to ``bench/results/tier_queries.json``.
@@ -61,6 +65,7 @@ from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, minute_rollups
 from common.settings import REPO_ROOT, Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tier_queries.json"
+RESULTS_LAKE = RESULTS.with_name("tier_queries_lake.json")
 HOME = REPO_ROOT / ".lakehouse" / "bench-tiers"
 BENCH_ENV = {
     "LAKEHOUSE_HOME": str(HOME),
@@ -507,6 +512,8 @@ def main() -> None:
                         help="stop a range's uncached requests after this long (at least 3 are made)")
     parser.add_argument("--fresh", action="store_true", help="wipe the bench home and lay the history again")
     parser.add_argument("--keep", action="store_true", help="keep the bench home even when it is over 1 GiB")
+    parser.add_argument("--lake-only", action="store_true",
+                        help="the lake tiers and the cold aggregate only: no hot tier, no services, no dashboards")
     args = parser.parse_args()
 
     os.environ.update(BENCH_ENV)
@@ -515,18 +522,22 @@ def main() -> None:
     from stack.app_services import full_stack
 
     settings = Settings()
-    stack = full_stack(settings)
+    stack = None if args.lake_only else full_stack(settings)
     load_at_start = round(os.getloadavg()[0], 2)
     marker = HOME / "history.json"
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     previous = json.loads(marker.read_text()) if marker.exists() else None
     reuse = (not args.fresh and previous is not None and previous["events_per_day"] == args.events_per_day
-             and previous["today"] == now.date().isoformat())
+             and previous["today"] == now.date().isoformat() and previous.get("hot", True) == (not args.lake_only))
     if not reuse:
-        stack.down()
+        if stack is not None:
+            stack.down()
         shutil.rmtree(HOME, ignore_errors=True)
-    print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
-    stack.up(["redis", "api"])
+    if stack is not None:
+        print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
+        stack.up(["redis", "api"])
+    dashboards: list[dict[str, Any]] = []
+    check: dict[str, Any] = {"ok": True, "skipped": "--lake-only: no API"}
     try:
         if reuse:
             assert previous is not None
@@ -537,9 +548,11 @@ def main() -> None:
             history = History(args.events_per_day, now.date(), now)
             print(f"== laying {HISTORY_DAYS + 1} days of history up to {now:%Y-%m-%d %H:%M} UTC "
                   f"({args.events_per_day:,} events/day in the cold raw year, +25 %/year; not measured)")
-            laid = lay_history(settings, history, FlightHotStore.for_settings(settings))
+            HOME.mkdir(parents=True, exist_ok=True)
+            laid = lay_history(settings, history, None if args.lake_only else FlightHotStore.for_settings(settings))
             marker.write_text(json.dumps({"events_per_day": args.events_per_day, "today": now.date().isoformat(),
-                                          "now": now.isoformat(), "laid": laid.__dict__}) + "\n")
+                                          "now": now.isoformat(), "hot": not args.lake_only,
+                                          "laid": laid.__dict__}) + "\n")
         lake = Path(settings.effective_lake_uri)
         data = {
             "tenants": {t[0]: {"share": t[1], "user_pool": t[2]} for t in TENANTS},
@@ -578,19 +591,23 @@ def main() -> None:
                   f"{fig['rows_in_range']:,} rows in range, {fig['files_read']} files read")
         print(f"   raw and daily answers equal: {agreement}")
 
-        print(f"== dashboards through the API: POST /v1/query, {args.requests} uncached + {args.requests} cached each")
-        import httpx
+        if stack is not None:
+            print(f"== dashboards through the API: POST /v1/query, {args.requests} uncached + {args.requests} "
+                  "cached each")
+            import httpx
 
-        with httpx.Client(base_url=settings.api_url, timeout=400, headers=bearer_headers(settings.admin_key)) as http:
-            base_to = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
-            base_to = min(base_to, now)  # nothing exists after the history's end
-            dashboards, answers = dashboard_latency(http, args.requests, base_to, args.cell_seconds)
-        check = check_series(answers[("7y", "series")], laid, settings, now)
-        print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
+            with httpx.Client(base_url=settings.api_url, timeout=400,
+                              headers=bearer_headers(settings.admin_key)) as http:
+                base_to = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+                base_to = min(base_to, now)  # nothing exists after the history's end
+                dashboards, answers = dashboard_latency(http, args.requests, base_to, args.cell_seconds)
+            check = check_series(answers[("7y", "series")], laid, settings, now)
+            print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
     finally:
-        print("== stopping the bench services")
-        stack.down()
-        print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
+        if stack is not None:
+            print("== stopping the bench services")
+            stack.down()
+            print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
 
     print()
     print(f"   {'cold 1-year aggregate':34}{'first (s)':>10}{'warm (s)':>10}{'rows/s warm':>14}{'files':>7}")
@@ -609,7 +626,7 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m bench.tier_queries --events-per-day {args.events_per_day} --requests {args.requests}"
                    f" --cell-seconds {args.cell_seconds:g}"
-                   + (" --fresh" if args.fresh else ""),
+                   + (" --fresh" if args.fresh else "") + (" --lake-only" if args.lake_only else ""),
         "machine": {**machine(), "load_avg_1m_at_start": load_at_start},
         "data": data,
         "cold_one_year_aggregate": {"tenant": TENANT, "days": [first.isoformat(), last.isoformat()],
@@ -623,9 +640,10 @@ def main() -> None:
         "check_7y_series": check,
         "home_bytes": size,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"== written to {RESULTS}")
+    target = RESULTS_LAKE if args.lake_only else RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"== written to {target}")
     if size > 2**30 and not args.keep:
         print(f"== deleting the bench home ({size / 2**30:.1f} GiB; --keep keeps it)")
         shutil.rmtree(HOME, ignore_errors=True)
