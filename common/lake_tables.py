@@ -205,10 +205,23 @@ def commit_info(settings: Settings, table: WarmTable, version: int) -> dict[str,
     return None
 
 
-def writer_properties() -> Any:
-    from deltalake import WriterProperties
+# Raw events' columns written without a dictionary: the event-time instants (DELTA_BINARY_PACKED: sorted within
+# tenant and event, so the deltas are small; Delta stores them in µs, which a dictionary of distinct values
+# compresses badly) and the event ids (all distinct: a dictionary only adds its page). Measured on a day of the
+# tier bench's events (56k rows): 1.77 MB against 2.35 MB with delta-rs' defaults and 1.98 MB for the same rows
+# written by pyarrow before the tables.
+RAW_EVENT_TABLES = ("archive/events", "cold/events")
 
-    return WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS)
+
+def writer_properties(table: WarmTable | None = None) -> Any:
+    from deltalake import ColumnProperties, WriterProperties
+
+    columns = None
+    if table is not None and table.name in RAW_EVENT_TABLES:
+        instants = ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED")
+        columns = {"timestamp": instants, "received_at": instants,
+                   "event_id": ColumnProperties(dictionary_enabled=False)}
+    return WriterProperties(compression="ZSTD", max_row_group_size=ROW_GROUP_ROWS, column_properties=columns)
 
 
 def with_partition_columns(data: pa.Table, table: WarmTable, hour: datetime) -> pa.Table:
@@ -290,7 +303,7 @@ def _write(settings: Settings, table: WarmTable, data: Any, metadata: dict[str, 
             write_deltalake(
                 delta if delta is not None else table_uri(settings, table), data, partition_by=table.partition_by,
                 mode=mode, predicate=predicate, storage_options=storage_options(settings),
-                writer_properties=writer_properties(), target_file_size=TARGET_FILE_BYTES,
+                writer_properties=writer_properties(table), target_file_size=TARGET_FILE_BYTES,
                 configuration=TABLE_CONFIGURATION,
                 commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
             )
@@ -455,7 +468,7 @@ def delete_rows(settings: Settings, table: WarmTable, predicate: str, operation:
     if delta is None:
         return {"num_deleted_rows": 0, "version": None}
     metadata = commit_metadata(operation, partition, provenance)
-    metrics = delta.delete(predicate, writer_properties=writer_properties(), commit_properties=CommitProperties(
+    metrics = delta.delete(predicate, writer_properties=writer_properties(table), commit_properties=CommitProperties(
         custom_metadata=metadata, max_commit_retries=50))
     return {**metrics, "version": int(delta.version())}
 

@@ -86,7 +86,7 @@ def maintain_table(settings: Settings, table: WarmTable, history: timedelta | No
     result.files_before, result.bytes_before, result.rows = _live(delta)
     if compact:
         metrics = delta.optimize.compact(
-            target_size=TARGET_FILE_BYTES, writer_properties=writer_properties(),
+            target_size=TARGET_FILE_BYTES, writer_properties=writer_properties(table),
             commit_properties=CommitProperties(custom_metadata=commit_metadata(
                 "optimize", "", {"reason": "compaction of small files", "target_bytes": TARGET_FILE_BYTES}),
                 max_commit_retries=50))
