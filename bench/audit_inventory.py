@@ -1,10 +1,14 @@
 """How long the compliance audit takes on a lake holding the full seven years, and how big its report is.
 
-Builds a synthetic local lake in the agreed layout at full size — one year of archive hours (manifest +
-one small Parquet file each) and warm hourly rollups, cold raw-event days from the warm horizon to the
-retention limit, cold daily rollups for every day — then times the inventory (listing, manifests,
-footers), the rules, and the JSON and HTML rendering. The files are tiny: the audit reads metadata only,
-so its cost grows with the number of partitions, not with the data. No hot tier (reported unreadable).
+Builds a synthetic local lake of Delta tables at full size — one year of archive hours and warm hourly rollups
+(one small file per hour, one commit per day), cold raw-event days from the warm horizon to the retention
+limit and cold daily rollups for every day (one small file per day, one commit per month), each table
+checkpointed — then times the inventory (the tables' logs: live files, sizes, row counts and per-file
+statistics; the archive's history for the hours committed empty), the rules, and the JSON and HTML
+rendering. The files are tiny: the audit reads metadata only, so its cost grows with the number of
+partitions (and of commits), not with the data. No hot tier (reported unreadable). The batch layer commits
+the archive once per hour, so a production log holds ~24x the commits written here; with checkpoints that
+weighs only on the history read (``empty_hours``).
 
 ``python -m bench.audit_inventory [--years 7] [--keep]``; figures are printed and written to
 ``bench/results/audit_inventory.json``.
@@ -21,11 +25,21 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from common.events import EVENT_ARROW_SCHEMA
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
+    ROLLUPS_HOURLY_SCHEMA,
+    ROLLUPS_HOURLY_TABLE,
+    WarmTable,
+    append_rows,
+    open_table,
+    with_partition_columns,
+)
 from common.settings import Settings
 from storage_tiers.compliance.audit_report import report_html, report_json, run_audit
 from storage_tiers.policy import load_policy
@@ -33,43 +47,66 @@ from storage_tiers.policy import load_policy
 RESULTS = Path(__file__).resolve().parent / "results" / "audit_inventory.json"
 
 
-def _write(folder: Path, table: pa.Table, manifest: dict[str, Any] | None, name: str = "part-0.parquet") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, folder / name, compression="zstd")
-    if manifest is not None:
-        manifest |= {"rows": table.num_rows, "bytes": (folder / name).stat().st_size,
-                     "files": [{"path": name, "rows": table.num_rows}]}
-        (folder / "_manifest.json").write_text(json.dumps(manifest))
+def _events(times: list[datetime]) -> pa.Table:
+    n = len(times)
+    return pa.table({"tenant": ["acme"] * n, "event": ["page_view"] * n,
+                     "timestamp": pa.array(times, pa.timestamp("us", tz="UTC")),
+                     "event_id": [f"{t:%Y%m%d%H%M}-{i}" for i, t in enumerate(times)], "user_id": ["u"] * n,
+                     "page": ["/"] * n, "country": ["DE"] * n, "device": ["mobile"] * n, "revenue": [0.0] * n,
+                     "properties": [None] * n, "received_at": pa.array(times, pa.timestamp("us", tz="UTC"))}
+                    ).cast(EVENT_ARROW_SCHEMA)
 
 
-def build_lake(root: Path, now: datetime, years: int) -> dict[str, int]:
-    """Write the lake; returns the number of partitions per dataset × tier."""
+def _rollups(at: datetime, column: str, events: int) -> pa.Table:
+    return pa.table({"tenant": ["acme"], "event": ["page_view"], "country": ["DE"], "device": ["mobile"],
+                     "page": ["/"], column: pa.array([at], pa.timestamp("us", tz="UTC")), "events": [events],
+                     "revenue": [0.0], "user_ids": [["u"]]}).cast(pa.schema(
+                         [f if f.name != "hour" else pa.field(column, f.type) for f in ROLLUPS_HOURLY_SCHEMA]))
+
+
+def _commit(settings: Settings, table: WarmTable, parts: list[pa.Table]) -> None:
+    if parts:
+        append_rows(settings, table, pa.concat_tables(parts), "bench", {})
+
+
+def build_lake(settings: Settings, now: datetime, years: int) -> dict[str, int]:
+    """Write the lake's tables; returns the number of partitions per dataset × tier."""
     hour0 = now.replace(minute=0, second=0, microsecond=0)
     today = hour0.replace(hour=0)
     counts = {"events/warm": 0, "rollups_hourly/warm": 0, "events/cold": 0, "rollups_daily/cold": 0}
+    archive: list[pa.Table] = []
+    rollups: list[pa.Table] = []
     for h in range(1, 365 * 24):
         hour = hour0 - timedelta(hours=h + 3)
-        times = pa.array([hour + timedelta(minutes=m) for m in range(0, 60, 6)], pa.timestamp("ms", tz="UTC"))
-        events = pa.table({"tenant": ["acme"] * 10, "event": ["page_view"] * 10, "timestamp": times})
-        part = f"dt={hour:%Y-%m-%d}/hour={hour:%H}"
-        _write(root / "archive/events" / part, events,
-               {"min_event_time": times[0].as_py().isoformat(), "max_event_time": times[-1].as_py().isoformat()},
-               "part-x-00000.zstd.parquet")
-        rollups = pa.table({"tenant": ["acme"], "hour": pa.array([hour], pa.timestamp("us", tz="UTC")),
-                            "events": [10]})
-        _write(root / "warm/rollups_hourly" / part, rollups, None, "part-00000.c000.zstd.parquet")
+        archive.append(with_partition_columns(_events([hour + timedelta(minutes=m) for m in range(0, 60, 6)]),
+                                              ARCHIVE_TABLE, hour))
+        rollups.append(with_partition_columns(_rollups(hour, "hour", 10), ROLLUPS_HOURLY_TABLE, hour))
         counts["events/warm"] += 1
         counts["rollups_hourly/warm"] += 1
+        if len(archive) == 24:
+            _commit(settings, ARCHIVE_TABLE, archive)
+            _commit(settings, ROLLUPS_HOURLY_TABLE, rollups)
+            archive, rollups = [], []
+    _commit(settings, ARCHIVE_TABLE, archive)
+    _commit(settings, ROLLUPS_HOURLY_TABLE, rollups)
+    daily: list[pa.Table] = []
+    cold: list[pa.Table] = []
     for d in range(1, round(years * 365.25)):
         day = today - timedelta(days=d)
-        daily = pa.table({"tenant": ["acme"], "day": pa.array([day], pa.timestamp("us", tz="UTC")), "events": [240]})
-        _write(root / "cold/rollups_daily" / f"dt={day:%Y-%m-%d}", daily, {"tenants": {"acme": 1}})
+        daily.append(with_partition_columns(_rollups(day, "day", 240), COLD_ROLLUPS_DAILY_TABLE, day))
         counts["rollups_daily/cold"] += 1
         if d >= 365:
-            times = pa.array([day + timedelta(hours=h) for h in range(24)], pa.timestamp("ms", tz="UTC"))
-            events = pa.table({"tenant": ["acme"] * 24, "event": ["page_view"] * 24, "timestamp": times})
-            _write(root / "cold/events" / f"dt={day:%Y-%m-%d}", events, {"tenants": {"acme": 24}})
+            cold.append(with_partition_columns(_events([day + timedelta(hours=h) for h in range(24)]),
+                                               COLD_EVENTS_TABLE, day))
             counts["events/cold"] += 1
+        if len(daily) == 30:
+            _commit(settings, COLD_ROLLUPS_DAILY_TABLE, daily)
+            _commit(settings, COLD_EVENTS_TABLE, cold)
+            daily, cold = [], []
+    _commit(settings, COLD_ROLLUPS_DAILY_TABLE, daily)
+    _commit(settings, COLD_EVENTS_TABLE, cold)
+    for table in (ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE):
+        open_table(settings, table).create_checkpoint()
     return counts
 
 
@@ -83,9 +120,9 @@ def main() -> None:
     now = datetime.now(UTC)
     load_at_start = round(os.getloadavg()[0], 2)
     started = time.perf_counter()
-    counts = build_lake(home / "lake", now, args.years)
+    counts = build_lake(settings, now, args.years)
     build_s = time.perf_counter() - started
-    files = sum(1 for _ in (home / "lake").rglob("*.parquet"))
+    files = sum(1 for p in (home / "lake").rglob("*.parquet") if "_delta_log" not in str(p))
     print(f"lake written in {build_s:.1f} s: {counts}, {files:,} Parquet files")
 
     timings = []

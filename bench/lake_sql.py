@@ -1,19 +1,19 @@
 """Benchmark: DuckDB over a lake of many partitions — what the views and the API's lake path cost.
 
-Why: the warm datasets are Delta tables (read through their log: the live files of a version), the cold
-ones folders of daily files (read by glob); latency grows with the number of partitions, most on S3. This
-measures it on a lake shaped like production after a year: ``--warm-days`` days of hourly rollups (24
-partitions a day, one commit per day and a checkpoint at the end, so the log is replayed from the
-checkpoint as in production), ``--cold-days`` days of daily rollups and cold events, and two weeks of
-archive hours, with small files (the figures are about planning and file opening, not scanning). The
+Why: every dataset of the lake is a Delta table (read through its log: the live files of a version); latency
+grows with the number of partitions, most on S3. This measures it on a lake shaped like production after a
+year: ``--warm-days`` days of hourly rollups (24 partitions a day, one commit per day and a checkpoint at the
+end, so the log is replayed from the checkpoint as in production), ``--cold-days`` days of daily rollups and
+cold events (one commit per day, as the tier movers commit them, and a checkpoint), and two weeks of archive
+hours, with small files (the figures are about planning and file opening, not scanning). The
 one-day series is also measured through DuckDB's ``delta_scan`` (the delta extension's own planning) to
 compare it with the file list the reader takes from the log.
 
 For each of the local file system and MinIO (started alone on free ports): opening a connection with
 the views, and the p50/p95 of ``--repeat`` runs of: a one-day hourly series and a one-year daily series
 through ``QueryEngine.run`` (forced warm/cold tier: ``serving.query.sql_compile``'s SQL read through
-``LakeRollupReader``, which lists only the range's folders) and the same compiled statements over the
-views (which list the whole dataset), a one-day ``events`` count through the view, and an unfiltered
+``LakeRollupReader``, which takes only the range's files from the log) and the same compiled statements over
+the views (every live file of the table's version), a one-day ``events`` count through the view, and an unfiltered
 count over ``rollups_daily``, each with the files it read (``files_read``).
 
 Usage: ``python -m bench.lake_sql [--warm-days 365] [--cold-days 730] [--repeat 20] [--no-minio]``.
@@ -30,26 +30,19 @@ import platform
 import statistics
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import (
-    cold_events_path,
-    fs_path,
-    is_s3,
-    lake_filesystem,
-    rollups_daily_path,
-)
 from common.lake_duckdb import load_delta
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_TABLE,
     append_rows,
     open_table,
@@ -89,7 +82,6 @@ def _events(start: datetime, n: int) -> pa.Table:
 
 def build(settings: Settings, warm_days: int, cold_days: int) -> int:
     """Writes the lake; returns the number of data files."""
-    jobs: list[tuple[str, pa.Table | bytes]] = []
     files = 0
     for table, days, make in ((ROLLUPS_HOURLY_TABLE, warm_days, lambda start: _rollup(start, "hour")),
                               (ARCHIVE_TABLE, 14, lambda start: _events(start, 20))):
@@ -100,28 +92,15 @@ def build(settings: Settings, warm_days: int, cold_days: int) -> int:
                         "bench", {"day": str(day)})
             files += 24
         open_table(settings, table).create_checkpoint()
-    for d in range(365, 365 + cold_days):
-        day = LAST_DAY - timedelta(days=d)
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        for root, table in ((rollups_daily_path(settings), _rollup(start, "day")),
-                            (cold_events_path(settings), _events(start, 20))):
-            jobs += [(f"{root}/dt={day}/part-0.parquet", table), (f"{root}/dt={day}/_manifest.json", b"{}")]
-    fs = lake_filesystem(settings)
-
-    def put(job: tuple[str, pa.Table | bytes]) -> None:
-        uri, data = job
-        path = fs_path(uri)
-        if not is_s3(uri):
-            os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        if isinstance(data, pa.Table):
-            pq.write_table(data, path, filesystem=fs, compression="zstd")
-        else:
-            with fs.open_output_stream(path) as sink:
-                sink.write(data)
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(put, jobs))
-    return files + sum(isinstance(data, pa.Table) for _uri, data in jobs)
+    for table, make in ((COLD_ROLLUPS_DAILY_TABLE, lambda start: _rollup(start, "day")),
+                        (COLD_EVENTS_TABLE, lambda start: _events(start, 20))):
+        for d in range(365, 365 + cold_days):
+            day = LAST_DAY - timedelta(days=d)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            append_rows(settings, table, with_partition_columns(make(start), table, start), "bench", {"day": str(day)})
+            files += 1
+        open_table(settings, table).create_checkpoint()
+    return files
 
 
 def _timed(fn: Any, repeat: int) -> dict[str, float]:

@@ -7,17 +7,18 @@ into the warm and cold tiers, on a history shaped like production after seven ye
 
 1. History (numpy/pyarrow, seeded per day, not measured; own home ``.lakehouse/bench-tiers``, kept
    between runs unless ``--fresh``), laid the way the pipeline leaves it: cold raw events of the year
-   that the tier policy keeps cold (366-730 days old: ``cold/events/dt=/part-0.parquet`` + the tier
-   mover's ``_manifest.json``, written by the mover's own publisher), cold daily rollups for 7 years,
-   warm hourly rollups for the last year (``warm/rollups_hourly/dt=/hour=``) and, through the API's hot
-   node, the hot tier for the last 91 days (minute rows for the last 7 days, hour-stamped rows before,
-   which the materialized views carry into ``rollups_1h``). Every tier is rolled up from the same
-   per-day events, so the tiers agree with each other and with the generator's own bookkeeping.
+   that the tier policy keeps cold (366-730 days old: one commit per day of the cold events' Delta table,
+   written by the tier mover's own ``publish_day``), cold daily rollups for 7 years (one commit per day of
+   their table), warm hourly rollups for the last year (the warm Delta table, one commit per day) and,
+   through the API's hot node, the hot tier for the last 91 days (minute rows for the last 7 days,
+   hour-stamped rows before, which the materialized views carry into ``rollups_1h``). Every tier is rolled
+   up from the same per-day events, so the tiers agree with each other and with the generator's own bookkeeping.
 2. Cold 1-year aggregate (``storage_tiers.lake.sql``): events, revenue and distinct users per country
    per month for one tenant, from the ``events`` view (raw) and from ``rollups_daily``; first run in a
    new session with this bench's files evicted from the page cache (``posix_fadvise``, other processes'
    cache untouched), then the median of 5 warm runs; rows in the range / seconds; files read (EXPLAIN
-   ANALYZE). Both answers must be equal.
+   ANALYZE). Both answers must be equal. The tables are checkpointed after the history is laid, as the
+   maintenance asset leaves them.
 3. Dashboards through the API (Redis + the API/hot node on ports 26400-26499/28400-28499; no Kafka):
    ``POST /v1/query`` day series (events, revenue, unique users) and a breakdown by country, for each
    range: ``--requests`` uncached requests (each with its own ``to`` so it misses the cache, checked on
@@ -27,9 +28,13 @@ into the warm and cold tiers, on a history shaped like production after seven ye
    default 30 s (``LAKEHOUSE_QUERY_TIMEOUT_SECONDS``, a 504) is reported.
 4. Checks: the API's 7-year series against the generator's bookkeeping (every complete day: events and
    revenue exact, unique users exact in the lake, within 2 % from the hot tier's ``uniq``) and against a
-   direct DuckDB read of the cold daily files (no views).
+   direct DuckDB read of the cold daily rollups' live files, taken from the table's log (no views).
 
-Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requests 30] [--cell-seconds 120]``
+``--lake-only`` lays the lake tiers only (no hot tier, no services started) and measures step 2 alone, written
+to ``bench/results/tier_queries_lake.json``: the lake's figures without the API's.
+
+Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requests 30] [--cell-seconds 120]
+[--lake-only]``
 (the history, about 1.6 GiB with the hot tier, is kept for the next run of the same day unless it is
 over 1 GiB at the end and ``--keep`` is not given).
 Figures are printed and written to ``bench/results/tier_queries.json``.
@@ -44,7 +49,6 @@ import platform
 import shutil
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -54,15 +58,14 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import cold_events_path, rollups_daily_path
 from common.lake_tables import ROLLUPS_HOURLY_TABLE, append_rows, open_table
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, minute_rollups
 from common.settings import REPO_ROOT, Settings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tier_queries.json"
+RESULTS_LAKE = RESULTS.with_name("tier_queries_lake.json")
 HOME = REPO_ROOT / ".lakehouse" / "bench-tiers"
 BENCH_ENV = {
     "LAKEHOUSE_HOME": str(HOME),
@@ -218,20 +221,11 @@ class Laid:
     truth: dict[str, list[float]] = field(default_factory=dict)
 
 
-def _publisher() -> Callable[..., Any]:
-    """The tier mover's own writer of a cold day (Parquet + ``_manifest.json`` last), so the bench's cold
-    days are byte-for-byte in the format the views and the audit read."""
-    from storage_tiers.tiers import cold_files
-
-    return cold_files._publish_day  # the one writer of the cold manifest format
-
-
 def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
     """Write every tier's files (and hot rows when ``hot`` is given) for ``HISTORY_DAYS`` days up to now."""
-    from storage_tiers.tiers.cold_files import EVENTS_SORT, _hour_counts
+    from common.lake_tables import COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE
+    from storage_tiers.tiers.cold_files import EVENTS_SORT, _hour_counts, publish_day
 
-    publish_day = _publisher()
-    filesystem = pafs.LocalFileSystem()
     laid = Laid()
     started = time.perf_counter()
     hot_batch: list[pa.Table] = []
@@ -247,15 +241,15 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
                                        pc.count_distinct(mine["user_id"]).as_py()]
         if is_raw:
             table = events.sort_by([(c, "ascending") for c in EVENTS_SORT])
-            cold = publish_day(filesystem, cold_events_path(settings), "cold/events", day, table, "zstd",
-                               EVENTS_SORT, [], {"hour_rows": _hour_counts(table["timestamp"])}, RUN_ID)
+            cold = publish_day(settings, COLD_EVENTS_TABLE, day, table, EVENTS_SORT, [],
+                               {"hour_rows": _hour_counts(table["timestamp"])}, RUN_ID)
             laid.raw_rows, laid.raw_bytes, laid.raw_days = laid.raw_rows + cold.rows, laid.raw_bytes + cold.bytes, \
                 laid.raw_days + 1
         if age > 0:  # complete days only: the mover builds a daily rollup once its day is over
             daily = rollup(events, "day").rename_columns([*KEYS, "day", "events", "revenue", "user_ids"])
             daily = daily.sort_by([(k, "ascending") for k in KEYS])
-            cold = publish_day(filesystem, rollups_daily_path(settings), "cold/rollups_daily", day, daily, "zstd",
-                               KEYS, [], {"events": events.num_rows}, RUN_ID)
+            cold = publish_day(settings, COLD_ROLLUPS_DAILY_TABLE, day, daily, KEYS, [], {"events": events.num_rows},
+                               RUN_ID)
             laid.daily_rows, laid.daily_bytes, laid.daily_days = laid.daily_rows + cold.rows, \
                 laid.daily_bytes + cold.bytes, laid.daily_days + 1
         if age <= WARM_DAYS:
@@ -278,6 +272,10 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
                   f"{time.perf_counter() - started:.0f}s")
     if hot_batch and hot is not None:
         hot.insert_arrow("rollups_1m_ingest", pa.concat_tables(hot_batch))
+    for table in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE, ROLLUPS_HOURLY_TABLE):
+        delta = open_table(settings, table)
+        if delta is not None:
+            delta.create_checkpoint()
     laid.seconds = round(time.perf_counter() - started, 1)
     return laid
 
@@ -469,9 +467,10 @@ def check_series(answer: dict[str, Any], laid: Laid, settings: Settings, now: da
         elif users != truth[2]:
             bad["users"].append(day)
     missing = [d for d, t in laid.truth.items() if t[0] and answer["from"][:10] < d < today and d not in rows]
-    glob = f"{rollups_daily_path(settings)}/*/*.parquet"
-    direct = duckdb.sql(f"SELECT strftime(day AT TIME ZONE 'UTC', '%Y-%m-%d') AS d, sum(events) AS n "
-                        f"FROM read_parquet('{glob}') WHERE tenant = '{TENANT}' GROUP BY d").fetchall()
+    files = _daily_files(settings)
+    direct = duckdb.execute("SELECT strftime(day AT TIME ZONE 'UTC', '%Y-%m-%d') AS d, sum(events) AS n "
+                            "FROM read_parquet($files) WHERE tenant = $tenant GROUP BY d",
+                            {"files": files, "tenant": TENANT}).fetchall()
     cold_days = {d: int(n) for d, n in direct if d in rows and d != answer["from"][:10]
                  and date.fromisoformat(d) < (now - timedelta(days=365)).date()}
     direct_bad = [d for d, n in cold_days.items() if rows[d][0] != n]
@@ -483,6 +482,13 @@ def check_series(answer: dict[str, Any], laid: Laid, settings: Settings, now: da
 
 
 # --------------------------------------------------------------------------------------------- main
+
+
+def _daily_files(settings: Settings) -> list[str]:
+    """The cold daily rollups' live files, from the table's log (never a glob: superseded files may remain)."""
+    from common.lake_tables import COLD_ROLLUPS_DAILY_TABLE, partition_files
+
+    return partition_files(settings, COLD_ROLLUPS_DAILY_TABLE)
 
 
 def machine() -> dict[str, Any]:
@@ -506,6 +512,8 @@ def main() -> None:
                         help="stop a range's uncached requests after this long (at least 3 are made)")
     parser.add_argument("--fresh", action="store_true", help="wipe the bench home and lay the history again")
     parser.add_argument("--keep", action="store_true", help="keep the bench home even when it is over 1 GiB")
+    parser.add_argument("--lake-only", action="store_true",
+                        help="the lake tiers and the cold aggregate only: no hot tier, no services, no dashboards")
     args = parser.parse_args()
 
     os.environ.update(BENCH_ENV)
@@ -514,18 +522,22 @@ def main() -> None:
     from stack.app_services import full_stack
 
     settings = Settings()
-    stack = full_stack(settings)
+    stack = None if args.lake_only else full_stack(settings)
     load_at_start = round(os.getloadavg()[0], 2)
     marker = HOME / "history.json"
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     previous = json.loads(marker.read_text()) if marker.exists() else None
     reuse = (not args.fresh and previous is not None and previous["events_per_day"] == args.events_per_day
-             and previous["today"] == now.date().isoformat())
+             and previous["today"] == now.date().isoformat() and previous.get("hot", True) == (not args.lake_only))
     if not reuse:
-        stack.down()
+        if stack is not None:
+            stack.down()
         shutil.rmtree(HOME, ignore_errors=True)
-    print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
-    stack.up(["redis", "api"])
+    if stack is not None:
+        print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
+        stack.up(["redis", "api"])
+    dashboards: list[dict[str, Any]] = []
+    check: dict[str, Any] = {"ok": True, "skipped": "--lake-only: no API"}
     try:
         if reuse:
             assert previous is not None
@@ -536,9 +548,11 @@ def main() -> None:
             history = History(args.events_per_day, now.date(), now)
             print(f"== laying {HISTORY_DAYS + 1} days of history up to {now:%Y-%m-%d %H:%M} UTC "
                   f"({args.events_per_day:,} events/day in the cold raw year, +25 %/year; not measured)")
-            laid = lay_history(settings, history, FlightHotStore.for_settings(settings))
+            HOME.mkdir(parents=True, exist_ok=True)
+            laid = lay_history(settings, history, None if args.lake_only else FlightHotStore.for_settings(settings))
             marker.write_text(json.dumps({"events_per_day": args.events_per_day, "today": now.date().isoformat(),
-                                          "now": now.isoformat(), "laid": laid.__dict__}) + "\n")
+                                          "now": now.isoformat(), "hot": not args.lake_only,
+                                          "laid": laid.__dict__}) + "\n")
         lake = Path(settings.effective_lake_uri)
         data = {
             "tenants": {t[0]: {"share": t[1], "user_pool": t[2]} for t in TENANTS},
@@ -562,9 +576,10 @@ def main() -> None:
         first = (now - timedelta(days=COLD_RAW_AGES[1])).date()
         last = (now - timedelta(days=COLD_RAW_AGES[0])).date()
         params = {"tenant": TENANT, "first": first, "last": last}
-        daily_rows_in_range = duckdb.sql(
-            f"SELECT count(*) FROM read_parquet('{rollups_daily_path(settings)}/*/*.parquet', hive_partitioning = true,"
-            f" hive_types = {{'dt': DATE}}) WHERE dt BETWEEN DATE '{first}' AND DATE '{last}'").fetchone()[0]
+        daily_rows_in_range = duckdb.execute(
+            "SELECT count(*) FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE}) "
+            "WHERE dt BETWEEN $first AND $last", {"files": _daily_files(settings), "first": first, "last": last}
+        ).fetchone()[0]
         raw_fig, raw_answer = cold_aggregate(settings, "events view (raw cold events)", RAW_SQL, params,
                                              laid.raw_rows, lake / "cold" / "events")
         daily_fig, daily_answer = cold_aggregate(settings, "rollups_daily view", DAILY_SQL, params,
@@ -576,19 +591,23 @@ def main() -> None:
                   f"{fig['rows_in_range']:,} rows in range, {fig['files_read']} files read")
         print(f"   raw and daily answers equal: {agreement}")
 
-        print(f"== dashboards through the API: POST /v1/query, {args.requests} uncached + {args.requests} cached each")
-        import httpx
+        if stack is not None:
+            print(f"== dashboards through the API: POST /v1/query, {args.requests} uncached + {args.requests} "
+                  "cached each")
+            import httpx
 
-        with httpx.Client(base_url=settings.api_url, timeout=400, headers=bearer_headers(settings.admin_key)) as http:
-            base_to = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
-            base_to = min(base_to, now)  # nothing exists after the history's end
-            dashboards, answers = dashboard_latency(http, args.requests, base_to, args.cell_seconds)
-        check = check_series(answers[("7y", "series")], laid, settings, now)
-        print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
+            with httpx.Client(base_url=settings.api_url, timeout=400,
+                              headers=bearer_headers(settings.admin_key)) as http:
+                base_to = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
+                base_to = min(base_to, now)  # nothing exists after the history's end
+                dashboards, answers = dashboard_latency(http, args.requests, base_to, args.cell_seconds)
+            check = check_series(answers[("7y", "series")], laid, settings, now)
+            print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
     finally:
-        print("== stopping the bench services")
-        stack.down()
-        print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
+        if stack is not None:
+            print("== stopping the bench services")
+            stack.down()
+            print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
 
     print()
     print(f"   {'cold 1-year aggregate':34}{'first (s)':>10}{'warm (s)':>10}{'rows/s warm':>14}{'files':>7}")
@@ -607,7 +626,7 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m bench.tier_queries --events-per-day {args.events_per_day} --requests {args.requests}"
                    f" --cell-seconds {args.cell_seconds:g}"
-                   + (" --fresh" if args.fresh else ""),
+                   + (" --fresh" if args.fresh else "") + (" --lake-only" if args.lake_only else ""),
         "machine": {**machine(), "load_avg_1m_at_start": load_at_start},
         "data": data,
         "cold_one_year_aggregate": {"tenant": TENANT, "days": [first.isoformat(), last.isoformat()],
@@ -621,9 +640,10 @@ def main() -> None:
         "check_7y_series": check,
         "home_bytes": size,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"== written to {RESULTS}")
+    target = RESULTS_LAKE if args.lake_only else RESULTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"== written to {target}")
     if size > 2**30 and not args.keep:
         print(f"== deleting the bench home ({size / 2**30:.1f} GiB; --keep keeps it)")
         shutil.rmtree(HOME, ignore_errors=True)

@@ -92,11 +92,19 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _verify(settings: Settings) -> int:
+    """The hash chain, then every record of a table commit against the table's history."""
     from storage_tiers.compliance.audit_log import AuditLog
+    from storage_tiers.compliance.table_history import verify_tables
 
-    result = AuditLog(settings).verify()
+    log = AuditLog(settings)
+    result = log.verify()
     print(result)
-    return 0 if result.ok else 1
+    tables = verify_tables(settings, log.records())
+    print(f"table history: {tables.checked} commit record(s) match their table's version"
+          + (f", {tables.unverifiable} no longer in the tables' logs" if tables.unverifiable else ""))
+    for problem in tables.problems:
+        print(f"  {problem}")
+    return 0 if result.ok and tables.ok else 1
 
 
 def add_audit_parser(sub: argparse._SubParsersAction) -> None:
@@ -106,7 +114,8 @@ def add_audit_parser(sub: argparse._SubParsersAction) -> None:
         description="Inventory every dataset per tier, check retention, gaps, tiers and warm copies, and verify "
                     "the audit log. Exit status: 0 compliant, 1 violations (or `verify`: log altered), 2 bad input.")
     a.add_argument("action", nargs="?", choices=["report", "verify"], default="report",
-                   help="report (default) or verify (the audit log's hash chain only)")
+                   help="report (default) or verify (the audit log's hash chain, and its table commits against "
+                        "the tables' history)")
     a.add_argument("--format", choices=["table", "json", "html"], default="table", help="output format")
     a.add_argument("--output", help="write the report to this file instead of standard output")
     a.add_argument("--as-of", help="judge ages as of this UTC date (YYYY-MM-DD) or date-time; default now")

@@ -15,7 +15,7 @@ from common.settings import Settings
 def add_lake_parser(sub: Any) -> None:  # argparse's _SubParsersAction
     p = sub.add_parser("lake", help="maintain the lake's tables (migrate: Hive folders → Delta tables)")
     p.add_argument("action", choices=["migrate"])
-    p.add_argument("--dry-run", action="store_true", help="list the hours that would move, change nothing")
+    p.add_argument("--dry-run", action="store_true", help="list the hours and cold days to move; change nothing")
     p.set_defaults(func=cmd_lake)
 
 

@@ -33,8 +33,9 @@ def add_sql_parser(sub: Any) -> None:  # argparse's _SubParsersAction
     p.add_argument("--max-rows", type=int, default=1000, help="rows shown in table format (default 1000)")
     p.add_argument("--lake", help="lake root to query instead of LAKEHOUSE_LAKE_URI (folder or s3://bucket/prefix)")
     p.add_argument("--as-of", dest="as_of", metavar="VERSION|TIMESTAMP",
-                   help="read the Delta tables (archive events, warm hourly rollups) as of a table version or an ISO "
-                        "timestamp, e.g. 12 or 2026-11-23T10:00:00Z (time travel); the cold tier is read as it is now")
+                   help="read the Delta tables as of an ISO timestamp (all of them), e.g. 2026-11-23T10:00:00Z, or a "
+                        "version of the archive and warm hourly rollups, e.g. 12 (time travel; with a version the "
+                        "cold tables are read as they are now)")
     p.set_defaults(func=cmd_sql)
 
 

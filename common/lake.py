@@ -39,12 +39,12 @@ def rollups_hourly_path(settings: Settings) -> str:
 
 
 def cold_events_path(settings: Settings) -> str:
-    """Cold raw events, compacted per day: ``dt=YYYY-MM-DD/part-0.parquet`` + ``_manifest.json``."""
+    """Cold raw events, compacted per day: a Delta table partitioned by ``dt`` (storage_tiers/tiers/cold_files.py)."""
     return _join(settings.effective_lake_uri, "cold", "events")
 
 
 def rollups_daily_path(settings: Settings) -> str:
-    """Cold daily rollups, one folder per day: ``dt=YYYY-MM-DD/part-0.parquet`` + ``_manifest.json``."""
+    """Cold daily rollups, one day per commit: a Delta table partitioned by ``dt``."""
     return _join(settings.effective_lake_uri, "cold", "rollups_daily")
 
 

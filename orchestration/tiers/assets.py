@@ -5,6 +5,8 @@
 * ``cold_tier``: the day compacted into the cold tier, verified, marked, then its warm hours deleted
   (only once the day is past the warm horizon; earlier it does nothing and says so).
 * ``retention_purge`` (not partitioned): everything past retention, except legal holds, from every tier.
+* ``lake_maintenance`` (not partitioned, after the purge): the Delta tables compacted, vacuumed beyond the
+  history window and checkpointed (``storage_tiers/lake/maintenance.py``).
 
 The logic is in ``storage_tiers`` (no Dagster there); these assets give it the run id, the policy,
 the audit log and the hot store, and report what moved as metadata, including the audit log's head
@@ -21,11 +23,13 @@ from typing import Any
 import dagster as dg
 
 from common.lake import audit_log_path, cold_events_path, rollups_daily_path
+from common.lake_tables import LAKE_TABLES
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import LOAD_SETTINGS, OWNERS
 from orchestration.resources import HotStoreResource, LakehouseResource
 from orchestration.rollups.assets import rollups_hourly
 from orchestration.tiers.resources import TiersResource
+from storage_tiers.lake.maintenance import maintain_lake
 from storage_tiers.tiers.cold_files import ColdBuildError
 from storage_tiers.tiers.movers import DayReport, TierMover
 from storage_tiers.tiers.purge import Purger
@@ -102,9 +106,9 @@ def hot_tier_drop(
     partitions_def=DAILY,
     group_name="tiers",
     owners=OWNERS,
-    kinds={"duckdb", "parquet"},
+    kinds={"duckdb", "deltalake"},
     tags=TAGS,
-    metadata={"location": dg.MetadataValue.path(f"{rollups_daily_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/")},
+    metadata={"location": dg.MetadataValue.path(rollups_daily_path(LOAD_SETTINGS)), "table": "cold/rollups_daily"},
 )
 def rollups_daily(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource
@@ -123,9 +127,9 @@ def rollups_daily(
     partitions_def=DAILY,
     group_name="tiers",
     owners=OWNERS,
-    kinds={"parquet", "s3"},
+    kinds={"deltalake", "s3"},
     tags=TAGS,
-    metadata={"location": dg.MetadataValue.path(f"{cold_events_path(LOAD_SETTINGS)}/dt=YYYY-MM-DD/")},
+    metadata={"location": dg.MetadataValue.path(cold_events_path(LOAD_SETTINGS)), "table": "cold/events"},
 )
 def cold_tier(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, tiers: TiersResource
@@ -182,3 +186,30 @@ def audit_log_intact(tiers: TiersResource) -> dg.AssetCheckResult:
                   "problems": dg.MetadataValue.json(result.problems[:100]),
                   "head_seq": dg.MetadataValue.int(int((result.head or {}).get("seq", 0)))},
     )
+
+
+@dg.asset(
+    deps=[retention_purge],
+    group_name="tiers",
+    owners=OWNERS,
+    kinds={"deltalake", "parquet"},
+    tags=TAGS,
+    metadata={"tables": ", ".join(LAKE_TABLES)},
+)
+def lake_maintenance(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+    """Compact the Delta tables' small files, vacuum files older than the history window, write checkpoints."""
+    results = maintain_lake(lakehouse.settings())
+    for result in results:
+        context.log.info(f"{result.table}: {result.files_before} → {result.files_after} files, "
+                         f"{result.files_vacuumed} vacuumed, checkpoint at {result.checkpoint_version}")
+    metadata: dict[str, Any] = {
+        "files_before": dg.MetadataValue.int(sum(r.files_before for r in results)),
+        "files_after": dg.MetadataValue.int(sum(r.files_after for r in results)),
+        "files_vacuumed": dg.MetadataValue.int(sum(r.files_vacuumed for r in results)),
+        "bytes_after": dg.MetadataValue.int(sum(r.bytes_after for r in results)),
+        "history_hours": dg.MetadataValue.int(lakehouse.settings().lake_history_hours),
+        "tables": dg.MetadataValue.json([r.as_dict() for r in results]),
+    }
+    for result in results:
+        metadata[f"{result.table}/version"] = dg.MetadataValue.int(result.version_after or 0)
+    return dg.MaterializeResult(metadata=metadata)

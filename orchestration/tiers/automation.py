@@ -4,7 +4,7 @@ A day becomes due for ``rollups_daily`` when it is complete (yesterday), for ``h
 passes the shortest hot horizon, and for ``cold_tier`` when it passes the warm horizon; the schedule
 asks for exactly those partitions (one run each). Days that were missed (scheduler down) are
 backfilled from the UI: every mover is idempotent and does nothing for a day that is not due.
-The purge runs an hour later, after the movers.
+The purge runs an hour later, after the movers; the Delta tables' maintenance an hour after the purge.
 """
 
 # No `from __future__ import annotations`: Dagster reads the annotations at load time.
@@ -14,7 +14,7 @@ from datetime import timedelta
 import dagster as dg
 
 from orchestration.hours import LOAD_SETTINGS
-from orchestration.tiers.assets import cold_tier, hot_tier_drop, retention_purge, rollups_daily
+from orchestration.tiers.assets import cold_tier, hot_tier_drop, lake_maintenance, retention_purge, rollups_daily
 from storage_tiers.policy import PolicyError, load_policy
 
 tiers_daily = dg.define_asset_job(
@@ -59,3 +59,17 @@ def tiers_schedule(context: dg.ScheduleEvaluationContext):  # Dagster's generato
 def retention_purge_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """At 02:30 UTC, after the movers: the retention purge."""
     return dg.RunRequest(run_key=f"purge-{context.scheduled_execution_time.date()}")
+
+
+lake_maintenance_job = dg.define_asset_job(
+    "lake_maintenance_job",
+    selection=dg.AssetSelection.assets(lake_maintenance),
+    description="Compact, vacuum and checkpoint the lake's Delta tables.",
+)
+
+
+@dg.schedule(job=lake_maintenance_job, cron_schedule="30 3 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def lake_maintenance_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """At 03:30 UTC, after the purge (whose deletes leave rewritten hours): the tables' maintenance."""
+    return dg.RunRequest(run_key=f"lake-maintenance-{context.scheduled_execution_time.date()}")

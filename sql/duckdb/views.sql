@@ -1,28 +1,24 @@
 -- The lake's views for data scientists and the rollup macros the API reads (storage_tiers/lake/sql.py creates them).
 -- Each placeholder in braces is filled before this runs (common/sql_files.py): the relations by
 -- read_parquet([...], hive_partitioning = true, hive_types = ...) over the live files of a Delta table's version
--- (archive/events, warm/rollups_hourly: the list comes from the table's log, never from a listing) or over the
--- cold tier's glob (local or s3://, httpfs is loaded and an S3 secret configured), or by an empty relation with
--- the same columns while the tier has no file; cold_events_manifests by the quoted glob
--- '<lake>/cold/events/*/_manifest.json'. The rollups are read through table macros (lake_rollups_hourly(files),
+-- (archive/events, warm/rollups_hourly, cold/events, cold/rollups_daily: the list comes from the table's log,
+-- never from a listing; local or s3://, httpfs is loaded and an S3 secret configured), or by an empty relation
+-- with the same columns while the tier has no file; cold_event_days by a VALUES relation of the cold events'
+-- days (dt), from the same log. The rollups are read through table macros (lake_rollups_hourly(files),
 -- lake_rollups_daily(files)) that take a glob or a file list, so the API hands them only the files of a range
 -- (storage_tiers/lake/reader.py).
 --
 -- Filter on dt (and hour) to read only the folders you need: DuckDB prunes the others without opening
 -- them, in every view (EXPLAIN ANALYZE shows "Total Files Read").
 
--- Days of raw events published in the cold tier: their manifest exists (it is written last).
-CREATE OR REPLACE VIEW lake_cold_event_days AS
-SELECT DISTINCT TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) AS dt
-FROM glob({cold_events_manifests})
-WHERE TRY_CAST(regexp_extract(file, '/dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/_manifest\.json$', 1) AS DATE) IS NOT NULL;
+-- Days of raw events the cold events' Delta table holds (from its log: each day is one atomic commit).
+CREATE OR REPLACE VIEW lake_cold_event_days AS SELECT dt FROM {cold_event_days};
 
 -- events: every raw event once, with the Hive columns dt (DATE) and hour (INTEGER, 0-23, UTC).
 -- Warm: the archive's Delta table (archive/events, partitions dt, hour), one row per (tenant, event_id) per
--- hour. Cold: cold/events/dt=, compacted per day (hour is computed from the timestamp there). A day is read
--- from exactly one tier: from the cold tier once its cold manifest is published, else from the archive.
--- So a day being moved (cold published, archive rows not yet deleted) counts once, and cold files
--- without a manifest (a move in progress) are ignored. The archive is read as one version of its table:
+-- hour. Cold: the cold events' Delta table (cold/events, partition dt), compacted per day (hour is computed
+-- from the timestamp there). A day is read from exactly one tier: from the cold tier once the cold table holds
+-- it, else from the archive. So a day being moved (cold committed, archive rows not yet deleted) counts once. The archive is read as one version of its table:
 -- an hour being re-archived is seen before or after its commit, never half.
 CREATE OR REPLACE VIEW events AS
 SELECT tenant, event, "timestamp", event_id, user_id, page, country, device, revenue, properties, received_at,
@@ -46,7 +42,7 @@ FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE, 'ho
 
 CREATE OR REPLACE VIEW rollups_hourly AS SELECT * FROM {warm_rollups_hourly};
 
--- rollups_daily: the cold daily rollups (cold/rollups_daily/dt=), the same measures per UTC day (day is
+-- rollups_daily: the cold daily rollups' Delta table (cold/rollups_daily, partition dt), the same measures per UTC day (day is
 -- its midnight, TIMESTAMPTZ; dt the folder). Days whose daily rollup is not built yet are absent.
 CREATE OR REPLACE MACRO lake_rollups_daily(files) AS TABLE
 SELECT tenant, event, country, device, page, "day", events, revenue, user_ids, dt

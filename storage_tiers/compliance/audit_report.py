@@ -110,6 +110,14 @@ def run_audit(
         settings, store, filesystem, tags=tags, with_tenants=bool(getattr(policy, "tenant_retention", {})),
         now=generated_at, hot_error=hot_error, cold_tags=cold_tags)
     verification = log.verify()
+    from storage_tiers.compliance.table_history import verify_tables
+
+    try:  # the log's table commits against the tables' history: a disagreement means the log (or a table) was altered
+        table_problems = verify_tables(settings, log.records()).problems
+    except Exception:  # an unreadable table: the inventory reports it (its tier's error), nothing to compare here
+        table_problems = []
+    verification.problems += [f"table history: {p}" for p in table_problems]
+    verification.ok = verification.ok and not table_problems
     records = [r for r in log.records() if (_at(r) or as_of) <= as_of]
     holds = active_holds(_RecordsUpTo(records))
     findings = find_violations(inventory, policy, holds, now=as_of, audit_records=records,

@@ -6,14 +6,12 @@ collected from metadata only, never by scanning data:
 * hot tier (ClickHouse, reached through ``common.hot_store``): ``system.parts`` for rows and bytes of
   the active parts, min/max of the time column per partition (answered from the parts' minmax index),
   ``sql/clickhouse/queries/hot_partitions.sql``;
-* warm tier (the archive and the hourly rollups, Delta tables): the table's log, i.e. the live files of its
-  newest version with their sizes, row counts and per-file column statistics (event-time and tenant
-  ranges), never a listing, so files that a delete or a restatement superseded but vacuum has not yet
-  removed are not counted as data;
-* cold tier (Parquet in the lake, local or S3): one listing of the dataset's folder; a
-  partition's rows come from its ``_manifest.json`` when it has one (the manifest is the truth of a
-  published partition), otherwise from the Parquet footers; bytes are the sizes of the Parquet files
-  actually stored; the event-time range from the manifest or from the footers' column statistics.
+* warm and cold tiers (the archive, the hourly rollups, the cold events and daily rollups: Delta tables): the
+  table's log, i.e. the live files of its newest version with their sizes, row counts and per-file column
+  statistics (event-time and tenant ranges), never a listing, so files that a delete or a restatement
+  superseded but vacuum has not yet removed are not counted as data. On S3 each live cold file's tags are
+  checked. (A folder of plain Parquet, e.g. a lake not yet migrated, is still read by listing it: rows from its
+  ``_manifest.json`` when it has one, otherwise from the Parquet footers.)
 
 Where each dataset lives (``LAKE_LOCATIONS``, ``HOT_TABLES``) is the layout agreed for the tiers; the
 policy (``storage_tiers/policy.py``) says how long each tier keeps a dataset. A tier that cannot be
@@ -36,7 +34,17 @@ import pyarrow.parquet as pq
 
 from common.hot_store import HotStore, HotStoreError
 from common.lake import MANIFEST_NAME, fs_path, is_s3, lake_filesystem
-from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, add_actions, empty_hours, open_table
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
+    ROLLUPS_HOURLY_TABLE,
+    WarmTable,
+    add_actions,
+    empty_hours,
+    open_table,
+    table_uri,
+)
 from common.settings import Settings
 from common.sql_files import fill, sql_file
 
@@ -75,6 +83,8 @@ LAKE_LOCATIONS: dict[tuple[str, str], LakeLocation] = {
 DELTA_TABLES: dict[tuple[str, str], WarmTable] = {
     ("events", "warm"): ARCHIVE_TABLE,
     ("rollups_hourly", "warm"): ROLLUPS_HOURLY_TABLE,
+    ("events", "cold"): COLD_EVENTS_TABLE,
+    ("rollups_daily", "cold"): COLD_ROLLUPS_DAILY_TABLE,
 }
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}
@@ -215,9 +225,12 @@ def collect_lake(
         inventory = TierInventory(dataset, tier, location, spec.grain)
         try:
             if (dataset, tier) in DELTA_TABLES:
-                inventory.partitions = _table_partitions(settings, DELTA_TABLES[(dataset, tier)], location, spec)
-                out.append(inventory)
-                continue
+                table = DELTA_TABLES[(dataset, tier)]
+                if open_table(settings, table) is not None or tier != "cold":
+                    inventory.partitions = _table_partitions(settings, table, location, spec,
+                                                             tags if tier == "cold" else None, required)
+                    out.append(inventory)
+                    continue
             inventory.partitions = _lake_partitions(
                 filesystem, fs_path(location), location, spec, tags if tier == "cold" else None, with_tenants,
                 required)
@@ -227,25 +240,33 @@ def collect_lake(
     return out
 
 
-def _table_partitions(settings: Settings, table: WarmTable, location: str, spec: LakeLocation) -> list[PartitionInfo]:
-    """A Delta table's hours from its log: rows, bytes and files of the live files, event-time and tenant
-    ranges from the per-file statistics the log carries; for the archive also the hours committed empty."""
+def _table_partitions(settings: Settings, table: WarmTable, location: str, spec: LakeLocation,
+                      tags: Callable[[str], dict[str, str]] | None = None,
+                      required: dict[str, str] | None = None) -> list[PartitionInfo]:
+    """A Delta table's hours (days, for a cold table) from its log: rows, bytes and files of the live files,
+    event-time and tenant ranges from the per-file statistics the log carries; for the archive also the hours
+    committed empty. With ``tags``, each live file's tags are checked against ``required``."""
     delta = open_table(settings, table)
     if delta is None:
         return []
     actions = add_actions(delta)
     names = actions.column_names
     time_column = next((c for c in spec.time_columns if f"min.{c}" in names), None)
+    grain = grain_delta(spec.grain)
+    root = table_uri(settings, table).rstrip("/")
     hours: dict[datetime, dict[str, Any]] = {}
     for row in actions.to_pylist():
         day = row[f"partition.{table.day_column}"]
         day = day if hasattr(day, "year") else datetime.fromisoformat(str(day))
-        start = datetime(day.year, day.month, day.day, int(row[f"partition.{table.hour_column}"]), tzinfo=UTC)
+        hour = int(row[f"partition.{table.hour_column}"]) if table.hour_column else 0
+        start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
         entry = hours.setdefault(start, {"rows": 0, "bytes": 0, "files": 0, "min": None, "max": None,
-                                         "tenants": set()})
+                                         "tenants": set(), "paths": []})
         entry["rows"] += int(row.get("num_records") or 0)
         entry["bytes"] += int(row["size_bytes"])
         entry["files"] += 1
+        path = str(row["path"])
+        entry["paths"].append(path if "://" in path or path.startswith("/") else f"{root}/{path}")
         if time_column is not None:
             lo, hi = _utc(row.get(f"min.{time_column}")), _utc(row.get(f"max.{time_column}"))
             entry["min"] = lo if entry["min"] is None or (lo and lo < entry["min"]) else entry["min"]
@@ -255,11 +276,25 @@ def _table_partitions(settings: Settings, table: WarmTable, location: str, spec:
             entry["tenants"] = None if low is None or high is None else entry["tenants"] | {(str(low), str(high))}
     if table is ARCHIVE_TABLE:  # an hour archived without events is a partition of 0 rows, as it was archived
         for start in empty_hours(delta):
-            hours.setdefault(start, {"rows": 0, "bytes": 0, "files": 0, "min": None, "max": None, "tenants": set()})
+            hours.setdefault(start, {"rows": 0, "bytes": 0, "files": 0, "min": None, "max": None, "tenants": set(),
+                                     "paths": []})
+    untagged: dict[datetime, int] = {}
+    if tags is not None:
+        wanted = dict(required or DEFAULT_COLD_TAGS)
+
+        def check(item: tuple[datetime, str]) -> tuple[datetime, bool]:
+            return item[0], wanted.items() <= tags(item[1]).items()
+
+        with ThreadPoolExecutor(_READERS) as pool:
+            for start, ok in pool.map(check, [(s, p) for s, e in hours.items() for p in e["paths"]]):
+                untagged[start] = untagged.get(start, 0) + (0 if ok else 1)
+    notes = {start: (f"{n} object(s) without tag " + ",".join(f"{k}={v}" for k, v in (required or {}).items()),)
+             for start, n in untagged.items() if n}
     return [PartitionInfo(
-        start=start, end=start + HOUR, rows=e["rows"], bytes=e["bytes"], files=e["files"], min_event_time=e["min"],
-        max_event_time=e["max"], location=f"{location}/{partition_key(start, HOUR)}",
+        start=start, end=start + grain, rows=e["rows"], bytes=e["bytes"], files=e["files"], min_event_time=e["min"],
+        max_event_time=e["max"], location=f"{location}/{partition_key(start, grain)}",
         tenant_ranges=tuple(sorted(e["tenants"])) if e["tenants"] is not None else None,
+        notes=notes.get(start, ()), untagged_files=untagged.get(start, 0),
     ) for start, e in sorted(hours.items())]
 
 

@@ -1,4 +1,4 @@
-"""One-time migration of a lake written before the Delta tables: Hive folders of Parquet → the warm Delta tables.
+"""One-time migration of a lake written before the Delta tables: Hive folders of Parquet → the lake's Delta tables.
 
 ``lakehouse lake migrate`` runs it. What it moves:
 
@@ -20,7 +20,14 @@ manifest deleted (the manifest last: it is the marker of an hour still to migrat
 * safe next to the batch layer: an hour whose newest table commit is not a migration (the batch layer
   archived or restated it after the upgrade) keeps the table's version; only its old files are removed.
 
-The cold tier keeps its layout (one file per day with a manifest) and is not touched.
+* cold days ``cold/events/dt=YYYY-MM-DD/part-0.parquet`` and ``cold/rollups_daily/dt=…/part-0.parquet``
+  published by a ``_manifest.json``: the file is checked against the manifest (sha256, rows), then
+  committed as that day of ``COLD_EVENTS_TABLE`` / ``COLD_ROLLUPS_DAILY_TABLE`` (one commit, operation
+  ``migrate``) with the manifest's content (sources, rows per tenant and hour) as its provenance, so the
+  tier movers see the day as built from the same archive hours and do not rebuild it. Verified by re-reading
+  the table's day (rows, content checksum, rows per hour), then the old file and the manifest are deleted.
+  A day folder without a manifest was never published and is left alone. The same rules apply:
+  idempotent, resumable, and a day the movers or the purge already committed keeps the table's version.
 """
 
 from __future__ import annotations
@@ -37,9 +44,10 @@ import pyarrow.fs as pafs
 from batch.archive import SORT_KEY, content_checksum
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import MANIFEST_NAME, archive_path, fs_path, lake_filesystem, lake_uri, rollups_hourly_path
-from common.lake_io import data_files, manifest_of, partition_days, read_tables
+from common.lake_io import data_files, manifest_of, partition_days, read_bytes, read_tables, sha256
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_TABLES,
     OPERATION_KEY,
     ROLLUPS_HOURLY_SCHEMA,
     ROLLUPS_HOURLY_TABLE,
@@ -57,7 +65,7 @@ _OLD_HOUR = re.compile(r"^hour=(\d{2})$")  # the Hive layout's folders (Delta's 
 
 @dataclass
 class MigrationReport:
-    migrated: list[str] = field(default_factory=list)  # "<dataset> dt=…/hour=…"
+    migrated: list[str] = field(default_factory=list)  # "<dataset> dt=…/hour=…" or "<dataset> dt=…"
     kept_newer: list[str] = field(default_factory=list)  # the table already had a newer version of the hour
     problems: list[str] = field(default_factory=list)  # verification failures: old files kept
     rows: int = 0
@@ -92,7 +100,76 @@ def migrate_lake(settings: Settings, dry_run: bool = False,
             report.migrated.append(label)
             report.rows += rows
             progress(f"migrated {label}: {rows:,} rows")
+    for table in COLD_TABLES.values():
+        _migrate_cold(settings, fs, table, report, dry_run, progress)
     return report
+
+
+def _migrate_cold(settings: Settings, fs: pafs.FileSystem, table: WarmTable, report: MigrationReport, dry_run: bool,
+                  progress: Callable[[str], None]) -> None:
+    """The published old cold days of one dataset → days of its Delta table (see the module docstring)."""
+    from storage_tiers.tiers.cold_files import (
+        COLD_SCHEMAS,
+        EVENTS_SORT,
+        ROLLUP_KEYS,
+        publish_day,
+        verify_cold_day,
+    )
+
+    root = table.uri(settings)
+    delta = open_table(settings, table)
+    newest = newest_commits(delta) if delta is not None else {}
+    for day in partition_days(fs, root):
+        folder = f"{fs_path(root)}/dt={day.isoformat()}"
+        manifest = manifest_of(fs, folder)
+        if manifest is None:
+            continue  # migrated already, or never published
+        label = f"{table.name} dt={day}"
+        old = f"{folder}/{manifest.get('file', 'part-0.parquet')}"
+        commit = newest.get(f"dt={day.isoformat()}")
+        if commit is not None and commit.get(OPERATION_KEY) != "migrate":
+            report.kept_newer.append(label)
+            if not dry_run:
+                _delete_cold(fs, folder, old)
+            continue
+        if dry_run:
+            report.migrated.append(label)
+            continue
+        body = read_bytes(fs, old)
+        if body is None:
+            report.problems.append(f"{label}: {old} (named by its manifest) is missing; manifest kept")
+            continue
+        if manifest.get("sha256") and sha256(body) != manifest["sha256"]:
+            report.problems.append(f"{label}: {old} differs from its manifest's sha256; old files kept")
+            continue
+        data = read_tables(fs, [old], COLD_SCHEMAS[table.name])
+        assert data is not None
+        if data.num_rows != int(manifest.get("rows", data.num_rows)):
+            report.problems.append(f"{label}: the file holds {data.num_rows} rows, its manifest {manifest['rows']}; "
+                                   "old files kept")
+            continue
+        extra = {k: manifest[k] for k in ("hour_rows", "events", "purged", "created_at") if k in manifest}
+        extra["migrated_from"] = lake_uri(fs, old)
+        extra["old_sha256"] = manifest.get("sha256")
+        sort_key = EVENTS_SORT if table.name == "cold/events" else ROLLUP_KEYS
+        publish_day(settings, table, day, data, sort_key, manifest.get("sources", []), extra,
+                    manifest.get("run_id"), operation="migrate")
+        problems = verify_cold_day(settings, table, day, fs)
+        if problems:
+            report.problems += [f"{p}; old files kept" for p in problems]
+            continue
+        _delete_cold(fs, folder, old)
+        report.migrated.append(label)
+        report.rows += data.num_rows
+        progress(f"migrated {label}: {data.num_rows:,} rows")
+
+
+def _delete_cold(fs: pafs.FileSystem, folder: str, old: str) -> None:
+    """The old day file, then its manifest (the marker of a day still to migrate)."""
+    if fs.get_file_info(old).type == pafs.FileType.File:
+        fs.delete_file(old)
+    if fs.get_file_info(f"{folder}/{MANIFEST_NAME}").type == pafs.FileType.File:
+        fs.delete_file(f"{folder}/{MANIFEST_NAME}")
 
 
 def _old_hours(fs: pafs.FileSystem, root: str) -> list[tuple[datetime, str]]:

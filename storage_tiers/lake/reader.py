@@ -5,26 +5,24 @@
 * ``LakeRollupReader.relation(dataset, start, end)`` is the FROM text and its parameter for
   ``rollups_hourly`` (warm) or ``rollups_daily`` (cold) over ``[start, end)``: the dataset's table macro
   of ``sql/duckdb/views.sql`` (``lake_rollups_hourly($lake_files)``, ``lake_rollups_daily($lake_files)``:
-  the views' columns) with ``$lake_files`` = the range's live files from the warm Delta table's log
-  (``rollups_hourly``) or globs narrowed to the range's days (cold ``rollups_daily``), or an empty
-  relation of the same columns when the range has no file. Why not the views: DuckDB lists a view's glob on
+  the views' columns) with ``$lake_files`` = the range's live files from the Delta table's log (warm
+  ``rollups_hourly``, cold ``rollups_daily``), or an empty relation of the same columns when the range has
+  no file. Why not the views: DuckDB lists a view's glob on
   every query, and a year of hourly folders takes longer to list than to query (``bench/lake_sql.py``:
   ~850 ms on MinIO for a one-day series over the view, ~20 ms through the narrowed macro).
 * ``LakeRollupReader.execute(sql, params, timeout_seconds)`` runs a statement on this thread's cursor and
   returns Arrow; past the timeout the cursor is interrupted and ``LakeQueryTimeout`` raised.
 
-The warm table's files: the table is opened once and brought up to date (``update_incremental``: only
+The tables' files: each table is opened once and brought up to date (``update_incremental``: only
 the commits since) at most every ``listing_seconds``; a day range keeps the files whose ``dt`` partition
 is in it, from the log's add actions, so no folder is listed (measured in ``bench/lake_sql.py``).
 
-The cold globs: one per month of the range, narrowed to the days it covers (``dt=2026-11-12/…`` for one day,
-``dt=2026-11-0*/…`` for days 01–09), one glob of the dates' common prefix for a range over more than
-``MAX_MONTH_GLOBS`` months. Each is listed first and kept only if it holds a file of the range (DuckDB
-refuses a glob matching nothing); listings are reused for ``listing_seconds`` (setting
-``LAKEHOUSE_LAKE_SESSION_SECONDS``), so a new day folder shows up within that time. Globs rather than
-file names: DuckDB takes the sizes from the listing, where each named S3 file would cost a HEAD request.
-A glob whose files vanished since it was listed (a mover, retention) raises ``LakeFilesChanged``: list
-again (``relation(..., fresh=True)``) and retry once.
+``range_globs`` narrows a Hive folder layout without a table log (none of the datasets here since the cold
+tier became tables; kept for folders outside the tables): one glob per month of the range, narrowed to the
+days it covers (``dt=2026-11-12/…`` for one day, ``dt=2026-11-0*/…`` for days 01–09), one glob of the dates'
+common prefix for a range over more than ``MAX_MONTH_GLOBS`` months. A file listed for a statement that
+vanished since (vacuum after a mover or a purge) raises ``LakeFilesChanged``: ask again
+(``relation(..., fresh=True)``) and retry once.
 
 Thread safety: one DuckDB database per reader (built by ``connection_factory``, by default
 ``lake_connection``), and one cursor per thread on it (a DuckDB connection must not be shared by threads

@@ -5,22 +5,23 @@
 wheel: loaded by path, never downloaded) with these views (``sql/duckdb/views.sql``):
 
 * ``events``: every raw event once, warm (the archive's Delta table, ``archive/events``) and cold
-  (``cold/events/dt=``), columns of ``common.events.EVENT_ARROW_SCHEMA`` plus ``dt`` (DATE) and
-  ``hour`` (INTEGER, 0-23). A day whose cold ``_manifest.json`` is published is read from the cold
-  tier only; every other day from the archive. So a day being moved (cold published, warm not yet
-  deleted) is counted once, a cold day still being written (no manifest yet) is not read, and a
-  filter on ``dt`` still prunes the folders of both tiers.
+  (the cold events' Delta table, ``cold/events``, partitioned by ``dt``), columns of
+  ``common.events.EVENT_ARROW_SCHEMA`` plus ``dt`` (DATE) and ``hour`` (INTEGER, 0-23). A day the cold
+  table holds is read from the cold tier only; every other day from the archive. So a day being moved
+  (cold committed, warm not yet deleted) is counted once, and a filter on ``dt`` still prunes the files
+  of both tiers.
 * ``rollups_hourly``: the warm hourly rollups' Delta table, ``hour`` (TIMESTAMPTZ, the hour's start), ``dt``
   and ``hour_of_day`` (its partition columns).
-* ``rollups_daily``: the cold daily rollups, ``day`` (TIMESTAMPTZ, UTC midnight) and ``dt``. Days not
-  built yet are simply absent.
+* ``rollups_daily``: the cold daily rollups' Delta table (``cold/rollups_daily``), ``day`` (TIMESTAMPTZ, UTC
+  midnight) and ``dt``. Days not built yet are simply absent.
 
 The Delta tables are read through their log, never a folder listing: the live files of the table's
 version (``common.lake_tables.partition_files``) go to ``read_parquet`` with Hive partitioning, so a
 filter on ``dt``/``hour`` still prunes files before they are opened, and a reader never sees an hour half
 replaced. ``lake_connection(settings, as_of=…)`` builds the views over the tables as of a version number
-or a timestamp (time travel; the cold tier has no history and is read as it is now). A tier without any
-file yet is a view over an empty relation of the same columns, so every view always exists;
+or a timestamp (time travel): a timestamp applies to every table; a version number to the archive and the
+warm hourly rollups (each table numbers its own versions), the cold tables being read as they are now.
+A tier without any file yet is a view over an empty relation of the same columns, so every view always exists;
 ``create_views`` again (or a new connection) to see newer commits. ``lake_query(sql, settings)`` runs one
 statement and returns Arrow.
 
@@ -41,7 +42,15 @@ import pyarrow as pa
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import archive_path, cold_events_path, rollups_daily_path, rollups_hourly_path
 from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
-from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, open_table, partition_files
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
+    ROLLUPS_HOURLY_TABLE,
+    WarmTable,
+    open_table,
+    partition_files,
+)
 from common.settings import Settings
 from common.sql_files import fill, sql_file
 
@@ -93,7 +102,7 @@ ARCHIVE_EVENTS = TierSource("archive_events", archive_path, "*/*/*.parquet",
                             _read_parquet("{'dt': DATE, 'hour': INTEGER}"),
                             (*_RAW_COLUMNS, ("dt", "DATE"), ("hour", "INTEGER")), ARCHIVE_TABLE)
 COLD_EVENTS = TierSource("cold_events", cold_events_path, "*/*.parquet", _read_parquet("{'dt': DATE}"),
-                         (*_RAW_COLUMNS, ("dt", "DATE")))
+                         (*_RAW_COLUMNS, ("dt", "DATE")), COLD_EVENTS_TABLE)
 # The rollups go through the table macros of views.sql (the same columns as the views).
 WARM_ROLLUPS_HOURLY = TierSource("warm_rollups_hourly", rollups_hourly_path, "*/*/*.parquet",
                                  "lake_rollups_hourly({files})",
@@ -101,53 +110,91 @@ WARM_ROLLUPS_HOURLY = TierSource("warm_rollups_hourly", rollups_hourly_path, "*/
                                   ("hour_of_day", "INTEGER")), ROLLUPS_HOURLY_TABLE)
 COLD_ROLLUPS_DAILY = TierSource("cold_rollups_daily", rollups_daily_path, "*/*.parquet",
                                 "lake_rollups_daily({files})",
-                                (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")))
+                                (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")),
+                                COLD_ROLLUPS_DAILY_TABLE)
 SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
 
 
 def create_views(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: int | str | None = None) -> list[str]:
     """(Re)create the lake's views on ``con``; returns the placeholders of the tiers that had no file.
 
-    The Delta tables' relations read the live files of their newest version (or of the version ``as_of``
-    names: a number or an ISO timestamp); the cold tier is read by its glob (binding a view lists it
-    once). A tier without any file becomes an empty relation. Views live in the session's catalog, so
-    every ``con.cursor()`` sees them, and re-running this replaces them for all cursors at once.
+    Every relation reads the live files of its Delta table's newest version (or of the version ``as_of``
+    names: a number or an ISO timestamp, see ``table_files``). A tier without any file becomes an empty
+    relation. Views live in the session's catalog, so every ``con.cursor()`` sees them, and re-running this
+    replaces them for all cursors at once.
     """
     files = {s.placeholder: table_files(settings, s.table, as_of) for s in SOURCES if s.table is not None}
-    empty: list[TierSource] = [s for s in SOURCES if s.table is not None and not files[s.placeholder]]
-    while True:
-        relations = {}
-        for source in SOURCES:
-            if source in empty:
-                relations[source.placeholder] = source.empty()
-            elif source.table is not None:
-                relations[source.placeholder] = source.over(
-                    "[" + ", ".join(sql_literal(f) for f in files[source.placeholder]) + "]")
-            else:
-                relations[source.placeholder] = source.over(sql_literal(source.glob(settings)))
-        text = fill(sql_file("duckdb/views.sql"), **relations, cold_events_manifests=sql_literal(
-            f"{duckdb_uri(cold_events_path(settings))}/*/_manifest.json"))
-        try:
-            con.execute(text)
-            return [source.placeholder for source in empty]
-        except duckdb.IOException as exc:
-            missing = [s for s in SOURCES if s not in empty and f'"{s.glob(settings)}"' in str(exc)]
-            if "No files found" not in str(exc) or not missing:
-                raise
-            empty += missing
+    relations, empty = {}, []
+    for source in SOURCES:
+        if files.get(source.placeholder):
+            relations[source.placeholder] = source.over(
+                "[" + ", ".join(sql_literal(f) for f in files[source.placeholder]) + "]")
+        else:
+            relations[source.placeholder] = source.empty()
+            empty.append(source.placeholder)
+    con.execute(fill(sql_file("duckdb/views.sql"), **relations,
+                     cold_event_days=days_relation(files.get(COLD_EVENTS.placeholder, []))))
+    return empty
+
+
+_DAY_IN_PATH = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
+
+
+def days_relation(files: list[str]) -> str:
+    """The distinct days (``dt``) of a day-partitioned table's files, as a relation with one DATE column ``dt``."""
+    days = sorted({m[1] for m in (_DAY_IN_PATH.search(f) for f in files) if m})
+    if not days:
+        return "(SELECT CAST(NULL AS DATE) AS dt WHERE false)"
+    return "(SELECT * FROM (VALUES " + ", ".join(f"(DATE '{d}')" for d in days) + ") AS days(dt))"
 
 
 def table_files(settings: Settings, table: WarmTable, as_of: int | str | None = None) -> list[str]:
-    """The live data files of a Delta table (as of a version or timestamp) as DuckDB spells them."""
+    """The live data files of a Delta table (as of a version or timestamp) as DuckDB spells them.
+
+    A version number names a version of the warm tables; the cold tables follow a timestamp only (and are
+    empty as of an instant before their first commit)."""
     version: int | str | None = as_of
     if isinstance(as_of, str) and as_of.strip().isdigit():
         version = int(as_of)
+    if table.hour_column is None and as_of is not None:
+        if isinstance(version, int):
+            version = None
+        else:
+            try:
+                delta = open_table(settings, table, version)
+            except Exception:  # delta-rs' error for an instant it cannot place: no version of the table then
+                return []
+            if delta is None or _committed_after(settings, table, delta, str(version)):
+                return []  # delta-rs loads the first version for an instant before it: the table did not exist
+            return [duckdb_uri(f) for f in partition_files(settings, table, delta=delta)]
     delta = open_table(settings, table, version)
     if delta is None:
         if as_of is not None and table is ARCHIVE_TABLE:
             raise ValueError(f"no Delta table at {table.uri(settings)} to read as of {as_of}")
         return []
     return [duckdb_uri(f) for f in partition_files(settings, table, delta=delta)]
+
+
+def _committed_after(settings: Settings, table: WarmTable, delta: Any, instant: str) -> bool:
+    """Whether the loaded version was committed after ``instant`` (ISO; naive means UTC), from its commit file."""
+    import json
+    from datetime import UTC, datetime
+
+    from common.lake import fs_path, lake_filesystem
+
+    when = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    path = f"{fs_path(table.uri(settings))}/_delta_log/{int(delta.version()):020d}.json"
+    try:
+        with lake_filesystem(settings).open_input_stream(path) as stream:
+            lines = stream.read().decode("utf-8").splitlines()
+    except FileNotFoundError:  # cleaned up past the log retention: older than anything time travel reaches
+        return False
+    for line in lines:
+        info = json.loads(line).get("commitInfo") if line.strip() else None
+        if info and info.get("timestamp") is not None:
+            return datetime.fromtimestamp(info["timestamp"] / 1000, UTC) > when
+    return False
 
 
 def lake_connection(settings: Settings, as_of: int | str | None = None) -> duckdb.DuckDBPyConnection:

@@ -1,12 +1,17 @@
-"""Cold daily files: raw events compacted per UTC day, and daily rollups, each published with a manifest.
+"""Cold days: raw events compacted per UTC day, and daily rollups, each day one commit of a Delta table.
 
-Layout (``common.lake.cold_events_path`` / ``rollups_daily_path``): ``dt=YYYY-MM-DD/part-0.parquet``
-then ``_manifest.json`` written last (readers that follow the manifest never see a partial day).
-The manifest records ``rows``, ``bytes``, ``sha256`` of the file, rows per tenant and per source hour,
-and ``sources``: the archive hours the day was built from, each with a fingerprint of its live files in
-the archive's Delta table (``archive_sources``: any commit that changes the hour changes its files). A day whose
-sources changed since (a late hour archived, an hour restated) is rebuilt by the next mover run, so
-the cold tier never silently misses an hour that reached the archive after it was built.
+Tables (``common.lake_tables.COLD_EVENTS_TABLE`` / ``COLD_ROLLUPS_DAILY_TABLE``, at ``cold/events`` and
+``cold/rollups_daily``), partitioned by ``dt``. A day is written by ONE commit that replaces that day
+(``replace_day``): readers see the day before or after, never half of it, so no manifest has to be written
+last. The commit's provenance (``lakehouse.provenance``) is what the manifest used to hold: ``rows``, the
+content ``checksum`` (``content_checksum``: independent of files and row order, so a re-read can be
+compared with it), rows per tenant and per source hour, and ``sources``: the archive hours the day was
+built from, each with a fingerprint of its live files in the archive's Delta table (``archive_sources``:
+any commit that changes the hour changes its files). A day whose sources changed since (a late hour
+archived, an hour restated) is rebuilt by the next mover run, so the cold tier never silently misses an
+hour that reached the archive after it was built. ``published`` reads that provenance back from the
+table's history (the newest commit naming the day: a build, a migration or a purge, which carries the
+provenance forward with its changes).
 
 Raw events are sorted by tenant, event, timestamp, event_id (readers skip row groups by tenant and
 event, as in the archive). Daily rollups are built from the warm hourly rollups' table and checked
@@ -17,7 +22,6 @@ on one node; larger days would stream through DuckDB instead.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -26,40 +30,31 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from common.events import EVENT_ARROW_SCHEMA, format_ts
-from common.lake import (
-    MANIFEST_NAME,
-    cold_events_path,
-    fs_path,
-    hour_partition,
-    is_s3,
-    rollups_daily_path,
-)
-from common.lake_io import (
-    day_start,
-    manifest_of,
-    parquet_bytes,
-    publish,
-    read_bytes,
-    read_tables,
-    sha256,
-)
+from common.lake import fs_path, hour_partition, is_s3, lake_filesystem
+from common.lake_io import day_start, read_tables, sha256
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_SCHEMA,
     ROLLUPS_HOURLY_TABLE,
+    WarmTable,
     add_actions,
+    day_label,
+    newest_commit_of,
     open_table,
+    partition_files,
+    replace_day,
     table_uri,
 )
 from common.settings import Settings
 from common.sql_files import sql_file
 from storage_tiers.policy import TierPolicy
 
-COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/1"
-PART_NAME = "part-0.parquet"
+COLD_MANIFEST_FORMAT = "lakehouse.cold.manifest/2"
+CHECKSUM_METHOD = "lakehouse.cold.content/1"  # DuckDB: count(*) and sum(hash(every data column)) as HUGEINT
 EVENTS_SORT = ["tenant", "event", "timestamp", "event_id"]
 ROLLUP_KEYS = ["tenant", "event", "country", "device", "page"]
 HOURLY_SCHEMA = ROLLUPS_HOURLY_SCHEMA
@@ -69,6 +64,7 @@ DAILY_SCHEMA = pa.schema([
     ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string())),
 ])
 DAILY_SQL = sql_file("duckdb/tier_rollups_daily.sql")
+COLD_SCHEMAS = {"cold/events": EVENT_ARROW_SCHEMA, "cold/rollups_daily": DAILY_SCHEMA}
 
 
 class ColdBuildError(RuntimeError):
@@ -81,15 +77,32 @@ class ColdDay:
     day: date
     rows: int
     bytes: int
-    sha256: str
-    path: str  # URI of the data file
-    manifest: dict[str, Any]
+    sha256: str  # the content checksum (CHECKSUM_METHOD)
+    path: str  # URI of the day's partition in its table
+    manifest: dict[str, Any]  # the provenance of the day's newest commit
     built: bool  # False: the published day was already current
     tagged: list[str] = field(default_factory=list)
 
 
-def day_folder(root_uri: str, day: date) -> str:
-    return f"{fs_path(root_uri)}/dt={day.isoformat()}"
+def cold_table(dataset: str) -> WarmTable:
+    """``cold/events`` or ``cold/rollups_daily`` (as ColdDay.dataset names them) → its table."""
+    return COLD_EVENTS_TABLE if dataset == "cold/events" else COLD_ROLLUPS_DAILY_TABLE
+
+
+def content_checksum(data: pa.Table, schema: pa.Schema) -> str:
+    """A checksum of a day's rows that does not depend on how they are split into files or ordered: what a
+    re-read from the table is compared with."""
+    data = data.select(schema.names).cast(schema)
+    columns = ", ".join(f'"{name}"' for name in schema.names)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("day_rows", data)
+        rows, total = con.execute(f"SELECT count(*), coalesce(sum(hash({columns})::HUGEINT), 0) "  # fixed names
+                                  "FROM day_rows").fetchone()
+    finally:
+        con.close()
+    return sha256(f"{CHECKSUM_METHOD}\nrows={rows}\nsum={total}".encode())
 
 
 def table_hours(settings: Settings, table: Any, day: date, delta: Any | None = None) -> dict[datetime, dict[str, Any]]:
@@ -128,8 +141,31 @@ def _public_sources(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in s.items() if k != "files"} for s in sources]
 
 
-def published(filesystem: pafs.FileSystem, root_uri: str, day: date) -> dict[str, Any] | None:
-    return manifest_of(filesystem, day_folder(root_uri, day))
+def day_files(settings: Settings, table: WarmTable, day: date, delta: Any | None = None) -> list[str]:
+    """The live files of one day of a cold table (URIs), from its log."""
+    return partition_files(settings, table, days=(day, day), delta=delta)
+
+
+def published(settings: Settings, table: WarmTable, day: date, delta: Any | None = None) -> dict[str, Any] | None:
+    """The provenance of a day the cold table holds (its newest commit's), or None when the table has no row of
+    the day. A day loaded without provenance (in bulk) gets what its log says: ``rows``."""
+    delta = delta if delta is not None else open_table(settings, table)
+    if delta is None:
+        return None
+    files = [f for f in add_actions(delta).to_pylist() if _day_of(f) == day]
+    if not files:
+        return None
+    commit = newest_commit_of(delta, day_label(day))
+    manifest = dict(commit["provenance"]) if commit is not None else {}
+    manifest.setdefault("rows", sum(int(f.get("num_records") or 0) for f in files))
+    manifest["version"] = int(delta.version())
+    manifest["bytes"] = sum(int(f["size_bytes"]) for f in files)
+    return manifest
+
+
+def _day_of(action: dict[str, Any]) -> date:
+    day = action["partition.dt"]
+    return day if isinstance(day, date) else date.fromisoformat(str(day))
 
 
 def is_current(manifest: dict[str, Any] | None, sources: list[dict[str, Any]]) -> bool:
@@ -147,66 +183,63 @@ def _counts(table: pa.Table, column: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in zip(grouped[column].to_pylist(), grouped["count_all"].to_pylist(), strict=True)}
 
 
-def _publish_day(
-    filesystem: pafs.FileSystem, root_uri: str, dataset: str, day: date, table: pa.Table, compression: str,
-    sort_key: list[str], sources: list[dict[str, Any]], extra: dict[str, Any], run_id: str | None,
+def publish_day(
+    settings: Settings, table: WarmTable, day: date, data: pa.Table, sort_key: list[str],
+    sources: list[dict[str, Any]], extra: dict[str, Any], run_id: str | None, operation: str = "cold",
 ) -> ColdDay:
-    folder = day_folder(root_uri, day)
-    body = parquet_bytes(table, compression, sort_key)
-    digest = sha256(body)
-    publish(filesystem, f"{folder}/{PART_NAME}", body)
+    """Commit ``data`` as the whole of ``day`` in a cold table, sorted by ``sort_key``, with its provenance."""
+    schema = COLD_SCHEMAS[table.name]
+    data = data.select(schema.names).cast(schema).sort_by([(c, "ascending") for c in sort_key])
+    checksum = content_checksum(data, schema)
     manifest: dict[str, Any] = {
         "format": COLD_MANIFEST_FORMAT,
-        "dataset": dataset,
-        "partition": f"dt={day.isoformat()}",
+        "dataset": table.name,
+        "partition": day_label(day),
         "day": format_ts(day_start(day)),
         "created_at": format_ts(datetime.now(UTC)),
         "run_id": run_id,
-        "file": PART_NAME,
-        "rows": table.num_rows,
-        "bytes": len(body),
-        "sha256": digest,
-        "compression": compression,
+        "rows": data.num_rows,
+        "checksum": checksum,
+        "checksum_method": CHECKSUM_METHOD,
         "sort_key": sort_key,
-        "tenants": _counts(table, "tenant"),
+        "tenants": _counts(data, "tenant"),
         "sources": _public_sources(sources),
         **extra,
     }
-    publish(filesystem, f"{folder}/{MANIFEST_NAME}", (json.dumps(manifest, indent=2) + "\n").encode())
-    uri = f"s3://{folder}/{PART_NAME}" if isinstance(filesystem, pafs.S3FileSystem) else f"{folder}/{PART_NAME}"
-    return ColdDay(dataset, day, table.num_rows, len(body), digest, uri, manifest, built=True)
+    version = replace_day(settings, table, day, data, operation, manifest)
+    delta = open_table(settings, table)
+    size = sum(int(f["size_bytes"]) for f in add_actions(delta).to_pylist() if _day_of(f) == day) if delta else 0
+    path = f"{table_uri(settings, table)}/{day_label(day)}"
+    return ColdDay(table.name, day, data.num_rows, size, checksum, path, {**manifest, "version": version},
+                   built=True)
 
 
 def _sources_and_unchanged(
-    settings: Settings, filesystem: pafs.FileSystem, root: str, dataset: str, day: date
+    settings: Settings, filesystem: pafs.FileSystem, table: WarmTable, day: date
 ) -> tuple[list[dict[str, Any]], ColdDay | None]:
     """The archive hours of ``day`` and, when the published cold day was built from exactly those, that day
     (nothing to rebuild)."""
     sources = archive_sources(settings, filesystem, day)
-    current = published(filesystem, root, day)
+    current = published(settings, table, day)
     if not sources or not is_current(current, sources):
         return sources, None
     assert current is not None
-    return sources, ColdDay(dataset, day, current["rows"], current["bytes"], current["sha256"],
-                            f"{root}/dt={day.isoformat()}/{PART_NAME}", current, built=False)
+    return sources, ColdDay(table.name, day, current["rows"], current["bytes"], current.get("checksum", ""),
+                            f"{table_uri(settings, table)}/{day_label(day)}", current, built=False)
 
 
 def build_cold_events(
     settings: Settings, filesystem: pafs.FileSystem, policy: TierPolicy, day: date, run_id: str | None = None
 ) -> ColdDay | None:
     """Compact the archived hours of ``day`` into one cold file (rebuilt only when its sources changed)."""
-    root = cold_events_path(settings)
-    sources, unchanged = _sources_and_unchanged(settings, filesystem, root, "events", day)
+    sources, unchanged = _sources_and_unchanged(settings, filesystem, COLD_EVENTS_TABLE, day)
     if not sources or unchanged:
         return unchanged
     table = read_tables(filesystem, [fs_path(f) for s in sources for f in s["files"]], EVENT_ARROW_SCHEMA)
-    table = (table if table is not None else EVENT_ARROW_SCHEMA.empty_table()).sort_by(
-        [(c, "ascending") for c in EVENTS_SORT])
+    table = table if table is not None else EVENT_ARROW_SCHEMA.empty_table()
     hour_rows = _hour_counts(table.column("timestamp"))
-    spec = policy.datasets["events"].tier("cold")
-    compression = spec.compression if spec else "zstd"
-    return _publish_day(filesystem, root, "cold/events", day, table, compression, EVENTS_SORT, sources,
-                        {"hour_rows": hour_rows}, run_id)
+    return publish_day(settings, COLD_EVENTS_TABLE, day, table, EVENTS_SORT, sources, {"hour_rows": hour_rows},
+                       run_id)
 
 
 def _hour_counts(timestamps: pa.ChunkedArray) -> dict[str, int]:
@@ -235,8 +268,7 @@ def build_rollups_daily(
     Rebuilt only when the archive hours changed since the published version. Raises ``ColdBuildError``
     naming the hours whose warm rollups are missing or disagree with the archive.
     """
-    root = rollups_daily_path(settings)
-    sources, unchanged = _sources_and_unchanged(settings, filesystem, root, "rollups_daily", day)
+    sources, unchanged = _sources_and_unchanged(settings, filesystem, COLD_ROLLUPS_DAILY_TABLE, day)
     if not sources or unchanged:
         return unchanged
     hours, problems = [], []
@@ -261,52 +293,58 @@ def build_rollups_daily(
         daily = con.execute(DAILY_SQL, {"day": day_start(day)}).to_arrow_table().cast(DAILY_SCHEMA)
     finally:
         con.close()
-    spec = policy.datasets["rollups_daily"].tier("cold")
-    compression = spec.compression if spec else "zstd"
     events = int(pc.sum(daily["events"]).as_py() or 0)
-    return _publish_day(filesystem, root, "cold/rollups_daily", day, daily, compression, ROLLUP_KEYS, sources,
-                        {"events": events}, run_id)
+    return publish_day(settings, COLD_ROLLUPS_DAILY_TABLE, day, daily, ROLLUP_KEYS, sources, {"events": events},
+                       run_id)
 
 
-def verify_cold_day(filesystem: pafs.FileSystem, root_uri: str, day: date) -> list[str]:
-    """Problems with a published cold day, from the lake itself: file present, sha256 and row count as published."""
-    folder = day_folder(root_uri, day)
-    manifest = manifest_of(filesystem, folder)
+def read_day(settings: Settings, table: WarmTable, day: date, filesystem: pafs.FileSystem | None = None) -> pa.Table:
+    """Every row of one day of a cold table, re-read from the live files its log lists."""
+    filesystem = filesystem or lake_filesystem(settings)
+    schema = COLD_SCHEMAS[table.name]
+    data = read_tables(filesystem, [fs_path(f) for f in day_files(settings, table, day)], schema)
+    return data if data is not None else schema.empty_table()
+
+
+def verify_cold_day(settings: Settings, table: WarmTable, day: date,
+                    filesystem: pafs.FileSystem | None = None) -> list[str]:
+    """Problems with a cold day, found by re-reading it from the table: rows, content checksum and (raw events)
+    rows per hour must be what its commit's provenance says."""
+    manifest = published(settings, table, day)
     if manifest is None:
-        return [f"{root_uri}/dt={day} has no manifest"]
-    body = read_bytes(filesystem, f"{folder}/{manifest['file']}")
-    if body is None:
-        return [f"{root_uri}/dt={day}/{manifest['file']} is missing"]
+        return [f"{table.name} {day_label(day)}: the table holds no row of the day"]
+    data = read_day(settings, table, day, filesystem)
     problems = []
-    if sha256(body) != manifest["sha256"]:
-        problems.append(f"{root_uri}/dt={day}/{manifest['file']}: sha256 differs from its manifest")
-    rows = pq.ParquetFile(pa.BufferReader(body)).metadata.num_rows
-    if rows != manifest["rows"]:
-        problems.append(f"{root_uri}/dt={day}: {rows} rows in the file, {manifest['rows']} in the manifest")
+    if data.num_rows != int(manifest.get("rows", -1)):
+        problems.append(f"{table.name} {day_label(day)}: {data.num_rows} rows re-read, {manifest.get('rows')} "
+                        "committed")
+    if "checksum" in manifest and content_checksum(data, COLD_SCHEMAS[table.name]) != manifest["checksum"]:
+        problems.append(f"{table.name} {day_label(day)}: the re-read rows' checksum differs from the commit's")
+    if "hour_rows" in manifest and _hour_counts(data.column("timestamp")) != manifest["hour_rows"]:
+        problems.append(f"{table.name} {day_label(day)}: rows per hour re-read differ from the commit's")
     return problems
 
 
 def mark_cold(settings: Settings, policy: TierPolicy, cold: ColdDay) -> list[str]:
     """Tag the day's objects as cold on S3 (lifecycle rules and inventories key on the tags); locally the
     ``cold/`` folder itself is the mark, and nothing is tagged."""
-    root = cold_events_path(settings) if cold.dataset == "cold/events" else rollups_daily_path(settings)
-    return tag_cold_folder(settings, policy, day_folder(root, cold.day))
+    return tag_cold_day(settings, policy, cold_table(cold.dataset), cold.day)
 
 
-def tag_cold_folder(settings: Settings, policy: TierPolicy, folder: str) -> list[str]:
-    """Put the policy's cold tags on a cold day's data file and manifest (S3 only). Also needed after any
-    rewrite of those objects (a purge), since S3 tags belong to one object version and a new PUT has none."""
+def tag_cold_day(settings: Settings, policy: TierPolicy, table: WarmTable, day: date) -> list[str]:
+    """Put the policy's cold tags on the live data files of a cold day (S3 only). Also needed after any rewrite of
+    the day (a purge), since a rewrite makes new objects, which have no tags."""
     if not is_s3(settings.effective_lake_uri) or not policy.s3_tags:
         return []
     from common.s3 import s3_client
 
     client = s3_client(settings)
-    bucket, _, prefix = folder.partition("/")
     tags = {"TagSet": [{"Key": k, "Value": v} for k, v in sorted(policy.s3_tags.items())]}
-    keys = [f"{prefix}/{PART_NAME}", f"{prefix}/{MANIFEST_NAME}"]
-    for key in keys:
+    uris = day_files(settings, table, day)
+    for uri in uris:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
         client.put_object_tagging(Bucket=bucket, Key=key, Tagging=tags)
-    return [f"s3://{bucket}/{k}" for k in keys]
+    return uris
 
 
 def object_tags(settings: Settings, uri: str) -> dict[str, str]:
@@ -316,4 +354,3 @@ def object_tags(settings: Settings, uri: str) -> dict[str, str]:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     tagset = s3_client(settings).get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     return {t["Key"]: t["Value"] for t in tagset}
-

@@ -12,10 +12,11 @@ clock: ``as_of`` is given, so a backfill or a test can run "as of" any date.
 * ``build_daily_rollups``: the day's daily rollups, as soon as the day is complete (they are small and
   the only rollups kept past the warm horizon).
 * ``warm_to_cold``: once the day is past the warm horizon, its archive hours are compacted into the
-  cold day file, which is re-read from the lake and checked (sha256, rows per hour = archive rows per
-  hour), marked cold, and only then are the archive hours and warm hourly rollups deleted: one Delta
-  delete commit per hour (its version is in the audit record), then ``vacuum`` of files older than the
-  history window (``LAKEHOUSE_LAKE_HISTORY_HOURS``), so recent versions stay readable by time travel.
+  cold day (one commit of the cold events table), which is re-read from the table and checked (rows,
+  content checksum and rows per hour as committed; rows per hour = archive rows per hour), marked cold,
+  and only then are the archive hours and warm hourly rollups deleted: one Delta delete commit per hour
+  (its version is in the audit record), then ``vacuum`` of files older than the history window
+  (``LAKEHOUSE_LAKE_HISTORY_HOURS``), so recent versions stay readable by time travel.
 
 Every action is appended to the audit log (``drop_hot``, ``compact_cold``, ``mark_cold``, ``move``).
 """
@@ -31,9 +32,19 @@ import pyarrow.fs as pafs
 
 from common.events import format_ts
 from common.hot_store import HotStore
-from common.lake import cold_events_path, hour_partition, rollups_daily_path
+from common.lake import hour_partition
 from common.lake_io import day_start
-from common.lake_tables import ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE, WarmTable, delete_rows, open_table, vacuum
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
+    ROLLUPS_HOURLY_TABLE,
+    WarmTable,
+    delete_rows,
+    open_table,
+    table_uri,
+    vacuum,
+)
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.policy import TierPolicy
@@ -101,7 +112,7 @@ class TierMover:
         archived = table_hours(self.settings, ARCHIVE_TABLE, hour.date()).get(hour.astimezone(UTC))
         if archived is not None:
             return int(archived["rows"])
-        cold = published(self.fs, cold_events_path(self.settings), hour.date())
+        cold = published(self.settings, COLD_EVENTS_TABLE, hour.date())
         if cold is not None:
             return int(cold.get("hour_rows", {}).get(format_ts(hour), 0))
         return None
@@ -160,8 +171,9 @@ class TierMover:
             report.add(self.audit.append(
                 "compact_cold", dataset, partition=f"dt={cold.day}", tier_from="warm", tier_to="cold",
                 rows=cold.rows, bytes=cold.bytes, checksum=f"sha256:{cold.sha256}", run_id=self.run_id,
-                reason="cold day file built from the warm tier",
-                details={"path": cold.path, "sources": len(cold.manifest.get("sources", []))}))
+                reason="cold day committed from the warm tier",
+                details={"path": cold.path, "sources": len(cold.manifest.get("sources", [])), "table": cold.dataset,
+                         "table_version": cold.manifest.get("version")}))
         tagged = mark_cold(self.settings, self.policy, cold)
         if cold.built:
             report.add(self.audit.append(
@@ -198,9 +210,9 @@ class TierMover:
             daily = build_rollups_daily(self.settings, self.fs, self.policy, day, self.run_id)
             if daily is not None:
                 self._record_cold(daily, "rollups_daily", report)
-            problems = verify_cold_day(self.fs, cold_events_path(self.settings), day)
-            problems += verify_cold_day(self.fs, rollups_daily_path(self.settings), day)
-            hour_rows = published(self.fs, cold_events_path(self.settings), day) or {}
+            problems = verify_cold_day(self.settings, COLD_EVENTS_TABLE, day, self.fs)
+            problems += verify_cold_day(self.settings, COLD_ROLLUPS_DAILY_TABLE, day, self.fs)
+            hour_rows = published(self.settings, COLD_EVENTS_TABLE, day) or {}
             for source in sources:
                 held = int(hour_rows.get("hour_rows", {}).get(source["hour"], 0))
                 if held != source["rows"]:
@@ -217,7 +229,7 @@ class TierMover:
                     "move", "events", partition=hour_partition(hour), tier_from="warm", tier_to="cold",
                     rows=source["rows"], bytes=hours.get(hour, {}).get("bytes", 0), checksum=source["checksum"],
                     run_id=self.run_id, reason="past the warm horizon; cold day verified",
-                    details={"cold": f"{cold_events_path(self.settings)}/dt={day}", **commit}))
+                    details={"cold": f"{table_uri(self.settings, COLD_EVENTS_TABLE)}/dt={day}", **commit}))
             self._vacuum(ARCHIVE_TABLE)
         if self._past(end, "rollups_hourly", "warm"):
             self._drop_warm_rollups(day, report)
@@ -240,7 +252,7 @@ class TierMover:
         hours = list(table_hours(self.settings, ROLLUPS_HOURLY_TABLE, day))
         if not hours:
             return
-        daily = published(self.fs, rollups_daily_path(self.settings), day)
+        daily = published(self.settings, COLD_ROLLUPS_DAILY_TABLE, day)
         if daily is None:
             report.problems.append(f"rollups_hourly dt={day}: no daily rollups for the day; warm hours kept")
             return
@@ -256,6 +268,6 @@ class TierMover:
             report.add(self.audit.append(
                 "move", "rollups_hourly", partition=hour_partition(hour), tier_from="warm", tier_to="cold",
                 rows=events, bytes=size, run_id=self.run_id, reason="past the warm horizon; in the daily rollups",
-                details={"cold": f"{rollups_daily_path(self.settings)}/dt={day}", **commit}))
+                details={"cold": f"{table_uri(self.settings, COLD_ROLLUPS_DAILY_TABLE)}/dt={day}", **commit}))
         if open_table(self.settings, ROLLUPS_HOURLY_TABLE) is not None:
             self._vacuum(ROLLUPS_HOURLY_TABLE)

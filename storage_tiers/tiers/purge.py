@@ -3,10 +3,11 @@
 A day of a tenant is past retention when the day ended at least ``retention_for(tenant)`` before
 ``as_of``. Partitions hold many tenants, so each candidate partition (a cold day, a warm hour, a hot
 hour) is looked at per tenant: if every tenant in it is expired and unheld, the partition is deleted
-whole; if only some are, it is rewritten without them (a cold file gets a new manifest; the warm Delta
-tables get one delete commit per hour, ``dt = … AND hour = … [AND tenant IN (…)]``; the hot tier a
-synchronous ``ALTER TABLE … DELETE``). Held tenants are never in a delete's predicate. After the warm
-deletes each table is vacuumed with no history window: an erasure must leave no file that holds the
+whole; if only some are, it is rewritten without them (the cold Delta tables get one delete commit per
+day, ``dt = … [AND tenant IN (…)]``, whose provenance is the day's updated one; the warm Delta tables one
+delete commit per hour, ``dt = … AND hour = … [AND tenant IN (…)]``; the hot tier a synchronous
+``ALTER TABLE … DELETE``). Held tenants are never in a delete's predicate. After the deletes each table is
+vacuumed with no history window: an erasure must leave no file that holds the
 purged rows, so time travel to versions before a purge ends there. Every deletion is one ``purge``
 audit record (rows, bytes, tenants, and for the tables the commit's version and metrics). ``dry_run``
 reports the same plan without touching anything or writing the audit.
@@ -15,13 +16,12 @@ Before deleting anything a purge checks that it may (``PurgeRefused`` otherwise)
 the future (a future instant makes every unheld day look expired); the audit log verifies (holds are
 read from it, and a purge must not add to a log that was altered); every legal-hold record is readable
 (an unreadable one could be the hold that protects data); and the plan does not touch more than
-``purge_max_share`` of the lake's days unless the caller confirmed it. A cold day without a manifest
-(tenants unknown) is never deleted: it is reported in ``PurgeReport.blocked``.
+``purge_max_share`` of the lake's days unless the caller confirmed it. The tenants of a partition are read
+from its rows (the tenant column of its live files), so no partition is deleted blindly.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,26 +33,12 @@ import pyarrow.fs as pafs
 from batch.archive import content_checksum
 from common.events import format_ts
 from common.hot_store import HotStore
-from common.lake import (
-    MANIFEST_NAME,
-    cold_events_path,
-    fs_path,
-    hour_partition,
-    lake_filesystem,
-    rollups_daily_path,
-)
-from common.lake_io import (
-    day_start,
-    delete_folder,
-    manifest_of,
-    parquet_bytes,
-    partition_days,
-    publish,
-    read_tables,
-    sha256,
-)
+from common.lake import fs_path, hour_partition, lake_filesystem
+from common.lake_io import day_start, read_tables
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
     delete_rows,
@@ -65,12 +51,14 @@ from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import HoldError, LegalHold, active_holds, is_held
 from storage_tiers.policy import TierPolicy
 from storage_tiers.tiers.cold_files import (
-    EVENTS_SORT,
-    PART_NAME,
-    ROLLUP_KEYS,
-    day_folder,
+    COLD_SCHEMAS,
+    published,
+    read_day,
     table_hours,
-    tag_cold_folder,
+    tag_cold_day,
+)
+from storage_tiers.tiers.cold_files import (
+    content_checksum as cold_checksum,
 )
 from storage_tiers.tiers.movers import HOT_TABLES
 
@@ -155,9 +143,7 @@ class Purger:
 
     def _days_present(self) -> set[date]:
         days: set[date] = set()
-        for root in (cold_events_path(self.settings), rollups_daily_path(self.settings)):
-            days.update(partition_days(self.fs, root))
-        for table in (ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE):
+        for table in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE, ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE):
             delta = open_table(self.settings, table)
             if delta is not None:
                 days.update(hour.date() for hour in partition_stats(delta, table))
@@ -198,8 +184,8 @@ class Purger:
         return report
 
     def _execute(self, report: PurgeReport, dry_run: bool) -> PurgeReport:
-        self._cold(cold_events_path(self.settings), "events", report, dry_run, EVENTS_SORT)
-        self._cold(rollups_daily_path(self.settings), "rollups_daily", report, dry_run, ROLLUP_KEYS)
+        self._cold(COLD_EVENTS_TABLE, "events", report, dry_run)
+        self._cold(COLD_ROLLUPS_DAILY_TABLE, "rollups_daily", report, dry_run)
         self._warm(ARCHIVE_TABLE, "events", report, dry_run)
         self._warm(ROLLUPS_HOURLY_TABLE, "rollups_hourly", report, dry_run)
         if self.store is not None:
@@ -217,51 +203,59 @@ class Purger:
 
     # ------------------------------------------------------------------------------------- cold
 
-    def _cold(self, root: str, dataset: str, report: PurgeReport, dry_run: bool, sort_key: list[str]) -> None:
-        for day in partition_days(self.fs, root):
+    def _cold(self, table: WarmTable, dataset: str, report: PurgeReport, dry_run: bool) -> None:
+        """Delete expired, unheld tenants' rows from a cold Delta table, one commit per day, then vacuum at once.
+
+        Each delete commit carries the day's provenance as it is after the delete (rows, tenants, checksum, rows
+        per hour, and the purges so far), so ``published`` and ``verify_cold_day`` keep working on the day."""
+        delta = open_table(self.settings, table)
+        if delta is None:
+            return
+        deleted = False
+        for start in partition_stats(delta, table):
+            day = start.date()
             if not self._candidate(day):
                 continue
-            folder = day_folder(root, day)
-            manifest = manifest_of(self.fs, folder)
-            if manifest is None:  # whose data it holds is unknown: a held tenant's day must not go blindly
-                report.blocked.append(f"{dataset} cold dt={day}: no manifest (tenants unknown), not deleted")
-                continue
-            tenants = manifest.get("tenants", {})
-            gone = self._split(tenants, day, f"{dataset} cold dt={day}", report)
+            label = f"dt={day}"
+            rows = read_day(self.settings, table, day, self.fs)
+            tenants = _tenant_counts(rows)
+            gone = self._split(tenants, day, f"{dataset} cold {label}", report)
             if not gone:
                 continue
             whole = set(gone) == set(tenants)
-            rows = sum(tenants.get(t, 0) for t in gone)
-            item = PurgeItem(dataset, "cold", f"dt={day}", gone, rows, whole)
+            item = PurgeItem(dataset, "cold", label, gone, sum(tenants[t] for t in gone), whole)
             report.items.append(item)
             if dry_run:
                 continue
-            if whole:
-                item.bytes = delete_folder(self.fs, folder)
-                self._audit(item, "cold", manifest.get("sha256"))
-                continue
-            table = read_tables(self.fs, [f"{folder}/{manifest['file']}"])
-            assert table is not None
-            kept = table.filter(pc.invert(pc.is_in(table["tenant"], pa.array(gone))))
-            body = parquet_bytes(kept, manifest.get("compression", "zstd"), sort_key)
-            publish(self.fs, f"{folder}/{PART_NAME}", body)
-            new = dict(manifest)
-            new.update(rows=kept.num_rows, bytes=len(body), sha256=sha256(body),
-                       tenants={t: n for t, n in tenants.items() if t not in gone},
-                       purged=[*manifest.get("purged", []), {"tenants": gone, "rows": rows, "at": format_ts(self.as_of),
-                                                             "run_id": self.run_id}])
-            if "hour_rows" in manifest:
-                hours = pc.floor_temporal(kept["timestamp"], unit="hour").to_pylist() if kept.num_rows else []
+            manifest = published(self.settings, table, day, delta) or {}
+            kept = rows.filter(pc.invert(pc.is_in(rows["tenant"], pa.array(gone))))
+            checksum = cold_checksum(kept, COLD_SCHEMAS[table.name])
+            new = {k: v for k, v in manifest.items() if k not in ("version", "bytes")}
+            new.update(rows=kept.num_rows, checksum=checksum, tenants=_tenant_counts(kept),
+                       purged=[*manifest.get("purged", []), {"tenants": gone, "rows": item.rows,
+                                                             "at": format_ts(self.as_of), "run_id": self.run_id}])
+            if table is COLD_EVENTS_TABLE:
                 counts: dict[str, int] = {}
-                for hour in hours:
+                for hour in (pc.floor_temporal(kept["timestamp"], unit="hour").to_pylist() if kept.num_rows else []):
                     counts[format_ts(hour)] = counts.get(format_ts(hour), 0) + 1
                 new["hour_rows"] = counts
-            if "events" in manifest and "events" in kept.column_names:
+            elif "events" in kept.column_names:
                 new["events"] = int(pc.sum(kept["events"]).as_py() or 0)
-            publish(self.fs, f"{folder}/{MANIFEST_NAME}", (json.dumps(new, indent=2) + "\n").encode())
-            tagged = tag_cold_folder(self.settings, self.policy, folder)  # a rewritten S3 object has no tags
-            item.bytes = int(manifest["bytes"]) - len(body)
-            self._audit(item, "cold", f"sha256:{new['sha256']}", details={"retagged": tagged})
+            before = int(manifest.get("bytes", 0))
+            predicate = table.day_predicate(day)
+            if not whole:
+                predicate += " AND tenant IN (" + ", ".join(_sql_string(t) for t in gone) + ")"
+            metrics = delete_rows(self.settings, table, predicate, "purge", label, new)
+            deleted = True
+            after = published(self.settings, table, day)
+            item.bytes = before - int((after or {}).get("bytes", 0))
+            tagged = tag_cold_day(self.settings, self.policy, table, day) if after else []  # new objects: no tags
+            self._audit(item, "cold", f"sha256:{checksum}", details={
+                "table": table.name, "table_version": metrics.get("version"),
+                "deleted_rows": metrics.get("num_deleted_rows"), "removed_files": metrics.get("num_removed_files"),
+                "added_files": metrics.get("num_added_files"), "retagged": tagged})
+        if deleted:
+            report.vacuumed[table.name] = len(vacuum(self.settings, table, timedelta(0)))
 
     # ------------------------------------------------------------------------------------- warm
 
@@ -343,6 +337,13 @@ class Purger:
                         f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{hour:DateTime('UTC')}} "
                         "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
                 self._audit(item, "hot", details={"table": table})
+
+
+def _tenant_counts(rows: pa.Table) -> dict[str, int]:
+    if rows.num_rows == 0:
+        return {}
+    grouped = rows.group_by("tenant").aggregate([([], "count_all")])
+    return dict(zip(grouped["tenant"].to_pylist(), grouped["count_all"].to_pylist(), strict=True))
 
 
 def _sql_string(value: str) -> str:

@@ -15,16 +15,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
-from common.lake import hour_partition, rollups_daily_path
 from common.rollups import minute_rollups
 from common.settings import Settings
 
@@ -81,7 +78,7 @@ def lay_lake(settings: Settings, events: list[dict[str, Any]], now: datetime) ->
     """Warm hourly rollups for events younger than a year; cold daily rollups for every complete day."""
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     _write_warm(settings, [e for e in events if e["timestamp"] >= now - timedelta(days=365)])
-    _write_rollups(rollups_daily_path(settings), [e for e in events if e["timestamp"] < today], "day")
+    _write_daily(settings, [e for e in events if e["timestamp"] < today])
 
 
 def lay_warm(settings: Settings, events: list[dict[str, Any]]) -> None:
@@ -104,22 +101,20 @@ def _write_warm(settings: Settings, events: list[dict[str, Any]]) -> None:
         append_rows(settings, ROLLUPS_HOURLY_TABLE, pa.Table.from_pylist(rows, schema=schema), "test", {})
 
 
-def _write_rollups(root: str, events: list[dict[str, Any]], unit: str) -> None:
+def _write_daily(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """The cold daily rollups appended to their Delta table in one commit."""
+    from common.lake_tables import COLD_ROLLUPS_DAILY_TABLE, append_rows
+    from storage_tiers.tiers.cold_files import DAILY_SCHEMA
+
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for e in events:
-        groups[(floor(e["timestamp"], unit), *(e[k] for k in KEYS))].append(e)
-    by_folder: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (at, *key), members in groups.items():
-        folder = hour_partition(at) if unit == "hour" else f"dt={at:%Y-%m-%d}"
-        by_folder[folder].append({**dict(zip(KEYS, key, strict=True)), unit: at, "events": len(members),
-                                  "revenue": sum(e["revenue"] for e in members),
-                                  "user_ids": sorted({e["user_id"] for e in members})})
-    schema = pa.schema([*((k, pa.string()) for k in KEYS), (unit, pa.timestamp("us", tz="UTC")),
-                        ("events", pa.int64()), ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string()))])
-    for folder, rows in by_folder.items():
-        path = Path(root) / folder / f"part-{uuid.uuid4().hex[:8]}.zstd.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, compression="zstd")
+        groups[(floor(e["timestamp"], "day"), *(e[k] for k in KEYS))].append(e)
+    rows = [{**dict(zip(KEYS, key, strict=True)), "day": at, "events": len(members),
+             "revenue": sum(e["revenue"] for e in members), "user_ids": sorted({e["user_id"] for e in members}),
+             "dt": at.date()} for (at, *key), members in groups.items()]
+    if rows:
+        schema = DAILY_SCHEMA.append(pa.field("dt", pa.date32()))
+        append_rows(settings, COLD_ROLLUPS_DAILY_TABLE, pa.Table.from_pylist(rows, schema=schema), "test", {})
 
 
 # ------------------------------------------------------------------------------------------ truth

@@ -1,8 +1,8 @@
 """The compliance audit on real services: a MinIO lake and the hot tier behind a real hot node.
 
 The test writes every tier itself in the agreed layout — raw events and rollups into the hot tier
-through the hot node (Arrow Flight into chDB), archive hours with manifests, warm hourly rollups, cold
-days with manifests and the cold tag on MinIO, audit-log records and a legal hold through the real
+through the hot node (Arrow Flight into chDB), archive hours, warm hourly rollups and cold days committed to
+their Delta tables, the cold days' files tagged cold on MinIO, audit-log records and a legal hold through the real
 audit log — keeping its own bookkeeping of what it wrote (partitions, rows, bytes of each object,
 event-time range). The audit must report exactly that inventory and exactly the violations planted:
 
@@ -36,10 +36,12 @@ import pytest
 from cli.main import main as lakehouse
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import FlightHotStore
-from common.lake import fs_path, lake_filesystem
-from common.lake_io import parquet_bytes, publish
+from common.lake import fs_path, is_s3, lake_filesystem
+from common.lake_io import publish
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_SCHEMA,
     ROLLUPS_HOURLY_TABLE,
     replace_partition,
@@ -53,7 +55,7 @@ from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.audit_report import publish_report, report_html, report_json, run_audit
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import load_policy
-from storage_tiers.tiers.cold_files import table_hours
+from storage_tiers.tiers.cold_files import day_files, publish_day, published, table_hours
 from tests.integration.own_services import free_pair
 
 pytestmark = pytest.mark.integration
@@ -152,15 +154,15 @@ def _warm_rollups(settings: Settings, truth: Truth, hour: datetime, rows: int, e
 
 def _cold_day(settings: Settings, truth: Truth, dataset: str, day: datetime, table: pa.Table, time_column: str,
               tagged: bool = True) -> None:
-    folder = _lake(settings, "cold", dataset, f"dt={day:%Y-%m-%d}")
-    size = _put(settings, f"{folder}/part-0.parquet", parquet_bytes(table, "zstd", ["tenant"]),
-                COLD_TAGS if tagged else None)
-    tenants: dict[str, int] = {}
-    for t in table["tenant"].to_pylist():
-        tenants[t] = tenants.get(t, 0) + 1
-    manifest = {"format": "lakehouse.cold.manifest/1", "dataset": dataset, "partition": f"dt={day:%Y-%m-%d}",
-                "file": "part-0.parquet", "rows": table.num_rows, "bytes": size, "tenants": tenants}
-    _put(settings, f"{folder}/_manifest.json", json.dumps(manifest).encode(), COLD_TAGS if tagged else None)
+    """One day committed to its cold Delta table (as the tier mover commits it), its files tagged cold or not."""
+    delta_table = COLD_EVENTS_TABLE if dataset == "events" else COLD_ROLLUPS_DAILY_TABLE
+    publish_day(settings, delta_table, day.date(), table, ["tenant"], [], {}, None)
+    if tagged and is_s3(settings.effective_lake_uri):
+        for uri in day_files(settings, delta_table, day.date()):
+            bucket, key = uri.removeprefix("s3://").split("/", 1)
+            s3_client(settings).put_object_tagging(
+                Bucket=bucket, Key=key, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in COLD_TAGS.items()]})
+    size = (published(settings, delta_table, day.date()) or {})["bytes"]
     times = table[time_column].to_pylist()
     truth.add(dataset if dataset == "events" else "rollups_daily", "cold", day, table.num_rows, size, min(times),
               max(times))
@@ -412,9 +414,9 @@ class _Page(HTMLParser):
 
 
 def test_inventory_reads_the_cold_days_the_movers_publish(tmp_path: Path) -> None:
-    """The cold days as ``storage_tiers.tiers.cold_files`` really writes them (its manifest: ``file``, rows per tenant,
-    no event-time range) are inventoried right: rows from the manifest, bytes of the file, time range from the
-    footer. Local lake, no services."""
+    """The cold days as ``storage_tiers.tiers.cold_files`` really commits them are inventoried right from the cold
+    tables' logs: rows, bytes of the live files, time and tenant ranges from the per-file statistics. Local lake,
+    no services."""
     from storage_tiers.tiers.cold_files import build_cold_events, build_rollups_daily
 
     settings = Settings(home=tmp_path, lake_uri=str(tmp_path / "lake"), tier_policy="")

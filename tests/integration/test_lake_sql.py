@@ -1,12 +1,13 @@
 """DuckDB over the lake: the views, ``lakehouse sql`` and the API's warm/cold path, on a local lake and MinIO.
 
-The lake is written here in the agreed layout (archive hours, cold days with manifests, Spark-shaped
-warm hourly rollups, cold daily rollups) from one synthetic event list, and every answer is compared
+The lake is written here in the agreed layout (the Delta tables: archive hours, cold days, warm hourly rollups,
+cold daily rollups) from one synthetic event list, and every answer is compared
 with a ground truth computed in Python from that list. Six days cover the tier boundary cases:
 
-* D1–D3: cold only (published: data file + manifest);
-* D4: cold published and still in the archive (a move in progress): must count once, from cold;
-* D5: in the archive, cold data file written but no manifest yet: must count once, from the archive;
+* D1–D3: cold only (committed to the cold events table);
+* D4: cold committed and still in the archive (a move in progress): must count once, from cold;
+* D5: in the archive, a cold data file written in the table's folder but never committed (a move that failed
+  before its commit): must count once, from the archive;
 * D6: archive only.
 
 Warm hourly rollups exist for D4–D6, cold daily rollups for D1–D4. Pruning is proven twice: DuckDB's
@@ -55,6 +56,8 @@ from common.lake import (
 )
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_TABLE,
     open_table,
     replace_partition,
@@ -67,6 +70,7 @@ from serving.query.sql_compile import compile_segment
 from serving.query.tier_routing import Horizons, plan
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.lake.sql import files_read, lake_connection, lake_query
+from storage_tiers.tiers.cold_files import EVENTS_SORT, ROLLUP_KEYS, publish_day
 from tests.integration.own_services import free_pair, minio_alone
 
 pytestmark = pytest.mark.integration
@@ -171,7 +175,6 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
 
 def build_lake(settings: Settings) -> Lake:
     lake = Lake(settings)
-    manifest = json.dumps({"rows": 0, "files": [{"path": "part-0.parquet"}]}).encode()
     for day in DAYS:
         rows = sorted((r for r in EVENTS if _day(r) == day), key=lambda r: (r["tenant"], r["event"], r["timestamp"]))
         if day in IN_ARCHIVE:
@@ -182,9 +185,8 @@ def build_lake(settings: Settings) -> Lake:
                                                                                       at), "archive", {"test": True})
         cold = f"{cold_events_path(settings)}/dt={day}"
         if day in COLD_PUBLISHED:
-            lake.put(f"{cold}/part-0.parquet", _table(rows))
-            lake.put(f"{cold}/_manifest.json", manifest)
-        if day in COLD_UNPUBLISHED:  # a move still writing: half the day, no manifest
+            publish_day(settings, COLD_EVENTS_TABLE, day, _table(rows), EVENTS_SORT, [], {}, None)
+        if day in COLD_UNPUBLISHED:  # a move that failed before its commit: half the day, in no version
             lake.put(f"{cold}/part-0.parquet", _table(rows[: len(rows) // 2]))
         if day in WARM_HOURLY_DAYS:
             for hour in HOURS:
@@ -194,9 +196,8 @@ def build_lake(settings: Settings) -> Lake:
                                                ROLLUPS_HOURLY_TABLE, at)
                 replace_partition(settings, ROLLUPS_HOURLY_TABLE, at, table, "recompute", {"test": True})
         if day in COLD_DAILY_DAYS:
-            folder = f"{rollups_daily_path(settings)}/dt={day}"
-            lake.put(f"{folder}/part-0.parquet", _rollup_table(rows, "day", DAILY_SCHEMA))
-            lake.put(f"{folder}/_manifest.json", manifest)
+            publish_day(settings, COLD_ROLLUPS_DAILY_TABLE, day, _rollup_table(rows, "day", DAILY_SCHEMA),
+                        ROLLUP_KEYS, [], {}, None)
     return lake
 
 

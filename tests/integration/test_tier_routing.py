@@ -10,21 +10,18 @@ answer is compared with a ground truth computed here from the raw events.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from common.hot_store import HotStore
-from common.lake import hour_partition, rollups_daily_path
-from common.lake_tables import ROLLUPS_HOURLY_SCHEMA, ROLLUPS_HOURLY_TABLE, append_rows
+from common.lake_tables import COLD_ROLLUPS_DAILY_TABLE, ROLLUPS_HOURLY_SCHEMA, ROLLUPS_HOURLY_TABLE, append_rows
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
+from storage_tiers.tiers.cold_files import DAILY_SCHEMA
 
 pytestmark = pytest.mark.integration
 
@@ -84,19 +81,14 @@ def _lay_warm(settings: Settings, events: list[dict[str, Any]], tenant: str) -> 
                 {"tenant": tenant})
 
 
-def _lay_parquet(root: str, events: list[dict[str, Any]], unit: str, tenant: str) -> None:
-    """Files in the layout the tier mover (cold) writes."""
-    by_folder: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for (at, *key), r in _rollup(events, unit).items():
-        folder = hour_partition(at) if unit == "hour" else f"dt={at:%Y-%m-%d}"
-        by_folder[folder].append({**dict(zip(KEYS, key, strict=True)), unit: at, "events": r["events"],
-                                  "revenue": r["revenue"], "user_ids": sorted(r["users"])})
-    schema = pa.schema([*((k, pa.string()) for k in KEYS), (unit, pa.timestamp("us", tz="UTC")),
-                        ("events", pa.int64()), ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string()))])
-    for folder, rows in by_folder.items():
-        path = Path(root) / folder / f"part-{tenant}.zstd.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, compression="zstd")
+def _lay_daily(settings: Settings, events: list[dict[str, Any]], tenant: str) -> None:
+    """The tenant's daily rollups appended to the cold daily rollups' Delta table (one commit; other tests' rows
+    stay)."""
+    rows = [{**dict(zip(KEYS, key, strict=True)), "day": at, "events": r["events"], "revenue": r["revenue"],
+             "user_ids": sorted(r["users"]), "dt": at.date()} for (at, *key), r in _rollup(events, "day").items()]
+    schema = DAILY_SCHEMA.append(pa.field("dt", pa.date32()))
+    append_rows(settings, COLD_ROLLUPS_DAILY_TABLE, pa.Table.from_pylist(rows, schema=schema), "test",
+                {"tenant": tenant})
 
 
 def _truth_by_day(events: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, list]:
@@ -117,7 +109,7 @@ def history(settings: Settings, hot: HotStore) -> tuple[str, datetime, list[dict
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     _lay_hot(hot, [e for e in events if e["timestamp"] >= now - timedelta(days=90)])
     _lay_warm(settings, [e for e in events if e["timestamp"] >= now - timedelta(days=365)], tenant)
-    _lay_parquet(rollups_daily_path(settings), [e for e in events if e["timestamp"] < today], "day", tenant)
+    _lay_daily(settings, [e for e in events if e["timestamp"] < today], tenant)
     return tenant, now, events
 
 

@@ -60,6 +60,8 @@ from common.lake import (
 from common.lake_duckdb import duckdb_uri
 from common.lake_tables import (
     ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_SCHEMA,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
@@ -82,7 +84,7 @@ from stack.app_services import full_stack
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import DEFAULT_POLICY_FILE, load_policy
-from storage_tiers.tiers.cold_files import object_tags
+from storage_tiers.tiers.cold_files import day_files, object_tags
 from stream.job import landing_writer, parse_events
 from tests.integration.own_services import free_pair
 
@@ -338,12 +340,11 @@ def _counts(table: pa.Table | None, time_column: str, unit: str, measure: str | 
 
 
 def lake_contents(settings: Settings) -> dict[str, Counter]:
-    fs = lake_filesystem(settings)
     return {
         "warm events": _counts(_read_table(settings, ARCHIVE_TABLE), "timestamp", "hour"),
-        "cold events": _counts(_read_all(fs, cold_events_path(settings)), "timestamp", "hour"),
+        "cold events": _counts(_read_table(settings, COLD_EVENTS_TABLE), "timestamp", "hour"),
         "warm hourly rollups": _counts(_read_table(settings, ROLLUPS_HOURLY_TABLE), "hour", "hour", "events"),
-        "cold daily rollups": _counts(_read_all(fs, rollups_daily_path(settings)), "day", "day", "events"),
+        "cold daily rollups": _counts(_read_table(settings, COLD_ROLLUPS_DAILY_TABLE), "day", "day", "events"),
     }
 
 
@@ -521,13 +522,18 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
         for name in expected:
             assert dict(actual[name]) == dict(expected[name]), name
         # Erasure is physical: after the purge's vacuum, every Parquet file left under the warm tables (read
-        # straight from storage, not through the log) holds exactly the live rows, so none of the trial tenant's.
+        # straight from storage, not through the log) holds exactly the live rows, so none of the trial tenant's;
+        # the same for the cold tables.
         fs = lake_filesystem(settings)
         for name, root, time_column, measure in (("warm events", archive_path(settings), "timestamp", None),
                                                  ("warm hourly rollups", rollups_hourly_path(settings), "hour",
+                                                  "events"),
+                                                 ("cold events", cold_events_path(settings), "timestamp", None),
+                                                 ("cold daily rollups", rollups_daily_path(settings), "day",
                                                   "events")):
             stored = _read_all(fs, root)
-            assert dict(_counts(stored, time_column, "hour", measure)) == dict(actual[name]), name
+            unit = "day" if name == "cold daily rollups" else "hour"
+            assert dict(_counts(stored, time_column, unit, measure)) == dict(actual[name]), name
             assert stored is None or "trial" not in set(stored["tenant"].to_pylist()), name
         # The trial tenant's rows were cut out of an hour it shares with beta: the archive hour was republished
         # (new file, new manifest and content checksum) and still verifies; hot rollups_1h lost only its rows.
@@ -541,9 +547,11 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
 
         # Cold objects carry the policy's tags, also those the purge rewrote (the held day lost beta's rows).
         for cold_day in (TODAY - timedelta(days=730), held_day):
-            for root in (cold_events_path(settings), rollups_daily_path(settings)):
-                tags = object_tags(settings, f"{root}/dt={cold_day.isoformat()}/part-0.parquet")
-                assert tags == {"lakehouse-tier": "cold"}, (root, cold_day)
+            for table in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE):
+                files = day_files(settings, table, cold_day)
+                assert files, (table.name, cold_day)
+                for uri in files:
+                    assert object_tags(settings, uri) == {"lakehouse-tier": "cold"}, (uri, cold_day)
         log = _assert_audit(settings, {"drop_hot", "compact_cold", "mark_cold", "move", "hold_placed", "purge"})
         mark = next(r for r in log.records() if r["action"] == "mark_cold")
         assert mark["details"]["tags"] == {"lakehouse-tier": "cold"}

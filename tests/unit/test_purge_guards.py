@@ -1,6 +1,6 @@
 """The purge refuses to start when it must not delete: a future as_of, an altered audit log, an unreadable
-hold, a plan touching too much of the lake; and it never deletes a cold day whose content is unknown.
-A real local lake (files on disk), no hot tier."""
+hold, a plan touching too much of the lake; and it never touches a cold day still in the old folder layout (not
+migrated: not in the table). A real local lake (the cold events' Delta table on disk), no hot tier."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from common.events import EVENT_ARROW_SCHEMA
 from common.lake import cold_events_path
+from common.lake_tables import COLD_EVENTS_TABLE
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog, canonical
 from storage_tiers.compliance.holds import HoldError, active_holds, place_hold
 from storage_tiers.policy import load_policy
-from storage_tiers.tiers.cold_files import day_folder
+from storage_tiers.tiers.cold_files import EVENTS_SORT, publish_day, published
 from storage_tiers.tiers.purge import Purger, PurgeRefused
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -24,14 +27,24 @@ OLD = [date(2019, 1, 1) + timedelta(days=i) for i in range(3)]  # past the 7-yea
 RECENT = [date(2026, 11, 1) + timedelta(days=i) for i in range(7)]
 
 
-def lay_day(settings: Settings, day: date, manifest: bool = True) -> Path:
-    folder = Path(day_folder(cold_events_path(settings), day))
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "part-0.parquet").write_bytes(b"PAR1 stand-in")  # deleted whole: never read
-    if manifest:
-        (folder / "_manifest.json").write_text(json.dumps({"tenants": {"acme": 10}, "rows": 10, "bytes": 13,
-                                                           "sha256": "x", "file": "part-0.parquet"}))
-    return folder
+class ColdDayRef:
+    """A day of the cold events table; ``exists()``: whether the table still holds rows of it."""
+
+    def __init__(self, settings: Settings, day: date) -> None:
+        self.settings, self.day = settings, day
+
+    def exists(self) -> bool:
+        return published(self.settings, COLD_EVENTS_TABLE, self.day) is not None
+
+
+def lay_day(settings: Settings, day: date) -> ColdDayRef:
+    start = datetime(day.year, day.month, day.day, 5, tzinfo=UTC)
+    rows = pa.Table.from_pylist([
+        {"tenant": "acme", "event": "view", "timestamp": start + timedelta(minutes=i), "event_id": f"{day}-{i}",
+         "user_id": "u", "page": "/", "country": "FR", "device": "web", "revenue": 0.0, "properties": "{}",
+         "received_at": start} for i in range(10)], schema=EVENT_ARROW_SCHEMA)
+    publish_day(settings, COLD_EVENTS_TABLE, day, rows, EVENTS_SORT, [], {}, None)
+    return ColdDayRef(settings, day)
 
 
 @pytest.fixture
@@ -110,11 +123,12 @@ def test_a_hold_record_missing_its_dates_is_an_error_not_a_skip(settings: Settin
         active_holds(log)
 
 
-def test_a_cold_day_without_a_manifest_is_never_deleted(settings: Settings) -> None:
-    blind = lay_day(settings, OLD[0], manifest=False)
+def test_a_cold_day_still_in_the_old_folder_layout_is_never_deleted(settings: Settings) -> None:
+    blind = Path(cold_events_path(settings)) / f"dt={OLD[0]}"
+    blind.mkdir(parents=True)
+    (blind / "part-0.parquet").write_bytes(b"PAR1 stand-in")  # not migrated: `lakehouse lake migrate` first
     for day in OLD[1:] + RECENT:
         lay_day(settings, day)
     report = purger(settings).run(now=NOW)
-    assert blind.exists() and report.blocked == [f"events cold dt={OLD[0]}: no manifest (tenants unknown), "
-                                                 "not deleted"]
+    assert (blind / "part-0.parquet").exists()
     assert sorted(i.partition for i in report.items) == [f"dt={d}" for d in OLD[1:]]
