@@ -11,6 +11,12 @@ purged rows, so time travel to versions before a purge ends there. Every deletio
 audit record (rows, bytes, tenants, and for the tables the commit's version and metrics). ``dry_run``
 reports the same plan without touching anything or writing the audit.
 
+Purged rows must not come back: they are also in the landing zone, from which a late event or a backfill
+re-archives their hour. So before deleting anything the purge records an erasure per (tenant, hour or
+day) it deletes (``common.erasures``), which the archive applies to every later run of that hour, and
+after the tiers it rewrites the landing files that hold rows of any erased (tenant, hour), late ones
+included (audited as dataset ``landing``).
+
 Before deleting anything a purge checks that it may (``PurgeRefused`` otherwise): ``as_of`` is not in
 the future (a future instant makes every unheld day look expired); the audit log verifies (holds are
 read from it, and a purge must not add to a log that was altered); every legal-hold record is readable
@@ -29,8 +35,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from batch.archive import content_checksum
+from common.erasures import Ranges, day_range, erased_tenants, hour_range, read_erasures, record_erasures, union
 from common.events import format_ts
 from common.hot_store import HotStore
 from common.lake import (
@@ -39,6 +47,7 @@ from common.lake import (
     fs_path,
     hour_partition,
     lake_filesystem,
+    landing_files_by_hour,
     rollups_daily_path,
 )
 from common.lake_io import (
@@ -106,6 +115,22 @@ class PurgeReport:
     @property
     def rows(self) -> int:
         return sum(i.rows for i in self.items)
+
+
+def erasure_ranges(items: list[PurgeItem]) -> Ranges:
+    """The (tenant, range) each deletion erases: a cold item its day, the others their hour."""
+    ranges: dict[str, list[tuple[datetime, datetime]]] = {}
+    for item in items:
+        day = _day_of(item.partition)
+        if day is None:
+            continue
+        if "/hour=" in item.partition:
+            span = hour_range(day_start(day) + timedelta(hours=int(item.partition.rsplit("=", 1)[1])))
+        else:
+            span = day_range(day_start(day))
+        for tenant in item.tenants:
+            ranges.setdefault(tenant, []).append(span)
+    return union(ranges)
 
 
 def _day_of(partition: str) -> date | None:
@@ -193,7 +218,12 @@ class Purger:
                     f"than LAKEHOUSE_PURGE_MAX_SHARE={limit:g}; nothing was purged. Check the policy and as_of "
                     "(a dry run lists the plan), then confirm (`--confirm-large-purge`, or the tiers resource's "
                     "confirm_large_purge)")
+            # the erasures are recorded before anything is deleted: a purge stopped half-way leaves rows that the
+            # next purge deletes, never rows that a re-archived hour brings back
+            record_erasures(self.settings, erasure_ranges(plan.items), self.fs)
         report = self._execute(PurgeReport(self.as_of, dry_run), dry_run)
+        if not dry_run:
+            record_erasures(self.settings, erasure_ranges(report.items), self.fs)
         report.share = share
         return report
 
@@ -204,6 +234,7 @@ class Purger:
         self._warm(ROLLUPS_HOURLY_TABLE, "rollups_hourly", report, dry_run)
         if self.store is not None:
             self._hot(report, dry_run)
+        self._landing(report, dry_run)
         return report
 
     def _audit(self, item: PurgeItem, tier_from: str, checksum: str | None = None,
@@ -310,6 +341,44 @@ class Purger:
                     "removed_files": metrics.get("num_removed_files"), "added_files": metrics.get("num_added_files")})
         if deleted:
             report.vacuumed[table.name] = len(vacuum(self.settings, table, timedelta(0)))
+
+    # ---------------------------------------------------------------------------------- landing
+
+    def _landing(self, report: PurgeReport, dry_run: bool) -> None:
+        """Rewrite the landing files that hold rows of an erased (tenant, hour): this purge's and earlier ones'
+        (a late event landed since). The files keep their names, so the stream's commit log still lists them and
+        the late-landing sensor sees nothing new; the archive leaves such rows out anyway (``common.erasures``)."""
+        erasures = union(read_erasures(self.settings, self.fs), erasure_ranges(report.items))
+        if not erasures:
+            return
+        for hour, files in landing_files_by_hour(self.settings, self.fs).items():
+            erased = erased_tenants(erasures, hour)
+            if not erased:
+                continue
+            gone = pa.array(erased, pa.string())
+            touched: list[str] = []
+            counts: dict[str, int] = {}
+            for path in files:
+                tenants = pq.read_table(fs_path(path), columns=["tenant"], filesystem=self.fs)["tenant"]
+                hit = tenants.filter(pc.is_in(tenants.cast(pa.string()), gone))
+                if len(hit):
+                    touched.append(path)
+                    for tenant in hit.to_pylist():
+                        counts[tenant] = counts.get(tenant, 0) + 1
+            if not touched:
+                continue
+            item = PurgeItem("landing", "landing", hour_partition(hour), sorted(counts), sum(counts.values()), False)
+            report.items.append(item)
+            if dry_run:
+                continue
+            for path in touched:
+                table = pq.read_table(fs_path(path), filesystem=self.fs)
+                before = self.fs.get_file_info(fs_path(path)).size or 0
+                kept = table.filter(pc.invert(pc.is_in(table["tenant"].cast(pa.string()), gone)))
+                body = parquet_bytes(kept, "zstd")
+                publish(self.fs, fs_path(path), body)
+                item.bytes += before - len(body)
+            self._audit(item, "landing", details={"files": touched})
 
     # -------------------------------------------------------------------------------------- hot
 
