@@ -8,6 +8,7 @@ Arrow Flight. Both implementations speak Arrow, so callers never know which one 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -43,24 +44,15 @@ def _insert_settings(token: str | None) -> dict[str, Any]:
     return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
-class ClickHouseHotStore:
-    """clickhouse-connect client to a ClickHouse server (``http://``) or embedded chDB (``chdb://``).
+class _Session:
+    """One clickhouse-connect client (one ClickHouse session) and the lock that keeps it to one call at a time:
+    a client must not run two statements at once, and chDB keeps a query's settings in its session."""
 
-    chDB runs in-process and is not safe for concurrent calls, so calls are serialised by a lock;
-    a ClickHouse server handles concurrency itself but a clickhouse-connect client must not run two
-    queries on one session at once, so the lock is kept there too (the API uses one store per process).
-    """
-
-    def __init__(self, dsn: str, *, read_only: bool = False, lock: threading.Lock | None = None) -> None:
+    def __init__(self, dsn: str, settings: dict[str, Any]) -> None:
         import clickhouse_connect
 
-        self.dsn = dsn
-        # a read-only client is its own session pinned to readonly (chDB keeps a query's settings in the
-        # session, so they cannot be switched per query on a shared client); it refuses writes, DDL and
-        # table functions such as file() and url()
-        settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
         try:
-            self._client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
+            self.client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
         except Exception as exc:  # re-raised with the fix
             hint = (
                 "another process (the hot node?) already owns this chDB folder: reach it through the hot node "
@@ -69,29 +61,64 @@ class ClickHouseHotStore:
                 else "check LAKEHOUSE_CLICKHOUSE_DSN and that the ClickHouse server is up"
             )
             raise HotStoreError(f"cannot open ClickHouse at {dsn}: {exc} — {hint}") from exc
-        self._lock = lock or threading.Lock()
+        self.lock = threading.Lock()
 
-    def read_only(self) -> ClickHouseHotStore:
-        """A second client on the same hot tier that can only read (same lock: chDB is one engine)."""
-        return ClickHouseHotStore(self.dsn, read_only=True, lock=self._lock)
+
+class ClickHouseHotStore:
+    """clickhouse-connect client to a ClickHouse server (``http://``) or embedded chDB (``chdb://``).
+
+    Writes (inserts, commands) have a session of their own and queries share a pool of ``query_sessions``
+    sessions, so the stream's inserts never queue behind a tenant's slow query, and a few queries run at
+    once. chDB runs them concurrently in one engine (one process per data folder, any number of sessions);
+    a ClickHouse server does so anyway. Fairness between tenants is the API's business
+    (``serving.tenancy.query_slots``): it never lets one tenant hold every query session.
+    """
+
+    def __init__(self, dsn: str, *, read_only: bool = False, query_sessions: int = 1) -> None:
+        self.dsn = dsn
+        self.query_sessions = max(1, query_sessions)
+        # a read-only store's sessions are pinned to readonly (chDB keeps a query's settings in the session, so
+        # they cannot be switched per query on a shared client): no writes, no DDL, no file()/url() table functions
+        settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
+        self._writer = None if read_only else _Session(dsn, settings)
+        self._pool: queue.LifoQueue[_Session] = queue.LifoQueue()
+        self._sessions = [_Session(dsn, settings) for _ in range(self.query_sessions)]
+        for session in self._sessions:
+            self._pool.put(session)
+
+    def read_only(self, query_sessions: int | None = None) -> ClickHouseHotStore:
+        """Another store on the same hot tier that can only read, with sessions of its own."""
+        return ClickHouseHotStore(self.dsn, read_only=True, query_sessions=query_sessions or self.query_sessions)
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        with self._lock:
-            return self._client.query_arrow(sql, parameters=parameters or {})
+        session = self._pool.get()  # waits while every query session is busy
+        try:
+            with session.lock:
+                return session.client.query_arrow(sql, parameters=parameters or {})
+        finally:
+            self._pool.put(session)
+
+    def _writing(self, what: str) -> _Session:
+        if self._writer is None:
+            raise HotStoreError(f"{what} on a read-only hot store: use the hot node's writer token")
+        return self._writer
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            self._client.command(sql, parameters=parameters or {})
+        writer = self._writing("a command")
+        with writer.lock:
+            writer.client.command(sql, parameters=parameters or {})
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         if data.num_rows == 0:
             return
-        with self._lock:
-            self._client.insert_arrow(table, data, settings=_insert_settings(token))
+        writer = self._writing("an insert")
+        with writer.lock:
+            writer.client.insert_arrow(table, data, settings=_insert_settings(token))
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        for session in [*self._sessions, *([self._writer] if self._writer else [])]:
+            with session.lock:
+                session.client.close()
 
 
 def encode_request(payload: dict[str, Any]) -> bytes:
@@ -214,4 +241,4 @@ def open_hot_store(settings: Settings, *, is_hot_node: bool = False) -> HotStore
         raise HotStoreError(f"LAKEHOUSE_HOT_STORE_MODE={mode!r} is not one of auto, direct, remote")
     if mode == "remote" or (mode == "auto" and settings.embedded_clickhouse and not is_hot_node):
         return FlightHotStore.for_settings(settings)
-    return ClickHouseHotStore(settings.effective_clickhouse_dsn)
+    return ClickHouseHotStore(settings.effective_clickhouse_dsn, query_sessions=settings.hot_query_sessions)

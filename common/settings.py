@@ -65,6 +65,22 @@ class Settings(BaseSettings):
         description="How a process reaches the hot tier: `direct` (open clickhouse_dsn itself), `remote` (through "
         "the hot node), `auto` (direct for an http DSN, remote for embedded chDB unless it is the hot node).",
     )
+    hot_query_sessions: int = Field(
+        default=3, ge=1,
+        description="Hot-tier queries one process runs at once, each on a ClickHouse session of its own (the hot "
+        "node keeps as many more for its Flight readers). Inserts and commands have a session of their own, so "
+        "the stream's writes never wait behind a query.",
+    )
+    hot_queries_per_tenant: int = Field(
+        default=2, ge=1,
+        description="At most this many hot-tier queries of one tenant run at once in the API; keep it below "
+        "hot_query_sessions so that one tenant's slow queries never take every session.",
+    )
+    tenant_query_wait_seconds: float = Field(
+        default=2.0, ge=0,
+        description="How long a tenant's query waits for one of its hot_queries_per_tenant slots before it is "
+        "answered 429 (retry shortly).",
+    )
 
     # Lake
     lake_uri: str = Field(

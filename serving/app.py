@@ -46,6 +46,7 @@ from serving.routes.live import live_router
 from serving.routes.queries import queries_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
+from serving.tenancy.query_slots import TenantFairStore, TenantQuerySlots
 from serving.tracing import configure_tracing
 from storage_tiers.lake.reader import LakeRollupReader
 from storage_tiers.policy import load_policy
@@ -167,6 +168,9 @@ def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher |
                   cache: QueryCache | None = None) -> Serving:
     """What every endpoint shares, API keys on, over ``store``; Kafka and Redis clients unless others are
     passed in (the component tests pass an in-memory publisher)."""
+    # every tenant-scoped hot query within its tenant's slots: one tenant cannot take every query session
+    slots = TenantQuerySlots(settings.hot_queries_per_tenant, settings.tenant_query_wait_seconds)
+    store = TenantFairStore(store, slots)
     serving = Serving(
         settings=settings,
         store=store,
