@@ -161,12 +161,40 @@ def client_hot_node_token(settings: Settings) -> str:
         return ""
 
 
+def _read_pem(path: str, setting: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise HotStoreError(f"cannot read {setting}={path}: {exc} — point it at a readable PEM file") from exc
+
+
+def hot_node_tls(settings: Settings) -> tuple[bytes, bytes] | None:
+    """The hot node's (certificate, key) when it serves TLS; checks that the URL's scheme agrees."""
+    cert = _read_pem(settings.hot_node_tls_cert, "LAKEHOUSE_HOT_NODE_TLS_CERT")
+    key = _read_pem(settings.hot_node_tls_key, "LAKEHOUSE_HOT_NODE_TLS_KEY")
+    tls_url = settings.hot_node_url.startswith("grpc+tls://")
+    if (cert is None) != (key is None):
+        raise HotStoreError("set both LAKEHOUSE_HOT_NODE_TLS_CERT and LAKEHOUSE_HOT_NODE_TLS_KEY, or neither")
+    if cert is not None and not tls_url:
+        raise HotStoreError(f"the hot node has a TLS certificate but LAKEHOUSE_HOT_NODE_URL={settings.hot_node_url} "
+                            "is plain: use grpc+tls://host:port")
+    if cert is None and tls_url:
+        raise HotStoreError("LAKEHOUSE_HOT_NODE_URL is grpc+tls:// but the hot node has no certificate: set "
+                            "LAKEHOUSE_HOT_NODE_TLS_CERT and LAKEHOUSE_HOT_NODE_TLS_KEY")
+    return None if cert is None or key is None else (cert, key)
+
+
 class FlightHotStore:
     """Client of the hot node (``serving.hot_node``) over Arrow Flight; every call carries the token."""
 
-    def __init__(self, url: str, timeout_s: float = 60.0, token: str | Callable[[], str] = "") -> None:
+    def __init__(self, url: str, timeout_s: float = 60.0, token: str | Callable[[], str] = "",
+                 tls_root_certs: bytes | None = None) -> None:
         self.url = url
-        self._client = flight.FlightClient(url)
+        # a grpc+tls:// URL verifies the hot node's certificate: against tls_root_certs, else the system's roots
+        self._client = flight.FlightClient(url, tls_root_certs=tls_root_certs) if tls_root_certs \
+            else flight.FlightClient(url)
         self._timeout = timeout_s
         self._token = token
 
@@ -174,7 +202,8 @@ class FlightHotStore:
     def for_settings(cls, settings: Settings, timeout_s: float = 60.0) -> FlightHotStore:
         """The hot node of ``settings``, authenticated with its token (read when a call needs it, so a client
         made before the hot node first started still finds the token)."""
-        return cls(settings.hot_node_url, timeout_s, token=lambda: client_hot_node_token(settings))
+        return cls(settings.hot_node_url, timeout_s, token=lambda: client_hot_node_token(settings),
+                   tls_root_certs=_read_pem(settings.hot_node_tls_ca, "LAKEHOUSE_HOT_NODE_TLS_CA"))
 
     def _call_options(self, timeout_s: float | None = None) -> flight.FlightCallOptions:
         token = self._token() if callable(self._token) else self._token

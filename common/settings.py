@@ -60,6 +60,18 @@ class Settings(BaseSettings):
         description="Optional second secret for the hot node that may only run read-only queries (no inserts, no "
         "commands), e.g. for a notebook; empty means no such token.",
     )
+    hot_node_tls_cert: str = Field(
+        default="",
+        description="PEM certificate (chain) file of the hot node; with hot_node_tls_key it serves Arrow Flight over "
+        "TLS, and LAKEHOUSE_HOT_NODE_URL must then be `grpc+tls://host:port`. Empty: plain gRPC (same host or a "
+        "private network only).",
+    )
+    hot_node_tls_key: str = Field(default="", description="PEM private key file matching hot_node_tls_cert.")
+    hot_node_tls_ca: str = Field(
+        default="",
+        description="PEM file of the CA (or the self-signed certificate) that clients verify the hot node's "
+        "certificate with, for a `grpc+tls://` URL; empty: the system's trusted roots.",
+    )
     hot_store_mode: str = Field(
         default="auto",
         description="How a process reaches the hot tier: `direct` (open clickhouse_dsn itself), `remote` (through "

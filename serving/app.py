@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from common.hot_schema import migrate
-from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, open_hot_store
+from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, hot_node_tls, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher, Publisher
@@ -198,7 +198,8 @@ def serve(settings: Settings) -> None:
     if applied:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
-        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token)
+        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token,
+                       tls=hot_node_tls(settings))
     configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
     serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
