@@ -28,7 +28,8 @@ read from it, and a purge must not add to a log that was altered); every legal-h
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,7 @@ from common.lake import (
     hour_partition,
     lake_filesystem,
     landing_files_by_hour,
+    purge_runs_path,
     rollups_daily_path,
 )
 from common.lake_io import (
@@ -57,6 +59,7 @@ from common.lake_io import (
     parquet_bytes,
     partition_days,
     publish,
+    read_json,
     read_tables,
     sha256,
 )
@@ -94,6 +97,10 @@ class PurgeItem:
     whole: bool  # the partition goes entirely (else it is rewritten without these tenants)
     bytes: int = 0
 
+    @property
+    def place(self) -> tuple[str, str, str]:
+        return self.dataset, self.tier, self.partition
+
 
 class PurgeRefused(RuntimeError):
     """The purge did not start; the message says why and what to do."""
@@ -111,6 +118,7 @@ class PurgeReport:
     blocked: list[str] = field(default_factory=list)  # partitions not deleted because their content is unknown
     share: float = 0.0  # the share of the lake's days this purge touches
     vacuumed: dict[str, int] = field(default_factory=dict)  # warm table → files erased from storage
+    recovered: list[PurgeItem] = field(default_factory=list)  # done by an interrupted purge, audited by this one
 
     @property
     def rows(self) -> int:
@@ -157,8 +165,9 @@ class Purger:
         self.settings, self.policy, self.audit, self.store = settings, policy, audit, store
         self.as_of = as_of
         self.fs = filesystem or lake_filesystem(settings)
-        self.run_id = run_id
+        self.run_id = run_id or uuid.uuid4().hex
         self.holds: list[LegalHold] = []
+        self._vacuum_always = False  # an interrupted purge may have deleted without vacuuming
 
     def expired(self, tenant: str, day: date) -> bool:
         return day_start(day) + timedelta(days=1) <= self.as_of - self.policy.retention_for(tenant)
@@ -218,14 +227,57 @@ class Purger:
                     f"than LAKEHOUSE_PURGE_MAX_SHARE={limit:g}; nothing was purged. Check the policy and as_of "
                     "(a dry run lists the plan), then confirm (`--confirm-large-purge`, or the tiers resource's "
                     "confirm_large_purge)")
-            # the erasures are recorded before anything is deleted: a purge stopped half-way leaves rows that the
-            # next purge deletes, never rows that a re-archived hour brings back
+            recovered = self._recover_interrupted(plan)
+            # the plan and the erasures are recorded before anything is deleted: a purge stopped half-way leaves
+            # rows that the next purge deletes (never rows that a re-archived hour brings back) and deletions
+            # that the next purge audits (never deletions missing from the audit log)
+            publish(self.fs, self._plan_path(self.run_id), json.dumps({
+                "run_id": self.run_id, "as_of": format_ts(self.as_of),
+                "items": [asdict(i) for i in plan.items]}).encode())
             record_erasures(self.settings, erasure_ranges(plan.items), self.fs)
         report = self._execute(PurgeReport(self.as_of, dry_run), dry_run)
         if not dry_run:
             record_erasures(self.settings, erasure_ranges(report.items), self.fs)
+            report.recovered = recovered
+            self.fs.delete_file(self._plan_path(self.run_id))  # the run is complete
         report.share = share
         return report
+
+    def _plan_path(self, run_id: str) -> str:
+        return f"{fs_path(purge_runs_path(self.settings))}/{run_id}.json"
+
+    def _recover_interrupted(self, plan: PurgeReport) -> list[PurgeItem]:
+        """Audit what purges that stopped half-way deleted but did not record.
+
+        A plan left behind is a run that did not finish. Each of its items is either still to do (its tenants
+        are in this run's plan for the same partition: this run deletes and audits it), audited (a ``purge``
+        record of that run for the partition), or done but not recorded: then it is audited now with the
+        numbers of its plan, once, and the warm tables are vacuumed in case the run stopped before that.
+        Purges run one at a time (the Dagster asset does): a plan of a purge still running would look
+        interrupted."""
+        root = fs_path(purge_runs_path(self.settings))
+        infos = self.fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        left = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".json")]
+        if not left:
+            return []
+        pending = {(i.place, t) for i in plan.items for t in i.tenants}
+        audited = {(r.get("run_id"), (r.get("dataset"), r.get("tier_from"), r.get("partition")))
+                   for r in self.audit.records(strict=True) if r.get("action") == "purge"}
+        recovered = []
+        for path in left:
+            interrupted = read_json(self.fs, path) or {}
+            for fields in interrupted.get("items", []):
+                item = PurgeItem(**fields)
+                if (interrupted.get("run_id"), item.place) in audited:
+                    continue
+                if any((item.place, t) in pending for t in item.tenants):
+                    continue
+                self._audit(item, item.tier, details={"recovered_from_run": interrupted.get("run_id"),
+                                                      "note": "deleted by an interrupted purge, numbers from its plan"})
+                recovered.append(item)
+            self._vacuum_always = True
+            self.fs.delete_file(path)
+        return recovered
 
     def _execute(self, report: PurgeReport, dry_run: bool) -> PurgeReport:
         self._cold(cold_events_path(self.settings), "events", report, dry_run, EVENTS_SORT)
@@ -339,7 +391,7 @@ class Purger:
                     "table": table.name, "table_version": metrics.get("version"),
                     "deleted_rows": metrics.get("num_deleted_rows"),
                     "removed_files": metrics.get("num_removed_files"), "added_files": metrics.get("num_added_files")})
-        if deleted:
+        if (deleted or self._vacuum_always) and not dry_run:
             report.vacuumed[table.name] = len(vacuum(self.settings, table, timedelta(0)))
 
     # ---------------------------------------------------------------------------------- landing
