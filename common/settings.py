@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         "hot_query_sessions so that one tenant's slow queries never take every session.",
     )
     tenant_query_wait_seconds: float = Field(
-        default=2.0, ge=0,
+        default=5.0, ge=0,
         description="How long a tenant's query waits for one of its hot_queries_per_tenant slots before it is "
         "answered 429 (retry shortly).",
     )
