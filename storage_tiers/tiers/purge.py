@@ -168,6 +168,7 @@ class Purger:
         self.run_id = run_id or uuid.uuid4().hex
         self.holds: list[LegalHold] = []
         self._vacuum_always = False  # an interrupted purge may have deleted without vacuuming
+        self._interrupted: list[PurgeItem] = []  # items of interrupted purges (their landing files still count)
 
     def expired(self, tenant: str, day: date) -> bool:
         return day_start(day) + timedelta(days=1) <= self.as_of - self.policy.retention_for(tenant)
@@ -268,6 +269,7 @@ class Purger:
             interrupted = read_json(self.fs, path) or {}
             for fields in interrupted.get("items", []):
                 item = PurgeItem(**fields)
+                self._interrupted.append(item)
                 if (interrupted.get("run_id"), item.place) in audited:
                     continue
                 if any((item.place, t) in pending for t in item.tenants):
@@ -400,12 +402,16 @@ class Purger:
         """Rewrite the landing files that hold rows of an erased (tenant, hour): this purge's and earlier ones'
         (a late event landed since). The files keep their names, so the stream's commit log still lists them and
         the late-landing sensor sees nothing new; the archive leaves such rows out anyway (``common.erasures``)."""
-        erasures = union(read_erasures(self.settings, self.fs), erasure_ranges(report.items))
+        now = erasure_ranges([*report.items, *self._interrupted])
+        erasures = union(read_erasures(self.settings, self.fs), now)
         if not erasures:
             return
+        # Older erased hours were rewritten by the purge that erased them, and no event older than the ingestion's
+        # maximum age can land since: only this purge's hours and the recent ones are read again.
+        late_until = self.as_of - timedelta(days=self.settings.ingest_max_age_days + 1)
         for hour, files in landing_files_by_hour(self.settings, self.fs).items():
             erased = erased_tenants(erasures, hour)
-            if not erased:
+            if not erased or (hour < late_until and not erased_tenants(now, hour)):
                 continue
             gone = pa.array(erased, pa.string())
             touched: list[str] = []
