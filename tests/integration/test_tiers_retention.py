@@ -242,10 +242,14 @@ def land_directly(settings: Settings, history: History, batch: int = 0) -> None:
     log = ["v1"]
     for hour, rows in sorted(by_hour.items()):
         path = f"{root}/{hour_partition(hour)}/part-00000-{uuid.uuid4()}.c000.zstd.parquet"
+        if isinstance(fs, pafs.LocalFileSystem):  # S3 has no folders to make
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=LANDING_SCHEMA), path, filesystem=fs, compression="zstd")
         log.append(json.dumps({"path": spark_uri(lake_uri(fs, path)), "size": fs.get_file_info(path).size,
                                "isDir": False, "modificationTime": 0, "blockReplication": 1, "blockSize": 0,
                                "action": "add"}))
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(f"{root}/_spark_metadata", recursive=True)
     with fs.open_output_stream(f"{root}/_spark_metadata/{batch}") as sink:
         sink.write(("\n".join(log) + "\n").encode())
 
