@@ -15,13 +15,12 @@ verify something fails with the list of what it kept and what to run first.
 # No `from __future__ import annotations`: Dagster reads the parameter annotations at load time.
 
 import warnings
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
 from common.lake import audit_log_path, cold_events_path, rollups_daily_path
-from common.restatements import announce_restated_hour
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import LOAD_SETTINGS, OWNERS
 from orchestration.resources import HotStoreResource, LakehouseResource
@@ -29,7 +28,7 @@ from orchestration.rollups.assets import rollups_hourly
 from orchestration.tiers.resources import TiersResource
 from storage_tiers.tiers.cold_files import ColdBuildError
 from storage_tiers.tiers.movers import DayReport, TierMover
-from storage_tiers.tiers.purge import Purger, PurgeReport, erasure_ranges
+from storage_tiers.tiers.purge import Purger, announce_purged_hours
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
@@ -155,7 +154,7 @@ def retention_purge(
     purger = Purger(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=hot_store.store(),
                     run_id=context.run.run_id)
     report = purger.run(confirm_large=tiers.confirm_large_purge)  # PurgeRefused fails the run before any delete
-    announced = _announce_purged_hours(lakehouse.settings().redis_url, report)
+    announced = announce_purged_hours(lakehouse.settings().redis_url, report)
     head = tiers.audit().head() or {}
     return dg.MaterializeResult(metadata={
         "as_of": dg.MetadataValue.text(report.as_of.isoformat()),
@@ -171,25 +170,6 @@ def retention_purge(
         "audit_head_hash": dg.MetadataValue.text(str(head.get("hash", ""))),
         "cache_hours_announced": dg.MetadataValue.int(announced),
     })
-
-
-def _announce_purged_hours(redis_url: str, report: PurgeReport) -> int:
-    """Announce every purged (tenant, hour) as a restatement, so the API drops cached answers that still hold
-    the purged rows (they would otherwise be served until their TTL). Stops at the first failure (Redis down:
-    the answers expire by their TTL)."""
-    by_hour: dict[datetime, set[str]] = {}
-    for tenant, spans in erasure_ranges(report.items).items():
-        for start, end in spans:
-            hour = start
-            while hour < end:
-                by_hour.setdefault(hour, set()).add(tenant)
-                hour += timedelta(hours=1)
-    announced = 0
-    for hour, tenants in sorted(by_hour.items()):
-        if announce_restated_hour(redis_url, tenants, hour) is None:
-            break
-        announced += 1
-    return announced
 
 
 @dg.asset_check(asset=retention_purge, blocking=False, description=(

@@ -72,6 +72,7 @@ from common.lake_tables import (
     partition_stats,
     vacuum,
 )
+from common.restatements import announce_restated_hour
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import HoldError, LegalHold, active_holds, is_held
@@ -165,7 +166,8 @@ class Purger:
         self.settings, self.policy, self.audit, self.store = settings, policy, audit, store
         self.as_of = as_of
         self.fs = filesystem or lake_filesystem(settings)
-        self.run_id = run_id or uuid.uuid4().hex
+        self.run_id = run_id
+        self.purge_id = uuid.uuid4().hex  # this purge's plan, and its audit records' details.purge_id
         self.holds: list[LegalHold] = []
         self._vacuum_always = False  # an interrupted purge may have deleted without vacuuming
         self._interrupted: list[PurgeItem] = []  # items of interrupted purges (their landing files still count)
@@ -232,20 +234,20 @@ class Purger:
             # the plan and the erasures are recorded before anything is deleted: a purge stopped half-way leaves
             # rows that the next purge deletes (never rows that a re-archived hour brings back) and deletions
             # that the next purge audits (never deletions missing from the audit log)
-            publish(self.fs, self._plan_path(self.run_id), json.dumps({
-                "run_id": self.run_id, "as_of": format_ts(self.as_of),
+            publish(self.fs, self._plan_path(self.purge_id), json.dumps({
+                "purge_id": self.purge_id, "run_id": self.run_id, "as_of": format_ts(self.as_of),
                 "items": [asdict(i) for i in plan.items]}).encode())
             record_erasures(self.settings, erasure_ranges(plan.items), self.fs)
         report = self._execute(PurgeReport(self.as_of, dry_run), dry_run)
         if not dry_run:
             record_erasures(self.settings, erasure_ranges(report.items), self.fs)
             report.recovered = recovered
-            self.fs.delete_file(self._plan_path(self.run_id))  # the run is complete
+            self.fs.delete_file(self._plan_path(self.purge_id))  # the run is complete
         report.share = share
         return report
 
-    def _plan_path(self, run_id: str) -> str:
-        return f"{fs_path(purge_runs_path(self.settings))}/{run_id}.json"
+    def _plan_path(self, purge_id: str) -> str:
+        return f"{fs_path(purge_runs_path(self.settings))}/{purge_id}.json"
 
     def _recover_interrupted(self, plan: PurgeReport) -> list[PurgeItem]:
         """Audit what purges that stopped half-way deleted but did not record.
@@ -262,7 +264,8 @@ class Purger:
         if not left:
             return []
         pending = {(i.place, t) for i in plan.items for t in i.tenants}
-        audited = {(r.get("run_id"), (r.get("dataset"), r.get("tier_from"), r.get("partition")))
+        audited = {((r.get("details") or {}).get("purge_id"),
+                    (r.get("dataset"), r.get("tier_from"), r.get("partition")))
                    for r in self.audit.records(strict=True) if r.get("action") == "purge"}
         recovered = []
         for path in left:
@@ -270,11 +273,12 @@ class Purger:
             for fields in interrupted.get("items", []):
                 item = PurgeItem(**fields)
                 self._interrupted.append(item)
-                if (interrupted.get("run_id"), item.place) in audited:
+                if (interrupted.get("purge_id"), item.place) in audited:
                     continue
                 if any((item.place, t) in pending for t in item.tenants):
                     continue
-                self._audit(item, item.tier, details={"recovered_from_run": interrupted.get("run_id"),
+                self._audit(item, item.tier, details={"recovered_from_purge": interrupted.get("purge_id"),
+                                                      "recovered_from_run": interrupted.get("run_id"),
                                                       "note": "deleted by an interrupted purge, numbers from its plan"})
                 recovered.append(item)
             self._vacuum_always = True
@@ -298,7 +302,7 @@ class Purger:
             "purge", item.dataset, partition=item.partition, tier_from=tier_from, rows=item.rows, bytes=item.bytes,
             checksum=checksum, run_id=self.run_id, reason="past retention, no legal hold",
             details={"tenants": item.tenants, "whole_partition": item.whole, "retention_days": retention,
-                     "as_of": format_ts(self.as_of), **(details or {})})
+                     "as_of": format_ts(self.as_of), "purge_id": self.purge_id, **(details or {})})
 
     # ------------------------------------------------------------------------------------- cold
 
@@ -470,6 +474,25 @@ class Purger:
                         f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{hour:DateTime('UTC')}} "
                         "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
                 self._audit(item, "hot", details={"table": table})
+
+
+def announce_purged_hours(redis_url: str, report: PurgeReport) -> int:
+    """Announce every purged (tenant, hour) as a restatement, so the API drops cached answers that still hold
+    the purged rows (they would otherwise be served until their TTL). Stops at the first failure (Redis down:
+    the answers expire by their TTL)."""
+    by_hour: dict[datetime, set[str]] = {}
+    for tenant, spans in erasure_ranges(report.items).items():
+        for start, end in spans:
+            hour = start
+            while hour < end:
+                by_hour.setdefault(hour, set()).add(tenant)
+                hour += timedelta(hours=1)
+    announced = 0
+    for hour, tenants in sorted(by_hour.items()):
+        if announce_restated_hour(redis_url, tenants, hour) is None:
+            break
+        announced += 1
+    return announced
 
 
 def _sql_string(value: str) -> str:

@@ -82,7 +82,7 @@ def test_a_purge_killed_after_a_deletion_is_audited_once_by_the_next_one(
 
     purge(settings)
     assert purged_rows(settings) == {f"dt={DAYS[0]}": 2, f"dt={DAYS[1]}": 4}  # each purged row counted once
-    recovered = [r for r in AuditLog(settings).records() if "recovered_from_run" in r["details"]]
+    recovered = [r for r in AuditLog(settings).records() if "recovered_from_purge" in r["details"]]
     assert [(r["partition"], r["details"]["tenants"]) for r in recovered] == [(f"dt={DAYS[0]}", ["beta"])]
     assert list(Path(purge_runs_path(settings)).glob("*.json")) == []
     assert AuditLog(settings).verify().ok
@@ -109,4 +109,4 @@ def test_a_purge_killed_before_deleting_anything_is_simply_done_again(
     assert purged_rows(settings) == {} and len(list(Path(purge_runs_path(settings)).glob("*.json"))) == 1
     purge(settings)
     assert purged_rows(settings) == {f"dt={DAYS[0]}": 2, f"dt={DAYS[1]}": 4}
-    assert not [r for r in AuditLog(settings).records() if "recovered_from_run" in (r.get("details") or {})]
+    assert not [r for r in AuditLog(settings).records() if "recovered_from_purge" in (r.get("details") or {})]
