@@ -19,7 +19,8 @@ hour = …")``), so every reader of the table (DuckDB ``delta_scan`` or the log'
 pandas, Spark, chDB) sees the hour before or after, never both and never half. The commit carries the
 hour's provenance in its custom metadata (``common.lake_tables.PROVENANCE_KEY``): rows, bytes, event-time
 range, content checksum and its method, the landing files consumed, landing rows, duplicates dropped,
-rows outside the hour or without an event id, the run id and the tools. ``archived_hour`` reads it back
+rows outside the hour or without an event id, rows left out because a purge erased their tenant's hour
+(``common.erasures``), the run id and the tools. ``archived_hour`` reads it back
 with the live files of the hour. An hour without any landing file is committed empty (``rows`` 0).
 
 Idempotence: the archived rows are a function of the committed landing files alone (duplicates are
@@ -52,6 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from common.erasures import erased_tenants, read_erasures
 from common.events import EVENT_ARROW_SCHEMA, format_optional_ts
 from common.lake import committed_files, file_hour, fs_path, hour_partition, lake_filesystem, landing_path
 from common.lake_duckdb import duckdb_uri, lake_session
@@ -220,7 +222,9 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
     ``min_event_time`` / ``max_event_time``, ``checksum`` with ``checksum_method``, ``sort_key``,
     ``compression``, ``landing_files`` (the committed landing files consumed, as
     ``common.lake.landing_files_by_hour`` spells them, so a sensor can spot late ones), ``landing_rows``,
-    ``duplicates_dropped``, ``rows_outside_hour`` and ``rows_without_event_id``.
+    ``duplicates_dropped``, ``rows_outside_hour``, ``rows_without_event_id``, and ``erased_tenants`` with
+    ``rows_erased``: the tenants whose rows of this hour a retention purge erased (``common.erasures``), whose
+    landing rows are left out, late ones included.
     """
     import deltalake
 
@@ -233,7 +237,9 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
     run_id = uuid.uuid4().hex
     progress(f"archive {partition}: {len(landing)} committed landing file(s) → {target} (run {run_id[:8]})")
 
-    stats = {"landing_rows": 0, "rows_outside_hour": 0, "rows_without_event_id": 0}
+    # rows a retention purge erased stay erased, however they reach the landing again (common/erasures.py)
+    erased = erased_tenants(read_erasures(settings, filesystem), hour)
+    stats = {"landing_rows": 0, "rows_outside_hour": 0, "rows_without_event_id": 0, "rows_erased": 0}
     rows = _HourRows(hour)
     with tempfile.TemporaryDirectory(prefix="lakehouse-archive-") as tmp:
         con = archive_session(settings, temp_dir=tmp) if landing else None
@@ -241,7 +247,7 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
             source = None
             if con is not None:
                 params = {"files": [duckdb_uri(f) for f in landing], "hour_start": hour,
-                          "hour_end": hour + timedelta(hours=1)}
+                          "hour_end": hour + timedelta(hours=1), "erased": erased}
                 row = con.execute(sql_file("duckdb/archive_landing_stats.sql"), params).fetchone()
                 assert row is not None
                 stats = dict(zip(stats, (int(v) for v in row), strict=True))
@@ -254,7 +260,7 @@ def archive_hour(settings: Settings, hour: datetime, progress: Callable[[str], N
                 "tool": {"name": TOOL_NAME, "version": tool_version(), "duckdb": duckdb.__version__,
                          "pyarrow": pa.__version__, "deltalake": deltalake.__version__},
                 "checksum_method": CHECKSUM_METHOD, "sort_key": list(SORT_KEY), "compression": COMPRESSION,
-                "landing_files": landing, **stats,
+                "landing_files": landing, "erased_tenants": erased, **stats,
             }
             version = _commit_hour(settings, hour, rows, source, provenance, tmp)
         finally:
@@ -291,7 +297,7 @@ def _commit_hour(settings: Settings, hour: datetime, rows: _HourRows, source: pa
         created_at=format_optional_ts(datetime.now(UTC)), rows=rows.rows, checksum=rows.checksum(),
         min_event_time=format_optional_ts(rows.low), max_event_time=format_optional_ts(rows.high),
         duplicates_dropped=provenance["landing_rows"] - provenance["rows_outside_hour"]
-        - provenance["rows_without_event_id"] - rows.rows,
+        - provenance["rows_without_event_id"] - provenance["rows_erased"] - rows.rows,
     )
     with pa.memory_map(path) as mapped:
         staged = pa.ipc.open_file(mapped).read_all()

@@ -53,7 +53,7 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     from common.hot_store import FlightHotStore, open_hot_store
     from storage_tiers.compliance.audit_log import AuditLog
     from storage_tiers.policy import PolicyError, load_policy
-    from storage_tiers.tiers.purge import Purger, PurgeRefused
+    from storage_tiers.tiers.purge import Purger, PurgeRefused, announce_purged_hours
 
     try:
         as_of = _as_of(args.as_of)
@@ -75,6 +75,8 @@ def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if store is not None:
             store.close()
+    if not args.dry_run:  # cached answers holding purged rows are dropped by the API
+        announce_purged_hours(settings.redis_url, report)
     verb = "would purge" if args.dry_run else "purged"
     print_table(["tier", "dataset", "partition", "tenants", "rows", "whole"],
                 [[i.tier, i.dataset, i.partition, ",".join(i.tenants), i.rows, i.whole] for i in report.items])

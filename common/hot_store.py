@@ -8,6 +8,7 @@ Arrow Flight. Both implementations speak Arrow, so callers never know which one 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -74,24 +75,15 @@ def _insert_settings(token: str | None) -> dict[str, Any]:
     return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
-class ClickHouseHotStore:
-    """clickhouse-connect client to a ClickHouse server (``http://``) or embedded chDB (``chdb://``).
+class _Session:
+    """One clickhouse-connect client (one ClickHouse session) and the lock that keeps it to one call at a time:
+    a client must not run two statements at once, and chDB keeps a query's settings in its session."""
 
-    chDB runs in-process and is not safe for concurrent calls, so calls are serialised by a lock;
-    a ClickHouse server handles concurrency itself but a clickhouse-connect client must not run two
-    queries on one session at once, so the lock is kept there too (the API uses one store per process).
-    """
-
-    def __init__(self, dsn: str, *, read_only: bool = False, lock: threading.Lock | None = None) -> None:
+    def __init__(self, dsn: str, settings: dict[str, Any]) -> None:
         import clickhouse_connect
 
-        self.dsn = dsn
-        # a read-only client is its own session pinned to readonly (chDB keeps a query's settings in the
-        # session, so they cannot be switched per query on a shared client); it refuses writes, DDL and
-        # table functions such as file() and url()
-        settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
         try:
-            self._client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
+            self.client = clickhouse_connect.get_client(dsn=dsn, settings=settings)
         except Exception as exc:  # re-raised with the fix
             hint = (
                 "another process (the hot node?) already owns this chDB folder: reach it through the hot node "
@@ -100,29 +92,64 @@ class ClickHouseHotStore:
                 else "check LAKEHOUSE_CLICKHOUSE_DSN and that the ClickHouse server is up"
             )
             raise HotStoreError(f"cannot open ClickHouse at {dsn}: {exc} — {hint}") from exc
-        self._lock = lock or threading.Lock()
+        self.lock = threading.Lock()
 
-    def read_only(self) -> ClickHouseHotStore:
-        """A second client on the same hot tier that can only read (same lock: chDB is one engine)."""
-        return ClickHouseHotStore(self.dsn, read_only=True, lock=self._lock)
+
+class ClickHouseHotStore:
+    """clickhouse-connect client to a ClickHouse server (``http://``) or embedded chDB (``chdb://``).
+
+    Writes (inserts, commands) have a session of their own and queries share a pool of ``query_sessions``
+    sessions, so the stream's inserts never queue behind a tenant's slow query, and a few queries run at
+    once. chDB runs them concurrently in one engine (one process per data folder, any number of sessions);
+    a ClickHouse server does so anyway. Fairness between tenants is the API's business
+    (``serving.tenancy.query_slots``): it never lets one tenant hold every query session.
+    """
+
+    def __init__(self, dsn: str, *, read_only: bool = False, query_sessions: int = 1) -> None:
+        self.dsn = dsn
+        self.query_sessions = max(1, query_sessions)
+        # a read-only store's sessions are pinned to readonly (chDB keeps a query's settings in the session, so
+        # they cannot be switched per query on a shared client): no writes, no DDL, no file()/url() table functions
+        settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
+        self._writer = None if read_only else _Session(dsn, settings)
+        self._pool: queue.LifoQueue[_Session] = queue.LifoQueue()
+        self._sessions = [_Session(dsn, settings) for _ in range(self.query_sessions)]
+        for session in self._sessions:
+            self._pool.put(session)
+
+    def read_only(self, query_sessions: int | None = None) -> ClickHouseHotStore:
+        """Another store on the same hot tier that can only read, with sessions of its own."""
+        return ClickHouseHotStore(self.dsn, read_only=True, query_sessions=query_sessions or self.query_sessions)
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        with self._lock:
-            return self._client.query_arrow(sql, parameters=parameters or {})
+        session = self._pool.get()  # waits while every query session is busy
+        try:
+            with session.lock:
+                return session.client.query_arrow(sql, parameters=parameters or {})
+        finally:
+            self._pool.put(session)
+
+    def _writing(self, what: str) -> _Session:
+        if self._writer is None:
+            raise HotStoreError(f"{what} on a read-only hot store: use the hot node's writer token")
+        return self._writer
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
-        with self._lock:
-            self._client.command(sql, parameters=parameters or {})
+        writer = self._writing("a command")
+        with writer.lock:
+            writer.client.command(sql, parameters=parameters or {})
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         if data.num_rows == 0:
             return
-        with self._lock:
-            self._client.insert_arrow(table, data, settings=_insert_settings(token))
+        writer = self._writing("an insert")
+        with writer.lock:
+            writer.client.insert_arrow(table, data, settings=_insert_settings(token))
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        for session in [*self._sessions, *([self._writer] if self._writer else [])]:
+            with session.lock:
+                session.client.close()
 
 
 def encode_request(payload: dict[str, Any]) -> bytes:
@@ -165,12 +192,40 @@ def client_hot_node_token(settings: Settings) -> str:
         return ""
 
 
+def _read_pem(path: str, setting: str) -> bytes | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise HotStoreError(f"cannot read {setting}={path}: {exc} — point it at a readable PEM file") from exc
+
+
+def hot_node_tls(settings: Settings) -> tuple[bytes, bytes] | None:
+    """The hot node's (certificate, key) when it serves TLS; checks that the URL's scheme agrees."""
+    cert = _read_pem(settings.hot_node_tls_cert, "LAKEHOUSE_HOT_NODE_TLS_CERT")
+    key = _read_pem(settings.hot_node_tls_key, "LAKEHOUSE_HOT_NODE_TLS_KEY")
+    tls_url = settings.hot_node_url.startswith("grpc+tls://")
+    if (cert is None) != (key is None):
+        raise HotStoreError("set both LAKEHOUSE_HOT_NODE_TLS_CERT and LAKEHOUSE_HOT_NODE_TLS_KEY, or neither")
+    if cert is not None and not tls_url:
+        raise HotStoreError(f"the hot node has a TLS certificate but LAKEHOUSE_HOT_NODE_URL={settings.hot_node_url} "
+                            "is plain: use grpc+tls://host:port")
+    if cert is None and tls_url:
+        raise HotStoreError("LAKEHOUSE_HOT_NODE_URL is grpc+tls:// but the hot node has no certificate: set "
+                            "LAKEHOUSE_HOT_NODE_TLS_CERT and LAKEHOUSE_HOT_NODE_TLS_KEY")
+    return None if cert is None or key is None else (cert, key)
+
+
 class FlightHotStore:
     """Client of the hot node (``serving.hot_node``) over Arrow Flight; every call carries the token."""
 
-    def __init__(self, url: str, timeout_s: float = 60.0, token: str | Callable[[], str] = "") -> None:
+    def __init__(self, url: str, timeout_s: float = 60.0, token: str | Callable[[], str] = "",
+                 tls_root_certs: bytes | None = None) -> None:
         self.url = url
-        self._client = flight.FlightClient(url)
+        # a grpc+tls:// URL verifies the hot node's certificate: against tls_root_certs, else the system's roots
+        self._client = flight.FlightClient(url, tls_root_certs=tls_root_certs) if tls_root_certs \
+            else flight.FlightClient(url)
         self._timeout = timeout_s
         self._token = token
 
@@ -178,7 +233,8 @@ class FlightHotStore:
     def for_settings(cls, settings: Settings, timeout_s: float = 60.0) -> FlightHotStore:
         """The hot node of ``settings``, authenticated with its token (read when a call needs it, so a client
         made before the hot node first started still finds the token)."""
-        return cls(settings.hot_node_url, timeout_s, token=lambda: client_hot_node_token(settings))
+        return cls(settings.hot_node_url, timeout_s, token=lambda: client_hot_node_token(settings),
+                   tls_root_certs=_read_pem(settings.hot_node_tls_ca, "LAKEHOUSE_HOT_NODE_TLS_CA"))
 
     def _call_options(self, timeout_s: float | None = None) -> flight.FlightCallOptions:
         token = self._token() if callable(self._token) else self._token
@@ -249,4 +305,4 @@ def open_hot_store(settings: Settings, *, is_hot_node: bool = False) -> HotStore
         raise HotStoreError(f"LAKEHOUSE_HOT_STORE_MODE={mode!r} is not one of auto, direct, remote")
     if mode == "remote" or (mode == "auto" and settings.embedded_clickhouse and not is_hot_node):
         return FlightHotStore.for_settings(settings)
-    return ClickHouseHotStore(settings.effective_clickhouse_dsn)
+    return ClickHouseHotStore(settings.effective_clickhouse_dsn, query_sessions=settings.hot_query_sessions)

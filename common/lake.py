@@ -53,6 +53,16 @@ def audit_log_path(settings: Settings) -> str:
     return _join(settings.effective_lake_uri, "audit", "log")
 
 
+def erasures_path(settings: Settings) -> str:
+    """What retention purges erased (tenant, time range), which the archive never brings back (common/erasures.py)."""
+    return _join(settings.effective_lake_uri, "compliance", "erasures")
+
+
+def purge_runs_path(settings: Settings) -> str:
+    """The plans of retention purges under way (storage_tiers/tiers/purge.py): one left behind was interrupted."""
+    return _join(settings.effective_lake_uri, "compliance", "purge-runs")
+
+
 def hour_partition(hour: datetime) -> str:
     """The Hive partition folder of an hour: ``dt=YYYY-MM-DD/hour=HH`` (UTC)."""
     hour = hour.astimezone(UTC)

@@ -67,10 +67,38 @@ class Settings(BaseSettings):
         description="Optional second secret for the hot node that may only run read-only queries (no inserts, no "
         "commands), e.g. for a notebook; empty means no such token.",
     )
+    hot_node_tls_cert: str = Field(
+        default="",
+        description="PEM certificate (chain) file of the hot node; with hot_node_tls_key it serves Arrow Flight over "
+        "TLS, and LAKEHOUSE_HOT_NODE_URL must then be `grpc+tls://host:port`. Empty: plain gRPC (same host or a "
+        "private network only).",
+    )
+    hot_node_tls_key: str = Field(default="", description="PEM private key file matching hot_node_tls_cert.")
+    hot_node_tls_ca: str = Field(
+        default="",
+        description="PEM file of the CA (or the self-signed certificate) that clients verify the hot node's "
+        "certificate with, for a `grpc+tls://` URL; empty: the system's trusted roots.",
+    )
     hot_store_mode: str = Field(
         default="auto",
         description="How a process reaches the hot tier: `direct` (open clickhouse_dsn itself), `remote` (through "
         "the hot node), `auto` (direct for an http DSN, remote for embedded chDB unless it is the hot node).",
+    )
+    hot_query_sessions: int = Field(
+        default=3, ge=1,
+        description="Hot-tier queries one process runs at once, each on a ClickHouse session of its own (the hot "
+        "node keeps as many more for its Flight readers). Inserts and commands have a session of their own, so "
+        "the stream's writes never wait behind a query.",
+    )
+    hot_queries_per_tenant: int = Field(
+        default=2, ge=1,
+        description="At most this many hot-tier queries of one tenant run at once in the API; keep it below "
+        "hot_query_sessions so that one tenant's slow queries never take every session.",
+    )
+    tenant_query_wait_seconds: float = Field(
+        default=5.0, ge=0,
+        description="How long a tenant's query waits for one of its hot_queries_per_tenant slots before it is "
+        "answered 429 (retry shortly).",
     )
 
     # Lake

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from common.hot_schema import migrate
-from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, open_hot_store
+from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, hot_node_tls, open_hot_store
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher, Publisher
@@ -47,6 +47,7 @@ from serving.routes.queries import queries_router
 from serving.routes.report_schedules import report_schedules_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
+from serving.tenancy.query_slots import TenantFairStore, TenantQuerySlots
 from serving.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,9 @@ def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher |
                   cache: QueryCache | None = None) -> Serving:
     """What every endpoint shares, API keys on, over ``store``; Kafka and Redis clients unless others are
     passed in (the component tests pass an in-memory publisher)."""
+    # every tenant-scoped hot query within its tenant's slots: one tenant cannot take every query session
+    slots = TenantQuerySlots(settings.hot_queries_per_tenant, settings.tenant_query_wait_seconds)
+    store = TenantFairStore(store, slots)
     serving = Serving(
         settings=settings,
         store=store,
@@ -193,7 +197,8 @@ def serve(settings: Settings) -> None:
     if applied:
         log.info("hot tier migrations applied: %s", ", ".join(applied))
     if settings.embedded_clickhouse:
-        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token)
+        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token,
+                       tls=hot_node_tls(settings))
     configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
     serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)

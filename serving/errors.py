@@ -23,6 +23,7 @@ from serving.query.spec import InvalidParameter, QueryError
 from serving.reports.schedules import ScheduleError, ScheduleNotFound
 from serving.services.analytics import AnalyticsEngineFailed
 from serving.tenancy.auth import AuthError
+from serving.tenancy.query_slots import TenantBusy
 from serving.tenancy.tenants import DirectoryError
 
 # The most specific class wins (VersionMismatch is a DashboardConflict): FastAPI looks errors up by their MRO.
@@ -65,8 +66,14 @@ async def _auth(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.message, exc.headers)  # 400, 401, 403, 429, 503
 
 
+async def _tenant_busy(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TenantBusy)
+    return error_response(429, str(exc), {"Retry-After": str(exc.retry_after)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     for error in STATUS:
         app.add_exception_handler(error, _mapped)
+    app.add_exception_handler(TenantBusy, _tenant_busy)
     app.add_exception_handler(DirectoryError, _directory)
     app.add_exception_handler(AuthError, _auth)

@@ -11,6 +11,9 @@ compared in constant time, checked by a server middleware before any verb runs):
   insert and run commands: the stream job, Dagster runs and the command line hold it;
 * the reader token (``hot_node_reader_token``, optional) may only query.
 
+With ``hot_node_tls_cert``/``hot_node_tls_key`` it serves TLS (``grpc+tls://``; clients verify it with
+``hot_node_tls_ca``), for a hot node reached across a network; tokens then never travel in clear.
+
 Every query, whoever sends it, runs on a read-only session (ClickHouse ``readonly=1``): writes go through
 the insert verb and commands only, and a query cannot run DDL or reach files and URLs (``file()``,
 ``url()``, ``s3()`` are refused in read-only mode).
@@ -80,9 +83,10 @@ def _require_writer(context: flight.ServerCallContext, what: str) -> None:
 
 class HotNodeServer(flight.FlightServerBase):
     def __init__(self, store: HotStore, location: str, token: str, reader_token: str = "",
-                 reader: HotStore | None = None) -> None:
+                 reader: HotStore | None = None, tls: tuple[bytes, bytes] | None = None) -> None:
         tokens = {reader_token: READER, token: WRITER}  # the writer's wins should both be equal
-        super().__init__(location, middleware={_MIDDLEWARE: TokenCheck(tokens)})
+        super().__init__(location, middleware={_MIDDLEWARE: TokenCheck(tokens)},
+                         tls_certificates=[tls] if tls else None)
         self._store = store
         self._reader = reader if reader is not None else _read_only(store)
 
@@ -117,9 +121,11 @@ def _read_only(store: HotStore) -> HotStore:
     return make()
 
 
-def start_hot_node(store: HotStore, url: str, token: str, reader_token: str = "") -> HotNodeServer:
-    """Serve ``store`` at ``url`` (``grpc://host:port``) on a background thread."""
-    server = HotNodeServer(store, url, token, reader_token)
+def start_hot_node(store: HotStore, url: str, token: str, reader_token: str = "",
+                   tls: tuple[bytes, bytes] | None = None) -> HotNodeServer:
+    """Serve ``store`` at ``url`` (``grpc://host:port``, or ``grpc+tls://`` with ``tls`` = (certificate, key)
+    in PEM) on a background thread."""
+    server = HotNodeServer(store, url, token, reader_token, tls=tls)
     threading.Thread(target=server.serve, name="hot-node", daemon=True).start()
-    log.info("hot node serving at %s (token required)", url)
+    log.info("hot node serving at %s (token required%s)", url, ", TLS" if tls else "")
     return server

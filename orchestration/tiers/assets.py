@@ -32,7 +32,7 @@ from orchestration.tiers.resources import TiersResource
 from storage_tiers.lake.maintenance import maintain_lake
 from storage_tiers.tiers.cold_files import ColdBuildError
 from storage_tiers.tiers.movers import DayReport, TierMover
-from storage_tiers.tiers.purge import Purger
+from storage_tiers.tiers.purge import Purger, announce_purged_hours
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
@@ -158,6 +158,7 @@ def retention_purge(
     purger = Purger(lakehouse.settings(), tiers.policy(), tiers.audit(), tiers.instant(), store=hot_store.store(),
                     run_id=context.run.run_id)
     report = purger.run(confirm_large=tiers.confirm_large_purge)  # PurgeRefused fails the run before any delete
+    announced = announce_purged_hours(lakehouse.settings().redis_url, report)
     head = tiers.audit().head() or {}
     return dg.MaterializeResult(metadata={
         "as_of": dg.MetadataValue.text(report.as_of.isoformat()),
@@ -171,6 +172,7 @@ def retention_purge(
                                           "tenants": i.tenants, "rows": i.rows} for i in report.items[:200]]),
         "audit_head_seq": dg.MetadataValue.int(int(head.get("seq", 0))),
         "audit_head_hash": dg.MetadataValue.text(str(head.get("hash", ""))),
+        "cache_hours_announced": dg.MetadataValue.int(announced),
     })
 
 

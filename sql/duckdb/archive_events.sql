@@ -3,6 +3,8 @@
 --   $files       committed landing files of the hour (from the sink's _spark_metadata log)
 --   $hour_start  first instant of the hour (TIMESTAMPTZ, UTC)
 --   $hour_end    first instant of the next hour
+--   $erased      tenants whose rows of this hour a retention purge erased (common/erasures.py): left out,
+--                so a late event or a re-run never brings purged rows back
 -- The landing holds every event the stream parsed, duplicates (same tenant and event_id sent twice)
 -- and late events included. One row per (tenant, event_id) is kept (an event id is unique within its
 -- tenant only, so one tenant can never suppress another's events): the first received; ties (the same event landed
@@ -29,6 +31,7 @@ WITH landed AS (
     FROM read_parquet($files, hive_partitioning = false, union_by_name = true)
     WHERE CAST("timestamp" AS TIMESTAMPTZ) >= $hour_start AND CAST("timestamp" AS TIMESTAMPTZ) < $hour_end
       AND event_id IS NOT NULL
+      AND NOT list_contains(CAST($erased AS VARCHAR[]), CAST(tenant AS VARCHAR))
 ),
 digested AS (
     SELECT

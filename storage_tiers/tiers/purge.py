@@ -12,6 +12,12 @@ purged rows, so time travel to versions before a purge ends there. Every deletio
 audit record (rows, bytes, tenants, and for the tables the commit's version and metrics). ``dry_run``
 reports the same plan without touching anything or writing the audit.
 
+Purged rows must not come back: they are also in the landing zone, from which a late event or a backfill
+re-archives their hour. So before deleting anything the purge records an erasure per (tenant, hour or
+day) it deletes (``common.erasures``), which the archive applies to every later run of that hour, and
+after the tiers it rewrites the landing files that hold rows of any erased (tenant, hour), late ones
+included (audited as dataset ``landing``).
+
 Before deleting anything a purge checks that it may (``PurgeRefused`` otherwise): ``as_of`` is not in
 the future (a future instant makes every unheld day look expired); the audit log verifies (holds are
 read from it, and a purge must not add to a log that was altered); every legal-hold record is readable
@@ -22,19 +28,35 @@ from its rows (the tenant column of its live files), so no partition is deleted 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from batch.archive import content_checksum
+from common.erasures import Ranges, day_range, erased_tenants, hour_range, read_erasures, record_erasures, union
 from common.events import format_ts
 from common.hot_store import HotStore
-from common.lake import fs_path, hour_partition, lake_filesystem
-from common.lake_io import day_start, read_tables
+from common.lake import (
+    fs_path,
+    hour_partition,
+    lake_filesystem,
+    landing_files_by_hour,
+    purge_runs_path,
+)
+from common.lake_io import (
+    day_start,
+    parquet_bytes,
+    publish,
+    read_json,
+    read_tables,
+)
 from common.lake_tables import (
     ARCHIVE_TABLE,
     COLD_EVENTS_TABLE,
@@ -46,6 +68,7 @@ from common.lake_tables import (
     partition_stats,
     vacuum,
 )
+from common.restatements import announce_restated_hour
 from common.settings import Settings
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import HoldError, LegalHold, active_holds, is_held
@@ -73,6 +96,10 @@ class PurgeItem:
     whole: bool  # the partition goes entirely (else it is rewritten without these tenants)
     bytes: int = 0
 
+    @property
+    def place(self) -> tuple[str, str, str]:
+        return self.dataset, self.tier, self.partition
+
 
 class PurgeRefused(RuntimeError):
     """The purge did not start; the message says why and what to do."""
@@ -90,10 +117,27 @@ class PurgeReport:
     blocked: list[str] = field(default_factory=list)  # partitions not deleted because their content is unknown
     share: float = 0.0  # the share of the lake's days this purge touches
     vacuumed: dict[str, int] = field(default_factory=dict)  # warm table → files erased from storage
+    recovered: list[PurgeItem] = field(default_factory=list)  # done by an interrupted purge, audited by this one
 
     @property
     def rows(self) -> int:
         return sum(i.rows for i in self.items)
+
+
+def erasure_ranges(items: list[PurgeItem]) -> Ranges:
+    """The (tenant, range) each deletion erases: a cold item its day, the others their hour."""
+    ranges: dict[str, list[tuple[datetime, datetime]]] = {}
+    for item in items:
+        day = _day_of(item.partition)
+        if day is None:
+            continue
+        if "/hour=" in item.partition:
+            span = hour_range(day_start(day) + timedelta(hours=int(item.partition.rsplit("=", 1)[1])))
+        else:
+            span = day_range(day_start(day))
+        for tenant in item.tenants:
+            ranges.setdefault(tenant, []).append(span)
+    return union(ranges)
 
 
 def _day_of(partition: str) -> date | None:
@@ -121,7 +165,10 @@ class Purger:
         self.as_of = as_of
         self.fs = filesystem or lake_filesystem(settings)
         self.run_id = run_id
+        self.purge_id = uuid.uuid4().hex  # this purge's plan, and its audit records' details.purge_id
         self.holds: list[LegalHold] = []
+        self._vacuum_always = False  # an interrupted purge may have deleted without vacuuming
+        self._interrupted: list[PurgeItem] = []  # items of interrupted purges (their landing files still count)
 
     def expired(self, tenant: str, day: date) -> bool:
         return day_start(day) + timedelta(days=1) <= self.as_of - self.policy.retention_for(tenant)
@@ -179,9 +226,60 @@ class Purger:
                     f"than LAKEHOUSE_PURGE_MAX_SHARE={limit:g}; nothing was purged. Check the policy and as_of "
                     "(a dry run lists the plan), then confirm (`--confirm-large-purge`, or the tiers resource's "
                     "confirm_large_purge)")
+            recovered = self._recover_interrupted(plan)
+            # the plan and the erasures are recorded before anything is deleted: a purge stopped half-way leaves
+            # rows that the next purge deletes (never rows that a re-archived hour brings back) and deletions
+            # that the next purge audits (never deletions missing from the audit log)
+            publish(self.fs, self._plan_path(self.purge_id), json.dumps({
+                "purge_id": self.purge_id, "run_id": self.run_id, "as_of": format_ts(self.as_of),
+                "items": [asdict(i) for i in plan.items]}).encode())
+            record_erasures(self.settings, erasure_ranges(plan.items), self.fs)
         report = self._execute(PurgeReport(self.as_of, dry_run), dry_run)
+        if not dry_run:
+            record_erasures(self.settings, erasure_ranges(report.items), self.fs)
+            report.recovered = recovered
+            self.fs.delete_file(self._plan_path(self.purge_id))  # the run is complete
         report.share = share
         return report
+
+    def _plan_path(self, purge_id: str) -> str:
+        return f"{fs_path(purge_runs_path(self.settings))}/{purge_id}.json"
+
+    def _recover_interrupted(self, plan: PurgeReport) -> list[PurgeItem]:
+        """Audit what purges that stopped half-way deleted but did not record.
+
+        A plan left behind is a run that did not finish. Each of its items is either still to do (its tenants
+        are in this run's plan for the same partition: this run deletes and audits it), audited (a ``purge``
+        record of that run for the partition), or done but not recorded: then it is audited now with the
+        numbers of its plan, once, and the warm tables are vacuumed in case the run stopped before that.
+        Purges run one at a time (the Dagster asset does): a plan of a purge still running would look
+        interrupted."""
+        root = fs_path(purge_runs_path(self.settings))
+        infos = self.fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        left = [i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".json")]
+        if not left:
+            return []
+        pending = {(i.place, t) for i in plan.items for t in i.tenants}
+        audited = {((r.get("details") or {}).get("purge_id"),
+                    (r.get("dataset"), r.get("tier_from"), r.get("partition")))
+                   for r in self.audit.records(strict=True) if r.get("action") == "purge"}
+        recovered = []
+        for path in left:
+            interrupted = read_json(self.fs, path) or {}
+            for fields in interrupted.get("items", []):
+                item = PurgeItem(**fields)
+                self._interrupted.append(item)
+                if (interrupted.get("purge_id"), item.place) in audited:
+                    continue
+                if any((item.place, t) in pending for t in item.tenants):
+                    continue
+                self._audit(item, item.tier, details={"recovered_from_purge": interrupted.get("purge_id"),
+                                                      "recovered_from_run": interrupted.get("run_id"),
+                                                      "note": "deleted by an interrupted purge, numbers from its plan"})
+                recovered.append(item)
+            self._vacuum_always = True
+            self.fs.delete_file(path)
+        return recovered
 
     def _execute(self, report: PurgeReport, dry_run: bool) -> PurgeReport:
         self._cold(COLD_EVENTS_TABLE, "events", report, dry_run)
@@ -190,6 +288,7 @@ class Purger:
         self._warm(ROLLUPS_HOURLY_TABLE, "rollups_hourly", report, dry_run)
         if self.store is not None:
             self._hot(report, dry_run)
+        self._landing(report, dry_run)
         return report
 
     def _audit(self, item: PurgeItem, tier_from: str, checksum: str | None = None,
@@ -199,7 +298,7 @@ class Purger:
             "purge", item.dataset, partition=item.partition, tier_from=tier_from, rows=item.rows, bytes=item.bytes,
             checksum=checksum, run_id=self.run_id, reason="past retention, no legal hold",
             details={"tenants": item.tenants, "whole_partition": item.whole, "retention_days": retention,
-                     "as_of": format_ts(self.as_of), **(details or {})})
+                     "as_of": format_ts(self.as_of), "purge_id": self.purge_id, **(details or {})})
 
     # ------------------------------------------------------------------------------------- cold
 
@@ -302,8 +401,50 @@ class Purger:
                     "table": table.name, "table_version": metrics.get("version"),
                     "deleted_rows": metrics.get("num_deleted_rows"),
                     "removed_files": metrics.get("num_removed_files"), "added_files": metrics.get("num_added_files")})
-        if deleted:
+        if (deleted or self._vacuum_always) and not dry_run:
             report.vacuumed[table.name] = len(vacuum(self.settings, table, timedelta(0)))
+
+    # ---------------------------------------------------------------------------------- landing
+
+    def _landing(self, report: PurgeReport, dry_run: bool) -> None:
+        """Rewrite the landing files that hold rows of an erased (tenant, hour): this purge's and earlier ones'
+        (a late event landed since). The files keep their names, so the stream's commit log still lists them and
+        the late-landing sensor sees nothing new; the archive leaves such rows out anyway (``common.erasures``)."""
+        now = erasure_ranges([*report.items, *self._interrupted])
+        erasures = union(read_erasures(self.settings, self.fs), now)
+        if not erasures:
+            return
+        # Older erased hours were rewritten by the purge that erased them, and no event older than the ingestion's
+        # maximum age can land since: only this purge's hours and the recent ones are read again.
+        late_until = self.as_of - timedelta(days=self.settings.ingest_max_age_days + 1)
+        for hour, files in landing_files_by_hour(self.settings, self.fs).items():
+            erased = erased_tenants(erasures, hour)
+            if not erased or (hour < late_until and not erased_tenants(now, hour)):
+                continue
+            gone = pa.array(erased, pa.string())
+            touched: list[str] = []
+            counts: dict[str, int] = {}
+            for path in files:
+                tenants = pq.read_table(fs_path(path), columns=["tenant"], filesystem=self.fs)["tenant"]
+                hit = tenants.filter(pc.is_in(tenants.cast(pa.string()), gone))
+                if len(hit):
+                    touched.append(path)
+                    for tenant in hit.to_pylist():
+                        counts[tenant] = counts.get(tenant, 0) + 1
+            if not touched:
+                continue
+            item = PurgeItem("landing", "landing", hour_partition(hour), sorted(counts), sum(counts.values()), False)
+            report.items.append(item)
+            if dry_run:
+                continue
+            for path in touched:
+                table = pq.read_table(fs_path(path), filesystem=self.fs)
+                before = self.fs.get_file_info(fs_path(path)).size or 0
+                kept = table.filter(pc.invert(pc.is_in(table["tenant"].cast(pa.string()), gone)))
+                body = parquet_bytes(kept, "zstd")
+                publish(self.fs, fs_path(path), body)
+                item.bytes += before - len(body)
+            self._audit(item, "landing", details={"files": touched})
 
     # -------------------------------------------------------------------------------------- hot
 
@@ -344,6 +485,25 @@ def _tenant_counts(rows: pa.Table) -> dict[str, int]:
         return {}
     grouped = rows.group_by("tenant").aggregate([([], "count_all")])
     return dict(zip(grouped["tenant"].to_pylist(), grouped["count_all"].to_pylist(), strict=True))
+
+
+def announce_purged_hours(redis_url: str, report: PurgeReport) -> int:
+    """Announce every purged (tenant, hour) as a restatement, so the API drops cached answers that still hold
+    the purged rows (they would otherwise be served until their TTL). Stops at the first failure (Redis down:
+    the answers expire by their TTL)."""
+    by_hour: dict[datetime, set[str]] = {}
+    for tenant, spans in erasure_ranges(report.items).items():
+        for start, end in spans:
+            hour = start
+            while hour < end:
+                by_hour.setdefault(hour, set()).add(tenant)
+                hour += timedelta(hours=1)
+    announced = 0
+    for hour, tenants in sorted(by_hour.items()):
+        if announce_restated_hour(redis_url, tenants, hour) is None:
+            break
+        announced += 1
+    return announced
 
 
 def _sql_string(value: str) -> str:

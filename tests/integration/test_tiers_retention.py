@@ -226,7 +226,7 @@ def batch_hours(spark: SparkSession, settings: Settings, store: FlightHotStore, 
 LANDING_SCHEMA = pa.schema([*EVENT_ARROW_SCHEMA, ("kafka_partition", pa.int32()), ("kafka_offset", pa.int64())])
 
 
-def land_directly(settings: Settings, history: History) -> None:
+def land_directly(settings: Settings, history: History, batch: int = 0) -> None:
     """Landing files and their ``_spark_metadata`` commit log as the stream's sink writes them, without Spark.
 
     On MinIO the S3A sink took a minute here for a handful of rows (Spark's sink on MinIO is proven by
@@ -244,11 +244,15 @@ def land_directly(settings: Settings, history: History) -> None:
     log = ["v1"]
     for hour, rows in sorted(by_hour.items()):
         path = f"{root}/{hour_partition(hour)}/part-00000-{uuid.uuid4()}.c000.zstd.parquet"
+        if isinstance(fs, pafs.LocalFileSystem):  # S3 has no folders to make
+            fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         pq.write_table(pa.Table.from_pylist(rows, schema=LANDING_SCHEMA), path, filesystem=fs, compression="zstd")
         log.append(json.dumps({"path": spark_uri(lake_uri(fs, path)), "size": fs.get_file_info(path).size,
                                "isDir": False, "modificationTime": 0, "blockReplication": 1, "blockSize": 0,
                                "action": "add"}))
-    with fs.open_output_stream(f"{root}/_spark_metadata/0") as sink:
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(f"{root}/_spark_metadata", recursive=True)
+    with fs.open_output_stream(f"{root}/_spark_metadata/{batch}") as sink:
         sink.write(("\n".join(log) + "\n").encode())
 
 
@@ -543,7 +547,7 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
                  if r["action"] == "purge" and "trial" in r["details"]["tenants"]]
         assert {(r["dataset"], r["tier_from"], r["details"]["whole_partition"]) for r in trial} == {
             ("events", "warm", False), ("rollups_hourly", "warm", False), ("rollups_hourly", "hot", False),
-            ("rollups_daily", "cold", False)}
+            ("rollups_daily", "cold", False), ("landing", "landing", False)}
 
         # Cold objects carry the policy's tags, also those the purge rewrote (the held day lost beta's rows).
         for cold_day in (TODAY - timedelta(days=730), held_day):

@@ -223,3 +223,23 @@ def test_uri_helpers() -> None:
     assert fs_path("s3://b/k/") == "b/k" and fs_path("s3a://b/k") == "b/k" and fs_path("file:///x/y") == "/x/y"
     assert file_hour("s3://b/dt=2026-03-01/hour=09/x.parquet") == HOUR
     assert file_hour("/l/dt=__HIVE_DEFAULT_PARTITION__/hour=09/x.parquet") is None
+
+
+def test_an_erased_tenant_hour_stays_out_of_the_archive_however_often_it_is_landed_again(settings: Settings) -> None:
+    from common.erasures import record_erasures
+
+    _land(settings, [[_row("a1", 1, 2), _row("b1", 3, 4, tenant="beta"), _row("a2", 5, 6)]])
+    archive_hour(settings, HOUR, progress=lambda _: None)
+    assert {r["tenant"] for r in _archived(settings)} == {"acme", "beta"}
+    record_erasures(settings, {"acme": [(HOUR, HOUR + timedelta(hours=1))]})
+    # a late file lands into the erased hour with one more event of each tenant; the hour is archived again
+    _land(settings, [[_row("a1", 1, 2), _row("b1", 3, 4, tenant="beta"), _row("a2", 5, 6)],
+                     [_row("a3", 7, 90), _row("b2", 8, 90, tenant="beta")]])
+    result = archive_hour(settings, HOUR, progress=lambda _: None)
+    assert [(r["tenant"], r["event_id"]) for r in _archived(settings)] == [("beta", "b1"), ("beta", "b2")]
+    provenance = archived_hour(settings, HOUR).provenance  # type: ignore[union-attr]
+    assert provenance["erased_tenants"] == ["acme"] and provenance["rows_erased"] == 3
+    assert provenance["duplicates_dropped"] == 0 and result.rows == 2
+    assert verify_hour(settings, HOUR) == []
+    # the next hour of the same tenant was not erased
+    assert record_erasures(settings, {})["acme"] == [(HOUR, HOUR + timedelta(hours=1))]
