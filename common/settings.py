@@ -140,11 +140,6 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(
         default=30.0, description="A dashboard or ad-hoc query running longer is cancelled and answered 504."
     )
-    lake_history_hours: int = Field(
-        default=168,
-        description="How long the lake's Delta tables keep files that a newer version no longer reads (time travel "
-        "window): the tier movers vacuum files older than this. An erasure (retention purge) vacuums at once.",
-    )
     lake_session_seconds: float = Field(
         default=60.0,
         description="How long the API reuses a listing of the lake's warm/cold partition folders (its lake reader "

@@ -19,6 +19,7 @@ import yaml
 from common.settings import Settings
 
 DEFAULT_POLICY_FILE = Path(__file__).with_name("tiers.yaml")
+DEFAULT_HISTORY_WINDOW = timedelta(days=7)  # vacuum.history when the policy file does not say
 DATASETS = ("events", "rollups_1m", "rollups_hourly", "rollups_daily")
 TIER_ORDER = ("hot", "warm", "cold")
 LAYOUTS = ("hour", "day")
@@ -68,6 +69,7 @@ class TierPolicy:
     default_retention: timedelta
     tenant_retention: dict[str, timedelta] = field(default_factory=dict)
     s3_tags: dict[str, str] = field(default_factory=dict)
+    history_window: timedelta = DEFAULT_HISTORY_WINDOW  # vacuum keeps what time travel within it reads
 
     def retention_for(self, tenant: str) -> timedelta:
         """How long ``tenant``'s data is kept (its own setting, else the default)."""
@@ -144,7 +146,7 @@ def _unknown(value: dict[str, Any], allowed: set[str], where: str) -> None:
 def parse_policy(document: Any, source: str) -> TierPolicy:
     """Validate a policy document (the parsed YAML); errors read ``<file>: <key path>: <problem>``."""
     root = _mapping(document, f"{source}: top level")
-    _unknown(root, {"version", "retention", "cold_marking", "datasets"}, f"{source}: top level")
+    _unknown(root, {"version", "retention", "vacuum", "cold_marking", "datasets"}, f"{source}: top level")
     if root.get("version") != 1:
         raise PolicyError(f"{source}: version: expected 1, got {root.get('version')!r}")
     retention = _mapping(root.get("retention", {}), f"{source}: retention")
@@ -152,6 +154,9 @@ def parse_policy(document: Any, source: str) -> TierPolicy:
     default_retention = parse_duration(retention.get("default", "7y"), f"{source}: retention.default")
     tenants = _mapping(retention.get("tenants") or {}, f"{source}: retention.tenants")
     tenant_retention = {str(t): parse_duration(v, f"{source}: retention.tenants.{t}") for t, v in tenants.items()}
+    vacuum = _mapping(root.get("vacuum") or {}, f"{source}: vacuum")
+    _unknown(vacuum, {"history"}, f"{source}: vacuum")
+    history_window = parse_duration(vacuum.get("history", "7d"), f"{source}: vacuum.history")
     marking = _mapping(root.get("cold_marking") or {}, f"{source}: cold_marking")
     _unknown(marking, {"s3_tags"}, f"{source}: cold_marking")
     tags = _mapping(marking.get("s3_tags") or {}, f"{source}: cold_marking.s3_tags")
@@ -162,7 +167,7 @@ def parse_policy(document: Any, source: str) -> TierPolicy:
         raise PolicyError(f"{source}: datasets: missing {missing}; every dataset of {list(DATASETS)} needs its tiers")
     datasets = {name: _dataset(name, datasets_doc[name], source) for name in DATASETS}
     s3_tags = {str(k): str(v) for k, v in tags.items()}
-    policy = TierPolicy(source, datasets, default_retention, tenant_retention, s3_tags)
+    policy = TierPolicy(source, datasets, default_retention, tenant_retention, s3_tags, history_window)
     for name, dataset in datasets.items():
         last = dataset.tiers[-1]
         if last.tier != "cold":

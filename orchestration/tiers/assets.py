@@ -198,9 +198,11 @@ def audit_log_intact(tiers: TiersResource) -> dg.AssetCheckResult:
     tags=TAGS,
     metadata={"tables": ", ".join(LAKE_TABLES)},
 )
-def lake_maintenance(context: dg.AssetExecutionContext, lakehouse: LakehouseResource) -> dg.MaterializeResult:
+def lake_maintenance(context: dg.AssetExecutionContext, lakehouse: LakehouseResource,
+                     tiers: TiersResource) -> dg.MaterializeResult:
     """Compact the Delta tables' small files, vacuum files older than the history window, write checkpoints."""
-    results = maintain_lake(lakehouse.settings())
+    history = tiers.policy().history_window
+    results = maintain_lake(lakehouse.settings(), history=history)
     for result in results:
         context.log.info(f"{result.table}: {result.files_before} → {result.files_after} files, "
                          f"{result.files_vacuumed} vacuumed, checkpoint at {result.checkpoint_version}")
@@ -209,7 +211,7 @@ def lake_maintenance(context: dg.AssetExecutionContext, lakehouse: LakehouseReso
         "files_after": dg.MetadataValue.int(sum(r.files_after for r in results)),
         "files_vacuumed": dg.MetadataValue.int(sum(r.files_vacuumed for r in results)),
         "bytes_after": dg.MetadataValue.int(sum(r.bytes_after for r in results)),
-        "history_hours": dg.MetadataValue.int(lakehouse.settings().lake_history_hours),
+        "history_hours": dg.MetadataValue.int(int(history.total_seconds() // 3600)),
         "tables": dg.MetadataValue.json([r.as_dict() for r in results]),
     }
     for result in results:

@@ -11,7 +11,7 @@ keeps every file a newer version superseded until vacuum removes it.
    as few files of up to ``TARGET_FILE_BYTES``, in one commit (``lakehouse.operation = optimize``). The rows and
    their values do not change (a test compares every answer before and after), only how many files hold them;
    the replaced files stay readable by time travel until vacuum;
-2. **vacuum** of files no version younger than the history window reads (``LAKEHOUSE_LAKE_HISTORY_HOURS``,
+2. **vacuum** of files no version younger than the history window reads (the tier policy's ``vacuum.history``,
    the window the tier movers keep too; an erasure vacuums at once, in the purge);
 3. **checkpoint**: the table's state written as one Parquet checkpoint, so opening the table reads it plus the
    commits after it instead of every JSON commit; then the log entries older than the table's log retention
@@ -38,6 +38,7 @@ from common.lake_tables import (
     writer_properties,
 )
 from common.settings import Settings
+from storage_tiers.policy import DEFAULT_HISTORY_WINDOW
 
 
 @dataclass
@@ -70,9 +71,9 @@ def _live(delta: Any) -> tuple[int, int, int]:
     return len(sizes), int(sum(sizes)), int(sum(r or 0 for r in rows))
 
 
-def maintain_table(settings: Settings, table: WarmTable, history: timedelta | None = None,
+def maintain_table(settings: Settings, table: WarmTable, history: timedelta = DEFAULT_HISTORY_WINDOW,
                    compact: bool = True, checkpoint: bool = True) -> MaintenanceResult:
-    """Compact, vacuum (files older than ``history``, default ``LAKEHOUSE_LAKE_HISTORY_HOURS``) and checkpoint
+    """Compact, vacuum (files older than ``history``: the tier policy's ``vacuum.history``) and checkpoint
     one table; a table never written is left alone."""
     from deltalake import CommitProperties
 
@@ -81,7 +82,6 @@ def maintain_table(settings: Settings, table: WarmTable, history: timedelta | No
     if delta is None:
         result.notes.append("no table yet")
         return result
-    history = history if history is not None else timedelta(hours=settings.lake_history_hours)
     result.version_before = int(delta.version())
     result.files_before, result.bytes_before, result.rows = _live(delta)
     if compact:
@@ -108,7 +108,7 @@ def maintain_table(settings: Settings, table: WarmTable, history: timedelta | No
 
 
 def maintain_lake(settings: Settings, tables: list[WarmTable] | None = None,
-                  history: timedelta | None = None) -> list[MaintenanceResult]:
+                  history: timedelta = DEFAULT_HISTORY_WINDOW) -> list[MaintenanceResult]:
     """``maintain_table`` for every Delta table of the lake (or ``tables``)."""
     from common.lake_tables import LAKE_TABLES
 

@@ -16,7 +16,7 @@ clock: ``as_of`` is given, so a backfill or a test can run "as of" any date.
   content checksum and rows per hour as committed; rows per hour = archive rows per hour), marked cold,
   and only then are the archive hours and warm hourly rollups deleted: one Delta delete commit per hour
   (its version is in the audit record), then ``vacuum`` of files older than the history window
-  (``LAKEHOUSE_LAKE_HISTORY_HOURS``), so recent versions stay readable by time travel.
+  (the tier policy's ``vacuum.history``), so recent versions stay readable by time travel.
 
 Every action is appended to the audit log (``drop_hot``, ``compact_cold``, ``mark_cold``, ``move``).
 """
@@ -246,7 +246,7 @@ class TierMover:
     def _vacuum(self, table: WarmTable) -> None:
         """Remove files older than the history window that no recent version reads (time travel stays possible
         within the window)."""
-        vacuum(self.settings, table, timedelta(hours=self.settings.lake_history_hours))
+        vacuum(self.settings, table, self.policy.history_window)
 
     def _drop_warm_rollups(self, day: date, report: DayReport) -> None:
         hours = list(table_hours(self.settings, ROLLUPS_HOURLY_TABLE, day))

@@ -92,12 +92,16 @@ def test_compaction_keeps_every_answer_and_shrinks_the_files(lake: tuple[Setting
 def test_the_maintenance_asset_reports_what_it_did(lake: tuple[Settings, list[dict]]) -> None:
     from orchestration.resources import LakehouseResource
     from orchestration.tiers.assets import lake_maintenance
+    from orchestration.tiers.resources import TiersResource
 
     settings, written = lake
-    result = dg.materialize([lake_maintenance], resources={"lakehouse": LakehouseResource.from_settings(settings)})
+    lakehouse = LakehouseResource.from_settings(settings)
+    result = dg.materialize([lake_maintenance],
+                            resources={"lakehouse": lakehouse, "tiers": TiersResource(lakehouse=lakehouse)})
     assert result.success
     metadata = result.asset_materializations_for_node("lake_maintenance")[0].metadata
     assert metadata["files_before"].value == 18 and metadata["files_after"].value == 3
+    assert metadata["history_hours"].value == 7 * 24  # the tier policy's vacuum.history
     tables = {t["table"]: t for t in metadata["tables"].value}
     assert tables["archive/events"]["rows"] == len(written)
     assert tables["warm/rollups_hourly"]["notes"] == ["no table yet"]

@@ -49,6 +49,14 @@ def test_tier_for_follows_the_horizons() -> None:
     assert policy.tier_for("rollups_daily", 3 * DAY) == "cold"
 
 
+def test_the_vacuum_window_is_part_of_the_policy(tmp_path: Path) -> None:
+    assert load_policy(Settings(tier_policy="")).history_window == 7 * DAY
+    assert load_policy(_write(tmp_path, lambda d: d.update(vacuum={"history": "30d"}))).history_window == 30 * DAY
+    assert load_policy(_write(tmp_path, lambda d: d.pop("vacuum"))).history_window == 7 * DAY
+    with pytest.raises(PolicyError, match="vacuum.*unknown key"):
+        load_policy(_write(tmp_path, lambda d: d.update(vacuum={"erasure": "1d"})))
+
+
 def test_per_tenant_retention(tmp_path: Path) -> None:
     settings = _write(tmp_path, lambda d: d["retention"].update(tenants={"trial": "2y", "gov": "7y"}))
     policy = load_policy(settings)
