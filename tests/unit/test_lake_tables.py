@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 
@@ -25,12 +24,20 @@ from batch.archive import verify_hour
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import archive_path, lake_filesystem
 from common.lake_duckdb import lake_session, load_delta
-from common.lake_tables import ARCHIVE_TABLE, open_table, replace_partition, with_partition_columns
+from common.lake_tables import (
+    ARCHIVE_TABLE,
+    COLD_EVENTS_TABLE,
+    WarmTable,
+    open_table,
+    replace_partition,
+    with_partition_columns,
+)
 from common.settings import REPO_ROOT, Settings
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.lake.sql import lake_connection, lake_query
 from storage_tiers.policy import load_policy
+from storage_tiers.tiers.cold_files import EVENTS_SORT, publish_day
 from storage_tiers.tiers.purge import Purger
 
 HOUR = datetime(2026, 3, 1, 9, tzinfo=UTC)
@@ -120,36 +127,48 @@ def test_a_purged_tenant_is_physically_gone_after_vacuum_and_held_rows_stay(sett
     assert verify_hour(settings, old) == [], "the partly purged hour still verifies against its delete commit"
 
 
+def _direct_readers(settings: Settings, table: WarmTable) -> dict[str, dict[str, tuple[int, float]]]:
+    """Events and revenue per tenant of one Delta table as each engine a data scientist would use reads it."""
+    uri = open_table(settings, table).table_uri.removeprefix("file://")
+    con = lake_session(settings)
+    load_delta(con)
+    scanned = con.execute("SELECT tenant, count(*), sum(revenue) FROM delta_scan($u) GROUP BY ALL", {"u": uri})
+    duck = {t: (n, r) for t, n, r in scanned.fetchall()}
+    con.close()
+    # pandas, the documented way: the table's pyarrow dataset (filtered on a partition column in practice)
+    frame = open_table(settings, table).to_pyarrow_dataset().to_table().to_pandas()
+    grouped = frame.groupby("tenant").agg(n=("event_id", "count"), r=("revenue", "sum"))
+    pandas = {k: (int(v.n), float(v.r)) for k, v in grouped.iterrows()}
+    # chDB in its own process (a session of its own, as a notebook would have it). deltaLakeLocal reads only below
+    # chDB's user_files_path, which is the working directory: start it in the lake.
+    script = ("import chdb, sys; print(chdb.query(\"SELECT tenant, count(), sum(revenue) FROM "
+              "deltaLakeLocal('\" + sys.argv[1] + \"') GROUP BY ALL ORDER BY 1\", 'TSV'))")
+    out = subprocess.run([sys.executable, "-c", script, uri], capture_output=True, text=True, timeout=120,
+                         cwd=settings.effective_lake_uri, check=True).stdout
+    chdb = {t: (int(n), float(r)) for t, n, r in (line.split("\t") for line in out.strip().splitlines())}
+    return {"duckdb": duck, "pandas": pandas, "chdb": chdb}
+
+
 def test_duckdb_pandas_and_chdb_read_the_same_numbers(settings: Settings) -> None:
     _replace(settings, _events(50))
     _replace(settings, _events(20, "beta", HOUR + timedelta(hours=1), "b"), HOUR + timedelta(hours=1))
     truth = {("acme", 9): (50, float(sum(range(50)))), ("beta", 10): (20, float(sum(range(20))))}
-    uri = open_table(settings, ARCHIVE_TABLE).table_uri.removeprefix("file://")
-
     views = lake_query("SELECT tenant, hour, count(*) AS n, sum(revenue) AS r FROM events GROUP BY ALL", settings)
     assert {(r["tenant"], r["hour"]): (r["n"], r["r"]) for r in views.to_pylist()} == truth
+    per_tenant = {tenant: numbers for (tenant, _), numbers in truth.items()}
+    assert _direct_readers(settings, ARCHIVE_TABLE) == dict.fromkeys(("duckdb", "pandas", "chdb"), per_tenant)
 
-    con = lake_session(settings)
-    load_delta(con)
-    scanned = con.execute("SELECT tenant, hour, count(*), sum(revenue) FROM delta_scan($u) GROUP BY ALL",
-                          {"u": uri}).fetchall()
-    con.close()
-    assert {(t, h): (n, r) for t, h, n, r in scanned} == truth
 
-    # pandas, the documented way: the table's pyarrow dataset, filtered on the partition columns.
-    frame = open_table(settings, ARCHIVE_TABLE).to_pyarrow_dataset().to_table(
-        filter=pads.field("dt") == pa.scalar(date(2026, 3, 1), pa.date32())).to_pandas()
-    grouped = frame.groupby(["tenant", "hour"]).agg(n=("event_id", "count"), r=("revenue", "sum"))
-    assert {k: (int(v.n), float(v.r)) for k, v in grouped.iterrows()} == truth
-
-    # chDB in its own process (a session of its own, as a notebook would have it). deltaLakeLocal reads only below
-    # chDB's user_files_path, which is the working directory: start it in the lake.
-    script = ("import chdb, sys; print(chdb.query(\"SELECT tenant, toUInt32(hour), count(), sum(revenue) FROM "
-              "deltaLakeLocal('\" + sys.argv[1] + \"') GROUP BY ALL ORDER BY 1\", 'TSV'))")
-    out = subprocess.run([sys.executable, "-c", script, uri], capture_output=True, text=True, timeout=120,
-                         cwd=settings.effective_lake_uri, check=True).stdout
-    chdb_rows = [line.split("\t") for line in out.strip().splitlines()]
-    assert {(t, int(h)): (int(n), float(r)) for t, h, n, r in chdb_rows} == truth
+def test_the_cold_events_table_reads_the_same_in_every_engine(settings: Settings) -> None:
+    day = date(2019, 4, 2)
+    at = datetime(2019, 4, 2, 7, tzinfo=UTC)
+    rows = pa.concat_tables([_events(30, "acme", at), _events(12, "beta", at + timedelta(hours=5), "b")])
+    publish_day(settings, COLD_EVENTS_TABLE, day, rows, EVENTS_SORT, [], {}, None)
+    truth = {"acme": (30, float(sum(range(30)))), "beta": (12, float(sum(range(12))))}
+    views = lake_query("SELECT tenant, count(*) AS n, sum(revenue) AS r FROM events WHERE dt = $d GROUP BY ALL",
+                       settings, {"d": day})
+    assert {r["tenant"]: (r["n"], r["r"]) for r in views.to_pylist()} == truth
+    assert _direct_readers(settings, COLD_EVENTS_TABLE) == dict.fromkeys(("duckdb", "pandas", "chdb"), truth)
 
 
 def _old_layout(settings: Settings) -> dict[datetime, int]:
