@@ -22,6 +22,7 @@ from serving.tenancy.auth import bearer_headers
 from stack.app_services import full_stack
 from stack.services import Stack
 from stack.tools import StackError
+from tests.integration.own_services import environment
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
 # so that their sessions' services do not collide; CI leaves it at 0.
@@ -56,16 +57,9 @@ TEST_ENV = {
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     home: Path = tmp_path_factory.mktemp("lakehouse-home")
     env = {**TEST_ENV, "LAKEHOUSE_HOME": str(home)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the stack's child processes read the same settings from the environment
-    try:
+    with environment(env):
         yield Settings()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+
 
 
 #: What the session's stack teardown found, shown in pytest's summary.

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from common.settings import Settings
 from stack import ensure_bucket, local_stack
+from stack.app_services import full_stack
+from stack.services import Stack
 
 
 def _free(port: int) -> bool:
@@ -40,3 +43,33 @@ def minio_alone(settings: Settings) -> Iterator[Settings]:
         yield settings
     finally:
         stack.down(["minio"])
+
+
+@contextmanager
+def environment(overrides: Mapping[str, str]) -> Iterator[None]:
+    """``overrides`` in this process's environment, which the stack's child processes are spawned with and
+    ``Settings()`` reads; the previous values come back afterwards, whatever the test does."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def own_stack(env: Mapping[str, str], services: list[str] | None = None) -> Iterator[tuple[Settings, Stack]]:
+    """A whole stack of the test's own (its home and ports in ``env``), stopped and checked for leftovers after."""
+    with environment(env):
+        settings = Settings()
+        stack = full_stack(settings)
+        try:
+            stack.up(services)
+            yield settings, stack
+        finally:
+            stack.down(services)
+            print(stack.confirm_stopped())

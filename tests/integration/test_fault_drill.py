@@ -39,10 +39,9 @@ from common.lake import fs_path, lake_filesystem, landing_files_by_hour
 from common.settings import Settings
 from serving.tenancy.auth import bearer_headers
 from stack import process
-from stack.app_services import full_stack
 from stack.services import Stack
 from tests.integration.conftest import wait_for
-from tests.integration.own_services import free_pair
+from tests.integration.own_services import free_pair, own_stack
 
 pytestmark = pytest.mark.integration
 
@@ -68,23 +67,8 @@ def drill_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sett
         "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
         "LAKEHOUSE_LAKE_SESSION_SECONDS": "1",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the stack's child processes read the same settings from the environment
-    settings = Settings()
-    stack = full_stack(settings)
-    try:
-        stack.up()
+    with own_stack(env) as (settings, stack):
         yield settings, stack
-    finally:
-        try:
-            stack.down()
-            print(stack.confirm_stopped())
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 @dataclass

@@ -29,10 +29,9 @@ from common.settings import Settings
 from demo.clickstream import Clickstream
 from serving.tenancy.auth import bearer_headers
 from stack import process
-from stack.app_services import full_stack
 from stack.services import Stack
 from tests.integration.conftest import wait_for
-from tests.integration.own_services import free_pair
+from tests.integration.own_services import free_pair, own_stack
 
 pytestmark = pytest.mark.integration
 
@@ -59,24 +58,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
         "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{free_pair()}",
         "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the stack's child processes read the same settings from the environment
-    settings = Settings()
-    stack = full_stack(settings)
-    services = ["kafka-1", "kafka-2", "kafka-3", "redis", "api", "stream"]
-    try:
-        stack.up(services)
+    with own_stack(env, ["kafka-1", "kafka-2", "kafka-3", "redis", "api", "stream"]) as (settings, stack):
         yield settings, stack
-    finally:
-        try:
-            stack.down(services)
-            print(stack.confirm_stopped())
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
 
 @dataclass

@@ -28,6 +28,7 @@ from stack.process import read_pid
 from stack.services import Stack
 from stack.strays import STACK_SERVICE
 from tests.integration.conftest import wait_for
+from tests.integration.own_services import environment
 
 pytestmark = pytest.mark.integration
 
@@ -103,17 +104,11 @@ def busy_stream(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempP
         "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": str(RECORDS + 100),
     }
     ensure_topics(Settings(kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq"))
-    saved = {k: os.environ.get(k) for k in overrides}
     stack.down(["stream"])
-    os.environ.update(overrides)  # the stream service is spawned with this process's environment
     try:
-        yield topic
+        with environment(overrides):  # the stream service is spawned with this process's environment
+            yield topic
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         stack.down(["stream"])
         stack.up(["stream"])  # the session's stream again, on its own checkpoint
 
