@@ -9,8 +9,6 @@ inserts of new row versions (``sql/clickhouse/008_alerts.sql``); statements live
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from common.hot_store import HotStore
+from common.row_versions import RowVersions
 from common.sql_files import sql_sections
 from serving.alerts.rules import OK, Condition, Rule
 
@@ -79,14 +78,7 @@ class AlertStore:
     def __init__(self, store: HotStore) -> None:
         self._store = store
         self._sql = sql_sections("clickhouse/queries/alerts.sql")
-        self._lock = threading.Lock()
-        self._last_version = 0
-
-    def _version(self) -> int:
-        """Strictly increasing in this process (nanoseconds), so a later write always wins under FINAL."""
-        with self._lock:
-            self._last_version = max(time.time_ns(), self._last_version + 1)
-            return self._last_version
+        self._versions = RowVersions()
 
     def _query(self, name: str, **params: Any) -> list[dict[str, Any]]:
         return self._store.query_arrow(self._sql[name], params).to_pylist()
@@ -108,7 +100,7 @@ class AlertStore:
             "filters": json.dumps(rule.filters), "window_minutes": rule.window_minutes,
             "condition": json.dumps(rule.condition.as_dict()), "webhook_url": rule.webhook_url,
             "enabled": int(rule.enabled), "created_at": rule.created_at, "updated_at": rule.updated_at,
-            "deleted": int(deleted), "version": self._version(),
+            "deleted": int(deleted), "version": self._versions.next(),
         }
         self._store.insert_arrow("alert_rules", pa.Table.from_pylist([row], schema=_RULES_SCHEMA))
 
@@ -129,7 +121,7 @@ class AlertStore:
         rows = [{
             "tenant": s.tenant, "rule_id": s.rule_id, "state": s.state, "incident_id": s.incident_id,
             "since": s.since, "evaluated_at": s.evaluated_at or datetime.now(UTC), "value": s.value,
-            "baseline": s.baseline, "outbox": json.dumps(s.outbox), "version": self._version(),
+            "baseline": s.baseline, "outbox": json.dumps(s.outbox), "version": self._versions.next(),
         } for s in states]
         self._store.insert_arrow("alert_state", pa.Table.from_pylist(rows, schema=_STATE_SCHEMA))
 

@@ -16,8 +16,6 @@ HTTP; it is the width of one insert.
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from common.hot_store import HotStore
+from common.row_versions import RowVersions
 from common.sql_files import sql_sections
 from serving.reports.schedules import ReportSchedule, ScheduleNotFound
 
@@ -57,13 +56,7 @@ class ScheduleStore:
     def __init__(self, store: HotStore) -> None:
         self._store = store
         self._sql = sql_sections("clickhouse/queries/reports.sql")
-        self._lock = threading.Lock()
-        self._last_version = 0
-
-    def _version(self) -> int:
-        with self._lock:
-            self._last_version = max(time.time_ns(), self._last_version + 1)
-            return self._last_version
+        self._versions = RowVersions()
 
     def _rows(self, name: str, **params: Any) -> list[ReportSchedule]:
         return [_schedule(r) for r in self._store.query_arrow(self._sql[name], params).to_pylist()]
@@ -87,7 +80,7 @@ class ScheduleStore:
             "cadence": schedule.cadence, "weekday": schedule.weekday, "at_time": schedule.at, "tz": schedule.tz,
             "formats": json.dumps(list(schedule.formats)), "email_to": json.dumps(list(schedule.email_to)),
             "webhook_url": schedule.webhook_url, "filters": json.dumps(list(schedule.filters)),
-            "created": schedule.created, "deleted": int(deleted), "version": self._version(),
+            "created": schedule.created, "deleted": int(deleted), "version": self._versions.next(),
         }
         self._store.insert_arrow("report_schedules", pa.Table.from_pylist([row], schema=_SCHEDULES))
 
