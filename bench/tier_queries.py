@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import cold_events_path, rollups_daily_path
 from common.lake_tables import ROLLUPS_HOURLY_TABLE, append_rows, open_table
@@ -526,6 +527,7 @@ def main() -> None:
         shutil.rmtree(HOME, ignore_errors=True)
     print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
     stack.up(["redis", "api"])
+    memory = MemorySampler(settings.home).start()  # resident memory of each process, in the results
     try:
         if reuse:
             assert previous is not None
@@ -586,6 +588,7 @@ def main() -> None:
         check = check_series(answers[("7y", "series")], laid, settings, now)
         print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
     finally:
+        memory.stop()
         print("== stopping the bench services")
         stack.down()
         print(f"== {stack.confirm_stopped()}")  # raises, naming them, if any process of the bench home is left
@@ -620,6 +623,7 @@ def main() -> None:
                        "breakdown": "events, revenue, unique_users per country", "by_range": dashboards},
         "check_7y_series": check,
         "home_bytes": size,
+        "memory": memory.report(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2, default=str) + "\n")

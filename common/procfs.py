@@ -162,3 +162,19 @@ def ancestors(pid: int, table: list[ProcessInfo]) -> set[int]:
         found.add(current.ppid)
         current = by_pid.get(current.ppid)
     return found
+
+
+def parse_status_rss_kib(text: str) -> int | None:
+    """``VmRSS`` of ``/proc/<pid>/status`` in KiB (None for a kernel thread or a zombie, which have none)."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def resident_kib(pid: int) -> int | None:
+    """The resident memory of ``pid`` now, in KiB; None when it is gone or has none."""
+    try:
+        return parse_status_rss_kib((PROC / str(pid) / "status").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
