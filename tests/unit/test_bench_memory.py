@@ -31,3 +31,15 @@ def test_the_sampler_sees_a_child_process_s_memory_and_its_exit() -> None:
     ours = [p for p in report["processes"] if p["running_at_end"]]
     assert abs(report["services"][BENCH]["end_mib"] - sum(p["end_mib"] for p in ours)) < 0.2  # rounding only
     assert report["services"][BENCH]["peak_mib"] >= mine[0]["peak_mib"]
+
+
+def test_flatness_fits_after_the_warm_up_and_judges_growth_per_hour() -> None:
+    from bench.soak import flatness
+
+    warm_then_flat = [(0, 100 * 1024), (60, 400 * 1024)] + [(120 + 60 * k, 500 * 1024) for k in range(10)]
+    flat = flatness(warm_then_flat, warmup_s=120, flat_percent=5)
+    assert flat["flat"] is True and flat["slope_mib_per_min"] == 0.0
+    leaking = [(60 * k, (500 + 2 * k) * 1024) for k in range(10)]  # 2 MiB/min of ~510 MiB: 24 %/hour
+    leak = flatness(leaking, warmup_s=0, flat_percent=5)
+    assert leak["flat"] is False and leak["slope_mib_per_min"] == 2.0
+    assert flatness(leaking[:2], warmup_s=0, flat_percent=5)["flat"] is None
