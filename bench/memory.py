@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common import procfs
+from stack import process
 from stack import strays as home_scan
 
 BENCH = "bench"
@@ -59,9 +60,19 @@ class MemorySampler:
         # A service the benchmark started itself (MinIO of a temporary home) carries the stack's tag.
         found = [((p.environ or {}).get(home_scan.STACK_SERVICE) or BENCH, p) for p in own if not p.gone]
         if self.home is not None:
+            taken = {p.pid for _, p in found}
+            # Each service's process group, from its pid file: Redis rewrites its command line and
+            # environment (its process title), so only the group tells it is this home's.
+            for pid_file in sorted((self.home / "run").glob("*.pid")):
+                record = process.read_pid(pid_file)
+                if record is None:
+                    continue
+                group = [p for p in table if p.pgid == record.pid and not p.gone and p.pid not in taken]
+                found += [(pid_file.stem, p) for p in group]
+                taken.update(p.pid for p in group)
             exclude_pids, exclude_pgid = home_scan.own_exclusions(table)
             found += [(hp.service or "unknown", hp.process) for hp in home_scan.home_processes(
-                table, home_scan.home_spellings(self.home), exclude_pids=exclude_pids | {p.pid for _, p in found},
+                table, home_scan.home_spellings(self.home), exclude_pids=exclude_pids | taken,
                 exclude_pgid=exclude_pgid)]
         return found
 
