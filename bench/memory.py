@@ -23,6 +23,7 @@ from stack import process
 from stack import strays as home_scan
 
 BENCH = "bench"
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 @dataclass
@@ -82,11 +83,15 @@ class MemorySampler:
         totals: dict[str, int] = {}
         with self._lock:
             index = self.samples
-            for service, info in self._members(table):
-                kib = procfs.resident_kib(info.pid)
-                if kib is None:
-                    continue
+            members = self._members(table)
+            statm = {info.pid: procfs.memory_pages(info.pid) for _, info in members}
+            for service, info in members:
+                pages = statm[info.pid]
+                if pages is None or (pages == statm.get(info.ppid) and pages[1] > 0):
+                    continue  # gone, or a child sharing its parent's memory until it execs: counted once
+                kib = pages[1] * PAGE_KIB
                 seen = self._seen.setdefault((info.pid, info.start_ticks), _Seen(service, info.describe()))
+                seen.label = info.describe()  # a launcher that exec'd (bash → java) is named as it is now
                 seen.peak_kib = max(seen.peak_kib, kib)
                 seen.end_kib, seen.last_sample = kib, index
                 totals[service] = totals.get(service, 0) + kib

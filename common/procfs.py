@@ -178,3 +178,13 @@ def resident_kib(pid: int) -> int | None:
         return parse_status_rss_kib((PROC / str(pid) / "status").read_text())
     except (OSError, ValueError, IndexError):
         return None
+
+
+def memory_pages(pid: int) -> tuple[int, ...] | None:
+    """``/proc/<pid>/statm`` (size, resident, shared, text, lib, data, dt in pages); None when gone. A child
+    that shares its parent's memory (vfork, posix_spawn before exec, as a JVM starts a command) shows the
+    very same figures as its parent, which is how a reader can avoid counting that memory twice."""
+    try:
+        return tuple(int(x) for x in (PROC / str(pid) / "statm").read_text().split())
+    except (OSError, ValueError):
+        return None
