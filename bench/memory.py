@@ -56,14 +56,12 @@ class MemorySampler:
         self._lock = threading.Lock()
 
     def _members(self, table: list[procfs.ProcessInfo]) -> list[tuple[str, procfs.ProcessInfo]]:
-        me = os.getpid()
-        own = [p for p in table if p.pid == me] + procfs.descendants({me}, table)
-        # A service the benchmark started itself (MinIO of a temporary home) carries the stack's tag.
-        found = [((p.environ or {}).get(home_scan.STACK_SERVICE) or BENCH, p) for p in own if not p.gone]
+        found: list[tuple[str, procfs.ProcessInfo]] = []
+        taken: set[int] = set()
         if self.home is not None:
-            taken = {p.pid for _, p in found}
-            # Each service's process group, from its pid file: Redis rewrites its command line and
-            # environment (its process title), so only the group tells it is this home's.
+            # Each service's process group, from its pid file, first: Redis rewrites its command line and
+            # environment (its process title), so only the group tells it is this home's (and not the
+            # benchmark's child, which every service started by the benchmark also is).
             for pid_file in sorted((self.home / "run").glob("*.pid")):
                 record = process.read_pid(pid_file)
                 if record is None:
@@ -71,6 +69,13 @@ class MemorySampler:
                 group = [p for p in table if p.pgid == record.pid and not p.gone and p.pid not in taken]
                 found += [(pid_file.stem, p) for p in group]
                 taken.update(p.pid for p in group)
+        me = os.getpid()
+        own = [p for p in [*(p for p in table if p.pid == me), *procfs.descendants({me}, table)]
+               if not p.gone and p.pid not in taken]
+        # A service the benchmark started itself (MinIO of a temporary home) carries the stack's tag.
+        found += [((p.environ or {}).get(home_scan.STACK_SERVICE) or BENCH, p) for p in own]
+        taken.update(p.pid for p in own)
+        if self.home is not None:
             exclude_pids, exclude_pgid = home_scan.own_exclusions(table)
             found += [(hp.service or "unknown", hp.process) for hp in home_scan.home_processes(
                 table, home_scan.home_spellings(self.home), exclude_pids=exclude_pids | taken,
