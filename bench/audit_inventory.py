@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake_tables import (
     ARCHIVE_TABLE,
@@ -115,6 +116,7 @@ def main() -> None:
     parser.add_argument("--years", type=int, default=7, help="years of cold data (default 7)")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic lake")
     args = parser.parse_args()
+    memory = MemorySampler().start()  # this process and what it starts (Spark, MinIO): in the results
     home = Path(tempfile.mkdtemp(prefix="lakehouse-audit-bench-"))
     settings = Settings(home=home, lake_uri=str(home / "lake"), tier_policy="")
     now = datetime.now(UTC)
@@ -141,7 +143,9 @@ def main() -> None:
         print(f"run {run + 1}: inventory + rules {audit_s:.2f} s, JSON {json_s:.2f} s ({len(document) / 1e6:.1f} MB), "
               f"HTML {html_s:.2f} s ({len(page) / 1e3:.0f} kB)")
     partitions = {f"{t.dataset}/{t.tier}": len(t.partitions) for t in report.inventory.tiers if t.partitions}
+    memory.stop()
     result = {
+        "memory": memory.report(),
         "command": f"python -m bench.audit_inventory --years {args.years}",
         "at": now.isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),

@@ -44,6 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from bench.freshness_throughput import BENCH_ENV
+from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.rollups import minute_rollups
 
@@ -314,6 +315,7 @@ def main() -> None:
     already = {s.name for s in stack.status(services) if s.state == "running"}
     print(f"== starting the bench stack: {', '.join(services)} (already running: {', '.join(already) or 'none'})")
     stack.up(services)
+    memory = MemorySampler(settings.home).start()  # resident memory of each process, in the results
     store = FlightHotStore.for_settings(settings)
     tenant = args.tenant or f"bench-dash-{uuid.uuid4().hex[:8]}"
     loaded = None
@@ -326,6 +328,7 @@ def main() -> None:
 
     record = read_pid(settings.home / "run" / "api.pid")
     measured = measure(settings, tenant, args.samples, args.clients, args.seconds, record.pid if record else None)
+    memory.stop()
     result = {
         "benchmark": "dashboard_latency",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -337,6 +340,7 @@ def main() -> None:
         "tenant": tenant,
         "load": loaded,
         "measure": measured,
+        "memory": memory.report(),
         "targets": {"cached_p99_ms": 10, "uncached_p99_ms": 100, "cached_requests_per_s": 2000},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

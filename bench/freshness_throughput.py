@@ -34,6 +34,7 @@ import httpx
 import orjson
 from kafka import KafkaProducer
 
+from bench.memory import MemorySampler
 from common.events import normalize_event
 from ingest.publisher import EVENTS_PER_MESSAGE
 
@@ -235,23 +236,30 @@ def main() -> None:
         paced = kafka = None
         if "paced" in phases:
             print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")
-            paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
-            print(f"   {paced}")
+            with MemorySampler(settings.home) as memory:
+                paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
+            paced["memory"] = memory.report()
+            print(f"   {paced}\n   {memory.summary()}")
         if "kafka" in phases:
             print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
             stack.down(["stream"])
-            kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
-            print(f"   {kafka}")
+            with MemorySampler(settings.home) as memory:
+                kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
+            kafka["memory"] = memory.report()
+            print(f"   {kafka}\n   {memory.summary()}")
         apis = []
         for mode in args.api_modes.split(",") if "api" in phases else []:
             print(f"== API → hot tier ({mode}): {args.clients} clients posting 1,000-event batches for {args.seconds}s")
             before_api = hot_count(store)
-            api = bench_api(settings, args.seconds, args.clients, sync=mode == "sync")
-            print(f"   {api}")
-            print("== waiting for the stream to drain the API run's backlog")
-            drain_started = time.perf_counter()
-            wait_drained(store, before_api + api["accepted"])
-            api["drain_after_run_s"] = round(time.perf_counter() - drain_started, 1)
+            with MemorySampler(settings.home) as memory:
+                api = bench_api(settings, args.seconds, args.clients, sync=mode == "sync")
+                print(f"   {api}")
+                print("== waiting for the stream to drain the API run's backlog")
+                drain_started = time.perf_counter()
+                wait_drained(store, before_api + api["accepted"])
+                api["drain_after_run_s"] = round(time.perf_counter() - drain_started, 1)
+            api["memory"] = memory.report()  # the run and the drain
+            print(f"   {memory.summary()}")
             apis.append(api)
         result = {
             "benchmark": "freshness_throughput",

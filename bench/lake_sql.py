@@ -37,6 +37,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake_duckdb import load_delta
 from common.lake_tables import (
@@ -191,6 +192,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--no-minio", action="store_true", help="only the local file system")
     args = parser.parse_args()
+    memory = MemorySampler().start()  # this process and what it starts (Spark, MinIO): in the results
     load_at_start = round(os.getloadavg()[0], 2)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-lake-sql-") as tmp:
@@ -211,7 +213,9 @@ def main() -> None:
                 print(f"== MinIO lake written in {time.perf_counter() - started:.1f}s")
                 results["minio"] = measure(s3, args.repeat)
                 print(json.dumps(results["minio"], indent=1))
+    memory.stop()
     result = {
+        "memory": memory.report(),
         "benchmark": "lake_sql",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m bench.lake_sql --warm-days {args.warm_days} --cold-days {args.cold_days} "

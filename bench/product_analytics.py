@@ -33,6 +33,7 @@ from typing import Any
 
 import duckdb
 
+from bench.memory import MemorySampler
 from common.hot_schema import migrate
 from common.hot_store import ClickHouseHotStore
 from common.lake import archive_path
@@ -101,6 +102,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "results" / "product_analytics.json"))
     args = parser.parse_args()
+    memory = MemorySampler().start()  # this process and what it starts (Spark, MinIO): in the results
     now = datetime.now(UTC).replace(microsecond=0)
     home = Path(tempfile.mkdtemp(prefix="bench-analytics-"))
     settings = Settings(home=home)
@@ -156,6 +158,8 @@ def main() -> None:
         "funnel_4_steps_1y": timed(lambda: engine.funnel(TENANT, long_funnel, now), args.repeat),
         "targets_s": {"retention_weekly_90d": 5.0, "funnel_4_steps_1y": 10.0},
     }
+    memory.stop()
+    results["memory"] = memory.report()
     print(json.dumps(results, indent=2))
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pyspark
 
+from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake import hour_partition
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA
@@ -212,6 +213,7 @@ def main() -> None:
                         help="run Spark on a one-worker standalone cluster started from the wheel, not local[2]")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     args = parser.parse_args()
+    memory = MemorySampler().start()  # this process and what it starts (Spark, MinIO): in the results
 
     load_at_start = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures: recorded
     home = REPO_ROOT / ".lakehouse" / "bench-recompute-hour"
@@ -277,7 +279,9 @@ def main() -> None:
 
     command = f"python -m bench.recompute_hour --events {args.events} --files {args.files}" + (
         " --standalone" if args.standalone else "")
+    memory.stop()
     result = {
+        "memory": memory.report(),
         "benchmark": "recompute_hour",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,

@@ -59,6 +59,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.lake_tables import ROLLUPS_HOURLY_TABLE, append_rows, open_table
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, minute_rollups
@@ -538,6 +539,7 @@ def main() -> None:
         stack.up(["redis", "api"])
     dashboards: list[dict[str, Any]] = []
     check: dict[str, Any] = {"ok": True, "skipped": "--lake-only: no API"}
+    memory = MemorySampler(settings.home).start()  # resident memory of each process, in the results
     try:
         if reuse:
             assert previous is not None
@@ -604,6 +606,7 @@ def main() -> None:
             check = check_series(answers[("7y", "series")], laid, settings, now)
             print(f"   7y series vs the generator's bookkeeping and a direct DuckDB read: {check}")
     finally:
+        memory.stop()
         if stack is not None:
             print("== stopping the bench services")
             stack.down()
@@ -639,6 +642,7 @@ def main() -> None:
                        "breakdown": "events, revenue, unique_users per country", "by_range": dashboards},
         "check_7y_series": check,
         "home_bytes": size,
+        "memory": memory.report(),
     }
     target = RESULTS_LAKE if args.lake_only else RESULTS
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -162,3 +162,29 @@ def ancestors(pid: int, table: list[ProcessInfo]) -> set[int]:
         found.add(current.ppid)
         current = by_pid.get(current.ppid)
     return found
+
+
+def parse_status_rss_kib(text: str) -> int | None:
+    """``VmRSS`` of ``/proc/<pid>/status`` in KiB (None for a kernel thread or a zombie, which have none)."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None
+
+
+def resident_kib(pid: int) -> int | None:
+    """The resident memory of ``pid`` now, in KiB; None when it is gone or has none."""
+    try:
+        return parse_status_rss_kib((PROC / str(pid) / "status").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def memory_pages(pid: int) -> tuple[int, ...] | None:
+    """``/proc/<pid>/statm`` (size, resident, shared, text, lib, data, dt in pages); None when gone. A child
+    that shares its parent's memory (vfork, posix_spawn before exec, as a JVM starts a command) shows the
+    very same figures as its parent, which is how a reader can avoid counting that memory twice."""
+    try:
+        return tuple(int(x) for x in (PROC / str(pid) / "statm").read_text().split())
+    except (OSError, ValueError):
+        return None

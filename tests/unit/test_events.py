@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from common.events import format_optional_ts, format_ts, normalize_event
+from common.events import format_optional_ts, format_ts, normalize_event, parse_timestamp, timestamp_and_text
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LIMITS = {"now": NOW, "max_age": timedelta(days=30), "max_future": timedelta(minutes=5)}
@@ -67,3 +67,35 @@ def test_times_are_written_one_way_in_utc_with_z() -> None:
     assert format_ts(paris, "auto") == "2026-11-23T10:00:00Z"
     assert format_ts(paris.replace(microsecond=250_000), "auto") == "2026-11-23T10:00:00.250000Z"
     assert format_optional_ts(None) is None
+
+
+@pytest.mark.parametrize("value", [
+    "2026-11-23T10:00:00.123Z",  # canonical: its own text (the fast path)
+    "2026-11-23T10:00:00Z", "2026-11-23T10:00:00.123456Z", "2026-11-23T11:00:00.123+01:00",
+    "2026-11-23T10:00:00.123", "2026-11-23 10:00:00.123Z", "2026-11-23T10:00:00,123Z", "2026-W47-4T10:00:00.123Z",
+])
+def test_the_canonical_shortcut_gives_what_parsing_and_formatting_give(value: str) -> None:
+    ts = parse_timestamp(value)
+    assert timestamp_and_text(value) == (ts, format_ts(ts))
+
+
+@pytest.mark.parametrize("value", [
+    "2026-13-23T10:00:00.123Z", "2026-02-30T10:00:00.123Z", "2026-11-23T24:00:00.123Z",
+    "２０２６-11-23T10:00:00.123Z", 20261123, "2026-11-23T10:00:00.12aZ",
+])
+def test_the_canonical_shortcut_rejects_what_parsing_rejects_with_the_same_reason(value) -> None:
+    with pytest.raises(ValueError) as parsed:
+        parse_timestamp(value)
+    with pytest.raises(ValueError) as shortcut:
+        timestamp_and_text(value)
+    assert str(shortcut.value) == str(parsed.value)
+
+
+def test_the_receive_time_of_consecutive_requests_is_not_reused_across_instants() -> None:
+    bounds = {"max_age": timedelta(days=1), "max_future": timedelta(minutes=5)}
+    first = datetime(2026, 11, 23, 10, 0, 0, 1000, tzinfo=UTC)
+    second = first + timedelta(milliseconds=1)
+    event = {"event": "e", "timestamp": "2026-11-23T10:00:00Z", "user_id": 1}
+    assert normalize_event(event, now=first, **bounds)["received_at"] == "2026-11-23T10:00:00.001Z"
+    assert normalize_event(event, now=second, **bounds)["received_at"] == "2026-11-23T10:00:00.002Z"
+    assert normalize_event(event, now=first, **bounds)["received_at"] == "2026-11-23T10:00:00.001Z"

@@ -1,0 +1,184 @@
+"""Soak: is the hot node's memory flat under a steady ingest and query load?
+
+Runs the bench stack (home ``.lakehouse/bench``, as ``bench.freshness_throughput``) with the stream,
+posts ``--rate`` events/s through ``POST /events`` and asks ``--qps`` dashboard questions a second
+(time series, breakdown and top-N over the last hour, ``to`` moving with the clock so most answers
+are computed, not cached), while ``bench.memory`` samples every process's resident memory. After a
+warm-up (caches, Spark's JIT, the first parts of the tables), the API/hot node's RSS is fitted with a
+least-squares line: its slope in MiB per minute, and "flat" when that slope would add less than
+``--flat-percent`` (default 5 %) of the node's memory in an hour.
+
+Usage: ``python -m bench.soak [--minutes 2] [--rate 2000] [--qps 5] [--fresh]``; the issue's soak is
+``--minutes 30``. Figures are printed and written to ``bench/results/soak.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from bench.freshness_throughput import BENCH_ENV, EventTemplates, admin_headers
+from bench.memory import MemorySampler, slope_per_minute
+
+RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
+QUESTIONS = (
+    ("/v1/timeseries", {"metric": "events", "granularity": "minute"}),
+    ("/v1/breakdown", {"metric": "events", "by": "country"}),
+    ("/v1/topn", {"metric": "page_views", "by": "page", "n": "10"}),
+)
+
+
+class Load:
+    """Steady ingest (``rate`` events/s in 1,000-event requests) and dashboard questions (``qps``/s)."""
+
+    def __init__(self, settings, rate: int, qps: float) -> None:
+        self.settings, self.rate, self.qps = settings, rate, qps
+        self.stop = threading.Event()
+        self.sent = self.queries = 0
+        self.errors: dict[str, int] = {}
+        self.query_ms: list[float] = []
+        self._threads = [threading.Thread(target=self._ingest, daemon=True),
+                         threading.Thread(target=self._ask, daemon=True)]
+
+    def _count_error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.settings.api_url, timeout=60, headers=admin_headers(self.settings))
+
+    def _ingest(self) -> None:
+        templates = EventTemplates()
+        batch = min(1000, self.rate)
+        with self._client() as http:
+            while not self.stop.is_set():
+                tick = time.perf_counter()
+                for _ in range(max(1, self.rate // batch)):
+                    try:
+                        r = http.post("/events", content=templates.body(batch),
+                                      headers={"content-type": "application/json"})
+                        r.raise_for_status()
+                        self.sent += r.json()["accepted"]
+                    except httpx.HTTPError as exc:
+                        self._count_error(f"ingest: {type(exc).__name__}")
+                self.stop.wait(max(0.0, 1.0 - (time.perf_counter() - tick)))
+
+    def _ask(self) -> None:
+        with self._client() as http:
+            k = 0
+            while not self.stop.is_set():
+                tick = time.perf_counter()
+                path, params = QUESTIONS[k % len(QUESTIONS)]
+                end = datetime.now(UTC).replace(microsecond=0)
+                window = {"tenant": "acme", "from": (end - timedelta(hours=1)).isoformat(), "to": end.isoformat()}
+                try:
+                    http.get(path, params={**params, **window}).raise_for_status()
+                    self.query_ms.append((time.perf_counter() - tick) * 1000)
+                    self.queries += 1
+                except httpx.HTTPError as exc:
+                    self._count_error(f"query: {type(exc).__name__}")
+                k += 1
+                self.stop.wait(max(0.0, 1.0 / self.qps - (time.perf_counter() - tick)))
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def flatness(points: list[tuple[float, int]], warmup_s: float, flat_percent: float) -> dict:
+    """The fitted slope of ``points`` (seconds, KiB) after ``warmup_s``, and whether it is flat."""
+    steady = [(t, kib / 1024) for t, kib in points if t >= warmup_s]
+    if len(steady) < 3:
+        return {"flat": None, "why": f"only {len(steady)} samples after the warm-up; run longer"}
+    slope = slope_per_minute(steady)
+    mean = statistics.fmean(v for _, v in steady)
+    per_hour_percent = slope * 60 / mean * 100
+    return {"samples": len(steady), "from_s": steady[0][0], "to_s": steady[-1][0],
+            "mean_mib": round(mean, 1), "min_mib": round(min(v for _, v in steady), 1),
+            "max_mib": round(max(v for _, v in steady), 1), "slope_mib_per_min": round(slope, 2),
+            "growth_per_hour_percent": round(per_hour_percent, 2), "flat": per_hour_percent < flat_percent}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=2.0, help="length of the load (the real soak: 30)")
+    parser.add_argument("--rate", type=int, default=2000, help="events/s posted")
+    parser.add_argument("--qps", type=float, default=5.0, help="dashboard questions a second")
+    parser.add_argument("--warmup-minutes", type=float, default=None,
+                        help="samples before this are not fitted (default: a quarter of the run, at most 5)")
+    parser.add_argument("--sample-seconds", type=float, default=5.0)
+    parser.add_argument("--flat-percent", type=float, default=5.0, help="flat: less growth per hour than this")
+    parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
+    args = parser.parse_args()
+    warmup_min = args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 4)
+
+    repo = Path(__file__).resolve().parents[1]
+    os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
+    from common.settings import Settings
+    from stack.app_services import full_stack
+
+    settings = Settings()
+    stack = full_stack(settings)
+    if args.fresh:
+        stack.down()
+        import shutil
+
+        shutil.rmtree(settings.home, ignore_errors=True)
+    print("== starting the bench stack")
+    try:
+        stack.up()
+        print(f"== soak: {args.rate:,} events/s and {args.qps:g} questions/s for {args.minutes:g} min "
+              f"(warm-up {warmup_min:g} min not fitted)")
+        started = time.monotonic()
+        with MemorySampler(settings.home, interval_s=args.sample_seconds) as memory, \
+                Load(settings, args.rate, args.qps) as load:
+            while (elapsed := time.monotonic() - started) < args.minutes * 60:
+                time.sleep(min(30.0, args.minutes * 60 - elapsed))
+                print(f"   {elapsed / 60:5.1f} min  {load.sent:,} events, {load.queries:,} questions, "
+                      f"errors {load.errors or 0}; {memory.summary()}")
+        api = flatness(memory.series.get("api", []), warmup_min * 60, args.flat_percent)
+        report = memory.report()
+        result = {
+            "benchmark": "soak",
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()]},
+            "command": f"python -m bench.soak --minutes {args.minutes:g} --rate {args.rate} --qps {args.qps:g}",
+            "load": {"events_sent": load.sent, "events_per_s": round(load.sent / (args.minutes * 60)),
+                     "questions": load.queries, "question_p50_ms": round(statistics.median(load.query_ms), 1)
+                     if load.query_ms else None, "errors": load.errors},
+            "hot_node_rss": api,
+            "slopes_mib_per_min": {service: round(slope_per_minute(
+                [(t, kib / 1024) for t, kib in points if t >= warmup_min * 60]), 2)
+                for service, points in memory.series.items()},
+            "memory": report,
+            "series_mib": {service: [(t, round(kib / 1024, 1)) for t, kib in points]
+                           for service, points in memory.series.items()},
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"== hot node RSS after the warm-up: {api}")
+        print(f"== slopes (MiB/min) per service: {result['slopes_mib_per_min']}")
+        print(f"== written to {RESULTS}")
+    finally:
+        print("== stopping the bench stack")
+        stack.down()
+    print(f"== {stack.confirm_stopped()}")
+
+
+if __name__ == "__main__":
+    main()
