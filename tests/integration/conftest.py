@@ -25,14 +25,15 @@ from stack.tools import StackError
 from tests.integration.own_services import environment
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
-# so that their sessions' services do not collide; CI leaves it at 0.
+# so that their sessions' services do not collide; CI leaves it at 0. Every port is below Linux's ephemeral
+# range (32768-60999): an outgoing connection of any process took 38700 once and the API could not start.
 _OFFSET = int(os.environ.get("LAKEHOUSE_TEST_PORT_OFFSET", "0"))
 TEST_ENV = {
-    "LAKEHOUSE_KAFKA_BOOTSTRAP": f"localhost:{39092 + _OFFSET}",
-    "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{39000 + _OFFSET}",
-    "LAKEHOUSE_REDIS_URL": f"redis://127.0.0.1:{36379 + _OFFSET}/0",
-    "LAKEHOUSE_API_PORT": str(38000 + _OFFSET),
-    "LAKEHOUSE_HOT_NODE_URL": f"grpc://127.0.0.1:{38815 + _OFFSET}",
+    "LAKEHOUSE_KAFKA_BOOTSTRAP": f"localhost:{24092 + _OFFSET}",
+    "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{24000 + _OFFSET}",
+    "LAKEHOUSE_REDIS_URL": f"redis://127.0.0.1:{23379 + _OFFSET}/0",
+    "LAKEHOUSE_API_PORT": str(25000 + _OFFSET),
+    "LAKEHOUSE_HOT_NODE_URL": f"grpc://127.0.0.1:{25815 + _OFFSET}",
     "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": "8",
     "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
     "LAKEHOUSE_LAKE_SESSION_SECONDS": "1",
@@ -42,7 +43,7 @@ TEST_ENV = {
     "LAKEHOUSE_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.1/32",
     # scheduled reports: the tests' local SMTP server (aiosmtpd), a sensor that looks every 5 s, quick retries
     "LAKEHOUSE_SMTP_HOST": "127.0.0.1",
-    "LAKEHOUSE_SMTP_PORT": str(38025 + _OFFSET),
+    "LAKEHOUSE_SMTP_PORT": str(25025 + _OFFSET),
     "LAKEHOUSE_SMTP_STARTTLS": "false",
     "LAKEHOUSE_REPORT_SENSOR_INTERVAL_SECONDS": "5",
     "LAKEHOUSE_REPORT_RETRY_BACKOFF_SECONDS": "0.2",

@@ -24,8 +24,9 @@ def _free(port: int) -> bool:
     return True
 
 
-def free_pair(low: int = 41000, high: int = 49000) -> int:
-    """A free port whose successor is free too (Kafka's controller and MinIO's console use port + 1)."""
+def free_pair(low: int = 30000, high: int = 32700) -> int:
+    """A free port whose successor is free too (Kafka's controller and MinIO's console use port + 1), below the
+    ephemeral range, so no outgoing connection takes it between this check and the service's start."""
     for _ in range(200):
         port = random.randrange(low, high, 2)
         if _free(port) and _free(port + 1):
