@@ -95,3 +95,32 @@ FROM (
 )
 GROUP BY cohort, value, n
 SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: funnel_walk
+-- The funnel walked in SQL (ordered and strict modes without exclusions; the same rules as
+-- serving/analytics/sequences.py): each unit's step events as arrays in (timestamp, event_id) order, one
+-- row per attempt (a step-1 event in [start, end)), each step the first matching event after the previous
+-- one within the window (strict: the very next event), then per unit the attempt reaching the most steps,
+-- the earliest among equals. mask: bit k set when the event matches step k+1.
+SELECT user_id, unit, best.1 AS level, best.2 AS gaps, best.3 AS value
+FROM (
+    SELECT user_id, unit, argMax((level, gaps, value), (level, -toInt64(p1))) AS best
+    FROM (
+        SELECT user_id, unit, p1, t[p1] + {window_ms:Int64} AS lim, {walk}
+        FROM (
+            SELECT user_id, unit, ev.1 AS t, ev.2 AS m, ev.4 AS v, arrayEnumerate(t) AS ix
+            FROM (
+                SELECT user_id, unit,
+                       arraySort(x -> (x.1, x.3), groupArray((toUnixTimestamp64Milli(ts), mask, event_id, value))) AS ev
+                FROM (SELECT {unit} AS unit, user_id, ts, event_id, {mask} AS mask, {value} AS value
+                      FROM ({source}) WHERE {keep})
+                GROUP BY user_id, unit
+                HAVING countIf(bitTest(mask, 0) AND ts >= {start:DateTime64(3, 'UTC')}
+                               AND ts < {end:DateTime64(3, 'UTC')}) > 0
+            )
+        )
+        ARRAY JOIN arrayFilter(i -> bitTest(m[i], 0) AND t[i] >= {start_ms:Int64} AND t[i] < {end_ms:Int64}, ix) AS p1
+    )
+    GROUP BY user_id, unit
+)
+SETTINGS max_execution_time = {timeout_seconds}

@@ -1,0 +1,65 @@
+"""The funnel's step walk written as SQL for ClickHouse, for the cases where SQL can follow the rules exactly.
+
+Walking every unit's events in Python costs about 2 µs per event, 20 times the hot tier's bare scan; the
+same walk over arrays inside ClickHouse costs a fraction of that. It covers the ``ordered`` and ``strict``
+modes without exclusions and with filters and a breakdown on the events' own dimensions: there, an
+attempt's path is "the first event after the previous step's that matches the next step, within the
+window" (strict: the very next event), which array functions compute per attempt. ``any`` order,
+exclusions and profile properties keep the Python walk of ``serving.analytics.sequences``, the reference
+both share. ClickHouse's ``windowFunnel`` is not used: it cannot break ties on time by event id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from serving.analytics.definitions import FunnelSpec
+from serving.analytics.sequences import Conversion
+
+
+def walks_in_sql(spec: FunnelSpec) -> bool:
+    """Whether ``funnel_walk`` answers this funnel exactly as the Python walk would."""
+    return spec.mode in ("ordered", "strict") and not spec.exclusions and not spec.profile_fields
+
+
+def mask_sql(spec: FunnelSpec) -> tuple[str, dict[str, Any]]:
+    """A UInt16 per event with bit k set when the event matches step k+1 (names and filters as parameters)."""
+    terms, params = [], {}
+    for k, step in enumerate(spec.steps):
+        params[f"step_{k}"] = step.event
+        cond = [f"event = {{step_{k}:String}}"]
+        for j, f in enumerate(step.filters):
+            params[f"step_{k}_{j}"] = list(f.values)
+            inside = f"{f.field} IN {{step_{k}_{j}:Array(String)}}"  # field: a whitelisted dimension
+            cond.append(inside if f.op in ("=", "in") else f"NOT ({inside})")
+        terms.append(f"toUInt16({' AND '.join(cond)}) * {1 << k}")
+    return " + ".join(terms), params
+
+
+def walk_sql(spec: FunnelSpec) -> str:
+    """p1 … pN: the index of each step's event in the attempt (0: not reached), then level, gaps, value."""
+    parts = []
+    for k in range(2, len(spec.steps) + 1):
+        prev = f"p{k - 1}"
+        if spec.mode == "strict":
+            nxt = f"({prev} + 1)"
+            parts.append(f"if({prev} > 0 AND {prev} < length(t) AND bitTest(m[{nxt}], {k - 1}) "
+                         f"AND t[{nxt}] <= lim, {nxt}, 0) AS p{k}")
+        else:
+            parts.append(f"arrayFirstIndex((x, i) -> i > {prev} AND bitTest(x, {k - 1}), m, ix) AS c{k}")
+            parts.append(f"if({prev} > 0 AND c{k} > 0 AND t[c{k}] <= lim, c{k}, 0) AS p{k}")
+    n = len(spec.steps)
+    parts.append("toUInt8(1 + " + " + ".join(f"(p{k} > 0)" for k in range(2, n + 1)) + ") AS level")
+    parts.append("arraySlice([" + ", ".join(f"t[p{k}] - t[p{k - 1}]" for k in range(2, n + 1))
+                 + "], 1, level - 1) AS gaps")
+    parts.append("v[p1] AS value")
+    return ", ".join(parts)
+
+
+def conversions(table: pa.Table) -> list[Conversion]:
+    """One ``Conversion`` per unit row of ``funnel_walk``."""
+    return [Conversion(u, lv, g, v) for u, lv, g, v in zip(
+        table["user_id"].to_pylist(), table["level"].to_pylist(), table["gaps"].to_pylist(),
+        table["value"].to_pylist(), strict=True)]
