@@ -27,7 +27,7 @@ from common.settings import Settings
 from common.sql_files import fill, sql_sections
 from serving.analytics.definitions import SESSION_CUT, FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
 from serving.analytics.funnel_sql import conversions as walked_conversions
-from serving.analytics.funnel_sql import mask_sql, walk_sql, walks_in_sql
+from serving.analytics.funnel_sql import mask_sql, walk_parts, walks_in_sql
 from serving.analytics.profiles import ProfileStore, is_profile_field, property_of
 from serving.analytics.sequences import (
     Conversion,
@@ -174,7 +174,7 @@ class AnalyticsEngine:
             relation = fill(self.ch["sessionized"], scan=relation)
         mask, mask_params = mask_sql(spec)
         sql = fill(self.ch["funnel_walk"], unit="session" if spec.unit == "sessions" else "''", source=relation,
-                   keep=keep, mask=mask, value=spec.breakdown or "''", walk=walk_sql(spec),
+                   keep=keep, mask=mask, value=spec.breakdown or "''", **walk_parts(spec),
                    timeout_seconds=str(int(self.timeout_seconds)))
         table = self._run("hot", sql, self._params(
             tenant, scan_start, scan_end, events=spec.event_names, start=spec.start, end=spec.end,

@@ -38,24 +38,24 @@ def mask_sql(spec: FunnelSpec) -> tuple[str, dict[str, Any]]:
     return " + ".join(terms), params
 
 
-def walk_sql(spec: FunnelSpec) -> str:
-    """p1 … pN: the index of each step's event in the attempt (0: not reached), then level, gaps, value."""
-    parts = []
-    for k in range(2, len(spec.steps) + 1):
-        prev = f"p{k - 1}"
-        if spec.mode == "strict":
-            nxt = f"({prev} + 1)"
-            parts.append(f"if({prev} > 0 AND {prev} < length(t) AND bitTest(m[{nxt}], {k - 1}) "
-                         f"AND t[{nxt}] <= lim, {nxt}, 0) AS p{k}")
-        else:
-            parts.append(f"arrayFirstIndex((x, i) -> i > {prev} AND bitTest(x, {k - 1}), m, ix) AS c{k}")
-            parts.append(f"if({prev} > 0 AND c{k} > 0 AND t[c{k}] <= lim, c{k}, 0) AS p{k}")
+def walk_parts(spec: FunnelSpec) -> dict[str, str]:
+    """The ``funnel_walk`` placeholders for ``spec``'s steps and mode (see the section's comment)."""
     n = len(spec.steps)
-    parts.append("toUInt8(1 + " + " + ".join(f"(p{k} > 0)" for k in range(2, n + 1)) + ") AS level")
-    parts.append("arraySlice([" + ", ".join(f"t[p{k}] - t[p{k - 1}]" for k in range(2, n + 1))
-                 + "], 1, level - 1) AS gaps")
-    parts.append("v[p1] AS value")
-    return ", ".join(parts)
+    later = range(2, n + 1)
+    if spec.mode == "strict":  # the very next event must match the next step
+        nexts = "1 AS strict"
+        steps = [f"arrayMap((p, l) -> if(p > 0 AND p < length(t) AND bitTest(m[p + 1], {k - 1}) AND t[p + 1] <= l, "
+                 f"p + 1, 0), a{k - 1}, lim) AS a{k}" for k in later]
+    else:
+        nexts = ", ".join(f"arrayReverseFill(x -> x > 0, arrayMap((x, i) -> if(bitTest(x, {k - 1}), i, 0), m, ix))"
+                          f" AS n{k}" for k in later)
+        steps = [f"arrayMap((p, l) -> if(p > 0 AND p < length(t) AND n{k}[p + 1] > 0 AND t[n{k}[p + 1]] <= l, "
+                 f"n{k}[p + 1], 0), a{k - 1}, lim) AS a{k}" for k in later]
+    reached = ", ".join(f"p{k}" for k in later)
+    levels = (f"arrayMap(({reached}) -> toUInt8(1 + {' + '.join(f'(p{k} > 0)' for k in later)}), "
+              f"{', '.join(f'a{k}' for k in later)})")
+    gaps = f"arraySlice([{', '.join(f't[a{k}[b]] - t[a{k - 1}[b]]' for k in later)}], 1, level - 1)"
+    return {"nexts": nexts, "steps": ", ".join(steps), "levels": levels, "gaps": gaps}
 
 
 def conversions(table: pa.Table) -> list[Conversion]:

@@ -98,29 +98,29 @@ SETTINGS max_execution_time = {timeout_seconds}
 
 -- name: funnel_walk
 -- The funnel walked in SQL (ordered and strict modes without exclusions; the same rules as
--- serving/analytics/sequences.py): each unit's step events as arrays in (timestamp, event_id) order, one
--- row per attempt (a step-1 event in [start, end)), each step the first matching event after the previous
--- one within the window (strict: the very next event), then per unit the attempt reaching the most steps,
--- the earliest among equals. mask: bit k set when the event matches step k+1.
-SELECT user_id, unit, best.1 AS level, best.2 AS gaps, best.3 AS value
+-- serving/analytics/sequences.py), one row per unit and no row per attempt: the unit's step events as
+-- arrays in (timestamp, event_id) order (t: epoch ms, m: bit k set when the event matches step k+1,
+-- v: the breakdown value); a1: the attempts (step-1 events in [start, end)); {nexts} gives, per step and
+-- position, the index of the first event from there on matching the step (arrayReverseFill), so each
+-- attempt's next step is one lookup ({steps}: a2 … aN, 0 when not reached within the window); lv: the
+-- level of each attempt; b: the first attempt reaching the highest level (the earliest among equals).
+SELECT user_id, unit, level, gaps, value
 FROM (
-    SELECT user_id, unit, argMax((level, gaps, value), (level, -toInt64(p1))) AS best
+    SELECT user_id, unit,
+           arrayFilter(i -> bitTest(m[i], 0) AND t[i] >= {start_ms:Int64} AND t[i] < {end_ms:Int64}, ix) AS a1,
+           arrayMap(i -> t[i] + {window_ms:Int64}, a1) AS lim,
+           {nexts}, {steps}, {levels} AS lv,
+           arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps, v[a1[b]] AS value
     FROM (
-        SELECT user_id, unit, p1, t[p1] + {window_ms:Int64} AS lim, {walk}
+        SELECT user_id, unit, ev.1 AS t, ev.2 AS m, ev.4 AS v, arrayEnumerate(t) AS ix
         FROM (
-            SELECT user_id, unit, ev.1 AS t, ev.2 AS m, ev.4 AS v, arrayEnumerate(t) AS ix
-            FROM (
-                SELECT user_id, unit,
-                       arraySort(x -> (x.1, x.3), groupArray((toUnixTimestamp64Milli(ts), mask, event_id, value))) AS ev
-                FROM (SELECT {unit} AS unit, user_id, ts, event_id, {mask} AS mask, {value} AS value
-                      FROM ({source}) WHERE {keep})
-                GROUP BY user_id, unit
-                HAVING countIf(bitTest(mask, 0) AND ts >= {start:DateTime64(3, 'UTC')}
-                               AND ts < {end:DateTime64(3, 'UTC')}) > 0
-            )
+            SELECT user_id, unit,
+                   arraySort(x -> (x.1, x.3), groupArray((toUnixTimestamp64Milli(ts), mask, event_id, value))) AS ev
+            FROM (SELECT {unit} AS unit, user_id, ts, event_id, {mask} AS mask, {value} AS value
+                  FROM ({source}) WHERE {keep})
+            GROUP BY user_id, unit
         )
-        ARRAY JOIN arrayFilter(i -> bitTest(m[i], 0) AND t[i] >= {start_ms:Int64} AND t[i] < {end_ms:Int64}, ix) AS p1
     )
-    GROUP BY user_id, unit
 )
+WHERE notEmpty(a1)
 SETTINGS max_execution_time = {timeout_seconds}
