@@ -93,8 +93,8 @@ class AnalyticsEngine:
         source = "sessionized" if spec.unit == "sessions" else "scan"
         keep = "1" if spec.mode == "strict" else ("has({events:Array(String)}, event)" if engine == "hot"
                                                   else "list_contains($events, event)")
-        if engine == "hot" and walks_in_sql(spec):
-            conversions = self._funnel_walk(tenant, spec, scan_start, scan_end, source=source, keep=keep)
+        if walks_in_sql(spec):
+            conversions = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)
             return Answer(funnel_body(spec, conversions), [_source(engine)], _ms(started), conversions)
         table = self._units(engine, tenant, scan_start, scan_end, source=source, keep=keep,
                             unit="session" if spec.unit == "sessions" else "''", events=spec.event_names)
@@ -167,16 +167,18 @@ class AnalyticsEngine:
                                           for (c, v, n), u in cells.items()])
         return Answer(retention_answer(spec, table), [_source(engine)], _ms(started))
 
-    def _funnel_walk(self, tenant: str, spec: FunnelSpec, scan_start: datetime, scan_end: datetime, *,
-                     source: str, keep: str) -> list[Conversion]:
-        relation = self.ch["scan"]
+    def _funnel_walk(self, engine: str, tenant: str, spec: FunnelSpec, scan_start: datetime, scan_end: datetime,
+                     *, source: str, keep: str) -> list[Conversion]:
+        sections = self.ch if engine == "hot" else self.duck
+        relation = sections["scan"]
         if source == "sessionized":
-            relation = fill(self.ch["sessionized"], scan=relation)
-        mask, mask_params = mask_sql(spec)
-        sql = fill(self.ch["funnel_walk"], unit="session" if spec.unit == "sessions" else "''", source=relation,
-                   keep=keep, mask=mask, value=spec.breakdown or "''", **walk_parts(spec),
-                   timeout_seconds=str(int(self.timeout_seconds)))
-        table = self._run("hot", sql, self._params(
+            relation = fill(sections["sessionized"], scan=relation)
+        mask, mask_params = mask_sql(spec, engine)
+        extra = {"timeout_seconds": str(int(self.timeout_seconds))} if engine == "hot" else {}
+        sql = fill(sections["funnel_walk"], unit="session" if spec.unit == "sessions" else "''", source=relation,
+                   keep="true" if engine == "lake" and keep == "1" else keep, mask=mask,
+                   value=spec.breakdown or "''", **walk_parts(spec, engine), **extra)
+        table = self._run(engine, sql, self._params(
             tenant, scan_start, scan_end, events=spec.event_names, start=spec.start, end=spec.end,
             start_ms=int(spec.start.timestamp() * 1000), end_ms=int(spec.end.timestamp() * 1000),
             window_ms=int(spec.window.total_seconds() * 1000), **mask_params))

@@ -1,10 +1,10 @@
-"""The funnel's step walk written as SQL for ClickHouse, for the cases where SQL can follow the rules exactly.
+"""The funnel's step walk written as SQL for ClickHouse and DuckDB, where SQL can follow the rules exactly.
 
 Walking every unit's events in Python costs about 2 µs per event, 20 times the hot tier's bare scan; the
-same walk over arrays inside ClickHouse costs a fraction of that. It covers the ``ordered`` and ``strict``
+same walk over arrays inside the engine costs a fraction of that. It covers the ``ordered`` and ``strict``
 modes without exclusions and with filters and a breakdown on the events' own dimensions: there, an
 attempt's path is "the first event after the previous step's that matches the next step, within the
-window" (strict: the very next event), which array functions compute per attempt. ``any`` order,
+window" (strict: the very next event), which list functions compute per attempt. ``any`` order,
 exclusions and profile properties keep the Python walk of ``serving.analytics.sequences``, the reference
 both share. ClickHouse's ``windowFunnel`` is not used: it cannot break ties on time by event id.
 """
@@ -24,24 +24,35 @@ def walks_in_sql(spec: FunnelSpec) -> bool:
     return spec.mode in ("ordered", "strict") and not spec.exclusions and not spec.profile_fields
 
 
-def mask_sql(spec: FunnelSpec) -> tuple[str, dict[str, Any]]:
-    """A UInt16 per event with bit k set when the event matches step k+1 (names and filters as parameters)."""
+def mask_sql(spec: FunnelSpec, engine: str) -> tuple[str, dict[str, Any]]:
+    """An integer per event with bit k set when the event matches step k+1 (names and filters as parameters)."""
     terms, params = [], {}
     for k, step in enumerate(spec.steps):
         params[f"step_{k}"] = step.event
-        cond = [f"event = {{step_{k}:String}}"]
+        cond = [f"event = {_param(engine, f'step_{k}', 'String')}"]
         for j, f in enumerate(step.filters):
             params[f"step_{k}_{j}"] = list(f.values)
-            inside = f"{f.field} IN {{step_{k}_{j}:Array(String)}}"  # field: a whitelisted dimension
+            values = _param(engine, f"step_{k}_{j}", "Array(String)")
+            # f.field: a whitelisted dimension
+            inside = (f"{f.field} IN {values}" if engine == "hot" else f"list_contains({values}, {f.field})")
             cond.append(inside if f.op in ("=", "in") else f"NOT ({inside})")
-        terms.append(f"toUInt16({' AND '.join(cond)}) * {1 << k}")
+        matched = " AND ".join(cond)
+        terms.append(f"toUInt16({matched}) * {1 << k}" if engine == "hot"
+                     else f"CASE WHEN {matched} THEN {1 << k} ELSE 0 END")
     return " + ".join(terms), params
 
 
-def walk_parts(spec: FunnelSpec) -> dict[str, str]:
-    """The ``funnel_walk`` placeholders for ``spec``'s steps and mode (see the section's comment)."""
-    n = len(spec.steps)
-    later = range(2, n + 1)
+def walk_parts(spec: FunnelSpec, engine: str) -> dict[str, str]:
+    """The ``funnel_walk`` placeholders for ``spec``'s steps, mode and engine (see the sections' comments)."""
+    return _clickhouse_parts(spec) if engine == "hot" else _duckdb_parts(spec)
+
+
+def _param(engine: str, name: str, ch_type: str) -> str:
+    return f"{{{name}:{ch_type}}}" if engine == "hot" else f"${name}"
+
+
+def _clickhouse_parts(spec: FunnelSpec) -> dict[str, str]:
+    later = range(2, len(spec.steps) + 1)
     if spec.mode == "strict":  # the very next event must match the next step
         nexts = "1 AS strict"
         steps = [f"arrayMap((p, l) -> if(p > 0 AND p < length(t) AND bitTest(m[p + 1], {k - 1}) AND t[p + 1] <= l, "
@@ -56,6 +67,25 @@ def walk_parts(spec: FunnelSpec) -> dict[str, str]:
               f"{', '.join(f'a{k}' for k in later)})")
     gaps = f"arraySlice([{', '.join(f't[a{k}[b]] - t[a{k - 1}[b]]' for k in later)}], 1, level - 1)"
     return {"nexts": nexts, "steps": ", ".join(steps), "levels": levels, "gaps": gaps}
+
+
+def _duckdb_parts(spec: FunnelSpec) -> dict[str, str]:
+    later = range(2, len(spec.steps) + 1)
+    limit = "t[a1[j]] + $window_ms"
+    if spec.mode == "strict":
+        nexts, next_lists = "0 AS strict", "0 AS strict_lists"
+        steps = [f"list_transform(a{k - 1}, lambda p, j: CASE WHEN p > 0 AND (m[p + 1] & {1 << (k - 1)}) != 0 "
+                 f"AND t[p + 1] <= {limit} THEN p + 1 ELSE 0 END) AS a{k}" for k in later]
+    else:
+        nexts = ", ".join(f"min(CASE WHEN (mask & {1 << (k - 1)}) != 0 THEN rn END) OVER (PARTITION BY user_id, unit "
+                          f"ORDER BY rn ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS n{k}" for k in later)
+        next_lists = ", ".join(f"list(coalesce(n{k}, 0) ORDER BY rn) AS n{k}" for k in later)
+        steps = [f"list_transform(a{k - 1}, lambda p, j: CASE WHEN p > 0 AND n{k}[p + 1] > 0 "
+                 f"AND t[n{k}[p + 1]] <= {limit} THEN n{k}[p + 1] ELSE 0 END) AS a{k}" for k in later]
+    levels = ("list_transform(a1, lambda p, j: 1 + "
+              + " + ".join(f"CAST(a{k}[j] > 0 AS INTEGER)" for k in later) + ")")
+    gaps = f"[{', '.join(f't[a{k}[b]] - t[a{k - 1}[b]]' for k in later)}][1:level - 1]"
+    return {"nexts": nexts, "next_lists": next_lists, "steps": ", ".join(steps), "levels": levels, "gaps": gaps}
 
 
 def conversions(table: pa.Table) -> list[Conversion]:
