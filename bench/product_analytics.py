@@ -6,7 +6,7 @@ What it measures, uncached, through ``serving.analytics.engine.AnalyticsEngine``
   session metrics over ``--hot-events`` events (default 10 M); beside them the bare scan of the same
   range (``count()`` and ``uniqExact(user_id)``) and the funnel's SQL alone (the sorted rows handed to
   the Python step walker), so the gap between scanning and answering is visible;
-* lake (DuckDB over archive Parquet in a temporary folder): a 90-day weekly retention grid and a 1-year
+* lake (DuckDB over the archive's Delta table in a temporary folder): a 90-day weekly retention grid and a 1-year
   funnel (14-day window) over ``--lake-events`` events spread over a year, with the bare scan beside them.
 
 Events are generated inside the engines (ClickHouse ``numbers()``, DuckDB ``range()``) so that setting up
@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
+from common.events import EVENT_ARROW_SCHEMA
 from common.hot_schema import migrate
 from common.hot_store import ClickHouseHotStore
-from common.lake import archive_path
+from common.lake_tables import ARCHIVE_TABLE, append_rows
 from common.settings import REPO_ROOT, Settings
 from serving.analytics import definitions as defs
 from serving.analytics.engine import AnalyticsEngine
@@ -65,23 +67,33 @@ def fill_hot(store: ClickHouseHotStore, n: int, now: datetime) -> None:
 
 
 def fill_lake(settings: Settings, n: int, end: datetime) -> None:
+    """The year of events appended to the archive's Delta table (one commit per month of hours, each hour
+    sorted as the hourly archive sorts it), so the lake's ``events`` view reads them through the table's log."""
     users = max(1, n // EVENTS_PER_USER)
-    root = Path(archive_path(settings))
-    root.mkdir(parents=True, exist_ok=True)
+    start = end - timedelta(days=365)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"""
-        COPY (
-            SELECT 'bench' AS tenant, {DUCK_EVENT} AS event, ts AS "timestamp", CAST(i AS VARCHAR) AS event_id,
-                   'u' || u AS user_id, '/p' || (h % 7) AS page, ['US', 'DE', 'FR', 'JP'][h % 4 + 1] AS country,
-                   ['web', 'ios'][h % 2 + 1] AS device, 0.0 AS revenue, '' AS properties, ts AS received_at,
-                   CAST(ts AS DATE) AS dt, hour(ts) AS hour
-            FROM (SELECT i, u, h, $start + to_milliseconds(CAST(
-                         (hash(u) % {365 * 86400 - 86400}) * 1000 + (i // {users}) * 97000 + hash(i, 1) % 60000
-                         AS BIGINT)) AS ts
-                  FROM (SELECT i, i % {users} AS u, CAST(hash(i) % 100 AS BIGINT) AS h FROM range({n}) t(i)))
-        ) TO '{root}' (FORMAT parquet, PARTITION_BY (dt, hour), OVERWRITE_OR_IGNORE)""",
-                {"start": end - timedelta(days=365)})
+        CREATE TABLE generated AS
+        SELECT 'bench' AS tenant, {DUCK_EVENT} AS event, ts AS "timestamp", CAST(i AS VARCHAR) AS event_id,
+               'u' || u AS user_id, '/p' || (h % 7) AS page, ['US', 'DE', 'FR', 'JP'][h % 4 + 1] AS country,
+               ['web', 'ios'][h % 2 + 1] AS device, 0.0 AS revenue, '' AS properties, ts AS received_at,
+               CAST(ts AS DATE) AS dt, CAST(hour(ts) AS INTEGER) AS hour
+        FROM (SELECT i, u, h, $start + to_milliseconds(CAST(
+                     (hash(u) % {365 * 86400 - 86400}) * 1000 + (i // {users}) * 97000 + hash(i, 1) % 60000
+                     AS BIGINT)) AS ts
+              FROM (SELECT i, i % {users} AS u, CAST(hash(i) % 100 AS BIGINT) AS h FROM range({n}) t(i)))""",
+                {"start": start})
+    schema = EVENT_ARROW_SCHEMA.append(pa.field("dt", pa.date32())).append(pa.field("hour", pa.int32()))
+    month = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    while month < end + timedelta(days=31):
+        following = (month + timedelta(days=32)).replace(day=1)
+        chunk = con.execute(
+            'SELECT * FROM generated WHERE "timestamp" >= $a AND "timestamp" < $b '
+            'ORDER BY dt, hour, tenant, event, "timestamp", event_id', {"a": month, "b": following}).to_arrow_table()
+        if chunk.num_rows:
+            append_rows(settings, ARCHIVE_TABLE, chunk.cast(schema), "bench", {"tenant": TENANT})
+        month = following
     con.close()
 
 

@@ -70,22 +70,20 @@ def _clickhouse_parts(spec: FunnelSpec) -> dict[str, str]:
 
 
 def _duckdb_parts(spec: FunnelSpec) -> dict[str, str]:
-    later = range(2, len(spec.steps) + 1)
-    limit = "t[a1[j]] + $window_ms"
+    later = list(range(2, len(spec.steps) + 1))
     if spec.mode == "strict":
-        nexts, next_lists = "0 AS strict", "0 AS strict_lists"
-        steps = [f"list_transform(a{k - 1}, lambda p, j: CASE WHEN p > 0 AND (m[p + 1] & {1 << (k - 1)}) != 0 "
-                 f"AND t[p + 1] <= {limit} THEN p + 1 ELSE 0 END) AS a{k}" for k in later]
+        nexts = "0 AS strict"
+        joins = [f"LEFT JOIN steps AS s{k} ON s{k}.user_id = s1.user_id AND s{k}.unit = s1.unit "
+                 f"AND s{k}.rn = s{k - 1}.rn + 1 AND (s{k}.mask & {1 << (k - 1)}) != 0 AND s{k}.t <= s1.t + $window_ms"
+                 for k in later]
     else:
-        nexts = ", ".join(f"min(CASE WHEN (mask & {1 << (k - 1)}) != 0 THEN rn END) OVER (PARTITION BY user_id, unit "
-                          f"ORDER BY rn ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS n{k}" for k in later)
-        next_lists = ", ".join(f"list(coalesce(n{k}, 0) ORDER BY rn) AS n{k}" for k in later)
-        steps = [f"list_transform(a{k - 1}, lambda p, j: CASE WHEN p > 0 AND n{k}[p + 1] > 0 "
-                 f"AND t[n{k}[p + 1]] <= {limit} THEN n{k}[p + 1] ELSE 0 END) AS a{k}" for k in later]
-    levels = ("list_transform(a1, lambda p, j: 1 + "
-              + " + ".join(f"CAST(a{k}[j] > 0 AS INTEGER)" for k in later) + ")")
-    gaps = f"[{', '.join(f't[a{k}[b]] - t[a{k - 1}[b]]' for k in later)}][1:level - 1]"
-    return {"nexts": nexts, "next_lists": next_lists, "steps": ", ".join(steps), "levels": levels, "gaps": gaps}
+        nexts = ", ".join(f"min(CASE WHEN (mask & {1 << (k - 1)}) != 0 THEN rn END) OVER (PARTITION BY user_id, "
+                          f"unit ORDER BY rn ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS x{k}" for k in later)
+        joins = [f"LEFT JOIN steps AS s{k} ON s{k}.user_id = s1.user_id AND s{k}.unit = s1.unit "
+                 f"AND s{k}.rn = s{k - 1}.x{k} AND s{k}.t <= s1.t + $window_ms" for k in later]
+    level = "1 + " + " + ".join(f"CAST(s{k}.rn IS NOT NULL AS INTEGER)" for k in later)
+    gaps = (f"list_filter([{', '.join(f's{k}.t - s{k - 1}.t' for k in later)}], lambda g: g IS NOT NULL)")
+    return {"nexts": nexts, "joins": " ".join(joins), "level": level, "gaps": gaps}
 
 
 def conversions(table: pa.Table) -> list[Conversion]:

@@ -99,38 +99,25 @@ GROUP BY ALL
 
 -- name: funnel_walk
 -- The funnel walked in SQL, the twin of the ClickHouse section (ordered and strict modes without
--- exclusions; the rules of serving/analytics/sequences.py), one row per unit: rn numbers the unit's step
--- events in (timestamp, event_id) order; {nexts} gives per event and step the first event from there on
--- matching the step (a window to the unit's end), so each attempt's next step is one lookup. Per unit the
--- lists t (epoch ms), m (bit k set when the event matches step k+1), v (breakdown value), the next-match
--- lists and a1 (the attempts: step-1 events in [start, end)); {steps}: a2 … aN, 0 when not reached within
--- the window; lv: each attempt's level; b: the first attempt reaching the highest level.
-SELECT user_id, unit, level, {gaps} AS gaps, v[a1[b]] AS value
-FROM (
-    SELECT *, list_position(lv, level) AS b
-    FROM (
-        SELECT *, list_max(lv) AS level
-        FROM (
-            SELECT *, {levels} AS lv
-            FROM (
-                SELECT user_id, unit, t, v, a1, {steps}
-                FROM (
-                    SELECT user_id, unit, list(t ORDER BY rn) AS t, list(mask ORDER BY rn) AS m,
-                           list(value ORDER BY rn) AS v, {next_lists},
-                           list(rn ORDER BY rn) FILTER (WHERE (mask & 1) != 0 AND t >= $start_ms AND t < $end_ms) AS a1
-                    FROM (
-                        SELECT *, {nexts}
-                        FROM (
-                            SELECT *, row_number() OVER (PARTITION BY user_id, unit ORDER BY t, event_id) AS rn
-                            FROM (SELECT {unit} AS unit, user_id, epoch_ms(ts) AS t, event_id, {mask} AS mask,
-                                         {value} AS value
-                                  FROM ({source}) WHERE {keep})
-                        )
-                    )
-                    GROUP BY user_id, unit
-                    HAVING count(*) FILTER (WHERE (mask & 1) != 0 AND t >= $start_ms AND t < $end_ms) > 0
-                )
-            )
-        )
-    )
+-- exclusions; the rules of serving/analytics/sequences.py). rn numbers a unit's step events in
+-- (timestamp, event_id) order; {nexts} gives per event and step k the first later event matching step k
+-- (x2 … xN); the attempts (step-1 events in [start, end)) then follow their steps by joins on rn
+-- ({joins}: s2 … sN, absent when the step is not reached within the window); per unit the attempt
+-- reaching the most steps, the earliest among equals.
+WITH numbered AS (
+    SELECT *, row_number() OVER (PARTITION BY user_id, unit ORDER BY t, event_id) AS rn
+    FROM (SELECT {unit} AS unit, user_id, epoch_ms(ts) AS t, event_id, {mask} AS mask, {value} AS value
+          FROM ({source}) WHERE {keep})
+),
+steps AS (
+    SELECT *, {nexts} FROM numbered
+),
+walked AS (
+    SELECT s1.user_id, s1.unit, s1.rn, s1.value, {level} AS level, {gaps} AS gaps
+    FROM steps AS s1 {joins}
+    WHERE (s1.mask & 1) != 0 AND s1.t >= $start_ms AND s1.t < $end_ms
 )
+SELECT user_id, unit, max(level) AS level, arg_max(gaps, level * 4294967296 - rn) AS gaps,
+       arg_max(value, level * 4294967296 - rn) AS value
+FROM walked
+GROUP BY user_id, unit
