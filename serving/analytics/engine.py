@@ -122,12 +122,14 @@ class AnalyticsEngine:
         scan_start, scan_end = spec.start - SESSION_CUT, spec.end + SESSION_CUT
         engine = self.engine_for(spec.tier, scan_start, now)
         sections = self.ch if engine == "hot" else self.duck
-        sql = fill(sections["session_metrics"], group=spec.by or "''",
+        sql = fill(sections["session_metrics"], group=spec.by or "''", scan=sections["scan"],
                    sessionized=fill(sections["sessionized"], scan=sections["scan"]),
                    timeout_seconds=str(int(self.timeout_seconds)))
         non_interactive = sorted(set(spec.non_interactive) | {
             n.strip() for n in self.settings.non_interactive_events.split(",") if n.strip()})
         table = self._run(engine, sql, self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
+                                                    start_ms=int(spec.start.timestamp() * 1000),
+                                                    end_ms=int(spec.end.timestamp() * 1000),
                                                     non_interactive=non_interactive))
         body = sessions_answer(spec, table)
         body["non_interactive"] = non_interactive
