@@ -124,9 +124,9 @@ SETTINGS max_execution_time = {timeout_seconds}
 -- The funnel walked in SQL (ordered and strict modes without exclusions; the same rules as
 -- serving/analytics/sequences.py), one row per unit and no row per attempt: the unit's step events as
 -- arrays in (timestamp, event_id) order (t: epoch ms, m: bit k set when the event matches step k+1,
--- v: the breakdown value); a1: the attempts (step-1 events in [start, end)); {nexts} gives, per step and
+-- v: the breakdown value); a1: the attempts (step-1 events in [start, end)); the nexts part gives, per step and
 -- position, the index of the first event from there on matching the step (arrayReverseFill), so each
--- attempt's next step is one lookup ({steps}: a2 … aN, 0 when not reached within the window); lv: the
+-- attempt's next step is one lookup (the steps part: a2 … aN, 0 when not reached within the window); lv: the
 -- level of each attempt; b: the first attempt reaching the highest level (the earliest among equals).
 SELECT user_id, unit, level, gaps, value
 FROM (

@@ -104,9 +104,9 @@ GROUP BY ALL
 -- name: funnel_walk
 -- The funnel walked in SQL, the twin of the ClickHouse section (ordered and strict modes without
 -- exclusions; the rules of serving/analytics/sequences.py). rn numbers a unit's step events in
--- (timestamp, event_id) order; {nexts} gives per event and step k the first later event matching step k
+-- (timestamp, event_id) order; the nexts part gives per event and step k the first later event matching step k
 -- (x2 … xN); the attempts (step-1 events in [start, end)) then follow their steps by joins on rn
--- ({joins}: s2 … sN, absent when the step is not reached within the window); per unit the attempt
+-- (the joins part: s2 … sN, absent when the step is not reached within the window); per unit the attempt
 -- reaching the most steps, the earliest among equals.
 WITH numbered AS (
     SELECT *, row_number() OVER (PARTITION BY user_id, unit ORDER BY t, event_id) AS rn
