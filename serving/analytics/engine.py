@@ -26,10 +26,13 @@ from common.hot_store import HotStore
 from common.settings import Settings
 from common.sql_files import fill, sql_sections
 from serving.analytics.definitions import SESSION_CUT, FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
+from serving.analytics.funnel_sql import conversions as walked_conversions
+from serving.analytics.funnel_sql import mask_sql, walk_parts, walks_in_sql
 from serving.analytics.profiles import ProfileStore, is_profile_field, property_of
 from serving.analytics.sequences import (
     Conversion,
     funnel_answer,
+    funnel_body,
     paths_answer,
     retention_answer,
     sessions_answer,
@@ -90,6 +93,9 @@ class AnalyticsEngine:
         source = "sessionized" if spec.unit == "sessions" else "scan"
         keep = "1" if spec.mode == "strict" else ("has({events:Array(String)}, event)" if engine == "hot"
                                                   else "list_contains($events, event)")
+        if walks_in_sql(spec):
+            conversions = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)
+            return Answer(funnel_body(spec, conversions), [_source(engine)], _ms(started), conversions)
         table = self._units(engine, tenant, scan_start, scan_end, source=source, keep=keep,
                             unit="session" if spec.unit == "sessions" else "''", events=spec.event_names)
         for name in spec.profile_fields:  # the query-time join: each row's user's property as a column
@@ -116,12 +122,14 @@ class AnalyticsEngine:
         scan_start, scan_end = spec.start - SESSION_CUT, spec.end + SESSION_CUT
         engine = self.engine_for(spec.tier, scan_start, now)
         sections = self.ch if engine == "hot" else self.duck
-        sql = fill(sections["session_metrics"], group=spec.by or "''",
+        sql = fill(sections["session_metrics"], group=spec.by or "''", scan=sections["scan"],
                    sessionized=fill(sections["sessionized"], scan=sections["scan"]),
                    timeout_seconds=str(int(self.timeout_seconds)))
         non_interactive = sorted(set(spec.non_interactive) | {
             n.strip() for n in self.settings.non_interactive_events.split(",") if n.strip()})
         table = self._run(engine, sql, self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
+                                                    start_ms=int(spec.start.timestamp() * 1000),
+                                                    end_ms=int(spec.end.timestamp() * 1000),
                                                     non_interactive=non_interactive))
         body = sessions_answer(spec, table)
         body["non_interactive"] = non_interactive
@@ -160,6 +168,23 @@ class AnalyticsEngine:
             table = pa.Table.from_pylist([{"cohort": c, "value": v, "n": n, "users": u}
                                           for (c, v, n), u in cells.items()])
         return Answer(retention_answer(spec, table), [_source(engine)], _ms(started))
+
+    def _funnel_walk(self, engine: str, tenant: str, spec: FunnelSpec, scan_start: datetime, scan_end: datetime,
+                     *, source: str, keep: str) -> list[Conversion]:
+        sections = self.ch if engine == "hot" else self.duck
+        relation = sections["scan"]
+        if source == "sessionized":
+            relation = fill(sections["sessionized"], scan=relation)
+        mask, mask_params = mask_sql(spec, engine)
+        extra = {"timeout_seconds": str(int(self.timeout_seconds))} if engine == "hot" else {}
+        sql = fill(sections["funnel_walk"], unit="session" if spec.unit == "sessions" else "''", source=relation,
+                   keep="true" if engine == "lake" and keep == "1" else keep, mask=mask,
+                   value=spec.breakdown or "''", **walk_parts(spec, engine), **extra)
+        table = self._run(engine, sql, self._params(
+            tenant, scan_start, scan_end, events=spec.event_names, start=spec.start, end=spec.end,
+            start_ms=int(spec.start.timestamp() * 1000), end_ms=int(spec.end.timestamp() * 1000),
+            window_ms=int(spec.window.total_seconds() * 1000), **mask_params))
+        return walked_conversions(table)
 
     def _profile_property(self, tenant: str, field: str) -> dict[str, str]:
         if self.profiles is None:

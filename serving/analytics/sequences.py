@@ -201,10 +201,15 @@ def breakdown_rows(spec: FunnelSpec, conversions: list[Conversion]) -> list[dict
 
 def funnel_answer(spec: FunnelSpec, table: pa.Table) -> tuple[dict[str, Any], list[Conversion]]:
     conversions = [c for c in (convert(spec, seq) for seq in sequences(spec, table)) if c is not None]
+    return funnel_body(spec, conversions), conversions
+
+
+def funnel_body(spec: FunnelSpec, conversions: list[Conversion]) -> dict[str, Any]:
+    """The answer's steps (and breakdown) from each unit's best attempt, however it was walked."""
     answer: dict[str, Any] = {"steps": step_rows(spec, conversions)}
     if spec.breakdown:
         answer["breakdown"] = breakdown_rows(spec, conversions)
-    return answer, conversions
+    return answer
 
 
 # ---------------------------------------------------------------------------------------------- paths

@@ -37,19 +37,43 @@ FROM (
 
 -- name: session_metrics
 -- Sessions whose first event lies in [start, end), grouped by the group placeholder ('' or the entry/exit page).
+-- The same sessions as the sessionized section, cut from each (user, client session id)'s events as
+-- arrays in (timestamp, event_id) order instead of three window functions over every row: a session
+-- starts at the first event, and (without a client id) after a gap over gap_ms or where the 24-hour slice
+-- of the chain changes; arraySplit cuts the arrays there, one row per session.
 SELECT {group} AS grp, count() AS sessions, sum(duration_ms) AS total_duration_ms, sum(views) AS total_views,
        countIf(views > 0) AS with_views, countIf(views > 0 AND views < 2 AND interactive = 0) AS bounced
 FROM (
-    SELECT user_id, session, min(ts) AS first_ts,
-           toUnixTimestamp64Milli(max(ts)) - toUnixTimestamp64Milli(min(ts)) AS duration_ms,
-           countIf(event = 'page_view') AS views,
-           countIf(event != 'page_view' AND NOT has({non_interactive:Array(String)}, event)) AS interactive,
-           argMinIf(page, (ts, event_id), event = 'page_view') AS entry_page,
-           argMaxIf(page, (ts, event_id), event = 'page_view') AS exit_page
-    FROM ({sessionized})
-    GROUP BY user_id, session
+    SELECT st[1] AS first_ms, st[-1] - st[1] AS duration_ms, toUInt64(arraySum(sv)) AS views,
+           arraySum(si) AS interactive, arrayFilter((p, w) -> w = 1, sp, sv) AS view_pages,
+           view_pages[1] AS entry_page, view_pages[-1] AS exit_page
+    FROM (
+        SELECT t, arrayMap(e -> toUInt8(e = 'page_view'), ev.3) AS vw,
+               arrayMap(e -> toUInt8(e != 'page_view' AND NOT has({non_interactive:Array(String)}, e)), ev.3) AS it,
+               ev.4 AS pg,
+               arrayCumSum(arrayMap((d, i) -> toUInt32(i = 1 OR d > {gap_ms:Int64}), arrayDifference(t),
+                                    arrayEnumerate(t))) AS chain,
+               arrayFill(x -> x > 0, arrayMap((n, x) -> if(n = 1, x, 0),
+                                              arrayMap((d, i) -> toUInt8(i = 1 OR d > {gap_ms:Int64}),
+                                                       arrayDifference(t), arrayEnumerate(t)), t)) AS chain_start,
+               arrayMap((c, x, s) -> c * 100000 + intDiv(x - s, 86400000), chain, t, chain_start) AS piece,
+               arrayMap((p, i) -> toUInt8(i = 1 OR (sid = '' AND p != piece[i - 1])), piece, arrayEnumerate(piece))
+                   AS cut,
+               arraySplit((x, c) -> c, t, cut) AS ts_parts, arraySplit((x, c) -> c, vw, cut) AS view_parts,
+               arraySplit((x, c) -> c, it, cut) AS inter_parts, arraySplit((x, c) -> c, pg, cut) AS page_parts
+        FROM (
+            SELECT user_id, sid, ev, ev.1 AS t
+            FROM (
+                SELECT user_id, sid,
+                       arraySort(x -> (x.1, x.2), groupArray((toUnixTimestamp64Milli(ts), event_id, event, page))) AS ev
+                FROM ({scan})
+                GROUP BY user_id, sid
+            )
+        )
+    )
+    ARRAY JOIN ts_parts AS st, view_parts AS sv, inter_parts AS si, page_parts AS sp
 )
-WHERE first_ts >= {start:DateTime64(3, 'UTC')} AND first_ts < {end:DateTime64(3, 'UTC')}
+WHERE first_ms >= {start_ms:Int64} AND first_ms < {end_ms:Int64}
 GROUP BY grp
 ORDER BY sessions DESC, grp
 SETTINGS max_execution_time = {timeout_seconds}
@@ -94,4 +118,33 @@ FROM (
     GROUP BY user_id
 )
 GROUP BY cohort, value, n
+SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: funnel_walk
+-- The funnel walked in SQL (ordered and strict modes without exclusions; the same rules as
+-- serving/analytics/sequences.py), one row per unit and no row per attempt: the unit's step events as
+-- arrays in (timestamp, event_id) order (t: epoch ms, m: bit k set when the event matches step k+1,
+-- v: the breakdown value); a1: the attempts (step-1 events in [start, end)); the nexts part gives, per step and
+-- position, the index of the first event from there on matching the step (arrayReverseFill), so each
+-- attempt's next step is one lookup (the steps part: a2 … aN, 0 when not reached within the window); lv: the
+-- level of each attempt; b: the first attempt reaching the highest level (the earliest among equals).
+SELECT user_id, unit, level, gaps, value
+FROM (
+    SELECT user_id, unit,
+           arrayFilter(i -> bitTest(m[i], 0) AND t[i] >= {start_ms:Int64} AND t[i] < {end_ms:Int64}, ix) AS a1,
+           arrayMap(i -> t[i] + {window_ms:Int64}, a1) AS lim,
+           {nexts}, {steps}, {levels} AS lv,
+           arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps, v[a1[b]] AS value
+    FROM (
+        SELECT user_id, unit, ev.1 AS t, ev.2 AS m, ev.4 AS v, arrayEnumerate(t) AS ix
+        FROM (
+            SELECT user_id, unit,
+                   arraySort(x -> (x.1, x.3), groupArray((toUnixTimestamp64Milli(ts), mask, event_id, value))) AS ev
+            FROM (SELECT {unit} AS unit, user_id, ts, event_id, {mask} AS mask, {value} AS value
+                  FROM ({source}) WHERE {keep})
+            GROUP BY user_id, unit
+        )
+    )
+)
+WHERE notEmpty(a1)
 SETTINGS max_execution_time = {timeout_seconds}

@@ -67,11 +67,17 @@ ORDER BY user_id, unit, ts, event_id
 -- Per cohort (period of the user's first-ever start event, which must lie in [start, end)), breakdown
 -- value (of that first event) and period index n: the users whose return events fall on n (mode 'on')
 -- or whose last return period is n (capped at the grid's last period; 'on or after' adds them up).
-WITH firsts AS (
-    SELECT user_id, min("timestamp") AS first_ts,
-           arg_min({breakdown}, ("timestamp", event_id)) AS value
+-- One pass over the files: the start and return events of the tenant up to the scan's end, read once.
+WITH picked AS MATERIALIZED (
+    SELECT user_id, event, "timestamp", event_id, {breakdown} AS value
     FROM events
-    WHERE tenant = $tenant AND event = $start_event AND dt <= $last_day AND "timestamp" < $end
+    WHERE tenant = $tenant AND event IN ($start_event, $return_event) AND dt <= $scan_last_day
+      AND "timestamp" < $scan_end
+),
+firsts AS (
+    SELECT user_id, min("timestamp") AS first_ts, arg_min(value, ("timestamp", event_id)) AS value
+    FROM picked
+    WHERE event = $start_event AND "timestamp" < $end
     GROUP BY user_id
     HAVING min("timestamp") >= $start
 ),
@@ -81,9 +87,7 @@ returns AS (
                // {per_unit} AS idx
     FROM firsts AS f
     INNER JOIN (
-        SELECT user_id, "timestamp" FROM events
-        WHERE tenant = $tenant AND event = $return_event AND dt BETWEEN $first_day AND $scan_last_day
-          AND "timestamp" >= $start AND "timestamp" < $scan_end
+        SELECT user_id, "timestamp" FROM picked WHERE event = $return_event AND "timestamp" >= $start
     ) AS r ON r.user_id = f.user_id
 )
 SELECT date_trunc('{period}', first_ts) AS cohort, value, 0 AS n, count(*) AS users FROM firsts GROUP BY ALL
@@ -96,3 +100,28 @@ FROM (
     GROUP BY user_id
 )
 GROUP BY ALL
+
+-- name: funnel_walk
+-- The funnel walked in SQL, the twin of the ClickHouse section (ordered and strict modes without
+-- exclusions; the rules of serving/analytics/sequences.py). rn numbers a unit's step events in
+-- (timestamp, event_id) order; the nexts part gives per event and step k the first later event matching step k
+-- (x2 … xN); the attempts (step-1 events in [start, end)) then follow their steps by joins on rn
+-- (the joins part: s2 … sN, absent when the step is not reached within the window); per unit the attempt
+-- reaching the most steps, the earliest among equals.
+WITH numbered AS (
+    SELECT *, row_number() OVER (PARTITION BY user_id, unit ORDER BY t, event_id) AS rn
+    FROM (SELECT {unit} AS unit, user_id, epoch_ms(ts) AS t, event_id, {mask} AS mask, {value} AS value
+          FROM ({source}) WHERE {keep})
+),
+steps AS (
+    SELECT *, {nexts} FROM numbered
+),
+walked AS (
+    SELECT s1.user_id, s1.unit, s1.rn, s1.value, {level} AS level, {gaps} AS gaps
+    FROM steps AS s1 {joins}
+    WHERE (s1.mask & 1) != 0 AND s1.t >= $start_ms AND s1.t < $end_ms
+)
+SELECT user_id, unit, max(level) AS level, arg_max(gaps, level * 4294967296 - rn) AS gaps,
+       arg_max(value, level * 4294967296 - rn) AS value
+FROM walked
+GROUP BY user_id, unit
