@@ -47,7 +47,7 @@ def graphql_router(serving: Serving, alerts: AlertStore) -> GraphQLRouter:
     answers = QueryAnswers(serving.engine, serving.cache, settings, serving.kpis)
     dashboards = DashboardService(DashboardStore(serving.store), serving.engine, serving.cache, settings,
                                   serving.kpis)
-    feed = LiveFeed(serving.engine, serving.cache, settings)
+    feed = LiveFeed(serving.engine, serving.cache, settings, serving.kpis)
     ide = settings.graphql_introspection
     assert serving.streams is not None
 

@@ -33,7 +33,7 @@ from serving.query.spec import QueryError
 from serving.routes.alerts import RuleOut, rule_out
 from serving.routes.dashboards import DashboardModel
 from serving.services import questions
-from serving.services.live import MAX_MINUTES, LiveQuestion
+from serving.services.live import MAX_MINUTES
 from serving.services.queries import Answer, query_table
 
 FromArg = Annotated[datetime | None, strawberry.argument(name="from", description="start (ISO-8601); or `range`")]
@@ -360,7 +360,7 @@ class Subscription:
                    filter: FilterArg = None) -> AsyncGenerator[JSON, None]:
         ctx = await _charged(info)
         _bounded("minutes", minutes, MAX_MINUTES)
-        question = LiveQuestion.of(metric, minutes, group_by or [], filter or [])
+        question = await ctx.feed.question(ctx.tenant, metric, minutes, group_by or [], filter or [])
         with ctx.streams.hold(ctx.caller.key_id if ctx.caller is not None else "open"):
             while True:
                 try:

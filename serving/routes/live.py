@@ -26,7 +26,7 @@ from common.hot_store import HotStoreError
 from serving.context import Serving
 from serving.query.engine import QueryTimeout
 from serving.query.spec import QueryError
-from serving.services.live import MAX_MINUTES, LiveFeed, LiveQuestion
+from serving.services.live import MAX_MINUTES, LiveFeed
 from serving.tenancy.streams import TooManyStreams
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def live_router(serving: Serving) -> APIRouter:
     serving.counters.setdefault("live_streams_open", 0)
     serving.counters.setdefault("live_streams_total", 0)
 
-    feed = LiveFeed(serving.engine, serving.cache, settings)
+    feed = LiveFeed(serving.engine, serving.cache, settings, serving.kpis)
 
     @router.get(
         "/live",
@@ -71,7 +71,7 @@ def live_router(serving: Serving) -> APIRouter:
         filter_: list[str] = Query([], alias="filter", description="dim:value, dim!=value, dim:a|b; repeatable"),
     ) -> Any:
         dims = [d for d in (group_by or "").split(",") if d]
-        question = LiveQuestion.of(metric, minutes, dims, filter_)  # a bad one is a 400 before the stream starts
+        question = await feed.question(tenant, metric, minutes, dims, filter_)  # a bad one: 400 before the stream
         caller = getattr(request.state, "caller", None)
         holder = caller.key_id if caller is not None else "open"  # as the WebSocket route counts it
         assert serving.streams is not None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,7 +43,19 @@ class Refused(Exception):
         self.reason = reason[:120]  # a close reason is at most 123 bytes
 
 
-def _start(message: Any) -> tuple[str | None, str | None, LiveQuestion]:
+@dataclass(frozen=True)
+class Start:
+    """A start message: the question is checked once the tenant (and so its KPIs) is known."""
+
+    key: str | None
+    tenant: str | None
+    metric: str
+    minutes: int
+    dims: list[str]
+    filters: list[str]
+
+
+def _start(message: Any) -> Start:
     """The key, tenant and question of a start message; ``Refused`` (4400) if it is not one."""
     if not isinstance(message, dict) or message.get("type") != "start":
         raise Refused(4400, 'send {"type": "start", "metric": …} first')
@@ -55,18 +68,15 @@ def _start(message: Any) -> tuple[str | None, str | None, LiveQuestion]:
     if (not isinstance(metric, str) or not isinstance(minutes, int) or not 1 <= minutes <= MAX_MINUTES
             or not all(isinstance(x, str) for x in [*dims, *filters])):
         raise Refused(4400, f"start needs metric (string), minutes (1…{MAX_MINUTES}), group_by and filter (strings)")
-    try:
-        question = LiveQuestion.of(metric, minutes, list(dims), list(filters))
-    except QueryError as exc:
-        raise Refused(4400, str(exc)) from None
     key, tenant = message.get("key"), message.get("tenant")
-    return (key if isinstance(key, str) else None), (tenant if isinstance(tenant, str) else None), question
+    return Start(key if isinstance(key, str) else None, tenant if isinstance(tenant, str) else None, metric, minutes,
+                 list(dims), list(filters))
 
 
 def ws_router(serving: Serving) -> APIRouter:
     router = APIRouter(prefix="/v1")
     settings = serving.settings
-    feed = LiveFeed(serving.engine, serving.cache, settings)
+    feed = LiveFeed(serving.engine, serving.cache, settings, serving.kpis)
     serving.counters.setdefault("ws_streams_open", 0)
 
     async def who(websocket: WebSocket, sent_key: str | None, named: str | None) -> tuple[str, str, str | None]:
@@ -92,8 +102,12 @@ def ws_router(serving: Serving) -> APIRouter:
                 first = orjson.loads(await asyncio.wait_for(websocket.receive_text(), START_TIMEOUT_SECONDS))
             except (TimeoutError, orjson.JSONDecodeError, KeyError):
                 raise Refused(4400, 'send {"type": "start", "metric": …} as JSON first') from None
-            sent_key, named, question = _start(first)
-            holder, tenant, key = await who(websocket, sent_key, named)
+            start = _start(first)
+            holder, tenant, key = await who(websocket, start.key, start.tenant)
+            try:
+                question = await feed.question(tenant, start.metric, start.minutes, start.dims, start.filters)
+            except QueryError as exc:
+                raise Refused(4400, str(exc)) from None
             assert serving.streams is not None
             with serving.streams.hold(holder):
                 serving.counters["ws_streams_open"] += 1

@@ -8,7 +8,8 @@ hot-tier query per interval whichever transport they use.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 
 from common.events import format_ts
 from common.settings import Settings
+from serving.analytics.kpis import KpiStore
 from serving.cache import QueryCache, cache_key
 from serving.query.engine import QueryEngine
+from serving.query.kpi import Kpi
 from serving.query.spec import QuerySpec, SpecInput, build_spec, parse_filter_params
 
 MAX_MINUTES = 180
@@ -28,8 +31,9 @@ def _iso(epoch: int) -> str:
     return format_ts(datetime.fromtimestamp(epoch, UTC), "auto")
 
 
-def minute_series(spec: QuerySpec, dims: list[str], rows: list[list[Any]]) -> list[dict[str, Any]]:
-    """One series per group, every minute of the range present (minutes without events are 0)."""
+def minute_series(spec: QuerySpec, dims: list[str], rows: list[list[Any]], empty: Any = 0) -> list[dict[str, Any]]:
+    """One series per group, every minute of the range present (minutes without events are ``empty``: 0 for a
+    count or sum, None for a KPI, whose formula has no value over nothing)."""
     first = int(spec.start.timestamp())
     minutes = range(first, int(spec.end.timestamp()), 60)
     groups: dict[tuple, dict[int, Any]] = {}
@@ -37,7 +41,7 @@ def minute_series(spec: QuerySpec, dims: list[str], rows: list[list[Any]]) -> li
         groups.setdefault(tuple(row[1:-1]), {})[int(row[0])] = row[-1]
     if not groups and not dims:
         groups[()] = {}
-    return [{"group": dict(zip(dims, key, strict=True)), "points": [[_iso(m), values.get(m, 0)] for m in minutes]}
+    return [{"group": dict(zip(dims, key, strict=True)), "points": [[_iso(m), values.get(m, empty)] for m in minutes]}
             for key, values in groups.items()]
 
 
@@ -49,27 +53,38 @@ class LiveQuestion:
     minutes: int
     dims: list[str]
     raw: SpecInput
+    kpis: Mapping[str, Kpi] = field(default_factory=dict)  # the tenant's KPIs when the metric is one
 
     @classmethod
-    def of(cls, metric: str, minutes: int, dims: list[str], filters: list[str]) -> LiveQuestion:
+    def of(cls, metric: str, minutes: int, dims: list[str], filters: list[str],
+           kpis: Mapping[str, Kpi] | None = None) -> LiveQuestion:
         """The question, checked now (``QueryError`` if it cannot be answered) so a stream never starts on it."""
         raw = SpecInput(metrics=[metric], range=f"{minutes}m", granularity="minute", dimensions=dims,
                         filters=parse_filter_params(filters))
-        build_spec(raw, now=datetime.now(UTC))
-        return cls(metric, minutes, dims, raw)
+        spec = build_spec(raw, now=datetime.now(UTC), kpis=kpis)
+        return cls(metric, minutes, dims, raw, {k.name: k for k in spec.kpis})
 
 
 class LiveFeed:
-    def __init__(self, engine: QueryEngine, cache: QueryCache, settings: Settings) -> None:
+    def __init__(self, engine: QueryEngine, cache: QueryCache, settings: Settings,
+                 kpis: KpiStore | None = None) -> None:
         self._engine = engine
         self._cache = cache
         self._settings = settings
+        self._kpis = kpis
+
+    async def question(self, tenant: str, metric: str, minutes: int, dims: list[str],
+                       filters: list[str]) -> LiveQuestion:
+        """``LiveQuestion.of`` with the tenant's KPIs, so a KPI streams like a catalogue metric (the KPI table
+        is read only when the metric is not in the catalogue)."""
+        kpis = await run_in_threadpool(self._kpis.named, tenant, [metric]) if self._kpis is not None else {}
+        return LiveQuestion.of(metric, minutes, dims, filters, kpis)
 
     async def snapshot(self, tenant: str, question: LiveQuestion) -> bytes:
         """The question's newest minutes as JSON (``metric``, ``series``, ``at``, ``from``, ``to``, ``sources``)."""
         settings = self._settings
         now = datetime.now(UTC)
-        spec = build_spec(question.raw, now=now)
+        spec = build_spec(question.raw, now=now, kpis=question.kpis)
         identity = spec.cache_identity() | {"start": None, "end": None, "range": question.raw.range, "live": True}
 
         async def compute() -> bytes:
@@ -78,7 +93,8 @@ class LiveFeed:
             return orjson.dumps({
                 "metric": question.metric, "group_by": question.dims, "minutes": question.minutes,
                 "at": format_ts(now, "auto"), "from": format_ts(spec.start, "auto"), "to": format_ts(now, "auto"),
-                "series": minute_series(spec, question.dims, result.rows), "sources": result.sources,
+                "series": minute_series(spec, question.dims, result.rows, None if spec.kpis else 0),
+                "sources": result.sources,
             })
 
         body, _ = await self._cache.get_or_compute(cache_key(tenant, "live", identity),

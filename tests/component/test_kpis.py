@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
+from serving.tenancy.auth import bearer_headers
+from tests.component.conftest import ADMIN_KEY, ROUTES
+from tests.component.harness import read_sse
 from tests.component.seed import Seeded, every_bucket, floor, iso, total, within
 
 TENANT = "acme"  # seeded: its events are in the hot tier and the lake
@@ -130,3 +135,45 @@ def test_an_alert_rule_may_watch_a_kpi_with_a_seasonal_anomaly_condition(client:
     elsewhere = client.post("/v1/alerts", params={"tenant": "globex"}, json=rule)
     assert elsewhere.status_code == 400 and f"unknown metric {AOV!r}" in elsewhere.json()["detail"]
     assert client.delete(f"/v1/alerts/{made.json()['id']}", params={"tenant": TENANT}).status_code == 204
+
+
+def test_a_kpi_streams_live_over_sse_websocket_and_graphql_with_the_formula_per_minute(
+        client: TestClient, app: FastAPI, data: dict[str, Seeded], keys: dict[str, str], kpis: None) -> None:
+    seeded = data[TENANT]
+
+    def check(update: dict[str, Any]) -> None:
+        """Every minute of the update's window is the formula over that minute's seeded events (null: none)."""
+        (series,) = update["series"]
+        points = dict(series["points"])
+        first = datetime.fromisoformat(update["from"])
+        events = within(seeded.hot, first, seeded.now + timedelta(minutes=1))
+        by_minute: dict[str, list[dict[str, Any]]] = {}
+        for e in events:
+            by_minute.setdefault(iso(floor(e["timestamp"], "minute")), []).append(e)
+        assert points == {minute: aov(by_minute.get(minute, [])) for minute in points}
+        assert any(v is not None for v in points.values()) and None in points.values()
+
+    sse = client.portal.call(read_sse, ROUTES.wrap(app), "/v1/live", {"tenant": TENANT, "metric": AOV, "minutes": 60},
+                             bearer_headers(ADMIN_KEY), 1)
+    assert sse.status == 200, sse.events
+    check(sse.events[0][1])
+    with client.websocket_connect("/v1/ws", headers=bearer_headers(keys[TENANT])) as socket:
+        socket.send_json({"type": "start", "metric": AOV, "minutes": 60})
+        update = socket.receive_json()
+        assert update["type"] == "update", update
+        check(update)
+    with TestClient(client.app).websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as socket:
+        socket.send_json({"type": "connection_init", "payload": {"Authorization": f"Bearer {keys[TENANT]}"}})
+        assert socket.receive_json() == {"type": "connection_ack"}
+        socket.send_json({"id": "1", "type": "subscribe",
+                          "payload": {"query": f'subscription {{ live(metric: "{AOV}", minutes: 60) }}'}})
+        message = socket.receive_json()
+        assert message["type"] == "next", message
+        check(message["payload"]["data"]["live"])
+        socket.send_json({"id": "1", "type": "complete"})
+    # another tenant's key does not know the KPI: refused before a stream starts
+    with client.websocket_connect("/v1/ws", headers=bearer_headers(keys["globex"])) as socket:
+        socket.send_json({"type": "start", "metric": AOV, "minutes": 60})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+        assert closed.value.code == 4400
