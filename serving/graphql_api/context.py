@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serving.alerts.store import AlertStore
+from serving.routes.analytics import AnalyticsQuestions
 from serving.services.dashboards import DashboardService
+from serving.services.kpis import KpiService
 from serving.services.live import LiveFeed
 from serving.services.queries import QueryAnswers
 from serving.tenancy.auth import ApiKeyAuth, AuthError, Caller
@@ -28,6 +30,8 @@ class GraphContext:
     feed: LiveFeed
     streams: StreamSlots
     live_interval_seconds: float
+    analytics: AnalyticsQuestions  # funnels, retention, paths, sessions: what their REST routes ask
+    kpis: KpiService
     key: str | None = None  # the key itself, for subscriptions to notice its revocation
     charged: int = field(default=0)  # root fields resolved so far in this request
 
