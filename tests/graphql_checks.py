@@ -159,7 +159,7 @@ def camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
-def run_graphql_fuzzer(url: str, key: str, max_examples: int, hooks: str = "tests.component.graphql_fuzz_hooks",
+def run_graphql_fuzzer(url: str, key: str, max_examples: int, hooks: str = "tests.graphql_fuzz_hooks",
                        timeout_s: float = 600) -> str:
     """Schemathesis against ``url``/graphql as ``key``, checking only that no answer is a 5xx; the report.
     One worker: see tests/integration/test_api_contract.py for why."""
