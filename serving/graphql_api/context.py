@@ -15,6 +15,7 @@ from serving.services.dashboards import DashboardService
 from serving.services.kpis import KpiService
 from serving.services.live import LiveFeed
 from serving.services.queries import QueryAnswers
+from serving.services.reports import ReportSchedules
 from serving.tenancy.auth import ApiKeyAuth, AuthError, Caller
 from serving.tenancy.streams import StreamSlots
 
@@ -32,6 +33,7 @@ class GraphContext:
     live_interval_seconds: float
     analytics: AnalyticsQuestions  # funnels, retention, paths, sessions: what their REST routes ask
     kpis: KpiService
+    reports: ReportSchedules  # report schedules: what /v1/reports/schedules saves
     key: str | None = None  # the key itself, for subscriptions to notice its revocation
     charged: int = field(default=0)  # root fields resolved so far in this request
 

@@ -27,7 +27,7 @@ from common.hot_store import HotStoreError
 from serving.alerts.store import AlertState as StoredState
 from serving.dashboards.store import Dashboard as SavedDashboard
 from serving.dashboards.store import DashboardError
-from serving.graphql_api import analytics
+from serving.graphql_api import analytics, reports
 from serving.graphql_api.fields import FilterArg, FromArg, RangeArg, charged, context_of
 from serving.query.engine import QueryTimeout
 from serving.query.models import QueryModel, spec_input
@@ -307,6 +307,12 @@ class Query:
     kpi: analytics.Kpi = strawberry.field(resolver=analytics.kpi, description="One KPI (an unknown name is an error "
                                                                               "with status 404)")
 
+    report_schedules: list[reports.ReportSchedule] = strawberry.field(
+        resolver=reports.report_schedules, description="The tenant's report schedules (GET /v1/reports/schedules)")
+    report_schedule: reports.ReportSchedule = strawberry.field(
+        resolver=reports.report_schedule, description="One report schedule (an unknown id is an error with status "
+                                                      "404)")
+
     @strawberry.field(description="The tenant's alert rules with their current state")
     async def alerts(self, info: Info) -> list[Alert]:
         ctx = await _charged(info)
@@ -363,6 +369,13 @@ class Mutation:
                                                      description="Change a KPI's formula (PUT /v1/kpis/{name})")
     delete_kpi: bool = strawberry.mutation(resolver=analytics.delete_kpi,
                                            description="Delete a KPI (DELETE /v1/kpis/{name}); true once deleted")
+    create_report_schedule: reports.ReportSchedule = strawberry.mutation(
+        resolver=reports.create_report_schedule,
+        description="Schedule a dashboard's report, daily or weekly at `at` in `tz`, to `email` and/or `webhook` "
+                    "(POST /v1/reports/schedules)")
+    delete_report_schedule: bool = strawberry.mutation(
+        resolver=reports.delete_report_schedule,
+        description="Delete a report schedule (DELETE /v1/reports/schedules/{id}); true once deleted")
 
 
 def _bounded(name: str, value: int, most: int) -> int:

@@ -1,6 +1,6 @@
-"""GraphQL's product analytics and KPI fields against REST, in process: for the same tenant and arguments
-each field's answer is the endpoint's, and both equal the clickstream laid (hot tier and lake); KPIs are
-written through mutations with REST's checks; another tenant's KPIs and events are out of reach."""
+"""GraphQL's product analytics, KPI and report-schedule fields against REST, in process: for the same tenant
+and arguments each field's answer is the endpoint's, and both equal the clickstream laid (hot tier and lake);
+KPIs and schedules are written through mutations with REST's checks; another tenant's are out of reach."""
 
 from __future__ import annotations
 
@@ -116,3 +116,34 @@ def test_another_tenants_events_are_out_of_reach_of_the_analytics_fields(client:
     assert got["funnel"]["steps"][0]["count"] == 0 and got["sessions"]["answer"]["totals"]["sessions"] == 0
     refused = _graph(client, "globex")('{ sessions(tenant: "graph-analytics") { tenant } }', {})
     assert "tenant" in refused["errors"][0]["message"]
+
+
+def test_report_schedules_are_listed_created_and_deleted_as_rest_does(client: TestClient) -> None:
+    tenant, graph = "graph-reports", _graph(client, "graph-reports")
+    create = """mutation($at: String!, $cadence: String!) { createReportSchedule(dashboard: "overview",
+        cadence: $cadence, at: $at, tz: "Europe/Paris", weekday: "monday", formats: ["pdf"],
+        webhook: "https://example.com/hooks/reports", filter: ["country:FR"]) {
+        id dashboard cadence at tz weekday formats email webhook filter created } }"""
+    made = data_of(graph(create, {"at": "08:00", "cadence": "weekly"}))["createReportSchedule"]
+    rest = client.get(f"/v1/reports/schedules/{made['id']}", params={"tenant": tenant})
+    assert rest.status_code == 200 and rest.json() == made
+    one = {"id": made["id"]}
+    listed = data_of(graph("query($id: ID!) { reportSchedules { id cadence } reportSchedule(id: $id) { deliveries } }",
+                           one))
+    assert listed["reportSchedules"] == [{"id": s["id"], "cadence": s["cadence"]} for s in client.get(
+        "/v1/reports/schedules", params={"tenant": tenant}).json()["schedules"]]
+    assert listed["reportSchedule"]["deliveries"] == client.get(
+        f"/v1/reports/schedules/{made['id']}/deliveries", params={"tenant": tenant}).json()["deliveries"]
+    for at, cadence in (("25:00", "weekly"), ("08:00", "hourly")):  # REST's checks, REST's 400
+        refused = graph(create, {"at": at, "cadence": cadence})
+        assert refused["errors"][0]["extensions"]["status"] == 400, refused
+        assert client.post("/v1/reports/schedules", params={"tenant": tenant}, json={
+            "dashboard": "overview", "cadence": cadence, "at": at, "weekday": "monday"}).status_code in (400, 422)
+    other = _graph(client, "globex")
+    for document in ("query($id: ID!) { reportSchedule(id: $id) { id } }",
+                     "mutation($id: ID!) { deleteReportSchedule(id: $id) }"):
+        assert other(document, one)["errors"][0]["extensions"]["status"] == 404
+    assert made["id"] not in str(data_of(other("{ reportSchedules { id } }", {})))
+    assert data_of(graph("mutation($id: ID!) { deleteReportSchedule(id: $id) }", one)) == {
+        "deleteReportSchedule": True}
+    assert client.get(f"/v1/reports/schedules/{made['id']}", params={"tenant": tenant}).status_code == 404
