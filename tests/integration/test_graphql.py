@@ -60,7 +60,7 @@ def test_one_document_answers_exactly_what_the_rest_endpoints_answer(client: htt
     answered = one_document_equals_rest(_graph(client), client, window, saved.json()["id"])
 
     mobile_views = Counter(e["country"] for e in data.matching(event="page_view", device="mobile"))
-    assert {s["group"]["country"]: sum(v for _, v in s["points"]) for s in answered["timeseries"]["series"]} \
+    assert {s["group"]["country"]: sum(v or 0 for _, v in s["points"]) for s in answered["timeseries"]["series"]} \
         == mobile_views and mobile_views
     pages = Counter(e["page"] for e in data.events if e["country"] in ("US", "DE"))
     assert {r["page"]: r["value"] for r in answered["breakdown"]["rows"]} == pages and pages
