@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serving.alerts.store import AlertStore
+from serving.routes.analytics import AnalyticsQuestions
 from serving.services.dashboards import DashboardService
+from serving.services.kpis import KpiService
 from serving.services.live import LiveFeed
 from serving.services.queries import QueryAnswers
+from serving.services.reports import ReportSchedules
 from serving.tenancy.auth import ApiKeyAuth, AuthError, Caller
 from serving.tenancy.streams import StreamSlots
 
@@ -28,6 +31,9 @@ class GraphContext:
     feed: LiveFeed
     streams: StreamSlots
     live_interval_seconds: float
+    analytics: AnalyticsQuestions  # funnels, retention, paths, sessions: what their REST routes ask
+    kpis: KpiService
+    reports: ReportSchedules  # report schedules: what /v1/reports/schedules saves
     key: str | None = None  # the key itself, for subscriptions to notice its revocation
     charged: int = field(default=0)  # root fields resolved so far in this request
 

@@ -29,7 +29,8 @@ from serving.tenancy.auth import AuthError
 from serving.tenancy.streams import TooManyStreams
 from serving.tenancy.tenants import DirectoryError
 
-QUERY_FIELDS = frozenset({"timeseries", "breakdown", "topn", "query", "data"})  # each runs hot/lake queries
+QUERY_FIELDS = frozenset({"timeseries", "breakdown", "topn", "query", "data", "funnel", "funnelDropoff", "retention",
+                          "paths", "sessions"})  # each runs hot/lake queries
 QUERY_COST = 10
 
 

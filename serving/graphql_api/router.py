@@ -25,9 +25,13 @@ from serving.dashboards.store import DashboardStore
 from serving.graphql_api.context import GraphContext
 from serving.graphql_api.guards import Schema, extensions
 from serving.graphql_api.schema import Mutation, Query, Subscription
+from serving.reports.schedule_store import DeliveryLog, ScheduleStore
+from serving.routes.analytics import AnalyticsQuestions
 from serving.services.dashboards import DashboardService
+from serving.services.kpis import KpiService
 from serving.services.live import LiveFeed
 from serving.services.queries import QueryAnswers
+from serving.services.reports import ReportSchedules
 from serving.tenancy.auth import DEFAULT_TENANT, AuthError, keys_sent, resolve_tenant
 
 
@@ -48,12 +52,17 @@ def graphql_router(serving: Serving, alerts: AlertStore) -> GraphQLRouter:
     dashboards = DashboardService(DashboardStore(serving.store), serving.engine, serving.cache, settings,
                                   serving.kpis)
     feed = LiveFeed(serving.engine, serving.cache, settings, serving.kpis)
+    analytics = AnalyticsQuestions(serving)
+    assert serving.kpis is not None
+    kpis = KpiService(serving.kpis, answers)
+    reports = ReportSchedules(ScheduleStore(serving.store), DashboardStore(serving.store),
+                              DeliveryLog(serving.store, settings.report_claim_lease_seconds), settings)
     ide = settings.graphql_introspection
     assert serving.streams is not None
 
     def graph(tenant: str, caller: Any = None, key: str | None = None) -> GraphContext:
         return GraphContext(tenant, caller, serving.auth, answers, dashboards, alerts, feed, serving.streams,
-                            settings.live_interval_seconds, key)
+                            settings.live_interval_seconds, analytics, kpis, reports, key)
 
     async def context(request: HTTPConnection) -> dict[str, Any]:
         named = request.query_params.getlist("tenant")

@@ -1,4 +1,5 @@
-"""The GraphQL schema: the catalogue, the named questions, ad-hoc queries, dashboards and alerts.
+"""The GraphQL schema: the catalogue, the named questions, ad-hoc queries, dashboards, alerts, product analytics
+and custom KPIs (``serving.graphql_api.analytics``).
 
 Each resolver asks the REST services (``serving.services``) the very question the matching REST endpoint
 asks and reads the answer's JSON, so a field equals its endpoint's answer and shares its cache entry.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 import strawberry
@@ -26,7 +27,8 @@ from common.hot_store import HotStoreError
 from serving.alerts.store import AlertState as StoredState
 from serving.dashboards.store import Dashboard as SavedDashboard
 from serving.dashboards.store import DashboardError
-from serving.graphql_api.context import GraphContext
+from serving.graphql_api import analytics, reports
+from serving.graphql_api.fields import FilterArg, FromArg, RangeArg, charged, context_of
 from serving.query.engine import QueryTimeout
 from serving.query.models import QueryModel, spec_input
 from serving.query.spec import QueryError
@@ -36,19 +38,8 @@ from serving.services import questions
 from serving.services.live import MAX_MINUTES
 from serving.services.queries import Answer, query_table
 
-FromArg = Annotated[datetime | None, strawberry.argument(name="from", description="start (ISO-8601); or `range`")]
-RangeArg = Annotated[str | None, strawberry.argument(description="15m, 6h, 7d, 1y (default 1h); or from/to")]
-FilterArg = Annotated[list[str] | None, strawberry.argument(description="dim:value, dim!=value, dim:a|b")]
-
-
-def _ctx(info: Info) -> GraphContext:
-    return info.context["graph"]
-
-
-async def _charged(info: Info) -> GraphContext:
-    ctx = _ctx(info)
-    await ctx.charge()
-    return ctx
+_ctx = context_of
+_charged = charged
 
 
 @strawberry.type(description="Where an answer came from and how long it took, as REST's answers say")
@@ -296,6 +287,32 @@ class Query:
         ctx = await _charged(info)
         return _dashboard(await ctx.dashboards.get(ctx.tenant, str(id)))
 
+    funnel: analytics.Funnel = strawberry.field(
+        resolver=analytics.funnel, description="A conversion funnel: count, conversion, drop-off and time per step "
+                                               "(POST /v1/funnels; default range 7d)")
+    funnel_dropoff: analytics.FunnelDropoff = strawberry.field(
+        resolver=analytics.funnel_dropoff, description="The users who reached `step` of a funnel and went no further "
+                                                       "(POST /v1/funnels/dropoff)")
+    retention: analytics.Analysis = strawberry.field(
+        resolver=analytics.retention, description="A retention grid, cohorts × periods (POST /v1/retention; "
+                                                  "default range 90d)")
+    paths: analytics.Analysis = strawberry.field(
+        resolver=analytics.paths, description="The most frequent next or previous events within sessions "
+                                              "(POST /v1/paths; default range 7d)")
+    sessions: analytics.Analysis = strawberry.field(
+        resolver=analytics.sessions, description="Session metrics, optionally by entry_page or exit_page "
+                                                 "(GET /v1/sessions; default range 7d)")
+    kpis: list[analytics.Kpi] = strawberry.field(resolver=analytics.kpis, description="The tenant's custom KPIs "
+                                                                                       "(GET /v1/kpis)")
+    kpi: analytics.Kpi = strawberry.field(resolver=analytics.kpi, description="One KPI (an unknown name is an error "
+                                                                              "with status 404)")
+
+    report_schedules: list[reports.ReportSchedule] = strawberry.field(
+        resolver=reports.report_schedules, description="The tenant's report schedules (GET /v1/reports/schedules)")
+    report_schedule: reports.ReportSchedule = strawberry.field(
+        resolver=reports.report_schedule, description="One report schedule (an unknown id is an error with status "
+                                                      "404)")
+
     @strawberry.field(description="The tenant's alert rules with their current state")
     async def alerts(self, info: Info) -> list[Alert]:
         ctx = await _charged(info)
@@ -343,6 +360,22 @@ class Mutation:
         ctx = await _charged(info)
         await ctx.dashboards.delete(ctx.tenant, str(id), _if_match(if_version))
         return True
+
+
+    create_kpi: analytics.Kpi = strawberry.mutation(resolver=analytics.create_kpi,
+                                                    description="Save a new KPI (POST /v1/kpis; 409 if the name is "
+                                                                "taken)")
+    replace_kpi: analytics.Kpi = strawberry.mutation(resolver=analytics.replace_kpi,
+                                                     description="Change a KPI's formula (PUT /v1/kpis/{name})")
+    delete_kpi: bool = strawberry.mutation(resolver=analytics.delete_kpi,
+                                           description="Delete a KPI (DELETE /v1/kpis/{name}); true once deleted")
+    create_report_schedule: reports.ReportSchedule = strawberry.mutation(
+        resolver=reports.create_report_schedule,
+        description="Schedule a dashboard's report, daily or weekly at `at` in `tz`, to `email` and/or `webhook` "
+                    "(POST /v1/reports/schedules)")
+    delete_report_schedule: bool = strawberry.mutation(
+        resolver=reports.delete_report_schedule,
+        description="Delete a report schedule (DELETE /v1/reports/schedules/{id}); true once deleted")
 
 
 def _bounded(name: str, value: int, most: int) -> int:

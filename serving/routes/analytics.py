@@ -177,30 +177,27 @@ def respond(answer: Answer, export: tuple[str, Callable[[dict[str, Any]], Table]
     return csv_response(columns, rows, csv_filename(export[0], stamp(payload["to"])), {"X-Cache": answer.how})
 
 
-def analytics_router(serving: Serving) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["product analytics"])
-    tenant_of = serving.tenant_dependency
-    settings = serving.settings
-    hot_horizon = load_policy(settings).horizon("events", "hot") or timedelta(days=7)
-    engine = AnalyticsEngine(serving.store, settings, hot_horizon=hot_horizon,
-                             timeout_seconds=settings.query_timeout_seconds)
-    answers = AnalyticsAnswers(engine, serving.cache, settings)
+class AnalyticsQuestions:
+    """The four questions as their answers: each request's spec, cache identity and shape, asked of
+    ``AnalyticsAnswers``. REST and GraphQL both ask here, so a GraphQL field shares its endpoint's answer and
+    cache entry."""
 
-    async def answer(tenant: str, kind: str, identity: dict[str, Any], span: tuple[datetime, datetime],
-                     now: datetime, compute: Callable[[], EngineAnswer],
-                     shape: Callable[[EngineAnswer], dict[str, Any]],
-                     export: tuple[str, Callable[[dict[str, Any]], Table]] | None) -> Response:
-        request_fields()["tenant"] = tenant
-        return respond(await answers.answer(tenant, kind, identity, span, now, compute, shape), export)
+    def __init__(self, serving: Serving) -> None:
+        settings = serving.settings
+        hot_horizon = load_policy(settings).horizon("events", "hot") or timedelta(days=7)
+        self.engine = AnalyticsEngine(serving.store, settings, hot_horizon=hot_horizon,
+                                      timeout_seconds=settings.query_timeout_seconds)
+        self.answers = AnalyticsAnswers(self.engine, serving.cache, settings)
 
-    def funnel_parts(body: FunnelModel, now: datetime) -> tuple[defs.FunnelSpec, dict[str, Any]]:
+    def _funnel_parts(self, body: FunnelModel, now: datetime) -> tuple[defs.FunnelSpec, dict[str, Any]]:
         start, end = resolve_range(body, now, "7d")
         raw = funnel_input(body)
         spec = defs.funnel_spec(raw, start, end)
         identity = {**raw, "window": spec.window.total_seconds(), **_range_identity(body, start, end)}
         return spec, identity
 
-    def funnel_shape(spec: defs.FunnelSpec) -> Callable[[EngineAnswer], dict[str, Any]]:
+    @staticmethod
+    def _funnel_shape(spec: defs.FunnelSpec) -> Callable[[EngineAnswer], dict[str, Any]]:
         def shape(result: EngineAnswer) -> dict[str, Any]:
             return {"from": _iso(spec.start), "to": _iso(spec.end), "conversion_until": _iso(spec.end + spec.window),
                     "note": "units entered within [from, to); their conversions are counted up to one window "
@@ -209,40 +206,29 @@ def analytics_router(serving: Serving) -> APIRouter:
                     "breakdown_by": spec.breakdown, **result.body}
         return shape
 
-    @router.post("/funnels", summary="A conversion funnel: count, conversion, drop-off and time per step",
-                 description="2–10 steps; each unit counts once, at the furthest step of its best attempt. "
-                             "See docs/product-analytics.md.")
-    async def funnels(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
-                      as_csv: bool = Depends(csv_requested)) -> Response:
+    async def funnel(self, tenant: str, body: FunnelModel) -> Answer:
         now = datetime.now(UTC)
-        spec, identity = funnel_parts(body, now)
-        export = ("funnel", funnel_table) if as_csv else None
-        return await answer(tenant, "funnel", identity, (spec.start, spec.end + spec.window), now,
-                            lambda: engine.funnel(tenant, spec, now), funnel_shape(spec), export)
+        spec, identity = self._funnel_parts(body, now)
+        return await self.answers.answer(tenant, "funnel", identity, (spec.start, spec.end + spec.window), now,
+                                         lambda: self.engine.funnel(tenant, spec, now), self._funnel_shape(spec))
 
-    @router.post("/funnels/dropoff", summary="The users who reached step k of a funnel and went no further",
-                 description="JSON `{users: [...]}` or CSV (`format=csv`) of user ids, sorted.")
-    async def dropoff(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
-                      step: int = Query(..., ge=1, le=9, description="the last step they reached"),
-                      as_csv: bool = Depends(csv_requested)) -> Response:
+    async def dropoff(self, tenant: str, body: FunnelModel, step: int) -> Answer:
         now = datetime.now(UTC)
-        spec, identity = funnel_parts(body, now)
-        if step >= len(spec.steps):
+        spec, identity = self._funnel_parts(body, now)
+        if not 1 <= step < len(spec.steps):
             raise QueryError(f"step must be 1 to {len(spec.steps) - 1}")
+        funnel_shape = self._funnel_shape(spec)
 
         def shape(result: EngineAnswer) -> dict[str, Any]:
             users = sorted({c.user_id for c in result.conversions if c.level == step})
-            return {**{k: v for k, v in funnel_shape(spec)(result).items() if k not in ("steps", "breakdown")},
+            return {**{k: v for k, v in funnel_shape(result).items() if k not in ("steps", "breakdown")},
                     "step": step, "users": users}
 
-        export = (f"funnel-dropoff-step{step}", lambda p: (["user_id"], [[u] for u in p["users"]])) if as_csv else None
-        return await answer(tenant, "funnel-dropoff", {**identity, "step": step},
-                            (spec.start, spec.end + spec.window), now, lambda: engine.funnel(tenant, spec, now),
-                            shape, export)
+        return await self.answers.answer(tenant, "funnel-dropoff", {**identity, "step": step},
+                                         (spec.start, spec.end + spec.window), now,
+                                         lambda: self.engine.funnel(tenant, spec, now), shape)
 
-    @router.post("/retention", summary="A retention grid: cohorts × periods with counts and percentages")
-    async def retention(tenant: str = Depends(tenant_of), body: RetentionModel = Body(...),
-                        as_csv: bool = Depends(csv_requested)) -> Response:
+    async def retention(self, tenant: str, body: RetentionModel) -> Answer:
         now = datetime.now(UTC)
         start, end = resolve_range(body, now, "90d")
         raw = body.model_dump(exclude={"range", "from_", "to"})
@@ -253,13 +239,10 @@ def analytics_router(serving: Serving) -> APIRouter:
                     "return_event": spec.return_event, "period": spec.period, "periods": spec.periods,
                     "mode": spec.mode, "breakdown": spec.breakdown, **result.body}
 
-        export = ("retention", retention_table) if as_csv else None
-        return await answer(tenant, "retention", {**raw, **_range_identity(body, start, end)}, (start, now), now,
-                            lambda: engine.retention(tenant, spec, now), shape, export)
+        return await self.answers.answer(tenant, "retention", {**raw, **_range_identity(body, start, end)},
+                                         (start, now), now, lambda: self.engine.retention(tenant, spec, now), shape)
 
-    @router.post("/paths", summary="User paths: the most frequent next or previous events within sessions")
-    async def paths(tenant: str = Depends(tenant_of), body: PathsModel = Body(...),
-                    as_csv: bool = Depends(csv_requested)) -> Response:
+    async def paths(self, tenant: str, body: PathsModel) -> Answer:
         now = datetime.now(UTC)
         start, end = resolve_range(body, now, "7d")
         raw = body.model_dump(exclude={"range", "from_", "to"})
@@ -268,10 +251,58 @@ def analytics_router(serving: Serving) -> APIRouter:
         def shape(result: EngineAnswer) -> dict[str, Any]:
             return {"from": _iso(start), "to": _iso(end), "steps": spec.steps, **result.body}
 
-        export = ("paths", paths_table) if as_csv else None
-        return await answer(tenant, "paths", {**raw, **_range_identity(body, start, end)},
-                            (start - defs.SESSION_CUT, end + defs.SESSION_CUT), now,
-                            lambda: engine.paths(tenant, spec, now), shape, export)
+        return await self.answers.answer(tenant, "paths", {**raw, **_range_identity(body, start, end)},
+                                         (start - defs.SESSION_CUT, end + defs.SESSION_CUT), now,
+                                         lambda: self.engine.paths(tenant, spec, now), shape)
+
+    async def sessions(self, tenant: str, model: RangeModel, by: str | None, non_interactive: list[str]) -> Answer:
+        now = datetime.now(UTC)
+        start, end = resolve_range(model, now, "7d")
+        raw = {"by": by, "non_interactive": non_interactive, "tier": model.tier}
+        spec = defs.sessions_spec(raw, start, end)
+
+        def shape(result: EngineAnswer) -> dict[str, Any]:
+            return {"from": _iso(start), "to": _iso(end), "by": by, **result.body}
+
+        return await self.answers.answer(tenant, "sessions", {**raw, **_range_identity(model, start, end)},
+                                         (start - defs.SESSION_CUT, end + defs.SESSION_CUT), now,
+                                         lambda: self.engine.sessions(tenant, spec, now), shape)
+
+
+def analytics_router(serving: Serving) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["product analytics"])
+    tenant_of = serving.tenant_dependency
+    questions = AnalyticsQuestions(serving)
+
+    def answered(tenant: str) -> AnalyticsQuestions:
+        request_fields()["tenant"] = tenant
+        return questions
+
+    @router.post("/funnels", summary="A conversion funnel: count, conversion, drop-off and time per step",
+                 description="2–10 steps; each unit counts once, at the furthest step of its best attempt. "
+                             "See docs/product-analytics.md.")
+    async def funnels(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
+                      as_csv: bool = Depends(csv_requested)) -> Response:
+        return respond(await answered(tenant).funnel(tenant, body), ("funnel", funnel_table) if as_csv else None)
+
+    @router.post("/funnels/dropoff", summary="The users who reached step k of a funnel and went no further",
+                 description="JSON `{users: [...]}` or CSV (`format=csv`) of user ids, sorted.")
+    async def dropoff(tenant: str = Depends(tenant_of), body: FunnelModel = Body(...),
+                      step: int = Query(..., ge=1, le=9, description="the last step they reached"),
+                      as_csv: bool = Depends(csv_requested)) -> Response:
+        export = (f"funnel-dropoff-step{step}", lambda p: (["user_id"], [[u] for u in p["users"]])) if as_csv else None
+        return respond(await answered(tenant).dropoff(tenant, body, step), export)
+
+    @router.post("/retention", summary="A retention grid: cohorts × periods with counts and percentages")
+    async def retention(tenant: str = Depends(tenant_of), body: RetentionModel = Body(...),
+                        as_csv: bool = Depends(csv_requested)) -> Response:
+        return respond(await answered(tenant).retention(tenant, body),
+                       ("retention", retention_table) if as_csv else None)
+
+    @router.post("/paths", summary="User paths: the most frequent next or previous events within sessions")
+    async def paths(tenant: str = Depends(tenant_of), body: PathsModel = Body(...),
+                    as_csv: bool = Depends(csv_requested)) -> Response:
+        return respond(await answered(tenant).paths(tenant, body), ("paths", paths_table) if as_csv else None)
 
     @router.get("/sessions", summary="Session metrics: sessions, duration, pages per session, bounce rate",
                 description="Sessions whose first event lies in the range; `by=entry_page|exit_page` splits them.")
@@ -285,18 +316,8 @@ def analytics_router(serving: Serving) -> APIRouter:
         tier: str = "auto",
         as_csv: bool = Depends(csv_requested),
     ) -> Response:
-        now = datetime.now(UTC)
         model = RangeModel(range=range_, from_=from_, to=to, tier=tier)
-        start, end = resolve_range(model, now, "7d")
-        raw = {"by": by, "non_interactive": non_interactive, "tier": tier}
-        spec = defs.sessions_spec(raw, start, end)
-
-        def shape(result: EngineAnswer) -> dict[str, Any]:
-            return {"from": _iso(start), "to": _iso(end), "by": by, **result.body}
-
-        export = ("sessions", sessions_table) if as_csv else None
-        return await answer(tenant, "sessions", {**raw, **_range_identity(model, start, end)},
-                            (start - defs.SESSION_CUT, end + defs.SESSION_CUT), now,
-                            lambda: engine.sessions(tenant, spec, now), shape, export)
+        return respond(await answered(tenant).sessions(tenant, model, by, non_interactive),
+                       ("sessions", sessions_table) if as_csv else None)
 
     return router

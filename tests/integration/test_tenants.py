@@ -193,6 +193,8 @@ def test_graphql_never_reads_another_tenants_data(tenants, settings: Settings) -
         made = client.post("/v1/dashboards", json={"name": "B only", "widgets": []})
         assert made.status_code == 201, made.text
         b_dashboard = made.json()["id"]
+        made = client.post("/v1/kpis", json={"name": "b_only_kpi", "formula": "page_views / events"})
+        assert made.status_code == 201, made.text
     document = """query($spec: JSON!, $f: [String!]) {
         timeseries(metric: "events", range: "1h", groupBy: ["country"], filter: $f) {
           tenant series { group points { value } } }
@@ -226,6 +228,44 @@ def test_graphql_never_reads_another_tenants_data(tenants, settings: Settings) -
                       "mutation($id: ID!) { deleteDashboard(id: $id) }"):
             assert gql(query, {"id": b_dashboard}).json()["errors"][0]["extensions"]["status"] == 404
         assert b_dashboard not in gql("{ dashboards { id } }").text
+        _analytics_fields_read_only_the_callers_events(gql, a, b)
+
+
+def _analytics_fields_read_only_the_callers_events(gql: Any, a: Tenant, b: Tenant) -> None:
+    """Funnels, their drop-offs, retention, paths, sessions and KPIs through GraphQL: A's key gets A's users
+    and sessions (each of A's users sent its events at one instant: one session each), never B's users, KPIs
+    or counts."""
+    made = gql('mutation { createKpi(name: "b_only_kpi", formula: "events") { name } }', params={"tenant": b.id})
+    assert made.status_code == 403  # A's key cannot write into B either
+    document = """query($steps: [StepInput!]!) {
+        funnel(steps: $steps, range: "1h") { tenant steps { count } }
+        funnelDropoff(steps: $steps, step: 1, range: "1h") { tenant users }
+        retention(startEvent: "page_view", period: "day", periods: 1, range: "1d") { tenant answer }
+        paths(startEvent: "page_view", range: "1h") { tenant answer }
+        sessions(range: "1h") { tenant answer } }"""
+    steps = [{"event": "page_view"}, {"event": "click"}]
+    got = gql(document, {"steps": steps}).json()
+    assert not got.get("errors"), got["errors"]
+    got = got["data"]
+    assert {got[f]["tenant"] for f in got} == {a.id}
+    viewers = {e["user_id"] for e in a.events if e["event"] == "page_view"}
+    assert got["funnel"]["steps"][0]["count"] == len(viewers)
+    assert set(got["funnelDropoff"]["users"]) == viewers  # no viewer clicked: each dropped after step 1
+    retention = gql("query { retention(startEvent: \"page_view\", period: \"day\", periods: 1, range: \"1d\") "
+                    "{ answer } }").json()["data"]["retention"]["answer"]
+    assert sum(c["size"] for c in retention["cohorts"]) <= len(viewers)  # never B's viewers
+    assert got["sessions"]["answer"]["totals"]["sessions"] == len({e["user_id"] for e in a.events})  # one each
+    assert not any(e["from"] != "page_view" or "b-" in str(e) for e in got["paths"]["answer"]["edges"])
+    for crafted in ([{"event": "page_view", "filters": [{"field": "tenant", "value": b.id}]}, steps[1]],
+                    [{"event": "page_view", "filters": [{"field": "country", "value": f"US' OR tenant='{b.id}"}]},
+                     steps[1]]):
+        answer = gql(document, {"steps": crafted}).json()
+        assert answer.get("errors") or answer["data"]["funnel"]["steps"][0]["count"] == 0, answer
+    assert gql('{ kpi(name: "b_only_kpi") { formula } }').json()["errors"][0]["extensions"]["status"] == 404
+    assert gql('mutation { deleteKpi(name: "b_only_kpi") }').json()["errors"][0]["extensions"]["status"] == 404
+    assert "b_only_kpi" not in gql("{ kpis { name } }").text
+    for query in ('{ sessions(tenant: "' + b.id + '") { tenant } }', '{ kpis(tenant: "' + b.id + '") { name } }'):
+        assert "tenant" in gql(query).json()["errors"][0]["message"]
 
 
 def test_saved_objects_of_another_tenant_are_invisible_by_id(tenants, settings: Settings) -> None:

@@ -29,7 +29,7 @@ class Bucket:
 def _context(bucket: Bucket, caller: Caller) -> GraphContext:
     auth: Any = SimpleNamespace(limiter=bucket)
     unused: Any = None
-    return GraphContext("acme", caller, auth, unused, unused, unused, unused, unused, 1.0)
+    return GraphContext("acme", caller, auth, unused, unused, unused, unused, unused, 1.0, unused, unused, unused)
 
 
 def test_the_first_field_rides_on_the_request_and_every_further_one_takes_a_token() -> None:
