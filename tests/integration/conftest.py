@@ -22,6 +22,7 @@ from serving.tenancy.auth import bearer_headers
 from stack.app_services import full_stack
 from stack.services import Stack
 from stack.tools import StackError
+from tests.integration import direct_hot
 from tests.integration.own_services import environment
 
 # Helpers working side by side on one machine each set LAKEHOUSE_TEST_PORT_OFFSET (e.g. 100, 200)
@@ -95,6 +96,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def hot(stack: Stack, settings: Settings) -> HotStore:
     """The hot store as every process but the hot node reaches it: through Flight."""
     return FlightHotStore.for_settings(settings)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _direct_hot_rows_forgotten() -> Iterator[None]:
+    """After each module, the rows its tests wrote straight into the hot tier are deleted (direct_hot.py)."""
+    yield
+    direct_hot.forget_written()
 
 
 @pytest.fixture(scope="session")

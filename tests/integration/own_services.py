@@ -63,14 +63,24 @@ def environment(overrides: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def own_stack(env: Mapping[str, str], services: list[str] | None = None) -> Iterator[tuple[Settings, Stack]]:
-    """A whole stack of the test's own (its home and ports in ``env``), stopped and checked for leftovers after."""
-    with environment(env):
-        settings = Settings()
-        stack = full_stack(settings)
-        try:
-            stack.up(services)
-            yield settings, stack
-        finally:
-            stack.down(services)
-            print(stack.confirm_stopped())
+def own_stack(env: Mapping[str, str], services: list[str] | None = None,
+              session: Stack | None = None) -> Iterator[tuple[Settings, Stack]]:
+    """A whole stack of the test's own (its home and ports in ``env``), stopped and checked for leftovers after.
+
+    ``session``: the session's stack, whose stream job (a Spark JVM) is stopped meanwhile and started again
+    after: two stream JVMs on two cores starved the test's own stack past its recovery deadlines."""
+    if session is not None:
+        session.down(["stream"])
+    try:
+        with environment(env):
+            settings = Settings()
+            stack = full_stack(settings)
+            try:
+                stack.up(services)
+                yield settings, stack
+            finally:
+                stack.down(services)
+                print(stack.confirm_stopped())
+    finally:
+        if session is not None:
+            session.up(["stream"])

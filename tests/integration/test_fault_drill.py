@@ -54,7 +54,7 @@ RECOVERY_TIMEOUT = 150.0
 
 
 @pytest.fixture(scope="module")
-def drill_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack]]:
+def drill_stack(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[tuple[Settings, Stack]]:
     home: Path = tmp_path_factory.mktemp("fault-drill-home")
     env = {
         "LAKEHOUSE_HOME": str(home),
@@ -67,8 +67,8 @@ def drill_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sett
         "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
         "LAKEHOUSE_LAKE_SESSION_SECONDS": "1",
     }
-    with own_stack(env) as (settings, stack):
-        yield settings, stack
+    with own_stack(env, session=stack) as (settings, own):
+        yield settings, own
 
 
 @dataclass

@@ -43,7 +43,7 @@ RETRY_FOR = 90.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[tuple[Settings, Stack]]:
     home: Path = tmp_path_factory.mktemp("kafka-cluster-home")
     brokers = [free_pair() for _ in range(3)]
     while len(set(brokers) | {b + 1 for b in brokers}) < 6:
@@ -58,8 +58,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings
         "LAKEHOUSE_S3_ENDPOINT": f"http://127.0.0.1:{free_pair()}",
         "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
     }
-    with own_stack(env, ["kafka-1", "kafka-2", "kafka-3", "redis", "api", "stream"]) as (settings, stack):
-        yield settings, stack
+    services = ["kafka-1", "kafka-2", "kafka-3", "redis", "api", "stream"]
+    with own_stack(env, services, session=stack) as (settings, own):
+        yield settings, own
 
 
 @dataclass
