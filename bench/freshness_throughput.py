@@ -29,6 +29,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -201,6 +202,25 @@ def bench_api(settings, seconds: int, clients: int, batch: int = 1000, sync: boo
     }
 
 
+def bench_stack(fresh: bool) -> tuple[Any, Any]:
+    """The benches' own stack (home ``.lakehouse/bench``, ports of ``BENCH_ENV``): settings and stack, its data
+    wiped first when ``fresh``. The environment is set before the settings are read, as the stack's processes
+    read theirs from it."""
+    repo = Path(__file__).resolve().parents[1]
+    os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
+    from common.settings import Settings
+    from stack.app_services import full_stack
+
+    settings = Settings()
+    stack = full_stack(settings)
+    if fresh:
+        stack.down()
+        import shutil
+
+        shutil.rmtree(settings.home, ignore_errors=True)
+    return settings, stack
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=120)
@@ -213,19 +233,9 @@ def main() -> None:
     parser.add_argument("--api-modes", default="sync,async", help="acknowledgement modes of the API phase")
     args = parser.parse_args()
 
-    repo = Path(__file__).resolve().parents[1]
-    os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
     from common.hot_store import FlightHotStore
-    from common.settings import Settings
-    from stack.app_services import full_stack
 
-    settings = Settings()
-    stack = full_stack(settings)
-    if args.fresh:
-        stack.down()
-        import shutil
-
-        shutil.rmtree(settings.home, ignore_errors=True)
+    settings, stack = bench_stack(args.fresh)
     print("== starting the bench stack")
     try:
         stack.up()

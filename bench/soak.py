@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.freshness_throughput import BENCH_ENV, EventTemplates, admin_headers
+from bench.freshness_throughput import EventTemplates, admin_headers, bench_stack
 from bench.memory import MemorySampler, slope_per_minute
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -126,18 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     warmup_min = args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 4)
 
-    repo = Path(__file__).resolve().parents[1]
-    os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
-    from common.settings import Settings
-    from stack.app_services import full_stack
-
-    settings = Settings()
-    stack = full_stack(settings)
-    if args.fresh:
-        stack.down()
-        import shutil
-
-        shutil.rmtree(settings.home, ignore_errors=True)
+    settings, stack = bench_stack(args.fresh)
     print("== starting the bench stack")
     try:
         stack.up()
