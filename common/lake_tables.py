@@ -27,6 +27,8 @@ Traps this module steers around:
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -274,6 +276,7 @@ def _version_of(settings: Settings, table: WarmTable, delta: Any | None, metadat
     return int(delta.version()) if delta is not None else committed_version(settings, table, metadata)
 
 
+WRITE_ATTEMPTS = 5
 _ACTIONS: dict[tuple[str, int], pa.Table] = {}
 _ACTIONS_KEPT = 16
 
@@ -292,12 +295,13 @@ def append_rows(settings: Settings, table: WarmTable, data: pa.Table, operation:
 def _write(settings: Settings, table: WarmTable, data: Any, metadata: dict[str, str], mode: str,
            predicate: str | None) -> int:
     """One commit of ``data``; returns its version. Concurrent commits retry on the next version inside
-    delta-rs; two writers racing to create the table are the one conflict it cannot retry (the loser finds
-    the table created and writes again)."""
+    delta-rs; the conflicts it does not retry (two writers racing to create the table, a commit that lost
+    its race more often than delta-rs retries) are written again on the table as it is then: a failed
+    commit wrote nothing, and every write here replaces whole partitions or appends, so writing again is safe."""
     from deltalake import CommitProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
-    for attempt in range(3):
+    for attempt in range(WRITE_ATTEMPTS):
         delta = open_table(settings, table)
         try:
             write_deltalake(
@@ -307,9 +311,11 @@ def _write(settings: Settings, table: WarmTable, data: Any, metadata: dict[str, 
                 configuration=TABLE_CONFIGURATION,
                 commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50),
             )
-        except CommitFailedError:
-            if delta is not None or attempt == 2:
-                raise
+        except CommitFailedError as error:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise CommitFailedError(f"{error} (written {WRITE_ATTEMPTS} times, each lost its commit race)") \
+                    from None
+            time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
             continue
         return _version_of(settings, table, delta, metadata)
     raise AssertionError("unreachable")

@@ -63,24 +63,20 @@ def environment(overrides: Mapping[str, str]) -> Iterator[None]:
 
 
 @contextmanager
-def own_stack(env: Mapping[str, str], services: list[str] | None = None,
-              session: Stack | None = None) -> Iterator[tuple[Settings, Stack]]:
+def own_stack(env: Mapping[str, str], services: list[str] | None = None) -> Iterator[tuple[Settings, Stack]]:
     """A whole stack of the test's own (its home and ports in ``env``), stopped and checked for leftovers after.
 
-    ``session``: the session's stack, whose stream job (a Spark JVM) is stopped meanwhile and started again
-    after: two stream JVMs on two cores starved the test's own stack past its recovery deadlines."""
-    if session is not None:
-        session.down(["stream"])
-    try:
-        with environment(env):
-            settings = Settings()
-            stack = full_stack(settings)
-            try:
-                stack.up(services)
-                yield settings, stack
-            finally:
-                stack.down(services)
-                print(stack.confirm_stopped())
-    finally:
-        if session is not None:
-            session.up(["stream"])
+    Its stream reads micro-batches of the production size unless ``env`` says otherwise: the session's tiny
+    ones (``TEST_ENV``, for tests that kill the stream in the middle of a run) could not keep up with a load test.
+    """
+    production = {"LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER":
+                  str(Settings.model_fields["stream_max_offsets_per_trigger"].default)}
+    with environment({**production, **env}):
+        settings = Settings()
+        stack = full_stack(settings)
+        try:
+            stack.up(services)
+            yield settings, stack
+        finally:
+            stack.down(services)
+            print(stack.confirm_stopped())

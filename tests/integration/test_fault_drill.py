@@ -43,7 +43,7 @@ from stack.services import Stack
 from tests.integration.conftest import wait_for
 from tests.integration.own_services import free_pair, own_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 WORKERS = 2
 CHUNK = 50  # events per request
@@ -54,7 +54,7 @@ RECOVERY_TIMEOUT = 150.0
 
 
 @pytest.fixture(scope="module")
-def drill_stack(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[tuple[Settings, Stack]]:
+def drill_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack]]:
     home: Path = tmp_path_factory.mktemp("fault-drill-home")
     env = {
         "LAKEHOUSE_HOME": str(home),
@@ -67,7 +67,7 @@ def drill_stack(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Itera
         "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
         "LAKEHOUSE_LAKE_SESSION_SECONDS": "1",
     }
-    with own_stack(env, session=stack) as (settings, own):
+    with own_stack(env) as (settings, own):
         yield settings, own
 
 

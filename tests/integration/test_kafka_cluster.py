@@ -33,7 +33,7 @@ from stack.services import Stack
 from tests.integration.conftest import wait_for
 from tests.integration.own_services import free_pair, own_stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 LOAD_SECONDS = 24
 KILL_AFTER = 8
@@ -43,7 +43,7 @@ RETRY_FOR = 90.0
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[tuple[Settings, Stack]]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack]]:
     home: Path = tmp_path_factory.mktemp("kafka-cluster-home")
     brokers = [free_pair() for _ in range(3)]
     while len(set(brokers) | {b + 1 for b in brokers}) < 6:
@@ -59,7 +59,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, stack: Stack) -> Iterator[
         "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
     }
     services = ["kafka-1", "kafka-2", "kafka-3", "redis", "api", "stream"]
-    with own_stack(env, services, session=stack) as (settings, own):
+    with own_stack(env, services) as (settings, own):
         yield settings, own
 
 

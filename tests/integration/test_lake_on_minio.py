@@ -180,9 +180,12 @@ def _restate_hours(settings_json: str, writer: int, rounds: int) -> list[int]:
                  "event_id": f"{writer}-{round_}-{i}", "user_id": "u", "page": "/", "country": "FR", "device": "mobile",
                  "revenue": 1.0, "properties": "{}", "received_at": hour} for i in range(10 + writer)]
         table = pa.Table.from_pylist(rows, schema=EVENT_ARROW_SCHEMA)
-        versions.append(replace_partition(settings, ARCHIVE_TABLE, hour, with_partition_columns(table, ARCHIVE_TABLE,
-                                                                                                  hour),
-                                          "archive", {"writer": writer, "round": round_}))
+        try:
+            versions.append(replace_partition(settings, ARCHIVE_TABLE, hour,
+                                              with_partition_columns(table, ARCHIVE_TABLE, hour),
+                                              "archive", {"writer": writer, "round": round_}))
+        except Exception as error:  # delta-rs's exceptions do not pickle back to the test process
+            raise RuntimeError(f"writer {writer}, round {round_}: {type(error).__name__}: {error}") from None
     return versions
 
 

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.restate import RestatementRefused, restate_hour
+from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import FlightHotStore, HotStore
 from common.lake import landing_files_by_hour
 from common.rollups import minute_rollups
@@ -297,6 +298,15 @@ def test_hour_counts_never_decrease_while_the_schedule_the_sensor_and_a_backfill
           f"{ {f'{h:%H}:00': n for h, n in sorted(truth.items())} }")
 
 
+def others_in_hour(hot: HotStore, tenant: str, hour: datetime) -> pa.Table:
+    """Rows other tests of the session wrote straight into ``hour`` of the hot tier, in the event schema."""
+    columns = ", ".join(EVENT_ARROW_SCHEMA.names)
+    rows = hot.query_arrow(f"SELECT {columns} FROM events_raw WHERE tenant != {{t:String}} "
+                           "AND toStartOfHour(timestamp) = {h:DateTime64(3)}",
+                           {"t": tenant, "h": hour.replace(tzinfo=None)})
+    return rows.select(EVENT_ARROW_SCHEMA.names).cast(EVENT_ARROW_SCHEMA)
+
+
 def test_a_swap_that_would_remove_a_counted_event_is_refused(hot: HotStore, tenant: str) -> None:
     hour = floor_hour(datetime.now(UTC)) - timedelta(hours=53)  # an hour no other test writes
     counted = events_table(tenant, hour + timedelta(minutes=5), 5)
@@ -313,8 +323,9 @@ def test_a_swap_that_would_remove_a_counted_event_is_refused(hot: HotStore, tena
                                    {"t": tenant}).to_pylist()[0]["n"]
     assert staging_left == 0
 
-    # with the counted events in it, the same hour restates and only grows
-    complete = pa.concat_tables([counted, staged.slice(3)])
+    # with the counted events in it (and other tenants' rows of the hour, as the batch layer would carry them),
+    # the same hour restates and only grows
+    complete = pa.concat_tables([counted, staged.slice(3), others_in_hour(hot, tenant, hour)])
     restate_hour(hot, hour, minute_rollups(complete), complete)
     assert hour_counts(hot, tenant)["rollups_1h"] == {hour: 9}
 
