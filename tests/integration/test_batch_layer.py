@@ -57,7 +57,7 @@ DEFINITIONS = [raw_events_archive, rollups_hourly, archive_rows_match_landing, a
                archive_files_match_commit, archive_is_fresh]
 CHECKS = {"archive_rows_match_landing", "archive_schema_conforms", "archive_files_match_commit",
           "archive_is_fresh", "stream_batch_drift"}
-MARGIN = timedelta(minutes=3)  # distance kept from the watermark, so "on time" and "late" are unambiguous
+MARGIN = timedelta(seconds=90)  # distance kept from the watermark, so "on time" and "late" are unambiguous
 
 
 @dataclass
@@ -86,14 +86,15 @@ class Hour:
 def pick_hour(settings: Settings) -> datetime:
     """The hour holding the watermark's boundary (now − watermark), once it is not too close to the hour's edges.
 
-    Before the boundary lie late instants, after it on-time ones; both must fall inside one hour
-    with ``MARGIN`` to spare, so near an hour's edge this waits (at most a few minutes).
+    Before the boundary lie late instants (a minute of them, ``MARGIN`` before it), after it on-time ones
+    (``MARGIN`` after it, with half a minute of room); both must fall inside one hour, so near an hour's edge
+    this waits, at most four and a half minutes (with three minutes' margin it waited up to eight).
     """
     watermark = timedelta(minutes=settings.stream_watermark_minutes)
     while True:
         boundary = datetime.now(UTC) - watermark
         into = boundary - floor_hour(boundary)
-        if MARGIN + timedelta(minutes=1) <= into <= timedelta(hours=1) - MARGIN - timedelta(minutes=1):
+        if MARGIN + timedelta(minutes=1) <= into <= timedelta(hours=1) - MARGIN - timedelta(seconds=30):
             return floor_hour(boundary)
         time.sleep(10)
 
