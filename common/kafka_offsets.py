@@ -23,7 +23,7 @@ def topic_end_offsets(bootstrap: str, topic: str, timeout_seconds: float = 10.0)
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="lakehouse-hour-state",
                                  enable_auto_commit=False, request_timeout_ms=int(timeout_seconds * 1000),
-                                 api_version_auto_timeout_ms=int(timeout_seconds * 1000))
+                                 bootstrap_timeout_ms=int(timeout_seconds * 1000))
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise KafkaUnavailable(f"topic {topic!r} has no partitions at {bootstrap} (does it exist?)")
