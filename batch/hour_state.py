@@ -34,6 +34,8 @@ b. **Seal.** The batch layer records ``closed_through = hour's end`` in ``hour_c
    written, so it read the seal. Once the ``hot`` and ``landing`` queries have committed
    ``end_offsets_after``, no event of the hour can be inserted by the stream any more and everything
    it did insert is landed: the hour is closed. Later checks find the seal and only compare offsets.
+   (A micro-batch replayed after a crash reads the seal again; rows of the hour its first attempt
+   already inserted stay, and the restatement, built from a landing that holds them, keeps them.)
 
 This needs no clock shared with the stream (the wall clock only says when it is fair to call the
 hour's remaining events late) and nothing is lost: a dropped event is in the landing, and the
