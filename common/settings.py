@@ -322,6 +322,13 @@ class Settings(BaseSettings):
         description="How long an hourly batch run waits for its hour to close (the stream's watermark past the "
         "hour's end and the landing caught up with the hot sink) before it refuses to restate an open hour.",
     )
+    batch_close_grace_seconds: float = Field(
+        default=300.0, ge=0,
+        description="How long past an hour's end plus the watermark the wall clock waits before the hour may close "
+        "without the stream's watermark passing it (a quiet stream): then, once the hot and landing queries have "
+        "processed everything Kafka holds, the hot sink stops adding the hour's events (they are late) and the hour "
+        "is closed. Also the hourly schedule's delay past the watermark (minute watermark + this).",
+    )
     drift_max_error: float = Field(
         default=0.05,
         description="Stream-vs-batch drift check: largest accepted relative error of the speed layer's event count "

@@ -10,7 +10,8 @@
   landing files, so each new set of files triggers one run and re-evaluating changes nothing.
   Hours never archived are left to the schedule and to backfills. Open hours (``batch.hour_state``:
   the stream's watermark has not passed their end, or the landing has not caught up with the hot
-  sink) are never requested: they are looked at again on later ticks, once closed.
+  sink; with a quiet stream, not yet closed by the wall clock) are never requested: they are looked
+  at again on later ticks, once closed.
 * ``archive_freshness_schedule`` evaluates ``archive_is_fresh`` on its own, half an hour after the
   hourly runs, so that a schedule that stopped running is noticed too.
 
@@ -29,13 +30,12 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from batch.hour_state import hour_state
 from common.hot_store import HotStoreError
 from common.lake import lake_filesystem, landing_files_by_hour
 from common.lake_tables import ARCHIVE_TABLE, hour_provenance
 from orchestration.archive.assets import raw_events_archive
 from orchestration.archive.checks import archive_is_fresh
-from orchestration.closed_hours import watermark_delay
+from orchestration.closed_hours import current_hour_state
 from orchestration.hours import (
     LOAD_SETTINGS,
     complete_after,
@@ -142,7 +142,7 @@ def late_landing_sensor(
         missing = sorted(set(files) - set(archived[hour].get("landing_files", [])))
         if missing:
             try:
-                state = hour_state(hot_store.store(), hour, watermark_delay(settings))
+                state = current_hour_state(hot_store.store(), settings, hour)
             except (HotStoreError, dg.Failure) as exc:
                 return dg.SensorResult(cursor=context.cursor,  # nothing remembered: the next tick looks again
                                        skip_reason=f"the hot tier is unreachable, so open hours cannot be told: {exc}")

@@ -1,7 +1,9 @@
 """The batch layer's rule for open hours, shared by the assets, the schedule and the sensor.
 
 An hour is restated only once it is closed (``batch.hour_state``): the stream's watermark has passed
-its end and the landing has committed everything the hot sink counted for it. Runs wait for that,
+its end and the landing has committed everything the hot sink counted for it, or, with a quiet stream,
+the wall clock is ``watermark + LAKEHOUSE_BATCH_CLOSE_GRACE_SECONDS`` past its end and the stream has
+processed everything Kafka holds (the hour is then sealed against the hot sink). Runs wait for that,
 at most ``LAKEHOUSE_BATCH_OPEN_HOUR_WAIT_SECONDS``, then refuse with the reason. A run tagged
 ``lakehouse/allow_open_hour=true`` skips the wait: the restatement's own guard still refuses to
 remove a counted event, but rows the stream inserts between the guard and the swap would be lost,
@@ -18,6 +20,7 @@ import dagster as dg
 
 from batch.hour_state import HourState, hour_state
 from common.hot_store import HotStore
+from common.kafka_offsets import topic_end_offsets
 from common.settings import Settings
 
 ALLOW_OPEN_HOUR_TAG = "lakehouse/allow_open_hour"
@@ -29,6 +32,17 @@ def watermark_delay(settings: Settings) -> timedelta:
     return timedelta(minutes=settings.stream_watermark_minutes)
 
 
+def close_grace(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.batch_close_grace_seconds)
+
+
+def current_hour_state(store: HotStore, settings: Settings, hour: datetime) -> HourState:
+    """``batch.hour_state`` with this deployment's watermark, grace and Kafka topic (for closing quiet hours)."""
+    return hour_state(store, hour, watermark_delay(settings),
+                      kafka_ends=lambda: topic_end_offsets(settings.kafka_bootstrap, settings.kafka_topic),
+                      grace=close_grace(settings))
+
+
 def tagged(context: dg.AssetExecutionContext, tag: str) -> bool:
     return (context.run.tags.get(tag) or "").strip().lower() in {"1", "true", "yes"}
 
@@ -36,7 +50,7 @@ def tagged(context: dg.AssetExecutionContext, tag: str) -> bool:
 def require_closed_hour(context: dg.AssetExecutionContext, store: HotStore, settings: Settings,
                         hour: datetime) -> HourState:
     """Waits (bounded) until ``hour`` is closed; raises ``dg.Failure`` naming the reason if it stays open."""
-    state = hour_state(store, hour, watermark_delay(settings))
+    state = current_hour_state(store, settings, hour)
     if state.closed:
         return state
     if tagged(context, ALLOW_OPEN_HOUR_TAG):
@@ -47,7 +61,7 @@ def require_closed_hour(context: dg.AssetExecutionContext, store: HotStore, sett
     context.log.info(f"waiting up to {wait:.0f}s for the hour to close: {state.reason}")
     while time.monotonic() < deadline:
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-        state = hour_state(store, hour, watermark_delay(settings))
+        state = current_hour_state(store, settings, hour)
         if state.closed:
             return state
     raise dg.Failure(

@@ -6,11 +6,11 @@ tier's hourly partitions, so partition ``2026-11-23-10:00`` is exactly the archi
 
 The partitions start at ``LAKEHOUSE_PARTITIONS_START`` and end with the *current* hour
 (``end_offset=1``), but an hour is only archived and restated once it is closed (the stream's
-watermark past its end and the landing caught up with the hot sink: ``batch.hour_state``,
-``orchestration.closed_hours``); a run of an open hour waits, bounded, then refuses. The schedule
-fires when an hour is normally closed (``complete_after``): from then on the stream drops every
-event of that hour as late, and late events only reach the landing area, where the late-landing
-sensor finds them.
+watermark past its end and the landing caught up with the hot sink, or by the wall clock once a quiet
+stream has processed everything: ``batch.hour_state``, ``orchestration.closed_hours``); a run of an
+open hour waits, bounded, then refuses. The schedule fires when an hour is normally closed
+(``complete_after``): from then on the stream drops every event of that hour as late, and late
+events only reach the landing area, where the late-landing sensor finds them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 
 import dagster as dg
 
-from batch.hour_state import LANDING_MARGIN  # time for the landing sink to commit the hour's last files
 from common.settings import Settings
 
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's default for hourly partitions, kept explicit
@@ -68,8 +67,10 @@ def floor_hour(moment: datetime) -> datetime:
 
 
 def complete_after(settings: Settings) -> timedelta:
-    """How long after its end an hour is complete: the stream's watermark plus the landing's margin."""
-    return timedelta(minutes=settings.stream_watermark_minutes) + LANDING_MARGIN
+    """How long after its end an hour is complete: the stream's watermark plus the grace
+    (``LAKEHOUSE_BATCH_CLOSE_GRACE_SECONDS``, time for the landing to commit the hour's last files; also
+    when a quiet stream's hour may close by the wall clock)."""
+    return timedelta(minutes=settings.stream_watermark_minutes, seconds=settings.batch_close_grace_seconds)
 
 
 def last_complete_hour(settings: Settings, now: datetime) -> datetime:

@@ -7,7 +7,8 @@ independently, each with its own checkpoint:
 * ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark, discards events later than
   the watermark (counted as late), and per micro-batch writes the clean raw events and their
   1-minute partial rollups to the hot tier. Every write carries a token derived from the micro-batch
-  id, so a batch replayed after a crash is a no-op in ClickHouse: exactly once end to end.
+  id, so a batch replayed after a crash is a no-op in ClickHouse: exactly once end to end. Events of
+  hours the batch layer closed by the wall clock (``hour_closings``) are late too.
 * ``landing`` writes every valid event, late ones too, as Parquet into the lake's landing area with
   Spark's file sink, whose ``_spark_metadata`` log makes the committed files exactly-once.
 * ``dead_letters`` sends every record or event that breaks the contract to the dead-letter topic
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
@@ -125,17 +127,61 @@ def with_retry(action: Callable[[], None], what: str, progress: Callable[[str], 
             delay = min(delay * 2, 30.0)
 
 
+CLOSED_THROUGH_SQL = "SELECT count() AS seals, max(closed_through) AS closed_through FROM hour_closings"
+
+
+def drop_closed(raw: pa.Table, closed_through: datetime | None) -> pa.Table:
+    """The events of ``raw`` that are not older than ``closed_through`` (all when no hour was sealed)."""
+    if closed_through is None or raw.num_rows == 0:
+        return raw
+    column = raw.column("timestamp")
+    return raw.filter(pc.greater_equal(column, pa.scalar(closed_through, type=column.type)))
+
+
 class HotTierWriter:
-    """``foreachBatch`` target of the ``hot`` query."""
+    """``foreachBatch`` target of the ``hot`` query.
+
+    Before writing, each micro-batch reads the newest ``closed_through`` the batch layer sealed
+    (``hour_closings``, ``batch.hour_state``: hours closed by the wall clock while the watermark stood
+    still) and drops older events: they are late, like events behind the watermark (landed, counted
+    by the batch layer). It reads it after Spark fixed the batch's offsets, which is what makes the
+    seal safe: a batch holding a record written after the seal reads the seal. ``late_by_batch``
+    holds the count per batch id for the progress listener.
+    """
 
     def __init__(self, store: HotStore, token_prefix: str, progress: Callable[[str], None]) -> None:
         self._store = store
         self._prefix = token_prefix
         self._progress = progress
+        self.late_by_batch: dict[int, int] = {}
+
+    def _closed_through(self) -> datetime | None:
+        rows: list[dict] = []
+
+        def read() -> None:
+            rows[:] = self._store.query_arrow(CLOSED_THROUGH_SQL).to_pylist()
+
+        with_retry(read, "hour_closings", self._progress)
+        if not rows or not rows[0]["seals"]:
+            return None
+        value = rows[0]["closed_through"]
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
         raw = batch.select(*EVENT_ARROW_SCHEMA.names).toArrow()
+        if raw.num_rows == 0:
+            return
+        closed_through = self._closed_through()
+        kept = drop_closed(raw, closed_through)
+        if kept.num_rows < raw.num_rows:
+            self.late_by_batch[batch_id] = raw.num_rows - kept.num_rows
+            for stale in list(self.late_by_batch)[:-1000]:  # batches whose progress was never recorded
+                self.late_by_batch.pop(stale, None)
+            self._progress(f"batch {batch_id}: {raw.num_rows - kept.num_rows:,} events older than "
+                           f"{closed_through:%Y-%m-%d %H:%M} UTC (hours closed by the wall clock) left to the batch "
+                           "layer")
+        raw = kept
         if raw.num_rows == 0:
             return
         collected = time.perf_counter()
@@ -208,9 +254,10 @@ class DeadLetterWriter:
 class ProgressRecorder(StreamingQueryListener):
     """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``."""
 
-    def __init__(self, store: HotStore, token_prefix: str) -> None:
+    def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None) -> None:
         self._store = store
         self._prefix = token_prefix
+        self._hot_late = hot_late_by_batch if hot_late_by_batch is not None else {}
 
     def onQueryStarted(self, event) -> None:  # Spark's listener API
         pass
@@ -218,6 +265,8 @@ class ProgressRecorder(StreamingQueryListener):
     def onQueryProgress(self, event) -> None:
         p = event.progress
         late = sum(op.numRowsDroppedByWatermark for op in p.stateOperators)
+        if p.name == "hot":
+            late += self._hot_late.pop(p.batchId, 0)  # events of hours closed by the wall clock
         watermark = (p.eventTime or {}).get("watermark")
         row = {
             "query_name": [p.name or ""],
@@ -274,7 +323,8 @@ def start_stream(
     """Start the ``hot``, ``landing`` and ``dead_letters`` queries and return them (running)."""
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
-    spark.streams.addListener(ProgressRecorder(store, prefix))
+    hot_writer = HotTierWriter(store, prefix, progress)
+    spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch))
 
     def kafka(max_offsets: int | None) -> DataFrame:
         reader = (
@@ -295,7 +345,7 @@ def start_stream(
         events.withWatermark("timestamp", watermark)
         .dropDuplicatesWithinWatermark(["tenant", "event_id"])
         .writeStream.queryName("hot")
-        .foreachBatch(HotTierWriter(store, prefix, progress))
+        .foreachBatch(hot_writer)
         .option("checkpointLocation", f"{checkpoints}/hot")
         .trigger(processingTime=f"{settings.stream_trigger_seconds} seconds")
         .start()

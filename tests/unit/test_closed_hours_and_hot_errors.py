@@ -1,15 +1,18 @@
-"""When an hour may be restated (``batch.hour_state.judge_hour``) and how the stream treats hot-store errors."""
+"""When an hour may be restated (``batch.hour_state.judge_hour``, ``judge_quiet_hour``), how the hot sink drops
+events of hours closed by the wall clock, and how the stream treats hot-store errors."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
 
+import pyarrow as pa
 import pytest
 
-from batch.hour_state import judge_hour, offsets_behind, parse_offsets
+from batch.hour_state import judge_hour, judge_quiet_hour, offsets_behind, parse_offsets
+from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStoreError, error_kind
-from stream.job import TRANSIENT_ATTEMPTS, PermanentHotStoreError, with_retry
+from stream.job import TRANSIENT_ATTEMPTS, PermanentHotStoreError, drop_closed, with_retry
 
 HOUR = datetime(2026, 11, 20, 10, tzinfo=UTC)
 END = HOUR + timedelta(hours=1)
@@ -49,6 +52,56 @@ def test_a_partition_the_landing_never_read_counts_as_behind() -> None:
 def test_without_speed_layer_progress_the_wall_clock_decides() -> None:
     assert not judge(None, None, None, has_progress=False, now=END + DELAY).closed
     assert judge(None, None, None, has_progress=False, now=END + DELAY + timedelta(minutes=5)).closed
+
+
+GRACE = timedelta(minutes=5)
+READY = END + DELAY + GRACE  # from then on a quiet hour may close by the wall clock
+
+
+def quiet(now: datetime, hot: str | None, landing: str | None, kafka: str | None, sealed: str | None = None):
+    return judge_quiet_hour(HOUR, now, DELAY, GRACE, hot, landing, parse_offsets(kafka) if kafka else None, sealed)
+
+
+def test_a_quiet_hour_stays_open_until_its_end_plus_watermark_plus_grace() -> None:
+    verdict = quiet(READY - timedelta(seconds=1), offsets(p0=5), offsets(p0=5), offsets(p0=5))
+    assert verdict.action == "open" and f"{READY:%Y-%m-%d %H:%M}" in verdict.reason
+
+
+def test_a_quiet_hour_is_sealed_once_the_stream_has_processed_everything_kafka_holds() -> None:
+    verdict = quiet(READY, offsets(p0=5, p1=7), offsets(p0=5, p1=7), offsets(p0=5, p1=7, p2=0))
+    assert verdict.action == "seal"  # an empty partition (end offset 0) holds nothing to wait for
+
+
+@pytest.mark.parametrize(("hot", "landing", "behind"), [
+    (offsets(p0=5, p1=6), offsets(p0=5, p1=7), "hot events/1: 6 < 7"),  # a hot micro-batch in flight, or lagging
+    (offsets(p0=5, p1=7), offsets(p0=4, p1=7), "landing events/0: 4 < 5"),  # the landing's trigger not fired yet
+    (offsets(p0=5), offsets(p0=5), "hot events/1: none < 7"),  # a partition the stream never read
+])
+def test_a_quiet_hour_stays_open_while_records_wait_in_kafka(hot: str, landing: str, behind: str) -> None:
+    verdict = quiet(READY + timedelta(hours=3), hot, landing, offsets(p0=5, p1=7))
+    assert verdict.action == "open" and behind in verdict.reason and "down, behind" in verdict.reason
+
+
+def test_a_quiet_hour_is_not_judged_without_kafkas_end_offsets() -> None:
+    assert quiet(READY, offsets(p0=5), offsets(p0=5), None).action == "open"
+
+
+def test_a_sealed_hour_closes_once_both_queries_committed_what_kafka_held_after_the_seal() -> None:
+    sealed = offsets(p0=9, p1=7)
+    waiting = quiet(READY, offsets(p0=8, p1=7), offsets(p0=9, p1=7), None, sealed)
+    assert waiting.action == "open" and "hot events/0: 8 < 9" in waiting.reason and "sealed" in waiting.reason
+    assert quiet(READY, offsets(p0=9, p1=7), offsets(p0=12, p1=7), None, sealed).action == "closed"
+    # once sealed, newer records in Kafka do not reopen it: batches holding them read the seal
+    assert quiet(READY, offsets(p0=9, p1=7), offsets(p0=9, p1=7), offsets(p0=50, p1=70), sealed).action == "closed"
+
+
+def test_the_hot_sink_drops_events_older_than_the_newest_seal() -> None:
+    times = [END - timedelta(minutes=1), END - timedelta(milliseconds=1), END, END + timedelta(minutes=3)]
+    raw = pa.table({name: [None] * len(times) for name in EVENT_ARROW_SCHEMA.names}, schema=EVENT_ARROW_SCHEMA)
+    raw = raw.set_column(raw.schema.get_field_index("timestamp"), "timestamp",
+                         pa.array(times, type=pa.timestamp("us", tz="UTC")))  # Spark's toArrow gives microseconds
+    assert drop_closed(raw, None).num_rows == 4
+    assert drop_closed(raw, END).column("timestamp").to_pylist() == times[2:]
 
 
 def test_unreadable_offsets_are_treated_as_unknown() -> None:
