@@ -11,12 +11,14 @@ both share. ClickHouse's ``windowFunnel`` is not used: it cannot break ties on t
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from serving.analytics.definitions import FunnelSpec
-from serving.analytics.sequences import Conversion
+from serving.analytics.sequences import OTHER, Conversion, shape_steps
 
 
 def walks_in_sql(spec: FunnelSpec) -> bool:
@@ -66,7 +68,10 @@ def _clickhouse_parts(spec: FunnelSpec) -> dict[str, str]:
     levels = (f"arrayMap(({reached}) -> toUInt8(1 + {' + '.join(f'(p{k} > 0)' for k in later)}), "
               f"{', '.join(f'a{k}' for k in later)})")
     gaps = f"arraySlice([{', '.join(f't[a{k}[b]] - t[a{k - 1}[b]]' for k in later)}], 1, level - 1)"
-    return {"nexts": nexts, "steps": ", ".join(steps), "levels": levels, "gaps": gaps}
+    # the breakdown values travel only when asked for; the best attempt's is looked up through the order o
+    value_array, value_pick = ("groupArray(value)", "v0[o[a1[b]]]") if spec.breakdown else ("emptyArrayString()", "''")
+    return {"nexts": nexts, "steps": ", ".join(steps), "levels": levels, "gaps": gaps,
+            "value_array": value_array, "value_pick": value_pick}
 
 
 def _duckdb_parts(spec: FunnelSpec) -> dict[str, str]:
@@ -84,6 +89,47 @@ def _duckdb_parts(spec: FunnelSpec) -> dict[str, str]:
     level = "1 + " + " + ".join(f"CAST(s{k}.rn IS NOT NULL AS INTEGER)" for k in later)
     gaps = (f"list_filter([{', '.join(f's{k}.t - s{k - 1}.t' for k in later)}], lambda g: g IS NOT NULL)")
     return {"nexts": nexts, "joins": " ".join(joins), "level": level, "gaps": gaps}
+
+
+def walked_body(spec: FunnelSpec, table: pa.Table) -> dict[str, Any]:
+    """``funnel_body(spec, conversions(table))`` computed on ``funnel_walk``'s columns: with hundreds of
+    thousands of units, one Python object per unit costs more than the walk itself. Times in seconds are
+    each gap in milliseconds divided by 1000 as in the Python walk; the mean is ``statistics.fmean`` of
+    them (an exactly rounded sum) and the median the middle value, or the mean of the two middle ones."""
+    level = pc.cast(table["level"], pa.int64()).combine_chunks()
+    gaps = table["gaps"].combine_chunks()
+    body: dict[str, Any] = {"steps": _step_rows(spec, level, gaps)}
+    if spec.breakdown:
+        values = pc.cast(table["value"], pa.string()).combine_chunks()
+        counted = pc.value_counts(values).to_pylist()
+        ranked = sorted(((c["values"], c["counts"]) for c in counted), key=lambda vc: (-vc[1], vc[0]))
+        top = [v for v, _ in ranked[: spec.breakdown_limit]]
+        groups = {v: pc.equal(values, v) for v in top}
+        # as the Python walk groups: a top value "other" shares its group with the values outside the top
+        outside = pc.or_(pc.invert(pc.is_in(values, value_set=pa.array(top, pa.string()))), pc.equal(values, OTHER))
+        if len(ranked) > len(top) or OTHER in groups:
+            groups[OTHER] = outside
+        body["breakdown"] = [{"value": v, "other": v == OTHER and len(ranked) > len(top),
+                              "steps": _step_rows(spec, level.filter(m), gaps.filter(m))}
+                             for v, m in groups.items()]
+    return body
+
+
+def _step_rows(spec: FunnelSpec, level: pa.Array, gaps: pa.Array) -> list[dict[str, Any]]:
+    counts, stats = [], []
+    for k in range(1, len(spec.steps) + 1):
+        reached = pc.greater_equal(level, k)
+        counts.append(int(pc.sum(reached).as_py() or 0))
+        if k == 1 or not counts[-1]:
+            stats.append((None, None))
+            continue
+        ms = pc.list_element(gaps.filter(reached), k - 2)
+        seconds = pc.divide(pc.cast(ms, pa.float64()), 1000.0)
+        ordered = pc.take(seconds, pc.sort_indices(seconds)).to_pylist()
+        n = len(ordered)
+        median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+        stats.append((statistics.fmean(ordered), median))
+    return shape_steps(spec, counts, stats)
 
 
 def conversions(table: pa.Table) -> list[Conversion]:
