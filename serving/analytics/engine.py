@@ -98,7 +98,7 @@ class AnalyticsEngine:
         scan_end = spec.end + spec.window + timedelta(milliseconds=1)  # the window's end is included
         engine = self.engine_for(spec.tier, scan_start, now)
         source = "sessionized" if spec.unit == "sessions" else "scan"
-        keep = "1" if spec.mode == "strict" else ("has({events:Array(String)}, event)" if engine == "hot"
+        keep = "1" if spec.mode == "strict" else ("event IN {events:Array(String)}" if engine == "hot"
                                                   else "list_contains($events, event)")
         if walks_in_sql(spec):
             walked = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)

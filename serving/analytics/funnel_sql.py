@@ -76,15 +76,17 @@ def _clickhouse_parts(spec: FunnelSpec) -> dict[str, str]:
 
 def _duckdb_parts(spec: FunnelSpec) -> dict[str, str]:
     later = list(range(2, len(spec.steps) + 1))
+    # step k joins only the events matching step k (a step reached is one of them in either mode): the hash
+    # tables hold those instead of every step event
+    matching = {k: f"(SELECT * FROM steps WHERE (mask & {1 << (k - 1)}) != 0)" for k in later}
     if spec.mode == "strict":
         nexts = "0 AS strict"
-        joins = [f"LEFT JOIN steps AS s{k} ON s{k}.user_id = s1.user_id AND s{k}.unit = s1.unit "
-                 f"AND s{k}.rn = s{k - 1}.rn + 1 AND (s{k}.mask & {1 << (k - 1)}) != 0 AND s{k}.t <= s1.t + $window_ms"
-                 for k in later]
+        joins = [f"LEFT JOIN {matching[k]} AS s{k} ON s{k}.user_id = s1.user_id AND s{k}.unit = s1.unit "
+                 f"AND s{k}.rn = s{k - 1}.rn + 1 AND s{k}.t <= s1.t + $window_ms" for k in later]
     else:
         nexts = ", ".join(f"min(CASE WHEN (mask & {1 << (k - 1)}) != 0 THEN rn END) OVER (PARTITION BY user_id, "
                           f"unit ORDER BY rn ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING) AS x{k}" for k in later)
-        joins = [f"LEFT JOIN steps AS s{k} ON s{k}.user_id = s1.user_id AND s{k}.unit = s1.unit "
+        joins = [f"LEFT JOIN {matching[k]} AS s{k} ON s{k}.user_id = s1.user_id AND s{k}.unit = s1.unit "
                  f"AND s{k}.rn = s{k - 1}.x{k} AND s{k}.t <= s1.t + $window_ms" for k in later]
     level = "1 + " + " + ".join(f"CAST(s{k}.rn IS NOT NULL AS INTEGER)" for k in later)
     gaps = (f"list_filter([{', '.join(f's{k}.t - s{k - 1}.t' for k in later)}], lambda g: g IS NOT NULL)")
