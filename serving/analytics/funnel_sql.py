@@ -53,25 +53,42 @@ def _param(engine: str, name: str, ch_type: str) -> str:
     return f"{{{name}:{ch_type}}}" if engine == "hot" else f"${name}"
 
 
+NONE = "toInt64(9223372036854775807)"  # the time of a step not reached: later than any window's end
+
+
 def _clickhouse_parts(spec: FunnelSpec) -> dict[str, str]:
-    later = range(2, len(spec.steps) + 1)
-    if spec.mode == "strict":  # the very next event must match the next step
-        nexts = "1 AS strict"
-        steps = [f"arrayMap((p, l) -> if(p > 0 AND p < length(t) AND bitTest(m[p + 1], {k - 1}) AND t[p + 1] <= l, "
-                 f"p + 1, 0), a{k - 1}, lim) AS a{k}" for k in later]
+    """``chain``: per event position i, as if i were a step-1 event, the tuple of the times of steps 2 … N its
+    attempt would reach (NONE from the first step not found); times never fall along it, so an attempt's level
+    is 1 plus the number of those times within its window. Computed for every position at once with
+    whole-array functions, without a loop over attempts."""
+    n = len(spec.steps)
+    later = range(2, n + 1)
+    if spec.mode == "strict":  # step k must be the event k - 1 places after the step-1 event
+        times = []
+        for k in later:
+            matched = " AND ".join(f"bitTest(m[i + {j - 1}], {j - 1})" for j in range(2, k + 1))
+            times.append(f"if({matched}, t[i + {k - 1}], {NONE})")  # beyond the end m[…] is 0: not matched
+        chain = f"arrayMap((x, i) -> tuple({', '.join(times)}), t, ix) AS c1"
     else:
-        nexts = ", ".join(f"arrayReverseFill(x -> x > 0, arrayMap((x, i) -> if(bitTest(x, {k - 1}), i, 0), m, ix))"
-                          f" AS n{k}" for k in later)
-        steps = [f"arrayMap((p, l) -> if(p > 0 AND p < length(t) AND n{k}[p + 1] > 0 AND t[n{k}[p + 1]] <= l, "
-                 f"n{k}[p + 1], 0), a{k - 1}, lim) AS a{k}" for k in later]
-    reached = ", ".join(f"p{k}" for k in later)
-    levels = (f"arrayMap(({reached}) -> toUInt8(1 + {' + '.join(f'(p{k} > 0)' for k in later)}), "
-              f"{', '.join(f'a{k}' for k in later)})")
-    gaps = f"arraySlice([{', '.join(f't[a{k}[b]] - t[a{k - 1}[b]]' for k in later)}], 1, level - 1)"
+        # ordered: step k is the first event after step k-1's matching step k. c{k-1}[i]: the times of steps
+        # k … N along the walk that continues after position i as if i were step k-1 — the tuple of the first
+        # later event matching step k (its time, then c{k}'s tuple at that event), found for all positions
+        # by one arrayReverseFill over the events matching step k
+        parts = [f"arrayMap(x -> bitTest(x, {k - 1}), m) AS q{k}" for k in later]
+        for k in range(n, 1, -1):
+            width = n - k + 1
+            none = f"tuple({', '.join([NONE] * width)})"
+            own = ("arrayMap(x -> tuple(x), t)" if k == n else
+                   f"arrayMap((x, y) -> tuple(x, {', '.join(f'y.{w}' for w in range(1, width))}), t, c{k})")
+            parts.append(f"arrayPushBack(arrayPopFront(arrayReverseFill((x, q) -> q, arrayMap((x, q) -> if(q, x, "
+                         f"{none}), {own}, q{k}), q{k})), {none}) AS c{k - 1}")
+        chain = ", ".join(parts)
+    level = f"toUInt8(1 + {' + '.join(f'(c.{k - 1} <= x + {{window_ms:Int64}})' for k in later)})"
+    gaps = (f"arraySlice([c1[b].1 - t[b], {', '.join(f'c1[b].{k - 1} - c1[b].{k - 2}' for k in range(3, n + 1))}], "
+            f"1, level - 1)" if n > 2 else "arraySlice([c1[b].1 - t[b]], 1, level - 1)")
     # the breakdown values travel only when asked for; the best attempt's is looked up through the order o
-    value_array, value_pick = ("groupArray(value)", "v0[o[a1[b]]]") if spec.breakdown else ("emptyArrayString()", "''")
-    return {"nexts": nexts, "steps": ", ".join(steps), "levels": levels, "gaps": gaps,
-            "value_array": value_array, "value_pick": value_pick}
+    value_array, value_pick = ("groupArray(value)", "v0[o[b]]") if spec.breakdown else ("emptyArrayString()", "''")
+    return {"chain": chain, "level": level, "gaps": gaps, "value_array": value_array, "value_pick": value_pick}
 
 
 def _duckdb_parts(spec: FunnelSpec) -> dict[str, str]:

@@ -152,17 +152,15 @@ SETTINGS max_execution_time = {timeout_seconds}
 -- serving/analytics/sequences.py), one row per unit and no row per attempt. Per unit, its step events are
 -- collected as separate arrays (times t0, masks m0 with bit k set when the event matches step k+1, event ids
 -- e0, breakdown values v0; separate arrays of plain values cost a fraction of one array of tuples) and o,
--- their order by (timestamp, event_id), gives t and m sorted. a1: the attempts (step-1 events in
--- [start, end)); the nexts part gives, per step and position, the index of the first event from there on
--- matching the step (arrayReverseFill), so each attempt's next step is one lookup (the steps part: a2 … aN,
--- 0 when not reached within the window); lv: the level of each attempt; b: the first attempt reaching the
--- highest level (the earliest among equals); value: the breakdown value of b's step-1 event.
+-- their order by (timestamp, event_id), gives t and m sorted. The chain part gives c1: per position, the
+-- times of steps 2 … N an attempt starting there reaches (see serving/analytics/funnel_sql.py); lv: the level
+-- of each attempt (step-1 events in [start, end); 0 elsewhere); b: the first attempt reaching the highest
+-- level (the earliest among equals); value: the breakdown value of b's step-1 event.
 SELECT user_id, unit, level, gaps, {value_pick} AS value
 FROM (
-    SELECT user_id, unit, o, v0,
-           arrayFilter(i -> bitTest(m[i], 0) AND t[i] >= {start_ms:Int64} AND t[i] < {end_ms:Int64}, ix) AS a1,
-           arrayMap(i -> t[i] + {window_ms:Int64}, a1) AS lim,
-           {nexts}, {steps}, {levels} AS lv,
+    SELECT user_id, unit, o, v0, {chain},
+           arrayMap((x, y, c) -> if(bitTest(y, 0) AND x >= {start_ms:Int64} AND x < {end_ms:Int64}, {level}, 0),
+                    t, m, c1) AS lv,
            arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps
     FROM (
         SELECT user_id, unit, o, v0, arrayMap(i -> t0[i], o) AS t, arrayMap(i -> m0[i], o) AS m, arrayEnumerate(o) AS ix
@@ -178,5 +176,5 @@ FROM (
         )
     )
 )
-WHERE notEmpty(a1)
+WHERE level > 0
 SETTINGS max_execution_time = {timeout_seconds}
