@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import duckdb
@@ -27,12 +28,11 @@ from common.settings import Settings
 from common.sql_files import fill, sql_sections
 from serving.analytics.definitions import SESSION_CUT, FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
 from serving.analytics.funnel_sql import conversions as walked_conversions
-from serving.analytics.funnel_sql import mask_sql, walk_parts, walks_in_sql
+from serving.analytics.funnel_sql import mask_sql, walk_parts, walked_body, walks_in_sql
 from serving.analytics.profiles import ProfileStore, is_profile_field, property_of
 from serving.analytics.sequences import (
     Conversion,
     funnel_answer,
-    funnel_body,
     paths_answer,
     retention_answer,
     sessions_answer,
@@ -51,10 +51,17 @@ PERIOD_SQL = {"day": ("toDate", "day", "day", 1), "week": ("toMonday", "week", "
 
 @dataclass
 class Answer:
+    """``conversions``: each unit's best attempt of a funnel, built on first use (only the drop-off list
+    reads them)."""
+
     body: dict[str, Any]
     sources: list[str]
     took_ms: float = 0.0
-    conversions: list[Conversion] = field(default_factory=list)
+    walked: Callable[[], list[Conversion]] = list
+
+    @cached_property
+    def conversions(self) -> list[Conversion]:
+        return self.walked()
 
 
 class AnalyticsEngine:
@@ -91,11 +98,12 @@ class AnalyticsEngine:
         scan_end = spec.end + spec.window + timedelta(milliseconds=1)  # the window's end is included
         engine = self.engine_for(spec.tier, scan_start, now)
         source = "sessionized" if spec.unit == "sessions" else "scan"
-        keep = "1" if spec.mode == "strict" else ("has({events:Array(String)}, event)" if engine == "hot"
+        keep = "1" if spec.mode == "strict" else ("event IN {events:Array(String)}" if engine == "hot"
                                                   else "list_contains($events, event)")
         if walks_in_sql(spec):
-            conversions = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)
-            return Answer(funnel_body(spec, conversions), [_source(engine)], _ms(started), conversions)
+            walked = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)
+            return Answer(walked_body(spec, walked), [_source(engine)], _ms(started),
+                          lambda: walked_conversions(walked))
         table = self._units(engine, tenant, scan_start, scan_end, source=source, keep=keep,
                             unit="session" if spec.unit == "sessions" else "''", events=spec.event_names)
         for name in spec.profile_fields:  # the query-time join: each row's user's property as a column
@@ -103,7 +111,7 @@ class AnalyticsEngine:
             table = table.append_column(name, pa.array([values.get(u, "") for u in table["user_id"].to_pylist()],
                                                        pa.string()))
         body, conversions = funnel_answer(spec, table)
-        return Answer(body, [_source(engine)], _ms(started), conversions)
+        return Answer(body, [_source(engine)], _ms(started), lambda: conversions)
 
     def paths(self, tenant: str, spec: PathsSpec, now: datetime) -> Answer:
         started = time.perf_counter()
@@ -121,10 +129,11 @@ class AnalyticsEngine:
         started = time.perf_counter()
         scan_start, scan_end = spec.start - SESSION_CUT, spec.end + SESSION_CUT
         engine = self.engine_for(spec.tier, scan_start, now)
-        sections = self.ch if engine == "hot" else self.duck
-        sql = fill(sections["session_metrics"], group=spec.by or "''", scan=sections["scan"],
-                   sessionized=fill(sections["sessionized"], scan=sections["scan"]),
-                   timeout_seconds=str(int(self.timeout_seconds)))
+        if engine == "hot":
+            sql = self._hot_session_metrics(spec)
+        else:
+            sql = fill(self.duck["session_metrics"], group=spec.by or "''",
+                       sessionized=fill(self.duck["sessionized"], scan=self.duck["scan"]))
         non_interactive = sorted(set(spec.non_interactive) | {
             n.strip() for n in self.settings.non_interactive_events.split(",") if n.strip()})
         table = self._run(engine, sql, self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
@@ -134,6 +143,18 @@ class AnalyticsEngine:
         body = sessions_answer(spec, table)
         body["non_interactive"] = non_interactive
         return Answer(body, [_source(engine)], _ms(started))
+
+    def _hot_session_metrics(self, spec: SessionsSpec) -> str:
+        """Totals need only each event's time and flags; entry and exit pages also the pages and the order
+        of events on the same millisecond (by event id)."""
+        if spec.by:
+            name, order = "session_metrics_by_page", "(i, x, e) -> (x, e), arrayEnumerate(t0), t0, e0"
+            collect = "groupArray(event_id) AS e0, groupArray(page) AS p0"
+        else:
+            name, order, collect = "session_metrics", "(i, x) -> x, arrayEnumerate(t0), t0", "emptyArrayString() AS p0"
+        cuts = fill(self.ch["session_cuts"], order=order, collect=collect, scan=self.ch["scan"])
+        return fill(self.ch[name], group=spec.by or "''", session_cuts=cuts,
+                    timeout_seconds=str(int(self.timeout_seconds)))
 
     def retention(self, tenant: str, spec: RetentionSpec, now: datetime) -> Answer:
         started = time.perf_counter()
@@ -170,7 +191,7 @@ class AnalyticsEngine:
         return Answer(retention_answer(spec, table), [_source(engine)], _ms(started))
 
     def _funnel_walk(self, engine: str, tenant: str, spec: FunnelSpec, scan_start: datetime, scan_end: datetime,
-                     *, source: str, keep: str) -> list[Conversion]:
+                     *, source: str, keep: str) -> pa.Table:
         sections = self.ch if engine == "hot" else self.duck
         relation = sections["scan"]
         if source == "sessionized":
@@ -184,7 +205,7 @@ class AnalyticsEngine:
             tenant, scan_start, scan_end, events=spec.event_names, start=spec.start, end=spec.end,
             start_ms=int(spec.start.timestamp() * 1000), end_ms=int(spec.end.timestamp() * 1000),
             window_ms=int(spec.window.total_seconds() * 1000), **mask_params))
-        return walked_conversions(table)
+        return table
 
     def _profile_property(self, tenant: str, field: str) -> dict[str, str]:
         if self.profiles is None:

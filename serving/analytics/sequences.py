@@ -166,21 +166,30 @@ def convert(spec: FunnelSpec, seq: Sequence) -> Conversion | None:
 
 def step_rows(spec: FunnelSpec, conversions: list[Conversion]) -> list[dict[str, Any]]:
     """Count at each step (units reaching at least it, so never rising), conversion, drop-off and time."""
-    rows: list[dict[str, Any]] = []
-    first = sum(1 for c in conversions if c.level >= 1)
-    for k, step in enumerate(spec.steps, start=1):
+    counts, stats = [], []
+    for k in range(1, len(spec.steps) + 1):
         reached = [c for c in conversions if c.level >= k]
-        count = len(reached)
-        previous = rows[-1]["count"] if rows else count
+        counts.append(len(reached))
         times = [c.gaps_ms[k - 2] / 1000 for c in reached] if k > 1 else []
+        stats.append((statistics.fmean(times), statistics.median(times)) if times else (None, None))
+    return shape_steps(spec, counts, stats)
+
+
+def shape_steps(spec: FunnelSpec, counts: list[int], stats: list[tuple[float | None, float | None]]
+                ) -> list[dict[str, Any]]:
+    """The step rows from each step's count and (mean, median) time to convert in seconds, however counted."""
+    rows: list[dict[str, Any]] = []
+    first = counts[0] if counts else 0
+    for k, (step, count, (mean, median)) in enumerate(zip(spec.steps, counts, stats, strict=True), start=1):
+        previous = rows[-1]["count"] if rows else count
         rows.append({
             "step": k, "event": step.event, "count": count,
             "conversion_from_previous": count / previous if previous else None,
             "conversion_from_first": count / first if first else None,
             "drop_off": previous - count,
             "drop_off_rate": (previous - count) / previous if previous else None,
-            "time_to_convert_mean": statistics.fmean(times) if times else None,
-            "time_to_convert_median": statistics.median(times) if times else None,
+            "time_to_convert_mean": mean,
+            "time_to_convert_median": median,
         })
     return rows
 

@@ -33,6 +33,11 @@ CASES: list[dict[str, Any]] = [
                {"event": "purchase"}], "window": timedelta(days=3), "breakdown": "device", "breakdown_limit": 1},
     {"steps": [{"event": "add_to_cart"}, {"event": "checkout"}], "window": timedelta(minutes=5), "mode": "strict",
      "unit": "sessions"},
+    {"steps": [{"event": "page_view"}, {"event": "purchase"}], "window": timedelta(hours=2)},
+    {"steps": [{"event": "page_view"}, {"event": "page_view"}, {"event": "add_to_cart"}, {"event": "page_view"},
+               {"event": "checkout"}, {"event": "purchase"}], "window": timedelta(days=1), "breakdown": "country"},
+    {"steps": [{"event": "page_view"}, {"event": "page_view"}, {"event": "page_view"}], "window": timedelta(hours=1),
+     "mode": "strict"},
 ]
 
 

@@ -4,9 +4,10 @@
 -- The order of events is (timestamp, event_id) everywhere: ties on time are broken by the event id.
 
 -- name: scan
--- The tenant's events of [scan_start, scan_end) with the client's session id ('' when not a string).
+-- The tenant's events of [scan_start, scan_end) with the client's session id ('' when not a string;
+-- events without properties skip the JSON parser).
 SELECT user_id, timestamp AS ts, event_id, event, page, country, device,
-       JSONExtractString(properties, 'session_id') AS sid
+       if(properties = '', '', JSONExtractString(properties, 'session_id')) AS sid
 FROM events_raw
 WHERE tenant = {tenant:String}
   AND timestamp >= {scan_start:DateTime64(3, 'UTC')}
@@ -36,47 +37,73 @@ FROM (
 )
 
 -- name: session_metrics
--- Sessions whose first event lies in [start, end), grouped by the group placeholder ('' or the entry/exit page).
--- The same sessions as the sessionized section, cut from each (user, client session id)'s events as
--- arrays in (timestamp, event_id) order instead of three window functions over every row: a session
--- starts at the first event, and (without a client id) after a gap over gap_ms or where the 24-hour slice
--- of the chain changes; arraySplit cuts the arrays there, one row per session.
+-- Sessions whose first event lies in [start, end), totals only. The same sessions as the sessionized
+-- section, cut from each (user, client session id)'s events as arrays instead of three window functions
+-- over every row: a session starts at the first event, and (without a client id) after a gap over gap_ms
+-- or where the 24-hour slice of the chain changes; arraySplit cuts the arrays there, one row per session.
+-- Only times and one flag per event travel (bit 0: a page view, bit 1: an interactive event), and the
+-- arrays are sorted by time alone: events on the same millisecond always share a session (no gap between
+-- them, the same slice), and nothing counted here depends on their order, so event ids are not needed.
+SELECT '' AS grp, count() AS sessions, sum(duration_ms) AS total_duration_ms, sum(views) AS total_views,
+       countIf(views > 0) AS with_views, countIf(views > 0 AND views < 2 AND interactive = 0) AS bounced
+FROM (
+    SELECT st[1] AS first_ms, st[-1] - st[1] AS duration_ms, toUInt64(arrayCount(x -> bitTest(x, 0), sf)) AS views,
+           arrayCount(x -> bitTest(x, 1), sf) AS interactive
+    FROM (
+        SELECT arraySplit((x, c) -> c, t, cut) AS ts_parts, arraySplit((x, c) -> c, f, cut) AS flag_parts
+        FROM ({session_cuts})
+    )
+    ARRAY JOIN ts_parts AS st, flag_parts AS sf
+)
+WHERE first_ms >= {start_ms:Int64} AND first_ms < {end_ms:Int64}
+SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: session_metrics_by_page
+-- session_metrics grouped by the entry or exit page (the group placeholder): the pages travel too, and
+-- the arrays are put in (timestamp, event_id) order, since the first and last page view of a session
+-- depend on the order of events on the same millisecond.
 SELECT {group} AS grp, count() AS sessions, sum(duration_ms) AS total_duration_ms, sum(views) AS total_views,
        countIf(views > 0) AS with_views, countIf(views > 0 AND views < 2 AND interactive = 0) AS bounced
 FROM (
-    SELECT st[1] AS first_ms, st[-1] - st[1] AS duration_ms, toUInt64(arraySum(sv)) AS views,
-           arraySum(si) AS interactive, arrayFilter((p, w) -> w = 1, sp, sv) AS view_pages,
+    SELECT st[1] AS first_ms, st[-1] - st[1] AS duration_ms, toUInt64(arrayCount(x -> bitTest(x, 0), sf)) AS views,
+           arrayCount(x -> bitTest(x, 1), sf) AS interactive, arrayFilter((p, x) -> bitTest(x, 0), sp, sf) AS view_pages,
            view_pages[1] AS entry_page, view_pages[-1] AS exit_page
     FROM (
-        SELECT t, arrayMap(e -> toUInt8(e = 'page_view'), ev.3) AS vw,
-               arrayMap(e -> toUInt8(e != 'page_view' AND NOT has({non_interactive:Array(String)}, e)), ev.3) AS it,
-               ev.4 AS pg,
-               arrayCumSum(arrayMap((d, i) -> toUInt32(i = 1 OR d > {gap_ms:Int64}), arrayDifference(t),
-                                    arrayEnumerate(t))) AS chain,
-               arrayFill(x -> x > 0, arrayMap((n, x) -> if(n = 1, x, 0),
-                                              arrayMap((d, i) -> toUInt8(i = 1 OR d > {gap_ms:Int64}),
-                                                       arrayDifference(t), arrayEnumerate(t)), t)) AS chain_start,
-               arrayMap((c, x, s) -> c * 100000 + intDiv(x - s, 86400000), chain, t, chain_start) AS piece,
-               arrayMap((p, i) -> toUInt8(i = 1 OR (sid = '' AND p != piece[i - 1])), piece, arrayEnumerate(piece))
-                   AS cut,
-               arraySplit((x, c) -> c, t, cut) AS ts_parts, arraySplit((x, c) -> c, vw, cut) AS view_parts,
-               arraySplit((x, c) -> c, it, cut) AS inter_parts, arraySplit((x, c) -> c, pg, cut) AS page_parts
-        FROM (
-            SELECT user_id, sid, ev, ev.1 AS t
-            FROM (
-                SELECT user_id, sid,
-                       arraySort(x -> (x.1, x.2), groupArray((toUnixTimestamp64Milli(ts), event_id, event, page))) AS ev
-                FROM ({scan})
-                GROUP BY user_id, sid
-            )
-        )
+        SELECT arraySplit((x, c) -> c, t, cut) AS ts_parts, arraySplit((x, c) -> c, f, cut) AS flag_parts,
+               arraySplit((x, c) -> c, arrayMap(i -> p0[i], o), cut) AS page_parts
+        FROM ({session_cuts})
     )
-    ARRAY JOIN ts_parts AS st, view_parts AS sv, inter_parts AS si, page_parts AS sp
+    ARRAY JOIN ts_parts AS st, flag_parts AS sf, page_parts AS sp
 )
 WHERE first_ms >= {start_ms:Int64} AND first_ms < {end_ms:Int64}
 GROUP BY grp
 ORDER BY sessions DESC, grp
 SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: session_cuts
+-- Per (user, client session id): the event times t (epoch ms, in the order o of the collected arrays,
+-- which the order placeholder gives), the flags f and cut, 1 where a session starts. gap_cut marks a chain's
+-- first event (the first event, or a gap over gap_ms), chain_start carries its time forward.
+SELECT sid, o, p0, t, f,
+       arrayMap((d, i) -> toUInt8(i = 1 OR d > {gap_ms:Int64}), arrayDifference(t), arrayEnumerate(t)) AS gap_cut,
+       arrayFill((x, c) -> c = 1, t, gap_cut) AS chain_start,
+       arrayMap((x, s, c, i) -> toUInt8(i = 1 OR (sid = '' AND (c = 1 OR intDiv(x - s, 86400000)
+                                                               != intDiv(t[i - 1] - s, 86400000)))),
+                t, chain_start, gap_cut, arrayEnumerate(t)) AS cut
+FROM (
+    SELECT sid, o, p0, arrayMap(i -> t0[i], o) AS t, arrayMap(i -> f0[i], o) AS f
+    FROM (
+        SELECT sid, t0, f0, p0, arraySort({order}) AS o
+        FROM (
+            SELECT user_id, sid, groupArray(toUnixTimestamp64Milli(ts)) AS t0,
+                   groupArray(toUInt8(event = 'page_view')
+                              + 2 * toUInt8(event != 'page_view' AND event NOT IN {non_interactive:Array(String)})) AS f0,
+                   {collect}
+            FROM ({scan})
+            GROUP BY user_id, sid
+        )
+    )
+)
 
 -- name: unit_events
 -- The events a funnel or a path walks, one unit after the other in (timestamp, event_id) order.
@@ -122,29 +149,32 @@ SETTINGS max_execution_time = {timeout_seconds}
 
 -- name: funnel_walk
 -- The funnel walked in SQL (ordered and strict modes without exclusions; the same rules as
--- serving/analytics/sequences.py), one row per unit and no row per attempt: the unit's step events as
--- arrays in (timestamp, event_id) order (t: epoch ms, m: bit k set when the event matches step k+1,
--- v: the breakdown value); a1: the attempts (step-1 events in [start, end)); the nexts part gives, per step and
--- position, the index of the first event from there on matching the step (arrayReverseFill), so each
--- attempt's next step is one lookup (the steps part: a2 … aN, 0 when not reached within the window); lv: the
--- level of each attempt; b: the first attempt reaching the highest level (the earliest among equals).
-SELECT user_id, unit, level, gaps, value
+-- serving/analytics/sequences.py), one row per unit and no row per attempt. Per unit, its step events are
+-- collected as separate arrays (times t0, masks m0 with bit k set when the event matches step k+1, event ids
+-- e0, breakdown values v0; separate arrays of plain values cost a fraction of one array of tuples) and o,
+-- their order by (timestamp, event_id), gives t and m sorted. The chain part gives c1: per position, the
+-- times of steps 2 … N an attempt starting there reaches (see serving/analytics/funnel_sql.py); lv: the level
+-- of each attempt (step-1 events in [start, end); 0 elsewhere); b: the first attempt reaching the highest
+-- level (the earliest among equals); value: the breakdown value of b's step-1 event.
+SELECT user_id, unit, level, gaps, {value_pick} AS value
 FROM (
-    SELECT user_id, unit,
-           arrayFilter(i -> bitTest(m[i], 0) AND t[i] >= {start_ms:Int64} AND t[i] < {end_ms:Int64}, ix) AS a1,
-           arrayMap(i -> t[i] + {window_ms:Int64}, a1) AS lim,
-           {nexts}, {steps}, {levels} AS lv,
-           arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps, v[a1[b]] AS value
+    SELECT user_id, unit, o, v0, {chain},
+           arrayMap((x, y, c) -> if(bitTest(y, 0) AND x >= {start_ms:Int64} AND x < {end_ms:Int64}, {level}, 0),
+                    t, m, c1) AS lv,
+           arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps
     FROM (
-        SELECT user_id, unit, ev.1 AS t, ev.2 AS m, ev.4 AS v, arrayEnumerate(t) AS ix
+        SELECT user_id, unit, o, v0, arrayMap(i -> t0[i], o) AS t, arrayMap(i -> m0[i], o) AS m, arrayEnumerate(o) AS ix
         FROM (
-            SELECT user_id, unit,
-                   arraySort(x -> (x.1, x.3), groupArray((toUnixTimestamp64Milli(ts), mask, event_id, value))) AS ev
-            FROM (SELECT {unit} AS unit, user_id, ts, event_id, {mask} AS mask, {value} AS value
-                  FROM ({source}) WHERE {keep})
-            GROUP BY user_id, unit
+            SELECT user_id, unit, t0, m0, v0, arraySort((i, x, e) -> (x, e), arrayEnumerate(t0), t0, e0) AS o
+            FROM (
+                SELECT user_id, unit, groupArray(toUnixTimestamp64Milli(ts)) AS t0, groupArray(mask) AS m0,
+                       groupArray(event_id) AS e0, {value_array} AS v0
+                FROM (SELECT {unit} AS unit, user_id, ts, event_id, {mask} AS mask, {value} AS value
+                      FROM ({source}) WHERE {keep})
+                GROUP BY user_id, unit
+            )
         )
     )
 )
-WHERE notEmpty(a1)
+WHERE level > 0
 SETTINGS max_execution_time = {timeout_seconds}
