@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import random
 import socket
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from common.settings import Settings
 from stack import ensure_bucket, local_stack
@@ -80,3 +82,16 @@ def own_stack(env: Mapping[str, str], services: list[str] | None = None) -> Iter
         finally:
             stack.down(services)
             print(stack.confirm_stopped())
+
+
+def stream_of_its_own(prefix: str, home: Path) -> dict[str, str]:
+    """Settings that put the session stack's stream on a topic, checkpoints and lake of its own (under ``home``),
+    so a test can stop, restart or starve it without touching the session's data; the topic is
+    ``LAKEHOUSE_KAFKA_TOPIC``."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    return {
+        "LAKEHOUSE_KAFKA_TOPIC": topic,
+        "LAKEHOUSE_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+        "LAKEHOUSE_CHECKPOINT_DIR": str(home / "checkpoints"),
+        "LAKEHOUSE_LAKE_URI": str(home / "lake"),
+    }

@@ -36,7 +36,7 @@ from stack.services import Stack
 from tests.integration import direct_hot
 from tests.integration.conftest import wait_for
 from tests.integration.hot_truth import late_rows_total
-from tests.integration.own_services import environment
+from tests.integration.own_services import environment, stream_of_its_own
 
 pytestmark = pytest.mark.integration
 
@@ -67,14 +67,7 @@ def put_back(hot: HotStore) -> None:
 
 @pytest.fixture()
 def quiet_stream(stack: Stack, hot: HotStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QuietStream]:
-    topic = f"quiet-{uuid.uuid4().hex[:8]}"
-    own = tmp_path_factory.mktemp("quiet")
-    overrides = {
-        "LAKEHOUSE_KAFKA_TOPIC": topic,
-        "LAKEHOUSE_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-        "LAKEHOUSE_CHECKPOINT_DIR": str(own / "checkpoints"),
-        "LAKEHOUSE_LAKE_URI": str(own / "lake"),
-    }
+    overrides = stream_of_its_own("quiet", tmp_path_factory.mktemp("quiet"))
     stack.down(["stream"])
     set_aside(hot)
     tenant = f"t-{uuid.uuid4().hex[:10]}"

@@ -28,7 +28,7 @@ from stack.process import read_pid
 from stack.services import Stack
 from stack.strays import STACK_SERVICE
 from tests.integration.conftest import wait_for
-from tests.integration.own_services import environment
+from tests.integration.own_services import environment, stream_of_its_own
 
 pytestmark = pytest.mark.integration
 
@@ -94,15 +94,9 @@ def hot_count(hot: HotStore, tenant: str) -> int:
 @pytest.fixture(scope="module")
 def busy_stream(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The stack's stream, restarted on a topic of its own with large micro-batches; yields the topic."""
-    topic = f"stop-{uuid.uuid4().hex[:8]}"
-    own = tmp_path_factory.mktemp("stopping")
-    overrides = {
-        "LAKEHOUSE_KAFKA_TOPIC": topic,
-        "LAKEHOUSE_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-        "LAKEHOUSE_CHECKPOINT_DIR": str(own / "checkpoints"),
-        "LAKEHOUSE_LAKE_URI": str(own / "lake"),
-        "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": str(RECORDS + 100),
-    }
+    overrides = {**stream_of_its_own("stop", tmp_path_factory.mktemp("stopping")),
+                 "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": str(RECORDS + 100)}
+    topic = overrides["LAKEHOUSE_KAFKA_TOPIC"]
     ensure_topics(Settings(kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq"))
     stack.down(["stream"])
     try:
