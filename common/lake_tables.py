@@ -390,6 +390,24 @@ def partition_stats(delta: Any, table: WarmTable) -> dict[datetime, dict[str, in
     return dict(sorted(out.items()))
 
 
+def newest_partition_end(delta: Any, table: WarmTable) -> datetime | None:
+    """The end of the newest hour (of the newest day, for a cold table) with a live file, from the log's add
+    actions (no data read); None for a table without files. An hour archived empty has no file: it does not
+    count."""
+    import pyarrow.compute as pc
+
+    actions = add_actions(delta)
+    if actions.num_rows == 0:
+        return None
+    days = pc.cast(actions[f"partition.{table.day_column}"], pa.date32())
+    newest = pc.max(days).as_py()
+    midnight = datetime(newest.year, newest.month, newest.day, tzinfo=UTC)
+    if table.hour_column is None:
+        return midnight + timedelta(days=1)
+    hours = actions.filter(pc.equal(days, pa.scalar(newest, pa.date32())))[f"partition.{table.hour_column}"]
+    return midnight + timedelta(hours=max(int(h) for h in hours.to_pylist()) + 1)
+
+
 def hour_provenance(settings: Settings, table: WarmTable, hours: Iterable[datetime],
                     delta: Any | None = None) -> dict[datetime, dict[str, Any]]:
     """The newest commit's provenance of each of ``hours`` that any commit wrote (with ``version`` and

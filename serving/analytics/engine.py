@@ -4,7 +4,9 @@ A user's sequence is never split between engines: the whole scan of a question (
 24 hours before it that sessions may reach back, plus the conversion window after it) goes to the hot
 tier's ``events_raw`` when the hot tier still holds all of it, and otherwise to DuckDB over the lake's
 raw events (the archive and the cold tier), which hold everything older than the archive's last hour.
-Retention needs each user's first-ever start event, so it reads the lake unless the hot tier is forced.
+Retention needs each user's first-ever start event, so it reads the lake unless the hot tier is forced; the
+hours the archive has not reached yet come from the hot tier as rows only (``retention`` below), and DuckDB
+computes the grid over both.
 
 SQL lives in ``sql/clickhouse/queries/analytics.sql`` and ``sql/duckdb/queries/analytics.sql``: names
 come from whitelists here, values travel as parameters.
@@ -39,8 +41,9 @@ from serving.analytics.sequences import (
 )
 from serving.query.engine import QueryTimeout
 from serving.query.spec import QueryError
-from storage_tiers.lake.sql import lake_connection
+from storage_tiers.lake.sql import lake_connection, lake_events_end
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOT_MARGIN = timedelta(hours=1)  # the hot tier drops whole hourly partitions: stay clear of the oldest one
 _CH_PARAM = re.compile(r"\{(\w+):")
 _DUCK_PARAM = re.compile(r"\$(\w+)")
@@ -65,16 +68,19 @@ class Answer:
 
 
 class AnalyticsEngine:
-    """``store``: the hot tier; ``lake_factory``: opens a DuckDB session with the lake's views."""
+    """``store``: the hot tier; ``lake_factory``: opens a DuckDB session with the lake's views; ``lake_end``: where
+    the lake's raw events end (the end of the newest hour archived; None while the lake is empty)."""
 
     def __init__(self, store: HotStore | None, settings: Settings, *, hot_horizon: timedelta = timedelta(days=7),
                  timeout_seconds: float = 30.0,
-                 lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection) -> None:
+                 lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection,
+                 lake_end: Callable[[Settings], datetime | None] = lake_events_end) -> None:
         self.store = store
         self.settings = settings
         self.hot_horizon = hot_horizon
         self.timeout_seconds = timeout_seconds
         self.lake_factory = lake_factory
+        self.lake_end = lake_end
         self.profiles = ProfileStore(store) if store is not None else None
         self.gap_ms = int(settings.session_gap_minutes * 60_000)
         self.ch = sql_sections("clickhouse/queries/analytics.sql")
@@ -165,20 +171,28 @@ class AnalyticsEngine:
         # a profile property: the grid per user (value = user_id), each user's property looked up, added up below
         profiled = spec.breakdown is not None and is_profile_field(spec.breakdown)
         breakdown = "user_id" if profiled else spec.breakdown or "''"
+        lake_end = self._recent_from(spec.tier, scan_end, now) if engine == "lake" else None
+        params = self._params(tenant, spec.start, scan_end, start=spec.start, end=spec.end,
+                              start_event=spec.start_event, return_event=spec.return_event, periods=spec.periods,
+                              first_day=spec.start.date(), last_day=spec.end.date(), lake_end=lake_end or scan_end)
+        sources, recent = [_source(engine)], {}
         if engine == "hot":
             indexes = ("arrayFilter(x -> x <= {periods:UInt32}, groupUniqArray(idx))" if spec.mode == "on"
                        else "[least(max(idx), {periods:UInt32})]")
             sql = fill(self.ch["retention"], breakdown=breakdown, period=ch_fn, unit=diff_unit,
                        per_unit=str(per_unit), mode_indexes=indexes, timeout_seconds=str(int(self.timeout_seconds)))
         else:
+            if lake_end is not None:  # the hours the lake does not hold yet: the hot tier's rows, added in DuckDB
+                recent["recent_events"] = self._run("hot", fill(
+                    self.ch["retention_recent"], breakdown=breakdown,
+                    timeout_seconds=str(int(self.timeout_seconds))), params)
+                sources.append(_source("hot"))
             indexes = ("list_filter(list_distinct(list(idx)), x -> x <= $periods)" if spec.mode == "on"
                        else "[least(max(idx), $periods)]")
             sql = fill(self.duck["retention"], breakdown=breakdown, period=duck_unit, unit=diff_unit,
-                       per_unit=str(per_unit), mode_indexes=indexes)
-        params = self._params(tenant, spec.start, scan_end, start=spec.start, end=spec.end,
-                              start_event=spec.start_event, return_event=spec.return_event, periods=spec.periods,
-                              first_day=spec.start.date(), last_day=spec.end.date())
-        table = self._run(engine, sql, params)
+                       per_unit=str(per_unit), mode_indexes=indexes,
+                       recent="UNION ALL " + self.duck["retention_recent"] if recent else "")
+        table = self._run(engine, sql, params, recent)
         if profiled:
             assert spec.breakdown is not None
             values = self._profile_property(tenant, spec.breakdown)
@@ -188,7 +202,21 @@ class AnalyticsEngine:
                 cells[key] = cells.get(key, 0) + row["users"]
             table = pa.Table.from_pylist([{"cohort": c, "value": v, "n": n, "users": u}
                                           for (c, v, n), u in cells.items()])
-        return Answer(retention_answer(spec, table), [_source(engine)], _ms(started))
+        return Answer(retention_answer(spec, table), sources, _ms(started))
+
+    def _recent_from(self, tier: str, scan_end: datetime, now: datetime) -> datetime | None:
+        """Where the lake's part of an auto-routed retention ends and the hot tier's begins, or None when the lake
+        holds the whole scan (or the hot tier cannot add anything: forced lake, no hot tier on this server, a scan
+        ending before the hot tier's oldest hour).
+
+        Read once, before either side is read, and used for both: an hour archived meanwhile is still taken from
+        the hot tier only, so no event is counted twice and none is missed."""
+        if tier != "auto" or self.store is None or scan_end <= now - self.hot_horizon:
+            return None
+        end = self.lake_end(self.settings)
+        if end is None:
+            return EPOCH  # an empty lake: every event is still in the hot tier
+        return end if end < scan_end else None
 
     def _funnel_walk(self, engine: str, tenant: str, spec: FunnelSpec, scan_start: datetime, scan_end: datetime,
                      *, source: str, keep: str) -> pa.Table:
@@ -231,7 +259,9 @@ class AnalyticsEngine:
         return {"tenant": tenant, "scan_start": scan_start, "scan_end": scan_end, "gap_ms": self.gap_ms,
                 "scan_first_day": scan_start.date(), "scan_last_day": scan_end.date(), **values}
 
-    def _run(self, engine: str, sql: str, params: dict[str, Any]) -> pa.Table:
+    def _run(self, engine: str, sql: str, params: dict[str, Any], tables: dict[str, pa.Table] | None = None
+             ) -> pa.Table:
+        """``tables``: Arrow tables the lake's SQL reads by name (rows another engine supplied)."""
         if engine == "hot":
             if self.store is None:
                 raise QueryError("this server has no hot tier; ask for tier=lake")
@@ -245,6 +275,8 @@ class AnalyticsEngine:
         used = {k: v for k, v in params.items() if k in set(_DUCK_PARAM.findall(sql))}
         con = self.lake_factory(self.settings)
         try:
+            for name, table in (tables or {}).items():
+                con.register(name, table)
             return con.execute(sql, used).to_arrow_table()
         finally:
             con.close()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -48,6 +49,7 @@ from common.lake_tables import (
     COLD_ROLLUPS_DAILY_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
+    newest_partition_end,
     open_table,
     partition_files,
 )
@@ -195,6 +197,21 @@ def _committed_after(settings: Settings, table: WarmTable, delta: Any, instant: 
         if info and info.get("timestamp") is not None:
             return datetime.fromtimestamp(info["timestamp"] / 1000, UTC) > when
     return False
+
+
+def lake_events_end(settings: Settings) -> datetime | None:
+    """Where the lake's raw events end: the end of the newest hour the archive holds (or of the newest cold day,
+    while the archive has no file); None while the lake holds no event. From the tables' logs, no data read.
+
+    The hourly archive writes hours in order once each is complete, so the lake holds every hour before this
+    instant, and the hours from it on are still only in the hot tier."""
+    ends = []
+    for table in (ARCHIVE_TABLE, COLD_EVENTS_TABLE):
+        delta = open_table(settings, table)
+        end = newest_partition_end(delta, table) if delta is not None else None
+        if end is not None:
+            ends.append(end)
+    return max(ends, default=None)
 
 
 def lake_connection(settings: Settings, as_of: int | str | None = None) -> duckdb.DuckDBPyConnection:

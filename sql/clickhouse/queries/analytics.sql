@@ -147,6 +147,16 @@ FROM (
 GROUP BY cohort, value, n
 SETTINGS max_execution_time = {timeout_seconds}
 
+-- name: retention_recent
+-- The tenant's start and return events of [lake_end, scan_end): the hours the lake does not hold yet. Only rows:
+-- the lake's retention (DuckDB) adds them to its own and computes the grid over both, so a user's events meet
+-- in one engine.
+SELECT user_id, event, timestamp, event_id, {breakdown} AS value
+FROM events_raw
+WHERE tenant = {tenant:String} AND event IN ({start_event:String}, {return_event:String})
+  AND timestamp >= {lake_end:DateTime64(3, 'UTC')} AND timestamp < {scan_end:DateTime64(3, 'UTC')}
+SETTINGS max_execution_time = {timeout_seconds}
+
 -- name: funnel_walk
 -- The funnel walked in SQL (ordered and strict modes without exclusions; the same rules as
 -- serving/analytics/sequences.py), one row per unit and no row per attempt. Per unit, its step events are

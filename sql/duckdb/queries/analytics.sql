@@ -67,12 +67,15 @@ ORDER BY user_id, unit, ts, event_id
 -- Per cohort (period of the user's first-ever start event, which must lie in [start, end)), breakdown
 -- value (of that first event) and period index n: the users whose return events fall on n (mode 'on')
 -- or whose last return period is n (capped at the grid's last period; 'on or after' adds them up).
--- One pass over the files: the start and return events of the tenant up to the scan's end, read once.
+-- One pass over the files: the start and return events of the tenant before lake_end, read once (lake_end is
+-- the scan's end, or where the lake's hours end when the hot tier's rows of the later hours come in through the
+-- recent placeholder: empty, or UNION ALL the retention_recent section).
 WITH picked AS MATERIALIZED (
     SELECT user_id, event, "timestamp", event_id, {breakdown} AS value
     FROM events
     WHERE tenant = $tenant AND event IN ($start_event, $return_event) AND dt <= $scan_last_day
-      AND "timestamp" < $scan_end
+      AND "timestamp" < $lake_end
+    {recent}
 ),
 firsts AS (
     SELECT user_id, min("timestamp") AS first_ts, arg_min(value, ("timestamp", event_id)) AS value
@@ -100,6 +103,11 @@ FROM (
     GROUP BY user_id
 )
 GROUP BY ALL
+
+-- name: retention_recent
+-- The hot tier's start and return events of the hours from lake_end on (the ClickHouse section
+-- retention_recent), handed over as the Arrow table recent_events: the same columns as the lake's rows.
+SELECT user_id, event, CAST("timestamp" AS TIMESTAMPTZ) AS "timestamp", event_id, value FROM recent_events
 
 -- name: funnel_walk
 -- The funnel walked in SQL, the twin of the ClickHouse section (ordered and strict modes without
