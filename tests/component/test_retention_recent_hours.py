@@ -8,6 +8,7 @@ lake's rows plus the hot tier's rows of the later hours equals ``tests/analytics
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,9 +90,11 @@ def test_forced_lake_reads_the_lake_alone(hot: HotStore, laid):
 
 
 class _Recording:
-    """A lake session that keeps the Arrow tables handed to it."""
+    """A lake session that keeps the Arrow tables handed to it and the event ids of the rows the retention query
+    picks (its first CTE, lake and hot tier together: duplicates could not change a grid of distinct users, so
+    they are looked for here)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, seen: dict[str, pa.Table]) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, seen: dict[str, Any]) -> None:
         self.con, self.seen = con, seen
 
     def register(self, name: str, table: pa.Table) -> None:
@@ -99,6 +102,9 @@ class _Recording:
         self.con.register(name, table)
 
     def execute(self, sql: str, params: dict[str, Any]) -> duckdb.DuckDBPyConnection:
+        picked = sql.split("\n),\nfirsts AS (")[0] + "\n) SELECT event_id FROM picked"
+        used = {k: v for k, v in params.items() if k in set(re.findall(r"\$(\w+)", picked))}
+        self.seen["picked"] = [row[0] for row in self.con.execute(picked, used).fetchall()]
         return self.con.execute(sql, params)
 
     def close(self) -> None:
@@ -108,7 +114,7 @@ class _Recording:
 def test_an_hour_archived_while_reading_is_taken_once_from_the_hot_tier(hot: HotStore, laid):
     """The boundary read says the lake ends an hour before it really does (the hour was archived meanwhile): the
     lake's rows of that hour are left out, the hot tier's are taken, exactly the events from the boundary on."""
-    seen: dict[str, pa.Table] = {}
+    seen: dict[str, Any] = {}
     boundary = laid["cutoff"] - timedelta(hours=1)
     engine = AnalyticsEngine(hot, laid["settings"], lake_end=lambda _settings: boundary,
                              lake_factory=lambda s: _Recording(lake_connection(s), seen))  # type: ignore[arg-type]
@@ -116,6 +122,7 @@ def test_an_hour_archived_while_reading_is_taken_once_from_the_hot_tier(hot: Hot
     assert _grid(got.body) == _truth(laid["events"], laid, QUESTION)
     assert sorted(seen["recent_events"]["event_id"].to_pylist()) == sorted(
         e["event_id"] for e in laid["events"] if e["timestamp"] >= boundary and e["event"] == "page_view")
+    assert sorted(seen["picked"]) == sorted(e["event_id"] for e in laid["events"] if e["event"] == "page_view")
 
 
 def test_a_scan_ending_before_the_hot_tier_reads_the_lake_alone(hot: HotStore, laid):
