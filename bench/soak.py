@@ -110,7 +110,17 @@ def flatness(points: list[tuple[float, int]], warmup_s: float, flat_percent: flo
     return {"samples": len(steady), "from_s": steady[0][0], "to_s": steady[-1][0],
             "mean_mib": round(mean, 1), "min_mib": round(min(v for _, v in steady), 1),
             "max_mib": round(max(v for _, v in steady), 1), "slope_mib_per_min": round(slope, 2),
-            "growth_per_hour_percent": round(per_hour_percent, 2), "flat": per_hour_percent < flat_percent}
+            "growth_per_hour_percent": round(per_hour_percent, 2), "flat": per_hour_percent < flat_percent,
+            "slope_by_third_mib_per_min": slopes_by_part(steady, 3)}
+
+
+def slopes_by_part(points: list[tuple[float, float]], parts: int) -> list[float]:
+    """The slope of each consecutive ``parts``-th of ``points``: a falling slope is a cache filling up to its
+    size (or tables growing), a constant one under a constant load is what a leak looks like."""
+    size = len(points) // parts
+    if size < 3:
+        return []
+    return [round(slope_per_minute(points[i * size:(i + 1) * size]), 2) for i in range(parts)]
 
 
 def main() -> None:
