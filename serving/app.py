@@ -1,7 +1,8 @@
-"""The serving process: HTTP API (ingestion and dashboard queries) and, in embedded mode, the hot node.
+"""The HTTP API (ingestion and dashboard queries) over a hot store: what every serving process runs.
 
-It is the one long-running process that owns embedded chDB (chDB allows one process per data folder), so it
-also serves the hot store to the stream job, Dagster runs and the CLI over Arrow Flight.
+Which process owns embedded chDB (chDB allows one process per data folder) and serves it to the stream
+job, Dagster runs and the CLI over Arrow Flight is ``serving.processes``' business: by default the API
+process itself, or a hot node of its own in front of N API workers.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from common.hot_schema import migrate
-from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, hot_node_tls, open_hot_store
+from common.hot_store import HotStore, HotStoreError
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher, Publisher
@@ -25,14 +25,7 @@ from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
 from serving.graphql_api.router import graphql_router
-from serving.hot_node import start_hot_node
-from serving.observability import (
-    ExternalSampler,
-    RequestObservability,
-    ServingMetrics,
-    configure_logging,
-    metrics_router,
-)
+from serving.observability import RequestObservability, ServingMetrics, metrics_router
 from serving.query.engine import QueryEngine
 from serving.request_guard import RequestGuard
 from serving.restatements import RestatementListener
@@ -48,7 +41,6 @@ from serving.routes.report_schedules import report_schedules_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
 from serving.tenancy.query_slots import TenantFairStore, TenantQuerySlots
-from serving.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -182,27 +174,3 @@ def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher |
     enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
     serving.metrics = ServingMetrics()
     return serving
-
-
-def serve(settings: Settings) -> None:
-    """Run the API (and the hot node when ClickHouse is embedded) until stopped."""
-    import uvicorn
-
-    reason = unsafe_start_reason(settings)
-    if reason:
-        raise SystemExit(reason)
-    configure_logging(settings.log_format)
-    store = open_hot_store(settings, is_hot_node=True)
-    applied = migrate(store)
-    if applied:
-        log.info("hot tier migrations applied: %s", ", ".join(applied))
-    if settings.embedded_clickhouse:
-        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token,
-                       tls=hot_node_tls(settings))
-    configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
-    serving = build_serving(settings, store)
-    serving.metrics.sampler = ExternalSampler(settings, store)
-    serving.metrics.sampler.start()
-    app = create_app(serving)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False,
-                log_config=None)  # keep configure_logging's handlers (JSON), do not install uvicorn's

@@ -3,10 +3,12 @@
 Every data endpoint obtains its tenant through ``tenant_dependency``: a tenant key is bound to its own
 tenant (naming another one is a 403), the admin key may name any tenant with ``?tenant=``. Keys come as
 ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Each process keeps a copy of the key table
-for ``auth_cache_seconds`` (requests do not query the hot tier, and a flood of made-up keys costs
-nothing); a revoked key or a disabled tenant therefore stops working on every replica within that
-time, and at once on the replica that made the change. If the hot tier cannot be read, the last copy
-stays in use: ingestion keeps working while the hot node restarts.
+(requests do not query the hot tier, and a flood of made-up keys costs nothing) and reloads it in the
+background once it is ``auth_cache_seconds`` old, answering from the copy meanwhile; a revoked key or
+a disabled tenant therefore stops working on every replica within ``auth_cache_seconds`` plus one
+reload, and at once on the replica that made the change. If the hot tier cannot be read, the last
+copy stays in use (retried every second): ingestion and cached answers keep working while the hot
+node restarts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from serving.tenancy.tenants import ApiKey, Tenant, TenantDirectory, hash_key
 log = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "default"
+RELOAD_RETRY_SECONDS = 1.0  # after the key table could not be read, the next attempt
 _BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
 _HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
 _HOW_TO_SEND = "send `Authorization: Bearer <key>` or `X-API-Key: <key>`"
@@ -116,31 +119,62 @@ class ApiKeyAuth:
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
         self._stale_logged = False
+        self._invalidated = False
+        self._refresh: asyncio.Task[None] | None = None
+        self._retry_at = 0.0  # after a failed reload, the next one not before this (monotonic)
+        self._last_error = ""
         self.caller_dependency, self.tenant_dependency, self.bound_tenant_dependency, self.admin_dependency = (
             self._dependencies())
 
     def invalidate(self) -> None:
-        """Forget the cached key table (after a change made through this process)."""
-        self._loaded_at = 0.0
+        """Forget the cached key table (after a change made through this process): the next request reloads it."""
+        self._invalidated = True
 
     async def _table(self) -> dict[str, Caller]:
-        if self._callers is not None and time.monotonic() - self._loaded_at < self.settings.auth_cache_seconds:
-            return self._callers
+        """The key table. Past ``auth_cache_seconds`` the copy keeps answering while one background task reloads
+        it, so no request waits for the hot tier (nor fails while the hot node restarts); a request waits only
+        when there is no copy yet or this process changed a key (``invalidate``)."""
+        callers = self._callers
+        if callers is not None and not self._invalidated:
+            now = time.monotonic()
+            if (now - self._loaded_at >= self.settings.auth_cache_seconds and self._refresh is None
+                    and now >= self._retry_at):
+                self._refresh = asyncio.get_running_loop().create_task(self._refresh_in_background())
+            return callers
         async with self._lock:  # one reload however many requests arrive at once
-            if self._callers is not None and time.monotonic() - self._loaded_at < self.settings.auth_cache_seconds:
+            if self._callers is not None and not self._invalidated:
                 return self._callers
-            try:
-                keys, tenants = await run_in_threadpool(lambda: (self.directory.api_keys(), self.directory.tenants()))
-            except Exception as exc:  # any store failure: keep the last copy or answer 503
-                self._counters["auth_table_stale"] = self._counters.get("auth_table_stale", 0) + 1
-                if self._callers is None:
-                    raise AuthError(503, f"cannot read the API keys from the hot tier ({exc}); retry shortly") from exc
-                if not self._stale_logged:
-                    log.warning("cannot reload the API keys, the last copy stays in use: %s", exc)
-                    self._stale_logged = True
-                return self._callers
-            self._callers, self._loaded_at, self._stale_logged = callers_by_hash(keys, tenants), time.monotonic(), False
+            if self._callers is None and time.monotonic() < self._retry_at:
+                raise AuthError(503, f"cannot read the API keys from the hot tier ({self._last_error}); retry shortly")
+            return await self._reload()
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            async with self._lock:
+                await self._reload()
+        except AuthError:  # no copy at all: requests answer 503 themselves
+            pass
+        finally:
+            self._refresh = None
+
+    async def _reload(self) -> dict[str, Caller]:
+        """Load the key table (called under the lock); when the store fails the last copy stays in use and the
+        next attempt waits ``RELOAD_RETRY_SECONDS``, so a hot node that is down costs one failed call a second."""
+        try:
+            keys, tenants = await run_in_threadpool(lambda: (self.directory.api_keys(), self.directory.tenants()))
+        except Exception as exc:  # any store failure: keep the last copy or answer 503
+            self._counters["auth_table_stale"] = self._counters.get("auth_table_stale", 0) + 1
+            self._retry_at, self._last_error = time.monotonic() + RELOAD_RETRY_SECONDS, str(exc)
+            self._invalidated = False  # a change made here while the store is unreachable cannot be read back
+            if self._callers is None:
+                raise AuthError(503, f"cannot read the API keys from the hot tier ({exc}); retry shortly") from exc
+            if not self._stale_logged:
+                log.warning("cannot reload the API keys, the last copy stays in use: %s", exc)
+                self._stale_logged = True
             return self._callers
+        self._callers, self._loaded_at, self._stale_logged = callers_by_hash(keys, tenants), time.monotonic(), False
+        self._invalidated = False
+        return self._callers
 
     def _reject(self, status: int, message: str, headers: dict[str, str] | None = None) -> AuthError:
         self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
