@@ -96,7 +96,10 @@ class WorkerSupervisor:
         self._restart = threading.Event()
 
     def _start(self, sockets: list[socket.socket]) -> _Worker | None:
-        worker = _Worker(self.config, sockets)
+        return self._started(_Worker(self.config, sockets))
+
+    def _started(self, worker: _Worker) -> _Worker | None:
+        """``worker`` once it serves, or None (stopped) if it exits or does not start in time."""
         deadline = time.monotonic() + self.start_timeout_s
         while not worker.ready.wait(0.2):
             if not worker.process.is_alive() or time.monotonic() > deadline or self._stop.is_set():
@@ -136,11 +139,10 @@ class WorkerSupervisor:
             (signal.SIGTERM, lambda *_: self._stop.set()), (signal.SIGINT, lambda *_: self._stop.set()),
             (signal.SIGHUP, lambda *_: self._restart.set()))}
         try:
-            for _ in range(self.count):
-                worker = self._start(sockets)
-                if worker is None:
-                    raise SystemExit("an API worker failed to start; see the log above")
-                self.workers.append(worker)
+            starting = [_Worker(self.config, sockets) for _ in range(self.count)]  # side by side
+            self.workers = [w for w in (self._started(w) for w in starting) if w is not None]
+            if len(self.workers) < self.count:
+                raise SystemExit("an API worker failed to start; see the log above")
             log.info("%d API workers serving on %s:%s (SIGHUP: rolling restart)", self.count, self.config.host,
                      self.config.port)
             while not self._stop.wait(0.5):
