@@ -1,7 +1,7 @@
 """API workers in front of a hot node of their own: a rolling restart of the workers drops no request, and
 cached dashboards and ingestion (POST /events) keep answering while the hot node is down (``LAKEHOUSE_API_WORKERS``).
 
-One stack of the test's own (Kafka, Redis, the hot node, two API workers; no stream, no MinIO), so stopping
+A hot node and two workers of the test's own (home, ports, topic; the session's Kafka and Redis), so stopping
 its hot node or restarting its workers cannot disturb the session's stack.
 """
 
@@ -26,6 +26,7 @@ import pytest
 from common.hot_store import FlightHotStore
 from common.rollups import minute_rollups
 from common.settings import Settings
+from stack.kafka import ensure_topics
 from stack.process import read_pid
 from stack.services import Stack
 from tests.integration.conftest import wait_for
@@ -35,20 +36,23 @@ from tests.integration.test_durability import kafka_event_ids
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ["kafka", "redis", "hot-node", "api"]
+SERVICES = ["hot-node", "api"]
 
 
 @pytest.fixture(scope="module")
-def workers_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Stack]]:
+def workers_stack(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory,
+                  ) -> Iterator[tuple[Settings, Stack]]:
+    """A hot node and two API workers of the test's own (home, ports, topic) on the session's Kafka and Redis."""
     home: Path = tmp_path_factory.mktemp("api-workers")
+    topic = f"workers-{uuid.uuid4().hex[:8]}"
+    ensure_topics(Settings(kafka_topic=topic, kafka_dlq_topic=f"{topic}.dlq"))
     env = {
         "LAKEHOUSE_HOME": str(home),
         "LAKEHOUSE_API_WORKERS": "2",
-        "LAKEHOUSE_KAFKA_BOOTSTRAP": f"localhost:{free_pair()}",
-        "LAKEHOUSE_REDIS_URL": f"redis://127.0.0.1:{free_pair()}/0",
         "LAKEHOUSE_API_PORT": str(free_pair()),
         "LAKEHOUSE_HOT_NODE_URL": f"grpc://127.0.0.1:{free_pair()}",
-        "LAKEHOUSE_KAFKA_TOPIC": f"workers-{uuid.uuid4().hex[:8]}",
+        "LAKEHOUSE_KAFKA_TOPIC": topic,
+        "LAKEHOUSE_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
         "LAKEHOUSE_ALERT_INTERVAL_SECONDS": "0",
         "LAKEHOUSE_AUTH_CACHE_SECONDS": "1",  # the key table is reloaded (and fails) while the hot node is down
         "LAKEHOUSE_CACHE_TTL_SECONDS": "600",  # the cached question outlives the whole test
