@@ -166,11 +166,10 @@ def test_workers_restart_one_at_a_time_and_outlive_the_hot_node(workers_stack: t
     before = worker_pids(api_pid)
     assert len(before) == 2
     with Traffic(settings, key, tenant, question, sum(counts.values())) as during_restart:
-        time.sleep(1.0)
+        time.sleep(0.5)
         os.kill(api_pid, signal.SIGHUP)  # rolling restart: one worker at a time
         wait_for(lambda: len(worker_pids(api_pid)) == 2 and not worker_pids(api_pid) & before, 60,
-                 "both API workers replaced")
-        time.sleep(1.0)
+                 "both API workers replaced", interval=0.2)
     print(f"during the rolling restart: reads {dict(during_restart.reads)}, posts {dict(during_restart.posts)}")
     assert set(during_restart.reads) == {"200:hit"} and set(during_restart.posts) == {200}
     assert during_restart.reads["200:hit"] > 20 and during_restart.posts[200] > 5
@@ -182,7 +181,7 @@ def test_workers_restart_one_at_a_time_and_outlive_the_hot_node(workers_stack: t
         status, _, body = get(settings, key, "/v1/breakdown", uncached)
         assert status == 503 and b"hot node" in body, body  # uncached questions need it (and say so)
         with Traffic(settings, key, tenant, question, sum(counts.values())) as while_down:
-            time.sleep(4.0)  # past the key table's reload time: its failed reloads do not touch requests
+            time.sleep(2.5)  # past the key table's reload time: its failed reloads do not touch requests
     finally:
         stack.up(["hot-node"])
     print(f"while the hot node was down: reads {dict(while_down.reads)}, posts {dict(while_down.posts)}")
