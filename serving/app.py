@@ -40,6 +40,7 @@ from serving.routes.queries import queries_router
 from serving.routes.report_schedules import report_schedules_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
+from serving.tenancy.auth import document_key_security
 from serving.tenancy.query_slots import TenantFairStore, TenantQuerySlots
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ def create_app(serving: Serving) -> FastAPI:
     app.include_router(report_schedules_router(serving))  # delivered by Dagster (orchestration/reports/)
     app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
+    if serving.auth is not None:
+        document_key_security(app, serving.auth)  # OpenAPI: which operations take a key, and how to send it
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
     def health() -> Any:
