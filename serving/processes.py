@@ -15,23 +15,31 @@ from __future__ import annotations
 
 import logging
 import signal
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-
-from common.hot_schema import migrate
-from common.hot_store import HotStore, ensure_hot_node_token, hot_node_tls, open_hot_store
 from common.settings import Settings
-from serving.app import build_serving, create_app, unsafe_start_reason
-from serving.hot_node import HotNodeServer, start_hot_node
-from serving.observability import ExternalSampler, configure_logging
-from serving.tracing import configure_tracing
+from serving.observability import configure_logging
+from serving.start_checks import unsafe_start_reason
 from serving.workers import WorkerSupervisor, worker_config
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from common.hot_store import HotStore
+    from serving.hot_node import HotNodeServer
+
+# The app and the hot store are imported where they are used: the workers' supervisor loads neither (it only
+# starts processes), which keeps it at a third of a worker's memory.
 
 log = logging.getLogger(__name__)
 
 
 def _open_owned_store(settings: Settings) -> tuple[HotStore, HotNodeServer | None]:
     """The hot store this process owns, migrated, and its Flight server when ClickHouse is embedded."""
+    from common.hot_schema import migrate
+    from common.hot_store import ensure_hot_node_token, hot_node_tls, open_hot_store
+    from serving.hot_node import start_hot_node
+
     store = open_hot_store(settings, is_hot_node=True)
     applied = migrate(store)
     if applied:
@@ -44,6 +52,10 @@ def _open_owned_store(settings: Settings) -> tuple[HotStore, HotNodeServer | Non
 
 
 def _app_over(settings: Settings, store: HotStore) -> FastAPI:
+    from serving.app import build_serving, create_app
+    from serving.observability import ExternalSampler
+    from serving.tracing import configure_tracing
+
     configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
     serving = build_serving(settings, store)
     serving.metrics.sampler = ExternalSampler(settings, store)
@@ -70,6 +82,8 @@ def serve(settings: Settings) -> None:
 def worker_app() -> FastAPI:
     """One API worker's app (a uvicorn factory: every worker process builds its own from the environment).
     Its hot store is the hot node over Flight (embedded chDB) or the ClickHouse server, never chDB itself."""
+    from common.hot_store import open_hot_store
+
     settings = Settings()
     configure_logging(settings.log_format)
     return _app_over(settings, open_hot_store(settings, is_hot_node=False))
