@@ -123,6 +123,7 @@ class ApiKeyAuth:
         self._lock = asyncio.Lock()
         self._stale_logged = False
         self._invalidated = False
+        self._generation = 0  # changes made through this process (``invalidate``)
         self._refresh: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # after a failed reload, the next one not before this (monotonic)
         self._last_error = ""
@@ -132,6 +133,7 @@ class ApiKeyAuth:
     def invalidate(self) -> None:
         """Forget the cached key table (after a change made through this process): the next request reloads it."""
         self._invalidated = True
+        self._generation += 1
 
     async def _table(self) -> dict[str, Caller]:
         """The key table. Past ``auth_cache_seconds`` the copy keeps answering while one background task reloads
@@ -163,6 +165,7 @@ class ApiKeyAuth:
     async def _reload(self) -> dict[str, Caller]:
         """Load the key table (called under the lock); when the store fails the last copy stays in use and the
         next attempt waits ``RELOAD_RETRY_SECONDS``, so a hot node that is down costs one failed call a second."""
+        generation = self._generation
         try:
             keys, tenants = await run_in_threadpool(lambda: (self.directory.api_keys(), self.directory.tenants()))
         except Exception as exc:  # any store failure: keep the last copy or answer 503
@@ -176,7 +179,7 @@ class ApiKeyAuth:
                 self._stale_logged = True
             return self._callers
         self._callers, self._loaded_at, self._stale_logged = callers_by_hash(keys, tenants), time.monotonic(), False
-        self._invalidated = False
+        self._invalidated = self._generation != generation  # a change made while this read ran: read again
         return self._callers
 
     def _reject(self, status: int, message: str, headers: dict[str, str] | None = None) -> AuthError:

@@ -124,3 +124,27 @@ def test_without_any_copy_an_unreachable_hot_tier_answers_503_and_is_not_asked_a
         assert directory.reads == 1
 
     asyncio.run(scenario())
+
+
+def test_a_change_made_while_a_reload_reads_the_table_is_read_again() -> None:
+    directory = Directory()
+    auth = _auth(directory, cache_s=0.0)
+    read = directory.api_keys
+
+    def read_then_change() -> list[ApiKey]:
+        keys = read()  # the table as it was ...
+        directory.revoked.add("key-one")  # ... and a revocation through this process while that read ran
+        auth.invalidate()
+        return keys
+
+    async def scenario() -> None:
+        await auth.authenticate("key-two", None)
+        directory.api_keys = read_then_change  # type: ignore[method-assign]
+        await auth.authenticate("key-two", None)  # starts the background reload that races the change
+        await _settle()
+        directory.api_keys = read  # type: ignore[method-assign]
+        with pytest.raises(AuthError) as refused:
+            await auth.authenticate("key-one", None)
+        assert refused.value.status == 401
+
+    asyncio.run(scenario())
