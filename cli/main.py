@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -45,9 +46,21 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from serving.app import serve
+    from serving.processes import serve
 
+    if args.workers is not None:
+        if args.workers < 0:
+            raise SystemExit("--workers must be 0 (one process, also the hot node) or more")
+        os.environ["LAKEHOUSE_API_WORKERS"] = str(args.workers)  # the workers read their settings from the environment
+        settings = settings.model_copy(update={"api_workers": args.workers})
     serve(settings)
+    return 0
+
+
+def cmd_hot_node(args: argparse.Namespace, settings: Settings) -> int:
+    from serving.processes import run_hot_node
+
+    run_hot_node(settings)
     return 0
 
 
@@ -107,7 +120,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["up", "status", "down"])
     s.add_argument("services", nargs="*", help="subset of services (default: all)")
     s.set_defaults(func=cmd_stack)
-    sub.add_parser("serve", help="run the API and the hot node (foreground)").set_defaults(func=cmd_serve)
+    sv = sub.add_parser("serve", help="run the API (foreground): with no workers it is also the hot node")
+    sv.add_argument("--workers", type=int, default=None,
+                    help="HTTP worker processes (default LAKEHOUSE_API_WORKERS, 0); with N >= 1 run `lakehouse "
+                         "hot-node` too. SIGHUP restarts the workers one at a time")
+    sv.set_defaults(func=cmd_serve)
+    sub.add_parser("hot-node", help="own embedded chDB and serve it over Arrow Flight (foreground), for "
+                                    "`serve --workers N`").set_defaults(func=cmd_hot_node)
     sub.add_parser("stream", help="run the stream job (foreground)").set_defaults(func=cmd_stream)
     q = sub.add_parser("query", help="run SQL on the hot tier (through the hot node when embedded)")
     q.add_argument("sql")

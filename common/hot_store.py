@@ -223,11 +223,22 @@ class FlightHotStore:
     def __init__(self, url: str, timeout_s: float = 60.0, token: str | Callable[[], str] = "",
                  tls_root_certs: bytes | None = None) -> None:
         self.url = url
-        # a grpc+tls:// URL verifies the hot node's certificate: against tls_root_certs, else the system's roots
-        self._client = flight.FlightClient(url, tls_root_certs=tls_root_certs) if tls_root_certs \
-            else flight.FlightClient(url)
+        self._tls_root_certs = tls_root_certs
+        self._client = self._connect()
         self._timeout = timeout_s
         self._token = token
+
+    def _connect(self) -> flight.FlightClient:
+        # a grpc+tls:// URL verifies the hot node's certificate: against tls_root_certs, else the system's roots
+        if self._tls_root_certs:
+            return flight.FlightClient(self.url, tls_root_certs=self._tls_root_certs)
+        return flight.FlightClient(self.url)
+
+    def _reconnect(self) -> None:
+        """A new channel after the hot node could not be reached: gRPC's own channel would wait out a growing
+        back-off (up to minutes) before it tried again, long after a restarted hot node is back. The old client
+        is left to the garbage collector, as other threads may still be in a call on it."""
+        self._client = self._connect()
 
     @classmethod
     def for_settings(cls, settings: Settings, timeout_s: float = 60.0) -> FlightHotStore:
@@ -262,8 +273,21 @@ class FlightHotStore:
             return HotStoreError(f"hot node at {self.url} refused the call: {exc}", kind="permanent")
         return HotStoreError(f"hot node at {self.url} failed: {exc}", kind=error_kind(str(exc)))
 
+    def _failed_call(self, exc: Exception) -> HotStoreError:
+        """A write that failed: not retried here (the caller decides; inserts carry their idempotency token), but
+        the next call gets a new channel when the hot node was unreachable."""
+        if isinstance(exc, flight.FlightUnavailableError):
+            self._reconnect()
+        return self._fail(exc)
+
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         ticket = flight.Ticket(encode_request({"sql": sql, "parameters": parameters or {}}))
+        try:
+            return self._client.do_get(ticket, options=self._options).read_all()
+        except flight.FlightUnavailableError:
+            self._reconnect()  # a query only reads: asked once more, on a new channel
+        except flight.FlightError as exc:
+            raise self._fail(exc) from exc
         try:
             return self._client.do_get(ticket, options=self._options).read_all()
         except flight.FlightError as exc:
@@ -274,7 +298,7 @@ class FlightHotStore:
         try:
             list(self._client.do_action(flight.Action("command", body), options=self._options))
         except flight.FlightError as exc:
-            raise self._fail(exc) from exc
+            raise self._failed_call(exc) from exc
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         if data.num_rows == 0:
@@ -285,17 +309,28 @@ class FlightHotStore:
             writer.write_table(data)
             writer.close()
         except flight.FlightError as exc:
-            raise self._fail(exc) from exc
+            raise self._failed_call(exc) from exc
 
     def ping(self) -> bool:
         try:
             list(self._client.do_action(flight.Action("ping", b""), options=self._call_options(2)))
             return True
-        except flight.FlightError:
+        except flight.FlightError as exc:
+            if isinstance(exc, flight.FlightUnavailableError):
+                self._reconnect()
             return False
 
     def close(self) -> None:
         self._client.close()
+
+
+def is_remote(store: object) -> bool:
+    """Is ``store`` the hot node over Flight, also behind wrappers that keep the store they wrap as ``inner``?
+    The hot node runs queries on read-only sessions that refuse per-query settings (``max_execution_time``), so
+    its clients bound a query by the Flight call's timeout instead."""
+    while hasattr(store, "inner"):
+        store = store.inner
+    return isinstance(store, FlightHotStore)
 
 
 def open_hot_store(settings: Settings, *, is_hot_node: bool = False) -> HotStore:

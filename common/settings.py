@@ -161,6 +161,19 @@ class Settings(BaseSettings):
     # API
     api_host: str = Field(default="127.0.0.1", description="Bind address of the API (ingestion, queries, hot node).")
     api_port: int = Field(default=18000, description="Port of the HTTP API.")
+    api_workers: int = Field(
+        default=0,
+        ge=0,
+        description="HTTP worker processes of `lakehouse serve`. 0: one process serves the API and is the hot node "
+        "(embedded chDB). N >= 1: N workers share the API port (one listening socket, SIGHUP restarts them one at a "
+        "time) and reach the hot node, started apart with `lakehouse hot-node`, over Arrow Flight; cached "
+        "answers and ingestion then keep working while the hot node restarts (docs/operations.md).",
+    )
+    api_graceful_shutdown_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a stopping API worker lets its in-flight requests finish before it closes them.",
+    )
     ingest_max_events: int = Field(default=1000, description="Most events accepted in one POST /events.")
     ingest_max_bytes: int = Field(default=1_048_576, description="Largest POST /events body in bytes.")
     request_max_bytes: int = Field(

@@ -1,12 +1,12 @@
-"""The serving process: HTTP API (ingestion and dashboard queries) and, in embedded mode, the hot node.
+"""The HTTP API (ingestion and dashboard queries) over a hot store: what every serving process runs.
 
-It is the one long-running process that owns embedded chDB (chDB allows one process per data folder), so it
-also serves the hot store to the stream job, Dagster runs and the CLI over Arrow Flight.
+Which process owns embedded chDB (chDB allows one process per data folder) and serves it to the stream
+job, Dagster runs and the CLI over Arrow Flight is ``serving.processes``' business: by default the API
+process itself, or a hot node of its own in front of N API workers.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from common.hot_schema import migrate
-from common.hot_store import HotStore, HotStoreError, ensure_hot_node_token, hot_node_tls, open_hot_store
+from common.hot_store import HotStore, HotStoreError
 from common.settings import Settings
 from ingest.api import ingest_router
 from ingest.publisher import EventPublisher, Publisher
@@ -25,14 +24,7 @@ from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
 from serving.graphql_api.router import graphql_router
-from serving.hot_node import start_hot_node
-from serving.observability import (
-    ExternalSampler,
-    RequestObservability,
-    ServingMetrics,
-    configure_logging,
-    metrics_router,
-)
+from serving.observability import RequestObservability, ServingMetrics, metrics_router
 from serving.query.engine import QueryEngine
 from serving.request_guard import RequestGuard
 from serving.restatements import RestatementListener
@@ -47,8 +39,8 @@ from serving.routes.queries import queries_router
 from serving.routes.report_schedules import report_schedules_router
 from serving.routes.web_ui import install_web_ui
 from serving.routes.ws import ws_router
+from serving.tenancy.auth import document_key_security
 from serving.tenancy.query_slots import TenantFairStore, TenantQuerySlots
-from serving.tracing import configure_tracing
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +107,8 @@ def create_app(serving: Serving) -> FastAPI:
     app.include_router(report_schedules_router(serving))  # delivered by Dagster (orchestration/reports/)
     app.include_router(graphql_router(serving, alert_store))  # /graphql: the same services as REST
     install_web_ui(app)  # / → /ui/: the web dashboard and its vendored chart library
+    if serving.auth is not None:
+        document_key_security(app, serving.auth)  # OpenAPI: which operations take a key, and how to send it
 
     @app.get("/health", tags=["operations"], summary="Liveness and hot-tier reachability")
     def health() -> Any:
@@ -142,29 +136,6 @@ def create_app(serving: Serving) -> FastAPI:
     return app
 
 
-LOCAL_ADMIN_KEY = Settings.model_fields["admin_key"].default
-
-
-def is_loopback_host(host: str) -> bool:
-    """Does binding ``host`` keep the API on this machine? (a name other than ``localhost`` counts as not)"""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def unsafe_start_reason(settings: Settings) -> str | None:
-    """Why the API must not start with these settings, or None: the documented local admin key opens every
-    tenant to anyone who read the README, so it is refused on any address other machines can reach."""
-    if settings.admin_key == LOCAL_ADMIN_KEY and not is_loopback_host(settings.api_host):
-        return (f"refusing to serve on {settings.api_host} with the documented local admin key: set "
-                "LAKEHOUSE_ADMIN_KEY to a secret of your own (e.g. `openssl rand -hex 32`), or bind "
-                "LAKEHOUSE_API_HOST to 127.0.0.1")
-    return None
-
-
 def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher | None = None,
                   cache: QueryCache | None = None) -> Serving:
     """What every endpoint shares, API keys on, over ``store``; Kafka and Redis clients unless others are
@@ -182,27 +153,3 @@ def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher |
     enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key
     serving.metrics = ServingMetrics()
     return serving
-
-
-def serve(settings: Settings) -> None:
-    """Run the API (and the hot node when ClickHouse is embedded) until stopped."""
-    import uvicorn
-
-    reason = unsafe_start_reason(settings)
-    if reason:
-        raise SystemExit(reason)
-    configure_logging(settings.log_format)
-    store = open_hot_store(settings, is_hot_node=True)
-    applied = migrate(store)
-    if applied:
-        log.info("hot tier migrations applied: %s", ", ".join(applied))
-    if settings.embedded_clickhouse:
-        start_hot_node(store, settings.hot_node_url, ensure_hot_node_token(settings), settings.hot_node_reader_token,
-                       tls=hot_node_tls(settings))
-    configure_tracing(settings)  # off unless LAKEHOUSE_OTEL_ENDPOINT is set
-    serving = build_serving(settings, store)
-    serving.metrics.sampler = ExternalSampler(settings, store)
-    serving.metrics.sampler.start()
-    app = create_app(serving)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="warning", access_log=False,
-                log_config=None)  # keep configure_logging's handlers (JSON), do not install uvicorn's

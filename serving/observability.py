@@ -397,6 +397,12 @@ def metrics_router(serving: Observed, metrics: ServingMetrics) -> APIRouter:
 _tracer = trace.get_tracer("lakehouse.api")
 
 
+def tracing_on() -> bool:
+    """Has a tracer provider been installed (``serving.tracing.configure_tracing``)? Until then every span
+    would be OpenTelemetry's no-op."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 class RequestObservability:
     """ASGI middleware: request id in and out, one access log line, the HTTP metrics and a trace span (with the
     request id; a no-op unless tracing is configured, serving/tracing.py) per request.
@@ -433,26 +439,29 @@ class RequestObservability:
             await send(message)
 
         method = scope["method"]
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        span = _tracer.start_span(f"{method} {scope['path']}", context=propagate.extract(carrier),
-                                  kind=trace.SpanKind.SERVER,
-                                  attributes={"http.request.method": method, "url.path": scope["path"],
-                                              "lakehouse.request_id": request_id})
-        span_token = otel_context.attach(trace.set_span_in_context(span))
+        span = span_token = None
+        if tracing_on():  # off: not even a no-op span (headers copied, context attached) on the cached path
+            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            span = _tracer.start_span(f"{method} {scope['path']}", context=propagate.extract(carrier),
+                                      kind=trace.SpanKind.SERVER,
+                                      attributes={"http.request.method": method, "url.path": scope["path"],
+                                                  "lakehouse.request_id": request_id})
+            span_token = otel_context.attach(trace.set_span_in_context(span))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = current_route()
-            span.update_name(f"{method} {route}")
-            span.set_attribute("http.route", route)
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(trace.StatusCode.ERROR)
-            if fields.get("tenant") or (scope.get("state") or {}).get("tenant"):
-                span.set_attribute("lakehouse.tenant", fields.get("tenant") or scope["state"]["tenant"])
-            otel_context.detach(span_token)
-            span.end()
+            if span is not None:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+                if fields.get("tenant") or (scope.get("state") or {}).get("tenant"):
+                    span.set_attribute("lakehouse.tenant", fields.get("tenant") or scope["state"]["tenant"])
+                otel_context.detach(span_token)
+                span.end()
             self.metrics.http_requests.labels(method, route, str(status)).inc()
             self.metrics.http_duration.labels(method, route).observe(seconds)
             line = {"request_id": request_id, "method": method, "path": scope["path"], "status": status,

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
+from common.hot_store import is_remote
 from common.redis_clients import async_redis
 from serving.alerts.rules import (
     FIRED,
@@ -283,7 +284,7 @@ def build_evaluator(serving: Serving, alerts: AlertStore) -> AlertEvaluator | No
     # its own engine over the same hot store: alert queries are counted apart from dashboard queries in /stats
     # (alert_evaluations), and a rule only ever reads the hot tier's minute rollups
     engine = QueryEngine(serving.store, horizons=serving.engine.horizons,
-                         timeout_seconds=settings.query_timeout_seconds)
+                         timeout_seconds=settings.query_timeout_seconds, server_timeout=not is_remote(serving.store))
     return AlertEvaluator(
         alerts, engine,
         WebhookSender(settings.alert_webhook_timeout_seconds, settings.alert_webhook_attempts,

@@ -18,7 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from common.hot_store import FlightHotStore, HotStore
+from common.hot_store import HotStore, is_remote
 from common.settings import Settings
 from serving.query.buckets import bucket_starts, empty_value
 from serving.query.kpi_rows import base_spec, with_kpis
@@ -81,7 +81,7 @@ class QueryEngine:
         """The engine as ``settings`` configure it: the lake reader, the tier policy's horizons, the timeout."""
         return cls(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
                    horizons=horizons_from_policy(load_policy(settings)), timeout_seconds=settings.query_timeout_seconds,
-                   server_timeout=not isinstance(store, FlightHotStore))
+                   server_timeout=not is_remote(store))
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
         if spec.kpis:

@@ -154,7 +154,7 @@ def test_workspace_points_at_an_existing_definitions_file() -> None:
 
 
 def test_the_api_refuses_the_local_admin_key_beyond_loopback() -> None:
-    from serving.app import LOCAL_ADMIN_KEY, unsafe_start_reason
+    from serving.start_checks import LOCAL_ADMIN_KEY, unsafe_start_reason
 
     assert LOCAL_ADMIN_KEY == "local-admin-key"
     for host in ("127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"):
