@@ -101,6 +101,12 @@ def build_day_sketches(settings: Settings, day: date, run_id: str | None = None,
                        current.get("checksum", ""), f"{DAY_SKETCHES_TABLE.uri(settings)}/dt={day}", current,
                        built=False)
     daily = read_day(settings, COLD_ROLLUPS_DAILY_TABLE, day)
+    return publish_day_sketches(settings, day, daily, daily_manifest, run_id)
+
+
+def publish_day_sketches(settings: Settings, day: date, daily: pa.Table, daily_manifest: dict[str, Any],
+                         run_id: str | None = None) -> ColdDay:
+    """Commit the sketches of ``daily`` (the day's daily rollups, as published with ``daily_manifest``) as the day."""
     rows = sketch_rows(daily, day)
     whole = rows.filter(pc.equal(rows["dimension"], ""))
     return publish_day(settings, DAY_SKETCHES_TABLE, day, rows, SORT_KEY, [], {
