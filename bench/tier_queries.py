@@ -37,7 +37,15 @@ Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requ
 [--lake-only]``
 (the history, about 1.6 GiB with the hot tier, is kept for the next run of the same day unless it is
 over 1 GiB at the end and ``--keep`` is not given).
-Figures are printed and written to ``bench/results/tier_queries.json``.
+Figures are printed and written to ``bench/results/tier_queries.json`` (``tier_queries_lake.json`` with
+``--lake-only``; another ``--events-per-day`` than 50,000 adds ``_<n>_per_day`` to the name).
+
+Long ranges, old vs new (step 2b, also with ``--lake-only``): the 90-day, 1-year and 7-year day series and
+breakdowns by country answered in process by two ``QueryEngine``s over the API's lake reader, one reading the
+daily rollups (series) or the warm hourly + daily rollups (totals), the other the day sketches
+(``LAKEHOUSE_QUERY_DAY_SKETCHES``), with no hot tier (its horizons 0: the lake answers the whole range), each
+beside DuckDB's bare scan of the files it reads; answers checked (series equal, totals' events equal and unique
+users within the stated bound of the exact count).
 """
 
 from __future__ import annotations
@@ -792,6 +800,8 @@ def main() -> None:
         "memory": memory.report(),
     }
     target = RESULTS_LAKE if args.lake_only else RESULTS
+    if args.events_per_day != parser.get_default("events_per_day"):  # keep the standard history's figures apart
+        target = target.with_name(f"{target.stem}_{args.events_per_day}_per_day.json")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"== written to {target}")
