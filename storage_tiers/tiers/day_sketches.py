@@ -44,6 +44,8 @@ def sketch_rows(daily: pa.Table, day: date) -> pa.Table:
         return DAY_SKETCHES_SCHEMA.empty_table()
     ids = pc.list_flatten(daily["user_ids"])
     parent = pc.list_parent_indices(daily["user_ids"])
+    known = pc.is_valid(ids)  # a missing user id is nobody (as DuckDB's list_distinct counts the daily rollups)
+    ids, parent = ids.filter(known), parent.filter(known)
     distinct = pc.unique(ids)
     hashes = hash_each(distinct.to_pylist())
     user_hash = pa.array(hashes[pc.index_in(ids, distinct).to_numpy(zero_copy_only=False)], pa.uint64())

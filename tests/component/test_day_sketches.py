@@ -62,7 +62,8 @@ def _daily_rollups(events: list[dict[str, Any]], day: date) -> pa.Table:
         groups[tuple(e[k] for k in ROLLUP_KEYS)].append(e)
     rows = [{**dict(zip(ROLLUP_KEYS, key, strict=True)), "day": datetime.combine(day, datetime.min.time(), UTC),
              "events": len(members), "revenue": sum(e["revenue"] for e in members),
-             "user_ids": sorted({e["user_id"] for e in members})} for key, members in groups.items()]
+             "user_ids": sorted({e["user_id"] for e in members}, key=lambda u: (u is None, u or ""))}
+            for key, members in groups.items()]
     return pa.Table.from_pylist(rows, schema=DAILY_SCHEMA)
 
 
@@ -217,3 +218,21 @@ def test_a_retention_purge_leaves_the_sketches_as_a_rebuild_would_and_keeps_held
         rebuilt.sort_by([("dimension", "ascending"), ("value", "ascending")]).to_pylist()
     purges = {r["dataset"] for r in audit.records() if r["action"] == "purge"}
     assert "day_sketches" in purges
+
+
+def test_sketch_rows_count_each_dimension_value_once_and_no_missing_user() -> None:
+    day = date(2026, 1, 1)
+    daily = _daily_rollups([
+        {"tenant": "a", "event": "view", "country": None, "device": "m", "page": "/", "user_id": "x", "revenue": 0.0},
+        {"tenant": "a", "event": "view", "country": None, "device": "m", "page": "/b", "user_id": "x", "revenue": 0.0},
+        {"tenant": "a", "event": "buy", "country": "US", "device": "d", "page": "/", "user_id": "y", "revenue": 2.5},
+        {"tenant": "b", "event": "view", "country": "US", "device": "m", "page": "/", "user_id": None, "revenue": 0.0},
+    ], day)
+    got = {(r["tenant"], r["dimension"], r["value"]): (r["events"], r["revenue"], r["users"])
+           for r in sketch_rows(daily, day).to_pylist()}
+    assert got == {
+        ("a", "", ""): (3, 2.5, 2), ("a", "event", "view"): (2, 0.0, 1), ("a", "event", "buy"): (1, 2.5, 1),
+        ("a", "country", ""): (2, 0.0, 1), ("a", "country", "US"): (1, 2.5, 1), ("a", "device", "m"): (2, 0.0, 1),
+        ("a", "device", "d"): (1, 2.5, 1),
+        ("b", "", ""): (1, 0.0, 0), ("b", "event", "view"): (1, 0.0, 0), ("b", "country", "US"): (1, 0.0, 0),
+        ("b", "device", "m"): (1, 0.0, 0)}
