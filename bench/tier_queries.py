@@ -446,7 +446,7 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
     from storage_tiers.tiers.day_sketches import PRECISIONS
 
     horizons = Horizons(hot_minute=timedelta(0), hot_hour=timedelta(0), warm_hour=timedelta(days=365))
-    reader = LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds)
+    reader = LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds)  # as the API's
     old = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=False)
     new = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=True)
     out = []
@@ -468,10 +468,11 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                             table = segment.source.table
                             files = reader.files(table, segment.start, segment.end)
                             if files:
-                                reader.execute(SCAN_SQL[table], {
-                                    "files": files, "tenant": TENANT, "dimension": "" if shape == "series" else
-                                    "country", "first": segment.start.date(),
-                                    "last": (segment.end - timedelta(microseconds=1)).date()}, 600)
+                                params = {"files": files, "tenant": TENANT, "first": segment.start.date(),
+                                          "last": (segment.end - timedelta(microseconds=1)).date()}
+                                if table == "day_sketches":
+                                    params["dimension"] = "" if shape == "series" else "country"
+                                reader.execute(SCAN_SQL[table], params, 600)
                     scans[name], _ = _timed(scan, runs, cell_seconds)
                 row: dict[str, Any] = {
                     "range": label, "shape": shape,
@@ -480,7 +481,7 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                     "new_median_ms": round(statistics.median(new_t) * 1000, 1),
                     "old_scan_median_ms": round(statistics.median(scans["old"]) * 1000, 1),
                     "new_scan_median_ms": round(statistics.median(scans["new"]) * 1000, 1),
-                    "runs": [len(old_t), len(new_t)],
+                    "runs": [len(old_t), len(new_t)], "lake_metadata_cache": settings.lake_metadata_cache,
                     "new_approximate": new_answer.approximate, "new_error_bounds": new_answer.error_bounds,
                 }
                 row["new_over_old"] = round(row["new_median_ms"] / row["old_median_ms"], 4)
