@@ -117,3 +117,24 @@ def publish_day_sketches(settings: Settings, day: date, daily: pa.Table, daily_m
         "events": int(pc.sum(whole["events"]).as_py() or 0),
         "precisions": PRECISIONS,
     }, run_id)
+
+
+def backfill(settings: Settings, run_id: str | None = None, progress: Any = print) -> list[date]:
+    """Build the sketches of every day the daily rollups hold whose sketches are missing or not current (a lake
+    written before the day sketches existed); returns the days built. Safe to run again: current days are skipped."""
+    from common.lake_tables import open_table, partition_stats
+
+    delta = open_table(settings, COLD_ROLLUPS_DAILY_TABLE)
+    built = []
+    for start in sorted(partition_stats(delta, COLD_ROLLUPS_DAILY_TABLE)) if delta is not None else []:
+        day = start.date()
+        result = build_day_sketches(settings, day, run_id)
+        if result is not None and result.built:
+            built.append(day)
+            progress(f"day sketches of {day}: {result.rows} rows")
+    return built
+
+
+if __name__ == "__main__":  # python -m storage_tiers.tiers.day_sketches: backfill the lake the settings name
+    days = backfill(Settings(), "backfill")
+    print(f"built the day sketches of {len(days)} day(s)")

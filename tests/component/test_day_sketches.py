@@ -236,3 +236,17 @@ def test_sketch_rows_count_each_dimension_value_once_and_no_missing_user() -> No
         ("a", "device", "d"): (1, 2.5, 1),
         ("b", "", ""): (1, 0.0, 0), ("b", "event", "view"): (1, 0.0, 0), ("b", "country", "US"): (1, 0.0, 0),
         ("b", "device", "m"): (1, 0.0, 0)}
+
+
+def test_a_backfill_builds_the_missing_days_once(tmp_path: Path) -> None:
+    from storage_tiers.tiers.day_sketches import backfill
+
+    settings = Settings(home=tmp_path / "home", tier_policy="")
+    rng = random.Random(3)
+    days = [date(2025, 3, 1), date(2025, 3, 2)]
+    for day in days:
+        events = _events(day, "acme", rng, 100, 50)
+        publish_day(settings, COLD_ROLLUPS_DAILY_TABLE, day, _daily_rollups(events, day), ROLLUP_KEYS, [], {}, "t")
+    assert backfill(settings, progress=lambda _line: None) == days
+    assert all(is_current(settings, d) for d in days)
+    assert backfill(settings, progress=lambda _line: None) == [], "nothing left to build"
