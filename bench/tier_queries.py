@@ -37,7 +37,15 @@ Usage: ``python -m bench.tier_queries [--events-per-day 50000] [--fresh] [--requ
 [--lake-only]``
 (the history, about 1.6 GiB with the hot tier, is kept for the next run of the same day unless it is
 over 1 GiB at the end and ``--keep`` is not given).
-Figures are printed and written to ``bench/results/tier_queries.json``.
+Figures are printed and written to ``bench/results/tier_queries.json`` (``tier_queries_lake.json`` with
+``--lake-only``; another ``--events-per-day`` than 50,000 adds ``_<n>_per_day`` to the name).
+
+Long ranges, old vs new (step 2b, also with ``--lake-only``): the 90-day, 1-year and 7-year day series and
+breakdowns by country answered in process by two ``QueryEngine``s over the API's lake reader, one reading the
+daily rollups (series) or the warm hourly + daily rollups (totals), the other the day sketches
+(``LAKEHOUSE_QUERY_DAY_SKETCHES``), with no hot tier (its horizons 0: the lake answers the whole range), each
+beside DuckDB's bare scan of the files it reads; answers checked (series equal, totals' events equal and unique
+users within the stated bound of the exact count).
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ import pyarrow.compute as pc
 
 from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake_tables import ROLLUPS_HOURLY_TABLE, append_rows, open_table
+from common.lake_tables import DAY_SKETCHES_TABLE, ROLLUPS_HOURLY_TABLE, append_rows, open_table
 from common.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, minute_rollups
 from common.settings import REPO_ROOT, Settings
 
@@ -214,6 +222,8 @@ class Laid:
     daily_rows: int = 0
     daily_bytes: int = 0
     daily_days: int = 0
+    sketch_rows: int = 0
+    sketch_bytes: int = 0
     hot_rows: int = 0
     hot_minute_rows: int = 0
     events_total: int = 0
@@ -226,10 +236,12 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
     """Write every tier's files (and hot rows when ``hot`` is given) for ``HISTORY_DAYS`` days up to now."""
     from common.lake_tables import COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE
     from storage_tiers.tiers.cold_files import EVENTS_SORT, _hour_counts, publish_day
+    from storage_tiers.tiers.day_sketches import sketch_rows
 
     laid = Laid()
     started = time.perf_counter()
     hot_batch: list[pa.Table] = []
+    sketch_batch: list[pa.Table] = []
     first = history.today - timedelta(days=HISTORY_DAYS)
     for offset in range(HISTORY_DAYS + 1):
         day = first + timedelta(days=offset)
@@ -253,6 +265,13 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
                                RUN_ID)
             laid.daily_rows, laid.daily_bytes, laid.daily_days = laid.daily_rows + cold.rows, \
                 laid.daily_bytes + cold.bytes, laid.daily_days + 1
+            # the day sketches, the rows the tier mover builds right after the daily rollups (appended SKETCH_BATCH
+            # days per commit, one file per day as the mover leaves them: a commit per day would double the time
+            # this takes on a loaded machine, and the readers list files from the log either way)
+            sketch_batch.append(sketch_rows(daily, day))
+            if len(sketch_batch) == SKETCH_BATCH:
+                _append_sketches(settings, sketch_batch, laid)
+                sketch_batch = []
         if age <= WARM_DAYS:
             complete = events.filter(pc.less(events["timestamp"], pa.scalar(
                 history.now.replace(minute=0, second=0, microsecond=0), pa.timestamp("ms", tz="UTC"))))
@@ -273,12 +292,26 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
                   f"{time.perf_counter() - started:.0f}s")
     if hot_batch and hot is not None:
         hot.insert_arrow("rollups_1m_ingest", pa.concat_tables(hot_batch))
-    for table in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE, ROLLUPS_HOURLY_TABLE):
+    if sketch_batch:
+        _append_sketches(settings, sketch_batch, laid)
+    for table in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE, ROLLUPS_HOURLY_TABLE, DAY_SKETCHES_TABLE):
         delta = open_table(settings, table)
         if delta is not None:
             delta.create_checkpoint()
     laid.seconds = round(time.perf_counter() - started, 1)
     return laid
+
+
+SKETCH_BATCH = 64
+
+
+def _append_sketches(settings: Settings, batch: list[pa.Table], laid: Laid) -> None:
+    """Days of sketch rows appended to the day sketches' table in one commit (one file per day: partition dt)."""
+    rows = pa.concat_tables(batch)
+    rows = rows.append_column("dt", pc.cast(rows["day"], pa.date32()))
+    append_rows(settings, DAY_SKETCHES_TABLE, rows, "bench", {"rows": rows.num_rows})
+    laid.sketch_rows += rows.num_rows
+    laid.sketch_bytes += rows.nbytes  # in memory; the files are smaller (zstd)
 
 
 def write_warm_day(settings: Settings, hourly: pa.Table) -> tuple[int, int, int]:
@@ -368,6 +401,113 @@ def same_answer(a: pa.Table, b: pa.Table) -> dict[str, Any]:
         diffs["revenue"] += abs(x["revenue"] - y["revenue"]) > 1e-6 * max(1.0, abs(x["revenue"]))
     return {"equal": not any(diffs.values()), "rows": len(rows_a), "differing_rows": diffs,
             "events_total": sum(r["events"] for r in rows_a)}
+
+
+# ------------------------------------------------------------------------------ long ranges, old vs new
+
+LONG_RANGES = (("90d", 90), ("1y", 365), ("7y", 7 * 365))
+LAKE_ONLY_NOTE = ("the lake's part of each answer, in process (QueryEngine + the API's lake reader; no hot tier: "
+                  "its horizons set to 0, so the lake answers the whole range, the recent 90 days included)")
+SCAN_SQL = {
+    "day_sketches": "SELECT count(*) AS n, sum(events) AS events, sum(octet_length(sketch)) AS b "
+                    "FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE}) "
+                    "WHERE tenant = $tenant AND dimension = $dimension AND dt BETWEEN $first AND $last",
+    "rollups_daily": "SELECT count(*) AS n, sum(events) AS events, sum(len(user_ids)) AS ids "
+                     "FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE}) "
+                     "WHERE tenant = $tenant AND dt BETWEEN $first AND $last",
+    "rollups_hourly": "SELECT count(*) AS n, sum(events) AS events, sum(len(user_ids)) AS ids "
+                      "FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE, "
+                      "'hour_of_day': INTEGER}) WHERE tenant = $tenant AND dt BETWEEN $first AND $last",
+}
+
+
+def _timed(fn: Any, runs: int, cell_seconds: float) -> tuple[list[float], Any]:
+    """At least 2 runs (3 if time allows), up to ``runs`` while under ``cell_seconds``; seconds of each, last result."""
+    times, result, started = [], None, time.perf_counter()
+    for k in range(runs):
+        if k >= 2 and time.perf_counter() - started > cell_seconds:
+            break
+        t0 = time.perf_counter()
+        result = fn(k)
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: float) -> list[dict[str, Any]]:
+    """Per range and shape: the old path (daily rollups for day series; warm hourly + daily rollups for totals) and
+    the new one (day sketches), side by side, each beside DuckDB's bare scan of the files it reads; answers checked:
+    day series equal (events, users; revenue within 1e-9), totals' events equal and unique users within the stated
+    bound of the exact count (the daily rollups' distinct ids over the range, ``tier=cold``)."""
+    from common.sketches import relative_error_bound
+    from serving.query.engine import QueryEngine
+    from serving.query.spec import Order, QuerySpec
+    from serving.query.tier_routing import Horizons, plan
+    from storage_tiers.lake.reader import LakeRollupReader
+    from storage_tiers.tiers.day_sketches import PRECISIONS
+
+    horizons = Horizons(hot_minute=timedelta(0), hot_hour=timedelta(0), warm_hour=timedelta(days=365))
+    reader = LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds)  # as the API's
+    old = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=False)
+    new = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=True)
+    out = []
+    try:
+        for label, days in LONG_RANGES:
+            for shape in ("series", "breakdown"):
+                def spec(k: int, tier: str = "auto", days: int = days, shape: str = shape) -> QuerySpec:
+                    to = now - timedelta(seconds=1 + k)  # each its own range, as uncached requests would be
+                    extra: dict[str, Any] = ({"granularity": "day"} if shape == "series" else
+                                             {"dimensions": ("country",), "order_by": (Order("events"),)})
+                    return QuerySpec(metrics=("events", "revenue", "unique_users"), start=to - timedelta(days=days),
+                                     end=to, tier=tier, **extra)
+                old_t, old_answer = _timed(lambda k: old.run(TENANT, spec(k), now), runs, cell_seconds)
+                new_t, new_answer = _timed(lambda k: new.run(TENANT, spec(k), now), runs, cell_seconds)
+                scans = {}
+                for name, engine_on in (("old", False), ("new", True)):
+                    def scan(k: int, engine_on: bool = engine_on, shape: str = shape) -> None:
+                        for segment in plan(spec(k), now, horizons, day_sketches=engine_on):
+                            table = segment.source.table
+                            files = reader.files(table, segment.start, segment.end)
+                            if files:
+                                params = {"files": files, "tenant": TENANT, "first": segment.start.date(),
+                                          "last": (segment.end - timedelta(microseconds=1)).date()}
+                                if table == "day_sketches":
+                                    params["dimension"] = "" if shape == "series" else "country"
+                                reader.execute(SCAN_SQL[table], params, 600)
+                    scans[name], _ = _timed(scan, runs, cell_seconds)
+                row: dict[str, Any] = {
+                    "range": label, "shape": shape,
+                    "old_sources": old_answer.sources, "new_sources": new_answer.sources,
+                    "old_median_ms": round(statistics.median(old_t) * 1000, 1),
+                    "new_median_ms": round(statistics.median(new_t) * 1000, 1),
+                    "old_scan_median_ms": round(statistics.median(scans["old"]) * 1000, 1),
+                    "new_scan_median_ms": round(statistics.median(scans["new"]) * 1000, 1),
+                    "runs": [len(old_t), len(new_t)], "lake_metadata_cache": settings.lake_metadata_cache,
+                    "new_approximate": new_answer.approximate, "new_error_bounds": new_answer.error_bounds,
+                }
+                row["new_over_old"] = round(row["new_median_ms"] / row["old_median_ms"], 4)
+                row["old_over_its_scan"] = round(row["old_median_ms"] / max(row["old_scan_median_ms"], 0.01), 2)
+                row["new_over_its_scan"] = round(row["new_median_ms"] / max(row["new_scan_median_ms"], 0.01), 2)
+                if shape == "series":
+                    a, b = old_answer.rows, new_answer.rows
+                    row["answers_equal"] = len(a) == len(b) and all(
+                        x[0] == y[0] and x[1] == y[1] and x[3] == y[3]
+                        and abs(x[2] - y[2]) <= 1e-9 * max(1.0, abs(x[2])) for x, y in zip(a, b, strict=True))
+                else:
+                    exact = {r[0]: r[1:] for r in old.run(TENANT, spec(len(new_t) - 1, "cold"), now).rows}
+                    bound = relative_error_bound(PRECISIONS["country"])
+                    errors = [abs(r[3] - exact[r[0]][2]) / exact[r[0]][2] for r in new_answer.rows]
+                    row["unique_users_max_rel_error"] = round(max(errors), 5)
+                    row["answers_equal"] = (
+                        {r[0]: r[1] for r in new_answer.rows} == {k: v[0] for k, v in exact.items()}
+                        and max(errors) <= bound)
+                print(f"   {label:>4} {shape:<9} old {row['old_median_ms']:>9} ms (scan {row['old_scan_median_ms']}) "
+                      f"new {row['new_median_ms']:>7} ms (scan {row['new_scan_median_ms']}); new/old "
+                      f"{row['new_over_old']}; equal {row['answers_equal']}; load {os.getloadavg()[0]:.2f}")
+                row["load_avg_1m"] = round(os.getloadavg()[0], 2)
+                out.append(row)
+    finally:
+        reader.close()
+    return out
 
 
 # ------------------------------------------------------------------------------------------- the API
@@ -538,6 +678,7 @@ def main() -> None:
         print("== starting Redis and the API/hot node (no Kafka: queries do not need it)")
         stack.up(["redis", "api"])
     dashboards: list[dict[str, Any]] = []
+    long: list[dict[str, Any]] = []
     check: dict[str, Any] = {"ok": True, "skipped": "--lake-only: no API"}
     memory = MemorySampler(settings.home).start()  # resident memory of each process, in the results
     try:
@@ -566,6 +707,8 @@ def main() -> None:
                          "mib": round(laid.raw_bytes / 2**20, 1)},
             "cold_rollups_daily": {"days": laid.daily_days, "rows": laid.daily_rows,
                                    "mib": round(laid.daily_bytes / 2**20, 1)},
+            "cold_day_sketches": {"days": laid.daily_days, "rows": laid.sketch_rows,
+                                  "mib": round(folder_bytes(lake / "cold" / "day_sketches") / 2**20, 1)},
             "warm_rollups_hourly": {"days": WARM_DAYS + 1, "files": laid.warm_files, "rows": laid.warm_rows,
                                     "mib": round(laid.warm_bytes / 2**20, 1)},
             "hot": {"days": HOT_DAYS + 1, "rollups_1m_ingest_rows": laid.hot_rows,
@@ -593,6 +736,9 @@ def main() -> None:
                   f"{fig['rows_in_range']:,} rows in range, {fig['files_read']} files read")
         print(f"   raw and daily answers equal: {agreement}")
 
+        print("== long ranges, old (daily rollups / warm hourly rollups) vs new (day sketches): " + LAKE_ONLY_NOTE)
+        long = long_ranges(settings, now, max(3, min(args.requests, 7)), args.cell_seconds)
+
         if stack is not None:
             print(f"== dashboards through the API: POST /v1/query, {args.requests} uncached + {args.requests} "
                   "cached each")
@@ -618,6 +764,11 @@ def main() -> None:
         print(f"   {fig['query']:34}{fig['cold_s']:>10.2f}{fig['warm_median_s']:>10.2f}"
               f"{fig['warm_rows_per_s']:>14,}{fig['files_read']:>7}")
     print()
+    print(f"   {'long range':11}{'shape':10}{'old ms':>10}{'old scan':>10}{'new ms':>9}{'new scan':>10}{'new/old':>9}")
+    for row in long:
+        print(f"   {row['range']:11}{row['shape']:10}{row['old_median_ms']:>10}{row['old_scan_median_ms']:>10}"
+              f"{row['new_median_ms']:>9}{row['new_scan_median_ms']:>10}{row['new_over_old']:>9}")
+    print()
     print(f"   {'range':6}{'shape':10}{'uncached p50/p99 ms':>22}{'cached p50/p99 ms':>20}   sources")
     for row in dashboards:
         print(f"   {row['range']:6}{row['shape']:10}{row['uncached_p50_ms']!s:>11}/{row['uncached_p99_ms']!s:<10}"
@@ -640,18 +791,25 @@ def main() -> None:
         "dashboards": {"endpoint": "POST /v1/query", "tenant": TENANT,
                        "series": "events, revenue, unique_users per day",
                        "breakdown": "events, revenue, unique_users per country", "by_range": dashboards},
+        "long_ranges": {"how": LAKE_ONLY_NOTE, "tenant": TENANT,
+                        "series": "events, revenue, unique_users per day",
+                        "breakdown": "events, revenue, unique_users per country",
+                        "scan": "DuckDB's bare scan of the same files (tenant's rows, a count and sums of the columns "
+                                "the path reads)", "by_range": long},
         "check_7y_series": check,
         "home_bytes": size,
         "memory": memory.report(),
     }
     target = RESULTS_LAKE if args.lake_only else RESULTS
+    if args.events_per_day != parser.get_default("events_per_day"):  # keep the standard history's figures apart
+        target = target.with_name(f"{target.stem}_{args.events_per_day}_per_day.json")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(f"== written to {target}")
     if size > 2**30 and not args.keep:
         print(f"== deleting the bench home ({size / 2**30:.1f} GiB; --keep keeps it)")
         shutil.rmtree(HOME, ignore_errors=True)
-    if not (agreement["equal"] and check["ok"]):
+    if not (agreement["equal"] and check["ok"] and all(r["answers_equal"] for r in long)):
         raise SystemExit("answers disagree: see the checks above")
 
 

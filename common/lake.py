@@ -48,6 +48,12 @@ def rollups_daily_path(settings: Settings) -> str:
     return _join(settings.effective_lake_uri, "cold", "rollups_daily")
 
 
+def day_sketches_path(settings: Settings) -> str:
+    """Per tenant and UTC day: exact events, revenue and users, and mergeable distinct-user sketches (a Delta table
+    partitioned by ``dt``, storage_tiers/tiers/day_sketches.py): what long ranges are answered from."""
+    return _join(settings.effective_lake_uri, "cold", "day_sketches")
+
+
 def audit_log_path(settings: Settings) -> str:
     """The tier audit log: one JSON object per record, ``<12-digit seq>.json`` (storage_tiers.compliance.audit_log)."""
     return _join(settings.effective_lake_uri, "audit", "log")

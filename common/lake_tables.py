@@ -37,7 +37,14 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from common.lake import archive_path, cold_events_path, is_s3, rollups_daily_path, rollups_hourly_path
+from common.lake import (
+    archive_path,
+    cold_events_path,
+    day_sketches_path,
+    is_s3,
+    rollups_daily_path,
+    rollups_hourly_path,
+)
 from common.settings import Settings
 
 PROVENANCE_KEY = "lakehouse.provenance"  # commit metadata: JSON of what the commit wrote and from what
@@ -52,6 +59,13 @@ TARGET_FILE_BYTES = 64 * 1024 * 1024
 
 
 # The warm hourly rollups' columns (without the partition columns dt, hour_of_day).
+# cold/day_sketches: per tenant, UTC day and (dimension, value) — ("", "") for the tenant's whole day — the day's
+# exact events, revenue and distinct users, and a mergeable sketch of its users (common.sketches)
+DAY_SKETCHES_SCHEMA = pa.schema([
+    ("tenant", pa.string()), ("dimension", pa.string()), ("value", pa.string()),
+    ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()), ("revenue", pa.float64()),
+    ("users", pa.int64()), ("sketch", pa.binary()),
+])
 ROLLUPS_HOURLY_SCHEMA = pa.schema([
     ("tenant", pa.string()), ("event", pa.string()), ("country", pa.string()), ("device", pa.string()),
     ("page", pa.string()), ("hour", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
@@ -60,7 +74,8 @@ ROLLUPS_HOURLY_SCHEMA = pa.schema([
 
 
 _LOCATIONS = {"archive/events": archive_path, "warm/rollups_hourly": rollups_hourly_path,
-              "cold/events": cold_events_path, "cold/rollups_daily": rollups_daily_path}
+              "cold/events": cold_events_path, "cold/rollups_daily": rollups_daily_path,
+              "cold/day_sketches": day_sketches_path}
 
 
 @dataclass(frozen=True)
@@ -68,7 +83,7 @@ class WarmTable:
     """One Delta table of the lake: where it is and which columns partition it (the name is historical: the cold
     tables are ``WarmTable`` objects too, partitioned by day only)."""
 
-    name: str  # archive/events | warm/rollups_hourly | cold/events | cold/rollups_daily
+    name: str  # archive/events | warm/rollups_hourly | cold/events | cold/rollups_daily | cold/day_sketches
     day_column: str  # dt (DATE)
     hour_column: str | None  # hour | hour_of_day (INTEGER 0-23); None: partitioned by day only (cold)
 
@@ -96,8 +111,10 @@ COLD_EVENTS_TABLE = WarmTable("cold/events", "dt", None)
 COLD_ROLLUPS_DAILY_TABLE = WarmTable("cold/rollups_daily", "dt", None)
 WARM_TABLES = {t.name: t for t in (ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE)}
 COLD_TABLES = {t.name: t for t in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE)}
+# Derived from the daily rollups, day by day (never migrated from folders: it has no older layout)
+DAY_SKETCHES_TABLE = WarmTable("cold/day_sketches", "dt", None)
 # Every Delta table of the lake (what table maintenance walks).
-LAKE_TABLES = {**WARM_TABLES, **COLD_TABLES}
+LAKE_TABLES = {**WARM_TABLES, **COLD_TABLES, DAY_SKETCHES_TABLE.name: DAY_SKETCHES_TABLE}
 
 
 def as_utc_hour(hour: datetime) -> datetime:

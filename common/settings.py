@@ -140,6 +140,19 @@ class Settings(BaseSettings):
     query_timeout_seconds: float = Field(
         default=30.0, description="A dashboard or ad-hoc query running longer is cancelled and answered 504."
     )
+    query_day_sketches: bool = Field(
+        default=False,
+        description="Answer long ranges (past the hot tier's 90 days) of events, revenue and unique users, by at "
+        "most one of event/country/device, in UTC days or as totals, from the lake's day sketches "
+        "(cold/day_sketches): one row per day instead of every dimension's rows; unique users over several days are "
+        "then a HyperLogLog estimate whose error bound the answer states (error_bounds).",
+    )
+    lake_metadata_cache: bool = Field(
+        default=False,
+        description="Keep the Parquet footers of the lake files the API has read (DuckDB's parquet_metadata_cache), "
+        "so long ranges over thousands of day files do not re-read them on every query (a 7-year day series: about "
+        "half the time); costs a few KB of memory per file read.",
+    )
     lake_session_seconds: float = Field(
         default=60.0,
         description="How long the API reuses a listing of the lake's warm/cold partition folders (its lake reader "

@@ -52,6 +52,9 @@ class Answered:
     read_from: str | None
     approximate: list[str] = strawberry.field(description="the metrics whose values are estimates (e.g. unique users "
                                                           "from the coarser tiers)")
+    error_bounds: JSON = strawberry.field(description="per approximate metric, {relative_error, note}: the bound its "
+                                                      "error stays within (null: none can be given) and why it is "
+                                                      "approximate")
     truncated: bool
     took_ms: float
     cache: str = strawberry.field(description="hit, stale, miss, coalesced or bypass: REST's X-Cache")
@@ -62,7 +65,8 @@ def _answered(answer: Answer) -> tuple[dict[str, Any], dict[str, Any]]:
     body = orjson.loads(answer.body)
     return {"tenant": body["tenant"], "from_": body["from"], "to": body["to"], "granularity": body["granularity"],
             "sources": body["sources"], "read_from": body["read_from"], "approximate": body["approximate"],
-            "truncated": body["truncated"], "took_ms": body["took_ms"], "cache": answer.how}, body
+            "error_bounds": body.get("error_bounds", {}), "truncated": body["truncated"], "took_ms": body["took_ms"],
+            "cache": answer.how}, body
 
 
 @strawberry.type

@@ -6,7 +6,10 @@ reader (``storage_tiers.lake.reader``: the rollups of the piece's range only, a 
 and LIMIT into its SQL (top-N over thousands of pages stays in the engine); pieces of a split range
 are merged here first. A bucket never spans two tiers, so merged time series are exact; totals over a
 split range add the pieces, which is exact for counts and revenue and an upper bound for unique users
-(flagged ``approximate``).
+(flagged ``approximate``). With ``day_sketches`` on, long ranges read the lake's day sketches
+(``serving.query.sketch_answers``): unique users merged from several days' sketches are an estimate whose
+relative error bound the answer states in ``error_bounds``, beside every other approximate metric's
+(``relative_error`` None: no bound can be given, ``note`` says why).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from common.hot_store import HotStore, is_remote
 from common.settings import Settings
 from serving.query.buckets import bucket_starts, empty_value
 from serving.query.kpi_rows import base_spec, with_kpis
+from serving.query.sketch_answers import answer_rows, compile_sketch_read
 from serving.query.spec import METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
 from serving.query.tier_routing import Horizons, Segment, horizons_from_policy, plan
@@ -44,6 +48,8 @@ class QueryResult:
     rows: list[list[Any]]  # a bucket is epoch seconds (UTC)
     sources: list[str] = field(default_factory=list)  # e.g. ["hot:rollups_1h", "warm:rollups_hourly"]
     approximate: list[str] = field(default_factory=list)
+    # per approximate metric: {"relative_error": bound or None, "note": how it is approximate}
+    error_bounds: dict[str, dict[str, Any]] = field(default_factory=dict)
     truncated: bool = False
     took_ms: float = 0.0
     # where the rows read begin: rollup rows start on their hour or day, so a range starting inside one
@@ -66,6 +72,7 @@ class QueryEngine:
         horizons: Horizons | None = None,
         timeout_seconds: float = 30.0,
         server_timeout: bool = True,
+        day_sketches: bool = False,
     ) -> None:
         self._store = store
         self._lake = lake
@@ -75,38 +82,50 @@ class QueryEngine:
         # clients are bounded by the Flight call's timeout instead
         self._server_timeout = server_timeout
         self.tier_queries: dict[str, int] = {"hot": 0, "warm": 0, "cold": 0}
+        self.day_sketches = day_sketches  # long ranges from the lake's day sketches (tier_routing)
 
     @classmethod
     def for_settings(cls, settings: Settings, store: HotStore) -> QueryEngine:
         """The engine as ``settings`` configure it: the lake reader, the tier policy's horizons, the timeout."""
         return cls(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
                    horizons=horizons_from_policy(load_policy(settings)), timeout_seconds=settings.query_timeout_seconds,
-                   server_timeout=not is_remote(store))
+                   server_timeout=not is_remote(store), day_sketches=settings.query_day_sketches)
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
         if spec.kpis:
             return self._run_with_kpis(tenant, spec, now)
         started = time.perf_counter()
-        segments = plan(spec, now, self.horizons)
+        segments = plan(spec, now, self.horizons, day_sketches=self.day_sketches)
         whole = len(segments) == 1
         columns = (["bucket"] if spec.granularity else []) + list(spec.dimensions) + list(spec.metrics)
-        pieces = [self._run_segment(spec, segment, tenant, whole) for segment in segments]
-        rows = pieces[0] if whole else _merge(spec, pieces)
+        bounds: dict[str, float] = {}
+        pieces = [self._run_segment(spec, segment, tenant, whole, bounds) for segment in segments]
+        in_engine = whole and segments[0].source.table != "day_sketches"  # HAVING, ORDER BY, LIMIT ran in SQL
+        rows = pieces[0] if in_engine else _merge(spec, pieces)
         if spec.fill != "none":
             rows = _filled(spec, rows)
         truncated = False
         if spec.limit is None and len(rows) > DEFAULT_ROW_CAP:
             rows, truncated = rows[:DEFAULT_ROW_CAP], True
-        approximate = []
+        error_bounds: dict[str, dict[str, Any]] = {
+            m: {"relative_error": bound, "note": "unique users merged from day sketches (HyperLogLog): within this "
+                "relative error in ~99.7 % of answers"} for m, bound in bounds.items()}
         if not whole and not spec.granularity:
-            approximate = [m for m in spec.metrics if METRICS[m].measure == "users"]
+            for m in spec.metrics:
+                if METRICS[m].measure == "users":
+                    error_bounds[m] = {"relative_error": None, "note": "the sum of the tiers' counts: an upper bound "
+                                       "(a user seen in two tiers' pieces counts twice)"}
         if spec.local_days and any(s.source.step >= 86400 for s in segments):
-            approximate = list(spec.metrics)  # UTC days standing in for the zone's days (see tier_routing)
+            # UTC days standing in for the zone's days (see tier_routing)
+            error_bounds = {m: {"relative_error": None, "note": "UTC days stand in for the zone's days past the "
+                                "warm tier"} for m in spec.metrics}
+        approximate = [m for m in spec.metrics if m in error_bounds]
         return QueryResult(
             columns=columns,
             rows=[[row[c] for c in columns] for row in rows],
             sources=[f"{s.source.tier}:{s.source.table}" for s in segments],
             approximate=approximate,
+            error_bounds=error_bounds,
             truncated=truncated,
             took_ms=round((time.perf_counter() - started) * 1000, 2),
             read_from=segments[0].start,
@@ -121,10 +140,14 @@ class QueryEngine:
         shaky = set(base.approximate)
         approximate = [m for m in spec.metrics
                        if m in shaky or any(k.name == m and shaky & set(k.metrics) for k in spec.kpis)]
+        bounds = {m: base.error_bounds[m] for m in approximate if m in base.error_bounds}
+        for m in approximate:  # a KPI: as approximate as the metrics it reads, with no bound of its own
+            bounds.setdefault(m, {"relative_error": None, "note": "computed from approximate metrics"})
         return replace(base, columns=columns, rows=[[row[c] for c in columns] for row in rows],
-                       approximate=approximate)
+                       approximate=approximate, error_bounds=bounds)
 
-    def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
+    def _run_segment(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool,
+                     bounds: dict[str, float]) -> list[dict[str, Any]]:
         self.tier_queries[segment.source.tier] += 1
         # one span per tier query (a no-op unless tracing is configured: serving/tracing.py)
         with _tracer.start_as_current_span(f"query {segment.source.tier}", attributes={
@@ -133,6 +156,8 @@ class QueryEngine:
                 "lakehouse.from": segment.start.isoformat(), "lakehouse.to": segment.end.isoformat()}) as span:
             if segment.source.tier == "hot":
                 rows = self._run_hot(spec, segment, tenant, whole)
+            elif segment.source.table == "day_sketches":
+                rows = self._run_sketches(spec, segment, tenant, bounds)
             else:
                 rows = self._run_lake(spec, segment, tenant, whole)
             span.set_attribute("lakehouse.rows", len(rows))
@@ -150,6 +175,27 @@ class QueryEngine:
             if "TIMEOUT_EXCEEDED" in str(exc):
                 raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
             raise
+
+    def _run_sketches(self, spec: QuerySpec, segment: Segment, tenant: str,
+                      bounds: dict[str, float]) -> list[dict[str, Any]]:
+        if self._lake is None:
+            raise QueryError("this server has no warm/cold tier configured (lake queries are off)")
+        for fresh in (False, True):  # listed files gone since (a mover, a purge): list again, once
+            relation = self._lake.relation(segment.source.table, segment.start, segment.end, fresh=fresh)
+            sql, params, dimension = compile_sketch_read(spec, segment, tenant, relation)
+            try:
+                read = self._lake.execute(sql, params, self.timeout_seconds).to_pylist()
+            except LakeQueryTimeout as exc:
+                raise QueryTimeout(str(exc)) from None
+            except LakeFilesChanged:
+                if fresh:
+                    raise
+                continue
+            piece = answer_rows(spec, dimension, read)
+            for metric, bound in piece.estimated.items():
+                bounds[metric] = max(bound, bounds.get(metric, 0.0))
+            return piece.rows
+        raise AssertionError("unreachable")
 
     def _run_lake(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         if self._lake is None:

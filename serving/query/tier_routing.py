@@ -12,6 +12,12 @@ rows (the hot tier's, then the warm tier's, a year back), with cuts on the zone'
 warm tier's year only UTC days exist; that piece is answered from them, each UTC day standing for the
 local day of the same date, and the answer flags every metric ``approximate``. (Zones whose offset is
 not a whole hour, e.g. Asia/Kolkata, see each hourly row in the day it starts in: within 30 minutes.)
+
+Day sketches (``plan(..., day_sketches=True)``, the setting ``LAKEHOUSE_QUERY_DAY_SKETCHES``): a question the
+lake's day sketches can answer (``sketchable``: events, revenue and unique users, at most one of the sketched
+dimensions, in UTC day buckets or as totals) reads them for everything past the hot tier's hourly horizon,
+in place of the daily rollups (day buckets) or of the warm hourly rollups and the daily rollups (totals): one
+row per day and value instead of 24 files a day of rows keyed by every dimension.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from serving.query.buckets import floor_local_day, next_local_day
-from serving.query.spec import GRANULARITIES, QueryError, QuerySpec
+from serving.query.spec import GRANULARITIES, METRICS, QueryError, QuerySpec
 from storage_tiers.policy import TierPolicy
+from storage_tiers.tiers.day_sketches import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,9 @@ SOURCES = {
     "rollups_1h": Source("hot", "rollups_1h", "hour", 3600),
     "rollups_hourly": Source("warm", "rollups_hourly", "hour", 3600),
     "rollups_daily": Source("cold", "rollups_daily", "day", 86400),
+    "day_sketches": Source("cold", "day_sketches", "day", 86400),
 }
+SKETCHED_MEASURES = ("events", "revenue", "users")
 FORCED = {"hot": ("rollups_1m", "rollups_1h"), "warm": ("rollups_hourly",), "cold": ("rollups_daily",)}
 
 
@@ -77,8 +86,23 @@ def _ceil(moment: datetime, step: int) -> datetime:
     return floored if floored == moment else floored + timedelta(seconds=step)
 
 
-def plan(spec: QuerySpec, now: datetime, horizons: Horizons) -> list[Segment]:
-    """The pieces of ``spec``'s range and the source of each, oldest first."""
+def sketch_dimension(spec: QuerySpec) -> str | None:
+    """The dimension whose day sketches answer ``spec`` ("" for the tenant's whole days), or None when they cannot:
+    catalogue metrics without an event condition, at most one dimension grouped or filtered on, a sketched one,
+    UTC day buckets or none."""
+    if spec.granularity not in (None, "day") or spec.local_days:
+        return None
+    if any(METRICS[m].event is not None or METRICS[m].measure not in SKETCHED_MEASURES for m in spec.metrics):
+        return None
+    fields = set(spec.dimensions) | {f.field for f in spec.filters if not f.on_metric}
+    if len(fields) > 1 or not fields <= set(PRECISIONS):
+        return None
+    return next(iter(fields), "")
+
+
+def plan(spec: QuerySpec, now: datetime, horizons: Horizons, *, day_sketches: bool = False) -> list[Segment]:
+    """The pieces of ``spec``'s range and the source of each, oldest first (``day_sketches``: see the module's
+    docstring)."""
     bucket = GRANULARITIES[spec.granularity] if spec.granularity else 0
     if spec.tier != "auto":
         return [_forced(spec, bucket)]
@@ -95,6 +119,8 @@ def plan(spec: QuerySpec, now: datetime, horizons: Horizons) -> list[Segment]:
         # day buckets past the hot tier: the daily rollups, built for every complete day, read one file
         # per day where the warm hourly rollups read 24 (a 1-year series: 365 files instead of 8,760)
         ladder = [ladder[0], ladder[2]]
+    if day_sketches and bucket in (0, 86400) and sketch_dimension(spec) is not None:
+        ladder = [ladder[0], (ladder[-1][0], SOURCES["day_sketches"])]
     segments: list[Segment] = []
     end = spec.end
     reach = timedelta(0)

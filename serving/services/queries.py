@@ -48,7 +48,7 @@ def range_fields(spec: QuerySpec) -> dict[str, Any]:
 def provenance(result: QueryResult) -> dict[str, Any]:
     read_from = format_optional_ts(result.read_from, "auto")
     return {"sources": result.sources, "read_from": read_from, "approximate": result.approximate,
-            "truncated": result.truncated, "took_ms": result.took_ms}
+            "error_bounds": result.error_bounds, "truncated": result.truncated, "took_ms": result.took_ms}
 
 
 def query_table(spec: QuerySpec, result: QueryResult) -> dict[str, Any]:

@@ -5,7 +5,8 @@
 * ``LakeRollupReader.relation(dataset, start, end)`` is the FROM text and its parameter for
   ``rollups_hourly`` (warm) or ``rollups_daily`` (cold) over ``[start, end)``: the dataset's table macro
   of ``sql/duckdb/views.sql`` (``lake_rollups_hourly($lake_files)``, ``lake_rollups_daily($lake_files)``:
-  the views' columns) with ``$lake_files`` = the range's live files from the Delta table's log (warm
+  the views' columns; ``day_sketches``: ``lake_day_sketches($lake_files)``)
+  with ``$lake_files`` = the range's live files from the Delta table's log (warm
   ``rollups_hourly``, cold ``rollups_daily``), or an empty relation of the same columns when the range has
   no file. Why not the views: DuckDB lists a view's glob on
   every query, and a year of hourly folders takes longer to list than to query (``bench/lake_sql.py``:
@@ -23,6 +24,9 @@ days it covers (``dt=2026-11-12/…`` for one day, ``dt=2026-11-0*/…`` for day
 common prefix for a range over more than ``MAX_MONTH_GLOBS`` months. A file listed for a statement that
 vanished since (vacuum after a mover or a purge) raises ``LakeFilesChanged``: ask again
 (``relation(..., fresh=True)``) and retry once.
+
+``LAKEHOUSE_LAKE_METADATA_CACHE`` (off by default) keeps the Parquet footers of the files read in the reader's
+database, so a statement over files read before skips re-reading their metadata.
 
 Thread safety: one DuckDB database per reader (built by ``connection_factory``, by default
 ``lake_connection``), and one cursor per thread on it (a DuckDB connection must not be shared by threads
@@ -45,12 +49,13 @@ import pyarrow as pa
 from common.lake_duckdb import duckdb_uri
 from common.lake_tables import open_table, partition_files
 from common.settings import Settings
-from storage_tiers.lake.sql import COLD_ROLLUPS_DAILY, WARM_ROLLUPS_HOURLY, TierSource, lake_connection
+from storage_tiers.lake.sql import COLD_ROLLUPS_DAILY, DAY_SKETCHES, WARM_ROLLUPS_HOURLY, TierSource, lake_connection
 
 MAX_MONTH_GLOBS = 3  # a range over more months is read through one glob of their common prefix
 MAX_LISTINGS = 1024  # listings kept before stale ones are dropped
 FILES_PARAMETER = "lake_files"
-DATASETS: dict[str, TierSource] = {"rollups_hourly": WARM_ROLLUPS_HOURLY, "rollups_daily": COLD_ROLLUPS_DAILY}
+DATASETS: dict[str, TierSource] = {"rollups_hourly": WARM_ROLLUPS_HOURLY, "rollups_daily": COLD_ROLLUPS_DAILY,
+                                   "day_sketches": DAY_SKETCHES}
 _DT_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 
 
@@ -180,6 +185,10 @@ class LakeRollupReader:
         with self._lock:
             if self._base is None:
                 self._base = self._factory(self.settings)
+                if self.settings.lake_metadata_cache:
+                    # the files' footers kept between statements (a Delta table's files never change once written):
+                    # a 7-year series over 2,557 day files opens them at half the cost
+                    self._base.execute("SET parquet_metadata_cache = true")
             base = self._base
             cursor = base.cursor()
             self._cursors.append(cursor)

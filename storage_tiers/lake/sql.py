@@ -14,6 +14,8 @@ wheel: loaded by path, never downloaded) with these views (``sql/duckdb/views.sq
   and ``hour_of_day`` (its partition columns).
 * ``rollups_daily``: the cold daily rollups' Delta table (``cold/rollups_daily``), ``day`` (TIMESTAMPTZ, UTC
   midnight) and ``dt``. Days not built yet are simply absent.
+* ``day_sketches``: per tenant, UTC day and dimension value, exact events, revenue and users and a mergeable
+  sketch of the users (``cold/day_sketches``, ``storage_tiers.tiers.day_sketches``; ``common.sketches`` merges them).
 
 The Delta tables are read through their log, never a folder listing: the live files of the table's
 version (``common.lake_tables.partition_files``) go to ``read_parquet`` with Hive partitioning, so a
@@ -41,12 +43,13 @@ import duckdb
 import pyarrow as pa
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import archive_path, cold_events_path, rollups_daily_path, rollups_hourly_path
+from common.lake import archive_path, cold_events_path, day_sketches_path, rollups_daily_path, rollups_hourly_path
 from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
 from common.lake_tables import (
     ARCHIVE_TABLE,
     COLD_EVENTS_TABLE,
     COLD_ROLLUPS_DAILY_TABLE,
+    DAY_SKETCHES_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
     newest_partition_end,
@@ -114,7 +117,11 @@ COLD_ROLLUPS_DAILY = TierSource("cold_rollups_daily", rollups_daily_path, "*/*.p
                                 "lake_rollups_daily({files})",
                                 (*_DIMENSIONS, ("day", "TIMESTAMPTZ"), *_MEASURES, ("dt", "DATE")),
                                 COLD_ROLLUPS_DAILY_TABLE)
-SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY)
+DAY_SKETCHES = TierSource("day_sketches", day_sketches_path, "*/*.parquet", "lake_day_sketches({files})",
+                          (("tenant", "VARCHAR"), ("dimension", "VARCHAR"), ("value", "VARCHAR"),
+                           ("day", "TIMESTAMPTZ"), ("events", "BIGINT"), ("revenue", "DOUBLE"), ("users", "BIGINT"),
+                           ("sketch", "BLOB"), ("dt", "DATE")), DAY_SKETCHES_TABLE)
+SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY, DAY_SKETCHES)
 
 
 def create_views(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: int | str | None = None) -> list[str]:

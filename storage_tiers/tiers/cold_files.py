@@ -38,6 +38,8 @@ from common.lake_tables import (
     ARCHIVE_TABLE,
     COLD_EVENTS_TABLE,
     COLD_ROLLUPS_DAILY_TABLE,
+    DAY_SKETCHES_SCHEMA,
+    DAY_SKETCHES_TABLE,
     ROLLUPS_HOURLY_SCHEMA,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
@@ -64,7 +66,8 @@ DAILY_SCHEMA = pa.schema([
     ("revenue", pa.float64()), ("user_ids", pa.list_(pa.string())),
 ])
 DAILY_SQL = sql_file("duckdb/tier_rollups_daily.sql")
-COLD_SCHEMAS = {"cold/events": EVENT_ARROW_SCHEMA, "cold/rollups_daily": DAILY_SCHEMA}
+COLD_SCHEMAS = {"cold/events": EVENT_ARROW_SCHEMA, "cold/rollups_daily": DAILY_SCHEMA,
+                "cold/day_sketches": DAY_SKETCHES_SCHEMA}
 
 
 class ColdBuildError(RuntimeError):
@@ -85,8 +88,9 @@ class ColdDay:
 
 
 def cold_table(dataset: str) -> WarmTable:
-    """``cold/events`` or ``cold/rollups_daily`` (as ColdDay.dataset names them) → its table."""
-    return COLD_EVENTS_TABLE if dataset == "cold/events" else COLD_ROLLUPS_DAILY_TABLE
+    """``cold/events``, ``cold/rollups_daily`` or ``cold/day_sketches`` (as ColdDay.dataset names them) → its table."""
+    return {"cold/events": COLD_EVENTS_TABLE, "cold/day_sketches": DAY_SKETCHES_TABLE}.get(dataset,
+                                                                                          COLD_ROLLUPS_DAILY_TABLE)
 
 
 def content_checksum(data: pa.Table, schema: pa.Schema) -> str:

@@ -11,6 +11,9 @@ clock: ``as_of`` is given, so a backfill or a test can run "as of" any date.
   stays, and is reported.
 * ``build_daily_rollups``: the day's daily rollups, as soon as the day is complete (they are small and
   the only rollups kept past the warm horizon).
+  With them, the day's sketches (``storage_tiers.tiers.day_sketches``: per tenant and dimension value, exact
+  counts and a mergeable sketch of the users; rebuilt whenever the daily rollups changed), which long ranges
+  are answered from.
 * ``warm_to_cold``: once the day is past the warm horizon, its archive hours are compacted into the
   cold day (one commit of the cold events table), which is re-read from the table and checked (rows,
   content checksum and rows per hour as committed; rows per hour = archive rows per hour), marked cold,
@@ -59,6 +62,7 @@ from storage_tiers.tiers.cold_files import (
     verify_cold_day,
     warm_hour_rollups,
 )
+from storage_tiers.tiers.day_sketches import build_day_sketches
 
 # hot table → (dataset in the policy, hour expression, measure compared with the lake)
 HOT_TABLES: dict[str, tuple[str, str, str]] = {
@@ -193,7 +197,14 @@ class TierMover:
             report.skipped.append(f"dt={day}: no archived hours")
             return report
         self._record_cold(cold, "rollups_daily", report)
+        self._build_sketches(day, report)
         return report
+
+    def _build_sketches(self, day: date, report: DayReport) -> None:
+        """The day's sketches from its daily rollups as they are now (nothing is written when they are current)."""
+        sketches = build_day_sketches(self.settings, day, self.run_id)
+        if sketches is not None:
+            self._record_cold(sketches, "day_sketches", report)
 
     def warm_to_cold(self, day: date) -> DayReport:
         """Compact the day into cold, verify it from the lake, then delete its warm hours."""
@@ -210,6 +221,7 @@ class TierMover:
             daily = build_rollups_daily(self.settings, self.fs, self.policy, day, self.run_id)
             if daily is not None:
                 self._record_cold(daily, "rollups_daily", report)
+                self._build_sketches(day, report)
             problems = verify_cold_day(self.settings, COLD_EVENTS_TABLE, day, self.fs)
             problems += verify_cold_day(self.settings, COLD_ROLLUPS_DAILY_TABLE, day, self.fs)
             hour_rows = published(self.settings, COLD_EVENTS_TABLE, day) or {}

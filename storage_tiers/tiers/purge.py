@@ -61,6 +61,7 @@ from common.lake_tables import (
     ARCHIVE_TABLE,
     COLD_EVENTS_TABLE,
     COLD_ROLLUPS_DAILY_TABLE,
+    DAY_SKETCHES_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
     delete_rows,
@@ -284,6 +285,9 @@ class Purger:
     def _execute(self, report: PurgeReport, dry_run: bool) -> PurgeReport:
         self._cold(COLD_EVENTS_TABLE, "events", report, dry_run)
         self._cold(COLD_ROLLUPS_DAILY_TABLE, "rollups_daily", report, dry_run)
+        # after the daily rollups: a day's sketches are rows per tenant, so deleting the purged tenants' rows leaves
+        # exactly what rebuilding them from the purged daily rollups would (and the day stays current)
+        self._cold(DAY_SKETCHES_TABLE, "day_sketches", report, dry_run)
         self._warm(ARCHIVE_TABLE, "events", report, dry_run)
         self._warm(ROLLUPS_HOURLY_TABLE, "rollups_hourly", report, dry_run)
         if self.store is not None:
@@ -338,6 +342,12 @@ class Purger:
                 for hour in (pc.floor_temporal(kept["timestamp"], unit="hour").to_pylist() if kept.num_rows else []):
                     counts[format_ts(hour)] = counts.get(format_ts(hour), 0) + 1
                 new["hour_rows"] = counts
+            elif table is DAY_SKETCHES_TABLE:
+                whole_days = kept.filter(pc.equal(kept["dimension"], "")) if kept.num_rows else kept
+                new["events"] = int(pc.sum(whole_days["events"]).as_py() or 0) if kept.num_rows else 0
+                daily_now = published(self.settings, COLD_ROLLUPS_DAILY_TABLE, day) or {}
+                new["rollups_daily_checksum"] = daily_now.get("checksum")
+                new["rollups_daily_version"] = daily_now.get("version")
             elif "events" in kept.column_names:
                 new["events"] = int(pc.sum(kept["events"]).as_py() or 0)
             before = int(manifest.get("bytes", 0))

@@ -121,8 +121,10 @@ def test_the_mover_commits_a_verified_cold_day_then_empties_the_warm_hours(setti
     daily = lake_query("SELECT tenant, sum(events) AS n FROM rollups_daily GROUP BY ALL", settings).to_pylist()
     assert {r["tenant"]: r["n"] for r in daily} == dict(Counter(r["tenant"] for r in everything))
     compact = [r for r in audit.records() if r["action"] == "compact_cold"]
-    assert {r["details"]["table"] for r in compact} == {"cold/events", "cold/rollups_daily"}
+    assert {r["details"]["table"] for r in compact} == {"cold/events", "cold/rollups_daily", "cold/day_sketches"}
     assert all(r["details"]["table_version"] is not None for r in compact)
+    sketched = lake_query("SELECT tenant, events FROM day_sketches WHERE dimension = ''", settings).to_pylist()
+    assert {r["tenant"]: r["events"] for r in sketched} == dict(Counter(r["tenant"] for r in everything))
     assert mover.warm_to_cold(DAY).problems == [], "a second run has nothing to do"
 
 
