@@ -56,12 +56,13 @@ PERIOD_SQL = {"day": ("toDate", "day", "day", 1), "week": ("toMonday", "week", "
 @dataclass
 class Answer:
     """``conversions``: each unit's best attempt of a funnel, built on first use (only the drop-off list
-    reads them)."""
+    reads them). The sources stay ``hot:events_raw`` when session pieces answered: they are a copy of its rows."""
 
     body: dict[str, Any]
     sources: list[str]
     took_ms: float = 0.0
     walked: Callable[[], list[Conversion]] = list
+    pieces: bool = False  # session metrics: read from the session pieces of closed hours (a copy of events_raw)
 
     @cached_property
     def conversions(self) -> list[Conversion]:
@@ -144,23 +145,25 @@ class AnalyticsEngine:
         params = self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
                               start_ms=int(spec.start.timestamp() * 1000), end_ms=int(spec.end.timestamp() * 1000),
                               non_interactive=non_interactive)
+        pieces = False
         if engine == "hot":
-            table = self._hot_sessions(tenant, spec, scan_start, scan_end, params)
+            table, pieces = self._hot_sessions(tenant, spec, scan_start, scan_end, params)
         else:
             table = self._run(engine, fill(self.duck["session_metrics"], group=spec.by or "''", sessionized=fill(
                 self.duck["sessionized"], scan=self.duck["scan"])), params)
         body = sessions_answer(spec, table)
         body["non_interactive"] = non_interactive
-        return Answer(body, [_source(engine)], _ms(started))
+        return Answer(body, [_source(engine)], _ms(started), pieces=pieces)
 
     def _hot_sessions(self, tenant: str, spec: SessionsSpec, scan_start: datetime, scan_end: datetime,
-                      params: dict[str, Any]) -> pa.Table:
+                      params: dict[str, Any]) -> tuple[pa.Table, bool]:
         """The session metrics' rows (one per group) from the session pieces of the closed hours the batch layer
-        built (``common.session_pieces``) and the raw events of the other hours; all raw without such hours."""
+        built (``common.session_pieces``) and the raw events of the other hours; all raw without such hours (then
+        False: no pieces read)."""
         hours = (session_pieces.built_hours(self.store, scan_start, scan_end, self.settings.session_gap_minutes)
                  if self.use_session_pieces and self.store is not None else [])
         if not hours:
-            return self._run("hot", self._hot_session_metrics(spec), params)
+            return self._run("hot", self._hot_session_metrics(spec), params), False
         ranges = session_pieces.raw_ranges(scan_start, scan_end, hours)
         bounds = {f"rest_{i}_{side}": moment for i, span in enumerate(ranges) for side, moment in zip(("from", "to"),
                                                                                                      span, strict=True)}
@@ -180,7 +183,7 @@ class AnalyticsEngine:
             rows += self._run("hot", self._hot_session_metrics(
                 spec, keep="sid = '' AND user_id IN {long_users:Array(String)}"),
                 {**params, "long_users": long_users}).to_pylist()
-        return _sum_by_group(rows)
+        return _sum_by_group(rows), True
 
     def _hot_session_metrics(self, spec: SessionsSpec, keep: str = "1") -> str:
         """Totals need only each event's time and flags; entry and exit pages also the pages and the order
