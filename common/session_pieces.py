@@ -24,8 +24,6 @@ from datetime import UTC, datetime, timedelta
 from common.hot_store import HotStore
 from common.sql_files import fill, sql_sections
 
-TABLES = ("session_piece_hours", "session_pieces")
-
 
 def _sections() -> dict[str, str]:
     return sql_sections("clickhouse/queries/session_pieces.sql")
@@ -54,16 +52,20 @@ def build(store: HotStore, hour: datetime, session_gap_minutes: float) -> None:
 
 
 def forget(store: HotStore, hour: datetime, tenants: list[str] | None = None) -> None:
-    """Drop ``hour``'s pieces and its mark: questions read the hour raw from then on. With ``tenants``, only their
-    pieces go (their events are being deleted from the hour: a purge), and the hour stays built for the others."""
+    """Drop ``hour``'s pieces after marking it not built: questions read the hour raw from then on. With ``tenants``,
+    only their pieces go (their events are being deleted from the hour: a purge), and the hour stays built for the
+    others."""
     params: dict = {"hour": _hour(hour)}
     if tenants is not None:
         store.command("ALTER TABLE session_pieces DELETE WHERE hour = {hour:DateTime('UTC')} "
                       "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2",
                       {**params, "tenants": tenants})
         return
-    for table in TABLES:  # fixed names; the mark first, so no question reads the pieces while they go
-        store.command(f"ALTER TABLE {table} DROP PARTITION {{hour:DateTime('UTC')}}", params)
+    store.command(_sections()["unmark"], params)
+    held = store.query_arrow("SELECT count() AS n FROM session_pieces WHERE hour = {hour:DateTime('UTC')}", params)
+    if held.to_pylist()[0]["n"]:  # a mutation rewrites the day's parts: only when there is something to delete
+        store.command("ALTER TABLE session_pieces DELETE WHERE hour = {hour:DateTime('UTC')} "
+                      "SETTINGS mutations_sync = 2", params)
 
 
 def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime,

@@ -20,18 +20,22 @@ CREATE TABLE IF NOT EXISTS session_pieces
     exit_page   Array(String)
 )
 ENGINE = MergeTree
-PARTITION BY hour
+PARTITION BY toDate(hour)
 ORDER BY (tenant, user_id, sid);
+-- Partitions of a day, not an hour: a week's question opens 8 partitions instead of 168 (each one costs as much as
+-- reading thousands of rows). Forgetting an hour's pieces is a DELETE mutation of its day, a batch-time cost.
 
--- The hours whose pieces are built, and with which session gap: a question reads the pieces of these hours and the
--- raw events of the others. Written after the hour's pieces, dropped before them (restating, purging, dropping).
+-- Which hours' pieces are built, and with which session gap: a question reads the pieces of the hours whose newest
+-- row says built = 1 and the raw events of every other hour. Rows are only added (built = 0 when an hour's pieces are
+-- forgotten, before they go; built = 1 once they are written), a few a day; no partitions, so a question reads one
+-- small part.
 CREATE TABLE IF NOT EXISTS session_piece_hours
 (
-    hour        DateTime('UTC'),
-    gap_ms      Int64,
-    events      UInt64,
-    built_at    DateTime64(3, 'UTC') DEFAULT now64(3)
+    hour         DateTime('UTC'),
+    built        UInt8,
+    gap_ms       Int64,
+    events       UInt64,
+    recorded_at  DateTime64(9, 'UTC') DEFAULT now64(9)
 )
 ENGINE = MergeTree
-PARTITION BY hour
-ORDER BY hour;
+ORDER BY (hour, recorded_at);

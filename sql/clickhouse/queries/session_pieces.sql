@@ -48,18 +48,23 @@ FROM ({pieces})
 
 -- name: mark
 -- The hour's mark, written last: from then on questions read the hour's pieces instead of its events.
-INSERT INTO session_piece_hours (hour, gap_ms, events)
-SELECT {hour:DateTime('UTC')}, {gap_ms:Int64}, count()
+INSERT INTO session_piece_hours (hour, built, gap_ms, events)
+SELECT {hour:DateTime('UTC')}, 1, {gap_ms:Int64}, count()
 FROM events_raw
 WHERE toStartOfHour(toDateTime(timestamp)) = {hour:DateTime('UTC')}
 
+-- name: unmark
+-- The hour's pieces are about to change or go: questions read the hour raw from now on.
+INSERT INTO session_piece_hours (hour, built, gap_ms, events) VALUES ({hour:DateTime('UTC')}, 0, 0, 0)
+
 -- name: built_hours
--- The whole hours of [scan_start, scan_end) whose pieces are built with this gap (epoch seconds).
-SELECT DISTINCT toUnixTimestamp(hour) AS epoch
+-- The whole hours of [scan_start, scan_end) whose newest mark says built with this gap (epoch seconds).
+SELECT toUnixTimestamp(hour) AS epoch
 FROM session_piece_hours
-WHERE gap_ms = {gap_ms:Int64}
-  AND hour >= {scan_start:DateTime64(3, 'UTC')} AND hour + INTERVAL 1 HOUR <= {scan_end:DateTime64(3, 'UTC')}
-ORDER BY epoch
+WHERE hour >= {scan_start:DateTime64(3, 'UTC')} AND hour + INTERVAL 1 HOUR <= {scan_end:DateTime64(3, 'UTC')}
+GROUP BY hour
+HAVING argMax(built, recorded_at) = 1 AND argMax(gap_ms, recorded_at) = {gap_ms:Int64}
+ORDER BY hour
 
 -- name: metrics
 -- Session metrics from the pieces: the built hours' stored pieces and the other hours' pieces cut from the raw
