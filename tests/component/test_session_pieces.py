@@ -143,7 +143,7 @@ def test_a_purge_takes_the_pieces_with_the_events(settings: Settings, hot: HotSt
     # a whole day before every other module's events (a purge deletes whole hourly partitions there: the hot tier's
     # row deletes of shared hours are not what this checks), with sessions crossing its hours
     first_day = datetime.combine((now - timedelta(days=6)).date(), datetime.min.time(), UTC)
-    day = next(d for d in (first_day - timedelta(days=k) for k in range(2, 7)) if not _others_in(hot, d))
+    day = next(d for d in (first_day - timedelta(days=k) for k in range(2, 60)) if not _others_in(hot, d))
     for k in range(12):
         stream.add("old1", "page_view" if k % 4 else "click", day + timedelta(hours=9, minutes=20 * k), page=f"/o{k}")
     for at in (timedelta(hours=15, minutes=50), timedelta(hours=16, minutes=10)):
