@@ -4,7 +4,11 @@ What it measures, uncached, through ``serving.analytics.engine.AnalyticsEngine``
 
 * hot tier (embedded chDB, ``events_raw``): a 4-step funnel over 7 days (1-day window) and the 7-day
   session metrics over ``--hot-events`` events (default 10 M); beside them the bare scan of the same
-  range (``count()`` and ``uniqExact(user_id)``), so the gap between scanning and answering is visible;
+  range (``count()`` and ``uniqExact(user_id)``), so the gap between scanning and answering is visible.
+  The session metrics twice in the same run: from the raw events alone (``session_metrics_7d_raw``, the
+  code before session pieces) and from the session pieces of the closed hours (every hour ending more
+  than an hour before now, built as the batch layer's restatement builds them; the build's time per hour
+  is in ``session_pieces_build``) with the open hours raw (``session_metrics_7d``);
 * lake (DuckDB over the archive's Delta table, hourly files as the archive writes them, in a temporary
   folder): a 90-day weekly retention grid and a 1-year funnel (14-day window) over ``--lake-events`` events
   spread over a year, with the bare scan beside them.
@@ -15,7 +19,8 @@ Events are generated inside the engines (ClickHouse ``numbers()``, DuckDB ``rang
 10 M events takes seconds: users with about 20 events each, a few minutes apart, the event names drawn
 with fixed shares (page views, clicks, add to cart, checkout, purchase, scroll).
 
-Usage: ``python -m bench.product_analytics [--hot-events 10000000] [--lake-events 10000000] [--repeat 3]``.
+Usage: ``python -m bench.product_analytics [--hot-events 10000000] [--lake-events 10000000] [--repeat 3]
+[--skip-lake]``.
 Figures are printed and written to ``bench/results/product_analytics.json``. CPU-heavy: on a shared machine
 run it with smaller numbers first.
 """
@@ -37,6 +42,7 @@ import duckdb
 import pyarrow as pa
 
 from bench.memory import MemorySampler
+from common import session_pieces
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_schema import migrate
 from common.hot_store import ClickHouseHotStore
@@ -121,6 +127,7 @@ def main() -> None:
     parser.add_argument("--hot-events", type=int, default=10_000_000)
     parser.add_argument("--lake-events", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-lake", action="store_true", help="the hot tier's half only")
     parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "results" / "product_analytics.json"))
     args = parser.parse_args()
     memory = MemorySampler().start()  # this process and what it starts (Spark, MinIO): in the results
@@ -142,14 +149,26 @@ def main() -> None:
     scan_sql = ("SELECT count(), uniqExact(user_id) FROM events_raw WHERE tenant = 'bench' "
                 "AND timestamp >= {s:DateTime64(3, 'UTC')} AND timestamp < {e:DateTime64(3, 'UTC')}")
     scan_params = {"s": week[0].replace(tzinfo=None), "e": week[1].replace(tzinfo=None)}
+    results["session_pieces_build"] = build_pieces(store, now, settings.session_gap_minutes)
+    raw_engine = AnalyticsEngine(store, settings, timeout_seconds=600, use_session_pieces=False)
+    from_pieces, from_raw = engine.sessions(TENANT, sessions, now), raw_engine.sessions(TENANT, sessions, now)
+    if not from_pieces.pieces or from_pieces.body != from_raw.body:
+        raise SystemExit("the session pieces' answer differs from the raw events' (or no pieces were read)")
     results["hot"] = {
         "bare_scan_count_uniq": timed(lambda: store.query_arrow(scan_sql, scan_params), args.repeat),
         "funnel_4_steps_7d": timed(lambda: engine.funnel(TENANT, funnel, now), args.repeat),
+        "session_metrics_7d_raw": timed(lambda: raw_engine.sessions(TENANT, sessions, now), args.repeat),
         "session_metrics_7d": timed(lambda: engine.sessions(TENANT, sessions, now), args.repeat),
         "targets_s": {"funnel_4_steps_7d": 1.0, "session_metrics_7d": 0.5},
     }
     results["hot"]["x_bare_scan"] = ratios(results["hot"], "bare_scan_count_uniq")
+    results["hot"]["session_metrics_new_over_raw"] = round(
+        results["hot"]["session_metrics_7d"]["median_s"] / results["hot"]["session_metrics_7d_raw"]["median_s"], 2)
+    results["hot"]["load_average_after"] = __import__("os").getloadavg()
     store.close()
+    if args.skip_lake:
+        finish(results, memory, args.output)
+        return
 
     started = time.perf_counter()
     fill_lake(settings, args.lake_events, now)
@@ -174,12 +193,31 @@ def main() -> None:
         "funnel_4_steps_1y": timed(lambda: engine.funnel(TENANT, long_funnel, now), args.repeat),
         "targets_s": {"retention_weekly_90d": 5.0, "funnel_4_steps_1y": 10.0},
     }
+    results["lake"]["x_bare_scan"] = ratios(results["lake"], "bare_scan_count_distinct_1y")
+    finish(results, memory, args.output)
+
+
+def build_pieces(store: ClickHouseHotStore, now: datetime, gap_minutes: float) -> dict[str, Any]:
+    """Session pieces of every hour ending more than an hour before ``now`` (the closed hours), as the batch
+    layer's restatement builds them one hour at a time."""
+    closed_through = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    epochs = store.query_arrow(
+        "SELECT DISTINCT toUnixTimestamp(toStartOfHour(toDateTime(timestamp))) AS h FROM events_raw "
+        "WHERE timestamp < {c:DateTime('UTC')} ORDER BY h", {"c": closed_through.replace(tzinfo=None)})["h"]
+    hours = [datetime.fromtimestamp(int(h), UTC) for h in epochs.to_pylist()]
+    started = time.perf_counter()
+    for hour in hours:
+        session_pieces.build(store, hour, gap_minutes)
+    seconds = time.perf_counter() - started
+    return {"hours": len(hours), "total_s": round(seconds, 1), "per_hour_s": round(seconds / max(len(hours), 1), 3)}
+
+
+def finish(results: dict[str, Any], memory: MemorySampler, output: str) -> None:
     memory.stop()
     results["memory"] = memory.report()
-    results["lake"]["x_bare_scan"] = ratios(results["lake"], "bare_scan_count_distinct_1y")
     results["load_average"] = __import__("os").getloadavg()
     print(json.dumps(results, indent=2))
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+    Path(output).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

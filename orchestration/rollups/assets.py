@@ -95,7 +95,7 @@ def rollups_hourly(
         context.log.warning(f"{ALLOW_REMOVALS_TAG}: the swap may remove events the hot tier counted")
     try:
         restatement = restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events,
-                                   allow_removals=allow_removals)
+                                   allow_removals=allow_removals, session_gap_minutes=settings.session_gap_minutes)
     except RestatementRefused as exc:
         raise dg.Failure(description=str(exc), metadata={"missing_pairs": dg.MetadataValue.int(exc.missing)}) from exc
     # cached dashboard answers whose range includes this hour now hold the replaced numbers: announce the hour

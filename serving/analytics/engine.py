@@ -25,6 +25,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from common import session_pieces
 from common.hot_store import HotStore
 from common.settings import Settings
 from common.sql_files import fill, sql_sections
@@ -55,12 +56,13 @@ PERIOD_SQL = {"day": ("toDate", "day", "day", 1), "week": ("toMonday", "week", "
 @dataclass
 class Answer:
     """``conversions``: each unit's best attempt of a funnel, built on first use (only the drop-off list
-    reads them)."""
+    reads them). The sources stay ``hot:events_raw`` when session pieces answered: they are a copy of its rows."""
 
     body: dict[str, Any]
     sources: list[str]
     took_ms: float = 0.0
     walked: Callable[[], list[Conversion]] = list
+    pieces: bool = False  # session metrics: read from the session pieces of closed hours (a copy of events_raw)
 
     @cached_property
     def conversions(self) -> list[Conversion]:
@@ -74,17 +76,20 @@ class AnalyticsEngine:
     def __init__(self, store: HotStore | None, settings: Settings, *, hot_horizon: timedelta = timedelta(days=7),
                  timeout_seconds: float = 30.0,
                  lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection,
-                 lake_end: Callable[[Settings], datetime | None] = lake_events_end) -> None:
+                 lake_end: Callable[[Settings], datetime | None] = lake_events_end,
+                 use_session_pieces: bool = True) -> None:
         self.store = store
         self.settings = settings
         self.hot_horizon = hot_horizon
         self.timeout_seconds = timeout_seconds
         self.lake_factory = lake_factory
         self.lake_end = lake_end
+        self.use_session_pieces = use_session_pieces  # False: the raw events only (the benchmark's comparison)
         self.profiles = ProfileStore(store) if store is not None else None
         self.gap_ms = int(settings.session_gap_minutes * 60_000)
         self.ch = sql_sections("clickhouse/queries/analytics.sql")
         self.duck = sql_sections("duckdb/queries/analytics.sql")
+        self.pieces = sql_sections("clickhouse/queries/session_pieces.sql")
 
     # ---------------------------------------------------------------------------------------- routing
 
@@ -135,22 +140,52 @@ class AnalyticsEngine:
         started = time.perf_counter()
         scan_start, scan_end = spec.start - SESSION_CUT, spec.end + SESSION_CUT
         engine = self.engine_for(spec.tier, scan_start, now)
-        if engine == "hot":
-            sql = self._hot_session_metrics(spec)
-        else:
-            sql = fill(self.duck["session_metrics"], group=spec.by or "''",
-                       sessionized=fill(self.duck["sessionized"], scan=self.duck["scan"]))
         non_interactive = sorted(set(spec.non_interactive) | {
             n.strip() for n in self.settings.non_interactive_events.split(",") if n.strip()})
-        table = self._run(engine, sql, self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
-                                                    start_ms=int(spec.start.timestamp() * 1000),
-                                                    end_ms=int(spec.end.timestamp() * 1000),
-                                                    non_interactive=non_interactive))
+        params = self._params(tenant, scan_start, scan_end, start=spec.start, end=spec.end,
+                              start_ms=int(spec.start.timestamp() * 1000), end_ms=int(spec.end.timestamp() * 1000),
+                              non_interactive=non_interactive)
+        pieces = False
+        if engine == "hot":
+            table, pieces = self._hot_sessions(tenant, spec, scan_start, scan_end, params)
+        else:
+            table = self._run(engine, fill(self.duck["session_metrics"], group=spec.by or "''", sessionized=fill(
+                self.duck["sessionized"], scan=self.duck["scan"])), params)
         body = sessions_answer(spec, table)
         body["non_interactive"] = non_interactive
-        return Answer(body, [_source(engine)], _ms(started))
+        return Answer(body, [_source(engine)], _ms(started), pieces=pieces)
 
-    def _hot_session_metrics(self, spec: SessionsSpec) -> str:
+    def _hot_sessions(self, tenant: str, spec: SessionsSpec, scan_start: datetime, scan_end: datetime,
+                      params: dict[str, Any]) -> tuple[pa.Table, bool]:
+        """The session metrics' rows (one per group) from the session pieces of the closed hours the batch layer
+        built (``common.session_pieces``) and the raw events of the other hours; all raw without such hours (then
+        False: no pieces read)."""
+        hours = (session_pieces.built_hours(self.store, scan_start, scan_end, self.settings.session_gap_minutes)
+                 if self.use_session_pieces and self.store is not None else [])
+        if not hours:
+            return self._run("hot", self._hot_session_metrics(spec), params), False
+        ranges = session_pieces.raw_ranges(scan_start, scan_end, hours)
+        bounds = {f"rest_{i}_{side}": moment for i, span in enumerate(ranges) for side, moment in zip(("from", "to"),
+                                                                                                     span, strict=True)}
+        where = " OR ".join(f"(timestamp >= {{rest_{i}_from:DateTime64(3, 'UTC')}} AND "
+                            f"timestamp < {{rest_{i}_to:DateTime64(3, 'UTC')}})" for i in range(len(ranges)))
+        pages = ("entry_page", "exit_page") if spec.by else ("arrayMap(x -> '', first_ms)",) * 2
+        per_group = fill(self.pieces["per_page"], group=spec.by) if spec.by else self.pieces["totals"]
+        sql = fill(self.pieces["metrics"], entry=pages[0], exit=pages[1], per_group=per_group,
+                   spread=self.pieces["per_page_spread"] if spec.by else "",
+                   pages=self.pieces["session_pages" if spec.by else "no_pages"],
+                   raw=fill(self.pieces["pieces"], events=fill(self.pieces["scan_rest"], ranges=where or "0")),
+                   timeout_seconds=str(int(self.timeout_seconds)))
+        table = self._run("hot", sql, {**params, **bounds, "built_hours": hours})
+        rows = [r for r in table.to_pylist() if not r["long"]]
+        long_users = sorted(r["grp"] for r in table.to_pylist() if r["long"])
+        if long_users:  # chains of 24 hours or more are cut inside their pieces: these users' from the raw events
+            rows += self._run("hot", self._hot_session_metrics(
+                spec, keep="sid = '' AND user_id IN {long_users:Array(String)}"),
+                {**params, "long_users": long_users}).to_pylist()
+        return _sum_by_group(rows), True
+
+    def _hot_session_metrics(self, spec: SessionsSpec, keep: str = "1") -> str:
         """Totals need only each event's time and flags; entry and exit pages also the pages and the order
         of events on the same millisecond (by event id)."""
         if spec.by:
@@ -158,7 +193,7 @@ class AnalyticsEngine:
             collect = "groupArray(event_id) AS e0, groupArray(page) AS p0"
         else:
             name, order, collect = "session_metrics", "(i, x) -> x, arrayEnumerate(t0), t0", "emptyArrayString() AS p0"
-        cuts = fill(self.ch["session_cuts"], order=order, collect=collect, scan=self.ch["scan"])
+        cuts = fill(self.ch["session_cuts"], order=order, collect=collect, scan=self.ch["scan"], keep=keep)
         return fill(self.ch[name], group=spec.by or "''", session_cuts=cuts,
                     timeout_seconds=str(int(self.timeout_seconds)))
 
@@ -287,6 +322,21 @@ def _naive_utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is not None:
         return value.astimezone(UTC).replace(tzinfo=None)
     return value
+
+
+SESSION_MEASURES = ("sessions", "total_duration_ms", "total_views", "with_views", "bounced")
+
+
+def _sum_by_group(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows of session metrics added up per group, largest first (as the raw events' query orders them)."""
+    sums: dict[str, dict[str, int]] = {}
+    for row in rows:
+        into = sums.setdefault(row["grp"], dict.fromkeys(SESSION_MEASURES, 0))
+        for measure in SESSION_MEASURES:
+            into[measure] += int(row[measure] or 0)
+    ordered = sorted(sums.items(), key=lambda kv: (-kv[1]["sessions"], kv[0]))
+    return pa.Table.from_pylist([{"grp": g, **m} for g, m in ordered], schema=pa.schema(
+        [("grp", pa.string())] + [(m, pa.int64()) for m in SESSION_MEASURES]))
 
 
 def _source(engine: str) -> str:

@@ -40,6 +40,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from batch.archive import content_checksum
+from common import session_pieces
 from common.erasures import Ranges, day_range, erased_tenants, hour_range, read_erasures, record_erasures, union
 from common.events import format_ts
 from common.hot_store import HotStore
@@ -487,6 +488,8 @@ class Purger:
                     self.store.command(
                         f"ALTER TABLE {table} DELETE WHERE {hour_expr} = {{hour:DateTime('UTC')}} "
                         "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
+                if table == "events_raw":  # the session pieces are a copy of these rows: they go with them
+                    session_pieces.forget(self.store, aware, None if whole else gone)
                 self._audit(item, "hot", details={"table": table})
 
 

@@ -83,7 +83,8 @@ SETTINGS max_execution_time = {timeout_seconds}
 -- name: session_cuts
 -- Per (user, client session id): the event times t (epoch ms, in the order o of the collected arrays,
 -- which the order placeholder gives), the flags f and cut, 1 where a session starts. gap_cut marks a chain's
--- first event (the first event, or a gap over gap_ms), chain_start carries its time forward.
+-- first event (the first event, or a gap over gap_ms), chain_start carries its time forward. keep: which events
+-- (1, or some users' events without a client session id when session pieces leave them to the raw events).
 SELECT sid, o, p0, t, f,
        arrayMap((d, i) -> toUInt8(i = 1 OR d > {gap_ms:Int64}), arrayDifference(t), arrayEnumerate(t)) AS gap_cut,
        arrayFill((x, c) -> c = 1, t, gap_cut) AS chain_start,
@@ -100,6 +101,7 @@ FROM (
                               + 2 * toUInt8(event != 'page_view' AND event NOT IN {non_interactive:Array(String)})) AS f0,
                    {collect}
             FROM ({scan})
+            WHERE {keep}
             GROUP BY user_id, sid
         )
     )

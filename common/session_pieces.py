@@ -1,0 +1,94 @@
+"""Session pieces: the pre-aggregate of closed hours that the hot tier's session metrics read instead of raw events.
+
+Cutting sessions needs every event of a user in time order; over seven days that is a grouping of every event by
+user, about twice the bare scan of the range. The batch layer instead cuts each closed hour into pieces once
+(``sql/clickhouse/queries/session_pieces.sql``: per user, client session id and hour, the runs of events without a
+gap over the session gap, with their first and last time, page views, other event names and first and last page
+view) when it restates the hour, so late events re-sessionize; a question joins the pieces of consecutive hours
+again and reads only the other hours raw. The answer is the same as from the raw events (the tests compare both with
+an independent truth): a gap between pieces decides a cut exactly as between events, and a chain of 24 hours or more,
+which would be cut inside a piece, is counted from its raw events.
+
+The pieces are a copy of the raw events, so everything that changes a closed hour of events_raw changes them too:
+restating an hour forgets its pieces before the swap and builds them after it (``batch.restate``); a purge deletes
+the purged tenants' pieces with their events, and the tier mover drops an hour's pieces with the hour
+(``storage_tiers.tiers``). ``session_piece_hours`` marks the hours whose pieces are built (and with which session
+gap); a question reads those hours' pieces and every other hour of its range raw (open hours, hours not built yet,
+the partial hours at the range's ends, a changed gap).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from common.hot_store import HotStore
+from common.sql_files import fill, sql_sections
+
+
+def _sections() -> dict[str, str]:
+    return sql_sections("clickhouse/queries/session_pieces.sql")
+
+
+def _hour(hour: datetime) -> datetime:
+    """The hour as ClickHouse parameters take it: naive UTC, on the hour."""
+    if hour.tzinfo is not None:
+        hour = hour.astimezone(UTC).replace(tzinfo=None)
+    return hour.replace(minute=0, second=0, microsecond=0)
+
+
+def gap_ms(session_gap_minutes: float) -> int:
+    return int(session_gap_minutes * 60_000)
+
+
+def build(store: HotStore, hour: datetime, session_gap_minutes: float) -> None:
+    """Cut ``hour`` of events_raw into pieces again (the hour's old pieces dropped first), then mark it built.
+
+    Call it once the hour is closed (nothing inserts into it any more), after its restatement."""
+    params = {"hour": _hour(hour), "gap_ms": gap_ms(session_gap_minutes)}
+    sections = _sections()
+    forget(store, hour)
+    store.command(fill(sections["build"], pieces=fill(sections["pieces"], events=sections["hour_events"])), params)
+    store.command(sections["mark"], params)
+
+
+def forget(store: HotStore, hour: datetime, tenants: list[str] | None = None) -> None:
+    """Drop ``hour``'s pieces after marking it not built: questions read the hour raw from then on. With ``tenants``,
+    only their pieces go (their events are being deleted from the hour: a purge), and the hour stays built for the
+    others."""
+    params: dict = {"hour": _hour(hour)}
+    if tenants is not None:
+        store.command("ALTER TABLE session_pieces DELETE WHERE hour = {hour:DateTime('UTC')} "
+                      "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2",
+                      {**params, "tenants": tenants})
+        return
+    store.command(_sections()["unmark"], params)
+    held = store.query_arrow("SELECT count() AS n FROM session_pieces WHERE hour = {hour:DateTime('UTC')}", params)
+    if held.to_pylist()[0]["n"]:  # a mutation rewrites the day's parts: only when there is something to delete
+        store.command("ALTER TABLE session_pieces DELETE WHERE hour = {hour:DateTime('UTC')} "
+                      "SETTINGS mutations_sync = 2", params)
+
+
+def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime,
+                session_gap_minutes: float) -> list[datetime]:
+    """The whole hours of ``[scan_start, scan_end)`` whose pieces are built with this session gap (naive UTC)."""
+    rows = store.query_arrow(_sections()["built_hours"], {
+        "gap_ms": gap_ms(session_gap_minutes), "scan_start": _naive(scan_start), "scan_end": _naive(scan_end)})
+    return [datetime.fromtimestamp(int(h), UTC).replace(tzinfo=None) for h in rows["epoch"].to_pylist()]
+
+
+def raw_ranges(scan_start: datetime, scan_end: datetime, built: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """The parts of ``[scan_start, scan_end)`` outside the built hours, as few ranges as possible (naive UTC)."""
+    start, end = _naive(scan_start), _naive(scan_end)
+    ranges: list[tuple[datetime, datetime]] = []
+    at = start
+    for hour in sorted(built):
+        if hour > at:
+            ranges.append((at, hour))
+        at = max(at, hour + timedelta(hours=1))
+    if at < end:
+        ranges.append((at, end))
+    return ranges
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
