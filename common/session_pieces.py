@@ -76,6 +76,15 @@ def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime,
     return [datetime.fromtimestamp(int(h), UTC).replace(tzinfo=None) for h in rows["epoch"].to_pylist()]
 
 
+def marks_version(store: HotStore, scan_start: datetime, scan_end: datetime) -> tuple[str, int]:
+    """The newest mark of the range's hours and their count: a restatement forgets an hour (a new mark) before it
+    deletes its pieces, so a question that reads the same version before and after reading the pieces read no
+    hour whose pieces went away under it."""
+    row = store.query_arrow(_sections()["marks_version"], {"scan_start": _naive(scan_start),
+                                                          "scan_end": _naive(scan_end)}).to_pylist()[0]
+    return str(row["newest"]), int(row["marks"])
+
+
 def raw_ranges(scan_start: datetime, scan_end: datetime, built: list[datetime]) -> list[tuple[datetime, datetime]]:
     """The parts of ``[scan_start, scan_end)`` outside the built hours, as few ranges as possible (naive UTC)."""
     start, end = _naive(scan_start), _naive(scan_end)

@@ -46,6 +46,7 @@ from storage_tiers.lake.sql import lake_connection, lake_events_end
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOT_MARGIN = timedelta(hours=1)  # the hot tier drops whole hourly partitions: stay clear of the oldest one
+PIECES_ATTEMPTS = 3  # reads of the session pieces raced by restatements before the raw events answer alone
 _CH_PARAM = re.compile(r"\{(\w+):")
 _DUCK_PARAM = re.compile(r"\$(\w+)")
 # period → (ClickHouse start-of-period function, DuckDB date_trunc unit, dateDiff unit, periods per unit)
@@ -160,10 +161,21 @@ class AnalyticsEngine:
         """The session metrics' rows (one per group) from the session pieces of the closed hours the batch layer
         built (``common.session_pieces``) and the raw events of the other hours; all raw without such hours (then
         False: no pieces read)."""
-        hours = (session_pieces.built_hours(self.store, scan_start, scan_end, self.settings.session_gap_minutes)
-                 if self.use_session_pieces and self.store is not None else [])
-        if not hours:
+        if not self.use_session_pieces or self.store is None:
             return self._run("hot", self._hot_session_metrics(spec), params), False
+        for _ in range(PIECES_ATTEMPTS):
+            version = session_pieces.marks_version(self.store, scan_start, scan_end)
+            hours = session_pieces.built_hours(self.store, scan_start, scan_end, self.settings.session_gap_minutes)
+            if not hours:
+                break
+            rows = self._sessions_from_pieces(spec, hours, scan_start, scan_end, params)
+            if session_pieces.marks_version(self.store, scan_start, scan_end) == version:
+                return rows, True
+            # an hour of the range was restated meanwhile: its pieces may have been missing when they were read
+        return self._run("hot", self._hot_session_metrics(spec), params), False
+
+    def _sessions_from_pieces(self, spec: SessionsSpec, hours: list[datetime], scan_start: datetime,
+                              scan_end: datetime, params: dict[str, Any]) -> pa.Table:
         ranges = session_pieces.raw_ranges(scan_start, scan_end, hours)
         bounds = {f"rest_{i}_{side}": moment for i, span in enumerate(ranges) for side, moment in zip(("from", "to"),
                                                                                                      span, strict=True)}
@@ -183,7 +195,7 @@ class AnalyticsEngine:
             rows += self._run("hot", self._hot_session_metrics(
                 spec, keep="sid = '' AND user_id IN {long_users:Array(String)}"),
                 {**params, "long_users": long_users}).to_pylist()
-        return _sum_by_group(rows), True
+        return _sum_by_group(rows)
 
     def _hot_session_metrics(self, spec: SessionsSpec, keep: str = "1") -> str:
         """Totals need only each event's time and flags; entry and exit pages also the pages and the order

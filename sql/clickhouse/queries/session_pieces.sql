@@ -66,6 +66,13 @@ GROUP BY hour
 HAVING argMax(built, recorded_at) = 1 AND argMax(gap_ms, recorded_at) = {gap_ms:Int64}
 ORDER BY hour
 
+-- name: marks_version
+-- The newest mark of the hours of [scan_start, scan_end) and how many there are: read before and after a
+-- question, unchanged means no hour of its range was forgotten or built again while it read the pieces.
+SELECT toString(max(recorded_at)) AS newest, count() AS marks
+FROM session_piece_hours
+WHERE hour >= toStartOfHour({scan_start:DateTime64(3, 'UTC')}) AND hour < {scan_end:DateTime64(3, 'UTC')}
+
 -- name: metrics
 -- Session metrics from the pieces: the built hours' stored pieces and the other hours' pieces cut from the raw
 -- events of the scan (the raw placeholder), per (user, client session id) put in time order (the hours' rows
