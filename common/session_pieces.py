@@ -68,6 +68,14 @@ def forget(store: HotStore, hour: datetime, tenants: list[str] | None = None) ->
                       "SETTINGS mutations_sync = 2", params)
 
 
+def written(store: HotStore, hours: list[datetime]) -> None:
+    """Events were inserted into ``hours`` after they may have been built (a stream restarted on a new
+    checkpoint, an hour restated while still open): those built are read raw from now on, so no question misses
+    the new events, until the batch layer restates and builds them again. Called by the stream after each insert."""
+    if hours:
+        store.command(_sections()["unmark_written"], {"hours": sorted({_hour(h) for h in hours})})
+
+
 def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime,
                 session_gap_minutes: float) -> list[datetime]:
     """The whole hours of ``[scan_start, scan_end)`` whose pieces are built with this session gap (naive UTC)."""

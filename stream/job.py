@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
 
+from common import session_pieces
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore, HotStoreError
 from common.lake import landing_path, spark_uri
@@ -193,6 +194,8 @@ class HotTierWriter:
             lambda: self._store.insert_arrow(
                 "rollups_1m_ingest", rollups, token=f"{self._prefix}:{batch_id}:rollups_1m"),
             "rollups_1m", self._progress)
+        hours = pc.unique(pc.floor_temporal(raw.column("timestamp"), unit="hour")).to_pylist()
+        with_retry(lambda: session_pieces.written(self._store, hours), "session_piece_hours", self._progress)
         done = time.perf_counter()
         self._progress(
             f"batch {batch_id}: {raw.num_rows:,} events → {rollups.num_rows:,} minute rollups in "

@@ -153,6 +153,18 @@ class ApiKeyAuth:
                 raise AuthError(503, f"cannot read the API keys from the hot tier ({self._last_error}); retry shortly")
             return await self._reload()
 
+    async def _table_for_unknown_key(self) -> dict[str, Caller]:
+        """The key table for a key the copy does not hold: reloaded now (the request waits) when the copy is
+        ``auth_cache_seconds`` old, so a key created by another process works within that time, as a revoked
+        one stops; a younger copy answers as it is, so a flood of made-up keys costs at most one reload per
+        ``auth_cache_seconds``. While the store cannot be read, the copy (or the 503) as for any request."""
+        async with self._lock:
+            callers = self._callers
+            fresh = time.monotonic() - self._loaded_at < self.settings.auth_cache_seconds
+            if callers is not None and ((fresh and not self._invalidated) or time.monotonic() < self._retry_at):
+                return callers
+            return await self._reload()
+
     async def _refresh_in_background(self) -> None:
         try:
             async with self._lock:
@@ -195,7 +207,7 @@ class ApiKeyAuth:
         admin = self.settings.admin_key
         if admin and hmac.compare_digest(key.encode(), admin.encode()):
             return Caller("settings", "admin", None)
-        caller = (await self._table()).get(hash_key(key))
+        caller = (await self._table()).get(hash_key(key)) or (await self._table_for_unknown_key()).get(hash_key(key))
         if caller is None:
             raise self._reject(401, UNKNOWN_KEY, {"WWW-Authenticate": "Bearer"})
         if caller.rate_per_second is not None:
@@ -232,6 +244,9 @@ class ApiKeyAuth:
             table = await self._table()
         except AuthError:
             return None
+        if any(hash_key(k) in table for k in keys):
+            return None
+        table = await self._table_for_unknown_key()
         if any(hash_key(k) in table for k in keys):
             return None
         self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1

@@ -206,3 +206,18 @@ def _others_in(hot: HotStore, day: datetime) -> bool:
                                f"AND {column} < {{b:DateTime('UTC')}} AND tenant != {{t:String}}",
                                params).to_pylist()[0]["n"]
                for table, column in (("events_raw", "timestamp"), ("rollups_1m", "minute"), ("rollups_1h", "hour")))
+
+
+def test_events_the_stream_writes_into_a_built_hour_make_it_read_raw(hot: HotStore) -> None:
+    hour = datetime(2001, 2, 3, 4, tzinfo=UTC)  # hours no other test writes into
+    later = hour + timedelta(hours=1)
+    for built in (hour, later):
+        session_pieces.build(hot, built, 30)
+    naive = [h.replace(tzinfo=None) for h in (hour, later)]
+    assert session_pieces.built_hours(hot, hour, later + timedelta(hours=1), 30) == naive
+    never_built = hour + timedelta(hours=5)
+    session_pieces.written(hot, [hour + timedelta(minutes=59), never_built])  # what the stream's writer calls
+    assert session_pieces.built_hours(hot, hour, never_built + timedelta(hours=1), 30) == naive[1:]
+    marks = hot.query_arrow("SELECT count() AS n FROM session_piece_hours WHERE hour = {h:DateTime('UTC')}",
+                            {"h": never_built.replace(tzinfo=None)}).to_pylist()[0]["n"]
+    assert marks == 0  # an hour never built gets no mark

@@ -547,7 +547,7 @@ def test_tiers_and_purge_on_minio_tag_cold_objects_and_detect_tampering(tmp_path
                  if r["action"] == "purge" and "trial" in r["details"]["tenants"]]
         assert {(r["dataset"], r["tier_from"], r["details"]["whole_partition"]) for r in trial} == {
             ("events", "warm", False), ("rollups_hourly", "warm", False), ("rollups_hourly", "hot", False),
-            ("rollups_daily", "cold", False), ("landing", "landing", False)}
+            ("rollups_daily", "cold", False), ("day_sketches", "cold", False), ("landing", "landing", False)}
 
         # Cold objects carry the policy's tags, also those the purge rewrote (the held day lost beta's rows).
         for cold_day in (TODAY - timedelta(days=730), held_day):

@@ -148,3 +148,38 @@ def test_a_change_made_while_a_reload_reads_the_table_is_read_again() -> None:
         assert refused.value.status == 401
 
     asyncio.run(scenario())
+
+
+class GrowingDirectory(Directory):
+    """A key table another process adds keys to (``lakehouse tenants``, another API worker)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys = ["key-one"]
+
+    def api_keys(self) -> list[ApiKey]:
+        self.reads += 1
+        return [ApiKey(hash_key(key), key[:8], "acme", "tenant", 1000.0, 1000, NOW, False) for key in self.keys]
+
+
+def test_a_key_created_elsewhere_works_once_the_copy_is_due_and_made_up_keys_cost_no_reload() -> None:
+    directory = GrowingDirectory()
+
+    async def scenario(auth: ApiKeyAuth, due: bool) -> None:
+        assert (await auth.authenticate("key-one", None)).tenant == "acme"
+        directory.keys.append("key-new")
+        reads = directory.reads
+        if due:  # the copy is as old as the cache allows: the unknown key waits for one reload and is let in
+            assert (await auth.authenticate("key-new", None)).tenant == "acme"
+            assert directory.reads == reads + 1
+            assert await auth.refusal("key-new", None) is None
+        else:  # a younger copy answers as it is: a made-up key is refused without reading the store
+            for _ in range(5):
+                with pytest.raises(AuthError) as refused:
+                    await auth.authenticate("key-new", None)
+                assert refused.value.status == 401
+            assert directory.reads == reads
+
+    asyncio.run(scenario(_auth(directory, cache_s=0.0), due=True))
+    directory.keys.remove("key-new")
+    asyncio.run(scenario(_auth(directory, cache_s=3600.0), due=False))

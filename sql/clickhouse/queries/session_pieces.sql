@@ -57,6 +57,16 @@ WHERE toStartOfHour(toDateTime(timestamp)) = {hour:DateTime('UTC')}
 -- The hour's pieces are about to change or go: questions read the hour raw from now on.
 INSERT INTO session_piece_hours (hour, built, gap_ms, events) VALUES ({hour:DateTime('UTC')}, 0, 0, 0)
 
+-- name: unmark_written
+-- The stream wrote events into these hours: those built are read raw from now on (their pieces lack the new
+-- events) until the batch layer builds them again.
+INSERT INTO session_piece_hours (hour, built, gap_ms, events)
+SELECT hour, 0, 0, 0
+FROM session_piece_hours
+WHERE hour IN {hours:Array(DateTime('UTC'))}
+GROUP BY hour
+HAVING argMax(built, recorded_at) = 1
+
 -- name: built_hours
 -- The whole hours of [scan_start, scan_end) whose newest mark says built with this gap (epoch seconds).
 SELECT toUnixTimestamp(hour) AS epoch
