@@ -22,7 +22,6 @@ import pyarrow as pa
 
 from common import session_pieces
 from common.hot_store import HotStore
-from common.settings import Settings
 
 # live table → its staging twin, in the order they are swapped
 TABLES = (("events_raw", "events_raw_restate"), ("rollups_1m", "rollups_1m_restate"),
@@ -123,10 +122,10 @@ def _clear_staging(store: HotStore, params: dict) -> None:
 
 
 def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_events: pa.Table,
-                 allow_removals: bool = False, session_gap_minutes: float | None = None) -> Restatement:
+                 allow_removals: bool = False, *, session_gap_minutes: float) -> Restatement:
     """Replace ``hour`` in events_raw, rollups_1m and rollups_1h with the batch layer's rows, then cut the hour
     into session pieces again (``common.session_pieces``; its old pieces are forgotten before the swap, so no
-    question reads them beside the new rows). ``session_gap_minutes``: the settings' session gap when None.
+    question reads them beside the new rows) with ``session_gap_minutes`` (the settings' session gap).
 
     Raises ``RestatementRefused`` (the live hour untouched) when the staged rows lack a live
     ``(tenant, event_id)``, unless ``allow_removals``. The hour must be closed (``batch.hour_state``):
@@ -150,6 +149,5 @@ def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_
         else:
             store.command(f"ALTER TABLE {live} DROP PARTITION {{hour:DateTime('UTC')}}", params)
         store.command(f"ALTER TABLE {staging} DROP PARTITION {{hour:DateTime('UTC')}}", params)
-    session_pieces.build(store, hour, Settings().session_gap_minutes if session_gap_minutes is None
-                         else session_gap_minutes)
+    session_pieces.build(store, hour, session_gap_minutes)
     return Restatement(hour.replace(tzinfo=UTC), raw_events.num_rows, minute_rollups.num_rows, drift)

@@ -89,7 +89,8 @@ def test_a_restated_hour_drops_the_cached_ranges_that_include_it_and_only_those(
     # the batch layer's exact hour: the 4 events the stream counted and 2 late ones it dropped (a restatement
     # only adds: batch.restate refuses a swap that would remove a counted event)
     batch = pa.concat_tables([counted, events_table(tenant, hour + timedelta(minutes=20), 2)])
-    restatement = restate_hour(hot, hour, minute_rollups(batch), batch)
+    restatement = restate_hour(hot, hour, minute_rollups(batch), batch,
+                               session_gap_minutes=settings.session_gap_minutes)
     before = cache_stats(api)["cache"]
     # what the rollups_hourly asset does right after the swap (orchestration/rollups/assets.py); the API's
     # restatement listener reads the announcement and drops the cached answers that include the hour

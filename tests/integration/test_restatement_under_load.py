@@ -307,7 +307,7 @@ def others_in_hour(hot: HotStore, tenant: str, hour: datetime) -> pa.Table:
     return rows.select(EVENT_ARROW_SCHEMA.names).cast(EVENT_ARROW_SCHEMA)
 
 
-def test_a_swap_that_would_remove_a_counted_event_is_refused(hot: HotStore, tenant: str) -> None:
+def test_a_swap_that_would_remove_a_counted_event_is_refused(hot: HotStore, settings: Settings, tenant: str) -> None:
     hour = floor_hour(datetime.now(UTC)) - timedelta(hours=53)  # an hour no other test writes
     counted = events_table(tenant, hour + timedelta(minutes=5), 5)
     insert_events(hot, counted)  # what the speed layer counted
@@ -316,7 +316,7 @@ def test_a_swap_that_would_remove_a_counted_event_is_refused(hot: HotStore, tena
     # other tests of the session may have written rows of other tenants straight into this hour of the hot tier:
     # the staged batch lacks those too, so the guard may count more than this tenant's two
     with pytest.raises(RestatementRefused, match=r"\d+ \(tenant, event_id\) pair\(s\)") as refused:
-        restate_hour(hot, hour, minute_rollups(staged), staged)
+        restate_hour(hot, hour, minute_rollups(staged), staged, session_gap_minutes=settings.session_gap_minutes)
     assert refused.value.missing >= 2
     assert hour_counts(hot, tenant) == before  # live hour unchanged
     staging_left = hot.query_arrow("SELECT count() AS n FROM events_raw_restate WHERE tenant = {t:String}",
@@ -326,6 +326,6 @@ def test_a_swap_that_would_remove_a_counted_event_is_refused(hot: HotStore, tena
     # with the counted events in it (and other tenants' rows of the hour, as the batch layer would carry them),
     # the same hour restates and only grows
     complete = pa.concat_tables([counted, staged.slice(3), others_in_hour(hot, tenant, hour)])
-    restate_hour(hot, hour, minute_rollups(complete), complete)
+    restate_hour(hot, hour, minute_rollups(complete), complete, session_gap_minutes=settings.session_gap_minutes)
     assert hour_counts(hot, tenant)["rollups_1h"] == {hour: 9}
 

@@ -219,7 +219,8 @@ def batch_hours(spark: SparkSession, settings: Settings, store: FlightHotStore, 
             continue
         archive_hour(settings, hour, progress=lambda _: None)
         recompute = recompute_hour(spark, settings, hour, published_files(settings, hour) or [])
-        restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events)
+        restate_hour(store, hour, recompute.minute_rollups, recompute.raw_events,
+                     session_gap_minutes=settings.session_gap_minutes)
         assert verify_hour(settings, hour) == []
 
 
@@ -277,7 +278,7 @@ def batch_hours_with_duckdb(settings: Settings, store: FlightHotStore, hours: li
             con.close()
         replace_partition(settings, ROLLUPS_HOURLY_TABLE, hour,
                           with_partition_columns(hourly, ROLLUPS_HOURLY_TABLE, hour), "recompute", {"test": True})
-        restate_hour(store, hour, minute, raw)
+        restate_hour(store, hour, minute, raw, session_gap_minutes=settings.session_gap_minutes)
         assert verify_hour(settings, hour) == []
 
 
