@@ -84,11 +84,13 @@ def _require_writer(context: flight.ServerCallContext, what: str) -> None:
 class HotNodeServer(flight.FlightServerBase):
     def __init__(self, store: HotStore, location: str, token: str, reader_token: str = "",
                  reader: HotStore | None = None, tls: tuple[bytes, bytes] | None = None) -> None:
+        # Flight starts listening inside its __init__: a client retrying against a restarting hot node can
+        # call before it returns, so the handlers' state is set first.
+        self._store = store
+        self._reader = reader if reader is not None else _read_only(store)
         tokens = {reader_token: READER, token: WRITER}  # the writer's wins should both be equal
         super().__init__(location, middleware={_MIDDLEWARE: TokenCheck(tokens)},
                          tls_certificates=[tls] if tls else None)
-        self._store = store
-        self._reader = reader if reader is not None else _read_only(store)
 
     def do_get(self, context: flight.ServerCallContext, ticket: flight.Ticket) -> flight.RecordBatchStream:
         request = decode_request(ticket.ticket)

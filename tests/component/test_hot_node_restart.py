@@ -51,3 +51,47 @@ def test_queries_work_again_at_once_after_the_hot_node_restarts(hot: HotStore) -
     finally:
         server.shutdown()
         client.close()
+
+
+class _SlowToOpen:
+    """A store whose read-only view takes a while to open, as chDB's can on a loaded machine."""
+
+    def __init__(self, store: HotStore) -> None:
+        self._store = store
+
+    def read_only(self) -> HotStore:
+        time.sleep(0.5)
+        return self._store.read_only()
+
+
+def test_a_client_calling_while_the_hot_node_starts_is_told_unreachable_never_an_internal_error(
+        hot: HotStore) -> None:
+    """Flight listens from inside its constructor; a caller that got in before the node's own state was set
+    was answered an internal error (CI saw "'HotNodeServer' object has no attribute '_reader'" as a 503)."""
+    url = f"grpc://127.0.0.1:{closed_port()}"
+    client = FlightHotStore(url, timeout_s=5, token=TOKEN)
+    kinds: list[str] = []
+    answers: list[object] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(client.query_arrow("SELECT 4 AS n").to_pylist())
+                return
+            except HotStoreError as error:
+                kinds.append(error.kind)
+                time.sleep(0.01)
+
+    asker = threading.Thread(target=keep_asking)
+    asker.start()
+    server = HotNodeServer(_SlowToOpen(hot), url, TOKEN)  # type: ignore[arg-type]
+    threading.Thread(target=server.serve, daemon=True).start()
+    try:
+        asker.join(timeout=10)
+        assert answers == [[{"n": 4}]]
+        assert kinds and set(kinds) == {"unreachable"}
+    finally:
+        stop.set()
+        server.shutdown()
+        client.close()
