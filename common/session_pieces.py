@@ -20,6 +20,7 @@ the partial hours at the range's ends, a changed gap).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from common.hot_store import HotStore
 from common.sql_files import fill, sql_sections
@@ -76,12 +77,22 @@ def written(store: HotStore, hours: list[datetime]) -> None:
         store.command(_sections()["unmark_written"], {"hours": sorted({_hour(h) for h in hours})})
 
 
-def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime,
-                session_gap_minutes: float) -> list[datetime]:
-    """The whole hours of ``[scan_start, scan_end)`` whose pieces are built with this session gap (naive UTC)."""
+class BuiltHours(NamedTuple):
+    hours: list[datetime]  # naive UTC
+    version: tuple[str, int]  # what marks_version answers for the same range, read in the same query
+
+
+def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime, session_gap_minutes: float) -> BuiltHours:
+    """The whole hours of ``[scan_start, scan_end)`` whose pieces are built with this session gap, and the marks'
+    version they were read at."""
     rows = store.query_arrow(_sections()["built_hours"], {
         "gap_ms": gap_ms(session_gap_minutes), "scan_start": _naive(scan_start), "scan_end": _naive(scan_end)})
-    return [datetime.fromtimestamp(int(h), UTC).replace(tzinfo=None) for h in rows["epoch"].to_pylist()]
+    start, end = _naive(scan_start), _naive(scan_end)
+    hours = [hour for hour, ok in zip((datetime.fromtimestamp(int(h), UTC).replace(tzinfo=None)
+                                       for h in rows["epoch"].to_pylist()), rows["ok"].to_pylist(), strict=True)
+             if ok and start <= hour and hour + timedelta(hours=1) <= end]
+    newest = max(rows["newest"].to_pylist(), default="")
+    return BuiltHours(hours, (newest, sum(rows["marks"].to_pylist())))
 
 
 def marks_version(store: HotStore, scan_start: datetime, scan_end: datetime) -> tuple[str, int]:

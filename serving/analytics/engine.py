@@ -164,8 +164,8 @@ class AnalyticsEngine:
         if not self.use_session_pieces or self.store is None:
             return self._run("hot", self._hot_session_metrics(spec), params), False
         for _ in range(PIECES_ATTEMPTS):
-            version = session_pieces.marks_version(self.store, scan_start, scan_end)
-            hours = session_pieces.built_hours(self.store, scan_start, scan_end, self.settings.session_gap_minutes)
+            hours, version = session_pieces.built_hours(self.store, scan_start, scan_end,
+                                                        self.settings.session_gap_minutes)
             if not hours:
                 break
             rows = self._sessions_from_pieces(spec, hours, scan_start, scan_end, params)

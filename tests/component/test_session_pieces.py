@@ -123,7 +123,7 @@ def test_a_restated_hour_resessionizes_its_late_events(settings: Settings, hot: 
     staged = pa.concat_tables([live.select(EVENT_ARROW_SCHEMA.names).cast(EVENT_ARROW_SCHEMA),
                                pa.Table.from_pylist(stream.events[-1:], schema=EVENT_ARROW_SCHEMA)])
     restate_hour(hot, hour, minute_rollups(staged), staged, session_gap_minutes=30)
-    assert hour.replace(tzinfo=None) in session_pieces.built_hours(hot, hour, hour + timedelta(hours=1), 30)
+    assert hour.replace(tzinfo=None) in session_pieces.built_hours(hot, hour, hour + timedelta(hours=1), 30).hours
     _check(settings, hot, laid, stream.events)
     late = [e for e in stream.events if e["user_id"] == "qlate"]
     assert len(truth.sessions_of(late)) == 1
@@ -194,7 +194,7 @@ def test_a_purge_takes_the_pieces_with_the_events(settings: Settings, hot: HotSt
     left = hot.query_arrow("SELECT count() AS n FROM session_pieces WHERE tenant = {t:String} "
                            "AND hour < {c:DateTime('UTC')}", {"t": TENANT, "c": first_day.replace(tzinfo=None)})
     assert left.to_pylist()[0]["n"] == 0
-    assert session_pieces.built_hours(hot, day, first_day, 30) == []
+    assert session_pieces.built_hours(hot, day, first_day, 30).hours == []
     kept = [e for e in stream.events if e["timestamp"] >= first_day]
     assert len(kept) == len(stream.events) - len(old)
     _check(settings, hot, laid, kept, span)
@@ -214,10 +214,10 @@ def test_events_the_stream_writes_into_a_built_hour_make_it_read_raw(hot: HotSto
     for built in (hour, later):
         session_pieces.build(hot, built, 30)
     naive = [h.replace(tzinfo=None) for h in (hour, later)]
-    assert session_pieces.built_hours(hot, hour, later + timedelta(hours=1), 30) == naive
+    assert session_pieces.built_hours(hot, hour, later + timedelta(hours=1), 30).hours == naive
     never_built = hour + timedelta(hours=5)
     session_pieces.written(hot, [hour + timedelta(minutes=59), never_built])  # what the stream's writer calls
-    assert session_pieces.built_hours(hot, hour, never_built + timedelta(hours=1), 30) == naive[1:]
+    assert session_pieces.built_hours(hot, hour, never_built + timedelta(hours=1), 30).hours == naive[1:]
     marks = hot.query_arrow("SELECT count() AS n FROM session_piece_hours WHERE hour = {h:DateTime('UTC')}",
                             {"h": never_built.replace(tzinfo=None)}).to_pylist()[0]["n"]
     assert marks == 0  # an hour never built gets no mark

@@ -68,12 +68,14 @@ GROUP BY hour
 HAVING argMax(built, recorded_at) = 1
 
 -- name: built_hours
--- The whole hours of [scan_start, scan_end) whose newest mark says built with this gap (epoch seconds).
-SELECT toUnixTimestamp(hour) AS epoch
+-- Per hour of [scan_start, scan_end) with a mark: its newest mark (built with which gap, and when) and how many
+-- marks it has; the caller keeps the whole hours built with its gap, and the newest mark and the count of all as
+-- the version it compares with marks_version after reading the pieces (one read, one snapshot of the marks).
+SELECT toUnixTimestamp(hour) AS epoch, argMax(built, recorded_at) = 1 AND argMax(gap_ms, recorded_at) = {gap_ms:Int64} AS ok,
+       toString(max(recorded_at)) AS newest, count() AS marks
 FROM session_piece_hours
-WHERE hour >= {scan_start:DateTime64(3, 'UTC')} AND hour + INTERVAL 1 HOUR <= {scan_end:DateTime64(3, 'UTC')}
+WHERE hour >= toStartOfHour({scan_start:DateTime64(3, 'UTC')}) AND hour < {scan_end:DateTime64(3, 'UTC')}
 GROUP BY hour
-HAVING argMax(built, recorded_at) = 1 AND argMax(gap_ms, recorded_at) = {gap_ms:Int64}
 ORDER BY hour
 
 -- name: marks_version
