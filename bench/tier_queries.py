@@ -41,11 +41,14 @@ Figures are printed and written to ``bench/results/tier_queries.json`` (``tier_q
 ``--lake-only``; another ``--events-per-day`` than 50,000 adds ``_<n>_per_day`` to the name).
 
 Long ranges, old vs new (step 2b, also with ``--lake-only``): the 90-day, 1-year and 7-year day series and
-breakdowns by country answered in process by two ``QueryEngine``s over the API's lake reader, one reading the
-daily rollups (series) or the warm hourly + daily rollups (totals), the other the day sketches
-(``LAKEHOUSE_QUERY_DAY_SKETCHES``), with no hot tier (its horizons 0: the lake answers the whole range), each
-beside DuckDB's bare scan of the files it reads; answers checked (series equal, totals' events equal and unique
-users within the stated bound of the exact count).
+breakdowns by country (ranges ending at today's midnight) answered in process, alternately, by three
+``QueryEngine``s: **old**, the daily rollups (series) or the warm hourly + daily rollups (totals); **days**, the day
+sketches one file per day (the layout before the months: a copy in ``lake_day_layout``); **months** (new), the day
+sketches with every complete month compacted into one file (``LAKEHOUSE_QUERY_DAY_SKETCHES``); no hot tier (its
+horizons 0: the lake answers the whole range), each beside DuckDB's bare scan of the files it reads; answers checked
+(series equal, totals' events equal and unique users within the stated bound of the exact count; days and months
+identical). The 1-year cold aggregate is also run by DuckDB alone on the same files (the same statement over
+``read_parquet`` of them, and a bare scan of the columns it reads).
 """
 
 from __future__ import annotations
