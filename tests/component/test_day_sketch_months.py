@@ -42,7 +42,7 @@ from storage_tiers.tiers.day_sketches import (
 from storage_tiers.tiers.purge import Purger
 from tests.component.test_day_sketches import _daily_rollups, _events
 
-DAYS = [date(2018, 1, 2) + timedelta(days=4 * k) for k in range(22)]  # 2 Jan .. 26 Mar 2018: three months
+DAYS = [date(2018, 1, 2) + timedelta(days=7 * k) for k in range(13)]  # 2 Jan .. 27 Mar 2018: three months
 START = datetime(2018, 1, 1, tzinfo=UTC)
 NOW = datetime(2018, 4, 3, tzinfo=UTC)
 # no hot tier and no warm hours: the daily rollups are the old way for every shape (the lake has no hourly rollups)
@@ -115,7 +115,7 @@ def _truth(events: list[dict[str, Any]], tenant: str) -> tuple[int, float, int]:
 def test_compacting_the_complete_months_changes_no_answer_and_leaves_one_file_a_month(lake: tuple) -> None:
     settings, events, reader = lake
     _build_all(settings)
-    assert _month_files(settings) == {"2018-01": 8, "2018-02": 7, "2018-03": 7}, "a day a file until compacted"
+    assert _month_files(settings) == {"2018-01": 5, "2018-02": 4, "2018-03": 4}, "a day a file until compacted"
     before = _answers(reader)
 
     done = compact_months(settings, before=date(2018, 4, 1), run_id="t")
@@ -171,7 +171,7 @@ def test_a_day_changed_after_compaction_is_read_the_old_way_until_rebuilt_then_f
     settings, events, reader = lake
     _build_all(settings)
     compact_months(settings, before=date(2018, 4, 1))
-    changed = DAYS[10]  # in February
+    changed = DAYS[6]  # in February
     extra = _events(changed, "acme", random.Random(5), 50_000, 400)  # 400 more events, mostly new users
     mine = [e for e in events if e["at"].date() == changed]
     publish_day(settings, COLD_ROLLUPS_DAILY_TABLE, changed, _daily_rollups(mine + extra, changed), ROLLUP_KEYS,
@@ -217,7 +217,8 @@ def test_with_the_sketches_on_a_lake_without_them_or_with_some_days_answers_as_t
     for day in DAYS[::2]:
         build_day_sketches(settings, day, "t")
     same_as_old(False)  # half the days
-    narrow = _run(reader, "acme", "series", start=datetime(2018, 1, 2, tzinfo=UTC), end=datetime(2018, 1, 3, tzinfo=UTC))
+    narrow = _run(reader, "acme", "series", start=datetime(2018, 1, 2, tzinfo=UTC),
+                  end=datetime(2018, 1, 3, tzinfo=UTC))
     assert narrow.sources == ["cold:day_sketches"], "a range of sketched days only reads them"
 
     built = backfill(settings, "t", progress=lambda _line: None, max_days=3)
@@ -247,3 +248,24 @@ def test_a_table_in_the_former_day_layout_is_read_the_old_way_and_rebuilt_by_mon
     assert backfill(settings, "t", progress=lambda _line: None, compact_before=date(2018, 4, 1)) == DAYS
     assert _month_files(settings) == {"2018-01": 1, "2018-02": 1, "2018-03": 1}
     assert _run(reader, "acme", "total").sources == ["cold:day_sketches"]
+
+
+def test_a_mover_run_builds_missing_days_and_compacts_the_complete_months_audited(lake: tuple) -> None:
+    from storage_tiers.tiers.movers import SKETCH_BACKFILL_DAYS, DayReport, TierMover
+
+    settings, _events_, reader = lake
+    audit = AuditLog(settings)
+    mover = TierMover(settings, load_policy(settings), audit, as_of=datetime(2018, 4, 2, tzinfo=UTC), run_id="r")
+    assert len(DAYS) <= SKETCH_BACKFILL_DAYS
+
+    mover._sketch_upkeep(DAYS[-1], DayReport(DAYS[-1]))  # (its own day is built by the step before)
+
+    assert stale_days(open_table(settings, DAY_SKETCHES_TABLE), open_table(settings, COLD_ROLLUPS_DAILY_TABLE)) == \
+        [DAYS[-1]]
+    assert _month_files(settings) == {"2018-01": 1, "2018-02": 1, "2018-03": 1}, "a complete month: one file"
+    records = [r for r in audit.records() if r["dataset"] == "day_sketches" and r["action"] == "compact_cold"]
+    assert {r["partition"] for r in records} == {f"dt={d}" for d in DAYS[:-1]} | {
+        "month=2018-01", "month=2018-02", "month=2018-03"}
+    months = [r for r in records if r["partition"].startswith("month=")]
+    assert all(r["details"]["files_compacted"] > 1 and r["details"]["table_version"] is not None for r in months)
+    assert sum(len(r["details"]["days"]) for r in months) == len(DAYS) - 1
