@@ -41,11 +41,14 @@ Figures are printed and written to ``bench/results/tier_queries.json`` (``tier_q
 ``--lake-only``; another ``--events-per-day`` than 50,000 adds ``_<n>_per_day`` to the name).
 
 Long ranges, old vs new (step 2b, also with ``--lake-only``): the 90-day, 1-year and 7-year day series and
-breakdowns by country answered in process by two ``QueryEngine``s over the API's lake reader, one reading the
-daily rollups (series) or the warm hourly + daily rollups (totals), the other the day sketches
-(``LAKEHOUSE_QUERY_DAY_SKETCHES``), with no hot tier (its horizons 0: the lake answers the whole range), each
-beside DuckDB's bare scan of the files it reads; answers checked (series equal, totals' events equal and unique
-users within the stated bound of the exact count).
+breakdowns by country (ranges ending at today's midnight) answered in process, alternately, by three
+``QueryEngine``s: **old**, the daily rollups (series) or the warm hourly + daily rollups (totals); **days**, the day
+sketches one file per day (the layout before the months: a copy in ``lake_day_layout``); **months** (new), the day
+sketches with every complete month compacted into one file (``LAKEHOUSE_QUERY_DAY_SKETCHES``); no hot tier (its
+horizons 0: the lake answers the whole range), each beside DuckDB's bare scan of the files it reads; answers checked
+(series equal, totals' events equal and unique users within the stated bound of the exact count; days and months
+identical). The 1-year cold aggregate is also run by DuckDB alone on the same files (the same statement over
+``read_parquet`` of them, and a bare scan of the columns it reads).
 """
 
 from __future__ import annotations
@@ -242,6 +245,7 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
     started = time.perf_counter()
     hot_batch: list[pa.Table] = []
     sketch_batch: list[pa.Table] = []
+    daily_batch: list[pa.Table] = []
     first = history.today - timedelta(days=HISTORY_DAYS)
     for offset in range(HISTORY_DAYS + 1):
         day = first + timedelta(days=offset)
@@ -261,17 +265,17 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
         if age > 0:  # complete days only: the mover builds a daily rollup once its day is over
             daily = rollup(events, "day").rename_columns([*KEYS, "day", "events", "revenue", "user_ids"])
             daily = daily.sort_by([(k, "ascending") for k in KEYS])
-            cold = publish_day(settings, COLD_ROLLUPS_DAILY_TABLE, day, daily, KEYS, [], {"events": events.num_rows},
-                               RUN_ID)
-            laid.daily_rows, laid.daily_bytes, laid.daily_days = laid.daily_rows + cold.rows, \
-                laid.daily_bytes + cold.bytes, laid.daily_days + 1
-            # the day sketches, the rows the tier mover builds right after the daily rollups (appended SKETCH_BATCH
-            # days per commit, one file per day as the mover leaves them: a commit per day would double the time
-            # this takes on a loaded machine, and the readers list files from the log either way)
+            # the daily rollups and the day sketches (the rows the tier mover builds right after them), appended
+            # SKETCH_BATCH days per commit, the daily rollups first: one file per day (per month for the sketches)
+            # as the movers leave them; a commit per day would take several times longer on a loaded machine, and
+            # the readers list files from the log either way
+            daily_batch.append(daily.append_column("dt", pa.array([day] * daily.num_rows, pa.date32())))
             sketch_batch.append(sketch_rows(daily, day))
+            laid.daily_days += 1
             if len(sketch_batch) == SKETCH_BATCH:
-                _append_sketches(settings, sketch_batch, laid)
-                sketch_batch = []
+                _append_daily(settings, daily_batch, laid)
+                _append_sketches(settings, sketch_batch, laid, history.today)
+                daily_batch, sketch_batch = [], []
         if age <= WARM_DAYS:
             complete = events.filter(pc.less(events["timestamp"], pa.scalar(
                 history.now.replace(minute=0, second=0, microsecond=0), pa.timestamp("ms", tz="UTC"))))
@@ -293,7 +297,13 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
     if hot_batch and hot is not None:
         hot.insert_arrow("rollups_1m_ingest", pa.concat_tables(hot_batch))
     if sketch_batch:
-        _append_sketches(settings, sketch_batch, laid)
+        _append_daily(settings, daily_batch, laid)
+        _append_sketches(settings, sketch_batch, laid, history.today)
+    from storage_tiers.tiers.day_sketches import compact_months
+
+    t0 = time.perf_counter()
+    compacted = compact_months(settings, history.today.replace(day=1), RUN_ID)
+    print(f"   compacted the day sketches of {len(compacted)} complete months in {time.perf_counter() - t0:.1f}s")
     for table in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE, ROLLUPS_HOURLY_TABLE, DAY_SKETCHES_TABLE):
         delta = open_table(settings, table)
         if delta is not None:
@@ -305,11 +315,48 @@ def lay_history(settings: Settings, history: History, hot: Any | None) -> Laid:
 SKETCH_BATCH = 64
 
 
-def _append_sketches(settings: Settings, batch: list[pa.Table], laid: Laid) -> None:
-    """Days of sketch rows appended to the day sketches' table in one commit (one file per day: partition dt)."""
+DAY_LAYOUT_LAKE = HOME / "lake_day_layout"  # the day sketches as they were before the months: one file per day
+
+
+def day_layout_settings() -> Settings:
+    return Settings(lake_uri=str(DAY_LAYOUT_LAKE))
+
+
+def _append_daily(settings: Settings, batch: list[pa.Table], laid: Laid) -> None:
+    """Days of daily rollups appended to their table in one commit (one file per day: partition dt)."""
+    from common.lake_tables import COLD_ROLLUPS_DAILY_TABLE
+
+    rows = pa.concat_tables(batch)
+    append_rows(settings, COLD_ROLLUPS_DAILY_TABLE, rows, "bench", {"rows": rows.num_rows})
+    laid.daily_rows += rows.num_rows
+    laid.daily_bytes += rows.nbytes  # in memory; the files are smaller (zstd)
+
+
+def _append_sketches(settings: Settings, batch: list[pa.Table], laid: Laid, today: date) -> None:
+    """Days of sketch rows appended in one commit to the day sketches' table (partitioned by month: one file per
+    month and commit, the current month's days one commit each, as the movers leave them until the month is
+    complete and compacted) and to a copy in the former layout (partitioned by dt: one file per day), the "before"
+    of the side-by-side comparison."""
+    from deltalake import write_deltalake
+
+    from common.lake_tables import month_label
+
     rows = pa.concat_tables(batch)
     rows = rows.append_column("dt", pc.cast(rows["day"], pa.date32()))
-    append_rows(settings, DAY_SKETCHES_TABLE, rows, "bench", {"rows": rows.num_rows})
+    months = pa.array([month_label(d) for d in rows["dt"].to_pylist()], pa.string())
+    current = pc.equal(months, month_label(today))
+    with_month = rows.append_column("month", months)
+    older = with_month.filter(pc.invert(current))
+    if older.num_rows:
+        append_rows(settings, DAY_SKETCHES_TABLE, older, "bench", {"rows": older.num_rows})
+    recent = with_month.filter(current)
+    for day in sorted(set(recent["dt"].to_pylist())):
+        one = recent.filter(pc.equal(recent["dt"], pa.scalar(day, pa.date32())))
+        append_rows(settings, DAY_SKETCHES_TABLE, one, "bench", {"rows": one.num_rows})
+    from common.lake_tables import table_uri, writer_properties
+
+    write_deltalake(table_uri(day_layout_settings(), DAY_SKETCHES_TABLE), rows, partition_by=["dt"], mode="append",
+                    writer_properties=writer_properties(DAY_SKETCHES_TABLE))
     laid.sketch_rows += rows.num_rows
     laid.sketch_bytes += rows.nbytes  # in memory; the files are smaller (zstd)
 
@@ -364,8 +411,39 @@ def evict(folder: Path) -> int:
     return count
 
 
+def bare_scans(settings: Settings, sql: str, params: dict[str, Any], table: Any, runs: int) -> dict[str, Any]:
+    """DuckDB alone on the same files (the range's live files from the table's log, no views, a new session): the
+    same statement over ``read_parquet`` of them, and a bare scan (the tenant's rows of the range, a count and sums of
+    the columns the statement reads, no grouping); warm medians."""
+    from common.lake_duckdb import duckdb_uri
+    from common.lake_tables import partition_files
+
+    files = [duckdb_uri(f) for f in partition_files(settings, table, days=(params["first"], params["last"]))]
+    relation = "read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE})"
+    view = "rollups_daily" if "FROM rollups_daily" in sql else "events"
+    same = sql.replace(f"FROM {view}", f"FROM {relation}")
+    reads = "sum(len(user_ids)), sum(events)" if view == "rollups_daily" else "sum(hash(user_id))"
+    scan = (f"SELECT count(*), count(country), sum(revenue), {reads} FROM {relation} "
+            "WHERE tenant = $tenant AND dt BETWEEN $first AND $last")
+    out: dict[str, Any] = {"files": len(files)}
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        for key, statement in (("same_sql", same), ("scan", scan)):
+            con.execute(statement, {**params, "files": files}).fetchall()  # the first run warms the page cache
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                con.execute(statement, {**params, "files": files}).fetchall()
+                times.append(time.perf_counter() - t0)
+            out[f"{key}_warm_median_s"] = round(statistics.median(times), 3)
+    finally:
+        con.close()
+    return out
+
+
 def cold_aggregate(settings: Settings, name: str, sql: str, params: dict[str, Any], rows_in_range: int,
-                   folder: Path, warm_runs: int = 5) -> tuple[dict[str, Any], pa.Table]:
+                   folder: Path, warm_runs: int = 5, table: Any = None) -> tuple[dict[str, Any], pa.Table]:
     from storage_tiers.lake.sql import files_read, lake_connection
 
     evicted = evict(folder)
@@ -383,7 +461,12 @@ def cold_aggregate(settings: Settings, name: str, sql: str, params: dict[str, An
     finally:
         con.close()
     median = statistics.median(warm)
-    figures = {"query": name, "cold_s": round(cold, 3), "warm_median_s": round(median, 3),
+    bare = bare_scans(settings, sql, params, table, warm_runs) if table is not None else {}
+    if bare:
+        bare["view_over_bare_sql"] = round(median / bare["same_sql_warm_median_s"], 2)
+        bare["view_over_bare_scan"] = round(median / bare["scan_warm_median_s"], 2)
+    figures = {"query": name, "bare": bare, "load_avg_1m": round(os.getloadavg()[0], 2),
+               "cold_s": round(cold, 3), "warm_median_s": round(median, 3),
                "warm_runs_s": [round(w, 3) for w in warm], "rows_in_range": rows_in_range,
                "cold_rows_per_s": round(rows_in_range / cold), "warm_rows_per_s": round(rows_in_range / median),
                "files_read": files, "files_evicted_from_page_cache": evicted, "result_rows": answer.num_rows}
@@ -409,9 +492,10 @@ LONG_RANGES = (("90d", 90), ("1y", 365), ("7y", 7 * 365))
 LAKE_ONLY_NOTE = ("the lake's part of each answer, in process (QueryEngine + the API's lake reader; no hot tier: "
                   "its horizons set to 0, so the lake answers the whole range, the recent 90 days included)")
 SCAN_SQL = {
+    # (dt: a column of the month layout's files, the folder of the former day layout's)
     "day_sketches": "SELECT count(*) AS n, sum(events) AS events, sum(octet_length(sketch)) AS b "
-                    "FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE}) "
-                    "WHERE tenant = $tenant AND dimension = $dimension AND dt BETWEEN $first AND $last",
+                    "FROM read_parquet($files, hive_partitioning = true) "
+                    "WHERE tenant = $tenant AND dimension = $dimension AND CAST(dt AS DATE) BETWEEN $first AND $last",
     "rollups_daily": "SELECT count(*) AS n, sum(events) AS events, sum(len(user_ids)) AS ids "
                      "FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE}) "
                      "WHERE tenant = $tenant AND dt BETWEEN $first AND $last",
@@ -447,26 +531,44 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
 
     horizons = Horizons(hot_minute=timedelta(0), hot_hour=timedelta(0), warm_hour=timedelta(days=365))
     reader = LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds)  # as the API's
+    days_reader = LakeRollupReader(day_layout_settings(), listing_seconds=settings.lake_session_seconds)
     old = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=False)
     new = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=True)
+    # the day sketches one file per day (before the months), alone in their lake: nothing there says a day is stale
+    by_day = QueryEngine(None, days_reader, horizons=horizons, timeout_seconds=600, day_sketches=True)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     out = []
     try:
         for label, days in LONG_RANGES:
             for shape in ("series", "breakdown"):
                 def spec(k: int, tier: str = "auto", days: int = days, shape: str = shape) -> QuerySpec:
-                    to = now - timedelta(seconds=1 + k)  # each its own range, as uncached requests would be
+                    # each its own range, as uncached requests would be; up to today's midnight (the API's hot tier
+                    # answers the recent days, and today has no daily rollups yet)
+                    to = midnight - timedelta(seconds=1 + k)
                     extra: dict[str, Any] = ({"granularity": "day"} if shape == "series" else
                                              {"dimensions": ("country",), "order_by": (Order("events"),)})
                     return QuerySpec(metrics=("events", "revenue", "unique_users"), start=to - timedelta(days=days),
                                      end=to, tier=tier, **extra)
-                old_t, old_answer = _timed(lambda k: old.run(TENANT, spec(k), now), runs, cell_seconds)
-                new_t, new_answer = _timed(lambda k: new.run(TENANT, spec(k), now), runs, cell_seconds)
+                times: dict[str, list[float]] = {"old": [], "days": [], "new": []}
+                answers: dict[str, Any] = {}
+                started = time.perf_counter()
+                for k in range(runs):  # the three paths alternately, on the same data
+                    if k >= 2 and time.perf_counter() - started > 3 * cell_seconds:
+                        break
+                    for name, engine in (("old", old), ("days", by_day), ("new", new)):
+                        t0 = time.perf_counter()
+                        answers[name] = engine.run(TENANT, spec(k), now)
+                        times[name].append(time.perf_counter() - t0)
+                old_t, new_t, days_t = times["old"], times["new"], times["days"]
+                old_answer, new_answer, days_answer = answers["old"], answers["new"], answers["days"]
                 scans = {}
-                for name, engine_on in (("old", False), ("new", True)):
-                    def scan(k: int, engine_on: bool = engine_on, shape: str = shape) -> None:
+                for name, engine_on, files_of in (("old", False, reader), ("days", True, days_reader),
+                                                  ("new", True, reader)):
+                    def scan(k: int, engine_on: bool = engine_on, shape: str = shape,
+                             files_of: LakeRollupReader = files_of) -> None:
                         for segment in plan(spec(k), now, horizons, day_sketches=engine_on):
                             table = segment.source.table
-                            files = reader.files(table, segment.start, segment.end)
+                            files = files_of.files(table, segment.start, segment.end)
                             if files:
                                 params = {"files": files, "tenant": TENANT, "first": segment.start.date(),
                                           "last": (segment.end - timedelta(microseconds=1)).date()}
@@ -478,13 +580,20 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                     "range": label, "shape": shape,
                     "old_sources": old_answer.sources, "new_sources": new_answer.sources,
                     "old_median_ms": round(statistics.median(old_t) * 1000, 1),
+                    "days_median_ms": round(statistics.median(days_t) * 1000, 1),
                     "new_median_ms": round(statistics.median(new_t) * 1000, 1),
                     "old_scan_median_ms": round(statistics.median(scans["old"]) * 1000, 1),
+                    "days_scan_median_ms": round(statistics.median(scans["days"]) * 1000, 1),
                     "new_scan_median_ms": round(statistics.median(scans["new"]) * 1000, 1),
-                    "runs": [len(old_t), len(new_t)], "lake_metadata_cache": settings.lake_metadata_cache,
+                    "days_files": len(days_reader.files("day_sketches", spec(0).start, spec(0).end)),
+                    "new_files": len(reader.files("day_sketches", spec(0).start, spec(0).end)),
+                    "days_sources": days_answer.sources,
+                    "days_and_new_answers_identical": days_answer.rows == new_answer.rows,
+                    "runs": [len(old_t), len(days_t), len(new_t)], "lake_metadata_cache": settings.lake_metadata_cache,
                     "new_approximate": new_answer.approximate, "new_error_bounds": new_answer.error_bounds,
                 }
                 row["new_over_old"] = round(row["new_median_ms"] / row["old_median_ms"], 4)
+                row["new_over_days"] = round(row["new_median_ms"] / row["days_median_ms"], 4)
                 row["old_over_its_scan"] = round(row["old_median_ms"] / max(row["old_scan_median_ms"], 0.01), 2)
                 row["new_over_its_scan"] = round(row["new_median_ms"] / max(row["new_scan_median_ms"], 0.01), 2)
                 if shape == "series":
@@ -500,13 +609,18 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                     row["answers_equal"] = (
                         {r[0]: r[1] for r in new_answer.rows} == {k: v[0] for k, v in exact.items()}
                         and max(errors) <= bound)
+                row["answers_equal"] = row["answers_equal"] and row["days_and_new_answers_identical"] \
+                    and new_answer.sources == ["cold:day_sketches"]
                 print(f"   {label:>4} {shape:<9} old {row['old_median_ms']:>9} ms (scan {row['old_scan_median_ms']}) "
-                      f"new {row['new_median_ms']:>7} ms (scan {row['new_scan_median_ms']}); new/old "
+                      f"days {row['days_median_ms']:>7} ms (scan {row['days_scan_median_ms']}, {row['days_files']} "
+                      f"files) months {row['new_median_ms']:>7} ms (scan {row['new_scan_median_ms']}, "
+                      f"{row['new_files']} files); months/days {row['new_over_days']}, months/old "
                       f"{row['new_over_old']}; equal {row['answers_equal']}; load {os.getloadavg()[0]:.2f}")
                 row["load_avg_1m"] = round(os.getloadavg()[0], 2)
                 out.append(row)
     finally:
         reader.close()
+        days_reader.close()
     return out
 
 
@@ -706,9 +820,11 @@ def main() -> None:
             "cold_raw": {"ages_days": list(COLD_RAW_AGES), "days": laid.raw_days, "rows": laid.raw_rows,
                          "mib": round(laid.raw_bytes / 2**20, 1)},
             "cold_rollups_daily": {"days": laid.daily_days, "rows": laid.daily_rows,
-                                   "mib": round(laid.daily_bytes / 2**20, 1)},
+                                   "mib": round(folder_bytes(lake / "cold" / "rollups_daily") / 2**20, 1)},
             "cold_day_sketches": {"days": laid.daily_days, "rows": laid.sketch_rows,
-                                  "mib": round(folder_bytes(lake / "cold" / "day_sketches") / 2**20, 1)},
+                                  "mib": round(folder_bytes(lake / "cold" / "day_sketches") / 2**20, 1),
+                                  "layout": "partitioned by month; complete months compacted into one file each",
+                                  "day_layout_copy_mib": round(folder_bytes(DAY_LAYOUT_LAKE) / 2**20, 1)},
             "warm_rollups_hourly": {"days": WARM_DAYS + 1, "files": laid.warm_files, "rows": laid.warm_rows,
                                     "mib": round(laid.warm_bytes / 2**20, 1)},
             "hot": {"days": HOT_DAYS + 1, "rollups_1m_ingest_rows": laid.hot_rows,
@@ -725,15 +841,20 @@ def main() -> None:
             "SELECT count(*) FROM read_parquet($files, hive_partitioning = true, hive_types = {'dt': DATE}) "
             "WHERE dt BETWEEN $first AND $last", {"files": _daily_files(settings), "first": first, "last": last}
         ).fetchone()[0]
+        from common.lake_tables import COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE
+
         raw_fig, raw_answer = cold_aggregate(settings, "events view (raw cold events)", RAW_SQL, params,
-                                             laid.raw_rows, lake / "cold" / "events")
+                                             laid.raw_rows, lake / "cold" / "events", table=COLD_EVENTS_TABLE)
         daily_fig, daily_answer = cold_aggregate(settings, "rollups_daily view", DAILY_SQL, params,
-                                                 daily_rows_in_range, lake / "cold" / "rollups_daily")
+                                                 daily_rows_in_range, lake / "cold" / "rollups_daily",
+                                                 table=COLD_ROLLUPS_DAILY_TABLE)
         agreement = same_answer(raw_answer, daily_answer)
         for fig in (raw_fig, daily_fig):
             print(f"   {fig['query']:<32} cold {fig['cold_s']:.2f}s ({fig['cold_rows_per_s']:,} rows/s), "
                   f"warm median {fig['warm_median_s']:.2f}s ({fig['warm_rows_per_s']:,} rows/s), "
-                  f"{fig['rows_in_range']:,} rows in range, {fig['files_read']} files read")
+                  f"{fig['rows_in_range']:,} rows in range, {fig['files_read']} files read; DuckDB alone on the "
+                  f"files: same SQL {fig['bare'].get('same_sql_warm_median_s')}s, bare scan "
+                  f"{fig['bare'].get('scan_warm_median_s')}s; load {os.getloadavg()[0]:.2f}")
         print(f"   raw and daily answers equal: {agreement}")
 
         print("== long ranges, old (daily rollups / warm hourly rollups) vs new (day sketches): " + LAKE_ONLY_NOTE)
@@ -764,10 +885,13 @@ def main() -> None:
         print(f"   {fig['query']:34}{fig['cold_s']:>10.2f}{fig['warm_median_s']:>10.2f}"
               f"{fig['warm_rows_per_s']:>14,}{fig['files_read']:>7}")
     print()
-    print(f"   {'long range':11}{'shape':10}{'old ms':>10}{'old scan':>10}{'new ms':>9}{'new scan':>10}{'new/old':>9}")
+    print(f"   {'long range':11}{'shape':10}{'old ms':>10}{'old scan':>10}{'days ms':>9}{'days scan':>10}"
+          f"{'months ms':>10}{'mo. scan':>10}{'mo./days':>9}{'mo./old':>9}{'load':>6}")
     for row in long:
         print(f"   {row['range']:11}{row['shape']:10}{row['old_median_ms']:>10}{row['old_scan_median_ms']:>10}"
-              f"{row['new_median_ms']:>9}{row['new_scan_median_ms']:>10}{row['new_over_old']:>9}")
+              f"{row['days_median_ms']:>9}{row['days_scan_median_ms']:>10}{row['new_median_ms']:>10}"
+              f"{row['new_scan_median_ms']:>10}{row['new_over_days']:>9}{row['new_over_old']:>9}"
+              f"{row['load_avg_1m']:>6}")
     print()
     print(f"   {'range':6}{'shape':10}{'uncached p50/p99 ms':>22}{'cached p50/p99 ms':>20}   sources")
     for row in dashboards:

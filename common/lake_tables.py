@@ -86,12 +86,17 @@ class WarmTable:
     name: str  # archive/events | warm/rollups_hourly | cold/events | cold/rollups_daily | cold/day_sketches
     day_column: str  # dt (DATE)
     hour_column: str | None  # hour | hour_of_day (INTEGER 0-23); None: partitioned by day only (cold)
+    # partitioned by month (``month`` = 'YYYY-MM', STRING) instead: the day column is then a column of the files, and a
+    # file may hold several days (a complete month compacted into one file); its days are its ``dt`` statistics
+    month_column: str | None = None
 
     def uri(self, settings: Settings) -> str:
         return _LOCATIONS[self.name](settings)
 
     @property
     def partition_by(self) -> list[str]:
+        if self.month_column:
+            return [self.month_column]
         return [self.day_column] + ([self.hour_column] if self.hour_column else [])
 
     def hour_predicate(self, hour: datetime) -> str:
@@ -102,7 +107,14 @@ class WarmTable:
         return f"{self.day_column} = '{hour:%Y-%m-%d}' AND {self.hour_column} = {hour.hour}"
 
     def day_predicate(self, day: date) -> str:
+        if self.month_column:  # the month prunes the partition, the day the rows (and files, by their statistics)
+            return f"{self.month_column} = '{month_label(day)}' AND {self.day_column} = '{day.isoformat()}'"
         return f"{self.day_column} = '{day.isoformat()}'"
+
+    def month_predicate(self, month: str) -> str:
+        if not self.month_column:
+            raise ValueError(f"{self.name} is not partitioned by month")
+        return f"{self.month_column} = '{month}'"
 
 
 ARCHIVE_TABLE = WarmTable("archive/events", "dt", "hour")
@@ -111,8 +123,9 @@ COLD_EVENTS_TABLE = WarmTable("cold/events", "dt", None)
 COLD_ROLLUPS_DAILY_TABLE = WarmTable("cold/rollups_daily", "dt", None)
 WARM_TABLES = {t.name: t for t in (ARCHIVE_TABLE, ROLLUPS_HOURLY_TABLE)}
 COLD_TABLES = {t.name: t for t in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE)}
-# Derived from the daily rollups, day by day (never migrated from folders: it has no older layout)
-DAY_SKETCHES_TABLE = WarmTable("cold/day_sketches", "dt", None)
+# Derived from the daily rollups, day by day, partitioned by month (a complete month is compacted into one file:
+# storage_tiers.tiers.day_sketches); never migrated from folders: it has no older folder layout
+DAY_SKETCHES_TABLE = WarmTable("cold/day_sketches", "dt", None, month_column="month")
 # Every Delta table of the lake (what table maintenance walks).
 LAKE_TABLES = {**WARM_TABLES, **COLD_TABLES, DAY_SKETCHES_TABLE.name: DAY_SKETCHES_TABLE}
 
@@ -120,6 +133,17 @@ LAKE_TABLES = {**WARM_TABLES, **COLD_TABLES, DAY_SKETCHES_TABLE.name: DAY_SKETCH
 def as_utc_hour(hour: datetime) -> datetime:
     """An hour as an aware UTC datetime (naive means UTC, as Dagster's partition keys are)."""
     return hour.replace(tzinfo=UTC) if hour.tzinfo is None else hour.astimezone(UTC)
+
+
+def month_label(day: date) -> str:
+    """``YYYY-MM``: the month partition value of a day (tables partitioned by month)."""
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def month_partition_label(day: date) -> str:
+    """``month=YYYY-MM``: how a month of a table partitioned by month is named in audit records and commit metadata
+    (a commit that rewrote the whole month: its provenance holds each day's under ``days``)."""
+    return f"month={month_label(day)}"
 
 
 def day_label(day: date) -> str:
@@ -247,8 +271,10 @@ def with_partition_columns(data: pa.Table, table: WarmTable, hour: datetime) -> 
     """``data`` with the table's partition columns set to ``hour``'s values (its day's, for a cold table)."""
     hour = as_utc_hour(hour)
     n = data.num_rows
-    data = data.drop_columns([c for c in table.partition_by if c in data.column_names])
+    data = data.drop_columns([c for c in {*table.partition_by, table.day_column} if c in data.column_names])
     data = data.append_column(table.day_column, pa.array([hour.date()] * n, pa.date32()))
+    if table.month_column:
+        return data.append_column(table.month_column, pa.array([month_label(hour.date())] * n, pa.string()))
     if table.hour_column is None:
         return data
     return data.append_column(table.hour_column, pa.array([hour.hour] * n, pa.int32()))
@@ -285,6 +311,25 @@ def replace_day(settings: Settings, table: WarmTable, day: date, data: pa.Table,
     data = with_partition_columns(data, table, datetime(day.year, day.month, day.day, tzinfo=UTC)).combine_chunks()
     metadata = commit_metadata(operation, day_label(day), provenance)
     return _write(settings, table, data, metadata, mode="overwrite", predicate=table.day_predicate(day))
+
+
+def replace_month(settings: Settings, delta: Any, table: WarmTable, month: str, data: pa.Table, operation: str,
+                  provenance: dict[str, Any]) -> int:
+    """Replace one month (``YYYY-MM``) of a table partitioned by month by ``data`` (rows with their day column) in ONE
+    commit labelled ``month=YYYY-MM`` on the version ``data`` was read from (``delta``); returns the new version.
+
+    Not written again on a lost race (``CommitFailedError`` is raised): ``data`` was derived from that version, and a
+    commit in between (a day rebuilt) would be undone by it. The rows are written in the order given."""
+    from deltalake import CommitProperties, write_deltalake
+
+    data = data.drop_columns([c for c in (table.month_column,) if c and c in data.column_names])
+    data = data.append_column(table.month_column, pa.array([month] * data.num_rows, pa.string())).combine_chunks()
+    metadata = commit_metadata(operation, f"month={month}", provenance)
+    write_deltalake(delta, data, partition_by=table.partition_by, mode="overwrite",
+                    predicate=table.month_predicate(month), storage_options=storage_options(settings),
+                    writer_properties=writer_properties(table), target_file_size=TARGET_FILE_BYTES,
+                    commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50))
+    return int(delta.version())
 
 
 def _version_of(settings: Settings, table: WarmTable, delta: Any | None, metadata: dict[str, str]) -> int:
@@ -374,6 +419,16 @@ def _partition_mask(actions: pa.Table, table: WarmTable, hours: Iterable[datetim
                     days: tuple[date, date] | None) -> pa.Array | None:
     import pyarrow.compute as pc
 
+    if table.month_column:  # a file holds the days of its statistics: keep the files overlapping the days
+        first, last = file_days(actions, table)
+        if days is not None:
+            return pc.and_(pc.less_equal(first, pa.scalar(days[1], pa.date32())),
+                           pc.greater_equal(last, pa.scalar(days[0], pa.date32())))
+        if hours is None:
+            return None
+        wanted = sorted({as_utc_hour(h).date() for h in hours})
+        return pa.array([any(lo <= d <= hi for d in wanted) for lo, hi in
+                         zip(first.to_pylist(), last.to_pylist(), strict=True)], pa.bool_())
     day_values = pc.cast(actions[f"partition.{table.day_column}"], pa.date32())
     if days is not None:
         return pc.and_(pc.greater_equal(day_values, pa.scalar(days[0], pa.date32())),
@@ -388,9 +443,31 @@ def _partition_mask(actions: pa.Table, table: WarmTable, hours: Iterable[datetim
     return pa.array([(d, h) in wanted for d, h in zip(day_values.to_pylist(), hour_values, strict=True)])
 
 
+def file_days(actions: pa.Table, table: WarmTable) -> tuple[pa.Array, pa.Array]:
+    """The first and last day (DATE) each live file holds: its partition's day, or, in a table partitioned by month,
+    its ``dt`` statistics (the whole month when a file has none)."""
+    import pyarrow.compute as pc
+
+    if not table.month_column or f"partition.{table.month_column}" not in actions.column_names:
+        # (a table partitioned by day, or a month table still in its former day layout: see day_sketches.migrate)
+        days = pc.cast(actions[f"partition.{table.day_column}"], pa.date32())
+        return days, days
+    months = actions[f"partition.{table.month_column}"].to_pylist()
+    starts = [date.fromisoformat(f"{m}-01") for m in months]
+    ends = [(s.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1) for s in starts]
+    lows = actions[f"min.{table.day_column}"].to_pylist() if f"min.{table.day_column}" in actions.column_names \
+        else [None] * len(starts)
+    highs = actions[f"max.{table.day_column}"].to_pylist() if f"max.{table.day_column}" in actions.column_names \
+        else [None] * len(starts)
+    return (pa.array([lo or s for lo, s in zip(lows, starts, strict=True)], pa.date32()),
+            pa.array([hi or e for hi, e in zip(highs, ends, strict=True)], pa.date32()))
+
+
 def partition_stats(delta: Any, table: WarmTable) -> dict[datetime, dict[str, int]]:
     """Rows, bytes and files per hour (per day, keyed by its midnight, for a cold table) of the current version,
-    from the log's add actions (no data read)."""
+    from the log's add actions (no data read). Not for a table partitioned by month (a file holds several days)."""
+    if table.month_column:
+        raise ValueError(f"{table.name} is partitioned by month: read its days from its files (file_days)")
     actions = add_actions(delta)
     out: dict[datetime, dict[str, int]] = {}
     days = actions[f"partition.{table.day_column}"].to_pylist()
@@ -469,15 +546,16 @@ def newest_commits(delta: Any) -> dict[str, dict[str, Any]]:
     return newest
 
 
-def newest_commit_of(delta: Any, label: str) -> dict[str, Any] | None:
-    """The newest commit that named the partition ``label`` (``dt=…`` or ``dt=…/hour=…``), its provenance parsed
-    into ``provenance``; None when no retained commit did. Reads the history newest first, in growing pages, so a
-    recently written partition costs a few commits."""
+def newest_commit_of(delta: Any, label: str | tuple[str, ...]) -> dict[str, Any] | None:
+    """The newest commit that named the partition ``label`` (``dt=…`` or ``dt=…/hour=…``; or any of several labels),
+    its provenance parsed into ``provenance``; None when no retained commit did. Reads the history newest first, in
+    growing pages, so a recently written partition costs a few commits."""
+    labels = (label,) if isinstance(label, str) else label
     limit, seen = 64, 0
     while True:
         commits = delta.history(limit)
         for commit in commits[seen:]:
-            if commit.get(PARTITION_KEY) == label:
+            if commit.get(PARTITION_KEY) in labels:
                 provenance = json.loads(commit[PROVENANCE_KEY]) if PROVENANCE_KEY in commit else {}
                 return {**commit, "provenance": provenance}
         if len(commits) < limit:

@@ -141,11 +141,13 @@ class Settings(BaseSettings):
         default=30.0, description="A dashboard or ad-hoc query running longer is cancelled and answered 504."
     )
     query_day_sketches: bool = Field(
-        default=False,
+        default=True,
         description="Answer long ranges (past the hot tier's 90 days) of events, revenue and unique users, by at "
         "most one of event/country/device, in UTC days or as totals, from the lake's day sketches "
         "(cold/day_sketches): one row per day instead of every dimension's rows; unique users over several days are "
-        "then a HyperLogLog estimate whose error bound the answer states (error_bounds).",
+        "then a HyperLogLog estimate whose error bound the answer states (error_bounds). Only when every day of the "
+        "range has current sketches (else the answer is read the old way; the tier movers build missing days, a "
+        "few a run). false: always the old way.",
     )
     lake_metadata_cache: bool = Field(
         default=False,

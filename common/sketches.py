@@ -120,8 +120,8 @@ def merge(blobs: Sequence[bytes]) -> bytes:
     if not dense:
         return encode(np.unique(np.concatenate(sparse)) if sparse else np.empty(0, np.uint64), precision)
     regs = np.max(np.stack(dense), axis=0) if len(dense) > 1 else dense[0].copy()
-    if sparse:
-        regs = np.maximum(regs, registers(np.unique(np.concatenate(sparse)), precision))
+    if sparse:  # a register keeps a maximum, so repeated hashes change nothing: no need to de-duplicate them first
+        regs = np.maximum(regs, registers(np.concatenate(sparse), precision))
     return DENSE + bytes([precision]) + regs.tobytes()
 
 

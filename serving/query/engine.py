@@ -96,6 +96,8 @@ class QueryEngine:
             return self._run_with_kpis(tenant, spec, now)
         started = time.perf_counter()
         segments = plan(spec, now, self.horizons, day_sketches=self.day_sketches)
+        if any(s.source.table == "day_sketches" for s in segments) and self._sketches_stale(segments):
+            segments = plan(spec, now, self.horizons, day_sketches=False)  # the old way: every day as it is now
         whole = len(segments) == 1
         columns = (["bucket"] if spec.granularity else []) + list(spec.dimensions) + list(spec.metrics)
         bounds: dict[str, float] = {}
@@ -130,6 +132,13 @@ class QueryEngine:
             took_ms=round((time.perf_counter() - started) * 1000, 2),
             read_from=segments[0].start,
         )
+
+    def _sketches_stale(self, segments: list[Segment]) -> bool:
+        """Whether a day of the sketches' piece has no current day sketches (a lake not backfilled yet, a day whose
+        daily rollups changed since): then the whole answer is read the old way, so no answer mixes the two."""
+        if self._lake is None:
+            return False
+        return any(self._lake.stale_sketch_days(s.start, s.end) for s in segments if s.source.table == "day_sketches")
 
     def _run_with_kpis(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
         """The catalogue metrics the KPIs read, then their formulas row by row (``serving.query.kpi_rows``).

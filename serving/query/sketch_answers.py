@@ -11,6 +11,7 @@ in ``SketchPiece.estimated`` with its bound.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -89,7 +90,7 @@ def answer_rows(spec: QuerySpec, dimension: str, rows: list[dict[str, Any]]) -> 
             if measure == "events":
                 value: Any = sum(int(r["events"]) for r in members)
             elif measure == "revenue":
-                value = float(sum(float(r["revenue"]) for r in members))
+                value = math.fsum(float(r["revenue"]) for r in members)  # exactly rounded: any order of the rows
             elif len(members) == 1:
                 value = int(members[0]["users"])
             else:

@@ -50,11 +50,13 @@ FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE});
 
 CREATE OR REPLACE VIEW rollups_daily AS SELECT * FROM {cold_rollups_daily};
 
--- day_sketches: per tenant, UTC day ("day", its midnight; dt the folder) and (dimension, value), ("", "") being the
--- tenant's whole day: the day's exact events, revenue and distinct users, and sketch, a mergeable sketch of those
--- users (common/sketches.py: merge the sketches of any days for their unique users). Days not built are absent.
+-- day_sketches: per tenant, UTC day ("day", its midnight; dt the same as a DATE) and (dimension, value), ("", "")
+-- being the tenant's whole day: the day's exact events, revenue and distinct users, and sketch, a mergeable sketch
+-- of those users (common/sketches.py: merge the sketches of any days for their unique users). Days not built are
+-- absent. The files are partitioned by month (month=YYYY-MM folders; dt is a column of the files; a complete month
+-- is one file), or by dt in a table written before the months (its folder then gives dt): hence no hive_types.
 CREATE OR REPLACE MACRO lake_day_sketches(files) AS TABLE
-SELECT tenant, dimension, "value", "day", events, revenue, users, sketch, dt
-FROM read_parquet(files, hive_partitioning = true, hive_types = {'dt': DATE});
+SELECT tenant, dimension, "value", "day", events, revenue, users, sketch, CAST(dt AS DATE) AS dt
+FROM read_parquet(files, hive_partitioning = true);
 
 CREATE OR REPLACE VIEW day_sketches AS SELECT * FROM {day_sketches};

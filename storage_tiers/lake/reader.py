@@ -85,6 +85,7 @@ class LakeRollupReader:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._listings: dict[str, tuple[float, list[str]]] = {}  # glob -> (listed at, files)
         self._tables: dict[str, tuple[float, Any]] = {}  # dataset -> (refreshed at, DeltaTable)
+        self._stale: tuple[tuple[Any, ...], list[date]] | None = None  # (versions, stale sketch days)
 
     def relation(
         self, dataset: str, start: datetime, end: datetime, *, fresh: bool = False
@@ -116,6 +117,23 @@ class LakeRollupReader:
                     globs.append(pattern)
                     break
         return globs
+
+    def stale_sketch_days(self, start: datetime, end: datetime, *, fresh: bool = False) -> list[date]:
+        """The days of ``[start, end)`` the daily rollups hold whose day sketches are missing or older than them
+        (``storage_tiers.tiers.day_sketches.stale_days``, from the two tables' logs; kept per pair of versions): an
+        answer must not read the day sketches over such a day."""
+        from storage_tiers.tiers.day_sketches import stale_days
+
+        tables = [self._table(name, fresh) for name in ("day_sketches", "rollups_daily", "rollups_hourly")]
+        key = tuple(t.version() if t is not None else None for t in tables)
+        with self._lock:
+            cached = self._stale if self._stale is not None and self._stale[0] == key else None
+        if cached is None:
+            cached = (key, stale_days(tables[0], tables[1], warm=tables[2]))
+            with self._lock:
+                self._stale = cached
+        first, last = day_range(start, end)
+        return [d for d in cached[1] if first <= d <= last]
 
     def execute(self, sql: str, params: dict[str, Any], timeout_seconds: float) -> pa.Table:
         """Run ``sql`` on this thread's cursor; interrupted (``LakeQueryTimeout``) past ``timeout_seconds``."""

@@ -40,11 +40,14 @@ from common.lake_tables import (
     COLD_ROLLUPS_DAILY_TABLE,
     DAY_SKETCHES_SCHEMA,
     DAY_SKETCHES_TABLE,
+    PARTITION_KEY,
     ROLLUPS_HOURLY_SCHEMA,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
     add_actions,
     day_label,
+    file_days,
+    month_partition_label,
     newest_commit_of,
     open_table,
     partition_files,
@@ -156,10 +159,20 @@ def published(settings: Settings, table: WarmTable, day: date, delta: Any | None
     delta = delta if delta is not None else open_table(settings, table)
     if delta is None:
         return None
-    files = [f for f in add_actions(delta).to_pylist() if _day_of(f) == day]
+    files = _files_of_day(delta, table, day)
     if not files:
         return None
-    commit = newest_commit_of(delta, day_label(day))
+    if table.month_column:  # the day's own commit, or a newer one that rewrote its month (days in ``days``)
+        commit = newest_commit_of(delta, (day_label(day), month_partition_label(day)))
+        if commit is not None and commit.get(PARTITION_KEY) != day_label(day):
+            days = commit["provenance"].get("days", {})
+            if day.isoformat() not in days:
+                return None  # the month's newest rewrite holds no row of the day
+            commit = {**commit, "provenance": days[day.isoformat()]}
+        if commit is not None and int(commit["provenance"].get("rows", -1)) == 0:
+            return None  # every row of the day deleted (a purge) from a file holding other days
+    else:
+        commit = newest_commit_of(delta, day_label(day))
     manifest = dict(commit["provenance"]) if commit is not None else {}
     manifest.setdefault("rows", sum(int(f.get("num_records") or 0) for f in files))
     manifest["version"] = int(delta.version())
@@ -170,6 +183,15 @@ def published(settings: Settings, table: WarmTable, day: date, delta: Any | None
 def _day_of(action: dict[str, Any]) -> date:
     day = action["partition.dt"]
     return day if isinstance(day, date) else date.fromisoformat(str(day))
+
+
+def _files_of_day(delta: Any, table: WarmTable, day: date) -> list[dict[str, Any]]:
+    """The live files (add actions) that may hold rows of ``day``: its partition's, or in a table partitioned by
+    month the files whose days span it."""
+    actions = add_actions(delta)
+    first, last = file_days(actions, table)
+    return [f for f, lo, hi in zip(actions.to_pylist(), first.to_pylist(), last.to_pylist(), strict=True)
+            if lo <= day <= hi]
 
 
 def is_current(manifest: dict[str, Any] | None, sources: list[dict[str, Any]]) -> bool:
@@ -212,7 +234,7 @@ def publish_day(
     }
     version = replace_day(settings, table, day, data, operation, manifest)
     delta = open_table(settings, table)
-    size = sum(int(f["size_bytes"]) for f in add_actions(delta).to_pylist() if _day_of(f) == day) if delta else 0
+    size = sum(int(f["size_bytes"]) for f in _files_of_day(delta, table, day)) if delta else 0
     path = f"{table_uri(settings, table)}/{day_label(day)}"
     return ColdDay(table.name, day, data.num_rows, size, checksum, path, {**manifest, "version": version},
                    built=True)
@@ -306,7 +328,14 @@ def read_day(settings: Settings, table: WarmTable, day: date, filesystem: pafs.F
     """Every row of one day of a cold table, re-read from the live files its log lists."""
     filesystem = filesystem or lake_filesystem(settings)
     schema = COLD_SCHEMAS[table.name]
-    data = read_tables(filesystem, [fs_path(f) for f in day_files(settings, table, day)], schema)
+    if table.month_column:  # files of several days: keep the day's rows
+        data = read_tables(filesystem, [fs_path(f) for f in day_files(settings, table, day)])
+        if data is not None:
+            with_day = schema.append(pa.field(table.day_column, pa.date32()))
+            data = data.select(with_day.names).cast(with_day)
+            data = data.filter(pc.equal(data[table.day_column], pa.scalar(day, pa.date32()))).select(schema.names)
+    else:
+        data = read_tables(filesystem, [fs_path(f) for f in day_files(settings, table, day)], schema)
     return data if data is not None else schema.empty_table()
 
 

@@ -63,7 +63,7 @@ from storage_tiers.tiers.cold_files import (
     verify_cold_day,
     warm_hour_rollups,
 )
-from storage_tiers.tiers.day_sketches import build_day_sketches
+from storage_tiers.tiers.day_sketches import build_day_sketches, compact_months, stale_days
 
 # hot table → (dataset in the policy, hour expression, measure compared with the lake)
 HOT_TABLES: dict[str, tuple[str, str, str]] = {
@@ -71,6 +71,9 @@ HOT_TABLES: dict[str, tuple[str, str, str]] = {
     "rollups_1m": ("rollups_1m", "toStartOfHour(minute)", "sum(events)"),
     "rollups_1h": ("rollups_hourly", "hour", "sum(events)"),
 }
+# days of missing or stale day sketches a mover run builds besides its own day (newest first): a lake written before
+# the sketches existed is backfilled over a few runs; meanwhile the API reads those days the old way
+SKETCH_BACKFILL_DAYS = 31
 COMPLETE_AFTER = timedelta(minutes=15)  # the stream's watermark plus the landing margin (orchestration.hours)
 
 
@@ -208,6 +211,31 @@ class TierMover:
         sketches = build_day_sketches(self.settings, day, self.run_id)
         if sketches is not None:
             self._record_cold(sketches, "day_sketches", report)
+        self._sketch_upkeep(day, report)
+
+    def _sketch_upkeep(self, done: date, report: DayReport) -> None:
+        """Build some missing or stale day sketches (``SKETCH_BACKFILL_DAYS``, newest first), then compact each complete
+        month held in several files into one (``day_sketches.compact_months``), audited and tagged cold."""
+        from common.lake_tables import COLD_ROLLUPS_DAILY_TABLE, DAY_SKETCHES_TABLE, month_partition_label, open_table
+        from storage_tiers.tiers.cold_files import tag_cold_day
+
+        todo = [d for d in stale_days(open_table(self.settings, DAY_SKETCHES_TABLE),
+                                      open_table(self.settings, COLD_ROLLUPS_DAILY_TABLE)) if d != done]
+        for day in list(reversed(todo))[:SKETCH_BACKFILL_DAYS]:
+            built = build_day_sketches(self.settings, day, self.run_id)
+            if built is not None:
+                self._record_cold(built, "day_sketches", report)
+        complete = (self.as_of - COMPLETE_AFTER).date()
+        for month in compact_months(self.settings, complete, self.run_id):
+            first = date.fromisoformat(month["partition"].removeprefix("month=") + "-01")
+            tagged = tag_cold_day(self.settings, self.policy, DAY_SKETCHES_TABLE, first)
+            report.add(self.audit.append(
+                "compact_cold", "day_sketches", partition=month_partition_label(first), tier_from="cold",
+                tier_to="cold", rows=month["rows"], bytes=0, checksum=f"sha256:{month['checksum']}",
+                run_id=self.run_id, reason="a complete month's day sketches compacted into one file",
+                details={"table": DAY_SKETCHES_TABLE.name, "table_version": month["version"],
+                         "files_compacted": month["files_compacted"], "days": sorted(month["days"]),
+                         "retagged": tagged}))
 
     def warm_to_cold(self, day: date) -> DayReport:
         """Compact the day into cold, verify it from the lake, then delete its warm hours."""

@@ -65,7 +65,9 @@ from common.lake_tables import (
     DAY_SKETCHES_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
+    add_actions,
     delete_rows,
+    file_days,
     open_table,
     partition_stats,
     vacuum,
@@ -316,8 +318,7 @@ class Purger:
         if delta is None:
             return
         deleted = False
-        for start in partition_stats(delta, table):
-            day = start.date()
+        for day in _table_days(delta, table):
             if not self._candidate(day):
                 continue
             label = f"dt={day}"
@@ -352,7 +353,7 @@ class Purger:
             elif "events" in kept.column_names:
                 new["events"] = int(pc.sum(kept["events"]).as_py() or 0)
             before = int(manifest.get("bytes", 0))
-            predicate = table.day_predicate(day)
+            predicate = table.day_predicate(day)  # (a table partitioned by month: the month's file is rewritten)
             if not whole:
                 predicate += " AND tenant IN (" + ", ".join(_sql_string(t) for t in gone) + ")"
             metrics = delete_rows(self.settings, table, predicate, "purge", label, new)
@@ -522,3 +523,16 @@ def announce_purged_hours(redis_url: str, report: PurgeReport) -> int:
 def _sql_string(value: str) -> str:
     """A SQL string literal for a delete predicate (tenant names come from the data, not from users)."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def _table_days(delta: Any, table: WarmTable) -> list[date]:
+    """The days a cold table's live files hold (a table partitioned by month: every day its files span)."""
+    if not table.month_column:
+        return [start.date() for start in partition_stats(delta, table)]
+    first, last = file_days(add_actions(delta), table)
+    days: set[date] = set()
+    for lo, hi in zip(first.to_pylist(), last.to_pylist(), strict=True):
+        while lo <= hi:
+            days.add(lo)
+            lo += timedelta(days=1)
+    return sorted(days)
