@@ -14,7 +14,9 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from batch.hour_state import offsets_behind, parse_offsets
 from common.hot_store import HotStore
+from common.kafka_offsets import topic_end_offsets
 from common.settings import Settings
 from serving.tenancy.auth import bearer_headers
 from stack.process import read_pid
@@ -25,25 +27,43 @@ pytestmark = pytest.mark.integration
 
 
 def kafka_event_ids(settings: Settings, tenant: str) -> list[str]:
-    """Every event id of ``tenant`` in the events topic, duplicates included (read from the start)."""
+    """Every event id of ``tenant`` in the events topic, duplicates included (read from the start up to the end
+    offsets of the moment: everything written before the call, without waiting out an idle timeout)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=5000)
+                             consumer_timeout_ms=30_000)
     try:
         parts = [TopicPartition(settings.kafka_topic, p) for p in consumer.partitions_for_topic(settings.kafka_topic)]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
+        ends = {part: end for part, end in consumer.end_offsets(parts).items() if end > consumer.position(part)}
         ids = []
-        for message in consumer:
-            try:
-                value = orjson.loads(message.value)
-            except orjson.JSONDecodeError:  # another test's malformed record (the contract tests write some)
-                continue
-            for event in value if isinstance(value, list) else [value]:
-                if isinstance(event, dict) and event.get("tenant") == tenant:
-                    ids.append(event["event_id"])
+        for message in consumer if ends else ():
+            part = TopicPartition(message.topic, message.partition)
+            if message.offset < ends.get(part, 0):
+                try:
+                    value = orjson.loads(message.value)
+                except orjson.JSONDecodeError:  # another test's malformed record (the contract tests write some)
+                    value = None
+                for event in value if isinstance(value, list) else [value]:
+                    if isinstance(event, dict) and event.get("tenant") == tenant:
+                        ids.append(event["event_id"])
+            if message.offset + 1 >= ends.get(part, 0):
+                ends.pop(part, None)
+            if not ends:
+                break
+        assert not ends, f"the topic's records up to {ends} were not read within 30 s"
         return ids
     finally:
         consumer.close()
+
+
+def hot_query_caught_up(hot: HotStore, settings: Settings) -> bool:
+    """The stream's hot query committed a micro-batch reaching the topic's end offsets of this moment (read here,
+    from Kafka): every record written before the call is in the hot tier or was found a duplicate."""
+    ends = topic_end_offsets(settings.kafka_bootstrap, settings.kafka_topic)
+    rows = hot.query_arrow("SELECT end_offsets FROM stream_progress WHERE query_name = 'hot' "
+                           "ORDER BY finished_at DESC LIMIT 20").to_pylist()
+    return any(not offsets_behind(parse_offsets(r["end_offsets"]), ends) for r in rows)
 
 
 def hot_ids(hot: HotStore, tenant: str) -> list[str]:
@@ -121,7 +141,8 @@ def test_a_batch_retried_after_a_503_counts_once(
     try:
         wait_for(lambda: api.post("/events", json=events, headers=key).status_code == 200, 120, "the retry to be taken")
         wait_for(lambda: len(hot_ids(hot, tenant)) >= len(events) + 1, 400, "the hot tier", interval=2)
-        time.sleep(5)  # the first attempt's queued records, delivered after the broker came back, land by now
+        # the first attempt's queued records, delivered after the broker came back, are processed by now
+        wait_for(lambda: hot_query_caught_up(hot, settings), 120, "the stream to process everything Kafka holds")
         copies = kafka_event_ids(settings, tenant)
         ids = hot_ids(hot, tenant)
         assert len(ids) == len(set(ids)) == len(events) + 1
