@@ -97,12 +97,13 @@ def test_a_killed_api_loses_no_acknowledged_event(stack: Stack, hot: HotStore, s
                 else:
                     failures.append(str(response.status_code))
 
-    # Two clients for two seconds: enough requests in flight at the kill, and a backlog the test stack's
-    # small micro-batches (8 Kafka records each) drain in a minute or two.
+    # Two clients for a second (dozens of requests of 50 events, one Kafka record each): requests in flight at the
+    # kill, and a backlog the test stack's small micro-batches (8 Kafka records each) drain within a minute; every
+    # record more only lengthens that drain.
     threads = [threading.Thread(target=client, daemon=True) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(2)
+    time.sleep(1)
     record = read_pid(settings.home / "run" / "api.pid")
     assert record is not None and record.alive()
     os.killpg(record.pid, signal.SIGKILL)  # mid-load: requests are in flight
