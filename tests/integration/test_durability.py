@@ -14,14 +14,13 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from batch.hour_state import offsets_behind, parse_offsets
 from common.hot_store import HotStore
-from common.kafka_offsets import topic_end_offsets
 from common.settings import Settings
 from serving.tenancy.auth import bearer_headers
 from stack.process import read_pid
 from stack.services import Stack
 from tests.integration.conftest import wait_for
+from tests.integration.hot_truth import stream_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -55,15 +54,6 @@ def kafka_event_ids(settings: Settings, tenant: str) -> list[str]:
         return ids
     finally:
         consumer.close()
-
-
-def hot_query_caught_up(hot: HotStore, settings: Settings) -> bool:
-    """The stream's hot query committed a micro-batch reaching the topic's end offsets of this moment (read here,
-    from Kafka): every record written before the call is in the hot tier or was found a duplicate."""
-    ends = topic_end_offsets(settings.kafka_bootstrap, settings.kafka_topic)
-    rows = hot.query_arrow("SELECT end_offsets FROM stream_progress WHERE query_name = 'hot' "
-                           "ORDER BY finished_at DESC LIMIT 20").to_pylist()
-    return any(not offsets_behind(parse_offsets(r["end_offsets"]), ends) for r in rows)
 
 
 def hot_ids(hot: HotStore, tenant: str) -> list[str]:
@@ -143,7 +133,7 @@ def test_a_batch_retried_after_a_503_counts_once(
         wait_for(lambda: api.post("/events", json=events, headers=key).status_code == 200, 120, "the retry to be taken")
         wait_for(lambda: len(hot_ids(hot, tenant)) >= len(events) + 1, 400, "the hot tier", interval=2)
         # the first attempt's queued records, delivered after the broker came back, are processed by now
-        wait_for(lambda: hot_query_caught_up(hot, settings), 120, "the stream to process everything Kafka holds")
+        wait_for(lambda: stream_caught_up(hot, settings), 120, "the stream to process everything Kafka holds")
         copies = kafka_event_ids(settings, tenant)
         ids = hot_ids(hot, tenant)
         assert len(ids) == len(set(ids)) == len(events) + 1
