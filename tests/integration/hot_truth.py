@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
+from batch.hour_state import offsets_behind, parse_offsets
 from common.hot_store import HotStore
+from common.kafka_offsets import topic_end_offsets
+from common.settings import Settings
 
 
 def hot_minutes(hot: HotStore, tenant: str, hour: datetime | None = None) -> dict[datetime, dict[str, Any]]:
@@ -29,6 +32,17 @@ def late_rows_total(hot: HotStore) -> int:
     """Events the stream dropped as later than the watermark, over all its micro-batches."""
     sql = "SELECT sum(late_rows) AS n FROM stream_progress WHERE query_name = 'hot'"
     return hot.query_arrow(sql).to_pylist()[0]["n"] or 0
+
+
+def stream_caught_up(hot: HotStore, settings: Settings, queries: tuple[str, ...] = ("hot",)) -> bool:
+    """Each of the stream's ``queries`` committed a micro-batch reaching the topic's end offsets of this moment (read
+    here, from Kafka): every record written before the call is counted or was found a duplicate. Waiting for this
+    is what a test means by "a duplicate, had it been counted, would show by now", without guessing a time."""
+    ends = topic_end_offsets(settings.kafka_bootstrap, settings.kafka_topic)
+    rows = hot.query_arrow("SELECT query_name, end_offsets FROM stream_progress "
+                           "ORDER BY finished_at DESC LIMIT 50").to_pylist()
+    return all(any(not offsets_behind(parse_offsets(r["end_offsets"]), ends) for r in rows if r["query_name"] == q)
+               for q in queries)
 
 
 def assert_minutes_match(actual: dict[datetime, dict[str, Any]], expected: dict[datetime, dict[str, Any]]) -> None:

@@ -20,27 +20,37 @@ from serving.tenancy.auth import bearer_headers
 from stack.process import read_pid
 from stack.services import Stack
 from tests.integration.conftest import wait_for
+from tests.integration.hot_truth import stream_caught_up
 
 pytestmark = pytest.mark.integration
 
 
 def kafka_event_ids(settings: Settings, tenant: str) -> list[str]:
-    """Every event id of ``tenant`` in the events topic, duplicates included (read from the start)."""
+    """Every event id of ``tenant`` in the events topic, duplicates included (read from the start up to the end
+    offsets of the moment: everything written before the call, without waiting out an idle timeout)."""
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             consumer_timeout_ms=5000)
+                             consumer_timeout_ms=30_000)
     try:
         parts = [TopicPartition(settings.kafka_topic, p) for p in consumer.partitions_for_topic(settings.kafka_topic)]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
+        ends = {part: end for part, end in consumer.end_offsets(parts).items() if end > consumer.position(part)}
         ids = []
-        for message in consumer:
-            try:
-                value = orjson.loads(message.value)
-            except orjson.JSONDecodeError:  # another test's malformed record (the contract tests write some)
-                continue
-            for event in value if isinstance(value, list) else [value]:
-                if isinstance(event, dict) and event.get("tenant") == tenant:
-                    ids.append(event["event_id"])
+        for message in consumer if ends else ():
+            part = TopicPartition(message.topic, message.partition)
+            if message.offset < ends.get(part, 0):
+                try:
+                    value = orjson.loads(message.value)
+                except orjson.JSONDecodeError:  # another test's malformed record (the contract tests write some)
+                    value = None
+                for event in value if isinstance(value, list) else [value]:
+                    if isinstance(event, dict) and event.get("tenant") == tenant:
+                        ids.append(event["event_id"])
+            if message.offset + 1 >= ends.get(part, 0):
+                ends.pop(part, None)
+            if not ends:
+                break
+        assert not ends, f"the topic's records up to {ends} were not read within 30 s"
         return ids
     finally:
         consumer.close()
@@ -77,12 +87,13 @@ def test_a_killed_api_loses_no_acknowledged_event(stack: Stack, hot: HotStore, s
                 else:
                     failures.append(str(response.status_code))
 
-    # Two clients for two seconds: enough requests in flight at the kill, and a backlog the test stack's
-    # small micro-batches (8 Kafka records each) drain in a minute or two.
+    # Two clients for a second (dozens of requests of 50 events, one Kafka record each): requests in flight at the
+    # kill, and a backlog the test stack's small micro-batches (8 Kafka records each) drain within a minute; every
+    # record more only lengthens that drain.
     threads = [threading.Thread(target=client, daemon=True) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(2)
+    time.sleep(1)
     record = read_pid(settings.home / "run" / "api.pid")
     assert record is not None and record.alive()
     os.killpg(record.pid, signal.SIGKILL)  # mid-load: requests are in flight
@@ -121,7 +132,8 @@ def test_a_batch_retried_after_a_503_counts_once(
     try:
         wait_for(lambda: api.post("/events", json=events, headers=key).status_code == 200, 120, "the retry to be taken")
         wait_for(lambda: len(hot_ids(hot, tenant)) >= len(events) + 1, 400, "the hot tier", interval=2)
-        time.sleep(5)  # the first attempt's queued records, delivered after the broker came back, land by now
+        # the first attempt's queued records, delivered after the broker came back, are processed by now
+        wait_for(lambda: stream_caught_up(hot, settings), 120, "the stream to process everything Kafka holds")
         copies = kafka_event_ids(settings, tenant)
         ids = hot_ids(hot, tenant)
         assert len(ids) == len(set(ids)) == len(events) + 1

@@ -23,7 +23,7 @@ from common.hot_store import HotStore
 from common.settings import Settings
 from demo.ground_truth import minute_of
 from tests.integration.conftest import wait_for
-from tests.integration.hot_truth import hot_minutes
+from tests.integration.hot_truth import hot_minutes, stream_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -227,5 +227,6 @@ def test_two_tenants_with_the_same_event_id_are_both_counted(
     producer.flush()
     producer.close()
     wait_for(lambda: hot_events(hot, tenant) >= 10 and hot_events(hot, other) >= 10, 90, "both tenants' events")
-    time.sleep(3)  # the duplicates, had they been counted, would show by now
+    # the duplicates, had they been counted, show once the stream has processed everything Kafka holds
+    wait_for(lambda: stream_caught_up(hot, settings), 120, "the stream to process everything Kafka holds")
     assert (hot_events(hot, tenant), hot_events(hot, other)) == (10, 10)

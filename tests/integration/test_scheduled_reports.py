@@ -36,6 +36,16 @@ from tests.report_receivers import Mailbox, Receiver, attachments, multipart_fil
 
 pytestmark = pytest.mark.integration
 
+SENSOR_TICKS = """
+query Ticks($after: Float) {
+  sensorOrError(sensorSelector: {repositoryLocationName: "lakehouse", repositoryName: "__repository__",
+                                 sensorName: "report_schedules_sensor"}) {
+    __typename
+    ... on Sensor { sensorState { ticks(afterTimestamp: $after) { status timestamp runIds } } }
+    ... on Error { message }
+  }
+}
+"""
 RUNS = """
 query Runs($tags: [ExecutionTag!]) {
   runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId status } } }
@@ -71,6 +81,13 @@ def dagster_dev(home: Path, log_path: Path) -> Iterator[httpx.Client]:
             process.wait()
 
 
+def completed_ticks(ui: httpx.Client, after: float) -> list[dict]:
+    """The report sensor's ticks that finished (skipped or requested runs) after ``after`` (epoch seconds)."""
+    sensor = graphql(ui, SENSOR_TICKS, after=after)["sensorOrError"]
+    assert sensor["__typename"] == "Sensor", sensor
+    return [t for t in sensor["sensorState"]["ticks"] if t["status"] in ("SKIPPED", "SUCCESS")]
+
+
 def _totals(files: dict[str, bytes]) -> dict[str, str]:
     name = next(n for n in files if n.startswith("overview-totals-"))
     return next(csv.DictReader(io.StringIO(files[name].decode())))
@@ -86,32 +103,40 @@ def test_a_scheduled_report_fires_once_and_a_dagster_restart_does_not_send_it_ag
         assert api.post("/v1/admin/tenants", json={"id": tenant}).status_code == 201
         key = api.post(f"/v1/admin/tenants/{tenant}/keys", json={"role": "tenant"}).json()["key"]
 
-        now = datetime.now(UTC)
-        tz = zone_in_daytime(now)
-        day = now.astimezone(ZoneInfo(tz)).date()
-        start = datetime.combine(day - timedelta(days=1), datetime.min.time(), ZoneInfo(tz)).astimezone(UTC)
-        end = datetime.combine(day, datetime.min.time(), ZoneInfo(tz)).astimezone(UTC)
-        laid: list[tuple[datetime, int, str]] = [(start, 7, "DE"), (start + timedelta(hours=5), 11, "US"),
-                                                 (end - timedelta(seconds=2), 5, "DE"),
-                                                 (start - timedelta(minutes=1), 13, "US"), (end, 17, "DE")]
-        insert_events(hot, pa.concat_tables([events_table(tenant, at, n, country=c) for at, n, c in laid]))
-        inside = sum(n for at, n, _ in laid if start <= at < end)
-
-        fires = (now + timedelta(minutes=2)).astimezone(ZoneInfo(tz)).replace(second=0, microsecond=0)
-        created = httpx.post(f"{settings.api_url}/v1/reports/schedules", headers=bearer_headers(key), json={
-            "dashboard": "overview", "cadence": "daily", "at": fires.strftime("%H:%M"), "tz": tz,
-            "email": ["team@example.com"], "webhook": receiver.url}, timeout=30)
-        assert created.status_code == 201, created.text
-        schedule_id = created.json()["id"]
-        tags = [{"key": "lakehouse/report_schedule", "value": schedule_id}]
-
+        # Dagster first: the schedule's time is then the next minute boundary at least 10 s away (created before
+        # it, so due at it), not two minutes ahead to leave room for the daemon's start.
         home = tmp_path / "dagster_home"
         with dagster_dev(home, tmp_path / "dagster.log") as ui:
-            started = time.perf_counter()
-            wait_for(lambda: bool(box.messages) and bool(receiver.delivered()), 420,
-                     "the scheduled report by email and webhook", interval=2)
-            print(f"delivered {time.perf_counter() - started:.0f}s after dagster dev answered "
-                  f"({(datetime.now(UTC) - fires).total_seconds():.0f}s after its time)")
+            now = datetime.now(UTC)
+            tz = zone_in_daytime(now)
+            day = now.astimezone(ZoneInfo(tz)).date()
+            start = datetime.combine(day - timedelta(days=1), datetime.min.time(), ZoneInfo(tz)).astimezone(UTC)
+            end = datetime.combine(day, datetime.min.time(), ZoneInfo(tz)).astimezone(UTC)
+            laid: list[tuple[datetime, int, str]] = [(start, 7, "DE"), (start + timedelta(hours=5), 11, "US"),
+                                                     (end - timedelta(seconds=2), 5, "DE"),
+                                                     (start - timedelta(minutes=1), 13, "US"), (end, 17, "DE")]
+            insert_events(hot, pa.concat_tables([events_table(tenant, at, n, country=c) for at, n, c in laid]))
+            inside = sum(n for at, n, _ in laid if start <= at < end)
+
+            fires = (datetime.now(UTC) + timedelta(seconds=70)).astimezone(ZoneInfo(tz)).replace(second=0,
+                                                                                                 microsecond=0)
+            created = httpx.post(f"{settings.api_url}/v1/reports/schedules", headers=bearer_headers(key), json={
+                "dashboard": "overview", "cadence": "daily", "at": fires.strftime("%H:%M"), "tz": tz,
+                "email": ["team@example.com"], "webhook": receiver.url}, timeout=30)
+            assert created.status_code == 201, created.text
+            schedule_id = created.json()["id"]
+            tags = [{"key": "lakehouse/report_schedule", "value": schedule_id}]
+
+            arrived: list[datetime] = []  # when the first delivery was seen (some time after it arrived)
+
+            def delivered() -> bool:
+                if (box.messages or receiver.posts) and not arrived:
+                    arrived.append(datetime.now(UTC))
+                return bool(box.messages) and bool(receiver.delivered())
+
+            wait_for(delivered, 420, "the scheduled report by email and webhook", interval=1)
+            assert arrived[0] >= fires, f"the report arrived before its time {fires.isoformat()}"
+            print(f"delivered {(datetime.now(UTC) - fires).total_seconds():.0f}s after its time")
             wait_for(lambda: all(r["status"] == "SUCCESS" for r in graphql(ui, RUNS, tags=tags)["runsOrError"][
                 "results"]), 60, "the report's run to finish")
             runs = graphql(ui, RUNS, tags=tags)["runsOrError"]["results"]
@@ -122,8 +147,11 @@ def test_a_scheduled_report_fires_once_and_a_dagster_restart_does_not_send_it_ag
             assert int(_totals(files)["events"]) == inside
 
         # the daemon restarts on the same instance: its sensor ticks again, and nothing more is sent
+        restarted = time.time()
         with dagster_dev(home, tmp_path / "dagster.log") as ui:
-            time.sleep(25)  # five sensor intervals
+            # two completed ticks of the restarted daemon's sensor: a run either asked for is in the run list
+            wait_for(lambda: len(completed_ticks(ui, after=restarted)) >= 2, 120,
+                     "two ticks of the restarted daemon's report sensor", interval=1)
             runs = graphql(ui, RUNS, tags=tags)["runsOrError"]["results"]
         assert len(runs) == 1, runs
         assert len(box.messages) == 1 and len(receiver.delivered()) == 1

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,7 +21,7 @@ from demo.load import post_events
 from stack.process import read_pid
 from stack.services import Stack
 from tests.integration.conftest import wait_for
-from tests.integration.hot_truth import assert_minutes_match, hot_minutes, late_rows_total
+from tests.integration.hot_truth import assert_minutes_match, hot_minutes, late_rows_total, stream_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +93,8 @@ def test_exactly_once_when_the_stream_job_is_killed_mid_run(
     wait_for(lambda: hot_count(hot, tenant) >= len(truth), 180, "the stream to catch up")
     landed_expected = sum(e.kind in ("valid", "duplicate") for e in sent)
     wait_for(lambda: len(landed_rows(settings, tenant)) >= landed_expected, 60, "the landing files")
-    time.sleep(3)  # a replayed batch, if any, would land now
+    # a replayed batch, if any, has landed once both queries have processed everything Kafka holds
+    wait_for(lambda: stream_caught_up(hot, settings, ("hot", "landing")), 120, "the stream to catch up with Kafka")
 
     assert 0 < partial < len(truth), "the kill must happen in the middle of the run"
     assert hot_count(hot, tenant) == len(truth)

@@ -24,6 +24,7 @@ from common.settings import Settings
 from serving.tenancy.auth import bearer_headers
 from stack.services import Stack
 from tests.integration.conftest import wait_for
+from tests.integration.hot_truth import stream_caught_up
 from tests.integration.test_ingestion import dlq_offsets, dlq_records
 
 pytestmark = pytest.mark.integration
@@ -316,7 +317,8 @@ def test_ingestion_with_a_tenant_key_dead_letters_events_naming_another_tenant(
     assert [(r["index"], r["reason"]) for r in dead] == [(1, body["errors"][0]["reason"])]
     wait_for(lambda: hot_count(hot, a.id) >= len(a.events) + 2, 120, "A's signups in the hot tier")
     a.events.extend(own)
-    time.sleep(2)  # the stream has had the foreign event's batch too: B must still hold exactly its own
+    # the stream has processed everything Kafka holds (the foreign event too, had it got there): B holds its own
+    wait_for(lambda: stream_caught_up(hot, settings), 120, "the stream to process everything Kafka holds")
     assert hot_count(hot, b.id) == len(b.events)
     with b.client(settings) as client:
         users = client.post("/v1/query", json={"metrics": ["events", "signups"], "range": "1h"}).json()["rows"]
