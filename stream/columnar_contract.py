@@ -168,10 +168,11 @@ def _groups(items: list[dict], rows: list[int]) -> list[tuple[int, list[dict]]]:
 
 
 def judge_plain(items: list[dict], rows: list[int], indices: list[int], received: list[datetime],
-                max_age: timedelta, max_future: timedelta) -> tuple[FastEvents | None, set[int]]:
+                max_age: timedelta, max_future: timedelta, events: bool = True) -> tuple[FastEvents | None, set[int]]:
     """Judge ``items`` (events of plain records; ``rows``/``indices``: their record and position in it;
     ``received[row]``: the reference time of record ``row``) column-wise. Returns the accepted events of the
-    records whose every event passed, and the rows of the records that must take the per-event path."""
+    records whose every event passed (None when ``events`` is False: only the second part is wanted), and the
+    rows of the records that must take the per-event path."""
     typed = _typed_columns(items)
     if typed is None:  # some record holds a type the others do not: set those records aside, judge the rest
         odd = {row for row, group in _groups(items, rows) if _typed_columns(group) is None}
@@ -179,7 +180,7 @@ def judge_plain(items: list[dict], rows: list[int], indices: list[int], received
         if not odd or not kept:
             return None, set(rows)
         fast, slow = judge_plain([items[i] for i in kept], [rows[i] for i in kept], [indices[i] for i in kept],
-                                 received, max_age, max_future)
+                                 received, max_age, max_future, events)
         return fast, slow | odd
     texts, revenue = typed
 
@@ -208,6 +209,8 @@ def judge_plain(items: list[dict], rows: list[int], indices: list[int], received
     properties = _canonical_properties(texts["properties"], ok_list)
 
     slow = set(pc.unique(pc.filter(rows_array, pc.invert(pa.array(ok_list, pa.bool_())))).to_pylist())
+    if not events:
+        return None, slow
     keep = pc.invert(pc.is_in(rows_array, value_set=pa.array(sorted(slow), pa.int64()))) if slow else None
 
     texts_of = {r: format_ts(r) for r in set(received)}  # the reference time of a record is its stamp

@@ -7,6 +7,12 @@ normalized form, with its Kafka partition, offset and index) plus one row per re
 event that carries only ``dead_letter``: the JSON the dead-letter topic receives (reason, source
 partition/offset, the first 4 KB of the bytes). Nothing a record holds is dropped without a row.
 
+Most records are what the API writes, arrays of events already in normalized form: those are judged
+a whole Arrow batch at a time (``stream.columnar_contract``, about half the cost per event), and every
+other record, or one holding a single event that fails a check there, goes whole through
+``events_of_record``, which gives the same rows and the reasons. The dead-letter query asks for the
+rejections only, so the valid events it would drop are not handed back to Spark.
+
 This module imports only pyarrow and ``common.events`` so that the Python workers start light.
 """
 
@@ -38,10 +44,14 @@ CONTRACT_DDL = ", ".join(f"{f.name} {_SPARK_TYPES[f.type]}" for f in CONTRACT_AR
 class RecordContract:
     """``mapInArrow`` function: Kafka rows (value, topic, partition, offset, timestamp) → contract rows."""
 
-    def __init__(self, max_age: timedelta, max_future: timedelta, columnar: bool = True) -> None:
+    def __init__(self, max_age: timedelta, max_future: timedelta, columnar: bool = True,
+                 rejections_only: bool = False) -> None:
         self.max_age = max_age
         self.max_future = max_future
         self.columnar = columnar  # False: every record through events_of_record (the reference, for tests)
+        # True: only the rejection rows (the dead-letter query): the valid events, which it would drop, are
+        # neither built nor handed back to Spark.
+        self.rejections_only = rejections_only
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
@@ -74,7 +84,7 @@ class RecordContract:
         fast = None
         if items:
             fast, rejected_rows = judge_plain(items, item_rows, item_indices, received, self.max_age,
-                                              self.max_future)
+                                              self.max_future, events=not self.rejections_only)
             slow_rows |= rejected_rows
 
         columns: dict[str, list[Any]] = {name: [] for name in CONTRACT_ARROW_SCHEMA.names}
@@ -84,7 +94,7 @@ class RecordContract:
                                                            times[row])
             good, dead = events_of_record(value, partition=partition, offset=offset, kafka_time=kafka_time,
                                           now=now, max_age=self.max_age, max_future=self.max_future, topic=topic)
-            for index, event in good:
+            for index, event in [] if self.rejections_only else good:
                 for name in EVENT_COLUMNS:
                     columns[name].append(event[name])
                 columns["kafka_partition"].append(partition)

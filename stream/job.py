@@ -1,8 +1,8 @@
 """The speed layer: Kafka ``events`` → Spark Structured Streaming → hot tier and lake landing.
 
 Every Kafka record goes through the event contract first (``stream.contract``: the rules of
-``POST /events``, applied to whatever any producer wrote). Three streaming queries read the topic
-independently, each with its own checkpoint:
+``POST /events``, applied to whatever any producer wrote; the API's records column-wise). Three
+streaming queries read the topic independently, each with its own checkpoint:
 
 * ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark, discards events later than
   the watermark (counted as late), and per micro-batch writes the clean raw events and their
@@ -51,14 +51,15 @@ log = logging.getLogger(__name__)
 SCHEDULER_POOLS = Path(__file__).with_name("scheduler_pools.xml")
 
 
-def contract_rows(kafka: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set).
+def contract_rows(kafka: DataFrame, settings: Settings, rejections_only: bool = False) -> DataFrame:
+    """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set);
+    with ``rejections_only``, the rejections alone (what the dead-letter query reads).
 
     Records that do not come from Kafka (files replayed as records by the archive tests) have no
     Kafka timestamp: they are judged against the receive time their ingestion point stamped.
     """
     contract = RecordContract(timedelta(days=settings.ingest_max_age_days),
-                              timedelta(seconds=settings.ingest_max_future_seconds))
+                              timedelta(seconds=settings.ingest_max_future_seconds), rejections_only=rejections_only)
     value = F.col("value").cast("binary")
     topic = F.col("topic") if "topic" in kafka.columns else F.lit(settings.kafka_topic)
     kafka_time = F.col("timestamp") if "timestamp" in kafka.columns else F.get_json_object(
@@ -341,7 +342,6 @@ def start_stream(
     # The record cap bounds the hot query's micro-batches (freshness); the landing and the dead letters read
     # whatever has arrived at each of their (slower) triggers, so a burst never leaves them behind the hot tier.
     events = valid_events(contract_rows(kafka(settings.stream_max_offsets_per_trigger), settings))
-    rows = contract_rows(kafka(None), settings)
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
@@ -355,13 +355,14 @@ def start_stream(
     )
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
     landing = (
-        landing_writer(valid_events(rows), settings, f"{checkpoints}/landing")
+        landing_writer(valid_events(contract_rows(kafka(None), settings)), settings, f"{checkpoints}/landing")
         .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()
     )
     dead_letters = (
-        rows.where(F.col("dead_letter").isNotNull()).select("dead_letter")
+        contract_rows(kafka(None), settings, rejections_only=True)
+        .where(F.col("dead_letter").isNotNull()).select("dead_letter")
         .writeStream.queryName("dead_letters")
         .foreachBatch(DeadLetterWriter(settings, store, prefix, progress))
         .option("checkpointLocation", f"{checkpoints}/dead_letters")

@@ -161,3 +161,14 @@ def test_random_mixtures_agree():
     for start in range(0, len(values), 50):  # batches of several sizes, as Spark hands them over
         columnar, reference = both(batch_of(values[start:start + 50]))
         assert columnar == reference
+
+
+def test_the_dead_letter_query_gets_exactly_the_rejections():
+    values: list[bytes | None] = [orjson.dumps([normalized(1), normalized(2, revenue="x")]), b"nope", None,
+                                  orjson.dumps([normalized(3)]), orjson.dumps(normalized(4, timestamp=None))]
+    batch = batch_of(values)
+    reference = RecordContract(MAX_AGE, MAX_FUTURE, columnar=False).apply(batch, NOW).to_pylist()
+    for columnar in (True, False):
+        only = RecordContract(MAX_AGE, MAX_FUTURE, columnar=columnar, rejections_only=True).apply(batch, NOW)
+        assert only.to_pylist() == [row for row in reference if row["dead_letter"] is not None]
+        assert only.num_rows == 4
