@@ -167,6 +167,9 @@ def wait_queries_drained(store, since: datetime, records: int, timeout: float = 
 _STAGES = re.compile(r"batch \d+: ([\d,]+) events .* \(read\+dedup ([\d.]+)s, rollup ([\d.]+)s, insert ([\d.]+)s\)")
 
 
+_STATE = re.compile(r"progress hot batch \d+: .* dedup state: updates ([\d.]+)s, removals ([\d.]+)s, commit ([\d.]+)s")
+
+
 def hot_stage_split(settings, log_start: int) -> dict:
     """The hot query's own split of its micro-batches, summed from the stream log (lines of this run)."""
     log = settings.home / "logs" / "stream.log"
@@ -177,6 +180,10 @@ def hot_stage_split(settings, log_start: int) -> dict:
         total["events"] += int(match[1].replace(",", ""))
         for key, value in zip(("read_dedup_s", "rollup_s", "insert_s"), match.groups()[1:], strict=True):
             total[key] = round(total[key] + float(value), 2)
+    for match in _STATE.finditer(text):  # Spark's own figures (stream.job.stage_split), when the stream logs them
+        for key, value in zip(("dedup_state_updates_s", "dedup_state_removals_s", "dedup_state_commit_s"),
+                              match.groups(), strict=True):
+            total[key] = round(total.get(key, 0.0) + float(value), 2)
     return total
 
 

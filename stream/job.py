@@ -256,12 +256,15 @@ class DeadLetterWriter:
 
 
 class ProgressRecorder(StreamingQueryListener):
-    """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``."""
+    """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``, and logs where a
+    micro-batch's time went (``stage_split``) for batches of ``STAGE_LOG_RECORDS`` records or more."""
 
-    def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None) -> None:
+    def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
         self._store = store
         self._prefix = token_prefix
         self._hot_late = hot_late_by_batch if hot_late_by_batch is not None else {}
+        self._progress = progress
 
     def onQueryStarted(self, event) -> None:  # Spark's listener API
         pass
@@ -291,12 +294,34 @@ class ProgressRecorder(StreamingQueryListener):
             self._store.insert_arrow("stream_progress", table, token=f"{self._prefix}:{p.name}:{p.batchId}:progress")
         except HotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
+        if self._progress is not None and (p.numInputRows or 0) >= STAGE_LOG_RECORDS:
+            self._progress(stage_split(p))
 
     def onQueryIdle(self, event) -> None:
         pass
 
     def onQueryTerminated(self, event) -> None:
         pass
+
+
+STAGE_LOG_RECORDS = 500  # Kafka records (up to 200 events each): the busy batches, not the idle ones
+
+
+def stage_split(p) -> str:  # a pyspark StreamingQueryProgress
+    """One log line with Spark's own split of a micro-batch: the whole batch (``addBatch``: the Kafka read, the
+    contract, the sink), the de-duplication state's share of it (updates, removals, commit) and the bookkeeping."""
+    durations = p.durationMs or {}
+    updates = sum(op.allUpdatesTimeMs for op in p.stateOperators)
+    removals = sum(op.allRemovalsTimeMs for op in p.stateOperators)
+    commit = sum(op.commitTimeMs for op in p.stateOperators)
+    keys = sum(op.numRowsTotal for op in p.stateOperators)
+    state = (f"; dedup state: updates {updates / 1000:.2f}s, removals {removals / 1000:.2f}s, commit "
+             f"{commit / 1000:.2f}s, {keys:,} keys") if p.stateOperators else ""
+    return (f"progress {p.name} batch {p.batchId}: {p.numInputRows:,} records in "
+            f"{durations.get('triggerExecution', 0) / 1000:.2f}s (addBatch {durations.get('addBatch', 0) / 1000:.2f}s, "
+            f"offsets+planning {(durations.get('latestOffset', 0) + durations.get('queryPlanning', 0)) / 1000:.2f}s, "
+            f"walCommit+commitOffsets {(durations.get('walCommit', 0) + durations.get('commitOffsets', 0)) / 1000:.2f}s"
+            f"{state})")
 
 
 def _parse_time(text: str) -> datetime:
@@ -328,7 +353,7 @@ def start_stream(
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
     hot_writer = HotTierWriter(store, prefix, progress)
-    spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch))
+    spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch, progress))
 
     def kafka(max_offsets: int | None) -> DataFrame:
         reader = (
