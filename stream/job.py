@@ -315,8 +315,9 @@ def stage_split(p) -> str:  # a pyspark StreamingQueryProgress
     removals = sum(op.allRemovalsTimeMs for op in p.stateOperators)
     commit = sum(op.commitTimeMs for op in p.stateOperators)
     keys = sum(op.numRowsTotal for op in p.stateOperators)
+    counted = f", {keys:,} keys" if keys else ""  # 0 when RocksDB does not count its rows (trackTotalNumberOfRows)
     state = (f"; dedup state: updates {updates / 1000:.2f}s, removals {removals / 1000:.2f}s, commit "
-             f"{commit / 1000:.2f}s, {keys:,} keys") if p.stateOperators else ""
+             f"{commit / 1000:.2f}s{counted}") if p.stateOperators else ""
     return (f"progress {p.name} batch {p.batchId}: {p.numInputRows:,} records in "
             f"{durations.get('triggerExecution', 0) / 1000:.2f}s (addBatch {durations.get('addBatch', 0) / 1000:.2f}s, "
             f"offsets+planning {(durations.get('latestOffset', 0) + durations.get('queryPlanning', 0)) / 1000:.2f}s, "
