@@ -74,6 +74,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 bench: setup
+	$(BIN)/python -m bench.stream_contract
 	$(BIN)/python -m bench.freshness_throughput
 	$(BIN)/python -m bench.dashboard_latency
 

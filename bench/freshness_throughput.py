@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import threading
 import time
 import uuid
@@ -106,6 +107,9 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
     produce_s = time.perf_counter() - started
     print(f"   produced {n:,} events in {produce_s:.1f}s ({n / produce_s:,.0f}/s)")
     before = hot_count(store)
+    log = settings.home / "logs" / "stream.log"
+    log_start = log.stat().st_size if log.exists() else 0
+    stream_started = datetime.now(UTC).replace(microsecond=0)
     stack.up(["stream"])
     # Drain time is measured from the end of the first micro-batch: that one carries Spark's JIT and
     # state-store warm-up (reported apart), the rest is the sustained rate.
@@ -121,11 +125,66 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
         time.sleep(0.2)
     drained = time.perf_counter()
     sustained_s = drained - (first_done or started)
+    hot_rows = hot_count(store) - before
+    records = -(-n // EVENTS_PER_MESSAGE)
+    all_drained = wait_queries_drained(store, stream_started, records)
     return {"events": n, "produce_events_per_s": round(n / produce_s),
             "first_batch_events": first_rows, "first_batch_s": round((first_done or drained) - started, 2),
             "sustained_s": round(sustained_s, 2),
             "kafka_to_hot_events_per_s": round((n - first_rows) / sustained_s) if sustained_s > 0 else None,
-            "hot_rows_after": hot_count(store) - before}
+            "hot_rows_after": hot_rows,
+            "all_queries_drained_s": None if all_drained is None else round(all_drained - started, 1),
+            "queries": query_split(store, stream_started), "hot_stages": hot_stage_split(settings, log_start)}
+
+
+QUERIES = ("hot", "landing", "dead_letters")
+
+
+def query_split(store, since: datetime) -> dict[str, dict]:
+    """Per streaming query since ``since``: micro-batches, Kafka records read, and the time its batches took
+    (``stream_progress``): the landing and the dead letters read the whole topic too and share the cores."""
+    rows = store.query_arrow(
+        "SELECT query_name, count() AS batches, sum(input_rows) AS records, sum(duration_ms) AS batch_ms, "
+        "max(input_rows) AS largest FROM stream_progress WHERE finished_at >= "
+        f"toDateTime64('{since:%Y-%m-%d %H:%M:%S}', 3, 'UTC') AND input_rows > 0 GROUP BY query_name"
+    ).to_pylist()
+    return {r["query_name"]: {"batches": r["batches"], "records": r["records"],
+                              "batch_s": round(r["batch_ms"] / 1000, 1), "largest_batch_records": r["largest"]}
+            for r in rows}
+
+
+def wait_queries_drained(store, since: datetime, records: int, timeout: float = 240) -> float | None:
+    """When every query has read the ``records`` produced (the landing's 30 s trigger makes it the last)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        split = query_split(store, since)
+        if all(split.get(q, {}).get("records", 0) >= records for q in QUERIES):
+            return time.perf_counter()
+        time.sleep(1)
+    return None
+
+
+_STAGES = re.compile(r"batch \d+: ([\d,]+) events .* \(read\+dedup ([\d.]+)s, rollup ([\d.]+)s, insert ([\d.]+)s\)")
+
+
+_STATE = re.compile(r"progress hot batch \d+: .* dedup state: updates ([\d.]+)s, removals ([\d.]+)s, commit ([\d.]+)s")
+
+
+def hot_stage_split(settings, log_start: int) -> dict:
+    """The hot query's own split of its micro-batches, summed from the stream log (lines of this run)."""
+    log = settings.home / "logs" / "stream.log"
+    text = log.read_bytes()[log_start:].decode("utf-8", "replace") if log.exists() else ""
+    total = {"batches": 0, "events": 0, "read_dedup_s": 0.0, "rollup_s": 0.0, "insert_s": 0.0}
+    for match in _STAGES.finditer(text):
+        total["batches"] += 1
+        total["events"] += int(match[1].replace(",", ""))
+        for key, value in zip(("read_dedup_s", "rollup_s", "insert_s"), match.groups()[1:], strict=True):
+            total[key] = round(total[key] + float(value), 2)
+    for match in _STATE.finditer(text):  # Spark's own figures (stream.job.stage_split), when the stream logs them
+        for key, value in zip(("dedup_state_updates_s", "dedup_state_removals_s", "dedup_state_commit_s"),
+                              match.groups(), strict=True):
+            total[key] = round(total.get(key, 0.0) + float(value), 2)
+    return total
 
 
 def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:

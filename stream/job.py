@@ -1,8 +1,8 @@
 """The speed layer: Kafka ``events`` → Spark Structured Streaming → hot tier and lake landing.
 
 Every Kafka record goes through the event contract first (``stream.contract``: the rules of
-``POST /events``, applied to whatever any producer wrote). Three streaming queries read the topic
-independently, each with its own checkpoint:
+``POST /events``, applied to whatever any producer wrote; the API's records column-wise). Three
+streaming queries read the topic independently, each with its own checkpoint:
 
 * ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark, discards events later than
   the watermark (counted as late), and per micro-batch writes the clean raw events and their
@@ -51,14 +51,15 @@ log = logging.getLogger(__name__)
 SCHEDULER_POOLS = Path(__file__).with_name("scheduler_pools.xml")
 
 
-def contract_rows(kafka: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set).
+def contract_rows(kafka: DataFrame, settings: Settings, rejections_only: bool = False) -> DataFrame:
+    """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set);
+    with ``rejections_only``, the rejections alone (what the dead-letter query reads).
 
     Records that do not come from Kafka (files replayed as records by the archive tests) have no
     Kafka timestamp: they are judged against the receive time their ingestion point stamped.
     """
     contract = RecordContract(timedelta(days=settings.ingest_max_age_days),
-                              timedelta(seconds=settings.ingest_max_future_seconds))
+                              timedelta(seconds=settings.ingest_max_future_seconds), rejections_only=rejections_only)
     value = F.col("value").cast("binary")
     topic = F.col("topic") if "topic" in kafka.columns else F.lit(settings.kafka_topic)
     kafka_time = F.col("timestamp") if "timestamp" in kafka.columns else F.get_json_object(
@@ -255,12 +256,15 @@ class DeadLetterWriter:
 
 
 class ProgressRecorder(StreamingQueryListener):
-    """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``."""
+    """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``, and logs where a
+    micro-batch's time went (``stage_split``) for batches of ``STAGE_LOG_RECORDS`` records or more."""
 
-    def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None) -> None:
+    def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
         self._store = store
         self._prefix = token_prefix
         self._hot_late = hot_late_by_batch if hot_late_by_batch is not None else {}
+        self._progress = progress
 
     def onQueryStarted(self, event) -> None:  # Spark's listener API
         pass
@@ -290,12 +294,35 @@ class ProgressRecorder(StreamingQueryListener):
             self._store.insert_arrow("stream_progress", table, token=f"{self._prefix}:{p.name}:{p.batchId}:progress")
         except HotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
+        if self._progress is not None and (p.numInputRows or 0) >= STAGE_LOG_RECORDS:
+            self._progress(stage_split(p))
 
     def onQueryIdle(self, event) -> None:
         pass
 
     def onQueryTerminated(self, event) -> None:
         pass
+
+
+STAGE_LOG_RECORDS = 500  # Kafka records (up to 200 events each): the busy batches, not the idle ones
+
+
+def stage_split(p) -> str:  # a pyspark StreamingQueryProgress
+    """One log line with Spark's own split of a micro-batch: the whole batch (``addBatch``: the Kafka read, the
+    contract, the sink), the de-duplication state's share of it (updates, removals, commit) and the bookkeeping."""
+    durations = p.durationMs or {}
+    updates = sum(op.allUpdatesTimeMs for op in p.stateOperators)
+    removals = sum(op.allRemovalsTimeMs for op in p.stateOperators)
+    commit = sum(op.commitTimeMs for op in p.stateOperators)
+    keys = sum(op.numRowsTotal for op in p.stateOperators)
+    counted = f", {keys:,} keys" if keys else ""  # 0 when RocksDB does not count its rows (trackTotalNumberOfRows)
+    state = (f"; dedup state: updates {updates / 1000:.2f}s, removals {removals / 1000:.2f}s, commit "
+             f"{commit / 1000:.2f}s{counted}") if p.stateOperators else ""
+    return (f"progress {p.name} batch {p.batchId}: {p.numInputRows:,} records in "
+            f"{durations.get('triggerExecution', 0) / 1000:.2f}s (addBatch {durations.get('addBatch', 0) / 1000:.2f}s, "
+            f"offsets+planning {(durations.get('latestOffset', 0) + durations.get('queryPlanning', 0)) / 1000:.2f}s, "
+            f"walCommit+commitOffsets {(durations.get('walCommit', 0) + durations.get('commitOffsets', 0)) / 1000:.2f}s"
+            f"{state})")
 
 
 def _parse_time(text: str) -> datetime:
@@ -327,7 +354,7 @@ def start_stream(
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
     hot_writer = HotTierWriter(store, prefix, progress)
-    spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch))
+    spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch, progress))
 
     def kafka(max_offsets: int | None) -> DataFrame:
         reader = (
@@ -341,7 +368,6 @@ def start_stream(
     # The record cap bounds the hot query's micro-batches (freshness); the landing and the dead letters read
     # whatever has arrived at each of their (slower) triggers, so a burst never leaves them behind the hot tier.
     events = valid_events(contract_rows(kafka(settings.stream_max_offsets_per_trigger), settings))
-    rows = contract_rows(kafka(None), settings)
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
@@ -355,13 +381,14 @@ def start_stream(
     )
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
     landing = (
-        landing_writer(valid_events(rows), settings, f"{checkpoints}/landing")
+        landing_writer(valid_events(contract_rows(kafka(None), settings)), settings, f"{checkpoints}/landing")
         .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()
     )
     dead_letters = (
-        rows.where(F.col("dead_letter").isNotNull()).select("dead_letter")
+        contract_rows(kafka(None), settings, rejections_only=True)
+        .where(F.col("dead_letter").isNotNull()).select("dead_letter")
         .writeStream.queryName("dead_letters")
         .foreachBatch(DeadLetterWriter(settings, store, prefix, progress))
         .option("checkpointLocation", f"{checkpoints}/dead_letters")
