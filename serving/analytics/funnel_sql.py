@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -75,12 +76,13 @@ def packed_parts(spec: FunnelSpec) -> dict[str, str]:
     positions after the last match get its time). The outer fill reads G_k(v) only where step k-1 matched, and
     there "the next" must mean "strictly after"; when steps k-1 and k have different event names no event
     matches both, so "at or after" is the same and the shift is skipped. Strict mode: step k is the event k-1
-    places later, with every event in between matching its step (arrays shifted left, linear in the events)."""
+    places later, with every event in between matching its step (arrays shifted left, linear in the events).
+    A packed event's low bits are its mask: the packed numbers ``s`` serve as the masks (``bitTest``)."""
     n = len(spec.steps)
     names = [f"c{k}" for k in range(2, n + 1)]
     parts = []
     if spec.mode == "strict":
-        parts += [f"arrayShiftLeft(m, {j - 1}) AS ms{j}" for j in range(2, n + 1)]
+        parts += [f"arrayShiftLeft(s, {j - 1}) AS ms{j}" for j in range(2, n + 1)]
         for k in range(2, n + 1):
             matched = " AND ".join(f"bitTest(a{j}, {j - 1})" for j in range(2, k + 1))
             args = ", ".join(f"a{j}" for j in range(2, k + 1))
@@ -91,7 +93,7 @@ def packed_parts(spec: FunnelSpec) -> dict[str, str]:
         for last in range(2, n + 1):
             chain = "t"
             for k in range(last, 1, -1):
-                chain = f"arrayReverseFill((x, y) -> bitTest(y, {k - 1}), {chain}, m)"
+                chain = f"arrayReverseFill((x, y) -> bitTest(y, {k - 1}), {chain}, s)"
                 if spec.steps[k - 2].event == spec.steps[k - 1].event:  # one event may match both steps
                     chain = f"arrayShiftLeft({chain}, 1, {PACKED_NONE})"
             parts.append(f"{chain} AS c{last}")
@@ -206,7 +208,7 @@ def _step_rows(spec: FunnelSpec, level: pa.Array, gaps: pa.Array) -> list[dict[s
             continue
         ms = pc.list_element(gaps.filter(reached), k - 2)
         seconds = pc.divide(pc.cast(ms, pa.float64()), 1000.0)
-        ordered = pc.take(seconds, pc.sort_indices(seconds)).to_pylist()
+        ordered = np.sort(seconds.to_numpy(zero_copy_only=False)).tolist()  # half Arrow's sort + to_pylist
         n = len(ordered)
         median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
         stats.append((statistics.fmean(ordered), median))
