@@ -7,8 +7,9 @@ What it measures, uncached, through ``serving.analytics.engine.AnalyticsEngine``
   range (``count()`` and ``uniqExact(user_id)``), so the gap between scanning and answering is visible.
   The funnel twice, the two alternating run by run after checking that they answer the same: the packed
   walk (``funnel_4_steps_7d``) and the walk sorting every unit by event id (``funnel_4_steps_7d_sorted``,
-  the code before); ``funnel_packed_over_sorted`` is their ratio, and ``funnel_cpu_s`` the process's CPU
-  time per answer (chDB's threads included), which a shared machine's load disturbs less than wall time.
+  the code before), both as ``POST /v1/funnels`` asks (no per-unit user ids unless needed);
+  ``funnel_packed_over_sorted`` is their ratio, and ``funnel_cpu_s`` the process's CPU time per answer
+  (chDB's threads included), which a shared machine's load disturbs less than wall time.
   The session metrics twice in the same run: from the raw events alone (``session_metrics_7d_raw``, the
   code before session pieces) and from the session pieces of the closed hours (every hour ending more
   than an hour before now, built as the batch layer's restatement builds them; the build's time per hour
@@ -172,11 +173,12 @@ def main() -> None:
     scan_params = {"s": week[0].replace(tzinfo=None), "e": week[1].replace(tzinfo=None)}
     load_before = __import__("os").getloadavg()
     sorted_engine = AnalyticsEngine(store, settings, timeout_seconds=600, packed_funnel=False)
-    if engine.funnel(TENANT, funnel, now).body != sorted_engine.funnel(TENANT, funnel, now).body:
+    if engine.funnel(TENANT, funnel, now, units=False).body != sorted_engine.funnel(TENANT, funnel, now).body:
         raise SystemExit("the packed funnel walk's answer differs from the event-id walk's")
     funnels = alternating({"bare_scan_count_uniq": lambda: store.query_arrow(scan_sql, scan_params),
-                           "funnel_4_steps_7d": lambda: engine.funnel(TENANT, funnel, now),
-                           "funnel_4_steps_7d_sorted": lambda: sorted_engine.funnel(TENANT, funnel, now)}, args.repeat)
+                           "funnel_4_steps_7d": lambda: engine.funnel(TENANT, funnel, now, units=False),
+                           "funnel_4_steps_7d_sorted": lambda: sorted_engine.funnel(TENANT, funnel, now, units=False)},
+                          args.repeat)
     results["hot"] = {name: {k: v for k, v in f.items() if k != "cpu_median_s"} for name, f in funnels.items()}
     results["hot"]["targets_s"] = {"funnel_4_steps_7d": 1.0}
     if not args.funnel_only:

@@ -72,15 +72,17 @@ def _check(answer: Any, events: list[dict[str, Any]], case: dict[str, Any], star
         assert sorted({c.user_id for c in answer.conversions if c.level == k}) == expected["dropped"][k]
 
 
-@pytest.mark.parametrize(("tier", "packed"), [("hot", True), ("hot", False), ("lake", False)],
-                         ids=["hot-packed", "hot-sorted", "lake"])
+@pytest.mark.parametrize(("tier", "packed", "units"), [("hot", True, True), ("hot", True, False),
+                                                      ("hot", False, True), ("lake", False, True)],
+                         ids=["hot-packed", "hot-packed-no-ids", "hot-sorted", "lake"])
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 def test_sql_walk_equals_the_truth(settings: Settings, hot: HotStore, laid: dict[str, Any], case: dict[str, Any],
-                                   tier: str, packed: bool):
+                                   tier: str, packed: bool, units: bool):
+    """Without ``units`` (as ``POST /v1/funnels`` asks) the drop-off list comes from a second walk on first use."""
     events, (start, end) = laid[tier]
     spec = defs.funnel_spec({**case, "tier": tier}, start, end)
     assert walks_in_sql(spec) and packs(spec)
-    answer = AnalyticsEngine(hot, settings, packed_funnel=packed).funnel(TENANT, spec, laid["now"])
+    answer = AnalyticsEngine(hot, settings, packed_funnel=packed).funnel(TENANT, spec, laid["now"], units=units)
     _check(answer, events, case, start, end)
 
 

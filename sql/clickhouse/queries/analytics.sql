@@ -199,8 +199,8 @@ SETTINGS max_execution_time = {timeout_seconds}
 -- window) ends every step's search. tied: the unit holds events whose order by event id this order may not
 -- follow (see the tie placeholder in serving/analytics/funnel_sql.py); its row is not an answer and
 -- funnel_walk walks it again. Otherwise the same columns as funnel_walk; the chain placeholders give
--- c2 … cN per position.
-SELECT user_id, unit, level, gaps, {value_pick} AS value, tied
+-- c2 … cN per position. who: the user id, or only the tied rows' (the engine's choice).
+SELECT {who} AS user_id, unit, level, gaps, {value_pick} AS value, tied
 FROM (
     SELECT user_id, unit, v, {chain},
            arrayMap((x, y, {chain_names}) -> if(bitTest(y, 0) AND x >= {start_ms:Int64} AND x < {end_ms:Int64},
