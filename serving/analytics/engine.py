@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from common import session_pieces
 from common.hot_store import HotStore
@@ -31,7 +32,7 @@ from common.settings import Settings
 from common.sql_files import fill, sql_sections
 from serving.analytics.definitions import SESSION_CUT, FunnelSpec, PathsSpec, RetentionSpec, SessionsSpec
 from serving.analytics.funnel_sql import conversions as walked_conversions
-from serving.analytics.funnel_sql import mask_sql, walk_parts, walked_body, walks_in_sql
+from serving.analytics.funnel_sql import mask_sql, packed_parts, packs, walk_parts, walked_body, walks_in_sql
 from serving.analytics.profiles import ProfileStore, is_profile_field, property_of
 from serving.analytics.sequences import (
     Conversion,
@@ -47,6 +48,8 @@ from storage_tiers.lake.sql import lake_connection, lake_events_end
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOT_MARGIN = timedelta(hours=1)  # the hot tier drops whole hourly partitions: stay clear of the oldest one
 PIECES_ATTEMPTS = 3  # reads of the session pieces raced by restatements before the raw events answer alone
+# more users with ties on time than this: the funnel's second pass walks every unit instead of a list of users
+TIED_USERS_LISTED = 10_000
 _CH_PARAM = re.compile(r"\{(\w+):")
 _DUCK_PARAM = re.compile(r"\$(\w+)")
 # period → (ClickHouse start-of-period function, DuckDB date_trunc unit, dateDiff unit, periods per unit)
@@ -78,7 +81,7 @@ class AnalyticsEngine:
                  timeout_seconds: float = 30.0,
                  lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection,
                  lake_end: Callable[[Settings], datetime | None] = lake_events_end,
-                 use_session_pieces: bool = True) -> None:
+                 use_session_pieces: bool = True, packed_funnel: bool = True) -> None:
         self.store = store
         self.settings = settings
         self.hot_horizon = hot_horizon
@@ -86,6 +89,7 @@ class AnalyticsEngine:
         self.lake_factory = lake_factory
         self.lake_end = lake_end
         self.use_session_pieces = use_session_pieces  # False: the raw events only (the benchmark's comparison)
+        self.packed_funnel = packed_funnel  # False: the hot funnel sorts by event id (the benchmark's comparison)
         self.profiles = ProfileStore(store) if store is not None else None
         self.gap_ms = int(settings.session_gap_minutes * 60_000)
         self.ch = sql_sections("clickhouse/queries/analytics.sql")
@@ -104,7 +108,10 @@ class AnalyticsEngine:
 
     # -------------------------------------------------------------------------------------- questions
 
-    def funnel(self, tenant: str, spec: FunnelSpec, now: datetime) -> Answer:
+    def funnel(self, tenant: str, spec: FunnelSpec, now: datetime, *, units: bool = True) -> Answer:
+        """``units``: whether the walk returns every unit's user id at once (the drop-off list reads them). Without,
+        the hot tier's packed walk returns only counts and times (the ids of 500,000 units cost about a fifth of the
+        query at 10 M events) and ``conversions`` walks again on first use."""
         started = time.perf_counter()
         scan_start = spec.start - SESSION_CUT if spec.unit == "sessions" else spec.start
         scan_end = spec.end + spec.window + timedelta(milliseconds=1)  # the window's end is included
@@ -113,7 +120,12 @@ class AnalyticsEngine:
         keep = "1" if spec.mode == "strict" else ("event IN {events:Array(String)}" if engine == "hot"
                                                   else "list_contains($events, event)")
         if walks_in_sql(spec):
-            walked = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)
+            walked = self._funnel_walk(engine, tenant, spec, scan_start, scan_end, source=source, keep=keep,
+                                       units=units)
+            if not units and engine == "hot" and self.packed_funnel and packs(spec):
+                return Answer(walked_body(spec, walked), [_source(engine)], _ms(started),
+                              lambda: walked_conversions(self._funnel_walk(
+                                  engine, tenant, spec, scan_start, scan_end, source=source, keep=keep)))
             return Answer(walked_body(spec, walked), [_source(engine)], _ms(started),
                           lambda: walked_conversions(walked))
         table = self._units(engine, tenant, scan_start, scan_end, source=source, keep=keep,
@@ -266,21 +278,48 @@ class AnalyticsEngine:
         return end if end < scan_end else None
 
     def _funnel_walk(self, engine: str, tenant: str, spec: FunnelSpec, scan_start: datetime, scan_end: datetime,
-                     *, source: str, keep: str) -> pa.Table:
+                     *, source: str, keep: str, units: bool = True) -> pa.Table:
         sections = self.ch if engine == "hot" else self.duck
         relation = sections["scan"]
         if source == "sessionized":
             relation = fill(sections["sessionized"], scan=relation)
         mask, mask_params = mask_sql(spec, engine)
         extra = {"timeout_seconds": str(int(self.timeout_seconds))} if engine == "hot" else {}
-        sql = fill(sections["funnel_walk"], unit="session" if spec.unit == "sessions" else "''", source=relation,
-                   keep="true" if engine == "lake" and keep == "1" else keep, mask=mask,
-                   value=spec.breakdown or "''", **walk_parts(spec, engine), **extra)
-        table = self._run(engine, sql, self._params(
+        common = {"unit": "session" if spec.unit == "sessions" else "''", "source": relation, "mask": mask,
+                  "value": spec.breakdown or "''", **extra}
+        params = self._params(
             tenant, scan_start, scan_end, events=spec.event_names, start=spec.start, end=spec.end,
             start_ms=int(spec.start.timestamp() * 1000), end_ms=int(spec.end.timestamp() * 1000),
-            window_ms=int(spec.window.total_seconds() * 1000), **mask_params))
-        return table
+            window_ms=int(spec.window.total_seconds() * 1000), **mask_params)
+        if engine == "hot" and self.packed_funnel and packs(spec):
+            return self._packed_funnel_walk(spec, keep, common, params, units=units or spec.unit == "sessions")
+        sql = fill(sections["funnel_walk"], keep="true" if engine == "lake" and keep == "1" else keep,
+                   **walk_parts(spec, engine), **common)
+        return self._run(engine, sql, params)
+
+    def _packed_funnel_walk(self, spec: FunnelSpec, keep: str, common: dict[str, str], params: dict[str, Any],
+                            *, units: bool) -> pa.Table:
+        """The hot funnel from packed events (no event ids carried or compared), then the units with ties on time
+        walked again by ``funnel_walk`` sorting by event id: the users listed, or every unit when there are many
+        (a parameter of hundreds of thousands of ids costs more than the walk). ``units``: every row's user id;
+        without, only the tied rows' (the rest get ''; one row per user then, so no user has rows in both passes)."""
+        packed = self._run("hot", fill(self.ch["funnel_walk_packed"], keep=keep, **packed_parts(spec), **common,
+                                       who="user_id" if units else "if(tied, user_id, '')"), params)
+        tied = pc.cast(packed["tied"], pa.bool_())
+        if not pc.any(tied).as_py():
+            return packed.drop_columns(["tied"])
+        users = pc.unique(packed["user_id"].filter(tied))
+        listed = f"({keep}) AND user_id IN {{tied_users:Array(String)}}"
+        exact = fill(self.ch["funnel_walk"], **walk_parts(spec, "hot"), **common,
+                     keep=keep if len(users) > TIED_USERS_LISTED else listed)
+        walked = self._run("hot", exact, {**params, "tied_users": users.to_pylist()})
+        if len(users) > TIED_USERS_LISTED:
+            return walked
+        answered = pc.invert(tied)
+        if units:  # a user's other units (sessions) came back from the second pass too: all of theirs from there
+            answered = pc.and_(answered, pc.invert(pc.is_in(packed["user_id"], value_set=users)))
+        kept = packed.filter(answered).drop_columns(["tied"])
+        return pa.concat_tables([kept, walked.cast(kept.schema)])
 
     def _profile_property(self, tenant: str, field: str) -> dict[str, str]:
         if self.profiles is None:

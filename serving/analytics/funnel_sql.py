@@ -6,7 +6,14 @@ modes without exclusions and with filters and a breakdown on the events' own dim
 attempt's path is "the first event after the previous step's that matches the next step, within the
 window" (strict: the very next event), which list functions compute per attempt. ``any`` order,
 exclusions and profile properties keep the Python walk of ``serving.analytics.sequences``, the reference
-both share. ClickHouse's ``windowFunnel`` is not used: it cannot break ties on time by event id.
+both share. ClickHouse's ``windowFunnel`` is not used: it cannot break ties on time by event id, and it
+gives only the level reached, not the times between the steps of the attempt that reached it.
+
+The hot tier walks packed events first (``packed_parts``): each event one UInt64 of its time and its step
+mask, sorted as plain numbers, without the event ids. That order is the (timestamp, event_id) order
+whenever no two events of a unit share a millisecond with different masks (or, with a breakdown, share a
+millisecond at all); the units where they do are flagged ``tied`` and walked again by ``funnel_walk``, which
+sorts by event id.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,6 +55,62 @@ def mask_sql(spec: FunnelSpec, engine: str) -> tuple[str, dict[str, Any]]:
 def walk_parts(spec: FunnelSpec, engine: str) -> dict[str, str]:
     """The ``funnel_walk`` placeholders for ``spec``'s steps, mode and engine (see the sections' comments)."""
     return _clickhouse_parts(spec) if engine == "hot" else _duckdb_parts(spec)
+
+
+MASK_BITS = 16  # the step mask's width in a packed event: up to 16 steps (a funnel has at most 10)
+# the packed sentinel's time (2^48 - 1 ms, after any event's) read as "no such step": later than any window's end
+PACKED_NONE = "toInt64(281474976710655)"
+
+
+def packs(spec: FunnelSpec) -> bool:
+    """Whether the hot tier's packed walk answers ``spec`` (units with ties excepted, see the module's note)."""
+    return walks_in_sql(spec) and len(spec.steps) <= MASK_BITS
+
+
+def packed_parts(spec: FunnelSpec) -> dict[str, str]:
+    """The ``funnel_walk_packed`` placeholders. Per position, ``c2`` … ``cN``: the times of steps 2 … N an attempt
+    starting there would reach (the sentinel's time from the first step not found).
+
+    Ordered mode: c_L is G_2(G_3(… G_L(t))), where G_k(v) gives every position the value v holds at the next
+    event matching step k (``arrayReverseFill`` over the masks; the sentinel at the end matches every step, so
+    positions after the last match get its time). The outer fill reads G_k(v) only where step k-1 matched, and
+    there "the next" must mean "strictly after"; when steps k-1 and k have different event names no event
+    matches both, so "at or after" is the same and the shift is skipped. Strict mode: step k is the event k-1
+    places later, with every event in between matching its step (arrays shifted left, linear in the events).
+    A packed event's low bits are its mask: the packed numbers ``s`` serve as the masks (``bitTest``)."""
+    n = len(spec.steps)
+    names = [f"c{k}" for k in range(2, n + 1)]
+    parts = []
+    if spec.mode == "strict":
+        parts += [f"arrayShiftLeft(s, {j - 1}) AS ms{j}" for j in range(2, n + 1)]
+        for k in range(2, n + 1):
+            matched = " AND ".join(f"bitTest(a{j}, {j - 1})" for j in range(2, k + 1))
+            args = ", ".join(f"a{j}" for j in range(2, k + 1))
+            arrays = ", ".join(f"ms{j}" for j in range(2, k + 1))
+            parts.append(f"arrayMap(({args}, y) -> if({matched}, y, {PACKED_NONE}), {arrays}, "
+                         f"arrayShiftLeft(t, {k - 1}, {PACKED_NONE})) AS c{k}")
+    else:
+        for last in range(2, n + 1):
+            chain = "t"
+            for k in range(last, 1, -1):
+                chain = f"arrayReverseFill((x, y) -> bitTest(y, {k - 1}), {chain}, s)"
+                if spec.steps[k - 2].event == spec.steps[k - 1].event:  # one event may match both steps
+                    chain = f"arrayShiftLeft({chain}, 1, {PACKED_NONE})"
+            parts.append(f"{chain} AS c{last}")
+    level = f"toUInt8(1 + {' + '.join(f'({c} <= x + {{window_ms:Int64}})' for c in names)})"
+    gaps = ", ".join(f"{c}[b] - {'t' if k == 2 else f'c{k - 1}'}[b]" for k, c in enumerate(names, start=2))
+    if spec.breakdown:  # the values' order must be the events' own: any two on one millisecond send the unit back
+        tie = "arrayExists(d -> d = 0, arrayPopFront(arrayDifference(t)))"
+        value_array, value_pick = "groupArray(value)", "v[b]"
+        value_sort = "arrayPushBack(arraySort((v, k) -> k, v0, k0), '')"
+    else:  # two events on one millisecond with the same mask walk the same whichever comes first
+        tie = "arrayExists((d, e) -> d = 0 AND e != 0, arrayDifference(t), arrayDifference(s))"
+        value_array, value_sort, value_pick = "emptyArrayString()", "emptyArrayString()", "''"
+    return {"chain": ", ".join(parts), "chain_names": ", ".join(names), "level": level,
+            "gaps": f"arraySlice([{gaps}], 1, level - 1)", "tie": tie, "value_array": value_array,
+            "value_sort": value_sort, "value_pick": value_pick,
+            # ordered mode: an event matching no step (its name does, a filter does not) is never walked
+            "mask_keep": "mask != 0" if spec.mode == "ordered" else "1", "mask_bits": str(MASK_BITS)}
 
 
 def _param(engine: str, name: str, ch_type: str) -> str:
@@ -144,7 +208,7 @@ def _step_rows(spec: FunnelSpec, level: pa.Array, gaps: pa.Array) -> list[dict[s
             continue
         ms = pc.list_element(gaps.filter(reached), k - 2)
         seconds = pc.divide(pc.cast(ms, pa.float64()), 1000.0)
-        ordered = pc.take(seconds, pc.sort_indices(seconds)).to_pylist()
+        ordered = np.sort(seconds.to_numpy(zero_copy_only=False)).tolist()  # half Arrow's sort + to_pylist
         n = len(ordered)
         median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
         stats.append((statistics.fmean(ordered), median))

@@ -210,7 +210,8 @@ class AnalyticsQuestions:
         now = datetime.now(UTC)
         spec, identity = self._funnel_parts(body, now)
         return await self.answers.answer(tenant, "funnel", identity, (spec.start, spec.end + spec.window), now,
-                                         lambda: self.engine.funnel(tenant, spec, now), self._funnel_shape(spec))
+                                         lambda: self.engine.funnel(tenant, spec, now, units=False),
+                                         self._funnel_shape(spec))
 
     async def dropoff(self, tenant: str, body: FunnelModel, step: int) -> Answer:
         now = datetime.now(UTC)
