@@ -20,8 +20,9 @@ CREATE TABLE IF NOT EXISTS rollups_1h_by_day
 )
 ENGINE = MergeTree  -- a build writes each key once: nothing for merges to aggregate
 PARTITION BY build
-ORDER BY (tenant, event, hour, country, device, page)
-TTL hour + INTERVAL 90 DAY;
+ORDER BY (tenant, event, hour, country, device, page);
+-- No TTL, as rollups_1h has none (006): when the tier mover drops an hour of a day, the day's builds are superseded
+-- and dropped after the grace period.
 
 -- The builds' log, rows only added: state 2 when a build of `day` starts (build = its start, ns; it copies the day's
 -- hours before `through`), 1 once its rows are written, 0 after an hour of the day changed in rollups_1h (restated,
@@ -36,5 +37,6 @@ CREATE TABLE IF NOT EXISTS rollups_1h_by_day_marks
     recorded_at  DateTime64(9, 'UTC') DEFAULT now64(9)
 )
 ENGINE = MergeTree
-ORDER BY (day, recorded_at)
-TTL day + INTERVAL 120 DAY;
+ORDER BY (day, recorded_at);
+-- No TTL: a TTL could remove a day's change before the builds it invalidates (rows of different parts go at
+-- different merges). A few rows a day.
