@@ -68,8 +68,13 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, datetime.min.time())
 
 
+def _day(day: date) -> str:
+    """A day as a query parameter: ISO text (the hot node's requests carry datetimes, not dates)."""
+    return day.isoformat()
+
+
 def _mark(store: HotStore, day: date, state: int, build: int = 0, through: datetime = _EPOCH) -> None:
-    store.command(_sections()["mark"], {"day": day, "state": state, "build": build, "through": through})
+    store.command(_sections()["mark"], {"day": _day(day), "state": state, "build": build, "through": through})
 
 
 def _now_ns(store: HotStore) -> int:
@@ -78,7 +83,7 @@ def _now_ns(store: HotStore) -> int:
 
 def reach(store: HotStore, day: date) -> datetime | None:
     """How far the day's builds copied (naive UTC), None when it was never built."""
-    through = store.query_arrow(_sections()["reach"], {"day": day}).to_pylist()[0]["through"]
+    through = store.query_arrow(_sections()["reach"], {"day": _day(day)}).to_pylist()[0]["through"]
     return datetime.fromtimestamp(int(through), UTC).replace(tzinfo=None) if through else None
 
 
@@ -149,7 +154,7 @@ def written(store: HotStore, hours: list[datetime]) -> None:
     if not hours:
         return
     naive = [_naive(h) for h in hours]
-    store.command(_sections()["written"], {"days": sorted({h.date() for h in naive}),
+    store.command(_sections()["written"], {"days": sorted({_day(h.date()) for h in naive}),
                                            "earliest": min(naive).replace(minute=0, second=0, microsecond=0)})
 
 
@@ -157,7 +162,7 @@ def valid_builds(store: HotStore, start: datetime, end: datetime) -> list[Build]
     """The valid build of each day of ``[start, end)`` that has one, oldest day first."""
     start, end = _naive(start), _naive(end)
     last = (end - timedelta(microseconds=1)).date()
-    rows = store.query_arrow(_sections()["valid"], {"first": start.date(), "last": last}).to_pylist()
+    rows = store.query_arrow(_sections()["valid"], {"first": _day(start.date()), "last": _day(last)}).to_pylist()
     return [Build(r["day"], int(r["build"]), datetime.fromtimestamp(int(r["through"]), UTC).replace(tzinfo=None))
             for r in rows]
 

@@ -26,14 +26,16 @@ import pytest
 from batch.restate import restate_hour
 from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
-from common.hot_store import HotStore
+from common.hot_store import FlightHotStore, HotStore
 from common.rollups import minute_rollups
 from common.settings import Settings
+from serving.hot_node import start_hot_node
 from serving.query.engine import QueryEngine
 from serving.query.spec import SpecInput, build_spec
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.policy import load_policy
 from storage_tiers.tiers.purge import Purger
+from tests.component.conftest import closed_port
 from tests.component.seed import lay_hot
 
 TENANTS = ("days-co", "days-other")
@@ -267,6 +269,26 @@ def test_a_moved_hour_sends_its_day_back_to_rollups_1h(hot: HotStore, laid: dict
     _answers(hot, laid, *span)
     day_rollups.build(hot, days[6])
     assert _copied(hot, *span) == 1
+
+
+def test_another_process_builds_and_reads_through_the_hot_node(hot: HotStore, laid: dict[str, Any]):
+    """Dagster runs and the API's workers reach the hot tier over Arrow Flight: a restatement's build and a
+    question's read work the same there."""
+    days = laid["days"]
+    token, url = uuid.uuid4().hex, f"grpc://127.0.0.1:{closed_port()}"
+    node = start_hot_node(hot, url, token)
+    remote = FlightHotStore(url, timeout_s=30, token=token)
+    try:
+        span = (_midnight(days[0]), _midnight(days[1]))
+        assert _copied(remote, *span) == 0  # type: ignore[arg-type]
+        day_rollups.build(remote, days[0])  # type: ignore[arg-type]
+        day_rollups.written(remote, [_midnight(days[2]) + timedelta(hours=3)])  # type: ignore[arg-type]
+        assert _copied(remote, *span) == 1  # type: ignore[arg-type]
+        _answers(remote, laid, *span)  # type: ignore[arg-type]
+    finally:
+        remote.close()
+        node.shutdown()
+    day_rollups.build(hot, days[2])
 
 
 def test_a_purge_takes_the_rows_from_every_build(settings: Settings, hot: HotStore, laid: dict[str, Any]):
