@@ -26,7 +26,7 @@ import pytest
 from batch.restate import restate_hour
 from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
-from common.hot_store import FlightHotStore, HotStore
+from common.hot_store import FlightHotStore, HotStore, is_remote
 from common.rollups import minute_rollups
 from common.settings import Settings
 from serving.hot_node import start_hot_node
@@ -124,7 +124,8 @@ def _answers(hot: HotStore, laid: dict[str, Any], start: datetime, end: datetime
              events: list[dict[str, Any]] | None = None) -> dict[str, list]:
     """Each widget with the copies; every one equal to rollups_1h's alone and (but unique users) to the truth."""
     now = laid["now"]
-    copies, alone = QueryEngine(hot), QueryEngine(hot, day_copies=False)
+    local = not is_remote(hot)  # the hot node's read-only sessions take no max_execution_time
+    copies, alone = QueryEngine(hot, server_timeout=local), QueryEngine(hot, day_copies=False, server_timeout=local)
     out = {}
     for name, raw in _specs(start, end).items():
         spec = build_spec(raw, now=now)
