@@ -79,8 +79,10 @@ def laid(hot: HotStore) -> Iterator[dict[str, Any]]:
         day_rollups.build(hot, day)
     day_rollups.build(hot, days[7], _midnight(days[7]) + timedelta(hours=14))
     yield {"now": now, "days": days, "events": events, "gone": gone}
-    for table in ("rollups_1h_by_day", "rollups_1h_by_day_marks"):  # other modules lay events into other hours
-        hot.command(f"TRUNCATE TABLE {table}")                       # without a build: leave no copy behind
+    # other modules lay events into other hours without a build, and read session pieces: the restatements here built
+    # some (batch.restate); leave no copy and no pieces behind
+    for table in ("rollups_1h_by_day", "rollups_1h_by_day_marks", "session_pieces", "session_piece_hours"):
+        hot.command(f"TRUNCATE TABLE {table}")
 
 
 def _specs(start: datetime, end: datetime) -> dict[str, SpecInput]:
