@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from common import session_pieces
+from common import day_rollups, session_pieces
 from common.hot_store import HotStore
 
 # live table → its staging twin, in the order they are swapped
@@ -125,7 +125,8 @@ def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_
                  allow_removals: bool = False, *, session_gap_minutes: float) -> Restatement:
     """Replace ``hour`` in events_raw, rollups_1m and rollups_1h with the batch layer's rows, then cut the hour
     into session pieces again (``common.session_pieces``; its old pieces are forgotten before the swap, so no
-    question reads them beside the new rows) with ``session_gap_minutes`` (the settings' session gap).
+    question reads them beside the new rows) with ``session_gap_minutes`` (the settings' session gap), and copy
+    its day's hours up to it into the day copy of rollups_1h again (``common.day_rollups``).
 
     Raises ``RestatementRefused`` (the live hour untouched) when the staged rows lack a live
     ``(tenant, event_id)``, unless ``allow_removals``. The hour must be closed (``batch.hour_state``):
@@ -150,4 +151,5 @@ def restate_hour(store: HotStore, hour: datetime, minute_rollups: pa.Table, raw_
             store.command(f"ALTER TABLE {live} DROP PARTITION {{hour:DateTime('UTC')}}", params)
         store.command(f"ALTER TABLE {staging} DROP PARTITION {{hour:DateTime('UTC')}}", params)
     session_pieces.build(store, hour, session_gap_minutes)
+    day_rollups.restated(store, hour)
     return Restatement(hour.replace(tzinfo=UTC), raw_events.num_rows, minute_rollups.num_rows, drift)

@@ -36,7 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
 
-from common import session_pieces
+from common import day_rollups, session_pieces
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore, HotStoreError
 from common.lake import landing_path, spark_uri
@@ -197,6 +197,7 @@ class HotTierWriter:
             "rollups_1m", self._progress)
         hours = pc.unique(pc.floor_temporal(raw.column("timestamp"), unit="hour")).to_pylist()
         with_retry(lambda: session_pieces.written(self._store, hours), "session_piece_hours", self._progress)
+        with_retry(lambda: day_rollups.written(self._store, hours), "rollups_1h_by_day_marks", self._progress)
         done = time.perf_counter()
         self._progress(
             f"batch {batch_id}: {raw.num_rows:,} events → {rollups.num_rows:,} minute rollups in "

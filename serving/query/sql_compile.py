@@ -90,13 +90,14 @@ def compile_segment(
 
     ``relation``: for a lake piece, the FROM text and its parameters from
     ``LakeRollupReader.relation`` (the range's files only); without it the lake view of the source's
-    name is read (a session with the views, e.g. ``lakehouse sql`` or a comparison in a benchmark).
+    name is read (a session with the views, e.g. ``lakehouse sql`` or a comparison in a benchmark). For a
+    ``rollups_1h`` piece, the day copies' subquery from ``common.day_rollups.relation`` (same columns).
     """
     source = segment.source
     dialect = CLICKHOUSE if source.tier == "hot" else DUCKDB
     table = source.table
     params: dict[str, Any] = {"tenant": tenant}
-    if relation is not None and dialect is DUCKDB:
+    if relation is not None:
         table, relation_params = relation
         params |= relation_params
     if dialect is CLICKHOUSE:

@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from common import session_pieces
+from common import day_rollups, session_pieces
 from common.events import format_ts
 from common.hot_store import HotStore
 from common.lake import hour_partition
@@ -166,6 +166,8 @@ class TierMover:
                                    {"hour": hour.replace(tzinfo=None)})
                 if table == "events_raw":  # the hour's session pieces are a copy of its rows
                     session_pieces.forget(self.store, hour)
+                if table == "rollups_1h":  # its day is read from rollups_1h (what is left of it) from now on
+                    day_rollups.moved(self.store, hour)
                 record = self.audit.append(
                     "drop_hot", dataset, partition=hour_partition(hour), tier_from="hot", tier_to="warm",
                     rows=hot_n, run_id=self.run_id, reason=f"older than the hot horizon of {table}",

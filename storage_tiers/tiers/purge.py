@@ -40,7 +40,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from batch.archive import content_checksum
-from common import session_pieces
+from common import day_rollups, session_pieces
 from common.erasures import Ranges, day_range, erased_tenants, hour_range, read_erasures, record_erasures, union
 from common.events import format_ts
 from common.hot_store import HotStore
@@ -463,6 +463,7 @@ class Purger:
     def _hot(self, report: PurgeReport, dry_run: bool) -> None:
         assert self.store is not None
         cutoff = self.as_of - self.policy.shortest_retention
+        erased_days: set[date] = set()
         for table, (dataset, hour_expr, measure) in HOT_TABLES.items():
             rows = self.store.query_arrow(
                 f"SELECT toUnixTimestamp({hour_expr}) AS h, tenant, {measure} AS n FROM {table} "  # fixed names
@@ -491,7 +492,12 @@ class Purger:
                         "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2", params)
                 if table == "events_raw":  # the session pieces are a copy of these rows: they go with them
                     session_pieces.forget(self.store, aware, None if whole else gone)
+                if table == "rollups_1h":  # so are the day copies (common.day_rollups): the rows go from them too
+                    day_rollups.erase(self.store, aware, None if whole else gone)
+                    erased_days.add(aware.date())
                 self._audit(item, "hot", details={"table": table})
+        for day in sorted(erased_days):  # once per day, after all its hours: the rest of the day copied again
+            day_rollups.rebuild(self.store, day)
 
 
 def _tenant_counts(rows: pa.Table) -> dict[str, int]:

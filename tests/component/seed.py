@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
 from common.rollups import minute_rollups
@@ -72,6 +73,7 @@ def lay_hot(hot: HotStore, events: list[dict[str, Any]]) -> None:
     token = uuid.uuid4().hex
     hot.insert_arrow("events_raw", table, token=f"{token}:raw")
     hot.insert_arrow("rollups_1m_ingest", minute_rollups(table), token=f"{token}:rollups")
+    day_rollups.written(hot, [e["timestamp"] for e in events])  # a day copy of these hours is read no more
 
 
 def lay_lake(settings: Settings, events: list[dict[str, Any]], now: datetime) -> None:

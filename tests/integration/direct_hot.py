@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 
+from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStore
 from common.rollups import minute_rollups
@@ -29,7 +30,7 @@ def events_table(tenant: str, at: datetime, n: int, event: str = "page_view", co
 
 
 WRITTEN: dict[str, HotStore] = {}  # tenant → the store its rows were written through, until forget_written
-HOT_TABLES = ("events_raw", "rollups_1m", "rollups_1h")
+HOT_TABLES = ("events_raw", "rollups_1m", "rollups_1h", "rollups_1h_by_day")  # the last: rollups_1h's day copies
 
 
 def insert_events(hot: HotStore, events: pa.Table) -> None:
@@ -38,6 +39,7 @@ def insert_events(hot: HotStore, events: pa.Table) -> None:
     token = uuid.uuid4().hex
     hot.insert_arrow("events_raw", events, token=f"{token}:raw")
     hot.insert_arrow("rollups_1m_ingest", minute_rollups(events), token=f"{token}:rollups")
+    day_rollups.written(hot, events["timestamp"].to_pylist())  # as the stream does: a copied day is read no more
 
 
 def forget_written() -> None:

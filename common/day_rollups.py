@@ -1,0 +1,233 @@
+"""Day copies of the hourly rollups: what the hot tier's dashboard questions read for the closed hours of a day.
+
+``rollups_1h`` is partitioned by hour, so that the batch layer swaps one restated hour atomically; a 7-day question
+therefore opens 168 small parts, and at dashboard sizes the fixed cost of each part is most of the answer's time.
+``rollups_1h_by_day`` holds the same rows (merged per key) with one partition per day: the batch layer copies a
+day's closed hours into it, and a question reads those hours from the copy and every other hour of its range (the
+open ones, those of days not built yet: a fresh install, old data) from ``rollups_1h``, in one query. The answer is
+the one ``rollups_1h`` alone gives (the tests compare both with an independent truth); no setting is needed.
+
+The copy follows ``rollups_1h`` as ``common.session_pieces`` follows ``events_raw``:
+
+* **builds** (``build``): a build copies the day's hours before ``through`` into a partition of its own (its id is
+  the hot tier's clock, in ns, when it started), and is marked built once written. The batch layer builds the day
+  when it restates an hour of it (``batch.restate``: through the restated hour's end, or as far as an earlier build
+  of the day reached), so the day's closed hours are copied as they close, a day's copy rebuilt at most once per
+  restated hour.
+* **changes** (``changed``, ``written``): after anything changes an hour of a day in ``rollups_1h`` (a restatement,
+  a purge, the tier mover dropping it, the stream writing into a copied hour), a change is recorded for the day. A
+  build is *valid* when it is marked built and started after the day's newest change, so a build that could have
+  read the hour before it changed is never read, whichever finishes first (two restatements of the same day may run
+  at once). A question reads each day's newest valid build, and ``rollups_1h`` for the rest.
+* **superseded builds** are dropped ``GRACE`` after they stopped being valid (``collect``, run by every build and
+  change): a question reads the builds valid when it started, and its whole answer comes from rows that stay until
+  it has finished, so an answer never goes backwards while a restatement races it — without a second read of the
+  log. A purge does not wait: it deletes the purged rows from every build at once (``erase``), as from
+  ``rollups_1h``.
+
+Everything runs through the hot-store interface (the hot node in embedded mode). The log's times and the build ids
+come from the same clock, the hot tier's; a cluster of several servers would need them from one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from common.hot_store import HotStore
+from common.sql_files import fill, sql_sections
+
+GRACE = timedelta(minutes=10)  # far past the longest question (the query timeout, 30 s by default)
+_EPOCH = datetime(1970, 1, 1)
+BUILDING, BUILT, CHANGED = 2, 1, 0
+
+
+@dataclass(frozen=True)
+class Build:
+    """A day's valid build: its rows copy the day's hours before ``through`` (naive UTC)."""
+
+    day: date
+    build: int
+    through: datetime
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.day, datetime.min.time())
+
+
+def _sections() -> dict[str, str]:
+    return sql_sections("clickhouse/queries/day_rollups.sql")
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time())
+
+
+def _day(day: date) -> str:
+    """A day as a query parameter: ISO text (the hot node's requests carry datetimes, not dates)."""
+    return day.isoformat()
+
+
+def _mark(store: HotStore, day: date, state: int, build: int = 0, through: datetime = _EPOCH) -> None:
+    store.command(_sections()["mark"], {"day": _day(day), "state": state, "build": build, "through": through})
+
+
+def _now_ns(store: HotStore) -> int:
+    return int(store.query_arrow(_sections()["now_ns"]).to_pylist()[0]["ns"])
+
+
+def reach(store: HotStore, day: date) -> datetime | None:
+    """How far the day's builds copied (naive UTC), None when it was never built."""
+    through = store.query_arrow(_sections()["reach"], {"day": _day(day)}).to_pylist()[0]["through"]
+    return datetime.fromtimestamp(int(through), UTC).replace(tzinfo=None) if through else None
+
+
+def build(store: HotStore, day: date, through: datetime | None = None) -> int:
+    """Copy the day's hours before ``through`` (its end by default) from rollups_1h as a new build; its id.
+
+    The hours should be closed (the stream inserts nothing into them any more; when it does, it records a change
+    and the hours are read from rollups_1h again until the next build)."""
+    start = _day_start(day)
+    through = min(_naive(through), start + timedelta(days=1)) if through is not None else start + timedelta(days=1)
+    sections = _sections()
+    build_id = _now_ns(store)
+    _mark(store, day, BUILDING, build_id, through)  # before the copy: a change recorded from now on invalidates it
+    store.command(sections["copy"], {"build": build_id, "day_start": start, "through": through})
+    _mark(store, day, BUILT, build_id, through)
+    collect(store)
+    return build_id
+
+
+def changed(store: HotStore, day: date) -> None:
+    """An hour of ``day`` changed in rollups_1h (call it after the change): the day's builds are no longer read."""
+    _mark(store, day, CHANGED)
+    collect(store)
+
+
+def restated(store: HotStore, hour: datetime) -> int:
+    """The batch layer replaced ``hour`` in rollups_1h: record the change, then build its day again, through the
+    hour's end or as far as an earlier build of the day reached. Returns the new build's id."""
+    hour = _naive(hour).replace(minute=0, second=0, microsecond=0)
+    day = hour.date()
+    earlier = reach(store, day)
+    changed(store, day)
+    return build(store, day, max(hour + timedelta(hours=1), earlier or hour))
+
+
+def moved(store: HotStore, hour: datetime) -> None:
+    """The tier mover dropped ``hour`` from rollups_1h: its day is read from rollups_1h (what is left of it) until its
+    builds go after the grace period (the day is leaving the hot tier: it is not built again)."""
+    changed(store, _naive(hour).date())
+
+
+def erase(store: HotStore, hour: datetime, tenants: list[str] | None = None) -> None:
+    """A purge deleted ``hour`` (or only ``tenants``' rows of it) from rollups_1h: the same rows go from every build
+    of the copy now (a purge does not wait for the grace period), and the day is no longer read from the copy.
+    ``rebuild`` the day once its hours are purged."""
+    hour = _naive(hour).replace(minute=0, second=0, microsecond=0)
+    params: dict[str, Any] = {"hour": hour}
+    where = "hour = {hour:DateTime('UTC')}"
+    if tenants is not None:
+        where += " AND tenant IN {tenants:Array(String)}"
+        params["tenants"] = tenants
+    held = store.query_arrow(f"SELECT count() AS n FROM rollups_1h_by_day WHERE {where}", params)
+    if held.to_pylist()[0]["n"]:  # a mutation rewrites the builds' parts: only when there is something to delete
+        store.command(f"ALTER TABLE rollups_1h_by_day DELETE WHERE {where} SETTINGS mutations_sync = 2", params)
+    changed(store, hour.date())
+
+
+def rebuild(store: HotStore, day: date) -> int | None:
+    """Build ``day`` again as far as its builds reached, if it was ever built (after a purge); the new build's id."""
+    earlier = reach(store, day)
+    return build(store, day, earlier) if earlier is not None else None
+
+
+def written(store: HotStore, hours: list[datetime]) -> None:
+    """The stream inserted events into ``hours``: a build of their days that copied one of them is not read any more
+    (only when some build reached that far: the open hours the stream writes every micro-batch cost one small read).
+    Called by the stream after each insert."""
+    if not hours:
+        return
+    naive = [_naive(h) for h in hours]
+    store.command(_sections()["written"], {"days": sorted({_day(h.date()) for h in naive}),
+                                           "earliest": min(naive).replace(minute=0, second=0, microsecond=0)})
+
+
+def valid_builds(store: HotStore, start: datetime, end: datetime) -> list[Build]:
+    """The valid build of each day of ``[start, end)`` that has one, oldest day first."""
+    start, end = _naive(start), _naive(end)
+    last = (end - timedelta(microseconds=1)).date()
+    rows = store.query_arrow(_sections()["valid"], {"first": _day(start.date()), "last": _day(last)}).to_pylist()
+    return [Build(r["day"], int(r["build"]), datetime.fromtimestamp(int(r["through"]), UTC).replace(tzinfo=None))
+            for r in rows]
+
+
+def relation(store: HotStore, start: datetime, end: datetime) -> tuple[str, dict[str, Any]] | None:
+    """What a question over ``[start, end)`` reads instead of rollups_1h: the FROM text (a subquery) and its
+    parameters, or None when no day of the range has a valid build reaching into it (rollups_1h alone answers)."""
+    start, end = _naive(start), _naive(end)
+    spans: list[tuple[datetime, datetime]] = []
+    builds: list[int] = []
+    for b in valid_builds(store, start, end):
+        lo, hi = max(b.start, start), min(b.through, end)
+        if lo < hi:
+            spans.append((lo, hi))
+            builds.append(b.build)
+    if not builds:
+        return None
+    params: dict[str, Any] = {"day_builds": builds}
+    ranges = _outside(start, end, spans)
+    for i, (lo, hi) in enumerate(ranges):
+        params[f"hours_{i}_from"], params[f"hours_{i}_to"] = lo, hi
+    hour_ranges = " OR ".join(f"(hour >= {{hours_{i}_from:DateTime('UTC')}} AND "
+                              f"hour < {{hours_{i}_to:DateTime('UTC')}})" for i in range(len(ranges))) or "0"
+    return fill(_sections()["relation"], hour_ranges=hour_ranges), params
+
+
+def _outside(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The parts of ``[start, end)`` outside ``spans`` (sorted, not overlapping), as few ranges as possible."""
+    out: list[tuple[datetime, datetime]] = []
+    at = start
+    for lo, hi in spans:
+        if lo > at:
+            out.append((at, lo))
+        at = max(at, hi)
+    if at < end:
+        out.append((at, end))
+    return out
+
+
+def collect(store: HotStore, grace: timedelta = GRACE) -> list[int]:
+    """Drop the builds that stopped being valid more than ``grace`` ago (or were never marked and were superseded
+    that long ago); the ids dropped."""
+    sections = _sections()
+    present = [int(b) for b in store.query_arrow(sections["present"]).column("build").to_pylist()]
+    if not present:
+        return []
+    log = store.query_arrow(sections["log"], {"builds": present}).to_pylist()
+    days: dict[date, list[dict[str, Any]]] = {}
+    for row in log:
+        days.setdefault(row["day"], []).append(row)
+    day_of = {int(r["build"]): r["day"] for r in log if r["state"] == BUILDING}
+    now = _now_ns(store)
+    dropped = []
+    for build_id in present:
+        day = day_of.get(build_id)
+        superseded = _superseded_at(days[day], build_id) if day is not None else 0  # no log left: drop
+        if superseded is not None and superseded < now - int(grace.total_seconds() * 1e9):
+            store.command("ALTER TABLE rollups_1h_by_day DROP PARTITION {build:UInt64}", {"build": build_id})
+            dropped.append(build_id)
+    return dropped
+
+
+def _superseded_at(rows: list[dict[str, Any]], build_id: int) -> int | None:
+    """When ``build_id`` stopped being read (ns): the first change after it started or the first newer build marked
+    built; None while it may still be the day's valid build."""
+    after = [int(r["at"]) for r in rows if (r["state"] == CHANGED and int(r["at"]) > build_id)
+             or (r["state"] == BUILT and int(r["build"]) > build_id)]
+    return min(after) if after else None

@@ -1,0 +1,312 @@
+"""Dashboard answers from the day copies of rollups_1h equal rollups_1h's alone and the truth from the raw events.
+
+Two tenants' events over nine days, three to four weeks back (no other module writes there, so a restatement and a
+purge touch only them): some days built whole (``common.day_rollups``), one built only up to 14:00 (its later hours,
+like the open hours of today, read from rollups_1h), one never built (a fresh install's old days). Each widget (time
+series, breakdown, top-N, day series of unique users) over ranges that mix them, with partial days and hours at both
+ends, must answer as the engine without the copies and as the truth computed here from the event dicts (unique users:
+equal to rollups_1h's answer, whose ``uniq`` is itself approximate). Then the hours change under the copies: the stream
+writes into a copied hour, a restatement adds late events to a closed hour (also while a question is reading), a purge
+removes one tenant's oldest days.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from batch.restate import restate_hour
+from common import day_rollups
+from common.events import EVENT_ARROW_SCHEMA
+from common.hot_store import FlightHotStore, HotStore, is_remote
+from common.rollups import minute_rollups
+from common.settings import Settings
+from serving.hot_node import start_hot_node
+from serving.query.engine import QueryEngine
+from serving.query.spec import SpecInput, build_spec
+from storage_tiers.compliance.audit_log import AuditLog
+from storage_tiers.policy import load_policy
+from storage_tiers.tiers.purge import Purger
+from tests.component.conftest import closed_port
+from tests.component.seed import lay_hot
+
+TENANTS = ("days-co", "days-other")
+GONE = "days-gone"  # a tenant with a short retention, alone in a few hours of a built day before the others' days
+EVENTS = ("page_view", "page_view", "click", "purchase", "signup")
+COUNTRIES = ("US", "DE", "FR", "JP", "BR")
+PAGES = tuple(f"/p{i}" for i in range(12))
+
+
+def _event(rng: random.Random, tenant: str, at: datetime) -> dict[str, Any]:
+    name = rng.choice(EVENTS)
+    return {"tenant": tenant, "event": name, "timestamp": at, "event_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "user_id": f"u{rng.randint(1, 400)}", "page": rng.choice(PAGES), "country": rng.choice(COUNTRIES),
+            "device": rng.choice(("mobile", "desktop")), "properties": "", "received_at": at,
+            "revenue": rng.randint(1, 99) / 4 if name == "purchase" else 0.0}
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time(), UTC)
+
+
+@pytest.fixture(scope="module")
+def laid(hot: HotStore) -> Iterator[dict[str, Any]]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    first = (now - timedelta(days=30)).date()
+    days = [first + timedelta(days=k) for k in range(9)]
+    rng = random.Random(16)
+    events = [_event(rng, tenant, _midnight(days[0]) + timedelta(seconds=rng.randint(0, 9 * 86_400 - 1)))
+              for tenant in TENANTS for _ in range(4_000)]
+    gone = days[0] - timedelta(days=1)  # (hours of its own: the hot tables drop them whole, no row deletes)
+    events += [_event(rng, GONE, _midnight(gone) + timedelta(hours=h, minutes=m))
+               for h in (2, 9, 17) for m in range(30)]
+    for day in [gone, *days]:  # an insert touches at most 100 hourly partitions
+        lay_hot(hot, [e for e in events if e["timestamp"].date() == day])
+    day_rollups.build(hot, gone)
+    for day in days[1:7]:  # days[0] never built; days[7] up to 14:00; days[8] (the newest) not yet
+        day_rollups.build(hot, day)
+    day_rollups.build(hot, days[7], _midnight(days[7]) + timedelta(hours=14))
+    yield {"now": now, "days": days, "events": events, "gone": gone}
+    # other modules lay events into other hours without a build, and read session pieces: the restatements here built
+    # some (batch.restate); leave no copy and no pieces behind
+    for table in ("rollups_1h_by_day", "rollups_1h_by_day_marks", "session_pieces", "session_piece_hours"):
+        hot.command(f"TRUNCATE TABLE {table}")
+
+
+def _specs(start: datetime, end: datetime) -> dict[str, SpecInput]:
+    by = {"order_by": [{"field": "events", "direction": "desc"}], "limit": 100}
+    return {
+        "timeseries": SpecInput(metrics=["events", "revenue"], start=start, end=end, granularity="hour"),
+        "breakdown": SpecInput(metrics=["events"], start=start, end=end, dimensions=["country"], **by),
+        "topn": SpecInput(metrics=["page_views"], start=start, end=end, dimensions=["page"], limit=5,
+                          order_by=[{"field": "page_views", "direction": "desc"},
+                                    {"field": "page", "direction": "asc"}]),
+        "filtered": SpecInput(metrics=["events"], start=start, end=end, dimensions=["device"],
+                              filters=[{"field": "country", "op": "in", "values": ["DE", "FR"]}], **by),
+        "users": SpecInput(metrics=["unique_users", "events"], start=start, end=end, granularity="day"),
+    }
+
+
+def _truth(events: list[dict[str, Any]], tenant: str, name: str, start: datetime, end: datetime) -> list[list]:
+    """The widget's rows from the events: rollup rows start on their hour, so a range starting inside an hour reads the
+    whole hour (the spec's start floored), and an hour starting before the end is read whole."""
+    lo = _hour(start)
+    mine = [e for e in events if e["tenant"] == tenant and lo <= _hour(e["timestamp"]) < end]
+    if name == "timeseries":
+        per: dict[int, list] = {}
+        for e in mine:
+            row = per.setdefault(int(_hour(e["timestamp"]).timestamp()), [0, 0.0])
+            row[0] += 1
+            row[1] += e["revenue"]
+        return [[b, n, r] for b, (n, r) in sorted(per.items())]
+    if name in ("breakdown", "filtered"):
+        field = "country" if name == "breakdown" else "device"
+        keep = [e for e in mine if name == "breakdown" or e["country"] in ("DE", "FR")]
+        counts = Counter(e[field] for e in keep)
+        return [[k, n] for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    if name == "topn":
+        counts = Counter(e["page"] for e in mine if e["event"] == "page_view")
+        return [[k, n] for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]]
+    raise AssertionError(name)
+
+
+def _answers(hot: HotStore, laid: dict[str, Any], start: datetime, end: datetime, tenant: str = TENANTS[0],
+             events: list[dict[str, Any]] | None = None) -> dict[str, list]:
+    """Each widget with the copies; every one equal to rollups_1h's alone and (but unique users) to the truth."""
+    now = laid["now"]
+    local = not is_remote(hot)  # the hot node's read-only sessions take no max_execution_time
+    copies, alone = QueryEngine(hot, server_timeout=local), QueryEngine(hot, day_copies=False, server_timeout=local)
+    out = {}
+    for name, raw in _specs(start, end).items():
+        spec = build_spec(raw, now=now)
+        answer = copies.run(tenant, spec, now)
+        assert answer.rows == alone.run(tenant, spec, now).rows, name
+        assert answer.sources == ["hot:rollups_1h"]
+        if name != "users":
+            assert answer.rows == _truth(laid["events"] if events is None else events, tenant, name, spec.start,
+                                         spec.end), name
+        out[name] = answer.rows
+    assert out["timeseries"], "the range holds events"
+    return out
+
+
+def _copied(hot: HotStore, start: datetime, end: datetime) -> int:
+    """How many days' builds a question over the range reads."""
+    found = day_rollups.relation(hot, start, end)
+    return 0 if found is None else len(found[1]["day_builds"])
+
+
+def test_ranges_mixing_built_partial_and_unbuilt_days_answer_as_the_truth(hot: HotStore, laid: dict[str, Any]):
+    days = laid["days"]
+    whole = (_midnight(days[0]) + timedelta(hours=5, minutes=17), _midnight(days[8]) + timedelta(hours=20, minutes=3))
+    assert _copied(hot, *whole) == 7  # days[1..7]; days[0] and days[8] from rollups_1h, days[7] after 14:00 too
+    for tenant in TENANTS:
+        _answers(hot, laid, *whole, tenant=tenant)
+    inside = (_midnight(days[3]) + timedelta(hours=9, minutes=40), _midnight(days[5]) + timedelta(hours=2))
+    assert _copied(hot, *inside) == 3
+    _answers(hot, laid, *inside)
+    across_the_reach = (_midnight(days[7]) + timedelta(hours=11, minutes=30), _midnight(days[8]) + timedelta(hours=1))
+    assert _copied(hot, *across_the_reach) == 1
+    _answers(hot, laid, *across_the_reach)
+    unbuilt = (_midnight(days[0]) + timedelta(hours=3), _midnight(days[1]))
+    assert _copied(hot, *unbuilt) == 0
+    _answers(hot, laid, *unbuilt)
+
+
+def test_events_the_stream_writes_into_a_copied_hour_are_counted(hot: HotStore, laid: dict[str, Any]):
+    days = laid["days"]
+    at = _midnight(days[4]) + timedelta(hours=7, minutes=12)
+    rng = random.Random(4)
+    late = [_event(rng, TENANTS[0], at + timedelta(seconds=k)) for k in range(25)]
+    span = (_midnight(days[3]), _midnight(days[6]))
+    before = _copied(hot, *span)
+    lay_hot(hot, late)  # as the stream writes (its writer records the change after the insert)
+    laid["events"].extend(late)
+    assert _copied(hot, *span) == before - 1  # the written day from rollups_1h now
+    _answers(hot, laid, *span)
+    day_rollups.build(hot, days[4])  # the batch layer builds it again
+    assert _copied(hot, *span) == before
+    _answers(hot, laid, *span)
+    untouched = (_midnight(days[7]) + timedelta(hours=15), _midnight(days[7]) + timedelta(hours=16))
+    beyond = [_event(rng, TENANTS[0], untouched[0] + timedelta(minutes=3))]
+    lay_hot(hot, beyond)  # past the day's reach: its build stays valid
+    laid["events"].extend(beyond)
+    assert day_rollups.valid_builds(hot, _midnight(days[7]), _midnight(days[8]))[0].through == untouched[0].replace(
+        tzinfo=None) - timedelta(hours=1)
+
+
+def _restate(hot: HotStore, hour: datetime, late: list[dict[str, Any]]) -> None:
+    """Restate ``hour`` as the batch layer would: the live events of every tenant of the hour, plus ``late`` ones."""
+    live = hot.query_arrow("SELECT * EXCEPT (received_at), received_at FROM events_raw "
+                           "WHERE toStartOfHour(toDateTime(timestamp)) = {h:DateTime('UTC')}",
+                           {"h": hour.replace(tzinfo=None)})
+    staged = pa.concat_tables([live.select(EVENT_ARROW_SCHEMA.names).cast(EVENT_ARROW_SCHEMA),
+                               pa.Table.from_pylist(late, schema=EVENT_ARROW_SCHEMA)])
+    restate_hour(hot, hour, minute_rollups(staged), staged, session_gap_minutes=30)
+
+
+def test_a_restated_closed_hour_is_copied_again(hot: HotStore, laid: dict[str, Any]):
+    days = laid["days"]
+    hour = _midnight(days[2]) + timedelta(hours=13)
+    rng = random.Random(2)
+    late = [_event(rng, TENANTS[0], hour + timedelta(minutes=k)) for k in range(30)]
+    span = (_midnight(days[1]) + timedelta(hours=20), _midnight(days[3]) + timedelta(hours=4))
+    builds = {b.day: b.build for b in day_rollups.valid_builds(hot, *span)}
+    _restate(hot, hour, late)
+    laid["events"].extend(late)
+    rebuilt = {b.day: b for b in day_rollups.valid_builds(hot, *span)}
+    assert rebuilt[days[2]].build != builds[days[2]] and rebuilt[days[2]].through == _midnight(days[3]).replace(
+        tzinfo=None), "the whole day copied again, as far as it reached"
+    assert rebuilt[days[1]].build == builds[days[1]]
+    _answers(hot, laid, *span)
+    # an hour of a day never built: restating it copies the day up to it (the batch layer closes hours in order)
+    fresh = _midnight(days[8]) + timedelta(hours=6)
+    _restate(hot, fresh, [])
+    assert [(b.day, b.through) for b in day_rollups.valid_builds(hot, fresh, fresh + timedelta(hours=1))] == [
+        (days[8], fresh.replace(tzinfo=None) + timedelta(hours=1))]
+    _answers(hot, laid, _midnight(days[7]), _midnight(days[8]) + timedelta(hours=12))
+
+
+class RacedByARestatement:
+    """The hot store, where a restatement of ``hour`` (with ``late`` events) runs right before the first question
+    that reads the day copies: the question chose its builds before the restatement replaced the day's."""
+
+    def __init__(self, store: HotStore, hour: datetime, late: list[dict[str, Any]]) -> None:
+        self.store, self.hour, self.late, self.raced = store, hour, late, False
+
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        if "rollups_1h_by_day WHERE build IN" in sql and not self.raced:
+            self.raced = True
+            _restate(self.store, self.hour, self.late)
+        return self.store.query_arrow(sql, parameters)
+
+
+def test_a_question_raced_by_a_restatement_reads_whole_days(hot: HotStore, laid: dict[str, Any]):
+    days = laid["days"]
+    hour = _midnight(days[5]) + timedelta(hours=10)
+    rng = random.Random(5)
+    late = [_event(rng, TENANTS[0], hour + timedelta(minutes=2 * k)) for k in range(20)]
+    start, end = _midnight(days[4]), _midnight(days[7])
+    spec = build_spec(_specs(start, end)["timeseries"], now=laid["now"])
+    raced = RacedByARestatement(hot, hour, late)
+    answer = QueryEngine(raced).run(TENANTS[0], spec, laid["now"])  # type: ignore[arg-type]
+    assert raced.raced
+    # the builds it chose are still there (dropped only after the grace period): the answer before the restatement
+    assert answer.rows == _truth(laid["events"], TENANTS[0], "timeseries", spec.start, spec.end)
+    laid["events"].extend(late)
+    after = _answers(hot, laid, start, end)["timeseries"]
+    assert after != answer.rows and all(a[1] >= b[1] for a, b in zip(after, answer.rows, strict=True)), \
+        "the next answer holds the late events; no hour went backwards"
+
+
+def test_superseded_builds_go_after_the_grace_period(hot: HotStore, laid: dict[str, Any]):
+    days = laid["days"]
+    valid = {b.build for b in day_rollups.valid_builds(hot, _midnight(laid["gone"]),
+                                                       _midnight(days[8]) + timedelta(days=1))}
+    kept = set(hot.query_arrow("SELECT DISTINCT build FROM rollups_1h_by_day").column("build").to_pylist())
+    assert kept > valid, "the restatements' superseded builds are kept for the grace period"
+    dropped = day_rollups.collect(hot, grace=timedelta(0))
+    assert set(dropped) == kept - valid
+    assert set(hot.query_arrow("SELECT DISTINCT build FROM rollups_1h_by_day").column("build").to_pylist()) == valid
+    _answers(hot, laid, _midnight(days[0]), _midnight(days[8]) + timedelta(hours=23))
+
+
+def test_a_moved_hour_sends_its_day_back_to_rollups_1h(hot: HotStore, laid: dict[str, Any]):
+    days = laid["days"]
+    span = (_midnight(days[6]), _midnight(days[7]))
+    assert _copied(hot, *span) == 1
+    day_rollups.moved(hot, _midnight(days[6]))
+    assert _copied(hot, *span) == 0
+    _answers(hot, laid, *span)
+    day_rollups.build(hot, days[6])
+    assert _copied(hot, *span) == 1
+
+
+def test_another_process_builds_and_reads_through_the_hot_node(hot: HotStore, laid: dict[str, Any]):
+    """Dagster runs and the API's workers reach the hot tier over Arrow Flight: a restatement's build and a
+    question's read work the same there."""
+    days = laid["days"]
+    token, url = uuid.uuid4().hex, f"grpc://127.0.0.1:{closed_port()}"
+    node = start_hot_node(hot, url, token)
+    remote = FlightHotStore(url, timeout_s=30, token=token)
+    try:
+        span = (_midnight(days[0]), _midnight(days[1]))
+        assert _copied(remote, *span) == 0  # type: ignore[arg-type]
+        day_rollups.build(remote, days[0])  # type: ignore[arg-type]
+        day_rollups.written(remote, [_midnight(days[2]) + timedelta(hours=3)])  # type: ignore[arg-type]
+        assert _copied(remote, *span) == 1  # type: ignore[arg-type]
+        _answers(remote, laid, *span)  # type: ignore[arg-type]
+    finally:
+        remote.close()
+        node.shutdown()
+    day_rollups.build(hot, days[2])
+
+
+def test_a_purge_takes_the_rows_from_every_build(settings: Settings, hot: HotStore, laid: dict[str, Any]):
+    now, gone = laid["now"], laid["gone"]
+    day_rollups.build(hot, gone)  # a superseded build kept for its grace period: it must lose the rows too
+    held = "SELECT count() AS n FROM {table} WHERE tenant = {t:String}"
+    assert hot.query_arrow(held.replace("{table}", "rollups_1h_by_day"), {"t": GONE}).to_pylist()[0]["n"] > 3
+    policy = load_policy(settings)
+    retention = now - _midnight(gone + timedelta(days=1))  # the GONE tenant's day is past it
+    policy = dataclasses.replace(policy, tenant_retention={**policy.tenant_retention, GONE: retention})
+    report = Purger(settings, policy, AuditLog(settings), now, store=hot).run(confirm_large=True)
+    assert any(i.tier == "hot" and i.dataset == "rollups_hourly" and i.tenants == [GONE] for i in report.items)
+    for table in ("rollups_1h", "rollups_1h_by_day"):
+        assert hot.query_arrow(held.replace("{table}", table), {"t": GONE}).to_pylist()[0]["n"] == 0, table
+    span = (_midnight(gone), _midnight(gone) + timedelta(days=1))
+    assert [b.day for b in day_rollups.valid_builds(hot, *span)] == [gone], "the purged day built again"
+    answer = QueryEngine(hot).run(GONE, build_spec(_specs(*span)["breakdown"], now=now), now)
+    assert answer.rows == []
