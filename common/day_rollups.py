@@ -53,7 +53,7 @@ class Build:
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.day, datetime.min.time())
+        return _day_start(self.day)
 
 
 def _sections() -> dict[str, str]:

@@ -27,13 +27,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.events import EVENT_NAME, MAX_PROPERTIES_CHARS, MAX_TEXT, format_ts
+from common.events import EVENT_ARROW_SCHEMA, EVENT_NAME, MAX_PROPERTIES_CHARS, MAX_TEXT, format_ts
 
 # Fields an event of the fast path may carry: the normalized form (received_at included), nothing else.
-FAST_FIELDS = frozenset({"tenant", "event", "timestamp", "event_id", "user_id", "page", "country", "device",
-                         "revenue", "properties", "received_at"})
-_TEXT_FIELDS = ("tenant", "event", "timestamp", "event_id", "user_id", "page", "country", "device", "properties",
-                "received_at")
+FAST_FIELDS = frozenset(EVENT_ARROW_SCHEMA.names)
+_TEXT_FIELDS = tuple(name for name in EVENT_ARROW_SCHEMA.names if name != "revenue")
 # RE2 reads ``$`` as the end of the text (Python's ``re`` also allows a final newline): stricter, as needed.
 _EVENT_NAME_RE2 = EVENT_NAME.pattern
 _CANONICAL_RE2 = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"

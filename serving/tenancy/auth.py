@@ -207,7 +207,8 @@ class ApiKeyAuth:
         admin = self.settings.admin_key
         if admin and hmac.compare_digest(key.encode(), admin.encode()):
             return Caller("settings", "admin", None)
-        caller = (await self._table()).get(hash_key(key)) or (await self._table_for_unknown_key()).get(hash_key(key))
+        hashed = hash_key(key)
+        caller = (await self._table()).get(hashed) or (await self._table_for_unknown_key()).get(hashed)
         if caller is None:
             raise self._reject(401, UNKNOWN_KEY, {"WWW-Authenticate": "Bearer"})
         if caller.rate_per_second is not None:
@@ -244,10 +245,11 @@ class ApiKeyAuth:
             table = await self._table()
         except AuthError:
             return None
-        if any(hash_key(k) in table for k in keys):
+        hashed = [hash_key(k) for k in keys]
+        if any(h in table for h in hashed):
             return None
         table = await self._table_for_unknown_key()
-        if any(hash_key(k) in table for k in keys):
+        if any(h in table for h in hashed):
             return None
         self._counters["auth_rejected"] = self._counters.get("auth_rejected", 0) + 1
         return UNKNOWN_KEY
