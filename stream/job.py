@@ -100,23 +100,27 @@ class PermanentHotStoreError(RuntimeError):
 
 
 def with_retry(action: Callable[[], None], what: str, progress: Callable[[str], None],
-               sleep: Callable[[float], None] = time.sleep) -> None:
+               sleep: Callable[[float], None] = time.sleep, wait_at_most: float | None = None) -> None:
     """Wait for the hot store instead of failing the batch: the stream catches up when it returns.
 
-    Only an unreachable store is waited for without end (it comes back; nothing is skipped meanwhile).
-    An error the store answered is retried ``TRANSIENT_ATTEMPTS`` times at most, and one that names a
-    fault no retry can fix (wrong table, column or type; ``HotStoreError.kind``) not at all: the
-    micro-batch fails, the stream job stops with the reason, and after the fix it replays the batch
-    from its checkpoint with the same tokens, so nothing is lost or counted twice.
+    Only an unreachable store is waited for without end (it comes back; nothing is skipped meanwhile),
+    unless ``wait_at_most`` seconds of sleeping bound the wait (then the error is raised as
+    ``PermanentHotStoreError``). An error the store answered is retried ``TRANSIENT_ATTEMPTS`` times at
+    most, and one that names a fault no retry can fix (wrong table, column or type; ``HotStoreError.kind``)
+    not at all: the micro-batch fails, the stream job stops with the reason, and after the fix it replays
+    the batch from its checkpoint with the same tokens, so nothing is lost or counted twice.
     """
     delay = 1.0
     attempts = 0
+    slept = 0.0
     while True:
         try:
             action()
             return
         except HotStoreError as exc:
             attempts += exc.kind != "unreachable"  # waiting for an unreachable store is not an attempt
+            if wait_at_most is not None and slept >= wait_at_most:
+                raise PermanentHotStoreError(f"{what}: the hot store was unreachable for {slept:.0f}s: {exc}") from exc
             if exc.permanent or (exc.kind != "unreachable" and attempts >= TRANSIENT_ATTEMPTS):
                 why = "can never succeed" if exc.permanent else f"failed {attempts} times"
                 raise PermanentHotStoreError(
@@ -126,6 +130,7 @@ def with_retry(action: Callable[[], None], what: str, progress: Callable[[str], 
                 ) from exc
             progress(f"{what}: {exc}; retrying in {delay:.0f}s")
             sleep(delay)
+            slept += delay
             delay = min(delay * 2, 30.0)
 
 
@@ -256,6 +261,9 @@ class DeadLetterWriter:
                        f"({', '.join(f'{r} {n}' for r, n in sorted(by_reason.items()))})")
 
 
+PROGRESS_WAIT_SECONDS = 120.0  # a hot node restarting; longer, and the listener (not the stream) gives up on one row
+
+
 class ProgressRecorder(StreamingQueryListener):
     """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``, and logs where a
     micro-batch's time went (``stage_split``) for batches of ``STAGE_LOG_RECORDS`` records or more."""
@@ -266,6 +274,9 @@ class ProgressRecorder(StreamingQueryListener):
         self._prefix = token_prefix
         self._hot_late = hot_late_by_batch if hot_late_by_batch is not None else {}
         self._progress = progress
+
+    def _log(self, line: str) -> None:
+        (self._progress or log.info)(line)
 
     def onQueryStarted(self, event) -> None:  # Spark's listener API
         pass
@@ -291,9 +302,11 @@ class ProgressRecorder(StreamingQueryListener):
             ("input_rows", pa.uint64()), ("late_rows", pa.uint64()), ("duration_ms", pa.uint64()),
             ("watermark", pa.timestamp("ms", "UTC")), ("end_offsets", pa.string()),
         ]))
-        try:
-            self._store.insert_arrow("stream_progress", table, token=f"{self._prefix}:{p.name}:{p.batchId}:progress")
-        except HotStoreError as exc:
+        try:  # waited for like the writer's inserts: the row carries the batch's late count, which nothing else keeps
+            with_retry(lambda: self._store.insert_arrow(
+                "stream_progress", table, token=f"{self._prefix}:{p.name}:{p.batchId}:progress"),
+                f"progress of {p.name} batch {p.batchId}", self._log, wait_at_most=PROGRESS_WAIT_SECONDS)
+        except PermanentHotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
         if self._progress is not None and (p.numInputRows or 0) >= STAGE_LOG_RECORDS:
             self._progress(stage_split(p))

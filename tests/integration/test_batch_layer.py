@@ -68,6 +68,7 @@ class Hour:
     hour: datetime
     key: str
     stream: Clickstream
+    clock: datetime  # the newest event time the stream has seen: the watermark is this minus its delay
     sent: list[GeneratedEvent] = field(default_factory=list)
 
     def truth(self) -> list[dict[str, Any]]:
@@ -100,8 +101,12 @@ def pick_hour(settings: Settings) -> datetime:
 
 
 def late_events(plan: Hour, settings: Settings, n: int) -> list[GeneratedEvent]:
-    """``n`` events of the hour that are already later than the watermark (plus a few resends)."""
-    before_watermark = datetime.now(UTC) - timedelta(minutes=settings.stream_watermark_minutes) - MARGIN
+    """``n`` events of the hour that are already later than the watermark (plus a few resends).
+
+    Anchored on the clock event's time, not on the wall clock: the watermark stands at the newest event time
+    the stream saw, and a slow wait for the on-time events must not make "late" events on time.
+    """
+    before_watermark = plan.clock - timedelta(minutes=settings.stream_watermark_minutes) - MARGIN
     anchor = min(before_watermark, plan.hour + timedelta(hours=1) - timedelta(seconds=1))
     assert anchor - timedelta(minutes=1) >= plan.hour, "the hour has no room left for late events"
     late = plan.stream.late_batch(n, anchor, timedelta(0))
@@ -184,8 +189,8 @@ def instance() -> dg.DagsterInstance:
 def sent_hour(stack: Stack, api: httpx.Client, hot: HotStore, settings: Settings) -> Hour:
     """One hour with on-time events (3 % resent), then late ones, all processed by the stream and landed."""
     tenant, hour = f"t-{uuid.uuid4().hex[:10]}", pick_hour(settings)
-    plan = Hour(tenant, hour, partition_key(hour), Clickstream(seed=31, tenants=(tenant,), users_per_tenant=600))
     now = datetime.now(UTC)
+    plan = Hour(tenant, hour, partition_key(hour), Clickstream(seed=31, tenants=(tenant,), users_per_tenant=600), now)
     boundary = now - timedelta(minutes=settings.stream_watermark_minutes)
     newest = min(now, plan.hour + timedelta(hours=1) - timedelta(seconds=1))
     spread = (newest - (boundary + MARGIN)).total_seconds()

@@ -149,3 +149,18 @@ def test_an_unreachable_hot_node_is_waited_for() -> None:
     slept: list[float] = []
     with_retry(action, "events_raw", lambda _: None, sleep=slept.append)
     assert len(calls) == 54 and max(slept) == 30.0
+
+
+def test_a_bounded_wait_for_an_unreachable_hot_node_gives_up_after_its_time() -> None:
+    action, calls = failing([HotStoreError("down", kind="unreachable")] * 50)
+    slept: list[float] = []
+    with pytest.raises(PermanentHotStoreError, match="unreachable for 61s"):
+        with_retry(action, "stream_progress", lambda _: None, sleep=slept.append, wait_at_most=60)
+    assert slept == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0] and len(calls) == 7
+
+
+def test_a_bounded_wait_still_records_once_the_hot_node_is_back() -> None:
+    action, calls = failing([HotStoreError("down", kind="unreachable")] * 4)
+    slept: list[float] = []
+    with_retry(action, "stream_progress", lambda _: None, sleep=slept.append, wait_at_most=120)
+    assert len(calls) == 5 and sum(slept) == 15.0
