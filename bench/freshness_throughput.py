@@ -187,8 +187,59 @@ def hot_stage_split(settings, log_start: int) -> dict:
     return total
 
 
-def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:
-    """Freshness at a steady ``rate`` the stream sustains: what a dashboard sees in normal operation."""
+class UncachedQueries:
+    """``clients`` threads asking 90-day time series that miss the cache (each request's range starts at an
+    instant no other request used): the dashboards whose questions must not stall freshness."""
+
+    def __init__(self, settings, clients: int, days: int = 90) -> None:
+        self.settings, self.days = settings, days
+        self.stop = threading.Event()
+        self.latencies: list[float] = []
+        self.outcomes: dict[str, int] = {}
+        self._n = 0
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._ask, daemon=True) for _ in range(clients)]
+
+    def _ask(self) -> None:
+        with httpx.Client(base_url=self.settings.api_url, timeout=120, headers=admin_headers(self.settings)) as http:
+            while not self.stop.is_set():
+                with self._lock:
+                    self._n += 1
+                    n = self._n
+                end = datetime.now(UTC)
+                start = end - timedelta(days=self.days, milliseconds=n)  # a new range: never a cached answer
+                t0 = time.perf_counter()
+                r = http.get("/v1/timeseries", params={"metric": "events", "tenant": "acme", "granularity": "day",
+                                                       "from": start.isoformat(), "to": end.isoformat()})
+                outcome = r.headers.get("x-cache", "none") if r.status_code == 200 else f"http {r.status_code}"
+                with self._lock:
+                    self.latencies.append(time.perf_counter() - t0)
+                    self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def __enter__(self) -> UncachedQueries:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self._threads:
+            t.join()
+
+    def summary(self) -> dict:
+        from demo.load import percentile
+
+        return {"clients": len(self._threads), "range_days": self.days, "queries": len(self.latencies),
+                "query_p50_ms": round(percentile(self.latencies, 50) * 1000, 1) if self.latencies else None,
+                "query_p99_ms": round(percentile(self.latencies, 99) * 1000, 1) if self.latencies else None,
+                "outcomes": self.outcomes}
+
+
+def bench_paced_freshness(settings, rate: int, seconds: int, query_clients: int = 0) -> dict:
+    """Freshness at a steady ``rate`` the stream sustains: what a dashboard sees in normal operation; with
+    ``query_clients``, while that many clients ask uncached 90-day questions all along."""
+    from contextlib import nullcontext
+
     from demo.load import FreshnessProbe
 
     templates = EventTemplates()
@@ -203,12 +254,14 @@ def bench_paced_freshness(settings, rate: int, seconds: int) -> dict:
 
     with httpx.Client(base_url=settings.api_url, timeout=60, headers=admin_headers(settings)) as http:
         paced(http, 15)  # warm-up: the stream's first micro-batches carry Spark's JIT, not steady state
-        with FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
+        queries = UncachedQueries(settings, query_clients) if query_clients else nullcontext()
+        with queries, FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
             paced(http, seconds)
     fresh = probe.summary()
     return {"rate_events_per_s": rate, "seconds": seconds, "freshness_p50_s": fresh["p50_s"],
             "freshness_p95_s": fresh["p95_s"], "freshness_p99_s": fresh["p99_s"],
-            "freshness_probes": fresh["probes"], "freshness_timeouts": fresh["timeouts"]}
+            "freshness_probes": fresh["probes"], "freshness_timeouts": fresh["timeouts"],
+            **({"uncached_queries": queries.summary()} if query_clients else {})}
 
 
 def wait_drained(store, expected: int, timeout: float = 600) -> None:
@@ -288,7 +341,9 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=int, default=5000, help="events/s of the freshness phase")
     parser.add_argument("--paced-seconds", type=int, default=60)
     parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
-    parser.add_argument("--only", default="paced,kafka,api", help="phases to run, comma-separated")
+    parser.add_argument("--only", default="paced,kafka,api", help="phases to run, comma-separated (also: "
+                        "paced-queries, the paced phase again while --query-clients ask uncached 90-day series)")
+    parser.add_argument("--query-clients", type=int, default=20, help="clients of the paced-queries phase")
     parser.add_argument("--api-modes", default="sync,async", help="acknowledgement modes of the API phase")
     args = parser.parse_args()
 
@@ -309,6 +364,15 @@ def main() -> None:
                 paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
             paced["memory"] = memory.report()
             print(f"   {paced}\n   {memory.summary()}")
+        paced_queries = None
+        if "paced-queries" in phases:
+            print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s while "
+                  f"{args.query_clients} clients ask uncached 90-day series")
+            with MemorySampler(settings.home) as memory:
+                paced_queries = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds,
+                                                      args.query_clients)
+            paced_queries["memory"] = memory.report()
+            print(f"   {paced_queries}\n   {memory.summary()}")
         if "kafka" in phases:
             print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
             stack.down(["stream"])
@@ -340,6 +404,7 @@ def main() -> None:
             "kafka_to_hot": kafka,
             "api_max_rate": apis[0] if len(apis) == 1 else apis,
             "api_paced": paced,
+            "api_paced_under_uncached_queries": paced_queries,
         }
         target = RESULTS if phases == {"paced", "kafka", "api"} else RESULTS.with_name(
             f"freshness_throughput-{'-'.join(sorted(phases))}.json")  # a partial run keeps the full run's figures
