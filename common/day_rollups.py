@@ -20,9 +20,9 @@ The copy follows ``rollups_1h`` as ``common.session_pieces`` follows ``events_ra
   read the hour before it changed is never read, whichever finishes first (two restatements of the same day may run
   at once). A question reads each day's newest valid build, and ``rollups_1h`` for the rest.
 * **superseded builds** are dropped ``GRACE`` after they stopped being valid (``collect``, run by every build and
-  change), and the log's marks of days left without any build (moved out of the hot tier, or never built) go with
-  them (``trim_marks``): a question reads the builds valid when it started, and its whole answer comes from rows that stay until
-  it has finished, so an answer never goes backwards while a restatement races it — without a second read of the
+  change), and the log's marks of days left without any build (moved out of the hot tier) go with them
+  (``trim_marks``): a question reads the builds valid when it started, and its whole answer comes from rows that stay
+  until it has finished, so an answer never goes backwards while a restatement races it — without a second read of the
   log. A purge does not wait: it deletes the purged rows from every build at once (``erase``), as from
   ``rollups_1h``.
 

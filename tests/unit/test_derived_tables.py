@@ -27,5 +27,6 @@ def test_every_derived_table_exists_where_it_is_listed():
 def test_the_erasing_functions_named_exist():
     modules = {"day_rollups": day_rollups, "session_pieces": session_pieces}
     for derived in DERIVED_TABLES:
-        for module, name in re.findall(r"(day_rollups|session_pieces)\.(\w+)", f"{derived.erased_by} {derived.retention}"):
+        named = f"{derived.erased_by} {derived.retention}"
+        for module, name in re.findall(r"(day_rollups|session_pieces)\.(\w+)", named):
             assert callable(getattr(modules[module], name, None)), f"{module}.{name}"
