@@ -117,7 +117,7 @@ def current_months(day_delta: Any | None, month_delta: Any | None) -> set[str]:
 
 
 def merge_month(settings: Settings, month: date, run_id: str | None = None, *,
-                operation: str = "merge") -> dict[str, Any] | None:
+                operation: str = "compact") -> dict[str, Any] | None:
     """Merge the month of ``month`` from its day sketches as they are now, replacing its merge (one commit labelled
     ``month=YYYY-MM``). A month whose day sketches are not one file (not compacted, or gone) loses its merge instead
     (questions read its day rows). Returns what was committed, None when nothing was (no merge to drop)."""
