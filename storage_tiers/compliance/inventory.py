@@ -132,6 +132,13 @@ DERIVED_TABLES: tuple[DerivedTable, ...] = (
         "the cold retention of the daily rollups (the purge judges its days as theirs)",
         "purge: the purged tenants' rows deleted per day (one delete commit, then vacuum); "
         "rebuilt by the movers whenever the day's daily rollups changed"),
+    DerivedTable(
+        "cold/month_sketches", "cold", "cold/day_sketches",
+        "per tenant, complete month and dimension value: the month's day sketches merged (events, each day's "
+        "revenue, a merged HyperLogLog sketch of the users)",
+        "as the day sketches: merged again from them whenever they change (month_sketches.merge_months)",
+        "purge: each month whose day sketches lost a purged tenant is merged again without it (one purge commit), "
+        "then vacuum"),
 )
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}
