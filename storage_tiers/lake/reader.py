@@ -200,7 +200,7 @@ class LakeRollupReader:
         except duckdb.InterruptException:
             raise LakeQueryTimeout(f"the query ran longer than {timeout_seconds:g} s and was cancelled") from None
         except duckdb.IOException as exc:
-            if "No files found" in str(exc) and FILES_PARAMETER in params:
+            if "No files found" in str(exc) and (FILES_PARAMETER in params or "month_files" in params):
                 raise LakeFilesChanged(str(exc)) from exc
             raise
         finally:

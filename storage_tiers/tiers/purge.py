@@ -375,23 +375,26 @@ class Purger:
         """Merge again each month whose merge (``storage_tiers.tiers.month_sketches``) holds a tenant the purge just
         deleted day sketches of, from the day sketches as they are now (the purged tenants' rows go, held tenants'
         stay), one ``purge`` commit and audit record per month; then vacuum, so no file keeps the purged rows."""
-        from storage_tiers.tiers.month_sketches import merge_month, merge_sources
+        from storage_tiers.tiers.month_sketches import current_months, merge_month, merge_sources
 
         delta = open_table(self.settings, MONTH_SKETCHES_TABLE)
         if delta is None:
             return
         merged = merge_sources(delta)
         gone: dict[str, set[str]] = {}
-        for item in report.items:
+        for item in [*report.items, *self._interrupted]:
             day = _day_of(item.partition)
             if item.dataset == "day_sketches" and day is not None and f"{day:%Y-%m}" in merged:
                 gone.setdefault(f"{day:%Y-%m}", set()).update(item.tenants)
+        # a merge older than its month's day sketches (a purge stopped before merging again) may hold tenants they
+        # no longer have: those go too
+        stale = set(merged) - current_months(open_table(self.settings, DAY_SKETCHES_TABLE), delta)
         deleted = False
-        for month, tenants in sorted(gone.items()):
-            files = [f for f in partition_files(self.settings, MONTH_SKETCHES_TABLE, delta=delta)
-                     if f"/month={month}/" in f]
-            rows = read_tables(self.fs, [fs_path(f) for f in files]) if files else None
-            counts = _tenant_counts(rows) if rows is not None else {}
+        for month in sorted(set(gone) | stale):
+            counts = self._month_tenants(MONTH_SKETCHES_TABLE, month, delta)
+            tenants = gone.get(month, set())
+            if month in stale:
+                tenants = tenants | (set(counts) - set(self._month_tenants(DAY_SKETCHES_TABLE, month)))
             item = PurgeItem("month_sketches", "cold", f"month={month}", sorted(tenants & set(counts)),
                              sum(counts.get(t, 0) for t in tenants), False)
             if not item.tenants:
@@ -408,6 +411,12 @@ class Purger:
                                                "merged_from": (result or {}).get("source"), "retagged": tagged})
         if deleted or (self._vacuum_always and not dry_run):
             report.vacuumed[MONTH_SKETCHES_TABLE.name] = len(vacuum(self.settings, MONTH_SKETCHES_TABLE, timedelta(0)))
+
+    def _month_tenants(self, table: WarmTable, month: str, delta: Any | None = None) -> dict[str, int]:
+        """Rows per tenant of one month of a table partitioned by month (its live files)."""
+        files = [f for f in partition_files(self.settings, table, delta=delta) if f"/month={month}/" in f]
+        rows = read_tables(self.fs, [fs_path(f) for f in files]) if files else None
+        return _tenant_counts(rows) if rows is not None else {}
 
     # ------------------------------------------------------------------------------------- warm
 
