@@ -185,3 +185,25 @@ def test_a_mover_run_merges_the_compacted_months_audited(lake: tuple) -> None:
     check = verify_tables(settings, audit.records())
     assert check.ok and check.checked >= len(records), (check.checked, check.problems)
     _same_as_day_rows(settings)
+
+
+def test_a_purge_stopped_before_merging_again_is_finished_by_the_next_one(lake: tuple) -> None:
+    from common.lake_tables import delete_rows
+
+    settings, _events_, reader = lake
+    _build_all(settings)
+    compact_months(settings, before=date(2018, 4, 1))
+    merge_months(settings, before=date(2018, 4, 1))
+    # what a purge stopped after the day sketches leaves: beta's February rows gone from them, not from the merge
+    delete_rows(settings, DAY_SKETCHES_TABLE, "month = '2018-02' AND tenant = 'beta'", "purge", "month=2018-02", {})
+    assert _merged(settings) == MONTHS - {"2018-02"}
+    assert _month_tenants(settings) == {"acme", "beta"}
+
+    report = Purger(settings, load_policy(settings), AuditLog(settings), as_of=NOW).run()  # nothing expired
+
+    assert [(i.partition, i.tenants) for i in report.items] == [("month=2018-02", ["beta"])]
+    assert _merged(settings) == MONTHS
+    feb = Path(settings.lake_uri) / "cold" / "month_sketches" / "month=2018-02"
+    assert {t for f in feb.rglob("*.parquet") for t in pq.read_table(f, columns=["tenant"])["tenant"].to_pylist()} \
+        == {"acme"}, "no file of February's merge keeps beta"
+    _same_as_day_rows(settings)
