@@ -36,6 +36,7 @@ from common.lake_tables import (
     MONTH_SKETCHES_SCHEMA,
     MONTH_SKETCHES_TABLE,
     add_actions,
+    file_days,
     month_label,
     open_table,
     table_uri,
@@ -154,14 +155,15 @@ def merge_month(settings: Settings, month: date, run_id: str | None = None, *,
 
 def merge_months(settings: Settings, before: date, run_id: str | None = None,
                  months: list[date] | None = None) -> list[dict[str, Any]]:
-    """Merge every complete month (ending before ``before``) whose merge is missing or stale, or only ``months``;
-    returns what each merge committed."""
+    """Merge every complete month (ending before ``before``) of more than one day whose merge is missing or stale (or
+    only ``months``); returns what each merge committed."""
     day_delta = open_table(settings, DAY_SKETCHES_TABLE)
     if day_delta is None:
         return []
     month_delta = open_table(settings, MONTH_SKETCHES_TABLE)
     current = current_months(day_delta, month_delta)
-    known = set(day_files_by_month(day_delta)) | (set(merge_sources(month_delta)) if month_delta is not None else set())
+    known = set(_months_of_several_days(day_delta)) | (set(merge_sources(month_delta)) if month_delta is not None
+                                                        else set())
     wanted = sorted({month_label(m) for m in months} if months is not None else known)
     done = []
     for label in wanted:
@@ -172,6 +174,19 @@ def merge_months(settings: Settings, before: date, run_id: str | None = None,
         if result is not None:
             done.append(result)
     return done
+
+
+def _months_of_several_days(day_delta: Any) -> list[str]:
+    """The months whose day sketches span more than one day (from the files' ``dt`` statistics): a month of one day
+    has nothing to merge."""
+    actions = add_actions(day_delta)
+    lows, highs = file_days(actions, DAY_SKETCHES_TABLE)
+    spans: dict[str, tuple[date, date]] = {}
+    for month, lo, hi in zip(actions[f"partition.{DAY_SKETCHES_TABLE.month_column}"].to_pylist(), lows.to_pylist(),
+                             highs.to_pylist(), strict=True):
+        was = spans.get(month, (lo, hi))
+        spans[month] = (min(was[0], lo), max(was[1], hi))
+    return [m for m, (lo, hi) in spans.items() if lo < hi]
 
 
 def whole_months(start: datetime, end: datetime) -> list[str]:
