@@ -190,11 +190,12 @@ def _months_of_several_days(day_delta: Any) -> list[str]:
 
 
 def whole_months(start: datetime, end: datetime) -> list[str]:
-    """The months lying wholly inside ``[start, end)`` (UTC)."""
+    """The months all of whose days a total over ``[start, end)`` (UTC) reads: their midnights are in the range, as
+    the day rows are chosen (a row is its day's midnight)."""
     first = start.date() if start == day_start(start.date()) else start.date() + timedelta(days=1)
     out = []
     month = first.replace(day=1) if first.day == 1 else (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    while day_start(_month_days(month)[1] + timedelta(days=1)) <= end:
+    while day_start(_month_days(month)[1]) < end:
         out.append(month_label(month))
         month = _month_days(month)[1] + timedelta(days=1)
     return out
