@@ -122,11 +122,9 @@ def merge_month(settings: Settings, month: date, run_id: str | None = None, *,
     """Merge the month of ``month`` from its day sketches as they are now, replacing its merge (one commit labelled
     ``month=YYYY-MM``). A month whose day sketches are not one file (not compacted, or gone) loses its merge instead
     (questions read its day rows). Returns what was committed, None when nothing was (no merge to drop)."""
-    from storage_tiers.tiers.day_sketches import in_month_layout
-
     day_delta = open_table(settings, DAY_SKETCHES_TABLE)
-    if day_delta is None or not in_month_layout(day_delta):
-        return None
+    if day_delta is None or list(day_delta.metadata().partition_columns) != DAY_SKETCHES_TABLE.partition_by:
+        return None  # (a table in the former day layout: see day_sketches.migrate)
     label = month_label(month)
     files = day_files_by_month(day_delta).get(label, [])
     month_delta = open_table(settings, MONTH_SKETCHES_TABLE)
