@@ -86,8 +86,10 @@ def day_files_by_month(day_delta: Any) -> dict[str, list[str]]:
     """The live files of the day sketches per month (paths as the log names them)."""
     actions = add_actions(day_delta)
     out: dict[str, list[str]] = {}
-    for path, month in zip(actions["path"].to_pylist(),
-                           actions[f"partition.{DAY_SKETCHES_TABLE.month_column}"].to_pylist(), strict=True):
+    column = f"partition.{DAY_SKETCHES_TABLE.month_column}"
+    if column not in actions.column_names:  # a table in the former day layout: no month is merged
+        return out
+    for path, month in zip(actions["path"].to_pylist(), actions[column].to_pylist(), strict=True):
         out.setdefault(month, []).append(path)
     return out
 
@@ -178,6 +180,8 @@ def _months_of_several_days(day_delta: Any) -> list[str]:
     """The months whose day sketches span more than one day (from the files' ``dt`` statistics): a month of one day
     has nothing to merge."""
     actions = add_actions(day_delta)
+    if f"partition.{DAY_SKETCHES_TABLE.month_column}" not in actions.column_names:
+        return []
     lows, highs = file_days(actions, DAY_SKETCHES_TABLE)
     spans: dict[str, tuple[date, date]] = {}
     for month, lo, hi in zip(actions[f"partition.{DAY_SKETCHES_TABLE.month_column}"].to_pylist(), lows.to_pylist(),
