@@ -533,7 +533,19 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
     reader = LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds)  # as the API's
     days_reader = LakeRollupReader(day_layout_settings(), listing_seconds=settings.lake_session_seconds)
     old = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=False)
-    new = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=True)
+    new = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=True, month_sketches=False)
+    # totals' complete months from their merged month sketches (the movers merge each month after compacting it)
+    merged = QueryEngine(None, reader, horizons=horizons, timeout_seconds=600, day_sketches=True,
+                         month_sketches=True)
+    from storage_tiers.tiers.day_sketches import compact_months
+    from storage_tiers.tiers.month_sketches import day_ranges_outside, merge_months, whole_months
+
+    t0 = time.perf_counter()
+    before = now.date().replace(day=1)
+    compact_months(settings, before)
+    merged_now = merge_months(settings, before, "bench")
+    print(f"   month sketches: {len(merged_now)} month(s) merged in {time.perf_counter() - t0:.1f} s "
+          f"(the others current)")
     # the day sketches one file per day (before the months), alone in their lake: nothing there says a day is stale
     by_day = QueryEngine(None, days_reader, horizons=horizons, timeout_seconds=600, day_sketches=True)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -549,13 +561,13 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                                              {"dimensions": ("country",), "order_by": (Order("events"),)})
                     return QuerySpec(metrics=("events", "revenue", "unique_users"), start=to - timedelta(days=days),
                                      end=to, tier=tier, **extra)
-                times: dict[str, list[float]] = {"old": [], "days": [], "new": []}
+                times: dict[str, list[float]] = {"old": [], "days": [], "new": [], "merged": []}
                 answers: dict[str, Any] = {}
                 started = time.perf_counter()
-                for k in range(runs):  # the three paths alternately, on the same data
-                    if k >= 2 and time.perf_counter() - started > 3 * cell_seconds:
+                for k in range(runs):  # the four paths alternately, on the same data
+                    if k >= 2 and time.perf_counter() - started > 4 * cell_seconds:
                         break
-                    for name, engine in (("old", old), ("days", by_day), ("new", new)):
+                    for name, engine in (("old", old), ("days", by_day), ("new", new), ("merged", merged)):
                         t0 = time.perf_counter()
                         answers[name] = engine.run(TENANT, spec(k), now)
                         times[name].append(time.perf_counter() - t0)
@@ -576,6 +588,30 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                                     params["dimension"] = "" if shape == "series" else "country"
                                 reader.execute(SCAN_SQL[table], params, 600)
                     scans[name], _ = _timed(scan, runs, cell_seconds)
+
+                def merged_scan(k: int, shape: str = shape) -> None:
+                    """DuckDB's bare scan of what the merged path reads: the day rows outside the whole months, the
+                    month rows of those (a day series reads the day rows only)."""
+                    s = spec(k)
+                    months = whole_months(s.start, s.end) if shape != "series" else []
+                    months = [m for m in months if m in reader.current_sketch_months()]
+                    dimension = "" if shape == "series" else "country"
+                    for lo, hi in day_ranges_outside(s.start, s.end, months):
+                        files = reader.files("day_sketches", datetime.combine(lo, datetime.min.time(), UTC),
+                                             datetime.combine(hi + timedelta(days=1), datetime.min.time(), UTC))
+                        if files:
+                            reader.execute(SCAN_SQL["day_sketches"], {"files": files, "tenant": TENANT, "first": lo,
+                                                                       "last": hi, "dimension": dimension}, 600)
+                    if months:
+                        table, params = reader.month_relation(months)
+                        reader.execute(f"SELECT count(*) AS n, sum(events) AS events, sum(octet_length(sketch)) AS b "
+                                       f"FROM {table} WHERE tenant = $tenant AND dimension = $dimension",
+                                       {**params, "tenant": TENANT, "dimension": dimension}, 600)
+                scans["merged"], _ = _timed(merged_scan, runs, cell_seconds)
+                merged_answer = answers["merged"]
+                merged_t = times["merged"]
+                merged_months = [m for m in whole_months(spec(0).start, spec(0).end)
+                                 if m in reader.current_sketch_months()] if shape != "series" else []
                 row: dict[str, Any] = {
                     "range": label, "shape": shape,
                     "old_sources": old_answer.sources, "new_sources": new_answer.sources,
@@ -592,6 +628,17 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                     "runs": [len(old_t), len(days_t), len(new_t)], "lake_metadata_cache": settings.lake_metadata_cache,
                     "new_approximate": new_answer.approximate, "new_error_bounds": new_answer.error_bounds,
                 }
+                row.update({
+                    "merged_median_ms": round(statistics.median(merged_t) * 1000, 1),
+                    "merged_scan_median_ms": round(statistics.median(scans["merged"]) * 1000, 1),
+                    "merged_months_read": len(merged_months), "merged_runs": len(merged_t),
+                    "merged_and_new_identical": (merged_answer.rows, merged_answer.error_bounds) ==
+                    (new_answer.rows, new_answer.error_bounds),
+                })
+                row["merged_over_new"] = round(row["merged_median_ms"] / row["new_median_ms"], 4)
+                row["merged_over_old"] = round(row["merged_median_ms"] / row["old_median_ms"], 4)
+                row["merged_over_its_scan"] = round(row["merged_median_ms"] / max(row["merged_scan_median_ms"], 0.01),
+                                                    2)
                 row["new_over_old"] = round(row["new_median_ms"] / row["old_median_ms"], 4)
                 row["new_over_days"] = round(row["new_median_ms"] / row["days_median_ms"], 4)
                 row["old_over_its_scan"] = round(row["old_median_ms"] / max(row["old_scan_median_ms"], 0.01), 2)
@@ -610,12 +657,15 @@ def long_ranges(settings: Settings, now: datetime, runs: int, cell_seconds: floa
                         {r[0]: r[1] for r in new_answer.rows} == {k: v[0] for k, v in exact.items()}
                         and max(errors) <= bound)
                 row["answers_equal"] = row["answers_equal"] and row["days_and_new_answers_identical"] \
-                    and new_answer.sources == ["cold:day_sketches"]
+                    and row["merged_and_new_identical"] and new_answer.sources == ["cold:day_sketches"]
                 print(f"   {label:>4} {shape:<9} old {row['old_median_ms']:>9} ms (scan {row['old_scan_median_ms']}) "
                       f"days {row['days_median_ms']:>7} ms (scan {row['days_scan_median_ms']}, {row['days_files']} "
                       f"files) months {row['new_median_ms']:>7} ms (scan {row['new_scan_median_ms']}, "
-                      f"{row['new_files']} files); months/days {row['new_over_days']}, months/old "
-                      f"{row['new_over_old']}; equal {row['answers_equal']}; load {os.getloadavg()[0]:.2f}")
+                      f"{row['new_files']} files) merged {row['merged_median_ms']:>7} ms (scan "
+                      f"{row['merged_scan_median_ms']}, {row['merged_months_read']} month rows/value); months/days "
+                      f"{row['new_over_days']}, months/old {row['new_over_old']}, merged/months "
+                      f"{row['merged_over_new']}, merged/old {row['merged_over_old']}; equal {row['answers_equal']}; "
+                      f"load {os.getloadavg()[0]:.2f}")
                 row["load_avg_1m"] = round(os.getloadavg()[0], 2)
                 out.append(row)
     finally:

@@ -20,8 +20,9 @@ The copy follows ``rollups_1h`` as ``common.session_pieces`` follows ``events_ra
   read the hour before it changed is never read, whichever finishes first (two restatements of the same day may run
   at once). A question reads each day's newest valid build, and ``rollups_1h`` for the rest.
 * **superseded builds** are dropped ``GRACE`` after they stopped being valid (``collect``, run by every build and
-  change): a question reads the builds valid when it started, and its whole answer comes from rows that stay until
-  it has finished, so an answer never goes backwards while a restatement races it — without a second read of the
+  change), and the log's marks of days left without any build (moved out of the hot tier) go with them
+  (``trim_marks``): a question reads the builds valid when it started, and its whole answer comes from rows that stay
+  until it has finished, so an answer never goes backwards while a restatement races it — without a second read of the
   log. A purge does not wait: it deletes the purged rows from every build at once (``erase``), as from
   ``rollups_1h``.
 
@@ -215,14 +216,31 @@ def collect(store: HotStore, grace: timedelta = GRACE) -> list[int]:
         days.setdefault(row["day"], []).append(row)
     day_of = {int(r["build"]): r["day"] for r in log if r["state"] == BUILDING}
     now = _now_ns(store)
+    cutoff = now - int(grace.total_seconds() * 1e9)
     dropped = []
     for build_id in present:
         day = day_of.get(build_id)
         superseded = _superseded_at(days[day], build_id) if day is not None else 0  # no log left: drop
-        if superseded is not None and superseded < now - int(grace.total_seconds() * 1e9):
+        if superseded is not None and superseded < cutoff:
             store.command("ALTER TABLE rollups_1h_by_day DROP PARTITION {build:UInt64}", {"build": build_id})
             dropped.append(build_id)
+    kept = sorted({_day(day_of[b]) for b in present if b not in dropped and b in day_of})
+    trim_marks(store, kept, cutoff)
     return dropped
+
+
+def trim_marks(store: HotStore, kept_days: list[str], cutoff_ns: int) -> int:
+    """The log's retention: the marks recorded before ``cutoff_ns`` of the days none of whose builds is in the copy go
+    (a day's marks only tell which of its builds to read; with none left they are read from rollups_1h either way).
+    A day's marks are not removed one by one at random merges, as a TTL would: a build's marks go only with it, so a
+    change can never go before a build it invalidates. A build under way started after the cutoff (a build takes
+    seconds, the grace minutes): its marks stay. Returns how many marks went (``collect`` calls this)."""
+    sections = _sections()
+    params: dict[str, Any] = {"kept": kept_days, "cutoff": cutoff_ns}
+    old = int(store.query_arrow(sections["old_marks"], params).to_pylist()[0]["n"])
+    if old:  # a mutation rewrites the log's parts: only when there is something to delete
+        store.command(sections["trim_marks"], params)
+    return old
 
 
 def _superseded_at(rows: list[dict[str, Any]], build_id: int) -> int | None:

@@ -54,6 +54,12 @@ def day_sketches_path(settings: Settings) -> str:
     return _join(settings.effective_lake_uri, "cold", "day_sketches")
 
 
+def month_sketches_path(settings: Settings) -> str:
+    """Per tenant, complete month and dimension value: the month's day sketches merged into one row (a Delta table
+    partitioned by ``month``, storage_tiers/tiers/month_sketches.py): what totals over long ranges read."""
+    return _join(settings.effective_lake_uri, "cold", "month_sketches")
+
+
 def audit_log_path(settings: Settings) -> str:
     """The tier audit log: one JSON object per record, ``<12-digit seq>.json`` (storage_tiers.compliance.audit_log)."""
     return _join(settings.effective_lake_uri, "audit", "log")

@@ -42,6 +42,7 @@ from common.lake import (
     cold_events_path,
     day_sketches_path,
     is_s3,
+    month_sketches_path,
     rollups_daily_path,
     rollups_hourly_path,
 )
@@ -66,6 +67,15 @@ DAY_SKETCHES_SCHEMA = pa.schema([
     ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()), ("revenue", pa.float64()),
     ("users", pa.int64()), ("sketch", pa.binary()),
 ])
+# cold/month_sketches: the day sketches of one complete month merged per tenant and (dimension, value) ("day" = the
+# month's first midnight); ``revenues`` keeps each day's revenue (an answer adds the days' exactly, as from the day
+# rows), ``days`` how many day rows were merged, ``source`` the day sketches' file of the month it was built from
+MONTH_SKETCHES_SCHEMA = pa.schema([
+    ("tenant", pa.string()), ("dimension", pa.string()), ("value", pa.string()),
+    ("day", pa.timestamp("us", tz="UTC")), ("events", pa.int64()), ("revenue", pa.float64()),
+    ("revenues", pa.list_(pa.float64())), ("users", pa.int64()), ("days", pa.int64()), ("sketch", pa.binary()),
+    ("source", pa.string()),
+])
 ROLLUPS_HOURLY_SCHEMA = pa.schema([
     ("tenant", pa.string()), ("event", pa.string()), ("country", pa.string()), ("device", pa.string()),
     ("page", pa.string()), ("hour", pa.timestamp("us", tz="UTC")), ("events", pa.int64()),
@@ -75,7 +85,7 @@ ROLLUPS_HOURLY_SCHEMA = pa.schema([
 
 _LOCATIONS = {"archive/events": archive_path, "warm/rollups_hourly": rollups_hourly_path,
               "cold/events": cold_events_path, "cold/rollups_daily": rollups_daily_path,
-              "cold/day_sketches": day_sketches_path}
+              "cold/day_sketches": day_sketches_path, "cold/month_sketches": month_sketches_path}
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,11 @@ COLD_TABLES = {t.name: t for t in (COLD_EVENTS_TABLE, COLD_ROLLUPS_DAILY_TABLE)}
 # Derived from the daily rollups, day by day, partitioned by month (a complete month is compacted into one file:
 # storage_tiers.tiers.day_sketches); never migrated from folders: it has no older folder layout
 DAY_SKETCHES_TABLE = WarmTable("cold/day_sketches", "dt", None, month_column="month")
+# The day sketches of each complete month merged (storage_tiers.tiers.month_sketches), one file per month
+MONTH_SKETCHES_TABLE = WarmTable("cold/month_sketches", "dt", None, month_column="month")
 # Every Delta table of the lake (what table maintenance walks).
-LAKE_TABLES = {**WARM_TABLES, **COLD_TABLES, DAY_SKETCHES_TABLE.name: DAY_SKETCHES_TABLE}
+LAKE_TABLES = {**WARM_TABLES, **COLD_TABLES, DAY_SKETCHES_TABLE.name: DAY_SKETCHES_TABLE,
+               MONTH_SKETCHES_TABLE.name: MONTH_SKETCHES_TABLE}
 
 
 def as_utc_hour(hour: datetime) -> datetime:
@@ -330,6 +343,15 @@ def replace_month(settings: Settings, delta: Any, table: WarmTable, month: str, 
                     writer_properties=writer_properties(table), target_file_size=TARGET_FILE_BYTES,
                     commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=50))
     return int(delta.version())
+
+
+def write_month(settings: Settings, table: WarmTable, month: str, data: pa.Table, operation: str,
+                provenance: dict[str, Any]) -> int:
+    """Replace one month (``YYYY-MM``) of a table partitioned by month by ``data`` (rows with the partition columns;
+    none: the month's rows go) in one commit labelled ``month=YYYY-MM``, creating the table if needed; its version.
+    For derived data written from what it is derived from now (written again on a lost commit race)."""
+    return _write(settings, table, data, commit_metadata(operation, f"month={month}", provenance), mode="overwrite",
+                  predicate=table.month_predicate(month))
 
 
 def _version_of(settings: Settings, table: WarmTable, delta: Any | None, metadata: dict[str, str]) -> int:

@@ -149,6 +149,13 @@ class Settings(BaseSettings):
         "range has current sketches (else the answer is read the old way; the tier movers build missing days, a "
         "few a run). false: always the old way.",
     )
+    query_month_sketches: bool = Field(
+        default=True,
+        description="With the day sketches on, totals over long ranges read each complete month of the range from "
+        "the lake's month sketches (cold/month_sketches: the month's day sketches merged, built by the tier movers "
+        "after they compact a month) instead of its ~30 day rows, when the month's merge was built from its day "
+        "sketches as they are now (else its day rows): the same answers. false: day rows only.",
+    )
     lake_metadata_cache: bool = Field(
         default=False,
         description="Keep the Parquet footers of the lake files the API has read (DuckDB's parquet_metadata_cache), "

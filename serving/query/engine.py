@@ -32,6 +32,7 @@ from serving.query.sql_compile import compile_segment, effective_order, metric_a
 from serving.query.tier_routing import Horizons, Segment, horizons_from_policy, plan
 from storage_tiers.lake.reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
 from storage_tiers.policy import load_policy
+from storage_tiers.tiers.month_sketches import day_ranges_outside, whole_months
 
 DEFAULT_ROW_CAP = 10_000
 
@@ -75,6 +76,7 @@ class QueryEngine:
         server_timeout: bool = True,
         day_sketches: bool = False,
         day_copies: bool = True,
+        month_sketches: bool = True,
     ) -> None:
         self._store = store
         self._lake = lake
@@ -88,13 +90,17 @@ class QueryEngine:
         # closed days of rollups_1h from their day copies (common.day_rollups; False: rollups_1h alone, the
         # benchmark's comparison); the answers are the same
         self.day_copies = day_copies
+        # totals read complete months from their merged month sketches (storage_tiers.tiers.month_sketches; False:
+        # every day row, the benchmark's comparison); the answers are the same
+        self.month_sketches = month_sketches
 
     @classmethod
     def for_settings(cls, settings: Settings, store: HotStore) -> QueryEngine:
         """The engine as ``settings`` configure it: the lake reader, the tier policy's horizons, the timeout."""
         return cls(store, LakeRollupReader(settings, listing_seconds=settings.lake_session_seconds),
                    horizons=horizons_from_policy(load_policy(settings)), timeout_seconds=settings.query_timeout_seconds,
-                   server_timeout=not is_remote(store), day_sketches=settings.query_day_sketches)
+                   server_timeout=not is_remote(store), day_sketches=settings.query_day_sketches,
+                   month_sketches=settings.query_month_sketches)
 
     def run(self, tenant: str, spec: QuerySpec, now: datetime) -> QueryResult:
         if spec.kpis:
@@ -199,8 +205,15 @@ class QueryEngine:
         if self._lake is None:
             raise QueryError("this server has no warm/cold tier configured (lake queries are off)")
         for fresh in (False, True):  # listed files gone since (a mover, a purge): list again, once
-            relation = self._lake.relation(segment.source.table, segment.start, segment.end, fresh=fresh)
-            sql, params, dimension = compile_sketch_read(spec, segment, tenant, relation)
+            months = self._merged_months(spec, segment, fresh)
+            if months:  # complete months from their month sketches, the other days from their day rows
+                relation = self._lake.relation_of_days(
+                    segment.source.table, day_ranges_outside(segment.start, segment.end, months), fresh=fresh)
+                merged = self._lake.month_relation(months, fresh=fresh)
+                sql, params, dimension = compile_sketch_read(spec, segment, tenant, relation, merged, months)
+            else:
+                relation = self._lake.relation(segment.source.table, segment.start, segment.end, fresh=fresh)
+                sql, params, dimension = compile_sketch_read(spec, segment, tenant, relation)
             try:
                 read = self._lake.execute(sql, params, self.timeout_seconds).to_pylist()
             except LakeQueryTimeout as exc:
@@ -214,6 +227,17 @@ class QueryEngine:
                 bounds[metric] = max(bound, bounds.get(metric, 0.0))
             return piece.rows
         raise AssertionError("unreachable")
+
+    def _merged_months(self, spec: QuerySpec, segment: Segment, fresh: bool) -> list[str]:
+        """The complete months of a total's sketch piece whose month sketches are current (none for a day series:
+        each of its buckets is one day)."""
+        if not self.month_sketches or spec.granularity is not None or self._lake is None:
+            return []
+        wanted = whole_months(segment.start, segment.end)
+        if not wanted:
+            return []
+        current = self._lake.current_sketch_months(fresh=fresh)
+        return [m for m in wanted if m in current]
 
     def _run_lake(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         if self._lake is None:

@@ -34,15 +34,39 @@ WHERE tenant = $tenant
 """
 
 
+# The same read with the range's complete months from their month sketches (storage_tiers.tiers.month_sketches): the
+# day rows of the other days, then one row per month and value carrying its days' revenues and how many days it merged.
+_SELECT_WITH_MONTHS = """
+SELECT CAST(epoch("day") AS BIGINT) AS day_epoch, "value", events, revenue, [revenue] AS revenues, users,
+       1 AS days, sketch
+FROM {table}
+WHERE tenant = $tenant
+  AND dimension = $dimension
+  AND dt BETWEEN $first_day AND $last_day
+  AND "day" >= $start
+  AND "day" < $end
+  AND NOT list_contains($merged_months, strftime(dt, '%Y-%m'))
+  {where}
+UNION ALL
+SELECT CAST(epoch("day") AS BIGINT) AS day_epoch, "value", events, revenue, revenues, users, days, sketch
+FROM {months}
+WHERE tenant = $tenant
+  AND dimension = $dimension
+  {where}
+"""
+
+
 @dataclass
 class SketchPiece:
     rows: list[dict[str, Any]]
     estimated: dict[str, float] = field(default_factory=dict)  # metric -> relative error bound
 
 
-def compile_sketch_read(spec: QuerySpec, segment: Segment, tenant: str,
-                        relation: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any], str]:
-    """SQL and parameters reading the segment's day sketch rows, and the dimension read."""
+def compile_sketch_read(spec: QuerySpec, segment: Segment, tenant: str, relation: tuple[str, dict[str, Any]],
+                        months: tuple[str, dict[str, Any]] | None = None,
+                        merged_months: list[str] | None = None) -> tuple[str, dict[str, Any], str]:
+    """SQL and parameters reading the segment's day sketch rows (with ``months``, the relation of the month sketches
+    of ``merged_months``, a total's complete months from those instead), and the dimension read."""
     dimension = sketch_dimension(spec)
     if dimension is None:
         raise ValueError("the day sketches cannot answer this question (see tier_routing.sketch_dimension)")
@@ -59,6 +83,10 @@ def compile_sketch_read(spec: QuerySpec, segment: Segment, tenant: str,
             params[name] = flt.values[0]
             where.append(f"AND \"value\" {'=' if flt.op == '=' else '!='} ${name}")
     wants_users = any(METRICS[m].measure == "users" for m in spec.metrics)
+    if months is not None and merged_months:
+        month_table, month_params = months
+        params = {**params, **month_params, "merged_months": list(merged_months)}
+        return _SELECT_WITH_MONTHS.format(table=table, months=month_table, where="\n  ".join(where)), params, dimension
     sql = _SELECT.format(table=table, where="\n  ".join(where),
                          sketch=", sketch" if wants_users and _merges(spec, dimension) else "")
     return sql, params, dimension
@@ -89,9 +117,9 @@ def answer_rows(spec: QuerySpec, dimension: str, rows: list[dict[str, Any]]) -> 
             measure = METRICS[metric].measure
             if measure == "events":
                 value: Any = sum(int(r["events"]) for r in members)
-            elif measure == "revenue":
-                value = math.fsum(float(r["revenue"]) for r in members)  # exactly rounded: any order of the rows
-            elif len(members) == 1:
+            elif measure == "revenue":  # exactly rounded: any order of the days (a month row carries its days')
+                value = math.fsum(float(v) for r in members for v in (r.get("revenues") or [r["revenue"]]))
+            elif sum(int(r.get("days") or 1) for r in members) == 1:  # one day's row (or a month row of one day)
                 value = int(members[0]["users"])
             else:
                 value, exact = merged_estimate([r["sketch"] for r in members])

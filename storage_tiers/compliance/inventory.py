@@ -86,6 +86,60 @@ DELTA_TABLES: dict[tuple[str, str], WarmTable] = {
     ("events", "cold"): COLD_EVENTS_TABLE,
     ("rollups_daily", "cold"): COLD_ROLLUPS_DAILY_TABLE,
 }
+
+
+@dataclass(frozen=True)
+class DerivedTable:
+    """A table derived from a dataset above (a copy or pre-aggregate a query reads instead of it): not inventoried
+    partition by partition — it holds nothing its source does not — but listed so an auditor sees where copies of
+    the data are and what erases them (``docs/compliance.md``, *Derived tables*)."""
+
+    table: str  # hot table name, or the lake path under the root
+    tier: str
+    source: str  # what it is derived from
+    holds: str
+    retention: str
+    erased_by: str
+
+
+# One entry per derived table (add new ones at the end).
+DERIVED_TABLES: tuple[DerivedTable, ...] = (
+    DerivedTable(
+        "rollups_1h_by_day", "hot", "rollups_1h",
+        "rollups_1h's rows (per tenant) of closed hours merged per key, one partition per build of a UTC day",
+        "as rollups_1h: when the tier mover drops an hour, the day's builds are dropped after 10 minutes",
+        "purge: the purged tenants' rows deleted from every build at once, the day built again "
+        "(day_rollups.erase/rebuild); mover: day_rollups.moved, superseded builds dropped by day_rollups.collect"),
+    DerivedTable(
+        "rollups_1h_by_day_marks", "hot", "rollups_1h_by_day",
+        "the builds' log: day, state, build id, copied-through hour (no tenant data)",
+        "a day's marks go once none of its builds is left, 10 minutes after their last mark (day_rollups.trim_marks)",
+        "nothing to erase (no tenant data)"),
+    DerivedTable(
+        "session_pieces", "hot", "events_raw",
+        "per tenant, hour, user and session id: the hour's pieces of sessions (times, counts, event names, pages)",
+        "as events_raw: the tier mover's drop of an hour forgets its pieces (session_pieces.forget)",
+        "purge: the purged tenants' pieces deleted with their events (session_pieces.forget with tenants)"),
+    DerivedTable(
+        "session_piece_hours", "hot", "session_pieces",
+        "which hours' pieces are built, with which session gap and event count (no tenant data)",
+        "none yet: a few rows per hour",
+        "nothing to erase (no tenant data)"),
+    DerivedTable(
+        "cold/day_sketches", "cold", "cold/rollups_daily",
+        "per tenant, day and dimension value: exact events and revenue, a HyperLogLog sketch of the users; "
+        "a complete month compacted into one file",
+        "the cold retention of the daily rollups (the purge judges its days as theirs)",
+        "purge: the purged tenants' rows deleted per day (one delete commit, then vacuum); "
+        "rebuilt by the movers whenever the day's daily rollups changed"),
+    DerivedTable(
+        "cold/month_sketches", "cold", "cold/day_sketches",
+        "per tenant, complete month and dimension value: the month's day sketches merged (events, each day's "
+        "revenue, a merged HyperLogLog sketch of the users)",
+        "as the day sketches: merged again from them whenever they change (month_sketches.merge_months)",
+        "purge: each month whose day sketches lost a purged tenant is merged again without it (one purge commit), "
+        "then vacuum"),
+)
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}
 _PARTITION = re.compile(r"(?:^|/)dt=(\d{4}-\d{2}-\d{2})(?:/hour=(\d{2}))?/([^/]+)$")

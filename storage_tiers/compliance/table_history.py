@@ -19,7 +19,7 @@ from common.lake_tables import LAKE_TABLES, OPERATION_KEY, PARTITION_KEY, commit
 from common.settings import Settings
 
 # audit action -> the lakehouse operations its commit may carry
-EXPECTED_OPERATIONS = {"move": {"move"}, "purge": {"purge"}, "compact_cold": {"cold", "migrate"}}
+EXPECTED_OPERATIONS = {"move": {"move"}, "purge": {"purge"}, "compact_cold": {"cold", "migrate", "compact"}}
 # audit detail -> delta-rs operation metric
 METRICS = {"deleted_rows": "num_deleted_rows", "removed_files": "num_removed_files", "added_files": "num_added_files"}
 

@@ -49,13 +49,20 @@ import pyarrow as pa
 from common.lake_duckdb import duckdb_uri
 from common.lake_tables import open_table, partition_files
 from common.settings import Settings
-from storage_tiers.lake.sql import COLD_ROLLUPS_DAILY, DAY_SKETCHES, WARM_ROLLUPS_HOURLY, TierSource, lake_connection
+from storage_tiers.lake.sql import (
+    COLD_ROLLUPS_DAILY,
+    DAY_SKETCHES,
+    MONTH_SKETCHES,
+    WARM_ROLLUPS_HOURLY,
+    TierSource,
+    lake_connection,
+)
 
 MAX_MONTH_GLOBS = 3  # a range over more months is read through one glob of their common prefix
 MAX_LISTINGS = 1024  # listings kept before stale ones are dropped
 FILES_PARAMETER = "lake_files"
 DATASETS: dict[str, TierSource] = {"rollups_hourly": WARM_ROLLUPS_HOURLY, "rollups_daily": COLD_ROLLUPS_DAILY,
-                                   "day_sketches": DAY_SKETCHES}
+                                   "day_sketches": DAY_SKETCHES, "month_sketches": MONTH_SKETCHES}
 _DT_FOLDER = re.compile(r"/dt=(\d{4}-\d{2}-\d{2})/")
 
 
@@ -86,6 +93,7 @@ class LakeRollupReader:
         self._listings: dict[str, tuple[float, list[str]]] = {}  # glob -> (listed at, files)
         self._tables: dict[str, tuple[float, Any]] = {}  # dataset -> (refreshed at, DeltaTable)
         self._stale: tuple[tuple[Any, ...], list[date]] | None = None  # (versions, stale sketch days)
+        self._months: tuple[tuple[Any, ...], set[str]] | None = None  # (versions, current month sketches)
 
     def relation(
         self, dataset: str, start: datetime, end: datetime, *, fresh: bool = False
@@ -118,6 +126,53 @@ class LakeRollupReader:
                     break
         return globs
 
+    def relation_of_days(self, dataset: str, ranges: list[tuple[date, date]], *,
+                         fresh: bool = False) -> tuple[str, dict[str, Any]]:
+        """FROM text for ``dataset`` over several day ranges (inclusive first and last days): the live files holding
+        any of them, each once."""
+        source = DATASETS[dataset]
+        delta = self._table(dataset, fresh) if source.table is not None else None
+        if delta is None or not ranges:
+            return source.empty(), {}
+        assert source.table is not None
+        files = sorted({duckdb_uri(f) for lo, hi in ranges
+                        for f in partition_files(self.settings, source.table, days=(lo, hi), delta=delta)})
+        if not files:
+            return source.empty(), {}
+        return source.over(f"${FILES_PARAMETER}"), {FILES_PARAMETER: files}
+
+    def month_relation(self, months: list[str], *, fresh: bool = False) -> tuple[str, dict[str, Any]]:
+        """FROM text for the month sketches of ``months`` (``YYYY-MM``) and its parameters (``$month_files``)."""
+        delta = self._table("month_sketches", fresh)
+        if delta is None or not months:
+            return MONTH_SKETCHES.empty(), {}
+        from common.lake_tables import add_actions, table_uri
+
+        actions = add_actions(delta)
+        root = table_uri(self.settings, MONTH_SKETCHES.table).rstrip("/")  # type: ignore[arg-type]
+        wanted = set(months)
+        files = sorted(duckdb_uri(p if "://" in p or p.startswith("/") else f"{root}/{p}")
+                       for p, m in zip(actions["path"].to_pylist(), actions["partition.month"].to_pylist(),
+                                       strict=True) if m in wanted)
+        if not files:
+            return MONTH_SKETCHES.empty(), {}
+        return MONTH_SKETCHES.over("$month_files"), {"month_files": files}
+
+    def current_sketch_months(self, *, fresh: bool = False) -> set[str]:
+        """The months whose month sketches may be read (``storage_tiers.tiers.month_sketches.current_months``, from the
+        two tables' logs; kept per pair of versions)."""
+        from storage_tiers.tiers.month_sketches import current_months
+
+        tables = [self._table(name, fresh) for name in ("day_sketches", "month_sketches")]
+        key = tuple(t.version() if t is not None else None for t in tables)
+        with self._lock:
+            cached = self._months if self._months is not None and self._months[0] == key else None
+        if cached is None:
+            cached = (key, current_months(tables[0], tables[1]))
+            with self._lock:
+                self._months = cached
+        return cached[1]
+
     def stale_sketch_days(self, start: datetime, end: datetime, *, fresh: bool = False) -> list[date]:
         """The days of ``[start, end)`` the daily rollups hold whose day sketches are missing or older than them
         (``storage_tiers.tiers.day_sketches.stale_days``, from the two tables' logs; kept per pair of versions): an
@@ -145,7 +200,7 @@ class LakeRollupReader:
         except duckdb.InterruptException:
             raise LakeQueryTimeout(f"the query ran longer than {timeout_seconds:g} s and was cancelled") from None
         except duckdb.IOException as exc:
-            if "No files found" in str(exc) and FILES_PARAMETER in params:
+            if "No files found" in str(exc) and (FILES_PARAMETER in params or "month_files" in params):
                 raise LakeFilesChanged(str(exc)) from exc
             raise
         finally:

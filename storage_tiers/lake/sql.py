@@ -43,13 +43,21 @@ import duckdb
 import pyarrow as pa
 
 from common.events import EVENT_ARROW_SCHEMA
-from common.lake import archive_path, cold_events_path, day_sketches_path, rollups_daily_path, rollups_hourly_path
+from common.lake import (
+    archive_path,
+    cold_events_path,
+    day_sketches_path,
+    month_sketches_path,
+    rollups_daily_path,
+    rollups_hourly_path,
+)
 from common.lake_duckdb import duckdb_uri, lake_session, sql_literal
 from common.lake_tables import (
     ARCHIVE_TABLE,
     COLD_EVENTS_TABLE,
     COLD_ROLLUPS_DAILY_TABLE,
     DAY_SKETCHES_TABLE,
+    MONTH_SKETCHES_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
     newest_partition_end,
@@ -121,6 +129,14 @@ DAY_SKETCHES = TierSource("day_sketches", day_sketches_path, "*/*.parquet", "lak
                           (("tenant", "VARCHAR"), ("dimension", "VARCHAR"), ("value", "VARCHAR"),
                            ("day", "TIMESTAMPTZ"), ("events", "BIGINT"), ("revenue", "DOUBLE"), ("users", "BIGINT"),
                            ("sketch", "BLOB"), ("dt", "DATE")), DAY_SKETCHES_TABLE)
+# Read by the API only (no view: data scientists merge the day sketches): storage_tiers/tiers/month_sketches.py
+MONTH_SKETCHES = TierSource("month_sketches", month_sketches_path, "*/*.parquet",
+                            "(SELECT tenant, dimension, \"value\", \"day\", events, revenue, revenues, users, days, "
+                            "sketch FROM read_parquet({files}, hive_partitioning = true))",
+                            (("tenant", "VARCHAR"), ("dimension", "VARCHAR"), ("value", "VARCHAR"),
+                             ("day", "TIMESTAMPTZ"), ("events", "BIGINT"), ("revenue", "DOUBLE"),
+                             ("revenues", "DOUBLE[]"), ("users", "BIGINT"), ("days", "BIGINT"), ("sketch", "BLOB")),
+                            MONTH_SKETCHES_TABLE)
 SOURCES = (ARCHIVE_EVENTS, COLD_EVENTS, WARM_ROLLUPS_HOURLY, COLD_ROLLUPS_DAILY, DAY_SKETCHES)
 
 

@@ -328,7 +328,8 @@ def backfill(settings: Settings, run_id: str | None = None, progress: Any = prin
     """Build the sketches of every day the daily rollups hold whose sketches are missing or not current (a lake
     written before the day sketches existed, a day rebuilt since), newest first, at most ``max_days`` of them
     (None: all); then compact the complete months (before ``compact_before``, default today UTC). Returns the days
-    built. Safe to run again: current days are skipped."""
+    built. Then merge the compacted months' month sketches (``storage_tiers.tiers.month_sketches``). Safe to run
+    again: current days and months are skipped."""
     migrate(settings, run_id)
     daily = open_table(settings, COLD_ROLLUPS_DAILY_TABLE)
     built: list[date] = []
@@ -341,6 +342,10 @@ def backfill(settings: Settings, run_id: str | None = None, progress: Any = prin
             built.append(day)
             progress(f"day sketches of {day}: {result.rows} rows")
     compact_months(settings, compact_before or datetime.now(UTC).date(), run_id, progress)
+    from storage_tiers.tiers.month_sketches import merge_months
+
+    for merged in merge_months(settings, compact_before or datetime.now(UTC).date(), run_id):
+        progress(f"month sketches of {merged['partition']}: {merged['rows']} rows")
     return sorted(built)
 
 

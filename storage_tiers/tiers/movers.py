@@ -64,6 +64,7 @@ from storage_tiers.tiers.cold_files import (
     warm_hour_rollups,
 )
 from storage_tiers.tiers.day_sketches import build_day_sketches, compact_months, stale_days
+from storage_tiers.tiers.month_sketches import merge_months
 
 # hot table → (dataset in the policy, hour expression, measure compared with the lake)
 HOT_TABLES: dict[str, tuple[str, str, str]] = {
@@ -218,7 +219,13 @@ class TierMover:
     def _sketch_upkeep(self, done: date, report: DayReport) -> None:
         """Build some missing or stale day sketches (``SKETCH_BACKFILL_DAYS``, newest first), then compact each complete
         month held in several files into one (``day_sketches.compact_months``), audited and tagged cold."""
-        from common.lake_tables import COLD_ROLLUPS_DAILY_TABLE, DAY_SKETCHES_TABLE, month_partition_label, open_table
+        from common.lake_tables import (
+            COLD_ROLLUPS_DAILY_TABLE,
+            DAY_SKETCHES_TABLE,
+            MONTH_SKETCHES_TABLE,
+            month_partition_label,
+            open_table,
+        )
         from storage_tiers.tiers.cold_files import tag_cold_day
 
         todo = [d for d in stale_days(open_table(self.settings, DAY_SKETCHES_TABLE),
@@ -238,6 +245,16 @@ class TierMover:
                 details={"table": DAY_SKETCHES_TABLE.name, "table_version": month["version"],
                          "files_compacted": month["files_compacted"], "days": sorted(month["days"]),
                          "retagged": tagged}))
+        # then each complete month whose merge is missing or older than its day sketches: totals read it instead
+        for merged in merge_months(self.settings, complete, self.run_id):
+            first = date.fromisoformat(merged["partition"].removeprefix("month=") + "-01")
+            tagged = tag_cold_day(self.settings, self.policy, MONTH_SKETCHES_TABLE, first)
+            report.add(self.audit.append(
+                "compact_cold", "month_sketches", partition=merged["partition"], tier_from="cold", tier_to="cold",
+                rows=merged["rows"], run_id=self.run_id,
+                reason="a complete month's day sketches merged per tenant and value",
+                details={"table": MONTH_SKETCHES_TABLE.name, "table_version": merged["version"],
+                         "source": merged["source"], "retagged": tagged}))
 
     def warm_to_cold(self, day: date) -> DayReport:
         """Compact the day into cold, verify it from the lake, then delete its warm hours."""

@@ -63,12 +63,14 @@ from common.lake_tables import (
     COLD_EVENTS_TABLE,
     COLD_ROLLUPS_DAILY_TABLE,
     DAY_SKETCHES_TABLE,
+    MONTH_SKETCHES_TABLE,
     ROLLUPS_HOURLY_TABLE,
     WarmTable,
     add_actions,
     delete_rows,
     file_days,
     open_table,
+    partition_files,
     partition_stats,
     vacuum,
 )
@@ -291,6 +293,7 @@ class Purger:
         # after the daily rollups: a day's sketches are rows per tenant, so deleting the purged tenants' rows leaves
         # exactly what rebuilding them from the purged daily rollups would (and the day stays current)
         self._cold(DAY_SKETCHES_TABLE, "day_sketches", report, dry_run)
+        self._month_sketches(report, dry_run)  # the months merged from those day sketches: merged again
         self._warm(ARCHIVE_TABLE, "events", report, dry_run)
         self._warm(ROLLUPS_HOURLY_TABLE, "rollups_hourly", report, dry_run)
         if self.store is not None:
@@ -367,6 +370,53 @@ class Purger:
                 "added_files": metrics.get("num_added_files"), "retagged": tagged})
         if deleted:
             report.vacuumed[table.name] = len(vacuum(self.settings, table, timedelta(0)))
+
+    def _month_sketches(self, report: PurgeReport, dry_run: bool) -> None:
+        """Merge again each month whose merge (``storage_tiers.tiers.month_sketches``) holds a tenant the purge just
+        deleted day sketches of, from the day sketches as they are now (the purged tenants' rows go, held tenants'
+        stay), one ``purge`` commit and audit record per month; then vacuum, so no file keeps the purged rows."""
+        from storage_tiers.tiers.month_sketches import current_months, merge_month, merge_sources
+
+        delta = open_table(self.settings, MONTH_SKETCHES_TABLE)
+        if delta is None:
+            return
+        merged = merge_sources(delta)
+        gone: dict[str, set[str]] = {}
+        for item in [*report.items, *self._interrupted]:
+            day = _day_of(item.partition)
+            if item.dataset == "day_sketches" and day is not None and f"{day:%Y-%m}" in merged:
+                gone.setdefault(f"{day:%Y-%m}", set()).update(item.tenants)
+        # a merge older than its month's day sketches (a purge stopped before merging again) may hold tenants they
+        # no longer have: those go too
+        stale = set(merged) - current_months(open_table(self.settings, DAY_SKETCHES_TABLE), delta)
+        deleted = False
+        for month in sorted(set(gone) | stale):
+            counts = self._month_tenants(MONTH_SKETCHES_TABLE, month, delta)
+            tenants = gone.get(month, set())
+            if month in stale:
+                tenants = tenants | (set(counts) - set(self._month_tenants(DAY_SKETCHES_TABLE, month)))
+            item = PurgeItem("month_sketches", "cold", f"month={month}", sorted(tenants & set(counts)),
+                             sum(counts.get(t, 0) for t in tenants), False)
+            if not item.tenants:
+                continue
+            report.items.append(item)
+            if dry_run:
+                continue
+            result = merge_month(self.settings, date.fromisoformat(f"{month}-01"), self.run_id, operation="purge")
+            deleted = True
+            tagged = tag_cold_day(self.settings, self.policy, MONTH_SKETCHES_TABLE,
+                                  date.fromisoformat(f"{month}-01"))
+            self._audit(item, "cold", details={"table": MONTH_SKETCHES_TABLE.name,
+                                               "table_version": (result or {}).get("version"),
+                                               "merged_from": (result or {}).get("source"), "retagged": tagged})
+        if deleted or (self._vacuum_always and not dry_run):
+            report.vacuumed[MONTH_SKETCHES_TABLE.name] = len(vacuum(self.settings, MONTH_SKETCHES_TABLE, timedelta(0)))
+
+    def _month_tenants(self, table: WarmTable, month: str, delta: Any | None = None) -> dict[str, int]:
+        """Rows per tenant of one month of a table partitioned by month (its live files)."""
+        files = [f for f in partition_files(self.settings, table, delta=delta) if f"/month={month}/" in f]
+        rows = read_tables(self.fs, [fs_path(f) for f in files]) if files else None
+        return _tenant_counts(rows) if rows is not None else {}
 
     # ------------------------------------------------------------------------------------- warm
 

@@ -310,3 +310,32 @@ def test_a_purge_takes_the_rows_from_every_build(settings: Settings, hot: HotSto
     assert [b.day for b in day_rollups.valid_builds(hot, *span)] == [gone], "the purged day built again"
     answer = QueryEngine(hot).run(GONE, build_spec(_specs(*span)["breakdown"], now=now), now)
     assert answer.rows == []
+
+
+def _marked_days(hot: HotStore) -> set[date]:
+    return set(hot.query_arrow("SELECT DISTINCT day FROM rollups_1h_by_day_marks").column("day").to_pylist())
+
+
+def test_the_marks_of_days_without_builds_go_and_the_others_stay(hot: HotStore, laid: dict[str, Any]):
+    """The log's retention: a day that left the hot tier (its builds dropped after the grace period) loses its marks;
+    the days still built keep theirs, and every answer stays the truth."""
+    days = laid["days"]
+    whole = (_midnight(laid["gone"]), _midnight(days[8]) + timedelta(days=1))
+    day_rollups.moved(hot, _midnight(days[5]))  # its builds stay for the grace period, and so do its marks
+    assert days[5] in _marked_days(hot)
+    valid = {b.day: b for b in day_rollups.valid_builds(hot, *whole)}
+    assert days[5] not in valid and len(valid) >= 7
+    present = set(hot.query_arrow("SELECT DISTINCT build FROM rollups_1h_by_day").column("build").to_pylist())
+    held = {day: b for day, b in valid.items() if b.build in present}  # (a build of a day without rows has no part)
+    day_rollups.collect(hot, grace=timedelta(0))  # past the grace period
+    assert _marked_days(hot) == set(held), "only the days with a build keep marks"
+    assert {b.day: b for b in day_rollups.valid_builds(hot, *whole)} == held, "the same builds read"
+    _answers(hot, laid, *whole)
+    _answers(hot, laid, _midnight(days[4]), _midnight(days[7]))
+    day_rollups.changed(hot, days[5])  # a recent mark of a day without builds stays for the grace period
+    assert days[5] in _marked_days(hot)
+    day_rollups.collect(hot, grace=timedelta(0))
+    assert days[5] not in _marked_days(hot)
+    day_rollups.build(hot, days[5])  # built again from scratch: read from the copy, answers unchanged
+    assert days[5] in {b.day for b in day_rollups.valid_builds(hot, *whole)}
+    _answers(hot, laid, _midnight(days[4]), _midnight(days[7]))

@@ -67,3 +67,15 @@ WHERE day IN (SELECT day FROM rollups_1h_by_day_marks WHERE state = 2 AND build 
  UNION ALL
  SELECT tenant, event, hour, country, device, page, events, revenue, users
  FROM rollups_1h WHERE {hour_ranges})
+
+-- name: old_marks
+-- The marks a trim removes: recorded before the cutoff, of days none of whose builds is in the copy.
+SELECT count() AS n
+FROM rollups_1h_by_day_marks
+WHERE toUnixTimestamp64Nano(recorded_at) < {cutoff:Int64} AND day NOT IN {kept:Array(Date)}
+
+-- name: trim_marks
+-- The log's retention (common/day_rollups.trim_marks): the same rows go.
+ALTER TABLE rollups_1h_by_day_marks DELETE
+WHERE toUnixTimestamp64Nano(recorded_at) < {cutoff:Int64} AND day NOT IN {kept:Array(Date)}
+SETTINGS mutations_sync = 2
