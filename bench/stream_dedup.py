@@ -6,9 +6,10 @@ driver as Arrow (what ``HotTierWriter`` does before the rollup) — fed from Par
 (``--batches`` files of ``--events`` API-shaped events, one file per micro-batch, a share of the ids of each
 batch repeated from the one before: the duplicates the state must drop), so the Kafka read and the contract,
 measured by ``bench.stream_contract``, are left out. Every way runs as a streaming query of its own with a
-fresh checkpoint, the ways alternately ``--repeats`` times; per way the best sum of the micro-batches after
-the first (Spark's warm-up) is kept, with Spark's own split of those batches (``addBatch``, the state's
-updates / removals / commit).
+fresh checkpoint, the ways alternately ``--repeats`` times after one warm-up run. Per run: the Spark JVM's CPU
+time (``/proc``, all its threads, RocksDB's included: the steadier figure on a shared machine), the wall time of
+the micro-batches after the first (Spark's warm-up) with Spark's own split of them (``addBatch``, the state's
+updates / removals / commit) and the state's memory; per way the best of each, and its ratio to ``rocksdb``.
 
 Ways: ``shuffle_only`` (the same plan with the state replaced by a repartition on the key: what is left
 when the state costs nothing), ``rocksdb`` (as the stream runs), RocksDB with
