@@ -345,7 +345,9 @@ def main() -> None:
                         "paced-queries, the paced phase again while --query-clients ask uncached 90-day series)")
     parser.add_argument("--query-clients", type=int, default=20, help="clients of the paced-queries phase")
     parser.add_argument("--api-modes", default="sync,async", help="acknowledgement modes of the API phase")
+    parser.add_argument("--label", default="", help="appended to the results file's name (e.g. before/after a change)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
 
     from common.hot_store import FlightHotStore
 
@@ -405,9 +407,13 @@ def main() -> None:
             "api_max_rate": apis[0] if len(apis) == 1 else apis,
             "api_paced": paced,
             "api_paced_under_uncached_queries": paced_queries,
+            "spark_conf": settings.spark_conf,  # LAKEHOUSE_SPARK_CONF of the run (e.g. an old setting for comparison)
+            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         }
         target = RESULTS if phases == {"paced", "kafka", "api"} else RESULTS.with_name(
             f"freshness_throughput-{'-'.join(sorted(phases))}.json")  # a partial run keeps the full run's figures
+        if args.label:
+            target = target.with_name(f"{target.stem}-{args.label}.json")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(result, indent=2) + "\n")
         print(f"== written to {target}")

@@ -14,6 +14,17 @@ from common.settings import Settings
 from common.spark_jars import lake_on_s3
 from common.spark_watchdog import watched_launch
 
+#: How the stream's de-duplication state (RocksDB) commits a micro-batch, measured by ``bench.stream_dedup``: a
+#: changelog of the batch's writes instead of a flush and an upload of new SST files at every commit (a snapshot
+#: every few batches, in the background), and no read before each write to count the state's rows (the count is
+#: a metric only: the progress log then shows no key count). Together they cut the state's JVM CPU time from
+#: about 8 to about 3 µs per event. Neither is pinned in a checkpoint: RocksDB reads a checkpoint written either
+#: way, so existing checkpoints restart as they are, and ``LAKEHOUSE_SPARK_CONF`` can set either back.
+STATE_STORE_CONF = {
+    "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+    "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
+}
+
 
 def spark_session(
     settings: Settings, app_name: str, jars: Sequence[str] = (), scheduler_pools: Path | None = None
@@ -47,6 +58,8 @@ def spark_session(
         .config("spark.pyspark.python", sys.executable)
         .config("spark.driver.memory", "2g")
     )
+    for key, value in STATE_STORE_CONF.items():
+        builder = builder.config(key, value)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
     if scheduler_pools is not None:

@@ -43,6 +43,7 @@ from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
 from common.spark import spark_session
+from stream.checkpoints import clear_unstarted
 from stream.contract import CONTRACT_DDL, RecordContract
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
 
@@ -367,6 +368,11 @@ def start_stream(
     """Start the ``hot``, ``landing`` and ``dead_letters`` queries and return them (running)."""
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
+    for query in ("hot", "landing", "dead_letters"):  # a first start cut short would fail every later start
+        leftovers = clear_unstarted(f"{checkpoints}/{query}")
+        if leftovers:
+            progress(f"checkpoint {query}: no micro-batch was ever planned; cleared what its first start left "
+                     f"({', '.join(leftovers[:5])}{' …' if len(leftovers) > 5 else ''})")
     hot_writer = HotTierWriter(store, prefix, progress)
     spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch, progress))
 
