@@ -227,7 +227,7 @@ class RacedByARestatement:
         self.store, self.hour, self.late, self.raced = store, hour, late, False
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        if "rollups_1h_by_day WHERE build IN" in sql and not self.raced:
+        if "WHERE build IN" in sql and not self.raced:
             self.raced = True
             _restate(self.store, self.hour, self.late)
         return self.store.query_arrow(sql, parameters)

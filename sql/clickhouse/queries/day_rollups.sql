@@ -5,9 +5,10 @@
 SELECT toUnixTimestamp64Nano(now64(9)) AS ns
 
 -- name: mark
--- A row of the builds' log: state 2 a build starts, 1 its rows are written, 0 an hour of the day changed.
-INSERT INTO rollups_1h_by_day_marks (day, state, build, through)
-VALUES ({day:Date}, {state:UInt8}, {build:UInt64}, {through:DateTime('UTC')})
+-- A row of the builds' log: state 2 a build starts, 1 its rows are written, 0 an hour of the day changed; `shaped` 1:
+-- the build wrote its shaped rows too (rollups_1h_by_day_shapes, migration 018).
+INSERT INTO rollups_1h_by_day_marks (day, state, build, through, shaped)
+VALUES ({day:Date}, {state:UInt8}, {build:UInt64}, {through:DateTime('UTC')}, {shaped:UInt8})
 
 -- name: copy
 -- The day's hours before `through` as rollups_1h holds them now, one row per key (the parts' rows merged).
@@ -17,6 +18,33 @@ SELECT tenant, event, hour, country, device, page, sum(events), sum(revenue), un
 FROM rollups_1h
 WHERE hour >= {day_start:DateTime('UTC')} AND hour < {through:DateTime('UTC')}
 GROUP BY tenant, event, hour, country, device, page
+
+-- name: shape_hours
+-- The build's rows re-aggregated per shape, a row per hour: without the dimensions each shape drops ('' instead).
+INSERT INTO rollups_1h_by_day_shapes
+SELECT tenant, 'total', 3600, '', hour, '', '', '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, hour, build
+UNION ALL
+SELECT tenant, 'event', 3600, event, hour, '', '', '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, build
+UNION ALL
+SELECT tenant, 'country', 3600, event, hour, country, '', '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, country, build
+UNION ALL
+SELECT tenant, 'device', 3600, event, hour, '', device, '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, device, build
+UNION ALL
+SELECT tenant, 'page', 3600, event, hour, '', '', page, sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, page, build
+
+-- name: shape_day
+-- A build of a whole day: every shape's hours merged into one row per key for the day (hour = the day's start).
+INSERT INTO rollups_1h_by_day_shapes
+SELECT tenant, shape, 86400, event, toStartOfDay(hour), country, device, page, sum(events), sum(revenue),
+       uniqMergeState(users), build
+FROM rollups_1h_by_day_shapes
+WHERE build = {build:UInt64} AND grain = 3600
+GROUP BY tenant, shape, event, toStartOfDay(hour), country, device, page, build
 
 -- name: written
 -- The stream wrote into these days from `earliest` on: a build that copies a written hour (started or valid) is
@@ -28,18 +56,12 @@ WHERE day IN {days:Array(Date)} AND state != 0
 GROUP BY day
 HAVING max(through) > {earliest:DateTime('UTC')}
 
--- name: valid
--- Per day of [first, last]: its newest build marked built, if it started after the day's newest change.
-SELECT day, b AS build, toUnixTimestamp(t) AS through
-FROM (
-    SELECT day, maxIf(build, state = 1) AS b, argMaxIf(through, build, state = 1) AS t,
-           toUnixTimestamp64Nano(maxIf(recorded_at, state = 0)) AS c
-    FROM rollups_1h_by_day_marks
-    WHERE day >= {first:Date} AND day <= {last:Date}
-    GROUP BY day
-)
-WHERE b > c
-ORDER BY day
+-- name: marks
+-- The log of the days of [first, last] (a few rows a day): which build of each day is valid is decided from it in
+-- Python (common.day_rollups.valid_builds), cheaper than grouping here on a question's path.
+SELECT day, state, build, toUnixTimestamp(through) AS through, toUnixTimestamp64Nano(recorded_at) AS at, shaped
+FROM rollups_1h_by_day_marks
+WHERE day >= {first:Date} AND day <= {last:Date}
 
 -- name: reach
 -- How far the day's builds reached (a new build of the day copies at least as far).
@@ -48,10 +70,10 @@ FROM rollups_1h_by_day_marks
 WHERE day = {day:Date} AND state != 0
 
 -- name: present
--- The builds whose rows are in the copy.
+-- The builds whose rows are in the copy or its shapes.
 SELECT DISTINCT toUInt64(partition) AS build
 FROM system.parts
-WHERE database = currentDatabase() AND table = 'rollups_1h_by_day' AND active
+WHERE database = currentDatabase() AND table IN ('rollups_1h_by_day', 'rollups_1h_by_day_shapes') AND active
 
 -- name: log
 -- The log of the days those builds copy (to tell which ones are superseded).
@@ -60,10 +82,22 @@ FROM rollups_1h_by_day_marks
 WHERE day IN (SELECT day FROM rollups_1h_by_day_marks WHERE state = 2 AND build IN {builds:Array(UInt64)})
 
 -- name: relation
--- A question's rows of a range: the valid builds' hours from the copy, every other hour of the range from rollups_1h
--- (the code writes the hour ranges, which keep the hour partitions pruned). The question's own WHERE applies to both.
-(SELECT tenant, event, hour, country, device, page, events, revenue, users
- FROM rollups_1h_by_day WHERE build IN {day_builds:Array(UInt64)}
- UNION ALL
- SELECT tenant, event, hour, country, device, page, events, revenue, users
- FROM rollups_1h WHERE {hour_ranges})
+-- A question's rows of a range: each branch (the code writes them, one per structure read) has the same columns; the
+-- rows of every hour of the range no valid build copied come from rollups_1h (the code writes the hour ranges, which
+-- keep the hour partitions pruned). The question's own WHERE applies to every branch.
+({branches})
+
+-- name: copy_branch
+-- The valid builds' full rows (every dimension).
+SELECT tenant, event, hour, country, device, page, events, revenue, users
+FROM rollups_1h_by_day WHERE build IN {day_builds:Array(UInt64)}
+
+-- name: shape_branch
+-- The valid builds' rows of one shape and grain.
+SELECT tenant, event, hour, country, device, page, events, revenue, users
+FROM rollups_1h_by_day_shapes WHERE build IN {{name}:Array(UInt64)} AND shape = {shape:String} AND grain = {grain}
+
+-- name: hours_branch
+-- The range's hours no valid build copied.
+SELECT tenant, event, hour, country, device, page, events, revenue, users
+FROM rollups_1h WHERE {hour_ranges}
