@@ -133,9 +133,10 @@ def build(store: HotStore, day: date, through: datetime | None = None) -> int:
     build_id = _now_ns(store)
     _mark(store, day, BUILDING, build_id, through)  # before the copy: a change recorded from now on invalidates it
     store.command(sections["copy"], {"build": build_id, "day_start": start, "through": through})
-    store.command(sections["shape_hours"], {"build": build_id})
+    shaped = sections["shape_hours"]
     if through >= start + timedelta(days=1):
-        store.command(sections["shape_day"], {"build": build_id})
+        shaped += "\nUNION ALL\n" + sections["shape_days"]
+    store.command(shaped, {"build": build_id})
     _mark(store, day, BUILT, build_id, through, shaped=True)
     collect(store)
     return build_id
@@ -260,14 +261,14 @@ def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day
             groups["hour_builds"].append(b.build)
     if not spans:
         return None
-    params: dict[str, Any] = {name: ids for name, ids in groups.items() if ids}
+    params: dict[str, Any] = {}
     branches = []
     if groups["day_builds"]:
         branches.append(sections["copy_branch"])
-    for name, grain in (("hour_builds", HOUR), ("whole_day_builds", DAY)):
-        if groups[name]:
-            branches.append(fill(sections["shape_branch"], name=name, grain=str(grain)))
-            params["shape"] = shape
+        params["day_builds"] = groups["day_builds"]
+    if groups["hour_builds"] or groups["whole_day_builds"]:
+        branches.append(sections["shape_branch"])
+        params |= {"shape": shape, "hour_builds": groups["hour_builds"], "whole_day_builds": groups["whole_day_builds"]}
     ranges = _outside(start, end, spans)
     if ranges:
         for i, (lo, hi) in enumerate(ranges):

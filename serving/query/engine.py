@@ -191,7 +191,7 @@ class QueryEngine:
         relation = None
         if self.day_copies and segment.source.table == "rollups_1h":
             # the valid day builds when the question starts: their rows stay until it has finished
-            shape, day_rows = _shape(spec) if self.day_shapes else (day_rollups.FULL, False)
+            shape, day_rows = engine_shape(spec) if self.day_shapes else (day_rollups.FULL, False)
             found = day_rollups.read(self._store, segment.start, segment.end, shape, day_rows)
             if found is not None:
                 self.copy_reads[found.structure] += 1
@@ -241,7 +241,7 @@ class QueryEngine:
         raise AssertionError("unreachable")
 
 
-def _shape(spec: QuerySpec) -> tuple[str, bool]:
+def engine_shape(spec: QuerySpec) -> tuple[str, bool]:
     """The narrowest shape of the day copies that answers ``spec`` (every dimension it groups or filters by), and
     whether its buckets are whole UTC days or coarser (no buckets: a total or a breakdown), so whole days of the range
     may be read as day rows."""

@@ -258,7 +258,8 @@ class RacedByARestatement:
         self.store, self.hour, self.late, self.raced = store, hour, late, False
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        if "WHERE build IN" in sql and not self.raced:
+        reads_copies = "FROM rollups_1h_by_day_shapes" in sql or "FROM rollups_1h_by_day WHERE" in sql
+        if reads_copies and not self.raced:
             self.raced = True
             _restate(self.store, self.hour, self.late)
         return self.store.query_arrow(sql, parameters)

@@ -37,14 +37,28 @@ UNION ALL
 SELECT tenant, 'page', 3600, event, hour, '', '', page, sum(events), sum(revenue), uniqMergeState(users), build
 FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, page, build
 
--- name: shape_day
--- A build of a whole day: every shape's hours merged into one row per key for the day (hour = the day's start).
-INSERT INTO rollups_1h_by_day_shapes
-SELECT tenant, shape, 86400, event, toStartOfDay(hour), country, device, page, sum(events), sum(revenue),
+-- name: shape_days
+-- With a build of the whole day, the same INSERT also writes each shape's day rows (hour = the day's start), so a
+-- build's shaped rows are one part (a question opens one part per build).
+SELECT tenant, 'total', 86400, '', toStartOfDay(hour), '', '', '', sum(events), sum(revenue), uniqMergeState(users),
+       build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, toStartOfDay(hour), build
+UNION ALL
+SELECT tenant, 'event', 86400, event, toStartOfDay(hour), '', '', '', sum(events), sum(revenue), uniqMergeState(users),
+       build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), build
+UNION ALL
+SELECT tenant, 'country', 86400, event, toStartOfDay(hour), country, '', '', sum(events), sum(revenue),
        uniqMergeState(users), build
-FROM rollups_1h_by_day_shapes
-WHERE build = {build:UInt64} AND grain = 3600
-GROUP BY tenant, shape, event, toStartOfDay(hour), country, device, page, build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), country, build
+UNION ALL
+SELECT tenant, 'device', 86400, event, toStartOfDay(hour), '', device, '', sum(events), sum(revenue),
+       uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), device, build
+UNION ALL
+SELECT tenant, 'page', 86400, event, toStartOfDay(hour), '', '', page, sum(events), sum(revenue),
+       uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), page, build
 
 -- name: written
 -- The stream wrote into these days from `earliest` on: a build that copies a written hour (started or valid) is
@@ -93,9 +107,11 @@ SELECT tenant, event, hour, country, device, page, events, revenue, users
 FROM rollups_1h_by_day WHERE build IN {day_builds:Array(UInt64)}
 
 -- name: shape_branch
--- The valid builds' rows of one shape and grain.
+-- The valid builds' rows of one shape: hour rows of some builds, day rows of others (one branch: each costs a plan).
 SELECT tenant, event, hour, country, device, page, events, revenue, users
-FROM rollups_1h_by_day_shapes WHERE build IN {{name}:Array(UInt64)} AND shape = {shape:String} AND grain = {grain}
+FROM rollups_1h_by_day_shapes
+WHERE shape = {shape:String}
+  AND ((grain = 3600 AND build IN {hour_builds:Array(UInt64)}) OR (grain = 86400 AND build IN {whole_day_builds:Array(UInt64)}))
 
 -- name: hours_branch
 -- The range's hours no valid build copied.
