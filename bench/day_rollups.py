@@ -1,18 +1,22 @@
-"""Benchmark: the 7-day dashboard widgets from rollups_1h alone (old) and with its day copies (new), side by side.
+"""Benchmark: the 7-day dashboard widgets from rollups_1h alone (old), its day copies' full rows (copies) and the
+copies' shaped rows (shapes, the default), side by side.
 
 In one process over embedded chDB (the hot tier's engine, no services), for each ``--events`` size in turn: a fresh
 hot tier, the dashboard benchmark's synthetic events (``bench.dashboard_latency.synthetic_events``: one tenant, 7
 days ending now) written as the stream writes their rollups (``rollups_1m_ingest`` → ``rollups_1m``, ``rollups_1h``),
 then every day's closed hours copied (``common.day_rollups.build``, as the batch layer does when it restates an hour:
-the current day up to the hour before now, its later hours stay open). Then the widgets of the dashboard benchmark
-(events per hour, events by country, top 10 pages by page views) and a day series of unique users, uncached: each
-sample moves the 7-day window back one minute, and runs the old engine, the new one and the engine's bare scan of
-the same rows (``count()``, ``sum(events)`` over rollups_1h, then over the copies' relation), alternately, so load on
-the machine hits both alike. Answers are compared on every sample (they must be equal).
+the current day up to the hour before now, its later hours stay open), with the copy step's cost of the shaped rows
+beside the full rows'. Then the widgets of the dashboard benchmark (events per hour, events by country, top 10 pages
+by page views) and a day series of unique users, uncached: each sample moves the 7-day window back one minute, and
+runs the three engines, the valid builds' look-up alone, and the engine's bare scan (``count()``, ``sum(events)``) of
+the rows each reads (rollups_1h; the copies' full rows; the shape the default engine picks), alternately, so load on
+the machine hits all alike; the load average is recorded beside each widget. Answers are compared on every sample
+(they must be equal).
 
-Usage: ``python -m bench.day_rollups [--events 1500000,15000000] [--samples 60]``; figures printed and written to
-``bench/results/day_rollups.json``. Loading millions of events is heavy: run it under the integration lock on a shared
-machine (docs/benchmarks.md).
+Usage: ``python -m bench.day_rollups [--events 1500000,15000000] [--samples 60] [--out FILE]``; figures printed and
+written to ``bench/results/day_rollups.json``, with the curve (each engine's p50 at every size ÷ its p50 at the
+first). Loading millions of events is heavy: run it under the integration lock on a shared machine
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from common import day_rollups
 from common.hot_schema import migrate
 from common.hot_store import ClickHouseHotStore, HotStore
 from common.rollups import minute_rollups
-from serving.query.engine import QueryEngine
+from common.sql_files import sql_sections
+from serving.query.engine import QueryEngine, engine_shape
 from serving.query.spec import SpecInput, build_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "day_rollups.json"
@@ -64,15 +69,37 @@ def load(store: HotStore, total: int, end: datetime, slice_hours: int = 12) -> d
 
 
 def build_days(store: HotStore, end: datetime) -> dict:
-    """Every day of the window copied up to the hour before ``end`` (that hour and the current one stay open)."""
+    """Every day of the window copied up to the hour before ``end`` (that hour and the current one stay open); then
+    the batch layer's cost of the shapes: each day's copy step again into a scratch build, the full rows and the
+    shaped rows timed apart (the scratch builds dropped after)."""
     closed = end.replace(minute=0, second=0, microsecond=0, tzinfo=None) - timedelta(hours=1)
-    day = (end - timedelta(days=8)).date()
-    started, builds = time.perf_counter(), 0
+    first = (end - timedelta(days=8)).date()
+    started, builds, day = time.perf_counter(), 0, first
     while day <= closed.date():
         day_rollups.build(store, day, closed)
         builds, day = builds + 1, day + timedelta(days=1)
+    seconds = round(time.perf_counter() - started, 2)
     copy_rows = store.query_arrow("SELECT count() AS n FROM rollups_1h_by_day").to_pylist()[0]["n"]
-    return {"days": builds, "copy_rows": copy_rows, "seconds": round(time.perf_counter() - started, 2)}
+    shape_rows = store.query_arrow("SELECT count() AS n FROM rollups_1h_by_day_shapes").to_pylist()[0]["n"]
+    sections = sql_sections("clickhouse/queries/day_rollups.sql")
+    spent = {"full_rows": 0.0, "shaped_rows": 0.0}
+    for k in range(builds):
+        start = datetime.combine(first + timedelta(days=k), datetime.min.time())
+        t0 = time.perf_counter()
+        through = min(closed, start + timedelta(days=1))
+        store.command(sections["copy"], {"build": k + 1, "day_start": start, "through": through})
+        t1 = time.perf_counter()
+        whole = through >= start + timedelta(days=1)
+        store.command(sections["shape_hours"] + ("\nUNION ALL\n" + sections["shape_days"] if whole else ""),
+                      {"build": k + 1})
+        t2 = time.perf_counter()
+        spent["full_rows"] += t1 - t0
+        spent["shaped_rows"] += t2 - t1
+        for table in day_rollups.TABLES:
+            store.command(f"ALTER TABLE {table} DROP PARTITION {{b:UInt64}}", {"b": k + 1})
+    return {"days": builds, "copy_rows": copy_rows, "shape_rows": shape_rows, "seconds": seconds,
+            "copy_step_seconds": {key: round(v, 2) for key, v in spent.items()},
+            "shapes_over_full_rows": round(spent["shaped_rows"] / spent["full_rows"], 2)}
 
 
 def widgets(start: datetime, end: datetime) -> dict[str, SpecInput]:
@@ -93,36 +120,59 @@ def _ms(samples: list[float]) -> dict:
             "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)}
 
 
+ENGINES = ("old", "copies", "shapes")  # rollups_1h alone; the day copies' full rows; their shaped rows
+
+
+def _engines(store: HotStore) -> dict[str, QueryEngine]:
+    return {"old": QueryEngine(store, day_copies=False), "copies": QueryEngine(store, day_shapes=False),
+            "shapes": QueryEngine(store)}
+
+
 def measure(store: HotStore, now: datetime, samples: int) -> dict:
-    old, new = QueryEngine(store, day_copies=False), QueryEngine(store)
+    """Per widget: the three engines and the engine's bare scans of the rows each reads, alternately per sample."""
+    engines = _engines(store)
     out: dict = {}
     for name in widgets(now, now):
-        times: dict[str, list[float]] = {"old": [], "new": [], "scan_1h": [], "scan_copies": []}
+        times: dict[str, list[float]] = {key: [] for key in (*ENGINES, "lookup", "scan_1h", "scan_copies",
+                                                             "scan_shape")}
+        structure = ""
+        load_before = load_average()
         for k in range(samples):
             end = now - timedelta(minutes=k + 1)
             spec = build_spec(widgets(end - timedelta(days=7), end)[name], now=now)
             params = {"tenant": TENANT, "start": spec.start.replace(tzinfo=None), "end": spec.end.replace(tzinfo=None)}
+            answers = []
+            for engine in ENGINES:
+                t0 = time.perf_counter()
+                answers.append(engines[engine].run(TENANT, spec, now).rows)
+                times[engine].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            a = old.run(TENANT, spec, now)
-            t1 = time.perf_counter()
-            b = new.run(TENANT, spec, now)
-            t2 = time.perf_counter()
-            store.query_arrow(SCAN.replace("{table}", "rollups_1h"), params)
-            t3 = time.perf_counter()
-            relation = day_rollups.relation(store, spec.start, spec.end)
-            assert relation is not None, "the window's days are built"
-            store.query_arrow(SCAN.replace("{table}", relation[0]), {**params, **relation[1]})
-            t4 = time.perf_counter()
-            if a.rows != b.rows:
-                raise AssertionError(f"{name}: the day copies answered differently from rollups_1h")
-            for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                times[key].append(seconds)
+            copies = day_rollups.read(store, spec.start, spec.end)  # the valid builds: the engine's fixed look-up
+            times["lookup"].append(time.perf_counter() - t0)
+            shaped = day_rollups.read(store, spec.start, spec.end, *engine_shape(spec))
+            assert copies is not None and shaped is not None, "the window's days are built"
+            structure = f"{shaped.structure} ({shaped.day_rows} days as day rows)"
+            for key, table, extra in (("scan_1h", "rollups_1h", {}), ("scan_copies", copies.sql, copies.params),
+                                      ("scan_shape", shaped.sql, shaped.params)):
+                t0 = time.perf_counter()
+                store.query_arrow(SCAN.replace("{table}", table), {**params, **extra})
+                times[key].append(time.perf_counter() - t0)
+            if not answers[0] == answers[1] == answers[2]:
+                raise AssertionError(f"{name}: the day copies or their shapes answered differently from rollups_1h")
         out[name] = {key: _ms(values) for key, values in times.items()}
         w = out[name]
-        w["new_over_old_p50"] = round(w["new"]["p50"] / w["old"]["p50"], 2)
-        w["new_over_its_scan_p50"] = round(w["new"]["p50"] / w["scan_copies"]["p50"], 2)
-        print(f"   {name:22} old {w['old']}  new {w['new']}  scan 1h {w['scan_1h']}  scan copies "
-              f"{w['scan_copies']}  new/old {w['new_over_old_p50']}", flush=True)
+        w["structure"] = structure
+        w["rows_read"] = {key: store.query_arrow(SCAN.replace("{table}", rel.sql), {**params, **rel.params})
+                          .to_pylist()[0]["rows"] for key, rel in (("copies", copies), ("shapes", shaped))}
+        w["load_average"] = {"before": load_before, "after": load_average()}
+        w["shapes_over_old_p50"] = round(w["shapes"]["p50"] / w["old"]["p50"], 2)
+        w["shapes_over_copies_p50"] = round(w["shapes"]["p50"] / w["copies"]["p50"], 2)
+        w["shapes_over_its_scan_p50"] = round(w["shapes"]["p50"] / w["scan_shape"]["p50"], 2)
+        print(f"   {name:22} old {w['old']}  copies {w['copies']}  shapes {w['shapes']}  [{structure}; rows "
+              f"{w['rows_read']}]  look-up {w['lookup']}  scans: 1h {w['scan_1h']} copies {w['scan_copies']} "
+              f"shape {w['scan_shape']}  shapes/old {w['shapes_over_old_p50']} shapes/copies "
+              f"{w['shapes_over_copies_p50']} shapes/its scan {w['shapes_over_its_scan_p50']}  load "
+              f"{w['load_average']}", flush=True)
     return out
 
 
@@ -154,21 +204,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", default="1500000,15000000", help="comma-separated sizes, run in turn")
     parser.add_argument("--samples", type=int, default=60, help="uncached questions per widget, engine and size")
+    parser.add_argument("--out", default=str(RESULTS), help="where the figures go (JSON)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.events.split(",")]
     runs = {str(n): run_size(n, args.samples) for n in sizes}
     base = runs[str(sizes[0])]["widgets"]
-    curve = {name: {size: {"old": round(r["widgets"][name]["old"]["p50"] / base[name]["old"]["p50"], 2),
-                           "new": round(r["widgets"][name]["new"]["p50"] / base[name]["new"]["p50"], 2)}
+    curve = {name: {size: {**{e: {"p50_ms": r["widgets"][name][e]["p50"],
+                                  "over_first": round(r["widgets"][name][e]["p50"] / base[name][e]["p50"], 2)}
+                              for e in (*ENGINES, "scan_shape")},
+                           "load_average": r["widgets"][name]["load_average"]["after"]}
                     for size, r in runs.items()} for name in base}
-    print("curve (p50 ÷ the first size's p50):")
+    print("curve (p50 ms, and ÷ the first size's p50; scan_shape: the engine's bare scan of the rows the shapes read):")
     for name, points in curve.items():
-        print(f"   {name:22} " + "  ".join(f"{size}: old {p['old']}× new {p['new']}×" for size, p in points.items()))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        print(f"   {name:22} " + "  ".join(
+            f"{size}: " + " ".join(f"{e} {p[e]['p50_ms']} ({p[e]['over_first']}×)" for e in (*ENGINES, "scan_shape"))
+            + f" load {p['load_average']}" for size, p in points.items()))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                                    "samples": args.samples, "runs": runs, "curve": curve}, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,14 @@ The copy follows ``rollups_1h`` as ``common.session_pieces`` follows ``events_ra
   log. A purge does not wait: it deletes the purged rows from every build at once (``erase``), as from
   ``rollups_1h``.
 
+* **shapes** (``rollups_1h_by_day_shapes``): the same copy step writes the build's rows re-aggregated per dashboard
+  shape (``SHAPES``: no dimension, the event, the event and one of country, device, page), a row per hour, and when
+  the build copies the whole day a row per day too. ``read`` picks, for a question, the narrowest shape that holds
+  every dimension it groups or filters by (two or more: the full rows) and, for the days the range holds whole when
+  the question buckets no finer than a UTC day, the day rows: a 7-day question reads a few thousand rows and merges
+  one unique-user state per day and key instead of one per hour. A build's shaped rows share its partition id, so
+  ``collect`` and ``erase`` treat both tables alike; a build made before the shapes existed is read in full.
+
 Everything runs through the hot-store interface (the hot node in embedded mode). The log's times and the build ids
 come from the same clock, the hot tier's; a cluster of several servers would need them from one of them.
 """
@@ -42,6 +50,12 @@ from common.sql_files import fill, sql_sections
 GRACE = timedelta(minutes=10)  # far past the longest question (the query timeout, 30 s by default)
 _EPOCH = datetime(1970, 1, 1)
 BUILDING, BUILT, CHANGED = 2, 1, 0
+# the dimension each shape keeps besides the event ('total' keeps not even the event); FULL: the copy's full rows
+SHAPES: dict[str, str | None] = {"total": None, "event": None, "country": "country", "device": "device",
+                                 "page": "page"}
+FULL = "full"
+HOUR, DAY = 3600, 86400  # the shapes' grains: a row per hour, a row per UTC day
+TABLES = ("rollups_1h_by_day", "rollups_1h_by_day_shapes")
 
 
 @dataclass(frozen=True)
@@ -51,10 +65,29 @@ class Build:
     day: date
     build: int
     through: datetime
+    shaped: bool = False  # it wrote its shaped rows (builds older than the shapes did not)
 
     @property
     def start(self) -> datetime:
         return _day_start(self.day)
+
+    @property
+    def whole(self) -> bool:
+        """It copies every hour of its day (so its shapes have day rows)."""
+        return self.through >= self.start + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a question reads instead of rollups_1h: ``sql`` (a subquery with rollups_1h's columns) and its ``params``;
+    ``structure``: the shape read for the copied days (``FULL``: the copy's full rows); ``builds``: the valid builds
+    read; ``day_rows``: how many of them are read as day rows."""
+
+    sql: str
+    params: dict[str, Any]
+    structure: str
+    builds: list[int]
+    day_rows: int
 
 
 def _sections() -> dict[str, str]:
@@ -74,8 +107,10 @@ def _day(day: date) -> str:
     return day.isoformat()
 
 
-def _mark(store: HotStore, day: date, state: int, build: int = 0, through: datetime = _EPOCH) -> None:
-    store.command(_sections()["mark"], {"day": _day(day), "state": state, "build": build, "through": through})
+def _mark(store: HotStore, day: date, state: int, build: int = 0, through: datetime = _EPOCH,
+          shaped: bool = False) -> None:
+    store.command(_sections()["mark"], {"day": _day(day), "state": state, "build": build, "through": through,
+                                        "shaped": int(shaped)})
 
 
 def _now_ns(store: HotStore) -> int:
@@ -99,7 +134,11 @@ def build(store: HotStore, day: date, through: datetime | None = None) -> int:
     build_id = _now_ns(store)
     _mark(store, day, BUILDING, build_id, through)  # before the copy: a change recorded from now on invalidates it
     store.command(sections["copy"], {"build": build_id, "day_start": start, "through": through})
-    _mark(store, day, BUILT, build_id, through)
+    shaped = sections["shape_hours"]
+    if through >= start + timedelta(days=1):
+        shaped += "\nUNION ALL\n" + sections["shape_days"]
+    store.command(shaped, {"build": build_id})
+    _mark(store, day, BUILT, build_id, through, shaped=True)
     collect(store)
     return build_id
 
@@ -136,9 +175,16 @@ def erase(store: HotStore, hour: datetime, tenants: list[str] | None = None) -> 
     if tenants is not None:
         where += " AND tenant IN {tenants:Array(String)}"
         params["tenants"] = tenants
-    held = store.query_arrow(f"SELECT count() AS n FROM rollups_1h_by_day WHERE {where}", params)
-    if held.to_pylist()[0]["n"]:  # a mutation rewrites the builds' parts: only when there is something to delete
-        store.command(f"ALTER TABLE rollups_1h_by_day DELETE WHERE {where} SETTINGS mutations_sync = 2", params)
+    params["day_start"] = _day_start(hour.date())
+    # a day row holds every hour of its day: it goes with any of them (its build is not read any more anyway)
+    wheres = {"rollups_1h_by_day": where,
+              "rollups_1h_by_day_shapes": where.replace("hour = {hour:DateTime('UTC')}",
+                                                        "(hour = {hour:DateTime('UTC')} OR (grain = 86400 AND "
+                                                        "hour = {day_start:DateTime('UTC')}))")}
+    for table, condition in wheres.items():
+        held = store.query_arrow(f"SELECT count() AS n FROM {table} WHERE {condition}", params)
+        if held.to_pylist()[0]["n"]:  # a mutation rewrites the builds' parts: only when there is something to delete
+            store.command(f"ALTER TABLE {table} DELETE WHERE {condition} SETTINGS mutations_sync = 2", params)
     changed(store, hour.date())
 
 
@@ -160,34 +206,81 @@ def written(store: HotStore, hours: list[datetime]) -> None:
 
 
 def valid_builds(store: HotStore, start: datetime, end: datetime) -> list[Build]:
-    """The valid build of each day of ``[start, end)`` that has one, oldest day first."""
+    """The valid build of each day of ``[start, end)`` that has one, oldest day first: per day, its newest build
+    marked built, if it started after the day's newest change."""
     start, end = _naive(start), _naive(end)
     last = (end - timedelta(microseconds=1)).date()
-    rows = store.query_arrow(_sections()["valid"], {"first": _day(start.date()), "last": _day(last)}).to_pylist()
-    return [Build(r["day"], int(r["build"]), datetime.fromtimestamp(int(r["through"]), UTC).replace(tzinfo=None))
-            for r in rows]
+    rows = store.query_arrow(_sections()["marks"], {"first": _day(start.date()), "last": _day(last)}).to_pylist()
+    newest: dict[date, dict[str, Any]] = {}
+    changes: dict[date, int] = {}
+    for r in rows:
+        if r["state"] == BUILT and int(r["build"]) > int(newest.get(r["day"], {"build": 0})["build"]):
+            newest[r["day"]] = r
+        elif r["state"] == CHANGED:
+            changes[r["day"]] = max(changes.get(r["day"], 0), int(r["at"]))
+    return [Build(day, int(r["build"]), datetime.fromtimestamp(int(r["through"]), UTC).replace(tzinfo=None),
+                  bool(r["shaped"]))
+            for day, r in sorted(newest.items()) if int(r["build"]) > changes.get(day, 0)]
+
+
+def shape_for(dimensions: set[str], by_event: bool) -> str:
+    """The narrowest shape holding ``dimensions`` (those a question groups or filters by); ``by_event``: a metric or
+    the question needs the event. Two dimensions besides the event: the full rows (``FULL``)."""
+    others = dimensions - {"event"}
+    if not others:
+        return "event" if by_event or "event" in dimensions else "total"
+    if len(others) == 1:
+        return next(iter(others))
+    return FULL
 
 
 def relation(store: HotStore, start: datetime, end: datetime) -> tuple[str, dict[str, Any]] | None:
-    """What a question over ``[start, end)`` reads instead of rollups_1h: the FROM text (a subquery) and its
-    parameters, or None when no day of the range has a valid build reaching into it (rollups_1h alone answers)."""
+    """The copy's full rows for ``[start, end)`` (see ``read``): the FROM text and its parameters, or None."""
+    found = read(store, start, end)
+    return None if found is None else (found.sql, found.params)
+
+
+def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day_rows: bool = False) -> Read | None:
+    """What a question over ``[start, end)`` reads instead of rollups_1h, or None when no day of the range has a
+    valid build reaching into it (rollups_1h alone answers). ``shape``: the narrowest one answering the question
+    (``shape_for``; ``FULL`` reads the copy's full rows); ``day_rows``: the question buckets no finer than a UTC day,
+    so the days of the range held whole are read as day rows."""
     start, end = _naive(start), _naive(end)
+    sections = _sections()
     spans: list[tuple[datetime, datetime]] = []
-    builds: list[int] = []
+    groups: dict[str, list[int]] = {"day_builds": [], "hour_builds": [], "whole_day_builds": []}
     for b in valid_builds(store, start, end):
         lo, hi = max(b.start, start), min(b.through, end)
-        if lo < hi:
-            spans.append((lo, hi))
-            builds.append(b.build)
-    if not builds:
+        if lo >= hi:
+            continue
+        spans.append((lo, hi))
+        if shape == FULL or not b.shaped:
+            groups["day_builds"].append(b.build)
+        elif day_rows and b.whole and lo == b.start and hi == b.start + timedelta(days=1):
+            groups["whole_day_builds"].append(b.build)
+        else:
+            groups["hour_builds"].append(b.build)
+    if not spans:
         return None
-    params: dict[str, Any] = {"day_builds": builds}
+    params: dict[str, Any] = {}
+    branches = []
+    if groups["day_builds"]:
+        branches.append(sections["copy_branch"])
+        params["day_builds"] = groups["day_builds"]
+    if groups["hour_builds"] or groups["whole_day_builds"]:
+        branches.append(sections["shape_branch"])
+        params |= {"shape": shape, "hour_builds": groups["hour_builds"], "whole_day_builds": groups["whole_day_builds"]}
     ranges = _outside(start, end, spans)
-    for i, (lo, hi) in enumerate(ranges):
-        params[f"hours_{i}_from"], params[f"hours_{i}_to"] = lo, hi
-    hour_ranges = " OR ".join(f"(hour >= {{hours_{i}_from:DateTime('UTC')}} AND "
-                              f"hour < {{hours_{i}_to:DateTime('UTC')}})" for i in range(len(ranges))) or "0"
-    return fill(_sections()["relation"], hour_ranges=hour_ranges), params
+    if ranges:
+        for i, (lo, hi) in enumerate(ranges):
+            params[f"hours_{i}_from"], params[f"hours_{i}_to"] = lo, hi
+        hour_ranges = " OR ".join(f"(hour >= {{hours_{i}_from:DateTime('UTC')}} AND "
+                                  f"hour < {{hours_{i}_to:DateTime('UTC')}})" for i in range(len(ranges)))
+        branches.append(fill(sections["hours_branch"], hour_ranges=hour_ranges))
+    builds = [b for ids in groups.values() for b in ids]
+    return Read(fill(sections["relation"], branches="\n UNION ALL\n ".join(branches)), params,
+                shape if groups["hour_builds"] or groups["whole_day_builds"] else FULL, builds,
+                len(groups["whole_day_builds"]))
 
 
 def _outside(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
@@ -222,7 +315,8 @@ def collect(store: HotStore, grace: timedelta = GRACE) -> list[int]:
         day = day_of.get(build_id)
         superseded = _superseded_at(days[day], build_id) if day is not None else 0  # no log left: drop
         if superseded is not None and superseded < cutoff:
-            store.command("ALTER TABLE rollups_1h_by_day DROP PARTITION {build:UInt64}", {"build": build_id})
+            for table in TABLES:  # a partition a table does not hold: nothing to drop
+                store.command(f"ALTER TABLE {table} DROP PARTITION {{build:UInt64}}", {"build": build_id})
             dropped.append(build_id)
     kept = sorted({_day(day_of[b]) for b in present if b not in dropped and b in day_of})
     trim_marks(store, kept, cutoff)

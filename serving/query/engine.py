@@ -15,6 +15,7 @@ relative error bound the answer states in ``error_bounds``, beside every other a
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,7 +28,7 @@ from common.settings import Settings
 from serving.query.buckets import bucket_starts, empty_value
 from serving.query.kpi_rows import base_spec, with_kpis
 from serving.query.sketch_answers import answer_rows, compile_sketch_read
-from serving.query.spec import METRICS, QueryError, QuerySpec
+from serving.query.spec import GRANULARITIES, METRICS, QueryError, QuerySpec
 from serving.query.sql_compile import compile_segment, effective_order, metric_alias
 from serving.query.tier_routing import Horizons, Segment, horizons_from_policy, plan
 from storage_tiers.lake.reader import LakeFilesChanged, LakeQueryTimeout, LakeRollupReader
@@ -77,6 +78,7 @@ class QueryEngine:
         day_sketches: bool = False,
         day_copies: bool = True,
         month_sketches: bool = True,
+        day_shapes: bool = True,
     ) -> None:
         self._store = store
         self._lake = lake
@@ -93,6 +95,10 @@ class QueryEngine:
         # totals read complete months from their merged month sketches (storage_tiers.tiers.month_sketches; False:
         # every day row, the benchmark's comparison); the answers are the same
         self.month_sketches = month_sketches
+        # from the copies, the narrowest shape that answers (common.day_rollups.read; False: the full rows, the
+        # benchmark's comparison); the answers are the same
+        self.day_shapes = day_shapes
+        self.copy_reads: Counter[str] = Counter()  # per structure read for copied days (tests, benchmarks)
 
     @classmethod
     def for_settings(cls, settings: Settings, store: HotStore) -> QueryEngine:
@@ -191,7 +197,11 @@ class QueryEngine:
         relation = None
         if self.day_copies and segment.source.table == "rollups_1h":
             # the valid day builds when the question starts: their rows stay until it has finished
-            relation = day_rollups.relation(self._store, segment.start, segment.end)
+            shape, day_rows = engine_shape(spec) if self.day_shapes else (day_rollups.FULL, False)
+            found = day_rollups.read(self._store, segment.start, segment.end, shape, day_rows)
+            if found is not None:
+                self.copy_reads[found.structure] += 1
+                relation = (found.sql, found.params)
         sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=timeout, relation=relation)
         try:
             return self._store.query_arrow(sql, params).to_pylist()
@@ -253,6 +263,17 @@ class QueryEngine:
                 if fresh:
                     raise
         raise AssertionError("unreachable")
+
+
+def engine_shape(spec: QuerySpec) -> tuple[str, bool]:
+    """The narrowest shape of the day copies that answers ``spec`` (every dimension it groups or filters by), and
+    whether its buckets are whole UTC days or coarser (no buckets: a total or a breakdown), so whole days of the range
+    may be read as day rows."""
+    used = set(spec.dimensions) | {f.field for f in spec.filters if not f.on_metric}
+    measured = {*spec.metrics, *(f.field for f in spec.filters), *(o.field for o in spec.order_by)}
+    by_event = any(METRICS[m].event is not None for m in measured if m in METRICS)
+    day_rows = spec.granularity is None or (GRANULARITIES[spec.granularity] % 86400 == 0 and not spec.local_days)
+    return day_rollups.shape_for(used, by_event), day_rows
 
 
 def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

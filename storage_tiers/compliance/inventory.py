@@ -139,6 +139,13 @@ DERIVED_TABLES: tuple[DerivedTable, ...] = (
         "as the day sketches: merged again from them whenever they change (month_sketches.merge_months)",
         "purge: each month whose day sketches lost a purged tenant is merged again without it (one purge commit), "
         "then vacuum"),
+    DerivedTable(
+        "rollups_1h_by_day_shapes", "hot", "rollups_1h_by_day",
+        "each build's rows per tenant re-aggregated per dashboard shape (no dimension, the event, the event and one "
+        "of country/device/page), per hour and per whole day; one partition per build",
+        "as rollups_1h_by_day: dropped with its build (day_rollups.collect)",
+        "purge: the purged tenants' rows and their day rows deleted from every build at once (day_rollups.erase), "
+        "the day built again (day_rollups.rebuild)"),
 )
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}

@@ -7,7 +7,10 @@ series, breakdown, top-N, day series of unique users) over ranges that mix them,
 ends, must answer as the engine without the copies and as the truth computed here from the event dicts (unique users:
 equal to rollups_1h's answer, whose ``uniq`` is itself approximate). Then the hours change under the copies: the stream
 writes into a copied hour, a restatement adds late events to a closed hour (also while a question is reading), a purge
-removes one tenant's oldest days.
+removes one tenant's oldest days. Every widget is asked in the shape the engine should pick from the copies' shaped
+rows (``rollups_1h_by_day_shapes``: no dimension, the event, one dimension, whole days as day rows), and the test
+checks the engine read that one (its ``copy_reads``), and the full rows when a filter and a breakdown name two
+dimensions.
 """
 
 from __future__ import annotations
@@ -81,7 +84,8 @@ def laid(hot: HotStore) -> Iterator[dict[str, Any]]:
     yield {"now": now, "days": days, "events": events, "gone": gone}
     # other modules lay events into other hours without a build, and read session pieces: the restatements here built
     # some (batch.restate); leave no copy and no pieces behind
-    for table in ("rollups_1h_by_day", "rollups_1h_by_day_marks", "session_pieces", "session_piece_hours"):
+    for table in ("rollups_1h_by_day", "rollups_1h_by_day_shapes", "rollups_1h_by_day_marks", "session_pieces",
+                  "session_piece_hours"):
         hot.command(f"TRUNCATE TABLE {table}")
 
 
@@ -96,7 +100,18 @@ def _specs(start: datetime, end: datetime) -> dict[str, SpecInput]:
         "filtered": SpecInput(metrics=["events"], start=start, end=end, dimensions=["device"],
                               filters=[{"field": "country", "op": "in", "values": ["DE", "FR"]}], **by),
         "users": SpecInput(metrics=["unique_users", "events"], start=start, end=end, granularity="day"),
+        "by_device": SpecInput(metrics=["events"], start=start, end=end, dimensions=["device"], **by),
+        "by_event": SpecInput(metrics=["events"], start=start, end=end, dimensions=["event"], **by),
+        "total": SpecInput(metrics=["events", "revenue"], start=start, end=end),
+        "users_by_country": SpecInput(metrics=["unique_users"], start=start, end=end, dimensions=["country"]),
     }
+
+
+# the shape of the copies each widget must be answered from (day rows too where it holds whole days: those without
+# hour buckets, and the day series)
+SHAPE = {"timeseries": "total", "breakdown": "country", "topn": "page", "filtered": day_rollups.FULL, "users": "total",
+         "by_device": "device", "by_event": "event", "total": "total", "users_by_country": "country"}
+UNIQUE = ("users", "users_by_country")  # unique users: equal to rollups_1h's answer (its uniq is approximate)
 
 
 def _truth(events: list[dict[str, Any]], tenant: str, name: str, start: datetime, end: datetime) -> list[list]:
@@ -111,9 +126,11 @@ def _truth(events: list[dict[str, Any]], tenant: str, name: str, start: datetime
             row[0] += 1
             row[1] += e["revenue"]
         return [[b, n, r] for b, (n, r) in sorted(per.items())]
-    if name in ("breakdown", "filtered"):
-        field = "country" if name == "breakdown" else "device"
-        keep = [e for e in mine if name == "breakdown" or e["country"] in ("DE", "FR")]
+    if name == "total":
+        return [[len(mine), sum(e["revenue"] for e in mine)]] if mine else []
+    if name in ("breakdown", "filtered", "by_device", "by_event"):
+        field = {"breakdown": "country", "filtered": "device", "by_device": "device", "by_event": "event"}[name]
+        keep = [e for e in mine if name != "filtered" or e["country"] in ("DE", "FR")]
         counts = Counter(e[field] for e in keep)
         return [[k, n] for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     if name == "topn":
@@ -124,17 +141,23 @@ def _truth(events: list[dict[str, Any]], tenant: str, name: str, start: datetime
 
 def _answers(hot: HotStore, laid: dict[str, Any], start: datetime, end: datetime, tenant: str = TENANTS[0],
              events: list[dict[str, Any]] | None = None) -> dict[str, list]:
-    """Each widget with the copies; every one equal to rollups_1h's alone and (but unique users) to the truth."""
+    """Each widget with the copies, from the shape it should read; every one equal to rollups_1h's alone, to the
+    copies' full rows and (but unique users) to the truth."""
     now = laid["now"]
     local = not is_remote(hot)  # the hot node's read-only sessions take no max_execution_time
     copies, alone = QueryEngine(hot, server_timeout=local), QueryEngine(hot, day_copies=False, server_timeout=local)
+    full = QueryEngine(hot, day_shapes=False, server_timeout=local)
+    copied = _copied(hot, start, end) > 0
     out = {}
     for name, raw in _specs(start, end).items():
         spec = build_spec(raw, now=now)
+        copies.copy_reads.clear()
         answer = copies.run(tenant, spec, now)
+        assert copies.copy_reads == ({SHAPE[name]: 1} if copied else {}), name
         assert answer.rows == alone.run(tenant, spec, now).rows, name
+        assert answer.rows == full.run(tenant, spec, now).rows, name
         assert answer.sources == ["hot:rollups_1h"]
-        if name != "users":
+        if name not in UNIQUE:
             assert answer.rows == _truth(laid["events"] if events is None else events, tenant, name, spec.start,
                                          spec.end), name
         out[name] = answer.rows
@@ -144,18 +167,26 @@ def _answers(hot: HotStore, laid: dict[str, Any], start: datetime, end: datetime
 
 def _copied(hot: HotStore, start: datetime, end: datetime) -> int:
     """How many days' builds a question over the range reads."""
-    found = day_rollups.relation(hot, start, end)
-    return 0 if found is None else len(found[1]["day_builds"])
+    found = day_rollups.read(hot, start, end)
+    return 0 if found is None else len(found.builds)
+
+
+def _day_rows(hot: HotStore, start: datetime, end: datetime) -> int:
+    """How many days a question with day buckets (or none) over the range reads as day rows."""
+    found = day_rollups.read(hot, start, end, "total", day_rows=True)
+    return 0 if found is None else found.day_rows
 
 
 def test_ranges_mixing_built_partial_and_unbuilt_days_answer_as_the_truth(hot: HotStore, laid: dict[str, Any]):
     days = laid["days"]
     whole = (_midnight(days[0]) + timedelta(hours=5, minutes=17), _midnight(days[8]) + timedelta(hours=20, minutes=3))
     assert _copied(hot, *whole) == 7  # days[1..7]; days[0] and days[8] from rollups_1h, days[7] after 14:00 too
+    assert _day_rows(hot, *whole) == 6  # days[1..6] whole (days[7] copied only up to 14:00: its hour rows)
     for tenant in TENANTS:
         _answers(hot, laid, *whole, tenant=tenant)
     inside = (_midnight(days[3]) + timedelta(hours=9, minutes=40), _midnight(days[5]) + timedelta(hours=2))
     assert _copied(hot, *inside) == 3
+    assert _day_rows(hot, *inside) == 1  # days[4]; days[3] and days[5] partly in the range: their hour rows
     _answers(hot, laid, *inside)
     across_the_reach = (_midnight(days[7]) + timedelta(hours=11, minutes=30), _midnight(days[8]) + timedelta(hours=1))
     assert _copied(hot, *across_the_reach) == 1
@@ -227,7 +258,8 @@ class RacedByARestatement:
         self.store, self.hour, self.late, self.raced = store, hour, late, False
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        if "rollups_1h_by_day WHERE build IN" in sql and not self.raced:
+        reads_copies = "FROM rollups_1h_by_day_shapes" in sql or "FROM rollups_1h_by_day WHERE" in sql
+        if reads_copies and not self.raced:
             self.raced = True
             _restate(self.store, self.hour, self.late)
         return self.store.query_arrow(sql, parameters)
@@ -256,10 +288,13 @@ def test_superseded_builds_go_after_the_grace_period(hot: HotStore, laid: dict[s
     valid = {b.build for b in day_rollups.valid_builds(hot, _midnight(laid["gone"]),
                                                        _midnight(days[8]) + timedelta(days=1))}
     kept = set(hot.query_arrow("SELECT DISTINCT build FROM rollups_1h_by_day").column("build").to_pylist())
+    shaped = set(hot.query_arrow("SELECT DISTINCT build FROM rollups_1h_by_day_shapes").column("build").to_pylist())
     assert kept > valid, "the restatements' superseded builds are kept for the grace period"
+    assert shaped == kept, "every build wrote its shaped rows"
     dropped = day_rollups.collect(hot, grace=timedelta(0))
     assert set(dropped) == kept - valid
-    assert set(hot.query_arrow("SELECT DISTINCT build FROM rollups_1h_by_day").column("build").to_pylist()) == valid
+    for table in day_rollups.TABLES:
+        assert set(hot.query_arrow(f"SELECT DISTINCT build FROM {table}").column("build").to_pylist()) == valid
     _answers(hot, laid, _midnight(days[0]), _midnight(days[8]) + timedelta(hours=23))
 
 
@@ -299,17 +334,19 @@ def test_a_purge_takes_the_rows_from_every_build(settings: Settings, hot: HotSto
     day_rollups.build(hot, gone)  # a superseded build kept for its grace period: it must lose the rows too
     held = "SELECT count() AS n FROM {table} WHERE tenant = {t:String}"
     assert hot.query_arrow(held.replace("{table}", "rollups_1h_by_day"), {"t": GONE}).to_pylist()[0]["n"] > 3
+    assert hot.query_arrow(held.replace("{table}", "rollups_1h_by_day_shapes"), {"t": GONE}).to_pylist()[0]["n"] > 3
     policy = load_policy(settings)
     retention = now - _midnight(gone + timedelta(days=1))  # the GONE tenant's day is past it
     policy = dataclasses.replace(policy, tenant_retention={**policy.tenant_retention, GONE: retention})
     report = Purger(settings, policy, AuditLog(settings), now, store=hot).run(confirm_large=True)
     assert any(i.tier == "hot" and i.dataset == "rollups_hourly" and i.tenants == [GONE] for i in report.items)
-    for table in ("rollups_1h", "rollups_1h_by_day"):
+    for table in ("rollups_1h", "rollups_1h_by_day", "rollups_1h_by_day_shapes"):
         assert hot.query_arrow(held.replace("{table}", table), {"t": GONE}).to_pylist()[0]["n"] == 0, table
     span = (_midnight(gone), _midnight(gone) + timedelta(days=1))
     assert [b.day for b in day_rollups.valid_builds(hot, *span)] == [gone], "the purged day built again"
-    answer = QueryEngine(hot).run(GONE, build_spec(_specs(*span)["breakdown"], now=now), now)
-    assert answer.rows == []
+    engine = QueryEngine(hot)
+    answer = engine.run(GONE, build_spec(_specs(*span)["breakdown"], now=now), now)
+    assert answer.rows == [] and engine.copy_reads == {"country": 1}, "read from the rebuilt day's shaped rows"
 
 
 def _marked_days(hot: HotStore) -> set[date]:
@@ -339,3 +376,21 @@ def test_the_marks_of_days_without_builds_go_and_the_others_stay(hot: HotStore, 
     day_rollups.build(hot, days[5])  # built again from scratch: read from the copy, answers unchanged
     assert days[5] in {b.day for b in day_rollups.valid_builds(hot, *whole)}
     _answers(hot, laid, _midnight(days[4]), _midnight(days[7]))
+
+
+def test_a_build_from_before_the_shapes_is_read_in_full(hot: HotStore, laid: dict[str, Any]):
+    """An install upgraded to the shapes holds builds that wrote none: those days read the copy's full rows, the
+    others their shapes, in one question, until the day is built again."""
+    days = laid["days"]
+    span = (_midnight(days[2]) + timedelta(hours=3), _midnight(days[5]))
+    old = {b.day: b.build for b in day_rollups.valid_builds(hot, *span)}[days[3]]
+    hot.command("ALTER TABLE rollups_1h_by_day_shapes DELETE WHERE build = {b:UInt64} SETTINGS mutations_sync = 2",
+                {"b": old})
+    hot.command("ALTER TABLE rollups_1h_by_day_marks UPDATE shaped = 0 WHERE build = {b:UInt64} "
+                "SETTINGS mutations_sync = 2", {"b": old})
+    found = day_rollups.read(hot, *span, shape="country", day_rows=True)
+    assert found is not None and found.params["day_builds"] == [old] and found.day_rows == 1  # days[4] whole
+    assert found.structure == "country"
+    _answers(hot, laid, *span)
+    day_rollups.build(hot, days[3])
+    assert day_rollups.read(hot, *span, shape="country").params.get("day_builds") is None  # type: ignore[union-attr]

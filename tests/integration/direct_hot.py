@@ -30,7 +30,8 @@ def events_table(tenant: str, at: datetime, n: int, event: str = "page_view", co
 
 
 WRITTEN: dict[str, HotStore] = {}  # tenant → the store its rows were written through, until forget_written
-HOT_TABLES = ("events_raw", "rollups_1m", "rollups_1h", "rollups_1h_by_day")  # the last: rollups_1h's day copies
+HOT_TABLES = ("events_raw", "rollups_1m", "rollups_1h", "rollups_1h_by_day",  # the last two: rollups_1h's day copies
+              "rollups_1h_by_day_shapes")
 
 
 def insert_events(hot: HotStore, events: pa.Table) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from serving.query.engine import _merge
+from serving.query.engine import _merge, engine_shape
 from serving.query.spec import QueryError, SpecInput, build_spec, parse_filter_params
 from serving.query.sql_compile import compile_segment
 from serving.query.tier_routing import Horizons, plan
@@ -114,3 +114,26 @@ def test_pieces_of_a_split_range_are_added_then_filtered_ordered_and_limited():
     ]
     assert _merge(query, pieces) == [{"country": "US", "events": 5, "revenue": 3.0},
                                      {"country": "FR", "events": 4, "revenue": 0.0}]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "shape", "day_rows"),
+    [
+        ({"granularity": "hour"}, "total", False),
+        ({"metrics": ["unique_users", "revenue"], "granularity": "day"}, "total", True),
+        ({"metrics": ["unique_users"], "granularity": "day", "tz": "Europe/Paris"}, "total", False),
+        ({"metrics": ["page_views"]}, "event", True),
+        ({"filters": [{"field": "page_views", "op": ">", "value": 3}]}, "event", True),  # HAVING on one event
+        ({"order_by": [{"field": "events"}], "dimensions": ["event"]}, "event", True),
+        ({"filters": [{"field": "event", "op": "=", "value": "click"}]}, "event", True),
+        ({"dimensions": ["country"]}, "country", True),
+        ({"dimensions": ["event", "device"]}, "device", True),
+        ({"metrics": ["clicks"], "filters": [{"field": "page", "op": "in", "values": ["/a"]}]}, "page", True),
+        ({"dimensions": ["device"], "filters": [{"field": "country", "op": "=", "value": "DE"}]}, "full", True),
+    ],
+)
+def test_the_narrowest_shape_of_the_day_copies_holds_every_dimension_and_event_a_question_uses(kwargs, shape,
+                                                                                                 day_rows):
+    """A shape drops dimensions (and 'total' the event): a question read from one that lacks a column it groups,
+    filters, orders or measures by would answer wrong, so the choice is checked for each way a column is used."""
+    assert engine_shape(spec(**kwargs)) == (shape, day_rows)

@@ -5,9 +5,10 @@
 SELECT toUnixTimestamp64Nano(now64(9)) AS ns
 
 -- name: mark
--- A row of the builds' log: state 2 a build starts, 1 its rows are written, 0 an hour of the day changed.
-INSERT INTO rollups_1h_by_day_marks (day, state, build, through)
-VALUES ({day:Date}, {state:UInt8}, {build:UInt64}, {through:DateTime('UTC')})
+-- A row of the builds' log: state 2 a build starts, 1 its rows are written, 0 an hour of the day changed; `shaped` 1:
+-- the build wrote its shaped rows too (rollups_1h_by_day_shapes, migration 018).
+INSERT INTO rollups_1h_by_day_marks (day, state, build, through, shaped)
+VALUES ({day:Date}, {state:UInt8}, {build:UInt64}, {through:DateTime('UTC')}, {shaped:UInt8})
 
 -- name: copy
 -- The day's hours before `through` as rollups_1h holds them now, one row per key (the parts' rows merged).
@@ -17,6 +18,47 @@ SELECT tenant, event, hour, country, device, page, sum(events), sum(revenue), un
 FROM rollups_1h
 WHERE hour >= {day_start:DateTime('UTC')} AND hour < {through:DateTime('UTC')}
 GROUP BY tenant, event, hour, country, device, page
+
+-- name: shape_hours
+-- The build's rows re-aggregated per shape, a row per hour: without the dimensions each shape drops ('' instead).
+INSERT INTO rollups_1h_by_day_shapes
+SELECT tenant, 'total', 3600, '', hour, '', '', '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, hour, build
+UNION ALL
+SELECT tenant, 'event', 3600, event, hour, '', '', '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, build
+UNION ALL
+SELECT tenant, 'country', 3600, event, hour, country, '', '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, country, build
+UNION ALL
+SELECT tenant, 'device', 3600, event, hour, '', device, '', sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, device, build
+UNION ALL
+SELECT tenant, 'page', 3600, event, hour, '', '', page, sum(events), sum(revenue), uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, page, build
+
+-- name: shape_days
+-- With a build of the whole day, the same INSERT also writes each shape's day rows (hour = the day's start), so a
+-- build's shaped rows are one part (a question opens one part per build).
+SELECT tenant, 'total', 86400, '', toStartOfDay(hour), '', '', '', sum(events), sum(revenue), uniqMergeState(users),
+       build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, toStartOfDay(hour), build
+UNION ALL
+SELECT tenant, 'event', 86400, event, toStartOfDay(hour), '', '', '', sum(events), sum(revenue), uniqMergeState(users),
+       build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), build
+UNION ALL
+SELECT tenant, 'country', 86400, event, toStartOfDay(hour), country, '', '', sum(events), sum(revenue),
+       uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), country, build
+UNION ALL
+SELECT tenant, 'device', 86400, event, toStartOfDay(hour), '', device, '', sum(events), sum(revenue),
+       uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), device, build
+UNION ALL
+SELECT tenant, 'page', 86400, event, toStartOfDay(hour), '', '', page, sum(events), sum(revenue),
+       uniqMergeState(users), build
+FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, toStartOfDay(hour), page, build
 
 -- name: written
 -- The stream wrote into these days from `earliest` on: a build that copies a written hour (started or valid) is
@@ -28,18 +70,12 @@ WHERE day IN {days:Array(Date)} AND state != 0
 GROUP BY day
 HAVING max(through) > {earliest:DateTime('UTC')}
 
--- name: valid
--- Per day of [first, last]: its newest build marked built, if it started after the day's newest change.
-SELECT day, b AS build, toUnixTimestamp(t) AS through
-FROM (
-    SELECT day, maxIf(build, state = 1) AS b, argMaxIf(through, build, state = 1) AS t,
-           toUnixTimestamp64Nano(maxIf(recorded_at, state = 0)) AS c
-    FROM rollups_1h_by_day_marks
-    WHERE day >= {first:Date} AND day <= {last:Date}
-    GROUP BY day
-)
-WHERE b > c
-ORDER BY day
+-- name: marks
+-- The log of the days of [first, last] (a few rows a day): which build of each day is valid is decided from it in
+-- Python (common.day_rollups.valid_builds), cheaper than grouping here on a question's path.
+SELECT day, state, build, toUnixTimestamp(through) AS through, toUnixTimestamp64Nano(recorded_at) AS at, shaped
+FROM rollups_1h_by_day_marks
+WHERE day >= {first:Date} AND day <= {last:Date}
 
 -- name: reach
 -- How far the day's builds reached (a new build of the day copies at least as far).
@@ -48,10 +84,10 @@ FROM rollups_1h_by_day_marks
 WHERE day = {day:Date} AND state != 0
 
 -- name: present
--- The builds whose rows are in the copy.
+-- The builds whose rows are in the copy or its shapes.
 SELECT DISTINCT toUInt64(partition) AS build
 FROM system.parts
-WHERE database = currentDatabase() AND table = 'rollups_1h_by_day' AND active
+WHERE database = currentDatabase() AND table IN ('rollups_1h_by_day', 'rollups_1h_by_day_shapes') AND active
 
 -- name: log
 -- The log of the days those builds copy (to tell which ones are superseded).
@@ -60,13 +96,27 @@ FROM rollups_1h_by_day_marks
 WHERE day IN (SELECT day FROM rollups_1h_by_day_marks WHERE state = 2 AND build IN {builds:Array(UInt64)})
 
 -- name: relation
--- A question's rows of a range: the valid builds' hours from the copy, every other hour of the range from rollups_1h
--- (the code writes the hour ranges, which keep the hour partitions pruned). The question's own WHERE applies to both.
-(SELECT tenant, event, hour, country, device, page, events, revenue, users
- FROM rollups_1h_by_day WHERE build IN {day_builds:Array(UInt64)}
- UNION ALL
- SELECT tenant, event, hour, country, device, page, events, revenue, users
- FROM rollups_1h WHERE {hour_ranges})
+-- A question's rows of a range: each branch (the code writes them, one per structure read) has the same columns; the
+-- rows of every hour of the range no valid build copied come from rollups_1h (the code writes the hour ranges, which
+-- keep the hour partitions pruned). The question's own WHERE applies to every branch.
+({branches})
+
+-- name: copy_branch
+-- The valid builds' full rows (every dimension).
+SELECT tenant, event, hour, country, device, page, events, revenue, users
+FROM rollups_1h_by_day WHERE build IN {day_builds:Array(UInt64)}
+
+-- name: shape_branch
+-- The valid builds' rows of one shape: hour rows of some builds, day rows of others (one branch: each costs a plan).
+SELECT tenant, event, hour, country, device, page, events, revenue, users
+FROM rollups_1h_by_day_shapes
+WHERE shape = {shape:String}
+  AND ((grain = 3600 AND build IN {hour_builds:Array(UInt64)}) OR (grain = 86400 AND build IN {whole_day_builds:Array(UInt64)}))
+
+-- name: hours_branch
+-- The range's hours no valid build copied.
+SELECT tenant, event, hour, country, device, page, events, revenue, users
+FROM rollups_1h WHERE {hour_ranges}
 
 -- name: old_marks
 -- The marks a trim removes: recorded before the cutoff, of days none of whose builds is in the copy.
