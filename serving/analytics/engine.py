@@ -81,7 +81,8 @@ class AnalyticsEngine:
                  timeout_seconds: float = 30.0,
                  lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection,
                  lake_end: Callable[[Settings], datetime | None] = lake_events_end,
-                 use_session_pieces: bool = True, packed_funnel: bool = True) -> None:
+                 use_session_pieces: bool = True, packed_funnel: bool = True,
+                 funnel_on_packed: bool = True) -> None:
         self.store = store
         self.settings = settings
         self.hot_horizon = hot_horizon
@@ -90,6 +91,8 @@ class AnalyticsEngine:
         self.lake_end = lake_end
         self.use_session_pieces = use_session_pieces  # False: the raw events only (the benchmark's comparison)
         self.packed_funnel = packed_funnel  # False: the hot funnel sorts by event id (the benchmark's comparison)
+        # False: the packed walk compares an array of times cut out of the packed events (the walk before)
+        self.funnel_on_packed = funnel_on_packed
         self.profiles = ProfileStore(store) if store is not None else None
         self.gap_ms = int(settings.session_gap_minutes * 60_000)
         self.ch = sql_sections("clickhouse/queries/analytics.sql")
@@ -303,7 +306,8 @@ class AnalyticsEngine:
         walked again by ``funnel_walk`` sorting by event id: the users listed, or every unit when there are many
         (a parameter of hundreds of thousands of ids costs more than the walk). ``units``: every row's user id;
         without, only the tied rows' (the rest get ''; one row per user then, so no user has rows in both passes)."""
-        packed = self._run("hot", fill(self.ch["funnel_walk_packed"], keep=keep, **packed_parts(spec), **common,
+        packed = self._run("hot", fill(self.ch["funnel_walk_packed"], keep=keep, **common,
+                                       **packed_parts(spec, on_packed=self.funnel_on_packed),
                                        who="user_id" if units else "if(tied, user_id, '')"), params)
         tied = pc.cast(packed["tied"], pa.bool_())
         if not pc.any(tied).as_py():

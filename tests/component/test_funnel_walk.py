@@ -4,8 +4,9 @@ Every case it covers, in either engine (ordered and strict modes, users and sess
 repeating an earlier event, a breakdown, short and long windows) over the hand-made and random clickstream of
 ``tests/analytics_clickstream.py`` in the in-process hot tier and the temporary lake, compared with
 ``tests/analytics_truth.py``: counts, times to convert, breakdown rows and who dropped off. The hot tier
-twice: the packed walk (units with ties on time walked again, listed or all of them) and the walk that
-sorts every unit by event id.
+three times: the packed walk comparing packed events (units with ties on time walked again, listed or all of
+them), the same walk over an array of times cut out of them (the walk before), and the walk that sorts every
+unit by event id.
 """
 
 from __future__ import annotations
@@ -72,17 +73,21 @@ def _check(answer: Any, events: list[dict[str, Any]], case: dict[str, Any], star
         assert sorted({c.user_id for c in answer.conversions if c.level == k}) == expected["dropped"][k]
 
 
-@pytest.mark.parametrize(("tier", "packed", "units"), [("hot", True, True), ("hot", True, False),
-                                                      ("hot", False, True), ("lake", False, True)],
-                         ids=["hot-packed", "hot-packed-no-ids", "hot-sorted", "lake"])
+@pytest.mark.parametrize(("tier", "packed", "on_packed", "units"),
+                         [("hot", True, True, True), ("hot", True, True, False), ("hot", True, False, True),
+                          ("hot", True, False, False), ("hot", False, True, True), ("lake", False, True, True)],
+                         ids=["hot-packed", "hot-packed-no-ids", "hot-packed-times", "hot-packed-times-no-ids",
+                              "hot-sorted", "lake"])
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 def test_sql_walk_equals_the_truth(settings: Settings, hot: HotStore, laid: dict[str, Any], case: dict[str, Any],
-                                   tier: str, packed: bool, units: bool):
-    """Without ``units`` (as ``POST /v1/funnels`` asks) the drop-off list comes from a second walk on first use."""
+                                   tier: str, packed: bool, on_packed: bool, units: bool):
+    """Without ``units`` (as ``POST /v1/funnels`` asks) the drop-off list comes from a second walk on first use.
+    ``on_packed``: the packed walk compares the packed events themselves (the default), or an array of times."""
     events, (start, end) = laid[tier]
     spec = defs.funnel_spec({**case, "tier": tier}, start, end)
     assert walks_in_sql(spec) and packs(spec)
-    answer = AnalyticsEngine(hot, settings, packed_funnel=packed).funnel(TENANT, spec, laid["now"], units=units)
+    answer = AnalyticsEngine(hot, settings, packed_funnel=packed, funnel_on_packed=on_packed).funnel(
+        TENANT, spec, laid["now"], units=units)
     _check(answer, events, case, start, end)
 
 

@@ -194,20 +194,20 @@ SETTINGS max_execution_time = {timeout_seconds}
 -- name: funnel_walk_packed
 -- funnel_walk without event ids, the hot tier's first pass: each event is one number, its time in ms shifted
 -- left by mask_bits plus its step mask, so sorting a unit's numbers sorts its events by time (and, on one
--- millisecond, by mask) with a plain numeric sort; the times t are cut back out of them, and their low bits
--- serve as the masks (bitTest on s). A sentinel after the last event (every mask bit set, a time after any
--- window) ends every step's search. tied: the unit holds events whose order by event id this order may not
--- follow (see the tie placeholder in serving/analytics/funnel_sql.py); its row is not an answer and
--- funnel_walk walks it again. Otherwise the same columns as funnel_walk; the chain placeholders give
--- c2 … cN per position. who: the user id, or only the tied rows' (the engine's choice).
+-- millisecond, by mask) with a plain numeric sort; their low bits serve as the masks (bitTest on s), and the
+-- walk compares the numbers themselves (attempts: each position's level as a step-1 event in [start, end), 0
+-- elsewhere), cutting times out only for the best attempt's gaps. A sentinel after the last event (every mask
+-- bit set, a time after any window) ends every step's search. tied: the unit holds events whose order by
+-- event id this order may not follow (see the tie placeholder in serving/analytics/funnel_sql.py); its row is
+-- not an answer and funnel_walk walks it again. Otherwise the same columns as funnel_walk; the chain
+-- placeholders give c2 … cN per position (times: an array t of the times, for the walk that uses one). who:
+-- the user id, or only the tied rows' (the engine's choice).
 SELECT {who} AS user_id, unit, level, gaps, {value_pick} AS value, tied
 FROM (
-    SELECT user_id, unit, v, {chain},
-           arrayMap((x, y, {chain_names}) -> if(bitTest(y, 0) AND x >= {start_ms:Int64} AND x < {end_ms:Int64},
-                                                {level}, 0), t, s, {chain_names}) AS lv,
+    SELECT user_id, unit, v, {chain}, {attempts} AS lv,
            arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps, {tie} AS tied
     FROM (
-        SELECT user_id, unit, s, v, arrayMap(k -> toInt64(bitShiftRight(k, {mask_bits})), s) AS t
+        SELECT user_id, unit, s, v{times}
         FROM (
             SELECT user_id, unit, arrayPushBack(arraySort(k0), 18446744073709551615) AS s, {value_sort} AS v
             FROM (
