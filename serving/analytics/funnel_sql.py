@@ -232,19 +232,24 @@ def walked_body(spec: FunnelSpec, table: pa.Table) -> dict[str, Any]:
 
 
 def _step_rows(spec: FunnelSpec, level: pa.Array, gaps: pa.Array) -> list[dict[str, Any]]:
+    """Step k's times are the (k-1)-th gap of the units reaching it, gathered straight from the lists' flat values
+    by their offsets. The mean does not depend on the order (``fmean`` is an exactly rounded sum), so only the
+    median's one or two middle values are put in place (``np.partition``), not the whole list sorted."""
+    levels = level.to_numpy(zero_copy_only=False)
+    firsts = gaps.offsets.to_numpy(zero_copy_only=False)[:-1]  # each unit's first gap in the flat values
+    flat = gaps.values.to_numpy(zero_copy_only=False)
     counts, stats = [], []
     for k in range(1, len(spec.steps) + 1):
-        reached = pc.greater_equal(level, k)
-        counts.append(int(pc.sum(reached).as_py() or 0))
+        reached = levels >= k
+        counts.append(int(np.count_nonzero(reached)))
         if k == 1 or not counts[-1]:
             stats.append((None, None))
             continue
-        ms = pc.list_element(gaps.filter(reached), k - 2)
-        seconds = pc.divide(pc.cast(ms, pa.float64()), 1000.0)
-        ordered = np.sort(seconds.to_numpy(zero_copy_only=False)).tolist()  # half Arrow's sort + to_pylist
-        n = len(ordered)
-        median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-        stats.append((statistics.fmean(ordered), median))
+        seconds = flat[firsts[reached] + (k - 2)].astype(np.float64) / 1000.0
+        n = len(seconds)
+        middle = np.partition(seconds, [(n - 1) // 2, n // 2])
+        median = float(middle[n // 2]) if n % 2 else (float(middle[n // 2 - 1]) + float(middle[n // 2])) / 2
+        stats.append((statistics.fmean(seconds.tolist()), median))
     return shape_steps(spec, counts, stats)
 
 
