@@ -210,17 +210,49 @@ FROM (
         SELECT user_id, unit, s, v{times}
         FROM (
             SELECT user_id, unit, arrayPushBack(arraySort(k0), 18446744073709551615) AS s, {value_sort} AS v
-            FROM (
-                SELECT user_id, unit,
-                       groupArray(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), {mask_bits}) + mask) AS k0,
-                       {value_array} AS v0
-                FROM (SELECT {unit} AS unit, user_id, ts, {mask} AS mask, {value} AS value
-                      FROM ({source}) WHERE {keep})
-                WHERE {mask_keep}
-                GROUP BY user_id, unit
-            )
+            FROM ({grouped})
         )
     )
 )
 WHERE level > 0 OR tied
 SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: funnel_packed_events
+-- funnel_walk_packed's units from the raw events: per unit, its step events packed (k0) and, with a breakdown,
+-- their values in the same order (v0).
+SELECT user_id, unit, groupArray(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), {mask_bits}) + mask) AS k0,
+       {value_array} AS v0
+FROM (SELECT {unit} AS unit, user_id, ts, {mask} AS mask, {value} AS value
+      FROM ({source}) WHERE {keep})
+WHERE {mask_keep}
+GROUP BY user_id, unit
+
+-- name: funnel_packed_pieces
+-- funnel_packed_events for the users unit from the funnel pieces of the built hours (sql/clickhouse/018_funnel_pieces.sql)
+-- and the raw events of the scan's other hours (the ranges placeholder): each piece row's events turned into
+-- packed step events by the same mask and value expressions, over the row's arrays (the fields placeholder names
+-- the arrays they read, as lambda arguments of the columns' own names), then a user's rows put together. The
+-- order of the elements does not matter: funnel_walk_packed sorts them, and the breakdown values travel beside
+-- them in the same order (both collected by the same grouping).
+SELECT user_id, '' AS unit, groupArrayArray(k) AS k0, {piece_values} AS v0
+FROM (
+    SELECT user_id, arrayFilter((x, mask) -> {mask_keep}, arrayMap((x, mask) -> bitShiftLeft(toUInt64(x), {mask_bits}) + mask,
+                                                                   t, masks), masks) AS k,
+           {piece_value_list} AS vs
+    FROM (
+        SELECT user_id, t, arrayMap(({fields}) -> {mask}, {fields}) AS masks{values}
+        FROM funnel_pieces
+        WHERE tenant = {tenant:String} AND hour IN {built_hours:Array(DateTime('UTC'))}
+    )
+    UNION ALL
+    SELECT user_id, groupArray(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), {mask_bits}) + mask) AS k,
+           {value_array} AS vs
+    FROM (
+        SELECT user_id, timestamp AS ts, {mask} AS mask, {value} AS value
+        FROM events_raw
+        WHERE tenant = {tenant:String} AND ({ranges}) AND {keep}
+    )
+    WHERE {mask_keep}
+    GROUP BY user_id
+)
+GROUP BY user_id
