@@ -9,6 +9,11 @@ again and reads only the other hours raw. The answer is the same as from the raw
 an independent truth): a gap between pieces decides a cut exactly as between events, and a chain of 24 hours or more,
 which would be cut inside a piece, is counted from its raw events.
 
+The same build writes the hour's *funnel pieces* (``funnel_pieces``: per tenant, hour and user, the user's events of the
+hour as arrays of times and dimensions), which the hot tier's funnels by user read instead of the closed hours' raw
+events (``serving.analytics.engine``); they are built, forgotten and marked with the session pieces (a mark with
+``funnel = 1``: an hour built before they existed has none and is read raw by funnels).
+
 The pieces are a copy of the raw events, so everything that changes a closed hour of events_raw changes them too:
 restating an hour forgets its pieces before the swap and builds them after it (``batch.restate``); a purge deletes
 the purged tenants' pieces with their events, and the tier mover drops an hour's pieces with the hour
@@ -24,7 +29,6 @@ from typing import Any, NamedTuple
 
 from common.hot_store import HotStore
 from common.sql_files import fill, sql_sections
-
 
 # the pre-aggregates built and forgotten together, per hour, under one mark: the session metrics' and the funnels'
 PIECE_TABLES = ("session_pieces", "funnel_pieces")

@@ -13,7 +13,8 @@ The hot tier walks packed events first (``packed_parts``): each event one UInt64
 mask, sorted as plain numbers, without the event ids. That order is the (timestamp, event_id) order
 whenever no two events of a unit share a millisecond with different masks (or, with a breakdown, share a
 millisecond at all); the units where they do are flagged ``tied`` and walked again by ``funnel_walk``, which
-sorts by event id.
+sorts by event id. By user, the packed events of the closed hours come from the funnel pieces the batch layer built
+(``funnel_packed_pieces``; ``common.session_pieces``), the rest from the raw events (``funnel_packed_events``).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def packed_parts(spec: FunnelSpec, *, on_packed: bool = True) -> dict[str, str]:
         in_range = f"x >= {shifted % 'start_ms'} AND x < {shifted % 'end_ms'}"
         limit = f"bitAnd(x, {PACKED_TIME_BITS}) + bitShiftLeft(toUInt64({{window_ms:Int64}} + 1), {MASK_BITS})"
         level = f"toUInt8(1 + {' + '.join(f'({c} < {limit})' for c in names)})"
-        attempts = f"arrayMap((x, {', '.join(names)}) -> if(bitTest(x, 0) AND {in_range}, {level}, 0), s, {', '.join(names)})"
+        chains = ", ".join(names)
+        attempts = f"arrayMap((x, {chains}) -> if(bitTest(x, 0) AND {in_range}, {level}, 0), s, {chains})"
 
         def ms(e: str) -> str:
             return f"toInt64(bitShiftRight({e}, {MASK_BITS}))"

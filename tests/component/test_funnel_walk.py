@@ -15,9 +15,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 import pyarrow as pa
+import pytest
 
 import tests.analytics_truth as truth
 from common import session_pieces
@@ -102,8 +101,9 @@ def _check(answer: Any, events: list[dict[str, Any]], case: dict[str, Any], star
                           ("hot", True, True, False, True), ("hot", True, True, False, False),
                           ("hot", True, False, True, True), ("hot", True, False, False, False),
                           ("hot", False, True, True, True), ("lake", False, True, True, True)],
-                         ids=["hot-packed-pieces", "hot-packed-pieces-no-ids", "hot-packed-raw", "hot-packed-raw-no-ids",
-                              "hot-packed-times-pieces", "hot-packed-times-raw-no-ids", "hot-sorted", "lake"])
+                         ids=["hot-packed-pieces", "hot-packed-pieces-no-ids", "hot-packed-raw",
+                              "hot-packed-raw-no-ids", "hot-packed-times-pieces", "hot-packed-times-raw-no-ids",
+                              "hot-sorted", "lake"])
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 def test_sql_walk_equals_the_truth(settings: Settings, hot: HotStore, laid: dict[str, Any], case: dict[str, Any],
                                    tier: str, packed: bool, on_packed: bool, pieces: bool, units: bool):
