@@ -5,11 +5,16 @@ What it measures, uncached, through ``serving.analytics.engine.AnalyticsEngine``
 * hot tier (embedded chDB, ``events_raw``): a 4-step funnel over 7 days (1-day window) and the 7-day
   session metrics over ``--hot-events`` events (default 10 M); beside them the bare scan of the same
   range (``count()`` and ``uniqExact(user_id)``), so the gap between scanning and answering is visible.
-  The funnel twice, the two alternating run by run after checking that they answer the same: the packed
-  walk (``funnel_4_steps_7d``) and the walk sorting every unit by event id (``funnel_4_steps_7d_sorted``,
-  the code before), both as ``POST /v1/funnels`` asks (no per-unit user ids unless needed);
-  ``funnel_packed_over_sorted`` is their ratio, and ``funnel_cpu_s`` the process's CPU time per answer
-  (chDB's threads included), which a shared machine's load disturbs less than wall time.
+  The funnel four times, alternating run by run after checking that they answer the same: the packed walk
+  over the funnel pieces of the closed hours (every hour ending more than an hour before now, built as the
+  batch layer's restatement builds them with the session pieces; the build's time per hour is in
+  ``session_pieces_build``) and the raw events of the open hours (``funnel_4_steps_7d``), the same walk over the
+  raw events alone (``funnel_4_steps_7d_raw``), the packed walk over an array of times on the raw events
+  (``funnel_4_steps_7d_times``, the code before) and the walk sorting every unit by event id
+  (``funnel_4_steps_7d_sorted``, the code before that), all as ``POST /v1/funnels`` asks (no per-unit user ids
+  unless needed); ``funnel_new_over_before`` (``funnel_4_steps_7d`` ÷ ``funnel_4_steps_7d_times``) and the other
+  ``funnel_*_over_*`` are their ratios, and ``funnel_cpu_s`` the process's CPU time per answer (chDB's threads
+  included), which a shared machine's load disturbs less than wall time.
   The session metrics twice in the same run: from the raw events alone (``session_metrics_7d_raw``, the
   code before session pieces) and from the session pieces of the closed hours (every hour ending more
   than an hour before now, built as the batch layer's restatement builds them; the build's time per hour
@@ -149,7 +154,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-lake", action="store_true", help="the hot tier's half only")
     parser.add_argument("--funnel-only", action="store_true",
-                        help="the hot tier's bare scan and funnels only (no session pieces, no lake)")
+                        help="the hot tier's bare scan and funnels only (no session metrics, no lake)")
     parser.add_argument("--output", default=str(REPO_ROOT / "bench" / "results" / "product_analytics.json"))
     args = parser.parse_args()
     memory = MemorySampler().start()  # this process and what it starts (Spark, MinIO): in the results
@@ -171,18 +176,29 @@ def main() -> None:
     scan_sql = ("SELECT count(), uniqExact(user_id) FROM events_raw WHERE tenant = 'bench' "
                 "AND timestamp >= {s:DateTime64(3, 'UTC')} AND timestamp < {e:DateTime64(3, 'UTC')}")
     scan_params = {"s": week[0].replace(tzinfo=None), "e": week[1].replace(tzinfo=None)}
+    results["session_pieces_build"] = build_pieces(store, now, settings.session_gap_minutes)
+    results["session_pieces_build"]["funnel_hours_built"] = len(session_pieces.funnel_hours(
+        store, funnel.start, funnel.end + funnel.window).hours)  # the funnel's hours read from its pieces
     load_before = __import__("os").getloadavg()
-    sorted_engine = AnalyticsEngine(store, settings, timeout_seconds=600, packed_funnel=False)
-    if engine.funnel(TENANT, funnel, now, units=False).body != sorted_engine.funnel(TENANT, funnel, now).body:
-        raise SystemExit("the packed funnel walk's answer differs from the event-id walk's")
+    engines = {"": engine,
+               "_raw": AnalyticsEngine(store, settings, timeout_seconds=600, use_funnel_pieces=False),
+               "_times": AnalyticsEngine(store, settings, timeout_seconds=600, use_funnel_pieces=False,
+                                         funnel_on_packed=False),
+               "_sorted": AnalyticsEngine(store, settings, timeout_seconds=600, packed_funnel=False)}
+    answer = engines["_sorted"].funnel(TENANT, funnel, now).body
+    for name, other in engines.items():
+        if other.funnel(TENANT, funnel, now, units=False).body != answer:
+            raise SystemExit(f"the funnel{name} walk's answer differs from the event-id walk's")
+
+    def ask(asked: AnalyticsEngine) -> Callable[[], Any]:
+        return lambda: asked.funnel(TENANT, funnel, now, units=False)
+
     funnels = alternating({"bare_scan_count_uniq": lambda: store.query_arrow(scan_sql, scan_params),
-                           "funnel_4_steps_7d": lambda: engine.funnel(TENANT, funnel, now, units=False),
-                           "funnel_4_steps_7d_sorted": lambda: sorted_engine.funnel(TENANT, funnel, now, units=False)},
+                           **{f"funnel_4_steps_7d{name}": ask(asked) for name, asked in engines.items()}},
                           args.repeat)
     results["hot"] = {name: {k: v for k, v in f.items() if k != "cpu_median_s"} for name, f in funnels.items()}
     results["hot"]["targets_s"] = {"funnel_4_steps_7d": 1.0}
     if not args.funnel_only:
-        results["session_pieces_build"] = build_pieces(store, now, settings.session_gap_minutes)
         raw_engine = AnalyticsEngine(store, settings, timeout_seconds=600, use_session_pieces=False)
         from_pieces, from_raw = engine.sessions(TENANT, sessions, now), raw_engine.sessions(TENANT, sessions, now)
         if not from_pieces.pieces or from_pieces.body != from_raw.body:
@@ -197,8 +213,11 @@ def main() -> None:
     results["hot"]["x_bare_scan"] = ratios({k: v for k, v in results["hot"].items() if isinstance(v, dict)
                                             and "median_s" in v}, "bare_scan_count_uniq")
     results["hot"]["funnel_cpu_s"] = {name: f["cpu_median_s"] for name, f in funnels.items()}
-    results["hot"]["funnel_packed_over_sorted"] = round(
-        funnels["funnel_4_steps_7d"]["median_s"] / funnels["funnel_4_steps_7d_sorted"]["median_s"], 2)
+    median = {name: f["median_s"] for name, f in funnels.items()}
+    results["hot"]["funnel_new_over_before"] = round(median["funnel_4_steps_7d"] / median["funnel_4_steps_7d_times"], 2)
+    for new, before in (("", "raw"), ("_raw", "times"), ("", "sorted")):
+        results["hot"][f"funnel{new or '_pieces'}_over_{before}"] = round(
+            median[f"funnel_4_steps_7d{new}"] / median[f"funnel_4_steps_7d_{before}"], 2)
     results["hot"]["load_average_before"] = load_before
     results["hot"]["load_average_after"] = __import__("os").getloadavg()
     store.close()

@@ -9,6 +9,11 @@ again and reads only the other hours raw. The answer is the same as from the raw
 an independent truth): a gap between pieces decides a cut exactly as between events, and a chain of 24 hours or more,
 which would be cut inside a piece, is counted from its raw events.
 
+The same build writes the hour's *funnel pieces* (``funnel_pieces``: per tenant, hour and user, the user's events of the
+hour as arrays of times and dimensions), which the hot tier's funnels by user read instead of the closed hours' raw
+events (``serving.analytics.engine``); they are built, forgotten and marked with the session pieces (a mark with
+``funnel = 1``: an hour built before they existed has none and is read raw by funnels).
+
 The pieces are a copy of the raw events, so everything that changes a closed hour of events_raw changes them too:
 restating an hour forgets its pieces before the swap and builds them after it (``batch.restate``); a purge deletes
 the purged tenants' pieces with their events, and the tier mover drops an hour's pieces with the hour
@@ -20,10 +25,13 @@ the partial hours at the range's ends, a changed gap).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from common.hot_store import HotStore
 from common.sql_files import fill, sql_sections
+
+# the pre-aggregates built and forgotten together, per hour, under one mark: the session metrics' and the funnels'
+PIECE_TABLES = ("session_pieces", "funnel_pieces")
 
 
 def _sections() -> dict[str, str]:
@@ -49,6 +57,7 @@ def build(store: HotStore, hour: datetime, session_gap_minutes: float) -> None:
     sections = _sections()
     forget(store, hour)
     store.command(fill(sections["build"], pieces=fill(sections["pieces"], events=sections["hour_events"])), params)
+    store.command(sections["build_funnel"], params)
     store.command(sections["mark"], params)
 
 
@@ -58,15 +67,17 @@ def forget(store: HotStore, hour: datetime, tenants: list[str] | None = None) ->
     others."""
     params: dict = {"hour": _hour(hour)}
     if tenants is not None:
-        store.command("ALTER TABLE session_pieces DELETE WHERE hour = {hour:DateTime('UTC')} "
-                      "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2",
-                      {**params, "tenants": tenants})
+        for table in PIECE_TABLES:
+            store.command(f"ALTER TABLE {table} DELETE WHERE hour = {{hour:DateTime('UTC')}} "
+                          "AND tenant IN {tenants:Array(String)} SETTINGS mutations_sync = 2",
+                          {**params, "tenants": tenants})
         return
     store.command(_sections()["unmark"], params)
-    held = store.query_arrow("SELECT count() AS n FROM session_pieces WHERE hour = {hour:DateTime('UTC')}", params)
-    if held.to_pylist()[0]["n"]:  # a mutation rewrites the day's parts: only when there is something to delete
-        store.command("ALTER TABLE session_pieces DELETE WHERE hour = {hour:DateTime('UTC')} "
-                      "SETTINGS mutations_sync = 2", params)
+    for table in PIECE_TABLES:
+        held = store.query_arrow(f"SELECT count() AS n FROM {table} WHERE hour = {{hour:DateTime('UTC')}}", params)
+        if held.to_pylist()[0]["n"]:  # a mutation rewrites the day's parts: only when there is something to delete
+            store.command(f"ALTER TABLE {table} DELETE WHERE hour = {{hour:DateTime('UTC')}} "
+                          "SETTINGS mutations_sync = 2", params)
 
 
 def written(store: HotStore, hours: list[datetime]) -> None:
@@ -85,14 +96,24 @@ class BuiltHours(NamedTuple):
 def built_hours(store: HotStore, scan_start: datetime, scan_end: datetime, session_gap_minutes: float) -> BuiltHours:
     """The whole hours of ``[scan_start, scan_end)`` whose pieces are built with this session gap, and the marks'
     version they were read at."""
-    rows = store.query_arrow(_sections()["built_hours"], {
-        "gap_ms": gap_ms(session_gap_minutes), "scan_start": _naive(scan_start), "scan_end": _naive(scan_end)})
+    return _whole_hours(store.query_arrow(_sections()["built_hours"], {
+        "gap_ms": gap_ms(session_gap_minutes), "scan_start": _naive(scan_start), "scan_end": _naive(scan_end)}),
+        scan_start, scan_end)
+
+
+def _whole_hours(rows: Any, scan_start: datetime, scan_end: datetime) -> BuiltHours:
     start, end = _naive(scan_start), _naive(scan_end)
     hours = [hour for hour, ok in zip((datetime.fromtimestamp(int(h), UTC).replace(tzinfo=None)
                                        for h in rows["epoch"].to_pylist()), rows["ok"].to_pylist(), strict=True)
              if ok and start <= hour and hour + timedelta(hours=1) <= end]
     newest = max(rows["newest"].to_pylist(), default="")
     return BuiltHours(hours, (newest, sum(rows["marks"].to_pylist())))
+
+
+def funnel_hours(store: HotStore, scan_start: datetime, scan_end: datetime) -> BuiltHours:
+    """``built_hours`` for funnels: the whole hours of the range built with funnel pieces (any session gap)."""
+    return _whole_hours(store.query_arrow(_sections()["funnel_hours"], {
+        "scan_start": _naive(scan_start), "scan_end": _naive(scan_end)}), scan_start, scan_end)
 
 
 def marks_version(store: HotStore, scan_start: datetime, scan_end: datetime) -> tuple[str, int]:

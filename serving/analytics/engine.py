@@ -81,7 +81,8 @@ class AnalyticsEngine:
                  timeout_seconds: float = 30.0,
                  lake_factory: Callable[[Settings], duckdb.DuckDBPyConnection] = lake_connection,
                  lake_end: Callable[[Settings], datetime | None] = lake_events_end,
-                 use_session_pieces: bool = True, packed_funnel: bool = True) -> None:
+                 use_session_pieces: bool = True, packed_funnel: bool = True,
+                 funnel_on_packed: bool = True, use_funnel_pieces: bool = True) -> None:
         self.store = store
         self.settings = settings
         self.hot_horizon = hot_horizon
@@ -90,6 +91,9 @@ class AnalyticsEngine:
         self.lake_end = lake_end
         self.use_session_pieces = use_session_pieces  # False: the raw events only (the benchmark's comparison)
         self.packed_funnel = packed_funnel  # False: the hot funnel sorts by event id (the benchmark's comparison)
+        # False: the packed walk compares an array of times cut out of the packed events (the walk before)
+        self.funnel_on_packed = funnel_on_packed
+        self.use_funnel_pieces = use_funnel_pieces  # False: funnels read raw events only (the benchmark's comparison)
         self.profiles = ProfileStore(store) if store is not None else None
         self.gap_ms = int(settings.session_gap_minutes * 60_000)
         self.ch = sql_sections("clickhouse/queries/analytics.sql")
@@ -302,9 +306,14 @@ class AnalyticsEngine:
         """The hot funnel from packed events (no event ids carried or compared), then the units with ties on time
         walked again by ``funnel_walk`` sorting by event id: the users listed, or every unit when there are many
         (a parameter of hundreds of thousands of ids costs more than the walk). ``units``: every row's user id;
-        without, only the tied rows' (the rest get ''; one row per user then, so no user has rows in both passes)."""
-        packed = self._run("hot", fill(self.ch["funnel_walk_packed"], keep=keep, **packed_parts(spec), **common,
-                                       who="user_id" if units else "if(tied, user_id, '')"), params)
+        without, only the tied rows' (the rest get ''; one row per user then, so no user has rows in both passes).
+        By user, the closed hours' funnel pieces stand in for their raw events when the batch layer built them."""
+        parts = {**common, **packed_parts(spec, on_packed=self.funnel_on_packed), "keep": keep,
+                 "who": "user_id" if units else "if(tied, user_id, '')"}
+        packed = self._packed_from_pieces(spec, parts, params) if spec.unit == "users" else None
+        if packed is None:
+            packed = self._run("hot", fill(self.ch["funnel_walk_packed"], **parts,
+                                           grouped=fill(self.ch["funnel_packed_events"], **parts)), params)
         tied = pc.cast(packed["tied"], pa.bool_())
         if not pc.any(tied).as_py():
             return packed.drop_columns(["tied"])
@@ -320,6 +329,41 @@ class AnalyticsEngine:
             answered = pc.and_(answered, pc.invert(pc.is_in(packed["user_id"], value_set=users)))
         kept = packed.filter(answered).drop_columns(["tied"])
         return pa.concat_tables([kept, walked.cast(kept.schema)])
+
+    def _packed_from_pieces(self, spec: FunnelSpec, parts: dict[str, str], params: dict[str, Any]
+                            ) -> pa.Table | None:
+        """``funnel_walk_packed`` over the funnel pieces of the scan's built hours and the raw events of its other
+        hours (``common.session_pieces``), or None when no hour is built (or the pieces are off). As for the session
+        metrics: the marks' version is read with the built hours and again after the pieces; when a restatement
+        changed it meanwhile the question reads again (then from the raw events alone)."""
+        if not self.use_funnel_pieces or self.store is None:
+            return None
+        scan_start, scan_end = params["scan_start"], params["scan_end"]
+        fields = ["event", *sorted({f.field for step in spec.steps for f in step.filters}
+                                   | ({spec.breakdown} if spec.breakdown else set()))]
+        listed = ", ".join(fields)
+        if spec.breakdown:
+            values = {"values": f", arrayMap(({listed}) -> {parts['value']}, {listed}) AS values",
+                      "piece_value_list": f"arrayFilter((v, mask) -> {parts['mask_keep']}, values, masks)",
+                      "piece_values": "groupArrayArray(vs)"}
+        else:
+            values = {"values": "", "piece_value_list": "emptyArrayString()", "piece_values": "emptyArrayString()"}
+        for _ in range(PIECES_ATTEMPTS):
+            hours, version = session_pieces.funnel_hours(self.store, scan_start, scan_end)
+            if not hours:
+                return None
+            ranges = session_pieces.raw_ranges(scan_start, scan_end, hours)
+            bounds = {f"rest_{i}_{side}": moment for i, span in enumerate(ranges)
+                      for side, moment in zip(("from", "to"), span, strict=True)}
+            where = " OR ".join(f"(timestamp >= {{rest_{i}_from:DateTime64(3, 'UTC')}} AND "
+                                f"timestamp < {{rest_{i}_to:DateTime64(3, 'UTC')}})" for i in range(len(ranges)))
+            grouped = fill(self.ch["funnel_packed_pieces"], **parts, **values, fields=listed, ranges=where or "0")
+            table = self._run("hot", fill(self.ch["funnel_walk_packed"], **parts, grouped=grouped),
+                              {**params, **bounds, "built_hours": hours})
+            if session_pieces.marks_version(self.store, scan_start, scan_end) == version:
+                return table
+            # an hour of the range was restated meanwhile: its pieces may have been missing when they were read
+        return None
 
     def _profile_property(self, tenant: str, field: str) -> dict[str, str]:
         if self.profiles is None:

@@ -13,7 +13,8 @@ The hot tier walks packed events first (``packed_parts``): each event one UInt64
 mask, sorted as plain numbers, without the event ids. That order is the (timestamp, event_id) order
 whenever no two events of a unit share a millisecond with different masks (or, with a breakdown, share a
 millisecond at all); the units where they do are flagged ``tied`` and walked again by ``funnel_walk``, which
-sorts by event id.
+sorts by event id. By user, the packed events of the closed hours come from the funnel pieces the batch layer built
+(``funnel_packed_pieces``; ``common.session_pieces``), the rest from the raw events (``funnel_packed_events``).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ def walk_parts(spec: FunnelSpec, engine: str) -> dict[str, str]:
 MASK_BITS = 16  # the step mask's width in a packed event: up to 16 steps (a funnel has at most 10)
 # the packed sentinel's time (2^48 - 1 ms, after any event's) read as "no such step": later than any window's end
 PACKED_NONE = "toInt64(281474976710655)"
+# the sentinel itself, the last packed event of every unit: as a step's packed event, "no such step"
+PACKED_SENTINEL = "toUInt64(18446744073709551615)"
+# a packed event's time bits (its mask bits cleared)
+PACKED_TIME_BITS = str((1 << 64) - (1 << MASK_BITS))
 
 
 def packs(spec: FunnelSpec) -> bool:
@@ -67,19 +72,26 @@ def packs(spec: FunnelSpec) -> bool:
     return walks_in_sql(spec) and len(spec.steps) <= MASK_BITS
 
 
-def packed_parts(spec: FunnelSpec) -> dict[str, str]:
-    """The ``funnel_walk_packed`` placeholders. Per position, ``c2`` … ``cN``: the times of steps 2 … N an attempt
-    starting there would reach (the sentinel's time from the first step not found).
+def packed_parts(spec: FunnelSpec, *, on_packed: bool = True) -> dict[str, str]:
+    """The ``funnel_walk_packed`` placeholders. Per position, ``c2`` … ``cN``: where the steps 2 … N an attempt
+    starting there would reach lie (the sentinel from the first step not found).
 
-    Ordered mode: c_L is G_2(G_3(… G_L(t))), where G_k(v) gives every position the value v holds at the next
+    Ordered mode: c_L is G_2(G_3(… G_L(v))), where G_k(v) gives every position the value v holds at the next
     event matching step k (``arrayReverseFill`` over the masks; the sentinel at the end matches every step, so
-    positions after the last match get its time). The outer fill reads G_k(v) only where step k-1 matched, and
+    positions after the last match get its value). The outer fill reads G_k(v) only where step k-1 matched, and
     there "the next" must mean "strictly after"; when steps k-1 and k have different event names no event
     matches both, so "at or after" is the same and the shift is skipped. Strict mode: step k is the event k-1
     places later, with every event in between matching its step (arrays shifted left, linear in the events).
-    A packed event's low bits are its mask: the packed numbers ``s`` serve as the masks (``bitTest``)."""
+    A packed event's low bits are its mask: the packed numbers ``s`` serve as the masks (``bitTest``).
+
+    ``on_packed`` (the default): v is ``s`` itself, so the chains hold packed events and every comparison is
+    made on them (a step within the window: ``c < (time + window + 1) << 16``; the times are shifted out only
+    for the best attempt's gaps); no array of times is built, and the ties are found with one shifted copy of
+    ``s`` instead of two arrays of differences. False: the chains over an array of times ``t`` cut out of
+    ``s`` (the walk before; the benchmark's comparison)."""
     n = len(spec.steps)
     names = [f"c{k}" for k in range(2, n + 1)]
+    v, none = ("s", PACKED_SENTINEL) if on_packed else ("t", PACKED_NONE)
     parts = []
     if spec.mode == "strict":
         parts += [f"arrayShiftLeft(s, {j - 1}) AS ms{j}" for j in range(2, n + 1)]
@@ -87,26 +99,49 @@ def packed_parts(spec: FunnelSpec) -> dict[str, str]:
             matched = " AND ".join(f"bitTest(a{j}, {j - 1})" for j in range(2, k + 1))
             args = ", ".join(f"a{j}" for j in range(2, k + 1))
             arrays = ", ".join(f"ms{j}" for j in range(2, k + 1))
-            parts.append(f"arrayMap(({args}, y) -> if({matched}, y, {PACKED_NONE}), {arrays}, "
-                         f"arrayShiftLeft(t, {k - 1}, {PACKED_NONE})) AS c{k}")
+            if on_packed:  # beyond the end the shifted copies hold 0, which matches no step
+                parts.append(f"arrayMap(({args}) -> if({matched}, a{k}, {none}), {arrays}) AS c{k}")
+            else:
+                parts.append(f"arrayMap(({args}, y) -> if({matched}, y, {none}), {arrays}, "
+                             f"arrayShiftLeft(t, {k - 1}, {none})) AS c{k}")
     else:
         for last in range(2, n + 1):
-            chain = "t"
+            chain = v
             for k in range(last, 1, -1):
                 chain = f"arrayReverseFill((x, y) -> bitTest(y, {k - 1}), {chain}, s)"
                 if spec.steps[k - 2].event == spec.steps[k - 1].event:  # one event may match both steps
-                    chain = f"arrayShiftLeft({chain}, 1, {PACKED_NONE})"
+                    chain = f"arrayShiftLeft({chain}, 1, {none})"
             parts.append(f"{chain} AS c{last}")
-    level = f"toUInt8(1 + {' + '.join(f'({c} <= x + {{window_ms:Int64}})' for c in names)})"
-    gaps = ", ".join(f"{c}[b] - {'t' if k == 2 else f'c{k - 1}'}[b]" for k, c in enumerate(names, start=2))
+    in_range = "x >= {start_ms:Int64} AND x < {end_ms:Int64}"
+    if on_packed:
+        shifted = "bitShiftLeft(toUInt64({%s:Int64}), " + str(MASK_BITS) + ")"
+        in_range = f"x >= {shifted % 'start_ms'} AND x < {shifted % 'end_ms'}"
+        limit = f"bitAnd(x, {PACKED_TIME_BITS}) + bitShiftLeft(toUInt64({{window_ms:Int64}} + 1), {MASK_BITS})"
+        level = f"toUInt8(1 + {' + '.join(f'({c} < {limit})' for c in names)})"
+        chains = ", ".join(names)
+        attempts = f"arrayMap((x, {chains}) -> if(bitTest(x, 0) AND {in_range}, {level}, 0), s, {chains})"
+
+        def ms(e: str) -> str:
+            return f"toInt64(bitShiftRight({e}, {MASK_BITS}))"
+        gaps = ", ".join(f"{ms(f'{c}[b]')} - {ms('s[b]' if k == 2 else f'c{k - 1}[b]')}"
+                         for k, c in enumerate(names, start=2))
+        same_ms = f"bitShiftRight(a, {MASK_BITS}) = bitShiftRight(z, {MASK_BITS})"
+    else:
+        level = f"toUInt8(1 + {' + '.join(f'({c} <= x + {{window_ms:Int64}})' for c in names)})"
+        attempts = (f"arrayMap((x, y, {', '.join(names)}) -> if(bitTest(y, 0) AND {in_range}, {level}, 0), t, s, "
+                    f"{', '.join(names)})")
+        gaps = ", ".join(f"{c}[b] - {'t' if k == 2 else f'c{k - 1}'}[b]" for k, c in enumerate(names, start=2))
     if spec.breakdown:  # the values' order must be the events' own: any two on one millisecond send the unit back
-        tie = "arrayExists(d -> d = 0, arrayPopFront(arrayDifference(t)))"
+        tie = (f"arrayExists((a, z) -> {same_ms}, s, arrayShiftLeft(s, 1))" if on_packed
+               else "arrayExists(d -> d = 0, arrayPopFront(arrayDifference(t)))")
         value_array, value_pick = "groupArray(value)", "v[b]"
         value_sort = "arrayPushBack(arraySort((v, k) -> k, v0, k0), '')"
     else:  # two events on one millisecond with the same mask walk the same whichever comes first
-        tie = "arrayExists((d, e) -> d = 0 AND e != 0, arrayDifference(t), arrayDifference(s))"
+        tie = (f"arrayExists((a, z) -> {same_ms} AND a != z, s, arrayShiftLeft(s, 1))" if on_packed
+               else "arrayExists((d, e) -> d = 0 AND e != 0, arrayDifference(t), arrayDifference(s))")
         value_array, value_sort, value_pick = "emptyArrayString()", "emptyArrayString()", "''"
-    return {"chain": ", ".join(parts), "chain_names": ", ".join(names), "level": level,
+    times = "" if on_packed else f", arrayMap(k -> toInt64(bitShiftRight(k, {MASK_BITS})), s) AS t"
+    return {"chain": ", ".join(parts), "attempts": attempts, "times": times,
             "gaps": f"arraySlice([{gaps}], 1, level - 1)", "tie": tie, "value_array": value_array,
             "value_sort": value_sort, "value_pick": value_pick,
             # ordered mode: an event matching no step (its name does, a filter does not) is never walked
@@ -199,19 +234,24 @@ def walked_body(spec: FunnelSpec, table: pa.Table) -> dict[str, Any]:
 
 
 def _step_rows(spec: FunnelSpec, level: pa.Array, gaps: pa.Array) -> list[dict[str, Any]]:
+    """Step k's times are the (k-1)-th gap of the units reaching it, gathered straight from the lists' flat values
+    by their offsets. The mean does not depend on the order (``fmean`` is an exactly rounded sum), so only the
+    median's one or two middle values are put in place (``np.partition``), not the whole list sorted."""
+    levels = level.to_numpy(zero_copy_only=False)
+    firsts = gaps.offsets.to_numpy(zero_copy_only=False)[:-1]  # each unit's first gap in the flat values
+    flat = gaps.values.to_numpy(zero_copy_only=False)
     counts, stats = [], []
     for k in range(1, len(spec.steps) + 1):
-        reached = pc.greater_equal(level, k)
-        counts.append(int(pc.sum(reached).as_py() or 0))
+        reached = levels >= k
+        counts.append(int(np.count_nonzero(reached)))
         if k == 1 or not counts[-1]:
             stats.append((None, None))
             continue
-        ms = pc.list_element(gaps.filter(reached), k - 2)
-        seconds = pc.divide(pc.cast(ms, pa.float64()), 1000.0)
-        ordered = np.sort(seconds.to_numpy(zero_copy_only=False)).tolist()  # half Arrow's sort + to_pylist
-        n = len(ordered)
-        median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-        stats.append((statistics.fmean(ordered), median))
+        seconds = flat[firsts[reached] + (k - 2)].astype(np.float64) / 1000.0
+        n = len(seconds)
+        middle = np.partition(seconds, [(n - 1) // 2, n // 2])
+        median = float(middle[n // 2]) if n % 2 else (float(middle[n // 2 - 1]) + float(middle[n // 2])) / 2
+        stats.append((statistics.fmean(seconds.tolist()), median))
     return shape_steps(spec, counts, stats)
 
 

@@ -146,6 +146,11 @@ DERIVED_TABLES: tuple[DerivedTable, ...] = (
         "as rollups_1h_by_day: dropped with its build (day_rollups.collect)",
         "purge: the purged tenants' rows and their day rows deleted from every build at once (day_rollups.erase), "
         "the day built again (day_rollups.rebuild)"),
+    DerivedTable(
+        "funnel_pieces", "hot", "events_raw",
+        "per tenant, hour and user: the hour's events as arrays of times, event names, pages, countries, devices",
+        "as events_raw: the tier mover's drop of an hour forgets its pieces (session_pieces.forget)",
+        "purge: the purged tenants' pieces deleted with their events (session_pieces.forget with tenants)"),
 )
 # Tags every cold object carries on S3/MinIO unless the policy names others (``cold_marking.s3_tags``).
 DEFAULT_COLD_TAGS = {"lakehouse-tier": "cold"}

@@ -85,7 +85,7 @@ def laid(hot: HotStore) -> Iterator[dict[str, Any]]:
     # other modules lay events into other hours without a build, and read session pieces: the restatements here built
     # some (batch.restate); leave no copy and no pieces behind
     for table in ("rollups_1h_by_day", "rollups_1h_by_day_shapes", "rollups_1h_by_day_marks", "session_pieces",
-                  "session_piece_hours"):
+                  "funnel_pieces", "session_piece_hours"):
         hot.command(f"TRUNCATE TABLE {table}")
 
 

@@ -4,18 +4,22 @@ Every case it covers, in either engine (ordered and strict modes, users and sess
 repeating an earlier event, a breakdown, short and long windows) over the hand-made and random clickstream of
 ``tests/analytics_clickstream.py`` in the in-process hot tier and the temporary lake, compared with
 ``tests/analytics_truth.py``: counts, times to convert, breakdown rows and who dropped off. The hot tier
-twice: the packed walk (units with ties on time walked again, listed or all of them) and the walk that
-sorts every unit by event id.
+three times: the packed walk comparing packed events (units with ties on time walked again, listed or all of
+them), the same walk over an array of times cut out of them (the walk before), and the walk that sorts every
+unit by event id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 import tests.analytics_truth as truth
+from common import session_pieces
 from common.hot_store import HotStore
 from common.settings import Settings
 from serving.analytics import definitions as defs
@@ -45,14 +49,34 @@ CASES: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def laid(settings: Settings, hot: HotStore) -> dict[str, Any]:
+def laid(settings: Settings, hot: HotStore) -> Iterator[dict[str, Any]]:
+    """The hot tier's hours before a boundary in the middle of the funnels' range are built into pieces (as the
+    batch layer's restatement builds them), the later ones stay raw: units cross from pieces to raw events."""
     now = datetime.now(UTC).replace(microsecond=0)
     recent = clickstream(TENANT, "w", now - timedelta(days=6), 5, seed=23).events
     old = clickstream(TENANT, "o", now - timedelta(days=200), 30, seed=24).events
     lay_hot(hot, recent)
     lay_lake(settings, old, TENANT)
-    return {"now": now, "hot": (recent, (now - timedelta(days=5), now - timedelta(days=2))),
-            "lake": (old, (now - timedelta(days=199), now - timedelta(days=175)))}
+    boundary = (now - timedelta(days=3, hours=12)).replace(minute=0, second=0)
+    built = sorted({e["timestamp"].replace(minute=0, second=0, microsecond=0) for e in recent
+                    if e["timestamp"] < boundary})
+    for hour in built:
+        session_pieces.build(hot, hour, 30)
+    yield {"now": now, "hot": (recent, (now - timedelta(days=5), now - timedelta(days=2))), "built": built,
+           "lake": (old, (now - timedelta(days=199), now - timedelta(days=175)))}
+    for table in ("session_pieces", "funnel_pieces", "session_piece_hours"):  # other modules share the hot tier
+        hot.command(f"TRUNCATE TABLE {table}")                                  # and lay events into these hours
+
+
+class Recording:
+    """The hot store, keeping the SQL it ran (to see which path answered)."""
+
+    def __init__(self, store: HotStore) -> None:
+        self.store, self.sql = store, []
+
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        self.sql.append(sql)
+        return self.store.query_arrow(sql, parameters)
 
 
 def _steps(rows: list[dict[str, Any]]) -> list[tuple]:
@@ -72,17 +96,28 @@ def _check(answer: Any, events: list[dict[str, Any]], case: dict[str, Any], star
         assert sorted({c.user_id for c in answer.conversions if c.level == k}) == expected["dropped"][k]
 
 
-@pytest.mark.parametrize(("tier", "packed", "units"), [("hot", True, True), ("hot", True, False),
-                                                      ("hot", False, True), ("lake", False, True)],
-                         ids=["hot-packed", "hot-packed-no-ids", "hot-sorted", "lake"])
+@pytest.mark.parametrize(("tier", "packed", "on_packed", "pieces", "units"),
+                         [("hot", True, True, True, True), ("hot", True, True, True, False),
+                          ("hot", True, True, False, True), ("hot", True, True, False, False),
+                          ("hot", True, False, True, True), ("hot", True, False, False, False),
+                          ("hot", False, True, True, True), ("lake", False, True, True, True)],
+                         ids=["hot-packed-pieces", "hot-packed-pieces-no-ids", "hot-packed-raw",
+                              "hot-packed-raw-no-ids", "hot-packed-times-pieces", "hot-packed-times-raw-no-ids",
+                              "hot-sorted", "lake"])
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
 def test_sql_walk_equals_the_truth(settings: Settings, hot: HotStore, laid: dict[str, Any], case: dict[str, Any],
-                                   tier: str, packed: bool, units: bool):
-    """Without ``units`` (as ``POST /v1/funnels`` asks) the drop-off list comes from a second walk on first use."""
+                                   tier: str, packed: bool, on_packed: bool, pieces: bool, units: bool):
+    """Without ``units`` (as ``POST /v1/funnels`` asks) the drop-off list comes from a second walk on first use.
+    ``on_packed``: the packed walk compares the packed events themselves (the default), or an array of times.
+    ``pieces``: by user, the built hours' funnel pieces stand in for their raw events (the default), or not."""
     events, (start, end) = laid[tier]
     spec = defs.funnel_spec({**case, "tier": tier}, start, end)
     assert walks_in_sql(spec) and packs(spec)
-    answer = AnalyticsEngine(hot, settings, packed_funnel=packed).funnel(TENANT, spec, laid["now"], units=units)
+    recording = Recording(hot)
+    answer = AnalyticsEngine(recording, settings, packed_funnel=packed, funnel_on_packed=on_packed,  # type: ignore[arg-type]
+                             use_funnel_pieces=pieces).funnel(TENANT, spec, laid["now"], units=units)
+    read_pieces = any("FROM funnel_pieces" in sql for sql in recording.sql)
+    assert read_pieces == (tier == "hot" and packed and pieces and spec.unit == "users")
     _check(answer, events, case, start, end)
 
 

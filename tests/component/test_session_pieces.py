@@ -31,7 +31,7 @@ from serving.analytics.engine import AnalyticsEngine
 from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.policy import load_policy
 from storage_tiers.tiers.purge import Purger
-from tests.analytics_clickstream import Clickstream, clickstream, lay_hot
+from tests.analytics_clickstream import FUNNEL, Clickstream, clickstream, lay_hot
 
 TENANT = "pieces-co"
 KEYS = ("sessions", "avg_session_duration", "pages_per_session", "bounce_rate")
@@ -66,8 +66,8 @@ def laid(hot: HotStore) -> Iterator[dict[str, Any]]:
         session_pieces.build(hot, hour, 30)
     yield {"now": now, "stream": stream, "boundary": boundary, "built": built,
            "range": (now - timedelta(days=5), now - timedelta(days=2))}
-    for table in ("session_pieces", "session_piece_hours"):  # other modules share the hot tier and lay events
-        hot.command(f"TRUNCATE TABLE {table}")                 # into these hours later: back to raw for all
+    for table in ("session_pieces", "funnel_pieces", "session_piece_hours"):  # other modules share the hot tier
+        hot.command(f"TRUNCATE TABLE {table}")              # and lay events into these hours later: back to raw for all
 
 
 def _check(settings: Settings, hot: HotStore, laid: dict[str, Any], events: list[dict[str, Any]],
@@ -88,7 +88,33 @@ def _check(settings: Settings, hot: HotStore, laid: dict[str, Any], events: list
             assert {r[by]: {k: r[k] for k in KEYS} for r in answer.body["rows"]} == {
                 g: {k: m[k] for k in KEYS} for g, m in expected.items()}
         assert answer.body == raw.body
+    for case in FUNNELS:  # the funnel pieces are built, forgotten and purged with the session pieces
+        spec = defs.funnel_spec({**case, "tier": "hot"}, start, end)
+        answer = AnalyticsEngine(recording, settings).funnel(TENANT, spec, laid["now"])  # type: ignore[arg-type]
+        _funnel_equals_the_truth(answer, events, case, start, end)
+    assert any("FROM funnel_pieces" in sql for sql in recording.sql)
     return recording.sql
+
+
+FUNNELS: list[dict[str, Any]] = [
+    {"steps": FUNNEL, "window": timedelta(days=1), "breakdown": "country"},
+    {"steps": [{"event": "page_view"}, {"event": "page_view"}, {"event": "add_to_cart"}], "window": timedelta(hours=1),
+     "mode": "strict"},
+]
+
+
+def _funnel_equals_the_truth(answer: Any, events: list[dict[str, Any]], case: dict[str, Any], start: datetime,
+                             end: datetime) -> None:
+    options = {k: case[k] for k in ("window", "mode") if k in case}
+    expected = truth.funnel(events, case["steps"], start, end, breakdown=case.get("breakdown"), **options)
+    assert expected["steps"][0]["count"] > 0
+    rows = [(r["count"], r["time_to_convert_mean"], r["time_to_convert_median"]) for r in answer.body["steps"]]
+    assert rows == [(r["count"], r["time_to_convert_mean"], r["time_to_convert_median"]) for r in expected["steps"]]
+    if case.get("breakdown"):
+        assert {r["value"]: [s["count"] for s in r["steps"]] for r in answer.body["breakdown"]} == {
+            v: [s["count"] for s in steps] for v, steps in expected["breakdown"].items()}
+    for k in range(1, len(case["steps"])):
+        assert sorted({c.user_id for c in answer.conversions if c.level == k}) == expected["dropped"][k]
 
 
 def test_pieces_and_raw_hours_answer_as_the_truth(settings: Settings, hot: HotStore, laid: dict[str, Any]):
@@ -131,14 +157,14 @@ def test_a_restated_hour_resessionizes_its_late_events(settings: Settings, hot: 
 
 class RacedByARestatement(Recording):
     """The hot store, where a restatement forgets ``hour`` (its first step) right before the first read of the
-    pieces: the question saw the hour built, and its pieces are gone when it reads them."""
+    pieces (of ``table``): the question saw the hour built, and its pieces are gone when it reads them."""
 
-    def __init__(self, store: HotStore, hour: datetime) -> None:
+    def __init__(self, store: HotStore, hour: datetime, table: str = "session_pieces") -> None:
         super().__init__(store)
-        self.hour, self.raced = hour, False
+        self.hour, self.table, self.raced = hour, table, False
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
-        if "FROM session_pieces" in sql and not self.raced:
+        if f"FROM {self.table}" in sql and not self.raced:
             self.raced = True
             session_pieces.forget(self.store, self.hour)
         return super().query_arrow(sql, parameters)
@@ -160,6 +186,42 @@ def test_a_question_raced_by_a_restatement_misses_no_hour(settings: Settings, ho
         assert {k: answer.body["totals"][k] for k in KEYS} == {k: expected[None][k] for k in KEYS}
     finally:
         session_pieces.build(hot, hour, 30)  # as the restatement would: the hour built again
+
+
+def test_a_funnel_raced_by_a_restatement_misses_no_hour(settings: Settings, hot: HotStore, laid: dict[str, Any]):
+    """As above for the funnel pieces: the hour's step events must be read, from its pieces or raw."""
+    start, end = laid["range"]
+    case = FUNNELS[0]
+    spec = defs.funnel_spec({**case, "tier": "hot"}, start, end)
+    # the built hour of the range with the most events of the tenant; leaving it out must change the answer (or
+    # this test would prove nothing)
+    counts: dict[datetime, int] = {}
+    for e in laid["stream"].events:
+        if start <= e["timestamp"] < end and _hour(e["timestamp"]) in laid["built"]:
+            counts[_hour(e["timestamp"])] = counts.get(_hour(e["timestamp"]), 0) + 1
+    hour = max(counts, key=lambda h: (counts[h], h))
+    assert _funnel_without(hot, settings, laid, spec, hour) != AnalyticsEngine(hot, settings).funnel(
+        TENANT, spec, laid["now"]).body
+    raced = RacedByARestatement(hot, hour, "funnel_pieces")
+    try:
+        answer = AnalyticsEngine(raced, settings).funnel(TENANT, spec, laid["now"])  # type: ignore[arg-type]
+        assert raced.raced
+        _funnel_equals_the_truth(answer, laid["stream"].events, case, start, end)
+    finally:
+        session_pieces.build(hot, hour, 30)  # as the restatement would: the hour built again
+
+
+def _funnel_without(hot: HotStore, settings: Settings, laid: dict[str, Any], spec: defs.FunnelSpec,
+                    hour: datetime) -> dict[str, Any]:
+    """The funnel's answer with ``hour``'s funnel pieces missing while it stays marked built (what a question would
+    answer without the marks' check)."""
+    params = {"h": hour.replace(tzinfo=None)}
+    hot.command("ALTER TABLE funnel_pieces DELETE WHERE hour = {h:DateTime('UTC')} SETTINGS mutations_sync = 2",
+                params)
+    try:
+        return AnalyticsEngine(hot, settings).funnel(TENANT, spec, laid["now"]).body
+    finally:
+        session_pieces.build(hot, hour, 30)
 
 
 def _others(hot: HotStore, hour: datetime) -> int:
@@ -191,9 +253,10 @@ def test_a_purge_takes_the_pieces_with_the_events(settings: Settings, hot: HotSt
     policy = dataclasses.replace(policy, tenant_retention={**policy.tenant_retention, TENANT: timedelta(days=6)})
     report = Purger(settings, policy, AuditLog(settings), now, store=hot).run(confirm_large=True)
     assert any(i.tier == "hot" and i.tenants == [TENANT] and i.whole for i in report.items)
-    left = hot.query_arrow("SELECT count() AS n FROM session_pieces WHERE tenant = {t:String} "
-                           "AND hour < {c:DateTime('UTC')}", {"t": TENANT, "c": first_day.replace(tzinfo=None)})
-    assert left.to_pylist()[0]["n"] == 0
+    for table in session_pieces.PIECE_TABLES:
+        left = hot.query_arrow(f"SELECT count() AS n FROM {table} WHERE tenant = {{t:String}} "
+                               "AND hour < {c:DateTime('UTC')}", {"t": TENANT, "c": first_day.replace(tzinfo=None)})
+        assert left.to_pylist()[0]["n"] == 0
     assert session_pieces.built_hours(hot, day, first_day, 30).hours == []
     kept = [e for e in stream.events if e["timestamp"] >= first_day]
     assert len(kept) == len(stream.events) - len(old)

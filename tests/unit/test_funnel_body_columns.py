@@ -30,10 +30,13 @@ def _walk_table(rng: random.Random, units: int, values: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema)
 
 
+@pytest.mark.parametrize("layout", ["list", "large-list-in-chunks"])
 @pytest.mark.parametrize("units", [0, 1, 2, 7, 500, 2001])
 @pytest.mark.parametrize("breakdown", [None, (3, ["x", "y", "z", "w", ""]), (2, ["other", "x", "other", "y", "z"]),
                                        (10, ["x", "y"])])
-def test_columns_answer_as_the_conversions_do(units, breakdown):
+def test_columns_answer_as_the_conversions_do(units, breakdown, layout):
+    """``layout``: the walk's gaps as one list array, or as large lists in two chunks (the step times are
+    gathered from the lists' offsets, which must hold either way)."""
     rng = random.Random(units * 7 + (0 if breakdown is None else breakdown[0]))
     raw = {"steps": STEPS, "window": timedelta(days=1)}
     values = [""]
@@ -42,4 +45,8 @@ def test_columns_answer_as_the_conversions_do(units, breakdown):
         values = breakdown[1]
     spec = defs.funnel_spec(raw, START, START + timedelta(days=7))
     table = _walk_table(rng, units, values)
+    if layout != "list":
+        cut = units // 3
+        table = pa.concat_tables([table.slice(0, cut), table.slice(cut)])
+        table = table.set_column(3, "gaps", table["gaps"].cast(pa.large_list(pa.int64())))
     assert walked_body(spec, table) == funnel_body(spec, conversions(table))

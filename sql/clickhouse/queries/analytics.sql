@@ -194,33 +194,65 @@ SETTINGS max_execution_time = {timeout_seconds}
 -- name: funnel_walk_packed
 -- funnel_walk without event ids, the hot tier's first pass: each event is one number, its time in ms shifted
 -- left by mask_bits plus its step mask, so sorting a unit's numbers sorts its events by time (and, on one
--- millisecond, by mask) with a plain numeric sort; the times t are cut back out of them, and their low bits
--- serve as the masks (bitTest on s). A sentinel after the last event (every mask bit set, a time after any
--- window) ends every step's search. tied: the unit holds events whose order by event id this order may not
--- follow (see the tie placeholder in serving/analytics/funnel_sql.py); its row is not an answer and
--- funnel_walk walks it again. Otherwise the same columns as funnel_walk; the chain placeholders give
--- c2 … cN per position. who: the user id, or only the tied rows' (the engine's choice).
+-- millisecond, by mask) with a plain numeric sort; their low bits serve as the masks (bitTest on s), and the
+-- walk compares the numbers themselves (attempts: each position's level as a step-1 event in [start, end), 0
+-- elsewhere), cutting times out only for the best attempt's gaps. A sentinel after the last event (every mask
+-- bit set, a time after any window) ends every step's search. tied: the unit holds events whose order by
+-- event id this order may not follow (see the tie placeholder in serving/analytics/funnel_sql.py); its row is
+-- not an answer and funnel_walk walks it again. Otherwise the same columns as funnel_walk; the chain
+-- placeholders give c2 … cN per position (times: an array t of the times, for the walk that uses one). who:
+-- the user id, or only the tied rows' (the engine's choice).
 SELECT {who} AS user_id, unit, level, gaps, {value_pick} AS value, tied
 FROM (
-    SELECT user_id, unit, v, {chain},
-           arrayMap((x, y, {chain_names}) -> if(bitTest(y, 0) AND x >= {start_ms:Int64} AND x < {end_ms:Int64},
-                                                {level}, 0), t, s, {chain_names}) AS lv,
+    SELECT user_id, unit, v, {chain}, {attempts} AS lv,
            arrayMax(lv) AS level, indexOf(lv, level) AS b, {gaps} AS gaps, {tie} AS tied
     FROM (
-        SELECT user_id, unit, s, v, arrayMap(k -> toInt64(bitShiftRight(k, {mask_bits})), s) AS t
+        SELECT user_id, unit, s, v{times}
         FROM (
             SELECT user_id, unit, arrayPushBack(arraySort(k0), 18446744073709551615) AS s, {value_sort} AS v
-            FROM (
-                SELECT user_id, unit,
-                       groupArray(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), {mask_bits}) + mask) AS k0,
-                       {value_array} AS v0
-                FROM (SELECT {unit} AS unit, user_id, ts, {mask} AS mask, {value} AS value
-                      FROM ({source}) WHERE {keep})
-                WHERE {mask_keep}
-                GROUP BY user_id, unit
-            )
+            FROM ({grouped})
         )
     )
 )
 WHERE level > 0 OR tied
 SETTINGS max_execution_time = {timeout_seconds}
+
+-- name: funnel_packed_events
+-- funnel_walk_packed's units from the raw events: per unit, its step events packed (k0) and, with a breakdown,
+-- their values in the same order (v0).
+SELECT user_id, unit, groupArray(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), {mask_bits}) + mask) AS k0,
+       {value_array} AS v0
+FROM (SELECT {unit} AS unit, user_id, ts, {mask} AS mask, {value} AS value
+      FROM ({source}) WHERE {keep})
+WHERE {mask_keep}
+GROUP BY user_id, unit
+
+-- name: funnel_packed_pieces
+-- funnel_packed_events for the users unit from the funnel pieces of the built hours (sql/clickhouse/019_funnel_pieces.sql)
+-- and the raw events of the scan's other hours (the ranges placeholder): each piece row's events turned into
+-- packed step events by the same mask and value expressions, over the row's arrays (the fields placeholder names
+-- the arrays they read, as lambda arguments of the columns' own names), then a user's rows put together. The
+-- order of the elements does not matter: funnel_walk_packed sorts them, and the breakdown values travel beside
+-- them in the same order (both collected by the same grouping).
+SELECT user_id, '' AS unit, groupArrayArray(k) AS k0, {piece_values} AS v0
+FROM (
+    SELECT user_id, arrayFilter((x, mask) -> {mask_keep}, arrayMap((x, mask) -> bitShiftLeft(toUInt64(x), {mask_bits}) + mask,
+                                                                   t, masks), masks) AS k,
+           {piece_value_list} AS vs
+    FROM (
+        SELECT user_id, t, arrayMap(({fields}) -> {mask}, {fields}) AS masks{values}
+        FROM funnel_pieces
+        WHERE tenant = {tenant:String} AND hour IN {built_hours:Array(DateTime('UTC'))}
+    )
+    UNION ALL
+    SELECT user_id, groupArray(bitShiftLeft(toUInt64(toUnixTimestamp64Milli(ts)), {mask_bits}) + mask) AS k,
+           {value_array} AS vs
+    FROM (
+        SELECT user_id, timestamp AS ts, {mask} AS mask, {value} AS value
+        FROM events_raw
+        WHERE tenant = {tenant:String} AND ({ranges}) AND {keep}
+    )
+    WHERE {mask_keep}
+    GROUP BY user_id
+)
+GROUP BY user_id

@@ -46,10 +46,20 @@ INSERT INTO session_pieces (tenant, hour, user_id, sid, first_ms, last_ms, event
 SELECT tenant, hour, user_id, sid, first_ms, last_ms, events, views, kinds, entry_page, exit_page
 FROM ({pieces})
 
+-- name: build_funnel
+-- The hour's funnel pieces (sql/clickhouse/019_funnel_pieces.sql), written with the session pieces.
+INSERT INTO funnel_pieces (tenant, hour, user_id, t, event, page, country, device)
+SELECT tenant, toStartOfHour(toDateTime(timestamp)) AS hour, user_id, groupArray(toUnixTimestamp64Milli(timestamp)),
+       groupArray(event), groupArray(page), groupArray(country), groupArray(device)
+FROM events_raw
+WHERE toStartOfHour(toDateTime(timestamp)) = {hour:DateTime('UTC')}
+GROUP BY tenant, hour, user_id
+
 -- name: mark
--- The hour's mark, written last: from then on questions read the hour's pieces instead of its events.
-INSERT INTO session_piece_hours (hour, built, gap_ms, events)
-SELECT {hour:DateTime('UTC')}, 1, {gap_ms:Int64}, count()
+-- The hour's mark, written last: from then on questions read the hour's pieces instead of its events (funnel = 1:
+-- its funnel pieces too).
+INSERT INTO session_piece_hours (hour, built, gap_ms, events, funnel)
+SELECT {hour:DateTime('UTC')}, 1, {gap_ms:Int64}, count(), 1
 FROM events_raw
 WHERE toStartOfHour(toDateTime(timestamp)) = {hour:DateTime('UTC')}
 
@@ -72,6 +82,15 @@ HAVING argMax(built, recorded_at) = 1
 -- marks it has; the caller keeps the whole hours built with its gap, and the newest mark and the count of all as
 -- the version it compares with marks_version after reading the pieces (one read, one snapshot of the marks).
 SELECT toUnixTimestamp(hour) AS epoch, argMax(built, recorded_at) = 1 AND argMax(gap_ms, recorded_at) = {gap_ms:Int64} AS ok,
+       toString(max(recorded_at)) AS newest, count() AS marks
+FROM session_piece_hours
+WHERE hour >= toStartOfHour({scan_start:DateTime64(3, 'UTC')}) AND hour < {scan_end:DateTime64(3, 'UTC')}
+GROUP BY hour
+ORDER BY hour
+
+-- name: funnel_hours
+-- built_hours for funnels: the hours whose newest mark says built with funnel pieces, whatever the session gap.
+SELECT toUnixTimestamp(hour) AS epoch, argMax(built, recorded_at) = 1 AND argMax(funnel, recorded_at) = 1 AS ok,
        toString(max(recorded_at)) AS newest, count() AS marks
 FROM session_piece_hours
 WHERE hour >= toStartOfHour({scan_start:DateTime64(3, 'UTC')}) AND hour < {scan_end:DateTime64(3, 'UTC')}
