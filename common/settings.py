@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Stale-while-revalidate for open ranges: past its fresh TTL an entry is still answered for up to "
         "this long while one request refreshes it in the background (0 turns it off).",
     )
+    fast_cached_reads: bool = Field(
+        default=True,
+        description="Answer a fresh cached GET /v1/timeseries, /v1/breakdown or /v1/topn before FastAPI's parameter "
+        "handling when the same URL (and key's tenant) was already answered and validated by the route; the "
+        "answer is the same either way (false: every request goes through the route, as before).",
+    )
     log_format: str = Field(
         default="json", description="Serving logs: `json` (one object per line, for machines) or `text` (humans)."
     )
