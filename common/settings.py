@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     )
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
+    ingest_fast_contract: bool = Field(
+        default=True,
+        description="POST /events normalizes plain events (known fields, no properties, canonical timestamp) the "
+        "short way and every other event through the full contract; the same events and reasons either way "
+        "(false: every event through the full contract, as before).",
+    )
     ingest_wait_for_kafka: bool = Field(
         default=True,
         description="POST /events answers only once Kafka acknowledged every event (acks=all): an acknowledged event "
