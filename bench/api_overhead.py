@@ -167,6 +167,49 @@ class SerializingPublisher:
         pass
 
 
+def kafka_batches(templates: Any, events: int, rounds: int) -> dict[str, Any]:
+    """The Kafka client's own CPU for the messages of one request: kafka-python building a record batch as its
+    producer does (lz4, the CRC32C of the batch) with its pure-Python CRC32C (what it falls back to without
+    the ``crc32c`` package) and with the ``crc32c`` extension (a dependency now)."""
+    import orjson
+    from kafka.record import util
+    from kafka.record._crc32c import crc as crc32c_python
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    from ingest.publisher import EVENTS_PER_MESSAGE
+
+    if util._crc32c is crc32c_python:
+        return {"skipped": "the crc32c package is not installed"}
+    batch = orjson.loads(templates.body(events))
+    messages = [orjson.dumps(batch[i:i + EVENTS_PER_MESSAGE]) for i in range(0, len(batch), EVENTS_PER_MESSAGE)]
+    lz4 = 3  # kafka-python's code for compression_type="lz4"
+
+    def build() -> int:
+        builder = DefaultRecordBatchBuilder(magic=2, compression_type=lz4, is_transactional=False, producer_id=-1,
+                                            producer_epoch=-1, base_sequence=-1, batch_size=256 * 1024)
+        for offset, value in enumerate(messages):
+            builder.append(offset, timestamp=None, key=None, value=value, headers=[])
+        return len(builder.build())
+
+    impls = {"old": crc32c_python, "new": util._crc32c}
+    cpu: dict[str, list[float]] = {name: [] for name in impls}
+    original = util.calc_crc32c.__defaults__
+    try:
+        for _ in range(rounds):
+            for name, impl in impls.items():
+                util.calc_crc32c.__defaults__ = (impl,)
+                t0 = time.process_time()
+                for _ in range(5):
+                    size = build()
+                cpu[name].append((time.process_time() - t0) / 5 / events * 1e6)
+    finally:
+        util.calc_crc32c.__defaults__ = original
+    out: dict[str, Any] = {name: {"cpu_us_per_event_median": round(statistics.median(v), 3)} for name, v in cpu.items()}
+    out["messages"], out["raw_bytes"], out["batch_bytes_lz4"] = len(messages), sum(map(len, messages)), size
+    out["ratio_new_over_old"] = round(out["new"]["cpu_us_per_event_median"] / out["old"]["cpu_us_per_event_median"], 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="cached requests per measurement")
@@ -266,10 +309,14 @@ def main() -> None:
             per_event = ingestion[name]["cpu_us_per_event_median"]
             ingestion[name]["events_per_cpu_second"] = round(1e6 / per_event) if per_event else None
         ingestion["load_average_1m"] = [load_before, load_average()]
+        load_before = load_average()
+        producer = kafka_batches(templates, args.events, args.rounds)
+        producer["load_average_1m"] = [load_before, load_average()]
         result = {"benchmark": "api_overhead", "at": datetime.now(UTC).isoformat(timespec="seconds"),
                   "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                   "cached_reads": {"requests": args.requests, "rounds": args.rounds, "urls": len(urls), **cached},
-                  "ingestion": {"events_per_batch": args.events, "batches": args.batches, **ingestion}}
+                  "ingestion": {"events_per_batch": args.events, "batches": args.batches, **ingestion},
+                  "kafka_record_batches": producer}
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
     finally:
