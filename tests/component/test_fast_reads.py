@@ -173,3 +173,29 @@ def test_a_rate_limited_key_is_charged_once_per_request(apps, data, client) -> N
     statuses = [fast.get("/v1/timeseries", params=params, headers=headers).status_code for _ in range(6)]
     assert statuses == [200, 200, 200, 200, 429, 429]  # 2 through the route and 2 fast, then the bucket is empty
     assert serving.fast_reads.answered >= 2  # (the bucket refills at 0.01/s: no refill within the test)
+
+
+def test_concurrent_lookups_of_a_key_share_one_redis_get(redis_url: str) -> None:
+    from serving.cache import QueryCache
+
+    async def scenario() -> tuple[list, list, list]:
+        cache = QueryCache(redis_url)
+        try:
+            async def compute() -> bytes:
+                return b'{"answer": 1}'
+
+            await cache.get_or_compute("lakehouse:q:v1:test-fresh", 60, compute)  # stored, fresh for ~60 s
+            found = await asyncio.gather(*(cache.fresh("lakehouse:q:v1:test-fresh") for _ in range(20)))
+            missing = await asyncio.gather(*(cache.fresh("lakehouse:q:v1:never-stored") for _ in range(5)))
+            stale = []
+            await cache.get_or_compute("lakehouse:q:v1:test-stale", 0.001, compute, stale_s=30)
+            await asyncio.sleep(0.01)
+            stale.append(await cache.fresh("lakehouse:q:v1:test-stale"))  # past its fresh time: the long way
+            return found, missing, stale
+        finally:
+            await cache.close()
+
+    found, missing, stale = asyncio.run(scenario())
+    assert sorted(how for _, how in found) == ["coalesced"] * 19 + ["hit"]
+    assert {body for body, _ in found} == {b'{"answer": 1}'}
+    assert missing == [None] * 5 and stale == [None]
