@@ -39,7 +39,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from common.redis_clients import async_redis
+from common.redis_clients import RawGets, async_redis
 
 KEY_PREFIX = "lakehouse:q:v1:"
 INDEX_PREFIX = "lakehouse:qidx:v1:"  # per-tenant sorted set of cached ranges
@@ -108,6 +108,7 @@ class CacheStats:
 class QueryCache:
     def __init__(self, redis_url: str, lock_timeout_s: float = 30.0) -> None:
         self._redis = async_redis(redis_url, timeout_s=0.5)
+        self._gets = RawGets(redis_url, timeout_s=0.5)  # the fast path's lookups: a GET at a quarter of the CPU
         self._lock_timeout = lock_timeout_s
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -132,7 +133,7 @@ class QueryCache:
         self._peeks[key] = future
         body = None
         try:
-            cached = await self._redis.get(key)
+            cached = await (self._gets.get(key) if self._gets.supported else self._redis.get(key))
             if cached is not None:
                 fresh_until, stored = _unpack(cached)
                 if time.time() < fresh_until:
@@ -284,6 +285,7 @@ class QueryCache:
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
+        self._gets.close()
         await self._redis.aclose()
 
 
