@@ -66,7 +66,7 @@ def create_app(serving: Serving) -> FastAPI:
         serving.metrics = ServingMetrics()
     # cached GET answers of URLs the query routes already validated, before FastAPI's parameter handling
     serving.fast_reads = fast = FastCachedReads(cache, serving.auth, serving.metrics, settings.fast_cached_reads)
-    app.add_middleware(fast.middleware, routes=app.router.routes)  # innermost: after the guard and the access log
+    app.add_middleware(fast.middleware)  # innermost: after the body guard and the access log
     # bounded bodies, and no body read for a caller without a key (inside observability: refusals are logged)
     app.add_middleware(RequestGuard, max_bytes=max(settings.request_max_bytes, settings.ingest_max_bytes),
                        key_check=_key_check(serving))

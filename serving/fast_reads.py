@@ -56,7 +56,7 @@ class FastCachedReads:
         self.enabled = enabled and auth is not None  # keys off: the tenant comes from the query, not handled here
         self.paths = frozenset(paths)
         self._keys: dict[UrlKey, tuple[str, str]] = {}  # URL → (cache key, tenant)
-        self._routes: dict[str, Any] = {}  # path → the APIRoute (for the metrics' route label)
+        self._routes: dict[str, Any] = {}  # path → its route, as routing set it (the metrics' route label)
         self._redis_paused_until = 0.0
         self.answered = 0  # requests answered here (for tests and the benchmark)
 
@@ -74,8 +74,8 @@ class FastCachedReads:
     def forget_all(self) -> None:
         self._keys.clear()
 
-    def middleware(self, app: ASGIApp, routes: Iterable[Any] = ()) -> ASGIApp:
-        """The ASGI app that answers what it can and hands the rest to ``app``; ``routes`` the app's routes."""
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """The ASGI app that answers what it can and hands the rest to ``app``."""
         fast = self
 
         async def fast_cached_reads(scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,8 +83,6 @@ class FastCachedReads:
                     or not fast.enabled):
                 await app(scope, receive, send)
                 return
-            if not fast._routes:
-                fast._routes = {r.path: r for r in routes if getattr(r, "path", None) in fast.paths}
             await fast._serve(app, scope, receive, send)
 
         return fast_cached_reads
@@ -117,10 +115,11 @@ class FastCachedReads:
                 await app(scope, receive, send)
             finally:
                 _pending.reset(token)
+                if scope.get("route") is not None:  # what routing made of this path: the metrics' label
+                    self._routes[scope["path"]] = scope["route"]
             return
         body, how = found
-        route = self._routes.get(scope["path"])
-        scope["route"] = route  # the route label of the access log and the metrics, as when routed
+        scope["route"] = self._routes.get(scope["path"])  # the access log's and the metrics' route, as when routed
         request_fields()["tenant"] = known[1]
         self.answered += 1
         if self.metrics is not None:

@@ -73,6 +73,11 @@ def _window(data: dict[str, Seeded], tenant: str) -> dict[str, str]:
     return {"from": (end - timedelta(hours=6)).isoformat(), "to": end.isoformat()}
 
 
+def _counts(exposition: str) -> dict[str, float]:
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+            if line and not line.startswith("#")}
+
+
 def _same(a, b) -> None:
     assert (a.status_code, a.content, a.headers.get("content-type")) == (b.status_code, b.content,
                                                                           b.headers.get("content-type"))
@@ -83,16 +88,19 @@ def test_a_repeated_url_is_answered_by_the_fast_path_with_the_routes_answer(apps
     params = {"metric": "events", "by": "country", "tenant": "acme", **_window(data, "acme")}
     first = fast.get("/v1/breakdown", params=params)  # through the route: computed, then filed
     assert first.status_code == 200 and first.headers["x-cache"] in ("miss", "hit")
-    before = serving.fast_reads.answered
+    before, scraped = serving.fast_reads.answered, _counts(fast.get("/metrics").text)
     again = fast.get("/v1/breakdown", params=params)
+    after = _counts(fast.get("/metrics").text)
     truth = slow.get("/v1/breakdown", params=params)  # the route's answer of the same entry
     assert serving.fast_reads.answered == before + 1
+    for name in ('lakehouse_query_duration_seconds_count{endpoint="/v1/breakdown",tier="cache"}',
+                 'lakehouse_cache_requests_total{outcome="hit"}',
+                 'lakehouse_http_requests_total{method="GET",route="/v1/breakdown",status="200"}'):
+        assert after.get(name, 0) - scraped.get(name, 0) == 1, name  # counted as when the route answers
     assert again.headers["x-cache"] == truth.headers["x-cache"] == "hit"
     _same(again, truth)
     assert again.headers["x-request-id"]  # still through the access-log middleware
     assert again.json()["rows"] == first.json()["rows"]
-    stats = fast.get("/metrics").text
-    assert 'lakehouse_http_requests_total{method="GET",route="/v1/breakdown",status="200"}' in stats
 
 
 def test_a_bad_parameter_is_never_answered_from_the_cache(apps, data) -> None:
