@@ -61,8 +61,13 @@ class RawGets:
         self._auth = [unquote(p) for p in (parts.username, parts.password) if p] if parts.password else []
         self._timeout = timeout_s
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def get(self, key: str) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # streams belong to the loop that opened them (a test's second client)
+            self._idle.clear()
+            self._loop = loop
         encoded = key.encode()
         request = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(encoded), encoded)
         for attempt in (0, 1):

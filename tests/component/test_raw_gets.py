@@ -145,3 +145,13 @@ def test_a_password_and_what_it_does_not_speak() -> None:
     assert not RawGets("unix:///run/redis.sock", 1).supported
     assert not RawGets("redis://127.0.0.1:6379/0?socket_timeout=3", 1).supported
     assert RawGets("redis://127.0.0.1:6379", 1).supported
+
+
+def test_one_client_used_from_two_event_loops_in_turn(server) -> None:
+    port, _ = server
+    redis.Redis(port=port).set("k", b"v")
+    gets = RawGets(f"redis://127.0.0.1:{port}/0", timeout_s=1)
+    try:
+        assert [asyncio.run(gets.get("k")) for _ in range(2)] == [b"v", b"v"]  # (a TestClient per test does this)
+    finally:
+        gets.close()
