@@ -13,7 +13,7 @@ one run, alternating old and new:
 
 Cached reads: the three 7-day widgets of the dashboard benchmark (``GET /v1/timeseries``, ``/breakdown``,
 ``/topn`` with an absolute window, the admin key), each filled once, then answered from a real Redis
-(started here on a port from LAKEHOUSE_TEST_PORT_OFFSET) by two apps over the same hot store and cache: one
+(started here on a free port) by two apps over the same hot store and cache: one
 with ``fast_cached_reads`` off (every request through FastAPI's routing, dependencies and validation, as
 before) and one with it on. Both apps' answers are compared byte for byte.
 
@@ -32,6 +32,7 @@ import os
 import platform
 import pstats
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -42,8 +43,6 @@ from typing import Any
 
 from bench.dashboard_latency import widgets
 
-_OFFSET = int(os.environ.get("LAKEHOUSE_TEST_PORT_OFFSET", "0"))
-REDIS_PORT = 26379 + _OFFSET
 ADMIN_KEY = "bench-overhead-admin-key"
 RESULTS = Path(__file__).parent / "results"
 
@@ -119,15 +118,22 @@ def side_by_side(loop: asyncio.AbstractEventLoop, runs: dict[str, Any], n: int, 
     return out
 
 
-def start_redis(home: Path) -> subprocess.Popen:
+def free_port() -> int:
+    """A port nothing listens on now (the bench stacks' ports stay free for them)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_redis(home: Path, port: int) -> subprocess.Popen:
     server = shutil.which("redis-server")
     if server is None:
         raise SystemExit("redis-server not found: `sudo apt-get install -y redis-server`")
-    proc = subprocess.Popen([server, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(home)], stdout=subprocess.DEVNULL)
     import redis
 
-    client = redis.Redis(port=REDIS_PORT)
+    client = redis.Redis(port=port)
     for _ in range(100):
         try:
             client.ping()
@@ -135,7 +141,7 @@ def start_redis(home: Path) -> subprocess.Popen:
         except redis.ConnectionError:
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit(f"redis-server did not start on port {REDIS_PORT}")
+    raise SystemExit(f"redis-server did not start on port {port}")
 
 
 class SerializingPublisher:
@@ -232,11 +238,12 @@ def main() -> None:
     logging.getLogger().handlers[:] = [sink]
     logging.getLogger().setLevel(logging.INFO)
     home = Path(tempfile.mkdtemp(prefix="bench-api-overhead-"))
-    redis_proc = start_redis(home)
+    redis_port = free_port()
+    redis_proc = start_redis(home, redis_port)
     store = None
     try:
         settings = Settings(home=home, lake_uri=str(home / "lake"), clickhouse_dsn="", hot_store_mode="direct",
-                            redis_url=f"redis://127.0.0.1:{REDIS_PORT}/0", admin_key=ADMIN_KEY,
+                            redis_url=f"redis://127.0.0.1:{redis_port}/0", admin_key=ADMIN_KEY,
                             kafka_bootstrap="127.0.0.1:1", alert_interval_seconds=0, lake_session_seconds=0)
         store = ClickHouseHotStore(settings.effective_clickhouse_dsn)
         migrate(store)
