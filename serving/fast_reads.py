@@ -71,9 +71,6 @@ class FastCachedReads:
             del keys[next(iter(keys))]  # the oldest first
         keys[url] = (cache_key, tenant)
 
-    def forget_all(self) -> None:
-        self._keys.clear()
-
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """The ASGI app that answers what it can and hands the rest to ``app``."""
         fast = self
