@@ -114,8 +114,16 @@ def ingest_phase(settings, clients: int, seconds: float, api: list[int]) -> dict
             "load_average_1m_after": load_average()}
 
 
-def run_mode(workers: int, base_env: dict[str, str], args: argparse.Namespace, tenant: str, loaded: list) -> dict:
-    os.environ.update({**base_env, "LAKEHOUSE_API_WORKERS": str(workers)})
+# A mode's suffix ``old``: the per-request fast paths off (cached GETs through FastAPI's parameter handling,
+# every event through the full contract), as before them; the same worker count without it has them on.
+OLD_PATHS = {"LAKEHOUSE_FAST_CACHED_READS": "false", "LAKEHOUSE_INGEST_FAST_CONTRACT": "false"}
+NEW_PATHS = {"LAKEHOUSE_FAST_CACHED_READS": "true", "LAKEHOUSE_INGEST_FAST_CONTRACT": "true"}
+
+
+def run_mode(mode: str, base_env: dict[str, str], args: argparse.Namespace, tenant: str, loaded: list) -> dict:
+    old = mode.endswith("old")
+    workers = int(mode.removesuffix("old"))
+    os.environ.update({**base_env, "LAKEHOUSE_API_WORKERS": str(workers), **(OLD_PATHS if old else NEW_PATHS)})
     from common.hot_store import FlightHotStore
     from common.settings import Settings
     from stack.app_services import app_services, full_stack
@@ -124,10 +132,12 @@ def run_mode(workers: int, base_env: dict[str, str], args: argparse.Namespace, t
     settings = Settings()
     stack = full_stack(settings)
     names = app_services(settings)
-    print(f"== mode {workers}: {'one process (API and hot node)' if not workers else f'hot node + {workers} workers'}")
+    print(f"== mode {mode}: {'one process (API and hot node)' if not workers else f'hot node + {workers} workers'}"
+          f"{', fast paths off' if old else ''}")
     t0 = time.perf_counter()
     stack.up(names)
-    out: dict[str, Any] = {"api_workers": workers, "services": names, "start_s": round(time.perf_counter() - t0, 1)}
+    out: dict[str, Any] = {"api_workers": workers, "fast_paths": not old, "services": names,
+                           "start_s": round(time.perf_counter() - t0, 1)}
     try:
         if not loaded:
             print(f"   loading {args.events:,} events over 7 days for tenant {tenant}")
@@ -155,6 +165,13 @@ def ratios(modes: list[dict]) -> list[dict]:
     out = []
     base = None
     for index, mode in enumerate(modes):
+        before = modes[index - 1] if index else None
+        if (before is not None and mode["fast_paths"] and not before["fast_paths"]
+                and before["api_workers"] == mode["api_workers"]):
+            out.append({"run": index, "api_workers": mode["api_workers"],
+                        "vs": "the same processes with the fast paths off, the run before",
+                        **_ratio_fields(mode, before)})
+            continue
         if mode["api_workers"] == 0:
             base = mode
             continue
@@ -162,19 +179,29 @@ def ratios(modes: list[dict]) -> list[dict]:
             continue
         out.append({
             "run": index, "api_workers": mode["api_workers"], "vs": "one process (api_workers=0), the run before",
-            "cached_requests_per_s": round(mode["cached"]["requests_per_s"] / base["cached"]["requests_per_s"], 2),
-            "cached_p99": round(mode["cached"]["latency"]["p99_ms"] / base["cached"]["latency"]["p99_ms"], 2),
-            "cached_api_cpu_per_request": round(mode["cached"]["api_cpu_us_per_request"]
-                                                / base["cached"]["api_cpu_us_per_request"], 2),
-            "ingest_events_per_s": round(mode["ingest"]["api_events_per_s"] / base["ingest"]["api_events_per_s"], 2),
-            "load_average_1m": [base["load_average_1m_before"], mode["load_average_1m_before"]],
+            **_ratio_fields(mode, base),
         })
     return out
 
 
+def _ratio_fields(mode: dict, base: dict) -> dict:
+    return {
+        "cached_requests_per_s": round(mode["cached"]["requests_per_s"] / base["cached"]["requests_per_s"], 2),
+        "cached_p99": round(mode["cached"]["latency"]["p99_ms"] / base["cached"]["latency"]["p99_ms"], 2),
+        "cached_api_cpu_per_request": round(mode["cached"]["api_cpu_us_per_request"]
+                                            / base["cached"]["api_cpu_us_per_request"], 2),
+        "ingest_events_per_s": round(mode["ingest"]["api_events_per_s"] / base["ingest"]["api_events_per_s"], 2),
+        "ingest_api_cpu_per_event": round(mode["ingest"]["api_cpu_ms_per_1000_events"]
+                                          / base["ingest"]["api_cpu_ms_per_1000_events"], 2),
+        "load_average_1m": [base["load_average_1m_before"], mode["load_average_1m_before"]],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modes", default="0,2,0,2", help="comma-separated API worker counts; 0 = one process")
+    parser.add_argument("--modes", default="0,2,0,2", help="comma-separated API worker counts; 0 = one process; "
+                        "a suffix `old` (e.g. 2old,2,2old,2) turns the per-request fast paths off for that run")
+    parser.add_argument("--out", default=str(RESULTS), help="where the figures are written")
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--ingest-clients", type=int, default=4)
@@ -196,7 +223,7 @@ def main() -> None:
     tenant = f"bench-workers-{uuid.uuid4().hex[:8]}"
     loaded: list = []
     try:
-        modes = [run_mode(int(m), base_env, args, tenant, loaded) for m in args.modes.split(",")]
+        modes = [run_mode(m.strip(), base_env, args, tenant, loaded) for m in args.modes.split(",")]
     finally:
         memory.stop()
         infra.down(["redis", "kafka"])
@@ -214,10 +241,11 @@ def main() -> None:
         "memory": memory.report(),
         "targets": {"cached_requests_per_s": 5000, "cached_p99_ms": 20, "api_events_per_s": 75000},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["ratios"], indent=2))
-    print(f"== written to {RESULTS}")
+    print(f"== written to {out}")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         description="Stale-while-revalidate for open ranges: past its fresh TTL an entry is still answered for up to "
         "this long while one request refreshes it in the background (0 turns it off).",
     )
+    fast_cached_reads: bool = Field(
+        default=True,
+        description="Answer a fresh cached GET /v1/timeseries, /v1/breakdown or /v1/topn before FastAPI's parameter "
+        "handling when the same URL (and key's tenant) was already answered and validated by the route; the "
+        "answer is the same either way (false: every request goes through the route, as before).",
+    )
     log_format: str = Field(
         default="json", description="Serving logs: `json` (one object per line, for machines) or `text` (humans)."
     )
@@ -205,6 +211,12 @@ class Settings(BaseSettings):
     )
     ingest_max_age_days: int = Field(default=30, description="Events older than this are rejected as invalid.")
     ingest_max_future_seconds: int = Field(default=300, description="Events further ahead than this are rejected.")
+    ingest_fast_contract: bool = Field(
+        default=True,
+        description="POST /events normalizes plain events (known fields, no properties, canonical timestamp) the "
+        "short way and every other event through the full contract; the same events and reasons either way "
+        "(false: every event through the full contract, as before).",
+    )
     ingest_wait_for_kafka: bool = Field(
         default=True,
         description="POST /events answers only once Kafka acknowledged every event (acks=all): an acknowledged event "

@@ -23,6 +23,7 @@ from serving.alerts.store import AlertStore
 from serving.cache import QueryCache
 from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
+from serving.fast_reads import FastCachedReads
 from serving.graphql_api.router import graphql_router
 from serving.observability import RequestObservability, ServingMetrics, metrics_router
 from serving.query.engine import QueryEngine
@@ -63,6 +64,9 @@ def create_app(serving: Serving) -> FastAPI:
     install_error_handlers(app)  # domain errors → HTTP status, for every route (serving/errors.py)
     if serving.metrics is None:
         serving.metrics = ServingMetrics()
+    # cached GET answers of URLs the query routes already validated, before FastAPI's parameter handling
+    serving.fast_reads = fast = FastCachedReads(cache, serving.auth, serving.metrics, settings.fast_cached_reads)
+    app.add_middleware(fast.middleware)  # innermost: after the body guard and the access log
     # bounded bodies, and no body read for a caller without a key (inside observability: refusals are logged)
     app.add_middleware(RequestGuard, max_bytes=max(settings.request_max_bytes, settings.ingest_max_bytes),
                        key_check=_key_check(serving))

@@ -39,7 +39,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from common.redis_clients import async_redis
+from common.redis_clients import RawGets, async_redis
 
 KEY_PREFIX = "lakehouse:q:v1:"
 INDEX_PREFIX = "lakehouse:qidx:v1:"  # per-tenant sorted set of cached ranges
@@ -108,10 +108,43 @@ class CacheStats:
 class QueryCache:
     def __init__(self, redis_url: str, lock_timeout_s: float = 30.0) -> None:
         self._redis = async_redis(redis_url, timeout_s=0.5)
+        self._gets = RawGets(redis_url, timeout_s=0.5)  # the fast path's lookups: a GET at a quarter of the CPU
         self._lock_timeout = lock_timeout_s
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._peeks: dict[str, asyncio.Future[bytes | None]] = {}  # ``fresh`` lookups under way, by key
         self.stats = CacheStats()
+
+    async def fresh(self, key: str) -> tuple[bytes, str] | None:
+        """The entry's answer and how it came (hit, or coalesced with a concurrent lookup of the key) while
+        it is fresh; None when it is missing or past its fresh time, or a ``get_or_compute`` of the key is
+        under way (the caller then goes through ``get_or_compute``, which serves stale entries, computes and
+        coalesces). Concurrent lookups of one key share one Redis ``GET``. Raises ``RedisError``."""
+        pending = self._peeks.get(key)
+        if pending is not None:
+            body = await asyncio.shield(pending)
+            if body is None:
+                return None
+            self.stats.coalesced += 1
+            return body, "coalesced"
+        if key in self._inflight:
+            return None
+        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._peeks[key] = future
+        body = None
+        try:
+            cached = await (self._gets.get(key) if self._gets.supported else self._redis.get(key))
+            if cached is not None:
+                fresh_until, stored = _unpack(cached)
+                if time.time() < fresh_until:
+                    body = stored
+        finally:
+            del self._peeks[key]
+            future.set_result(body)  # waiters of a failed lookup go the long way, as after a miss
+        if body is None:
+            return None
+        self.stats.hits += 1
+        return body, "hit"
 
     async def get_or_compute(
         self,
@@ -252,6 +285,7 @@ class QueryCache:
     async def close(self) -> None:
         for task in list(self._refreshing.values()):
             task.cancel()
+        self._gets.close()
         await self._redis.aclose()
 
 

@@ -13,6 +13,7 @@ from common.settings import Settings
 from ingest.publisher import Publisher
 from serving.analytics.kpis import KpiStore
 from serving.cache import QueryCache
+from serving.fast_reads import FastCachedReads
 from serving.observability import ServingMetrics
 from serving.query.engine import QueryEngine
 from serving.tenancy.auth import ApiKeyAuth
@@ -46,6 +47,7 @@ class Serving:
     metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/observability.py)
     streams: StreamSlots | None = None  # live streams open per key (WebSocket, GraphQL subscriptions)
     kpis: KpiStore | None = None  # the tenants' custom KPIs, usable wherever a metric is
+    fast_reads: FastCachedReads | None = None  # cached GET answers before FastAPI's parameter handling (app.py)
 
     def __post_init__(self) -> None:
         if self.kpis is None:

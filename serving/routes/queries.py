@@ -69,6 +69,8 @@ def queries_router(serving: Serving) -> APIRouter:
         started = time.perf_counter()
         request_fields()["tenant"] = tenant
         found = await answers.answer(tenant, raw, shape, compare)
+        if export is None and found.stable_key is not None and serving.fast_reads is not None:
+            serving.fast_reads.remember(found.stable_key, tenant)  # this URL, validated, may skip FastAPI next time
         if serving.metrics is not None:
             serving.metrics.observe_query(current_route(), found.tiers, time.perf_counter() - started)
         return respond(found, export)

@@ -34,6 +34,9 @@ class Answer:
     body: bytes  # the answer's JSON, as cached
     how: str  # where it came from, for X-Cache: hit, stale, miss, coalesced or bypass (Redis down)
     tiers: str = "cache"  # the tiers that computed it for this request (hot, warm+hot …), else cache
+    # the cache key when the same request would have it at any later time (a range ending at a given `to` or
+    # a relative range, no tenant KPI): what the fast path of cached reads may file the URL under
+    stable_key: str | None = None
 
 
 def bucket_iso(epoch: int) -> str:
@@ -119,12 +122,14 @@ class QueryAnswers:
         open_range = spec.end >= now - timedelta(minutes=1)
         ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
         stale = settings.cache_max_stale_seconds if open_range else 0.0  # stale-while-revalidate
+        key = cache_key(tenant, "query", identity)
+        stable = (raw.end is not None or raw.start is None) and not named_values(raw)
         try:
             body, how = await self._cache.get_or_compute(
-                cache_key(tenant, "query", identity), ttl, compute,
+                key, ttl, compute,
                 entry_range=EntryRange(tenant, previous_period(spec).start if compare else spec.start, spec.end),
                 stale_s=stale)
         except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
             raise QueryTimeout(f"the query ran longer than {settings.query_timeout_seconds:g} s; narrow the range, "
                                "coarsen the granularity or add filters") from exc
-        return Answer(body, how, computed[0] if computed else "cache")
+        return Answer(body, how, computed[0] if computed else "cache", key if stable else None)
