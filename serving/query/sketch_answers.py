@@ -17,43 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 from common.sketches import merged_estimate, relative_error_bound
+from common.sql_files import fill, sql_sections
 from serving.query.spec import METRICS, QuerySpec
 from serving.query.sql_compile import metric_alias
 from serving.query.tier_routing import Segment, sketch_dimension
 from storage_tiers.tiers.day_sketches import PRECISIONS
 
-_SELECT = """
-SELECT CAST(epoch("day") AS BIGINT) AS day_epoch, "value", events, revenue, users{sketch}
-FROM {table}
-WHERE tenant = $tenant
-  AND dimension = $dimension
-  AND dt BETWEEN $first_day AND $last_day
-  AND "day" >= $start
-  AND "day" < $end
-  {where}
-"""
-
-
-# The same read with the range's complete months from their month sketches (storage_tiers.tiers.month_sketches): the
-# day rows of the other days, then one row per month and value carrying its days' revenues and how many days it merged.
-_SELECT_WITH_MONTHS = """
-SELECT CAST(epoch("day") AS BIGINT) AS day_epoch, "value", events, revenue, [revenue] AS revenues, users,
-       1 AS days, sketch
-FROM {table}
-WHERE tenant = $tenant
-  AND dimension = $dimension
-  AND dt BETWEEN $first_day AND $last_day
-  AND "day" >= $start
-  AND "day" < $end
-  AND NOT list_contains($merged_months, strftime(dt, '%Y-%m'))
-  {where}
-UNION ALL
-SELECT CAST(epoch("day") AS BIGINT) AS day_epoch, "value", events, revenue, revenues, users, days, sketch
-FROM {months}
-WHERE tenant = $tenant
-  AND dimension = $dimension
-  {where}
-"""
+_READS = sql_sections("duckdb/queries/sketch_answers.sql")
 
 
 @dataclass
@@ -86,9 +56,9 @@ def compile_sketch_read(spec: QuerySpec, segment: Segment, tenant: str, relation
     if months is not None and merged_months:
         month_table, month_params = months
         params = {**params, **month_params, "merged_months": list(merged_months)}
-        return _SELECT_WITH_MONTHS.format(table=table, months=month_table, where="\n  ".join(where)), params, dimension
-    sql = _SELECT.format(table=table, where="\n  ".join(where),
-                         sketch=", sketch" if wants_users and _merges(spec, dimension) else "")
+        return fill(_READS["with_months"], table=table, months=month_table, where="\n  ".join(where)), params, dimension
+    sql = fill(_READS["day_rows"], table=table, where="\n  ".join(where),
+               sketch=", sketch" if wants_users and _merges(spec, dimension) else "")
     return sql, params, dimension
 
 
