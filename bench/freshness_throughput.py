@@ -134,7 +134,8 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
             "kafka_to_hot_events_per_s": round((n - first_rows) / sustained_s) if sustained_s > 0 else None,
             "hot_rows_after": hot_rows,
             "all_queries_drained_s": None if all_drained is None else round(all_drained - started, 1),
-            "queries": query_split(store, stream_started), "hot_stages": hot_stage_split(settings, log_start)}
+            "queries": query_split(store, stream_started), "hot_stages": hot_stage_split(settings, log_start),
+            "stream_typed_instants": settings.stream_typed_instants}  # LAKEHOUSE_STREAM_TYPED_INSTANTS of the run
 
 
 QUERIES = ("hot", "landing", "dead_letters")

@@ -356,6 +356,12 @@ class Settings(BaseSettings):
         description="Most Kafka records the hot query reads per micro-batch (the API packs up to 200 events in a "
         "record); the landing and dead-letter queries read all that arrived at their own triggers.",
     )
+    stream_typed_instants: bool = Field(
+        default=True,
+        description="The stream's event contract hands each event's two instants to Spark as timestamps (Arrow "
+        "casts the canonical text in the Python worker) instead of text that Spark parses again in every query; "
+        "`false` restores the text and Spark's casts (same instants: for side-by-side measurements).",
+    )
     checkpoint_dir: str = Field(default="", description="Stream checkpoints; empty means `<home>/checkpoints`.")
 
     # Batch layer (Dagster)

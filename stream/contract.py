@@ -36,26 +36,56 @@ CONTRACT_ARROW_SCHEMA = pa.schema(
     + [("kafka_partition", pa.int32()), ("kafka_offset", pa.int64()), ("kafka_index", pa.int32()),
        ("dead_letter", pa.string())]
 )
-# The same schema as Spark DDL, for mapInArrow (instants stay ISO-8601 text here; the stream casts them).
-_SPARK_TYPES = {pa.float64(): "double", pa.int32(): "int", pa.int64(): "bigint", pa.string(): "string"}
+INSTANT_COLUMNS = ("timestamp", "received_at")
+INSTANT = pa.timestamp("us", "UTC")
+#: The rows as the stream's queries receive them with typed instants (``typed_instants``): the two instants as
+#: Spark timestamps instead of ISO-8601 text, so Spark does not parse every event's two times again.
+TYPED_CONTRACT_ARROW_SCHEMA = pa.schema(
+    [pa.field(f.name, INSTANT) if f.name in INSTANT_COLUMNS else f for f in CONTRACT_ARROW_SCHEMA])
+# The same schemas as Spark DDL, for mapInArrow (without typed instants the stream casts the text itself).
+_SPARK_TYPES = {pa.float64(): "double", pa.int32(): "int", pa.int64(): "bigint", pa.string(): "string",
+                INSTANT: "timestamp"}
 CONTRACT_DDL = ", ".join(f"{f.name} {_SPARK_TYPES[f.type]}" for f in CONTRACT_ARROW_SCHEMA)
+TYPED_CONTRACT_DDL = ", ".join(f"{f.name} {_SPARK_TYPES[f.type]}" for f in TYPED_CONTRACT_ARROW_SCHEMA)
+
+
+def typed_instants(rows: pa.RecordBatch) -> pa.RecordBatch:
+    """Contract rows with ``timestamp`` and ``received_at`` as UTC instants (microseconds) instead of text.
+
+    Every instant the contract writes is in the canonical form (``2026-11-23T10:00:00.123Z``: ``format_ts``,
+    or text the column-wise path checked against that form), which Arrow's ISO-8601 cast reads as the same
+    instant Spark's ``CAST(... AS TIMESTAMP)`` gives in a UTC session; rejection rows keep null instants.
+    Done in the Python worker, where the cast costs a few ms per 100k events, it spares the JVM a text
+    parse of two times per event in every query that reads valid events (about 2.5 µs an event there).
+    """
+    columns = [pc.cast(rows.column(f.name), INSTANT) if f.name in INSTANT_COLUMNS else rows.column(f.name)
+               for f in CONTRACT_ARROW_SCHEMA]
+    return pa.RecordBatch.from_arrays(columns, schema=TYPED_CONTRACT_ARROW_SCHEMA)
 
 
 class RecordContract:
     """``mapInArrow`` function: Kafka rows (value, topic, partition, offset, timestamp) → contract rows."""
 
     def __init__(self, max_age: timedelta, max_future: timedelta, columnar: bool = True,
-                 rejections_only: bool = False) -> None:
+                 rejections_only: bool = False, instants: bool = False) -> None:
         self.max_age = max_age
         self.max_future = max_future
         self.columnar = columnar  # False: every record through events_of_record (the reference, for tests)
         # True: only the rejection rows (the dead-letter query): the valid events, which it would drop, are
         # neither built nor handed back to Spark.
         self.rejections_only = rejections_only
+        # True: rows of TYPED_CONTRACT_ARROW_SCHEMA (instants typed, ``typed_instants``) come out of the call.
+        self.instants = instants
+
+    @property
+    def ddl(self) -> str:
+        """The Spark schema of what a call yields (``mapInArrow``'s second argument)."""
+        return TYPED_CONTRACT_DDL if self.instants else CONTRACT_DDL
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            yield self.apply(batch, datetime.now(UTC))
+            rows = self.apply(batch, datetime.now(UTC))
+            yield typed_instants(rows) if self.instants else rows
 
     def apply(self, batch: pa.RecordBatch, now: datetime) -> pa.RecordBatch:
         """The contract rows of ``batch``: records of plain normalized events are judged column-wise

@@ -44,7 +44,7 @@ from common.rollups import minute_rollups
 from common.settings import Settings
 from common.spark import spark_session
 from stream.checkpoints import clear_unstarted
-from stream.contract import CONTRACT_DDL, RecordContract
+from stream.contract import RecordContract
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
 
 log = logging.getLogger(__name__)
@@ -60,18 +60,21 @@ def contract_rows(kafka: DataFrame, settings: Settings, rejections_only: bool = 
     Kafka timestamp: they are judged against the receive time their ingestion point stamped.
     """
     contract = RecordContract(timedelta(days=settings.ingest_max_age_days),
-                              timedelta(seconds=settings.ingest_max_future_seconds), rejections_only=rejections_only)
+                              timedelta(seconds=settings.ingest_max_future_seconds), rejections_only=rejections_only,
+                              instants=settings.stream_typed_instants)
     value = F.col("value").cast("binary")
     topic = F.col("topic") if "topic" in kafka.columns else F.lit(settings.kafka_topic)
     kafka_time = F.col("timestamp") if "timestamp" in kafka.columns else F.get_json_object(
         F.col("value").cast("string"), "$.received_at").cast("timestamp")
     records = kafka.select(value.alias("value"), topic.alias("topic"), "partition", "offset",
                            kafka_time.alias("timestamp"))
-    return records.mapInArrow(contract, CONTRACT_DDL)
+    return records.mapInArrow(contract, contract.ddl)
 
 
 def valid_events(rows: DataFrame) -> DataFrame:
-    """The contract's valid events, typed (instants as timestamps), with their Kafka position."""
+    """The contract's valid events, typed (instants as timestamps), with their Kafka position.
+
+    With typed instants from the contract (``stream_typed_instants``) the casts are no-ops Spark removes."""
     return (
         rows.where(F.col("dead_letter").isNull()).drop("dead_letter")
         .withColumn("timestamp", F.col("timestamp").cast("timestamp"))
