@@ -1,22 +1,28 @@
-"""Benchmark: the 7-day dashboard widgets from rollups_1h alone (old), its day copies' full rows (copies) and the
-copies' shaped rows (shapes, the default), side by side.
+"""Benchmark: the 7-day dashboard widgets from rollups_1h alone (old), its day copies' full rows (copies), the copies'
+shaped rows as the previous default read them (before) and as the default reads them now (shapes), side by side.
 
 In one process over embedded chDB (the hot tier's engine, no services), for each ``--events`` size in turn: a fresh
 hot tier, the dashboard benchmark's synthetic events (``bench.dashboard_latency.synthetic_events``: one tenant, 7
-days ending now) written as the stream writes their rollups (``rollups_1m_ingest`` → ``rollups_1m``, ``rollups_1h``),
-then every day's closed hours copied (``common.day_rollups.build``, as the batch layer does when it restates an hour:
-the current day up to the hour before now, its later hours stay open), with the copy step's cost of the shaped rows
-beside the full rows'. Then the widgets of the dashboard benchmark (events per hour, events by country, top 10 pages
-by page views) and a day series of unique users, uncached: each sample moves the 7-day window back one minute, and
-runs the three engines, the valid builds' look-up alone, and the engine's bare scan (``count()``, ``sum(events)``) of
-the rows each reads (rollups_1h; the copies' full rows; the shape the default engine picks), alternately, so load on
-the machine hits all alike; the load average is recorded beside each widget. Answers are compared on every sample
-(they must be equal).
+days ending now) written as the stream writes their rollups (``rollups_1m_ingest`` → ``rollups_1m``, ``rollups_1h``)
+— drawn in Python, or with ``--in-engine`` inside the engine (``GENERATE``: the same distributions, the same minute
+rollups through the same materialized views; 150 M events in minutes where Python takes ~30) —, then every day's
+closed hours copied (``common.day_rollups.build``, as the batch layer does when it restates an hour: the current day
+up to the hour before now, its later hours stay open), with the copy step's cost of the shaped rows beside the full
+rows' (``--no-copy-cost`` skips that second copy). Then the widgets of the dashboard benchmark (events per hour,
+events by country, top 10 pages by page views) and a day series of unique users, uncached: each sample moves the
+7-day window back one minute, and runs the engines (``--engines``), the valid builds' look-up alone (kept per process,
+the default, and read from the marks, the previous path), and the engine's bare scan (``count()``, ``sum(events)``)
+of the rows each reads (rollups_1h; the copies' full rows; the shape the default engine picks), alternately, so load
+on the machine hits all alike; the load average is recorded beside each widget, the process's peak resident memory
+and the hot tier's disk per size. Answers are compared on every sample (they must be equal).
 
-Usage: ``python -m bench.day_rollups [--events 1500000,15000000] [--samples 60] [--out FILE]``; figures printed and
-written to ``bench/results/day_rollups.json``, with the curve (each engine's p50 at every size ÷ its p50 at the
-first). Loading millions of events is heavy: run it under the integration lock on a shared machine
-(docs/benchmarks.md).
+``before`` reads the marks before every question and today's built hours as hour rows (``QueryEngine(kept_builds=
+False, reach_rows=False)``); both read the shaped rows from the same table (migration 020's granules).
+
+Usage: ``python -m bench.day_rollups [--events 1500000,15000000] [--samples 60] [--engines old,copies,before,shapes]
+[--in-engine] [--no-copy-cost] [--out FILE]``; figures printed and written to ``bench/results/day_rollups.json``,
+with the curve (each engine's p50 at every size ÷ its p50 at the first). Loading millions of events is heavy: run it
+under the integration lock on a shared machine (docs/benchmarks.md).
 """
 
 from __future__ import annotations
