@@ -30,7 +30,7 @@ from batch.restate import restate_hour
 from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_schema import load_migrations
-from common.hot_store import FlightHotStore, HotStore, is_remote
+from common.hot_store import FlightHotStore, HotStore, is_remote, write_count
 from common.rollups import minute_rollups
 from common.settings import Settings
 from serving.hot_node import start_hot_node
@@ -474,3 +474,26 @@ def test_the_shaped_rows_moved_to_smaller_granules_answer_the_same(hot: HotStore
     made = hot.query_arrow("SELECT engine_full AS e FROM system.tables WHERE name = 'rollups_1h_by_day_shapes'")
     assert "index_granularity_bytes = 262144" in made.to_pylist()[0]["e"]
     assert _answers(hot, laid, *span) == before
+
+
+def test_the_marks_write_count_moves_with_every_write_of_them(hot: HotStore, laid: dict[str, Any]):
+    """The counter the kept look-up trusts: it moves after every statement naming the marks (a build, a change, a
+    trim, a statement run by hand), on every store of the same chDB folder (the API's read-only one too), and not
+    after other writes; a store reached over the hot node has none (it reads the marks every time)."""
+    days = laid["days"]
+    reader = hot.read_only()  # type: ignore[attr-defined]
+    try:
+        at = write_count(hot, day_rollups.MARKS)
+        assert at is not None and write_count(reader, day_rollups.MARKS) == at
+        hot.command("OPTIMIZE TABLE rollups_1h FINAL")
+        assert write_count(reader, day_rollups.MARKS) == at, "another table's write"
+        day_rollups.changed(hot, days[6])
+        moved = write_count(reader, day_rollups.MARKS)
+        assert moved is not None and moved > at
+        hot.command("ALTER TABLE rollups_1h_by_day_marks DELETE WHERE day = {d:Date} AND state = 0 AND build = 0 "
+                    "AND recorded_at > now64(9) - INTERVAL 1 HOUR SETTINGS mutations_sync = 2", {"d": days[6]})
+        assert write_count(hot, day_rollups.MARKS) == moved + 1
+        assert _copied(reader, _midnight(days[6]), _midnight(days[7])) == 1, "the read-only store reads the marks anew"
+    finally:
+        reader.close()
+    assert write_count(FlightHotStore("grpc://127.0.0.1:1", timeout_s=1, token="x"), day_rollups.MARKS) is None
