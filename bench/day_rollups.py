@@ -49,6 +49,12 @@ from common.rollups import minute_rollups
 from common.sql_files import sql_sections
 from serving.query.engine import QueryEngine, engine_shape
 from serving.query.spec import SpecInput, build_spec
+from serving.query.sql_compile import compile_segment
+from serving.query.tier_routing import plan
+
+# the shaped rows with the table's default granules (8,192 rows, up to 10 MiB), as before migration 020: the default
+# engine's own statement is run on both, alternately (``granules`` in the figures)
+DEFAULT_GRANULES = "rollups_1h_by_day_shapes_default_granules"
 
 RESULTS = Path(__file__).resolve().parent / "results" / "day_rollups.json"
 TENANT = "bench-days"
@@ -202,10 +208,15 @@ def _over(w: dict, a: str, b: str) -> float | None:
 def measure(store: HotStore, now: datetime, samples: int, engines_run: tuple[str, ...] = ENGINES) -> dict:
     """Per widget: the engines and the engine's bare scans of the rows each reads, alternately per sample."""
     engines = _engines(store)
+    store.command(f"CREATE TABLE {DEFAULT_GRANULES} AS rollups_1h_by_day_shapes ENGINE = MergeTree PARTITION BY build "
+                  "ORDER BY (tenant, shape, grain, event, hour, country, device, page)")
+    store.command(f"INSERT INTO {DEFAULT_GRANULES} SELECT * FROM rollups_1h_by_day_shapes "
+                  "SETTINGS max_partitions_per_insert_block = 0")
     out: dict = {}
     for name in widgets(now, now):
         times: dict[str, list[float]] = {key: [] for key in (*engines_run, "lookup", "lookup_read", "scan_1h",
-                                                             "scan_copies", "scan_shape")}
+                                                             "scan_copies", "scan_shape", "sql_granules_256k",
+                                                             "sql_granules_default")}
         structure = ""
         load_before = load_average()
         for k in range(samples):
@@ -230,6 +241,17 @@ def measure(store: HotStore, now: datetime, samples: int, engines_run: tuple[str
                 t0 = time.perf_counter()
                 store.query_arrow(SCAN.replace("{table}", table), {**params, **extra})
                 times[key].append(time.perf_counter() - t0)
+            segment = plan(spec, now, engines["shapes"].horizons)[0]
+            sql, sql_params = compile_segment(spec, segment, TENANT, whole=True, relation=(shaped.sql, shaped.params))
+            granule_answers = []
+            on_default = sql.replace("FROM rollups_1h_by_day_shapes\n", f"FROM {DEFAULT_GRANULES}\n")
+            assert on_default != sql, "the statement reads the shaped rows"
+            for key, statement in (("sql_granules_256k", sql), ("sql_granules_default", on_default)):
+                t0 = time.perf_counter()
+                granule_answers.append(store.query_arrow(statement, sql_params).to_pylist())
+                times[key].append(time.perf_counter() - t0)
+            if granule_answers[0] != granule_answers[1]:
+                raise AssertionError(f"{name}: the shaped rows answered differently with the default granules")
             if any(a != answers[0] for a in answers[1:]):
                 raise AssertionError(f"{name}: the engines answered differently ({', '.join(engines_run)})")
         out[name] = {key: _ms(values) for key, values in times.items()}
@@ -242,10 +264,12 @@ def measure(store: HotStore, now: datetime, samples: int, engines_run: tuple[str
                            "shapes_over_old": _over(w, "shapes", "old"),
                            "shapes_over_copies": _over(w, "shapes", "copies"),
                            "shapes_over_its_scan": _over(w, "shapes", "scan_shape"),
-                           "before_over_its_scan": _over(w, "before", "scan_shape")}
+                           "before_over_its_scan": _over(w, "before", "scan_shape"),
+                           "granules_256k_over_default": _over(w, "sql_granules_256k", "sql_granules_default")}
         print(f"   {name:22} " + "  ".join(f"{e} {w[e]}" for e in engines_run) + f"  [{structure}; rows "
               f"{w['rows_read']}]  look-up kept {w['lookup']} read {w['lookup_read']}  scans: 1h {w['scan_1h']} "
-              f"copies {w['scan_copies']} shape {w['scan_shape']}  p50 ratios {w['ratios_p50']}  load "
+              f"copies {w['scan_copies']} shape {w['scan_shape']}  its SQL: granules 256 KiB {w['sql_granules_256k']} "
+              f"default {w['sql_granules_default']}  p50 ratios {w['ratios_p50']}  load "
               f"{w['load_average']}", flush=True)
     return out
 
