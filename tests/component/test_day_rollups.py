@@ -10,7 +10,8 @@ writes into a copied hour, a restatement adds late events to a closed hour (also
 removes one tenant's oldest days. Every widget is asked in the shape the engine should pick from the copies' shaped
 rows (``rollups_1h_by_day_shapes``: no dimension, the event, one dimension, whole days as day rows), and the test
 checks the engine read that one (its ``copy_reads``), and the full rows when a filter and a breakdown name two
-dimensions.
+dimensions. The valid builds a process keeps between questions are read again after any write of the marks (also
+when a restatement races a question that used them), and migration 020's move of the shaped rows changes no answer.
 """
 
 from __future__ import annotations
