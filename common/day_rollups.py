@@ -27,12 +27,17 @@ The copy follows ``rollups_1h`` as ``common.session_pieces`` follows ``events_ra
   ``rollups_1h``.
 
 * **shapes** (``rollups_1h_by_day_shapes``): the same copy step writes the build's rows re-aggregated per dashboard
-  shape (``SHAPES``: no dimension, the event, the event and one of country, device, page), a row per hour, and when
-  the build copies the whole day a row per day too. ``read`` picks, for a question, the narrowest shape that holds
-  every dimension it groups or filters by (two or more: the full rows) and, for the days the range holds whole when
-  the question buckets no finer than a UTC day, the day rows: a 7-day question reads a few thousand rows and merges
-  one unique-user state per day and key instead of one per hour. A build's shaped rows share its partition id, so
-  ``collect`` and ``erase`` treat both tables alike; a build made before the shapes existed is read in full.
+  shape (``SHAPES``: no dimension, the event, the event and one of country, device, page), a row per hour, and a
+  day row (hour = the day's start) of every hour it copies, the whole day or the part of today built so far.
+  ``read`` picks, for a question, the narrowest shape that holds every dimension it groups or filters by (two or
+  more: the full rows) and, for the builds whose every copied hour is in the range when the question buckets no
+  finer than a UTC day, the day rows: a 7-day question reads a few thousand rows and merges one unique-user state
+  per day and key instead of one per hour (today's too: its hours up to the last build). Builds marked before
+  today's day rows existed (``shaped`` 1) have day rows only when they copied the whole day. A build's shaped rows
+  share its partition id, so ``collect`` and ``erase`` treat both tables alike; a build made before the shapes
+  existed is read in full.
+* **the look-up** (``valid_builds``): the valid builds of a question's days are kept per process while the marks do
+  not change (``_ValidBuilds``: an embedded store counts every write of the marks), so most questions read no marks.
 
 Everything runs through the hot-store interface (the hot node in embedded mode). The log's times and the build ids
 come from the same clock, the hot tier's; a cluster of several servers would need them from one of them.
@@ -40,22 +45,26 @@ come from the same clock, the hot tier's; a cluster of several servers would nee
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from common.hot_store import HotStore
+from common.hot_store import HotStore, write_count
 from common.sql_files import fill, sql_sections
 
 GRACE = timedelta(minutes=10)  # far past the longest question (the query timeout, 30 s by default)
 _EPOCH = datetime(1970, 1, 1)
 BUILDING, BUILT, CHANGED = 2, 1, 0
+SHAPED, REACH_ROWS = 1, 2  # a built mark's `shaped`: the build's shaped rows (see Build.shaped)
 # the dimension each shape keeps besides the event ('total' keeps not even the event); FULL: the copy's full rows
 SHAPES: dict[str, str | None] = {"total": None, "event": None, "country": "country", "device": "device",
                                  "page": "page"}
 FULL = "full"
 HOUR, DAY = 3600, 86400  # the shapes' grains: a row per hour, a row per UTC day
 TABLES = ("rollups_1h_by_day", "rollups_1h_by_day_shapes")
+MARKS = "rollups_1h_by_day_marks"
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,9 @@ class Build:
     day: date
     build: int
     through: datetime
-    shaped: bool = False  # it wrote its shaped rows (builds older than the shapes did not)
+    # 0: no shaped rows (builds older than the shapes); SHAPED: hour rows, and day rows when it copies the whole day;
+    # REACH_ROWS: hour rows, and day rows of every hour it copies (one for a build of part of a day too)
+    shaped: int = 0
 
     @property
     def start(self) -> datetime:
@@ -73,8 +84,13 @@ class Build:
 
     @property
     def whole(self) -> bool:
-        """It copies every hour of its day (so its shapes have day rows)."""
+        """It copies every hour of its day."""
         return self.through >= self.start + timedelta(days=1)
+
+    @property
+    def day_rows(self) -> bool:
+        """Its shapes have day rows (a row per key for every hour it copies)."""
+        return self.shaped >= REACH_ROWS or (self.shaped == SHAPED and self.whole)
 
 
 @dataclass(frozen=True)
@@ -108,9 +124,9 @@ def _day(day: date) -> str:
 
 
 def _mark(store: HotStore, day: date, state: int, build: int = 0, through: datetime = _EPOCH,
-          shaped: bool = False) -> None:
+          shaped: int = 0) -> None:
     store.command(_sections()["mark"], {"day": _day(day), "state": state, "build": build, "through": through,
-                                        "shaped": int(shaped)})
+                                        "shaped": shaped})
 
 
 def _now_ns(store: HotStore) -> int:
@@ -134,13 +150,17 @@ def build(store: HotStore, day: date, through: datetime | None = None) -> int:
     build_id = _now_ns(store)
     _mark(store, day, BUILDING, build_id, through)  # before the copy: a change recorded from now on invalidates it
     store.command(sections["copy"], {"build": build_id, "day_start": start, "through": through})
-    shaped = sections["shape_hours"]
-    if through >= start + timedelta(days=1):
-        shaped += "\nUNION ALL\n" + sections["shape_days"]
-    store.command(shaped, {"build": build_id})
-    _mark(store, day, BUILT, build_id, through, shaped=True)
+    store.command(shape_sql(), {"build": build_id})
+    _mark(store, day, BUILT, build_id, through, shaped=REACH_ROWS)
     collect(store)
     return build_id
+
+
+def shape_sql() -> str:
+    """The copy step's second statement: a build's shaped rows, hour rows and a day row per key of every hour it
+    copies (``{build}``: its id), one INSERT so that they are one part."""
+    sections = _sections()
+    return sections["shape_hours"] + "\nUNION ALL\n" + sections["shape_days"]
 
 
 def changed(store: HotStore, day: date) -> None:
@@ -205,12 +225,19 @@ def written(store: HotStore, hours: list[datetime]) -> None:
                                            "earliest": min(naive).replace(minute=0, second=0, microsecond=0)})
 
 
-def valid_builds(store: HotStore, start: datetime, end: datetime) -> list[Build]:
+def valid_builds(store: HotStore, start: datetime, end: datetime, kept: bool = True) -> list[Build]:
     """The valid build of each day of ``[start, end)`` that has one, oldest day first: per day, its newest build
-    marked built, if it started after the day's newest change."""
+    marked built, if it started after the day's newest change. Kept per process while the marks do not change
+    (``_ValidBuilds``; ``kept`` False: read every time, the benchmark's comparison)."""
     start, end = _naive(start), _naive(end)
     last = (end - timedelta(microseconds=1)).date()
-    rows = store.query_arrow(_sections()["marks"], {"first": _day(start.date()), "last": _day(last)}).to_pylist()
+    if not kept:
+        return _valid_builds_read(store, start.date(), last)
+    return VALID_BUILDS.of_days(store, start.date(), last)
+
+
+def _valid_builds_read(store: HotStore, first: date, last: date) -> list[Build]:
+    rows = store.query_arrow(_sections()["marks"], {"first": _day(first), "last": _day(last)}).to_pylist()
     newest: dict[date, dict[str, Any]] = {}
     changes: dict[date, int] = {}
     for r in rows:
@@ -219,8 +246,52 @@ def valid_builds(store: HotStore, start: datetime, end: datetime) -> list[Build]
         elif r["state"] == CHANGED:
             changes[r["day"]] = max(changes.get(r["day"], 0), int(r["at"]))
     return [Build(day, int(r["build"]), datetime.fromtimestamp(int(r["through"]), UTC).replace(tzinfo=None),
-                  bool(r["shaped"]))
+                  int(r["shaped"]))
             for day, r in sorted(newest.items()) if int(r["build"]) > changes.get(day, 0)]
+
+
+class _ValidBuilds:
+    """The valid builds of a span of days, kept per process while the marks do not change.
+
+    Reading the marks is a query of its own before each question (5-6 ms of a 20 ms answer). An embedded store counts
+    every write into the marks (``common.hot_store.write_count``: chDB has one process per folder, so every build,
+    change, stream write and trim passes through this process); the counter is read *before* the marks, so rows kept
+    under a count are never older than that count, and any later write moves it: a question after a restatement (or
+    racing it) chooses exactly the builds a fresh read would. Stores without a counter (the hot node's clients, a
+    ClickHouse server) read the marks every time."""
+
+    SPANS = 256  # spans kept (a dashboard's windows share their days: a few spans per tenant-independent range)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: dict[tuple[str, date, date], tuple[int, list[Build]]] = {}
+        self.reads: Counter[str] = Counter()  # "kept" / "read": how each look-up was answered (tests, benchmarks)
+
+    def of_days(self, store: HotStore, first: date, last: date) -> list[Build]:
+        count = write_count(store, MARKS)
+        if count is None:
+            self.reads["read"] += 1
+            return _valid_builds_read(store, first, last)
+        key = (getattr(store, "dsn", ""), first, last)
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None and kept[0] == count:
+            self.reads["kept"] += 1
+            return list(kept[1])
+        builds = _valid_builds_read(store, first, last)
+        self.reads["read"] += 1
+        with self._lock:
+            if len(self._kept) >= self.SPANS:
+                self._kept.clear()
+            self._kept[key] = (count, builds)
+        return list(builds)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kept.clear()
+
+
+VALID_BUILDS = _ValidBuilds()
 
 
 def shape_for(dimensions: set[str], by_event: bool) -> str:
@@ -240,23 +311,27 @@ def relation(store: HotStore, start: datetime, end: datetime) -> tuple[str, dict
     return None if found is None else (found.sql, found.params)
 
 
-def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day_rows: bool = False) -> Read | None:
+def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day_rows: bool = False, *,
+         kept: bool = True, reach_rows: bool = True) -> Read | None:
     """What a question over ``[start, end)`` reads instead of rollups_1h, or None when no day of the range has a
     valid build reaching into it (rollups_1h alone answers). ``shape``: the narrowest one answering the question
     (``shape_for``; ``FULL`` reads the copy's full rows); ``day_rows``: the question buckets no finer than a UTC day,
-    so the days of the range held whole are read as day rows."""
+    so the builds whose every copied hour is in the range are read as day rows. ``kept`` (``valid_builds``) and
+    ``reach_rows`` (False: day rows only of whole days, as before builds had them for part of a day) are the
+    benchmark's comparisons."""
     start, end = _naive(start), _naive(end)
     sections = _sections()
     spans: list[tuple[datetime, datetime]] = []
     groups: dict[str, list[int]] = {"day_builds": [], "hour_builds": [], "whole_day_builds": []}
-    for b in valid_builds(store, start, end):
+    for b in valid_builds(store, start, end, kept):
         lo, hi = max(b.start, start), min(b.through, end)
         if lo >= hi:
             continue
         spans.append((lo, hi))
         if shape == FULL or not b.shaped:
             groups["day_builds"].append(b.build)
-        elif day_rows and b.whole and lo == b.start and hi == b.start + timedelta(days=1):
+        elif (day_rows and (b.day_rows if reach_rows else b.whole and b.shaped > 0) and lo == b.start
+              and hi == b.through):  # every hour it copied is in the range
             groups["whole_day_builds"].append(b.build)
         else:
             groups["hour_builds"].append(b.build)

@@ -95,6 +95,35 @@ class _Session:
         self.lock = threading.Lock()
 
 
+class _WriteCounts:
+    """How many statements this process ran against each watched table of an embedded chDB folder.
+
+    chDB allows one process per data folder, so every write into it passes through this process's writer sessions
+    (the hot node runs its clients' commands and inserts on them): a counter bumped after each statement naming a
+    table changes whenever the table may have changed, and a reader can keep what it derived from the table until the
+    counter moves (``common.day_rollups`` keeps its builds' marks so). A ClickHouse server has other writers: no
+    counter there (``None``)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}  # (folder DSN, table) -> statements since first watched
+
+    def bump(self, dsn: str, sql_or_table: str) -> None:
+        """After a statement (or an insert into a table): the watched tables it names move on."""
+        with self._lock:
+            for key in self._counts:
+                if key[0] == dsn and key[1] in sql_or_table:
+                    self._counts[key] += 1
+
+    def count(self, dsn: str, table: str) -> int:
+        """The table's counter, watched from now on: a statement finishing after this call bumps it."""
+        with self._lock:
+            return self._counts.setdefault((dsn, table), 0)
+
+
+_WRITES = _WriteCounts()
+
+
 class ClickHouseHotStore:
     """clickhouse-connect client to a ClickHouse server (``http://``) or embedded chDB (``chdb://``).
 
@@ -136,20 +165,43 @@ class ClickHouseHotStore:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
         writer = self._writing("a command")
-        with writer.lock:
-            writer.client.command(sql, parameters=parameters or {})
+        try:
+            with writer.lock:
+                writer.client.command(sql, parameters=parameters or {})
+        finally:  # after the statement (failed too: it may have written part of it)
+            _WRITES.bump(self._folder, sql)
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         if data.num_rows == 0:
             return
         writer = self._writing("an insert")
-        with writer.lock:
-            writer.client.insert_arrow(table, data, settings=_insert_settings(token))
+        try:
+            with writer.lock:
+                writer.client.insert_arrow(table, data, settings=_insert_settings(token))
+        finally:
+            _WRITES.bump(self._folder, table)
+
+    @property
+    def _folder(self) -> str:
+        return self.dsn.rstrip("/")
+
+    def write_count(self, table: str) -> int | None:
+        """A counter that moves after every write into ``table`` (see ``_WriteCounts``; read it before reading the
+        table); None on a ClickHouse server, whose other clients write without this process knowing."""
+        return _WRITES.count(self._folder, table) if self.dsn.startswith("chdb://") else None
 
     def close(self) -> None:
         for session in [*self._sessions, *([self._writer] if self._writer else [])]:
             with session.lock:
                 session.client.close()
+
+
+def write_count(store: HotStore, table: str) -> int | None:
+    """``store``'s write counter of ``table`` when it can tell (an embedded chDB store), else None (the hot node's
+    clients, a ClickHouse server, wrappers without one): then nothing derived from the table may be kept between
+    reads."""
+    counter = getattr(store, "write_count", None)
+    return None if counter is None else counter(table)
 
 
 def encode_request(payload: dict[str, Any]) -> bytes:

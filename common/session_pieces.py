@@ -32,6 +32,8 @@ from common.sql_files import fill, sql_sections
 
 # the pre-aggregates built and forgotten together, per hour, under one mark: the session metrics' and the funnels'
 PIECE_TABLES = ("session_pieces", "funnel_pieces")
+# how long the marks of a forgotten hour stay: far past a build (seconds) and a question (the query timeout, 30 s)
+MARKS_GRACE = timedelta(minutes=10)
 
 
 def _sections() -> dict[str, str]:
@@ -78,6 +80,22 @@ def forget(store: HotStore, hour: datetime, tenants: list[str] | None = None) ->
         if held.to_pylist()[0]["n"]:  # a mutation rewrites the day's parts: only when there is something to delete
             store.command(f"ALTER TABLE {table} DELETE WHERE hour = {{hour:DateTime('UTC')}} "
                           "SETTINGS mutations_sync = 2", params)
+    trim_marks(store)
+
+
+def trim_marks(store: HotStore, grace: timedelta = MARKS_GRACE) -> list[datetime]:
+    """The marks' retention: the marks of the hours last marked not built (forgotten: restated, moved out of the hot
+    tier, written by the stream after their build) more than ``grace`` ago go. An hour without marks is read raw, as
+    one whose newest mark says not built, so no answer changes; a build under way marked its hour within the grace
+    period (a build takes seconds), and a mark written after the cutoff stays. Run by every ``forget``; the hours
+    whose marks went (naive UTC)."""
+    sections = _sections()
+    grace_s = int(grace.total_seconds())
+    forgotten = store.query_arrow(sections["forgotten_hours"], {"grace_s": grace_s}).column("epoch").to_pylist()
+    hours = sorted(datetime.fromtimestamp(int(epoch), UTC).replace(tzinfo=None) for epoch in forgotten)
+    if hours:  # a mutation rewrites the marks' parts: only when there is something to delete
+        store.command(sections["trim_marks"], {"hours": hours, "grace_s": grace_s})
+    return hours
 
 
 def written(store: HotStore, hours: list[datetime]) -> None:

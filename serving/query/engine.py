@@ -79,6 +79,8 @@ class QueryEngine:
         day_copies: bool = True,
         month_sketches: bool = True,
         day_shapes: bool = True,
+        kept_builds: bool = True,
+        reach_rows: bool = True,
     ) -> None:
         self._store = store
         self._lake = lake
@@ -98,6 +100,10 @@ class QueryEngine:
         # from the copies, the narrowest shape that answers (common.day_rollups.read; False: the full rows, the
         # benchmark's comparison); the answers are the same
         self.day_shapes = day_shapes
+        # the copies' valid builds kept per process while their marks do not change (False: read before every
+        # question), and day rows of a build of part of a day (False: of whole days only): the benchmark's comparisons
+        self.kept_builds = kept_builds
+        self.reach_rows = reach_rows
         self.copy_reads: Counter[str] = Counter()  # per structure read for copied days (tests, benchmarks)
 
     @classmethod
@@ -198,7 +204,8 @@ class QueryEngine:
         if self.day_copies and segment.source.table == "rollups_1h":
             # the valid day builds when the question starts: their rows stay until it has finished
             shape, day_rows = engine_shape(spec) if self.day_shapes else (day_rollups.FULL, False)
-            found = day_rollups.read(self._store, segment.start, segment.end, shape, day_rows)
+            found = day_rollups.read(self._store, segment.start, segment.end, shape, day_rows,
+                                     kept=self.kept_builds, reach_rows=self.reach_rows)
             if found is not None:
                 self.copy_reads[found.structure] += 1
                 relation = (found.sql, found.params)

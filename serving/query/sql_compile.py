@@ -17,9 +17,16 @@ from common.sql_files import fill, sql_file
 from serving.query.spec import GRANULARITIES, METRICS, Order, QuerySpec
 from serving.query.tier_routing import Segment
 
+
+def _without_comments(text: str) -> str:
+    """The template without its comment lines: the ClickHouse client scans every statement's text before sending it
+    (to bind parameters and tell reads from writes), ~1 ms of a 20 ms dashboard answer for this one's header."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+
+
 _TEMPLATES = {
-    "clickhouse": sql_file("clickhouse/queries/aggregate.sql"),
-    "duckdb": sql_file("duckdb/queries/aggregate.sql"),
+    "clickhouse": _without_comments(sql_file("clickhouse/queries/aggregate.sql")),
+    "duckdb": _without_comments(sql_file("duckdb/queries/aggregate.sql")),
 }
 _SQL_OPS = {"=": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 

@@ -123,7 +123,8 @@ DERIVED_TABLES: tuple[DerivedTable, ...] = (
     DerivedTable(
         "session_piece_hours", "hot", "session_pieces",
         "which hours' pieces are built, with which session gap and event count (no tenant data)",
-        "none yet: a few rows per hour",
+        "an hour's marks go 10 minutes after it was last marked not built: moved out of the hot tier, restated, "
+        "written after its build (session_pieces.trim_marks, run by every forget)",
         "nothing to erase (no tenant data)"),
     DerivedTable(
         "cold/day_sketches", "cold", "cold/rollups_daily",

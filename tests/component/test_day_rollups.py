@@ -10,7 +10,8 @@ writes into a copied hour, a restatement adds late events to a closed hour (also
 removes one tenant's oldest days. Every widget is asked in the shape the engine should pick from the copies' shaped
 rows (``rollups_1h_by_day_shapes``: no dimension, the event, one dimension, whole days as day rows), and the test
 checks the engine read that one (its ``copy_reads``), and the full rows when a filter and a breakdown name two
-dimensions.
+dimensions. The valid builds a process keeps between questions are read again after any write of the marks (also
+when a restatement races a question that used them), and migration 020's move of the shaped rows changes no answer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import pytest
 from batch.restate import restate_hour
 from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
-from common.hot_store import FlightHotStore, HotStore, is_remote
+from common.hot_schema import load_migrations
+from common.hot_store import FlightHotStore, HotStore, is_remote, write_count
 from common.rollups import minute_rollups
 from common.settings import Settings
 from serving.hot_node import start_hot_node
@@ -181,7 +183,7 @@ def test_ranges_mixing_built_partial_and_unbuilt_days_answer_as_the_truth(hot: H
     days = laid["days"]
     whole = (_midnight(days[0]) + timedelta(hours=5, minutes=17), _midnight(days[8]) + timedelta(hours=20, minutes=3))
     assert _copied(hot, *whole) == 7  # days[1..7]; days[0] and days[8] from rollups_1h, days[7] after 14:00 too
-    assert _day_rows(hot, *whole) == 6  # days[1..6] whole (days[7] copied only up to 14:00: its hour rows)
+    assert _day_rows(hot, *whole) == 7  # days[1..6] whole, days[7] copied up to 14:00: the day row of those hours
     for tenant in TENANTS:
         _answers(hot, laid, *whole, tenant=tenant)
     inside = (_midnight(days[3]) + timedelta(hours=9, minutes=40), _midnight(days[5]) + timedelta(hours=2))
@@ -190,6 +192,7 @@ def test_ranges_mixing_built_partial_and_unbuilt_days_answer_as_the_truth(hot: H
     _answers(hot, laid, *inside)
     across_the_reach = (_midnight(days[7]) + timedelta(hours=11, minutes=30), _midnight(days[8]) + timedelta(hours=1))
     assert _copied(hot, *across_the_reach) == 1
+    assert _day_rows(hot, *across_the_reach) == 0  # from 11:00 on: days[7]'s hour rows
     _answers(hot, laid, *across_the_reach)
     unbuilt = (_midnight(days[0]) + timedelta(hours=3), _midnight(days[1]))
     assert _copied(hot, *unbuilt) == 0
@@ -281,6 +284,66 @@ def test_a_question_raced_by_a_restatement_reads_whole_days(hot: HotStore, laid:
     after = _answers(hot, laid, start, end)["timeseries"]
     assert after != answer.rows and all(a[1] >= b[1] for a, b in zip(after, answer.rows, strict=True)), \
         "the next answer holds the late events; no hour went backwards"
+
+
+class RacedWithKeptBuilds(RacedByARestatement):
+    """The same race where the question's builds come from the per-process look-up (it counts the marks' writes as
+    the embedded store does): the look-up answers from what it kept, then the restatement runs before the read."""
+
+    @property
+    def dsn(self) -> str:
+        return self.store.dsn  # type: ignore[attr-defined]
+
+    def write_count(self, table: str) -> int | None:
+        return self.store.write_count(table)  # type: ignore[attr-defined]
+
+
+def test_kept_builds_are_read_again_after_any_write_of_the_marks(hot: HotStore, laid: dict[str, Any]):
+    """The valid builds are kept per process while the marks do not change: a question racing a restatement still
+    reads whole builds (those it chose stay for the grace period), and the next one reads the marks again and answers
+    with the restated hour."""
+    days = laid["days"]
+    hour = _midnight(days[4]) + timedelta(hours=16)
+    rng = random.Random(9)
+    late = [_event(rng, TENANTS[0], hour + timedelta(minutes=3 * k)) for k in range(15)]
+    start, end = _midnight(days[3]) + timedelta(hours=2), _midnight(days[6])
+    spec = build_spec(_specs(start, end)["timeseries"], now=laid["now"])
+    truth = _truth(laid["events"], TENANTS[0], "timeseries", spec.start, spec.end)
+    reads = day_rollups.VALID_BUILDS.reads
+    seen = Counter(reads)
+    assert QueryEngine(hot).run(TENANTS[0], spec, laid["now"]).rows == truth
+    assert QueryEngine(hot).run(TENANTS[0], spec, laid["now"]).rows == truth
+    assert reads - seen == Counter(read=1, kept=1), "read once, then kept while nothing wrote the marks"
+    chosen = {b.day: b.build for b in day_rollups.valid_builds(hot, start, end)}
+    raced = RacedWithKeptBuilds(hot, hour, late)
+    seen = Counter(reads)
+    answer = QueryEngine(raced).run(TENANTS[0], spec, laid["now"])  # type: ignore[arg-type]
+    assert raced.raced and reads - seen == Counter(kept=1), "the kept builds, then the restatement, then the read"
+    assert answer.rows == truth, "the builds it chose are still there: the answer before the restatement"
+    laid["events"].extend(late)
+    seen = Counter(reads)
+    after = QueryEngine(hot).run(TENANTS[0], spec, laid["now"]).rows
+    assert reads - seen == Counter(read=1), "the restatement wrote the marks: read again"
+    assert after == _truth(laid["events"], TENANTS[0], "timeseries", spec.start, spec.end) != truth
+    assert {b.day: b.build for b in day_rollups.valid_builds(hot, start, end)}[days[4]] != chosen[days[4]]
+    _answers(hot, laid, start, end)
+
+
+def test_a_build_marked_before_the_day_rows_of_its_hours_reads_them_as_hour_rows(hot: HotStore,
+                                                                                 laid: dict[str, Any]):
+    """Builds of part of a day marked before they wrote a day row of their hours (``shaped`` 1) are read as hour
+    rows; builds of whole days as day rows, as always."""
+    days = laid["days"]
+    span = (_midnight(days[5]), _midnight(days[8]) + timedelta(hours=3))
+    part = day_rollups.build(hot, days[7], _midnight(days[7]) + timedelta(hours=14))
+    assert _day_rows(hot, *span) == 3  # days[5], days[6], and days[7]'s 14 hours
+    _answers(hot, laid, *span)
+    hot.command("ALTER TABLE rollups_1h_by_day_marks UPDATE shaped = 1 WHERE build = {b:UInt64} "
+                "SETTINGS mutations_sync = 2", {"b": part})
+    assert _day_rows(hot, *span) == 2
+    _answers(hot, laid, *span)
+    day_rollups.build(hot, days[7], _midnight(days[7]) + timedelta(hours=14))
+    assert _day_rows(hot, *span) == 3
 
 
 def test_superseded_builds_go_after_the_grace_period(hot: HotStore, laid: dict[str, Any]):
@@ -394,3 +457,44 @@ def test_a_build_from_before_the_shapes_is_read_in_full(hot: HotStore, laid: dic
     _answers(hot, laid, *span)
     day_rollups.build(hot, days[3])
     assert day_rollups.read(hot, *span, shape="country").params.get("day_builds") is None  # type: ignore[union-attr]
+
+
+def test_the_shaped_rows_moved_to_smaller_granules_answer_the_same(hot: HotStore, laid: dict[str, Any]):
+    """Migration 020 moves the shaped rows of every build into a table with granules of at most 256 KiB: the same
+    rows, the same answers (run again here over the builds the earlier tests left)."""
+    days = laid["days"]
+    span = (_midnight(days[0]) + timedelta(hours=5), _midnight(days[8]) + timedelta(hours=20))
+    before = _answers(hot, laid, *span)
+    count = "SELECT count() AS n, sum(events) AS e, uniqMerge(users) AS u FROM rollups_1h_by_day_shapes"
+    held = hot.query_arrow(count).to_pylist()[0]
+    assert held["n"] > 0
+    migration = next(m for m in load_migrations() if m.version == 20)
+    for statement in migration.statements():
+        hot.command(statement)
+    assert hot.query_arrow(count).to_pylist()[0] == held
+    made = hot.query_arrow("SELECT engine_full AS e FROM system.tables WHERE name = 'rollups_1h_by_day_shapes'")
+    assert "index_granularity_bytes = 262144" in made.to_pylist()[0]["e"]
+    assert _answers(hot, laid, *span) == before
+
+
+def test_the_marks_write_count_moves_with_every_write_of_them(hot: HotStore, laid: dict[str, Any]):
+    """The counter the kept look-up trusts: it moves after every statement naming the marks (a build, a change, a
+    trim, a statement run by hand), on every store of the same chDB folder (the API's read-only one too), and not
+    after other writes; a store reached over the hot node has none (it reads the marks every time)."""
+    days = laid["days"]
+    reader = hot.read_only()  # type: ignore[attr-defined]
+    try:
+        at = write_count(hot, day_rollups.MARKS)
+        assert at is not None and write_count(reader, day_rollups.MARKS) == at
+        hot.command("OPTIMIZE TABLE rollups_1h FINAL")
+        assert write_count(reader, day_rollups.MARKS) == at, "another table's write"
+        day_rollups.changed(hot, days[6])
+        moved = write_count(reader, day_rollups.MARKS)
+        assert moved is not None and moved > at
+        hot.command("ALTER TABLE rollups_1h_by_day_marks DELETE WHERE day = {d:Date} AND state = 0 AND build = 0 "
+                    "AND recorded_at > now64(9) - INTERVAL 1 HOUR SETTINGS mutations_sync = 2", {"d": days[6]})
+        assert write_count(hot, day_rollups.MARKS) == moved + 1
+        assert _copied(reader, _midnight(days[6]), _midnight(days[7])) == 1, "the read-only store reads the marks anew"
+    finally:
+        reader.close()
+    assert write_count(FlightHotStore("grpc://127.0.0.1:1", timeout_s=1, token="x"), day_rollups.MARKS) is None

@@ -284,3 +284,30 @@ def test_events_the_stream_writes_into_a_built_hour_make_it_read_raw(hot: HotSto
     marks = hot.query_arrow("SELECT count() AS n FROM session_piece_hours WHERE hour = {h:DateTime('UTC')}",
                             {"h": never_built.replace(tzinfo=None)}).to_pylist()[0]["n"]
     assert marks == 0  # an hour never built gets no mark
+
+
+def _marked(hot: HotStore, hours: list[datetime]) -> dict[datetime, int]:
+    rows = hot.query_arrow("SELECT toUnixTimestamp(hour) AS epoch, count() AS n FROM session_piece_hours "
+                           "WHERE hour IN {h:Array(DateTime('UTC'))} GROUP BY hour",
+                           {"h": [h.replace(tzinfo=None) for h in hours]}).to_pylist()
+    return {datetime.fromtimestamp(r["epoch"], UTC): r["n"] for r in rows}
+
+
+def test_the_marks_of_forgotten_hours_go_after_the_grace_period(hot: HotStore) -> None:
+    """The marks' retention: an hour last marked not built (moved out of the hot tier, written after its build) loses
+    its marks once the grace period is over, and is read raw as before; built hours keep theirs."""
+    hours = [datetime(2001, 3, 4, h, tzinfo=UTC) for h in (1, 2, 3)]  # hours no other test writes into
+    for hour in hours:
+        session_pieces.build(hot, hour, 30)
+    session_pieces.forget(hot, hours[0])  # the tier mover dropped it
+    session_pieces.written(hot, [hours[1]])  # the stream wrote into it after its build
+    span = (hours[0], hours[-1] + timedelta(hours=1))
+    assert session_pieces.built_hours(hot, *span, 30).hours == [hours[2].replace(tzinfo=None)]
+    assert session_pieces.trim_marks(hot) == [], "within the grace period the marks stay"
+    assert set(_marked(hot, hours)) == set(hours)
+    trimmed = session_pieces.trim_marks(hot, grace=timedelta(0))
+    assert {h for h in trimmed if h.date() == hours[0].date()} == {h.replace(tzinfo=None) for h in hours[:2]}
+    assert set(_marked(hot, hours)) == {hours[2]}, "only the built hour keeps its marks"
+    assert session_pieces.built_hours(hot, *span, 30).hours == [hours[2].replace(tzinfo=None)], "read as before"
+    session_pieces.build(hot, hours[0], 30)  # restated again: marked anew, built
+    assert session_pieces.built_hours(hot, *span, 30).hours == [h.replace(tzinfo=None) for h in (hours[0], hours[2])]

@@ -6,7 +6,8 @@ SELECT toUnixTimestamp64Nano(now64(9)) AS ns
 
 -- name: mark
 -- A row of the builds' log: state 2 a build starts, 1 its rows are written, 0 an hour of the day changed; `shaped` 1:
--- the build wrote its shaped rows too (rollups_1h_by_day_shapes, migration 018).
+-- the build wrote its shaped rows too (rollups_1h_by_day_shapes, migration 018), day rows only if it copied the whole
+-- day; 2: and day rows of the hours it copied, whole day or not.
 INSERT INTO rollups_1h_by_day_marks (day, state, build, through, shaped)
 VALUES ({day:Date}, {state:UInt8}, {build:UInt64}, {through:DateTime('UTC')}, {shaped:UInt8})
 
@@ -38,8 +39,9 @@ SELECT tenant, 'page', 3600, event, hour, '', '', page, sum(events), sum(revenue
 FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, event, hour, page, build
 
 -- name: shape_days
--- With a build of the whole day, the same INSERT also writes each shape's day rows (hour = the day's start), so a
--- build's shaped rows are one part (a question opens one part per build).
+-- The same INSERT also writes each shape's day rows (hour = the day's start) of every hour the build copied (the whole
+-- day, or a day's first hours: a question over them all reads one row per key, not one per hour), so a build's shaped
+-- rows are one part (a question opens one part per build). Its built mark says so (`shaped` 2).
 SELECT tenant, 'total', 86400, '', toStartOfDay(hour), '', '', '', sum(events), sum(revenue), uniqMergeState(users),
        build
 FROM rollups_1h_by_day WHERE build = {build:UInt64} GROUP BY tenant, toStartOfDay(hour), build

@@ -207,3 +207,17 @@ SELECT tenant, user_id, timestamp AS ts, event_id, event, page,
        if(properties = '', '', JSONExtractString(properties, 'session_id')) AS sid
 FROM events_raw
 WHERE tenant = {tenant:String} AND ({ranges})
+
+-- name: forgotten_hours
+-- The marks' retention (common/session_pieces.trim_marks): the hours whose newest mark says not built and whose marks
+-- are all older than the grace period. Their marks tell questions nothing (an hour without marks is read raw too).
+SELECT toUnixTimestamp(hour) AS epoch
+FROM session_piece_hours
+GROUP BY hour
+HAVING argMax(built, recorded_at) = 0 AND max(recorded_at) < now64(9) - toIntervalSecond({grace_s:UInt32})
+
+-- name: trim_marks
+-- Those hours' marks go (only those older than the grace period: a mark written since stays).
+ALTER TABLE session_piece_hours DELETE
+WHERE hour IN {hours:Array(DateTime('UTC'))} AND recorded_at < now64(9) - toIntervalSecond({grace_s:UInt32})
+SETTINGS mutations_sync = 2
