@@ -239,15 +239,16 @@ class UncachedQueries:
 class SplitProbe:
     """Where a probe event's freshness goes: every ``interval_s`` (between the headline probe's events) one event is
     posted, then the hot tier (``rollups_1m``, what the dashboard reads, straight from the hot node) and the API
-    (``GET /v1/timeseries``, as the headline probe) are polled every 50 ms on two threads. Per probe: the POST (the
-    API's ``acks=all`` produce), send → in the hot tier (the stream), in the hot tier → answered by the API (the
-    serving side: its cache of open ranges)."""
+    (``GET /v1/timeseries``, as the headline probe) are polled every ``poll_s`` on two threads. Per probe: the POST
+    (the API's ``acks=all`` produce), send → in the hot tier (the stream), in the hot tier → answered by the API (the
+    serving side: its cache of open ranges). Sparser than the headline probe, so that its own requests load the API
+    and the hot node little (a probe polls until it sees its event: the longer freshness, the more poll at once)."""
 
-    def __init__(self, settings, store, interval_s: float = 2.0, timeout_s: float = 60.0) -> None:
+    def __init__(self, settings, store, interval_s: float = 5.0, timeout_s: float = 60.0, poll_s: float = 0.1) -> None:
         from demo.load import PROBE_TENANT
 
         self._settings, self._store, self._tenant = settings, store, PROBE_TENANT
-        self._interval, self._timeout = interval_s, timeout_s
+        self._interval, self._timeout, self._poll_s = interval_s, timeout_s, poll_s
         self._stop = threading.Event()
         self.rows: list[dict[str, float]] = []
         self._threads: list[threading.Thread] = []
@@ -257,7 +258,7 @@ class SplitProbe:
             if seen():
                 out[key] = time.perf_counter() - sent
                 return
-            time.sleep(0.05)
+            time.sleep(self._poll_s)
 
     def _one(self) -> None:
         page = f"/split/{uuid.uuid4().hex[:12]}"
@@ -287,7 +288,7 @@ class SplitProbe:
             self.rows.append(out)
 
     def _loop(self) -> None:
-        self._stop.wait(self._interval / 4)  # between the headline probe's events
+        self._stop.wait(0.5)  # between the headline probe's events (one a second)
         while not self._stop.is_set():
             worker = threading.Thread(target=self._one, daemon=True)
             worker.start()
