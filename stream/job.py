@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -147,6 +147,22 @@ def drop_closed(raw: pa.Table, closed_through: datetime | None) -> pa.Table:
     return raw.filter(pc.greater_equal(column, pa.scalar(closed_through, type=column.type)))
 
 
+def _in_background(action: Callable[[], datetime | None]) -> Future[datetime | None]:
+    """``action`` on a daemon thread of its own (one that waits for an unreachable hot node never holds the process's
+    exit, which a pool's worker would)."""
+    future: Future[datetime | None] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(action())
+        except BaseException as exc:  # handed to the caller, which raises it from result()
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="hot-seal-read", daemon=True).start()
+    return future
+
+
 class HotTierWriter:
     """``foreachBatch`` target of the ``hot`` query.
 
@@ -168,7 +184,6 @@ class HotTierWriter:
         self._prefix = token_prefix
         self._progress = progress
         self.late_by_batch: dict[int, int] = {}
-        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hot-seal-read")
 
     def _closed_through(self) -> datetime | None:
         rows: list[dict] = []
@@ -184,11 +199,10 @@ class HotTierWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
-        sealed = self._reads.submit(self._closed_through)  # the offsets are fixed: read while Spark computes
+        sealed = _in_background(self._closed_through)  # the offsets are fixed: read while Spark computes
         raw = batch.select(*EVENT_ARROW_SCHEMA.names).toArrow()
         if raw.num_rows == 0:
-            sealed.cancel()  # an empty batch writes nothing: no need to wait (a read already running just ends)
-            return
+            return  # an empty batch writes nothing: its read just ends
         collected = time.perf_counter()
         self.write(raw, batch_id, sealed.result(), started, collected)
 
