@@ -8,7 +8,9 @@ Runs its own stack (home ``.lakehouse/bench``, ports 29xxx) so that the demo's d
    measures freshness (event sent → visible through ``GET /v1/timeseries``) once a second.
 
 3. Freshness at a paced ``--paced-rate`` (default 5,000 events/s) once the stream has drained phase 2:
-   the freshness a dashboard sees when ingestion stays within what the stream sustains.
+   the freshness a dashboard sees when ingestion stays within what the stream sustains. Where it goes:
+   ``split_probes`` (per probe: the POST, send → in the hot tier, hot tier → answered by the API) and
+   ``micro_batches`` (medians per part of the hot query's micro-batches, from the stream log).
 
 The API phase runs once per ``--api-modes`` (``sync``: the default, answered after Kafka's acks=all;
 ``async``: ``?sync=false``, answered once queued), so the cost of durability is measured side by side.
