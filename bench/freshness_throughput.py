@@ -8,7 +8,9 @@ Runs its own stack (home ``.lakehouse/bench``, ports 29xxx) so that the demo's d
    measures freshness (event sent → visible through ``GET /v1/timeseries``) once a second.
 
 3. Freshness at a paced ``--paced-rate`` (default 5,000 events/s) once the stream has drained phase 2:
-   the freshness a dashboard sees when ingestion stays within what the stream sustains.
+   the freshness a dashboard sees when ingestion stays within what the stream sustains. Where it goes:
+   ``split_probes`` (per probe: the POST, send → in the hot tier, hot tier → answered by the API) and
+   ``micro_batches`` (medians per part of the hot query's micro-batches, from the stream log).
 
 The API phase runs once per ``--api-modes`` (``sync``: the default, answered after Kafka's acks=all;
 ``async``: ``?sync=false``, answered once queued), so the cost of durability is measured side by side.
@@ -25,6 +27,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import threading
 import time
 import uuid
@@ -236,7 +239,128 @@ class UncachedQueries:
                 "outcomes": self.outcomes}
 
 
-def bench_paced_freshness(settings, rate: int, seconds: int, query_clients: int = 0) -> dict:
+class SplitProbe:
+    """Where a probe event's freshness goes: every ``interval_s`` (between the headline probe's events) one event is
+    posted, then the hot tier (``rollups_1m``, what the dashboard reads, straight from the hot node) and the API
+    (``GET /v1/timeseries``, as the headline probe) are polled every ``poll_s`` on two threads. Per probe: the POST
+    (the API's ``acks=all`` produce), send → in the hot tier (the stream), in the hot tier → answered by the API (the
+    serving side: its cache of open ranges). Sparser than the headline probe, so that its own requests load the API
+    and the hot node little (a probe polls until it sees its event: the longer freshness, the more poll at once)."""
+
+    def __init__(self, settings, store, interval_s: float = 5.0, timeout_s: float = 60.0, poll_s: float = 0.1) -> None:
+        from demo.load import PROBE_TENANT
+
+        self._settings, self._store, self._tenant = settings, store, PROBE_TENANT
+        self._interval, self._timeout, self._poll_s = interval_s, timeout_s, poll_s
+        self._stop = threading.Event()
+        self.rows: list[dict[str, float]] = []
+        self._threads: list[threading.Thread] = []
+
+    def _poll(self, seen, sent: float, out: dict, key: str) -> None:
+        while time.perf_counter() - sent < self._timeout:
+            if seen():
+                out[key] = time.perf_counter() - sent
+                return
+            time.sleep(self._poll_s)
+
+    def _one(self) -> None:
+        page = f"/split/{uuid.uuid4().hex[:12]}"
+        event = {"tenant": self._tenant, "event": "probe", "timestamp": datetime.now(UTC).isoformat(),
+                 "user_id": "probe", "page": page}
+        out: dict[str, float] = {}
+        with httpx.Client(base_url=self._settings.api_url, timeout=10, headers=admin_headers(self._settings)) as http:
+            sent = time.perf_counter()
+            http.post("/events", json=[event]).raise_for_status()
+            out["post_s"] = time.perf_counter() - sent
+            params = {"metric": "events", "tenant": self._tenant, "range": "15m", "filter": f"page:{page}"}
+
+            def in_hot() -> bool:
+                return bool(self._store.query_arrow(
+                    "SELECT count() AS n FROM rollups_1m WHERE tenant = {t:String} AND event = 'probe' "
+                    "AND page = {p:String}", {"t": self._tenant, "p": page}).to_pylist()[0]["n"])
+
+            def in_api() -> bool:
+                series = http.get("/v1/timeseries", params=params).json().get("series", [])
+                return bool(series and sum(p[1] for p in series[0]["points"]) >= 1)
+
+            hot = threading.Thread(target=self._poll, args=(in_hot, sent, out, "hot_s"), daemon=True)
+            hot.start()
+            self._poll(in_api, sent, out, "api_s")
+            hot.join(self._timeout)
+        if "hot_s" in out and "api_s" in out:
+            self.rows.append(out)
+
+    def _loop(self) -> None:
+        self._stop.wait(0.5)  # between the headline probe's events (one a second)
+        while not self._stop.is_set():
+            worker = threading.Thread(target=self._one, daemon=True)
+            worker.start()
+            self._threads.append(worker)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> SplitProbe:
+        self._main = threading.Thread(target=self._loop, daemon=True)
+        self._main.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._main.join()
+        for worker in self._threads:
+            worker.join(self._timeout)
+
+    def summary(self) -> dict:
+        from demo.load import percentile
+
+        def stat(values: list[float]) -> dict:
+            return {"p50_ms": round(statistics.median(values) * 1000), "p95_ms": round(percentile(values, 95) * 1000)}
+
+        rows = self.rows
+        if not rows:
+            return {"probes": 0}
+        return {"probes": len(rows), "post": stat([r["post_s"] for r in rows]),
+                "sent_to_hot_tier": stat([r["hot_s"] for r in rows]),
+                "after_post_to_hot_tier": stat([r["hot_s"] - r["post_s"] for r in rows]),
+                "hot_tier_to_api": stat([max(0.0, r["api_s"] - r["hot_s"]) for r in rows]),
+                "sent_to_api": stat([r["api_s"] for r in rows])}
+
+
+_SINK = re.compile(r"batch \d+: ([\d,]+) events .* in ([\d.]+)s \(read\+dedup ([\d.]+)s, rollup ([\d.]+)s, "
+                   r"insert ([\d.]+)s\); hot node: closed-through (\d+)ms, events_raw (\d+)ms, "
+                   r"rollups_1m (\d+)ms, marks (\d+)ms")
+_SPARK = re.compile(r"progress hot batch \d+: ([\d,]+) records in ([\d.]+)s \(addBatch ([\d.]+)s, offsets\+planning "
+                    r"([\d.]+)s, walCommit\+commitOffsets ([\d.]+)s.*?(?:; progress row (\d+)ms)?$", re.M)
+
+
+def micro_batch_split(settings, log_start: int) -> dict:
+    """Median milliseconds per part of the hot query's micro-batches, from the stream log (lines of this phase): the
+    sink's own split (``HotTierWriter``) and Spark's (``stage_split``, logged for every batch when the stream runs
+    with ``STAGE_LOG_RECORDS`` 0)."""
+    log = settings.home / "logs" / "stream.log"
+    text = log.read_bytes()[log_start:].decode("utf-8", "replace") if log.exists() else ""
+    sink = [m.groups() for m in _SINK.finditer(text)]
+    spark = [m.groups() for m in _SPARK.finditer(text)]
+
+    def med(values: list[float]) -> float | None:
+        return round(statistics.median(values), 1) if values else None
+
+    names = ("events", "sink_total", "to_arrow_read_dedup", "rollup", "inserts_and_marks", "closed_through",
+             "events_raw", "rollups_1m", "marks")
+    scale = (1, 1000, 1000, 1000, 1000, 1, 1, 1, 1)
+    split = {"batches": len(sink)}
+    for i, (name, k) in enumerate(zip(names, scale, strict=True)):
+        split[f"{name}{'' if name == 'events' else '_ms'}"] = med([float(g[i].replace(",", "")) * k for g in sink])
+    if spark:
+        split["spark"] = {"batches": len(spark),
+                          "trigger_execution_ms": med([float(g[1]) * 1000 for g in spark]),
+                          "add_batch_ms": med([float(g[2]) * 1000 for g in spark]),
+                          "offsets_planning_ms": med([float(g[3]) * 1000 for g in spark]),
+                          "wal_commit_offsets_ms": med([float(g[4]) * 1000 for g in spark]),
+                          "progress_row_ms": med([float(g[5]) for g in spark if g[5]])}
+    return split
+
+
+def bench_paced_freshness(settings, store, rate: int, seconds: int, query_clients: int = 0) -> dict:
     """Freshness at a steady ``rate`` the stream sustains: what a dashboard sees in normal operation; with
     ``query_clients``, while that many clients ask uncached 90-day questions all along."""
     from contextlib import nullcontext
@@ -245,23 +369,33 @@ def bench_paced_freshness(settings, rate: int, seconds: int, query_clients: int 
 
     templates = EventTemplates()
 
+    post_ms: list[float] = []
+
     def paced(http: httpx.Client, duration: float) -> None:
         started = time.perf_counter()
         while time.perf_counter() - started < duration:
             tick = time.perf_counter()
             for _ in range(max(1, rate // 1000)):
+                t0 = time.perf_counter()
                 http.post("/events", content=templates.body(1000), headers={"content-type": "application/json"})
+                post_ms.append((time.perf_counter() - t0) * 1000)
             time.sleep(max(0.0, 1.0 - (time.perf_counter() - tick)))
 
+    log = settings.home / "logs" / "stream.log"
     with httpx.Client(base_url=settings.api_url, timeout=60, headers=admin_headers(settings)) as http:
         paced(http, 15)  # warm-up: the stream's first micro-batches carry Spark's JIT, not steady state
+        post_ms.clear()
+        log_start = log.stat().st_size if log.exists() else 0
         queries = UncachedQueries(settings, query_clients) if query_clients else nullcontext()
-        with queries, FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
+        with queries, FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe, \
+                SplitProbe(settings, store) as split:
             paced(http, seconds)
     fresh = probe.summary()
     return {"rate_events_per_s": rate, "seconds": seconds, "freshness_p50_s": fresh["p50_s"],
             "freshness_p95_s": fresh["p95_s"], "freshness_p99_s": fresh["p99_s"],
             "freshness_probes": fresh["probes"], "freshness_timeouts": fresh["timeouts"],
+            "split_probes": split.summary(), "micro_batches": micro_batch_split(settings, log_start),
+            "paced_post_p50_ms": round(statistics.median(post_ms), 1) if post_ms else None,
             **({"uncached_queries": queries.summary()} if query_clients else {})}
 
 
@@ -364,7 +498,7 @@ def main() -> None:
         if "paced" in phases:
             print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s")
             with MemorySampler(settings.home) as memory:
-                paced = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds)
+                paced = bench_paced_freshness(settings, store, args.paced_rate, args.paced_seconds)
             paced["memory"] = memory.report()
             print(f"   {paced}\n   {memory.summary()}")
         paced_queries = None
@@ -372,7 +506,7 @@ def main() -> None:
             print(f"== freshness at a paced {args.paced_rate:,} events/s for {args.paced_seconds}s while "
                   f"{args.query_clients} clients ask uncached 90-day series")
             with MemorySampler(settings.home) as memory:
-                paced_queries = bench_paced_freshness(settings, args.paced_rate, args.paced_seconds,
+                paced_queries = bench_paced_freshness(settings, store, args.paced_rate, args.paced_seconds,
                                                       args.query_clients)
             paced_queries["memory"] = memory.report()
             print(f"   {paced_queries}\n   {memory.summary()}")

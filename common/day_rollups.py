@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from common.hot_store import HotStore, write_count
+from common.hot_store import HotStore, Statement, write_count
 from common.sql_files import fill, sql_sections
 
 GRACE = timedelta(minutes=10)  # far past the longest question (the query timeout, 30 s by default)
@@ -218,11 +218,19 @@ def written(store: HotStore, hours: list[datetime]) -> None:
     """The stream inserted events into ``hours``: a build of their days that copied one of them is not read any more
     (only when some build reached that far: the open hours the stream writes every micro-batch cost one small read).
     Called by the stream after each insert."""
+    statement = written_statement(hours)
+    if statement is not None:
+        store.command(*statement)
+
+
+def written_statement(hours: list[datetime]) -> Statement | None:
+    """``written`` as a statement to run (None: nothing to mark), for a writer that sends it with others in one
+    call (``common.hot_store.run_commands``); run it after the insert into ``hours``, as ``written``."""
     if not hours:
-        return
+        return None
     naive = [_naive(h) for h in hours]
-    store.command(_sections()["written"], {"days": sorted({_day(h.date()) for h in naive}),
-                                           "earliest": min(naive).replace(minute=0, second=0, microsecond=0)})
+    return _sections()["written"], {"days": sorted({_day(h.date()) for h in naive}),
+                                    "earliest": min(naive).replace(minute=0, second=0, microsecond=0)}
 
 
 def valid_builds(store: HotStore, start: datetime, end: datetime, kept: bool = True) -> list[Build]:

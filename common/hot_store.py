@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +67,23 @@ class HotStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+Statement = tuple[str, dict[str, Any]]  # a command's SQL and its parameters
+
+
+def run_commands(store: HotStore, statements: Sequence[Statement]) -> None:
+    """Run ``statements`` in order, stopping at the first that fails. Through the hot node it is one call (its
+    ``commands`` action), so a writer that follows each insert with a few small statements (the stream's marks)
+    pays one round trip instead of one per statement; any other store runs them one by one."""
+    if not statements:
+        return
+    several = getattr(store, "commands", None)
+    if several is not None:
+        several(statements)
+        return
+    for sql, parameters in statements:
+        store.command(sql, parameters)
 
 
 def _insert_settings(token: str | None) -> dict[str, Any]:
@@ -170,6 +187,16 @@ class ClickHouseHotStore:
                 writer.client.command(sql, parameters=parameters or {})
         finally:  # after the statement (failed too: it may have written part of it)
             _WRITES.bump(self._folder, sql)
+
+    def commands(self, statements: Sequence[Statement]) -> None:
+        """``command`` for each statement, in order, without another writer's call between them."""
+        writer = self._writing("a command")
+        with writer.lock:
+            for sql, parameters in statements:
+                try:
+                    writer.client.command(sql, parameters=parameters or {})
+                finally:  # as ``command``: each statement moves the counters of the tables it names
+                    _WRITES.bump(self._folder, sql)
 
     def insert_arrow(self, table: str, data: pa.Table, token: str | None = None) -> None:
         if data.num_rows == 0:
@@ -349,6 +376,15 @@ class FlightHotStore:
         body = encode_request({"sql": sql, "parameters": parameters or {}})
         try:
             list(self._client.do_action(flight.Action("command", body), options=self._options))
+        except flight.FlightError as exc:
+            raise self._failed_call(exc) from exc
+
+    def commands(self, statements: Sequence[Statement]) -> None:
+        """The statements in one call: the hot node runs them in order (``run_commands``)."""
+        body = encode_request({"statements": [{"sql": sql, "parameters": parameters or {}}
+                                              for sql, parameters in statements]})
+        try:
+            list(self._client.do_action(flight.Action("commands", body), options=self._options))
         except flight.FlightError as exc:
             raise self._failed_call(exc) from exc
 

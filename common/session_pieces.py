@@ -27,7 +27,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from common.hot_store import HotStore
+from common.hot_store import HotStore, Statement
 from common.sql_files import fill, sql_sections
 
 # the pre-aggregates built and forgotten together, per hour, under one mark: the session metrics' and the funnels'
@@ -102,8 +102,17 @@ def written(store: HotStore, hours: list[datetime]) -> None:
     """Events were inserted into ``hours`` after they may have been built (a stream restarted on a new
     checkpoint, an hour restated while still open): those built are read raw from now on, so no question misses
     the new events, until the batch layer restates and builds them again. Called by the stream after each insert."""
-    if hours:
-        store.command(_sections()["unmark_written"], {"hours": sorted({_hour(h) for h in hours})})
+    statement = written_statement(hours)
+    if statement is not None:
+        store.command(*statement)
+
+
+def written_statement(hours: list[datetime]) -> Statement | None:
+    """``written`` as a statement to run (None: nothing to mark), for a writer that sends it with others in one
+    call (``common.hot_store.run_commands``); run it after the insert into ``hours``, as ``written``."""
+    if not hours:
+        return None
+    return _sections()["unmark_written"], {"hours": sorted({_hour(h) for h in hours})}
 
 
 class BuiltHours(NamedTuple):

@@ -2,7 +2,8 @@
 
 Flight carries Arrow both ways, so an insert from the stream job is a zero-copy stream of record
 batches and a query result needs no re-encoding. Three verbs map onto the hot-store interface:
-``do_get`` (query), ``do_action("command")`` and ``do_put`` (insert with an idempotency token).
+``do_get`` (query), ``do_action("command")`` (``"commands"``: several in order, one call) and ``do_put``
+(insert with an idempotency token).
 
 The endpoint holds every tenant's data, so no call is served without a token (``Authorization: Bearer``,
 compared in constant time, checked by a server middleware before any verb runs):
@@ -28,7 +29,7 @@ from typing import Any
 
 import pyarrow.flight as flight
 
-from common.hot_store import HotStore, decode_request
+from common.hot_store import HotStore, decode_request, run_commands
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +111,16 @@ class HotNodeServer(flight.FlightServerBase):
             request = decode_request(action.body.to_pybytes())
             self._store.command(request["sql"], request.get("parameters") or {})
             return [b"ok"]
-        raise flight.FlightServerError(f"unknown action {action.type!r}; known: ping, command")
+        if action.type == "commands":  # several statements in order, one round trip (the stream's marks)
+            _require_writer(context, "a command")
+            request = decode_request(action.body.to_pybytes())
+            run_commands(self._store, [(s["sql"], s.get("parameters") or {}) for s in request["statements"]])
+            return [b"ok"]
+        raise flight.FlightServerError(f"unknown action {action.type!r}; known: ping, command, commands")
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
-        return [("ping", "liveness"), ("command", "run a statement that returns no rows (writer token)")]
+        return [("ping", "liveness"), ("command", "run a statement that returns no rows (writer token)"),
+                ("commands", "run several such statements in order, stopping at the first that fails (writer token)")]
 
 
 def _read_only(store: HotStore) -> HotStore:

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQue
 
 from common import day_rollups, session_pieces
 from common.events import EVENT_ARROW_SCHEMA
-from common.hot_store import HotStore, HotStoreError
+from common.hot_store import HotStore, HotStoreError, run_commands
 from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
@@ -149,15 +150,36 @@ def drop_closed(raw: pa.Table, closed_through: datetime | None) -> pa.Table:
     return raw.filter(pc.greater_equal(column, pa.scalar(closed_through, type=column.type)))
 
 
+def _in_background(action: Callable[[], datetime | None]) -> Future[datetime | None]:
+    """``action`` on a daemon thread of its own (one that waits for an unreachable hot node never holds the process's
+    exit, which a pool's worker would)."""
+    future: Future[datetime | None] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(action())
+        except BaseException as exc:  # handed to the caller, which raises it from result()
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="hot-seal-read", daemon=True).start()
+    return future
+
+
 class HotTierWriter:
     """``foreachBatch`` target of the ``hot`` query.
 
     Before writing, each micro-batch reads the newest ``closed_through`` the batch layer sealed
     (``hour_closings``, ``batch.hour_state``: hours closed by the wall clock while the watermark stood
     still) and drops older events: they are late, like events behind the watermark (landed, counted
-    by the batch layer). It reads it after Spark fixed the batch's offsets, which is what makes the
-    seal safe: a batch holding a record written after the seal reads the seal. ``late_by_batch``
-    holds the count per batch id for the progress listener.
+    by the batch layer). It reads it after Spark fixed the batch's offsets (Spark calls the sink only
+    then), which is what makes the seal safe: a batch holding a record written after the seal reads the
+    seal. The read runs while Spark computes the batch, so it costs the batch no time of its own.
+    ``late_by_batch`` holds the count per batch id for the progress listener.
+
+    After the two inserts, the hours written are marked for the session pieces and the day copies
+    (``session_pieces.written``, ``day_rollups.written``: builds of those hours are not read any more) in
+    one call to the hot node.
     """
 
     def __init__(self, store: HotStore, token_prefix: str, progress: Callable[[str], None]) -> None:
@@ -180,10 +202,20 @@ class HotTierWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.perf_counter()
+        sealed = _in_background(self._closed_through)  # the offsets are fixed: read while Spark computes
         raw = batch.select(*EVENT_ARROW_SCHEMA.names).toArrow()
         if raw.num_rows == 0:
-            return
-        closed_through = self._closed_through()
+            return  # an empty batch writes nothing: its read just ends
+        collected = time.perf_counter()
+        self.write(raw, batch_id, sealed.result(), started, collected)
+
+    def write(self, raw: pa.Table, batch_id: int, closed_through: datetime | None,
+              started: float | None = None, collected: float | None = None) -> None:
+        """Write one micro-batch's events (``raw``, in ``EVENT_ARROW_SCHEMA``) given the newest seal: events and
+        minute rollups with the batch's tokens (a replay is a no-op), then the marks of the hours written."""
+        collected = collected if collected is not None else time.perf_counter()
+        started = started if started is not None else collected
+        sealed = time.perf_counter()
         kept = drop_closed(raw, closed_through)
         if kept.num_rows < raw.num_rows:
             self.late_by_batch[batch_id] = raw.num_rows - kept.num_rows
@@ -195,23 +227,27 @@ class HotTierWriter:
         raw = kept
         if raw.num_rows == 0:
             return
-        collected = time.perf_counter()
         rollups = minute_rollups(raw)
         rolled = time.perf_counter()
         with_retry(lambda: self._store.insert_arrow("events_raw", raw, token=f"{self._prefix}:{batch_id}:raw"),
                    "events_raw", self._progress)
+        raw_done = time.perf_counter()
         with_retry(
             lambda: self._store.insert_arrow(
                 "rollups_1m_ingest", rollups, token=f"{self._prefix}:{batch_id}:rollups_1m"),
             "rollups_1m", self._progress)
+        inserted = time.perf_counter()
         hours = pc.unique(pc.floor_temporal(raw.column("timestamp"), unit="hour")).to_pylist()
-        with_retry(lambda: session_pieces.written(self._store, hours), "session_piece_hours", self._progress)
-        with_retry(lambda: day_rollups.written(self._store, hours), "rollups_1h_by_day_marks", self._progress)
+        marks = [m for m in (session_pieces.written_statement(hours), day_rollups.written_statement(hours)) if m]
+        with_retry(lambda: run_commands(self._store, marks), "session_piece_hours, rollups_1h_by_day_marks",
+                   self._progress)
         done = time.perf_counter()
         self._progress(
             f"batch {batch_id}: {raw.num_rows:,} events → {rollups.num_rows:,} minute rollups in "
-            f"{done - started:.2f}s (read+dedup {collected - started:.2f}s, rollup {rolled - collected:.3f}s, "
-            f"insert {done - rolled:.2f}s)"
+            f"{done - started:.2f}s (read+dedup {collected - started:.2f}s, rollup {rolled - sealed:.3f}s, "
+            f"insert {done - rolled:.2f}s); hot node: closed-through {(sealed - collected) * 1000:.0f}ms, "
+            f"events_raw {(raw_done - rolled) * 1000:.0f}ms, rollups_1m {(inserted - raw_done) * 1000:.0f}ms, "
+            f"marks {(done - inserted) * 1000:.0f}ms"
         )
 
 
@@ -306,6 +342,7 @@ class ProgressRecorder(StreamingQueryListener):
             ("input_rows", pa.uint64()), ("late_rows", pa.uint64()), ("duration_ms", pa.uint64()),
             ("watermark", pa.timestamp("ms", "UTC")), ("end_offsets", pa.string()),
         ]))
+        recording = time.perf_counter()
         try:  # waited for like the writer's inserts: the row carries the batch's late count, which nothing else keeps
             with_retry(lambda: self._store.insert_arrow(
                 "stream_progress", table, token=f"{self._prefix}:{p.name}:{p.batchId}:progress"),
@@ -313,7 +350,7 @@ class ProgressRecorder(StreamingQueryListener):
         except PermanentHotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
         if self._progress is not None and (p.numInputRows or 0) >= STAGE_LOG_RECORDS:
-            self._progress(stage_split(p))
+            self._progress(f"{stage_split(p)}; progress row {(time.perf_counter() - recording) * 1000:.0f}ms")
 
     def onQueryIdle(self, event) -> None:
         pass

@@ -31,7 +31,7 @@ from batch.restate import restate_hour
 from common import day_rollups
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_schema import load_migrations
-from common.hot_store import FlightHotStore, HotStore, is_remote, write_count
+from common.hot_store import FlightHotStore, HotStore, is_remote, run_commands, write_count
 from common.rollups import minute_rollups
 from common.settings import Settings
 from serving.hot_node import start_hot_node
@@ -495,6 +495,11 @@ def test_the_marks_write_count_moves_with_every_write_of_them(hot: HotStore, lai
                     "AND recorded_at > now64(9) - INTERVAL 1 HOUR SETTINGS mutations_sync = 2", {"d": days[6]})
         assert write_count(hot, day_rollups.MARKS) == moved + 1
         assert _copied(reader, _midnight(days[6]), _midnight(days[7])) == 1, "the read-only store reads the marks anew"
+        statement = day_rollups.written_statement([_midnight(days[6]) + timedelta(hours=20)])
+        assert statement is not None
+        run_commands(hot, [statement])  # as the stream's sink sends its marks: several statements in one call
+        assert write_count(reader, day_rollups.MARKS) == moved + 2, "a statement of a batch of commands"
+        assert _copied(reader, _midnight(days[6]), _midnight(days[7])) == 0, "the kept builds are read again"
     finally:
         reader.close()
     assert write_count(FlightHotStore("grpc://127.0.0.1:1", timeout_s=1, token="x"), day_rollups.MARKS) is None
