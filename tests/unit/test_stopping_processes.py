@@ -54,17 +54,14 @@ def test_stop_waits_for_every_member_of_the_group_and_kills_the_one_that_ignores
     _wait_for_line(log, "\nready\n")
     [child] = [p for p in procfs.processes() if p.pgid == record.pid and p.pid != record.pid and not p.gone]
 
-    # The leader dies at once on SIGTERM, the child never does: stop() waits the whole timeout for it, then
-    # SIGKILLs it. 5 s, not 1: on a busy machine (`make test` runs the unit tests beside the integration session)
-    # the leader was still seen alive a second after its SIGTERM, and counted among the killed.
-    report = process.stop(record, timeout=5.0)
+    report = process.stop(record, timeout=1.0)
 
     assert report.ok, report.summary()
     assert not _alive(child.pid, child.start_ticks), "the child that ignored SIGTERM must be gone"
     assert [p for p in procfs.processes() if p.pgid == record.pid and not p.gone] == []
     assert len(report.found) == 2
     assert report.killed == (child.describe(),)
-    assert report.seconds >= 5.0
+    assert report.seconds >= 1.0
 
 
 def test_stop_cleans_up_a_group_whose_leader_is_already_dead(tmp_path: Path) -> None:
