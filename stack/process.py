@@ -97,11 +97,22 @@ def read_pid(pid_file: Path) -> PidRecord | None:
         return None
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _default_stop_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def spawn(cmd: list[str], *, env: dict[str, str], cwd: Path | None, log_file: Path, pid_file: Path) -> PidRecord:
     """Start ``cmd`` detached from our session, output appended to ``log_file``, and record it.
 
     ``start_new_session`` puts the service in its own process group, so Ctrl-C in the terminal
-    that ran `stack up` does not kill it and `down` can signal the whole group.
+    that ran `stack up` does not kill it and `down` can signal the whole group. A signal ignored
+    here would stay ignored in the service (an ignored disposition survives ``exec``): started from
+    a wrapper that ignores SIGTERM (some job runners, ``nohup``-like launchers), every service would
+    outlive `down`'s SIGTERM and be SIGKILLed. The stop signals are put back to their default first.
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +127,8 @@ def spawn(cmd: list[str], *, env: dict[str, str], cwd: Path | None, log_file: Pa
             env=env,
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_default_stop_signals if any(
+                signal.getsignal(sig) == signal.SIG_IGN for sig in STOP_SIGNALS) else None,
         )
     _CHILDREN[proc.pid] = proc
     record = PidRecord(proc.pid, _start_ticks(proc.pid) or "")

@@ -64,6 +64,26 @@ def test_stop_waits_for_every_member_of_the_group_and_kills_the_one_that_ignores
     assert report.seconds >= 1.0
 
 
+def test_a_service_started_by_a_process_that_ignores_sigterm_still_stops_on_it(tmp_path: Path) -> None:
+    """An ignored signal stays ignored across ``exec``: without the reset in ``spawn`` the leader here would outlive
+    its SIGTERM and be counted among the killed (as the test above did when pytest itself ran with SIGTERM
+    ignored)."""
+    log = tmp_path / "svc.log"
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        record = process.spawn([sys.executable, "-c", "print('ready', flush=True); import time; time.sleep(600)"],
+                               env=dict(os.environ), cwd=None, log_file=log, pid_file=tmp_path / "svc.pid")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    _wait_for_line(log, "\nready\n")
+
+    report = process.stop(record, timeout=5.0)
+
+    assert report.ok, report.summary()
+    assert report.killed == (), "the service must have stopped on SIGTERM, not SIGKILL"
+    assert report.seconds < 5.0
+
+
 def test_stop_cleans_up_a_group_whose_leader_is_already_dead(tmp_path: Path) -> None:
     log = tmp_path / "svc.log"
     record = process.spawn([sys.executable, "-c", LEADER_WITH_STUBBORN_CHILD], env=dict(os.environ), cwd=None,
