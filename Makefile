@@ -50,23 +50,12 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/lakehouse demo
 
-# The unit and component tests (CPU-bound, no service) run beside the integration session, which spends most of
-# its time waiting on services and on the wall clock; their output goes to $(FAST_LOG) and is shown once the
-# integration session has ended (its own cache folder: two sessions writing one `lastfailed` would lose entries).
-# The fault drills last, in a session of their own: their stacks run alone on the machine (docs/testing.md);
-# that session collects tests/integration only (where the `faults` tests live), not the whole suite again.
-FAST_LOG := build/test-fast.log
-
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	@mkdir -p $(dir $(FAST_LOG)); status=0; \
-	  echo "make test: the unit and component tests run beside the integration session; their output follows it"; \
-	  $(BIN)/pytest -q -o cache_dir=.pytest_cache/fast-tier tests --ignore=tests/integration >$(FAST_LOG) 2>&1 & \
-	  fast=$$!; trap 'kill $$fast 2>/dev/null; exit 130' INT TERM; \
-	  $(BIN)/pytest -q -m "not faults" tests/integration || status=$$?; \
-	  wait $$fast || status=$$?; \
-	  echo "---- the unit and component tests ($(FAST_LOG)) ----"; cat $(FAST_LOG); \
+	@# the fault drills last, in a session of their own: their stacks run alone on the machine (docs/testing.md);
+	@# that session collects tests/integration only (where the `faults` tests live), not the whole suite again
+	@status=0; $(BIN)/pytest -q -m "not faults" || status=$$?; \
 	  $(BIN)/pytest -q -m faults tests/integration || status=$$?; exit $$status
 
 # The fast tier, no service started (not even Redis): ruff, the import contracts, the unit tests and the
