@@ -127,9 +127,9 @@ def test_a_three_year_daily_series_joins_the_cold_and_hot_tiers_exactly(
     seeded = data["globex"]
     body = _get(client, "/v1/timeseries", tenant="globex", metric="events", range="3y", granularity="day")
     assert body["sources"] == ["cold:rollups_daily", "hot:rollups_1h"]
-    start = datetime.fromisoformat(body["from"])
-    truth = by_bucket(within(seeded.all, start, seeded.now + timedelta(seconds=1)), "day", "events")
-    assert _series(body) == {(): zero_filled(truth, every_bucket(start, seeded.now, "day"))}
+    start, end = datetime.fromisoformat(body["from"]), datetime.fromisoformat(body["to"])  # the request's clock:
+    truth = by_bucket(within(seeded.all, start, seeded.now + timedelta(seconds=1)), "day", "events")  # a day later
+    assert _series(body) == {(): zero_filled(truth, every_bucket(start, end, "day"))}  # than the seed's at midnight
 
 
 def test_totals_over_every_tier_add_up_and_flag_unique_users_as_an_upper_bound(
