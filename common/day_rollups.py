@@ -294,10 +294,6 @@ class _ValidBuilds:
             self._kept[key] = (count, builds)
         return list(builds)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-
 
 VALID_BUILDS = _ValidBuilds()
 
