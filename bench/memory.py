@@ -48,6 +48,7 @@ class MemorySampler:
         self.interval_s = interval_s
         self.samples = 0
         self.series: dict[str, list[tuple[float, int]]] = {}  # per service: (seconds since start, KiB summed)
+        self.anon_series: dict[str, list[tuple[float, int]]] = {}  # the same, anonymous pages only
         self._seen: dict[tuple[int, str], _Seen] = {}
         self._service_peak: dict[str, int] = {}
         self._started = time.monotonic()
@@ -86,6 +87,7 @@ class MemorySampler:
         """Read every process's RSS once; returns KiB per service."""
         table = procfs.processes()
         totals: dict[str, int] = {}
+        anon: dict[str, int] = {}
         with self._lock:
             index = self.samples
             members = self._members(table)
@@ -100,10 +102,12 @@ class MemorySampler:
                 seen.peak_kib = max(seen.peak_kib, kib)
                 seen.end_kib, seen.last_sample = kib, index
                 totals[service] = totals.get(service, 0) + kib
+                anon[service] = anon.get(service, 0) + (pages[1] - pages[2]) * PAGE_KIB
             at = round(time.monotonic() - self._started, 1)
             for service, kib in totals.items():
                 self._service_peak[service] = max(self._service_peak.get(service, 0), kib)
                 self.series.setdefault(service, []).append((at, kib))
+                self.anon_series.setdefault(service, []).append((at, anon[service]))
             self.samples += 1
         return totals
 

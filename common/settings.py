@@ -197,6 +197,13 @@ class Settings(BaseSettings):
         "time) and reach the hot node, started apart with `lakehouse hot-node`, over Arrow Flight; cached "
         "answers and ingestion then keep working while the hot node restarts (docs/operations.md).",
     )
+    hot_node_malloc_arenas: int = Field(
+        default=2,
+        ge=0,
+        description="glibc malloc arenas of the process that owns embedded chDB (`lakehouse serve` with no workers, "
+        "`lakehouse hot-node`). Its couple of hundred threads otherwise get up to eight arenas per core, each keeping "
+        "what was freed in it, and the resident memory creeps up under a steady load. 0: glibc's default.",
+    )
     api_graceful_shutdown_seconds: float = Field(
         default=15.0,
         gt=0,

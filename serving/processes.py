@@ -38,8 +38,10 @@ def _open_owned_store(settings: Settings) -> tuple[HotStore, HotNodeServer | Non
     """The hot store this process owns, migrated, and its Flight server when ClickHouse is embedded."""
     from common.hot_schema import migrate
     from common.hot_store import ensure_hot_node_token, hot_node_tls, open_hot_store
+    from common.malloc_arenas import limit_malloc_arenas
     from serving.hot_node import start_hot_node
 
+    limit_malloc_arenas(settings.hot_node_malloc_arenas)  # before chDB's and Flight's threads start
     store = open_hot_store(settings, is_hot_node=True)
     applied = migrate(store)
     if applied:
