@@ -306,7 +306,8 @@ PROGRESS_WAIT_SECONDS = 120.0  # a hot node restarting; longer, and the listener
 
 class ProgressRecorder(StreamingQueryListener):
     """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``, and logs where a
-    micro-batch's time went (``stage_split``) for batches of ``STAGE_LOG_RECORDS`` records or more."""
+    micro-batch's time went (``stage_split``) for every ``hot`` batch with input and the other queries' batches of
+    ``STAGE_LOG_RECORDS`` records or more."""
 
     def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
