@@ -157,6 +157,19 @@ def query_split(store, since: datetime) -> dict[str, dict]:
             for r in rows}
 
 
+def hot_busy_share(store, since: datetime) -> float | None:
+    """The share of the time since ``since`` the hot query spent in micro-batches (``stream_progress``: each batch's
+    trigger start and duration): near 1 it runs back to back, and freshness is about two of its batches."""
+    rows = store.query_arrow(
+        "SELECT toUnixTimestamp64Milli(finished_at) AS started, duration_ms FROM stream_progress WHERE query_name = "
+        f"'hot' AND finished_at >= toDateTime64('{since:%Y-%m-%d %H:%M:%S}', 3, 'UTC') ORDER BY started"
+    ).to_pylist()
+    if len(rows) < 2:
+        return None
+    span = rows[-1]["started"] + rows[-1]["duration_ms"] - rows[0]["started"]
+    return round(sum(r["duration_ms"] for r in rows) / span, 2) if span > 0 else None
+
+
 def wait_queries_drained(store, since: datetime, records: int, timeout: float = 240) -> float | None:
     """When every query has read the ``records`` produced (the landing's 30 s trigger makes it the last)."""
     deadline = time.monotonic() + timeout
@@ -329,7 +342,8 @@ _SINK = re.compile(r"batch \d+: ([\d,]+) events .* in ([\d.]+)s \(read\+dedup ([
                    r"insert ([\d.]+)s\); hot node: closed-through (\d+)ms, events_raw (\d+)ms, "
                    r"rollups_1m (\d+)ms, marks (\d+)ms")
 _SPARK = re.compile(r"progress hot batch \d+: ([\d,]+) records in ([\d.]+)s \(addBatch ([\d.]+)s, offsets\+planning "
-                    r"([\d.]+)s, walCommit\+commitOffsets ([\d.]+)s.*?(?:; progress row (\d+)ms)?$", re.M)
+                    r"([\d.]+)s, walCommit\+commitOffsets ([\d.]+)s(?:; dedup state: updates ([\d.]+)s, removals "
+                    r"([\d.]+)s, commit ([\d.]+)s[^)]*)?\).*?(?:; progress row (\d+)ms)?$", re.M)
 
 
 def micro_batch_split(settings, log_start: int) -> dict:
@@ -356,7 +370,10 @@ def micro_batch_split(settings, log_start: int) -> dict:
                           "add_batch_ms": med([float(g[2]) * 1000 for g in spark]),
                           "offsets_planning_ms": med([float(g[3]) * 1000 for g in spark]),
                           "wal_commit_offsets_ms": med([float(g[4]) * 1000 for g in spark]),
-                          "progress_row_ms": med([float(g[5]) for g in spark if g[5]])}
+                          "dedup_state_updates_ms": med([float(g[5]) * 1000 for g in spark if g[5]]),
+                          "dedup_state_removals_ms": med([float(g[6]) * 1000 for g in spark if g[6]]),
+                          "dedup_state_commit_ms": med([float(g[7]) * 1000 for g in spark if g[7]]),
+                          "progress_row_ms": med([float(g[8]) for g in spark if g[8]])}
     return split
 
 
@@ -387,6 +404,7 @@ def bench_paced_freshness(settings, store, rate: int, seconds: int, query_client
         post_ms.clear()
         log_start = log.stat().st_size if log.exists() else 0
         queries = UncachedQueries(settings, query_clients) if query_clients else nullcontext()
+        phase_started = datetime.now(UTC)
         with queries, FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe, \
                 SplitProbe(settings, store) as split:
             paced(http, seconds)
@@ -395,6 +413,8 @@ def bench_paced_freshness(settings, store, rate: int, seconds: int, query_client
             "freshness_p95_s": fresh["p95_s"], "freshness_p99_s": fresh["p99_s"],
             "freshness_probes": fresh["probes"], "freshness_timeouts": fresh["timeouts"],
             "split_probes": split.summary(), "micro_batches": micro_batch_split(settings, log_start),
+            "queries": query_split(store, phase_started),  # the hot query's busy share; what the others took
+            "hot_busy_share": hot_busy_share(store, phase_started),
             "paced_post_p50_ms": round(statistics.median(post_ms), 1) if post_ms else None,
             **({"uncached_queries": queries.summary()} if query_clients else {})}
 

@@ -18,6 +18,17 @@ Each way checks that it kept exactly the distinct events.
 
 Usage: ``python -m bench.stream_dedup [--events 400000] [--batches 4] [--repeats 2] [--ways a,b]``; figures
 are printed and written to ``bench/results/stream_dedup.json``.
+
+``--fixed-cost`` measures instead what one small micro-batch costs (freshness at a paced rate is made of them):
+a query per way whose state is first filled with ``--prefill`` keys spread over the 20 minutes a key stays in the
+state (event time + the 10-minute delay, evicted once the watermark passes it), then fed micro-batches of each of
+``--sizes`` events in turn, ``--rounds`` times, their event times advancing as at 5,000 events/s so that every batch
+evicts the keys that expire. Each batch goes through a Python worker and back (an identity ``mapInArrow``, the
+contract's round trip without its work) before the watermark and the state, and is collected as Arrow as the hot
+sink does. Per batch: the Spark JVM's CPU time (all threads, ``/proc``) from the file's arrival to the batch's end,
+and Spark's own split (the whole trigger, ``addBatch``, planning, WAL + commit log, the state's updates / removals /
+commit); medians per way and size in ``bench/results/stream_dedup-fixed-cost[-<label>].json``. Session-wide
+settings (``LAKEHOUSE_SPARK_CONF``) are compared by running the command once per setting, alternately.
 """
 
 from __future__ import annotations
@@ -27,9 +38,10 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -136,6 +148,152 @@ def summary(runs: dict[str, list[dict]]) -> dict[str, dict]:
     return out
 
 
+RATE = 5000  # events/s: how fast the fixed-cost batches' event time advances
+KEY_LIFETIME = timedelta(minutes=20)  # event time + delay, until the watermark (newest event - delay) passes it
+FIXED_COST_WAYS: dict[str, dict[str, str]] = {
+    "rocksdb": {},  # as the stream runs (common.spark.STATE_STORE_CONF)
+    "rocksdb_uncompressed": {ROCKSDB_CONF + "compression": "none"},
+    "rocksdb_uncompressed_cached": {ROCKSDB_CONF + "compression": "none", ROCKSDB_CONF + "blockCacheSizeMB": "256"},
+    "no_state": {},  # a repartition on the key in the state's place: what a batch costs without it
+    "rocksdb_projected": {},  # the sink's columns chosen in the query's plan, collected as they come (no select)
+}
+
+
+def contract_rows_at(n: int, start: datetime, end: datetime, tag: str) -> pa.Table:
+    """``n`` distinct valid contract rows (typed instants) with event times spread evenly over [start, end)."""
+    from stream.contract import TYPED_CONTRACT_ARROW_SCHEMA
+
+    step = (end - start) / max(n, 1)
+    times = pa.array([start + step * i for i in range(n)], pa.timestamp("us", "UTC"))
+    columns = {"tenant": pa.array([f"tenant-{i % 5}" for i in range(n)]), "event": pa.array(["page_view"] * n),
+               "timestamp": times, "received_at": times,
+               "event_id": pa.array([f"{tag}-{i:09d}-0123456789abcdef0123" for i in range(n)]),
+               "revenue": pa.nulls(n, pa.float64()), "properties": pa.array(["{}"] * n),
+               "kafka_partition": pa.array([i % 4 for i in range(n)], pa.int32()),
+               "kafka_offset": pa.array(range(n), pa.int64()), "kafka_index": pa.array([0] * n, pa.int32()),
+               "dead_letter": pa.nulls(n, pa.string())}
+    for name in ("user_id", "page", "country", "device"):
+        columns[name] = pa.array([f"{name}-{i % 97}" for i in range(n)])
+    return pa.table([columns[f.name] for f in TYPED_CONTRACT_ARROW_SCHEMA], schema=TYPED_CONTRACT_ARROW_SCHEMA)
+
+
+def _identity(batches):  # the Python worker's round trip, without the contract's work
+    yield from batches
+
+
+def fixed_cost_way(spark, work: str, way: str, prefill: int, sizes: list[int], rounds: int) -> dict:
+    """One way's query: the state filled with ``prefill`` keys, then ``rounds`` × ``sizes`` micro-batches, one file
+    each; per batch the JVM's CPU time and Spark's split. Returns the medians per size (the first round left out)."""
+    from stream.contract import TYPED_CONTRACT_DDL
+    from stream.job import valid_events
+
+    source, checkpoint = os.path.join(work, f"source-{way}"), os.path.join(work, f"checkpoint-{way}")
+    os.makedirs(source)
+    for key, value in FIXED_COST_WAYS[way].items():
+        spark.conf.set(key, value)
+    events = valid_events(spark.readStream.schema(TYPED_CONTRACT_DDL).option("maxFilesPerTrigger", 1).parquet(source))
+    events = events.mapInArrow(_identity, events.schema).withWatermark("timestamp", "10 minutes")
+    events = (events.repartition(2, "tenant", "event_id") if way == "no_state"
+              else events.dropDuplicatesWithinWatermark(["tenant", "event_id"]))
+    projected = way.endswith("_projected")
+    if projected:
+        events = events.select(*EVENT_ARROW_SCHEMA.names)
+    kept: list[int] = []
+
+    def collect(batch, batch_id: int) -> None:
+        if batch_id == 0:
+            kept.append(batch.count())
+        else:
+            kept.append((batch if projected else batch.select(*EVENT_ARROW_SCHEMA.names)).toArrow().num_rows)
+
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    def arrive(index: int, table: pa.Table) -> None:  # atomically, as a whole file
+        pq.write_table(table, os.path.join(work, "incoming.parquet"))
+        os.rename(os.path.join(work, "incoming.parquet"), os.path.join(source, f"batch-{index:05d}.parquet"))
+
+    arrive(0, contract_rows_at(prefill, now - KEY_LIFETIME, now, f"{way}-p"))
+    query = (events.writeStream.foreachBatch(collect).option("checkpointLocation", checkpoint)
+             .trigger(processingTime="100 milliseconds").start())
+    jvm = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    per_size: dict[int, list[dict]] = {n: [] for n in sizes}
+    try:
+        query.processAllAvailable()
+        clock, index = now, 0
+        for round_ in range(rounds):
+            for n in sizes:
+                index += 1
+                table = contract_rows_at(n, clock, clock + timedelta(seconds=n / RATE), f"{way}-{index}")
+                clock += timedelta(seconds=n / RATE)
+                time.sleep(0.3)  # the previous batch's listener and background work settle
+                cpu = process_cpu_s(jvm)
+                arrive(index, table)
+                query.processAllAvailable()
+                jvm_cpu_ms = (process_cpu_s(jvm) - cpu) * 1000
+                progress = next(p for p in reversed(query.recentProgress) if p["numInputRows"] == n)
+                d, ops = progress["durationMs"], progress.get("stateOperators", [])
+                figures = {"jvm_cpu_ms": round(jvm_cpu_ms), "trigger_ms": d.get("triggerExecution", 0),
+                           "add_batch_ms": d.get("addBatch", 0),
+                           "offsets_planning_ms": d.get("latestOffset", 0) + d.get("queryPlanning", 0),
+                           "wal_commit_ms": d.get("walCommit", 0) + d.get("commitOffsets", 0),
+                           "state_updates_ms": sum(o.get("allUpdatesTimeMs", 0) for o in ops),
+                           "state_removals_ms": sum(o.get("allRemovalsTimeMs", 0) for o in ops),
+                           "state_commit_ms": sum(o.get("commitTimeMs", 0) for o in ops),
+                           "state_rows_removed": sum(o.get("numRowsRemoved", 0) for o in ops)}
+                if round_:
+                    per_size[n].append(figures)
+    finally:
+        query.stop()
+    expected = prefill + rounds * sum(sizes)
+    if sum(kept) != expected:
+        raise SystemExit(f"{way} kept {sum(kept):,} events, expected {expected:,}")
+    return {str(n): {key: statistics.median(f[key] for f in figures) for key in figures[0]} | {"batches": len(figures)}
+            for n, figures in per_size.items()}
+
+
+def fixed_cost(args: argparse.Namespace) -> None:
+    ways = [w.strip() for w in args.ways.split(",") if w.strip()]
+    unknown = set(ways) - set(FIXED_COST_WAYS)
+    if unknown:
+        raise SystemExit(f"unknown ways {sorted(unknown)}; known with --fixed-cost: {', '.join(FIXED_COST_WAYS)}")
+    sizes = [int(n) for n in args.sizes.split(",")]
+    from common.settings import Settings
+    from common.spark import spark_session
+
+    work = tempfile.mkdtemp(prefix="bench-stream-fixed-cost-")
+    load_before = os.getloadavg()
+    results: dict[str, list[dict]] = {way: [] for way in ways}
+    spark = spark_session(Settings(), "bench-stream-fixed-cost")
+    baseline = {key: spark.conf.get(key, None) for conf in FIXED_COST_WAYS.values() for key in conf}
+    try:
+        for repeat in range(args.repeats):  # the ways alternately, so that the machine's load weighs on each alike
+            for way in ways:
+                for key, value in baseline.items():  # back to the session's own settings between ways
+                    if value is None:
+                        spark.conf.unset(key)
+                    else:
+                        spark.conf.set(key, value)
+                figures = fixed_cost_way(spark, os.path.join(work, f"{repeat}"), way, args.prefill, sizes, args.rounds)
+                figures["load_average"] = round(os.getloadavg()[0], 2)
+                print(way, repeat, json.dumps(figures), flush=True)
+                results[way].append(figures)
+    finally:
+        spark.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    result = {"benchmark": "stream_dedup --fixed-cost", "when": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+              "spark_conf": Settings().spark_conf, "prefill_keys": args.prefill, "sizes": sizes, "rounds": args.rounds,
+              "ways": {way: {size: {key: statistics.median(r[size][key] for r in runs) for key in runs[0][size]}
+                             for size in map(str, sizes)} for way, runs in results.items()},
+              "runs": results, "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
+    print(json.dumps(result["ways"], indent=2))
+    target = RESULTS.replace(".json", f"-fixed-cost{'-' + args.label if args.label else ''}.json")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w") as out:
+        out.write(json.dumps(result, indent=2) + "\n")
+    print(f"== written to {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=400_000, help="events per micro-batch")
@@ -143,7 +301,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--ways", default=",".join(WAYS))
     parser.add_argument("--shuffle-partitions", type=int, default=2)
+    parser.add_argument("--fixed-cost", action="store_true", help="what one small micro-batch costs (see above)")
+    parser.add_argument("--prefill", type=int, default=300_000, help="--fixed-cost: keys in the state before")
+    parser.add_argument("--sizes", default="100,1000,10000", help="--fixed-cost: events per micro-batch")
+    parser.add_argument("--rounds", type=int, default=4, help="--fixed-cost: batches of each size (the first not kept)")
+    parser.add_argument("--label", default="", help="--fixed-cost: appended to the results file's name")
     args = parser.parse_args()
+    if args.fixed_cost:
+        if args.ways == ",".join(WAYS):
+            args.ways = "rocksdb,no_state"
+        fixed_cost(args)
+        return
     ways = [w.strip() for w in args.ways.split(",") if w.strip()]
     unknown = set(ways) - set(WAYS)
     if unknown:

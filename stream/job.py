@@ -43,7 +43,7 @@ from common.hot_store import HotStore, HotStoreError, run_commands
 from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
-from common.spark import spark_session
+from common.spark import checkpoint_file_conf, spark_session
 from stream.checkpoints import clear_unstarted
 from stream.contract import RecordContract
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
@@ -306,7 +306,8 @@ PROGRESS_WAIT_SECONDS = 120.0  # a hot node restarting; longer, and the listener
 
 class ProgressRecorder(StreamingQueryListener):
     """Records each micro-batch (rows, rows later than the watermark) in ``stream_progress``, and logs where a
-    micro-batch's time went (``stage_split``) for batches of ``STAGE_LOG_RECORDS`` records or more."""
+    micro-batch's time went (``stage_split``) for every ``hot`` batch with input and the other queries' batches of
+    ``STAGE_LOG_RECORDS`` records or more."""
 
     def __init__(self, store: HotStore, token_prefix: str, hot_late_by_batch: dict[int, int] | None = None,
                  progress: Callable[[str], None] | None = None) -> None:
@@ -349,7 +350,8 @@ class ProgressRecorder(StreamingQueryListener):
                 f"progress of {p.name} batch {p.batchId}", self._log, wait_at_most=PROGRESS_WAIT_SECONDS)
         except PermanentHotStoreError as exc:
             log.warning("could not record progress of batch %s: %s", p.batchId, exc)
-        if self._progress is not None and (p.numInputRows or 0) >= STAGE_LOG_RECORDS:
+        if self._progress is not None and ((p.numInputRows or 0) >= STAGE_LOG_RECORDS
+                                           or (p.name == "hot" and p.numInputRows)):
             self._progress(f"{stage_split(p)}; progress row {(time.perf_counter() - recording) * 1000:.0f}ms")
 
     def onQueryIdle(self, event) -> None:
@@ -359,7 +361,10 @@ class ProgressRecorder(StreamingQueryListener):
         pass
 
 
-STAGE_LOG_RECORDS = 500  # Kafka records (up to 200 events each): the busy batches, not the idle ones
+#: Kafka records (up to 200 events each): the landing's and dead letters' busy batches, not their idle ones. Every
+#: ``hot`` batch with input is logged (beside the hot sink's own line of the same batch): its split is what freshness
+#: is made of.
+STAGE_LOG_RECORDS = 500
 
 
 def stage_split(p) -> str:  # a pyspark StreamingQueryProgress
@@ -473,7 +478,8 @@ def run_stream(
     """
     stop = threading.Event()
     with stop_signals(stop):
-        spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
+        spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS,
+                              conf=checkpoint_file_conf(settings.effective_checkpoint_dir))
         spark.conf.set("spark.sql.streaming.stopTimeout", f"{int(QUERY_STOP_SECONDS * 1000)}ms")
         queries = start_stream(spark, settings, store, progress) if not stop.is_set() else []
         if ready_file is not None and queries:
