@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     kafka_manage: bool = Field(
         default=True, description="Start a local broker with `stack up` (false: use kafka_bootstrap as is)."
     )
+    kafka_delivery_timeout_seconds: float = Field(
+        default=25.0, gt=0, le=29,
+        description="How long the API's producer keeps retrying a batch (a broker restart moves partition leaders "
+        "for a few seconds) before the request fails with 503 (Kafka unreachable); below the request's 30-s "
+        "flush wait.",
+    )
 
     # ClickHouse hot tier
     clickhouse_dsn: str = Field(

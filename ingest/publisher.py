@@ -76,7 +76,7 @@ class EventPublisher:
                         # default, unbounded count) within one deadline shorter than the request's own
                         # flush wait, and reconnect within a second rather than backing off to 30 s.
                         # Five retries 100 ms apart used to give up before the leaders were back (503s).
-                        delivery_timeout_ms=25_000,
+                        delivery_timeout_ms=int(self._settings.kafka_delivery_timeout_seconds * 1000),
                         request_timeout_ms=10_000,
                         reconnect_backoff_max_ms=1_000,
                     )

@@ -1,8 +1,9 @@
 """One real stack per test session (Kafka, MinIO, Redis, API + hot node, stream job).
 
 It runs under its own home and ports so that a demo stack on the default ports is not disturbed,
-and tests isolate themselves by tenant. The stream job runs with small micro-batches so that a test
-can kill it in the middle of a run.
+and tests isolate themselves by tenant. The stream job reads micro-batches of at most 64 Kafka records:
+small enough that a test can kill it in the middle of a run it sizes for that (test_speed_layer.py), large
+enough that a load's backlog drains in seconds (each micro-batch has a fixed cost of about a second here).
 """
 
 from __future__ import annotations
@@ -35,10 +36,13 @@ TEST_ENV = {
     "LAKEHOUSE_REDIS_URL": f"redis://127.0.0.1:{23379 + _OFFSET}/0",
     "LAKEHOUSE_API_PORT": str(25000 + _OFFSET),
     "LAKEHOUSE_HOT_NODE_URL": f"grpc://127.0.0.1:{25815 + _OFFSET}",
-    "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": "8",
+    "LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER": "64",
     "LAKEHOUSE_STREAM_LANDING_TRIGGER_SECONDS": "5",
     "LAKEHOUSE_LAKE_SESSION_SECONDS": "1",
-    "LAKEHOUSE_ALERT_INTERVAL_SECONDS": "2",
+    # the broker-down test's 503 comes after this (25 s in production); a restarted broker's leaders are back in
+    # a second or two (test_durability.py)
+    "LAKEHOUSE_KAFKA_DELIVERY_TIMEOUT_SECONDS": "12",
+    "LAKEHOUSE_ALERT_INTERVAL_SECONDS": "1",
     "LAKEHOUSE_ALERT_SETTLE_SECONDS": "10",
     # the alert tests' webhook receiver listens on loopback, which tenants may not reach in production
     "LAKEHOUSE_WEBHOOK_ALLOW_PRIVATE_CIDRS": "127.0.0.1/32",

@@ -68,8 +68,8 @@ def environment(overrides: Mapping[str, str]) -> Iterator[None]:
 def own_stack(env: Mapping[str, str], services: list[str] | None = None) -> Iterator[tuple[Settings, Stack]]:
     """A whole stack of the test's own (its home and ports in ``env``), stopped and checked for leftovers after.
 
-    Its stream reads micro-batches of the production size unless ``env`` says otherwise: the session's tiny
-    ones (``TEST_ENV``, for tests that kill the stream in the middle of a run) could not keep up with a load test.
+    Its stream reads micro-batches of the production size unless ``env`` says otherwise: the session's small
+    ones (``TEST_ENV``, for tests that kill the stream in the middle of a run) fall behind a sustained load.
     """
     production = {"LAKEHOUSE_STREAM_MAX_OFFSETS_PER_TRIGGER":
                   str(Settings.model_fields["stream_max_offsets_per_trigger"].default)}

@@ -87,9 +87,9 @@ def test_a_killed_api_loses_no_acknowledged_event(stack: Stack, hot: HotStore, s
                 else:
                     failures.append(str(response.status_code))
 
-    # Two clients for a second (dozens of requests of 50 events, one Kafka record each): requests in flight at the
-    # kill, and a backlog the test stack's small micro-batches (8 Kafka records each) drain within a minute; every
-    # record more only lengthens that drain.
+    # Two clients for a second (dozens of requests of 50 events, a Kafka record per partition each): requests in
+    # flight at the kill, and a backlog the session stream's micro-batches (64 Kafka records at most) drain in
+    # seconds; every record more only lengthens that drain.
     threads = [threading.Thread(target=client, daemon=True) for _ in range(2)]
     for thread in threads:
         thread.start()

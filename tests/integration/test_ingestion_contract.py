@@ -194,8 +194,8 @@ def test_every_record_any_producer_writes_is_counted_or_dead_lettered(
     after = [{"tenant": tenant, "event": "after_check", "timestamp": iso(datetime.now(UTC)), "user_id": f"x{i}"}
              for i in range(20)]
     started = time.perf_counter()
-    # One record (the test stack reads at most 8 records per micro-batch, so that tests can kill the stream
-    # mid-run: 20 single-event records would take three micro-batches).
+    # One record (the test stack reads at most 64 records per micro-batch, so that tests can kill the stream
+    # mid-run: one record is one micro-batch whatever else is in flight).
     producer.send(settings.kafka_topic, value=json.dumps(after).encode())
     producer.flush()
     producer.close()

@@ -79,7 +79,12 @@ def test_exactly_once_when_the_stream_job_is_killed_mid_run(
 ) -> None:
     stream = Clickstream(seed=12, tenants=(tenant,), users_per_tenant=2000)
     sent = stream.batch(12000, datetime.now(UTC), disorder_s=120, duplicate_rate=0.02, malformed_rate=0.0)
-    post_events(api, [e.body for e in sent], sync=True)
+    # Requests of 100 events, each one Kafka record per partition: many more records than one micro-batch of the
+    # session's stream reads, so the run spans several micro-batches and the kill lands in the middle of it.
+    per_request = 100
+    records = -(-len(sent) // per_request) * settings.kafka_partitions
+    assert records >= 6 * settings.stream_max_offsets_per_trigger, (records, settings.stream_max_offsets_per_trigger)
+    post_events(api, [e.body for e in sent], batch_size=per_request, sync=True)
     wait_for(lambda: hot_count(hot, tenant) > 0, 90, "the first micro-batches")
 
     record = read_pid(settings.home / "run" / "stream.pid")
