@@ -40,11 +40,16 @@ LOCAL_CHECKPOINT_CONF = {
 }
 
 
-def checkpoint_file_conf(checkpoint_dir: str) -> dict[str, str]:
-    """``LOCAL_CHECKPOINT_CONF`` for checkpoints on the local disk (a path or a ``file:`` URI); nothing for any other
-    file system (S3, HDFS), whose renames are not atomic and whose checkpoint manager Spark picks itself."""
-    scheme = urlsplit(checkpoint_dir).scheme.lower()
-    return dict(LOCAL_CHECKPOINT_CONF) if scheme in ("", "file") else {}
+def checkpoint_file_conf(checkpoint_dir: str, lake_uri: str) -> dict[str, str]:
+    """``LOCAL_CHECKPOINT_CONF`` for checkpoints on the local disk (a path or a ``file:`` URI) beside a lake on the
+    local disk; nothing otherwise. Checkpoints on another file system (S3, HDFS) have no atomic rename and Spark picks
+    their manager itself; and the settings are the whole session's, so a lake on S3 keeps Hadoop's ``LocalFileSystem``
+    for ``file:``: S3A buffers its uploads through it and casts to it (the landing query failed on a raw one)."""
+
+    def local(uri: str) -> bool:
+        return urlsplit(uri).scheme.lower() in ("", "file")
+
+    return dict(LOCAL_CHECKPOINT_CONF) if local(checkpoint_dir) and local(lake_uri) else {}
 
 
 def spark_session(

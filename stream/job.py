@@ -479,7 +479,8 @@ def run_stream(
     stop = threading.Event()
     with stop_signals(stop):
         spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS,
-                              conf=checkpoint_file_conf(settings.effective_checkpoint_dir))
+                              conf=checkpoint_file_conf(settings.effective_checkpoint_dir,
+                                                        settings.effective_lake_uri))
         spark.conf.set("spark.sql.streaming.stopTimeout", f"{int(QUERY_STOP_SECONDS * 1000)}ms")
         queries = start_stream(spark, settings, store, progress) if not stop.is_set() else []
         if ready_file is not None and queries:
