@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,44 +25,16 @@ STATE_STORE_CONF = {
     "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
 }
 
-#: How the stream writes its checkpoint files when they are on the local disk: straight, without Hadoop's checksum
-#: file system (no ``.crc`` twin per file) and with plain renames. Without Hadoop's native library, every file the
-#: checksum file system creates costs ``chmod``/``readlink`` processes forked from the driver's JVM — the offset and
-#: commit log entries of every micro-batch and each state partition's changelog: a fixed cost of every micro-batch
-#: (``bench.stream_dedup --fixed-cost``: the offset + commit log about 4× faster, the state's commit about 3×). A local
-#: rename is atomic, which is all the checkpoint's exactly-once needs; files written before are read as they are.
-#: ``LAKEHOUSE_SPARK_CONF`` can set the three back (``LocalFileSystem``, ``LocalFs``, Spark's FileContext manager).
-LOCAL_CHECKPOINT_CONF = {
-    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
-    "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs",
-    "spark.sql.streaming.checkpointFileManagerClass":
-        "org.apache.spark.sql.execution.streaming.checkpointing.FileSystemBasedCheckpointFileManager",
-}
-
-
-def checkpoint_file_conf(checkpoint_dir: str, lake_uri: str) -> dict[str, str]:
-    """``LOCAL_CHECKPOINT_CONF`` for checkpoints on the local disk (a path or a ``file:`` URI) beside a lake on the
-    local disk; nothing otherwise. Checkpoints on another file system (S3, HDFS) have no atomic rename and Spark picks
-    their manager itself; and the settings are the whole session's, so a lake on S3 keeps Hadoop's ``LocalFileSystem``
-    for ``file:``: S3A buffers its uploads through it and casts to it (the landing query failed on a raw one)."""
-
-    def local(uri: str) -> bool:
-        return urlsplit(uri).scheme.lower() in ("", "file")
-
-    return dict(LOCAL_CHECKPOINT_CONF) if local(checkpoint_dir) and local(lake_uri) else {}
-
 
 def spark_session(
-    settings: Settings, app_name: str, jars: Sequence[str] = (), scheduler_pools: Path | None = None,
-    conf: Mapping[str, str] | None = None,
+    settings: Settings, app_name: str, jars: Sequence[str] = (), scheduler_pools: Path | None = None
 ) -> SparkSession:
     """A session for ``app_name``; ``jars`` are extra jars such as Spark's Kafka connector;
     ``scheduler_pools`` is a FAIR scheduler allocation file (jobs that share the cores by priority).
 
     When the lake is on S3 (``s3://``), the session is also set up for Hadoop's S3A file system
     (see ``s3a_conf``); ``jars`` must then include the S3A jars (``common.spark_jars``).
-    ``conf`` holds a job's own settings (the stream's ``checkpoint_file_conf``); ``LAKEHOUSE_SPARK_CONF`` is applied
-    last, so any of these settings can be overridden.
+    ``LAKEHOUSE_SPARK_CONF`` is applied last, so any of these settings can be overridden.
 
     Python workers must run this interpreter (the project's venv), not whatever ``python3`` is first
     on the PATH, or they fail to import pyarrow and the project's modules.
@@ -97,8 +69,6 @@ def spark_session(
     if lake_on_s3(settings):
         for key, value in s3a_conf(settings).items():
             builder = builder.config(key, value)
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, value)
     for key, value in settings.spark_extra_conf().items():
         builder = builder.config(key, value)
     with watched_launch():

@@ -43,7 +43,7 @@ from common.hot_store import HotStore, HotStoreError, run_commands
 from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
-from common.spark import checkpoint_file_conf, spark_session
+from common.spark import spark_session
 from stream.checkpoints import clear_unstarted
 from stream.contract import RecordContract
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
@@ -478,9 +478,7 @@ def run_stream(
     """
     stop = threading.Event()
     with stop_signals(stop):
-        spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS,
-                              conf=checkpoint_file_conf(settings.effective_checkpoint_dir,
-                                                        settings.effective_lake_uri))
+        spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
         spark.conf.set("spark.sql.streaming.stopTimeout", f"{int(QUERY_STOP_SECONDS * 1000)}ms")
         queries = start_stream(spark, settings, store, progress) if not stop.is_set() else []
         if ready_file is not None and queries:
