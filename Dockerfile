@@ -43,6 +43,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /root/.m2 \
            "$LAKEHOUSE_CACHE_DIR/maven-work" "$LAKEHOUSE_CACHE_DIR/locks" "$LAKEHOUSE_CACHE_DIR/logs"
 
+# The stream's own JVM operators (stream/jvm), compiled once against the installed pyspark's jars with the same
+# code the local stack uses (stack/stream_operators.py); the JDK is removed again in the same layer.
+COPY stream/jvm/ stream/jvm/
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openjdk-17-jdk-headless \
+ && python -c "from common.settings import Settings; from stack.stream_operators import build_stream_operators; build_stream_operators(Settings())" \
+ && apt-get purge -y --auto-remove openjdk-17-jdk-headless \
+ && rm -rf /var/lib/apt/lists/* "$LAKEHOUSE_CACHE_DIR/locks" "$LAKEHOUSE_CACHE_DIR/logs"
+
 # The project, installed in editable mode from /app: common/settings.py finds sql/ (and the stack's
 # poms) next to the packages, at the parent of the `common` package, so the source tree stays here.
 COPY . .

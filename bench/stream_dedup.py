@@ -12,8 +12,9 @@ the micro-batches after the first (Spark's warm-up) with Spark's own split of th
 updates / removals / commit) and the state's memory; per way the best of each, and its ratio to ``rocksdb``.
 
 Ways: ``shuffle_only`` (the same plan with the state replaced by a repartition on the key: what is left
-when the state costs nothing), ``rocksdb`` (as the stream runs), RocksDB with
-``trackTotalNumberOfRows=false``, with changelog checkpointing, and the HDFS-backed (in-memory) provider.
+when the state costs nothing), ``rocksdb`` (Spark's ``dropDuplicatesWithinWatermark``), RocksDB with
+``trackTotalNumberOfRows=false``, with changelog checkpointing, the HDFS-backed (in-memory) provider, and
+``timers`` (the stream's own operator, ``stream.dedup``, with the stream's RocksDB settings).
 Each way checks that it kept exactly the distinct events.
 
 Usage: ``python -m bench.stream_dedup [--events 400000] [--batches 4] [--repeats 2] [--ways a,b]``; figures
@@ -62,6 +63,8 @@ WAYS: dict[str, dict[str, str]] = {
     "rocksdb_untracked_changelog": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",
                                     ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
     "hdfs": {"spark.sql.streaming.stateStore.providerClass": HDFS},
+    "timers": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",  # the stream's own operator (stream.dedup)
+               ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
 }
 DUPLICATE_SHARE = 0.01  # of each batch: ids repeated from the batch before
 
@@ -87,7 +90,8 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_way(spark, source: str, checkpoint: str, conf: dict[str, str], shuffle_only: bool) -> dict:
+def run_way(spark, source: str, checkpoint: str, conf: dict[str, str], way: str) -> dict:
+    from stream.dedup import drop_duplicates
     from stream.job import valid_events
 
     defaults = {"spark.sql.streaming.stateStore.providerClass": ROCKSDB,
@@ -99,8 +103,10 @@ def run_way(spark, source: str, checkpoint: str, conf: dict[str, str], shuffle_o
 
     events = valid_events(spark.readStream.schema(CONTRACT_DDL).option("maxFilesPerTrigger", 1).parquet(source))
     events = events.withWatermark("timestamp", "10 minutes")
-    events = (events.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), "tenant", "event_id")
-              if shuffle_only else events.dropDuplicatesWithinWatermark(["tenant", "event_id"]))
+    if way == "shuffle_only":
+        events = events.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), "tenant", "event_id")
+    else:
+        events = drop_duplicates(events, 10, "timers" if way == "timers" else "spark")
     kept = []
 
     def collect(batch, batch_id: int) -> None:
@@ -151,7 +157,8 @@ def summary(runs: dict[str, list[dict]]) -> dict[str, dict]:
 RATE = 5000  # events/s: how fast the fixed-cost batches' event time advances
 KEY_LIFETIME = timedelta(minutes=20)  # event time + delay, until the watermark (newest event - delay) passes it
 FIXED_COST_WAYS: dict[str, dict[str, str]] = {
-    "rocksdb": {},  # as the stream runs (common.spark.STATE_STORE_CONF)
+    "rocksdb": {},  # Spark's dropDuplicatesWithinWatermark (common.spark.STATE_STORE_CONF)
+    "timers": {},  # the stream's own operator (stream.dedup): keys expire by event-time timers
     "rocksdb_uncompressed": {ROCKSDB_CONF + "compression": "none"},
     "rocksdb_uncompressed_cached": {ROCKSDB_CONF + "compression": "none", ROCKSDB_CONF + "blockCacheSizeMB": "256"},
     "no_state": {},  # a repartition on the key in the state's place: what a batch costs without it
@@ -185,6 +192,7 @@ def fixed_cost_way(spark, work: str, way: str, prefill: int, sizes: list[int], r
     """One way's query: the state filled with ``prefill`` keys, then ``rounds`` × ``sizes`` micro-batches, one file
     each; per batch the JVM's CPU time and Spark's split. Returns the medians per size (the first round left out)."""
     from stream.contract import TYPED_CONTRACT_DDL
+    from stream.dedup import drop_duplicates
     from stream.job import valid_events
 
     source, checkpoint = os.path.join(work, f"source-{way}"), os.path.join(work, f"checkpoint-{way}")
@@ -193,8 +201,10 @@ def fixed_cost_way(spark, work: str, way: str, prefill: int, sizes: list[int], r
         spark.conf.set(key, value)
     events = valid_events(spark.readStream.schema(TYPED_CONTRACT_DDL).option("maxFilesPerTrigger", 1).parquet(source))
     events = events.mapInArrow(_identity, events.schema).withWatermark("timestamp", "10 minutes")
-    events = (events.repartition(2, "tenant", "event_id") if way == "no_state"
-              else events.dropDuplicatesWithinWatermark(["tenant", "event_id"]))
+    if way == "no_state":
+        events = events.repartition(2, "tenant", "event_id")
+    else:
+        events = drop_duplicates(events, 10, "timers" if way == "timers" else "spark")
     projected = way.endswith("_projected")
     if projected:
         events = events.select(*EVENT_ARROW_SCHEMA.names)
@@ -263,7 +273,9 @@ def fixed_cost(args: argparse.Namespace) -> None:
     work = tempfile.mkdtemp(prefix="bench-stream-fixed-cost-")
     load_before = os.getloadavg()
     results: dict[str, list[dict]] = {way: [] for way in ways}
-    spark = spark_session(Settings(), "bench-stream-fixed-cost")
+    from stack.stream_operators import build_stream_operators
+
+    spark = spark_session(Settings(), "bench-stream-fixed-cost", [str(build_stream_operators(Settings()))])
     baseline = {key: spark.conf.get(key, None) for conf in FIXED_COST_WAYS.values() for key in conf}
     try:
         for repeat in range(args.repeats):  # the ways alternately, so that the machine's load weighs on each alike
@@ -319,6 +331,7 @@ def main() -> None:
 
     from common.settings import Settings
     from common.spark import spark_session
+    from stack.stream_operators import build_stream_operators
 
     work = tempfile.mkdtemp(prefix="bench-stream-dedup-")
     load_before = os.getloadavg()
@@ -326,7 +339,7 @@ def main() -> None:
         source = os.path.join(work, "source")
         os.makedirs(source)
         distinct = write_batches(source, args.events, args.batches)
-        spark = spark_session(Settings(), "bench-stream-dedup")
+        spark = spark_session(Settings(), "bench-stream-dedup", [str(build_stream_operators(Settings()))])
         spark.conf.set("spark.sql.shuffle.partitions", str(args.shuffle_partitions))
         runs: dict[str, list[dict]] = {way: [] for way in ways}
         try:
@@ -334,7 +347,7 @@ def main() -> None:
                 for way in ways if repeat >= 0 else ways[:1]:
                     checkpoint = os.path.join(work, f"checkpoint-{way}-{repeat}")
                     started = time.perf_counter()
-                    figures = run_way(spark, source, checkpoint, WAYS[way], way == "shuffle_only")
+                    figures = run_way(spark, source, checkpoint, WAYS[way], way)
                     figures["wall_s"] = round(time.perf_counter() - started, 2)
                     figures["load_average"] = round(os.getloadavg()[0], 2)
                     print(way, repeat, json.dumps(figures), flush=True)

@@ -68,9 +68,11 @@ def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
     from common.hot_store import open_hot_store
     from stack.app_services import stream_ready_file
     from stack.maven import spark_jars
+    from stack.stream_operators import build_stream_operators
     from stream.job import run_stream
 
     jars = [str(p) for p in spark_jars(settings, print)]  # Kafka connector, plus S3A for an s3:// lake
+    jars.append(str(build_stream_operators(settings, print)))  # the hot query's de-duplication (stream/jvm)
     run_stream(settings, open_hot_store(settings), jars, progress=lambda line: print(line, flush=True),
                ready_file=stream_ready_file(settings))
     return 0

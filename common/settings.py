@@ -9,6 +9,7 @@ variables listed in the settings table of docs/operations.md (checked against th
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -368,6 +369,13 @@ class Settings(BaseSettings):
         default=2000,
         description="Most Kafka records the hot query reads per micro-batch (the API packs up to 200 events in a "
         "record); the landing and dead-letter queries read all that arrived at their own triggers.",
+    )
+    stream_dedup: Literal["timers", "spark"] = Field(
+        default="timers",
+        description="How the hot query drops repeated `(tenant, event_id)` within the watermark: `timers` (the "
+        "stream's own operator, `stream/jvm`: keys expire by event-time timers) or `spark` (Spark's "
+        "`dropDuplicatesWithinWatermark`, which reads its whole state at every micro-batch). Same semantics; a hot "
+        "checkpoint keeps the way it was started with.",
     )
     stream_typed_instants: bool = Field(
         default=True,

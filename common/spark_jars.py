@@ -82,3 +82,21 @@ def cached_spark_jars(settings: Settings) -> list[Path]:
             )
         jars += found
     return jars
+
+
+STREAM_OPERATORS_SOURCE = REPO_ROOT / "stream" / "jvm"
+
+
+def stream_operators_digest() -> str:
+    """The hash a built operators jar is kept under: its Java sources and the Spark they are compiled against."""
+    import pyspark
+
+    digest = hashlib.sha256(pyspark.__version__.encode())
+    for source in sorted(STREAM_OPERATORS_SOURCE.rglob("*.java")):
+        digest.update(str(source.relative_to(STREAM_OPERATORS_SOURCE)).encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
+def stream_operators_jar(settings: Settings) -> Path:
+    """Where the stream's own JVM operators (``stream/jvm``, compiled by the local stack) are cached."""
+    return settings.cache_dir / "stream-operators" / stream_operators_digest()[:16] / "lakehouse-stream-operators.jar"

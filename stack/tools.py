@@ -26,6 +26,7 @@ class StackError(RuntimeError):
 #: What to install when a tool is missing, keyed by executable name.
 INSTALL_HINTS: dict[str, str] = {
     "java": "a Java 17+ runtime (Debian: `apt-get install -y openjdk-17-jre-headless`)",
+    "javac": "a Java 17+ JDK (Debian: `apt-get install -y openjdk-17-jdk-headless`)",
     "mvn": "Apache Maven (Debian: `apt-get install -y maven`)",
     "go": "Go 1.24 or newer (https://go.dev/dl/; make sure `go` is on PATH)",
     "redis-server": "Redis (Debian: `apt-get install -y redis-server`)",

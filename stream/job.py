@@ -4,8 +4,8 @@ Every Kafka record goes through the event contract first (``stream.contract``: t
 ``POST /events``, applied to whatever any producer wrote; the API's records column-wise). Three
 streaming queries read the topic independently, each with its own checkpoint:
 
-* ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark, discards events later than
-  the watermark (counted as late), and per micro-batch writes the clean raw events and their
+* ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark (``stream.dedup``), discards events
+  later than the watermark (counted as late), and per micro-batch writes the clean raw events and their
   1-minute partial rollups to the hot tier. Every write carries a token derived from the micro-batch
   id, so a batch replayed after a crash is a no-op in ClickHouse: exactly once end to end. Events of
   hours the batch layer closed by the wall clock (``hour_closings``) are late too.
@@ -46,6 +46,7 @@ from common.settings import Settings
 from common.spark import spark_session
 from stream.checkpoints import clear_unstarted
 from stream.contract import RecordContract
+from stream.dedup import checkpoint_dedup, drop_duplicates
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
 
 log = logging.getLogger(__name__)
@@ -418,6 +419,10 @@ def start_stream(
         if leftovers:
             progress(f"checkpoint {query}: no micro-batch was ever planned; cleared what its first start left "
                      f"({', '.join(leftovers[:5])}{' …' if len(leftovers) > 5 else ''})")
+    dedup = checkpoint_dedup(f"{checkpoints}/hot") or settings.stream_dedup
+    if dedup != settings.stream_dedup:
+        progress(f"checkpoint hot: its de-duplication state was written by the `{dedup}` way, which it keeps "
+                 f"(LAKEHOUSE_STREAM_DEDUP={settings.stream_dedup} applies to a new checkpoint; docs/operations.md)")
     hot_writer = HotTierWriter(store, prefix, progress)
     spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch, progress))
 
@@ -436,8 +441,7 @@ def start_stream(
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
-        events.withWatermark("timestamp", watermark)
-        .dropDuplicatesWithinWatermark(["tenant", "event_id"])
+        drop_duplicates(events.withWatermark("timestamp", watermark), settings.stream_watermark_minutes, dedup)
         .writeStream.queryName("hot")
         .foreachBatch(hot_writer)
         .option("checkpointLocation", f"{checkpoints}/hot")

@@ -3,12 +3,17 @@
 * The de-duplication state's settings (``common.spark.STATE_STORE_CONF``) on an existing checkpoint: one written
   with Spark's former defaults (a full RocksDB snapshot at every commit, rows counted) keeps working with the
   stream's settings (changelog checkpointing, rows not counted), and the other way round — the hot query's
-  ``dropDuplicatesWithinWatermark`` still drops every ``(tenant, event_id)`` it kept before the switch.
+  de-duplication (either way of ``stream.dedup``) still drops every ``(tenant, event_id)`` it kept before the
+  switch, through restarts.
 * A first start cut short (``stream.checkpoints``): Spark refuses batch 0 on its leftovers; cleared, it starts.
+* The stream's own de-duplication (``stream.dedup``, ``timers``) against Spark's ``dropDuplicatesWithinWatermark``
+  as the ground truth, on the same micro-batches: the same events kept and the same ones counted late, batch by
+  batch, through keys that expire and come back; and a checkpoint tells which way it was started with.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +24,9 @@ import pytest
 
 from common.settings import Settings
 from common.spark import STATE_STORE_CONF, spark_session
+from stack.stream_operators import build_stream_operators
 from stream.checkpoints import clear_unstarted
+from stream.dedup import checkpoint_dedup, drop_duplicates
 
 pytestmark = pytest.mark.integration
 
@@ -43,23 +50,26 @@ def write_batch(folder: Path, index: int, keys: list[tuple[str, str]], at: datet
 
 @pytest.fixture(scope="module")
 def spark(settings: Settings) -> Iterator[object]:
-    session = spark_session(settings, "test-stream-state-checkpoints")
+    session = spark_session(settings, "test-stream-state-checkpoints", [str(build_stream_operators(settings))])
     yield session
     session.stop()
 
 
-def deduplicate(spark, source: Path, checkpoint: Path, kept: list[tuple[str, str]]):  # -> a running query
-    """The hot query's de-duplication over Parquet files, one file per micro-batch, run until they are read."""
-    events = (spark.readStream.schema("tenant string, event_id string, timestamp timestamp")
-              .option("maxFilesPerTrigger", 1).parquet(str(source))
-              .withWatermark("timestamp", "10 minutes").dropDuplicatesWithinWatermark(["tenant", "event_id"]))
+def deduplicate(spark, source: Path, checkpoint: Path, kept: list[tuple[str, str]], way: str = "spark"):
+    """The hot query's de-duplication over Parquet files, one file per micro-batch, run until they are read (a
+    running query)."""
+    events = drop_duplicates(spark.readStream.schema("tenant string, event_id string, timestamp timestamp")
+                             .option("maxFilesPerTrigger", 1).parquet(str(source))
+                             .withWatermark("timestamp", "10 minutes"), 10, way)
     return (events.writeStream.option("checkpointLocation", str(checkpoint)).trigger(availableNow=True)
             .foreachBatch(lambda batch, _: kept.extend(
                 (r["tenant"], r["event_id"]) for r in batch.select("tenant", "event_id").collect()))
             .start())
 
 
-def test_a_checkpoint_keeps_its_duplicates_dropped_across_state_store_settings(spark, tmp_path: Path) -> None:
+@pytest.mark.parametrize("way", ["spark", "timers"])
+def test_a_checkpoint_keeps_its_duplicates_dropped_across_state_store_settings(spark, tmp_path: Path,
+                                                                               way: str) -> None:
     source, checkpoint = tmp_path / "source", tmp_path / "checkpoint"
     source.mkdir()
     kept: list[tuple[str, str]] = []
@@ -70,7 +80,7 @@ def test_a_checkpoint_keeps_its_duplicates_dropped_across_state_store_settings(s
             for key, value in conf.items():
                 spark.conf.set(key, value)
             write_batch(source, index, BATCHES[index], now)
-            query = deduplicate(spark, source, checkpoint, kept)
+            query = deduplicate(spark, source, checkpoint, kept, way)
             query.awaitTermination(120)
             assert query.exception() is None
             if index == 1:
@@ -105,3 +115,56 @@ def test_a_first_start_cut_short_is_cleared_and_the_query_starts(spark, tmp_path
     assert query.exception() is None
     assert sorted(kept) == sorted(set(BATCHES[0]))
     assert clear_unstarted(str(checkpoint)) == [], "a started checkpoint is left alone"
+
+
+# (tenant, event_id, minutes after T0) per micro-batch, the watermark 10 minutes behind the newest event time: a
+# repeat inside a batch and of the batch before; an event 30 minutes on that moves the watermark to T0 + 20 min, so
+# that the keys of T0 expire (their event time + 10 min is behind it) and come back as new, an event behind the
+# watermark (late: dropped and counted); the same event_id under another tenant; repeats of a key that came back.
+EXPIRY_BATCHES = [
+    [("a", "e1", 0), ("a", "e2", 0), ("a", "e1", 0), ("b", "e1", 1), ("a", "e3", 1)],
+    [("a", "e1", 2), ("a", "e4", 3), ("a", "e9", 30)],
+    [("a", "e2", 25), ("a", "e5", 5), ("a", "e3", 21), ("b", "e2", 22), ("a", "e6", 20)],
+    [("a", "e2", 26), ("a", "e3", 27), ("b", "e2", 22), ("a", "e7", 31), ("a", "e8", 12)],
+    [("a", "e7", 45), ("a", "e10", 60)],
+    [("a", "e9", 61), ("a", "e7", 62), ("a", "e6", 50)],
+]
+
+
+def dedup_run(spark, source: Path, checkpoint: Path, way: str) -> tuple[list[list[tuple]], list[int]]:
+    """``EXPIRY_BATCHES`` through one way: the events kept and the events counted late, per batch with input."""
+    t0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    source.mkdir()
+    for index, batch in enumerate(EXPIRY_BATCHES):
+        pq.write_table(pa.table({
+            "tenant": [t for t, _, _ in batch], "event_id": [e for _, e, _ in batch],
+            "timestamp": pa.array([t0 + timedelta(minutes=m) for _, _, m in batch], pa.timestamp("us", "UTC"))}),
+            source / f"batch-{index}.parquet")
+        os.utime(source / f"batch-{index}.parquet", (t0.timestamp() + index, t0.timestamp() + index))  # read in order
+    kept: dict[int, list[tuple]] = {}
+    events = (spark.readStream.schema("tenant string, event_id string, timestamp timestamp")
+              .option("maxFilesPerTrigger", 1).parquet(str(source)).withWatermark("timestamp", "10 minutes"))
+    query = (drop_duplicates(events, 10, way).writeStream.option("checkpointLocation", str(checkpoint))
+             .trigger(availableNow=True)
+             .foreachBatch(lambda batch, batch_id: kept.__setitem__(batch_id, sorted(
+                 (r["tenant"], r["event_id"], int((r["timestamp"].replace(tzinfo=UTC) - t0).total_seconds() // 60))
+                 for r in batch.collect())))
+             .start())
+    query.awaitTermination(180)
+    assert query.exception() is None
+    with_input = [p for p in query.recentProgress if p["numInputRows"]]
+    late = [sum(op["numRowsDroppedByWatermark"] for op in p["stateOperators"]) for p in with_input]
+    return [kept.get(p["batchId"], []) for p in with_input], late
+
+
+def test_the_streams_dedup_keeps_and_drops_what_sparks_own_does(spark, tmp_path: Path) -> None:
+    truth_kept, truth_late = dedup_run(spark, tmp_path / "spark-source", tmp_path / "spark", "spark")
+    kept, late = dedup_run(spark, tmp_path / "timers-source", tmp_path / "timers", "timers")
+    assert len(truth_kept) == len(EXPIRY_BATCHES)
+    assert sum(truth_late) >= 1 and any(("a", "e2", 26) in batch for batch in truth_kept), \
+        "the batches exercise late events and an expired key coming back"
+    assert kept == truth_kept
+    assert late == truth_late
+    assert checkpoint_dedup(str(tmp_path / "timers")) == "timers"
+    assert checkpoint_dedup(str(tmp_path / "spark")) == "spark"
+    assert checkpoint_dedup(str(tmp_path / "nothing-yet")) is None
