@@ -10,6 +10,10 @@ least-squares line: its slope in MiB per minute, and "flat" when that slope woul
 chDB's library is 400+ MB and its code faults in as new query shapes run) is fitted the same way, since that is
 where a leak shows.
 
+It also shows whether the speed layer stays as fresh after half an hour as after a minute: a freshness probe (one
+event a second, sent → visible in ``GET /v1/timeseries``) runs all along, and per ``--window-minutes`` window the
+report gives its p50/p95 beside the hot query's micro-batches (median duration and events, ``stream_progress``).
+
 Usage: ``python -m bench.soak [--minutes 2] [--rate 2000] [--qps 5] [--fresh]``; the issue's soak is
 ``--minutes 30``. Figures are printed and written to ``bench/results/soak.json``.
 """
@@ -30,6 +34,7 @@ import httpx
 
 from bench.freshness_throughput import EventTemplates, admin_headers, bench_stack
 from bench.memory import MemorySampler, slope_per_minute
+from demo.load import FreshnessProbe, percentile
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 QUESTIONS = (
@@ -125,6 +130,28 @@ def slopes_by_part(points: list[tuple[float, float]], parts: int) -> list[float]
     return [round(slope_per_minute(points[i * size:(i + 1) * size]), 2) for i in range(parts)]
 
 
+def by_window(probe: FreshnessProbe, store, started: datetime, window_s: float) -> list[dict]:
+    """Per window of ``window_s`` since ``started``: the probe's freshness and the hot query's micro-batches."""
+    batches = store.query_arrow(
+        "SELECT toUnixTimestamp64Milli(finished_at) / 1000 AS at, duration_ms, input_rows FROM stream_progress "
+        f"WHERE query_name = 'hot' AND input_rows > 0 AND finished_at >= toDateTime64('{started:%Y-%m-%d %H:%M:%S}', "
+        "3, 'UTC')").to_pylist()
+    windows: list[dict] = []
+    begin, end = started.timestamp(), max([*probe.sent_at, *(b["at"] for b in batches), started.timestamp()])
+    while begin < end:
+        fresh = [lat for at, lat in zip(probe.sent_at, probe.latencies, strict=True) if begin <= at < begin + window_s]
+        hot = [b for b in batches if begin <= b["at"] < begin + window_s]
+        windows.append({
+            "from_min": round((begin - started.timestamp()) / 60, 1),
+            "freshness_p50_s": round(statistics.median(fresh), 2) if fresh else None,
+            "freshness_p95_s": round(percentile(fresh, 95), 2) if fresh else None, "probes": len(fresh),
+            "hot_batches": len(hot),
+            "hot_batch_median_s": round(statistics.median(b["duration_ms"] for b in hot) / 1000, 2) if hot else None,
+            "hot_batch_median_records": statistics.median(b["input_rows"] for b in hot) if hot else None})
+        begin += window_s
+    return windows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=2.0, help="length of the load (the real soak: 30)")
@@ -135,6 +162,7 @@ def main() -> None:
     parser.add_argument("--sample-seconds", type=float, default=5.0)
     parser.add_argument("--flat-percent", type=float, default=5.0, help="flat: less growth per hour than this")
     parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
+    parser.add_argument("--window-minutes", type=float, default=5.0, help="freshness and hot batches per window")
     args = parser.parse_args()
     warmup_min = args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 4)
 
@@ -144,13 +172,19 @@ def main() -> None:
         stack.up()
         print(f"== soak: {args.rate:,} events/s and {args.qps:g} questions/s for {args.minutes:g} min "
               f"(warm-up {warmup_min:g} min not fitted)")
-        started = time.monotonic()
+        started, started_at = time.monotonic(), datetime.now(UTC)
         with MemorySampler(settings.home, interval_s=args.sample_seconds) as memory, \
-                Load(settings, args.rate, args.qps) as load:
+                Load(settings, args.rate, args.qps) as load, \
+                FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
             while (elapsed := time.monotonic() - started) < args.minutes * 60:
                 time.sleep(min(30.0, args.minutes * 60 - elapsed))
+                recent = probe.latencies[-30:]
                 print(f"   {elapsed / 60:5.1f} min  {load.sent:,} events, {load.queries:,} questions, "
-                      f"errors {load.errors or 0}; {memory.summary()}")
+                      f"errors {load.errors or 0}; freshness (last 30 probes) p50 "
+                      f"{statistics.median(recent) if recent else float('nan'):.1f}s; {memory.summary()}")
+        from common.hot_store import FlightHotStore
+
+        windows = by_window(probe, FlightHotStore.for_settings(settings), started_at, args.window_minutes * 60)
         api = flatness(memory.series.get("api", []), warmup_min * 60, args.flat_percent)
         api_anon = flatness(memory.anon_series.get("api", []), warmup_min * 60, args.flat_percent)
         report = memory.report()
@@ -163,6 +197,8 @@ def main() -> None:
             "load": {"events_sent": load.sent, "events_per_s": round(load.sent / (args.minutes * 60)),
                      "questions": load.queries, "question_p50_ms": round(statistics.median(load.query_ms), 1)
                      if load.query_ms else None, "errors": load.errors},
+            "freshness": probe.summary() | {"timeouts": probe.timeouts},
+            "by_window": windows,
             "hot_node_rss": api,
             "hot_node_anonymous_rss": api_anon,
             "slopes_mib_per_min": {service: round(slope_per_minute(
@@ -174,6 +210,8 @@ def main() -> None:
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        for window in windows:
+            print(f"   from minute {window['from_min']:5.1f}: {window}")
         print(f"== hot node RSS after the warm-up: {api}")
         print(f"== its anonymous part (no file pages such as chDB's 400 MB library faulting in): {api_anon}")
         print(f"== slopes (MiB/min) per service: {result['slopes_mib_per_min']}")

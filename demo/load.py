@@ -62,11 +62,13 @@ class FreshnessProbe:
         self._timeout = timeout_s
         self._stop = threading.Event()
         self.latencies: list[float] = []
+        self.sent_at: list[float] = []  # the wall clock (epoch seconds) each latency's probe was sent at
         self.timeouts = 0
         self._threads: list[threading.Thread] = []
 
     def _one(self) -> None:
         page = f"/probe/{uuid.uuid4().hex[:12]}"
+        sent_at = time.time()
         now = datetime.now(UTC)
         event = {"tenant": PROBE_TENANT, "event": "probe", "timestamp": now.isoformat(), "user_id": "probe",
                  "page": page}
@@ -77,6 +79,7 @@ class FreshnessProbe:
             series = self._client.get("/v1/timeseries", params=params).json().get("series", [])
             if series and sum(p[1] for p in series[0]["points"]) >= 1:
                 self.latencies.append(time.perf_counter() - sent)
+                self.sent_at.append(sent_at)
                 return
             time.sleep(0.05)
         self.timeouts += 1

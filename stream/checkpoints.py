@@ -47,3 +47,21 @@ def clear_unstarted(checkpoint: str) -> list[str]:
         for path in folders:
             shutil.rmtree(path)
     return removed
+
+
+#: Spark's setting for the class that writes every checkpoint file (offset and commit logs, the state's changelogs
+#: and snapshots), and the stream's own (``stream/jvm``): a local checkpoint's files written straight, without the
+#: checksum file system's ``.crc`` files and the ``chmod`` it forks per file, which made up most of a small micro-batch's
+#: checkpoint cost; other schemes as Spark writes them. The session's ``file:`` file system is not changed (that broke
+#: RocksDB's snapshots and S3A once: docs/operations.md).
+FILE_MANAGER_KEY = "spark.sql.streaming.checkpointFileManagerClass"
+DIRECT_FILE_MANAGER = "lakehouse.stream.DirectLocalCheckpointFileManager"
+
+
+def write_checkpoints_directly(spark) -> str:  # a pyspark SparkSession
+    """Use ``DIRECT_FILE_MANAGER`` unless ``LAKEHOUSE_SPARK_CONF`` chose a manager; returns the one in use."""
+    chosen = spark.conf.get(FILE_MANAGER_KEY, None)
+    if not chosen:
+        spark.conf.set(FILE_MANAGER_KEY, DIRECT_FILE_MANAGER)
+        chosen = DIRECT_FILE_MANAGER
+    return chosen

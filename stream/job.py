@@ -44,7 +44,7 @@ from common.lake import landing_path, spark_uri
 from common.rollups import minute_rollups
 from common.settings import Settings
 from common.spark import spark_session
-from stream.checkpoints import clear_unstarted
+from stream.checkpoints import clear_unstarted, write_checkpoints_directly
 from stream.contract import RecordContract
 from stream.dedup import checkpoint_dedup, drop_duplicates
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
@@ -484,6 +484,7 @@ def run_stream(
     with stop_signals(stop):
         spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
         spark.conf.set("spark.sql.streaming.stopTimeout", f"{int(QUERY_STOP_SECONDS * 1000)}ms")
+        write_checkpoints_directly(spark)
         queries = start_stream(spark, settings, store, progress) if not stop.is_set() else []
         if ready_file is not None and queries:
             ready_file.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@
   de-duplication (either way of ``stream.dedup``) still drops every ``(tenant, event_id)`` it kept before the
   switch, through restarts.
 * A first start cut short (``stream.checkpoints``): Spark refuses batch 0 on its leftovers; cleared, it starts.
+* Checkpoint files written straight (``stream.checkpoints.DIRECT_FILE_MANAGER``): no ``.crc`` files, the state's
+  snapshots saved, and a restart restores the state from them.
 * The stream's own de-duplication (``stream.dedup``, ``timers``) against Spark's ``dropDuplicatesWithinWatermark``
   as the ground truth, on the same micro-batches: the same events kept and the same ones counted late, batch by
   batch, through keys that expire and come back; and a checkpoint tells which way it was started with.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +28,7 @@ import pytest
 from common.settings import Settings
 from common.spark import STATE_STORE_CONF, spark_session
 from stack.stream_operators import build_stream_operators
-from stream.checkpoints import clear_unstarted
+from stream.checkpoints import DIRECT_FILE_MANAGER, FILE_MANAGER_KEY, clear_unstarted, write_checkpoints_directly
 from stream.dedup import checkpoint_dedup, drop_duplicates
 
 pytestmark = pytest.mark.integration
@@ -50,7 +53,11 @@ def write_batch(folder: Path, index: int, keys: list[tuple[str, str]], at: datet
 
 @pytest.fixture(scope="module")
 def spark(settings: Settings) -> Iterator[object]:
-    session = spark_session(settings, "test-stream-state-checkpoints", [str(build_stream_operators(settings))])
+    # State snapshots every other version, saved within a second (Spark's defaults: 10 versions, 60 s), so that a test
+    # sees them written through the checkpoint file manager.
+    snapshots = settings.model_copy(update={"spark_conf": "spark.sql.streaming.stateStore.maintenanceInterval=1s;"
+                                                          "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"})
+    session = spark_session(snapshots, "test-stream-state-checkpoints", [str(build_stream_operators(settings))])
     yield session
     session.stop()
 
@@ -168,3 +175,37 @@ def test_the_streams_dedup_keeps_and_drops_what_sparks_own_does(spark, tmp_path:
     assert checkpoint_dedup(str(tmp_path / "timers")) == "timers"
     assert checkpoint_dedup(str(tmp_path / "spark")) == "spark"
     assert checkpoint_dedup(str(tmp_path / "nothing-yet")) is None
+
+
+def test_checkpoint_files_written_directly_keep_the_states_snapshots(spark, tmp_path: Path) -> None:
+    source, checkpoint = tmp_path / "source", tmp_path / "checkpoint"
+    source.mkdir()
+    kept: list[tuple[str, str]] = []
+    now = datetime.now(UTC) - timedelta(minutes=1)
+    assert write_checkpoints_directly(spark) == DIRECT_FILE_MANAGER
+    try:
+        for index, batch in enumerate(BATCHES[:3]):  # one query, three micro-batches: state versions 1-3
+            write_batch(source, index, batch, now)
+        query = deduplicate(spark, source, checkpoint, kept, "timers")
+        query.awaitTermination(120)
+        assert query.exception() is None
+        deadline = time.monotonic() + 30
+        while not list((checkpoint / "state").rglob("*.zip")) and time.monotonic() < deadline:
+            query = deduplicate(spark, source, checkpoint, kept, "timers")  # a run loads the state; maintenance saves
+            query.awaitTermination(120)
+            time.sleep(1)
+        assert list((checkpoint / "state").rglob("*.zip")), "the state's snapshots are saved"
+        write_batch(source, 3, BATCHES[3], now)
+        query = deduplicate(spark, source, checkpoint, kept, "timers")  # restored from a snapshot and changelogs
+        query.awaitTermination(120)
+        assert query.exception() is None
+    finally:
+        spark.conf.unset(FILE_MANAGER_KEY)
+
+    # Every micro-batch's files (offset and commit log entries, the state's changelogs and snapshot zips) are written
+    # straight; the snapshots' SST files, copied in the background by RocksDB's own file manager, keep theirs.
+    checksummed = [p.relative_to(checkpoint) for p in checkpoint.rglob("*.crc") if p.parent.name != "SSTs"]
+    assert not checksummed, f"checksum files beside a micro-batch's checkpoint files: {checksummed}"
+    assert list((checkpoint / "offsets").glob("[0-9]*")) and list((checkpoint / "commits").glob("[0-9]*"))
+    assert len(kept) == len(set(kept)), "an event was kept twice"
+    assert set(kept) == {key for batch in BATCHES for key in batch}
