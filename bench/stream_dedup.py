@@ -14,7 +14,7 @@ updates / removals / commit) and the state's memory; per way the best of each, a
 Ways: ``shuffle_only`` (the same plan with the state replaced by a repartition on the key: what is left
 when the state costs nothing), ``rocksdb`` (Spark's ``dropDuplicatesWithinWatermark``), RocksDB with
 ``trackTotalNumberOfRows=false``, with changelog checkpointing, the HDFS-backed (in-memory) provider, and
-``timers`` (the stream's own operator, ``stream.dedup``, with the stream's RocksDB settings).
+``buckets`` (the stream's own operator, ``stream.dedup``, with the stream's RocksDB settings).
 Each way checks that it kept exactly the distinct events.
 
 Usage: ``python -m bench.stream_dedup [--events 400000] [--batches 4] [--repeats 2] [--ways a,b]``; figures
@@ -63,8 +63,8 @@ WAYS: dict[str, dict[str, str]] = {
     "rocksdb_untracked_changelog": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",
                                     ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
     "hdfs": {"spark.sql.streaming.stateStore.providerClass": HDFS},
-    "timers": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",  # the stream's own operator (stream.dedup)
-               ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
+    "buckets": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",  # the stream's own operator (stream.dedup)
+                ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
 }
 DUPLICATE_SHARE = 0.01  # of each batch: ids repeated from the batch before
 
@@ -106,7 +106,7 @@ def run_way(spark, source: str, checkpoint: str, conf: dict[str, str], way: str)
     if way == "shuffle_only":
         events = events.repartition(int(spark.conf.get("spark.sql.shuffle.partitions")), "tenant", "event_id")
     else:
-        events = drop_duplicates(events, 10, "timers" if way == "timers" else "spark")
+        events = drop_duplicates(events, 10, "buckets" if way == "buckets" else "spark")
     kept = []
 
     def collect(batch, batch_id: int) -> None:
@@ -158,7 +158,7 @@ RATE = 5000  # events/s: how fast the fixed-cost batches' event time advances
 KEY_LIFETIME = timedelta(minutes=20)  # event time + delay, until the watermark (newest event - delay) passes it
 FIXED_COST_WAYS: dict[str, dict[str, str]] = {
     "rocksdb": {},  # Spark's dropDuplicatesWithinWatermark (common.spark.STATE_STORE_CONF)
-    "timers": {},  # the stream's own operator (stream.dedup): keys expire by event-time timers
+    "buckets": {},  # the stream's own operator (stream.dedup): buckets of keys that forget once a minute
     "rocksdb_uncompressed": {ROCKSDB_CONF + "compression": "none"},
     "rocksdb_uncompressed_cached": {ROCKSDB_CONF + "compression": "none", ROCKSDB_CONF + "blockCacheSizeMB": "256"},
     "no_state": {},  # a repartition on the key in the state's place: what a batch costs without it
@@ -204,7 +204,7 @@ def fixed_cost_way(spark, work: str, way: str, prefill: int, sizes: list[int], r
     if way == "no_state":
         events = events.repartition(2, "tenant", "event_id")
     else:
-        events = drop_duplicates(events, 10, "timers" if way == "timers" else "spark")
+        events = drop_duplicates(events, 10, "buckets" if way == "buckets" else "spark")
     projected = way.endswith("_projected")
     if projected:
         events = events.select(*EVENT_ARROW_SCHEMA.names)

@@ -370,12 +370,13 @@ class Settings(BaseSettings):
         description="Most Kafka records the hot query reads per micro-batch (the API packs up to 200 events in a "
         "record); the landing and dead-letter queries read all that arrived at their own triggers.",
     )
-    stream_dedup: Literal["timers", "spark"] = Field(
-        default="timers",
-        description="How the hot query drops repeated `(tenant, event_id)` within the watermark: `timers` (the "
-        "stream's own operator, `stream/jvm`: keys expire by event-time timers) or `spark` (Spark's "
-        "`dropDuplicatesWithinWatermark`, which reads its whole state at every micro-batch). Same semantics; a hot "
-        "checkpoint keeps the way it was started with.",
+    stream_dedup: Literal["buckets", "spark"] = Field(
+        default="buckets",
+        description="How the hot query drops repeated `(tenant, event_id)` within the watermark: `buckets` (the "
+        "stream's own operator, `stream/jvm`: each of 1,024 buckets of keys forgets its expired keys once a minute) "
+        "or `spark` (Spark's `dropDuplicatesWithinWatermark`, which reads its whole state at every micro-batch). The "
+        "same events dropped, but for keys remembered up to a minute longer by `buckets`; a hot checkpoint keeps "
+        "the way it was started with.",
     )
     stream_typed_instants: bool = Field(
         default=True,

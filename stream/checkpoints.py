@@ -51,9 +51,9 @@ def clear_unstarted(checkpoint: str) -> list[str]:
 
 #: Spark's setting for the class that writes every checkpoint file (offset and commit logs, the state's changelogs
 #: and snapshots), and the stream's own (``stream/jvm``): a local checkpoint's files written straight, without the
-#: checksum file system's ``.crc`` files and the ``chmod`` it forks per file, which made up most of a small micro-batch's
-#: checkpoint cost; other schemes as Spark writes them. The session's ``file:`` file system is not changed (that broke
-#: RocksDB's snapshots and S3A once: docs/operations.md).
+#: checksum file system's ``.crc`` files and the ``chmod`` it forks per file, which made up most of a small
+#: micro-batch's checkpoint cost; other schemes as Spark writes them. The session's ``file:`` file system is not
+#: changed (that broke RocksDB's snapshots and S3A once: docs/operations.md).
 FILE_MANAGER_KEY = "spark.sql.streaming.checkpointFileManagerClass"
 DIRECT_FILE_MANAGER = "lakehouse.stream.DirectLocalCheckpointFileManager"
 

@@ -1,11 +1,11 @@
 """The hot query's de-duplication of ``(tenant, event_id)`` within the watermark, in one of two ways.
 
-``timers`` (the default) is the stream's own operator, ``stream/jvm``'s ``FirstSeenWithinWatermark``: the same
-semantics as Spark's ``dropDuplicatesWithinWatermark`` (``spark``), but each key expires by an event-time timer
-instead of a scan of the whole state at every micro-batch, which cost seconds per batch once the stream had run
-at a steady rate for a while (``docs/benchmarks.md``). Both keep their state in the hot query's checkpoint, in
-different shapes: a checkpoint keeps the way it was started with (``checkpoint_dedup``), so upgrading never
-breaks a running stream.
+``buckets`` (the default) is the stream's own operator, ``stream/jvm``'s ``FirstSeenByBucket`` on Spark's
+``transformWithState``: the semantics of Spark's ``dropDuplicatesWithinWatermark`` (``spark``), except that a key
+may be remembered up to a minute of event time longer, and without its scan of the whole state at every
+micro-batch, which cost seconds per batch once the stream had run at a steady rate for a while
+(``docs/benchmarks.md``). The two keep their state in the hot query's checkpoint in different shapes: a checkpoint
+keeps the way it was started with (``checkpoint_dedup``), so upgrading never breaks a running stream.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 from py4j.java_gateway import JavaClass
 from pyspark.sql import DataFrame
 
-OPERATOR_CLASS = "lakehouse.stream.FirstSeenWithinWatermark"
-WAYS = ("timers", "spark")
+OPERATOR_CLASS = "lakehouse.stream.FirstSeenByBucket"
+WAYS = ("buckets", "spark")
 
 #: Spark's name of each way's operator in a checkpoint's state metadata (``state/0/_metadata``).
-_OPERATOR_NAMES = {"transformWithStateExec": "timers", "dedupeWithinWatermark": "spark"}
+_OPERATOR_NAMES = {"transformWithStateExec": "buckets", "dedupeWithinWatermark": "spark"}
 
 
 def drop_duplicates(events: DataFrame, delay_minutes: int, way: str) -> DataFrame:
@@ -27,20 +27,19 @@ def drop_duplicates(events: DataFrame, delay_minutes: int, way: str) -> DataFram
     events later than the watermark are dropped and counted as late (``numRowsDroppedByWatermark``) either way."""
     if way == "spark":
         return events.dropDuplicatesWithinWatermark(["tenant", "event_id"])
-    if way != "timers":
+    if way != "buckets":
         raise ValueError(f"unknown de-duplication {way!r}; one of {', '.join(WAYS)}")
     spark = events.sparkSession
-    operator = spark.sparkContext._jvm.lakehouse.stream.FirstSeenWithinWatermark
+    operator = spark.sparkContext._jvm.lakehouse.stream.FirstSeenByBucket
     if not isinstance(operator, JavaClass):  # py4j answers a package for a class it cannot load
         raise RuntimeError(
             f"the stream's operator {OPERATOR_CLASS} is not on Spark's classpath: start the stream with "
             "`lakehouse stream` (it compiles stream/jvm once), or set LAKEHOUSE_STREAM_DEDUP=spark")
-    deduplicated = operator.apply(events._jdf, delay_minutes * 60_000)
-    return DataFrame(deduplicated, spark)
+    return DataFrame(operator.apply(events._jdf, delay_minutes * 60_000), spark)
 
 
 def checkpoint_dedup(checkpoint: str) -> str | None:
-    """The way an existing hot checkpoint de-duplicates (``timers``/``spark``), or None when it holds no state yet."""
+    """The way an existing hot checkpoint de-duplicates (``buckets``/``spark``), or None when it holds no state yet."""
     metadata = Path(checkpoint) / "state" / "0" / "_metadata"
     if not metadata.is_dir():
         return None

@@ -8,7 +8,7 @@
 * A first start cut short (``stream.checkpoints``): Spark refuses batch 0 on its leftovers; cleared, it starts.
 * Checkpoint files written straight (``stream.checkpoints.DIRECT_FILE_MANAGER``): no ``.crc`` files, the state's
   snapshots saved, and a restart restores the state from them.
-* The stream's own de-duplication (``stream.dedup``, ``timers``) against Spark's ``dropDuplicatesWithinWatermark``
+* The stream's own de-duplication (``stream.dedup``, ``buckets``) against Spark's ``dropDuplicatesWithinWatermark``
   as the ground truth, on the same micro-batches: the same events kept and the same ones counted late, batch by
   batch, through keys that expire and come back; and a checkpoint tells which way it was started with.
 """
@@ -74,7 +74,7 @@ def deduplicate(spark, source: Path, checkpoint: Path, kept: list[tuple[str, str
             .start())
 
 
-@pytest.mark.parametrize("way", ["spark", "timers"])
+@pytest.mark.parametrize("way", ["spark", "buckets"])
 def test_a_checkpoint_keeps_its_duplicates_dropped_across_state_store_settings(spark, tmp_path: Path,
                                                                                way: str) -> None:
     source, checkpoint = tmp_path / "source", tmp_path / "checkpoint"
@@ -166,13 +166,13 @@ def dedup_run(spark, source: Path, checkpoint: Path, way: str) -> tuple[list[lis
 
 def test_the_streams_dedup_keeps_and_drops_what_sparks_own_does(spark, tmp_path: Path) -> None:
     truth_kept, truth_late = dedup_run(spark, tmp_path / "spark-source", tmp_path / "spark", "spark")
-    kept, late = dedup_run(spark, tmp_path / "timers-source", tmp_path / "timers", "timers")
+    kept, late = dedup_run(spark, tmp_path / "buckets-source", tmp_path / "buckets", "buckets")
     assert len(truth_kept) == len(EXPIRY_BATCHES)
     assert sum(truth_late) >= 1 and any(("a", "e2", 26) in batch for batch in truth_kept), \
         "the batches exercise late events and an expired key coming back"
     assert kept == truth_kept
     assert late == truth_late
-    assert checkpoint_dedup(str(tmp_path / "timers")) == "timers"
+    assert checkpoint_dedup(str(tmp_path / "buckets")) == "buckets"
     assert checkpoint_dedup(str(tmp_path / "spark")) == "spark"
     assert checkpoint_dedup(str(tmp_path / "nothing-yet")) is None
 
@@ -186,17 +186,17 @@ def test_checkpoint_files_written_directly_keep_the_states_snapshots(spark, tmp_
     try:
         for index, batch in enumerate(BATCHES[:3]):  # one query, three micro-batches: state versions 1-3
             write_batch(source, index, batch, now)
-        query = deduplicate(spark, source, checkpoint, kept, "timers")
+        query = deduplicate(spark, source, checkpoint, kept, "buckets")
         query.awaitTermination(120)
         assert query.exception() is None
         deadline = time.monotonic() + 30
         while not list((checkpoint / "state").rglob("*.zip")) and time.monotonic() < deadline:
-            query = deduplicate(spark, source, checkpoint, kept, "timers")  # a run loads the state; maintenance saves
+            query = deduplicate(spark, source, checkpoint, kept, "buckets")  # a run loads the state; maintenance saves
             query.awaitTermination(120)
             time.sleep(1)
         assert list((checkpoint / "state").rglob("*.zip")), "the state's snapshots are saved"
         write_batch(source, 3, BATCHES[3], now)
-        query = deduplicate(spark, source, checkpoint, kept, "timers")  # restored from a snapshot and changelogs
+        query = deduplicate(spark, source, checkpoint, kept, "buckets")  # restored from a snapshot and changelogs
         query.awaitTermination(120)
         assert query.exception() is None
     finally:
