@@ -7,10 +7,11 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 
-import org.apache.spark.api.java.function.MapFunction;
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
+import org.apache.spark.sql.functions;
 import org.apache.spark.sql.streaming.ExpiredTimerInfo;
 import org.apache.spark.sql.streaming.MapState;
 import org.apache.spark.sql.streaming.OutputMode;
@@ -43,6 +44,7 @@ public final class FirstSeenByBucket extends StatefulProcessor<Integer, Row, Row
     /** Buckets of keys: enough that one bucket's map is small, few enough that a batch visits each rarely. */
     public static final int BUCKETS = 1024;
     private static final long MINUTE_MS = 60_000L;
+    private static final String BUCKET_COLUMN = "__dedup_bucket";
 
     private final long delayMs;
     private final int tenantIndex;
@@ -63,12 +65,18 @@ public final class FirstSeenByBucket extends StatefulProcessor<Integer, Row, Row
      */
     public static Dataset<Row> apply(Dataset<Row> events, long delayMs) {
         StructType schema = events.schema();
-        int tenant = schema.fieldIndex("tenant");
-        int eventId = schema.fieldIndex("event_id");
-        MapFunction<Row, Integer> bucket = row -> Math.floorMod(key(row, tenant, eventId).hashCode(), BUCKETS);
-        return events.groupByKey(bucket, Encoders.INT()).transformWithState(
-                new FirstSeenByBucket(delayMs, tenant, eventId, schema.fieldIndex("timestamp")),
-                TimeMode.EventTime(), OutputMode.Append(), Encoders.row(schema));
+        // The bucket as a column of the plan (generated code), not a function of a deserialized row: Spark's
+        // groupByKey would turn every event into a Row object once more only to call it.
+        Column bucket = functions.pmod(functions.hash(functions.col("tenant"), functions.col("event_id")),
+                functions.lit(BUCKETS));
+        Dataset<Row> bucketed = events.withColumn(BUCKET_COLUMN, bucket);
+        StructType rows = bucketed.schema();
+        return bucketed.groupBy(functions.col(BUCKET_COLUMN)).as(Encoders.INT(), Encoders.row(rows))
+                .transformWithState(
+                        new FirstSeenByBucket(delayMs, schema.fieldIndex("tenant"), schema.fieldIndex("event_id"),
+                                schema.fieldIndex("timestamp")),
+                        TimeMode.EventTime(), OutputMode.Append(), Encoders.row(rows))
+                .drop(BUCKET_COLUMN);
     }
 
     private static String key(Row row, int tenant, int eventId) {
