@@ -10,10 +10,10 @@ keeps the way it was started with (``checkpoint_dedup``), so upgrading never bre
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from py4j.java_gateway import JavaClass
 from pyspark.sql import DataFrame
+
+from stream.checkpoints import local_folder
 
 OPERATOR_CLASS = "lakehouse.stream.FirstSeenByBucket"
 WAYS = ("buckets", "spark")
@@ -39,11 +39,13 @@ def drop_duplicates(events: DataFrame, delay_minutes: int, way: str) -> DataFram
 
 
 def checkpoint_dedup(checkpoint: str) -> str | None:
-    """The way an existing hot checkpoint de-duplicates (``buckets``/``spark``), or None when it holds no state yet."""
-    metadata = Path(checkpoint) / "state" / "0" / "_metadata"
-    if not metadata.is_dir():
+    """The way an existing hot checkpoint de-duplicates (``buckets``/``spark``), or None when it holds no state yet
+    or is not on a local disk (then ``LAKEHOUSE_STREAM_DEDUP`` must name the way it was started with)."""
+    folder = local_folder(checkpoint)
+    metadata = folder / "state" / "0" / "_metadata" if folder is not None else None
+    if metadata is None or not metadata.is_dir():
         return None
-    for path in sorted(p for p in metadata.rglob("*") if p.is_file()):
+    for path in sorted(p for p in metadata.rglob("*") if p.is_file() and not p.name.startswith(".")):
         text = path.read_text(errors="replace")
         for name, way in _OPERATOR_NAMES.items():
             if f'"{name}"' in text:
