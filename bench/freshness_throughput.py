@@ -55,15 +55,18 @@ BENCH_ENV = {
 
 
 class EventTemplates:
-    """Pre-serialized events whose id is patched in per send: generating 10 M events in Python would
-    take longer than sending them, and every id must be unique or the stream drops it as a duplicate."""
+    """Pre-serialized events whose id and time are patched in per send: generating 10 M events in Python would
+    take longer than sending them, every id must be unique or the stream drops it as a duplicate, and every time
+    must be the send's, or after the watermark delay (10 minutes) a long run's events would all be late (dropped
+    from the hot tier as soon as anything newer, a freshness probe, moved the watermark on). The events posted
+    keep their time; ``normalized`` (produced straight to Kafka in one go) keeps the time of the templates."""
 
     def __init__(self, n: int = 2000) -> None:
         from demo.clickstream import Clickstream
 
         now = datetime.now(UTC)
         events = [e.body for e in Clickstream(seed=99).batch(n, now, duplicate_rate=0, malformed_rate=0)]
-        self.raw = [orjson.dumps({**e, "event_id": "@ID@"}) for e in events]
+        self.raw = [orjson.dumps({**e, "event_id": "@ID@", "timestamp": "@TS@"}) for e in events]
         limits = {"now": now, "max_age": timedelta(days=1), "max_future": timedelta(minutes=5)}
         self.normalized = [orjson.dumps(normalize_event({**e, "event_id": "@ID@"}, **limits)) for e in events]
         self.run = uuid.uuid4().hex[:8]
@@ -78,7 +81,9 @@ class EventTemplates:
 
     def body(self, count: int) -> bytes:
         ids = self.ids(count)
-        parts = [self.raw[i % len(self.raw)].replace(b"@ID@", f"{self.run}-{i}".encode()) for i in ids]
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
+        parts = [self.raw[i % len(self.raw)].replace(b"@ID@", f"{self.run}-{i}".encode()).replace(b"@TS@", now)
+                 for i in ids]
         return b"[" + b",".join(parts) + b"]"
 
 
