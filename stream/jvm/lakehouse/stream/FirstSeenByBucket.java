@@ -3,6 +3,7 @@ package lakehouse.stream;
 import java.sql.Timestamp;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
@@ -41,7 +42,10 @@ import scala.jdk.javaapi.CollectionConverters;
 public final class FirstSeenByBucket extends StatefulProcessor<Integer, Row, Row> {
     private static final long serialVersionUID = 1L;
 
-    /** Buckets of keys: enough that one bucket's map is small, few enough that a batch visits each rarely. */
+    /**
+     * Buckets of keys: enough that one bucket's map is small, few enough that a batch visits each rarely. A key is
+     * looked up in its bucket only, so changing this number is for new checkpoints only.
+     */
     public static final int BUCKETS = 1024;
     private static final long MINUTE_MS = 60_000L;
     private static final String BUCKET_COLUMN = "__dedup_bucket";
@@ -124,7 +128,7 @@ public final class FirstSeenByBucket extends StatefulProcessor<Integer, Row, Row
         for (String key : expired) {
             expiries.removeKey(key);
         }
-        return CollectionConverters.asScala(java.util.Collections.<Row>emptyIterator());
+        return CollectionConverters.asScala(Collections.<Row>emptyIterator());
     }
 
     private static long millis(Object instant) {
