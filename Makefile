@@ -12,7 +12,7 @@ AXE := build/vendor/axe-core/axe.min.js
 
 setup: $(STAMP) system-packages $(AXE)
 
-# System packages from Debian: redis-server, chromium, poppler-utils (Java 17, Maven and Go come with the machine image; the
+# System packages from Debian: redis-server, chromium, poppler-utils (a Java 17 JDK, Maven and Go come with the machine image; the
 # stack names what is missing if they do not).
 system-packages:
 	@command -v redis-server >/dev/null 2>&1 || { \
@@ -27,8 +27,8 @@ system-packages:
 	  echo "setup: installing poppler-utils from Debian (pdftotext, pdftoppm: the PDF report's test)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null) || \
 	  { echo "setup: could not install poppler-utils; run 'apt-get install poppler-utils' as root"; exit 1; }; }
-	@for tool in java mvn go; do command -v $$tool >/dev/null 2>&1 || \
-	  { echo "setup: '$$tool' is missing (need Java 17, Maven 3, Go 1.24+): install it, e.g. apt-get install openjdk-17-jdk-headless maven golang"; exit 1; }; done
+	@for tool in java javac mvn go; do command -v $$tool >/dev/null 2>&1 || \
+	  { echo "setup: '$$tool' is missing (need a Java 17 JDK, Maven 3, Go 1.24+): install it, e.g. apt-get install openjdk-17-jdk-headless maven golang"; exit 1; }; done
 
 # axe-core (the browser test's accessibility audit; the page itself never loads it), pinned, from npm's
 # registry with its integrity checked by `npm pack`; kept under build/ (not committed), injected by the test.
