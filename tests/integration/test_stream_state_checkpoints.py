@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pyspark import SparkContext
 
 from common.settings import Settings
 from common.spark import STATE_STORE_CONF, spark_session
@@ -57,7 +58,13 @@ def spark(settings: Settings) -> Iterator[object]:
     # sees them written through the checkpoint file manager.
     snapshots = settings.model_copy(update={"spark_conf": "spark.sql.streaming.stateStore.maintenanceInterval=1s;"
                                                           "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"})
-    session = spark_session(snapshots, "test-stream-state-checkpoints", [str(build_stream_operators(settings))])
+    if SparkContext._active_spark_context is not None:  # an earlier module's (or Dagster's) session
+        SparkContext._active_spark_context.stop()
+    jar = build_stream_operators(settings)
+    session = spark_session(snapshots, "test-stream-state-checkpoints", [str(jar)])
+    # In a JVM an earlier module launched, `spark.jars` reaches the tasks but not the driver's class loader, which
+    # a stream job's own JVM has it in from its start: ADD JAR puts it there too.
+    session.sql(f"ADD JAR '{jar}'")
     yield session
     session.stop()
 
