@@ -193,11 +193,12 @@ def main() -> None:
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                         "load_average_1_5_15": [round(x, 1) for x in os.getloadavg()]},
-            "command": f"python -m bench.soak --minutes {args.minutes:g} --rate {args.rate} --qps {args.qps:g}",
+            "command": f"python -m bench.soak --minutes {args.minutes:g} --warmup-minutes {warmup_min:g} "
+                       f"--rate {args.rate} --qps {args.qps:g}",
             "load": {"events_sent": load.sent, "events_per_s": round(load.sent / (args.minutes * 60)),
                      "questions": load.queries, "question_p50_ms": round(statistics.median(load.query_ms), 1)
                      if load.query_ms else None, "errors": load.errors},
-            "freshness": probe.summary() | {"timeouts": probe.timeouts},
+            "freshness": probe.summary(),
             "by_window": windows,
             "hot_node_rss": api,
             "hot_node_anonymous_rss": api_anon,
