@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 
 from bench.stream_contract import MAX_AGE, MAX_FUTURE, kafka_batch
 from common.events import EVENT_ARROW_SCHEMA
+from common.spark import STATE_STORE_CONF
 from stream.contract import CONTRACT_ARROW_SCHEMA, RecordContract
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "stream_dedup.json")
@@ -63,8 +64,7 @@ WAYS: dict[str, dict[str, str]] = {
     "rocksdb_untracked_changelog": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",
                                     ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
     "hdfs": {"spark.sql.streaming.stateStore.providerClass": HDFS},
-    "buckets": {ROCKSDB_CONF + "trackTotalNumberOfRows": "false",  # the stream's own operator (stream.dedup)
-                ROCKSDB_CONF + "changelogCheckpointing.enabled": "true"},
+    "buckets": dict(STATE_STORE_CONF),  # the stream's own operator (stream.dedup), with the stream's settings
 }
 DUPLICATE_SHARE = 0.01  # of each batch: ids repeated from the batch before
 
