@@ -20,7 +20,7 @@ from common.hot_store import HotStore
 from common.settings import Settings
 from serving.app import build_serving, create_app
 from tests.component.harness import InMemoryPublisher
-from tests.graphql_checks import run_graphql_fuzzer
+from tests.graphql_checks import FUZZER_KEY, run_graphql_fuzzer
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_EXAMPLES = 15  # per operation: the run stays within about a minute
@@ -49,5 +49,5 @@ def served(settings: Settings, hot: HotStore) -> Iterator[str]:
 
 def test_no_generated_document_makes_graphql_answer_5xx(served: str, client: TestClient) -> None:
     assert client.post("/v1/admin/tenants", json={"id": "fuzz"}).status_code in (201, 409)
-    key = client.post("/v1/admin/tenants/fuzz/keys", json={"role": "tenant"}).json()["key"]
+    key = client.post("/v1/admin/tenants/fuzz/keys", json=FUZZER_KEY).json()["key"]
     run_graphql_fuzzer(served, key, MAX_EXAMPLES)

@@ -17,7 +17,13 @@ import pytest
 
 from common.hot_store import HotStore
 from common.settings import Settings
-from tests.graphql_checks import analytics_equal_rest, kpis_equal_rest, one_document_equals_rest, run_graphql_fuzzer
+from tests.graphql_checks import (
+    FUZZER_KEY,
+    analytics_equal_rest,
+    kpis_equal_rest,
+    one_document_equals_rest,
+    run_graphql_fuzzer,
+)
 from tests.integration.dashboard_data import TenantData, tenant_with_events
 
 pytestmark = pytest.mark.integration
@@ -83,5 +89,5 @@ def test_product_analytics_and_kpi_fields_equal_their_endpoints(client: httpx.Cl
 def test_no_generated_document_makes_graphql_answer_5xx(settings: Settings, api: httpx.Client) -> None:
     tenant = f"gql-fuzz-{uuid.uuid4().hex[:8]}"
     api.post("/v1/admin/tenants", json={"id": tenant, "name": tenant}).raise_for_status()
-    key = api.post(f"/v1/admin/tenants/{tenant}/keys").raise_for_status().json()["key"]
+    key = api.post(f"/v1/admin/tenants/{tenant}/keys", json=FUZZER_KEY).raise_for_status().json()["key"]
     run_graphql_fuzzer(settings.api_url, key, FUZZ_EXAMPLES)
