@@ -8,7 +8,8 @@ warm-up (caches, Spark's JIT, the first parts of the tables), the API/hot node's
 least-squares line: its slope in MiB per minute, and "flat" when that slope would add less than
 ``--flat-percent`` (default 5 %) of the node's memory in an hour. Its anonymous part (RSS less file pages:
 chDB's library is 400+ MB and its code faults in as new query shapes run) is fitted the same way, since that is
-where a leak shows.
+where a leak shows. To tell which part grows, the node's own ``/metrics`` is read every 30 s: the engine's tracked
+bytes, caches, parts and allocator, glibc's heap and Arrow's pool, each with its slope after the warm-up.
 
 It also shows whether the speed layer stays as fresh after half an hour as after a minute: a freshness probe (one
 event a second, sent → visible in ``GET /v1/timeseries``) runs all along, and per ``--window-minutes`` window the
@@ -31,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.freshness_throughput import EventTemplates, admin_headers, bench_stack
 from bench.memory import MemorySampler, slope_per_minute
@@ -106,6 +108,54 @@ class Load:
             t.join()
 
 
+class HeapParts:
+    """Every ``interval_s``, the hot node's memory by part from its ``/metrics`` (the engine's caches, tracked
+    bytes and allocator; glibc's heap; Arrow's pool): which of them grows when the node's RSS does."""
+
+    FAMILIES = ("lakehouse_hot_engine_memory", "lakehouse_process_heap_bytes")
+
+    def __init__(self, settings, interval_s: float = 30.0) -> None:
+        self.settings, self.interval_s = settings, interval_s
+        self.series: dict[str, list[tuple[float, float]]] = {}  # part -> (seconds since start, MiB or count)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.settings.api_url, timeout=30, headers=admin_headers(self.settings)) as http:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    text = http.get("/metrics").text
+                except httpx.HTTPError:
+                    continue
+                at = round(time.monotonic() - self._started, 1)
+                for family in text_string_to_metric_families(text):
+                    if family.name not in self.FAMILIES:
+                        continue
+                    for sample in family.samples:
+                        part = sample.labels["part"]
+                        scale = 1 if part == "ActiveParts" else 1 / 2**20
+                        self.series.setdefault(part, []).append((at, sample.value * scale))
+
+    def report(self, warmup_s: float) -> dict[str, dict]:
+        """Per part: its value after the warm-up and at the end, and its fitted slope per minute."""
+        out = {}
+        for part, points in sorted(self.series.items()):
+            after = [(t, v) for t, v in points if t >= warmup_s]
+            if len(after) >= 2:
+                out[part] = {"first": round(after[0][1], 2), "last": round(after[-1][1], 2),
+                             "per_min": round(slope_per_minute(after), 3)}
+        return out
+
+    def __enter__(self) -> HeapParts:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def flatness(points: list[tuple[float, int]], warmup_s: float, flat_percent: float) -> dict:
     """The fitted slope of ``points`` (seconds, KiB) after ``warmup_s``, and whether it is flat."""
     steady = [(t, kib / 1024) for t, kib in points if t >= warmup_s]
@@ -174,7 +224,7 @@ def main() -> None:
               f"(warm-up {warmup_min:g} min not fitted)")
         started, started_at = time.monotonic(), datetime.now(UTC)
         with MemorySampler(settings.home, interval_s=args.sample_seconds) as memory, \
-                Load(settings, args.rate, args.qps) as load, \
+                Load(settings, args.rate, args.qps) as load, HeapParts(settings) as heap_parts, \
                 FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
             while (elapsed := time.monotonic() - started) < args.minutes * 60:
                 time.sleep(min(30.0, args.minutes * 60 - elapsed))
@@ -202,6 +252,7 @@ def main() -> None:
             "by_window": windows,
             "hot_node_rss": api,
             "hot_node_anonymous_rss": api_anon,
+            "hot_node_parts_mib": heap_parts.report(warmup_min * 60),  # ActiveParts: a count
             "slopes_mib_per_min": {service: round(slope_per_minute(
                 [(t, kib / 1024) for t, kib in points if t >= warmup_min * 60]), 2)
                 for service, points in memory.series.items()},
@@ -215,6 +266,8 @@ def main() -> None:
             print(f"   from minute {window['from_min']:5.1f}: {window}")
         print(f"== hot node RSS after the warm-up: {api}")
         print(f"== its anonymous part (no file pages such as chDB's 400 MB library faulting in): {api_anon}")
+        for part, figures in result["hot_node_parts_mib"].items():
+            print(f"   hot node part {part:26s} {figures}")
         print(f"== slopes (MiB/min) per service: {result['slopes_mib_per_min']}")
         print(f"== written to {RESULTS}")
     finally:

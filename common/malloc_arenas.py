@@ -30,3 +30,22 @@ def limit_malloc_arenas(arenas: int) -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return mallopt(M_ARENA_MAX, arenas) == 1
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def glibc_heap() -> dict[str, int]:
+    """glibc's heap in bytes: ``in_use`` (allocated, mmapped blocks included) and ``free`` (held in its arenas for
+    reuse, the part arenas park); empty where the C library has no ``mallinfo2`` (glibc < 2.33, musl, macOS).
+    Python's objects, Arrow's buffers outside its own pool and the API's threads allocate here; chDB has its own
+    allocator (jemalloc), whose figures come from the engine (``sql/clickhouse/queries/engine_memory.sql``)."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.argtypes, mallinfo2.restype = [], _MallInfo2
+    info = mallinfo2()
+    return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+import pyarrow as pa
 from fastapi import APIRouter
 from fastapi.responses import Response
 from opentelemetry import context as otel_context
@@ -35,6 +36,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from common.events import format_ts, reason_class
+from common.malloc_arenas import glibc_heap
+from common.sql_files import sql_file
 
 if TYPE_CHECKING:
     from common.hot_store import HotStore
@@ -187,6 +190,7 @@ STREAM_SQL = (
 )
 DEAD_LETTERS_SQL = "SELECT reason, sum(events) AS events FROM stream_dead_letters GROUP BY reason"
 NEWEST_EVENT_SQL = "SELECT max(timestamp) AS newest FROM events_raw WHERE timestamp >= now() - INTERVAL 1 DAY"
+ENGINE_MEMORY_SQL = sql_file("clickhouse/queries/engine_memory.sql")
 
 
 class ExternalSampler:
@@ -204,6 +208,7 @@ class ExternalSampler:
         self.stream: list[dict[str, Any]] = []
         self.dead_letters: list[dict[str, Any]] = []
         self.latest: dict[int, int] = {}
+        self.engine_memory: dict[str, float] = {}  # part -> bytes (engine_memory.sql)
         self.errors = 0
         self._failing: set[str] = set()
 
@@ -229,6 +234,11 @@ class ExternalSampler:
         except Exception as exc:  # the hot tier may be down: keep the last sample, count the failure
             ok = False
             self._failed("the hot tier", exc)
+        try:  # apart: a ClickHouse server whose user may not read system tables keeps the figures above
+            self.engine_memory = {r["part"]: r["bytes"] for r in self._store.query_arrow(ENGINE_MEMORY_SQL).to_pylist()}
+            self._recovered("the hot tier's memory figures")
+        except Exception as exc:
+            self._failed("the hot tier's memory figures", exc)
         try:
             self.latest = self._latest_offsets()
             self._recovered("Kafka")
@@ -326,6 +336,13 @@ class ServingCollector:
         for name, n in sorted(counters.items()):
             named.add_metric([name], n)
         yield named
+        heap = GaugeMetricFamily("lakehouse_process_heap_bytes", "This process's heaps outside the hot engine: "
+                                 "glibc's in use and free (held in its arenas), and Arrow's memory pool.",
+                                 labels=["part"])
+        for part, n in {**{f"glibc_{k}": v for k, v in glibc_heap().items()},
+                        "arrow_pool": pa.total_allocated_bytes()}.items():
+            heap.add_metric([part], n)
+        yield heap
         if self._metrics.sampler is not None:
             yield from self._sampled(self._metrics.sampler)
 
@@ -377,6 +394,13 @@ class ServingCollector:
         for query, n in sorted(total.items()):
             summed.add_metric([query], n)
         yield summed
+        engine = GaugeMetricFamily("lakehouse_hot_engine_memory", "The hot engine's memory (chDB or ClickHouse "
+                                   "system tables; sql/clickhouse/queries/engine_memory.sql): bytes tracked, "
+                                   "each cache, the parts' primary keys, its allocator's allocated and resident "
+                                   "bytes; ActiveParts is a count.", labels=["part"])
+        for part, n in sorted(sampler.engine_memory.items()):
+            engine.add_metric([part], n)
+        yield engine
 
 
 def metrics_router(serving: Observed, metrics: ServingMetrics) -> APIRouter:

@@ -4,6 +4,7 @@ leaves one JSON log line carrying its request id."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from common import procfs
 from common.hot_store import HotStore
 from common.settings import Settings
+from stack.process import read_pid
 from tests.integration.conftest import wait_for
 from tests.integration.hot_truth import hot_minutes, late_rows_total
 
@@ -120,3 +123,28 @@ def test_a_request_leaves_one_json_log_line_with_its_request_id(
     assert line["cache"] == response.headers["x-cache"] and line["duration_ms"] > 0
     datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))
     assert lines_with(generated)[0]["path"] == "/health"
+
+
+def test_the_hot_nodes_memory_is_exposed_by_part(api: httpx.Client, settings: Settings) -> None:
+    """The engine's figures and the process's heaps are each a part of the hot node's resident memory, read by the
+    kernel (/proc): an operator can tell a cache filling up from a leak."""
+    wait_for(lambda: value(scrape(api), "lakehouse_hot_engine_memory", part="JemallocResident") > 0, 60,
+             "the engine's memory figures in /metrics", interval=1)
+    samples = scrape(api)
+    record = read_pid(settings.home / "run" / "api.pid")
+    assert record is not None
+    pages = procfs.memory_pages(record.pid)
+    assert pages is not None
+    rss = pages[1] * os.sysconf("SC_PAGE_SIZE")
+
+    def engine(part: str) -> float:
+        return value(samples, "lakehouse_hot_engine_memory", part=part)
+
+    assert 0 < engine("JemallocAllocated") <= engine("JemallocResident")
+    glibc = value(samples, "lakehouse_process_heap_bytes", part="glibc_in_use")
+    assert glibc > 0 and value(samples, "lakehouse_process_heap_bytes", part="arrow_pool") >= 0
+    assert engine("JemallocResident") + glibc < rss
+    assert 0 < engine("MemoryTracking") < rss
+    assert engine("ActiveParts") >= 1  # the stream and the migrations wrote tables
+    for cache in ("MarkCacheBytes", "PrimaryIndexCacheBytes", "QueryConditionCacheBytes"):
+        assert 0 <= engine(cache) < rss
