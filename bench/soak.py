@@ -55,8 +55,9 @@ class Load:
         self.sent = self.queries = 0
         self.errors: dict[str, int] = {}
         self.query_ms: list[float] = []
-        self._threads = [threading.Thread(target=self._ingest, daemon=True),
-                         threading.Thread(target=self._ask, daemon=True)]
+        self._threads = [threading.Thread(target=self._ingest, daemon=True)]
+        if qps > 0:  # 0: ingest only
+            self._threads.append(threading.Thread(target=self._ask, daemon=True))
 
     def _count_error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -112,7 +113,8 @@ class HeapParts:
     """Every ``interval_s``, the hot node's memory by part from its ``/metrics`` (the engine's caches, tracked
     bytes and allocator; glibc's heap; Arrow's pool): which of them grows when the node's RSS does."""
 
-    FAMILIES = ("lakehouse_hot_engine_memory", "lakehouse_process_heap_bytes")
+    FAMILIES = ("lakehouse_hot_engine_memory", "lakehouse_process_heap_bytes", "lakehouse_process_objects")
+    COUNTS = ("ActiveParts", "python_blocks", "threads")  # not bytes
 
     def __init__(self, settings, interval_s: float = 30.0) -> None:
         self.settings, self.interval_s = settings, interval_s
@@ -133,8 +135,8 @@ class HeapParts:
                     if family.name not in self.FAMILIES:
                         continue
                     for sample in family.samples:
-                        part = sample.labels["part"]
-                        scale = 1 if part == "ActiveParts" else 1 / 2**20
+                        part = sample.labels.get("part") or sample.labels["kind"]
+                        scale = 1 if part in self.COUNTS else 1 / 2**20
                         self.series.setdefault(part, []).append((at, sample.value * scale))
 
     def report(self, warmup_s: float) -> dict[str, dict]:
@@ -252,7 +254,9 @@ def main() -> None:
             "by_window": windows,
             "hot_node_rss": api,
             "hot_node_anonymous_rss": api_anon,
-            "hot_node_parts_mib": heap_parts.report(warmup_min * 60),  # ActiveParts: a count
+            "hot_node_parts_mib": heap_parts.report(warmup_min * 60),  # HeapParts.COUNTS are counts
+            "hot_node_parts_series": {part: [(t, round(v, 2)) for t, v in points]
+                                      for part, points in heap_parts.series.items()},
             "slopes_mib_per_min": {service: round(slope_per_minute(
                 [(t, kib / 1024) for t, kib in points if t >= warmup_min * 60]), 2)
                 for service, points in memory.series.items()},

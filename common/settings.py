@@ -370,6 +370,12 @@ class Settings(BaseSettings):
         description="Most Kafka records the hot query reads per micro-batch (the API packs up to 200 events in a "
         "record); the landing and dead-letter queries read all that arrived at their own triggers.",
     )
+    stream_kafka_fetch_wait_ms: int = Field(
+        default=20, ge=1,
+        description="Longest the broker holds a stream task's Kafka fetch that finds no new record "
+        "(`fetch.max.wait.ms`, Kafka's default 500). With 500 a hot micro-batch's tasks waited for such fetches and "
+        "took ~1 s whatever they read; see docs/benchmarks.md.",
+    )
     stream_dedup: Literal["buckets", "spark"] = Field(
         default="buckets",
         description="How the hot query drops repeated `(tenant, event_id)` within the watermark: `buckets` (the "

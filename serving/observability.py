@@ -343,6 +343,12 @@ class ServingCollector:
                         "arrow_pool": pa.total_allocated_bytes()}.items():
             heap.add_metric([part], n)
         yield heap
+        objects = GaugeMetricFamily("lakehouse_process_objects", "Counts that grow when this process leaks what its "
+                                    "heaps do not show: Python's live small-object blocks and its threads (each "
+                                    "with a stack).", labels=["kind"])
+        objects.add_metric(["python_blocks"], sys.getallocatedblocks())
+        objects.add_metric(["threads"], threading.active_count())
+        yield objects
         if self._metrics.sampler is not None:
             yield from self._sampled(self._metrics.sampler)
 

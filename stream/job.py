@@ -432,6 +432,7 @@ def start_stream(
             .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
             .option("subscribe", settings.kafka_topic)
             .option("startingOffsets", "earliest")
+            .option("kafka.fetch.max.wait.ms", settings.stream_kafka_fetch_wait_ms)
         )
         return (reader if max_offsets is None else reader.option("maxOffsetsPerTrigger", max_offsets)).load()
 
