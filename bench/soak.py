@@ -114,7 +114,7 @@ class HeapParts:
     bytes and allocator; glibc's heap; Arrow's pool): which of them grows when the node's RSS does."""
 
     FAMILIES = ("lakehouse_hot_engine_memory", "lakehouse_process_heap_bytes", "lakehouse_process_objects")
-    COUNTS = ("ActiveParts", "python_blocks", "threads")  # not bytes
+    COUNTS = ("ActiveParts", "OutdatedParts", "python_blocks", "threads")  # not bytes
 
     def __init__(self, settings, interval_s: float = 30.0) -> None:
         self.settings, self.interval_s = settings, interval_s

@@ -403,7 +403,7 @@ class ServingCollector:
         engine = GaugeMetricFamily("lakehouse_hot_engine_memory", "The hot engine's memory (chDB or ClickHouse "
                                    "system tables; sql/clickhouse/queries/engine_memory.sql): bytes tracked, "
                                    "each cache, the parts' primary keys, its allocator's allocated and resident "
-                                   "bytes; ActiveParts is a count.", labels=["part"])
+                                   "bytes; ActiveParts and OutdatedParts are counts.", labels=["part"])
         for part, n in sorted(sampler.engine_memory.items()):
             engine.add_metric([part], n)
         yield engine

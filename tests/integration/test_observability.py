@@ -145,6 +145,6 @@ def test_the_hot_nodes_memory_is_exposed_by_part(api: httpx.Client, settings: Se
     assert glibc > 0 and value(samples, "lakehouse_process_heap_bytes", part="arrow_pool") >= 0
     assert engine("JemallocResident") + glibc < rss
     assert 0 < engine("MemoryTracking") < rss
-    assert engine("ActiveParts") >= 1  # the stream and the migrations wrote tables
+    assert engine("ActiveParts") >= 1 and engine("OutdatedParts") >= 0  # the stream and the migrations wrote tables
     for cache in ("MarkCacheBytes", "PrimaryIndexCacheBytes", "QueryConditionCacheBytes"):
         assert 0 <= engine(cache) < rss

@@ -11,6 +11,8 @@ SELECT 'PrimaryKeysInMemory', toFloat64(sum(primary_key_bytes_in_memory_allocate
 UNION ALL
 SELECT 'ActiveParts', toFloat64(count()) FROM system.parts WHERE active
 UNION ALL
-SELECT 'JemallocAllocated', toFloat64OrZero(extract(any(stats), 'Allocated: (\\d+)')) FROM system.jemalloc_stats
+SELECT 'OutdatedParts', toFloat64(count()) FROM system.parts WHERE NOT active
 UNION ALL
-SELECT 'JemallocResident', toFloat64OrZero(extract(any(stats), 'resident: (\\d+)')) FROM system.jemalloc_stats
+SELECT tupleElement(figure, 1), tupleElement(figure, 2) FROM system.jemalloc_stats
+ARRAY JOIN [('JemallocAllocated', toFloat64OrZero(extract(stats, 'Allocated: (\\d+)'))),
+            ('JemallocResident', toFloat64OrZero(extract(stats, 'resident: (\\d+)')))] AS figure
