@@ -29,7 +29,8 @@ def test_the_sampler_sees_a_child_process_s_memory_and_its_exit() -> None:
     assert len(mine) == 1 and mine[0]["service"] == BENCH
     assert mine[0]["peak_mib"] >= 80 and not mine[0]["running_at_end"]
     ours = [p for p in report["processes"] if p["running_at_end"] and p["service"] == BENCH]
-    assert abs(report["services"][BENCH]["end_mib"] - sum(p["end_mib"] for p in ours)) < 0.2  # rounding only
+    # rounding only: the total and each process are rounded to 0.1 MiB apart, so up to 0.05 each may differ
+    assert abs(report["services"][BENCH]["end_mib"] - sum(p["end_mib"] for p in ours)) <= 0.05 * (len(ours) + 1) + 1e-6
     assert report["services"][BENCH]["peak_mib"] >= mine[0]["peak_mib"]
 
 
