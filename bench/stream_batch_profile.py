@@ -1,18 +1,19 @@
-"""Where a hot micro-batch's second goes, from Spark's own event log.
+"""Where a hot micro-batch's time goes, from Spark's own event log.
 
-At a steady rate a hot micro-batch takes about a second whatever it holds (17 Kafka records or 5,000 events), and
-freshness is that second plus the wait for the next trigger. The streaming progress only says "addBatch"; Spark's
-event log has every job, stage and task of the batch. This bench runs the bench stack (as ``bench.soak``) with the
-event log on, posts ``--rate`` events/s for ``--seconds``, and splits each hot batch (jobs of the ``hot`` scheduler
-pool) after ``--skip-seconds`` into:
+A hot micro-batch took about a second at a steady rate whatever it held (17 Kafka records or 5,000 events), and
+freshness is that plus the wait for the next trigger. The streaming progress only says "addBatch"; Spark's event log
+has every job, stage and task of the batch. This bench runs the bench stack (as ``bench.soak``) with the event log
+on, posts ``--rate`` events/s for ``--seconds``, and splits each hot batch (jobs of the ``hot`` scheduler pool) after
+``--skip-seconds`` into:
 
-* per stage: its wall time, tasks, and the tasks' run, CPU, deserialization, result-serialization and GC times;
+* per stage: its wall time, tasks, and the tasks' run, CPU, deserialization, result-serialization and GC times, and
+  Spark's Python-runner figures (the event contract's ``mapInArrow``);
 * the time the batch's jobs did not cover: the driver's own work (planning, the Python ``foreachBatch``'s inserts
   into the hot node, the state's commit) between and after the jobs.
 
-It also counts the stages of the landing and dead-letter queries that overlapped the hot batches (they take the same
-two cores). Usage: ``python -m bench.stream_batch_profile [--rate 5000] [--seconds 90] [--fresh]``; figures printed
-and written to ``bench/results/stream_batch_profile.json``.
+It found the Kafka fetch wait behind ``LAKEHOUSE_STREAM_KAFKA_FETCH_WAIT_MS`` (docs/benchmarks.md). Usage: ``python -m
+bench.stream_batch_profile [--rate 5000] [--seconds 90] [--fresh] [--label x]``; figures printed and appended to
+``bench/results/stream_batch_profile.json``.
 """
 
 from __future__ import annotations
