@@ -29,14 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 RESULTS = Path(__file__).resolve().parent / "results" / "stream_batch_profile.json"
 
 
 def read_event_log(folder: Path) -> list[dict[str, Any]]:
     """Every event of the newest application's log in ``folder``: a file, or Spark 4's rolling log (a folder of
     ``events_N_*`` files), compressed (zstd, Spark's default codec) or not, finished or still being written."""
-    import pyarrow as pa
-
     logs = sorted(folder.glob("*"), key=lambda p: p.stat().st_mtime)
     if not logs:
         raise SystemExit(f"no Spark event log in {folder}: did the stream start with spark.eventLog.enabled?")

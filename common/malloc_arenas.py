@@ -11,7 +11,9 @@ made the hot node's resident memory look like a slow leak.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +39,23 @@ class _MallInfo2(ctypes.Structure):
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+@functools.cache
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = [], _MallInfo2
+    return function
+
+
 def glibc_heap() -> dict[str, int]:
     """glibc's heap in bytes: ``in_use`` (allocated, mmapped blocks included) and ``free`` (held in its arenas for
     reuse, the part arenas park); empty where the C library has no ``mallinfo2`` (glibc < 2.33, musl, macOS).
     Python's objects, Arrow's buffers outside its own pool and the API's threads allocate here; chDB has its own
     allocator (jemalloc), whose figures come from the engine (``sql/clickhouse/queries/engine_memory.sql``)."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
+    mallinfo2 = _mallinfo2()
+    if mallinfo2 is None:
         return {}
-    mallinfo2.argtypes, mallinfo2.restype = [], _MallInfo2
     info = mallinfo2()
     return {"in_use": info.uordblks + info.hblkhd, "free": info.fordblks}

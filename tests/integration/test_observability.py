@@ -4,7 +4,6 @@ leaves one JSON log line carrying its request id."""
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -133,9 +132,9 @@ def test_the_hot_nodes_memory_is_exposed_by_part(api: httpx.Client, settings: Se
     samples = scrape(api)
     record = read_pid(settings.home / "run" / "api.pid")
     assert record is not None
-    pages = procfs.memory_pages(record.pid)
-    assert pages is not None
-    rss = pages[1] * os.sysconf("SC_PAGE_SIZE")
+    rss_kib = procfs.resident_kib(record.pid)
+    assert rss_kib is not None
+    rss = rss_kib * 1024
 
     def engine(part: str) -> float:
         return value(samples, "lakehouse_hot_engine_memory", part=part)
