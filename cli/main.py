@@ -45,7 +45,17 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if args.action == "down" or all(s.state == "running" for s in statuses) else 1
 
 
+def _yield_cpu(settings: Settings) -> None:
+    """Before the serving process starts any thread (``common.cpu_priority``)."""
+    from common.cpu_priority import yield_cpu
+
+    done = yield_cpu(settings.serving_cpu_nice)
+    if done:
+        print(f"serving yields the CPU to the stream: {', '.join(done)} (LAKEHOUSE_SERVING_CPU_NICE)", flush=True)
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    _yield_cpu(settings)
     from serving.processes import serve
 
     if args.workers is not None:
@@ -58,6 +68,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_hot_node(args: argparse.Namespace, settings: Settings) -> int:
+    _yield_cpu(settings)
     from serving.processes import run_hot_node
 
     run_hot_node(settings)

@@ -188,3 +188,21 @@ def memory_pages(pid: int) -> tuple[int, ...] | None:
         return tuple(int(x) for x in (PROC / str(pid) / "statm").read_text().split())
     except (OSError, ValueError):
         return None
+
+
+def nice_value(pid: int, thread: int | None = None) -> int | None:
+    """The nice value of ``pid``'s main thread, or of its ``thread`` (a thread has its own); None when it is gone."""
+    try:
+        text = (PROC / str(pid) / ("stat" if thread is None else f"task/{thread}/stat")).read_text()
+    except OSError:
+        return None
+    return int(text[text.rfind(")") + 2 :].split()[16])
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice value of ``pid``'s autogroup (its session's share of the CPU against other sessions); None without
+    autogroups or when it is gone."""
+    try:
+        return int((PROC / str(pid) / "autogroup").read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None

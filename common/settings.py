@@ -204,6 +204,15 @@ class Settings(BaseSettings):
         "time) and reach the hot node, started apart with `lakehouse hot-node`, over Arrow Flight; cached "
         "answers and ingestion then keep working while the hot node restarts (docs/operations.md).",
     )
+    serving_cpu_nice: int = Field(
+        default=5,
+        ge=0,
+        le=19,
+        description="CPU priority the serving processes (`lakehouse serve`, its workers, `lakehouse hot-node`) give "
+        "up at start, as a Linux nice value (and their session's autogroup's): idle cores still go to them, but when "
+        "the stream wants a core the dashboards' queries wait, so a query storm cannot stall freshness "
+        "(docs/operations.md). 0: the stream's priority.",
+    )
     hot_node_malloc_arenas: int = Field(
         default=2,
         ge=0,

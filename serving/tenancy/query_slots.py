@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from common.hot_store import HotStore, HotStoreError
+from common.hot_store import HotStore, HotStoreError, write_count
 
 
 class TenantBusy(HotStoreError):
@@ -75,6 +75,13 @@ class TenantFairStore:
     def __init__(self, store: HotStore, slots: TenantQuerySlots) -> None:
         self.inner = store
         self.slots = slots
+        self.dsn = getattr(store, "dsn", "")
+
+    def write_count(self, table: str) -> int | None:
+        """The wrapped store's write counter: what the API keeps between questions (the day builds' marks,
+        ``common.day_rollups``) is only kept while that counter stands still, and a wrapper without it would make
+        every question read them again."""
+        return write_count(self.inner, table)
 
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         tenant = (parameters or {}).get("tenant")

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 
+from common import procfs
 from common.hot_store import FlightHotStore
 from common.rollups import minute_rollups
 from common.settings import Settings
@@ -171,6 +172,9 @@ def test_workers_restart_one_at_a_time_and_outlive_the_hot_node(workers_stack: t
         wait_for(lambda: len(worker_pids(api_pid)) == 2 and not worker_pids(api_pid) & before, 60,
                  "both API workers replaced", interval=0.2)
     print(f"during the rolling restart: reads {dict(during_restart.reads)}, posts {dict(during_restart.posts)}")
+    # the restarted workers and the hot node, where the queries run, yield the CPU to the stream as the API does
+    hot_node = read_pid(settings.home / "run" / "hot-node.pid").pid
+    assert {procfs.nice_value(pid) for pid in {hot_node, *worker_pids(api_pid)}} == {settings.serving_cpu_nice}
     assert set(during_restart.reads) == {"200:hit"} and set(during_restart.posts) == {200}
     assert during_restart.reads["200:hit"] > 20 and during_restart.posts[200] > 5
     assert not during_restart.wrong

@@ -147,3 +147,18 @@ def test_the_hot_nodes_memory_is_exposed_by_part(api: httpx.Client, settings: Se
     assert engine("ActiveParts") >= 1 and engine("OutdatedParts") >= 0  # the stream and the migrations wrote tables
     for cache in ("MarkCacheBytes", "PrimaryIndexCacheBytes", "QueryConditionCacheBytes"):
         assert 0 <= engine(cache) < rss
+
+
+def test_the_api_yields_the_cpu_to_the_stream(api: httpx.Client, settings: Settings) -> None:
+    """The serving process runs below the stream's priority (LAKEHOUSE_SERVING_CPU_NICE), and so do its threads:
+    a dashboard's query storm cannot take the cores the stream's micro-batches need."""
+    assert api.get("/health").status_code == 200
+    record = read_pid(settings.home / "run" / "api.pid")
+    assert record is not None and settings.serving_cpu_nice > 0
+    assert procfs.nice_value(record.pid) == settings.serving_cpu_nice
+    threads = [int(task.name) for task in (procfs.PROC / str(record.pid) / "task").iterdir()]
+    assert len(threads) > 10  # the engine's and the server's threads, all started after the priority was set
+    assert {procfs.nice_value(record.pid, t) for t in threads} - {None} == {settings.serving_cpu_nice}
+    if procfs.autogroup_nice(record.pid) is not None:  # a kernel with autogroups: the session yields too
+        assert procfs.autogroup_nice(record.pid) == settings.serving_cpu_nice
+

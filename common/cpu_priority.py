@@ -1,0 +1,37 @@
+"""Serving yields the CPU to the stream when the box is short of it.
+
+On one machine the stream's micro-batches and the dashboards' queries share the cores. Linux shares them fairly
+between runnable work, so twenty clients asking uncached 90-day series took half of every core the stream needed
+and freshness went from 1.7 s to 5 s at p95 (docs/benchmarks.md). Freshness is the promise; a query can wait
+a little. So the serving processes (the API, its workers, the hot node) lower their own CPU priority at start:
+idle cores still go to them in full, and only when the stream wants a core does it win.
+
+Two knobs, because Linux has two levels of fairness: the process's nice value (inherited by every thread it
+starts) weighs it against processes of the same scheduling group, and its autogroup's nice value weighs its
+session against the others' (with ``sched_autogroup_enabled``, each session started apart, as the local stack
+starts its services, is such a group). Raising either needs no privilege; lowering it again would.
+"""
+
+from __future__ import annotations
+
+import os
+
+from common.procfs import PROC, autogroup_nice
+
+
+def yield_cpu(nice: int) -> list[str]:
+    """Lower this process's CPU priority to ``nice`` (0: leave it) and say what was done.
+
+    Call it at the start of the process, before it starts threads: a thread takes its nice value from the thread
+    that starts it, so those started earlier would keep the old one."""
+    if nice <= 0:
+        return []
+    done = []
+    if os.getpriority(os.PRIO_PROCESS, 0) < nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        done.append(f"nice {nice}")
+    group = autogroup_nice(os.getpid())  # None: no autogroups (kernel option off), the nice value is enough
+    if group is not None and group < nice:
+        (PROC / "self" / "autogroup").write_text(str(nice))
+        done.append(f"its session's autogroup nice {nice}")
+    return done

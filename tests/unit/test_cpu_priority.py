@@ -1,0 +1,58 @@
+"""The serving processes' CPU priority (``common.cpu_priority``): raised to the setting for the process, the threads
+it starts after and its session's autogroup, never lowered.
+
+Each case runs in a fresh interpreter of a session of its own (``start_new_session``): a nice value once raised
+cannot be lowered without privilege, and an autogroup is the whole session's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux's /proc")
+
+PROGRAM = """
+import json, os, sys, threading
+from common import procfs
+from common.cpu_priority import yield_cpu
+done = yield_cpu(int(sys.argv[1]))
+seen = {}
+thread = threading.Thread(target=lambda: seen.update(thread=os.getpriority(os.PRIO_PROCESS, 0)))
+thread.start()
+thread.join()
+print(json.dumps({"done": done, "process": procfs.nice_value(os.getpid()), "thread": seen["thread"],
+                  "autogroup": procfs.autogroup_nice(os.getpid())}))
+"""
+
+
+def run(nice: int, start_at: int = 0) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", PROGRAM, str(nice)], capture_output=True, text=True, check=True, timeout=60,
+        cwd=Path(__file__).resolve().parents[2], start_new_session=True,
+        preexec_fn=(lambda: os.nice(start_at)) if start_at else None)
+    return json.loads(out.stdout)
+
+
+def test_the_process_its_later_threads_and_its_session_yield() -> None:
+    seen = run(7)
+    assert seen["process"] == 7 and seen["thread"] == 7
+    assert "nice 7" in seen["done"]
+    if seen["autogroup"] is not None:  # a kernel with autogroups
+        assert seen["autogroup"] == 7 and "its session's autogroup nice 7" in seen["done"]
+
+
+def test_zero_leaves_the_priority_alone() -> None:
+    seen = run(0)
+    assert seen["done"] == [] and seen["process"] == 0 and seen["thread"] == 0 and seen["autogroup"] in (None, 0)
+
+
+def test_a_lower_priority_already_set_is_kept() -> None:
+    seen = run(7, start_at=12)
+    assert seen["process"] == 12 and seen["thread"] == 12
+    assert "nice 7" not in seen["done"]
