@@ -22,13 +22,20 @@ from common.procfs import PROC, autogroup_nice
 def yield_cpu(nice: int) -> list[str]:
     """Lower this process's CPU priority to ``nice`` (0: leave it) and say what was done.
 
-    Call it at the start of the process, before it starts threads: a thread takes its nice value from the thread
-    that starts it, so those started earlier would keep the old one."""
+    Linux keeps a nice value per thread, and a new thread takes its starter's: every thread running now is set (some
+    start before any code of ours, with the libraries' imports), and the threads started later inherit it."""
     if nice <= 0:
         return []
     done = []
-    if os.getpriority(os.PRIO_PROCESS, 0) < nice:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    raised = 0
+    for task in (PROC / "self" / "task").iterdir():
+        try:
+            if os.getpriority(os.PRIO_PROCESS, int(task.name)) < nice:
+                os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+                raised += 1
+        except ProcessLookupError:  # a thread that has just ended
+            continue
+    if raised:
         done.append(f"nice {nice}")
     group = autogroup_nice(os.getpid())  # None: no autogroups (kernel option off), the nice value is enough
     if group is not None and group < nice:

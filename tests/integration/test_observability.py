@@ -156,9 +156,11 @@ def test_the_api_yields_the_cpu_to_the_stream(api: httpx.Client, settings: Setti
     record = read_pid(settings.home / "run" / "api.pid")
     assert record is not None and settings.serving_cpu_nice > 0
     assert procfs.nice_value(record.pid) == settings.serving_cpu_nice
-    threads = [int(task.name) for task in (procfs.PROC / str(record.pid) / "task").iterdir()]
-    assert len(threads) > 10  # the engine's and the server's threads, all started after the priority was set
-    assert {procfs.nice_value(record.pid, t) for t in threads} - {None} == {settings.serving_cpu_nice}
+    tasks = list((procfs.PROC / str(record.pid) / "task").iterdir())
+    assert len(tasks) > 10  # the engine's and the server's threads, and those the imports started before ours
+    # but chDB's memory statistics thread, which raises its own priority when the process may (root)
+    ours = [int(t.name) for t in tasks if (t / "comm").read_text().strip() != "MemoryWorker"]
+    assert {procfs.nice_value(record.pid, t) for t in ours} - {None} == {settings.serving_cpu_nice}
     if procfs.autogroup_nice(record.pid) is not None:  # a kernel with autogroups: the session yields too
         assert procfs.autogroup_nice(record.pid) == settings.serving_cpu_nice
 
