@@ -92,6 +92,13 @@ def _insert_settings(token: str | None) -> dict[str, Any]:
     return {"insert_deduplication_token": token, "deduplicate_blocks_in_dependent_materialized_views": 1}
 
 
+# Settings of every session. ClickHouse remembers each aggregation's hash-table size, to size the next one with the
+# same key in advance; the key covers the query's constants, so each question over a range that moves with the clock
+# adds an entry. In chDB that was ~250 bytes of the hot node's memory per aggregation, still growing after 30,000
+# (docs/benchmarks.md, "the hot node's memory"). The hot tier's aggregations are small: they gain nothing from it.
+SESSION_SETTINGS: dict[str, Any] = {"collect_hash_table_stats_during_aggregation": 0}
+
+
 class _Session:
     """One clickhouse-connect client (one ClickHouse session) and the lock that keeps it to one call at a time:
     a client must not run two statements at once, and chDB keeps a query's settings in its session."""
@@ -156,7 +163,7 @@ class ClickHouseHotStore:
         self.query_sessions = max(1, query_sessions)
         # a read-only store's sessions are pinned to readonly (chDB keeps a query's settings in the session, so
         # they cannot be switched per query on a shared client): no writes, no DDL, no file()/url() table functions
-        settings = {"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {}
+        settings = {**SESSION_SETTINGS, **({"readonly": 1 if dsn.startswith("chdb://") else 2} if read_only else {})}
         self._writer = None if read_only else _Session(dsn, settings)
         self._pool: queue.LifoQueue[_Session] = queue.LifoQueue()
         self._sessions = [_Session(dsn, settings) for _ in range(self.query_sessions)]

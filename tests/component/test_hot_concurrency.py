@@ -95,3 +95,22 @@ def test_a_tenant_over_its_hot_query_slots_is_answered_429_and_the_others_are_no
         assert "LAKEHOUSE_HOT_QUERIES_PER_TENANT" in busy.json()["error"]
         assert other.status_code == 200, other.text
         assert client.get("/v1/timeseries", params={**params, "tenant": "acme"}).status_code == 200
+
+
+def test_no_session_remembers_hash_table_sizes(settings: Settings, hot: HotStore) -> None:
+    """Each aggregation's remembered hash-table size is keyed by the query's constants, so a dashboard over a moving
+    range adds one per question and the hot node's memory never stops growing: every session has it off, the
+    read-only ones (the hot node's Flight readers) too."""
+    store = ClickHouseHotStore(settings.effective_clickhouse_dsn, query_sessions=2)
+    reader = store.read_only(query_sessions=1)
+    try:
+        for session in (store, reader):
+            answer = session.query_arrow("SELECT getSetting('collect_hash_table_stats_during_aggregation') AS kept")
+            assert answer.to_pylist() == [{"kept": False}]
+        store.command("CREATE TABLE IF NOT EXISTS stats_probe (x UInt64) ENGINE = Memory")
+        store.command("INSERT INTO stats_probe SELECT getSetting('collect_hash_table_stats_during_aggregation')")
+        assert store.query_arrow("SELECT x FROM stats_probe").to_pylist() == [{"x": 0}]  # the writer's session
+    finally:
+        store.command("DROP TABLE IF EXISTS stats_probe")
+        reader.close()
+        store.close()
