@@ -1,8 +1,8 @@
 """Serving yields the CPU to the stream when the box is short of it.
 
 On one machine the stream's micro-batches and the dashboards' queries share the cores. Linux shares them fairly
-between runnable work, so twenty clients asking uncached 90-day series took half of every core the stream needed
-and freshness went from 1.7 s to 5 s at p95 (docs/benchmarks.md). Freshness is the promise; a query can wait
+between runnable work, so with twenty clients asking uncached 90-day series each micro-batch took twice as long
+and the freshness p95 went from ~2 s to ~5 s (docs/benchmarks.md). Freshness is the promise; a query can wait
 a little. So the serving processes (the API, its workers, the hot node) lower their own CPU priority at start:
 idle cores still go to them in full, and only when the stream wants a core does it win.
 

@@ -174,7 +174,8 @@ def test_workers_restart_one_at_a_time_and_outlive_the_hot_node(workers_stack: t
     print(f"during the rolling restart: reads {dict(during_restart.reads)}, posts {dict(during_restart.posts)}")
     # the restarted workers and the hot node, where the queries run, yield the CPU to the stream as the API does
     hot_node = read_pid(settings.home / "run" / "hot-node.pid").pid
-    assert {procfs.nice_value(pid) for pid in {hot_node, *worker_pids(api_pid)}} == {settings.serving_cpu_nice}
+    expected = max(settings.serving_cpu_nice, os.getpriority(os.PRIO_PROCESS, 0))  # a niced runner's stays
+    assert {procfs.nice_value(pid) for pid in {hot_node, *worker_pids(api_pid)}} == {expected}
     assert set(during_restart.reads) == {"200:hit"} and set(during_restart.posts) == {200}
     assert during_restart.reads["200:hit"] > 20 and during_restart.posts[200] > 5
     assert not during_restart.wrong

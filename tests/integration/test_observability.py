@@ -4,6 +4,7 @@ leaves one JSON log line carrying its request id."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -155,12 +156,12 @@ def test_the_api_yields_the_cpu_to_the_stream(api: httpx.Client, settings: Setti
     assert api.get("/health").status_code == 200
     record = read_pid(settings.home / "run" / "api.pid")
     assert record is not None and settings.serving_cpu_nice > 0
-    assert procfs.nice_value(record.pid) == settings.serving_cpu_nice
+    expected = max(settings.serving_cpu_nice, os.getpriority(os.PRIO_PROCESS, 0))  # a niced runner's stays
+    assert procfs.nice_value(record.pid) == expected
     tasks = list((procfs.PROC / str(record.pid) / "task").iterdir())
     assert len(tasks) > 10  # the engine's and the server's threads, and those the imports started before ours
     # but chDB's memory statistics thread, which raises its own priority when the process may (root)
     ours = [int(t.name) for t in tasks if (t / "comm").read_text().strip() != "MemoryWorker"]
-    assert {procfs.nice_value(record.pid, t) for t in ours} - {None} == {settings.serving_cpu_nice}
+    assert {procfs.nice_value(record.pid, t) for t in ours} - {None} == {expected}
     if procfs.autogroup_nice(record.pid) is not None:  # a kernel with autogroups: the session yields too
         assert procfs.autogroup_nice(record.pid) == settings.serving_cpu_nice
-
