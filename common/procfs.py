@@ -47,13 +47,14 @@ class StatFields:
     ppid: int
     pgid: int
     start_ticks: str
+    nice: int
 
 
 def parse_stat(text: str) -> StatFields:
     """Fields of ``/proc/<pid>/stat``; the command name may contain spaces and parentheses, so the
     fields are counted from the last ``)``."""
     rest = text[text.rfind(")") + 2 :].split()
-    return StatFields(state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), start_ticks=rest[19])
+    return StatFields(state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), start_ticks=rest[19], nice=int(rest[16]))
 
 
 def parse_comm(text: str) -> str:
@@ -196,7 +197,7 @@ def nice_value(pid: int, thread: int | None = None) -> int | None:
         text = (PROC / str(pid) / ("stat" if thread is None else f"task/{thread}/stat")).read_text()
     except OSError:
         return None
-    return int(text[text.rfind(")") + 2 :].split()[16])
+    return parse_stat(text).nice
 
 
 def autogroup_nice(pid: int) -> int | None:
