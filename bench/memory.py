@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,114 @@ def slope_per_minute(points: list[tuple[float, float]]) -> float:
     if var == 0:
         return 0.0
     return sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 60
+
+
+def mapping_group(m: procfs.Mapping) -> str:
+    """What a mapping most likely holds, for telling which part of a process's RSS grows: a file by its name, the
+    kernel's named areas as they are, and anonymous memory by size (8 MiB ones are thread stacks; the allocators'
+    regions have other sizes)."""
+    if m.path.startswith("/"):
+        return "file " + Path(m.path.removesuffix(" (deleted)")).name
+    if m.path:
+        return m.path
+    return f"anonymous {m.perms} {m.size_kib:,} KiB"
+
+
+def mapping_totals(found: list[procfs.Mapping]) -> dict[str, int]:
+    """RSS (KiB) by coarse part: the chDB library, other files, the brk heap, thread stacks, other anonymous memory."""
+    totals = dict.fromkeys(("chdb library", "other files", "[heap]", "thread stacks", "other anonymous"), 0)
+    for m in found:
+        if m.path.startswith("/"):
+            part = "chdb library" if "_chdb" in m.path or "libchdb" in m.path else "other files"
+        elif m.path == "[heap]":
+            part = "[heap]"
+        elif not m.path and m.size_kib == 8192:
+            part = "thread stacks"
+        else:
+            part = "other anonymous"
+        totals[part] += m.rss_kib
+    return totals
+
+
+def mapping_growth(before: list[procfs.Mapping], after: list[procfs.Mapping], top: int = 12) -> list[dict]:
+    """The ``top`` groups (``mapping_group``) whose RSS grew most from ``before`` to ``after``, with how many
+    mappings each had then and now: a growing count is new regions (threads, allocator extents), a constant one
+    pages touched in regions that were there."""
+    groups: dict[str, list[int]] = {}  # group -> [rss before, rss after, mappings before, mappings after]
+    for index, snapshot in ((0, before), (1, after)):
+        for m in snapshot:
+            entry = groups.setdefault(mapping_group(m), [0, 0, 0, 0])
+            entry[index] += m.rss_kib
+            entry[2 + index] += 1
+    ranked = sorted(groups.items(), key=lambda kv: kv[1][1] - kv[1][0], reverse=True)[:top]
+    return [{"group": g, "rss_delta_mib": round((a - b) / 1024, 2), "rss_mib": round(a / 1024, 1),
+             "mappings_before": nb, "mappings_after": na} for g, (b, a, nb, na) in ranked]
+
+
+def region_growth(before: list[procfs.Mapping], after: list[procfs.Mapping], top: int = 12) -> list[dict]:
+    """The ``top`` single mappings (by start address) whose RSS grew most, with their size then and now: the
+    kernel merges neighbouring anonymous regions, so a heap that grows shows here as one region whose size changes,
+    where ``mapping_group`` sees a group disappear and another appear."""
+    then = {(m.start, m.path): m for m in before}
+    rows = []
+    for m in after:
+        old = then.get((m.start, m.path))
+        rows.append({"region": f"{m.start:#x} {m.perms} {m.path or 'anonymous'}",
+                     "rss_delta_mib": round((m.rss_kib - (old.rss_kib if old else 0)) / 1024, 2),
+                     "rss_mib": round(m.rss_kib / 1024, 1), "size_mib_before": round(old.size_kib / 1024, 1)
+                     if old else None, "size_mib_after": round(m.size_kib / 1024, 1)})
+    return sorted(rows, key=lambda r: r["rss_delta_mib"], reverse=True)[:top]
+
+
+class MappingSampler:
+    """Every ``interval_s``, one process's mappings (``/proc/<pid>/smaps``), found anew by ``find_pid`` each time
+    (a restarted service has a new pid): the RSS of each coarse part over time, and the mappings at the first
+    sample after ``warmup_s`` and at the last, so a report can say which groups grew in between."""
+
+    def __init__(self, find_pid: Callable[[], int | None], warmup_s: float, interval_s: float = 30.0) -> None:
+        self.find_pid, self.warmup_s, self.interval_s = find_pid, warmup_s, interval_s
+        self.series: dict[str, list[tuple[float, float]]] = {}  # part -> (seconds since start, MiB)
+        self.after_warmup: tuple[float, list[procfs.Mapping]] | None = None
+        self.last: tuple[float, list[procfs.Mapping]] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mapping-sampler", daemon=True)
+        self._started = time.monotonic()
+
+    def sample(self) -> None:
+        pid = self.find_pid()
+        found = procfs.mappings(pid) if pid is not None else None
+        if not found:
+            return
+        at = round(time.monotonic() - self._started, 1)
+        self.last = (at, found)
+        if self.after_warmup is None and at >= self.warmup_s:
+            self.after_warmup = self.last
+        for part, kib in mapping_totals(found).items():
+            self.series.setdefault(part, []).append((at, kib / 1024))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+    def report(self) -> dict[str, Any]:
+        """Per coarse part its slope (MiB/min) after the warm-up, and the groups that grew from then to the end."""
+        if self.after_warmup is None or self.last is None or self.last[0] <= self.after_warmup[0]:
+            return {"why": "fewer than two samples after the warm-up; run longer"}
+        parts = {}
+        for part, points in self.series.items():
+            steady = [p for p in points if p[0] >= self.warmup_s]
+            parts[part] = {"first_mib": round(steady[0][1], 1), "last_mib": round(steady[-1][1], 1),
+                           "per_min": round(slope_per_minute(steady), 3)}
+        return {"parts": parts, "from_s": self.after_warmup[0], "to_s": self.last[0],
+                "grew_most": mapping_growth(self.after_warmup[1], self.last[1]),
+                "regions_grew_most": region_growth(self.after_warmup[1], self.last[1])}
+
+    def __enter__(self) -> MappingSampler:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()

@@ -9,14 +9,18 @@ least-squares line: its slope in MiB per minute, and "flat" when that slope woul
 ``--flat-percent`` (default 5 %) of the node's memory in an hour. Its anonymous part (RSS less file pages:
 chDB's library is 400+ MB and its code faults in as new query shapes run) is fitted the same way, since that is
 where a leak shows. To tell which part grows, the node's own ``/metrics`` is read every 30 s: the engine's tracked
-bytes, caches, parts and allocator, glibc's heap and Arrow's pool, each with its slope after the warm-up.
+bytes, caches, parts and allocator, glibc's heap and Arrow's pool, each with its slope after the warm-up. Those
+are what the libraries count; the kernel's side comes from the node's mappings (``/proc/<pid>/smaps``, every 30 s):
+RSS in chDB's library, other files, the brk heap, thread stacks and other anonymous memory, and the groups of
+mappings that grew most from the end of the warm-up to the end of the run.
 
 It also shows whether the speed layer stays as fresh after half an hour as after a minute: a freshness probe (one
 event a second, sent → visible in ``GET /v1/timeseries``) runs all along, and per ``--window-minutes`` window the
 report gives its p50/p95 beside the hot query's micro-batches (median duration and events, ``stream_progress``).
 
 Usage: ``python -m bench.soak [--minutes 2] [--rate 2000] [--qps 5] [--fresh]``; the issue's soak is
-``--minutes 30``. Figures are printed and written to ``bench/results/soak.json``.
+``--minutes 30``. Figures are printed and written to ``bench/results/soak.json`` (``soak-<label>.json`` with
+``--label``).
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.freshness_throughput import EventTemplates, admin_headers, bench_stack
-from bench.memory import MemorySampler, slope_per_minute
+from bench.memory import MappingSampler, MemorySampler, slope_per_minute
+from common import procfs
 from demo.load import FreshnessProbe, percentile
+from stack import process
 
-RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 QUESTIONS = (
     ("/v1/timeseries", {"metric": "events", "granularity": "minute"}),
     ("/v1/breakdown", {"metric": "events", "by": "country"}),
@@ -158,6 +164,19 @@ class HeapParts:
         self._thread.join()
 
 
+def hot_node_pid(settings) -> int | None:
+    """The hot node's process: the largest of its service's process group (the API's, or ``hot-node``'s when the
+    node runs apart from the API's workers)."""
+    for service in ("hot-node", "api"):
+        record = process.read_pid(settings.home / "run" / f"{service}.pid")
+        if record is None:
+            continue
+        sizes = [(procfs.resident_kib(p.pid) or 0, p.pid) for p in procfs.group_members(record.pid) if not p.gone]
+        if sizes:
+            return max(sizes)[1]
+    return None
+
+
 def flatness(points: list[tuple[float, int]], warmup_s: float, flat_percent: float) -> dict:
     """The fitted slope of ``points`` (seconds, KiB) after ``warmup_s``, and whether it is flat."""
     steady = [(t, kib / 1024) for t, kib in points if t >= warmup_s]
@@ -215,6 +234,7 @@ def main() -> None:
     parser.add_argument("--flat-percent", type=float, default=5.0, help="flat: less growth per hour than this")
     parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
     parser.add_argument("--window-minutes", type=float, default=5.0, help="freshness and hot batches per window")
+    parser.add_argument("--label", default="", help="written to bench/results/soak-<label>.json (default soak.json)")
     args = parser.parse_args()
     warmup_min = args.warmup_minutes if args.warmup_minutes is not None else min(5.0, args.minutes / 4)
 
@@ -227,6 +247,7 @@ def main() -> None:
         started, started_at = time.monotonic(), datetime.now(UTC)
         with MemorySampler(settings.home, interval_s=args.sample_seconds) as memory, \
                 Load(settings, args.rate, args.qps) as load, HeapParts(settings) as heap_parts, \
+                MappingSampler(lambda: hot_node_pid(settings), warmup_min * 60) as mappings, \
                 FreshnessProbe(settings.api_url, headers=admin_headers(settings)) as probe:
             while (elapsed := time.monotonic() - started) < args.minutes * 60:
                 time.sleep(min(30.0, args.minutes * 60 - elapsed))
@@ -255,6 +276,7 @@ def main() -> None:
             "hot_node_rss": api,
             "hot_node_anonymous_rss": api_anon,
             "hot_node_parts_mib": heap_parts.report(warmup_min * 60),  # HeapParts.COUNTS are counts
+            "hot_node_mappings": mappings.report(),
             "hot_node_parts_series": {part: [(t, round(v, 2)) for t, v in points]
                                       for part, points in heap_parts.series.items()},
             "slopes_mib_per_min": {service: round(slope_per_minute(
@@ -264,16 +286,18 @@ def main() -> None:
             "series_mib": {service: [(t, round(kib / 1024, 1)) for t, kib in points]
                            for service, points in memory.series.items()},
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        results = RESULTS / (f"soak-{args.label}.json" if args.label else "soak.json")
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(result, indent=2) + "\n")
         for window in windows:
             print(f"   from minute {window['from_min']:5.1f}: {window}")
         print(f"== hot node RSS after the warm-up: {api}")
         print(f"== its anonymous part (no file pages such as chDB's 400 MB library faulting in): {api_anon}")
         for part, figures in result["hot_node_parts_mib"].items():
             print(f"   hot node part {part:26s} {figures}")
+        print(f"== hot node by mapping (smaps): {json.dumps(result['hot_node_mappings'], indent=1)}")
         print(f"== slopes (MiB/min) per service: {result['slopes_mib_per_min']}")
-        print(f"== written to {RESULTS}")
+        print(f"== written to {results}")
     finally:
         print("== stopping the bench stack")
         stack.down()

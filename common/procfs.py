@@ -207,3 +207,46 @@ def autogroup_nice(pid: int) -> int | None:
         return int((PROC / str(pid) / "autogroup").read_text().split()[-1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One mapping of ``/proc/<pid>/smaps``: where it starts, its size and resident part (KiB), and what it maps."""
+
+    start: int
+    size_kib: int
+    rss_kib: int
+    perms: str
+    path: str  # "" for anonymous memory; "[heap]", "[stack]", … for the kernel's named ones
+
+
+def parse_smaps(text: str) -> list[Mapping]:
+    """The mappings of ``/proc/<pid>/smaps`` with their ``Size`` and ``Rss``."""
+    found: list[Mapping] = []
+    head: list[str] | None = None
+    size = rss = 0
+
+    def close() -> None:
+        if head is not None:
+            found.append(Mapping(int(head[0].split("-")[0], 16), size, rss, head[1],
+                                 head[5] if len(head) > 5 else ""))
+
+    for line in text.splitlines():
+        first = line.split(None, 1)[0] if line else ""
+        if "-" in first and not first.endswith(":"):
+            close()
+            head, size, rss = line.split(None, 5), 0, 0
+        elif first == "Size:":
+            size = int(line.split()[1])
+        elif first == "Rss:":
+            rss = int(line.split()[1])
+    close()
+    return found
+
+
+def mappings(pid: int) -> list[Mapping] | None:
+    """``pid``'s mappings now; None when it is gone or not ours to read."""
+    try:
+        return parse_smaps((PROC / str(pid) / "smaps").read_text())
+    except OSError:
+        return None

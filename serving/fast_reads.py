@@ -18,6 +18,7 @@ entries from Redis, so the next request falls through and recomputes.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
@@ -31,7 +32,11 @@ from serving.request_guard import presented_keys
 from serving.tenancy.auth import ApiKeyAuth, AuthError
 
 CACHED_GET_ROUTES = ("/v1/timeseries", "/v1/breakdown", "/v1/topn")
-MAX_REMEMBERED = 20_000  # URLs per process (a key of ~100 bytes each: a few MB at most)
+# URLs per process, the least recently asked dropped first. An entry holds ~650 bytes (the raw query string, the
+# cache key and the dict's slot; tracemalloc in a soak), so at most ~2.7 MB. A dashboard that moves ``to`` with the
+# clock asks a new URL at every refresh and never again: with 20,000 the table grew for an hour of such questions
+# (5 a second) and was the hot node's steady Python growth in the 50-minute soak (docs/benchmarks.md, "Memory").
+MAX_REMEMBERED = 4_096
 REDIS_PAUSE_SECONDS = 1.0  # after Redis failed here, the full route alone asks it (no double wait)
 
 Scope = dict[str, Any]
@@ -49,13 +54,15 @@ class FastCachedReads:
     """The table of validated URLs and their cache keys, shared by the middleware and the query routes."""
 
     def __init__(self, cache: QueryCache, auth: ApiKeyAuth | None, metrics: ServingMetrics | None,
-                 enabled: bool = True, paths: Iterable[str] = CACHED_GET_ROUTES) -> None:
+                 enabled: bool = True, paths: Iterable[str] = CACHED_GET_ROUTES,
+                 max_remembered: int = MAX_REMEMBERED) -> None:
         self.cache = cache
         self.auth = auth
         self.metrics = metrics
         self.enabled = enabled and auth is not None  # keys off: the tenant comes from the query, not handled here
         self.paths = frozenset(paths)
-        self._keys: dict[UrlKey, tuple[str, str]] = {}  # URL → (cache key, tenant)
+        self._keys: OrderedDict[UrlKey, tuple[str, str]] = OrderedDict()  # URL → (cache key, tenant), oldest first
+        self.max_remembered = max_remembered
         self._routes: dict[str, Any] = {}  # path → its route, as routing set it (the metrics' route label)
         self._redis_paused_until = 0.0
         self.answered = 0  # requests answered here (for tests and the benchmark)
@@ -67,9 +74,15 @@ class FastCachedReads:
         if url is None:
             return
         keys = self._keys
-        if url not in keys and len(keys) >= MAX_REMEMBERED:
-            del keys[next(iter(keys))]  # the oldest first
+        while url not in keys and len(keys) >= self.max_remembered:
+            keys.popitem(last=False)  # the least recently asked
         keys[url] = (cache_key, tenant)
+        keys.move_to_end(url)
+
+    @property
+    def remembered(self) -> int:
+        """How many URLs the table holds now."""
+        return len(self._keys)
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """The ASGI app that answers what it can and hands the rest to ``app``."""
@@ -100,6 +113,8 @@ class FastCachedReads:
         scope.setdefault("state", {})["caller"] = caller  # the route's dependency finds it: not charged again
         url: UrlKey = (scope["path"], scope["query_string"], caller.tenant)
         known = self._keys.get(url)
+        if known is not None:
+            self._keys.move_to_end(url)  # asked again: kept longest
         found = None
         if known is not None and time.monotonic() >= self._redis_paused_until:
             try:

@@ -146,6 +146,34 @@ def test_a_range_ending_now_is_not_filed(apps, data) -> None:
     assert serving.fast_reads.answered == before
 
 
+def test_the_url_table_keeps_the_most_recently_asked_within_its_bound(apps, data) -> None:
+    """A dashboard whose ``to`` moves with the clock files a new URL at every refresh: the table must stay within
+    its bound, dropping the URL asked least recently, not the one filed first."""
+    fast, serving, _ = apps
+    end = datetime.fromisoformat(_window(data, "acme")["to"])
+    table, bound = serving.fast_reads, serving.fast_reads.max_remembered
+    urls = {name: {"metric": "events", "by": "device", "tenant": "acme", "from": (end - timedelta(hours=3)).isoformat(),
+                   "to": (end - timedelta(minutes=minutes)).isoformat()} for name, minutes in (("a", 3), ("b", 2),
+                                                                                              ("c", 1))}
+
+    def fast_answers(name: str) -> bool:
+        before = table.answered
+        assert fast.get("/v1/breakdown", params=urls[name]).status_code == 200
+        return table.answered == before + 1
+
+    table.max_remembered = 2
+    try:
+        assert not fast_answers("a") and not fast_answers("b")  # each filed by the route
+        assert fast_answers("a")  # a is now the most recently asked
+        assert not fast_answers("c")  # filed: b, asked least recently, makes room
+        assert table.remembered == 2
+        assert fast_answers("a") and fast_answers("c")
+        assert not fast_answers("b")  # dropped: the route answers (and files it again)
+        assert table.remembered == 2
+    finally:
+        table.max_remembered = bound
+
+
 def test_a_restated_range_is_recomputed_not_served_from_the_fast_path(apps, data, hot) -> None:
     fast, serving, slow = apps
     params = {"metric": "events", "n": "3", "by": "page", "tenant": "acme", **_window(data, "acme")}
