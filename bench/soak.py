@@ -18,9 +18,10 @@ It also shows whether the speed layer stays as fresh after half an hour as after
 event a second, sent → visible in ``GET /v1/timeseries``) runs all along, and per ``--window-minutes`` window the
 report gives its p50/p95 beside the hot query's micro-batches (median duration and events, ``stream_progress``).
 
-Usage: ``python -m bench.soak [--minutes 2] [--rate 2000] [--qps 5] [--fresh]``; the issue's soak is
-``--minutes 30``. Figures are printed and written to ``bench/results/soak.json`` (``soak-<label>.json`` with
-``--label``).
+Usage: ``python -m bench.soak [--minutes 2] [--rate 2000] [--qps 5] [--fresh] [--label L]``; the issue's soak is
+``--minutes 45 --warmup-minutes 15``: the node fills for about 15 minutes (chDB's threads and allocator, the caches),
+so that fits 30 minutes of steady state. Figures are printed and written to ``bench/results/soak.json``
+(``soak-<L>.json`` with ``--label``).
 """
 
 from __future__ import annotations
