@@ -1,5 +1,7 @@
 """Benchmark: the 7-day dashboard widgets from rollups_1h alone (old), its day copies' full rows (copies), the copies'
-shaped rows as the previous default read them (before) and as the default reads them now (shapes), side by side.
+shaped rows as the previous default read them (before), read whole at every question (shapes), and with the builds'
+shaped part kept per process while the same builds are read (kept, the default: ``serving.query.kept_pieces``), side
+by side.
 
 In one process over embedded chDB (the hot tier's engine, no services), for each ``--events`` size in turn: a fresh
 hot tier, the dashboard benchmark's synthetic events (``bench.dashboard_latency.synthetic_events``: one tenant, 7
@@ -20,7 +22,8 @@ and the hot tier's disk per size. Answers are compared on every sample (they mus
 ``before`` reads the marks before every question and today's built hours as hour rows (``QueryEngine(kept_builds=
 False, reach_rows=False)``); both read the shaped rows from the same table (migration 020's granules).
 
-Usage: ``python -m bench.day_rollups [--events 1500000,15000000] [--samples 60] [--engines old,copies,before,shapes]
+Usage: ``python -m bench.day_rollups [--events 1500000,15000000] [--samples 60]
+[--engines old,copies,before,shapes,kept]
 [--in-engine] [--no-copy-cost] [--out FILE]``; figures printed and written to ``bench/results/day_rollups.json``,
 with the curve (each engine's p50 at every size ÷ its p50 at the first). Loading millions of events is heavy: run it
 under the integration lock on a shared machine (docs/benchmarks.md).
@@ -193,13 +196,15 @@ def _ms(samples: list[float]) -> dict:
 
 # rollups_1h alone; the day copies' full rows; their shaped rows as the previous default read them (the marks read
 # before every question, today's built hours as hour rows); their shaped rows (the default: the valid builds kept
-# while the marks do not change, today's built hours as one day row per key)
-ENGINES = ("old", "copies", "before", "shapes")
+# while the marks do not change, today's built hours as one day row per key), read whole at every question; the
+# default: the builds' shaped part kept per process while it is read (serving.query.kept_pieces), the rest read now
+ENGINES = ("old", "copies", "before", "shapes", "kept")
 
 
 def _engines(store: HotStore) -> dict[str, QueryEngine]:
     return {"old": QueryEngine(store, day_copies=False), "copies": QueryEngine(store, day_shapes=False),
-            "before": QueryEngine(store, kept_builds=False, reach_rows=False), "shapes": QueryEngine(store)}
+            "before": QueryEngine(store, kept_builds=False, reach_rows=False),
+            "shapes": QueryEngine(store, keep_pieces=False), "kept": QueryEngine(store)}
 
 
 def _over(w: dict, a: str, b: str) -> float | None:
@@ -220,15 +225,22 @@ def measure(store: HotStore, now: datetime, samples: int, engines_run: tuple[str
                                                              "sql_granules_default")}
         structure = ""
         load_before = load_average()
+        pieces = engines["kept"].kept_pieces
+        assert pieces is not None
+        hits, misses = pieces.hits, pieces.misses
+        misses_s: list[float] = []
         for k in range(samples):
             end = now - timedelta(minutes=k + 1)
             spec = build_spec(widgets(end - timedelta(days=7), end)[name], now=now)
             params = {"tenant": TENANT, "start": spec.start.replace(tzinfo=None), "end": spec.end.replace(tzinfo=None)}
             answers = []
             for engine in engines_run:
+                missed = pieces.misses
                 t0 = time.perf_counter()
                 answers.append(engines[engine].run(TENANT, spec, now).rows)
                 times[engine].append(time.perf_counter() - t0)
+                if pieces.misses > missed:  # the questions that read the builds' part (once an hour)
+                    misses_s.append(times[engine][-1])
             # the engine's fixed look-up of the valid builds: kept (the default), and read from the marks
             for key, kept in (("lookup", True), ("lookup_read", False)):
                 t0 = time.perf_counter()
@@ -258,16 +270,21 @@ def measure(store: HotStore, now: datetime, samples: int, engines_run: tuple[str
         out[name] = {key: _ms(values) for key, values in times.items()}
         w = out[name]
         w["structure"] = structure
+        w["kept_parts"] = {"hits": pieces.hits - hits, "misses": pieces.misses - misses, "rows": pieces.rows,
+                           "miss_ms": [round(t * 1000, 2) for t in misses_s]}
         w["rows_read"] = {key: store.query_arrow(SCAN.replace("{table}", rel.sql), {**params, **rel.params})
                           .to_pylist()[0]["rows"] for key, rel in (("copies", copies), ("shapes", shaped))}
         w["load_average"] = {"before": load_before, "after": load_average()}
-        w["ratios_p50"] = {"shapes_over_before": _over(w, "shapes", "before"),
+        w["ratios_p50"] = {"kept_over_shapes": _over(w, "kept", "shapes"),
+                           "kept_over_its_scan": _over(w, "kept", "scan_shape"),
+                           "shapes_over_before": _over(w, "shapes", "before"),
                            "shapes_over_old": _over(w, "shapes", "old"),
                            "shapes_over_copies": _over(w, "shapes", "copies"),
                            "shapes_over_its_scan": _over(w, "shapes", "scan_shape"),
                            "before_over_its_scan": _over(w, "before", "scan_shape"),
                            "granules_256k_over_default": _over(w, "sql_granules_256k", "sql_granules_default")}
-        print(f"   {name:22} " + "  ".join(f"{e} {w[e]}" for e in engines_run) + f"  [{structure}; rows "
+        print(f"   {name:22} " + "  ".join(f"{e} {w[e]}" for e in engines_run) + f"  kept parts {w['kept_parts']}"
+              f"  [{structure}; rows "
               f"{w['rows_read']}]  look-up kept {w['lookup']} read {w['lookup_read']}  scans: 1h {w['scan_1h']} "
               f"copies {w['scan_copies']} shape {w['scan_shape']}  its SQL: granules 256 KiB {w['sql_granules_256k']} "
               f"default {w['sql_granules_default']}  p50 ratios {w['ratios_p50']}  load "

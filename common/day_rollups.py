@@ -94,16 +94,34 @@ class Build:
 
 
 @dataclass(frozen=True)
+class Part:
+    """One part of a ``Read``: a subquery with rollups_1h's columns, its parameters, and the span ``[start, end)``
+    (naive UTC) its rows lie in."""
+
+    sql: str
+    params: dict[str, Any]
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
 class Read:
     """What a question reads instead of rollups_1h: ``sql`` (a subquery with rollups_1h's columns) and its ``params``;
     ``structure``: the shape read for the copied days (``FULL``: the copy's full rows); ``builds``: the valid builds
-    read; ``day_rows``: how many of them are read as day rows."""
+    read; ``day_rows``: how many of them are read as day rows.
+
+    The same rows in two parts, for a reader that keeps answers of the first: ``shaped``, the valid builds' shaped
+    rows (None: none read), which change only with the builds chosen or a write into their table
+    (``rollups_1h_by_day_shapes``: a build, a purge, a drop); ``rest``, everything else (the open hours of
+    rollups_1h, builds read in full; None: nothing else)."""
 
     sql: str
     params: dict[str, Any]
     structure: str
     builds: list[int]
     day_rows: int
+    shaped: Part | None = None
+    rest: Part | None = None
 
 
 def _sections() -> dict[str, str]:
@@ -326,6 +344,7 @@ def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day
     start, end = _naive(start), _naive(end)
     sections = _sections()
     spans: list[tuple[datetime, datetime]] = []
+    shaped_spans: list[tuple[datetime, datetime]] = []
     groups: dict[str, list[int]] = {"day_builds": [], "hour_builds": [], "whole_day_builds": []}
     for b in valid_builds(store, start, end, kept):
         lo, hi = max(b.start, start), min(b.through, end)
@@ -334,32 +353,51 @@ def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day
         spans.append((lo, hi))
         if shape == FULL or not b.shaped:
             groups["day_builds"].append(b.build)
-        elif (day_rows and (b.day_rows if reach_rows else b.whole and b.shaped > 0) and lo == b.start
-              and hi == b.through):  # every hour it copied is in the range
+            continue
+        shaped_spans.append((lo, hi))
+        if (day_rows and (b.day_rows if reach_rows else b.whole and b.shaped > 0) and lo == b.start
+                and hi == b.through):  # every hour it copied is in the range
             groups["whole_day_builds"].append(b.build)
         else:
             groups["hour_builds"].append(b.build)
     if not spans:
         return None
-    params: dict[str, Any] = {}
-    branches = []
+    shaped: Part | None = None
+    if shaped_spans:
+        shaped = Part(fill(sections["relation"], branches=sections["shape_branch"]),
+                      {"shape": shape, "hour_builds": groups["hour_builds"],
+                       "whole_day_builds": groups["whole_day_builds"]},
+                      _hour_floor(shaped_spans[0][0]), _hour_ceil(shaped_spans[-1][1]))
+    rest_params: dict[str, Any] = {}
+    rest_branches = []
     if groups["day_builds"]:
-        branches.append(sections["copy_branch"])
-        params["day_builds"] = groups["day_builds"]
-    if groups["hour_builds"] or groups["whole_day_builds"]:
-        branches.append(sections["shape_branch"])
-        params |= {"shape": shape, "hour_builds": groups["hour_builds"], "whole_day_builds": groups["whole_day_builds"]}
+        rest_branches.append(sections["copy_branch"])
+        rest_params["day_builds"] = groups["day_builds"]
     ranges = _outside(start, end, spans)
     if ranges:
         for i, (lo, hi) in enumerate(ranges):
-            params[f"hours_{i}_from"], params[f"hours_{i}_to"] = lo, hi
+            rest_params[f"hours_{i}_from"], rest_params[f"hours_{i}_to"] = lo, hi
         hour_ranges = " OR ".join(f"(hour >= {{hours_{i}_from:DateTime('UTC')}} AND "
                                   f"hour < {{hours_{i}_to:DateTime('UTC')}})" for i in range(len(ranges)))
-        branches.append(fill(sections["hours_branch"], hour_ranges=hour_ranges))
+        rest_branches.append(fill(sections["hours_branch"], hour_ranges=hour_ranges))
+    rest = (Part(fill(sections["relation"], branches="\n UNION ALL\n ".join(rest_branches)), rest_params, start, end)
+            if rest_branches else None)
+    branches = ([sections["shape_branch"]] if shaped else []) + rest_branches
     builds = [b for ids in groups.values() for b in ids]
-    return Read(fill(sections["relation"], branches="\n UNION ALL\n ".join(branches)), params,
-                shape if groups["hour_builds"] or groups["whole_day_builds"] else FULL, builds,
-                len(groups["whole_day_builds"]))
+    return Read(fill(sections["relation"], branches="\n UNION ALL\n ".join(branches)),
+                (shaped.params if shaped else {}) | rest_params, shape if shaped else FULL, builds,
+                len(groups["whole_day_builds"]), shaped, rest)
+
+
+def _hour_floor(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_ceil(moment: datetime) -> datetime:
+    """The next hour's start, unless ``moment`` is one: the shaped rows sit on hours, so ``hour < end`` reads the same
+    rows either way, and a part ending inside an hour keeps one statement for the whole hour."""
+    floor = _hour_floor(moment)
+    return floor if floor == moment else floor + timedelta(hours=1)
 
 
 def _outside(start: datetime, end: datetime, spans: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:

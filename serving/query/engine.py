@@ -17,15 +17,17 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
 
 from common import day_rollups
-from common.hot_store import HotStore, is_remote
+from common.hot_store import HotStore, is_remote, write_count
 from common.settings import Settings
+from serving.query import kept_pieces
 from serving.query.buckets import bucket_starts, empty_value
+from serving.query.kept_pieces import KeptPieces
 from serving.query.kpi_rows import base_spec, with_kpis
 from serving.query.sketch_answers import answer_rows, compile_sketch_read
 from serving.query.spec import GRANULARITIES, METRICS, QueryError, QuerySpec
@@ -81,6 +83,7 @@ class QueryEngine:
         day_shapes: bool = True,
         kept_builds: bool = True,
         reach_rows: bool = True,
+        keep_pieces: bool = True,
     ) -> None:
         self._store = store
         self._lake = lake
@@ -105,6 +108,9 @@ class QueryEngine:
         self.kept_builds = kept_builds
         self.reach_rows = reach_rows
         self.copy_reads: Counter[str] = Counter()  # per structure read for copied days (tests, benchmarks)
+        # the builds' shaped part of a question's answer kept while they are read (serving.query.kept_pieces; None:
+        # read with the rest every time, the benchmark's comparison); the answers are the same
+        self.kept_pieces = KeptPieces() if keep_pieces else None
 
     @classmethod
     def for_settings(cls, settings: Settings, store: HotStore) -> QueryEngine:
@@ -199,23 +205,49 @@ class QueryEngine:
     def _run_hot(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         if self._store is None:
             raise QueryError("this engine has no hot tier; ask for tier=warm or tier=cold")
-        timeout = int(self.timeout_seconds) if self._server_timeout else 0
         relation = None
         if self.day_copies and segment.source.table == "rollups_1h":
             # the valid day builds when the question starts: their rows stay until it has finished
+            count = write_count(self._store, kept_pieces.TABLE) if self.kept_pieces is not None else None
             shape, day_rows = engine_shape(spec) if self.day_shapes else (day_rollups.FULL, False)
             found = day_rollups.read(self._store, segment.start, segment.end, shape, day_rows,
                                      kept=self.kept_builds, reach_rows=self.reach_rows)
             if found is not None:
                 self.copy_reads[found.structure] += 1
                 relation = (found.sql, found.params)
-        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=timeout, relation=relation)
+                if count is not None and found.shaped is not None and _summed_only(spec):
+                    return self._run_hot_in_parts(spec, segment, tenant, whole, found, count)
+        return self._query_hot(*compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=self._timeout,
+                                                relation=relation))
+
+    @property
+    def _timeout(self) -> int:
+        return int(self.timeout_seconds) if self._server_timeout else 0
+
+    def _query_hot(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        assert self._store is not None
         try:
             return self._store.query_arrow(sql, params).to_pylist()
         except Exception as exc:
             if "TIMEOUT_EXCEEDED" in str(exc):
                 raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
             raise
+
+    def _run_hot_in_parts(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool,
+                          found: day_rollups.Read, count: int) -> list[dict[str, Any]]:
+        """The builds' shaped rows grouped once per hour (``kept_pieces``), the rest read now, summed by key."""
+        assert self.kept_pieces is not None and found.shaped is not None
+        parts = [(found.shaped, True), *([(found.rest, False)] if found.rest is not None else [])]
+        pieces = []
+        for part, keep in parts:
+            start, end = (t.replace(tzinfo=UTC) for t in (part.start, part.end))
+            sql, params = compile_segment(spec, replace(segment, start=start, end=end), tenant, whole=False,
+                                          timeout_seconds=self._timeout, relation=(part.sql, part.params))
+            rows = (self.kept_pieces.rows_of(count, sql, params, lambda s=sql, p=params: self._query_hot(s, p))
+                    if keep else self._query_hot(sql, params))
+            renames = {metric_alias(m): m for m in spec.metrics}
+            pieces.append([{renames.get(k, k): v for k, v in row.items()} for row in rows])
+        return _merge(spec, pieces, final=whole)
 
     def _run_sketches(self, spec: QuerySpec, segment: Segment, tenant: str,
                       bounds: dict[str, float]) -> list[dict[str, Any]]:
@@ -283,7 +315,16 @@ def engine_shape(spec: QuerySpec) -> tuple[str, bool]:
     return day_rollups.shape_for(used, by_event), day_rows
 
 
-def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _summed_only(spec: QuerySpec) -> bool:
+    """Whether every metric of ``spec``'s answer is a sum (events, revenue), so parts of a range add up exactly (not
+    unique users), and each metric it filters on is in the answer."""
+    return (all(METRICS[m].measure != "users" for m in spec.metrics)
+            and all(f.field in spec.metrics for f in spec.filters if f.on_metric))
+
+
+def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]], final: bool = True) -> list[dict[str, Any]]:
+    """The pieces' rows summed by key; ``final``: then filtered on metrics, ordered and cut as the answer (not for a
+    piece that other pieces are merged with later)."""
     keys = (["bucket"] if spec.granularity else []) + list(spec.dimensions)
     merged: dict[tuple, dict[str, Any]] = {}
     for piece in pieces:
@@ -296,6 +337,8 @@ def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]]) -> list[dict[str
                 for metric in spec.metrics:
                     into[metric] += row[metric]
     rows = list(merged.values())
+    if not final:
+        return rows
     for flt in spec.filters:
         if flt.on_metric:
             rows = [r for r in rows if _passes(r[flt.field], flt.op, flt.values)]
