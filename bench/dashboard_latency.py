@@ -9,10 +9,13 @@ reused when it is already up). Steps:
    ``rollups_1h``) over Arrow Flight. Going through Kafka and Spark instead would put 7-day-old events
    behind the stream's watermark (they would be dropped as late), so the direct path is the realistic one
    for history; the load rate is reported.
+   Then every day's closed hours are copied (``common.day_rollups``) up to the hour before the current one, as the
+   batch layer leaves them after restating that hour.
 2. The dashboard is three widgets over the same 7 days: events per hour (time series), events by country
    (breakdown) and the top 10 pages by page views (top-N). Each is measured alone, sequentially over one
-   keep-alive connection: *uncached* (every request a new cache key: ``to`` moves back one minute per
-   request, so each computes in the hot tier) and *cached* (the same request again and again).
+   keep-alive connection: *uncached* (every request a new cache key: ``to`` moves back one second per
+   request, every window ending in the last, open hour, so each computes in the hot tier) and *cached* (the
+   same request again and again).
 3. The time series as "last 7 days" ending now (``range=7d``), one request every 20 ms: how its answers
    split between fresh hits, stale answers refreshed in the background, and misses.
 4. Requests/s with ``--clients`` concurrent keep-alive connections cycling over the three cached widgets,
@@ -112,6 +115,20 @@ def load(store, tenant: str, total: int, end: datetime, slice_hours: int = 12) -
     return {"events": loaded, "minute_rollup_rows": rollup_rows, "seconds": round(wall, 1),
             "generate_and_rollup_s": round(generate_s, 1), "insert_s": round(insert_s, 1),
             "events_per_s": round(loaded / wall), "insert_events_per_s": round(loaded / insert_s)}
+
+
+def build_closed_days(store, end: datetime) -> dict:
+    """Every day of the 7 days before ``end`` copied up to the hour before ``end``'s hour, as the batch layer leaves
+    them once it restated that hour (``common.day_rollups``): questions read the closed hours from the copies and the
+    last hour or two (still open) from rollups_1h."""
+    from common import day_rollups
+
+    closed = end.replace(minute=0, second=0, microsecond=0, tzinfo=None) - timedelta(hours=1)
+    started, builds, day = time.perf_counter(), 0, (end - timedelta(days=8)).date()
+    while day <= closed.date():
+        day_rollups.build(store, day, closed)
+        builds, day = builds + 1, day + timedelta(days=1)
+    return {"days": builds, "through": closed.isoformat(), "seconds": round(time.perf_counter() - started, 2)}
 
 
 # --- a small HTTP/1.1 keep-alive client -----------------------------------------------------------------
@@ -250,9 +267,10 @@ def measure(settings, tenant: str, samples: int, clients: int, seconds: float, a
     out: dict = {"window": {"from": start.isoformat(), "to": end.isoformat()}, "widgets": {}}
     cached_requests = []
     for name, (path, params) in widgets(tenant, start, end).items():
-        # uncached: each request its own key (the window ends one minute earlier each time)
-        misses = [prepare(host, path, {**params, "from": (start - timedelta(minutes=k + 1)).isoformat(),
-                                       "to": (end - timedelta(minutes=k + 1)).isoformat()}, key)
+        # uncached: each request its own key (the window ends one second earlier each time, so every one ends in
+        # the last hour, which is still open, as a dashboard's window ending now does)
+        misses = [prepare(host, path, {**params, "from": (start - timedelta(seconds=k + 1)).isoformat(),
+                                       "to": (end - timedelta(seconds=k + 1)).isoformat()}, key)
                   for k in range(samples)]
         engine: list[float] = []
         uncached = asyncio.run(sequential(host, port, misses, {"miss"}, engine))
@@ -329,6 +347,8 @@ def main() -> None:
         print(f"== loading {args.events:,} events over 7 days for tenant {tenant}")
         loaded = load(store, tenant, args.events, datetime.now(UTC))
         print(f"   {loaded}")
+    copies = build_closed_days(store, datetime.now(UTC))
+    print(f"== day copies built as the batch layer leaves them: {copies}")
     print("== measuring the dashboard")
     from stack.process import read_pid
 
@@ -345,9 +365,11 @@ def main() -> None:
             for k, v in vars(args).items() if v not in (False, None, "")),
         "tenant": tenant,
         "load": loaded,
+        "day_copies": copies,
         "measure": measured,
         "memory": memory.report(),
-        "targets": {"cached_p99_ms": 10, "uncached_p99_ms": 100, "cached_requests_per_s": 2000},
+        "targets": {"uncached_p50_ms": 10, "uncached_p99_ms": 25, "cached_requests_per_s": 5000,
+                    "cached_throughput_p99_ms": 20},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -45,7 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.dashboard_latency import COUNTRIES, DEVICES, EVENT_WEIGHTS, EVENTS, PAGES, synthetic_events
+from bench.dashboard_latency import (
+    COUNTRIES,
+    DEVICES,
+    EVENT_WEIGHTS,
+    EVENTS,
+    PAGES,
+    build_closed_days,
+    synthetic_events,
+)
 from common import day_rollups
 from common.hot_schema import migrate
 from common.hot_store import ClickHouseHotStore, HotStore
@@ -150,11 +158,8 @@ def build_days(store: HotStore, end: datetime, copy_cost: bool = True) -> dict:
     shaped rows timed apart (the scratch builds dropped after)."""
     closed = end.replace(minute=0, second=0, microsecond=0, tzinfo=None) - timedelta(hours=1)
     first = (end - timedelta(days=8)).date()
-    started, builds, day = time.perf_counter(), 0, first
-    while day <= closed.date():
-        day_rollups.build(store, day, closed)
-        builds, day = builds + 1, day + timedelta(days=1)
-    seconds = round(time.perf_counter() - started, 2)
+    copied = build_closed_days(store, end)
+    builds, seconds = copied["days"], copied["seconds"]
     copy_rows = store.query_arrow("SELECT count() AS n FROM rollups_1h_by_day").to_pylist()[0]["n"]
     shape_rows = store.query_arrow("SELECT count() AS n FROM rollups_1h_by_day_shapes").to_pylist()[0]["n"]
     sections = sql_sections("clickhouse/queries/day_rollups.sql")
