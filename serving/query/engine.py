@@ -18,6 +18,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry import trace
@@ -224,10 +226,15 @@ class QueryEngine:
     def _timeout(self) -> int:
         return int(self.timeout_seconds) if self._server_timeout else 0
 
-    def _query_hot(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _query_hot(self, sql: str, params: dict[str, Any], spec: QuerySpec | None = None) -> list[dict[str, Any]]:
+        """The statement's rows; with ``spec``, its metrics' columns named as the metrics (renamed once, in Arrow)."""
         assert self._store is not None
         try:
-            return self._store.query_arrow(sql, params).to_pylist()
+            table = self._store.query_arrow(sql, params)
+            if spec is not None:
+                names = {metric_alias(m): m for m in spec.metrics}
+                table = table.rename_columns([names.get(c, c) for c in table.column_names])
+            return table.to_pylist()
         except Exception as exc:
             if "TIMEOUT_EXCEEDED" in str(exc):
                 raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
@@ -243,10 +250,8 @@ class QueryEngine:
             start, end = (t.replace(tzinfo=UTC) for t in (part.start, part.end))
             sql, params = compile_segment(spec, replace(segment, start=start, end=end), tenant, whole=False,
                                           timeout_seconds=self._timeout, relation=(part.sql, part.params))
-            rows = (self.kept_pieces.rows_of(count, sql, params, lambda s=sql, p=params: self._query_hot(s, p))
-                    if keep else self._query_hot(sql, params))
-            renames = {metric_alias(m): m for m in spec.metrics}
-            pieces.append([{renames.get(k, k): v for k, v in row.items()} for row in rows])
+            read = partial(self._query_hot, sql, params, spec)
+            pieces.append(self.kept_pieces.rows_of(count, sql, params, read) if keep else read())
         return _merge(spec, pieces, final=whole)
 
     def _run_sketches(self, spec: QuerySpec, segment: Segment, tenant: str,
@@ -326,10 +331,11 @@ def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]], final: bool = Tr
     """The pieces' rows summed by key; ``final``: then filtered on metrics, ordered and cut as the answer (not for a
     piece that other pieces are merged with later)."""
     keys = (["bucket"] if spec.granularity else []) + list(spec.dimensions)
-    merged: dict[tuple, dict[str, Any]] = {}
+    key_of = itemgetter(*keys) if keys else (lambda row: ())
+    merged: dict[Any, dict[str, Any]] = {}
     for piece in pieces:
         for row in piece:
-            key = tuple(row[k] for k in keys)
+            key = key_of(row)
             into = merged.get(key)
             if into is None:
                 merged[key] = dict(row)

@@ -11,7 +11,8 @@ it, and a restatement or a stream write into a copied hour changes the builds re
 than the rows a fresh read would see. Stores without a counter (the hot node's clients, a ClickHouse server) keep
 nothing.
 
-Bounded by rows (``max_rows``), the least recently used part dropped first.
+Parts kept under an older count are dropped as soon as a question reads a newer one (they can never be found again);
+the rest is bounded by rows (``max_rows``), the least recently used part dropped first.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-MAX_ROWS = 200_000  # ~100 bytes a kept row (a tuple of a few values): ~20 MB at most
+MAX_ROWS = 100_000  # ~100-200 bytes a kept row (a tuple of a few values): 10-20 MB at most
 TABLE = "rollups_1h_by_day_shapes"
 
 Rows = list[dict[str, Any]]
@@ -39,6 +40,7 @@ class KeptPieces:
         self._lock = threading.Lock()
         self._kept: OrderedDict[Hashable, tuple[list[str], list[tuple]]] = OrderedDict()
         self._rows = 0
+        self._count = 0  # the newest write count seen: parts under older ones are gone
         self.hits = 0
         self.misses = 0
 
@@ -62,7 +64,10 @@ class KeptPieces:
         values = [tuple(r.values()) for r in rows]
         with self._lock:
             self.misses += 1
-            if len(values) <= self.max_rows and key not in self._kept:
+            if count > self._count:
+                self._kept.clear()
+                self._rows, self._count = 0, count
+            if count == self._count and len(values) <= self.max_rows and key not in self._kept:
                 self._kept[key] = (columns, values)
                 self._rows += len(values)
                 while self._rows > self.max_rows:

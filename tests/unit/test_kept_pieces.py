@@ -40,3 +40,12 @@ def test_the_rows_kept_stay_within_the_bound_dropping_the_least_recently_used():
     assert kept.rows_of(1, "b", {}, lambda: _rows(4, "b2")) == _rows(4, "b2") and kept.misses == misses + 1
     assert kept.rows <= 10
     assert kept.rows_of(1, "huge", {}, lambda: _rows(11)) == _rows(11) and kept.rows <= 10, "larger than the bound"
+
+
+def test_parts_of_an_older_count_go_when_a_newer_one_is_read():
+    kept = KeptPieces()
+    kept.rows_of(1, "a", {}, lambda: _rows(4, "a"))
+    kept.rows_of(2, "b", {}, lambda: _rows(2, "b"))
+    assert kept.rows == 2, "the part under count 1 can never be found again"
+    kept.rows_of(1, "a", {}, lambda: _rows(4, "late"))  # a question that read its count before the write
+    assert kept.rows == 2 and kept.rows_of(2, "b", {}, lambda: _rows(0)) == _rows(2, "b")
