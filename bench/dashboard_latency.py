@@ -25,7 +25,8 @@ reused when it is already up). Steps:
 The HTTP client is a few lines of asyncio over raw sockets (requests prepared once), so that the
 client's own cost stays small next to the server's on this 2-core machine, where both share the CPUs.
 
-Usage: ``python -m bench.dashboard_latency [--events 1500000] [--samples 300] [--clients 50] [--seconds 15]``.
+Usage: ``python -m bench.dashboard_latency [--events 1500000] [--samples 300] [--clients 50] [--seconds 15]
+[--fresh]``.
 Figures are printed and written to ``bench/results/dashboard_latency.json``.
 """
 
@@ -46,7 +47,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pyarrow as pa
 
-from bench.freshness_throughput import BENCH_ENV
+from bench.freshness_throughput import bench_stack
 from bench.memory import MemorySampler
 from common.events import EVENT_ARROW_SCHEMA
 from common.rollups import minute_rollups
@@ -325,16 +326,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="duration of the throughput phase")
     parser.add_argument("--tenant", default="", help="reuse a tenant loaded by an earlier run (skips the load)")
     parser.add_argument("--keep-up", action="store_true", help="leave the bench stack running afterwards")
+    parser.add_argument("--fresh", action="store_true",
+                        help="wipe the bench stack's data first (the hot tier then holds this run's tenant alone)")
     args = parser.parse_args()
 
-    repo = Path(__file__).resolve().parents[1]
-    os.environ.update({**BENCH_ENV, "LAKEHOUSE_HOME": str(repo / ".lakehouse" / "bench")})
     from common.hot_store import FlightHotStore
-    from common.settings import Settings
-    from stack.app_services import app_services, full_stack
+    from stack.app_services import app_services
 
-    settings = Settings()
-    stack = full_stack(settings)
+    settings, stack = bench_stack(args.fresh)
     services = ["kafka", "minio", "redis", *app_services(settings)]  # with API workers, the hot node first
     already = {s.name for s in stack.status(services) if s.state == "running"}
     print(f"== starting the bench stack: {', '.join(services)} (already running: {', '.join(already) or 'none'})")
