@@ -40,6 +40,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from common.redis_clients import RawGets, async_redis
+from common.sql_files import sql_file
 
 KEY_PREFIX = "lakehouse:q:v1:"
 INDEX_PREFIX = "lakehouse:qidx:v1:"  # per-tenant sorted set of cached ranges
@@ -113,6 +114,7 @@ class QueryCache:
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._peeks: dict[str, asyncio.Future[bytes | None]] = {}  # ``fresh`` lookups under way, by key
+        self._store = self._redis.register_script(sql_file("redis/store_answer.lua"))
         self.stats = CacheStats()
 
     async def fresh(self, key: str) -> tuple[bytes, str] | None:
@@ -192,7 +194,11 @@ class QueryCache:
                     return body, "stale"
             lock = f"{key}:lock"
             deadline = time.monotonic() + self._lock_timeout
-            while not await self._redis.set(lock, b"1", nx=True, px=int(self._lock_timeout * 1000)):
+            while True:
+                # the tenant's epoch is read with the lock, before the computation (see _compute_and_store)
+                locked, epoch = await self._lock_and_epoch(lock, entry_range)
+                if locked:
+                    break
                 # another process computes this key: wait for its answer rather than ask the hot tier too
                 await asyncio.sleep(0.02)
                 cached = await self._redis.get(key)
@@ -200,12 +206,15 @@ class QueryCache:
                     self.stats.coalesced += 1
                     return _unpack(cached)[1], "coalesced"
                 if time.monotonic() > deadline:
+                    lock = ""  # computed without the lock: nothing of ours to release
                     break
+            released = False
             try:
-                value = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s)
+                value, released = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s, epoch, lock)
             finally:
-                with contextlib.suppress(RedisError):  # Redis gone meanwhile: the lock expires by itself
-                    await self._redis.delete(lock)
+                if lock and not released:
+                    with contextlib.suppress(RedisError):  # Redis gone meanwhile: the lock expires by itself
+                        await self._redis.delete(lock)
             self.stats.misses += 1
             return value, "miss"
         except RedisError as exc:
@@ -213,30 +222,39 @@ class QueryCache:
             self.stats.errors = [str(exc)]
             return (value if value is not None else await compute()), "bypass"
 
+    async def _lock_and_epoch(self, lock: str, entry_range: EntryRange | None) -> tuple[bool, bytes | None]:
+        """Take the computation lock and read the tenant's epoch in one round trip: (taken, epoch)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(lock, b"1", nx=True, px=int(self._lock_timeout * 1000))
+        if entry_range is not None:
+            pipe.get(epoch_key(entry_range.tenant))
+        replies = await pipe.execute()
+        return bool(replies[0]), (replies[1] if entry_range is not None else None)
+
     async def _compute_and_store(
         self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
-        stale_s: float,
-    ) -> bytes:
-        epoch = await self._redis.get(epoch_key(entry_range.tenant)) if entry_range else None
+        stale_s: float, epoch: bytes | None, lock: str = "",
+    ) -> tuple[bytes, bool]:
+        """Compute, then store the answer unless the tenant's epoch moved since ``epoch`` was read (a restatement
+        ran meanwhile: the answer may predate it), and release ``lock``: the check, the store and the release in
+        one script, so no invalidation can fall between the check and the store. (answer, lock released)."""
         value = await compute()
         fresh_s = ttl_s * random.uniform(0.9, 1.1)
         now = time.time()
         keep_ms = max(1, int((fresh_s + stale_s) * 1000))
+        tenant = entry_range.tenant if entry_range is not None else ""
         try:
-            if entry_range is not None and await self._redis.get(epoch_key(entry_range.tenant)) != epoch:
+            stored = await self._store(
+                keys=[key, index_key(tenant) if tenant else "", epoch_key(tenant) if tenant else "", lock],
+                args=[_HEADER.pack(now + fresh_s) + value, keep_ms, int(tenant != ""), epoch or b"",
+                      entry_range.member(key) if entry_range is not None else "", now + keep_ms / 1000, now,
+                      int(fresh_s + stale_s) + INDEX_KEEP_SECONDS])
+            if not stored:
                 self.stats.discarded += 1  # computed across a restatement of this tenant: may predate it
-                return value
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.set(key, _HEADER.pack(now + fresh_s) + value, px=keep_ms)
-            if entry_range is not None:
-                index = index_key(entry_range.tenant)
-                pipe.zadd(index, {entry_range.member(key): now + keep_ms / 1000})
-                pipe.zremrangebyscore(index, "-inf", now)  # expired entries leave the index as new ones come
-                pipe.expire(index, int(fresh_s + stale_s) + INDEX_KEEP_SECONDS)
-            await pipe.execute()
+            return value, bool(lock)
         except RedisError as exc:  # Redis went away after the computation: answer it, uncached
             self.stats.errors = [str(exc)]
-        return value
+        return value, False
 
     async def _refresh_in_background(
         self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
@@ -246,20 +264,23 @@ class QueryCache:
         if key in self._refreshing:
             return
         lock = f"{key}:lock"
-        if not await self._redis.set(lock, b"1", nx=True, px=int(self._lock_timeout * 1000)):
+        locked, epoch = await self._lock_and_epoch(lock, entry_range)
+        if not locked:
             return
 
         async def refresh() -> None:
+            released = False
             try:
-                await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s)
+                _, released = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s, epoch, lock)
                 self.stats.refreshes += 1
             except Exception as exc:  # the stale entry keeps answering until it expires; the next miss retries
                 self.stats.refresh_errors += 1
                 log.warning("background refresh of %s failed: %s", key, exc)
             finally:
                 self._refreshing.pop(key, None)
-                with contextlib.suppress(RedisError):  # the lock expires by itself
-                    await self._redis.delete(lock)
+                if not released:
+                    with contextlib.suppress(RedisError):  # the lock expires by itself
+                        await self._redis.delete(lock)
 
         self._refreshing[key] = asyncio.get_running_loop().create_task(refresh())
 

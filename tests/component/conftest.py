@@ -10,12 +10,15 @@ Redis (see ``harness.py``). Tests isolate themselves by tenant.
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -165,3 +168,26 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def partial_run() -> list[str]:
     return list(_partial_run)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``redis-server`` of this module's own (Debian's binary, no persistence, a free local port; a few
+    milliseconds): the rest of the tier runs without Redis (every answer uncached)."""
+    port = closed_port()
+    home: Path = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(home)], stdout=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    try:
+        for _ in range(200):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)

@@ -1,22 +1,18 @@
 """The fast path of cached GET answers (serving/fast_reads.py) answers exactly what the route answers.
 
 The rest of the component tier runs without Redis (every answer uncached), so this module starts its own
-``redis-server`` (Debian's binary, no persistence, a free local port; a few milliseconds) for an app over
-the tier's hot store. The truth is the full route: the same requests through an app whose fast path is off.
+``redis-server`` (the ``redis_url`` fixture) for an app over the tier's hot store. The truth is the full route:
+the same requests through an app whose fast path is off.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 
 from common.hot_store import HotStore
@@ -24,32 +20,11 @@ from common.settings import Settings
 from serving.app import build_serving, create_app
 from serving.context import Serving
 from serving.tenancy.auth import bearer_headers
-from tests.component.conftest import ADMIN_KEY, closed_port
+from tests.component.conftest import ADMIN_KEY
 from tests.component.harness import InMemoryPublisher
 from tests.component.seed import Seeded
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Debian's redis-server")
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = closed_port()
-    home: Path = tmp_path_factory.mktemp("fast-reads-redis")
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(home)], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        proc.terminate()
-        proc.wait(10)
 
 
 def _app(settings: Settings, hot: HotStore, redis_url: str, fast: bool) -> tuple[TestClient, Serving]:
