@@ -155,9 +155,10 @@ def ensure_topics(settings: Settings, timeout: float = 60.0, progress: Progress 
     """Create the events and dead-letter topics when missing.
 
     Only called once the port is open (kafka-python's admin client blocks ~30 s when no broker
-    answers). The broker can accept connections slightly before it serves requests, so this
-    retries until ``timeout``. The replication factor is left to the broker's default, so the same
-    call is right for the local single node and for an external cluster.
+    answers). The broker can accept connections slightly before it serves requests, and a cluster that is
+    still forming may leave a topic uncreated (seen once with three brokers), so this retries until
+    ``timeout``. The replication factor is left to the broker's default, so the same call is right for the
+    local single node and for an external cluster.
     """
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
@@ -188,8 +189,10 @@ def ensure_topics(settings: Settings, timeout: float = 60.0, progress: Progress 
                     wait_for_metadata=True,
                 )
                 still = [t for t in wanted if t not in set(admin.list_topics())]
-                if still:
-                    raise StackError(f"kafka: could not create topics {still} at {settings.kafka_bootstrap}")
+                if still:  # a cluster still forming (brokers registering, metadata spreading): ask again
+                    last_error = StackError(f"topics {still} missing after the create request")
+                    time.sleep(1.0)
+                    continue
                 progress(f"kafka: created topics {', '.join(missing)} ({settings.kafka_partitions} partitions)")
             return
         except KafkaError as exc:
@@ -198,8 +201,8 @@ def ensure_topics(settings: Settings, timeout: float = 60.0, progress: Progress 
         finally:
             admin.close()
     raise StackError(
-        f"kafka: the broker at {settings.kafka_bootstrap} accepts connections but did not answer admin "
-        f"requests within {timeout:.0f}s ({last_error!r}). See {settings.logs_dir / 'kafka.log'}."
+        f"kafka: the broker at {settings.kafka_bootstrap} accepts connections but did not create the topics "
+        f"{', '.join(wanted)} within {timeout:.0f}s ({last_error!r}). See {settings.logs_dir / 'kafka.log'}."
     )
 
 
