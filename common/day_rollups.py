@@ -283,8 +283,9 @@ class _ValidBuilds:
     every write into the marks (``common.hot_store.write_count``: chDB has one process per folder, so every build,
     change, stream write and trim passes through this process); the counter is read *before* the marks, so rows kept
     under a count are never older than that count, and any later write moves it: a question after a restatement (or
-    racing it) chooses exactly the builds a fresh read would. Stores without a counter (the hot node's clients, a
-    ClickHouse server) read the marks every time."""
+    racing it) chooses exactly the builds a fresh read would. The hot node's clients ask the hot node for its counter
+    (one Flight round trip; the node's incarnation is part of it). Stores without a counter (a ClickHouse server)
+    read the marks every time."""
 
     SPANS = 256  # spans kept (a dashboard's windows share their days: a few spans per tenant-independent range)
 

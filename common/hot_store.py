@@ -231,8 +231,8 @@ class ClickHouseHotStore:
 
 
 def write_count(store: HotStore, table: str) -> int | None:
-    """``store``'s write counter of ``table`` when it can tell (an embedded chDB store), else None (the hot node's
-    clients, a ClickHouse server, wrappers without one): then nothing derived from the table may be kept between
+    """``store``'s write counter of ``table`` when it can tell (an embedded chDB store, the hot node's clients), else
+    None (a ClickHouse server, wrappers without one): then nothing derived from the table may be kept between
     reads."""
     counter = getattr(store, "write_count", None)
     return None if counter is None else counter(table)
@@ -405,6 +405,25 @@ class FlightHotStore:
             writer.close()
         except flight.FlightError as exc:
             raise self._failed_call(exc) from exc
+
+    @property
+    def dsn(self) -> str:
+        """The hot node's URL: what keeps apart what is derived from two hot nodes' tables."""
+        return self.url
+
+    def write_count(self, table: str) -> int | None:
+        """The hot node's write counter of ``table`` with the node's incarnation in it (``serving.hot_node``; one
+        round trip): it moves after every write into the table, and differs after a restart. None when the hot node
+        has none (a ClickHouse server behind it) or cannot be asked (the caller then keeps nothing)."""
+        body = encode_request({"table": table})
+        try:
+            answer = list(self._client.do_action(flight.Action("write_count", body), options=self._options))
+        except flight.FlightError as exc:
+            if isinstance(exc, flight.FlightUnavailableError):
+                self._reconnect()
+            return None
+        text = answer[0].body.to_pybytes() if answer else b""
+        return int(text) if text else None
 
     def ping(self) -> bool:
         try:

@@ -3,7 +3,10 @@
 Flight carries Arrow both ways, so an insert from the stream job is a zero-copy stream of record
 batches and a query result needs no re-encoding. Three verbs map onto the hot-store interface:
 ``do_get`` (query), ``do_action("command")`` (``"commands"``: several in order, one call) and ``do_put``
-(insert with an idempotency token).
+(insert with an idempotency token). ``do_action("write_count")`` hands out the counter of a table's writes
+(``common.hot_store.write_count``, with this process's incarnation in it): every write passes through this
+process, so a client that reads the counter first may keep what it derived from the table until it moves, as the
+embedded store's own readers do.
 
 The endpoint holds every tenant's data, so no call is served without a token (``Authorization: Bearer``,
 compared in constant time, checked by a server middleware before any verb runs):
@@ -25,11 +28,12 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import uuid
 from typing import Any
 
 import pyarrow.flight as flight
 
-from common.hot_store import HotStore, decode_request, run_commands
+from common.hot_store import HotStore, decode_request, run_commands, write_count
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,9 @@ class HotNodeServer(flight.FlightServerBase):
         # call before it returns, so the handlers' state is set first.
         self._store = store
         self._reader = reader if reader is not None else _read_only(store)
+        # this process's write counters start at 0: a client keeps what it derived under (incarnation, count), so a
+        # count seen before a restart is never taken for the same count after it
+        self._incarnation = uuid.uuid4().int << 64
         tokens = {reader_token: READER, token: WRITER}  # the writer's wins should both be equal
         super().__init__(location, middleware={_MIDDLEWARE: TokenCheck(tokens)},
                          tls_certificates=[tls] if tls else None)
@@ -116,11 +123,16 @@ class HotNodeServer(flight.FlightServerBase):
             request = decode_request(action.body.to_pybytes())
             run_commands(self._store, [(s["sql"], s.get("parameters") or {}) for s in request["statements"]])
             return [b"ok"]
-        raise flight.FlightServerError(f"unknown action {action.type!r}; known: ping, command, commands")
+        if action.type == "write_count":  # what a client may keep derived from a table (common.hot_store)
+            count = write_count(self._store, decode_request(action.body.to_pybytes())["table"])
+            return [b"" if count is None else str(self._incarnation | count).encode()]
+        raise flight.FlightServerError(
+            f"unknown action {action.type!r}; known: ping, command, commands, write_count")
 
     def list_actions(self, context: flight.ServerCallContext) -> list[tuple[str, str]]:
         return [("ping", "liveness"), ("command", "run a statement that returns no rows (writer token)"),
-                ("commands", "run several such statements in order, stopping at the first that fails (writer token)")]
+                ("commands", "run several such statements in order, stopping at the first that fails (writer token)"),
+                ("write_count", "a counter that moves after every write into a table (this node's incarnation in it)")]
 
 
 def _read_only(store: HotStore) -> HotStore:

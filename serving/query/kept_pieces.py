@@ -6,13 +6,13 @@ rows do not change while they stay the valid builds. The engine reads such a que
 (``day_rollups.Read.shaped`` and ``.rest``), keeps the first part's grouped rows here, and asks the engine only for
 the open hours, as a segment cache does in Druid. A kept part is found by its statement and parameters (the tenant,
 the builds read, their span, which changes on the hour) and the write counter of ``rollups_1h_by_day_shapes``
-(``common.hot_store.write_count``, read before the statement runs): a build, a purge's delete or a dropped build moves
-it, and a restatement or a stream write into a copied hour changes the builds read, so a kept part is never older
-than the rows a fresh read would see. Stores without a counter (the hot node's clients, a ClickHouse server) keep
-nothing.
+(``common.hot_store.write_count``, read before the statement runs; the hot node's clients ask it for its own): a
+build, a purge's delete or a dropped build moves it, and a restatement or a stream write into a copied hour changes
+the builds read, so a kept part is never older than the rows a fresh read would see. Stores without a counter (a
+ClickHouse server, whose other clients write unseen) keep nothing.
 
-Parts kept under an older count are dropped as soon as a question reads a newer one (they can never be found again);
-the rest is bounded by rows (``max_rows``), the least recently used part dropped first.
+Parts kept under one count are dropped when a part is read under another (once the count moved they can never be
+found again); the rest is bounded by rows (``max_rows``), the least recently used part dropped first.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class KeptPieces:
         self._lock = threading.Lock()
         self._kept: OrderedDict[Hashable, tuple[list[str], list[tuple]]] = OrderedDict()
         self._rows = 0
-        self._count = 0  # the newest write count seen: parts under older ones are gone
+        self._count: int | None = None  # the write count of the parts kept: parts under another one are gone
         self.hits = 0
         self.misses = 0
 
@@ -64,10 +64,10 @@ class KeptPieces:
         values = [tuple(r.values()) for r in rows]
         with self._lock:
             self.misses += 1
-            if count > self._count:
+            if count != self._count:  # (a hot node's counts carry its incarnation: no order between them)
                 self._kept.clear()
                 self._rows, self._count = 0, count
-            if count == self._count and len(values) <= self.max_rows and key not in self._kept:
+            if len(values) <= self.max_rows and key not in self._kept:
                 self._kept[key] = (columns, values)
                 self._rows += len(values)
                 while self._rows > self.max_rows:

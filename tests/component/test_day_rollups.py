@@ -392,7 +392,8 @@ def test_a_moved_hour_sends_its_day_back_to_rollups_1h(hot: HotStore, laid: dict
 
 def test_another_process_builds_and_reads_through_the_hot_node(hot: HotStore, laid: dict[str, Any]):
     """Dagster runs and the API's workers reach the hot tier over Arrow Flight: a restatement's build and a
-    question's read work the same there."""
+    question's read work the same there, and a worker keeps the valid builds and the builds' part of an answer
+    under the hot node's counter, whose value changes with the node's incarnation."""
     days = laid["days"]
     token, url = uuid.uuid4().hex, f"grpc://127.0.0.1:{closed_port()}"
     node = start_hot_node(hot, url, token)
@@ -404,6 +405,33 @@ def test_another_process_builds_and_reads_through_the_hot_node(hot: HotStore, la
         day_rollups.written(remote, [_midnight(days[2]) + timedelta(hours=3)])  # type: ignore[arg-type]
         assert _copied(remote, *span) == 1  # type: ignore[arg-type]
         _answers(remote, laid, *span)  # type: ignore[arg-type]
+        at = write_count(remote, day_rollups.MARKS)  # type: ignore[arg-type]
+        assert at is not None and write_count(remote, day_rollups.MARKS) == at  # type: ignore[arg-type]
+        engine = QueryEngine(remote, server_timeout=False)  # type: ignore[arg-type]
+        assert engine.kept_pieces is not None
+        reads, hits = Counter(day_rollups.VALID_BUILDS.reads), engine.kept_pieces.hits
+        for minute in (1, 2):
+            start, end = (_midnight(days[3]) + timedelta(hours=6, minutes=minute),
+                          _midnight(days[6]) + timedelta(hours=11, minutes=minute))
+            spec = build_spec(_specs(start, end)["breakdown"], now=laid["now"])
+            assert engine.run(TENANTS[0], spec, laid["now"]).rows == _truth(
+                laid["events"], TENANTS[0], "breakdown", spec.start, spec.end)
+        assert engine.kept_pieces.hits == hits + 1, "the builds' part read once, kept for the next minute"
+        assert day_rollups.VALID_BUILDS.reads - reads == Counter(read=1, kept=1), "the marks read once"
+        day_rollups.build(remote, days[4])  # type: ignore[arg-type]  # a write through the node moves its counter
+        moved = write_count(remote, day_rollups.MARKS)  # type: ignore[arg-type]
+        assert moved is not None and moved != at
+        assert engine.run(TENANTS[0], spec, laid["now"]).rows == _truth(
+            laid["events"], TENANTS[0], "breakdown", spec.start, spec.end)
+        url_again = f"grpc://127.0.0.1:{closed_port()}"
+        again = start_hot_node(hot, url_again, token)  # a restarted node over the same folder: the same counts
+        other = FlightHotStore(url_again, timeout_s=30, token=token)
+        try:
+            assert write_count(other, day_rollups.MARKS) not in (None, moved), "another incarnation"  # type: ignore[arg-type]
+            assert (write_count(other, day_rollups.MARKS) or 0) & ((1 << 64) - 1) == moved & ((1 << 64) - 1)  # type: ignore[arg-type]
+        finally:
+            other.close()
+            again.shutdown()
     finally:
         remote.close()
         node.shutdown()
@@ -498,7 +526,7 @@ def test_the_shaped_rows_moved_to_smaller_granules_answer_the_same(hot: HotStore
 def test_the_marks_write_count_moves_with_every_write_of_them(hot: HotStore, laid: dict[str, Any]):
     """The counter the kept look-up trusts: it moves after every statement naming the marks (a build, a change, a
     trim, a statement run by hand), on every store of the same chDB folder (the API's read-only one too), and not
-    after other writes; a store reached over the hot node has none (it reads the marks every time)."""
+    after other writes; a hot node that cannot be asked gives none (its client then reads the marks every time)."""
     days = laid["days"]
     reader = hot.read_only()  # type: ignore[attr-defined]
     try:
