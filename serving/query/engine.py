@@ -22,6 +22,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
+import pyarrow as pa
 from opentelemetry import trace
 
 from common import day_rollups
@@ -201,8 +202,7 @@ class QueryEngine:
             else:
                 rows = self._run_lake(spec, segment, tenant, whole)
             span.set_attribute("lakehouse.rows", len(rows))
-        renames = {metric_alias(m): m for m in spec.metrics}
-        return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+        return rows
 
     def _run_hot(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool) -> list[dict[str, Any]]:
         if self._store is None:
@@ -219,22 +219,19 @@ class QueryEngine:
                 relation = (found.sql, found.params)
                 if count is not None and found.shaped is not None and _summed_only(spec):
                     return self._run_hot_in_parts(spec, segment, tenant, whole, found, count)
-        return self._query_hot(*compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=self._timeout,
-                                                relation=relation))
+        sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=self._timeout,
+                                      relation=relation)
+        return self._query_hot(sql, params, spec)
 
     @property
     def _timeout(self) -> int:
         return int(self.timeout_seconds) if self._server_timeout else 0
 
-    def _query_hot(self, sql: str, params: dict[str, Any], spec: QuerySpec | None = None) -> list[dict[str, Any]]:
-        """The statement's rows; with ``spec``, its metrics' columns named as the metrics (renamed once, in Arrow)."""
+    def _query_hot(self, sql: str, params: dict[str, Any], spec: QuerySpec) -> list[dict[str, Any]]:
+        """The statement's rows, its metrics' columns named as the metrics."""
         assert self._store is not None
         try:
-            table = self._store.query_arrow(sql, params)
-            if spec is not None:
-                names = {metric_alias(m): m for m in spec.metrics}
-                table = table.rename_columns([names.get(c, c) for c in table.column_names])
-            return table.to_pylist()
+            return _named_rows(self._store.query_arrow(sql, params), spec)
         except Exception as exc:
             if "TIMEOUT_EXCEEDED" in str(exc):
                 raise QueryTimeout(f"the query ran longer than {self.timeout_seconds:g} s") from exc
@@ -279,7 +276,8 @@ class QueryEngine:
             piece = answer_rows(spec, dimension, read)
             for metric, bound in piece.estimated.items():
                 bounds[metric] = max(bound, bounds.get(metric, 0.0))
-            return piece.rows
+            renames = {metric_alias(m): m for m in spec.metrics}
+            return [{renames.get(k, k): v for k, v in row.items()} for row in piece.rows]
         raise AssertionError("unreachable")
 
     def _merged_months(self, spec: QuerySpec, segment: Segment, fresh: bool) -> list[str]:
@@ -300,7 +298,7 @@ class QueryEngine:
             relation = self._lake.relation(segment.source.table, segment.start, segment.end, fresh=fresh)
             sql, params = compile_segment(spec, segment, tenant, whole=whole, relation=relation)
             try:
-                return self._lake.execute(sql, params, self.timeout_seconds).to_pylist()
+                return _named_rows(self._lake.execute(sql, params, self.timeout_seconds), spec)
             except LakeQueryTimeout as exc:
                 raise QueryTimeout(str(exc)) from None
             except LakeFilesChanged:
@@ -318,6 +316,12 @@ def engine_shape(spec: QuerySpec) -> tuple[str, bool]:
     by_event = any(METRICS[m].event is not None for m in measured if m in METRICS)
     day_rows = spec.granularity is None or (GRANULARITIES[spec.granularity] % 86400 == 0 and not spec.local_days)
     return day_rollups.shape_for(used, by_event), day_rows
+
+
+def _named_rows(table: pa.Table, spec: QuerySpec) -> list[dict[str, Any]]:
+    """A piece's rows with its metrics' columns (``metric_alias``) named as the metrics: renamed once, in Arrow."""
+    names = {metric_alias(m): m for m in spec.metrics}
+    return table.rename_columns([names.get(c, c) for c in table.column_names]).to_pylist()
 
 
 def _summed_only(spec: QuerySpec) -> bool:
