@@ -113,7 +113,7 @@ def in_spark(batch: pa.RecordBatch, events: int, repeats: int) -> dict:
     from common.settings import Settings
     from common.spark import spark_session
     from stream.contract import EVENT_COLUMNS
-    from stream.job import valid_events
+    from stream.records import valid_events
 
     spark = spark_session(Settings(), "bench-stream-contract")
     try:

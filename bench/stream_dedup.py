@@ -92,7 +92,7 @@ def process_cpu_s(pid: int) -> float:
 
 def run_way(spark, source: str, checkpoint: str, conf: dict[str, str], way: str) -> dict:
     from stream.dedup import drop_duplicates
-    from stream.job import valid_events
+    from stream.records import valid_events
 
     defaults = {"spark.sql.streaming.stateStore.providerClass": ROCKSDB,
                 ROCKSDB_CONF + "trackTotalNumberOfRows": "true",
@@ -193,7 +193,7 @@ def fixed_cost_way(spark, work: str, way: str, prefill: int, sizes: list[int], r
     each; per batch the JVM's CPU time and Spark's split. Returns the medians per size (the first round left out)."""
     from stream.contract import TYPED_CONTRACT_DDL
     from stream.dedup import drop_duplicates
-    from stream.job import valid_events
+    from stream.records import valid_events
 
     source, checkpoint = os.path.join(work, f"source-{way}"), os.path.join(work, f"checkpoint-{way}")
     os.makedirs(source)

@@ -365,11 +365,8 @@ class Settings(BaseSettings):
     spark_conf: str = Field(default="", description="Extra Spark settings as `key=value;key=value`.")
     stream_trigger_seconds: float = Field(default=1.0, description="Micro-batch trigger interval of the stream job.")
     stream_landing_trigger_seconds: float = Field(
-        default=30.0, description="Trigger interval of the lake landing sink (fewer, larger files when longer)."
-    )
-    stream_dead_letter_trigger_seconds: float = Field(
-        default=5.0, description="Trigger interval of the stream's dead-letter query (records that break the event "
-        "contract go to the dead-letter topic and are counted)."
+        default=30.0, description="Trigger interval of the stream's landing query: valid events to the lake's landing "
+        "area (fewer, larger files when longer) and records that break the event contract to the dead-letter topic."
     )
     stream_watermark_minutes: int = Field(
         default=10, description="Event-time watermark: events later than this are late."
@@ -377,7 +374,7 @@ class Settings(BaseSettings):
     stream_max_offsets_per_trigger: int = Field(
         default=2000,
         description="Most Kafka records the hot query reads per micro-batch (the API packs up to 200 events in a "
-        "record); the landing and dead-letter queries read all that arrived at their own triggers.",
+        "record); the landing query reads all that arrived at its trigger.",
     )
     stream_kafka_fetch_wait_ms: int = Field(
         default=20, ge=1,

@@ -1,7 +1,7 @@
 """The speed layer: Kafka ``events`` → Spark Structured Streaming → hot tier and lake landing.
 
 Every Kafka record goes through the event contract first (``stream.contract``: the rules of
-``POST /events``, applied to whatever any producer wrote; the API's records column-wise). Three
+``POST /events``, applied to whatever any producer wrote; the API's records column-wise). Two
 streaming queries read the topic independently, each with its own checkpoint:
 
 * ``hot`` drops duplicate ``(tenant, event_id)`` within the watermark (``stream.dedup``), discards events
@@ -9,12 +9,14 @@ streaming queries read the topic independently, each with its own checkpoint:
   1-minute partial rollups to the hot tier. Every write carries a token derived from the micro-batch
   id, so a batch replayed after a crash is a no-op in ClickHouse: exactly once end to end. Events of
   hours the batch layer closed by the wall clock (``hour_closings``) are late too.
-* ``landing`` writes every valid event, late ones too, as Parquet into the lake's landing area with
-  Spark's file sink, whose ``_spark_metadata`` log makes the committed files exactly-once.
-* ``dead_letters`` sends every record or event that breaks the contract to the dead-letter topic
-  with its reason and source partition/offset, and counts them by reason in ``stream_dead_letters``
-  (``lakehouse_stream_dead_letter_events`` in GET /metrics). Invalid input never reaches the
-  watermark: an event dated 2099 is dead-lettered, it cannot freeze the speed layer.
+* ``landing`` judges each record once for two sinks (``LandingWriter``):
+  - every record or event that breaks the contract goes to the dead-letter topic with its reason and
+    source partition/offset, counted by reason in ``stream_dead_letters``
+    (``lakehouse_stream_dead_letter_events`` in GET /metrics). Invalid input never reaches the
+    watermark: an event dated 2099 is dead-lettered, it cannot freeze the speed layer;
+  - every valid event, late ones too, lands as Parquet in the lake's landing area through Spark's own
+    file sink (``stream/jvm``'s ``LandingSink``), whose ``_spark_metadata`` log makes the committed files
+    exactly-once.
 """
 
 from __future__ import annotations
@@ -27,66 +29,31 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
-from pyspark.sql.streaming import DataStreamWriter, StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from common import day_rollups, session_pieces
 from common.events import EVENT_ARROW_SCHEMA
-from common.hot_store import HotStore, HotStoreError, run_commands
-from common.lake import landing_path, spark_uri
+from common.hot_store import HotStore, run_commands
+from common.lake import landing_path
 from common.rollups import minute_rollups
 from common.settings import Settings
 from common.spark import spark_session
 from stream.checkpoints import clear_unstarted, write_checkpoints_directly
-from stream.contract import RecordContract
 from stream.dedup import checkpoint_dedup, drop_duplicates
+from stream.landing import DeadLetterWriter, landing_writer, retire_dead_letter_query
+from stream.records import contract_rows, valid_events
+from stream.retry import PermanentHotStoreError, with_retry
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
 
 log = logging.getLogger(__name__)
 
 SCHEDULER_POOLS = Path(__file__).with_name("scheduler_pools.xml")
-
-
-def contract_rows(kafka: DataFrame, settings: Settings, rejections_only: bool = False) -> DataFrame:
-    """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set);
-    with ``rejections_only``, the rejections alone (what the dead-letter query reads).
-
-    Records that do not come from Kafka (files replayed as records by the archive tests) have no
-    Kafka timestamp: they are judged against the receive time their ingestion point stamped.
-    """
-    contract = RecordContract(timedelta(days=settings.ingest_max_age_days),
-                              timedelta(seconds=settings.ingest_max_future_seconds), rejections_only=rejections_only,
-                              instants=settings.stream_typed_instants)
-    value = F.col("value").cast("binary")
-    topic = F.col("topic") if "topic" in kafka.columns else F.lit(settings.kafka_topic)
-    kafka_time = F.col("timestamp") if "timestamp" in kafka.columns else F.get_json_object(
-        F.col("value").cast("string"), "$.received_at").cast("timestamp")
-    records = kafka.select(value.alias("value"), topic.alias("topic"), "partition", "offset",
-                           kafka_time.alias("timestamp"))
-    return records.mapInArrow(contract, contract.ddl)
-
-
-def valid_events(rows: DataFrame) -> DataFrame:
-    """The contract's valid events, typed (instants as timestamps), with their Kafka position.
-
-    With typed instants from the contract (``stream_typed_instants``) the casts are no-ops Spark removes."""
-    return (
-        rows.where(F.col("dead_letter").isNull()).drop("dead_letter")
-        .withColumn("timestamp", F.col("timestamp").cast("timestamp"))
-        .withColumn("received_at", F.col("received_at").cast("timestamp"))
-    )
-
-
-def parse_events(kafka: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka records → typed valid events (what the hot and landing queries read)."""
-    return valid_events(contract_rows(kafka, settings))
 
 
 def stream_id(checkpoint_dir: str) -> str:
@@ -96,48 +63,6 @@ def stream_id(checkpoint_dir: str) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(uuid.uuid4().hex)
     return path.read_text().strip()
-
-
-TRANSIENT_ATTEMPTS = 8  # about two minutes of backoff for an error the store answered but did not explain
-
-
-class PermanentHotStoreError(RuntimeError):
-    """A hot insert that can never succeed: the batch fails (and with it the stream job) instead of looping."""
-
-
-def with_retry(action: Callable[[], None], what: str, progress: Callable[[str], None],
-               sleep: Callable[[float], None] = time.sleep, wait_at_most: float | None = None) -> None:
-    """Wait for the hot store instead of failing the batch: the stream catches up when it returns.
-
-    Only an unreachable store is waited for without end (it comes back; nothing is skipped meanwhile),
-    unless ``wait_at_most`` seconds of sleeping bound the wait (then the error is raised as
-    ``PermanentHotStoreError``). An error the store answered is retried ``TRANSIENT_ATTEMPTS`` times at
-    most, and one that names a fault no retry can fix (wrong table, column or type; ``HotStoreError.kind``)
-    not at all: the micro-batch fails, the stream job stops with the reason, and after the fix it replays
-    the batch from its checkpoint with the same tokens, so nothing is lost or counted twice.
-    """
-    delay = 1.0
-    attempts = 0
-    slept = 0.0
-    while True:
-        try:
-            action()
-            return
-        except HotStoreError as exc:
-            attempts += exc.kind != "unreachable"  # waiting for an unreachable store is not an attempt
-            if wait_at_most is not None and slept >= wait_at_most:
-                raise PermanentHotStoreError(f"{what}: the hot store was unreachable for {slept:.0f}s: {exc}") from exc
-            if exc.permanent or (exc.kind != "unreachable" and attempts >= TRANSIENT_ATTEMPTS):
-                why = "can never succeed" if exc.permanent else f"failed {attempts} times"
-                raise PermanentHotStoreError(
-                    f"{what}: the hot store rejected the insert, which {why}: {exc}. Fix the cause (schema "
-                    "migrations of the hot node, the event contract), then restart the stream job: it replays this "
-                    "micro-batch from its checkpoint, exactly once."
-                ) from exc
-            progress(f"{what}: {exc}; retrying in {delay:.0f}s")
-            sleep(delay)
-            slept += delay
-            delay = min(delay * 2, 30.0)
 
 
 CLOSED_THROUGH_SQL = "SELECT count() AS seals, max(closed_through) AS closed_through FROM hour_closings"
@@ -252,56 +177,6 @@ class HotTierWriter:
         )
 
 
-DEAD_LETTER_COUNTS = pa.schema([("batch_id", pa.uint64()), ("finished_at", pa.timestamp("ms", "UTC")),
-                                ("reason", pa.string()), ("events", pa.uint64())])
-
-
-class DeadLetterWriter:
-    """``foreachBatch`` target of the ``dead_letters`` query: to the DLQ topic, then counted.
-
-    The topic write is at least once (a batch replayed after a crash sends its dead letters again;
-    each carries its source partition/offset/index, so a reader can tell); the counts carry a token,
-    so a replay does not count twice.
-    """
-
-    def __init__(self, settings: Settings, store: HotStore, token_prefix: str, progress: Callable[[str], None]) -> None:
-        self._settings = settings
-        self._store = store
-        self._prefix = token_prefix
-        self._progress = progress
-        self._producer = None
-
-    def _kafka(self):  # kafka-python has no type hints
-        from kafka import KafkaProducer
-
-        if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
-                                           linger_ms=5, retries=5)
-        return self._producer
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        letters = batch.select("dead_letter").toArrow().column("dead_letter").to_pylist()
-        if not letters:
-            return
-        producer = self._kafka()
-        futures = [producer.send(self._settings.kafka_dlq_topic, value=letter.encode()) for letter in letters]
-        producer.flush(timeout=60)
-        for future in futures:
-            future.get(timeout=0)  # a failed delivery fails the batch: Spark retries it, nothing is lost
-        by_reason: dict[str, int] = {}
-        for letter in letters:
-            reason = orjson.loads(letter)["reason_class"]
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        now = datetime.now(UTC)
-        counts = pa.table({"batch_id": [batch_id] * len(by_reason), "finished_at": [now] * len(by_reason),
-                           "reason": list(by_reason), "events": list(by_reason.values())}, schema=DEAD_LETTER_COUNTS)
-        with_retry(lambda: self._store.insert_arrow(
-            "stream_dead_letters", counts, token=f"{self._prefix}:{batch_id}:dead_letters"),
-            "stream_dead_letters", self._progress)
-        self._progress(f"dead letters batch {batch_id}: {len(letters):,} to {self._settings.kafka_dlq_topic} "
-                       f"({', '.join(f'{r} {n}' for r, n in sorted(by_reason.items()))})")
-
-
 PROGRESS_WAIT_SECONDS = 120.0  # a hot node restarting; longer, and the listener (not the stream) gives up on one row
 
 
@@ -391,30 +266,16 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def landing_writer(events: DataFrame, settings: Settings, checkpoint: str) -> DataStreamWriter:
-    """The lake landing sink: zstd Parquet in ``dt=/hour=`` folders of the event's own time, whose
-    ``_spark_metadata`` log is the commit record readers rely on (trigger and start are the caller's)."""
-    return (
-        events.withColumn("dt", F.date_format("timestamp", "yyyy-MM-dd"))
-        .withColumn("hour", F.date_format("timestamp", "HH"))
-        .writeStream.format("parquet")
-        .option("compression", "zstd")
-        .partitionBy("dt", "hour")
-        .option("path", spark_uri(landing_path(settings)))
-        .option("checkpointLocation", checkpoint)
-    )
-
-
 def start_stream(
     spark: SparkSession,
     settings: Settings,
     store: HotStore,
     progress: Callable[[str], None] = print,
 ) -> list[StreamingQuery]:
-    """Start the ``hot``, ``landing`` and ``dead_letters`` queries and return them (running)."""
+    """Start the ``hot`` and ``landing`` queries and return them (running)."""
     checkpoints = settings.effective_checkpoint_dir
     prefix = stream_id(checkpoints)
-    for query in ("hot", "landing", "dead_letters"):  # a first start cut short would fail every later start
+    for query in ("hot", "landing"):  # a first start cut short would fail every later start
         leftovers = clear_unstarted(f"{checkpoints}/{query}")
         if leftovers:
             progress(f"checkpoint {query}: no micro-batch was ever planned; cleared what its first start left "
@@ -436,8 +297,8 @@ def start_stream(
         )
         return (reader if max_offsets is None else reader.option("maxOffsetsPerTrigger", max_offsets)).load()
 
-    # The record cap bounds the hot query's micro-batches (freshness); the landing and the dead letters read
-    # whatever has arrived at each of their (slower) triggers, so a burst never leaves them behind the hot tier.
+    # The record cap bounds the hot query's micro-batches (freshness); the landing reads whatever has arrived at
+    # its (slower) trigger, so a burst never leaves it behind the hot tier.
     events = valid_events(contract_rows(kafka(settings.stream_max_offsets_per_trigger), settings))
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
@@ -450,22 +311,15 @@ def start_stream(
         .start()
     )
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
+    dead_letters = DeadLetterWriter(settings, store, prefix, progress)
+    retire_dead_letter_query(spark, settings, checkpoints, dead_letters, progress)
     landing = (
-        landing_writer(valid_events(contract_rows(kafka(None), settings)), settings, f"{checkpoints}/landing")
+        landing_writer(contract_rows(kafka(None), settings), settings, f"{checkpoints}/landing", dead_letters)
         .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()
     )
-    dead_letters = (
-        contract_rows(kafka(None), settings, rejections_only=True)
-        .where(F.col("dead_letter").isNotNull()).select("dead_letter")
-        .writeStream.queryName("dead_letters")
-        .foreachBatch(DeadLetterWriter(settings, store, prefix, progress))
-        .option("checkpointLocation", f"{checkpoints}/dead_letters")
-        .trigger(processingTime=f"{settings.stream_dead_letter_trigger_seconds} seconds")
-        .start()
-    )
-    return [hot, landing, dead_letters]
+    return [hot, landing]
 
 
 def run_stream(

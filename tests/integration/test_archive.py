@@ -52,11 +52,12 @@ from common.lake import (
 )
 from common.lake_tables import ARCHIVE_TABLE, open_table, partition_files
 from common.settings import Settings
-from common.spark import spark_session
 from stack.maven import spark_s3_jars
 from storage_tiers.lake.sql import lake_connection
-from stream.job import landing_writer, parse_events
+from stream.landing import landing_writer
+from stream.records import parse_events
 from tests.integration.own_services import free_pair, minio_alone
+from tests.integration.stream_spark import stream_spark_session
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +90,7 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def spark(minio: Settings) -> Iterator[SparkSession]:
-    session = spark_session(minio, "test-archive", [str(p) for p in spark_s3_jars(minio, progress=print)])
+    session = stream_spark_session(minio, "test-archive", [str(p) for p in spark_s3_jars(minio, progress=print)])
     try:
         yield session
     finally:

@@ -22,11 +22,11 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 
 from common.lake import landing_path, spark_uri
 from common.settings import Settings
-from common.spark import spark_session
 from stack import s3_client
 from stack.maven import spark_jars, spark_s3_jars
-from stream.job import landing_writer
+from stream.landing import landing_writer
 from tests.integration.own_services import free_pair, minio_alone
+from tests.integration.stream_spark import stream_spark_session
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def minio(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture()
 def spark(minio: Settings) -> Iterator[SparkSession]:
     jars = [str(p) for p in spark_s3_jars(minio, progress=print)]
-    session = spark_session(minio, "test-lake-on-minio", jars)
+    session = stream_spark_session(minio, "test-lake-on-minio", jars)
     try:
         yield session
     finally:

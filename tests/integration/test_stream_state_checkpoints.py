@@ -27,10 +27,10 @@ import pytest
 from pyspark import SparkContext
 
 from common.settings import Settings
-from common.spark import STATE_STORE_CONF, spark_session
-from stack.stream_operators import build_stream_operators
+from common.spark import STATE_STORE_CONF
 from stream.checkpoints import DIRECT_FILE_MANAGER, FILE_MANAGER_KEY, clear_unstarted, write_checkpoints_directly
 from stream.dedup import checkpoint_dedup, drop_duplicates
+from tests.integration.stream_spark import stream_spark_session
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +60,7 @@ def spark(settings: Settings) -> Iterator[object]:
                                                           "spark.sql.streaming.stateStore.minDeltasForSnapshot=2"})
     if SparkContext._active_spark_context is not None:  # an earlier module's (or Dagster's) session
         SparkContext._active_spark_context.stop()
-    jar = build_stream_operators(settings)
-    session = spark_session(snapshots, "test-stream-state-checkpoints", [str(jar)])
-    # In a JVM an earlier module launched, `spark.jars` reaches the tasks but not the driver's class loader, which
-    # a stream job's own JVM has it in from its start: ADD JAR puts it there too.
-    session.sql(f"ADD JAR '{jar}'")
+    session = stream_spark_session(snapshots, "test-stream-state-checkpoints")
     yield session
     session.stop()
 

@@ -71,7 +71,6 @@ from common.lake_tables import (
 )
 from common.rollups import ROLLUP_SCHEMA
 from common.settings import Settings
-from common.spark import spark_session
 from common.sql_files import sql_sections
 from orchestration.archive.assets import raw_events_archive
 from orchestration.hours import LOAD_SETTINGS, partition_key, partitions_start
@@ -85,8 +84,10 @@ from storage_tiers.compliance.audit_log import AuditLog
 from storage_tiers.compliance.holds import place_hold
 from storage_tiers.policy import DEFAULT_POLICY_FILE, load_policy
 from storage_tiers.tiers.cold_files import day_files, object_tags
-from stream.job import landing_writer, parse_events
+from stream.landing import landing_writer
+from stream.records import parse_events
 from tests.integration.own_services import free_pair
+from tests.integration.stream_spark import stream_spark_session
 
 pytestmark = pytest.mark.integration
 
@@ -188,7 +189,7 @@ def minio_port() -> int:
 def spark(tmp_path_factory: pytest.TempPathFactory, minio_port: int) -> Iterator[SparkSession]:
     """The local lake scenario's Spark session (the stream's landing sink and the hourly recompute)."""
     settings = _settings(tmp_path_factory.mktemp("spark"), "", minio_port)
-    session = spark_session(settings, "test-tiers")
+    session = stream_spark_session(settings, "test-tiers")
     yield session
     session.stop()
 

@@ -12,7 +12,8 @@ import pytest
 from batch.hour_state import judge_hour, judge_quiet_hour, offsets_behind, parse_offsets
 from common.events import EVENT_ARROW_SCHEMA
 from common.hot_store import HotStoreError, error_kind
-from stream.job import TRANSIENT_ATTEMPTS, PermanentHotStoreError, drop_closed, with_retry
+from stream.job import drop_closed
+from stream.retry import TRANSIENT_ATTEMPTS, PermanentHotStoreError, with_retry
 
 HOUR = datetime(2026, 11, 20, 10, tzinfo=UTC)
 END = HOUR + timedelta(hours=1)

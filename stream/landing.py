@@ -1,0 +1,198 @@
+"""The ``landing`` query: each Kafka record judged once by the event contract, for two sinks.
+
+Until 2026-11-28 the dead letters had a streaming query of their own, which read every record from Kafka
+again, shipped it to a Python worker and judged it again, on the same two cores as the ``hot`` query:
+about as much batch time as the hot query's, for rows that are almost never there (docs/benchmarks.md). Now
+the landing's micro-batch is judged once and persisted; its rejections go to the dead-letter topic and its
+valid events (late ones too) into the lake's landing area, through Spark's own file sink.
+
+``retire_dead_letter_query`` moves a stream of the earlier shape onto this one without losing a dead letter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+from py4j.java_gateway import JavaClass
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamWriter
+
+from common.hot_store import HotStore
+from common.lake import landing_path, spark_uri
+from common.settings import Settings
+from stream.checkpoints import local_folder
+from stream.records import contract_rows, valid_events
+from stream.retry import with_retry
+
+DEAD_LETTER_COUNTS = pa.schema([("batch_id", pa.uint64()), ("finished_at", pa.timestamp("ms", "UTC")),
+                                ("reason", pa.string()), ("events", pa.uint64())])
+SINK_CLASS = "lakehouse.stream.LandingSink"
+
+
+class DeadLetterWriter:
+    """Rejection rows (``dead_letter``) to the dead-letter topic, then counted by reason in ``stream_dead_letters``.
+
+    The topic write is at least once (a batch replayed after a crash sends its dead letters again;
+    each carries its source partition/offset/index, so a reader can tell); the counts carry a token,
+    so a replay does not count twice.
+    """
+
+    def __init__(self, settings: Settings, store: HotStore, token_prefix: str, progress: Callable[[str], None]) -> None:
+        self._settings = settings
+        self._store = store
+        self._prefix = token_prefix
+        self._progress = progress
+        self._producer = None
+
+    def _kafka(self):  # kafka-python has no type hints
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap, acks="all",
+                                           linger_ms=5, retries=5)
+        return self._producer
+
+    def __call__(self, rejections: DataFrame, batch_id: int, namespace: str = "landing") -> None:
+        """Send and count ``rejections`` of micro-batch ``batch_id``; ``namespace`` keeps the counts' insert tokens
+        apart from those of other batch-id sequences (the retired query's, its catch-up)."""
+        letters = rejections.select("dead_letter").toArrow().column("dead_letter").to_pylist()
+        if not letters:
+            return
+        producer = self._kafka()
+        futures = [producer.send(self._settings.kafka_dlq_topic, value=letter.encode()) for letter in letters]
+        producer.flush(timeout=60)
+        for future in futures:
+            future.get(timeout=0)  # a failed delivery fails the batch: Spark retries it, nothing is lost
+        by_reason: dict[str, int] = {}
+        for letter in letters:
+            reason = orjson.loads(letter)["reason_class"]
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        now = datetime.now(UTC)
+        counts = pa.table({"batch_id": [max(batch_id, 0)] * len(by_reason), "finished_at": [now] * len(by_reason),
+                           "reason": list(by_reason), "events": list(by_reason.values())}, schema=DEAD_LETTER_COUNTS)
+        with_retry(lambda: self._store.insert_arrow(
+            "stream_dead_letters", counts, token=f"{self._prefix}:{namespace}:{batch_id}:dead_letters"),
+            "stream_dead_letters", self._progress)
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items()))
+        self._progress(f"dead letters {namespace} batch {batch_id}: {len(letters):,} to "
+                       f"{self._settings.kafka_dlq_topic} ({reasons})")
+
+
+def with_partitions(events: DataFrame) -> DataFrame:
+    """The landing's folders: ``dt=`` and ``hour=`` of the event's own time (the session is in UTC)."""
+    return (events.withColumn("dt", F.date_format("timestamp", "yyyy-MM-dd"))
+            .withColumn("hour", F.date_format("timestamp", "HH")))
+
+
+class LandingWriter:
+    """``foreachBatch`` target of the ``landing`` query.
+
+    A batch of contract rows (with ``dead_letter``) is persisted, so the contract's Python work runs once for
+    both sinks: first its rejections go to the dead-letter topic (``dead_letters``), then its valid events
+    land. A batch without ``dead_letter`` (events some test replays) only lands. The landing is Spark's
+    file sink run per batch (``stream/jvm``'s ``LandingSink``): a batch id its ``_spark_metadata`` log holds
+    writes nothing again, so a replay after a crash lands once, and sends its dead letters again (at least
+    once, like the topic writes before).
+    """
+
+    def __init__(self, settings: Settings, dead_letters: DeadLetterWriter | None = None) -> None:
+        self._path = spark_uri(landing_path(settings))
+        self._dead_letters = dead_letters
+        self._sink = None
+
+    def _landing_sink(self, batch: DataFrame):  # a py4j JavaObject of SINK_CLASS
+        if self._sink is None:
+            sink_class = batch.sparkSession.sparkContext._jvm.lakehouse.stream.LandingSink
+            if not isinstance(sink_class, JavaClass):  # py4j answers a package for a class it cannot load
+                raise RuntimeError(f"the stream's {SINK_CLASS} is not on Spark's classpath: start the stream with "
+                                   "`lakehouse stream` (it compiles stream/jvm once)")
+            self._sink = sink_class(batch._jdf, self._path)
+        return self._sink
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        judged = "dead_letter" in batch.columns
+        if not judged:
+            self._land(batch, batch_id)
+            return
+        batch.persist()
+        try:
+            if self._dead_letters is not None:
+                self._dead_letters(batch.where(F.col("dead_letter").isNotNull()), batch_id)
+            self._land(valid_events(batch), batch_id)
+        finally:
+            batch.unpersist()
+
+    def _land(self, events: DataFrame, batch_id: int) -> None:
+        rows = with_partitions(events)
+        self._landing_sink(rows).addBatch(batch_id, rows._jdf)
+
+
+def landing_writer(rows: DataFrame, settings: Settings, checkpoint: str,
+                   dead_letters: DeadLetterWriter | None = None) -> DataStreamWriter:
+    """The ``landing`` query's sink over ``rows`` (contract rows, or valid events alone) with its checkpoint; the
+    trigger, name and start are the caller's."""
+    return rows.writeStream.foreachBatch(LandingWriter(settings, dead_letters)).option("checkpointLocation", checkpoint)
+
+
+def committed_offsets(checkpoint: Path) -> dict[str, dict[str, int]] | None:
+    """The Kafka end offsets (``{topic: {partition: offset}}``) of the query's last committed micro-batch, or None
+    when it committed none. An offset-log entry is ``v1``, the batch's metadata, then one line per source."""
+    commits = checkpoint / "commits"
+    batches = [int(p.name) for p in commits.iterdir() if p.name.isdigit()] if commits.is_dir() else []
+    if not batches:
+        return None
+    lines = (checkpoint / "offsets" / str(max(batches))).read_text().splitlines()
+    return json.loads(lines[2])
+
+
+def retire_dead_letter_query(spark: SparkSession, settings: Settings, checkpoints: str, dead_letters: DeadLetterWriter,
+                             progress: Callable[[str], None]) -> None:
+    """Retire the checkpoint of the former ``dead_letters`` query (``<checkpoints>/dead_letters``), once.
+
+    The ``landing`` query now sends the dead letters, from where its own checkpoint stands. Records the landing
+    had read but the old query had not judged yet are judged here first, in one batch read of Kafka, and their
+    dead letters sent (the old query ahead of the landing only means a few letters sent twice, as a replay would).
+    Then the folder becomes ``dead_letters.retired``. A checkpoint that is not on a local disk is left as it is,
+    with a message: it must be compared by hand (docs/operations.md).
+    """
+    folder = local_folder(f"{checkpoints}/dead_letters")
+    landing = local_folder(f"{checkpoints}/landing")
+    if folder is None or landing is None:
+        if "://" in checkpoints:
+            progress(f"checkpoints in {checkpoints}: a `dead_letters` query of an earlier version is not looked for "
+                     "there (docs/operations.md, the stream's two queries)")
+        return
+    if not folder.is_dir():
+        return
+    judged = committed_offsets(folder) or {}
+    landed = committed_offsets(landing) or {}
+    start: dict[str, dict[str, int]] = {}
+    end: dict[str, dict[str, int]] = {}
+    for topic, offsets in landed.items():
+        for partition, offset in offsets.items():
+            since = judged.get(topic, {}).get(partition, -2)  # -2: the earliest offset Kafka still holds
+            if since < offset:
+                start.setdefault(topic, {})[partition] = since
+                end.setdefault(topic, {})[partition] = offset
+    if start:
+        behind = sum(o - max(start[t][p], 0) for t, offsets in end.items() for p, o in offsets.items())
+        progress(f"dead letters: the retired `dead_letters` query was {behind:,} records behind the landing; judging "
+                 "them once now")
+        records = (spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+                   .option("subscribe", ",".join(start)).option("startingOffsets", json.dumps(start))
+                   .option("endingOffsets", json.dumps(end)).option("failOnDataLoss", "false").load())
+        rows = contract_rows(records, settings, rejections_only=True)
+        dead_letters(rows.where(F.col("dead_letter").isNotNull()), 0,
+                     namespace=f"retired-{hashlib.sha1(json.dumps(end, sort_keys=True).encode()).hexdigest()[:12]}")
+    retired = folder.with_name("dead_letters.retired")
+    shutil.rmtree(retired, ignore_errors=True)
+    folder.rename(retired)
+    progress(f"checkpoint dead_letters: retired to {retired} (the landing query sends the dead letters now)")
