@@ -146,12 +146,12 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
             "stream_typed_instants": settings.stream_typed_instants}  # LAKEHOUSE_STREAM_TYPED_INSTANTS of the run
 
 
-QUERIES = ("hot", "landing", "dead_letters")
+QUERIES = ("hot", "landing")
 
 
 def query_split(store, since: datetime) -> dict[str, dict]:
     """Per streaming query since ``since``: micro-batches, Kafka records read, and the time its batches took
-    (``stream_progress``): the landing and the dead letters read the whole topic too and share the cores."""
+    (``stream_progress``): the landing reads the whole topic too and shares the cores."""
     rows = store.query_arrow(
         "SELECT query_name, count() AS batches, sum(input_rows) AS records, sum(duration_ms) AS batch_ms, "
         "max(input_rows) AS largest FROM stream_progress WHERE finished_at >= "

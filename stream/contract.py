@@ -67,7 +67,7 @@ class RecordContract:
     """``mapInArrow`` function: Kafka rows (value, topic, partition, offset, timestamp) → contract rows."""
 
     def __init__(self, max_age: timedelta, max_future: timedelta, columnar: bool = True,
-                 rejections_only: bool = False, instants: bool = False) -> None:
+                 rejections_only: bool = False, instants: bool = False, rejections_to: Any = None) -> None:
         self.max_age = max_age
         self.max_future = max_future
         self.columnar = columnar  # False: every record through events_of_record (the reference, for tests)
@@ -76,6 +76,10 @@ class RecordContract:
         self.rejections_only = rejections_only
         # True: rows of TYPED_CONTRACT_ARROW_SCHEMA (instants typed, ``typed_instants``) come out of the call.
         self.instants = instants
+        # A pyspark Accumulator of lists (``stream.landing.DeadLetters``): the rejections' ``dead_letter`` JSON is
+        # added to it instead of coming out as rows, so one pass of a query yields its valid events to Spark and its
+        # dead letters to the driver (the ``landing`` query).
+        self.rejections_to = rejections_to
 
     @property
     def ddl(self) -> str:
@@ -85,6 +89,11 @@ class RecordContract:
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             rows = self.apply(batch, datetime.now(UTC))
+            if self.rejections_to is not None:
+                rejected = pc.is_valid(rows.column("dead_letter"))
+                if pc.any(rejected).as_py():
+                    self.rejections_to.add(rows.filter(rejected).column("dead_letter").to_pylist())
+                    rows = rows.filter(pc.invert(rejected))
             yield typed_instants(rows) if self.instants else rows
 
     def apply(self, batch: pa.RecordBatch, now: datetime) -> pa.RecordBatch:

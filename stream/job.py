@@ -9,7 +9,7 @@ streaming queries read the topic independently, each with its own checkpoint:
   1-minute partial rollups to the hot tier. Every write carries a token derived from the micro-batch
   id, so a batch replayed after a crash is a no-op in ClickHouse: exactly once end to end. Events of
   hours the batch layer closed by the wall clock (``hour_closings``) are late too.
-* ``landing`` judges each record once for two sinks (``LandingWriter``):
+* ``landing`` judges each record once for two sinks (``stream.landing``):
   - every record or event that breaks the contract goes to the dead-letter topic with its reason and
     source partition/offset, counted by reason in ``stream_dead_letters``
     (``lakehouse_stream_dead_letter_events`` in GET /metrics). Invalid input never reaches the
@@ -46,7 +46,7 @@ from common.settings import Settings
 from common.spark import spark_session
 from stream.checkpoints import clear_unstarted, write_checkpoints_directly
 from stream.dedup import checkpoint_dedup, drop_duplicates
-from stream.landing import DeadLetterWriter, landing_writer, retire_dead_letter_query
+from stream.landing import DeadLetters, DeadLetterWriter, landing_writer, retire_dead_letter_query
 from stream.records import contract_rows, valid_events
 from stream.retry import PermanentHotStoreError, with_retry
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
@@ -313,8 +313,10 @@ def start_stream(
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
     dead_letters = DeadLetterWriter(settings, store, prefix, progress)
     retire_dead_letter_query(spark, settings, checkpoints, dead_letters, progress)
+    letters = spark.sparkContext.accumulator([], DeadLetters())
     landing = (
-        landing_writer(contract_rows(kafka(None), settings), settings, f"{checkpoints}/landing", dead_letters)
+        landing_writer(contract_rows(kafka(None), settings, rejections_to=letters), settings, f"{checkpoints}/landing",
+                       dead_letters, letters)
         .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()

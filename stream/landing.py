@@ -3,8 +3,9 @@
 Until 2026-11-28 the dead letters had a streaming query of their own, which read every record from Kafka
 again, shipped it to a Python worker and judged it again, on the same two cores as the ``hot`` query:
 about as much batch time as the hot query's, for rows that are almost never there (docs/benchmarks.md). Now
-the landing's micro-batch is judged once and persisted; its rejections go to the dead-letter topic and its
-valid events (late ones too) into the lake's landing area, through Spark's own file sink.
+the landing's micro-batch is judged once: its valid events (late ones too) land in the lake's landing area
+through Spark's own file sink, and the same pass hands its rejections to the driver, which sends them to the
+dead-letter topic.
 
 ``retire_dead_letter_query`` moves a stream of the earlier shape onto this one without losing a dead letter.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 from py4j.java_gateway import JavaClass
+from pyspark.accumulators import Accumulator, AccumulatorParam
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import DataStreamWriter
@@ -37,8 +39,21 @@ DEAD_LETTER_COUNTS = pa.schema([("batch_id", pa.uint64()), ("finished_at", pa.ti
 SINK_CLASS = "lakehouse.stream.LandingSink"
 
 
+class DeadLetters(AccumulatorParam):
+    """A pyspark accumulator of dead letters (JSON text): the contract's Python workers add a batch's rejections to
+    it (``RecordContract(rejections_to=…)``), and the driver reads them once the micro-batch's job is done. Only the
+    successful attempt of a task counts, so a retried task does not send its letters twice."""
+
+    def zero(self, value: list[str]) -> list[str]:
+        return []
+
+    def addInPlace(self, value1: list[str], value2: list[str]) -> list[str]:
+        value1.extend(value2)
+        return value1
+
+
 class DeadLetterWriter:
-    """Rejection rows (``dead_letter``) to the dead-letter topic, then counted by reason in ``stream_dead_letters``.
+    """Dead letters (``dead_letter`` JSON) to the dead-letter topic, then counted by reason in ``stream_dead_letters``.
 
     The topic write is at least once (a batch replayed after a crash sends its dead letters again;
     each carries its source partition/offset/index, so a reader can tell); the counts carry a token,
@@ -60,10 +75,9 @@ class DeadLetterWriter:
                                            linger_ms=5, retries=5)
         return self._producer
 
-    def __call__(self, rejections: DataFrame, batch_id: int, namespace: str = "landing") -> None:
-        """Send and count ``rejections`` of micro-batch ``batch_id``; ``namespace`` keeps the counts' insert tokens
-        apart from those of other batch-id sequences (the retired query's, its catch-up)."""
-        letters = rejections.select("dead_letter").toArrow().column("dead_letter").to_pylist()
+    def __call__(self, letters: list[str], batch_id: int, namespace: str = "landing") -> None:
+        """Send and count the ``letters`` of micro-batch ``batch_id``; ``namespace`` keeps the counts' insert tokens
+        apart from those of other batch-id sequences (the retired query's catch-up)."""
         if not letters:
             return
         producer = self._kafka()
@@ -76,7 +90,7 @@ class DeadLetterWriter:
             reason = orjson.loads(letter)["reason_class"]
             by_reason[reason] = by_reason.get(reason, 0) + 1
         now = datetime.now(UTC)
-        counts = pa.table({"batch_id": [max(batch_id, 0)] * len(by_reason), "finished_at": [now] * len(by_reason),
+        counts = pa.table({"batch_id": [batch_id] * len(by_reason), "finished_at": [now] * len(by_reason),
                            "reason": list(by_reason), "events": list(by_reason.values())}, schema=DEAD_LETTER_COUNTS)
         with_retry(lambda: self._store.insert_arrow(
             "stream_dead_letters", counts, token=f"{self._prefix}:{namespace}:{batch_id}:dead_letters"),
@@ -95,17 +109,20 @@ def with_partitions(events: DataFrame) -> DataFrame:
 class LandingWriter:
     """``foreachBatch`` target of the ``landing`` query.
 
-    A batch of contract rows (with ``dead_letter``) is persisted, so the contract's Python work runs once for
-    both sinks: first its rejections go to the dead-letter topic (``dead_letters``), then its valid events
-    land. A batch without ``dead_letter`` (events some test replays) only lands. The landing is Spark's
-    file sink run per batch (``stream/jvm``'s ``LandingSink``): a batch id its ``_spark_metadata`` log holds
-    writes nothing again, so a replay after a crash lands once, and sends its dead letters again (at least
-    once, like the topic writes before).
+    Its rows are the contract's valid events; the same pass adds the batch's rejections to ``letters`` (an
+    accumulator of ``DeadLetters``), so each record is read and judged once for both sinks, and nothing is cached.
+    The landing is Spark's file sink run per batch (``stream/jvm``'s ``LandingSink``): a batch id its
+    ``_spark_metadata`` log holds writes nothing again, so a replay after a crash lands once. The dead letters are
+    sent after the landing: a batch replayed after a crash between the two finds itself committed, so it is run to
+    Spark's ``noop`` sink only to judge its records again and send their dead letters (at least once, like every
+    topic write of the stream). Without ``dead_letters`` (tests replaying events) the batch only lands.
     """
 
-    def __init__(self, settings: Settings, dead_letters: DeadLetterWriter | None = None) -> None:
+    def __init__(self, settings: Settings, dead_letters: DeadLetterWriter | None = None,
+                 letters: Accumulator | None = None) -> None:
         self._path = spark_uri(landing_path(settings))
         self._dead_letters = dead_letters
+        self._letters = letters
         self._sink = None
 
     def _landing_sink(self, batch: DataFrame):  # a py4j JavaObject of SINK_CLASS
@@ -118,28 +135,24 @@ class LandingWriter:
         return self._sink
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        judged = "dead_letter" in batch.columns
-        if not judged:
-            self._land(batch, batch_id)
-            return
-        batch.persist()
-        try:
-            if self._dead_letters is not None:
-                self._dead_letters(batch.where(F.col("dead_letter").isNotNull()), batch_id)
-            self._land(valid_events(batch), batch_id)
-        finally:
-            batch.unpersist()
-
-    def _land(self, events: DataFrame, batch_id: int) -> None:
-        rows = with_partitions(events)
-        self._landing_sink(rows).addBatch(batch_id, rows._jdf)
+        events = with_partitions(valid_events(batch) if "dead_letter" in batch.columns else batch)
+        sink = self._landing_sink(events)
+        if self._letters is not None:
+            self._letters.value = []
+        if sink.committed(batch_id) and self._letters is not None:
+            events.write.format("noop").mode("overwrite").save()
+        else:
+            sink.addBatch(batch_id, events._jdf)
+        if self._dead_letters is not None and self._letters is not None:
+            self._dead_letters(list(self._letters.value), batch_id)
 
 
-def landing_writer(rows: DataFrame, settings: Settings, checkpoint: str,
-                   dead_letters: DeadLetterWriter | None = None) -> DataStreamWriter:
-    """The ``landing`` query's sink over ``rows`` (contract rows, or valid events alone) with its checkpoint; the
-    trigger, name and start are the caller's."""
-    return rows.writeStream.foreachBatch(LandingWriter(settings, dead_letters)).option("checkpointLocation", checkpoint)
+def landing_writer(rows: DataFrame, settings: Settings, checkpoint: str, dead_letters: DeadLetterWriter | None = None,
+                   letters: Accumulator | None = None) -> DataStreamWriter:
+    """The ``landing`` query's sink over ``rows`` (the contract's valid events, its rejections added to ``letters``)
+    with its checkpoint; the trigger, name and start are the caller's."""
+    writer = LandingWriter(settings, dead_letters, letters)
+    return rows.writeStream.foreachBatch(writer).option("checkpointLocation", checkpoint)
 
 
 def committed_offsets(checkpoint: Path) -> dict[str, dict[str, int]] | None:
@@ -189,8 +202,8 @@ def retire_dead_letter_query(spark: SparkSession, settings: Settings, checkpoint
         records = (spark.read.format("kafka").option("kafka.bootstrap.servers", settings.kafka_bootstrap)
                    .option("subscribe", ",".join(start)).option("startingOffsets", json.dumps(start))
                    .option("endingOffsets", json.dumps(end)).option("failOnDataLoss", "false").load())
-        rows = contract_rows(records, settings, rejections_only=True)
-        dead_letters(rows.where(F.col("dead_letter").isNotNull()), 0,
+        rows = contract_rows(records, settings, rejections_only=True).where(F.col("dead_letter").isNotNull())
+        dead_letters(rows.select("dead_letter").toArrow().column("dead_letter").to_pylist(), 0,
                      namespace=f"retired-{hashlib.sha1(json.dumps(end, sort_keys=True).encode()).hexdigest()[:12]}")
     retired = folder.with_name("dead_letters.retired")
     shutil.rmtree(retired, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -11,16 +12,19 @@ from common.settings import Settings
 from stream.contract import RecordContract
 
 
-def contract_rows(kafka: DataFrame, settings: Settings, rejections_only: bool = False) -> DataFrame:
+def contract_rows(kafka: DataFrame, settings: Settings, rejections_only: bool = False,
+                  rejections_to: Any = None) -> DataFrame:
     """Kafka records → one row per valid event (normalized) or per rejection (``dead_letter`` set);
-    with ``rejections_only``, the rejections alone (``stream.landing.retire_dead_letter_query``'s catch-up).
+    with ``rejections_only``, the rejections alone (``stream.landing.retire_dead_letter_query``'s catch-up); with
+    ``rejections_to`` (an accumulator, ``stream.landing.DeadLetters``), the valid events alone, the rejections'
+    ``dead_letter`` going to the accumulator (the ``landing`` query).
 
     Records that do not come from Kafka (files replayed as records by the archive tests) have no
     Kafka timestamp: they are judged against the receive time their ingestion point stamped.
     """
     contract = RecordContract(timedelta(days=settings.ingest_max_age_days),
                               timedelta(seconds=settings.ingest_max_future_seconds), rejections_only=rejections_only,
-                              instants=settings.stream_typed_instants)
+                              instants=settings.stream_typed_instants, rejections_to=rejections_to)
     value = F.col("value").cast("binary")
     topic = F.col("topic") if "topic" in kafka.columns else F.lit(settings.kafka_topic)
     kafka_time = F.col("timestamp") if "timestamp" in kafka.columns else F.get_json_object(

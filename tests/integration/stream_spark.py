@@ -15,8 +15,9 @@ def stream_spark_session(settings: Settings, name: str, jars: Sequence[str] = ()
     """``spark_session`` with the stream's operators jar (compiled once per cache, as ``lakehouse stream`` does).
 
     In a JVM an earlier module launched, ``spark.jars`` reaches the tasks but not the driver's class loader, which a
-    stream job's own JVM has it in from its start: ``ADD JAR`` puts it there too."""
-    jar = str(build_stream_operators(settings))
-    session = spark_session(settings, name, [*jars, jar])
-    session.sql(f"ADD JAR '{jar}'")
+    stream job's own JVM has them in from its start: ``ADD JAR`` puts them there too."""
+    jars = [*jars, str(build_stream_operators(settings))]
+    session = spark_session(settings, name, jars)
+    for jar in jars:
+        session.sql(f"ADD JAR '{jar}'")
     return session

@@ -2,11 +2,14 @@ package lakehouse.stream;
 
 import java.util.List;
 
+import org.apache.hadoop.fs.Path;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat;
 import org.apache.spark.sql.execution.streaming.sinks.FileStreamSink;
+import org.apache.spark.sql.execution.streaming.sinks.FileStreamSinkLog;
 
+import scala.Option;
 import scala.collection.immutable.Map;
 import scala.jdk.javaapi.CollectionConverters;
 
@@ -23,11 +26,20 @@ import scala.jdk.javaapi.CollectionConverters;
  */
 public final class LandingSink {
     private final FileStreamSink sink;
+    private final FileStreamSinkLog log;
 
     public LandingSink(Dataset<Row> any, String path) {
         Map<String, String> options = new Map.Map2<>("path", path, "compression", "zstd");
         sink = new FileStreamSink(any.sparkSession(), path, new ParquetFileFormat(),
                 CollectionConverters.asScala(List.of("dt", "hour")).toSeq(), options);
+        log = new FileStreamSinkLog(FileStreamSinkLog.VERSION(), any.sparkSession(),
+                new Path(path, FileStreamSink.metadataDir()).toString(), Option.empty());
+    }
+
+    /** True when the log already holds {@code batchId}: {@link #addBatch} would write nothing. */
+    public boolean committed(long batchId) {
+        Option<Object> latest = log.getLatestBatchId();
+        return latest.isDefined() && batchId <= (Long) latest.get();
     }
 
     /** Writes {@code events} (with {@code dt} and {@code hour} columns) as micro-batch {@code batchId}, once. */
