@@ -1,10 +1,12 @@
-"""Upgrading a stream of three queries (`hot`, `landing`, `dead_letters`) to the two of today loses no dead letter.
+"""The ``landing`` query's dead letters: none lost when a micro-batch is replayed, or when a stream is upgraded.
 
-The retired ``dead_letters`` query kept its own checkpoint. When it stopped behind the landing, the records between
-the two are judged once at the first start of the new version (``stream.landing.retire_dead_letter_query``) and their
-dead letters sent, read here back from the dead-letter topic; records either query had judged before are not sent
-again, and the old checkpoint is set aside so the catch-up happens once. Real Kafka, Spark and hot node; the
-checkpoints are written as Spark writes them (``v1``, the batch's metadata, the source's offsets).
+A replayed micro-batch that had already landed writes no file again and still sends its dead letters (at least
+once). Upgrading a stream of three queries (``hot``, ``landing``, ``dead_letters``) to the two of today: the retired
+``dead_letters`` query kept its own checkpoint. When it stopped behind the landing, the records between the two are
+judged once at the first start of the new version (``stream.landing.retire_dead_letter_query``) and their dead
+letters sent, read here back from the dead-letter topic; records either query had judged before are not sent again,
+and the old checkpoint is set aside so the catch-up happens once. Real Kafka, Spark and hot node; the checkpoints
+are written as Spark writes them (``v1``, the batch's metadata, the source's offsets).
 """
 
 from __future__ import annotations
@@ -15,15 +17,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from pyspark.sql import SparkSession
 
 from common.hot_store import HotStore
+from common.lake import committed_files, landing_path
 from common.settings import Settings
 from stack.maven import spark_jars
-from stream.landing import DeadLetterWriter, retire_dead_letter_query
+from stream.landing import DeadLetters, DeadLetterWriter, LandingWriter, retire_dead_letter_query
+from stream.records import contract_rows
 from tests.integration.stream_spark import stream_spark_session
 
 pytestmark = pytest.mark.integration
@@ -96,3 +101,30 @@ def test_the_records_the_retired_query_had_not_judged_are_dead_lettered_once(
     # Once retired, a second start judges nothing again.
     retire_dead_letter_query(spark, settings, str(checkpoints), writer, lines.append)
     assert len(_letters_of(settings, topic)) == len(letters)
+
+
+def test_a_replayed_batch_lands_once_and_sends_its_dead_letters_again(
+        spark: SparkSession, settings: Settings, hot: HotStore, tmp_path: Path) -> None:
+    topic = f"replay-{uuid.uuid4().hex[:8]}"  # only named in the records: the dead letters are told apart by it
+    lake = settings.model_copy(update={"lake_uri": str(tmp_path / "lake")})
+    now = datetime.now(UTC)
+    stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z").encode()
+    records = spark.createDataFrame(
+        [(record.replace(b"NOW", stamp), topic, 0, offset, now) for offset, record in enumerate(RECORDS)],
+        "value binary, topic string, partition int, offset long, timestamp timestamp")
+    letters = spark.sparkContext.accumulator([], DeadLetters())
+    lines: list[str] = []
+    writer = LandingWriter(lake, DeadLetterWriter(settings, hot, f"test-{topic}", lines.append), letters)
+    rows = contract_rows(records, lake, rejections_to=letters)
+
+    writer(rows, 0)
+    landed = committed_files(landing_path(lake))
+    users = [user for path in landed for user in pq.read_table(path).column("user_id").to_pylist()]
+    assert users == ["1", "1"]  # the two valid records, one event each
+    invalid = {1, 2, 3, 5, 6, 7}
+    sent = [d["offset"] for d in _letters_of(settings, topic)]
+    assert set(sent) == invalid and not any(d["offset"] in (0, 4) for d in _letters_of(settings, topic))
+
+    writer(rows, 0)  # Spark replays batch 0 after a crash between its landing and its dead letters
+    assert committed_files(landing_path(lake)) == landed
+    assert sorted(d["offset"] for d in _letters_of(settings, topic)) == sorted(sent * 2)
