@@ -1,6 +1,6 @@
 """The ``landing`` query: each Kafka record judged once by the event contract, for two sinks.
 
-Until 2026-11-28 the dead letters had a streaming query of their own, which read every record from Kafka
+Until 2026-11-27 the dead letters had a streaming query of their own, which read every record from Kafka
 again, shipped it to a Python worker and judged it again, on the same two cores as the ``hot`` query:
 about as much batch time as the hot query's, for rows that are almost never there (docs/benchmarks.md). Now
 the landing's micro-batch is judged once: its valid events (late ones too) land in the lake's landing area
@@ -120,6 +120,8 @@ class LandingWriter:
 
     def __init__(self, settings: Settings, dead_letters: DeadLetterWriter | None = None,
                  letters: Accumulator | None = None) -> None:
+        if (dead_letters is None) != (letters is None):
+            raise ValueError("the dead letters' writer and their accumulator go together")
         self._path = spark_uri(landing_path(settings))
         self._dead_letters = dead_letters
         self._letters = letters
@@ -137,14 +139,15 @@ class LandingWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         events = with_partitions(valid_events(batch) if "dead_letter" in batch.columns else batch)
         sink = self._landing_sink(events)
-        if self._letters is not None:
-            self._letters.value = []
-        if sink.committed(batch_id) and self._letters is not None:
+        if self._letters is None:
+            sink.addBatch(batch_id, events._jdf)
+            return
+        self._letters.value = []
+        if sink.committed(batch_id):
             events.write.format("noop").mode("overwrite").save()
         else:
             sink.addBatch(batch_id, events._jdf)
-        if self._dead_letters is not None and self._letters is not None:
-            self._dead_letters(list(self._letters.value), batch_id)
+        self._dead_letters(list(self._letters.value), batch_id)
 
 
 def landing_writer(rows: DataFrame, settings: Settings, checkpoint: str, dead_letters: DeadLetterWriter | None = None,

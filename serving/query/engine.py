@@ -29,7 +29,7 @@ from common import day_rollups
 from common.hot_store import HotStore, is_remote, write_count
 from common.settings import Settings
 from serving.query import kept_pieces
-from serving.query.buckets import bucket_starts, empty_value
+from serving.query.buckets import bucket_starts, empty_value, floor_bucket
 from serving.query.kept_pieces import KeptPieces
 from serving.query.kpi_rows import base_spec, with_kpis
 from serving.query.sketch_answers import answer_rows, compile_sketch_read
@@ -219,6 +219,10 @@ class QueryEngine:
                 relation = (found.sql, found.params)
                 if count is not None and found.shaped is not None and _summed_only(spec):
                     return self._run_hot_in_parts(spec, segment, tenant, whole, found, count)
+                if count is not None and found.shaped is not None and _bucketed_users(spec):
+                    rows = self._run_hot_by_buckets(spec, segment, tenant, whole, found.shaped, count, shape, day_rows)
+                    if rows is not None:
+                        return rows
         sql, params = compile_segment(spec, segment, tenant, whole=whole, timeout_seconds=self._timeout,
                                       relation=relation)
         return self._query_hot(sql, params, spec)
@@ -249,6 +253,31 @@ class QueryEngine:
                                           timeout_seconds=self._timeout, relation=(part.sql, part.params))
             read = partial(self._query_hot, sql, params, spec)
             pieces.append(self.kept_pieces.rows_of(count, sql, params, read) if keep else read())
+        return _merge(spec, pieces, final=whole)
+
+    def _run_hot_by_buckets(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool, shaped: day_rollups.Part,
+                            count: int, shape: str, day_rows: bool) -> list[dict[str, Any]] | None:
+        """Unique users by bucket: the buckets that lie wholly in the builds' part read once per hour
+        (``kept_pieces``), the later ones now. Two parts' users are never added: the split is a bucket boundary, so
+        each bucket comes whole from one part. None when the builds hold no whole bucket before the rest's hours
+        (then the range is read at once)."""
+        assert self.kept_pieces is not None and spec.granularity is not None
+        split = floor_bucket(shaped.end.replace(tzinfo=UTC), spec.granularity, spec.tz)
+        if not segment.start < split < segment.end:
+            return None
+        head = day_rollups.read(self._store, segment.start, split, shape, day_rows,
+                                kept=self.kept_builds, reach_rows=self.reach_rows)
+        if head is None or head.shaped is None or head.rest is not None:
+            return None  # an hour before the split is not in a valid build: its rows can change at any time
+        tail = day_rollups.read(self._store, split, segment.end, shape, day_rows,
+                                kept=self.kept_builds, reach_rows=self.reach_rows)
+        pieces = []
+        for part, relation in ((replace(segment, end=split), (head.shaped.sql, head.shaped.params)),
+                               (replace(segment, start=split), (tail.sql, tail.params) if tail else None)):
+            sql, params = compile_segment(spec, part, tenant, whole=False, timeout_seconds=self._timeout,
+                                          relation=relation)
+            read = partial(self._query_hot, sql, params, spec)
+            pieces.append(self.kept_pieces.rows_of(count, sql, params, read) if part.end == split else read())
         return _merge(spec, pieces, final=whole)
 
     def _run_sketches(self, spec: QuerySpec, segment: Segment, tenant: str,
@@ -328,6 +357,13 @@ def _summed_only(spec: QuerySpec) -> bool:
     """Whether every metric of ``spec``'s answer is a sum (events, revenue), so parts of a range add up exactly (not
     unique users), and each metric it filters on is in the answer."""
     return (all(METRICS[m].measure != "users" for m in spec.metrics)
+            and all(f.field in spec.metrics for f in spec.filters if f.on_metric))
+
+
+def _bucketed_users(spec: QuerySpec) -> bool:
+    """Whether ``spec`` asks unique users per time bucket (so a range split at a bucket boundary adds no user twice),
+    and each metric it filters on is in the answer."""
+    return (spec.granularity is not None and any(METRICS[m].measure == "users" for m in spec.metrics)
             and all(f.field in spec.metrics for f in spec.filters if f.on_metric))
 
 
