@@ -46,5 +46,5 @@ def valid_events(rows: DataFrame) -> DataFrame:
 
 
 def parse_events(kafka: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka records → typed valid events (what the hot query reads)."""
+    """Kafka records → typed valid events (the hot query's input; tests replay archived records through it)."""
     return valid_events(contract_rows(kafka, settings))
