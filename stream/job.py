@@ -46,7 +46,13 @@ from common.settings import Settings
 from common.spark import spark_session
 from stream.checkpoints import clear_unstarted, write_checkpoints_directly
 from stream.dedup import checkpoint_dedup, drop_duplicates
-from stream.landing import DeadLetters, DeadLetterWriter, landing_writer, retire_dead_letter_query
+from stream.landing import (
+    DeadLetters,
+    DeadLetterWriter,
+    forget_retired_progress,
+    landing_writer,
+    retire_dead_letter_query,
+)
 from stream.records import contract_rows, valid_events
 from stream.retry import PermanentHotStoreError, with_retry
 from stream.shutdown import QUERY_STOP_SECONDS, STOP_SECONDS, stop_signals, stop_within
@@ -177,6 +183,12 @@ class HotTierWriter:
         )
 
 
+#: A row of ``stream_progress`` (sql/clickhouse/003_stream_progress.sql, 010_stream_progress_offsets.sql).
+STREAM_PROGRESS = pa.schema([
+    ("query_name", pa.string()), ("batch_id", pa.uint64()), ("finished_at", pa.timestamp("ms", "UTC")),
+    ("input_rows", pa.uint64()), ("late_rows", pa.uint64()), ("duration_ms", pa.uint64()),
+    ("watermark", pa.timestamp("ms", "UTC")), ("end_offsets", pa.string()),
+])
 PROGRESS_WAIT_SECONDS = 120.0  # a hot node restarting; longer, and the listener (not the stream) gives up on one row
 
 
@@ -214,11 +226,7 @@ class ProgressRecorder(StreamingQueryListener):
             "watermark": [_parse_time(watermark) if watermark else None],
             "end_offsets": [(p.sources[0].endOffset or "") if p.sources else ""],  # consumer lag in GET /metrics
         }
-        table = pa.table(row, schema=pa.schema([
-            ("query_name", pa.string()), ("batch_id", pa.uint64()), ("finished_at", pa.timestamp("ms", "UTC")),
-            ("input_rows", pa.uint64()), ("late_rows", pa.uint64()), ("duration_ms", pa.uint64()),
-            ("watermark", pa.timestamp("ms", "UTC")), ("end_offsets", pa.string()),
-        ]))
+        table = pa.table(row, schema=STREAM_PROGRESS)
         recording = time.perf_counter()
         try:  # waited for like the writer's inserts: the row carries the batch's late count, which nothing else keeps
             with_retry(lambda: self._store.insert_arrow(
@@ -313,6 +321,7 @@ def start_stream(
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "landing")
     dead_letters = DeadLetterWriter(settings, store, prefix, progress)
     retire_dead_letter_query(spark, settings, checkpoints, dead_letters, progress)
+    forget_retired_progress(store, progress)
     letters = spark.sparkContext.accumulator([], DeadLetters())
     landing = (
         landing_writer(contract_rows(kafka(None), settings, rejections_to=letters), settings, f"{checkpoints}/landing",

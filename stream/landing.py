@@ -169,6 +169,21 @@ def committed_offsets(checkpoint: Path) -> dict[str, dict[str, int]] | None:
     return json.loads(lines[2])
 
 
+RETIRED_PROGRESS_SQL = "SELECT count() AS n FROM stream_progress WHERE query_name = 'dead_letters'"
+FORGET_RETIRED_PROGRESS = ("ALTER TABLE stream_progress DELETE WHERE query_name = 'dead_letters' "
+                           "SETTINGS mutations_sync = 2")
+
+
+def forget_retired_progress(store: HotStore, progress: Callable[[str], None]) -> None:
+    """Delete the retired ``dead_letters`` query's rows in ``stream_progress``, if any: else GET /metrics would show
+    its last batch ageing and its lag growing for the table's 30 days, an alarm about a query that no longer runs."""
+    rows: list[dict] = []
+    with_retry(lambda: rows.extend(store.query_arrow(RETIRED_PROGRESS_SQL).to_pylist()), "stream_progress", progress)
+    if rows and rows[0]["n"]:
+        with_retry(lambda: store.command(FORGET_RETIRED_PROGRESS), "stream_progress", progress)
+        progress(f"stream_progress: the retired `dead_letters` query's {rows[0]['n']:,} rows deleted")
+
+
 def retire_dead_letter_query(spark: SparkSession, settings: Settings, checkpoints: str, dead_letters: DeadLetterWriter,
                              progress: Callable[[str], None]) -> None:
     """Retire the checkpoint of the former ``dead_letters`` query (``<checkpoints>/dead_letters``), once.

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -27,7 +28,14 @@ from common.hot_store import HotStore
 from common.lake import committed_files, landing_path
 from common.settings import Settings
 from stack.maven import spark_jars
-from stream.landing import DeadLetters, DeadLetterWriter, LandingWriter, retire_dead_letter_query
+from stream.job import STREAM_PROGRESS
+from stream.landing import (
+    DeadLetters,
+    DeadLetterWriter,
+    LandingWriter,
+    forget_retired_progress,
+    retire_dead_letter_query,
+)
 from stream.records import contract_rows
 from tests.integration.stream_spark import stream_spark_session
 
@@ -88,7 +96,11 @@ def test_the_records_the_retired_query_had_not_judged_are_dead_lettered_once(
     _checkpoint(checkpoints / "landing", 7, topic, LANDED)
     lines: list[str] = []
     writer = DeadLetterWriter(settings, hot, f"test-{topic}", lines.append)
+    hot.insert_arrow("stream_progress", pa.table(  # a row the retired query's progress listener wrote
+        {"query_name": ["dead_letters"], "batch_id": [41], "finished_at": [datetime.now(UTC)], "input_rows": [2],
+         "late_rows": [0], "duration_ms": [90], "watermark": [None], "end_offsets": [""]}, schema=STREAM_PROGRESS))
     retire_dead_letter_query(spark, settings, str(checkpoints), writer, lines.append)
+    forget_retired_progress(hot, lines.append)
 
     # Offsets 2..5 were landed but never judged for dead letters: the invalid ones among them are sent now.
     letters = _letters_of(settings, topic)
@@ -97,6 +109,8 @@ def test_the_records_the_retired_query_had_not_judged_are_dead_lettered_once(
     assert not (checkpoints / "dead_letters").exists()
     assert (checkpoints / "dead_letters.retired" / "commits" / "41").exists()
     assert any("4 records behind the landing" in line for line in lines), lines
+    assert hot.query_arrow("SELECT count() AS n FROM stream_progress WHERE query_name = 'dead_letters'"
+                           ).to_pylist() == [{"n": 0}], "GET /metrics shows no query that no longer runs"
 
     # Once retired, a second start judges nothing again.
     retire_dead_letter_query(spark, settings, str(checkpoints), writer, lines.append)
