@@ -1,11 +1,11 @@
 """The ``landing`` query: each Kafka record judged once by the event contract, for two sinks.
 
-Until 2026-11-27 the dead letters had a streaming query of their own, which read every record from Kafka
-again, shipped it to a Python worker and judged it again, on the same two cores as the ``hot`` query:
-about as much batch time as the hot query's, for rows that are almost never there (docs/benchmarks.md). Now
-the landing's micro-batch is judged once: its valid events (late ones too) land in the lake's landing area
-through Spark's own file sink, and the same pass hands its rejections to the driver, which sends them to the
-dead-letter topic.
+Until the eleventh session (2026-11-27) the dead letters had a streaming query of their own, which read every
+record from Kafka again, shipped it to a Python worker and judged it again, on the same two cores as the ``hot``
+query: about as much batch time as the hot query's, for rows that are almost never there (docs/benchmarks.md). Now
+the landing's micro-batch is judged once: its valid events (late ones too) land in the lake's landing area through
+Spark's own file sink, and the same pass hands its rejections to the driver, which sends them to the dead-letter
+topic.
 
 ``retire_dead_letter_query`` moves a stream of the earlier shape onto this one without losing a dead letter.
 """
@@ -199,7 +199,7 @@ def retire_dead_letter_query(spark: SparkSession, settings: Settings, checkpoint
     if folder is None or landing is None:
         if "://" in checkpoints:
             progress(f"checkpoints in {checkpoints}: a `dead_letters` query of an earlier version is not looked for "
-                     "there (docs/operations.md, the stream's two queries)")
+                     "there (docs/operations.md: upgrading from three queries)")
         return
     if not folder.is_dir():
         return
