@@ -244,16 +244,11 @@ class QueryEngine:
     def _run_hot_in_parts(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool,
                           found: day_rollups.Read, count: int) -> list[dict[str, Any]]:
         """The builds' shaped rows grouped once per hour (``kept_pieces``), the rest read now, summed by key."""
-        assert self.kept_pieces is not None and found.shaped is not None
+        assert found.shaped is not None
         parts = [(found.shaped, True), *([(found.rest, False)] if found.rest is not None else [])]
-        pieces = []
-        for part, keep in parts:
-            start, end = (t.replace(tzinfo=UTC) for t in (part.start, part.end))
-            sql, params = compile_segment(spec, replace(segment, start=start, end=end), tenant, whole=False,
-                                          timeout_seconds=self._timeout, relation=(part.sql, part.params))
-            read = partial(self._query_hot, sql, params, spec)
-            pieces.append(self.kept_pieces.rows_of(count, sql, params, read) if keep else read())
-        return _merge(spec, pieces, final=whole)
+        return self._read_parts(spec, tenant, whole, count, [
+            (replace(segment, start=part.start.replace(tzinfo=UTC), end=part.end.replace(tzinfo=UTC)),
+             (part.sql, part.params), keep) for part, keep in parts])
 
     def _run_hot_by_buckets(self, spec: QuerySpec, segment: Segment, tenant: str, whole: bool, shaped: day_rollups.Part,
                             count: int, shape: str, day_rows: bool) -> list[dict[str, Any]] | None:
@@ -261,7 +256,7 @@ class QueryEngine:
         (``kept_pieces``), the later ones now. Two parts' users are never added: the split is a bucket boundary, so
         each bucket comes whole from one part. None when the builds hold no whole bucket before the rest's hours
         (then the range is read at once)."""
-        assert self.kept_pieces is not None and spec.granularity is not None
+        assert spec.granularity is not None
         split = floor_bucket(shaped.end.replace(tzinfo=UTC), spec.granularity, spec.tz)
         if not segment.start < split < segment.end:
             return None
@@ -271,13 +266,21 @@ class QueryEngine:
             return None  # an hour before the split is not in a valid build: its rows can change at any time
         tail = day_rollups.read(self._store, split, segment.end, shape, day_rows,
                                 kept=self.kept_builds, reach_rows=self.reach_rows)
+        return self._read_parts(spec, tenant, whole, count, [
+            (replace(segment, end=split), (head.shaped.sql, head.shaped.params), True),
+            (replace(segment, start=split), (tail.sql, tail.params) if tail else None, False)])
+
+    def _read_parts(self, spec: QuerySpec, tenant: str, whole: bool, count: int,
+                    parts: list[tuple[Segment, tuple[str, dict[str, Any]] | None, bool]]) -> list[dict[str, Any]]:
+        """Each part (its span, the relation it reads, whether it is kept under ``count``) grouped as ``spec``
+        groups, then merged by key (and, when ``whole``, filtered, ordered and cut as the answer)."""
+        assert self.kept_pieces is not None
         pieces = []
-        for part, relation in ((replace(segment, end=split), (head.shaped.sql, head.shaped.params)),
-                               (replace(segment, start=split), (tail.sql, tail.params) if tail else None)):
+        for part, relation, keep in parts:
             sql, params = compile_segment(spec, part, tenant, whole=False, timeout_seconds=self._timeout,
                                           relation=relation)
             read = partial(self._query_hot, sql, params, spec)
-            pieces.append(self.kept_pieces.rows_of(count, sql, params, read) if part.end == split else read())
+            pieces.append(self.kept_pieces.rows_of(count, sql, params, read) if keep else read())
         return _merge(spec, pieces, final=whole)
 
     def _run_sketches(self, spec: QuerySpec, segment: Segment, tenant: str,
@@ -353,18 +356,22 @@ def _named_rows(table: pa.Table, spec: QuerySpec) -> list[dict[str, Any]]:
     return table.rename_columns([names.get(c, c) for c in table.column_names]).to_pylist()
 
 
+def _filters_answered(spec: QuerySpec) -> bool:
+    """Whether each metric ``spec`` filters on is in its answer: then parts' rows can be filtered once merged."""
+    return all(f.field in spec.metrics for f in spec.filters if f.on_metric)
+
+
 def _summed_only(spec: QuerySpec) -> bool:
     """Whether every metric of ``spec``'s answer is a sum (events, revenue), so parts of a range add up exactly (not
-    unique users), and each metric it filters on is in the answer."""
-    return (all(METRICS[m].measure != "users" for m in spec.metrics)
-            and all(f.field in spec.metrics for f in spec.filters if f.on_metric))
+    unique users), and its metric filters can be applied to the merged rows."""
+    return all(METRICS[m].measure != "users" for m in spec.metrics) and _filters_answered(spec)
 
 
 def _bucketed_users(spec: QuerySpec) -> bool:
     """Whether ``spec`` asks unique users per time bucket (so a range split at a bucket boundary adds no user twice),
-    and each metric it filters on is in the answer."""
+    and its metric filters can be applied to the merged rows."""
     return (spec.granularity is not None and any(METRICS[m].measure == "users" for m in spec.metrics)
-            and all(f.field in spec.metrics for f in spec.filters if f.on_metric))
+            and _filters_answered(spec))
 
 
 def _merge(spec: QuerySpec, pieces: list[list[dict[str, Any]]], final: bool = True) -> list[dict[str, Any]]:
