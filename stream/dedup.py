@@ -10,10 +10,10 @@ keeps the way it was started with (``checkpoint_dedup``), so upgrading never bre
 
 from __future__ import annotations
 
-from py4j.java_gateway import JavaClass
 from pyspark.sql import DataFrame
 
 from stream.checkpoints import local_folder
+from stream.jvm_classes import stream_class
 
 OPERATOR_CLASS = "lakehouse.stream.FirstSeenByBucket"
 WAYS = ("buckets", "spark")
@@ -30,11 +30,7 @@ def drop_duplicates(events: DataFrame, delay_minutes: int, way: str) -> DataFram
     if way != "buckets":
         raise ValueError(f"unknown de-duplication {way!r}; one of {', '.join(WAYS)}")
     spark = events.sparkSession
-    operator = spark.sparkContext._jvm.lakehouse.stream.FirstSeenByBucket
-    if not isinstance(operator, JavaClass):  # py4j answers a package for a class it cannot load
-        raise RuntimeError(
-            f"the stream's operator {OPERATOR_CLASS} is not on Spark's classpath: start the stream with "
-            "`lakehouse stream` (it compiles stream/jvm once), or set LAKEHOUSE_STREAM_DEDUP=spark")
+    operator = stream_class(spark, OPERATOR_CLASS, ", or set LAKEHOUSE_STREAM_DEDUP=spark")
     return DataFrame(operator.apply(events._jdf, delay_minutes * 60_000), spark)
 
 

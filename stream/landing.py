@@ -21,7 +21,6 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-from py4j.java_gateway import JavaClass
 from pyspark.accumulators import Accumulator, AccumulatorParam
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,6 +30,7 @@ from common.hot_store import HotStore
 from common.lake import landing_path, spark_uri
 from common.settings import Settings
 from stream.checkpoints import local_folder
+from stream.jvm_classes import stream_class
 from stream.records import contract_rows, valid_events
 from stream.retry import with_retry
 
@@ -129,11 +129,7 @@ class LandingWriter:
 
     def _landing_sink(self, batch: DataFrame):  # a py4j JavaObject of SINK_CLASS
         if self._sink is None:
-            sink_class = batch.sparkSession.sparkContext._jvm.lakehouse.stream.LandingSink
-            if not isinstance(sink_class, JavaClass):  # py4j answers a package for a class it cannot load
-                raise RuntimeError(f"the stream's {SINK_CLASS} is not on Spark's classpath: start the stream with "
-                                   "`lakehouse stream` (it compiles stream/jvm once)")
-            self._sink = sink_class(batch._jdf, self._path)
+            self._sink = stream_class(batch.sparkSession, SINK_CLASS)(batch._jdf, self._path)
         return self._sink
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
