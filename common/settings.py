@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         description="Lifetime of a cached answer for an open range (ending now): short, so dashboards stay "
         "seconds fresh while a stampede still reaches the hot tier once.",
     )
+    cache_write_poll_seconds: float = Field(
+        default=0.1,
+        description="How often each API process reads the hot tier's write mark: a cached answer of an open range "
+        "stops being fresh at the stream's next write, seen within this long (0: the open TTL alone; "
+        "serving/hot_writes.py).",
+    )
     cache_max_stale_seconds: float = Field(
         default=5.0,
         description="Stale-while-revalidate for open ranges: past its fresh TTL an entry is still answered for up to "

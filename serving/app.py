@@ -25,6 +25,7 @@ from serving.context import Serving, enable_api_keys
 from serving.errors import install_error_handlers
 from serving.fast_reads import FastCachedReads
 from serving.graphql_api.router import graphql_router
+from serving.hot_writes import HotWrites
 from serving.observability import RequestObservability, ServingMetrics, metrics_router
 from serving.query.engine import QueryEngine
 from serving.request_guard import RequestGuard
@@ -100,12 +101,16 @@ def create_app(serving: Serving) -> FastAPI:
     app.state.restatement_listener = listener = RestatementListener(settings.redis_url, cache)
 
     @app.on_event("startup")
-    async def _start_restatement_listener() -> None:  # the batch layer's restated hours drop cached answers
+    async def _start_cache_watchers() -> None:  # restated hours and the stream's writes make cached answers stale
         listener.start()
+        if cache.writes is not None:
+            cache.writes.start()
 
     @app.on_event("shutdown")
-    async def _stop_restatement_listener() -> None:
+    async def _stop_cache_watchers() -> None:
         await listener.stop()
+        if cache.writes is not None:
+            await cache.writes.stop()
 
     app.include_router(dashboards_router(serving))
     app.include_router(report_schedules_router(serving))  # delivered by Dagster (orchestration/reports/)
@@ -151,7 +156,8 @@ def build_serving(settings: Settings, store: HotStore, *, publisher: Publisher |
         settings=settings,
         store=store,
         engine=QueryEngine.for_settings(settings, store),
-        cache=cache if cache is not None else QueryCache(settings.redis_url),
+        cache=cache if cache is not None else QueryCache(
+            settings.redis_url, writes=HotWrites(store, settings.cache_write_poll_seconds)),
         publisher=publisher if publisher is not None else EventPublisher(settings),
     )
     enable_api_keys(serving)  # every endpoint's tenant now comes from the caller's API key

@@ -14,6 +14,9 @@ exactly one request (one per key across processes, through the same lock) recomp
 background. A dashboard never waits for the hot tier on a busy key, and what it sees is never older
 than fresh TTL + ``stale_s``: past that the entry is gone from Redis and the next request computes.
 
+Open entries also stop being fresh as soon as the hot tier is written after them (``serving.hot_writes``): each
+carries the write mark it was computed under, and a later mark makes it stale, then served and refreshed as above.
+
 Restatements replace whole hours of the hot tier from another process (Dagster). Every entry is
 therefore indexed in a per-tenant sorted set (member ``start|end|key``, score = when it expires), so
 ``drop_ranges`` can drop exactly the entries whose range overlaps a restated hour; a per-tenant
@@ -40,12 +43,16 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from common.redis_clients import RawGets, async_redis
+from common.settings import Settings
 from common.sql_files import sql_file
+from serving.hot_writes import HotWrites, superseded
 
-KEY_PREFIX = "lakehouse:q:v1:"
+KEY_PREFIX = "lakehouse:q:v2:"  # v2: the header holds the write mark too
 INDEX_PREFIX = "lakehouse:qidx:v1:"  # per-tenant sorted set of cached ranges
 EPOCH_PREFIX = "lakehouse:qepoch:v1:"  # per-tenant invalidation counter
-_HEADER = struct.Struct(">d")  # an entry is 8 bytes "fresh until" (epoch seconds) followed by the answer
+# an entry is 8 bytes "fresh until" (epoch seconds) and 8 bytes the hot tier's write mark it was computed under
+# (``serving.hot_writes``; 0 when none was watched), followed by the answer
+_HEADER = struct.Struct(">dQ")
 INDEX_KEEP_SECONDS = 3600  # an idle tenant's index disappears this long after its last write
 
 log = logging.getLogger(__name__)
@@ -55,6 +62,14 @@ def cache_key(tenant: str, kind: str, request: dict[str, Any]) -> str:
     """The normalized query (sorted, tenant first) hashed: equal questions share an entry."""
     canonical = json.dumps({"tenant": tenant, "kind": kind, "request": request}, sort_keys=True, default=str)
     return KEY_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def lifetime(settings: Settings, open_range: bool) -> dict[str, Any]:
+    """``get_or_compute``'s ``ttl_s``, ``stale_s`` and ``live`` for an answer of a range ending now (short-lived,
+    served stale while refreshed, superseded by the hot tier's next write) or of a closed one."""
+    if open_range:
+        return {"ttl_s": settings.cache_open_ttl_seconds, "stale_s": settings.cache_max_stale_seconds, "live": True}
+    return {"ttl_s": settings.cache_ttl_seconds, "stale_s": 0.0, "live": False}
 
 
 def index_key(tenant: str) -> str:
@@ -84,6 +99,7 @@ class CacheStats:
     coalesced: int = 0
     bypassed: int = 0
     stale: int = 0  # answered from an entry past its fresh TTL while it is refreshed
+    superseded: int = 0  # entries within their TTL that the hot tier was written after (stale or recomputed)
     refreshes: int = 0  # background refreshes that stored a new answer
     refresh_errors: int = 0
     discarded: int = 0  # answers not stored because an invalidation ran while they were computed
@@ -101,13 +117,16 @@ class CacheStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced, "bypassed": self.bypassed,
-                "stale": self.stale, "refreshes": self.refreshes, "refresh_errors": self.refresh_errors,
+                "stale": self.stale, "superseded": self.superseded, "refreshes": self.refreshes,
+                "refresh_errors": self.refresh_errors,
                 "discarded": self.discarded, "restatements": self.restatements,
                 "restated_entries": self.restated_entries, "hit_ratio": self.hit_ratio()}
 
 
 class QueryCache:
-    def __init__(self, redis_url: str, lock_timeout_s: float = 30.0) -> None:
+    def __init__(self, redis_url: str, lock_timeout_s: float = 30.0, writes: HotWrites | None = None) -> None:
+        # the hot tier's write mark; without it (or while unknown) open entries live their TTL alone
+        self.writes = writes
         self._redis = async_redis(redis_url, timeout_s=0.5)
         self._gets = RawGets(redis_url, timeout_s=0.5)  # the fast path's lookups: a GET at a quarter of the CPU
         self._lock_timeout = lock_timeout_s
@@ -137,8 +156,8 @@ class QueryCache:
         try:
             cached = await (self._gets.get(key) if self._gets.supported else self._redis.get(key))
             if cached is not None:
-                fresh_until, stored = _unpack(cached)
-                if time.time() < fresh_until:
+                fresh_until, mark, stored = _unpack(cached)
+                if self._is_fresh(fresh_until, mark):
                     body = stored
         finally:
             del self._peeks[key]
@@ -156,17 +175,19 @@ class QueryCache:
         *,
         entry_range: EntryRange | None = None,
         stale_s: float = 0.0,
+        live: bool = False,
     ) -> tuple[bytes, str]:
         """The cached answer for ``key`` or the one ``compute`` makes (fresh for ``ttl_s``, then served
         stale for up to ``stale_s`` while one request refreshes it); and how it came: hit, stale, miss,
-        coalesced or bypass. ``entry_range`` makes the entry findable by ``drop_ranges``."""
+        coalesced or bypass. ``entry_range`` makes the entry findable by ``drop_ranges``; a ``live`` entry (an open
+        range's) is also stale once the hot tier is written after it (``serving.hot_writes``)."""
         if key in self._inflight:
             self.stats.coalesced += 1
             return await asyncio.shield(self._inflight[key]), "coalesced"
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            value, how = await self._fetch(key, ttl_s, compute, entry_range, stale_s)
+            value, how = await self._fetch(key, ttl_s, compute, entry_range, stale_s, live)
             future.set_result(value)
             return value, how
         except BaseException as exc:
@@ -176,21 +197,34 @@ class QueryCache:
         finally:
             del self._inflight[key]
 
+    def _is_fresh(self, fresh_until: float, mark: int) -> bool:
+        """Within its fresh time, and (a live entry) no write into the hot tier seen since it was computed."""
+        if time.time() >= fresh_until:
+            return False
+        if mark and self.writes is not None and superseded(mark, self.writes.mark):
+            self.stats.superseded += 1
+            return False
+        return True
+
+    def _mark(self, live: bool) -> int:
+        """The write mark a live entry is kept under, read before its computation reads the hot tier."""
+        return self.writes.mark if live and self.writes is not None else 0
+
     async def _fetch(
         self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
-        stale_s: float,
+        stale_s: float, live: bool,
     ) -> tuple[bytes, str]:
         value: bytes | None = None
         try:
             cached = await self._redis.get(key)
             if cached is not None:
-                fresh_until, body = _unpack(cached)
-                if time.time() < fresh_until:
+                fresh_until, mark, body = _unpack(cached)
+                if self._is_fresh(fresh_until, mark):
                     self.stats.hits += 1
                     return body, "hit"
                 if stale_s > 0:  # (an entry without staleness may outlive its fresh time by the SET's latency)
                     self.stats.stale += 1
-                    await self._refresh_in_background(key, ttl_s, compute, entry_range, stale_s)
+                    await self._refresh_in_background(key, ttl_s, compute, entry_range, stale_s, live)
                     return body, "stale"
             lock = f"{key}:lock"
             deadline = time.monotonic() + self._lock_timeout
@@ -204,13 +238,14 @@ class QueryCache:
                 cached = await self._redis.get(key)
                 if cached is not None:
                     self.stats.coalesced += 1
-                    return _unpack(cached)[1], "coalesced"
+                    return _unpack(cached)[2], "coalesced"
                 if time.monotonic() > deadline:
                     lock = ""  # computed without the lock: nothing of ours to release
                     break
             released = False
             try:
-                value, released = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s, epoch, lock)
+                value, released = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s, epoch, lock,
+                                                                 live)
             finally:
                 if lock and not released:
                     with contextlib.suppress(RedisError):  # Redis gone meanwhile: the lock expires by itself
@@ -233,11 +268,12 @@ class QueryCache:
 
     async def _compute_and_store(
         self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
-        stale_s: float, epoch: bytes | None, lock: str = "",
+        stale_s: float, epoch: bytes | None, lock: str = "", live: bool = False,
     ) -> tuple[bytes, bool]:
         """Compute, then store the answer unless the tenant's epoch moved since ``epoch`` was read (a restatement
         ran meanwhile: the answer may predate it), and release ``lock``: the check, the store and the release in
         one script, so no invalidation can fall between the check and the store. (answer, lock released)."""
+        mark = self._mark(live)
         value = await compute()
         fresh_s = ttl_s * random.uniform(0.9, 1.1)
         now = time.time()
@@ -246,7 +282,7 @@ class QueryCache:
         try:
             stored = await self._store(
                 keys=[key, index_key(tenant) if tenant else "", epoch_key(tenant) if tenant else "", lock],
-                args=[_HEADER.pack(now + fresh_s) + value, keep_ms, int(tenant != ""), epoch or b"",
+                args=[_HEADER.pack(now + fresh_s, mark) + value, keep_ms, int(tenant != ""), epoch or b"",
                       entry_range.member(key) if entry_range is not None else "", now + keep_ms / 1000, now,
                       int(fresh_s + stale_s) + INDEX_KEEP_SECONDS])
             if not stored:
@@ -258,7 +294,7 @@ class QueryCache:
 
     async def _refresh_in_background(
         self, key: str, ttl_s: float, compute: Callable[[], Awaitable[bytes]], entry_range: EntryRange | None,
-        stale_s: float,
+        stale_s: float, live: bool,
     ) -> None:
         """Start one refresh of a stale key unless this or another process already runs one."""
         if key in self._refreshing:
@@ -271,7 +307,8 @@ class QueryCache:
         async def refresh() -> None:
             released = False
             try:
-                _, released = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s, epoch, lock)
+                _, released = await self._compute_and_store(key, ttl_s, compute, entry_range, stale_s, epoch, lock,
+                                                            live)
                 self.stats.refreshes += 1
             except Exception as exc:  # the stale entry keeps answering until it expires; the next miss retries
                 self.stats.refresh_errors += 1
@@ -310,8 +347,10 @@ class QueryCache:
         await self._redis.aclose()
 
 
-def _unpack(stored: bytes) -> tuple[float, bytes]:
-    return _HEADER.unpack_from(stored)[0], stored[_HEADER.size:]
+def _unpack(stored: bytes) -> tuple[float, int, bytes]:
+    """(fresh until, write mark, answer) of a stored entry."""
+    fresh_until, mark = _HEADER.unpack_from(stored)
+    return fresh_until, mark, stored[_HEADER.size:]
 
 
 def _overlaps(member: str, start: int, end: int) -> str | None:

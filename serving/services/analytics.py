@@ -22,7 +22,7 @@ from common.hot_store import HotStoreError
 from common.settings import Settings
 from serving.analytics.engine import AnalyticsEngine
 from serving.analytics.engine import Answer as EngineAnswer
-from serving.cache import EntryRange, QueryCache, cache_key
+from serving.cache import EntryRange, QueryCache, cache_key, lifetime
 from serving.query.engine import QueryTimeout
 from serving.services.queries import Answer
 
@@ -49,12 +49,10 @@ class AnalyticsAnswers:
             return orjson.dumps({"tenant": tenant, **shape(result), "sources": result.sources,
                                  "took_ms": result.took_ms})
 
-        open_range = span[1] >= now - timedelta(minutes=1)
-        ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
         try:
             body, how = await self._cache.get_or_compute(
-                cache_key(tenant, kind, identity), ttl, run, entry_range=EntryRange(tenant, span[0], span[1]),
-                stale_s=settings.cache_max_stale_seconds if open_range else 0.0)
+                cache_key(tenant, kind, identity), compute=run, entry_range=EntryRange(tenant, span[0], span[1]),
+                **lifetime(settings, span[1] >= now - timedelta(minutes=1)))
         except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
             raise QueryTimeout(f"the question ran longer than {settings.query_timeout_seconds:g} s; "
                                "narrow the range") from exc

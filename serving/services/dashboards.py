@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from common.events import format_ts
 from common.settings import Settings
 from serving.analytics.kpis import KpiStore
-from serving.cache import EntryRange, QueryCache, cache_key
+from serving.cache import EntryRange, QueryCache, cache_key, lifetime
 from serving.dashboards.store import (
     ANALYTICS_ENDPOINTS,
     Dashboard,
@@ -252,9 +252,7 @@ class DashboardService:
         specs = [s for _, s in planned if isinstance(s, QuerySpec)]
         formulas = sorted({(k.name, k.formula) for s in specs for k in s.kpis})
         identity = identity | ({"kpis": formulas} if formulas else {})  # an edited KPI is a new question
-        live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: short TTL
-        ttl = settings.cache_open_ttl_seconds if live else settings.cache_ttl_seconds
-        stale = settings.cache_max_stale_seconds if live else 0.0  # stale-while-revalidate, as /v1 queries
+        live = any(s.end >= now - timedelta(minutes=1) for s in specs)  # ranges ending now: as /v1 queries
         # the span of every widget's range: a restatement of any hour in it drops this entry
         starts = [previous_period(s).start if compare else s.start for s in specs]
         span = EntryRange(tenant, min(starts), max(s.end for s in specs)) if specs else None
@@ -266,8 +264,8 @@ class DashboardService:
             return orjson.dumps(shape(list(answers)))
 
         try:
-            body, how = await self._cache.get_or_compute(cache_key(tenant, "dashboard", identity), ttl, compute,
-                                                      entry_range=span, stale_s=stale)
+            body, how = await self._cache.get_or_compute(cache_key(tenant, "dashboard", identity), compute=compute,
+                                                      entry_range=span, **lifetime(settings, live))
         except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
             raise QueryTimeout(f"the dashboard's queries ran longer than {settings.query_timeout_seconds:g} s;"
                                " pick a shorter range or add filters") from exc

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from common.events import format_optional_ts, format_ts
 from common.settings import Settings
 from serving.analytics.kpis import KpiStore
-from serving.cache import EntryRange, QueryCache, cache_key
+from serving.cache import EntryRange, QueryCache, cache_key, lifetime
 from serving.query.compare import change, checked_comparison, previous_period, totals_of
 from serving.query.engine import QueryEngine, QueryResult, QueryTimeout
 from serving.query.spec import QuerySpec, SpecInput, build_spec, named_values
@@ -119,16 +119,12 @@ class QueryAnswers:
             return orjson.dumps({"tenant": tenant, **range_fields(spec), **shape(spec, result), **provenance(result),
                                  **extra})
 
-        open_range = spec.end >= now - timedelta(minutes=1)
-        ttl = settings.cache_open_ttl_seconds if open_range else settings.cache_ttl_seconds
-        stale = settings.cache_max_stale_seconds if open_range else 0.0  # stale-while-revalidate
         key = cache_key(tenant, "query", identity)
         stable = (raw.end is not None or raw.start is None) and not named_values(raw)
         try:
             body, how = await self._cache.get_or_compute(
-                key, ttl, compute,
-                entry_range=EntryRange(tenant, previous_period(spec).start if compare else spec.start, spec.end),
-                stale_s=stale)
+                key, compute=compute, **lifetime(settings, spec.end >= now - timedelta(minutes=1)),
+                entry_range=EntryRange(tenant, previous_period(spec).start if compare else spec.start, spec.end))
         except TimeoutError as exc:  # the engine's QueryTimeout, or the wait above
             raise QueryTimeout(f"the query ran longer than {settings.query_timeout_seconds:g} s; narrow the range, "
                                "coarsen the granularity or add filters") from exc
