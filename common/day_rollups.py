@@ -58,8 +58,9 @@ GRACE = timedelta(minutes=10)  # far past the longest question (the query timeou
 _EPOCH = datetime(1970, 1, 1)
 BUILDING, BUILT, CHANGED = 2, 1, 0
 SHAPED, REACH_ROWS = 1, 2  # a built mark's `shaped`: the build's shaped rows (see Build.shaped)
+TOTAL = "total"  # the shape without event or dimension: rollups_1h's projection `totals` answers its open hours
 # the dimension each shape keeps besides the event ('total' keeps not even the event); FULL: the copy's full rows
-SHAPES: dict[str, str | None] = {"total": None, "event": None, "country": "country", "device": "device",
+SHAPES: dict[str, str | None] = {TOTAL: None, "event": None, "country": "country", "device": "device",
                                  "page": "page"}
 FULL = "full"
 HOUR, DAY = 3600, 86400  # the shapes' grains: a row per hour, a row per UTC day
@@ -322,7 +323,7 @@ def shape_for(dimensions: set[str], by_event: bool) -> str:
     the question needs the event. Two dimensions besides the event: the full rows (``FULL``)."""
     others = dimensions - {"event"}
     if not others:
-        return "event" if by_event or "event" in dimensions else "total"
+        return "event" if by_event or "event" in dimensions else TOTAL
     if len(others) == 1:
         return next(iter(others))
     return FULL
@@ -380,7 +381,8 @@ def read(store: HotStore, start: datetime, end: datetime, shape: str = FULL, day
             rest_params[f"hours_{i}_from"], rest_params[f"hours_{i}_to"] = lo, hi
         hour_ranges = " OR ".join(f"(hour >= {{hours_{i}_from:DateTime('UTC')}} AND "
                                   f"hour < {{hours_{i}_to:DateTime('UTC')}})" for i in range(len(ranges)))
-        rest_branches.append(fill(sections["hours_branch"], hour_ranges=hour_ranges))
+        hours = sections["hours_total_branch" if shape == TOTAL else "hours_branch"]
+        rest_branches.append(fill(hours, hour_ranges=hour_ranges))
     rest = (Part(fill(sections["relation"], branches="\n UNION ALL\n ".join(rest_branches)), rest_params, start, end)
             if rest_branches else None)
     branches = ([sections["shape_branch"]] if shaped else []) + rest_branches

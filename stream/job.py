@@ -295,7 +295,7 @@ def start_stream(
     hot_writer = HotTierWriter(store, prefix, progress)
     spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch, progress))
 
-    def kafka(max_offsets: int | None) -> DataFrame:
+    def kafka(**options: int) -> DataFrame:
         reader = (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
@@ -303,11 +303,13 @@ def start_stream(
             .option("startingOffsets", "earliest")
             .option("kafka.fetch.max.wait.ms", settings.stream_kafka_fetch_wait_ms)
         )
-        return (reader if max_offsets is None else reader.option("maxOffsetsPerTrigger", max_offsets)).load()
+        for name, value in options.items():
+            reader = reader.option(name, value)
+        return reader.load()
 
     # The record cap bounds the hot query's micro-batches (freshness); the landing reads whatever has arrived at
     # its (slower) trigger, so a burst never leaves it behind the hot tier.
-    events = valid_events(contract_rows(kafka(settings.stream_max_offsets_per_trigger), settings))
+    events = valid_events(contract_rows(kafka(maxOffsetsPerTrigger=settings.stream_max_offsets_per_trigger), settings))
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
@@ -323,9 +325,11 @@ def start_stream(
     retire_dead_letter_query(spark, settings, checkpoints, dead_letters, progress)
     forget_retired_progress(store, progress)
     letters = spark.sparkContext.accumulator([], DeadLetters())
+    # The landing's batch on few cores at once (one by default): with a task per Kafka partition it took both cores for
+    # seconds every 30 s, and the hot micro-batches beside it ran 2-4 times as long (docs/benchmarks.md).
+    landing_rows = contract_rows(kafka(), settings, rejections_to=letters).coalesce(settings.stream_landing_tasks)
     landing = (
-        landing_writer(contract_rows(kafka(None), settings, rejections_to=letters), settings, f"{checkpoints}/landing",
-                       dead_letters, letters)
+        landing_writer(landing_rows, settings, f"{checkpoints}/landing", dead_letters, letters)
         .queryName("landing")
         .trigger(processingTime=f"{settings.stream_landing_trigger_seconds} seconds")
         .start()

@@ -131,3 +131,11 @@ WHERE toUnixTimestamp64Nano(recorded_at) < {cutoff:Int64} AND day NOT IN {kept:A
 ALTER TABLE rollups_1h_by_day_marks DELETE
 WHERE toUnixTimestamp64Nano(recorded_at) < {cutoff:Int64} AND day NOT IN {kept:Array(Date)}
 SETTINGS mutations_sync = 2
+
+-- name: hours_total_branch
+-- The same hours for a question of the 'total' shape (no event, no dimension): summed per tenant and hour, which
+-- rollups_1h's projection `totals` (migration 021) already holds, so the hours' rows are not merged at each question.
+SELECT tenant, '' AS event, hour, '' AS country, '' AS device, '' AS page, sum(events) AS events,
+       sum(revenue) AS revenue, uniqMergeState(users) AS users
+FROM rollups_1h WHERE {hour_ranges}
+GROUP BY tenant, hour
