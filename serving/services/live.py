@@ -97,6 +97,7 @@ class LiveFeed:
                 "sources": result.sources,
             })
 
+        # shared by every subscriber of the question; recomputed once the stream has written since (live)
         body, _ = await self._cache.get_or_compute(cache_key(tenant, "live", identity),
-                                                   settings.live_interval_seconds * 0.9, compute)
+                                                   settings.live_interval_seconds * 0.9, compute, live=True)
         return body
