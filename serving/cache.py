@@ -118,8 +118,7 @@ class CacheStats:
     def as_dict(self) -> dict[str, Any]:
         return {"hits": self.hits, "misses": self.misses, "coalesced": self.coalesced, "bypassed": self.bypassed,
                 "stale": self.stale, "superseded": self.superseded, "refreshes": self.refreshes,
-                "refresh_errors": self.refresh_errors,
-                "discarded": self.discarded, "restatements": self.restatements,
+                "refresh_errors": self.refresh_errors, "discarded": self.discarded, "restatements": self.restatements,
                 "restated_entries": self.restated_entries, "hit_ratio": self.hit_ratio()}
 
 
@@ -157,7 +156,7 @@ class QueryCache:
             cached = await (self._gets.get(key) if self._gets.supported else self._redis.get(key))
             if cached is not None:
                 fresh_until, mark, stored = _unpack(cached)
-                if self._is_fresh(fresh_until, mark):
+                if time.time() < fresh_until and not self._superseded(mark):
                     body = stored
         finally:
             del self._peeks[key]
@@ -197,14 +196,9 @@ class QueryCache:
         finally:
             del self._inflight[key]
 
-    def _is_fresh(self, fresh_until: float, mark: int) -> bool:
-        """Within its fresh time, and (a live entry) no write into the hot tier seen since it was computed."""
-        if time.time() >= fresh_until:
-            return False
-        if mark and self.writes is not None and superseded(mark, self.writes.mark):
-            self.stats.superseded += 1
-            return False
-        return True
+    def _superseded(self, mark: int) -> bool:
+        """A live entry (``mark``) the hot tier was written after, as far as this process has seen."""
+        return bool(mark) and self.writes is not None and superseded(mark, self.writes.mark)
 
     def _mark(self, live: bool) -> int:
         """The write mark a live entry is kept under, read before its computation reads the hot tier."""
@@ -219,9 +213,11 @@ class QueryCache:
             cached = await self._redis.get(key)
             if cached is not None:
                 fresh_until, mark, body = _unpack(cached)
-                if self._is_fresh(fresh_until, mark):
-                    self.stats.hits += 1
-                    return body, "hit"
+                if time.time() < fresh_until:
+                    if not self._superseded(mark):
+                        self.stats.hits += 1
+                        return body, "hit"
+                    self.stats.superseded += 1  # within its TTL, past the stream's next write
                 if stale_s > 0:  # (an entry without staleness may outlive its fresh time by the SET's latency)
                     self.stats.stale += 1
                     await self._refresh_in_background(key, ttl_s, compute, entry_range, stale_s, live)

@@ -295,7 +295,7 @@ def start_stream(
     hot_writer = HotTierWriter(store, prefix, progress)
     spark.streams.addListener(ProgressRecorder(store, prefix, hot_writer.late_by_batch, progress))
 
-    def kafka(**options: int) -> DataFrame:
+    def kafka(max_offsets: int | None = None) -> DataFrame:
         reader = (
             spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
@@ -303,13 +303,11 @@ def start_stream(
             .option("startingOffsets", "earliest")
             .option("kafka.fetch.max.wait.ms", settings.stream_kafka_fetch_wait_ms)
         )
-        for name, value in options.items():
-            reader = reader.option(name, value)
-        return reader.load()
+        return (reader if max_offsets is None else reader.option("maxOffsetsPerTrigger", max_offsets)).load()
 
     # The record cap bounds the hot query's micro-batches (freshness); the landing reads whatever has arrived at
     # its (slower) trigger, so a burst never leaves it behind the hot tier.
-    events = valid_events(contract_rows(kafka(maxOffsetsPerTrigger=settings.stream_max_offsets_per_trigger), settings))
+    events = valid_events(contract_rows(kafka(settings.stream_max_offsets_per_trigger), settings))
     watermark = f"{settings.stream_watermark_minutes} minutes"
     spark.sparkContext.setLocalProperty("spark.scheduler.pool", "hot")  # see scheduler_pools.xml
     hot = (
