@@ -118,6 +118,7 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
     log = settings.home / "logs" / "stream.log"
     log_start = log.stat().st_size if log.exists() else 0
     stream_started = datetime.now(UTC).replace(microsecond=0)
+    cpu = MemorySampler(settings.home).start()  # the CPU each process spends from the stream's start to the drain
     stack.up(["stream"])
     # Drain time is measured from the end of the first micro-batch: that one carries Spark's JIT and
     # state-store warm-up (reported apart), the rest is the sustained rate.
@@ -136,7 +137,8 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
     hot_rows = hot_count(store) - before
     records = -(-n // EVENTS_PER_MESSAGE)
     all_drained = wait_queries_drained(store, stream_started, records)
-    return {"events": n, "produce_events_per_s": round(n / produce_s),
+    cpu.stop()
+    return {"cpu_per_event": cpu_per_event(cpu.report(), n), "events": n, "produce_events_per_s": round(n / produce_s),
             "first_batch_events": first_rows, "first_batch_s": round((first_done or drained) - started, 2),
             "sustained_s": round(sustained_s, 2),
             "kafka_to_hot_events_per_s": round((n - first_rows) / sustained_s) if sustained_s > 0 else None,
@@ -147,6 +149,17 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
             "all_queries_drained_s": None if all_drained is None else round(all_drained - started, 1),
             "queries": query_split(store, stream_started), "hot_stages": hot_stage_split(settings, log_start),
             "stream_typed_instants": settings.stream_typed_instants}  # LAKEHOUSE_STREAM_TYPED_INSTANTS of the run
+
+
+def cpu_per_event(report: dict, events: int) -> dict:
+    """Where the whole run's CPU went, in µs an event: per service (the API process is the hot node: its inserts),
+    and per process of the stream (its JVM, the Python workers, the driver). The stream's start (JVM start, JIT)
+    is in it, as it is in the whole-run rate."""
+    per_service = {name: round(v["cpu_s"] / events * 1e6, 2) for name, v in report["services"].items()}
+    stream = {p["process"]: round(p["cpu_s"] / events * 1e6, 2) for p in report["processes"]
+              if p["service"] == "stream" and p["cpu_s"] > 0}
+    return {"services_us": per_service, "stream_processes_us": stream,
+            "total_us": round(sum(per_service.values()), 2)}
 
 
 QUERIES = ("hot", "landing")

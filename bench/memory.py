@@ -34,6 +34,8 @@ class _Seen:
     peak_kib: int = 0
     end_kib: int = 0
     last_sample: int = -1
+    cpu_from: float = 0.0  # its CPU seconds when first seen (0 for a process started after the sampler)
+    cpu_to: float = 0.0  # and at its last sample
 
 
 def _mib(kib: int) -> float:
@@ -53,6 +55,7 @@ class MemorySampler:
         self._seen: dict[tuple[int, str], _Seen] = {}
         self._service_peak: dict[str, int] = {}
         self._started = time.monotonic()
+        self._started_uptime = procfs.uptime_seconds()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -93,12 +96,18 @@ class MemorySampler:
             index = self.samples
             members = self._members(table)
             statm = {info.pid: procfs.memory_pages(info.pid) for _, info in members}
+            cpu = {info.pid: procfs.cpu_seconds(info.pid) for _, info in members}
             for service, info in members:
                 pages = statm[info.pid]
                 if pages is None or (pages == statm.get(info.ppid) and pages[1] > 0):
                     continue  # gone, or a child sharing its parent's memory until it execs: counted once
                 kib = pages[1] * PAGE_KIB
-                seen = self._seen.setdefault((info.pid, info.start_ticks), _Seen(service, info.describe()))
+                seen = self._seen.get((info.pid, info.start_ticks))
+                if seen is None:  # CPU counted from now, or from its start when it started after the sampler
+                    after = procfs.started_seconds(info.start_ticks) >= self._started_uptime
+                    seen = self._seen[(info.pid, info.start_ticks)] = _Seen(
+                        service, info.describe(), cpu_from=0.0 if after else cpu[info.pid] or 0.0)
+                seen.cpu_to = cpu[info.pid] or seen.cpu_to
                 seen.label = info.describe()  # a launcher that exec'd (bash → java) is named as it is now
                 seen.peak_kib = max(seen.peak_kib, kib)
                 seen.end_kib, seen.last_sample = kib, index
@@ -145,13 +154,17 @@ class MemorySampler:
                           "end_mib": _mib(self.series[service][-1][1]) if self._alive_at(service, last) else 0.0}
                 for service, peak in sorted(self._service_peak.items())
             }
+            for service, figures in services.items():
+                figures["cpu_s"] = round(sum(s.cpu_to - s.cpu_from for s in self._seen.values()
+                                             if s.service == service), 2)
             processes = [
                 {"service": s.service, "process": s.label, "peak_mib": _mib(s.peak_kib), "end_mib": _mib(s.end_kib),
-                 "running_at_end": s.last_sample == last}
+                 "cpu_s": round(s.cpu_to - s.cpu_from, 2), "running_at_end": s.last_sample == last}
                 for s in sorted(self._seen.values(), key=lambda s: (s.service, -s.peak_kib))
             ]
         return {"what": "resident memory (VmRSS) from /proc, sampled every "
-                        f"{self.interval_s:g} s; per service the sum of its processes",
+                        f"{self.interval_s:g} s; per service the sum of its processes; cpu_s: the CPU time (user + "
+                        "system) they used while sampled (a process that ended between two samples: up to its last)",
                 "samples": self.samples, "services": services, "processes": processes}
 
     def _alive_at(self, service: str, last: int) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PROC = Path("/proc")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's unit of CPU and start times
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,26 @@ def memory_pages(pid: int) -> tuple[int, ...] | None:
         return tuple(int(x) for x in (PROC / str(pid) / "statm").read_text().split())
     except (OSError, ValueError):
         return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time ``pid`` has used so far (user + system, its threads included; not its children's); None when
+    it is gone."""
+    try:
+        rest = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = rest[rest.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def started_seconds(start_ticks: str) -> float:
+    """A process's start (``ProcessInfo.start_ticks``) in seconds since boot, comparable with ``uptime_seconds``."""
+    return int(start_ticks) / CLOCK_TICKS
+
+
+def uptime_seconds() -> float:
+    return float((PROC / "uptime").read_text().split()[0])
 
 
 def nice_value(pid: int, thread: int | None = None) -> int | None:

@@ -18,10 +18,10 @@ node. A ClickHouse server has no counter: the mark stays unknown and the TTL alo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from common.hot_store import HotStore, write_count
+from serving.background import cancelled
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,5 @@ class HotWrites:
             self._task = asyncio.get_running_loop().create_task(self.run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None

@@ -11,7 +11,6 @@ another after ``CLAIM_IDLE_MS``. Redis being down pauses the task (logged once p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -21,6 +20,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from common.redis_clients import async_redis
 from common.restatements import STREAM, RestatedHour
+from serving.background import cancelled
 from serving.cache import QueryCache
 
 GROUP = "serving-cache"
@@ -44,10 +44,7 @@ class RestatementListener:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancelled(self._task)
         await self._redis.aclose()
 
     async def _run(self) -> None:

@@ -45,6 +45,7 @@ from serving.alerts.rules import (
 from serving.alerts.store import AlertState, AlertStore, HistoryEntry
 from serving.alerts.webhook import WebhookSender
 from serving.analytics.kpis import KpiStore
+from serving.background import cancelled
 from serving.context import Serving
 from serving.query.engine import QueryEngine
 from serving.query.kpi import Kpi
@@ -135,11 +136,8 @@ class AlertEvaluator:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="alert-evaluator")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         await self._lease.close()
         await self._sender.close()
 
