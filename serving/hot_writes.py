@@ -55,10 +55,9 @@ class HotWrites:
         self._task: asyncio.Task[None] | None = None
         self.mark = 0
 
-    def read(self) -> int:
-        """Read the mark now (a call to the hot node behind a hot node): what ``run`` does each poll."""
+    def read(self) -> None:
+        """Read the mark now (a dictionary lookup with embedded chDB, one Flight call to a hot node): each poll."""
         self.mark = packed_mark(write_count(self._store, WATCHED_TABLE))
-        return self.mark
 
     async def run(self) -> None:
         while True:
