@@ -57,6 +57,7 @@ def workers_stack(stack: Stack, settings: Settings, tmp_path_factory: pytest.Tem
         "LAKEHOUSE_ALERT_INTERVAL_SECONDS": "0",
         "LAKEHOUSE_AUTH_CACHE_SECONDS": "1",  # the key table is reloaded (and fails) while the hot node is down
         "LAKEHOUSE_CACHE_TTL_SECONDS": "600",  # the cached question outlives the whole test
+        "LAKEHOUSE_CACHE_OPEN_TTL_SECONDS": "60",  # only the hot node's write mark can refresh an open answer sooner
     }
     with own_stack(env, SERVICES) as pair:
         yield pair
@@ -202,3 +203,28 @@ def test_workers_restart_one_at_a_time_and_outlive_the_hot_node(workers_stack: t
     # every acknowledged event is in Kafka, once
     acknowledged = during_restart.posted_ids + while_down.posted_ids
     assert Counter(kafka_event_ids(settings, tenant)) == Counter(acknowledged)
+
+
+def test_an_open_answer_follows_the_hot_nodes_writes_in_every_worker(workers_stack: tuple[Settings, Stack]) -> None:
+    """Each worker polls the hot node's write mark over Flight (serving/hot_writes.py); with the open TTL at a minute
+    here, a write that shows in every worker's answer within seconds shows through the mark."""
+    settings, _ = workers_stack
+    tenant = f"wm-{uuid.uuid4().hex[:8]}"
+    question = {"metric": "events", "tenant": tenant, "range": "15m"}
+
+    def totals() -> list[int]:  # four connections of their own: both workers answer some
+        found = []
+        for _ in range(4):
+            status, _, body = get(settings, settings.admin_key, "/v1/timeseries", question)
+            assert status == 200, body
+            found.append(sum(p[1] for series in orjson.loads(body)["series"] for p in series["points"]))
+        return found
+
+    assert totals() == [0, 0, 0, 0]  # now cached for a minute, under the hot node's current mark
+    events = events_table(tenant, datetime.now(UTC) - timedelta(minutes=2), 5)
+    hot = FlightHotStore.for_settings(settings)
+    hot.insert_arrow("events_raw", events, token=f"{tenant}:raw")  # as the stream writes a micro-batch
+    hot.insert_arrow("rollups_1m_ingest", minute_rollups(events), token=f"{tenant}:rollups")
+    written = time.monotonic()
+    wait_for(lambda: totals() == [5, 5, 5, 5], 15, "the write in every worker's open answer")
+    print(f"an open answer showed the write in every worker after {time.monotonic() - written:.2f} s")
