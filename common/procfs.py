@@ -49,13 +49,15 @@ class StatFields:
     pgid: int
     start_ticks: str
     nice: int
+    cpu_ticks: int = 0  # user + system time so far, its threads included (not its children's)
 
 
 def parse_stat(text: str) -> StatFields:
     """Fields of ``/proc/<pid>/stat``; the command name may contain spaces and parentheses, so the
     fields are counted from the last ``)``."""
     rest = text[text.rfind(")") + 2 :].split()
-    return StatFields(state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), start_ticks=rest[19], nice=int(rest[16]))
+    return StatFields(state=rest[0], ppid=int(rest[1]), pgid=int(rest[2]), start_ticks=rest[19], nice=int(rest[16]),
+                      cpu_ticks=int(rest[11]) + int(rest[12]))
 
 
 def parse_comm(text: str) -> str:
@@ -196,11 +198,10 @@ def cpu_seconds(pid: int) -> float | None:
     """The CPU time ``pid`` has used so far (user + system, its threads included; not its children's); None when
     it is gone."""
     try:
-        rest = (PROC / str(pid) / "stat").read_text()
+        text = (PROC / str(pid) / "stat").read_text()
     except OSError:
         return None
-    fields = rest[rest.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return parse_stat(text).cpu_ticks / CLOCK_TICKS
 
 
 def started_seconds(start_ticks: str) -> float:
@@ -209,6 +210,7 @@ def started_seconds(start_ticks: str) -> float:
 
 
 def uptime_seconds() -> float:
+    """Seconds since boot (``/proc/uptime``): the clock of ``started_seconds``."""
     return float((PROC / "uptime").read_text().split()[0])
 
 
