@@ -39,6 +39,7 @@ import httpx
 import orjson
 from kafka import KafkaProducer
 
+from bench import jvm_profile
 from bench.memory import MemorySampler
 from common.events import normalize_event
 from ingest.publisher import EVENTS_PER_MESSAGE
@@ -522,8 +523,19 @@ def main() -> None:
     parser.add_argument("--query-clients", type=int, default=20, help="clients of the paced-queries phase")
     parser.add_argument("--api-modes", default="sync,async", help="acknowledgement modes of the API phase")
     parser.add_argument("--label", default="", help="appended to the results file's name (e.g. before/after a change)")
+    parser.add_argument("--jvm-profile", action="store_true",
+                        help="record the stream's JVM (Java Flight Recorder) and add where its time went, by stage "
+                             "and part, to the Kafka phase's figures (bench.jvm_profile)")
     args = parser.parse_args()
     load_before = os.getloadavg()
+    recording = None
+    if args.jvm_profile:
+        if "extraJavaOptions" in os.environ.get("LAKEHOUSE_SPARK_CONF", ""):
+            parser.error("--jvm-profile sets spark.driver.extraJavaOptions; LAKEHOUSE_SPARK_CONF sets it already")
+        recording = Path(__file__).resolve().parents[1] / ".lakehouse" / "stream.jfr"
+        recording.unlink(missing_ok=True)
+        os.environ["LAKEHOUSE_SPARK_CONF"] = ";".join(
+            c for c in (os.environ.get("LAKEHOUSE_SPARK_CONF", ""), jvm_profile.recording_conf(recording)) if c)
 
     from common.hot_store import FlightHotStore
 
@@ -558,6 +570,13 @@ def main() -> None:
                 kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
             kafka["memory"] = memory.report()
             print(f"   {kafka}\n   {memory.summary()}")
+            if recording is not None:
+                stack.down(["stream"])  # the JVM writes its recording as it exits
+                jvm_profile.wait_written(recording)
+                jvm_us = next((us for name, us in kafka["cpu_per_event"]["stream_processes_us"].items()
+                               if "java" in name), None)
+                kafka["jvm_profile"] = jvm_profile.split(recording, jvm_us)
+                print(jvm_profile.printed(kafka["jvm_profile"]))
         apis = []
         for mode in args.api_modes.split(",") if "api" in phases else []:
             print(f"== API → hot tier ({mode}): {args.clients} clients posting 1,000-event batches for {args.seconds}s")

@@ -50,6 +50,7 @@ from stream.landing import (
     DeadLetters,
     DeadLetterWriter,
     forget_retired_progress,
+    land_without_sorting,
     landing_writer,
     retire_dead_letter_query,
 )
@@ -353,6 +354,7 @@ def run_stream(
         spark = spark_session(settings, "lakehouse-stream", jars, scheduler_pools=SCHEDULER_POOLS)
         spark.conf.set("spark.sql.streaming.stopTimeout", f"{int(QUERY_STOP_SECONDS * 1000)}ms")
         write_checkpoints_directly(spark)
+        land_without_sorting(spark)
         queries = start_stream(spark, settings, store, progress) if not stop.is_set() else []
         if ready_file is not None and queries:
             ready_file.parent.mkdir(parents=True, exist_ok=True)

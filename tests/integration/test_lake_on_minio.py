@@ -24,7 +24,7 @@ from common.lake import landing_path, spark_uri
 from common.settings import Settings
 from stack import s3_client
 from stack.maven import spark_jars, spark_s3_jars
-from stream.landing import landing_writer
+from stream.landing import OPEN_FILES, landing_writer
 from tests.integration.own_services import free_pair, minio_alone
 from tests.integration.stream_spark import stream_spark_session
 
@@ -106,7 +106,8 @@ def test_streaming_parquet_sink_round_trips_through_minio(spark: SparkSession, s
     inbox.mkdir()
     start = datetime(2024, 5, 1, 22, 5, tzinfo=UTC)
     first = _events(start, 9, 0)
-    second = _events(start + timedelta(hours=4), 6, 100)
+    # More hours than the landing keeps files open at once: Spark sorts the rest of the batch (land_without_sorting).
+    second = _events(start + timedelta(hours=4), 3 * (OPEN_FILES + 2), 100)
 
     # Two micro-batches (two runs), so the sink's metadata log on S3 is appended to, not just created.
     (inbox / "batch-0.json").write_text("".join(json.dumps(r) + "\n" for r in first))
