@@ -101,10 +101,10 @@ class DeadLetterWriter:
 
 
 #: Spark's setting for the Parquet files a write task keeps open at once, one per ``dt``/``hour`` folder it writes.
-#: At 0 (Spark's default) a task sorts its rows by folder first and writes one file after another: a profile of a
-#: 3 M-event backlog found that sort (and its spills) a fifth of the stream JVM's CPU (docs/benchmarks.md). A batch
-#: holds a few hours, so its rows go straight to their folders' files; past this many folders in one task, Spark
-#: sorts the rest as before. The files are the same (one per folder and task).
+#: At 0 (Spark's default) a task sorts its rows by folder first and writes one file after another, and a batch holds
+#: a few hours: its rows now go straight to their folders' files, and the landing's batch of a 3 M-event backlog takes
+#: 9 % less time (docs/benchmarks.md). Past this many folders in one task, Spark sorts the rest as before. The files
+#: are the same (one per folder and task).
 OPEN_FILES_KEY = "spark.sql.maxConcurrentOutputFileWriters"
 OPEN_FILES = 16
 
@@ -120,9 +120,9 @@ def land_without_sorting(spark: SparkSession) -> str:
 
 
 def with_partitions(events: DataFrame) -> DataFrame:
-    """The landing's folders: ``dt=`` and ``hour=`` of the event's own time (the session is in UTC).
+    """The landing's folders: ``dt=`` and ``hour=`` of the event's own time in UTC.
 
-    Both from the instant's microseconds, in UTC whatever the session's time zone: formatting the instant as text
+    Both from the instant's microseconds, whatever the session's time zone: formatting the instant as text
     per event (``date_format``) was 6% of the stream JVM's CPU at a backlog, and ``to_date``/``hour`` still built
     a zoned date-time per event (profiles, docs/benchmarks.md). ``dt`` is a date, which Spark writes in the folder's
     name as ``yyyy-MM-dd`` once per folder."""
