@@ -530,6 +530,8 @@ def main() -> None:
     load_before = os.getloadavg()
     recording = None
     if args.jvm_profile:
+        if "kafka" not in args.only.split(","):
+            parser.error("--jvm-profile profiles the Kafka phase: add kafka to --only")
         if "extraJavaOptions" in os.environ.get("LAKEHOUSE_SPARK_CONF", ""):
             parser.error("--jvm-profile sets spark.driver.extraJavaOptions; LAKEHOUSE_SPARK_CONF sets it already")
         recording = Path(__file__).resolve().parents[1] / ".lakehouse" / "stream.jfr"
