@@ -103,10 +103,12 @@ class DeadLetterWriter:
 #: Spark's setting for the Parquet files a write task keeps open at once, one per ``dt``/``hour`` folder it writes.
 #: At 0 (Spark's default) a task sorts its rows by folder first and writes one file after another, and a batch holds
 #: a few hours: its rows now go straight to their folders' files, and the landing's batch of a 3 M-event backlog takes
-#: 9 % less time (docs/benchmarks.md). Past this many folders in one task, Spark sorts the rest as before. The files
-#: are the same (one per folder and task).
+#: 9 % less time (docs/benchmarks.md). Past this many folders in one task, Spark sorts the rest as before (spilling to
+#: disk as it must), so the files are the same (one per folder and task). Few, because an open file holds up to a row
+#: group (128 MiB of encoded pages) before it writes one: 4 keep that under 512 MiB of the stream's 2 GiB heap
+#: whatever backlog a batch lands, and cover the current hour with late events of the hours before it.
 OPEN_FILES_KEY = "spark.sql.maxConcurrentOutputFileWriters"
-OPEN_FILES = 16
+OPEN_FILES = 4
 
 
 def land_without_sorting(spark: SparkSession) -> str:
