@@ -93,8 +93,13 @@ def samples(recording: Path) -> list[list[str]]:
 
 
 def split(recording: Path, jvm_us: float | None = None) -> dict:
-    """Shares of the samples per stage, and per part within each stage (parts under 1 % of all left out)."""
-    stacks = samples(recording)
+    """Shares of the recording's samples per stage, and per part within each stage (parts under 1 % of all left
+    out)."""
+    return {"recording": str(recording), **split_stacks(samples(recording), jvm_us)}
+
+
+def split_stacks(stacks: list[list[str]], jvm_us: float | None = None) -> dict:
+    """``split`` of the samples' stacks (frames leaf first)."""
     stages: Counter[str] = Counter()
     parts: Counter[tuple[str, str]] = Counter()
     for frames in stacks:
@@ -109,14 +114,14 @@ def split(recording: Path, jvm_us: float | None = None) -> dict:
         return {"share": round(count / total, 3),
                 **({"us_per_event": round(jvm_us * count / total, 2)} if jvm_us is not None else {})}
 
-    return {"recording": str(recording), "samples": len(stacks),
+    return {"samples": len(stacks),
             "stages": {stage: {**share(count), "parts": {part: share(c) for (s, part), c in parts.most_common()
                                                          if s == stage and c / total >= 0.01}}
                        for stage, count in stages.most_common()}}
 
 
 def printed(result: dict) -> str:
-    lines = [f"{result['samples']:,} samples of {result['recording']}"]
+    lines = [f"{result['samples']:,} samples" + (f" of {result['recording']}" if "recording" in result else "")]
     for stage, figures in result["stages"].items():
         us = f" {figures['us_per_event']:5.2f} µs" if "us_per_event" in figures else ""
         lines.append(f"  {figures['share']:6.1%}{us}  {stage}")
