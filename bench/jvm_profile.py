@@ -33,7 +33,7 @@ STAGES = (  # (stage, a frame of its task's stack), first match wins
     ("landing: Kafka, contract, Parquet files", re.compile(r"FileFormatWriter")),
     ("hot: shuffle read, de-duplication, collect to the driver", re.compile(r"collectAsArrowToPython|TransformWith")),
     ("hot: Kafka, contract, shuffle write", re.compile(r"ShuffleMapTask")),
-    ("landing: folder sort (before OPEN_FILES)", re.compile(r"SortExec")),
+    ("landing: rows sorted by folder (OPEN_FILES off, or exceeded)", re.compile(r"SortExec")),
     ("another task", re.compile(r"ResultTask")),
 )
 OUTSIDE = "outside tasks: planning, py4j, listeners, class loading"
