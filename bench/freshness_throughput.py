@@ -41,7 +41,7 @@ from kafka import KafkaProducer
 
 from bench import jvm_profile
 from bench.memory import MemorySampler
-from common.events import normalize_event
+from common.events import format_ts, normalize_event
 from ingest.publisher import EVENTS_PER_MESSAGE
 
 RESULTS = Path(__file__).resolve().parent / "results" / "freshness_throughput.json"
@@ -70,6 +70,7 @@ class EventTemplates:
         self.raw = [orjson.dumps({**e, "event_id": "@ID@", "timestamp": "@TS@"}) for e in events]
         limits = {"now": now, "max_age": timedelta(days=1), "max_future": timedelta(minutes=5)}
         self.normalized = [orjson.dumps(normalize_event({**e, "event_id": "@ID@"}, **limits)) for e in events]
+        self.normalized_at = [orjson.dumps({**orjson.loads(e), "timestamp": "@TS@"}) for e in self.normalized]
         self.run = uuid.uuid4().hex[:8]
         self._n = 0
         self._lock = threading.Lock()
@@ -99,16 +100,25 @@ def hot_count(store) -> int:
     return store.query_arrow("SELECT count() AS n FROM events_raw").to_pylist()[0]["n"]
 
 
-def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
+def bench_kafka_to_hot(settings, stack, store, n: int, hours: float = 0) -> dict:
+    """``n`` events produced straight to Kafka, then drained by a stream started after; with ``hours``, their event
+    times spread evenly over the last ``hours`` (a backlog of a quiet night: each micro-batch spans hours of event
+    time, so the watermark moves on by hours at once), else the templates' own (a few minutes)."""
     templates = EventTemplates()
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
                              batch_size=512 * 1024, compression_type="lz4")
+    first = datetime.now(UTC) - timedelta(hours=hours)
     started = time.perf_counter()
     # Records as the ingestion API writes them: JSON arrays of EVENTS_PER_MESSAGE events.
     for chunk in range(0, n, EVENTS_PER_MESSAGE):
         ids = templates.ids(min(EVENTS_PER_MESSAGE, n - chunk))
-        events = [templates.normalized[i % len(templates.normalized)].replace(b"@ID@", f"{templates.run}-k{i}".encode())
-                  for i in ids]
+        if hours:
+            at = templates.normalized_at
+            events = [at[i % len(at)].replace(b"@ID@", f"{templates.run}-k{i}".encode()).replace(
+                b"@TS@", format_ts(first + timedelta(hours=hours * i / n)).encode()) for i in ids]
+        else:
+            events = [templates.normalized[i % len(templates.normalized)].replace(
+                b"@ID@", f"{templates.run}-k{i}".encode()) for i in ids]
         producer.send(settings.kafka_topic, b"[" + b",".join(events) + b"]")
         if chunk and chunk % 500_000 == 0:
             print(f"   produced {chunk:,} events")
@@ -149,7 +159,8 @@ def bench_kafka_to_hot(settings, stack, store, n: int) -> dict:
             "hot_rows_after": hot_rows,
             "all_queries_drained_s": None if all_drained is None else round(all_drained - started, 1),
             "queries": query_split(store, stream_started), "hot_stages": hot_stage_split(settings, log_start),
-            "stream_typed_instants": settings.stream_typed_instants}  # LAKEHOUSE_STREAM_TYPED_INSTANTS of the run
+            "stream_typed_instants": settings.stream_typed_instants,  # LAKEHOUSE_STREAM_TYPED_INSTANTS of the run
+            "event_time_hours": hours}
 
 
 def cpu_per_event(report: dict, events: int) -> dict:
@@ -515,6 +526,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--kafka-events", type=int, default=3_000_000)
+    parser.add_argument("--kafka-hours", type=float, default=0,
+                        help="spread the Kafka phase's event times over this many hours (0: a few minutes)")
     parser.add_argument("--paced-rate", type=int, default=5000, help="events/s of the freshness phase")
     parser.add_argument("--paced-seconds", type=int, default=60)
     parser.add_argument("--fresh", action="store_true", help="wipe the bench stack's data first")
@@ -569,7 +582,7 @@ def main() -> None:
             print(f"== Kafka → hot tier: {args.kafka_events:,} events produced straight to Kafka, then drained")
             stack.down(["stream"])
             with MemorySampler(settings.home) as memory:
-                kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events)
+                kafka = bench_kafka_to_hot(settings, stack, store, args.kafka_events, args.kafka_hours)
             kafka["memory"] = memory.report()
             print(f"   {kafka}\n   {memory.summary()}")
             if recording is not None:

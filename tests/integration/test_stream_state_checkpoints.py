@@ -141,11 +141,23 @@ EXPIRY_BATCHES = [
 ]
 
 
-def dedup_run(spark, source: Path, checkpoint: Path, way: str) -> tuple[list[list[tuple]], list[int]]:
-    """``EXPIRY_BATCHES`` through one way: the events kept and the events counted late, per batch with input."""
+# A backlog of a quiet night: 2,000 keys over 200 minutes in one batch (about two a bucket, at different minutes),
+# then an event 200 minutes on, so the next batch's watermark passes most of them and each bucket has several timers
+# due at once; then the keys of the first 150 minutes come back with a new time (forgotten: kept again) with repeats
+# of the last ones at their own time (still remembered: dropped), as Spark's own operator does.
+BACKLOG_BATCHES = [
+    [("a", f"k{i}", i // 10) for i in range(2000)],
+    [("a", "jump", 400)],
+    [("a", f"k{i}", 395) for i in range(0, 1500, 7)] + [("a", f"k{i}", i // 10) for i in range(1950, 2000, 3)],
+]
+
+
+def dedup_run(spark, source: Path, checkpoint: Path, way: str,
+              batches: list[list[tuple]] = EXPIRY_BATCHES) -> tuple[list[list[tuple]], list[int]]:
+    """``batches`` through one way: the events kept and the events counted late, per batch with input."""
     t0 = datetime(2026, 1, 5, 12, tzinfo=UTC)
     source.mkdir()
-    for index, batch in enumerate(EXPIRY_BATCHES):
+    for index, batch in enumerate(batches):
         pq.write_table(pa.table({
             "tenant": [t for t, _, _ in batch], "event_id": [e for _, e, _ in batch],
             "timestamp": pa.array([t0 + timedelta(minutes=m) for _, _, m in batch], pa.timestamp("us", "UTC"))}),
@@ -178,6 +190,16 @@ def test_the_streams_dedup_keeps_and_drops_what_sparks_own_does(spark, tmp_path:
     assert checkpoint_dedup(str(tmp_path / "buckets")) == "buckets"
     assert checkpoint_dedup(str(tmp_path / "spark")) == "spark"
     assert checkpoint_dedup(str(tmp_path / "nothing-yet")) is None
+
+
+def test_a_backlog_of_hours_is_forgotten_as_sparks_own_forgets(spark, tmp_path: Path) -> None:
+    truth_kept, truth_late = dedup_run(spark, tmp_path / "spark-source", tmp_path / "spark", "spark", BACKLOG_BATCHES)
+    kept, late = dedup_run(spark, tmp_path / "buckets-source", tmp_path / "buckets", "buckets", BACKLOG_BATCHES)
+    came_back = [k for k in truth_kept[2] if k[2] == 395]
+    assert len(came_back) == len(range(0, 1500, 7)) and len(truth_kept[2]) == len(came_back), \
+        "the forgotten keys come back, the remembered ones are dropped"
+    assert kept == truth_kept
+    assert late == truth_late
 
 
 def test_checkpoint_files_written_directly_keep_the_states_snapshots(spark, tmp_path: Path) -> None:
