@@ -77,6 +77,16 @@ def spark_session(
     return spark
 
 
+def conf_unless_chosen(spark: SparkSession, key: str, value: str) -> str:
+    """Set ``key`` to the project's ``value`` in a running session unless it was set already (``LAKEHOUSE_SPARK_CONF``
+    is applied at the session's start, so an operator's choice wins); returns the value in use."""
+    chosen = spark.conf.get(key, None)
+    if not chosen:
+        spark.conf.set(key, value)
+        chosen = value
+    return chosen
+
+
 def s3a_conf(settings: Settings) -> dict[str, str]:
     """Spark settings that point Hadoop's S3A file system at ``settings``' S3 (MinIO locally).
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from common.spark import conf_unless_chosen
+
 #: The folders Spark requires to be empty on a query's first batch.
 FIRST_BATCH_FOLDERS = ("offsets", "commits", "state")
 
@@ -60,8 +62,4 @@ DIRECT_FILE_MANAGER = "lakehouse.stream.DirectLocalCheckpointFileManager"
 
 def write_checkpoints_directly(spark) -> str:  # a pyspark SparkSession
     """Use ``DIRECT_FILE_MANAGER`` unless ``LAKEHOUSE_SPARK_CONF`` chose a manager; returns the one in use."""
-    chosen = spark.conf.get(FILE_MANAGER_KEY, None)
-    if not chosen:
-        spark.conf.set(FILE_MANAGER_KEY, DIRECT_FILE_MANAGER)
-        chosen = DIRECT_FILE_MANAGER
-    return chosen
+    return conf_unless_chosen(spark, FILE_MANAGER_KEY, DIRECT_FILE_MANAGER)

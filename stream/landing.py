@@ -29,6 +29,7 @@ from pyspark.sql.streaming import DataStreamWriter
 from common.hot_store import HotStore
 from common.lake import landing_path, spark_uri
 from common.settings import Settings
+from common.spark import conf_unless_chosen
 from stream.checkpoints import local_folder
 from stream.jvm_classes import stream_class
 from stream.records import contract_rows, valid_events
@@ -114,11 +115,7 @@ OPEN_FILES = 4
 def land_without_sorting(spark: SparkSession) -> str:
     """Write the landing's folders side by side (``OPEN_FILES``) unless ``LAKEHOUSE_SPARK_CONF`` set
     ``OPEN_FILES_KEY``; returns the value in use."""
-    chosen = spark.conf.get(OPEN_FILES_KEY, None)
-    if not chosen:
-        spark.conf.set(OPEN_FILES_KEY, str(OPEN_FILES))
-        chosen = str(OPEN_FILES)
-    return chosen
+    return conf_unless_chosen(spark, OPEN_FILES_KEY, str(OPEN_FILES))
 
 
 def with_partitions(events: DataFrame) -> DataFrame:

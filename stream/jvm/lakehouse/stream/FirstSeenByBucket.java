@@ -123,9 +123,9 @@ public final class FirstSeenByBucket extends StatefulProcessor<Integer, Row, Row
      * Forgets the bucket's keys that expired by the watermark, not only by this timer: when the watermark moves on by
      * hours in one micro-batch (a backlog of a quiet night, whose every batch spans hours of event time), each bucket
      * has a timer due for every minute of them, and a scan per timer read the bucket's whole map some 160 times a batch
-     * (3 M events over 20 hours: 50-66 s batches instead of 6-7, docs/benchmarks.md). Now the first due timer of a bucket
-     * scans once; the bucket's other timers due in the same batch find their keys gone and read nothing. A key is
-     * never forgotten before the watermark passes its expiry, so a repeat of it is late either way.
+     * (3 M events over 20 hours: 50-66 s batches instead of 6-7, docs/benchmarks.md). Now the first due timer of a
+     * bucket scans once; the bucket's other timers due in the same batch find their keys gone and read nothing. A key
+     * is never forgotten before the watermark passes its expiry, so a repeat of it is late either way.
      */
     @Override
     public Iterator<Row> handleExpiredTimer(Integer bucket, TimerValues timerValues, ExpiredTimerInfo expiredTimerInfo) {
