@@ -34,6 +34,17 @@ def late_rows_total(hot: HotStore) -> int:
     return hot.query_arrow(sql).to_pylist()[0]["n"] or 0
 
 
+def hot_watermark(hot: HotStore) -> datetime | None:
+    """The newest watermark a ``hot`` micro-batch recorded: every later micro-batch drops events behind it as late.
+
+    Spark drops late rows against the watermark of the batch before (a batch's ``batchWatermarkMs``, which its
+    progress row shows), so the first batch with data after a start drops nothing, and neither does the next one
+    when it has data too: Spark runs a batch without data to move the watermark on only when no data is waiting."""
+    sql = "SELECT max(watermark) AS w FROM stream_progress WHERE query_name = 'hot' AND watermark > 0"
+    value = hot.query_arrow(sql).to_pylist()[0]["w"]
+    return None if value is None else (value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
 def stream_caught_up(hot: HotStore, settings: Settings, queries: tuple[str, ...] = ("hot",)) -> bool:
     """Each of the stream's ``queries`` committed a micro-batch reaching the topic's end offsets of this moment (read
     here, from Kafka): every record written before the call is counted or was found a duplicate. Waiting for this
