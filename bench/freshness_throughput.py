@@ -42,6 +42,7 @@ from kafka import KafkaProducer
 from bench import jvm_profile
 from bench.memory import MemorySampler
 from common.events import format_ts, normalize_event
+from demo.load import PROBE_TENANT, FreshnessProbe, PeriodicProbe, percentile
 from ingest.publisher import EVENTS_PER_MESSAGE
 
 RESULTS = Path(__file__).resolve().parent / "results" / "freshness_throughput.json"
@@ -277,15 +278,13 @@ class UncachedQueries:
             t.join()
 
     def summary(self) -> dict:
-        from demo.load import percentile
-
         return {"clients": len(self._threads), "range_days": self.days, "queries": len(self.latencies),
                 "query_p50_ms": round(percentile(self.latencies, 50) * 1000, 1) if self.latencies else None,
                 "query_p99_ms": round(percentile(self.latencies, 99) * 1000, 1) if self.latencies else None,
                 "outcomes": self.outcomes}
 
 
-class SplitProbe:
+class SplitProbe(PeriodicProbe):
     """Where a probe event's freshness goes: every ``interval_s`` (between the headline probe's events) one event is
     posted, then the hot tier (``rollups_1m``, what the dashboard reads, straight from the hot node) and the API
     (``GET /v1/timeseries``, as the headline probe) are polled every ``poll_s`` on two threads. Per probe: the POST
@@ -294,13 +293,9 @@ class SplitProbe:
     and the hot node little (a probe polls until it sees its event: the longer freshness, the more poll at once)."""
 
     def __init__(self, settings, store, interval_s: float = 5.0, timeout_s: float = 60.0, poll_s: float = 0.1) -> None:
-        from demo.load import PROBE_TENANT
-
-        self._settings, self._store, self._tenant = settings, store, PROBE_TENANT
-        self._interval, self._timeout, self._poll_s = interval_s, timeout_s, poll_s
-        self._stop = threading.Event()
+        super().__init__(interval_s, timeout_s, offset_s=0.5)  # between the headline probe's events (one a second)
+        self._settings, self._store, self._tenant, self._poll_s = settings, store, PROBE_TENANT, poll_s
         self.rows: list[dict[str, float]] = []
-        self._threads: list[threading.Thread] = []
 
     def _poll(self, seen, sent: float, out: dict, key: str) -> None:
         while time.perf_counter() - sent < self._timeout:
@@ -336,28 +331,7 @@ class SplitProbe:
         if "hot_s" in out and "api_s" in out:
             self.rows.append(out)
 
-    def _loop(self) -> None:
-        self._stop.wait(0.5)  # between the headline probe's events (one a second)
-        while not self._stop.is_set():
-            worker = threading.Thread(target=self._one, daemon=True)
-            worker.start()
-            self._threads.append(worker)
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> SplitProbe:
-        self._main = threading.Thread(target=self._loop, daemon=True)
-        self._main.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._main.join()
-        for worker in self._threads:
-            worker.join(self._timeout)
-
     def summary(self) -> dict:
-        from demo.load import percentile
-
         def stat(values: list[float]) -> dict:
             return {"p50_ms": round(statistics.median(values) * 1000), "p95_ms": round(percentile(values, 95) * 1000)}
 
@@ -415,8 +389,6 @@ def bench_paced_freshness(settings, store, rate: int, seconds: int, query_client
     ``query_clients``, while that many clients ask uncached 90-day questions all along."""
     from contextlib import nullcontext
 
-    from demo.load import FreshnessProbe
-
     templates = EventTemplates()
 
     post_ms: list[float] = []
@@ -459,8 +431,6 @@ def wait_drained(store, expected: int, timeout: float = 600) -> None:
 
 
 def bench_api(settings, seconds: int, clients: int, batch: int = 1000, sync: bool = True) -> dict:
-    from demo.load import FreshnessProbe, percentile
-
     templates = EventTemplates()
     stop = threading.Event()
     accepted = [0] * clients

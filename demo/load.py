@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -51,20 +51,49 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[k]
 
 
-class FreshnessProbe:
+class PeriodicProbe:
+    """Starts ``_one`` on a thread of its own every ``interval_s`` (after ``offset_s``) while in its ``with`` block: a
+    slow probe never delays the next one. Leaving the block waits up to ``timeout_s`` for each probe still running."""
+
+    def __init__(self, interval_s: float, timeout_s: float, offset_s: float = 0.0) -> None:
+        self._interval, self._timeout, self._offset = interval_s, timeout_s, offset_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _one(self) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        self._stop.wait(self._offset)
+        while not self._stop.is_set():
+            worker = threading.Thread(target=self._one, daemon=True)
+            worker.start()
+            self._threads.append(worker)
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> Self:
+        self._main = threading.Thread(target=self._loop, daemon=True)
+        self._main.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._main.join()
+        for worker in self._threads:
+            worker.join(self._timeout)
+
+
+class FreshnessProbe(PeriodicProbe):
     """Sends one probe event every ``interval_s`` on a thread and records send → visible latency."""
 
     def __init__(self, api_url: str, interval_s: float = 1.0, timeout_s: float = 60.0,
                  headers: dict[str, str] | None = None) -> None:
+        super().__init__(interval_s, timeout_s)
         # headers: the API key, e.g. serving.tenancy.auth.bearer_headers(settings.admin_key) (the probe tenant is named)
         self._client = httpx.Client(base_url=api_url, timeout=10, headers=headers)
-        self._interval = interval_s
-        self._timeout = timeout_s
-        self._stop = threading.Event()
         self.latencies: list[float] = []
         self.sent_at: list[float] = []  # the wall clock (epoch seconds) each latency's probe was sent at
         self.timeouts = 0
-        self._threads: list[threading.Thread] = []
 
     def _one(self) -> None:
         page = f"/probe/{uuid.uuid4().hex[:12]}"
@@ -84,23 +113,8 @@ class FreshnessProbe:
             time.sleep(0.05)
         self.timeouts += 1
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            worker = threading.Thread(target=self._one, daemon=True)
-            worker.start()
-            self._threads.append(worker)
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> FreshnessProbe:
-        self._main = threading.Thread(target=self._loop, daemon=True)
-        self._main.start()
-        return self
-
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._main.join()
-        for worker in self._threads:
-            worker.join(self._timeout)
+        super().__exit__(*exc)
         self._client.close()
 
     def summary(self) -> dict[str, float]:

@@ -135,3 +135,15 @@ def lay_lake(settings: Settings, events: list[dict[str, Any]], tenant: str) -> N
                                              hour))
     if tables:
         append_rows(settings, ARCHIVE_TABLE, pa.concat_tables(tables), "test", {"tenant": tenant})
+
+
+def laid_recent_and_old(settings: Settings, hot: HotStore, tenant: str, prefix: str, seed: int) -> dict[str, Any]:
+    """Five recent days of the tenant's clickstream in the hot tier and 30 days 200 days back in the lake: the
+    events (``recent``, ``old``) and a span inside each (``hot``, ``lake``) that only that tier holds."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    recent = clickstream(tenant, f"{prefix}h", now - timedelta(days=6), 5, seed=seed).events
+    old = clickstream(tenant, f"{prefix}l", now - timedelta(days=200), 30, seed=seed + 1).events
+    lay_hot(hot, recent)
+    lay_lake(settings, old, tenant)
+    return {"recent": recent, "old": old, "hot": (now - timedelta(days=5), now - timedelta(days=2)),
+            "lake": (now - timedelta(days=199), now - timedelta(days=175))}

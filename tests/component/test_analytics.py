@@ -7,7 +7,7 @@ both tiers forced, is ``tests/integration/test_product_analytics.py``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,20 +16,14 @@ from fastapi.testclient import TestClient
 import tests.analytics_truth as truth
 from common.hot_store import HotStore
 from common.settings import Settings
-from tests.analytics_clickstream import FUNNEL, clickstream, lay_hot, lay_lake
+from tests.analytics_clickstream import FUNNEL, laid_recent_and_old
 
 TENANT = "analytics-co"
 
 
 @pytest.fixture(scope="module")
 def stream(settings: Settings, hot: HotStore) -> dict[str, Any]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    recent = clickstream(TENANT, "h", now - timedelta(days=6), 5, seed=11).events
-    old = clickstream(TENANT, "l", now - timedelta(days=200), 30, seed=12).events
-    lay_hot(hot, recent)
-    lay_lake(settings, old, TENANT)
-    return {"recent": recent, "old": old, "hot": (now - timedelta(days=5), now - timedelta(days=2)),
-            "lake": (now - timedelta(days=199), now - timedelta(days=175))}
+    return laid_recent_and_old(settings, hot, TENANT, "", seed=11)
 
 
 def _iso(moment: datetime) -> str:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 import tests.analytics_truth as truth
 from common.hot_store import HotStore
 from common.settings import Settings
-from tests.analytics_clickstream import FUNNEL, clickstream, lay_hot, lay_lake
+from tests.analytics_clickstream import FUNNEL, laid_recent_and_old
 from tests.graphql_checks import analytics_equal_rest, data_of, kpis_equal_rest
 
 TENANT = "graph-analytics"
@@ -21,13 +21,7 @@ TENANT = "graph-analytics"
 
 @pytest.fixture(scope="module")
 def stream(settings: Settings, hot: HotStore) -> dict[str, Any]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    recent = clickstream(TENANT, "gh", now - timedelta(days=6), 5, seed=21).events
-    old = clickstream(TENANT, "gl", now - timedelta(days=200), 30, seed=22).events
-    lay_hot(hot, recent)
-    lay_lake(settings, old, TENANT)
-    return {"recent": recent, "old": old, "hot": (now - timedelta(days=5), now - timedelta(days=2)),
-            "lake": (now - timedelta(days=199), now - timedelta(days=175))}
+    return laid_recent_and_old(settings, hot, TENANT, "g", seed=21)
 
 
 def _iso(moment: datetime) -> str:
