@@ -525,6 +525,9 @@ def main() -> None:
     from common.hot_store import FlightHotStore
 
     settings, stack = bench_stack(args.fresh)
+    if "paced" in args.only.split(",") and Path(settings.effective_checkpoint_dir).exists():
+        print("== note: the bench stack holds an earlier run's stream state; the paced phase then includes its "
+              "clean-up (the de-duplication forgetting millions of ids at once): --fresh for comparable figures")
     print("== starting the bench stack")
     try:
         stack.up()
