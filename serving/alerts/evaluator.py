@@ -235,8 +235,10 @@ class AlertEvaluator:
         history: list[HistoryEntry] = []
         outcomes = await asyncio.gather(*(self._deliver_rule(s, rules.get((s.tenant, s.rule_id)), history, report)
                                           for s in pending))
-        await asyncio.to_thread(self._alerts.put_states, list(outcomes))
+        # the attempts are recorded before the outbox shrinks: whoever sees a message gone from it (a test, the rule's
+        # state in the API) finds its deliveries in the history; a crash in between resends it, and records that too
         await asyncio.to_thread(self._alerts.add_history, history)
+        await asyncio.to_thread(self._alerts.put_states, list(outcomes))
 
     async def _deliver_rule(self, state: AlertState, rule: Rule | None, history: list[HistoryEntry],
                             report: TickReport) -> AlertState:
